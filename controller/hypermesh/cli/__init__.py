@@ -1,0 +1,1 @@
+"""The ``hmctl`` command line."""

@@ -1,0 +1,622 @@
+"""What each ``hmctl`` command does; ``main.py`` only parses and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from hypermesh import API_VERSION, __version__
+from hypermesh.cli.logs import setup_logging
+from hypermesh.cli.render import (
+    Palette,
+    age,
+    error,
+    mask_secrets,
+    plan_json,
+    render_plan,
+    table,
+    to_json,
+    to_yaml,
+    use_colour,
+)
+from hypermesh.drivers import standalone_drivers
+from hypermesh.errors import (
+    LockHeldError,
+    ManifestError,
+    PruneRefused,
+    StateError,
+    UsageError,
+)
+from hypermesh.model.loader import load
+from hypermesh.model.resources import DesiredState, ResourceKey
+from hypermesh.model.schemas import KINDS, kind_from_alias
+from hypermesh.model.validate import build, load_desired
+from hypermesh.plan import Action, Plan
+from hypermesh.plan import plan as make_plan
+from hypermesh.reconcile import PassResult, Reconciler, ReconcileSettings
+from hypermesh.reconcile.conditions import READY, condition
+from hypermesh.store import ResourceRecord, StateLock, StateStore
+from hypermesh.store.store import DB_FILE
+
+log = logging.getLogger("hypermesh.cli")
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """``90``, ``90s``, ``1m30s``, ``500ms`` → seconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30s, 2m, 1h30m)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+# -- the workspace: where state lives ----------------------------------------------------------
+
+
+def state_dir(args: argparse.Namespace) -> Path:
+    raw = args.state or os.environ.get("HM_STATE") or ".hypermesh"
+    return Path(raw).expanduser().resolve()
+
+
+def open_store(args: argparse.Namespace, *, create: bool = True) -> StateStore | None:
+    directory = state_dir(args)
+    if not create and not (directory / DB_FILE).exists():
+        return None
+    return StateStore.open(directory)
+
+
+def make_reconciler(
+    args: argparse.Namespace, store: StateStore, *, progress: bool = True
+) -> Reconciler:
+    settings = ReconcileSettings(parallelism=max(1, getattr(args, "parallelism", 8)))
+    printer = _ProgressPrinter(sys.stdout) if progress else None
+    return Reconciler(
+        store,
+        standalone_drivers(state_dir(args)),
+        settings,
+        on_progress=printer.show if printer else None,
+    )
+
+
+class _ProgressPrinter:
+    """One line per thing done, coloured on a terminal, plain when piped."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.palette = Palette(use_colour(stream))
+
+    def show(self, what: str, key: ResourceKey, message: str) -> None:
+        p = self.palette
+        if what == "start":
+            return
+        label = f"{key.kind.lower()}/{key.name}"
+        if what == "done":
+            line = f"{p.green('✓')} {label} {message}"
+        elif what == "stalled":
+            line = f"{p.yellow('!')} {label} {message}"
+        else:
+            line = f"{p.red('✗')} {label} {message}"
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _desired(args: argparse.Namespace) -> DesiredState:
+    return load_desired(args.files, sys.stdin.buffer)
+
+
+# -- validate / diff ---------------------------------------------------------------------------
+
+
+def validate(args: argparse.Namespace) -> int:
+    loaded = load(args.files, sys.stdin.buffer)
+    desired, problems = build(loaded)
+    if not problems and not len(desired):
+        problems_text = f"{', '.join(loaded.files) or 'input'}: no resources found"
+        error(problems_text)
+        return 1
+    for problem in problems:
+        sys.stderr.write(f"{problem}\n")
+    if problems:
+        n = len(problems)
+        error(f"{n} problem{'s' if n != 1 else ''} found")
+        return 1
+    kinds: dict[str, int] = {}
+    for resource in desired:
+        kinds[resource.kind] = kinds.get(resource.kind, 0) + 1
+    counts = ", ".join(f"{n} {k}" for k, n in kinds.items())
+    print(f"valid: {len(desired)} resources ({counts}) in {len(loaded.files)} file(s)")
+    return 0
+
+
+def diff(args: argparse.Namespace) -> int:
+    desired = _desired(args)
+    store = open_store(args, create=False)
+    if store is None:
+        the_plan = make_plan(desired, [], prune=args.prune)
+    else:
+        reconciler = make_reconciler(args, store, progress=False)
+        the_plan = asyncio.run(reconciler.plan(desired, prune=args.prune))
+        store.close()
+    if args.output == "json":
+        sys.stdout.write(plan_json(the_plan) + "\n")
+    else:
+        sys.stdout.write(render_plan(the_plan, Palette(use_colour(sys.stdout)), verbose=args.all))
+    return 1 if the_plan.has_changes else 0
+
+
+# -- apply / up / controller / down --------------------------------------------------------
+
+
+def _prune_guard(the_plan: Plan, desired: DesiredState, store: StateStore, force: bool) -> None:
+    deletes = [i.key for i in the_plan.items if i.action is Action.DELETE]
+    if not deletes or force:
+        return
+    inventory = [r for r in store.records() if r.managed]
+    if not len(desired):
+        raise PruneRefused(
+            f"refusing to prune: the given files declare nothing, so all {len(deletes)} "
+            "resources in the inventory would be deleted; check -f, or pass --force"
+        )
+    if len(deletes) * 2 > len(inventory):
+        raise PruneRefused(
+            f"refusing to prune {len(deletes)} of {len(inventory)} resources in the inventory "
+            f"(more than half): {', '.join(map(str, deletes[:5]))}"
+            f"{', …' if len(deletes) > 5 else ''}; pass --force if that is what you want"
+        )
+
+
+def apply(args: argparse.Namespace) -> int:
+    desired = _desired(args)
+    directory = state_dir(args)
+    if not len(desired) and not args.prune:
+        raise UsageError("no resources found in the given files; nothing to apply")
+    with StateLock(directory, "hmctl apply"):
+        setup_logging(directory, verbose=args.verbose)
+        store = StateStore.open(directory)
+        reconciler = make_reconciler(args, store)
+        the_plan = asyncio.run(reconciler.plan(desired, prune=args.prune))
+        _prune_guard(the_plan, desired, store, args.force)
+        if args.dry_run:
+            sys.stdout.write(render_plan(the_plan, Palette(use_colour(sys.stdout))))
+            print("(dry run: nothing was changed)")
+            return 0
+        if not the_plan.has_changes:
+            print("no changes: the world matches the manifests")
+        result = asyncio.run(reconciler.converge(desired, prune=args.prune, timeout=args.timeout))
+        code = _report(result, store)
+        store.close()
+        return code
+
+
+def _report(result: PassResult, store: StateStore) -> int:
+    records = store.records()
+    not_ready = []
+    for record in records:
+        if record.desired is None:
+            continue
+        ready = condition(record.status.get("conditions", []), READY)
+        if ready is None or ready.get("status") != "True":
+            reason = ready.get("reason", "Pending") if ready else "Pending"
+            message = ready.get("message", "") if ready else "not reconciled yet"
+            not_ready.append((str(record.key), reason, message))
+    declared = sum(1 for r in records if r.desired is not None)
+    if not not_ready:
+        print(f"converged: {declared} resources ready")
+        return 0
+    print(f"not converged: {len(not_ready)} of {declared} resources are not ready")
+    sys.stdout.write(table(["RESOURCE", "REASON", "MESSAGE"], not_ready))
+    return 1
+
+
+async def _control_loop(
+    args: argparse.Namespace,
+    reconciler: Reconciler,
+    desired: DesiredState,
+    stop: asyncio.Event,
+) -> None:
+    """Passes forever: every ``--interval``, and at once when a manifest file changes."""
+    from watchfiles import awatch
+
+    changed = asyncio.Event()
+    watched = [f for f in args.files if f != "-"]
+
+    async def watch() -> None:
+        if not watched:
+            return
+        async for _ in awatch(*watched, stop_event=stop, debounce=200, step=50):
+            changed.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        while not stop.is_set():
+            if changed.is_set():
+                changed.clear()
+                try:
+                    desired = load_desired(args.files)
+                    print(f"manifests changed: {len(desired)} resources declared")
+                except ManifestError as exc:
+                    for problem in exc.problems:
+                        sys.stderr.write(f"{problem}\n")
+                    error("manifests are invalid; keeping the last good version")
+            try:
+                await reconciler.run_pass(desired, prune=args.prune)
+            except StateError as exc:
+                error(str(exc))
+            waiter = asyncio.create_task(changed.wait())
+            stopper = asyncio.create_task(stop.wait())
+            due = reconciler.backoff.next_due()
+            pause = args.interval
+            if due is not None:
+                pause = max(0.1, min(pause, due - time.monotonic()))
+            await asyncio.wait({waiter, stopper}, timeout=pause, return_when="FIRST_COMPLETED")
+            waiter.cancel()
+            stopper.cancel()
+    finally:
+        stop.set()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+def _run_loop(args: argparse.Namespace, purpose: str, *, stop_nodes: bool) -> int:
+    desired = _desired(args)
+    directory = state_dir(args)
+    with StateLock(directory, purpose):
+        setup_logging(directory, verbose=args.verbose)
+        store = StateStore.open(directory)
+        reconciler = make_reconciler(args, store)
+
+        async def run() -> int:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            the_plan = await reconciler.plan(desired, prune=args.prune)
+            _prune_guard(the_plan, desired, store, args.force)
+            result = await reconciler.converge(desired, prune=args.prune, timeout=args.timeout)
+            _report(result, store)
+            print(f"{purpose}: reconciling every {args.interval:g}s; Ctrl-C to stop")
+            sys.stdout.flush()
+            await _control_loop(args, reconciler, desired, stop)
+            if stop_nodes:
+                stopped = await reconciler.stop_all()
+                print(f"stopped {len(stopped)} node(s)")
+            return 0
+
+        try:
+            return asyncio.run(run())
+        finally:
+            store.close()
+
+
+def up(args: argparse.Namespace) -> int:
+    return _run_loop(args, "hmctl up", stop_nodes=True)
+
+
+def controller(args: argparse.Namespace) -> int:
+    return _run_loop(args, "hmctl controller run", stop_nodes=False)
+
+
+def down(args: argparse.Namespace) -> int:
+    directory = state_dir(args)
+    if not (directory / DB_FILE).exists():
+        print(f"nothing to stop: no state in {directory}")
+        return 0
+    lock = StateLock(directory, "hmctl down")
+    try:
+        lock.acquire()
+    except LockHeldError:
+        holder = lock.holder() or {}
+        pid = holder.get("pid")
+        command = str(holder.get("command", ""))
+        if not isinstance(pid, int) or command not in ("hmctl up", "hmctl controller run"):
+            raise
+        print(f"stopping {command} (pid {pid})")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                lock.acquire()
+                break
+            except LockHeldError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    try:
+        store = StateStore.open(directory)
+        reconciler = make_reconciler(args, store, progress=False)
+        stopped = asyncio.run(reconciler.stop_all())
+        for key in stopped:
+            print(f"{key.kind.lower()}/{key.name} stopped")
+        print(f"stopped {len(stopped)} node(s)")
+        store.close()
+    finally:
+        lock.release()
+    return 0
+
+
+# -- get / describe / delete ---------------------------------------------------------------
+
+
+def _kinds(text: str) -> list[str]:
+    if text == "all":
+        return list(KINDS)
+    kind = kind_from_alias(text)
+    if kind is None:
+        raise UsageError(
+            f"unknown resource kind {text!r}; try one of: "
+            "networks, nodes, peers, tlds, records, interfacepolicies, all"
+        )
+    return [kind]
+
+
+def _live_records(
+    args: argparse.Namespace, store: StateStore, kinds: Sequence[str]
+) -> list[ResourceRecord]:
+    """Records with their live status refreshed from the world (nodes are probed)."""
+    records = [r for r in store.records() if r.key.kind in kinds]
+    reconciler = make_reconciler(args, store, progress=False)
+
+    async def refresh() -> list[ResourceRecord]:
+        _, lives = await reconciler.observe()
+        out = []
+        for record in records:
+            live = lives.get(record.key)
+            if live is None or record.key.kind != "Node":
+                out.append(record)
+                continue
+            status = dict(record.status)
+            for name in ("pid", "address", "uptimeSeconds"):
+                status.pop(name, None)
+            status.update(live.status)
+            status["phase"] = live.reason
+            out.append(_with_status(record, status))
+        return out
+
+    return asyncio.run(refresh())
+
+
+def _with_status(record: ResourceRecord, status: Mapping[str, Any]) -> ResourceRecord:
+    return replace(record, status=status)
+
+
+def _object(record: ResourceRecord) -> dict[str, Any]:
+    manifest = dict(record.desired) if record.desired else None
+    metadata: dict[str, Any] = dict(manifest["metadata"]) if manifest else {"name": record.key.name}
+    if record.key.namespace:
+        metadata["namespace"] = record.key.namespace
+    status = dict(record.status)
+    status.pop("stalledMessage", None)
+    # Kept out of metadata so that `get -o yaml` output applies back unchanged.
+    status["generation"] = record.generation
+    status["declared"] = record.declared
+    status["managed"] = record.managed
+    spec = manifest["spec"] if manifest else (record.applied or {})
+    return {
+        "apiVersion": API_VERSION,
+        "kind": record.key.kind,
+        "metadata": metadata,
+        "spec": mask_secrets(spec),
+        "status": status,
+    }
+
+
+def _ready(record: ResourceRecord) -> tuple[str, str]:
+    cond = condition(record.status.get("conditions", []), READY)
+    if cond is None:
+        return "Unknown", "Pending"
+    return str(cond.get("status")), str(cond.get("reason"))
+
+
+def get(args: argparse.Namespace) -> int:
+    kinds = _kinds(args.kind)
+    store = open_store(args, create=False)
+    records: list[ResourceRecord] = []
+    if store is not None:
+        records = _live_records(args, store, kinds)
+        store.close()
+    if args.name:
+        records = [r for r in records if r.key.name == args.name]
+        if not records:
+            raise UsageError(f"{kinds[0]} {args.name!r} not found in {state_dir(args)}")
+    if args.output == "json":
+        sys.stdout.write(
+            to_json({"apiVersion": "v1", "kind": "List", "items": [_object(r) for r in records]})
+            + "\n"
+        )
+        return 0
+    if args.output == "yaml":
+        sys.stdout.write(
+            to_yaml({"apiVersion": "v1", "kind": "List", "items": [_object(r) for r in records]})
+        )
+        return 0
+    if args.output == "name":
+        for r in records:
+            print(f"{r.key.kind.lower()}/{r.key.name}")
+        return 0
+    if not records:
+        sys.stderr.write(f"no resources found in {state_dir(args)}\n")
+        return 0
+    wide = args.output == "wide"
+    for kind in kinds:
+        rows = [r for r in records if r.key.kind == kind]
+        if not rows:
+            continue
+        if len(kinds) > 1:
+            print(f"# {kind}")
+        headers, cells = _columns(kind, rows, wide)
+        sys.stdout.write(table(headers, cells))
+    return 0
+
+
+def _columns(
+    kind: str, records: list[ResourceRecord], wide: bool
+) -> tuple[list[str], list[list[Any]]]:
+    headers = ["NAME", "READY", "REASON"]
+    extra: list[str] = []
+    wide_extra: list[str] = []
+    if kind == "Node":
+        extra = ["NETWORK", "ADDRESS", "IDENTITY"]
+        wide_extra = ["PID", "ROLES", "INTERFACES", "GENERATION"]
+    elif kind == "Network":
+        extra = ["MODE", "NODES"]
+    elif kind == "Peer":
+        extra = ["NETWORK", "ADDRESS"]
+    elif kind == "TLD":
+        extra = ["NETWORK", "OWNER"]
+    elif kind == "Record":
+        extra = ["TLD", "TYPE"]
+    elif kind == "InterfacePolicy":
+        extra = ["NETWORK", "INTERFACE"]
+    headers = headers + extra + (wide_extra if wide else []) + ["AGE"]
+    rows: list[list[Any]] = []
+    for record in records:
+        spec: Mapping[str, Any] = (
+            record.desired["spec"] if record.desired else (record.applied or {})
+        )
+        status = record.status
+        ready, reason = _ready(record)
+        row: list[Any] = [record.key.name, ready, status.get("phase") or reason]
+        if kind == "Node":
+            identity = str(status.get("identity") or "")
+            row += [spec.get("network"), status.get("address"), identity if wide else identity[:12]]
+            if wide:
+                row += [
+                    status.get("pid"),
+                    spec.get("roles"),
+                    spec.get("interfaces"),
+                    record.generation,
+                ]
+        elif kind == "Network":
+            row += [spec.get("mode"), status.get("nodes")]
+        elif kind == "Peer":
+            row += [spec.get("network"), spec.get("address")]
+        elif kind == "TLD":
+            owner = spec.get("owner", {})
+            row += [spec.get("network"), "/".join(f"{k}/{v}" for k, v in owner.items())]
+        elif kind == "Record":
+            row += [spec.get("tld"), spec.get("type", "HTTPS")]
+        elif kind == "InterfacePolicy":
+            row += [spec.get("network"), spec.get("interface")]
+        row.append(age(status.get("startedAt") or record.updated_at))
+        rows.append(row)
+    return headers, rows
+
+
+def describe(args: argparse.Namespace) -> int:
+    kind = _kinds(args.kind)[0]
+    store = open_store(args, create=False)
+    if store is None:
+        raise UsageError(f"no state in {state_dir(args)}")
+    records = [r for r in _live_records(args, store, [kind]) if r.key.name == args.name]
+    if not records:
+        store.close()
+        raise UsageError(f"{kind} {args.name!r} not found in {state_dir(args)}")
+    record = records[0]
+    events = store.events(record.key, limit=20)
+    store.close()
+    obj = _object(record)
+    status = dict(obj["status"])
+    conditions = status.pop("conditions", [])
+    out = [
+        f"Name:         {record.key.name}",
+        f"Kind:         {record.key.kind}",
+        f"Generation:   {record.generation} (applied: {record.applied_generation})",
+        f"Declared at:  {record.source or '<not declared>'}",
+        f"Managed:      {'yes' if record.managed else 'no'}",
+        "Spec:",
+        _indent(to_yaml(obj["spec"])),
+        "Status:",
+        _indent(to_yaml(status)),
+        "Conditions:",
+        _indent(
+            table(
+                ["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"],
+                [
+                    [
+                        c.get("type"),
+                        c.get("status"),
+                        c.get("reason"),
+                        age(c.get("lastTransitionTime")),
+                        c.get("message"),
+                    ]
+                    for c in conditions
+                ],
+            )
+            if conditions
+            else "<none>\n"
+        ),
+        "Events:",
+        _indent(
+            table(
+                ["AGE", "TYPE", "REASON", "MESSAGE"],
+                [[age(e.at.replace(tzinfo=UTC)), e.type, e.reason, e.message] for e in events],
+            )
+            if events
+            else "<none>\n"
+        ),
+    ]
+    sys.stdout.write("\n".join(line.rstrip("\n") for line in out) + "\n")
+    return 0
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.rstrip("\n").splitlines())
+
+
+def delete(args: argparse.Namespace) -> int:
+    directory = state_dir(args)
+    if args.files:
+        keys = [r.key for r in _desired(args)]
+    elif args.kind and args.name:
+        kind = _kinds(args.kind)[0]
+        keys = [ResourceKey(kind, name) for name in args.name]
+    else:
+        raise UsageError("name what to delete: hmctl delete KIND NAME..., or -f PATH")
+    if not (directory / DB_FILE).exists():
+        raise UsageError(f"no state in {directory}")
+    with StateLock(directory, "hmctl delete"):
+        store = StateStore.open(directory)
+        drivers = standalone_drivers(directory)
+        missing = [k for k in keys if store.record(k) is None]
+        if missing and not args.files:
+            store.close()
+            raise UsageError(f"not found: {', '.join(map(str, missing))}")
+
+        async def run() -> None:
+            for key in sorted(keys, key=lambda k: k.order, reverse=True):
+                record = store.record(key)
+                if record is None:
+                    continue
+                if record.managed:
+                    await drivers[key.kind].delete(key, record.handle)
+                store.forget(key)
+                store.add_event(key, "Normal", "Deleted", "deleted by hmctl delete")
+                print(f"{key.kind.lower()}/{key.name} deleted")
+
+        asyncio.run(run())
+        store.close()
+    return 0
+
+
+def version(args: argparse.Namespace) -> int:
+    print(f"hmctl {__version__} (API {API_VERSION}, Python {sys.version.split()[0]})")
+    return 0

@@ -1,0 +1,248 @@
+"""``hmctl``: the command line, kubectl's conventions.
+
+Exit codes: 0 success; 1 "invalid" for validate, "there are changes" for diff/plan, "did not
+converge" for apply; 2 bad input, usage or state errors; 3 the state is locked by another hmctl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from hypermesh import __version__
+from hypermesh.cli import commands
+from hypermesh.cli.render import error
+from hypermesh.errors import HyperMeshError, LockHeldError, ManifestError
+
+EXIT_INVALID = 1
+EXIT_ERROR = 2
+EXIT_LOCKED = 3
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _add_files(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=required,
+        metavar="PATH",
+        help="a manifest file, a folder of *.yaml/*.yml, or - for standard input (repeatable)",
+    )
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Handler,
+    summary: str,
+    example: str,
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=f"example:\n  {example}",
+        formatter_class=_Formatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hmctl",
+        description="Declare a HyperMesh network in YAML and converge it.",
+        epilog=(
+            "examples:\n"
+            "  hmctl up -f examples/quickstart        # start a small network on loopback\n"
+            "  hmctl get nodes -o wide                 # what runs, where\n"
+            "  hmctl diff -f examples/quickstart       # what an apply would change\n"
+            "  hmctl down                              # stop it"
+        ),
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"hmctl {__version__}")
+    parser.add_argument(
+        "--state",
+        metavar="DIR",
+        help="state directory (default: $HM_STATE or ./.hypermesh)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _command(
+        sub,
+        "validate",
+        commands.validate,
+        "check manifests against the schemas and each other",
+        "hmctl validate -f examples/quickstart",
+    )
+    _add_files(p)
+
+    for name in ("diff", "plan"):
+        p = _command(
+            sub,
+            name,
+            commands.diff,
+            "show what apply would change (exit 0: none, 1: changes, 2: error)",
+            f"hmctl {name} -f examples/quickstart -o json",
+        )
+        _add_files(p)
+        p.add_argument("--prune", action="store_true", help="include deletes of undeclared")
+        p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+        p.add_argument("-a", "--all", action="store_true", help="also list unchanged resources")
+
+    p = _command(
+        sub,
+        "apply",
+        commands.apply,
+        "converge the world to the manifests; nodes keep running after it exits",
+        "hmctl apply -f examples/quickstart --timeout 60s",
+    )
+    _add_files(p)
+    _add_apply_flags(p)
+    p.add_argument("--dry-run", action="store_true", help="show the plan; change nothing")
+
+    p = _command(
+        sub,
+        "up",
+        commands.up,
+        "apply, then keep reconciling in the foreground; Ctrl-C or `hmctl down` stops it all",
+        "hmctl up -f examples/quickstart",
+    )
+    _add_files(p)
+    _add_apply_flags(p)
+    _add_loop_flags(p)
+
+    p = _command(
+        sub,
+        "down",
+        commands.down,
+        "stop every node this state started (and a running `up` or controller)",
+        "hmctl down",
+    )
+
+    p = _command(
+        sub,
+        "controller",
+        commands.controller,
+        "the reconcile loop: `controller run` watches the manifests and converges forever",
+        "hmctl controller run -f examples/quickstart --interval 5s",
+    )
+    p.add_argument("action", choices=["run"], help="run the loop in the foreground")
+    _add_files(p)
+    _add_apply_flags(p)
+    _add_loop_flags(p)
+
+    p = _command(
+        sub,
+        "get",
+        commands.get,
+        "list resources with their live status",
+        "hmctl get nodes -o wide",
+    )
+    p.add_argument("kind", help="node, network, peer, tld, record, policy, or all")
+    p.add_argument("name", nargs="?", help="one resource")
+    p.add_argument(
+        "-o", "--output", choices=["table", "wide", "yaml", "json", "name"], default="table"
+    )
+
+    p = _command(
+        sub,
+        "describe",
+        commands.describe,
+        "everything about one resource: spec, status, conditions, events",
+        "hmctl describe node alpha",
+    )
+    p.add_argument("kind")
+    p.add_argument("name")
+
+    p = _command(
+        sub,
+        "delete",
+        commands.delete,
+        "delete resources from the world and the inventory (a later apply recreates declared ones)",
+        "hmctl delete node beta",
+    )
+    p.add_argument("kind", nargs="?")
+    p.add_argument("name", nargs="*")
+    _add_files(p, required=False)
+
+    p = _command(sub, "version", commands.version, "print the version", "hmctl version")
+    return parser
+
+
+def _add_apply_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete what this state created that the files no longer declare",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="let --prune delete more than half of the inventory, or all of it",
+    )
+    p.add_argument(
+        "--timeout",
+        type=commands.duration,
+        default=120.0,
+        metavar="DURATION",
+        help="give up converging after this long (default 120s)",
+    )
+    p.add_argument(
+        "--parallelism",
+        type=int,
+        default=8,
+        metavar="N",
+        help="resources of one kind acted on at once (default 8)",
+    )
+
+
+def _add_loop_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--interval",
+        type=commands.duration,
+        default=5.0,
+        metavar="DURATION",
+        help="re-observe the world this often (default 5s)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_ERROR
+    try:
+        return int(args.handler(args))
+    except ManifestError as exc:
+        for problem in exc.problems:
+            sys.stderr.write(f"{problem}\n")
+        n = len(exc.problems)
+        error(f"{n} problem{'s' if n != 1 else ''} in the manifests; nothing was changed")
+        return EXIT_ERROR
+    except LockHeldError as exc:
+        error(str(exc))
+        return EXIT_LOCKED
+    except HyperMeshError as exc:
+        error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""Standalone mode: every Node is a local process (``python -m hypermesh.node``).
+
+Each node owns a directory ``<state>/nodes/<name>/`` holding its config, identity, lock and
+runtime file. The node process holds an ``flock`` on ``node.lock`` for its whole life, so there
+is never more than one process per node, and whether a node runs is a question the kernel
+answers (a crashed ``hmctl apply`` leaves no stale pid file to trust). The controller pins each
+node's identity (``identity.pub``) when it reads the node's status over HTTP/3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hypermesh.errors import IdentityMismatch, TemporaryError, TransportError
+from hypermesh.model.resources import Resource, ResourceKey
+from hypermesh.model.validate import split_host_port
+from hypermesh.node.config import NodeConfig
+from hypermesh.node.lockfile import running_pid
+from hypermesh.reconcile import ApplyContext, Live, Outcome
+from hypermesh.transport.client import h3_get_json
+from hypermesh.transport.identity import read_node_id
+
+CONFIG = "config.json"
+RUNTIME = "runtime.json"
+LOG = "node.log"
+
+
+class NodeProcessDriver:
+    """Starts, observes, restarts and stops node processes."""
+
+    kinds: tuple[str, ...] = ("Node",)
+    manages_world: bool = True
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        python: str = sys.executable,
+        start_timeout: float = 20.0,
+        probe_timeout: float = 3.0,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        self.state_dir = state_dir
+        self.python = python
+        self.start_timeout = start_timeout
+        self.probe_timeout = probe_timeout
+        self.stop_timeout = stop_timeout
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def node_dir(self, key: ResourceKey) -> Path:
+        parts = [key.namespace, key.name] if key.namespace else [key.name]
+        return self.state_dir.joinpath("nodes", *parts)
+
+    def handle_for(self, resource: Resource) -> Mapping[str, Any]:
+        return {"dir": str(self.node_dir(resource.key))}
+
+    def _dir(self, key: ResourceKey, handle: Mapping[str, Any]) -> Path:
+        return Path(handle["dir"]) if handle.get("dir") else self.node_dir(key)
+
+    def _reap(self) -> None:
+        """Collect exited children so restarts leave no zombies behind."""
+        for pid, child in list(self._children.items()):
+            if child.poll() is not None:
+                del self._children[pid]
+
+    # -- observe --------------------------------------------------------------------------
+
+    async def observe(
+        self, key: ResourceKey, handle: Mapping[str, Any], applied: Mapping[str, Any] | None
+    ) -> Live:
+        self._reap()
+        node_dir = self._dir(key, handle)
+        pid = running_pid(node_dir)
+        if pid is None:
+            return Live(
+                exists=False,
+                drift=("process not running",),
+                ready=False,
+                reason="NotRunning",
+                message="node process is not running",
+            )
+        runtime = _read_json(node_dir / RUNTIME)
+        address = runtime.get("address") if runtime else None
+        identity = read_node_id(node_dir)
+        base: dict[str, Any] = {"pid": pid, "identity": identity}
+        if not address or runtime.get("pid") != pid:
+            return Live(True, (), base, False, "Starting", "node has not reported its address")
+        base["address"] = address
+        base["startedAt"] = runtime.get("started_at")
+        if applied is not None and _listen_changed(applied, address):
+            return Live(True, ("listen address differs from the spec",), base, True)
+        try:
+            status = await h3_get_json(
+                address, "/status", expected_id=identity, timeout=self.probe_timeout
+            )
+        except IdentityMismatch as exc:
+            return Live(True, (), base, False, "IdentityMismatch", str(exc))
+        except TransportError as exc:
+            return Live(True, (), base, False, "Unreachable", str(exc))
+        base["uptimeSeconds"] = status.get("uptime_seconds")
+        return Live(True, (), base, True, "Running", f"serving on {address}")
+
+    # -- apply ----------------------------------------------------------------------------
+
+    async def apply(
+        self, resource: Resource, handle: Mapping[str, Any], context: ApplyContext
+    ) -> Outcome:
+        key = resource.key
+        node_dir = self._dir(key, handle)
+        node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        previous = _read_json(node_dir / RUNTIME)
+        await self._stop_dir(node_dir)
+        listen = str(resource.spec["listen"])
+        config = NodeConfig(
+            name=resource.name,
+            network=str(resource.spec["network"]),
+            listen=listen,
+            prefer_port=_prefer_port(listen, previous),
+            interfaces=tuple(resource.spec.get("interfaces", ())),
+            roles=tuple(resource.spec.get("roles", ())),
+            tags=tuple(resource.spec.get("tags", ())),
+            generation=context.generation,
+            node_dir=str(node_dir),
+            log_file=str(node_dir / LOG),
+        )
+        _write_atomic(node_dir / CONFIG, config.to_json())
+        child = self._spawn(node_dir)
+        status = await self._wait_started(key, node_dir, child)
+        return Outcome(
+            handle={"dir": str(node_dir)},
+            status=status,
+            message=f"node started on {status['address']} (pid {status['pid']})",
+        )
+
+    def _spawn(self, node_dir: Path) -> subprocess.Popen[bytes]:
+        with (node_dir / LOG).open("ab") as log:
+            child = subprocess.Popen(
+                [self.python, "-m", "hypermesh.node", "--config", str(node_dir / CONFIG)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+                cwd=node_dir,
+            )
+        self._children[child.pid] = child
+        return child
+
+    async def _wait_started(
+        self, key: ResourceKey, node_dir: Path, child: subprocess.Popen[bytes]
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            code = child.poll()
+            if code is not None:
+                raise TemporaryError(
+                    f"node process exited with code {code}: {_last_line(node_dir / LOG)}",
+                    reason="StartFailed",
+                )
+            runtime = _read_json(node_dir / RUNTIME)
+            if runtime and runtime.get("pid") == child.pid and runtime.get("address"):
+                identity = read_node_id(node_dir)
+                try:
+                    await h3_get_json(
+                        runtime["address"],
+                        "/status",
+                        expected_id=identity,
+                        timeout=self.probe_timeout,
+                    )
+                except TransportError as exc:
+                    raise TemporaryError(
+                        f"node started but its status endpoint failed: {exc}",
+                        reason="Unreachable",
+                    ) from exc
+                return {
+                    "address": runtime["address"],
+                    "identity": identity,
+                    "pid": child.pid,
+                    "startedAt": runtime.get("started_at"),
+                }
+            await asyncio.sleep(0.05)
+        await self._stop_dir(node_dir)
+        raise TemporaryError(
+            f"node did not report its address within {self.start_timeout:.0f}s "
+            f"(log: {node_dir / LOG})",
+            reason="StartTimeout",
+        )
+
+    # -- stop / delete --------------------------------------------------------------------
+
+    async def _stop_dir(self, node_dir: Path) -> bool:
+        pid = running_pid(node_dir)
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline:
+            self._reap()
+            if running_pid(node_dir) is None:
+                return True
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while running_pid(node_dir) is not None and time.monotonic() < deadline + 5:
+            self._reap()
+            await asyncio.sleep(0.05)
+        self._reap()
+        return True
+
+    async def stop(self, key: ResourceKey, handle: Mapping[str, Any]) -> bool:
+        return await self._stop_dir(self._dir(key, handle))
+
+    async def delete(self, key: ResourceKey, handle: Mapping[str, Any]) -> None:
+        node_dir = self._dir(key, handle)
+        await self._stop_dir(node_dir)
+        shutil.rmtree(node_dir, ignore_errors=True)
+
+
+def _listen_changed(applied: Mapping[str, Any], address: str) -> bool:
+    """True when the spec pins a port and the node is not on it (port 0 accepts any)."""
+    try:
+        want_host, want_port = split_host_port(str(applied.get("listen", "")))
+        host, port = split_host_port(address)
+    except ValueError:
+        return False
+    return want_port != 0 and (want_port, want_host) != (port, host)
+
+
+def _prefer_port(listen: str, previous: Mapping[str, Any] | None) -> int | None:
+    """A restarted node with ``port 0`` tries its previous port first (stable addresses)."""
+    try:
+        host, port = split_host_port(listen)
+    except ValueError:
+        return None
+    if port != 0 or not previous or not previous.get("address"):
+        return None
+    with contextlib.suppress(ValueError):
+        old_host, old_port = split_host_port(str(previous["address"]))
+        if old_host == host:
+            return old_port
+    return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("msg"):
+                return str(record["msg"])
+        if line.strip():
+            return line.strip()[-300:]
+    return "(empty log)"

@@ -1,0 +1,1 @@
+"""The resource model: loading manifests, JSON Schemas, validation. Pure: no network or database."""

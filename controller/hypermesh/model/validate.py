@@ -1,0 +1,498 @@
+"""From loaded documents to a validated DesiredState, collecting every problem at once.
+
+Three passes: each document against its kind's JSON Schema (positions from the loader); then
+defaults from the schemas; then the rules a schema cannot say (references between resources,
+duplicates, listen-address clashes, cross-field rules).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import ipaddress
+from collections.abc import Iterable
+from typing import Any, BinaryIO
+
+from hypermesh import API_VERSION
+from hypermesh.errors import ManifestError, Problem
+from hypermesh.model.loader import Document, LoadResult, dotted, load
+from hypermesh.model.resources import DesiredState, Resource, ResourceKey
+from hypermesh.model.schemas import KINDS, load_schema, validator_for
+
+
+def load_desired(paths: Iterable[str], stdin: BinaryIO | None = None) -> DesiredState:
+    """Load, validate and default every manifest; raise ManifestError with every problem."""
+    loaded = load(paths, stdin)
+    desired, problems = build(loaded)
+    if problems:
+        raise ManifestError(problems)
+    return desired
+
+
+def build(loaded: LoadResult) -> tuple[DesiredState, list[Problem]]:
+    """Turn documents into resources; returns the state and every problem found."""
+    problems = list(loaded.problems)
+    resources: list[Resource] = []
+    invalid: set[ResourceKey] = set()
+    for document in loaded.documents:
+        resource = _resource(document, problems)
+        if resource is not None:
+            resources.append(resource)
+        elif (key := _key_of(document)) is not None:
+            invalid.add(key)
+    problems.extend(check_references(resources, invalid))
+    return DesiredState.of(resources, loaded.files), problems
+
+
+def _key_of(document: Document) -> ResourceKey | None:
+    """The key a document claims, even when it is invalid (so references to it do not cascade
+    into more errors)."""
+    data = document.data
+    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
+        return None
+    kind, name = data.get("kind"), data["metadata"].get("name")
+    namespace = data["metadata"].get("namespace", "")
+    if isinstance(kind, str) and isinstance(name, str) and isinstance(namespace, str):
+        return ResourceKey(kind, name, namespace)
+    return None
+
+
+def _resource(document: Document, problems: list[Problem]) -> Resource | None:
+    data = document.data
+    if not isinstance(data, dict):
+        problems.append(
+            Problem(
+                document.position(),
+                f"a manifest document must be a mapping, not {_type_name(data)}",
+            )
+        )
+        return None
+    kind = data.get("kind")
+    meta = data.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    label = f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) else ""
+    if not isinstance(kind, str) or not kind:
+        problems.append(Problem(document.position(), "missing 'kind'", label, "kind"))
+        return None
+    if kind not in KINDS:
+        hint = _did_you_mean(kind, KINDS)
+        problems.append(
+            Problem(
+                document.position(("kind",)),
+                f"unknown kind {kind!r}{hint}; known kinds: {', '.join(KINDS)}",
+                label,
+                "kind",
+            )
+        )
+        return None
+    if data.get("apiVersion") != API_VERSION:
+        got = data.get("apiVersion")
+        problems.append(
+            Problem(
+                document.position(("apiVersion",)),
+                f"apiVersion must be {API_VERSION!r}, got {got!r}"
+                if got is not None
+                else f"missing apiVersion (want {API_VERSION!r})",
+                label,
+                "apiVersion",
+            )
+        )
+        return None
+    found = [_schema_problem(document, label, error) for error in _errors(kind, data)]
+    if found:
+        problems.extend(found)
+        return None
+    assert isinstance(meta, dict) and isinstance(name, str)
+    spec = _with_defaults(load_schema(kind)["properties"]["spec"], data["spec"])
+    return Resource(
+        kind=kind,
+        name=name,
+        namespace=meta.get("namespace", ""),
+        spec=spec,
+        labels=meta.get("labels", {}),
+        annotations=meta.get("annotations", {}),
+        document=document,
+    )
+
+
+def _errors(kind: str, data: dict[str, Any]) -> list[Any]:
+    validator = validator_for(kind)
+    return sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+
+
+def _schema_problem(document: Document, label: str, error: Any) -> Problem:
+    path = tuple(error.absolute_path)
+    keyword = error.validator
+    instance = error.instance
+    message = error.message
+    if keyword == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(error.schema.get("properties", {}))
+        extra = sorted(k for k in instance if k not in allowed)
+        if extra:
+            key = extra[0]
+            hint = _did_you_mean(key, allowed)
+            more = f" (and {', '.join(map(repr, extra[1:]))})" if len(extra) > 1 else ""
+            return Problem(
+                document.position((*path, key)),
+                f"unknown field {key!r}{more}{hint}",
+                label,
+                dotted((*path, key)),
+            )
+    elif keyword == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else str(error.message)
+        return Problem(
+            document.position(path),
+            f"missing required field {missing!r}",
+            label,
+            dotted((*path, missing)),
+        )
+    elif keyword == "type":
+        want = error.validator_value
+        want_text = " or ".join(want) if isinstance(want, list) else str(want)
+        message = f"expected {want_text}, got {_type_name(instance)} {_short(instance)}"
+    elif keyword == "enum":
+        options = ", ".join(str(v) for v in error.validator_value)
+        message = f"{_short(instance)} is not one of: {options}"
+        if isinstance(instance, str):
+            message += _did_you_mean(instance, [str(v) for v in error.validator_value])
+    elif keyword == "pattern":
+        message = f"{_short(instance)} is not valid: {_pattern_hint(path, error.schema)}"
+    elif keyword == "const":
+        message = f"must be {error.validator_value!r}"
+    elif keyword == "uniqueItems":
+        message = "items must be unique"
+    elif keyword in ("minimum", "maximum", "minItems", "maxItems", "maxLength", "minLength"):
+        message = error.message.replace(repr(instance), _short(instance))
+    return Problem(document.position(path), message, label, dotted(path))
+
+
+def _pattern_hint(path: tuple[Any, ...], schema: dict[str, Any]) -> str:
+    leaf = path[-1] if path else ""
+    if leaf in ("name", "namespace") or (len(path) > 1 and path[-2] in ("nodes", "peers")):
+        return (
+            "names must be lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    if leaf in ("identity",):
+        return "a node ID is 'hm1' followed by 52 base32 characters (a-z, 2-7)"
+    if leaf in ("listen", "address", "endpoint"):
+        return "expected host:port, e.g. 127.0.0.1:0 or [::1]:4433"
+    if leaf in ("ttl", "per"):
+        return "expected a duration such as 30s, 15m, 2h or 1d"
+    return f"must match {schema.get('pattern')!r}"
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _with_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """A copy of ``value`` with the schema's defaults filled in for absent object fields."""
+    if isinstance(value, dict) and schema.get("type") == "object":
+        props = schema.get("properties", {})
+        out = {k: _with_defaults(props.get(k, {}), v) for k, v in value.items()}
+        for key, sub in props.items():
+            if key not in out and "default" in sub:
+                out[key] = copy.deepcopy(sub["default"])
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_with_defaults(schema["items"], v) for v in value]
+    return value
+
+
+# -- rules between resources ----------------------------------------------------------------
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:0"`` → ``("127.0.0.1", 0)``; ``"[::1]:53"`` → ``("::1", 53)``."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {text!r}")
+    return host, int(port)
+
+
+def check_references(
+    resources: list[Resource], invalid: set[ResourceKey] | frozenset[ResourceKey] = frozenset()
+) -> list[Problem]:
+    """Every rule that spans resources or fields; returns all problems found. ``invalid`` are
+    the keys of documents that failed their schema: references to them are not reported again."""
+    problems: list[Problem] = []
+    seen: dict[ResourceKey, Resource] = {}
+    for resource in resources:
+        first = seen.get(resource.key)
+        if first is not None:
+            where = first.position()
+            problems.append(
+                Problem(
+                    resource.position(),
+                    f"duplicate resource: {resource.key} is already defined at {where}",
+                    str(resource.key),
+                    "metadata.name",
+                )
+            )
+        else:
+            seen[resource.key] = resource
+
+    def exists(kind: str, name: str, namespace: str) -> bool:
+        key = ResourceKey(kind, name, namespace)
+        return key in seen or key in invalid
+
+    def ref(
+        resource: Resource, kind: str, name: Any, *path: str | int, role: str | None = None
+    ) -> None:
+        if not isinstance(name, str):
+            return
+        key = ResourceKey(kind, name, resource.namespace)
+        target = seen.get(key)
+        if target is None and key in invalid:
+            return
+        if target is None:
+            declared = [k.name for k in seen if k.kind == kind]
+            problems.append(
+                Problem(
+                    resource.position(*path),
+                    f"{kind} {name!r} is not declared{_did_you_mean(name, declared)}",
+                    str(resource.key),
+                    dotted(("spec", *path)),
+                )
+            )
+        elif role is not None and role not in target.spec.get("roles", []):
+            problems.append(
+                Problem(
+                    resource.position(*path),
+                    f"Node {name!r} is named as registry but lacks role {role!r}",
+                    str(resource.key),
+                    dotted(("spec", *path)),
+                )
+            )
+
+    listeners: dict[tuple[str, int], Resource] = {}
+    for resource in seen.values():
+        spec = resource.spec
+        kind = resource.kind
+        if kind != "Network":
+            ref(resource, "Network", spec.get("network"), "network")
+        if kind == "Network":
+            _check_network(resource, problems, ref)
+        elif kind == "Node":
+            _check_listen(resource, listeners, problems)
+        elif kind == "TLD":
+            owner = spec.get("owner", {})
+            if ("node" in owner and "peer" in owner) or not owner:
+                problems.append(
+                    Problem(
+                        resource.position("owner"),
+                        "owner needs exactly one of 'node' or 'peer'",
+                        str(resource.key),
+                        "spec.owner",
+                    )
+                )
+            ref(resource, "Node", owner.get("node"), "owner", "node")
+            ref(resource, "Peer", owner.get("peer"), "owner", "peer")
+            if "." in resource.name:
+                problems.append(
+                    Problem(
+                        resource.position(),
+                        "a TLD is a single label: no dots",
+                        str(resource.key),
+                        "metadata.name",
+                    )
+                )
+        elif kind == "Record":
+            ref(resource, "TLD", spec.get("tld"), "tld")
+            has_values, has_target = "values" in spec, "target" in spec
+            if has_values == has_target:
+                problems.append(
+                    Problem(
+                        resource.position(),
+                        "a Record needs exactly one of 'values' or 'target'",
+                        str(resource.key),
+                        "spec",
+                    )
+                )
+            if has_target:
+                ref(resource, "Node", spec["target"].get("node"), "target", "node")
+            elif "type" not in spec:
+                problems.append(
+                    Problem(
+                        resource.position(),
+                        "missing required field 'type' (only a target record may omit it)",
+                        str(resource.key),
+                        "spec.type",
+                    )
+                )
+        elif kind == "InterfacePolicy":
+            _check_policy(resource, problems, ref, exists)
+    return problems
+
+
+def _check_network(resource: Resource, problems: list[Problem], ref: Any) -> None:
+    spec = resource.spec
+    registry = spec.get("registry") or {}
+    if "node" in registry:
+        if "endpoint" in registry or "identity" in registry:
+            problems.append(
+                Problem(
+                    resource.position("registry"),
+                    "registry is either a 'node' of this manifest or an 'endpoint' with an "
+                    "'identity', not both",
+                    str(resource.key),
+                    "spec.registry",
+                )
+            )
+        ref(resource, "Node", registry["node"], "registry", "node", role="registry")
+    elif registry and not ("endpoint" in registry and "identity" in registry):
+        problems.append(
+            Problem(
+                resource.position("registry"),
+                "a remote registry needs both 'endpoint' and 'identity'",
+                str(resource.key),
+                "spec.registry",
+            )
+        )
+    if spec.get("mode") == "ephemeral" and "ttl" not in spec:
+        problems.append(
+            Problem(
+                resource.position("mode"),
+                "an ephemeral network needs a 'ttl'",
+                str(resource.key),
+                "spec.ttl",
+            )
+        )
+    if spec.get("mode") != "ephemeral" and "ttl" in spec:
+        problems.append(
+            Problem(
+                resource.position("ttl"),
+                "only an ephemeral network has a 'ttl'",
+                str(resource.key),
+                "spec.ttl",
+            )
+        )
+
+
+def _check_listen(
+    resource: Resource, listeners: dict[tuple[str, int], Resource], problems: list[Problem]
+) -> None:
+    listen = resource.spec.get("listen", "")
+    try:
+        host, port = split_host_port(listen)
+    except ValueError as exc:
+        problems.append(Problem(resource.position("listen"), str(exc), str(resource.key)))
+        return
+    if port > 65535:
+        problems.append(
+            Problem(
+                resource.position("listen"),
+                f"port {port} is out of range (0-65535)",
+                str(resource.key),
+                "spec.listen",
+            )
+        )
+        return
+    if port == 0:
+        return
+    for (other_host, other_port), other in listeners.items():
+        if other_port == port and _hosts_overlap(host, other_host):
+            problems.append(
+                Problem(
+                    resource.position("listen"),
+                    f"listen address {listen} clashes with {other.key} "
+                    f"({other.spec['listen']}) at {other.position('listen')}",
+                    str(resource.key),
+                    "spec.listen",
+                )
+            )
+            return
+    listeners[(host, port)] = resource
+
+
+def _hosts_overlap(a: str, b: str) -> bool:
+    a, b = _normal_host(a), _normal_host(b)
+    wildcard = {"0.0.0.0", "::"}  # noqa: S104 (a comparison, not a bind)
+    return a == b or a in wildcard or b in wildcard
+
+
+def _normal_host(host: str) -> str:
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()
+
+
+def _check_policy(resource: Resource, problems: list[Problem], ref: Any, exists: Any) -> None:
+    spec = resource.spec
+    ns = resource.namespace
+    groups = spec.get("groups", {})
+    for group, members in groups.items():
+        for i, member in enumerate(members):
+            if not (exists("Node", member, ns) or exists("Peer", member, ns)):
+                problems.append(
+                    Problem(
+                        resource.position("groups", group, i),
+                        f"group member {member!r} is neither a declared Node nor Peer",
+                        str(resource.key),
+                        f"spec.groups.{group}[{i}]",
+                    )
+                )
+    for r, rule in enumerate(spec.get("rules", [])):
+        for side in ("from", "to"):
+            selector = rule.get(side, {})
+            for i, name in enumerate(selector.get("nodes", [])):
+                ref(resource, "Node", name, "rules", r, side, "nodes", i)
+            for i, name in enumerate(selector.get("peers", [])):
+                ref(resource, "Peer", name, "rules", r, side, "peers", i)
+            for i, name in enumerate(selector.get("groups", [])):
+                if name not in groups:
+                    problems.append(
+                        Problem(
+                            resource.position("rules", r, side, "groups", i),
+                            f"group {name!r} is not defined in spec.groups",
+                            str(resource.key),
+                            f"spec.rules[{r}].{side}.groups[{i}]",
+                        )
+                    )
+    for t, test in enumerate(spec.get("tests", [])):
+        sender = test.get("from")
+        if isinstance(sender, str) and not (
+            exists("Node", sender, ns) or exists("Peer", sender, ns)
+        ):
+            problems.append(
+                Problem(
+                    resource.position("tests", t, "from"),
+                    f"{sender!r} is neither a declared Node nor Peer",
+                    str(resource.key),
+                    f"spec.tests[{t}].from",
+                )
+            )
+        if "to" in test:
+            ref(resource, "Node", test["to"], "tests", t, "to")

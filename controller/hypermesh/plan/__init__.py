@@ -1,0 +1,6 @@
+"""The planner: ``plan(desired, observed) -> Plan``, a pure function returning a value."""
+
+from hypermesh.plan.diff import DiffItem, DiffOp, diff
+from hypermesh.plan.planner import Action, Observed, Plan, PlanItem, plan
+
+__all__ = ["Action", "DiffItem", "DiffOp", "Observed", "Plan", "PlanItem", "diff", "plan"]

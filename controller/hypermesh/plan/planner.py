@@ -1,0 +1,134 @@
+"""``plan(desired, observed)``: what must change to make the world match the manifests.
+
+Pure: no I/O, no clock. The observed side is what the reconciler saw (last-applied specs from the
+state store plus what the drivers observed live); drift is whatever the drivers reported as
+differing from the last-applied state (a dead process, a record changed by hand).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from hypermesh.model.resources import DesiredState, Resource, ResourceKey
+from hypermesh.plan.diff import DiffItem, diff
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    NOOP = "noop"
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What is known of one resource in the world.
+
+    ``spec`` is the last-applied spec (None when it was never applied); ``managed`` says the
+    resource is in this state's inventory (so ``--prune`` may delete it); ``drift`` lists the
+    ways the live world differs from the last-applied spec.
+    """
+
+    key: ResourceKey
+    spec: Mapping[str, Any] | None = None
+    generation: int = 0
+    managed: bool = True
+    drift: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    """One step of a plan."""
+
+    action: Action
+    key: ResourceKey
+    diffs: tuple[DiffItem, ...] = ()
+    drift: tuple[str, ...] = ()
+    desired: Resource | None = field(default=None, compare=False)
+    observed: Observed | None = field(default=None, compare=False)
+
+    @property
+    def changes(self) -> bool:
+        return self.action is not Action.NOOP
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"action": self.action.value, "resource": str(self.key)}
+        data["kind"] = self.key.kind
+        data["name"] = self.key.name
+        if self.key.namespace:
+            data["namespace"] = self.key.namespace
+        if self.diffs:
+            data["diff"] = [d.to_dict() for d in self.diffs]
+        if self.drift:
+            data["drift"] = list(self.drift)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A plan is a value: its items in the order they must be carried out."""
+
+    items: tuple[PlanItem, ...]
+    prune: bool = False
+    orphans: tuple[ResourceKey, ...] = ()
+    """Resources in the inventory that the manifests no longer declare, left alone without
+    ``--prune``."""
+
+    @property
+    def changes(self) -> tuple[PlanItem, ...]:
+        return tuple(item for item in self.items if item.changes)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(item.changes for item in self.items)
+
+    def count(self, action: Action) -> int:
+        return sum(1 for item in self.items if item.action is action)
+
+    def summary(self) -> str:
+        text = (
+            f"{self.count(Action.CREATE)} to create, {self.count(Action.UPDATE)} to update, "
+            f"{self.count(Action.DELETE)} to delete, {self.count(Action.NOOP)} unchanged"
+        )
+        if self.orphans:
+            text += f"; {len(self.orphans)} no longer declared (use --prune to delete)"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "changes": self.has_changes,
+            "summary": {a.value: self.count(a) for a in Action},
+            "prune": self.prune,
+            "items": [item.to_dict() for item in self.items],
+            "orphans": [str(k) for k in self.orphans],
+        }
+
+
+def plan(desired: DesiredState, observed: Iterable[Observed], *, prune: bool = False) -> Plan:
+    """Compare what the manifests declare with what was observed and say what to do."""
+    seen = {o.key: o for o in observed}
+    items: list[PlanItem] = []
+    for resource in desired:
+        current = seen.get(resource.key)
+        if current is None or current.spec is None:
+            added = diff({}, resource.spec)
+            items.append(PlanItem(Action.CREATE, resource.key, added, (), resource, current))
+            continue
+        changes = diff(current.spec, resource.spec)
+        action = Action.UPDATE if changes or current.drift else Action.NOOP
+        items.append(PlanItem(action, resource.key, changes, current.drift, resource, current))
+    declared = {r.key for r in desired}
+    leftovers = sorted(
+        (o for key, o in seen.items() if key not in declared and o.managed),
+        key=lambda o: o.key.order,
+        reverse=True,
+    )
+    orphans: tuple[ResourceKey, ...] = ()
+    if prune:
+        items.extend(PlanItem(Action.DELETE, o.key, observed=o) for o in leftovers)
+    else:
+        orphans = tuple(o.key for o in leftovers)
+    return Plan(tuple(items), prune=prune, orphans=orphans)

@@ -1,0 +1,17 @@
+"""The reconciler: level-triggered passes that converge the world to the desired state."""
+
+from hypermesh.reconcile.conditions import Condition, set_condition
+from hypermesh.reconcile.driver import ApplyContext, Driver, Live, Outcome
+from hypermesh.reconcile.reconciler import PassResult, Reconciler, ReconcileSettings
+
+__all__ = [
+    "ApplyContext",
+    "Condition",
+    "Driver",
+    "Live",
+    "Outcome",
+    "PassResult",
+    "ReconcileSettings",
+    "Reconciler",
+    "set_condition",
+]

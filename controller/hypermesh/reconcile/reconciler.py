@@ -1,0 +1,433 @@
+"""Level-triggered reconciliation.
+
+A pass re-observes the world, plans against it and carries the plan out: creates and updates in
+dependency order (a kind at a time, up to ``parallelism`` resources at once), deletes in reverse
+order. A failure is retried with per-resource exponential backoff (``TemporaryError``) or left
+``Stalled`` until the spec changes (``PermanentError``); whatever depends on a failed resource
+waits. ``converge`` runs passes until nothing is left to do, or the time is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from hypermesh.errors import PermanentError, ReconcileError, TemporaryError
+from hypermesh.model.references import dependencies
+from hypermesh.model.resources import KIND_ORDER, DesiredState, ResourceKey
+from hypermesh.plan import Action, Observed, Plan, PlanItem, plan
+from hypermesh.reconcile.backoff import Backoff
+from hypermesh.reconcile.conditions import READY, RECONCILING, STALLED, Condition, set_condition
+from hypermesh.reconcile.driver import ApplyContext, Driver, Live
+from hypermesh.store import ResourceRecord, StateStore
+
+log = logging.getLogger("hypermesh.reconcile")
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSettings:
+    """How hard the reconciler works."""
+
+    parallelism: int = 8
+    """Resources acted on at once within one kind."""
+    backoff_base: float = 0.5
+    """Seconds before the first retry of a failed resource; doubles with each failure."""
+    backoff_cap: float = 60.0
+    """The longest wait between retries."""
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """What one pass saw and did."""
+
+    plan: Plan
+    done: tuple[ResourceKey, ...] = ()
+    failed: Mapping[ResourceKey, str] = field(default_factory=dict)
+    """Resources that failed and will be retried, with the reason."""
+    stalled: Mapping[ResourceKey, str] = field(default_factory=dict)
+    """Resources that cannot converge until their spec changes."""
+    waiting: Mapping[ResourceKey, str] = field(default_factory=dict)
+    """Resources skipped this pass: backing off, or waiting for a dependency."""
+    unready: Mapping[ResourceKey, str] = field(default_factory=dict)
+    """Resources that need no change but are not Ready (a node not answering)."""
+
+    @property
+    def converged(self) -> bool:
+        """Nothing left to do and nothing failing."""
+        open_items = [i for i in self.plan.changes if i.key not in self.done]
+        return not open_items and not self.failed and not self.stalled and not self.unready
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more will happen without a change of spec: converged, or only stalled left."""
+        open_items = [
+            i for i in self.plan.changes if i.key not in self.done and i.key not in self.stalled
+        ]
+        return not open_items and not self.failed and not self.waiting
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Reconciler:
+    """Runs passes against one state store with one set of drivers."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        drivers: Mapping[str, Driver],
+        settings: ReconcileSettings | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_progress: Callable[[str, ResourceKey, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.drivers = drivers
+        self.settings = settings or ReconcileSettings()
+        self.clock = clock
+        self.backoff: Backoff[ResourceKey] = Backoff(
+            base=self.settings.backoff_base, cap=self.settings.backoff_cap
+        )
+        self.on_progress = on_progress
+        self._stalled_at: dict[ResourceKey, int] = {}
+        self._semaphore = asyncio.Semaphore(self.settings.parallelism)
+
+    # -- observing ----------------------------------------------------------------------
+
+    async def observe(self) -> tuple[list[Observed], dict[ResourceKey, Live]]:
+        """Re-observe everything the store knows was applied or created."""
+        records = [r for r in self.store.records() if r.managed or r.applied is not None]
+        lives = await asyncio.gather(*(self._observe_one(r) for r in records))
+        observed: list[Observed] = []
+        live_by_key: dict[ResourceKey, Live] = {}
+        for record, live in zip(records, lives, strict=True):
+            live_by_key[record.key] = live
+            drift = live.drift
+            if not live.exists and record.applied is not None:
+                drift = drift or ("missing from the world",)
+            observed.append(
+                Observed(
+                    key=record.key,
+                    spec=record.applied,
+                    generation=record.applied_generation,
+                    managed=record.managed,
+                    drift=drift,
+                )
+            )
+        return observed, live_by_key
+
+    async def _observe_one(self, record: ResourceRecord) -> Live:
+        driver = self.drivers.get(record.key.kind)
+        if driver is None:
+            return Live(exists=record.applied is not None)
+        async with self._semaphore:
+            try:
+                return await driver.observe(record.key, record.handle, record.applied)
+            except ReconcileError as exc:
+                return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
+
+    async def plan(self, desired: DesiredState, *, prune: bool = False) -> Plan:
+        """Observe and plan, without acting (``hmctl diff``)."""
+        observed, _ = await self.observe()
+        return plan(desired, observed, prune=prune)
+
+    # -- acting ---------------------------------------------------------------------------
+
+    async def run_pass(self, desired: DesiredState, *, prune: bool = False) -> PassResult:
+        """One level-triggered pass: observe, plan, act."""
+        generations = self.store.save_desired(desired)
+        observed, lives = await self.observe()
+        the_plan = plan(desired, observed, prune=prune)
+        records = {r.key: r for r in self.store.records()}
+        done: list[ResourceKey] = []
+        failed: dict[ResourceKey, str] = {}
+        stalled: dict[ResourceKey, str] = {}
+        waiting: dict[ResourceKey, str] = {}
+        unready: dict[ResourceKey, str] = {}
+        blocked: dict[ResourceKey, str] = {}
+        context_by_gen = {k: ApplyContext(desired, g) for k, g in generations.items()}
+
+        for item in the_plan.items:
+            if item.action is Action.NOOP:
+                live = lives.get(item.key)
+                if live is not None:
+                    self._record_live(records.get(item.key), item, live, generations)
+                    if not live.ready:
+                        unready[item.key] = live.message or live.reason
+                        blocked[item.key] = "unready"
+
+        for wave in _waves(the_plan):
+            results = await asyncio.gather(
+                *(self._act(item, records.get(item.key), context_by_gen, blocked) for item in wave)
+            )
+            for item, (state, message) in zip(wave, results, strict=True):
+                if state == "done":
+                    done.append(item.key)
+                    continue
+                blocked[item.key] = state
+                {"failed": failed, "stalled": stalled, "waiting": waiting}[state][item.key] = (
+                    message
+                )
+        return PassResult(the_plan, tuple(done), failed, stalled, waiting, unready)
+
+    async def _act(
+        self,
+        item: PlanItem,
+        record: ResourceRecord | None,
+        contexts: Mapping[ResourceKey, ApplyContext],
+        blocked: Mapping[ResourceKey, str],
+    ) -> tuple[str, str]:
+        key = item.key
+        driver = self.drivers.get(key.kind)
+        generation = contexts[key].generation if key in contexts else 0
+        status = dict(record.status) if record is not None else {}
+        if driver is None:
+            return "stalled", f"no driver for kind {key.kind}"
+        if item.action is not Action.DELETE and self._stalled_at.get(key) == generation:
+            return "stalled", str(status.get("stalledMessage", "stalled"))
+        if item.desired is not None:
+            missing = [d for d in dependencies(item.desired) if d in blocked]
+            if missing:
+                message = f"waiting for {', '.join(map(str, missing))}"
+                # Behind a stalled dependency, nothing moves until a spec changes.
+                state = "stalled" if all(blocked[d] == "stalled" for d in missing) else "waiting"
+                self._set_conditions(
+                    key,
+                    status,
+                    generation,
+                    ready=False,
+                    reason="WaitingForDependency",
+                    message=message,
+                    reconciling=state == "waiting",
+                )
+                return state, message
+        if not self.backoff.ready(key, self.clock()):
+            return "waiting", "backing off after a failure"
+        self._progress("start", key, item.action.value)
+        async with self._semaphore:
+            try:
+                if item.action is Action.DELETE:
+                    await driver.delete(key, record.handle if record else {})
+                    self.store.forget(key)
+                    self.store.add_event(key, "Normal", "Deleted", "pruned: no longer declared")
+                    self.backoff.succeeded(key)
+                    self._progress("done", key, "deleted")
+                    return "done", ""
+                assert item.desired is not None
+                handle = (record.handle if record and record.handle else None) or (
+                    driver.handle_for(item.desired)
+                )
+                if driver.manages_world and not (record and record.managed):
+                    self.store.mark_managed(key, handle)
+                outcome = await driver.apply(item.desired, handle, contexts[key])
+            except ReconcileError as exc:
+                return self._failed(key, item, status, generation, exc)
+            except Exception as exc:  # a driver bug must not kill the controller
+                log.exception("driver for %s crashed", key)
+                return self._failed(key, item, status, generation, TemporaryError(repr(exc)))
+        self.backoff.succeeded(key)
+        self._stalled_at.pop(key, None)
+        status.update(outcome.status)
+        status.pop("stalledMessage", None)
+        status["observedGeneration"] = generation
+        status = self._conditions(
+            status,
+            generation,
+            ready=True,
+            reason="Converged",
+            message=outcome.message,
+            reconciling=False,
+        )
+        self.store.record_applied(
+            key,
+            item.desired.spec,
+            generation,
+            outcome.handle,
+            status,
+            managed=driver.manages_world,
+        )
+        reason = {"create": "Created", "update": "Repaired" if not item.diffs else "Updated"}
+        self.store.add_event(
+            key, "Normal", reason[item.action.value], outcome.message or item.action.value
+        )
+        self._progress("done", key, item.action.value)
+        return "done", ""
+
+    def _failed(
+        self,
+        key: ResourceKey,
+        item: PlanItem,
+        status: dict[str, Any],
+        generation: int,
+        exc: ReconcileError,
+    ) -> tuple[str, str]:
+        message = str(exc)
+        if isinstance(exc, PermanentError):
+            self._stalled_at[key] = generation
+            status["stalledMessage"] = message
+            self._set_conditions(
+                key,
+                status,
+                generation,
+                ready=False,
+                reason=exc.reason,
+                message=message,
+                reconciling=False,
+                stalled=True,
+            )
+            self.store.add_event(key, "Warning", exc.reason, message)
+            self._progress("stalled", key, message)
+            return "stalled", message
+        delay = exc.delay if isinstance(exc, TemporaryError) else None
+        wait = self.backoff.failed(key, self.clock(), delay)
+        text = f"{message} (retry {self.backoff.failures(key)} in {wait:.1f}s)"
+        self._set_conditions(
+            key,
+            status,
+            generation,
+            ready=False,
+            reason=exc.reason,
+            message=text,
+            reconciling=True,
+        )
+        self.store.add_event(key, "Warning", exc.reason, message)
+        self._progress("failed", key, text)
+        return "failed", message
+
+    def _record_live(
+        self,
+        record: ResourceRecord | None,
+        item: PlanItem,
+        live: Live,
+        generations: Mapping[ResourceKey, int],
+    ) -> None:
+        if record is None:
+            return
+        status = dict(record.status)
+        status.update(live.status)
+        generation = generations.get(item.key, record.applied_generation)
+        status = self._conditions(
+            status,
+            generation,
+            ready=live.ready,
+            reason="Converged" if live.ready else live.reason,
+            message=live.message,
+            reconciling=False,
+        )
+        self.store.set_status(item.key, status)
+
+    def _conditions(
+        self,
+        status: dict[str, Any],
+        generation: int,
+        *,
+        ready: bool,
+        reason: str,
+        message: str,
+        reconciling: bool,
+        stalled: bool = False,
+    ) -> dict[str, Any]:
+        at = _now_text()
+        conds: list[dict[str, Any]] = list(status.get("conditions", []))
+        conds = set_condition(conds, Condition(READY, str(ready), reason, message, generation), at)
+        conds = set_condition(
+            conds,
+            Condition(
+                RECONCILING,
+                str(reconciling),
+                reason if reconciling else "Idle",
+                message if reconciling else "",
+                generation,
+            ),
+            at,
+        )
+        conds = set_condition(
+            conds,
+            Condition(
+                STALLED,
+                str(stalled),
+                reason if stalled else "NotStalled",
+                message if stalled else "",
+                generation,
+            ),
+            at,
+        )
+        status["conditions"] = conds
+        return status
+
+    def _set_conditions(
+        self, key: ResourceKey, status: dict[str, Any], generation: int, **kwargs: Any
+    ) -> None:
+        self.store.set_status(key, self._conditions(status, generation, **kwargs))
+
+    def _progress(self, what: str, key: ResourceKey, message: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(what, key, message)
+
+    # -- loops ----------------------------------------------------------------------------
+
+    async def converge(
+        self,
+        desired: DesiredState,
+        *,
+        prune: bool = False,
+        timeout: float = 120.0,  # noqa: ASYNC109
+    ) -> PassResult:
+        """Run passes until converged, only stalled resources are left, or ``timeout``."""
+        deadline = self.clock() + timeout
+        while True:
+            result = await self.run_pass(desired, prune=prune)
+            if result.converged or (result.settled and not result.unready):
+                return result
+            now = self.clock()
+            if now >= deadline:
+                return result
+            due = self.backoff.next_due()
+            pause = 0.2 if due is None else max(0.05, min(due - now, 2.0))
+            await asyncio.sleep(min(pause, max(0.0, deadline - now)))
+
+    async def stop_all(self) -> list[ResourceKey]:
+        """Stop every running thing this state started, keeping the inventory (``down``)."""
+        stopped: list[ResourceKey] = []
+        records = [r for r in self.store.records() if r.managed]
+        records.sort(key=lambda r: r.key.order, reverse=True)
+        for record in records:
+            driver = self.drivers.get(record.key.kind)
+            if driver is None or not driver.manages_world:
+                continue
+            if await driver.stop(record.key, record.handle):
+                stopped.append(record.key)
+                status = dict(record.status)
+                for name in ("pid", "address"):
+                    status.pop(name, None)
+                self._set_conditions(
+                    record.key,
+                    status,
+                    record.generation,
+                    ready=False,
+                    reason="Stopped",
+                    message="stopped by hmctl down",
+                    reconciling=False,
+                )
+                self.store.add_event(record.key, "Normal", "Stopped", "stopped by hmctl down")
+        return stopped
+
+
+def _waves(the_plan: Plan) -> list[list[PlanItem]]:
+    """Changes grouped so that each group may run in parallel: creates and updates a kind at a
+    time in dependency order, then deletes a kind at a time in reverse order."""
+    forward: dict[int, list[PlanItem]] = {}
+    backward: dict[int, list[PlanItem]] = {}
+    for item in the_plan.changes:
+        rank = KIND_ORDER.get(item.key.kind, len(KIND_ORDER))
+        target = backward if item.action is Action.DELETE else forward
+        target.setdefault(rank, []).append(item)
+    return [forward[r] for r in sorted(forward)] + [
+        backward[r] for r in sorted(backward, reverse=True)
+    ]

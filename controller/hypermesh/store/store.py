@@ -1,0 +1,304 @@
+"""The state store over SQLModel: SQLite under the state directory, or a database URL.
+
+Every write is one transaction, so ``kill -9`` at any moment leaves either the state before or
+the state after it. SQLite runs in WAL mode with ``synchronous=FULL``: readers (``hmctl get``)
+never wait for a writer (``hmctl apply``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel, col, create_engine, delete, select
+
+from hypermesh.errors import StateError
+from hypermesh.model.resources import DesiredState, ResourceKey, canonical_json
+from hypermesh.store.tables import SCHEMA_VERSION, EventRow, MetaRow, ResourceRow
+
+DB_FILE = "state.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRecord:
+    """A read-only view of one row of the resources table."""
+
+    key: ResourceKey
+    desired: Mapping[str, Any] | None
+    generation: int
+    source: str
+    applied: Mapping[str, Any] | None
+    applied_generation: int
+    managed: bool
+    handle: Mapping[str, Any] = field(default_factory=dict)
+    status: Mapping[str, Any] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+    @property
+    def declared(self) -> bool:
+        return self.desired is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: datetime
+    key: ResourceKey
+    type: str
+    reason: str
+    message: str
+
+
+def _record(row: ResourceRow) -> ResourceRecord:
+    return ResourceRecord(
+        key=ResourceKey(row.kind, row.name, row.namespace),
+        desired=json.loads(row.desired) if row.desired is not None else None,
+        generation=row.generation,
+        source=row.source,
+        applied=json.loads(row.applied) if row.applied is not None else None,
+        applied_generation=row.applied_generation,
+        managed=row.managed,
+        handle=json.loads(row.handle),
+        status=json.loads(row.status),
+        updated_at=row.updated_at,
+    )
+
+
+class StateStore:
+    """Open with ``StateStore.open(state_dir)``; every method is its own transaction."""
+
+    def __init__(self, engine: Engine, location: str) -> None:
+        self.engine = engine
+        self.location = location
+
+    @classmethod
+    def open(cls, state_dir: Path, url: str | None = None) -> StateStore:
+        """Open (creating if needed) the store of ``state_dir``, or the database at ``url``."""
+        if url is None:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{state_dir / DB_FILE}"
+        try:
+            engine = create_engine(url, connect_args=_connect_args(url))
+            if url.startswith("sqlite"):
+                event.listen(engine, "connect", _sqlite_pragmas)
+            store = cls(engine, url)
+            store._migrate()
+        except SQLAlchemyError as exc:
+            raise StateError(
+                f"cannot open state store {url}: {exc.__class__.__name__}: {exc}"
+            ) from exc
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _migrate(self) -> None:
+        SQLModel.metadata.create_all(self.engine)
+        with Session(self.engine) as session:
+            meta = session.get(MetaRow, "schema_version")
+            if meta is None:
+                session.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+                session.commit()
+            elif int(meta.value) > SCHEMA_VERSION:
+                raise StateError(
+                    f"state store {self.location} has schema version {meta.value}, newer than "
+                    f"this hmctl understands ({SCHEMA_VERSION}); upgrade hmctl"
+                )
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine) as session:
+                yield session
+                session.commit()
+        except SQLAlchemyError as exc:
+            raise StateError(f"state store {self.location}: {exc}") from exc
+
+    @staticmethod
+    def _row(session: Session, key: ResourceKey) -> ResourceRow | None:
+        query = select(ResourceRow).where(
+            ResourceRow.kind == key.kind,
+            ResourceRow.namespace == key.namespace,
+            ResourceRow.name == key.name,
+        )
+        return session.exec(query).first()
+
+    # -- reads --------------------------------------------------------------------------
+
+    def records(self, kind: str | None = None) -> list[ResourceRecord]:
+        with self._session() as session:
+            query = select(ResourceRow)
+            if kind is not None:
+                query = query.where(ResourceRow.kind == kind)
+            rows = session.exec(query).all()
+            return sorted((_record(r) for r in rows), key=lambda r: r.key.order)
+
+    def record(self, key: ResourceKey) -> ResourceRecord | None:
+        with self._session() as session:
+            row = self._row(session, key)
+            return _record(row) if row is not None else None
+
+    def events(self, key: ResourceKey | None = None, limit: int = 20) -> list[Event]:
+        with self._session() as session:
+            query = select(EventRow).order_by(col(EventRow.id).desc()).limit(limit)
+            if key is not None:
+                query = query.where(
+                    EventRow.kind == key.kind,
+                    EventRow.namespace == key.namespace,
+                    EventRow.name == key.name,
+                )
+            rows = session.exec(query).all()
+            return [
+                Event(r.at, ResourceKey(r.kind, r.name, r.namespace), r.type, r.reason, r.message)
+                for r in reversed(rows)
+            ]
+
+    # -- writes -------------------------------------------------------------------------
+
+    def save_desired(self, desired: DesiredState) -> dict[ResourceKey, int]:
+        """Record what the manifests declare now (one transaction); returns generations.
+
+        A spec that changed bumps its generation; resources no longer declared keep their row
+        (the inventory still knows them) with ``desired`` cleared.
+        """
+        generations: dict[ResourceKey, int] = {}
+        with self._session() as session:
+            rows = {
+                ResourceKey(r.kind, r.name, r.namespace): r
+                for r in session.exec(select(ResourceRow)).all()
+            }
+            for resource in desired:
+                text = canonical_json(resource.to_manifest())
+                row = rows.pop(resource.key, None)
+                source = str(resource.position())
+                if row is None:
+                    row = ResourceRow(
+                        kind=resource.kind,
+                        namespace=resource.namespace,
+                        name=resource.name,
+                        desired=text,
+                        generation=1,
+                        source=source,
+                    )
+                    session.add(row)
+                elif row.desired != text:
+                    old_spec = json.loads(row.desired)["spec"] if row.desired else None
+                    if old_spec != resource.spec or row.generation == 0:
+                        row.generation += 1
+                    row.desired, row.source = text, source
+                    row.updated_at = datetime.now(UTC)
+                    session.add(row)
+                elif row.source != source:
+                    row.source = source
+                    session.add(row)
+                generations[resource.key] = row.generation
+            for row in rows.values():
+                if row.desired is not None:
+                    row.desired = None
+                    session.add(row)
+                if not row.managed and row.applied is None:
+                    session.delete(row)
+        return generations
+
+    def mark_managed(self, key: ResourceKey, handle: Mapping[str, Any]) -> None:
+        """Put ``key`` in the inventory *before* its driver creates it in the world, so that a
+        crash between the two leaves something the next apply can find and adopt."""
+        with self._session() as session:
+            row = self._row(session, key) or ResourceRow(
+                kind=key.kind, namespace=key.namespace, name=key.name
+            )
+            row.managed = True
+            row.handle = canonical_json(dict(handle))
+            row.updated_at = datetime.now(UTC)
+            session.add(row)
+
+    def record_applied(
+        self,
+        key: ResourceKey,
+        spec: Mapping[str, Any],
+        generation: int,
+        handle: Mapping[str, Any],
+        status: Mapping[str, Any],
+        *,
+        managed: bool = True,
+    ) -> None:
+        """After a driver converged ``key``: last-applied spec, inventory and status at once."""
+        with self._session() as session:
+            row = self._row(session, key) or ResourceRow(
+                kind=key.kind, namespace=key.namespace, name=key.name
+            )
+            row.applied = canonical_json(dict(spec))
+            row.applied_generation = generation
+            row.managed = row.managed or managed
+            row.handle = canonical_json(dict(handle))
+            row.status = canonical_json(dict(status))
+            row.updated_at = datetime.now(UTC)
+            session.add(row)
+
+    def set_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
+        with self._session() as session:
+            row = self._row(session, key)
+            if row is None:
+                return
+            text = canonical_json(dict(status))
+            if row.status != text:
+                row.status = text
+                row.updated_at = datetime.now(UTC)
+                session.add(row)
+
+    def forget(self, key: ResourceKey) -> None:
+        """The driver deleted ``key`` from the world: drop it from the inventory."""
+        with self._session() as session:
+            row = self._row(session, key)
+            if row is None:
+                return
+            if row.desired is None:
+                session.delete(row)
+            else:
+                row.managed, row.applied, row.applied_generation = False, None, 0
+                row.handle, row.status = "{}", "{}"
+                session.add(row)
+
+    def add_event(self, key: ResourceKey, type_: str, reason: str, message: str) -> None:
+        with self._session() as session:
+            session.add(
+                EventRow(
+                    at=datetime.now(UTC),
+                    kind=key.kind,
+                    namespace=key.namespace,
+                    name=key.name,
+                    type=type_,
+                    reason=reason,
+                    message=message,
+                )
+            )
+
+    def prune_events(self, keep: int = 10_000) -> None:
+        """Keep the newest ``keep`` events."""
+        with self._session() as session:
+            newest = session.exec(
+                select(EventRow.id).order_by(col(EventRow.id).desc()).offset(keep).limit(1)
+            ).first()
+            if newest is not None:
+                session.exec(delete(EventRow).where(col(EventRow.id) <= newest))
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"check_same_thread": False, "timeout": 30}
+    return {}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,116 @@
+"""Shared fixtures: manifests on disk, an isolated state directory, hmctl in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+HEADER = "apiVersion: hypermesh.online/v1alpha1\n"
+
+
+def manifest(text: str) -> str:
+    """Dedent a manifest written inline in a test."""
+    return textwrap.dedent(text).lstrip("\n")
+
+
+def network(name: str = "demo", mode: str = "private") -> str:
+    return f"{HEADER}kind: Network\nmetadata: {{name: {name}}}\nspec: {{mode: {mode}}}\n"
+
+
+def node(name: str, network: str = "demo", listen: str = "127.0.0.1:0", **extra: str) -> str:
+    fields = "".join(f"  {k}: {v}\n" for k, v in extra.items())
+    return (
+        f"{HEADER}kind: Node\nmetadata: {{name: {name}}}\n"
+        f'spec:\n  network: {network}\n  listen: "{listen}"\n{fields}'
+    )
+
+
+def documents(*docs: str) -> str:
+    return "---\n".join(docs)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+class Hmctl:
+    """Runs the real ``hmctl`` in a subprocess against one state directory."""
+
+    def __init__(self, state: Path, cwd: Path) -> None:
+        self.state = state
+        self.cwd = cwd
+        self.env = {**os.environ, "HM_STATE": str(state), "NO_COLOR": "1"}
+
+    def __call__(
+        self, *args: str, input: bytes | None = None, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hypermesh.cli.main", *args],
+            cwd=self.cwd,
+            env=self.env,
+            input=input.decode() if input is not None else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hypermesh.cli.main", *args],
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+@pytest.fixture
+def hmctl(state: Path, tmp_path: Path) -> Iterator[Hmctl]:
+    runner = Hmctl(state, tmp_path)
+    yield runner
+    # Never leave a node behind, whatever the test did.
+    if (state / "state.db").exists():
+        runner("down", timeout=120)
+
+
+def node_processes(state: Path) -> set[int]:
+    """Pids of every live node process whose config lives under ``state``."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat.split(") ", 1)[-1].startswith("Z"):
+            continue  # a zombie is already dead
+        if b"hypermesh.node" in argv and any(str(state).encode() in a for a in argv):
+            found.add(int(entry.name))
+    return found
+
+
+def wait_for(predicate: object, timeout: float = 30.0, interval: float = 0.1) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    import time
+
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)

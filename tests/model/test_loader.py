@@ -1,0 +1,67 @@
+"""The YAML loader: positions, duplicate keys, tags, limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypermesh.model.loader import MAX_VALUES_PER_DOCUMENT, load, load_text
+
+
+def test_positions_point_at_keys_and_items() -> None:
+    result = load_text("a: 1\nb:\n  - x\n  - {c: d}\n", "f.yaml")
+    assert not result.problems
+    doc = result.documents[0]
+    assert doc.data == {"a": 1, "b": ["x", {"c": "d"}]}
+    assert str(doc.position(("a",))) == "f.yaml:1:1"
+    assert str(doc.position(("b", 1, "c"))) == "f.yaml:4:6"
+    # A path that does not exist falls back to its nearest ancestor.
+    assert str(doc.position(("b", 1, "zzz"))) == "f.yaml:4:5"
+
+
+def test_duplicate_key_is_an_error_with_both_lines() -> None:
+    result = load_text("a: 1\nb: 2\na: 3\n", "f.yaml")
+    assert [str(p) for p in result.problems] == [
+        "f.yaml:3:1: a: duplicate key 'a' (first defined at line 1)"
+    ]
+
+
+def test_timestamps_stay_strings_and_tags_are_refused() -> None:
+    result = load_text("when: 2024-01-02\nx: !custom 1\n", "f.yaml")
+    assert result.documents[0].data["when"] == "2024-01-02"
+    assert any("unsupported YAML tag" in p.message for p in result.problems)
+
+
+def test_multi_document_skips_empty_documents() -> None:
+    result = load_text("---\n---\na: 1\n---\n\n---\nb: 2\n")
+    assert [d.data for d in result.documents] == [{"a": 1}, {"b": 2}]
+    assert [d.index for d in result.documents] == [0, 1]
+
+
+def test_merge_keys_work() -> None:
+    result = load_text("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n")
+    assert result.documents[0].data["use"] == {"x": 1, "y": 3}
+
+
+def test_alias_bomb_is_refused() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 8):
+        refs = ", ".join([f"*a{i - 1}"] * 10)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    result = load_text("\n".join(lines) + "\n", "bomb.yaml")
+    assert MAX_VALUES_PER_DOCUMENT < 10**8
+    assert any("alias bomb" in p.message for p in result.problems)
+
+
+def test_folders_are_read_sorted_and_recursively(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text("b: 1\n")
+    (tmp_path / "a.yml").write_text("a: 1\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.yaml").write_text("c: 1\n")
+    (tmp_path / "notes.txt").write_text("ignored: 1\n")
+    result = load([str(tmp_path)])
+    assert [d.data for d in result.documents] == [{"a": 1}, {"b": 1}, {"c": 1}]
+
+
+def test_missing_path_is_reported(tmp_path: Path) -> None:
+    result = load([str(tmp_path / "nope.yaml")])
+    assert [p.message for p in result.problems] == ["no such file or folder"]
