@@ -23,56 +23,59 @@ CASES: list[tuple[str, bytes | str, str]] = [
     (
         "yaml-syntax",
         "kind: Node\nmetadata: {name: a\nspec: {}\n",
-        "bad.yaml:3:5: invalid YAML: expected ',' or '}', but got ':'",
+        "bad.yaml:3:5: invalid YAML: did not find expected ',' or '}' "
+        "(while parsing a flow mapping)",
     ),
     (
         "duplicate-key",
         documents(NET, node("a").replace("spec:\n", "spec:\n  network: demo\n")),
-        "bad.yaml:8:3: spec.network: duplicate key 'network' (first defined at line 7)",
+        "bad.yaml:11:3: spec.network: duplicate key 'network' (first defined at line 10)",
     ),
     (
         "tab-indentation",
         f"{HEADER}kind: Network\nmetadata:\n\tname: demo\nspec: {{mode: private}}\n",
-        "bad.yaml:4:1: invalid YAML: found character '\\t' that cannot start any token",
+        "bad.yaml:4:1: invalid YAML: found character that cannot start any token "
+        "(while scanning for the next token); YAML forbids tabs",
     ),
     (
         "wrong-type",
         documents(NET, node("a").replace('listen: "127.0.0.1:0"', "listen: 4433")),
-        "bad.yaml:9:3: Node/a: spec.listen: expected string, got integer 4433",
+        "bad.yaml:11:3: Node/a: spec.listen: expected string, got integer 4433",
     ),
     (
         "unknown-field",
         documents(NET, node("a", colour="blue")),
-        "bad.yaml:10:3: Node/a: spec.colour: unknown field 'colour'",
+        "bad.yaml:12:3: Node/a: spec.colour: unknown field 'colour'",
     ),
     (
         "unknown-field-typo",
         documents(NET, node("a", role="[mirror]")),
-        "bad.yaml:10:3: Node/a: spec.role: unknown field 'role' (did you mean 'roles'?)",
+        "bad.yaml:12:3: Node/a: spec.role: unknown field 'role' (did you mean 'roles'?)",
     ),
     (
         "missing-network",
         node("a", network="nowhere"),
-        "bad.yaml:4:3: Node/a: spec.network: Network 'nowhere' is not declared",
+        "bad.yaml:5:3: Node/a: spec.network: Network 'nowhere' is not declared",
     ),
     (
         "invalid-name",
         documents(NET, node("Alpha_1")),
-        "bad.yaml:7:11: Node/Alpha_1: metadata.name: 'Alpha_1' is not valid: names must be",
+        "bad.yaml:8:12: Node/Alpha_1: metadata.name: 'Alpha_1' is not valid: names must be",
     ),
     (
         "duplicate-resource",
         documents(NET, NODE_A, NODE_A),
-        "bad.yaml:12:1: Node/a: metadata.name: duplicate resource: Node/a is already defined at "
+        "bad.yaml:13:1: Node/a: metadata.name: duplicate resource: Node/a is already defined at "
         "bad.yaml:6:1",
     ),
     (
         "port-clash",
         documents(NET, node("a", listen="127.0.0.1:7000"), node("b", listen="0.0.0.0:7000")),
-        "bad.yaml:16:3: Node/b: spec.listen: listen address 0.0.0.0:7000 clashes with Node/a",
+        "bad.yaml:18:3: Node/b: spec.listen: listen address 0.0.0.0:7000 clashes with Node/a "
+        "(127.0.0.1:7000) at bad.yaml:11:3",
     ),
-    ("empty-file", "", "bad.yaml: no resources found"),
-    ("only-comments", "# nothing here\n---\n", "bad.yaml: no resources found"),
+    ("empty-file", "", "bad.yaml:1:1: no resources found"),
+    ("only-comments", "# nothing here\n---\n", "bad.yaml:1:1: no resources found"),
     (
         "binary-garbage",
         b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4,
@@ -116,7 +119,7 @@ CASES: list[tuple[str, bytes | str, str]] = [
             TLD,
             f"{HEADER}kind: Record\nmetadata: {{name: www.acme}}\nspec: {{tld: acme, type: A}}\n",
         ),
-        "bad.yaml:15:1: Record/www.acme: spec: a Record needs exactly one of 'values' or 'target'",
+        "bad.yaml:18:1: Record/www.acme: spec: a Record needs exactly one of 'values' or 'target'",
     ),
     (
         "record-undeclared-tld",
@@ -125,7 +128,7 @@ CASES: list[tuple[str, bytes | str, str]] = [
             f"{HEADER}kind: Record\nmetadata: {{name: www.nope}}\n"
             "spec: {tld: nope, type: A, values: [192.0.2.1]}\n",
         ),
-        "bad.yaml:8:8: Record/www.nope: spec.tld: TLD 'nope' is not declared",
+        "bad.yaml:9:8: Record/www.nope: spec.tld: TLD 'nope' is not declared",
     ),
     (
         "tld-owner-undeclared",
@@ -135,7 +138,7 @@ CASES: list[tuple[str, bytes | str, str]] = [
     (
         "tld-with-dot",
         documents(NET, NODE_A, TLD.replace("name: acme", "name: acme.corp")),
-        "bad.yaml:12:1: TLD/acme.corp: metadata.name: a TLD is a single label: no dots",
+        "bad.yaml:13:1: TLD/acme.corp: metadata.name: a TLD is a single label: no dots",
     ),
     (
         "policy-unknown-node",
@@ -146,13 +149,13 @@ CASES: list[tuple[str, bytes | str, str]] = [
             "  interface: private\n  rules:\n  - from: {nodes: [ghost]}\n"
             "    operations: [dns.query]\n",
         ),
-        "bad.yaml:19:20: InterfacePolicy/p: spec.rules[0].from.nodes[0]: Node 'ghost' is not "
+        "bad.yaml:20:20: InterfacePolicy/p: spec.rules[0].from.nodes[0]: Node 'ghost' is not "
         "declared",
     ),
     (
         "registry-lacks-role",
         documents(NET.replace("{mode: private}", "{mode: private, registry: {node: a}}"), NODE_A),
-        "bad.yaml:4:44: Network/demo: spec.registry.node: Node 'a' is named as registry but lacks",
+        "bad.yaml:4:34: Network/demo: spec.registry.node: Node 'a' is named as registry but lacks",
     ),
     (
         "ephemeral-without-ttl",
@@ -162,7 +165,7 @@ CASES: list[tuple[str, bytes | str, str]] = [
     (
         "bad-enum",
         documents(NET, node("a", interfaces="[public, privte]")),
-        "bad.yaml:10:25: Node/a: spec.interfaces[1]: 'privte' is not one of: public, private, "
+        "bad.yaml:12:24: Node/a: spec.interfaces[1]: 'privte' is not one of: public, private, "
         "ephemeral (did you mean 'private'?)",
     ),
     (
@@ -172,22 +175,22 @@ CASES: list[tuple[str, bytes | str, str]] = [
             f"{HEADER}kind: Peer\nmetadata: {{name: far}}\nspec:\n  network: demo\n"
             "  identity: hm1NOTBASE32\n  address: 192.0.2.10:443\n",
         ),
-        "bad.yaml:10:3: Peer/far: spec.identity: 'hm1NOTBASE32' is not valid: a node ID is 'hm1'",
+        "bad.yaml:11:3: Peer/far: spec.identity: 'hm1NOTBASE32' is not valid: a node ID is 'hm1'",
     ),
     (
         "port-out-of-range",
         documents(NET, node("a", listen="127.0.0.1:70000")),
-        "bad.yaml:9:3: Node/a: spec.listen: port 70000 is out of range (0-65535)",
+        "bad.yaml:11:3: Node/a: spec.listen: port 70000 is out of range (0-65535)",
     ),
     (
         "unsupported-tag",
         documents(NET, node("a", roles="!!python/object:os.system [mirror]")),
-        "bad.yaml:10:10: unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'",
+        "bad.yaml:12:10: unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'",
     ),
     (
         "negative-ttl",
         documents(NET, NODE_A, TLD.replace("owner: {node: a}", "owner: {node: a}, ttl: -5")),
-        "bad.yaml:15:48: TLD/acme: spec.ttl: -5 is less than the minimum of 1",
+        "bad.yaml:16:41: TLD/acme: spec.ttl: -5 is less than the minimum of 1",
     ),
 ]
 

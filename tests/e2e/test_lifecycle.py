@@ -233,5 +233,3 @@ def test_not_implemented_kinds_are_reported_not_done(hmctl: Hmctl) -> None:
         assert (cond["status"], cond["reason"]) == ("False", "NotImplemented")
     # The nodes of the same manifest did converge.
     assert all(ready(item) for item in nodes(hmctl).values())
-
-

@@ -35,6 +35,8 @@ from hypermesh.drivers import standalone_drivers
 from hypermesh.errors import (
     LockHeldError,
     ManifestError,
+    Position,
+    Problem,
     PruneRefused,
     StateError,
     UsageError,
@@ -45,7 +47,7 @@ from hypermesh.model.schemas import KINDS, kind_from_alias
 from hypermesh.model.validate import build, load_desired
 from hypermesh.plan import Action, Plan
 from hypermesh.plan import plan as make_plan
-from hypermesh.reconcile import PassResult, Reconciler, ReconcileSettings
+from hypermesh.reconcile import Reconciler, ReconcileSettings
 from hypermesh.reconcile.conditions import READY, condition
 from hypermesh.store import ResourceRecord, StateLock, StateStore
 from hypermesh.store.store import DB_FILE
@@ -117,8 +119,20 @@ class _ProgressPrinter:
         self.stream.flush()
 
 
-def _desired(args: argparse.Namespace) -> DesiredState:
-    return load_desired(args.files, sys.stdin.buffer)
+def _desired(args: argparse.Namespace, *, allow_empty: bool = False) -> DesiredState:
+    """The validated manifests of ``-f``; declaring nothing is an error unless allowed (a
+    ``--prune`` of everything, which the prune guard then questions)."""
+    desired = load_desired(args.files, sys.stdin.buffer)
+    if not len(desired) and not allow_empty:
+        raise ManifestError(_nothing_declared(list(desired.files)))
+    return desired
+
+
+def _nothing_declared(files: list[str]) -> list[Problem]:
+    return [
+        Problem(Position(file), "no resources found (empty, or only comments)")
+        for file in files or ["<input>"]
+    ]
 
 
 # -- validate / diff ---------------------------------------------------------------------------
@@ -128,9 +142,7 @@ def validate(args: argparse.Namespace) -> int:
     loaded = load(args.files, sys.stdin.buffer)
     desired, problems = build(loaded)
     if not problems and not len(desired):
-        problems_text = f"{', '.join(loaded.files) or 'input'}: no resources found"
-        error(problems_text)
-        return 1
+        problems = _nothing_declared(loaded.files)
     for problem in problems:
         sys.stderr.write(f"{problem}\n")
     if problems:
@@ -146,7 +158,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def diff(args: argparse.Namespace) -> int:
-    desired = _desired(args)
+    desired = _desired(args, allow_empty=args.prune)
     store = open_store(args, create=False)
     if store is None:
         the_plan = make_plan(desired, [], prune=args.prune)
@@ -183,29 +195,34 @@ def _prune_guard(the_plan: Plan, desired: DesiredState, store: StateStore, force
 
 
 def apply(args: argparse.Namespace) -> int:
-    desired = _desired(args)
+    desired = _desired(args, allow_empty=args.prune)
     directory = state_dir(args)
-    if not len(desired) and not args.prune:
-        raise UsageError("no resources found in the given files; nothing to apply")
     with StateLock(directory, "hmctl apply"):
         setup_logging(directory, verbose=args.verbose)
         store = StateStore.open(directory)
         reconciler = make_reconciler(args, store)
-        the_plan = asyncio.run(reconciler.plan(desired, prune=args.prune))
-        _prune_guard(the_plan, desired, store, args.force)
-        if args.dry_run:
-            sys.stdout.write(render_plan(the_plan, Palette(use_colour(sys.stdout))))
-            print("(dry run: nothing was changed)")
-            return 0
-        if not the_plan.has_changes:
-            print("no changes: the world matches the manifests")
-        result = asyncio.run(reconciler.converge(desired, prune=args.prune, timeout=args.timeout))
-        code = _report(result, store)
-        store.close()
-        return code
+
+        async def run() -> int:
+            the_plan = await reconciler.plan(desired, prune=args.prune)
+            _prune_guard(the_plan, desired, store, args.force)
+            if args.dry_run:
+                sys.stdout.write(render_plan(the_plan, Palette(use_colour(sys.stdout))))
+                print("(dry run: nothing was changed)")
+                return 0
+            if the_plan.has_changes:
+                print(f"Plan: {the_plan.summary()}.")
+            else:
+                print("no changes: the world matches the manifests")
+            await reconciler.converge(desired, prune=args.prune, timeout=args.timeout)
+            return _report(store)
+
+        try:
+            return asyncio.run(run())
+        finally:
+            store.close()
 
 
-def _report(result: PassResult, store: StateStore) -> int:
+def _report(store: StateStore) -> int:
     records = store.records()
     not_ready = []
     for record in records:
@@ -276,7 +293,7 @@ async def _control_loop(
 
 
 def _run_loop(args: argparse.Namespace, purpose: str, *, stop_nodes: bool) -> int:
-    desired = _desired(args)
+    desired = _desired(args, allow_empty=args.prune)
     directory = state_dir(args)
     with StateLock(directory, purpose):
         setup_logging(directory, verbose=args.verbose)
@@ -290,8 +307,9 @@ def _run_loop(args: argparse.Namespace, purpose: str, *, stop_nodes: bool) -> in
                 loop.add_signal_handler(sig, stop.set)
             the_plan = await reconciler.plan(desired, prune=args.prune)
             _prune_guard(the_plan, desired, store, args.force)
-            result = await reconciler.converge(desired, prune=args.prune, timeout=args.timeout)
-            _report(result, store)
+            print(f"Plan: {the_plan.summary()}.")
+            await reconciler.converge(desired, prune=args.prune, timeout=args.timeout)
+            _report(store)
             print(f"{purpose}: reconciling every {args.interval:g}s; Ctrl-C to stop")
             sys.stdout.flush()
             await _control_loop(args, reconciler, desired, stop)
@@ -384,7 +402,7 @@ def _live_records(
                 out.append(record)
                 continue
             status = dict(record.status)
-            for name in ("pid", "address", "uptimeSeconds"):
+            for name in ("pid", "address"):
                 status.pop(name, None)
             status.update(live.status)
             status["phase"] = live.reason

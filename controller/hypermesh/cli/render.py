@@ -183,6 +183,7 @@ def age(since: str | datetime | None, now: datetime | None = None) -> str:
     return f"{seconds}s"
 
 
-def error(message: str, stream: TextIO = sys.stderr) -> None:
+def error(message: str, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
     palette = Palette(use_colour(stream))
     stream.write(f"{palette.red('error:')} {message}\n")

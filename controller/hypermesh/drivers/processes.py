@@ -108,7 +108,9 @@ class NodeProcessDriver:
             return Live(True, (), base, False, "IdentityMismatch", str(exc))
         except TransportError as exc:
             return Live(True, (), base, False, "Unreachable", str(exc))
-        base["uptimeSeconds"] = status.get("uptime_seconds")
+        if status.get("identity") != identity or status.get("pid") != pid:
+            message = "the status endpoint answers for another process"
+            return Live(True, (), base, False, "WrongNode", message)
         return Live(True, (), base, True, "Running", f"serving on {address}")
 
     # -- apply ----------------------------------------------------------------------------

@@ -161,19 +161,23 @@ def _load_bytes(file: str, raw: bytes, result: LoadResult) -> None:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = Position(file, mark.line + 1, mark.column + 1) if mark else Position(file)
-        result.problems.append(Problem(position, f"invalid YAML: {_describe(exc)}"))
+        result.problems.append(Problem(position, f"invalid YAML: {_describe(exc, text)}"))
     except yaml.YAMLError as exc:
         result.problems.append(Problem(Position(file), f"invalid YAML: {exc}"))
     except _TooLarge as exc:
         result.problems.append(Problem(exc.position, str(exc)))
 
 
-def _describe(exc: yaml.MarkedYAMLError) -> str:
+def _describe(exc: yaml.MarkedYAMLError, text: str) -> str:
     problem = exc.problem or "syntax error"
     if exc.context:
         problem = f"{problem} ({exc.context})"
-    if "'\\t'" in problem or "\\t" in problem:
-        problem += "; YAML forbids tabs for indentation, use spaces"
+    mark = exc.problem_mark
+    if mark is not None:
+        lines = text.splitlines()
+        line = lines[mark.line] if mark.line < len(lines) else ""
+        if "\t" in line[: mark.column + 1]:
+            problem += "; YAML forbids tabs for indentation, use spaces"
     return problem
 
 

@@ -96,7 +96,18 @@ class Reconciler:
         )
         self.on_progress = on_progress
         self._stalled_at: dict[ResourceKey, int] = {}
-        self._semaphore = asyncio.Semaphore(self.settings.parallelism)
+        self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    @property
+    def _semaphore(self) -> asyncio.Semaphore:
+        """The bound on parallel driver calls, one per event loop (``hmctl`` may run several
+        loops one after another in one process)."""
+        loop = asyncio.get_running_loop()
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:
+            self._semaphores = {loop: asyncio.Semaphore(self.settings.parallelism)}
+            semaphore = self._semaphores[loop]
+        return semaphore
 
     # -- observing ----------------------------------------------------------------------
 

@@ -1,0 +1,129 @@
+"""The node process's configuration: the JSON file the controller writes for each Node."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hypermesh.transport.address import parse_address
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything a node process needs to start; validated at construction."""
+
+    name: str
+    """The Node resource's name (``metadata.name``)."""
+    network: str
+    """The name of the Network the node belongs to."""
+    listen: str
+    """Where to bind the QUIC endpoint, ``host:port`` or ``[v6]:port``; port 0 picks a free one."""
+    prefer_port: int | None
+    """With port 0: try this port first (the previous run's), so a restart keeps the address."""
+    interfaces: tuple[str, ...]
+    """Enabled interfaces (``public``, ``private``, ``ephemeral``)."""
+    roles: tuple[str, ...]
+    """Roles (``registry``, ``relay``, ``mirror``)."""
+    tags: tuple[str, ...]
+    """Free-form tags that policies can match."""
+    generation: int
+    """The resource generation this configuration was written for (echoed in status)."""
+    node_dir: str
+    """The node's own directory: identity, lock and runtime files."""
+    log_file: str
+    """The file JSON log lines are appended to."""
+    log_level: str = "info"
+    """The lowest level written to ``log_file``: debug, info, warning or error."""
+
+    def __post_init__(self) -> None:
+        for name in ("name", "network", "listen", "node_dir", "log_file"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string")
+        parse_address(self.listen)
+        if self.prefer_port is not None and not (
+            _is_int(self.prefer_port) and 0 < self.prefer_port <= 65535
+        ):
+            raise ValueError("prefer_port must be null or a port number 1-65535")
+        for name in ("interfaces", "roles", "tags"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{name} must be a list of strings")
+        if not _is_int(self.generation) or self.generation < 0:
+            raise ValueError("generation must be a non-negative integer")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen``."""
+        return parse_address(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen`` (0: any free port)."""
+        return parse_address(self.listen)[1]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> NodeConfig:
+        """Build from decoded JSON; ``ValueError`` naming the first bad or missing field."""
+        if not isinstance(data, dict):
+            raise ValueError("the configuration must be a JSON object")
+        required = (
+            "name",
+            "network",
+            "listen",
+            "interfaces",
+            "roles",
+            "tags",
+            "generation",
+            "node_dir",
+            "log_file",
+        )
+        missing = [key for key in required if key not in data]
+        if missing:
+            raise ValueError(f"missing field(s): {', '.join(missing)}")
+        lists = {}
+        for key in ("interfaces", "roles", "tags"):
+            if not isinstance(data[key], list):
+                raise ValueError(f"{key} must be a list of strings")
+            lists[key] = tuple(data[key])
+        return cls(
+            name=data["name"],
+            network=data["network"],
+            listen=data["listen"],
+            prefer_port=data.get("prefer_port"),
+            interfaces=lists["interfaces"],
+            roles=lists["roles"],
+            tags=lists["tags"],
+            generation=data["generation"],
+            node_dir=data["node_dir"],
+            log_file=data["log_file"],
+            log_level=data.get("log_level", "info"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> NodeConfig:
+        """Parse the JSON text the controller wrote; ``ValueError`` when it is not valid."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    def to_json(self) -> str:
+        """The JSON text ``from_json`` reads back (lists for tuples, sorted keys, newline)."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def load(cls, path: Path) -> NodeConfig:
+        """Read and parse a configuration file; ``ValueError`` or ``OSError`` when impossible."""
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

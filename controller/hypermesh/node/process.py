@@ -1,0 +1,134 @@
+"""The node process: ``python -m hypermesh.node --config PATH``.
+
+Start-up order: read the config (exit 2 when bad), take the node lock (exit 3 when another
+process holds it), load or create the identity, bind the QUIC endpoint, publish
+``runtime.json``. SIGTERM or SIGINT closes the endpoint, withdraws ``runtime.json`` and releases
+the lock, in that order, and exits 0. Any other failure to start exits 1 with one line on
+stderr (which the controller appends to the node's log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from hypermesh import __version__
+from hypermesh.errors import HyperMeshError
+from hypermesh.node.config import NodeConfig
+from hypermesh.node.lockfile import AlreadyRunning, NodeLock
+from hypermesh.node.logs import log_to_file
+from hypermesh.node.router import Router
+from hypermesh.node.routes import NodeView, add_node_routes
+from hypermesh.node.runtime import RuntimeInfo, remove_runtime, rfc3339, write_runtime
+from hypermesh.node.server import bind_endpoint, server_configuration
+from hypermesh.transport.identity import Identity, load_or_create_identity
+
+log = logging.getLogger("hypermesh.node")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_CONFIG = 2
+EXIT_ALREADY_RUNNING = 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a node until SIGTERM/SIGINT; returns the process exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hypermesh.node", description="Run one HyperMesh node."
+    )
+    parser.add_argument("--config", required=True, type=Path, help="the node's JSON config")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_quietly)  # until the event loop takes over
+
+    try:
+        config = NodeConfig.load(args.config)
+    except (OSError, ValueError) as exc:
+        return _fail(f"bad config {args.config}: {exc}", EXIT_BAD_CONFIG)
+
+    node_dir = Path(config.node_dir)
+    try:
+        lock = NodeLock.acquire(node_dir)
+    except AlreadyRunning as exc:
+        return _fail(f"node {config.name} already running (pid {exc.pid})", EXIT_ALREADY_RUNNING)
+    except OSError as exc:
+        return _fail(f"node {config.name}: cannot lock {node_dir}: {exc}", EXIT_FAILED)
+
+    try:
+        log_to_file(Path(config.log_file), config.log_level)
+        remove_runtime(node_dir)  # left behind by a process that died; it is not ours
+        identity = load_or_create_identity(node_dir)
+        return asyncio.run(serve(config, identity))
+    except (HyperMeshError, OSError) as exc:
+        log.error("node failed", extra={"node": config.name, "error": str(exc)})
+        return _fail(f"node {config.name}: {exc}", EXIT_FAILED)
+    finally:
+        remove_runtime(node_dir)
+        lock.release()
+
+
+async def serve(config: NodeConfig, identity: Identity) -> int:
+    """Serve until SIGTERM or SIGINT, publishing ``runtime.json`` while serving."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    started_at = rfc3339(datetime.datetime.now(datetime.UTC))
+    started_monotonic = time.monotonic()
+
+    router = Router()
+    endpoint = await bind_endpoint(
+        config.host,
+        config.port,
+        configuration=server_configuration(identity),
+        router=router,
+        prefer_port=config.prefer_port,
+    )
+    runtime = RuntimeInfo(
+        pid=os.getpid(),
+        address=endpoint.address,
+        identity=identity.node_id,
+        started_at=started_at,
+        version=__version__,
+        generation=config.generation,
+    )
+    add_node_routes(router, NodeView(config, runtime, started_monotonic))
+    node_dir = Path(config.node_dir)
+    try:
+        write_runtime(node_dir, runtime)
+        log.info(
+            "node started",
+            extra={
+                "node": config.name,
+                "network": config.network,
+                "address": runtime.address,
+                "identity": identity.node_id,
+                "pid": runtime.pid,
+                "generation": config.generation,
+                "version": __version__,
+            },
+        )
+        await stop.wait()
+        log.info("node stopping", extra={"node": config.name})
+    finally:
+        endpoint.close()
+        remove_runtime(node_dir)
+    log.info("node stopped", extra={"node": config.name})
+    return EXIT_OK
+
+
+def _fail(message: str, code: int) -> int:
+    print(message, file=sys.stderr, flush=True)
+    return code
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(EXIT_OK)

@@ -1,0 +1,117 @@
+"""A small HTTP router: requests and responses as values, paths mapped to async handlers.
+
+It knows nothing of QUIC; the server turns HTTP/3 frames into a ``Request`` and a ``Response``
+back into frames. Adding an API is ``router.add("/path", handler)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request as the server received it."""
+
+    method: str
+    """``GET``, ``POST``, …"""
+    path: str
+    """The path without the query string."""
+    query: str = ""
+    """The raw query string (after ``?``), empty when none."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Regular headers (no pseudo-headers), lowercased names, in arrival order."""
+    body: bytes = b""
+    """The request body."""
+    peer: str = ""
+    """The client's ``host:port``."""
+    peer_id: str | None = None
+    """The client's node ID when it presented a certificate, else None."""
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first value of header ``name`` (case-insensitive)."""
+        wanted = name.lower()
+        return next((value for key, value in self.headers if key == wanted), default)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """One HTTP response to send."""
+
+    status: int
+    """The status code."""
+    body: bytes = b""
+    """The body."""
+    content_type: str = JSON
+    """The ``content-type`` header."""
+    headers: tuple[tuple[str, str], ...] = field(default=())
+    """More headers to send."""
+
+    @classmethod
+    def json(
+        cls, data: Any, status: int = 200, headers: tuple[tuple[str, str], ...] = ()
+    ) -> Response:
+        """A JSON response (compact, UTF-8, newline-terminated)."""
+        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        return cls(status=status, body=body, headers=headers)
+
+    @classmethod
+    def error(
+        cls, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> Response:
+        """``{"error": message}`` with ``status``."""
+        return cls.json({"error": message}, status=status, headers=headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A path, the methods it accepts and its handler."""
+
+    path: str
+    handler: Handler
+    methods: frozenset[str]
+
+
+class Router:
+    """Exact-path routing: 404 for an unknown path, 405 (with ``allow``) for a wrong method,
+    500 (logged) when a handler raises."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, Route] = {}
+
+    def add(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> None:
+        """Route ``path`` to ``handler`` for ``methods``; a path is routed once."""
+        if path in self._routes:
+            raise ValueError(f"{path} is already routed")
+        self._routes[path] = Route(path, handler, frozenset(m.upper() for m in methods))
+
+    def paths(self) -> list[str]:
+        """The routed paths, sorted."""
+        return sorted(self._routes)
+
+    async def dispatch(self, request: Request) -> Response:
+        """The response to ``request``; never raises for a handler's failure."""
+        route = self._routes.get(request.path)
+        if route is None:
+            return Response.error(404, f"no such path: {request.path}")
+        if request.method not in route.methods:
+            allow = ", ".join(sorted(route.methods))
+            return Response.error(
+                405, f"{request.method} is not allowed on {request.path}", (("allow", allow),)
+            )
+        try:
+            return await route.handler(request)
+        except Exception:
+            log.exception("handler failed", extra={"path": request.path})
+            return Response.error(500, "internal error")

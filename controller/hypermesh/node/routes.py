@@ -1,0 +1,53 @@
+"""The node's HTTP API: ``GET /status`` and ``GET /healthz``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hypermesh.node.config import NodeConfig
+from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.runtime import RuntimeInfo
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """What the API may say about the node: its configuration and runtime facts."""
+
+    config: NodeConfig
+    """The configuration it started with."""
+    runtime: RuntimeInfo
+    """Pid, address, identity, start time."""
+    started_monotonic: float
+    """``time.monotonic()`` at start, for the uptime."""
+
+    def status(self) -> dict[str, object]:
+        """The body of ``GET /status``."""
+        return {
+            "name": self.config.name,
+            "network": self.config.network,
+            "identity": self.runtime.identity,
+            "address": self.runtime.address,
+            "interfaces": list(self.config.interfaces),
+            "roles": list(self.config.roles),
+            "tags": list(self.config.tags),
+            "version": self.runtime.version,
+            "uptime_seconds": round(time.monotonic() - self.started_monotonic, 3),
+            "pid": self.runtime.pid,
+            "started_at": self.runtime.started_at,
+            "generation": self.runtime.generation,
+        }
+
+
+def add_node_routes(router: Router, view: NodeView) -> Router:
+    """Route the node API for ``view`` on ``router`` (returned for chaining)."""
+
+    async def status(_: Request) -> Response:
+        return Response.json(view.status())
+
+    async def healthz(_: Request) -> Response:
+        return Response.json({"ok": True})
+
+    router.add("/status", status)
+    router.add("/healthz", healthz)
+    return router

@@ -1,0 +1,99 @@
+"""``runtime.json``: what a running node tells the controller about itself (pid, address, …).
+
+Written atomically once the endpoint is bound, removed on a clean shutdown. It is a hint, not
+proof: the lock says whether the node runs; ``pid`` says whether this file belongs to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+RUNTIME_FILE = "runtime.json"
+
+
+def rfc3339(when: datetime.datetime) -> str:
+    """``2024-05-01T12:00:00.123Z``: UTC, milliseconds, ``Z``."""
+    utc = when.astimezone(datetime.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeInfo:
+    """The facts a node publishes once it serves."""
+
+    pid: int
+    """The node process's pid."""
+    address: str
+    """The bound ``host:port`` (the real port, also when the config said 0)."""
+    identity: str
+    """The node ID."""
+    started_at: str
+    """When the process started, RFC 3339 UTC."""
+    version: str
+    """The HyperMesh version the node runs."""
+    generation: int
+    """The configuration generation the node was started with."""
+
+    def to_json(self) -> str:
+        """The file's text (sorted keys, newline)."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> RuntimeInfo:
+        """Parse a runtime file; ``ValueError`` when it is not one."""
+        data: Any = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("runtime file is not a JSON object")
+        try:
+            return cls(
+                pid=int(data["pid"]),
+                address=str(data["address"]),
+                identity=str(data["identity"]),
+                started_at=str(data["started_at"]),
+                version=str(data["version"]),
+                generation=int(data["generation"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"runtime file lacks or mistypes {exc}") from exc
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text`` so readers see the old or the new file, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_runtime(node_dir: Path, info: RuntimeInfo) -> Path:
+    """Publish ``info`` as ``<node_dir>/runtime.json``; returns the path."""
+    path = node_dir / RUNTIME_FILE
+    write_atomic(path, info.to_json())
+    return path
+
+
+def remove_runtime(node_dir: Path) -> None:
+    """Withdraw ``runtime.json`` (no error when it is already gone)."""
+    with contextlib.suppress(FileNotFoundError):
+        (node_dir / RUNTIME_FILE).unlink()
+
+
+def read_runtime(node_dir: Path) -> RuntimeInfo | None:
+    """The runtime file in ``node_dir``, or None when absent or unreadable."""
+    try:
+        return RuntimeInfo.from_json((node_dir / RUNTIME_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

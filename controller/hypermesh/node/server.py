@@ -1,0 +1,234 @@
+"""The node's QUIC endpoint: one UDP port, HTTP/3 (ALPN ``h3``) answered by a ``Router``.
+
+``NodeProtocol`` turns HTTP/3 frames into ``Request`` values and ``Response`` values back into
+frames; what to answer is the router's business. Other ALPNs (DoQ, ``doq``) plug in at
+``ProtocolNegotiated``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
+from aioquic.asyncio.server import QuicServer
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import NetworkAddress, QuicConnection
+from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
+
+from hypermesh.node.router import Request, Response, Router
+from hypermesh.transport.address import format_address
+from hypermesh.transport.certificates import self_signed_certificate
+from hypermesh.transport.identity import Identity
+from hypermesh.transport.udp import tune_datagram_transport
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 1024 * 1024
+"""A request body larger than this is answered 413."""
+
+
+def server_configuration(identity: Identity) -> QuicConfiguration:
+    """A server configuration presenting a fresh self-signed certificate for ``identity``."""
+    return QuicConfiguration(
+        is_client=False,
+        alpn_protocols=list(H3_ALPN),
+        certificate=self_signed_certificate(identity),
+        private_key=identity.private_key,
+    )
+
+
+class _Incoming:
+    """A request whose frames are still arriving."""
+
+    __slots__ = ("body", "headers", "too_large")
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.headers = headers
+        self.body = bytearray()
+        self.too_large = False
+
+
+class NodeProtocol(QuicConnectionProtocol):
+    """One client connection to the node; answers each HTTP/3 request through ``router``."""
+
+    def __init__(
+        self,
+        quic: QuicConnection,
+        stream_handler: QuicStreamHandler | None = None,
+        *,
+        router: Router,
+    ) -> None:
+        super().__init__(quic, stream_handler)
+        self._router = router
+        self._http: H3Connection | None = None
+        self._incoming: dict[int, _Incoming] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._peer = "?"
+        self._terminated = False
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        """Remember who the client is, then let aioquic process the datagram."""
+        if self._peer == "?":
+            self._peer = format_address(str(addr[0]), int(addr[1]))
+        super().datagram_received(data, addr)
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        """Route QUIC events to the application protocol the handshake chose."""
+        if isinstance(event, ProtocolNegotiated):
+            if event.alpn_protocol in H3_ALPN:
+                self._http = H3Connection(self._quic)
+        elif isinstance(event, ConnectionTerminated):
+            self._terminated = True
+            for task in self._tasks:
+                task.cancel()
+        elif isinstance(event, StreamReset):
+            self._incoming.pop(event.stream_id, None)
+        if self._http is not None:
+            for h3_event in self._http.handle_event(event):
+                self._h3_event_received(h3_event)
+
+    def _h3_event_received(self, event: H3Event) -> None:
+        if isinstance(event, HeadersReceived):
+            incoming = self._incoming.get(event.stream_id)
+            if incoming is None:
+                incoming = self._incoming[event.stream_id] = _Incoming(list(event.headers))
+            ended = event.stream_ended
+        elif isinstance(event, DataReceived):
+            incoming = self._incoming.get(event.stream_id)
+            if incoming is None:
+                return
+            if len(incoming.body) + len(event.data) > MAX_REQUEST_BYTES:
+                incoming.too_large = True
+            else:
+                incoming.body += event.data
+            ended = event.stream_ended
+        else:
+            return
+        if ended:
+            del self._incoming[event.stream_id]
+            task = asyncio.ensure_future(self._answer(event.stream_id, incoming))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, stream_id: int, incoming: _Incoming) -> None:
+        request = self._request(incoming)
+        if request is None:
+            response = Response.error(400, "missing :method or :path")
+        elif incoming.too_large:
+            response = Response.error(413, f"request body over {MAX_REQUEST_BYTES} bytes")
+        else:
+            response = await self._router.dispatch(request)
+        self._send(stream_id, response)
+        log.debug(
+            "request",
+            extra={
+                "method": request.method if request else "?",
+                "path": request.path if request else "?",
+                "status": response.status,
+                "peer": self._peer,
+            },
+        )
+
+    def _request(self, incoming: _Incoming) -> Request | None:
+        method = target = None
+        headers: list[tuple[str, str]] = []
+        for raw_name, raw_value in incoming.headers:
+            name = raw_name.decode("ascii", "replace")
+            value = raw_value.decode("utf-8", "replace")
+            if name == ":method":
+                method = value
+            elif name == ":path":
+                target = value
+            elif not name.startswith(":"):
+                headers.append((name, value))
+        if not method or not target:
+            return None
+        path, _, query = target.partition("?")
+        return Request(
+            method=method,
+            path=path,
+            query=query,
+            headers=tuple(headers),
+            body=bytes(incoming.body),
+            peer=self._peer,
+        )
+
+    def _send(self, stream_id: int, response: Response) -> None:
+        if self._http is None or self._terminated:
+            return
+        headers = [
+            (b":status", str(response.status).encode()),
+            (b"content-type", response.content_type.encode()),
+            (b"content-length", str(len(response.body)).encode()),
+            *((name.lower().encode(), value.encode()) for name, value in response.headers),
+        ]
+        try:
+            self._http.send_headers(stream_id, headers)
+            self._http.send_data(stream_id, response.body, end_stream=True)
+        except Exception as exc:  # the client reset the stream or closed the connection
+            log.debug("response not sent", extra={"peer": self._peer, "error": str(exc)})
+            return
+        self.transmit()
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A bound QUIC server."""
+
+    server: QuicServer
+    """aioquic's server protocol (holds the connections)."""
+    transport: asyncio.DatagramTransport
+    """The UDP socket's transport."""
+    host: str
+    """The host it was asked to bind (as configured)."""
+    port: int
+    """The port it really bound."""
+
+    @property
+    def address(self) -> str:
+        """``host:port`` with the real port."""
+        return format_address(self.host, self.port)
+
+    def close(self) -> None:
+        """Close every connection (CONNECTION_CLOSE is sent at once) and the socket."""
+        self.server.close()
+
+
+async def bind_endpoint(
+    host: str,
+    port: int,
+    *,
+    configuration: QuicConfiguration,
+    router: Router,
+    prefer_port: int | None = None,
+) -> Endpoint:
+    """Bind the QUIC server on ``host:port``.
+
+    With ``port`` 0 and a ``prefer_port``, that port is tried first and any free port taken
+    if it is busy. ``OSError`` when the socket cannot be bound.
+    """
+    loop = asyncio.get_running_loop()
+    create_protocol = functools.partial(NodeProtocol, router=router)
+    candidates = [prefer_port, 0] if port == 0 and prefer_port else [port]
+    for candidate in candidates:
+        try:
+            transport, server = await loop.create_datagram_endpoint(
+                lambda: QuicServer(configuration=configuration, create_protocol=create_protocol),
+                local_addr=(host, candidate),
+            )
+            break
+        except OSError as exc:
+            if candidate == candidates[-1]:
+                raise
+            log.info(
+                "preferred port unavailable, taking any free port",
+                extra={"port": candidate, "error": str(exc)},
+            )
+    tune_datagram_transport(transport)
+    bound_port = int(transport.get_extra_info("sockname")[1])
+    return Endpoint(server=server, transport=transport, host=host, port=bound_port)

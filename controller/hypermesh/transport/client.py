@@ -1,0 +1,295 @@
+"""An HTTP/3 client on aioquic that pins the peer's node ID.
+
+``connect_h3`` opens one authenticated connection that can carry many requests (keep
+connections warm: a handshake costs as much as 10-15 requests); ``h3_get`` and ``h3_get_json``
+make a single request on a fresh connection; ``fetch_status`` is the synchronous form for the
+command line. Every failure surfaces as ``TransportError`` (``IdentityMismatch`` when the peer
+holds another key) with a message naming the address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
+
+from hypermesh import __version__
+from hypermesh.errors import TransportError
+from hypermesh.transport.address import parse_address
+from hypermesh.transport.certificates import DNS_SUFFIX
+from hypermesh.transport.identity import public_key_from_node_id
+from hypermesh.transport.pinning import check_peer
+from hypermesh.transport.udp import tune_datagram_transport
+
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+"""A response body larger than this is refused (a peer must not exhaust our memory)."""
+USER_AGENT = f"hypermesh/{__version__}"
+
+Headers = dict[str, str]
+
+
+class _Exchange:
+    """One request in flight: what has arrived so far and who waits for it."""
+
+    __slots__ = ("body", "future", "headers")
+
+    def __init__(self, future: asyncio.Future[tuple[int, Headers, bytes]]) -> None:
+        self.future = future
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = bytearray()
+
+
+class H3ClientProtocol(QuicConnectionProtocol):
+    """A QUIC connection speaking HTTP/3 as a client; ``request`` sends one request."""
+
+    def __init__(self, quic: QuicConnection, stream_handler: QuicStreamHandler | None = None):
+        super().__init__(quic, stream_handler)
+        self.address = "?"
+        """The peer's ``host:port``, for messages."""
+        self._http: H3Connection | None = None
+        self._exchanges: dict[int, _Exchange] = {}
+        self.close_reason: str | None = None
+        """Why the connection ended, once it has."""
+
+    @property
+    def quic(self) -> QuicConnection:
+        """The underlying QUIC connection (for pinning and diagnostics)."""
+        return self._quic
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> tuple[int, Headers, bytes]:
+        """Send one request and wait for the whole response: ``(status, headers, body)``."""
+        if self._http is None:
+            raise TransportError(f"{self.address}: HTTP/3 was not negotiated")
+        if self.close_reason is not None:
+            raise TransportError(f"{self.address}: connection closed: {self.close_reason}")
+        stream_id = self._quic.get_next_available_stream_id()
+        exchange = _Exchange(self._loop.create_future())
+        self._exchanges[stream_id] = exchange
+        request_headers = [
+            (b":method", method.encode()),
+            (b":scheme", b"https"),
+            (b":authority", self.address.encode()),
+            (b":path", path.encode()),
+            (b"user-agent", USER_AGENT.encode()),
+            *((name.lower().encode(), value.encode()) for name, value in headers),
+        ]
+        self._http.send_headers(stream_id, request_headers, end_stream=not body)
+        if body:
+            self._http.send_data(stream_id, body, end_stream=True)
+        self.transmit()
+        try:
+            return await exchange.future
+        finally:
+            self._exchanges.pop(stream_id, None)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        """Feed QUIC events to HTTP/3 and settle the requests they complete."""
+        if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
+            self._http = H3Connection(self._quic)
+        elif isinstance(event, ConnectionTerminated):
+            self.close_reason = _describe_close(event)
+            for exchange in self._exchanges.values():
+                _fail(exchange, f"{self.address}: connection closed: {self.close_reason}")
+        elif isinstance(event, StreamReset) and event.stream_id in self._exchanges:
+            _fail(
+                self._exchanges[event.stream_id],
+                f"{self.address}: the peer reset the request (error {event.error_code})",
+            )
+        if self._http is not None:
+            for h3_event in self._http.handle_event(event):
+                self._h3_event_received(h3_event)
+
+    def _h3_event_received(self, event: H3Event) -> None:
+        if not isinstance(event, HeadersReceived | DataReceived):
+            return
+        exchange = self._exchanges.get(event.stream_id)
+        if exchange is None or exchange.future.done():
+            return
+        if isinstance(event, HeadersReceived):
+            if not exchange.headers:  # later HEADERS frames are trailers
+                exchange.headers = list(event.headers)
+        else:
+            exchange.body += event.data
+            if len(exchange.body) > MAX_RESPONSE_BYTES:
+                _fail(exchange, f"{self.address}: response larger than {MAX_RESPONSE_BYTES} bytes")
+                return
+        if event.stream_ended:
+            _settle(exchange, self.address)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the QUIC timer once the socket is gone (nothing more can be sent)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _settle(exchange: _Exchange, address: str) -> None:
+    headers: Headers = {}
+    status: int | None = None
+    for name, value in exchange.headers:
+        key = name.decode("ascii", "replace")
+        text = value.decode("utf-8", "replace")
+        if key == ":status":
+            status = int(text) if text.isdigit() else None
+        elif not key.startswith(":"):
+            headers[key] = text
+    if status is None:
+        _fail(exchange, f"{address}: the response had no valid :status")
+        return
+    exchange.future.set_result((status, headers, bytes(exchange.body)))
+
+
+def _fail(exchange: _Exchange, message: str) -> None:
+    if not exchange.future.done():
+        exchange.future.set_exception(TransportError(message))
+
+
+def _describe_close(event: ConnectionTerminated) -> str:
+    reason = event.reason_phrase or "no reason given"
+    return f"{reason} (QUIC error 0x{event.error_code:x})"
+
+
+def client_configuration(expected_id: str | None, alpn: str = "h3") -> QuicConfiguration:
+    """A client configuration that accepts any certificate; the caller pins the node ID."""
+    return QuicConfiguration(
+        is_client=True,
+        alpn_protocols=[alpn],
+        verify_mode=ssl.CERT_NONE,
+        server_name=expected_id + DNS_SUFFIX if expected_id else None,
+    )
+
+
+@asynccontextmanager
+async def connect_h3(address: str, *, expected_id: str | None) -> AsyncIterator[H3ClientProtocol]:
+    """Open an HTTP/3 connection to ``address`` and check the peer is ``expected_id``.
+
+    Bound the wait with ``asyncio.timeout()`` around this: a QUIC peer that is not there only
+    ever shows as silence. Raises ``TransportError``, or ``IdentityMismatch`` before any
+    request is sent; ``ValueError`` when ``expected_id`` is not a well-formed node ID.
+    """
+    if expected_id is not None:
+        public_key_from_node_id(expected_id)
+    try:
+        host, port = parse_address(address)
+    except ValueError as exc:
+        raise TransportError(str(exc)) from exc
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise TransportError(f"{address}: cannot resolve {host!r}: {exc}") from exc
+    family, _, _, _, sockaddr = infos[0]
+    configuration = client_configuration(expected_id)
+    if configuration.server_name is None:
+        configuration.server_name = host
+    quic = QuicConnection(configuration=configuration)
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: H3ClientProtocol(quic), family=family
+        )
+    except OSError as exc:
+        raise TransportError(f"{address}: cannot open a UDP socket: {exc}") from exc
+    tune_datagram_transport(transport)
+    protocol.address = address
+    try:
+        protocol.connect(sockaddr)
+        try:
+            await protocol.wait_connected()
+        except ConnectionError as exc:
+            raise TransportError(
+                f"{address}: QUIC handshake failed: {protocol.close_reason or exc}"
+            ) from exc
+        except OSError as exc:
+            raise TransportError(f"{address}: {exc}") from exc
+        check_peer(protocol.quic, expected_id, address)
+        yield protocol
+    finally:
+        protocol.close()  # sends CONNECTION_CLOSE at once; no need to wait for the drain
+        transport.close()
+
+
+async def h3_get(
+    address: str,
+    path: str,
+    *,
+    expected_id: str | None,
+    timeout: float = 5.0,  # noqa: ASYNC109 - the contract; the message names the limit
+) -> tuple[int, Headers, bytes]:
+    """GET ``path`` from the node at ``address`` over a fresh pinned connection.
+
+    Returns ``(status, headers, body)`` whatever the status; raises ``TransportError`` when no
+    answer arrives within ``timeout`` seconds or the exchange fails.
+    """
+    connected = False
+    try:
+        async with asyncio.timeout(timeout), connect_h3(address, expected_id=expected_id) as h3:
+            connected = True
+            return await h3.request("GET", path, headers=[("accept", "application/json")])
+    except TimeoutError:
+        if connected:
+            raise TransportError(
+                f"{address}: no response to GET {path} within {timeout:g}s"
+            ) from None
+        raise TransportError(
+            f"{address}: no QUIC handshake within {timeout:g}s (is a node listening there?)"
+        ) from None
+    except OSError as exc:
+        raise TransportError(f"{address}: {exc}") from exc
+
+
+async def h3_get_json(
+    address: str,
+    path: str,
+    *,
+    expected_id: str | None,
+    timeout: float = 5.0,  # noqa: ASYNC109 - as h3_get
+) -> dict[str, Any]:
+    """GET ``path`` and decode a JSON object; any status but 200 is a ``TransportError``."""
+    status, _, body = await h3_get(address, path, expected_id=expected_id, timeout=timeout)
+    if status != 200:
+        raise TransportError(f"{address}: GET {path} answered {status}: {_error_text(body)}")
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise TransportError(f"{address}: GET {path} returned invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TransportError(f"{address}: GET {path} returned {type(data).__name__}, not object")
+    return data
+
+
+def fetch_status(address: str, expected_id: str | None, timeout: float = 5.0) -> dict[str, Any]:
+    """``GET /status`` from a node, synchronously (for the command line; not inside a loop)."""
+    return asyncio.run(h3_get_json(address, "/status", expected_id=expected_id, timeout=timeout))
+
+
+def _error_text(body: bytes) -> str:
+    """The ``error`` field of a JSON error body, or the start of the body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str):
+        return error
+    text = body[:200].decode("utf-8", "replace").strip()
+    return text or "(empty body)"
