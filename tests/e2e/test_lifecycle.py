@@ -233,3 +233,31 @@ def test_not_implemented_kinds_are_reported_not_done(hmctl: Hmctl) -> None:
         assert (cond["status"], cond["reason"]) == ("False", "NotImplemented")
     # The nodes of the same manifest did converge.
     assert all(ready(item) for item in nodes(hmctl).values())
+
+
+def test_get_yaml_applies_back_and_delete(hmctl: Hmctl, tmp_path: Path) -> None:
+    manifest = tmp_path / "net.yaml"
+    write(manifest, "a", "b")
+    assert hmctl("apply", "-f", str(manifest)).returncode == 0
+
+    # What `get -o yaml` prints is a manifest: applying it back changes nothing.
+    listed = hmctl("get", "all", "-o", "yaml")
+    assert listed.returncode == 0, listed.stderr
+    back = tmp_path / "back.yaml"
+    back.write_text(listed.stdout)
+    same = hmctl("diff", "-f", str(back))
+    assert same.returncode == 0, same.stdout + same.stderr
+
+    b_pid = nodes(hmctl)["b"]["status"]["pid"]
+    deleted = hmctl("delete", "node", "b")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "node/b deleted" in deleted.stdout
+    assert b_pid not in node_processes(hmctl.state)
+    assert sorted(nodes(hmctl)) == ["a"]
+    # Still declared, so the next apply would create it again, and diff says so.
+    again = hmctl("diff", "-f", str(manifest))
+    assert again.returncode == 1
+    assert "+ create Node/b" in again.stdout
+    missing = hmctl("delete", "node", "nope")
+    assert missing.returncode == 2
+    assert "not found: Node/nope" in missing.stderr

@@ -1,4 +1,5 @@
-"""What each ``hmctl`` command does; ``main.py`` only parses and maps errors to exit codes."""
+"""The hmctl commands that touch the state and the world: diff, apply, up, controller, down,
+get, describe, delete. ``main.py`` imports this module only when one of them runs."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC
-from pathlib import Path
 from typing import Any
 
-from hypermesh import API_VERSION, __version__
+from rich.console import Console
+from rich.status import Status
+
+from hypermesh import API_VERSION
+from hypermesh.cli.common import nothing_declared, state_dir
 from hypermesh.cli.logs import setup_logging
 from hypermesh.cli.render import (
     Palette,
@@ -35,16 +38,13 @@ from hypermesh.drivers import standalone_drivers
 from hypermesh.errors import (
     LockHeldError,
     ManifestError,
-    Position,
-    Problem,
     PruneRefused,
     StateError,
     UsageError,
 )
-from hypermesh.model.loader import load
 from hypermesh.model.resources import DesiredState, ResourceKey
 from hypermesh.model.schemas import KINDS, kind_from_alias
-from hypermesh.model.validate import build, load_desired
+from hypermesh.model.validate import load_desired
 from hypermesh.plan import Action, Plan
 from hypermesh.plan import plan as make_plan
 from hypermesh.reconcile import Reconciler, ReconcileSettings
@@ -54,27 +54,7 @@ from hypermesh.store.store import DB_FILE
 
 log = logging.getLogger("hypermesh.cli")
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration(text: str) -> float:
-    """``90``, ``90s``, ``1m30s``, ``500ms`` → seconds."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 30s, 2m, 1h30m)")
-    return sum(float(n) * _UNIT[u] for n, u in parts)
-
-
 # -- the workspace: where state lives ----------------------------------------------------------
-
-
-def state_dir(args: argparse.Namespace) -> Path:
-    raw = args.state or os.environ.get("HM_STATE") or ".hypermesh"
-    return Path(raw).expanduser().resolve()
 
 
 def open_store(args: argparse.Namespace, *, create: bool = True) -> StateStore | None:
@@ -85,10 +65,9 @@ def open_store(args: argparse.Namespace, *, create: bool = True) -> StateStore |
 
 
 def make_reconciler(
-    args: argparse.Namespace, store: StateStore, *, progress: bool = True
+    args: argparse.Namespace, store: StateStore, printer: _ProgressPrinter | None = None
 ) -> Reconciler:
     settings = ReconcileSettings(parallelism=max(1, getattr(args, "parallelism", 8)))
-    printer = _ProgressPrinter(sys.stdout) if progress else None
     return Reconciler(
         store,
         standalone_drivers(state_dir(args)),
@@ -98,25 +77,51 @@ def make_reconciler(
 
 
 class _ProgressPrinter:
-    """One line per thing done, coloured on a terminal, plain when piped."""
+    """One line per thing done; on a terminal also a spinner that counts what is in flight.
+    Piped output stays plain lines."""
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
         self.palette = Palette(use_colour(stream))
+        self.console = Console(file=stream, highlight=False) if stream.isatty() else None
+        self.status: Status | None = None
+        self.started = 0
+        self.finished = 0
 
     def show(self, what: str, key: ResourceKey, message: str) -> None:
         p = self.palette
-        if what == "start":
-            return
         label = f"{key.kind.lower()}/{key.name}"
+        if what == "start":
+            self.started += 1
+            self._spin(f"{label}: {message}")
+            return
+        self.finished += 1
         if what == "done":
             line = f"{p.green('✓')} {label} {message}"
         elif what == "stalled":
             line = f"{p.yellow('!')} {label} {message}"
         else:
             line = f"{p.red('✗')} {label} {message}"
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        if self.console is not None:
+            self.console.out(line)
+            self._spin(f"{self.finished} of {self.started} done")
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def _spin(self, text: str) -> None:
+        if self.console is None:
+            return
+        if self.status is None:
+            self.status = self.console.status(text)
+            self.status.start()
+        else:
+            self.status.update(text)
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
 
 
 def _desired(args: argparse.Namespace, *, allow_empty: bool = False) -> DesiredState:
@@ -124,37 +129,11 @@ def _desired(args: argparse.Namespace, *, allow_empty: bool = False) -> DesiredS
     ``--prune`` of everything, which the prune guard then questions)."""
     desired = load_desired(args.files, sys.stdin.buffer)
     if not len(desired) and not allow_empty:
-        raise ManifestError(_nothing_declared(list(desired.files)))
+        raise ManifestError(nothing_declared(list(desired.files)))
     return desired
 
 
-def _nothing_declared(files: list[str]) -> list[Problem]:
-    return [
-        Problem(Position(file), "no resources found (empty, or only comments)")
-        for file in files or ["<input>"]
-    ]
-
-
 # -- validate / diff ---------------------------------------------------------------------------
-
-
-def validate(args: argparse.Namespace) -> int:
-    loaded = load(args.files, sys.stdin.buffer)
-    desired, problems = build(loaded)
-    if not problems and not len(desired):
-        problems = _nothing_declared(loaded.files)
-    for problem in problems:
-        sys.stderr.write(f"{problem}\n")
-    if problems:
-        n = len(problems)
-        error(f"{n} problem{'s' if n != 1 else ''} found")
-        return 1
-    kinds: dict[str, int] = {}
-    for resource in desired:
-        kinds[resource.kind] = kinds.get(resource.kind, 0) + 1
-    counts = ", ".join(f"{n} {k}" for k, n in kinds.items())
-    print(f"valid: {len(desired)} resources ({counts}) in {len(loaded.files)} file(s)")
-    return 0
 
 
 def diff(args: argparse.Namespace) -> int:
@@ -163,7 +142,7 @@ def diff(args: argparse.Namespace) -> int:
     if store is None:
         the_plan = make_plan(desired, [], prune=args.prune)
     else:
-        reconciler = make_reconciler(args, store, progress=False)
+        reconciler = make_reconciler(args, store)
         the_plan = asyncio.run(reconciler.plan(desired, prune=args.prune))
         store.close()
     if args.output == "json":
@@ -200,7 +179,8 @@ def apply(args: argparse.Namespace) -> int:
     with StateLock(directory, "hmctl apply"):
         setup_logging(directory, verbose=args.verbose)
         store = StateStore.open(directory)
-        reconciler = make_reconciler(args, store)
+        printer = _ProgressPrinter(sys.stdout)
+        reconciler = make_reconciler(args, store, printer)
 
         async def run() -> int:
             the_plan = await reconciler.plan(desired, prune=args.prune)
@@ -214,11 +194,13 @@ def apply(args: argparse.Namespace) -> int:
             else:
                 print("no changes: the world matches the manifests")
             await reconciler.converge(desired, prune=args.prune, timeout=args.timeout)
+            printer.close()
             return _report(store)
 
         try:
             return asyncio.run(run())
         finally:
+            printer.close()
             store.close()
 
 
@@ -247,6 +229,7 @@ async def _control_loop(
     reconciler: Reconciler,
     desired: DesiredState,
     stop: asyncio.Event,
+    printer: _ProgressPrinter,
 ) -> None:
     """Passes forever: every ``--interval``, and at once when a manifest file changes."""
     from watchfiles import awatch
@@ -276,6 +259,7 @@ async def _control_loop(
                 await reconciler.run_pass(desired, prune=args.prune)
             except StateError as exc:
                 error(str(exc))
+            printer.close()
             waiter = asyncio.create_task(changed.wait())
             stopper = asyncio.create_task(stop.wait())
             due = reconciler.backoff.next_due()
@@ -298,7 +282,8 @@ def _run_loop(args: argparse.Namespace, purpose: str, *, stop_nodes: bool) -> in
     with StateLock(directory, purpose):
         setup_logging(directory, verbose=args.verbose)
         store = StateStore.open(directory)
-        reconciler = make_reconciler(args, store)
+        printer = _ProgressPrinter(sys.stdout)
+        reconciler = make_reconciler(args, store, printer)
 
         async def run() -> int:
             stop = asyncio.Event()
@@ -309,10 +294,11 @@ def _run_loop(args: argparse.Namespace, purpose: str, *, stop_nodes: bool) -> in
             _prune_guard(the_plan, desired, store, args.force)
             print(f"Plan: {the_plan.summary()}.")
             await reconciler.converge(desired, prune=args.prune, timeout=args.timeout)
+            printer.close()
             _report(store)
             print(f"{purpose}: reconciling every {args.interval:g}s; Ctrl-C to stop")
             sys.stdout.flush()
-            await _control_loop(args, reconciler, desired, stop)
+            await _control_loop(args, reconciler, desired, stop, printer)
             if stop_nodes:
                 stopped = await reconciler.stop_all()
                 print(f"stopped {len(stopped)} node(s)")
@@ -321,6 +307,7 @@ def _run_loop(args: argparse.Namespace, purpose: str, *, stop_nodes: bool) -> in
         try:
             return asyncio.run(run())
         finally:
+            printer.close()
             store.close()
 
 
@@ -360,7 +347,8 @@ def down(args: argparse.Namespace) -> int:
                 time.sleep(0.1)
     try:
         store = StateStore.open(directory)
-        reconciler = make_reconciler(args, store, progress=False)
+        printer = _ProgressPrinter(sys.stdout)
+        reconciler = make_reconciler(args, store, printer)
         stopped = asyncio.run(reconciler.stop_all())
         for key in stopped:
             print(f"{key.kind.lower()}/{key.name} stopped")
@@ -391,7 +379,7 @@ def _live_records(
 ) -> list[ResourceRecord]:
     """Records with their live status refreshed from the world (nodes are probed)."""
     records = [r for r in store.records() if r.key.kind in kinds]
-    reconciler = make_reconciler(args, store, progress=False)
+    reconciler = make_reconciler(args, store)
 
     async def refresh() -> list[ResourceRecord]:
         _, lives = await reconciler.observe()
@@ -632,9 +620,4 @@ def delete(args: argparse.Namespace) -> int:
 
         asyncio.run(run())
         store.close()
-    return 0
-
-
-def version(args: argparse.Namespace) -> int:
-    print(f"hmctl {__version__} (API {API_VERSION}, Python {sys.version.split()[0]})")
     return 0

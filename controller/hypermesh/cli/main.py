@@ -7,11 +7,12 @@ converge" for apply; 2 bad input, usage or state errors; 3 the state is locked b
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from hypermesh import __version__
-from hypermesh.cli import commands
+from hypermesh.cli.common import duration
 from hypermesh.cli.render import error
 from hypermesh.errors import HyperMeshError, LockHeldError, ManifestError
 
@@ -19,7 +20,8 @@ EXIT_INVALID = 1
 EXIT_ERROR = 2
 EXIT_LOCKED = 3
 
-Handler = Callable[[argparse.Namespace], int]
+HEAVY = "hypermesh.cli.commands"
+LIGHT = "hypermesh.cli.validate"
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -41,7 +43,7 @@ def _add_files(parser: argparse.ArgumentParser, required: bool = True) -> None:
 def _command(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
-    handler: Handler,
+    handler: tuple[str, str],
     summary: str,
     example: str,
 ) -> argparse.ArgumentParser:
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "validate",
-        commands.validate,
+        (LIGHT, "validate"),
         "check manifests against the schemas and each other",
         "hmctl validate -f examples/quickstart",
     )
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = _command(
             sub,
             name,
-            commands.diff,
+            (HEAVY, "diff"),
             "show what apply would change (exit 0: none, 1: changes, 2: error)",
             f"hmctl {name} -f examples/quickstart -o json",
         )
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "apply",
-        commands.apply,
+        (HEAVY, "apply"),
         "converge the world to the manifests; nodes keep running after it exits",
         "hmctl apply -f examples/quickstart --timeout 60s",
     )
@@ -114,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "up",
-        commands.up,
+        (HEAVY, "up"),
         "apply, then keep reconciling in the foreground; Ctrl-C or `hmctl down` stops it all",
         "hmctl up -f examples/quickstart",
     )
@@ -125,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "down",
-        commands.down,
+        (HEAVY, "down"),
         "stop every node this state started (and a running `up` or controller)",
         "hmctl down",
     )
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "controller",
-        commands.controller,
+        (HEAVY, "controller"),
         "the reconcile loop: `controller run` watches the manifests and converges forever",
         "hmctl controller run -f examples/quickstart --interval 5s",
     )
@@ -145,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "get",
-        commands.get,
+        (HEAVY, "get"),
         "list resources with their live status",
         "hmctl get nodes -o wide",
     )
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "describe",
-        commands.describe,
+        (HEAVY, "describe"),
         "everything about one resource: spec, status, conditions, events",
         "hmctl describe node alpha",
     )
@@ -168,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(
         sub,
         "delete",
-        commands.delete,
+        (HEAVY, "delete"),
         "delete resources from the world and the inventory (a later apply recreates declared ones)",
         "hmctl delete node beta",
     )
@@ -176,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="*")
     _add_files(p, required=False)
 
-    p = _command(sub, "version", commands.version, "print the version", "hmctl version")
+    p = _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
     return parser
 
 
@@ -193,7 +195,7 @@ def _add_apply_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=commands.duration,
+        type=duration,
         default=120.0,
         metavar="DURATION",
         help="give up converging after this long (default 120s)",
@@ -210,7 +212,7 @@ def _add_apply_flags(p: argparse.ArgumentParser) -> None:
 def _add_loop_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--interval",
-        type=commands.duration,
+        type=duration,
         default=5.0,
         metavar="DURATION",
         help="re-observe the world this often (default 5s)",
@@ -223,8 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_ERROR
+    module, function = args.handler
     try:
-        return int(args.handler(args))
+        return int(getattr(importlib.import_module(module), function)(args))
     except ManifestError as exc:
         for problem in exc.problems:
             sys.stderr.write(f"{problem}\n")

@@ -52,10 +52,12 @@ class Document:
     index: int
     data: Any
     positions: dict[FieldPath, tuple[int, int]] = field(repr=False)
+    prefix: FieldPath = ()
+    """Where ``data`` sits in the YAML document (an item of a ``kind: List``)."""
 
     def position(self, path: Iterable[str | int] = ()) -> Position:
         """The position of ``path``, or of its nearest ancestor that has one."""
-        key = tuple(path)
+        key = (*self.prefix, *path)
         while key:
             found = self.positions.get(key)
             if found is not None:

@@ -11,6 +11,7 @@ import copy
 import difflib
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, BinaryIO
 
 from hypermesh import API_VERSION
@@ -34,7 +35,7 @@ def build(loaded: LoadResult) -> tuple[DesiredState, list[Problem]]:
     problems = list(loaded.problems)
     resources: list[Resource] = []
     invalid: set[ResourceKey] = set()
-    for document in loaded.documents:
+    for document in _expand_lists(loaded.documents):
         resource = _resource(document, problems)
         if resource is not None:
             resources.append(resource)
@@ -42,6 +43,22 @@ def build(loaded: LoadResult) -> tuple[DesiredState, list[Problem]]:
             invalid.add(key)
     problems.extend(check_references(resources, invalid))
     return DesiredState.of(resources, loaded.files), problems
+
+
+def _expand_lists(documents: Iterable[Document]) -> Iterable[Document]:
+    """Each item of a ``kind: List`` (what ``hmctl get -o yaml`` prints) as a document."""
+    for document in documents:
+        data = document.data
+        if (
+            isinstance(data, dict)
+            and data.get("kind") == "List"
+            and data.get("apiVersion") == "v1"
+            and isinstance(data.get("items"), list)
+        ):
+            for i, item in enumerate(data["items"]):
+                yield replace(document, data=item, prefix=("items", i))
+        else:
+            yield document
 
 
 def _key_of(document: Document) -> ResourceKey | None:

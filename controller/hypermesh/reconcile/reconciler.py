@@ -264,10 +264,13 @@ class Reconciler:
             managed=driver.manages_world,
         )
         reason = {"create": "Created", "update": "Repaired" if not item.diffs else "Updated"}
-        self.store.add_event(
-            key, "Normal", reason[item.action.value], outcome.message or item.action.value
-        )
-        self._progress("done", key, item.action.value)
+        verb = reason[item.action.value].lower()
+        if item.action is Action.UPDATE and not item.diffs:
+            verb += f" ({'; '.join(item.drift)})"
+        elif item.action is Action.UPDATE:
+            verb += f" ({', '.join(d.field for d in item.diffs)})"
+        self.store.add_event(key, "Normal", reason[item.action.value], outcome.message or verb)
+        self._progress("done", key, f"{verb}: {outcome.message}" if outcome.message else verb)
         return "done", ""
 
     def _failed(

@@ -254,17 +254,12 @@ class StateStore:
                 session.add(row)
 
     def forget(self, key: ResourceKey) -> None:
-        """The driver deleted ``key`` from the world: drop it from the inventory."""
+        """The driver deleted ``key`` from the world: drop it from the store altogether (a later
+        apply that still declares it starts afresh)."""
         with self._session() as session:
             row = self._row(session, key)
-            if row is None:
-                return
-            if row.desired is None:
+            if row is not None:
                 session.delete(row)
-            else:
-                row.managed, row.applied, row.applied_generation = False, None, 0
-                row.handle, row.status = "{}", "{}"
-                session.add(row)
 
     def add_event(self, key: ResourceKey, type_: str, reason: str, message: str) -> None:
         with self._session() as session:
