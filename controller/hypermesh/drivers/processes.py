@@ -23,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from hypermesh.errors import IdentityMismatch, TemporaryError, TransportError
+from hypermesh.files import write_atomic
 from hypermesh.model.resources import Resource, ResourceKey
 from hypermesh.model.validate import split_host_port
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.lockfile import running_pid
+from hypermesh.node.runtime import RuntimeInfo, read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import read_node_id
 
 CONFIG = "config.json"
-RUNTIME = "runtime.json"
 LOG = "node.log"
 
 
@@ -90,14 +91,14 @@ class NodeProcessDriver:
                 reason="NotRunning",
                 message="node process is not running",
             )
-        runtime = _read_json(node_dir / RUNTIME)
-        address = runtime.get("address") if runtime else None
+        runtime = read_runtime(node_dir)
+        address = runtime.address if runtime else None
         identity = read_node_id(node_dir)
         base: dict[str, Any] = {"pid": pid, "identity": identity}
-        if not address or runtime.get("pid") != pid:
+        if runtime is None or address is None or runtime.pid != pid:
             return Live(True, (), base, False, "Starting", "node has not reported its address")
         base["address"] = address
-        base["startedAt"] = runtime.get("started_at")
+        base["startedAt"] = runtime.started_at
         if applied is not None and _listen_changed(applied, address):
             return Live(True, ("listen address differs from the spec",), base, True)
         try:
@@ -121,7 +122,7 @@ class NodeProcessDriver:
         key = resource.key
         node_dir = self._dir(key, handle)
         node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        previous = _read_json(node_dir / RUNTIME)
+        previous = read_runtime(node_dir)
         await self._stop_dir(node_dir)
         listen = str(resource.spec["listen"])
         config = NodeConfig(
@@ -136,7 +137,7 @@ class NodeProcessDriver:
             node_dir=str(node_dir),
             log_file=str(node_dir / LOG),
         )
-        _write_atomic(node_dir / CONFIG, config.to_json())
+        write_atomic(node_dir / CONFIG, config.to_json())
         child = self._spawn(node_dir)
         status = await self._wait_started(key, node_dir, child)
         return Outcome(
@@ -170,12 +171,12 @@ class NodeProcessDriver:
                     f"node process exited with code {code}: {_last_line(node_dir / LOG)}",
                     reason="StartFailed",
                 )
-            runtime = _read_json(node_dir / RUNTIME)
-            if runtime and runtime.get("pid") == child.pid and runtime.get("address"):
+            runtime = read_runtime(node_dir)
+            if runtime is not None and runtime.pid == child.pid:
                 identity = read_node_id(node_dir)
                 try:
                     await h3_get_json(
-                        runtime["address"],
+                        runtime.address,
                         "/status",
                         expected_id=identity,
                         timeout=self.probe_timeout,
@@ -186,10 +187,10 @@ class NodeProcessDriver:
                         reason="Unreachable",
                     ) from exc
                 return {
-                    "address": runtime["address"],
+                    "address": runtime.address,
                     "identity": identity,
                     "pid": child.pid,
-                    "startedAt": runtime.get("started_at"),
+                    "startedAt": runtime.started_at,
                 }
             await asyncio.sleep(0.05)
         await self._stop_dir(node_dir)
@@ -240,36 +241,19 @@ def _listen_changed(applied: Mapping[str, Any], address: str) -> bool:
     return want_port != 0 and (want_port, want_host) != (port, host)
 
 
-def _prefer_port(listen: str, previous: Mapping[str, Any] | None) -> int | None:
+def _prefer_port(listen: str, previous: RuntimeInfo | None) -> int | None:
     """A restarted node with ``port 0`` tries its previous port first (stable addresses)."""
     try:
         host, port = split_host_port(listen)
     except ValueError:
         return None
-    if port != 0 or not previous or not previous.get("address"):
+    if port != 0 or previous is None:
         return None
     with contextlib.suppress(ValueError):
-        old_host, old_port = split_host_port(str(previous["address"]))
+        old_host, old_port = split_host_port(previous.address)
         if old_host == host:
             return old_port
     return None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
 
 
 def _last_line(path: Path) -> str:

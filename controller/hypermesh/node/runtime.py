@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from hypermesh.files import write_atomic
 
 RUNTIME_FILE = "runtime.json"
 
@@ -61,21 +62,6 @@ class RuntimeInfo:
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"runtime file lacks or mistypes {exc}") from exc
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` so readers see the old or the new file, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def write_runtime(node_dir: Path, info: RuntimeInfo) -> Path:

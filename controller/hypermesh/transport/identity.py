@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hypermesh.errors import HyperMeshError
+from hypermesh.files import write_atomic
 
 NODE_ID_PREFIX = "hm1"
 NODE_ID_LENGTH = 55
@@ -200,18 +201,7 @@ def _write_public(path: Path, node_id: str) -> None:
     with contextlib.suppress(OSError):
         if path.read_text(encoding="ascii") == text:
             return
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, _PUBLIC_MODE)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            os.fchmod(handle.fileno(), _PUBLIC_MODE)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    write_atomic(path, text, _PUBLIC_MODE)
 
 
 def _fsync_directory(directory: Path) -> None:
