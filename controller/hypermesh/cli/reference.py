@@ -14,7 +14,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 
-from hypermesh.cli.commands import duration
+from hypermesh.cli.common import duration
 from hypermesh.cli.main import build_parser
 
 __all__ = ["main", "render_cli_reference"]
@@ -49,7 +49,7 @@ read in the order given. `PATH` is one of:
 
 - a file, whatever its name;
 - a folder: every `*.yaml` and `*.yml` file under it, subfolders included, in sorted order;
-- `-`: standard input (`generate-manifests | hmctl apply -f -`).
+- `-`: standard input (`hmctl get all -o yaml | hmctl validate -f -`).
 
 A file may hold many documents separated by `---`. Every problem in every file is reported at
 once, as `FILE:LINE:COL: Kind/name: field.path: message`, and nothing is changed.
@@ -76,8 +76,8 @@ The exception is `down`, which stops a running `up` or `controller run` and then
   `metadata`, `spec` and `status`. A Node's status carries at least `address` (the real
   `host:port` of its QUIC endpoint), `identity` (its node ID), `pid` and `conditions` (`type`,
   `status`, `reason`, `message`, `observedGeneration`, `lastTransitionTime`). Scripts may rely on
-  this shape. `status` is ignored when a manifest is read, so a single item of the output is
-  a valid manifest again.
+  this shape. The YAML output applies back as it is: `-f` reads a `kind: List` as its items,
+  and ignores `status`.
 - `diff` and `plan` print a unified diff of each object that would change, as `kubectl diff`
   does, and a one-line summary; `-o json` prints the plan as data: `changes`, `summary`, `prune`,
   `items` (each with `action`, `resource`, `diff` and `drift`) and `orphans`.
