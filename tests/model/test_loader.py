@@ -65,3 +65,35 @@ def test_folders_are_read_sorted_and_recursively(tmp_path: Path) -> None:
 def test_missing_path_is_reported(tmp_path: Path) -> None:
     result = load([str(tmp_path / "nope.yaml")])
     assert [p.message for p in result.problems] == ["no such file or folder"]
+
+
+def test_manifest_set_reparses_only_changed_files(tmp_path: Path) -> None:
+    import os
+
+    from hypermesh.errors import ManifestError
+    from hypermesh.model.validate import ManifestSet
+    from tests.conftest import network, node
+
+    (tmp_path / "a.yaml").write_text(network("demo"))
+    (tmp_path / "b.yaml").write_text(node("x"))
+    manifests = ManifestSet([str(tmp_path)])
+    first = manifests.load()
+    second = manifests.load()
+    # Unchanged files: the very same resource objects, not parsed again.
+    assert all(a is b for a, b in zip(first, second, strict=True))
+
+    (tmp_path / "b.yaml").write_text(node("x", listen="127.0.0.1:7000"))
+    os.utime(tmp_path / "b.yaml", ns=(1, 1))
+    third = manifests.load()
+    assert third.get("Network", "demo") is first.get("Network", "demo")
+    changed = third.get("Node", "x")
+    assert changed is not None and changed.spec["listen"] == "127.0.0.1:7000"
+
+    # A reference broken by deleting the other file is caught: cross checks run every time.
+    (tmp_path / "a.yaml").unlink()
+    try:
+        manifests.load()
+    except ManifestError as exc:
+        assert "Network 'demo' is not declared" in str(exc)
+    else:
+        raise AssertionError("the dangling reference was not reported")

@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.status import Status
+from watchfiles import awatch
 
 from hypermesh import API_VERSION
 from hypermesh.cli.common import nothing_declared, state_dir
@@ -44,7 +45,7 @@ from hypermesh.errors import (
 )
 from hypermesh.model.resources import DesiredState, ResourceKey
 from hypermesh.model.schemas import KINDS, kind_from_alias
-from hypermesh.model.validate import load_desired
+from hypermesh.model.validate import ManifestSet, load_desired
 from hypermesh.plan import Action, Plan
 from hypermesh.plan import plan as make_plan
 from hypermesh.reconcile import Reconciler, ReconcileSettings
@@ -231,11 +232,10 @@ async def _control_loop(
     stop: asyncio.Event,
     printer: _ProgressPrinter,
 ) -> None:
-    """Passes forever: every ``--interval``, and at once when a manifest file changes."""
-    from watchfiles import awatch
-
+    """Passes forever: every ``--interval``, and at once when a manifest file changes.
+    Manifests read from standard input cannot be re-read, so then nothing is watched."""
     changed = asyncio.Event()
-    watched = [f for f in args.files if f != "-"]
+    watched = [] if "-" in args.files else list(args.files)
 
     async def watch() -> None:
         if not watched:
@@ -244,12 +244,16 @@ async def _control_loop(
             changed.set()
 
     watcher = asyncio.create_task(watch())
+    manifests = ManifestSet(watched)
+    if watched:
+        with contextlib.suppress(ManifestError):
+            manifests.load()  # prime the cache: an edit re-reads only the files it touched
     try:
         while not stop.is_set():
             if changed.is_set():
                 changed.clear()
                 try:
-                    desired = load_desired(args.files)
+                    desired = manifests.load()
                     print(f"manifests changed: {len(desired)} resources declared")
                 except ManifestError as exc:
                     for problem in exc.problems:

@@ -75,9 +75,24 @@ class LoadResult:
     problems: list[Problem] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
 
+    def extend(self, other: LoadResult) -> None:
+        self.documents.extend(other.documents)
+        self.problems.extend(other.problems)
+        self.files.extend(other.files)
 
-def load(paths: Iterable[str], stdin: BinaryIO | None = None) -> LoadResult:
-    """Load every manifest named by ``paths`` (files, folders, or ``-`` for standard input)."""
+
+FileCache = dict[str, tuple[tuple[int, int, int], "LoadResult"]]
+"""Parsed files by path, with the (inode, mtime, size) they were parsed at."""
+
+
+def load(
+    paths: Iterable[str], stdin: BinaryIO | None = None, cache: FileCache | None = None
+) -> LoadResult:
+    """Load every manifest named by ``paths`` (files, folders, or ``-`` for standard input).
+
+    With a ``cache``, a file whose inode, mtime and size are unchanged is not read again: its
+    documents (the same objects as before) and problems come from the cache.
+    """
     result = LoadResult()
     for name in paths:
         if name == STDIN:
@@ -86,12 +101,17 @@ def load(paths: Iterable[str], stdin: BinaryIO | None = None) -> LoadResult:
             continue
         for file in _expand(name, result):
             try:
-                size = file.stat().st_size
-                if size > MAX_FILE_BYTES:
+                st = file.stat()
+                stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+                hit = cache.get(str(file)) if cache is not None else None
+                if hit is not None and hit[0] == stamp:
+                    result.extend(hit[1])
+                    continue
+                if st.st_size > MAX_FILE_BYTES:
                     result.problems.append(
                         Problem(
                             Position(str(file)),
-                            f"file is {size / 1e6:.1f} MB; manifests are limited to "
+                            f"file is {st.st_size / 1e6:.1f} MB; manifests are limited to "
                             f"{MAX_FILE_BYTES // (1024 * 1024)} MiB",
                         )
                     )
@@ -100,7 +120,11 @@ def load(paths: Iterable[str], stdin: BinaryIO | None = None) -> LoadResult:
             except OSError as exc:
                 result.problems.append(Problem(Position(str(file)), f"cannot read: {exc.strerror}"))
                 continue
-            _load_bytes(str(file), raw, result)
+            part = LoadResult()
+            _load_bytes(str(file), raw, part)
+            if cache is not None:
+                cache[str(file)] = (stamp, part)
+            result.extend(part)
     return result
 
 

@@ -56,10 +56,11 @@ class Resource:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     document: Document | None = field(default=None, compare=False, repr=False)
+    key: ResourceKey = field(init=False, compare=False, repr=False)
+    """Kind, namespace and name; computed once (plans look it up many times)."""
 
-    @property
-    def key(self) -> ResourceKey:
-        return ResourceKey(self.kind, self.name, self.namespace)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", ResourceKey(self.kind, self.name, self.namespace))
 
     def position(self, *path: str | int) -> Position:
         """Where ``spec.<path>`` (or the nearest enclosing value) was written."""

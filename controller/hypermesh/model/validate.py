@@ -16,9 +16,9 @@ from typing import Any, BinaryIO
 
 from hypermesh import API_VERSION
 from hypermesh.errors import ManifestError, Problem
-from hypermesh.model.loader import Document, LoadResult, dotted, load
+from hypermesh.model.loader import Document, FileCache, LoadResult, dotted, load
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
-from hypermesh.model.schemas import KINDS, load_schema, validator_for
+from hypermesh.model.schemas import KINDS, fast_validator_for, load_schema, validator_for
 
 
 def load_desired(paths: Iterable[str], stdin: BinaryIO | None = None) -> DesiredState:
@@ -30,19 +30,66 @@ def load_desired(paths: Iterable[str], stdin: BinaryIO | None = None) -> Desired
     return desired
 
 
-def build(loaded: LoadResult) -> tuple[DesiredState, list[Problem]]:
-    """Turn documents into resources; returns the state and every problem found."""
+_Built = tuple[Resource | None, list[Problem], ResourceKey | None]
+Memo = dict[int, tuple[Document, list[_Built]]]
+"""What ``build`` made of each document it saw, keyed by the document object's id."""
+
+
+def build(loaded: LoadResult, memo: Memo | None = None) -> tuple[DesiredState, list[Problem]]:
+    """Turn documents into resources; returns the state and every problem found.
+
+    With a ``memo``, documents seen before (the same objects, from a loader cache) are not
+    validated again; the checks between resources always run on the whole set.
+    """
     problems = list(loaded.problems)
     resources: list[Resource] = []
     invalid: set[ResourceKey] = set()
-    for document in _expand_lists(loaded.documents):
-        resource = _resource(document, problems)
-        if resource is not None:
-            resources.append(resource)
-        elif (key := _key_of(document)) is not None:
-            invalid.add(key)
+    fresh: Memo = {}
+    for document in loaded.documents:
+        seen = memo.get(id(document)) if memo is not None else None
+        if seen is not None and seen[0] is document:
+            built = seen[1]
+        else:
+            built = [_build_one(item) for item in _expand_lists([document])]
+        fresh[id(document)] = (document, built)
+        for resource, found, key in built:
+            problems.extend(found)
+            if resource is not None:
+                resources.append(resource)
+            elif key is not None:
+                invalid.add(key)
+    if memo is not None:
+        memo.clear()
+        memo.update(fresh)
     problems.extend(check_references(resources, invalid))
     return DesiredState.of(resources, loaded.files), problems
+
+
+def _build_one(document: Document) -> _Built:
+    found: list[Problem] = []
+    resource = _resource(document, found)
+    return (resource, found, None if resource is not None else _key_of(document))
+
+
+class ManifestSet:
+    """The manifests behind ``-f``, re-read incrementally: only files that changed are parsed
+    and validated again (``hmctl controller run`` reloads on every edit)."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = list(paths)
+        self._files: FileCache = {}
+        self._memo: Memo = {}
+
+    def load(self) -> DesiredState:
+        """The current desired state; raises ManifestError with every problem."""
+        loaded = load(self.paths, cache=self._files)
+        live = set(loaded.files)
+        for stale in [f for f in self._files if f not in live]:
+            del self._files[stale]
+        desired, problems = build(loaded, self._memo)
+        if problems:
+            raise ManifestError(problems)
+        return desired
 
 
 def _expand_lists(documents: Iterable[Document]) -> Iterable[Document]:
@@ -133,8 +180,30 @@ def _resource(document: Document, problems: list[Problem]) -> Resource | None:
 
 
 def _errors(kind: str, data: dict[str, Any]) -> list[Any]:
-    validator = validator_for(kind)
-    return sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    """Schema errors of one document. The compiled validator decides (fast, and strict about
+    ECMA-262 patterns); jsonschema explains, as its errors carry the keyword and the schema."""
+    fast = fast_validator_for(kind)
+    if fast.is_valid(data):
+        return []
+    found = sorted(
+        validator_for(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))
+    )
+    # Where Python's re is laxer than ECMA-262 (``$`` before a final newline), only the
+    # compiled validator objects: report its finding as it is.
+    return found or [_FastError(e) for e in fast.iter_errors(data)]
+
+
+class _FastError:
+    """A jsonschema-rs error in the shape ``_schema_problem`` reads."""
+
+    validator = "fast"
+    validator_value: Any = None
+    schema: dict[str, Any] = {}
+
+    def __init__(self, error: Any) -> None:
+        self.absolute_path = list(error.instance_path)
+        self.message = str(error.message)
+        self.instance = error.instance
 
 
 def _schema_problem(document: Document, label: str, error: Any) -> Problem:

@@ -117,7 +117,7 @@ def plan(desired: DesiredState, observed: Iterable[Observed], *, prune: bool = F
             added = diff({}, resource.spec)
             items.append(PlanItem(Action.CREATE, resource.key, added, (), resource, current))
             continue
-        changes = diff(current.spec, resource.spec)
+        changes = () if current.spec == resource.spec else diff(current.spec, resource.spec)
         action = Action.UPDATE if changes or current.drift else Action.NOOP
         items.append(PlanItem(action, resource.key, changes, current.drift, resource, current))
     declared = {r.key for r in desired}
