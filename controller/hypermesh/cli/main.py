@@ -99,7 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         _add_files(p)
         p.add_argument("--prune", action="store_true", help="include deletes of undeclared")
-        p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+        p.add_argument(
+            "-o",
+            "--output",
+            choices=["text", "json"],
+            default="text",
+            help="text: a unified diff per resource (default); json: the plan as data",
+        )
         p.add_argument("-a", "--all", action="store_true", help="also list unchanged resources")
 
     p = _command(
@@ -154,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", help="node, network, peer, tld, record, policy, or all")
     p.add_argument("name", nargs="?", help="one resource")
     p.add_argument(
-        "-o", "--output", choices=["table", "wide", "yaml", "json", "name"], default="table"
+        "-o",
+        "--output",
+        choices=["table", "wide", "yaml", "json", "name"],
+        default="table",
+        help="table (default), wide (more columns), yaml or json (objects that apply back), name",
     )
 
     p = _command(
@@ -164,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         "everything about one resource: spec, status, conditions, events",
         "hmctl describe node alpha",
     )
-    p.add_argument("kind")
-    p.add_argument("name")
+    p.add_argument("kind", help="node, network, peer, tld, record or policy")
+    p.add_argument("name", help="the resource's metadata.name")
 
     p = _command(
         sub,
@@ -174,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         "delete resources from the world and the inventory (a later apply recreates declared ones)",
         "hmctl delete node beta",
     )
-    p.add_argument("kind", nargs="?")
-    p.add_argument("name", nargs="*")
+    p.add_argument("kind", nargs="?", help="node, network, peer, tld, record or policy")
+    p.add_argument("name", nargs="*", help="one or more names of that kind")
     _add_files(p, required=False)
 
     p = _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
