@@ -1,9 +1,10 @@
 """The node process: ``python -m hypermesh.node --config PATH``.
 
 Start-up order: read the config (exit 2 when bad), take the node lock (exit 3 when another
-process holds it), load or create the identity, bind the QUIC endpoint, publish
-``runtime.json``. SIGTERM or SIGINT closes the endpoint, withdraws ``runtime.json`` and releases
-the lock, in that order, and exits 0. Any other failure to start exits 1 with one line on
+process holds it), load or create the identity, bind the QUIC endpoint (HTTP/3 and DNS over
+QUIC on one UDP port; DNS answered from ``zone_source``), publish ``runtime.json``. SIGTERM or
+SIGINT closes the endpoint, withdraws ``runtime.json`` and releases the lock, in that order,
+and exits 0. Any other failure to start exits 1 with one line on
 stderr (which the controller appends to the node's log).
 """
 
@@ -22,12 +23,14 @@ from pathlib import Path
 from types import FrameType
 
 from hypermesh import __version__
+from hypermesh.dns.answers import Answerer
+from hypermesh.dns.source import StaticZones, ZoneSource
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
 from hypermesh.node.router import Router
-from hypermesh.node.routes import NodeView, add_node_routes
+from hypermesh.node.routes import NodeView, add_dns_routes, add_node_routes
 from hypermesh.node.runtime import RuntimeInfo, remove_runtime, rfc3339, write_runtime
 from hypermesh.node.server import bind_endpoint, server_configuration
 from hypermesh.transport.identity import Identity, load_or_create_identity
@@ -75,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock.release()
 
 
+def zone_source(config: NodeConfig) -> ZoneSource:
+    """The zones this node serves over DoQ and DoH: the one place a registry's (or a mirror's)
+    zone source plugs in. Empty for now, so every query is REFUSED."""
+    return StaticZones()
+
+
 async def serve(config: NodeConfig, identity: Identity) -> int:
     """Serve until SIGTERM or SIGINT, publishing ``runtime.json`` while serving."""
     loop = asyncio.get_running_loop()
@@ -85,11 +94,14 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     started_monotonic = time.monotonic()
 
     router = Router()
+    answerer = Answerer(zone_source(config))
+    add_dns_routes(router, answerer)
     endpoint = await bind_endpoint(
         config.host,
         config.port,
         configuration=server_configuration(identity),
         router=router,
+        dns_answer=answerer.answer,
         prefer_port=config.prefer_port,
     )
     runtime = RuntimeInfo(

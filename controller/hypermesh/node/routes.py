@@ -1,10 +1,12 @@
-"""The node's HTTP API: ``GET /status`` and ``GET /healthz``."""
+"""The node's HTTP API: ``GET /status``, ``GET /healthz`` and DNS over HTTPS at ``/dns-query``."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+from hypermesh.dns.answers import Answerer
+from hypermesh.dns.doh import DNS_MESSAGE, DOH_PATH, handle_doh
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.node.runtime import RuntimeInfo
@@ -50,4 +52,19 @@ def add_node_routes(router: Router, view: NodeView) -> Router:
 
     router.add("/status", status)
     router.add("/healthz", healthz)
+    return router
+
+
+def add_dns_routes(router: Router, answerer: Answerer) -> Router:
+    """Route DNS over HTTPS (RFC 8484, GET and POST ``/dns-query``) to ``answerer``."""
+
+    async def dns_query(request: Request) -> Response:
+        result = handle_doh(
+            answerer, request.method, request.query, request.header("content-type"), request.body
+        )
+        if result.status != 200:
+            return Response.error(result.status, result.error)
+        return Response(200, result.message, DNS_MESSAGE, result.headers)
+
+    router.add(DOH_PATH, dns_query, methods=("GET", "POST"))
     return router

@@ -1,8 +1,12 @@
-"""The node's QUIC endpoint: one UDP port, HTTP/3 (ALPN ``h3``) answered by a ``Router``.
+"""The node's QUIC endpoint: one UDP port, HTTP/3 (ALPN ``h3``) and DNS over QUIC (``doq``).
 
-``NodeProtocol`` turns HTTP/3 frames into ``Request`` values and ``Response`` values back into
-frames; what to answer is the router's business. Other ALPNs (DoQ, ``doq``) plug in at
-``ProtocolNegotiated``.
+``NodeProtocol`` dispatches on the ALPN the handshake chose (``ProtocolNegotiated``): for
+``h3`` it turns HTTP/3 frames into ``Request`` values and ``Response`` values back into
+frames, what to answer being the router's business; for ``doq`` it hands the QUIC events to a
+``DoqConnection`` (``hypermesh.dns.doq``), which answers each stream through the DNS engine.
+
+Every reply carries the ACK of the packet it answers (``PERFORMANCE.md``, lever 1): aioquic
+delays ACKs by 1 ms, which would cost an ACK-only packet per query.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
 from aioquic.asyncio.server import QuicServer
@@ -19,7 +25,9 @@ from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
+from aioquic.tls import Epoch
 
+from hypermesh.dns.doq import DOQ_ALPN, DOQ_INTERNAL_ERROR, DoqConnection
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
@@ -30,16 +38,39 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 1024 * 1024
 """A request body larger than this is answered 413."""
+IDLE_TIMEOUT = 60.0
+"""Seconds without a packet after which a connection is dropped (QUIC max_idle_timeout)."""
+
+DnsAnswer = Callable[[bytes], bytes | None]
+"""The DNS engine as the endpoint sees it: query wire bytes in, answer wire bytes (or None)."""
 
 
-def server_configuration(identity: Identity) -> QuicConfiguration:
-    """A server configuration presenting a fresh self-signed certificate for ``identity``."""
+def server_configuration(
+    identity: Identity, *, doq: bool = True, idle_timeout: float = IDLE_TIMEOUT
+) -> QuicConfiguration:
+    """A server configuration presenting a fresh self-signed certificate for ``identity``,
+    offering ALPN ``h3`` and, with ``doq``, ``doq``; connections idle for ``idle_timeout``
+    seconds are dropped."""
     return QuicConfiguration(
         is_client=False,
-        alpn_protocols=list(H3_ALPN),
+        alpn_protocols=[*H3_ALPN, *([DOQ_ALPN] if doq else [])],
         certificate=self_signed_certificate(identity),
         private_key=identity.private_key,
+        idle_timeout=idle_timeout,
     )
+
+
+def ack_with_reply(quic: QuicConnection, now: float) -> None:
+    """Make the next packet carry the pending ACK instead of waiting for aioquic's ACK delay.
+
+    aioquic schedules an ACK ``ack_delay`` (1 ms) after an ack-eliciting packet arrives and
+    only writes it once that time has come, so a reply sent at once leaves in one packet and
+    the ACK in another. Pulling the schedule to ``now`` puts the ACK in the reply's packet.
+    """
+    # aioquic 1.7 has no public API for this; the packet spaces are private.
+    space = getattr(quic, "_spaces", {}).get(Epoch.ONE_RTT)
+    if space is not None and space.ack_at is not None and space.ack_at > now:
+        space.ack_at = now
 
 
 class _Incoming:
@@ -62,26 +93,55 @@ class NodeProtocol(QuicConnectionProtocol):
         stream_handler: QuicStreamHandler | None = None,
         *,
         router: Router,
+        dns_answer: DnsAnswer | None = None,
     ) -> None:
         super().__init__(quic, stream_handler)
         self._router = router
+        self._dns_answer = dns_answer
         self._http: H3Connection | None = None
+        self._doq: DoqConnection | None = None
         self._incoming: dict[int, _Incoming] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._peer = "?"
         self._terminated = False
+        self._answers_started = False
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
-        """Remember who the client is, then let aioquic process the datagram."""
+        """Remember who the client is, then let aioquic process the datagram.
+
+        When the datagram completed HTTP/3 requests, transmitting waits until their answers
+        have had their first step on the loop, so that whatever the request made aioquic queue
+        (QPACK decoder instructions, the ACK) leaves in the answer's packet, not one before.
+        """
         if self._peer == "?":
             self._peer = format_address(str(addr[0]), int(addr[1]))
-        super().datagram_received(data, addr)
+        # What QuicConnectionProtocol.datagram_received does (aioquic 1.7), but for the transmit.
+        self._answers_started = False
+        self._quic.receive_datagram(cast(bytes, data), addr, now=self._loop.time())
+        self._process_events()
+        if self._answers_started:
+            self._transmit_soon()  # after the answer tasks' first step (call_soon is FIFO)
+        else:
+            self.transmit()
 
     def quic_event_received(self, event: QuicEvent) -> None:
         """Route QUIC events to the application protocol the handshake chose."""
+        if self._doq is not None:
+            if self._doq.handle_event(event):
+                ack_with_reply(self._quic, self._loop.time())
+            if isinstance(event, ConnectionTerminated):
+                self._terminated = True
+            return  # datagram_received (or the timer) transmits once all events are handled
         if isinstance(event, ProtocolNegotiated):
             if event.alpn_protocol in H3_ALPN:
                 self._http = H3Connection(self._quic)
+            elif event.alpn_protocol == DOQ_ALPN:
+                if self._dns_answer is None:
+                    self._quic.close(
+                        error_code=DOQ_INTERNAL_ERROR, reason_phrase="DNS is not served here"
+                    )
+                else:
+                    self._doq = DoqConnection(self._quic, self._dns_answer)
         elif isinstance(event, ConnectionTerminated):
             self._terminated = True
             for task in self._tasks:
@@ -112,6 +172,7 @@ class NodeProtocol(QuicConnectionProtocol):
         if ended:
             del self._incoming[event.stream_id]
             task = asyncio.ensure_future(self._answer(event.stream_id, incoming))
+            self._answers_started = True
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -173,6 +234,7 @@ class NodeProtocol(QuicConnectionProtocol):
         except Exception as exc:  # the client reset the stream or closed the connection
             log.debug("response not sent", extra={"peer": self._peer, "error": str(exc)})
             return
+        ack_with_reply(self._quic, self._loop.time())
         self.transmit()
 
 
@@ -205,15 +267,17 @@ async def bind_endpoint(
     *,
     configuration: QuicConfiguration,
     router: Router,
+    dns_answer: DnsAnswer | None = None,
     prefer_port: int | None = None,
 ) -> Endpoint:
-    """Bind the QUIC server on ``host:port``.
+    """Bind the QUIC server on ``host:port``; HTTP/3 requests go to ``router``, DoQ queries
+    to ``dns_answer`` (a ``doq`` connection is closed when there is none).
 
     With ``port`` 0 and a ``prefer_port``, that port is tried first and any free port taken
     if it is busy. ``OSError`` when the socket cannot be bound.
     """
     loop = asyncio.get_running_loop()
-    create_protocol = functools.partial(NodeProtocol, router=router)
+    create_protocol = functools.partial(NodeProtocol, router=router, dns_answer=dns_answer)
     candidates = [prefer_port, 0] if port == 0 and prefer_port else [port]
     for candidate in candidates:
         try:

@@ -1,0 +1,286 @@
+"""DNS over QUIC and over HTTP/3 against the node's endpoint: queries per second, latency, and
+the server's CPU per query, next to the floor of a stock aioquic server.
+
+A skeleton of the benchmark of issue 3: the server runs in a child process (``--serve``), the
+client here; each row prints queries per second, the server's CPU time per query (from
+``/proc/PID/stat``, the figure to design against: the client is often the bottleneck), the
+datagrams the server sent per query, and for one-at-a-time rows the median and 99th percentile
+round trip. Servers:
+
+  node   the node's own endpoint (``bind_endpoint``, DoQ and DoH3) serving a generated zone
+  floor  a minimal stock-aioquic DoQ server answering every query with one fixed response
+
+Rows: ``doq-1`` (one query at a time on a warm connection), ``doq-64`` (64 in flight on one
+connection), ``doq-new`` (a new connection per query: the stub resolver's pattern, handshake
+included), ``doh3-1`` and ``doh3-64`` (POST, node only).
+
+Run by hand, not by the tests::
+
+    .venv/bin/python bench/dns_qps.py                    # both servers, every row
+    .venv/bin/python bench/dns_qps.py --queries 500 --servers node
+
+Not yet: a native DNS server (Knot or Unbound over plain UDP) for context, DoH3 GET, several
+client processes, and recording the figures in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import dns.message
+import dns.zone
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import QuicEvent, StreamDataReceived, StreamReset
+
+from hypermesh.dns import Answerer, StaticZones
+from hypermesh.node.router import Router
+from hypermesh.node.routes import add_dns_routes
+from hypermesh.node.server import bind_endpoint, server_configuration
+from hypermesh.transport.certificates import self_signed_certificate
+from hypermesh.transport.client import connect_h3
+from hypermesh.transport.identity import Identity
+from hypermesh.transport.udp import tune_datagram_transport
+
+ZONE_RECORDS = 1000
+QUERY_NAME = "host7.bench."
+
+
+def bench_zone() -> dns.zone.Zone:
+    lines = ["$TTL 300", "@ IN SOA ns1 hostmaster 1 7200 3600 1209600 120", "@ IN NS ns1"]
+    lines += ["ns1 IN A 192.0.2.1"]
+    lines += [f"host{n} IN A 198.51.{n // 256 % 256}.{n % 256}" for n in range(ZONE_RECORDS)]
+    return dns.zone.from_text("\n".join(lines) + "\n", origin="bench.", relativize=True)
+
+
+def query_wire() -> bytes:
+    query = dns.message.make_query(QUERY_NAME, "A")
+    query.id = 0
+    return query.to_wire()
+
+
+# -- servers (in the child process) ---------------------------------------------------------
+
+
+class _FloorProtocol(QuicConnectionProtocol):
+    """Stock aioquic: one fixed answer per finished stream, no ACK tuning."""
+
+    answer = b""
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived) and event.end_stream:
+            self._quic.send_stream_data(event.stream_id, self.answer, end_stream=True)
+
+
+async def serve(mode: str) -> None:
+    loop = asyncio.get_running_loop()
+    identity = Identity.generate()
+    if mode == "node":
+        answerer = Answerer(StaticZones([bench_zone()]))
+        endpoint = await bind_endpoint(
+            "127.0.0.1",
+            0,
+            configuration=server_configuration(identity),
+            router=add_dns_routes(Router(), answerer),
+            dns_answer=answerer.answer,
+        )
+        transport: Any = endpoint.transport
+    else:
+        answer = Answerer(StaticZones([bench_zone()])).answer(query_wire())
+        assert answer is not None
+        _FloorProtocol.answer = len(answer).to_bytes(2, "big") + answer
+        configuration = QuicConfiguration(
+            is_client=False,
+            alpn_protocols=["doq"],
+            certificate=self_signed_certificate(identity),
+            private_key=identity.private_key,
+        )
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: QuicServer(configuration=configuration, create_protocol=_FloorProtocol),
+            local_addr=("127.0.0.1", 0),
+        )
+        tune_datagram_transport(transport)
+    sent = [0]
+    original = transport.sendto
+
+    def counting_sendto(data: bytes, addr: Any = None) -> None:
+        sent[0] += 1
+        original(data, addr)
+
+    transport.sendto = counting_sendto
+    print(transport.get_extra_info("sockname")[1], flush=True)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.readline():  # each line asks: how many datagrams so far?
+        print(sent[0], flush=True)
+
+
+# -- the client -----------------------------------------------------------------------------
+
+
+class _DoqClient(QuicConnectionProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting: dict[int, asyncio.Future[bytes]] = {}
+        self._buffers: dict[int, bytearray] = {}
+
+    async def query(self, framed: bytes) -> bytes:
+        stream_id = self._quic.get_next_available_stream_id()
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        self._waiting[stream_id] = future
+        self._quic.send_stream_data(stream_id, framed, end_stream=True)
+        self.transmit()
+        return await future
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived):
+            buffer = self._buffers.setdefault(event.stream_id, bytearray())
+            buffer += event.data
+            if event.end_stream:
+                self._buffers.pop(event.stream_id)
+                self._waiting.pop(event.stream_id).set_result(bytes(buffer))
+        elif isinstance(event, StreamReset) and event.stream_id in self._waiting:
+            self._waiting.pop(event.stream_id).set_exception(RuntimeError("stream reset"))
+
+
+def _doq_configuration() -> QuicConfiguration:
+    return QuicConfiguration(is_client=True, alpn_protocols=["doq"], verify_mode=ssl.CERT_NONE)
+
+
+class Server:
+    """A ``--serve`` child process and its counters."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def datagrams(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("?\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+async def measure(
+    server: Server, label: str, count: int, one: Callable[[], Awaitable[None]], in_flight: int
+) -> None:
+    for _ in range(min(50, count)):  # warm up
+        await one()
+    await asyncio.sleep(0.05)
+    datagrams, cpu, started = server.datagrams(), server.cpu_seconds(), time.perf_counter()
+    latencies: list[float] = []
+    if in_flight == 1:
+        for _ in range(count):
+            begin = time.perf_counter()
+            await one()
+            latencies.append(time.perf_counter() - begin)
+    else:
+        for _ in range(count // in_flight):
+            await asyncio.gather(*(one() for _ in range(in_flight)))
+        count = count // in_flight * in_flight
+    elapsed = time.perf_counter() - started
+    await asyncio.sleep(0.05)  # let the server's delayed ACKs go out and be counted
+    cpu_used, sent = server.cpu_seconds() - cpu, server.datagrams() - datagrams
+    line = (
+        f"{server.mode:6} {label:8} {count / elapsed:8.0f} q/s  server CPU "
+        f"{1e6 * cpu_used / count:6.0f} us/query  {sent / count:5.2f} datagrams/query"
+    )
+    if latencies:
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        line += f"  p50 {1e6 * statistics.median(latencies):5.0f} us  p99 {1e6 * p99:5.0f} us"
+    print(line, flush=True)
+
+
+async def run_rows(server: Server, queries: int) -> None:
+    wire = query_wire()
+    framed = len(wire).to_bytes(2, "big") + wire
+    async with connect(
+        "127.0.0.1", server.port, configuration=_doq_configuration(), create_protocol=_DoqClient
+    ) as client:
+        assert isinstance(client, _DoqClient)
+
+        async def doq_warm() -> None:
+            await client.query(framed)
+
+        await measure(server, "doq-1", queries, doq_warm, 1)
+        await measure(server, "doq-64", queries * 4, doq_warm, 64)
+
+    async def doq_new() -> None:
+        loop = asyncio.get_running_loop()
+        quic = QuicConnection(configuration=_doq_configuration())
+        transport, fresh = await loop.create_datagram_endpoint(
+            lambda: _DoqClient(quic), local_addr=("127.0.0.1", 0)
+        )
+        try:
+            fresh.connect(("127.0.0.1", server.port))
+            await fresh.wait_connected()
+            await fresh.query(framed)
+        finally:
+            fresh.close()  # CONNECTION_CLOSE at once; no waiting for the drain
+            transport.close()
+
+    await measure(server, "doq-new", max(20, queries // 10), doq_new, 1)
+    if server.mode != "node":
+        return
+    address = f"127.0.0.1:{server.port}"
+    async with connect_h3(address, expected_id=None) as h3:
+        headers = [("content-type", "application/dns-message")]
+
+        async def doh3() -> None:
+            status, _, _ = await h3.request("POST", "/dns-query", headers=headers, body=wire)
+            assert status == 200
+
+        await measure(server, "doh3-1", queries, doh3, 1)
+        await measure(server, "doh3-64", queries * 4, doh3, 64)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", choices=["node", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--servers", default="floor,node", help="comma-separated: floor,node")
+    parser.add_argument("--queries", type=int, default=2000, help="queries per one-at-a-time row")
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve))
+        return 0
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    for mode in args.servers.split(","):
+        server = Server(mode)
+        try:
+            asyncio.run(run_rows(server, args.queries))
+        finally:
+            server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""DNS over dedicated QUIC connections (RFC 9250), sans I/O: QUIC events in, stream data out.
+
+``DoqConnection`` sits on an aioquic ``QuicConnection`` whose handshake chose ALPN ``doq``
+(as ``H3Connection`` does for ``h3``): each client-initiated bidirectional stream carries one
+query framed by a 2-byte length and ended with FIN; the answer goes back on the same stream,
+framed the same way, with FIN. It never touches a socket or a clock; the caller feeds it
+events and transmits what it queued.
+
+Errors are kept to the stream, so one bad query never costs the client its other queries:
+
+- a message that is not a DNS query but has a 12-byte header gets FORMERR (the engine's answer);
+- a framing error (length prefix missing or not matching the bytes before FIN, more than
+  65,535 bytes), a non-zero message ID (RFC 9250 §4.2.1 requires 0), or a message the engine
+  will not answer at all resets the stream and asks the client to stop sending
+  (``DOQ_PROTOCOL_ERROR``). RFC 9250 §4.3.3 allows closing the whole connection instead;
+- data on a client-initiated unidirectional stream is refused with STOP_SENDING
+  (``DOQ_PROTOCOL_ERROR``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
+
+from hypermesh.dns.answers import MAX_MESSAGE
+
+log = logging.getLogger(__name__)
+
+DOQ_ALPN = "doq"
+"""The ALPN token of DNS over QUIC."""
+DOQ_NO_ERROR = 0x0
+DOQ_INTERNAL_ERROR = 0x1
+DOQ_PROTOCOL_ERROR = 0x2
+DOQ_REQUEST_CANCELLED = 0x3
+DOQ_EXCESSIVE_LOAD = 0x4
+
+Answer = Callable[[bytes], bytes | None]
+"""DNS query wire bytes to answer wire bytes, or None for "send nothing"."""
+
+
+class DoqConnection:
+    """The DoQ side of one QUIC connection."""
+
+    def __init__(self, quic: QuicConnection, answer: Answer) -> None:
+        self._quic = quic
+        self._answer = answer
+        self._buffers: dict[int, bytearray] = {}
+        self._refused: set[int] = set()
+        """Streams aborted before their FIN: later data on them is ignored."""
+
+    def handle_event(self, event: QuicEvent) -> bool:
+        """Process one QUIC event; True when something was queued to send (transmit then)."""
+        if isinstance(event, StreamDataReceived):
+            return self._data(event.stream_id, event.data, event.end_stream)
+        if isinstance(event, StreamReset):
+            self._buffers.pop(event.stream_id, None)
+            self._refused.discard(event.stream_id)
+        elif isinstance(event, ConnectionTerminated):
+            self._buffers.clear()
+            self._refused.clear()
+        return False
+
+    def _data(self, stream_id: int, data: bytes, end_stream: bool) -> bool:
+        if stream_id in self._refused:
+            if end_stream:
+                self._refused.discard(stream_id)
+            return False
+        if stream_id & 0x3 != 0:  # not client-initiated bidirectional
+            return self._refuse(stream_id, end_stream, reset=False)
+        buffer = self._buffers.get(stream_id)
+        if buffer is None:
+            if end_stream:  # the whole query in one piece: the common case, no copy
+                return self._reply(stream_id, data)
+            buffer = self._buffers[stream_id] = bytearray()
+        buffer += data
+        if len(buffer) > 2 + MAX_MESSAGE:
+            return self._refuse(stream_id, end_stream)
+        if not end_stream:
+            return False
+        del self._buffers[stream_id]
+        return self._reply(stream_id, bytes(buffer))
+
+    def _reply(self, stream_id: int, framed: bytes) -> bool:
+        if len(framed) < 2 or int.from_bytes(framed[:2], "big") != len(framed) - 2:
+            return self._refuse(stream_id, True)
+        if framed[2:4] != b"\0\0":
+            return self._refuse(stream_id, True)
+        try:
+            answer = self._answer(framed[2:])
+        except Exception:  # the engine never raises; if it does, only this stream fails
+            log.exception("DoQ query not answered")
+            return self._refuse(stream_id, True, code=DOQ_INTERNAL_ERROR)
+        if answer is None:
+            return self._refuse(stream_id, True)
+        try:
+            self._quic.send_stream_data(
+                stream_id, len(answer).to_bytes(2, "big") + answer, end_stream=True
+            )
+        except Exception as exc:  # the client reset the stream or the connection is closing
+            log.debug("DoQ answer not sent", extra={"stream": stream_id, "error": str(exc)})
+            return False
+        return True
+
+    def _refuse(
+        self, stream_id: int, ended: bool, *, reset: bool = True, code: int = DOQ_PROTOCOL_ERROR
+    ) -> bool:
+        """Reset our side of the stream and, unless the client already finished, ask it to
+        stop sending."""
+        self._buffers.pop(stream_id, None)
+        with contextlib.suppress(Exception):  # a stream already gone needs no reset
+            if reset:
+                self._quic.reset_stream(stream_id, code)
+            if not ended:
+                self._quic.stop_stream(stream_id, code)
+                self._refused.add(stream_id)
+        return True

@@ -1,0 +1,84 @@
+"""Where the DNS server gets its zones: a ``ZoneSource`` and the in-memory ``StaticZones``.
+
+The answering engine only reads zones, and only trusts ``version`` to tell it when they changed:
+a source must give a new ``version`` whenever any zone it serves is added, replaced, removed or
+changed. Zones handed to a source are treated as read-only from then on; to change one, hand
+over a new zone (or bump the version of a source that edits its zones in place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Protocol, runtime_checkable
+
+import dns.name
+import dns.zone
+
+
+@runtime_checkable
+class ZoneSource(Protocol):
+    """Zones to serve, by origin, and a version that changes whenever any of them changes."""
+
+    @property
+    def version(self) -> int:
+        """Changes (to any other value) whenever any zone is added, replaced, removed or edited."""
+        ...
+
+    def zones(self) -> Mapping[dns.name.Name, dns.zone.Zone]:
+        """The zones to serve, keyed by their (absolute) origin."""
+        ...
+
+
+class StaticZones:
+    """An in-memory ``ZoneSource``: zones set, replaced and removed by the caller.
+
+    Each change builds a new mapping and only then bumps ``version``, so a reader that sees the
+    new version also sees the new zones (the answering engine reads the version first).
+    """
+
+    def __init__(self, zones: Iterable[dns.zone.Zone] = ()) -> None:
+        self._zones: Mapping[dns.name.Name, dns.zone.Zone] = MappingProxyType(
+            {_origin(zone): zone for zone in zones}
+        )
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Starts at 0; grows by one with every change."""
+        return self._version
+
+    def zones(self) -> Mapping[dns.name.Name, dns.zone.Zone]:
+        """A read-only view of the current zones."""
+        return self._zones
+
+    def set(self, zone: dns.zone.Zone) -> None:
+        """Add ``zone``, or replace the zone with the same origin."""
+        self._publish({**self._zones, _origin(zone): zone})
+
+    def remove(self, origin: dns.name.Name | str) -> bool:
+        """Stop serving the zone at ``origin``; False when there was none."""
+        name = dns.name.from_text(origin) if isinstance(origin, str) else origin
+        if name not in self._zones:
+            return False
+        self._publish({key: zone for key, zone in self._zones.items() if key != name})
+        return True
+
+    def replace(self, zones: Iterable[dns.zone.Zone]) -> None:
+        """Serve exactly ``zones`` from now on."""
+        self._publish({_origin(zone): zone for zone in zones})
+
+    def touch(self) -> None:
+        """Bump the version after a zone was edited in place."""
+        self._version += 1
+
+    def _publish(self, zones: dict[dns.name.Name, dns.zone.Zone]) -> None:
+        self._zones = MappingProxyType(zones)
+        self._version += 1
+
+
+def _origin(zone: dns.zone.Zone) -> dns.name.Name:
+    origin = zone.origin
+    if origin is None or not origin.is_absolute():
+        raise ValueError("a zone to serve needs an absolute origin")
+    return origin
