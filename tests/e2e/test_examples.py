@@ -38,5 +38,15 @@ def test_quickstart_converges_and_stops(hmctl: Hmctl) -> None:
     described = hmctl("describe", "node", "alpha")
     assert described.returncode == 0
     assert "Conditions:" in described.stdout and "Created" in described.stdout
+    # Every node answers DNS over QUIC and HTTP/3, its key pinned from the state; with no zones
+    # served yet (the registry arrives with issue 3) the answer is REFUSED.
+    asked = hmctl("dns", "query", "www.demo", "HTTPS")
+    assert asked.returncode == 0, asked.stderr
+    assert "rcode REFUSED" in asked.stdout and "(node registry," in asked.stdout
+    via = hmctl("dns", "query", "www.demo", "--via", "alpha", "--doh", "-o", "json")
+    assert via.returncode == 0, via.stderr
+    assert json.loads(via.stdout)["server"].split()[1:3] == ["(node", "alpha,"]
+    unknown = hmctl("dns", "query", "www.demo", "--via", "ghost")
+    assert unknown.returncode == 2 and "no node 'ghost'" in unknown.stderr
     assert hmctl("down").returncode == 0
     assert node_processes(hmctl.state) == set()

@@ -188,6 +188,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="*", help="one or more names of that kind")
     _add_files(p, required=False)
 
+    p = _command(
+        sub,
+        "dns",
+        ("hypermesh.cli.dns", "query"),
+        "ask a running node over DNS over QUIC (default) or HTTP/3, key pinned; prints like dig",
+        "hmctl dns query www.acme HTTPS --via alpha --dnssec",
+    )
+    p.add_argument("action", choices=["query"], help="query: one question, one answer")
+    p.add_argument("name", help="the name to look up")
+    p.add_argument("type", nargs="?", default="A", help="record type (default A)")
+    p.add_argument("--via", metavar="NODE", help="the node to ask (default: the registry)")
+    p.add_argument("--address", metavar="HOST:PORT", help="ask this address instead of a node")
+    p.add_argument("--identity", metavar="NODE_ID", help="with --address: the key to pin")
+    p.add_argument("--doh", action="store_true", help="DNS over HTTPS on HTTP/3, not DoQ")
+    p.add_argument("--get", action="store_true", help="with --doh: GET instead of POST")
+    p.add_argument("--dnssec", action="store_true", help="set the DO bit: return signatures")
+    p.add_argument(
+        "--timeout",
+        type=duration,
+        default=5.0,
+        metavar="DURATION",
+        help="give up after this long (default 5s)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text: as dig prints it (default); json: for scripts",
+    )
+
     p = _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
     return parser
 

@@ -13,9 +13,9 @@ import asyncio
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
 from aioquic.h3.connection import H3_ALPN, H3Connection
@@ -187,6 +187,23 @@ async def connect_h3(address: str, *, expected_id: str | None) -> AsyncIterator[
     ever shows as silence. Raises ``TransportError``, or ``IdentityMismatch`` before any
     request is sent; ``ValueError`` when ``expected_id`` is not a well-formed node ID.
     """
+    async with connect_pinned(address, expected_id=expected_id, protocol=H3ClientProtocol) as h3:
+        yield h3
+
+
+P = TypeVar("P", bound=QuicConnectionProtocol)
+
+
+@asynccontextmanager
+async def connect_pinned(
+    address: str,
+    *,
+    expected_id: str | None,
+    protocol: Callable[[QuicConnection], P],
+    alpn: str = "h3",
+) -> AsyncIterator[P]:
+    """A QUIC connection to ``address`` speaking ``alpn``, whose peer is checked to be
+    ``expected_id`` before the caller gets it (see ``connect_h3``)."""
     if expected_id is not None:
         public_key_from_node_id(expected_id)
     try:
@@ -199,32 +216,31 @@ async def connect_h3(address: str, *, expected_id: str | None) -> AsyncIterator[
     except OSError as exc:
         raise TransportError(f"{address}: cannot resolve {host!r}: {exc}") from exc
     family, _, _, _, sockaddr = infos[0]
-    configuration = client_configuration(expected_id)
+    configuration = client_configuration(expected_id, alpn)
     if configuration.server_name is None:
         configuration.server_name = host
     quic = QuicConnection(configuration=configuration)
     try:
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: H3ClientProtocol(quic), family=family
+        transport, client = await loop.create_datagram_endpoint(
+            lambda: protocol(quic), family=family
         )
     except OSError as exc:
         raise TransportError(f"{address}: cannot open a UDP socket: {exc}") from exc
     tune_datagram_transport(transport)
-    protocol.address = address
+    client.address = address  # type: ignore[attr-defined]
     try:
-        protocol.connect(sockaddr)
+        client.connect(sockaddr)
         try:
-            await protocol.wait_connected()
+            await client.wait_connected()
         except ConnectionError as exc:
-            raise TransportError(
-                f"{address}: QUIC handshake failed: {protocol.close_reason or exc}"
-            ) from exc
+            reason = getattr(client, "close_reason", None)
+            raise TransportError(f"{address}: QUIC handshake failed: {reason or exc}") from exc
         except OSError as exc:
             raise TransportError(f"{address}: {exc}") from exc
-        check_peer(protocol.quic, expected_id, address)
-        yield protocol
+        check_peer(client._quic, expected_id, address)
+        yield client
     finally:
-        protocol.close()  # sends CONNECTION_CLOSE at once; no need to wait for the drain
+        client.close()  # sends CONNECTION_CLOSE at once; no need to wait for the drain
         transport.close()
 
 

@@ -1,0 +1,124 @@
+"""``hmctl dns query``: ask a running node, over DNS over QUIC (default) or HTTP/3, with its key
+pinned, and print the answer as ``dig`` does."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from hypermesh.cli.common import state_dir
+from hypermesh.errors import UsageError
+from hypermesh.store import ResourceRecord, StateStore
+from hypermesh.store.store import DB_FILE
+from hypermesh.transport.dns_client import doh3_query, doq_query
+from hypermesh.transport.identity import short_id
+
+
+def _server(args: argparse.Namespace) -> tuple[str, str | None, str]:
+    """(address, pinned node ID, label) of the node to ask."""
+    if args.address:
+        return args.address, args.identity, args.address
+    directory = state_dir(args)
+    if not (directory / DB_FILE).exists():
+        raise UsageError(f"no state in {directory}: name a node with --via, or --address")
+    store = StateStore.open(directory)
+    try:
+        nodes = {r.key.name: r for r in store.records("Node")}
+        networks = store.records("Network")
+    finally:
+        store.close()
+    if args.via:
+        record = nodes.get(args.via)
+        if record is None:
+            known = ", ".join(sorted(nodes)) or "none"
+            raise UsageError(f"no node {args.via!r} in {directory} (nodes: {known})")
+        return _address_of(record)
+    for network in networks:
+        spec = (network.desired or {}).get("spec", {})
+        name = spec.get("registry", {}).get("node")
+        if name in nodes and nodes[name].status.get("address"):
+            return _address_of(nodes[name])
+    for record in nodes.values():
+        if record.status.get("address"):
+            return _address_of(record)
+    raise UsageError(f"no running node in {directory}; start one with hmctl apply")
+
+
+def _address_of(record: ResourceRecord) -> tuple[str, str | None, str]:
+    address = record.status.get("address")
+    if not address:
+        raise UsageError(f"node {record.key.name!r} is not running (no address); hmctl apply")
+    return str(address), record.status.get("identity"), f"node {record.key.name}"
+
+
+def query(args: argparse.Namespace) -> int:
+    try:
+        rdtype = dns.rdatatype.from_text(args.type)
+        request = dns.message.make_query(
+            args.name, rdtype, want_dnssec=args.dnssec, use_edns=0, payload=1232
+        )
+    except dns.exception.DNSException as exc:
+        raise UsageError(f"cannot build a query for {args.name} {args.type}: {exc}") from exc
+    address, identity, label = _server(args)
+    transport = "DoH3" if args.doh else "DoQ"
+    started = time.perf_counter()
+    if args.doh:
+        method = "GET" if args.get else "POST"
+        wire = asyncio.run(
+            doh3_query(
+                address,
+                request.to_wire(),
+                expected_id=identity,
+                method=method,
+                timeout=args.timeout,
+            )
+        )
+        transport += f" {method}"
+    else:
+        wire = asyncio.run(
+            doq_query(address, request.to_wire(), expected_id=identity, timeout=args.timeout)
+        )
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    try:
+        response = dns.message.from_wire(wire)
+    except dns.exception.DNSException as exc:
+        raise UsageError(f"{address} answered something that is not DNS: {exc}") from exc
+    server = f"{address} ({label}{', ' + short_id(identity) + '…' if identity else ''})"
+    if args.output == "json":
+        print(json.dumps(_as_json(response, server, transport, elapsed_ms, len(wire)), indent=2))
+    else:
+        sys.stdout.write(response.to_text() + "\n")
+        print(f";; SERVER: {server} via {transport}")
+        print(f";; Query time: {elapsed_ms:.1f} ms")
+        print(f";; MSG SIZE rcvd: {len(wire)}")
+    return 0
+
+
+def _as_json(
+    response: dns.message.Message, server: str, transport: str, ms: float, size: int
+) -> dict[str, Any]:
+    def section(rrsets: list[Any]) -> list[str]:
+        return [line for rrset in rrsets for line in rrset.to_text().splitlines()]
+
+    return {
+        "rcode": dns.rcode.to_text(response.rcode()),
+        "flags": dns.flags.to_text(response.flags).split(),
+        "question": section(response.question),
+        "answer": section(response.answer),
+        "authority": section(response.authority),
+        "additional": section(response.additional),
+        "server": server,
+        "transport": transport,
+        "time_ms": round(ms, 3),
+        "size": size,
+    }
