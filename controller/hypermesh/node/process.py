@@ -29,6 +29,7 @@ from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
+from hypermesh.node.metrics import NodeMetrics, add_metrics_route
 from hypermesh.node.router import Router
 from hypermesh.node.routes import NodeView, add_dns_routes, add_node_routes
 from hypermesh.node.runtime import RuntimeInfo, remove_runtime, rfc3339, write_runtime
@@ -94,14 +95,18 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     started_monotonic = time.monotonic()
 
     router = Router()
+    metrics = NodeMetrics(
+        name=config.name, network=config.network, identity=identity.node_id, version=__version__
+    )
     answerer = Answerer(zone_source(config))
-    add_dns_routes(router, answerer)
+    add_dns_routes(router, answerer, metrics)
+    add_metrics_route(router, metrics)
     endpoint = await bind_endpoint(
         config.host,
         config.port,
         configuration=server_configuration(identity),
         router=router,
-        dns_answer=answerer.answer,
+        dns_answer=metrics.metered("doq", answerer.answer),
         prefer_port=config.prefer_port,
     )
     runtime = RuntimeInfo(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from hypermesh.dns.answers import Answerer
 from hypermesh.dns.doh import DNS_MESSAGE, DOH_PATH, handle_doh
 from hypermesh.node.config import NodeConfig
+from hypermesh.node.metrics import NodeMetrics
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.node.runtime import RuntimeInfo
 
@@ -55,13 +56,19 @@ def add_node_routes(router: Router, view: NodeView) -> Router:
     return router
 
 
-def add_dns_routes(router: Router, answerer: Answerer) -> Router:
+def add_dns_routes(
+    router: Router, answerer: Answerer, metrics: NodeMetrics | None = None
+) -> Router:
     """Route DNS over HTTPS (RFC 8484, GET and POST ``/dns-query``) to ``answerer``."""
 
     async def dns_query(request: Request) -> Response:
+        started = time.perf_counter()
         result = handle_doh(
             answerer, request.method, request.query, request.header("content-type"), request.body
         )
+        if metrics is not None and result.status in (200, 400):
+            answer = result.message if result.status == 200 else None
+            metrics.observe("doh", answer, time.perf_counter() - started)
         if result.status != 200:
             return Response.error(result.status, result.error)
         return Response(200, result.message, DNS_MESSAGE, result.headers)

@@ -1,0 +1,151 @@
+"""The node's Prometheus metrics, served as text at ``GET /metrics``.
+
+prometheus-client keeps the registry and writes the exposition format; each node has its own
+``CollectorRegistry`` (never the process-global one). The DNS counters read the query type and
+the rcode straight from the answer's bytes: no message is parsed again on the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from hypermesh.node.router import Request, Response, Router
+
+_QTYPES = {
+    1: "A",
+    2: "NS",
+    5: "CNAME",
+    6: "SOA",
+    12: "PTR",
+    15: "MX",
+    16: "TXT",
+    28: "AAAA",
+    33: "SRV",
+    43: "DS",
+    46: "RRSIG",
+    47: "NSEC",
+    48: "DNSKEY",
+    52: "TLSA",
+    63: "ZONEMD",
+    64: "SVCB",
+    65: "HTTPS",
+    255: "ANY",
+    257: "CAA",
+}
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+Answer = Callable[[bytes], bytes | None]
+
+
+def question_type(message: bytes) -> str:
+    """The type of the first question of a DNS message, read from its bytes ("other" when it
+    cannot be read or is not a well-known type)."""
+    if len(message) < 12 or message[4:6] == b"\0\0":
+        return "none"
+    offset = 12
+    while offset < len(message):
+        length = message[offset]
+        if length == 0:
+            offset += 1
+            break
+        if length & 0xC0:
+            offset += 2
+            break
+        offset += 1 + length
+    if offset + 2 > len(message):
+        return "other"
+    return _QTYPES.get(int.from_bytes(message[offset : offset + 2], "big"), "other")
+
+
+def response_code(message: bytes) -> str:
+    """The rcode in a DNS message's header (without EDNS extended bits)."""
+    if len(message) < 4:
+        return "none"
+    return _RCODES.get(message[3] & 0x0F, "other")
+
+
+class NodeMetrics:
+    """Every metric of one node."""
+
+    def __init__(self, *, name: str, network: str, identity: str, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.queries = Counter(
+            "hypermesh_dns_queries",
+            "DNS queries answered, by transport, query type and rcode.",
+            ["transport", "qtype", "rcode"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "hypermesh_dns_query_seconds",
+            "Time to answer one DNS query inside the node (not counting the network).",
+            ["transport"],
+            buckets=(5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1),
+            registry=self.registry,
+        )
+        self.registrations = Counter(
+            "hypermesh_registry_registrations",
+            "TLD registrations accepted by this node's registry.",
+            registry=self.registry,
+        )
+        self.serials = Gauge(
+            "hypermesh_zone_serial",
+            "SOA serial of each zone this node serves.",
+            ["zone"],
+            registry=self.registry,
+        )
+        info = Gauge(
+            "hypermesh_node_info",
+            "Constant 1, labelled with what this node is.",
+            ["name", "network", "identity", "version"],
+            registry=self.registry,
+        )
+        info.labels(name, network, identity, version).set(1)
+        Gauge(
+            "hypermesh_node_start_time_seconds",
+            "When this node process started, seconds since the epoch.",
+            registry=self.registry,
+        ).set(time.time())
+
+    def observe(self, transport: str, answer: bytes | None, seconds: float) -> None:
+        """Count one answered query."""
+        if answer is None:
+            self.queries.labels(transport, "none", "dropped").inc()
+        else:
+            self.queries.labels(transport, question_type(answer), response_code(answer)).inc()
+        self.latency.labels(transport).observe(seconds)
+
+    def metered(self, transport: str, answer: Answer) -> Answer:
+        """``answer`` with every call counted under ``transport``."""
+
+        def metered_answer(query: bytes) -> bytes | None:
+            started = time.perf_counter()
+            result = answer(query)
+            self.observe(transport, result, time.perf_counter() - started)
+            return result
+
+        return metered_answer
+
+    def zone_serial(self, zone: str, serial: int) -> None:
+        """Record the serial a zone is served at (the registry and mirrors call this)."""
+        self.serials.labels(zone).set(serial)
+
+    def registration(self) -> None:
+        """Count one accepted TLD registration."""
+        self.registrations.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def add_metrics_route(router: Router, metrics: NodeMetrics) -> Router:
+    """``GET /metrics``: the Prometheus text exposition format."""
+
+    async def serve_metrics(_: Request) -> Response:
+        return Response(200, metrics.render(), CONTENT_TYPE_LATEST)
+
+    router.add("/metrics", serve_metrics)
+    return router
