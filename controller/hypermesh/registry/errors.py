@@ -1,0 +1,19 @@
+"""Errors of the registry, each with the HTTP status and the machine code its API answers."""
+
+from __future__ import annotations
+
+from hypermesh.errors import HyperMeshError
+
+
+class RegistryError(HyperMeshError):
+    """A request the registry will not carry out."""
+
+    status = 400
+    code = "bad_request"
+
+
+class PolicyError(RegistryError):
+    """The registry's rules forbid it (a reserved, IANA or special-use name, an invalid label)."""
+
+    status = 403
+    code = "policy"
