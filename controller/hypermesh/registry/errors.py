@@ -17,3 +17,10 @@ class PolicyError(RegistryError):
 
     status = 403
     code = "policy"
+
+
+class AuthError(RegistryError):
+    """The request is not signed as it must be; nothing was stored."""
+
+    status = 401
+    code = "unauthorized"

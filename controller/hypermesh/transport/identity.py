@@ -70,9 +70,46 @@ def short_id(node_id: str) -> str:
     return node_id[:12]
 
 
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_SMALL_ORDER = frozenset(
+    bytes.fromhex(h)
+    for h in (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    )
+)
+"""Encodings (sign bit cleared) of the points of small order, as libsodium blocks them."""
+
+
+def is_weak_public_key(raw: bytes) -> bool:
+    """True for a key no honest node has: a small-order point or a non-canonical encoding.
+
+    OpenSSL (under cryptography) accepts such keys and libsodium does not; HyperMesh pins the
+    strict rule, so a signature "by" a small-order key, which many messages satisfy, is never
+    taken as proof of anything.
+    """
+    if len(raw) != 32:
+        return True
+    cleared = raw[:31] + bytes([raw[31] & 0x7F])
+    return cleared in _SMALL_ORDER or int.from_bytes(cleared, "little") >= _P
+
+
 def verify_signature(node_id: str, data: bytes, signature: bytes) -> bool:
-    """True when ``signature`` is the node's Ed25519 signature over exactly ``data``."""
-    key = Ed25519PublicKey.from_public_bytes(public_key_from_node_id(node_id))
+    """True when ``signature`` is the node's Ed25519 signature over exactly ``data``.
+
+    Strict: weak keys (``is_weak_public_key``) and non-canonical signatures (S not below the
+    group order) are refused whatever the arithmetic says.
+    """
+    raw = public_key_from_node_id(node_id)
+    if is_weak_public_key(raw) or len(signature) != 64:
+        return False
+    if int.from_bytes(signature[32:], "little") >= _L:
+        return False
+    key = Ed25519PublicKey.from_public_bytes(raw)
     try:
         key.verify(signature, data)
     except InvalidSignature:
