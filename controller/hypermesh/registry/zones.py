@@ -1,0 +1,329 @@
+"""A TLD's zone: built from record sets, signed with DNSSEC (Ed25519, RFC 8080), digested with
+ZONEMD (RFC 8976), and diffed serial to serial into a journal that mirrors can apply.
+
+dnspython does the DNS work: record parsing, ``dns.dnssec.sign_zone`` (KSK over the DNSKEY RRset,
+ZSK over the rest, an NSEC chain), ``Zone.compute_digest`` and ``Zone.verify_digest``. Pure:
+time comes in as ``now`` (unix seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import dns.dnssec
+import dns.exception
+import dns.name
+import dns.node
+import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.rrset
+import dns.zone
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from dns.dnssectypes import Algorithm, DSDigest
+from dns.rdtypes.ANY.DNSKEY import DNSKEY
+from dns.rdtypes.ANY.ZONEMD import ZONEMD
+from dns.zonetypes import DigestHashAlgorithm, DigestScheme
+
+from hypermesh.registry.errors import RegistryError
+
+SIGNATURE_LIFETIME = 14 * 86400
+"""Seconds an RRSIG stays valid; zones are re-signed well before (every change re-signs)."""
+CLOCK_SKEW = 3600
+"""Signatures start this long before ``now``, for validators whose clocks run behind."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSet:
+    """Records of one owner name and type: ``name`` relative to the TLD ("@" is the apex),
+    ``values`` in zone-file presentation format."""
+
+    name: str
+    type: str
+    ttl: int
+    values: tuple[str, ...]
+
+    def rdataset(self, origin: dns.name.Name) -> dns.rdataset.Rdataset:
+        """The parsed records; ``RegistryError`` names the record and value that do not parse."""
+        try:
+            rdtype = dns.rdatatype.from_text(self.type)
+        except dns.exception.DNSException:
+            raise RegistryError(f"{self.name} {self.type}: unknown record type") from None
+        if not 0 <= self.ttl <= 2**31 - 1:
+            raise RegistryError(f"{self.name} {self.type}: ttl {self.ttl} is out of range")
+        if not self.values:
+            raise RegistryError(f"{self.name} {self.type}: a record set needs values")
+        rdataset = dns.rdataset.Rdataset(dns.rdataclass.IN, rdtype, ttl=self.ttl)
+        for value in self.values:
+            try:
+                rdataset.add(dns.rdata.from_text(dns.rdataclass.IN, rdtype, value, origin))
+            except dns.exception.DNSException as exc:
+                raise RegistryError(
+                    f"{self.name} {self.type}: value {value!r} is not valid: {exc}"
+                ) from None
+        return rdataset
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneKeys:
+    """A zone's key-signing and zone-signing keys (Ed25519)."""
+
+    ksk: Ed25519PrivateKey = field(repr=False)
+    zsk: Ed25519PrivateKey = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> ZoneKeys:
+        return cls(Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate())
+
+    def dnskeys(self) -> tuple[DNSKEY, DNSKEY]:
+        """(KSK, ZSK) as DNSKEY records: flags 257 (SEP) and 256, algorithm 15."""
+        ksk = dns.dnssec.make_dnskey(self.ksk.public_key(), Algorithm.ED25519, flags=257)
+        zsk = dns.dnssec.make_dnskey(self.zsk.public_key(), Algorithm.ED25519, flags=256)
+        return ksk, zsk
+
+    def to_pem(self) -> tuple[bytes, bytes]:
+        """Both private keys, PKCS#8 PEM (store them as carefully as a node's key)."""
+        encode = serialization.Encoding.PEM
+        fmt = serialization.PrivateFormat.PKCS8
+        none = serialization.NoEncryption()
+        return (
+            self.ksk.private_bytes(encode, fmt, none),
+            self.zsk.private_bytes(encode, fmt, none),
+        )
+
+    @classmethod
+    def from_pem(cls, ksk: bytes, zsk: bytes) -> ZoneKeys:
+        keys = [serialization.load_pem_private_key(pem, password=None) for pem in (ksk, zsk)]
+        if not all(isinstance(k, Ed25519PrivateKey) for k in keys):
+            raise RegistryError("zone keys must be Ed25519")
+        return cls(keys[0], keys[1])  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneSpec:
+    """What a zone's apex says: serial, name servers and their addresses, timings."""
+
+    origin: str
+    serial: int
+    nameservers: tuple[str, ...] = ("ns1",)
+    glue: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Addresses of nameservers inside the zone (``ns1`` → ``("192.0.2.1",)``)."""
+    default_ttl: int = 3600
+    dnssec: bool = True
+    refresh: int = 7200
+    retry: int = 3600
+    expire: int = 1209600
+    minimum: int = 300
+    """Negative-caching TTL (RFC 2308)."""
+
+    @property
+    def name(self) -> dns.name.Name:
+        return dns.name.from_text(self.origin)
+
+
+def build_zone(
+    spec: ZoneSpec, rrsets: Iterable[RecordSet], keys: ZoneKeys | None, *, now: int
+) -> dns.zone.Zone:
+    """The complete zone: SOA, NS and glue at the apex, the records, and (with ``dnssec``)
+    DNSKEY, NSEC and RRSIGs; always a ZONEMD (SHA-384, SIMPLE), itself signed."""
+    origin = spec.name
+    zone = dns.zone.Zone(origin, relativize=True)
+    soa = (
+        f"{spec.nameservers[0]} hostmaster {spec.serial} {spec.refresh} {spec.retry} "
+        f"{spec.expire} {spec.minimum}"
+    )
+    apex: list[RecordSet] = [
+        RecordSet("@", "SOA", spec.default_ttl, (soa,)),
+        RecordSet("@", "NS", spec.default_ttl, spec.nameservers),
+    ]
+    for server, addresses in spec.glue.items():
+        v4 = tuple(a for a in addresses if ":" not in a)
+        v6 = tuple(a for a in addresses if ":" in a)
+        apex += [RecordSet(server, "A", spec.default_ttl, v4)] if v4 else []
+        apex += [RecordSet(server, "AAAA", spec.default_ttl, v6)] if v6 else []
+    for rrset in [*apex, *rrsets]:
+        rdataset = rrset.rdataset(origin)
+        rdtype = rdataset.rdtype
+        if (
+            rrset.name == "@"
+            and rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
+            and (rrset not in apex)
+        ):
+            raise RegistryError(f"@ {rrset.type}: the registry manages the apex SOA and NS")
+        if rdtype in _DNSSEC_TYPES:
+            raise RegistryError(f"{rrset.name} {rrset.type}: DNSSEC records are the registry's")
+        name = dns.name.from_text(rrset.name, None) if rrset.name != "@" else dns.name.empty
+        zone.replace_rdataset(name, rdataset)
+    _add_zonemd(zone, spec.serial, placeholder=True)
+    if spec.dnssec:
+        if keys is None:
+            raise RegistryError(f"{spec.origin}: DNSSEC is on but the zone has no keys")
+        ksk, zsk = keys.dnskeys()
+        dns.dnssec.sign_zone(
+            zone,
+            keys=[(keys.ksk, ksk), (keys.zsk, zsk)],
+            dnskey_ttl=spec.default_ttl,
+            inception=now - CLOCK_SKEW,
+            expiration=now + SIGNATURE_LIFETIME,
+        )
+    _add_zonemd(zone, spec.serial)
+    if spec.dnssec:
+        assert keys is not None
+        _resign(zone, dns.rdatatype.ZONEMD, keys, now)
+    return zone
+
+
+_DNSSEC_TYPES = frozenset(
+    {
+        dns.rdatatype.DNSKEY,
+        dns.rdatatype.RRSIG,
+        dns.rdatatype.NSEC,
+        dns.rdatatype.NSEC3,
+        dns.rdatatype.NSEC3PARAM,
+        dns.rdatatype.ZONEMD,
+    }
+)
+
+
+def _add_zonemd(zone: dns.zone.Zone, serial: int, *, placeholder: bool = False) -> None:
+    """The apex ZONEMD: a placeholder before signing (so the NSEC bitmap lists it), the real
+    digest after (RFC 8976 §3.1: the digest covers the signatures, not the ZONEMD RRset)."""
+    soa = zone.get_rdataset("@", dns.rdatatype.SOA)
+    assert soa is not None
+    if placeholder:
+        record = ZONEMD(  # type: ignore[no-untyped-call]
+            dns.rdataclass.IN,
+            dns.rdatatype.ZONEMD,
+            serial,
+            DigestScheme.SIMPLE,
+            DigestHashAlgorithm.SHA384,
+            bytes(48),
+        )
+    else:
+        record = zone.compute_digest(DigestHashAlgorithm.SHA384)
+    with zone.writer() as txn:
+        txn.replace(dns.name.empty, soa.ttl, record)
+
+
+def _resign(zone: dns.zone.Zone, rdtype: dns.rdatatype.RdataType, keys: ZoneKeys, now: int) -> None:
+    """Sign the apex ``rdtype`` RRset again with the ZSK (after it changed)."""
+    origin = zone.origin
+    assert origin is not None
+    rdataset = zone.find_rdataset("@", rdtype)
+    rrset = dns.rrset.from_rdata_list(origin, rdataset.ttl, list(rdataset))
+    _, zsk = keys.dnskeys()
+    rrsig = dns.dnssec.sign(
+        rrset,
+        keys.zsk,
+        origin,
+        zsk,
+        inception=now - CLOCK_SKEW,
+        expiration=now + SIGNATURE_LIFETIME,
+    )
+    node = zone.find_node("@")
+    sigs = node.find_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype, create=True)
+    sigs.clear()  # type: ignore[no-untyped-call]
+    sigs.add(rrsig, rdataset.ttl)
+
+
+def ds_records(keys: ZoneKeys, origin: str) -> list[str]:
+    """The DS record of the zone's KSK (SHA-256), to show the owner and to anchor trust."""
+    ksk, _ = keys.dnskeys()
+    return [dns.dnssec.make_ds(origin, ksk, DSDigest.SHA256).to_text()]
+
+
+def verify_zone(zone: dns.zone.Zone, ds: Iterable[str] = (), *, now: float | None = None) -> None:
+    """Check a zone before trusting it: the DNSKEY RRset matches ``ds`` (when given), every
+    RRSIG verifies at ``now`` (default: the clock), and the ZONEMD digest matches. Raises
+    ``RegistryError``."""
+    origin = zone.origin
+    assert origin is not None
+    dnskeys = zone.get_rdataset("@", dns.rdatatype.DNSKEY)
+    if dnskeys is None:
+        raise RegistryError(f"{origin}: the zone has no DNSKEY")
+    anchors = list(ds)
+    if anchors:
+        made = {dns.dnssec.make_ds(origin, key, DSDigest.SHA256).to_text() for key in dnskeys}
+        if not made & set(anchors):
+            raise RegistryError(f"{origin}: no DNSKEY matches the trusted DS")
+    keyring: dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset] = {origin: dnskeys}
+    # Signatures cover names in absolute form: read the zone once without relativization.
+    absolute = dns.zone.from_text(
+        zone.to_text(relativize=False), origin=origin, relativize=False, check_origin=False
+    )
+    for owner, node in absolute.nodes.items():
+        for rdataset in node:
+            if rdataset.rdtype == dns.rdatatype.RRSIG:
+                continue
+            sigs = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdataset.rdtype)
+            if sigs is None:
+                raise RegistryError(f"{owner} {dns.rdatatype.to_text(rdataset.rdtype)}: unsigned")
+            rrset = dns.rrset.from_rdata_list(owner, rdataset.ttl, list(rdataset))
+            sigset = dns.rrset.from_rdata_list(owner, sigs.ttl, list(sigs))
+            try:
+                dns.dnssec.validate(rrset, sigset, keyring, now=now)
+            except dns.exception.ValidationFailure as exc:
+                raise RegistryError(
+                    f"{owner} {dns.rdatatype.to_text(rdataset.rdtype)}: {exc}"
+                ) from None
+    try:
+        zone.verify_digest()
+    except dns.zone.DigestVerificationFailure as exc:
+        raise RegistryError(f"{origin}: ZONEMD does not match the zone: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """What changed from one serial to the next, as text RRs (IXFR's spirit, RFC 1995)."""
+
+    origin: str
+    from_serial: int
+    to_serial: int
+    removed: tuple[str, ...]
+    added: tuple[str, ...]
+
+
+def zone_records(zone: dns.zone.Zone) -> set[str]:
+    """Every record of ``zone`` as one text line, names relative to the origin."""
+    out: set[str] = set()
+    for name, node in zone.nodes.items():
+        for rdataset in node:
+            for rdata in rdataset:
+                out.add(
+                    f"{name} {rdataset.ttl} IN {dns.rdatatype.to_text(rdataset.rdtype)} "
+                    f"{rdata.to_text(origin=zone.origin, relativize=True)}"
+                )
+    return out
+
+
+def serial_of(zone: dns.zone.Zone) -> int:
+    soa = zone.get_rdataset("@", dns.rdatatype.SOA)
+    assert soa is not None
+    return int(soa[0].serial)
+
+
+def diff_zones(old: dns.zone.Zone, new: dns.zone.Zone) -> JournalEntry:
+    """The journal entry that turns ``old`` into ``new``."""
+    before, after = zone_records(old), zone_records(new)
+    return JournalEntry(
+        origin=str(new.origin),
+        from_serial=serial_of(old),
+        to_serial=serial_of(new),
+        removed=tuple(sorted(before - after)),
+        added=tuple(sorted(after - before)),
+    )
+
+
+def apply_journal(zone: dns.zone.Zone, entry: JournalEntry) -> dns.zone.Zone:
+    """A new zone: ``zone`` with ``entry`` applied (``zone`` itself is left as it was)."""
+    if serial_of(zone) != entry.from_serial:
+        raise RegistryError(
+            f"{entry.origin}: journal entry starts at serial {entry.from_serial}, "
+            f"the zone is at {serial_of(zone)}"
+        )
+    records = (zone_records(zone) - set(entry.removed)) | set(entry.added)
+    text = "\n".join(sorted(records)) + "\n"
+    return dns.zone.from_text(text, origin=zone.origin, relativize=True, check_origin=True)
