@@ -14,27 +14,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hypermesh.model.validate import split_host_port
+from hypermesh.registry.zones import RecordSet
 from hypermesh.transport.identity import public_key_from_node_id
-
-
-@dataclass(frozen=True, slots=True)
-class RecordSet:
-    """One record set to publish: owner name relative to the TLD ("@" is the apex)."""
-
-    name: str
-    type: str
-    ttl: int
-    values: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "ttl": self.ttl, "values": list(self.values)}
 
 
 def owner_name(record_name: str, spec: Mapping[str, Any]) -> str:

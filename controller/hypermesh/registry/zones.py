@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import dns.dnssec
 import dns.exception
@@ -45,6 +46,9 @@ class RecordSet:
     type: str
     ttl: int
     values: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "ttl": self.ttl, "values": list(self.values)}
 
     def rdataset(self, origin: dns.name.Name) -> dns.rdataset.Rdataset:
         """The parsed records; ``RegistryError`` names the record and value that do not parse."""
