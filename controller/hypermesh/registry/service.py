@@ -1,0 +1,418 @@
+"""The registry as a service over its database: register TLDs, change their records in atomic
+batches, and keep each zone signed with a journal of its changes.
+
+SQLModel over SQLite (a file, created 0600) or PostgreSQL (a URL). Every operation is one
+transaction: a batch whose any change is invalid changes nothing (no record, serial or journal
+entry). Callers check signatures first (``signing.verify_request``) and pass the verified signer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import dns.zone
+from sqlalchemy import delete, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import Session, col, create_engine, select
+
+from hypermesh.registry.errors import PolicyError, RegistryError
+from hypermesh.registry.names import check_tld
+from hypermesh.registry.tables import (
+    SCHEMA_VERSION,
+    JournalRow,
+    NonceRow,
+    RegistryBase,
+    RegistryMetaRow,
+    RRsetRow,
+    TldRow,
+)
+from hypermesh.registry.zones import (
+    JournalEntry,
+    RecordSet,
+    ZoneKeys,
+    ZoneSpec,
+    build_zone,
+    diff_zones,
+    ds_records,
+)
+from hypermesh.transport.identity import is_node_id
+
+
+class NotFound(RegistryError):
+    status = 404
+    code = "not_found"
+
+
+class Forbidden(RegistryError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(RegistryError):
+    status = 409
+    code = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The registry's governance, set by its administrator."""
+
+    reserved: frozenset[str] = frozenset()
+    approval: Literal["automatic", "manual"] = "automatic"
+    """manual: new TLDs wait as ``pending`` until an administrator approves them."""
+    term_days: int = 365
+    """How long a registration lasts before it must be renewed."""
+    nameservers: tuple[str, ...] = ("ns1",)
+    glue: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of a batch, as PowerDNS's rrset PATCH: REPLACE a name+type, or DELETE it."""
+
+    name: str
+    type: str
+    changetype: Literal["REPLACE", "DELETE"]
+    ttl: int | None = None
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TldInfo:
+    name: str
+    network: str
+    owner: str
+    status: str
+    serial: int
+    expires_at: datetime
+    dnssec: bool
+    ds: tuple[str, ...]
+
+
+class Registry:
+    """Open with ``Registry.open(path_or_url, policy=...)``."""
+
+    def __init__(self, engine: Engine, policy: Policy, clock: Callable[[], float]) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.clock = clock
+        self._zones: dict[str, tuple[int, dns.zone.Zone]] = {}
+
+    @classmethod
+    def open(
+        cls,
+        where: str | Path,
+        *,
+        policy: Policy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Registry:
+        url = str(where)
+        if "://" not in url:
+            path = Path(url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            url = f"sqlite:///{path}"
+        try:
+            engine = create_engine(url)
+            if url.startswith("sqlite"):
+                event.listen(engine, "connect", _sqlite_pragmas)
+            RegistryBase.metadata.create_all(engine)
+            registry = cls(engine, policy or Policy(), clock)
+            registry._check_schema()
+        except SQLAlchemyError as exc:
+            raise RegistryError(f"cannot open the registry database {url}: {exc}") from exc
+        return registry
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _check_schema(self) -> None:
+        with Session(self.engine) as session:
+            meta = session.get(RegistryMetaRow, "schema_version")
+            if meta is None:
+                session.add(RegistryMetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+                session.commit()
+            elif int(meta.value) > SCHEMA_VERSION:
+                raise RegistryError(
+                    f"the registry database has schema version {meta.value}, newer than this "
+                    f"code ({SCHEMA_VERSION}); upgrade HyperMesh"
+                )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        try:
+            with Session(self.engine) as session:
+                yield session
+                session.commit()
+        except IntegrityError as exc:
+            raise Conflict(f"conflicting write: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise RegistryError(f"registry database: {exc}") from exc
+
+    # -- TLDs -------------------------------------------------------------------------------
+
+    def register(
+        self, tld: str, owner: str, network: str, *, dnssec: bool = True, default_ttl: int = 3600
+    ) -> TldInfo:
+        """Register ``tld`` for ``owner`` (a verified signer). Policy is checked first."""
+        check_tld(tld, self.policy.reserved)
+        if not is_node_id(owner):
+            raise RegistryError(f"owner {owner!r} is not a node ID")
+        keys = ZoneKeys.generate()
+        ksk, zsk = keys.to_pem()
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        status = "active" if self.policy.approval == "automatic" else "pending"
+        with self._transaction() as session:
+            if session.get(TldRow, tld) is not None:
+                raise Conflict(f"{tld!r} is already registered")
+            row = TldRow(
+                name=tld,
+                network=network,
+                owner=owner,
+                status=status,
+                created_at=now,
+                expires_at=now + timedelta(days=self.policy.term_days),
+                dnssec=dnssec,
+                default_ttl=default_ttl,
+                serial=1,
+                ksk_pem=ksk.decode(),
+                zsk_pem=zsk.decode(),
+            )
+            session.add(row)
+            self._build(row, [])  # the empty zone must build before it is stored
+            return self._info(row)
+
+    def get_tld(self, tld: str) -> TldInfo:
+        with self._transaction() as session:
+            return self._info(self._tld(session, tld))
+
+    def list_tlds(self) -> list[TldInfo]:
+        with self._transaction() as session:
+            rows = session.exec(select(TldRow).order_by(TldRow.name)).all()
+            return [self._info(r) for r in rows]
+
+    def renew(self, tld: str, *, signer: str) -> TldInfo:
+        with self._transaction() as session:
+            row = self._owned(session, tld, signer)
+            base = max(_aware(row.expires_at), datetime.fromtimestamp(self.clock(), UTC))
+            row.expires_at = base + timedelta(days=self.policy.term_days)
+            session.add(row)
+            return self._info(row)
+
+    def transfer(self, tld: str, new_owner: str, *, signer: str, cosigner: str | None) -> TldInfo:
+        """Hand ``tld`` to ``new_owner``: signed by the owner and cosigned by the new owner."""
+        if cosigner != new_owner:
+            raise Forbidden(f"a transfer of {tld!r} must be cosigned by the new owner")
+        with self._transaction() as session:
+            row = self._owned(session, tld, signer)
+            row.owner = new_owner
+            session.add(row)
+            return self._info(row)
+
+    def delete(self, tld: str, *, signer: str) -> None:
+        with self._transaction() as session:
+            row = self._owned(session, tld, signer)
+            for table in (RRsetRow, JournalRow):
+                session.exec(delete(table).where(col(table.tld) == tld))
+            session.delete(row)
+        self._zones.pop(tld, None)
+
+    def approve(self, tld: str) -> TldInfo:
+        """An administrator's decision (the caller checks the admin key)."""
+        with self._transaction() as session:
+            row = self._tld(session, tld)
+            row.status = "active"
+            session.add(row)
+            return self._info(row)
+
+    # -- records ----------------------------------------------------------------------------
+
+    def rrsets(self, tld: str) -> list[RecordSet]:
+        with self._transaction() as session:
+            self._tld(session, tld)
+            return [_rrset(r) for r in self._rows(session, tld)]
+
+    def patch(self, tld: str, changes: Iterable[Change], *, signer: str) -> int:
+        """Apply a batch of changes, all or nothing; returns the new serial."""
+        batch = list(changes)
+        if not batch:
+            raise RegistryError("an empty batch changes nothing")
+        with self._transaction() as session:
+            row = self._owned(session, tld, signer)
+            if row.status != "active":
+                raise Forbidden(f"{tld!r} is {row.status}; records can change once it is active")
+            current = {(r.name, r.type): r for r in self._rows(session, tld)}
+            before = [_rrset(r) for r in current.values()]
+            after = {key: _rrset(r) for key, r in current.items()}
+            for change in batch:
+                key = (change.name, change.type.upper())
+                if change.changetype == "DELETE":
+                    after.pop(key, None)
+                elif change.changetype == "REPLACE":
+                    ttl = change.ttl if change.ttl is not None else row.default_ttl
+                    after[key] = RecordSet(change.name, key[1], ttl, tuple(change.values))
+                else:
+                    raise RegistryError(f"unknown changetype {change.changetype!r}")
+            old_zone = self._build(row, before)
+            row.serial += 1
+            new_zone = self._build(row, list(after.values()))  # raises on any bad value
+            entry = diff_zones(old_zone, new_zone)
+            for key, existing in current.items():
+                if key not in after:
+                    session.delete(existing)
+            for key, rrset in after.items():
+                stored = current.get(key) or RRsetRow(
+                    tld=tld, name=key[0], type=key[1], ttl=0, values="[]"
+                )
+                stored.ttl, stored.values = rrset.ttl, json.dumps(list(rrset.values))
+                session.add(stored)
+            session.add(
+                JournalRow(
+                    tld=tld,
+                    from_serial=entry.from_serial,
+                    to_serial=entry.to_serial,
+                    removed=json.dumps(entry.removed),
+                    added=json.dumps(entry.added),
+                )
+            )
+            session.add(row)
+            serial = row.serial
+        self._zones[tld] = (serial, new_zone)
+        return serial
+
+    def zone(self, tld: str) -> dns.zone.Zone:
+        """The signed zone at its current serial (rebuilt only when the serial moved)."""
+        with self._transaction() as session:
+            row = self._tld(session, tld)
+            cached = self._zones.get(tld)
+            if cached is not None and cached[0] == row.serial:
+                return cached[1]
+            zone = self._build(row, [_rrset(r) for r in self._rows(session, tld)])
+            self._zones[tld] = (row.serial, zone)
+            return zone
+
+    def journal_since(self, tld: str, serial: int) -> list[JournalEntry] | None:
+        """The increments from ``serial`` to now, or None when the journal does not reach back."""
+        with self._transaction() as session:
+            row = self._tld(session, tld)
+            rows = session.exec(
+                select(JournalRow)
+                .where(JournalRow.tld == tld, JournalRow.from_serial >= serial)
+                .order_by(col(JournalRow.from_serial))
+            ).all()
+            if serial == row.serial:
+                return []
+            if not rows or rows[0].from_serial != serial:
+                return None
+            return [
+                JournalEntry(
+                    f"{tld}.",
+                    r.from_serial,
+                    r.to_serial,
+                    tuple(json.loads(r.removed)),
+                    tuple(json.loads(r.added)),
+                )
+                for r in rows
+            ]
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _tld(self, session: Session, tld: str) -> TldRow:
+        row = session.get(TldRow, tld)
+        if row is None:
+            raise NotFound(f"{tld!r} is not registered here")
+        return row
+
+    def _owned(self, session: Session, tld: str, signer: str) -> TldRow:
+        row = self._tld(session, tld)
+        if row.owner != signer:
+            raise Forbidden(f"{tld!r} belongs to {row.owner}, not to the signer {signer}")
+        return row
+
+    @staticmethod
+    def _rows(session: Session, tld: str) -> list[RRsetRow]:
+        return list(
+            session.exec(
+                select(RRsetRow).where(RRsetRow.tld == tld).order_by(RRsetRow.name, RRsetRow.type)
+            ).all()
+        )
+
+    def _build(self, row: TldRow, rrsets: list[RecordSet]) -> dns.zone.Zone:
+        spec = ZoneSpec(
+            row.name,
+            row.serial,
+            self.policy.nameservers,
+            self.policy.glue,
+            default_ttl=row.default_ttl,
+            dnssec=row.dnssec,
+        )
+        keys = ZoneKeys.from_pem(row.ksk_pem.encode(), row.zsk_pem.encode())
+        return build_zone(spec, rrsets, keys, now=int(self.clock()))
+
+    def _info(self, row: TldRow) -> TldInfo:
+        keys = ZoneKeys.from_pem(row.ksk_pem.encode(), row.zsk_pem.encode())
+        return TldInfo(
+            row.name,
+            row.network,
+            row.owner,
+            row.status,
+            row.serial,
+            _aware(row.expires_at),
+            row.dnssec,
+            tuple(ds_records(keys, f"{row.name}.")) if row.dnssec else (),
+        )
+
+
+class DatabaseNonceCache:
+    """Nonces kept in the registry's database, so a replay is caught across restarts."""
+
+    def __init__(self, registry: Registry, max_skew: float = 300) -> None:
+        self.registry = registry
+        self.ttl = 2 * max_skew
+
+    def add(self, signer: str, nonce: str, now: float) -> bool:
+        try:
+            with self.registry._transaction() as session:
+                session.exec(delete(NonceRow).where(col(NonceRow.seen_at) < now - self.ttl))
+                session.add(NonceRow(signer=signer, nonce=nonce, seen_at=now))
+        except Conflict:
+            return False
+        return True
+
+
+def _rrset(row: RRsetRow) -> RecordSet:
+    return RecordSet(row.name, row.type, row.ttl, tuple(json.loads(row.values)))
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+__all__ = [
+    "Change",
+    "Conflict",
+    "DatabaseNonceCache",
+    "Forbidden",
+    "NotFound",
+    "Policy",
+    "PolicyError",
+    "Registry",
+    "TldInfo",
+]

@@ -1,0 +1,72 @@
+"""The registry's tables, in a metadata of their own (never mixed into a controller's store)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import MetaData, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+class RegistryBase(SQLModel):
+    metadata = MetaData()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RegistryMetaRow(RegistryBase, table=True):
+    __tablename__ = "registry_meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class TldRow(RegistryBase, table=True):
+    """One registered TLD and its zone's state. Zone keys are kept as PEM: protect the database
+    as you protect a node's key file (the SQLite file is created 0600)."""
+
+    __tablename__ = "registry_tlds"
+    name: str = Field(primary_key=True)
+    network: str
+    owner: str
+    status: str = "active"
+    created_at: datetime = Field(default_factory=_now)
+    expires_at: datetime
+    dnssec: bool = True
+    default_ttl: int = 3600
+    serial: int = 1
+    ksk_pem: str = ""
+    zsk_pem: str = ""
+
+
+class RRsetRow(RegistryBase, table=True):
+    __tablename__ = "registry_rrsets"
+    __table_args__ = (UniqueConstraint("tld", "name", "type"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tld: str = Field(index=True)
+    name: str
+    type: str
+    ttl: int
+    values: str
+    """JSON list of values in presentation format."""
+
+
+class JournalRow(RegistryBase, table=True):
+    __tablename__ = "registry_journal"
+    id: int | None = Field(default=None, primary_key=True)
+    tld: str = Field(index=True)
+    from_serial: int
+    to_serial: int
+    removed: str
+    added: str
+    at: datetime = Field(default_factory=_now)
+
+
+class NonceRow(RegistryBase, table=True):
+    __tablename__ = "registry_nonces"
+    signer: str = Field(primary_key=True)
+    nonce: str = Field(primary_key=True)
+    seen_at: float = Field(index=True)

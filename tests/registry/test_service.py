@@ -1,0 +1,170 @@
+"""The registry service on a real SQLite file and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from hypermesh.registry.errors import PolicyError, RegistryError
+from hypermesh.registry.service import (
+    Change,
+    Conflict,
+    DatabaseNonceCache,
+    Forbidden,
+    Policy,
+    Registry,
+)
+from hypermesh.registry.tables import RegistryBase
+from hypermesh.registry.zones import apply_journal, verify_zone, zone_records
+from hypermesh.transport.identity import Identity
+
+PG_URL = os.environ.get("HM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+NOW = 1_800_000_000.0
+OWNER = Identity.generate().node_id
+OTHER = Identity.generate().node_id
+
+
+def _postgres_up() -> bool:
+    try:
+        import psycopg
+
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    if request.param == "sqlite":
+        opened = Registry.open(tmp_path / "registry.db", clock=lambda: NOW)
+    else:
+        if not _postgres_up():
+            if os.environ.get("CI"):
+                pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (CI must start it)")
+            pytest.skip("PostgreSQL is not running here")
+        opened = Registry.open(PG_URL, clock=lambda: NOW)
+        with opened.engine.begin() as conn:
+            for table in reversed(RegistryBase.metadata.sorted_tables):
+                if table.name != "registry_meta":
+                    conn.execute(text(f"DELETE FROM {table.name}"))
+    yield opened
+    opened.close()
+
+
+def test_register_patch_and_serve_a_signed_zone(registry: Registry) -> None:
+    info = registry.register("acme", OWNER, "demo")
+    assert (info.status, info.serial, info.owner) == ("active", 1, OWNER)
+    assert info.ds and info.ds[0].split()[1] == "15"  # algorithm 15: Ed25519
+    serial = registry.patch(
+        "acme",
+        [
+            Change("www", "A", "REPLACE", 300, ("192.0.2.10",)),
+            Change("@", "TXT", "REPLACE", None, ('"hello"',)),
+        ],
+        signer=OWNER,
+    )
+    assert serial == 2
+    zone = registry.zone("acme")
+    verify_zone(zone, info.ds, now=NOW)
+    assert zone.get_rdataset("www", "A") is not None
+    assert {(r.name, r.type) for r in registry.rrsets("acme")} == {("www", "A"), ("@", "TXT")}
+
+
+def test_a_bad_batch_changes_nothing(registry: Registry) -> None:
+    registry.register("acme", OWNER, "demo")
+    registry.patch("acme", [Change("www", "A", "REPLACE", 300, ("192.0.2.10",))], signer=OWNER)
+    before = (
+        registry.get_tld("acme").serial,
+        registry.rrsets("acme"),
+        registry.journal_since("acme", 1),
+    )
+    with pytest.raises(RegistryError, match="not-an-address"):
+        registry.patch(
+            "acme",
+            [
+                Change("api", "A", "REPLACE", 300, ("192.0.2.20",)),
+                Change("bad", "A", "REPLACE", 300, ("not-an-address",)),
+            ],
+            signer=OWNER,
+        )
+    after = (
+        registry.get_tld("acme").serial,
+        registry.rrsets("acme"),
+        registry.journal_since("acme", 1),
+    )
+    assert after == before
+
+
+def test_only_the_owner_writes(registry: Registry) -> None:
+    registry.register("acme", OWNER, "demo")
+    with pytest.raises(Forbidden, match="belongs to"):
+        registry.patch("acme", [Change("www", "A", "REPLACE", 300, ("192.0.2.1",))], signer=OTHER)
+    assert registry.rrsets("acme") == []
+    with pytest.raises(Forbidden, match="cosigned by the new owner"):
+        registry.transfer("acme", OTHER, signer=OWNER, cosigner=None)
+    assert registry.transfer("acme", OTHER, signer=OWNER, cosigner=OTHER).owner == OTHER
+
+
+def test_policy_and_conflicts(registry: Registry) -> None:
+    with pytest.raises(PolicyError, match="IANA root zone"):
+        registry.register("com", OWNER, "demo")
+    registry.register("acme", OWNER, "demo")
+    with pytest.raises(Conflict, match="already registered"):
+        registry.register("acme", OTHER, "demo")
+    assert [t.name for t in registry.list_tlds()] == ["acme"]
+
+
+def test_journal_reaches_back_and_replays(registry: Registry) -> None:
+    registry.register("acme", OWNER, "demo")
+    first = registry.zone("acme")
+    for i in range(3):
+        registry.patch(
+            "acme", [Change(f"h{i}", "A", "REPLACE", 60, (f"192.0.2.{i + 1}",))], signer=OWNER
+        )
+    entries = registry.journal_since("acme", 1)
+    assert entries is not None and [(e.from_serial, e.to_serial) for e in entries] == [
+        (1, 2),
+        (2, 3),
+        (3, 4),
+    ]
+    zone = first
+    for entry in entries:
+        zone = apply_journal(zone, entry)
+    assert zone_records(zone) == zone_records(registry.zone("acme"))
+    assert registry.journal_since("acme", 4) == []
+    assert registry.journal_since("acme", 0) is None  # the journal does not reach back
+
+
+def test_manual_approval_keeps_new_tlds_pending(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path / "r.db", policy=Policy(approval="manual"), clock=lambda: NOW)
+    assert registry.register("acme", OWNER, "demo").status == "pending"
+    with pytest.raises(Forbidden, match="pending"):
+        registry.patch("acme", [Change("www", "A", "REPLACE", 60, ("192.0.2.1",))], signer=OWNER)
+    assert registry.approve("acme").status == "active"
+    registry.close()
+
+
+def test_database_nonces_catch_replays_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    first = Registry.open(path)
+    assert DatabaseNonceCache(first).add(OWNER, "n" * 22, NOW)
+    first.close()
+    again = Registry.open(path)
+    assert not DatabaseNonceCache(again).add(OWNER, "n" * 22, NOW + 1)
+    assert DatabaseNonceCache(again).add(OWNER, "m" * 22, NOW + 1)
+    again.close()
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    registry = Registry.open(tmp_path / "r.db")
+    with registry.engine.begin() as conn:
+        conn.execute(text("UPDATE registry_meta SET value = '9' WHERE key = 'schema_version'"))
+    registry.close()
+    with pytest.raises(RegistryError, match="schema version 9"):
+        Registry.open(tmp_path / "r.db")
