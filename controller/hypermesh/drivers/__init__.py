@@ -4,6 +4,7 @@ from pathlib import Path
 
 from hypermesh.drivers.declared import NetworkDriver, NotImplementedDriver, PeerDriver
 from hypermesh.drivers.processes import NodeProcessDriver
+from hypermesh.drivers.registry import RecordDriver, TLDDriver
 from hypermesh.reconcile import Driver
 
 
@@ -11,8 +12,9 @@ def standalone_drivers(state_dir: Path) -> dict[str, Driver]:
     """The drivers of standalone mode: nodes as local processes under ``state_dir``."""
     nodes = NodeProcessDriver(state_dir)
     drivers: dict[str, Driver] = {"Network": NetworkDriver(), "Node": nodes, "Peer": PeerDriver()}
-    for kind in ("TLD", "Record", "InterfacePolicy"):
-        drivers[kind] = NotImplementedDriver(kind)
+    drivers["TLD"] = TLDDriver(state_dir)
+    drivers["Record"] = RecordDriver(state_dir)
+    drivers["InterfacePolicy"] = NotImplementedDriver("InterfacePolicy")
     return drivers
 
 
@@ -21,5 +23,7 @@ __all__ = [
     "NodeProcessDriver",
     "NotImplementedDriver",
     "PeerDriver",
+    "RecordDriver",
+    "TLDDriver",
     "standalone_drivers",
 ]

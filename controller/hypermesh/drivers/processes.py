@@ -211,12 +211,15 @@ class NodeProcessDriver:
         deadline = time.monotonic() + self.stop_timeout
         while time.monotonic() < deadline:
             self._reap()
-            if running_pid(node_dir) is None:
+            # The lock goes first, the process a moment later: wait for both.
+            if running_pid(node_dir) is None and not _alive(pid):
                 return True
             await asyncio.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        while running_pid(node_dir) is not None and time.monotonic() < deadline + 5:
+        while (
+            running_pid(node_dir) is not None or _alive(pid)
+        ) and time.monotonic() < deadline + 5:
             self._reap()
             await asyncio.sleep(0.05)
         self._reap()
@@ -229,6 +232,15 @@ class NodeProcessDriver:
         node_dir = self._dir(key, handle)
         await self._stop_dir(node_dir)
         shutil.rmtree(node_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet collected, does not count)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(") ", 1)[-1][:1] not in ("Z", "X")
 
 
 def _listen_changed(applied: Mapping[str, Any], address: str) -> bool:

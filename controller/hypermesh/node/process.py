@@ -30,10 +30,12 @@ from hypermesh.node.config import NodeConfig
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
 from hypermesh.node.metrics import NodeMetrics, add_metrics_route
+from hypermesh.node.registry_api import add_registry_routes, load_zones
 from hypermesh.node.router import Router
 from hypermesh.node.routes import NodeView, add_dns_routes, add_node_routes
 from hypermesh.node.runtime import RuntimeInfo, remove_runtime, rfc3339, write_runtime
 from hypermesh.node.server import bind_endpoint, server_configuration
+from hypermesh.registry.service import Registry
 from hypermesh.transport.identity import Identity, load_or_create_identity
 
 log = logging.getLogger("hypermesh.node")
@@ -81,8 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def zone_source(config: NodeConfig) -> ZoneSource:
     """The zones this node serves over DoQ and DoH: the one place a registry's (or a mirror's)
-    zone source plugs in. Empty for now, so every query is REFUSED."""
+    zone source plugs in. Empty unless the node is a registry."""
     return StaticZones()
+
+
+REGISTRY_DB = "registry.db"
 
 
 async def serve(config: NodeConfig, identity: Identity) -> int:
@@ -98,7 +103,13 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     metrics = NodeMetrics(
         name=config.name, network=config.network, identity=identity.node_id, version=__version__
     )
-    answerer = Answerer(zone_source(config))
+    zones = zone_source(config)
+    registry: Registry | None = None
+    if "registry" in config.roles and isinstance(zones, StaticZones):
+        registry = Registry.open(Path(config.node_dir) / REGISTRY_DB)
+        load_zones(registry, zones)
+        add_registry_routes(router, registry, zones, on_registration=metrics.registration)
+    answerer = Answerer(zones)
     add_dns_routes(router, answerer, metrics)
     add_metrics_route(router, metrics)
     endpoint = await bind_endpoint(
@@ -137,6 +148,8 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         log.info("node stopping", extra={"node": config.name})
     finally:
         endpoint.close()
+        if registry is not None:
+            registry.close()
         remove_runtime(node_dir)
     log.info("node stopped", extra={"node": config.name})
     return EXIT_OK

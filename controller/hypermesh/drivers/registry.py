@@ -1,0 +1,295 @@
+"""TLD and Record resources converge through the registry's HTTP/3 API.
+
+The registry is the network's registry node (its address from its runtime file, its key pinned
+from ``identity.pub``) or a remote endpoint with its identity. Writes are signed with the
+owner's key: the owner is a Node this controller runs, so its key is in its node directory.
+A TLD owned by a Peer cannot be written from here (its key is elsewhere): that is Stalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hypermesh.drivers.targets import owner_name, target_rrsets
+from hypermesh.errors import PermanentError, TemporaryError, TransportError
+from hypermesh.model.resources import DesiredState, Resource, ResourceKey
+from hypermesh.node.runtime import read_runtime
+from hypermesh.reconcile import ApplyContext, Live, Outcome
+from hypermesh.registry.signing import sign_request
+from hypermesh.registry.zones import RecordSet
+from hypermesh.transport.client import connect_h3
+from hypermesh.transport.identity import Identity, load_or_create_identity, read_node_id
+
+API = "/registry/v1"
+
+
+class _Registry:
+    """Where a network's registry is, and how to talk to it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def node_dir(self, name: str) -> Path:
+        return self.state_dir / "nodes" / name
+
+    def endpoint(self, registry: Mapping[str, Any]) -> tuple[str, str | None]:
+        if "node" in registry:
+            node_dir = self.node_dir(str(registry["node"]))
+            runtime = read_runtime(node_dir)
+            if runtime is None:
+                raise TemporaryError(
+                    f"registry node {registry['node']!r} is not running", reason="RegistryDown"
+                )
+            return runtime.address, read_node_id(node_dir)
+        if "endpoint" in registry:
+            return str(registry["endpoint"]), registry.get("identity")
+        raise PermanentError(
+            "the network names no registry; the public registry dns.hypermesh.online is not "
+            "reachable from here",
+            reason="NoRegistry",
+        )
+
+    def owner_identity(self, owner: Mapping[str, Any]) -> Identity:
+        if "node" not in owner:
+            raise PermanentError(
+                f"the owner is Peer {owner.get('peer')!r}: its key is not on this machine, so "
+                "this controller cannot sign for it",
+                reason="OwnerKeyElsewhere",
+            )
+        node_dir = self.node_dir(str(owner["node"]))
+        if not (node_dir / "identity.pub").exists():
+            raise TemporaryError(f"owner node {owner['node']!r} has no key yet")
+        return load_or_create_identity(node_dir)
+
+    async def call(
+        self,
+        where: tuple[str, str | None],
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        signer: Identity | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        address, pin = where
+        raw = json.dumps(body).encode() if body is not None else b""
+        headers = [("content-type", "application/json")]
+        if signer is not None:
+            headers += list(sign_request(signer, method, path, raw, now=time.time()).items())
+        try:
+            async with asyncio.timeout(10), connect_h3(address, expected_id=pin) as h3:
+                status, _, answer = await h3.request(method, path, headers=headers, body=raw)
+        except (TransportError, TimeoutError) as exc:
+            raise TemporaryError(f"registry at {address}: {exc}", reason="RegistryDown") from exc
+        try:
+            data = json.loads(answer or b"{}")
+        except ValueError:
+            data = {"error": answer[:200].decode(errors="replace")}
+        return status, data if isinstance(data, dict) else {"data": data}
+
+
+def _network_registry(desired: DesiredState, network: str) -> Mapping[str, Any]:
+    found = desired.get("Network", network)
+    if found is None:
+        raise PermanentError(f"Network {network!r} is not declared")
+    return dict(found.spec.get("registry") or {})
+
+
+def _refused(status: int, data: Mapping[str, Any], what: str) -> Exception:
+    message = f"{what}: the registry answered {status}: {data.get('error', data)}"
+    if status >= 500:
+        return TemporaryError(message, reason="RegistryError")
+    return PermanentError(message, reason="Refused")
+
+
+class TLDDriver:
+    """Registers a TLD at its network's registry, owned by the declared owner's key."""
+
+    kinds: tuple[str, ...] = ("TLD",)
+    manages_world: bool = True
+
+    def __init__(self, state_dir: Path) -> None:
+        self.registry = _Registry(state_dir)
+
+    def handle_for(self, resource: Resource) -> Mapping[str, Any]:
+        return {}
+
+    async def observe(
+        self, key: ResourceKey, handle: Mapping[str, Any], applied: Mapping[str, Any] | None
+    ) -> Live:
+        if not handle.get("registry"):
+            return Live(exists=False, ready=False, reason="NotRegistered")
+        try:
+            where = self.registry.endpoint(handle["registry"])
+            status, data = await self.registry.call(where, "GET", _tld_path(key.name))
+        except TemporaryError as exc:
+            return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
+        if status == 404:
+            return Live(exists=False, drift=("not registered at the registry",), ready=False)
+        if data.get("owner") != handle.get("owner"):
+            return Live(True, ("owned by another key at the registry",), {}, False, "WrongOwner")
+        return Live(
+            True,
+            (),
+            {"serial": data.get("serial"), "ds": data.get("ds")},
+            True,
+            "Registered",
+            f"serial {data.get('serial')}",
+        )
+
+    async def apply(
+        self, resource: Resource, handle: Mapping[str, Any], context: ApplyContext
+    ) -> Outcome:
+        spec = resource.spec
+        registry = _network_registry(context.desired, str(spec["network"]))
+        where = self.registry.endpoint(registry)
+        owner = self.registry.owner_identity(spec["owner"])
+        status, data = await self.registry.call(where, "GET", _tld_path(resource.name))
+        if status == 404:
+            body = {
+                "tld": resource.name,
+                "network": spec["network"],
+                "dnssec": spec.get("dnssec", True),
+                "ttl": spec.get("ttl", 3600),
+            }
+            status, data = await self.registry.call(where, "POST", f"{API}/register", body, owner)
+            if status != 201:
+                raise _refused(status, data, f"registering {resource.name!r}")
+        elif status != 200:
+            raise _refused(status, data, f"reading {resource.name!r}")
+        if data.get("owner") != owner.node_id:
+            raise PermanentError(
+                f"{resource.name!r} is registered to another key ({data.get('owner')})",
+                reason="TakenByAnother",
+            )
+        if data.get("status") != "active":
+            raise TemporaryError(
+                f"{resource.name!r} is {data.get('status')} at the registry",
+                reason="AwaitingApproval",
+                delay=5,
+            )
+        return Outcome(
+            handle={"registry": registry, "owner": owner.node_id, "ownerRef": dict(spec["owner"])},
+            status={"serial": data.get("serial"), "ds": data.get("ds"), "owner": owner.node_id},
+            message=f"registered, serial {data.get('serial')}, DS {', '.join(data.get('ds', []))}",
+        )
+
+    async def delete(self, key: ResourceKey, handle: Mapping[str, Any]) -> None:
+        if not handle.get("registry"):
+            return
+        where = self.registry.endpoint(handle["registry"])
+        owner = self.registry.owner_identity(handle.get("ownerRef", {}))
+        status, data = await self.registry.call(
+            where, "POST", f"{API}/delete", {"tld": key.name}, owner
+        )
+        if status not in (200, 404):
+            raise _refused(status, data, f"deleting {key.name!r}")
+
+    async def stop(self, key: ResourceKey, handle: Mapping[str, Any]) -> bool:
+        return False
+
+
+def _tld_path(name: str) -> str:
+    return f"{API}/tld?{urllib.parse.urlencode({'name': name})}"
+
+
+class RecordDriver:
+    """Publishes a Record's record sets in its TLD's zone (a target expands to HTTPS, A/AAAA
+    and TLSA from the target node's live address and key)."""
+
+    kinds: tuple[str, ...] = ("Record",)
+    manages_world: bool = True
+
+    def __init__(self, state_dir: Path) -> None:
+        self.registry = _Registry(state_dir)
+
+    def handle_for(self, resource: Resource) -> Mapping[str, Any]:
+        return {}
+
+    def _rrsets(self, resource: Resource, tld: Resource) -> list[RecordSet]:
+        spec = resource.spec
+        name = owner_name(resource.name, spec)
+        ttl = int(spec.get("ttl", tld.spec.get("ttl", 3600)))
+        if "target" in spec:
+            node = str(spec["target"]["node"])
+            node_dir = self.registry.node_dir(node)
+            runtime, node_id = read_runtime(node_dir), read_node_id(node_dir)
+            if runtime is None or node_id is None:
+                raise TemporaryError(f"target node {node!r} is not running", reason="TargetDown")
+            return target_rrsets(name, ttl, runtime.address, node_id)
+        return [RecordSet(name, str(spec["type"]), ttl, tuple(spec["values"]))]
+
+    async def observe(
+        self, key: ResourceKey, handle: Mapping[str, Any], applied: Mapping[str, Any] | None
+    ) -> Live:
+        if not handle.get("registry"):
+            return Live(exists=False, ready=False, reason="NotPublished")
+        try:
+            where = self.registry.endpoint(handle["registry"])
+            status, data = await self.registry.call(where, "GET", _tld_path(handle["tld"]))
+        except TemporaryError as exc:
+            return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
+        if status != 200:
+            return Live(exists=False, drift=("the TLD is gone from the registry",), ready=False)
+        live = {(r["name"], r["type"]): r for r in data.get("rrsets", [])}
+        for want in handle.get("rrsets", []):
+            got = live.get((want["name"], want["type"]))
+            if got is None or got["values"] != want["values"] or got["ttl"] != want["ttl"]:
+                return Live(
+                    True, (f"{want['name']} {want['type']} differs at the registry",), {}, True
+                )
+        return Live(True, (), {"serial": data.get("serial")}, True, "Published")
+
+    async def apply(
+        self, resource: Resource, handle: Mapping[str, Any], context: ApplyContext
+    ) -> Outcome:
+        tld = context.desired.get("TLD", str(resource.spec["tld"]), resource.namespace)
+        if tld is None:
+            raise PermanentError(f"TLD {resource.spec['tld']!r} is not declared")
+        registry = _network_registry(context.desired, str(tld.spec["network"]))
+        where = self.registry.endpoint(registry)
+        owner = self.registry.owner_identity(tld.spec["owner"])
+        rrsets = self._rrsets(resource, tld)
+        wanted = {(r.name, r.type) for r in rrsets}
+        stale = [r for r in handle.get("rrsets", []) if (r["name"], r["type"]) not in wanted]
+        changes = [{**r.to_dict(), "changetype": "REPLACE"} for r in rrsets] + [
+            {"name": r["name"], "type": r["type"], "changetype": "DELETE"} for r in stale
+        ]
+        status, data = await self.registry.call(
+            where, "POST", f"{API}/rrsets", {"tld": tld.name, "rrsets": changes}, owner
+        )
+        if status != 200:
+            raise _refused(status, data, f"publishing {resource.name!r}")
+        published = [r.to_dict() for r in rrsets]
+        return Outcome(
+            handle={
+                "registry": registry,
+                "tld": tld.name,
+                "ownerRef": dict(tld.spec["owner"]),
+                "rrsets": published,
+            },
+            status={"serial": data.get("serial"), "rrsets": [f"{r.name} {r.type}" for r in rrsets]},
+            message=f"published {len(rrsets)} record set(s), serial {data.get('serial')}",
+        )
+
+    async def delete(self, key: ResourceKey, handle: Mapping[str, Any]) -> None:
+        if not handle.get("registry"):
+            return
+        where = self.registry.endpoint(handle["registry"])
+        owner = self.registry.owner_identity(handle.get("ownerRef", {}))
+        changes = [
+            {"name": r["name"], "type": r["type"], "changetype": "DELETE"}
+            for r in handle.get("rrsets", [])
+        ]
+        status, data = await self.registry.call(
+            where, "POST", f"{API}/rrsets", {"tld": handle["tld"], "rrsets": changes}, owner
+        )
+        if status not in (200, 404):
+            raise _refused(status, data, f"withdrawing {key.name!r}")
+
+    async def stop(self, key: ResourceKey, handle: Mapping[str, Any]) -> bool:
+        return False

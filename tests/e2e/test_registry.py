@@ -1,0 +1,165 @@
+"""The registry end to end: `hmctl apply` registers a TLD at the network's registry node and
+publishes its records; independent clients read them over DoQ and DoH3 with valid DNSSEC; a
+record changed behind the controller's back is put back; a non-owner's write is refused; prune
+withdraws a record; InterfacePolicy stays honestly NotImplemented."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import dns.dnssec
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import pytest
+from dns.dnssectypes import DSDigest
+
+from hypermesh.registry.signing import sign_request
+from hypermesh.transport.client import connect_h3
+from hypermesh.transport.dns_client import doh3_query, doq_query
+from hypermesh.transport.identity import load_or_create_identity
+from tests.conftest import EXAMPLES, Hmctl
+
+EXAMPLE = EXAMPLES / "registry-and-names"
+
+
+def _items(hmctl: Hmctl, kind: str) -> dict[str, dict[str, Any]]:
+    result = hmctl("get", kind, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return {i["metadata"]["name"]: i for i in json.loads(result.stdout)["items"]}
+
+
+def _ready(item: dict[str, Any]) -> tuple[str, str]:
+    (cond,) = [c for c in item["status"]["conditions"] if c["type"] == "Ready"]
+    return cond["status"], cond["reason"]
+
+
+def _ask(address: str, pin: str, name: str, rdtype: str, doh: bool = False) -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype, want_dnssec=True)
+    send = doh3_query if doh else doq_query
+    return dns.message.from_wire(asyncio.run(send(address, query.to_wire(), expected_id=pin)))
+
+
+async def _signed_post(
+    address: str, pin: str, path: str, body: dict[str, Any], key_dir: Path
+) -> int:
+    raw = json.dumps(body).encode()
+    signer = load_or_create_identity(key_dir)
+    headers = [
+        ("content-type", "application/json"),
+        *sign_request(signer, "POST", path, raw, now=time.time()).items(),
+    ]
+    async with asyncio.timeout(10), connect_h3(address, expected_id=pin) as h3:
+        status, _, _ = await h3.request("POST", path, headers=headers, body=raw)
+    return status
+
+
+@pytest.fixture
+def applied(hmctl: Hmctl, tmp_path: Path) -> Path:
+    folder = tmp_path / "example"
+    shutil.copytree(EXAMPLE, folder)
+    result = hmctl("apply", "-f", str(folder), "--timeout", "60s")
+    # Exit 1: everything converged but the InterfacePolicy, which is honestly NotImplemented.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "InterfacePolicy/acme-private   NotImplemented" in result.stdout
+    return folder
+
+
+def test_registered_names_resolve_with_valid_dnssec(hmctl: Hmctl, applied: Path) -> None:
+    (tld,) = _items(hmctl, "tlds").values()
+    assert _ready(tld) == ("True", "Converged")
+    assert all(_ready(r) == ("True", "Converged") for r in _items(hmctl, "records").values())
+    nodes = _items(hmctl, "nodes")
+    registry = nodes["registry"]["status"]
+    address, pin = registry["address"], registry["identity"]
+
+    origin = dns.name.from_text("acme.")
+    keys = _ask(address, pin, "acme.", "DNSKEY")
+    (dnskey,) = [r for r in keys.answer if r.rdtype == dns.rdatatype.DNSKEY]
+    # The DS the owner is shown matches the zone's KSK.
+    made = {dns.dnssec.make_ds(origin, k, DSDigest.SHA256).to_text() for k in dnskey}
+    assert set(tld["status"]["ds"]) <= made
+
+    for name, rdtype, doh in (("www.acme.", "HTTPS", False), ("api.acme.", "A", True)):
+        response = _ask(address, pin, name, rdtype, doh)
+        assert response.rcode() == dns.rcode.NOERROR
+        rrset = next(r for r in response.answer if r.rdtype == dns.rdatatype.from_text(rdtype))
+        sig = next(r for r in response.answer if r.rdtype == dns.rdatatype.RRSIG)
+        dns.dnssec.validate(rrset, sig, {origin: dnskey})
+
+    # The target record points at alpha's live endpoint and pins alpha's key.
+    alpha = nodes["alpha"]["status"]
+    https = _ask(address, pin, "www.acme.", "HTTPS").answer[0].to_text()
+    assert f'port="{alpha["address"].split(":")[1]}"' in https
+    port = alpha["address"].split(":")[1]
+    tlsa = _ask(address, pin, f"_{port}._udp.www.acme.", "TLSA").answer[0].to_text()
+    key = load_or_create_identity(hmctl.state / "nodes" / "alpha").public_key_bytes.hex()
+    assert key in tlsa.replace(" ", "")
+
+    if shutil.which("kdig"):
+        out = subprocess.run(
+            [
+                "kdig",
+                "+quic",
+                "@127.0.0.1",
+                "-p",
+                address.split(":")[1],
+                "api.acme",
+                "A",
+                "+short",
+                "+timeout=5",
+                "+retry=0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.split()
+        assert sorted(out) == ["192.0.2.10", "192.0.2.11"]
+
+
+def test_drift_is_put_back_and_strangers_are_refused(hmctl: Hmctl, applied: Path) -> None:
+    registry = _items(hmctl, "nodes")["registry"]["status"]
+    address, pin = registry["address"], registry["identity"]
+    path = "/registry/v1/rrsets"
+    serial = _items(hmctl, "tlds")["acme"]["status"]["serial"]
+
+    # beta does not own acme: refused, nothing stored.
+    stranger = {"tld": "acme", "rrsets": [{"name": "evil", "type": "A", "values": ["203.0.113.9"]}]}
+    assert (
+        asyncio.run(_signed_post(address, pin, path, stranger, hmctl.state / "nodes" / "beta"))
+        == 403
+    )
+    assert _ask(address, pin, "evil.acme.", "A").rcode() == dns.rcode.NXDOMAIN
+
+    # The owner's key deletes api.acme behind the controller's back: the next apply repairs it.
+    gone = {"tld": "acme", "rrsets": [{"name": "api", "type": "A", "changetype": "DELETE"}]}
+    assert (
+        asyncio.run(_signed_post(address, pin, path, gone, hmctl.state / "nodes" / "alpha")) == 200
+    )
+    assert not _ask(address, pin, "api.acme.", "A").answer
+    diff = hmctl("diff", "-f", str(applied))
+    assert "Record/api.acme  (drift: api A differs at the registry)" in diff.stdout
+    hmctl("apply", "-f", str(applied), "--timeout", "30s")
+    assert len(_ask(address, pin, "api.acme.", "A").answer[0]) == 2
+    assert _items(hmctl, "tlds")["acme"]["status"]["serial"] > serial
+
+
+def test_prune_withdraws_a_record(hmctl: Hmctl, applied: Path) -> None:
+    names = applied / "names.yaml"
+    text = names.read_text()
+    start = text.index("kind: Record\nmetadata:\n  name: api.acme")
+    start = text.rindex("---", 0, start)
+    end = text.index("---", start + 3)
+    names.write_text(text[:start] + text[end:])
+    result = hmctl("apply", "-f", str(applied), "--prune", "--timeout", "30s")
+    assert "record/api.acme deleted" in result.stdout, result.stdout + result.stderr
+    registry = _items(hmctl, "nodes")["registry"]["status"]
+    assert not _ask(registry["address"], registry["identity"], "api.acme.", "A").answer
+    assert "api.acme" not in _items(hmctl, "records")
