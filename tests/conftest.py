@@ -16,6 +16,23 @@ EXAMPLES = ROOT / "examples"
 HEADER = "apiVersion: hypermesh.online/v1alpha1\n"
 
 
+PG_URL = os.environ.get("HM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+"""The real PostgreSQL server of this machine (trust auth, database ``test``)."""
+
+
+def require_postgres() -> str:
+    """The test database URL; skips the test when no server runs here, fails under CI."""
+    try:
+        import psycopg
+
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3)
+    except Exception:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (.ci/run must start it)")
+        pytest.skip("PostgreSQL is not running here")
+    return PG_URL
+
+
 def manifest(text: str) -> str:
     """Dedent a manifest written inline in a test."""
     return textwrap.dedent(text).lstrip("\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,21 +20,11 @@ from hypermesh.registry.service import (
 from hypermesh.registry.tables import RegistryBase
 from hypermesh.registry.zones import apply_journal, verify_zone, zone_records
 from hypermesh.transport.identity import Identity
+from tests.conftest import require_postgres
 
-PG_URL = os.environ.get("HM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 NOW = 1_800_000_000.0
 OWNER = Identity.generate().node_id
 OTHER = Identity.generate().node_id
-
-
-def _postgres_up() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3)
-    except Exception:
-        return False
-    return True
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -43,11 +32,7 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registr
     if request.param == "sqlite":
         opened = Registry.open(tmp_path / "registry.db", clock=lambda: NOW)
     else:
-        if not _postgres_up():
-            if os.environ.get("CI"):
-                pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (CI must start it)")
-            pytest.skip("PostgreSQL is not running here")
-        opened = Registry.open(PG_URL, clock=lambda: NOW)
+        opened = Registry.open(require_postgres(), clock=lambda: NOW)
         with opened.engine.begin() as conn:
             for table in reversed(RegistryBase.metadata.sorted_tables):
                 if table.name != "registry_meta":

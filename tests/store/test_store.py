@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,18 +14,7 @@ from hypermesh.errors import LockHeldError, StateError
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.store import StateLock, StateStore
 from hypermesh.store.tables import SCHEMA_VERSION
-
-PG_URL = os.environ.get("HM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _postgres_up() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3)
-    except Exception:
-        return False
-    return True
+from tests.conftest import require_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,11 +24,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
         yield opened
         opened.close()
         return
-    if not _postgres_up():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (CI must start it)")
-        pytest.skip("PostgreSQL is not running here")
-    opened = StateStore.open(tmp_path, url=PG_URL)
+    opened = StateStore.open(tmp_path, url=require_postgres())
     with opened.engine.begin() as conn:
         for table in ("events", "resources", "meta"):
             conn.execute(text(f"DELETE FROM {table}"))

@@ -24,3 +24,22 @@ class AuthError(RegistryError):
 
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(RegistryError):
+    """The signer may not do this (not the owner, or the TLD is not active)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(RegistryError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(RegistryError):
+    """Already exists, or a concurrent write won."""
+
+    status = 409
+    code = "conflict"

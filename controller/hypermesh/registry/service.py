@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, create_engine, select
 
-from hypermesh.registry.errors import PolicyError, RegistryError
+from hypermesh.registry.errors import Conflict, Forbidden, NotFound, PolicyError, RegistryError
 from hypermesh.registry.names import check_tld
 from hypermesh.registry.tables import (
     SCHEMA_VERSION,
@@ -45,21 +45,6 @@ from hypermesh.registry.zones import (
     ds_records,
 )
 from hypermesh.transport.identity import is_node_id
-
-
-class NotFound(RegistryError):
-    status = 404
-    code = "not_found"
-
-
-class Forbidden(RegistryError):
-    status = 403
-    code = "forbidden"
-
-
-class Conflict(RegistryError):
-    status = 409
-    code = "conflict"
 
 
 @dataclass(frozen=True, slots=True)
