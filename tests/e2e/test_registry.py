@@ -20,9 +20,10 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from dns.dnssectypes import DSDigest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hypermesh.registry.signing import sign_request
-from hypermesh.transport.client import connect_h3
+from hypermesh.transport.client import connect_h3, h3_get
 from hypermesh.transport.dns_client import doh3_query, doq_query
 from hypermesh.transport.identity import load_or_create_identity
 from tests.conftest import EXAMPLES, Hmctl
@@ -102,6 +103,17 @@ def test_registered_names_resolve_with_valid_dnssec(hmctl: Hmctl, applied: Path)
     tlsa = _ask(address, pin, f"_{port}._udp.www.acme.", "TLSA").answer[0].to_text()
     key = load_or_create_identity(hmctl.state / "nodes" / "alpha").public_key_bytes.hex()
     assert key in tlsa.replace(" ", "")
+
+    # The registry node's metrics count the registration and show the zone's serial.
+    status, _, body = asyncio.run(h3_get(address, "/metrics", expected_id=pin))
+    assert status == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+    assert samples[("hypermesh_registry_registrations_total", ())] == 1
+    assert samples[("hypermesh_zone_serial", (("zone", "acme"),))] == tld["status"]["serial"] + 3
 
     if shutil.which("kdig"):
         out = subprocess.run(

@@ -107,8 +107,14 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     registry: Registry | None = None
     if "registry" in config.roles and isinstance(zones, StaticZones):
         registry = Registry.open(Path(config.node_dir) / REGISTRY_DB)
-        load_zones(registry, zones)
-        add_registry_routes(router, registry, zones, on_registration=metrics.registration)
+        load_zones(registry, zones, metrics.zone_serial)
+        add_registry_routes(
+            router,
+            registry,
+            zones,
+            on_registration=metrics.registration,
+            on_serial=metrics.zone_serial,
+        )
     answerer = Answerer(zones)
     add_dns_routes(router, answerer, metrics)
     add_metrics_route(router, metrics)

@@ -41,11 +41,15 @@ def info_json(info: TldInfo) -> dict[str, Any]:
     }
 
 
-def load_zones(registry: Registry, zones: StaticZones) -> None:
+def load_zones(
+    registry: Registry, zones: StaticZones, on_serial: Callable[[str, int], None] | None = None
+) -> None:
     """Serve every active TLD's zone."""
     for info in registry.list_tlds():
         if info.status == "active":
             zones.set(registry.zone(info.name))
+            if on_serial is not None:
+                on_serial(info.name, info.serial)
 
 
 def add_registry_routes(
@@ -55,8 +59,14 @@ def add_registry_routes(
     *,
     clock: Callable[[], float] = time.time,
     on_registration: Callable[[], None] | None = None,
+    on_serial: Callable[[str, int], None] | None = None,
 ) -> Router:
     nonces = DatabaseNonceCache(registry)
+
+    def publish(tld: str) -> None:
+        zones.set(registry.zone(tld))
+        if on_serial is not None:
+            on_serial(tld, registry.get_tld(tld).serial)
 
     def body_of(request: Request) -> dict[str, Any]:
         try:
@@ -95,7 +105,7 @@ def add_registry_routes(
             default_ttl=int(data.get("ttl", 3600)),
         )
         if info.status == "active":
-            zones.set(registry.zone(info.name))
+            publish(info.name)
         if on_registration is not None:
             on_registration()
         return Response.json(info_json(info), status=201)
@@ -115,7 +125,7 @@ def add_registry_routes(
             for c in data.get("rrsets", [])
         ]
         serial = registry.patch(tld, changes, signer=signer)
-        zones.set(registry.zone(tld))
+        publish(tld)
         return Response.json({"tld": tld, "serial": serial})
 
     def delete(request: Request) -> Response:
