@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,31 +13,14 @@ from hypermesh.registry.service import (
     Conflict,
     DatabaseNonceCache,
     Forbidden,
-    Policy,
     Registry,
 )
-from hypermesh.registry.tables import RegistryBase
 from hypermesh.registry.zones import apply_journal, verify_zone, zone_records
-from hypermesh.transport.identity import Identity
-from tests.conftest import require_postgres
+from tests.registry import conftest as _c
 
-NOW = 1_800_000_000.0
-OWNER = Identity.generate().node_id
-OTHER = Identity.generate().node_id
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    if request.param == "sqlite":
-        opened = Registry.open(tmp_path / "registry.db", clock=lambda: NOW)
-    else:
-        opened = Registry.open(require_postgres(), clock=lambda: NOW)
-        with opened.engine.begin() as conn:
-            for table in reversed(RegistryBase.metadata.sorted_tables):
-                if table.name != "registry_meta":
-                    conn.execute(text(f"DELETE FROM {table.name}"))
-    yield opened
-    opened.close()
+NOW = _c.NOW
+OWNER = _c.OWNER.node_id
+OTHER = _c.OTHER.node_id
 
 
 def test_register_patch_and_serve_a_signed_zone(registry: Registry) -> None:
@@ -123,15 +105,6 @@ def test_journal_reaches_back_and_replays(registry: Registry) -> None:
     assert zone_records(zone) == zone_records(registry.zone("acme"))
     assert registry.journal_since("acme", 4) == []
     assert registry.journal_since("acme", 0) is None  # the journal does not reach back
-
-
-def test_manual_approval_keeps_new_tlds_pending(tmp_path: Path) -> None:
-    registry = Registry.open(tmp_path / "r.db", policy=Policy(approval="manual"), clock=lambda: NOW)
-    assert registry.register("acme", OWNER, "demo").status == "pending"
-    with pytest.raises(Forbidden, match="pending"):
-        registry.patch("acme", [Change("www", "A", "REPLACE", 60, ("192.0.2.1",))], signer=OWNER)
-    assert registry.approve("acme").status == "active"
-    registry.close()
 
 
 def test_database_nonces_catch_replays_across_restarts(tmp_path: Path) -> None:

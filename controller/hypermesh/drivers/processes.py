@@ -99,6 +99,8 @@ class NodeProcessDriver:
             return Live(True, (), base, False, "Starting", "node has not reported its address")
         base["address"] = address
         base["startedAt"] = runtime.started_at
+        if runtime.web:
+            base["webAddress"] = runtime.web
         if applied is not None and _listen_changed(applied, address):
             return Live(True, ("listen address differs from the spec",), base, True)
         try:
@@ -136,6 +138,7 @@ class NodeProcessDriver:
             generation=context.generation,
             node_dir=str(node_dir),
             log_file=str(node_dir / LOG),
+            web_listen=_web_listen(resource.spec, listen),
         )
         write_atomic(node_dir / CONFIG, config.to_json())
         child = self._spawn(node_dir)
@@ -186,12 +189,13 @@ class NodeProcessDriver:
                         f"node started but its status endpoint failed: {exc}",
                         reason="Unreachable",
                     ) from exc
-                return {
+                started = {
                     "address": runtime.address,
                     "identity": identity,
                     "pid": child.pid,
                     "startedAt": runtime.started_at,
                 }
+                return started | ({"webAddress": runtime.web} if runtime.web else {})
             await asyncio.sleep(0.05)
         await self._stop_dir(node_dir)
         raise TemporaryError(
@@ -251,6 +255,18 @@ def _listen_changed(applied: Mapping[str, Any], address: str) -> bool:
     except ValueError:
         return False
     return want_port != 0 and (want_port, want_host) != (port, host)
+
+
+def _web_listen(spec: Mapping[str, Any], listen: str) -> str | None:
+    """Where the node serves its read-only pages over TCP: ``spec.web.listen``; by default a
+    registry serves its page on its QUIC host, any free port; other nodes do not."""
+    web = spec.get("web")
+    if isinstance(web, Mapping) and web.get("listen"):
+        return str(web["listen"])
+    if "registry" in spec.get("roles", ()):
+        host, _ = split_host_port(listen)
+        return f"[{host}]:0" if ":" in host else f"{host}:0"
+    return None
 
 
 def _prefer_port(listen: str, previous: RuntimeInfo | None) -> int | None:

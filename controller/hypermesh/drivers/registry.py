@@ -8,11 +8,9 @@ A TLD owned by a Peer cannot be written from here (its key is elsewhere): that i
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-import urllib.parse
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +19,9 @@ from hypermesh.errors import PermanentError, TemporaryError, TransportError
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.node.runtime import read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
-from hypermesh.registry.signing import sign_request
+from hypermesh.registry.client import API, RegistryClient, tld_path
 from hypermesh.registry.zones import RecordSet
-from hypermesh.transport.client import connect_h3
 from hypermesh.transport.identity import Identity, load_or_create_identity, read_node_id
-
-API = "/registry/v1"
 
 
 class _Registry:
@@ -75,21 +70,11 @@ class _Registry:
         body: Mapping[str, Any] | None = None,
         signer: Identity | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        address, pin = where
-        raw = json.dumps(body).encode() if body is not None else b""
-        headers = [("content-type", "application/json")]
-        if signer is not None:
-            headers += list(sign_request(signer, method, path, raw, now=time.time()).items())
+        client = RegistryClient(*where)
         try:
-            async with asyncio.timeout(10), connect_h3(address, expected_id=pin) as h3:
-                status, _, answer = await h3.request(method, path, headers=headers, body=raw)
-        except (TransportError, TimeoutError) as exc:
-            raise TemporaryError(f"registry at {address}: {exc}", reason="RegistryDown") from exc
-        try:
-            data = json.loads(answer or b"{}")
-        except ValueError:
-            data = {"error": answer[:200].decode(errors="replace")}
-        return status, data if isinstance(data, dict) else {"data": data}
+            return await client.call(method, path, body, signer=signer)
+        except TransportError as exc:
+            raise TemporaryError(str(exc), reason="RegistryDown") from exc
 
 
 def _network_registry(desired: DesiredState, network: str) -> Mapping[str, Any]:
@@ -125,13 +110,16 @@ class TLDDriver:
             return Live(exists=False, ready=False, reason="NotRegistered")
         try:
             where = self.registry.endpoint(handle["registry"])
-            status, data = await self.registry.call(where, "GET", _tld_path(key.name))
+            status, data = await self.registry.call(where, "GET", tld_path(key.name))
         except TemporaryError as exc:
             return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
         if status == 404:
             return Live(exists=False, drift=("not registered at the registry",), ready=False)
         if data.get("owner") != handle.get("owner"):
             return Live(True, ("owned by another key at the registry",), {}, False, "WrongOwner")
+        trouble = _standing(data, time.time())
+        if trouble is not None:
+            return Live(True, (trouble,), {"serial": data.get("serial")}, False, "NotActive")
         return Live(
             True,
             (),
@@ -148,7 +136,7 @@ class TLDDriver:
         registry = _network_registry(context.desired, str(spec["network"]))
         where = self.registry.endpoint(registry)
         owner = self.registry.owner_identity(spec["owner"])
-        status, data = await self.registry.call(where, "GET", _tld_path(resource.name))
+        status, data = await self.registry.call(where, "GET", tld_path(resource.name))
         if status == 404:
             body = {
                 "tld": resource.name,
@@ -166,17 +154,43 @@ class TLDDriver:
                 f"{resource.name!r} is registered to another key ({data.get('owner')})",
                 reason="TakenByAnother",
             )
-        if data.get("status") != "active":
-            raise TemporaryError(
-                f"{resource.name!r} is {data.get('status')} at the registry",
-                reason="AwaitingApproval",
-                delay=5,
-            )
+        data = await self._keep_active(resource.name, data, where, owner)
         return Outcome(
             handle={"registry": registry, "owner": owner.node_id, "ownerRef": dict(spec["owner"])},
             status={"serial": data.get("serial"), "ds": data.get("ds"), "owner": owner.node_id},
             message=f"registered, serial {data.get('serial')}, DS {', '.join(data.get('ds', []))}",
         )
+
+    async def _keep_active(
+        self, name: str, data: dict[str, Any], where: tuple[str, str | None], owner: Identity
+    ) -> dict[str, Any]:
+        """Renew a registration close to its end; refuse to pretend about any other state."""
+        state, note = data.get("status"), data.get("note") or ""
+        if state == "pending":
+            raise TemporaryError(
+                f"{name!r} awaits the registry administrator's approval "
+                f"(hmctl registry approve {name})",
+                reason="AwaitingApproval",
+                delay=5,
+            )
+        if state == "rejected":
+            raise PermanentError(
+                f"the registry's administrator rejected {name!r}: {note}", reason="Rejected"
+            )
+        if state == "expired":
+            raise PermanentError(
+                f"{name!r} has expired at the registry ({note}); renew it with "
+                f"hmctl registry renew {name}",
+                reason="Expired",
+            )
+        if _standing(data, time.time()) is None:
+            return data
+        status, renewed = await self.registry.call(
+            where, "POST", f"{API}/renew", {"tld": name}, owner
+        )
+        if status != 200:
+            raise _refused(status, renewed, f"renewing {name!r}")
+        return renewed
 
     async def delete(self, key: ResourceKey, handle: Mapping[str, Any]) -> None:
         if not handle.get("registry"):
@@ -193,8 +207,22 @@ class TLDDriver:
         return False
 
 
-def _tld_path(name: str) -> str:
-    return f"{API}/tld?{urllib.parse.urlencode({'name': name})}"
+RENEW_BEFORE = 30 * 86400
+"""The controller renews a TLD it owns when less than this many seconds of its term remain."""
+
+
+def _standing(data: Mapping[str, Any], now: float) -> str | None:
+    """What is wrong with a registration the controller keeps, or None when nothing is."""
+    if data.get("status") != "active":
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"{data.get('status')} at the registry{note}"
+    try:
+        left = datetime.fromisoformat(str(data.get("expiresAt"))).timestamp() - now
+    except ValueError:
+        return None
+    if left < RENEW_BEFORE:
+        return f"expires in {max(left, 0) / 86400:.1f} days; renewing"
+    return None
 
 
 class RecordDriver:
@@ -230,7 +258,7 @@ class RecordDriver:
             return Live(exists=False, ready=False, reason="NotPublished")
         try:
             where = self.registry.endpoint(handle["registry"])
-            status, data = await self.registry.call(where, "GET", _tld_path(handle["tld"]))
+            status, data = await self.registry.call(where, "GET", tld_path(handle["tld"]))
         except TemporaryError as exc:
             return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
         if status != 200:

@@ -38,6 +38,8 @@ class NodeConfig:
     """The file JSON log lines are appended to."""
     log_level: str = "info"
     """The lowest level written to ``log_file``: debug, info, warning or error."""
+    web_listen: str | None = None
+    """Where to also serve the read-only pages over HTTP/1.1 on TCP (``node.web``); None: not."""
 
     def __post_init__(self) -> None:
         for name in ("name", "network", "listen", "node_dir", "log_file"):
@@ -45,6 +47,10 @@ class NodeConfig:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string")
         parse_address(self.listen)
+        if self.web_listen is not None:
+            if not isinstance(self.web_listen, str):
+                raise ValueError("web_listen must be null or host:port")
+            parse_address(self.web_listen)
         if self.prefer_port is not None and not (
             _is_int(self.prefer_port) and 0 < self.prefer_port <= 65535
         ):
@@ -104,6 +110,7 @@ class NodeConfig:
             node_dir=data["node_dir"],
             log_file=data["log_file"],
             log_level=data.get("log_level", "info"),
+            web_listen=data.get("web_listen"),
         )
 
     @classmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import logging
 import os
@@ -30,12 +31,14 @@ from hypermesh.node.config import NodeConfig
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
 from hypermesh.node.metrics import NodeMetrics, add_metrics_route
-from hypermesh.node.registry_api import add_registry_routes, load_zones
+from hypermesh.node.registry_api import add_registry_routes, expire_due, load_zones
 from hypermesh.node.router import Router
 from hypermesh.node.routes import NodeView, add_dns_routes, add_node_routes
 from hypermesh.node.runtime import RuntimeInfo, remove_runtime, rfc3339, write_runtime
 from hypermesh.node.server import bind_endpoint, server_configuration
+from hypermesh.node.web import WebServer, start_web
 from hypermesh.registry.service import Registry
+from hypermesh.transport.address import parse_address
 from hypermesh.transport.identity import Identity, load_or_create_identity
 
 log = logging.getLogger("hypermesh.node")
@@ -88,6 +91,11 @@ def zone_source(config: NodeConfig) -> ZoneSource:
 
 
 REGISTRY_DB = "registry.db"
+REGISTRY_ADMIN_DIR = "registry-admin"
+"""Under the node's directory: the registry administrator's key (``identity.key``, 0600),
+created with the registry. ``hmctl registry`` signs administration requests with it."""
+EXPIRY_INTERVAL = 60.0
+"""Seconds between the registry's sweeps for registrations whose term ran out."""
 
 
 async def serve(config: NodeConfig, identity: Identity) -> int:
@@ -105,9 +113,13 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     )
     zones = zone_source(config)
     registry: Registry | None = None
+    tasks: list[asyncio.Task[None]] = []
     if "registry" in config.roles and isinstance(zones, StaticZones):
-        registry = Registry.open(Path(config.node_dir) / REGISTRY_DB)
+        admin = load_or_create_identity(Path(config.node_dir) / REGISTRY_ADMIN_DIR)
+        registry = Registry.open(Path(config.node_dir) / REGISTRY_DB, admin=admin.node_id)
+        expire_due(registry, zones)
         load_zones(registry, zones, metrics.zone_serial)
+        tasks.append(asyncio.create_task(_sweep_expired(registry, zones)))
         add_registry_routes(
             router,
             registry,
@@ -136,7 +148,11 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     )
     add_node_routes(router, NodeView(config, runtime, started_monotonic))
     node_dir = Path(config.node_dir)
+    web: WebServer | None = None
     try:
+        if config.web_listen is not None:
+            web = await start_web(config.web_listen, router, h3_port=config_port(endpoint.address))
+            runtime = dataclasses.replace(runtime, web=web.address)
         write_runtime(node_dir, runtime)
         log.info(
             "node started",
@@ -146,6 +162,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
                 "address": runtime.address,
                 "identity": identity.node_id,
                 "pid": runtime.pid,
+                "web": runtime.web,
                 "generation": config.generation,
                 "version": __version__,
             },
@@ -153,12 +170,33 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         await stop.wait()
         log.info("node stopping", extra={"node": config.name})
     finally:
+        for task in tasks:
+            task.cancel()
+        if web is not None:
+            web.close()
         endpoint.close()
         if registry is not None:
             registry.close()
         remove_runtime(node_dir)
     log.info("node stopped", extra={"node": config.name})
     return EXIT_OK
+
+
+async def _sweep_expired(registry: Registry, zones: StaticZones) -> None:
+    while True:
+        await asyncio.sleep(EXPIRY_INTERVAL)
+        try:
+            expired = await asyncio.to_thread(registry.expire_due)
+        except HyperMeshError as exc:
+            log.warning("expiry sweep failed", extra={"error": str(exc)})
+            continue
+        for name in expired:
+            zones.remove(name)
+            log.info("registration expired", extra={"tld": name})
+
+
+def config_port(address: str) -> int:
+    return parse_address(address)[1]
 
 
 def _fail(message: str, code: int) -> int:

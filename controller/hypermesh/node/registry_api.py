@@ -7,8 +7,22 @@ Paths are exact (the router has no path parameters): the TLD travels in the body
     POST /registry/v1/rrsets     {"tld", "rrsets": [{name, type, changetype,   signed
                                    ttl?, values?}, ...]}
     POST /registry/v1/delete     {"tld"}                                        signed
+    POST /registry/v1/renew      {"tld"}                                        signed
+    POST /registry/v1/transfer   {"tld", "newOwner"}                signed and cosigned
     GET  /registry/v1/tlds                       every TLD
     GET  /registry/v1/tld?name=NAME              one TLD with its record sets
+    GET  /registry/v1/policy                     the governance and the administrator's ID
+
+Administration, signed by the administrator's key (``Registry.admin``):
+
+    POST /registry/v1/admin/approve   {"tld"}
+    POST /registry/v1/admin/reject    {"tld", "reason"?}
+    POST /registry/v1/admin/expire    {"tld", "reason"?}
+    POST /registry/v1/admin/reserve   {"name"}
+    POST /registry/v1/admin/unreserve {"name"}
+    POST /registry/v1/admin/policy    {"approval"?, "termDays"?}
+
+and ``GET /registry/`` is the registry's page (HTML) for people.
 """
 
 from __future__ import annotations
@@ -20,10 +34,11 @@ from collections.abc import Callable
 from typing import Any
 
 from hypermesh.dns.source import StaticZones
+from hypermesh.node.registry_page import PAGE, PAGE_HEADERS, render_page
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.registry.errors import RegistryError
 from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, TldInfo
-from hypermesh.registry.signing import verify_request
+from hypermesh.registry.signing import Signed, verify_request
 
 PREFIX = "/registry/v1"
 
@@ -38,6 +53,7 @@ def info_json(info: TldInfo) -> dict[str, Any]:
         "expiresAt": info.expires_at.isoformat(),
         "dnssec": info.dnssec,
         "ds": list(info.ds),
+        "note": info.note,
     }
 
 
@@ -77,11 +93,23 @@ def add_registry_routes(
             raise RegistryError("the body must be a JSON object")
         return data
 
-    def signed(request: Request) -> str:
+    def verified(request: Request, *, cosigned: bool = False) -> Signed:
         full = request.path + (f"?{request.query}" if request.query else "")
         return verify_request(
-            request.method, full, request.body, dict(request.headers), now=clock(), seen=nonces
-        ).signer
+            request.method,
+            full,
+            request.body,
+            dict(request.headers),
+            now=clock(),
+            seen=nonces,
+            require_cosigner=cosigned,
+        )
+
+    def signed(request: Request) -> str:
+        return verified(request).signer
+
+    def withdraw(tld: str) -> None:
+        zones.remove(tld)
 
     def guarded(
         handler: Callable[[Request], Response],
@@ -135,8 +163,66 @@ def add_registry_routes(
         zones.remove(tld)
         return Response.json({"tld": tld, "deleted": True})
 
+    def renew(request: Request) -> Response:
+        signer = signed(request)
+        info = registry.renew(str(body_of(request).get("tld", "")), signer=signer)
+        publish(info.name)
+        return Response.json(info_json(info))
+
+    def transfer(request: Request) -> Response:
+        who = verified(request, cosigned=True)
+        data = body_of(request)
+        info = registry.transfer(
+            str(data.get("tld", "")),
+            str(data.get("newOwner", "")),
+            signer=who.signer,
+            cosigner=who.cosigner,
+        )
+        return Response.json(info_json(info))
+
+    def admin(action: Callable[[dict[str, Any], str], Any]) -> Callable[[Request], Response]:
+        def run(request: Request) -> Response:
+            signer = signed(request)
+            return Response.json(action(body_of(request), signer))
+
+        return run
+
+    def approve(data: dict[str, Any], signer: str) -> dict[str, Any]:
+        info = registry.approve(str(data.get("tld", "")), signer=signer)
+        publish(info.name)
+        return info_json(info)
+
+    def reject(data: dict[str, Any], signer: str) -> dict[str, Any]:
+        reason = str(data.get("reason", ""))
+        return info_json(registry.reject(str(data.get("tld", "")), reason, signer=signer))
+
+    def expire(data: dict[str, Any], signer: str) -> dict[str, Any]:
+        reason = str(data.get("reason", ""))
+        info = registry.expire(str(data.get("tld", "")), reason, signer=signer)
+        withdraw(info.name)
+        return info_json(info)
+
+    def reserve(data: dict[str, Any], signer: str) -> dict[str, Any]:
+        registry.reserve(str(data.get("name", "")), signer=signer)
+        return policy_json()
+
+    def unreserve(data: dict[str, Any], signer: str) -> dict[str, Any]:
+        registry.unreserve(str(data.get("name", "")), signer=signer)
+        return policy_json()
+
+    def set_policy(data: dict[str, Any], signer: str) -> dict[str, Any]:
+        registry.set_policy(data, signer=signer)
+        return policy_json()
+
+    def policy_json() -> dict[str, Any]:
+        return {**registry.policy.governance(), "admin": registry.admin}
+
     def tlds(request: Request) -> Response:
         return Response.json({"items": [info_json(i) for i in registry.list_tlds()]})
+
+    def page(request: Request) -> Response:
+        html = render_page(registry.list_tlds(), registry.policy, registry.admin, clock())
+        return Response(200, html.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
 
     def tld(request: Request) -> Response:
         name = urllib.parse.parse_qs(request.query).get("name", [""])[0]
@@ -147,6 +233,27 @@ def add_registry_routes(
     router.add(f"{PREFIX}/register", guarded(register), methods=("POST",))
     router.add(f"{PREFIX}/rrsets", guarded(rrsets), methods=("POST",))
     router.add(f"{PREFIX}/delete", guarded(delete), methods=("POST",))
+    router.add(f"{PREFIX}/renew", guarded(renew), methods=("POST",))
+    router.add(f"{PREFIX}/transfer", guarded(transfer), methods=("POST",))
+    for name, action in (
+        ("approve", approve),
+        ("reject", reject),
+        ("expire", expire),
+        ("reserve", reserve),
+        ("unreserve", unreserve),
+        ("policy", set_policy),
+    ):
+        router.add(f"{PREFIX}/admin/{name}", guarded(admin(action)), methods=("POST",))
     router.add(f"{PREFIX}/tlds", guarded(tlds))
     router.add(f"{PREFIX}/tld", guarded(tld))
+    router.add(f"{PREFIX}/policy", guarded(lambda _: Response.json(policy_json())))
+    router.add(PAGE, guarded(page), methods=("GET", "HEAD"))
     return router
+
+
+def expire_due(registry: Registry, zones: StaticZones) -> list[str]:
+    """Expire every registration whose term ran out and stop serving its zone."""
+    expired = registry.expire_due()
+    for name in expired:
+        zones.remove(name)
+    return expired

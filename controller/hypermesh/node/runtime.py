@@ -40,6 +40,8 @@ class RuntimeInfo:
     """The HyperMesh version the node runs."""
     generation: int
     """The configuration generation the node was started with."""
+    web: str | None = None
+    """The bound ``host:port`` of the read-only pages over TCP, when the node serves them."""
 
     def to_json(self) -> str:
         """The file's text (sorted keys, newline)."""
@@ -59,6 +61,7 @@ class RuntimeInfo:
                 started_at=str(data["started_at"]),
                 version=str(data["version"]),
                 generation=int(data["generation"]),
+                web=str(data["web"]) if data.get("web") else None,
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"runtime file lacks or mistypes {exc}") from exc

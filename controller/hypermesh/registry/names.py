@@ -53,8 +53,8 @@ def special_use(name: str) -> str | None:
     return SPECIAL_USE.get(name)
 
 
-def check_tld(name: str, reserved: frozenset[str] = frozenset()) -> None:
-    """Raise ``PolicyError`` saying why ``name`` cannot be registered; return if it can."""
+def check_label(name: str) -> None:
+    """Raise ``PolicyError`` unless ``name`` is a well-formed TLD label (LDH, IDNA rules)."""
     if not isinstance(name, str) or not _LABEL.match(name):
         raise PolicyError(
             f"{name!r} is not a valid TLD: one label of 1 to 63 lowercase letters, digits "
@@ -72,6 +72,11 @@ def check_tld(name: str, reserved: frozenset[str] = frozenset()) -> None:
             name.encode("ascii").decode("idna")
         except UnicodeError as exc:
             raise PolicyError(f"{name!r} is not a valid IDNA A-label: {exc}") from exc
+
+
+def check_tld(name: str, reserved: frozenset[str] = frozenset()) -> None:
+    """Raise ``PolicyError`` saying why ``name`` cannot be registered; return if it can."""
+    check_label(name)
     where = special_use(name)
     if where is not None:
         raise PolicyError(f"{name!r} is a special-use name ({where})")

@@ -13,20 +13,21 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import dns.zone
-from sqlalchemy import delete, event
+from sqlalchemy import delete, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, create_engine, select
 
 from hypermesh.registry.errors import Conflict, Forbidden, NotFound, PolicyError, RegistryError
-from hypermesh.registry.names import check_tld
+from hypermesh.registry.names import check_label, check_tld
 from hypermesh.registry.tables import (
+    MIGRATIONS,
     SCHEMA_VERSION,
     JournalRow,
     NonceRow,
@@ -59,6 +60,27 @@ class Policy:
     nameservers: tuple[str, ...] = ("ns1",)
     glue: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def governance(self) -> dict[str, Any]:
+        """The part an administrator sets, as stored and as the API shows it."""
+        return {
+            "approval": self.approval,
+            "termDays": self.term_days,
+            "reserved": sorted(self.reserved),
+        }
+
+    def governed(self, data: dict[str, Any]) -> Policy:
+        """This policy with the governance in ``data`` (keys as ``governance()`` writes them)."""
+        approval = data.get("approval", self.approval)
+        if approval not in ("automatic", "manual"):
+            raise RegistryError(f"approval must be automatic or manual, not {approval!r}")
+        term = data.get("termDays", self.term_days)
+        if not isinstance(term, int) or isinstance(term, bool) or not 1 <= term <= 36500:
+            raise RegistryError(f"termDays must be whole days from 1 to 36500, not {term!r}")
+        reserved = data.get("reserved", sorted(self.reserved))
+        if not isinstance(reserved, list) or not all(isinstance(n, str) for n in reserved):
+            raise RegistryError("reserved must be a list of names")
+        return replace(self, approval=approval, term_days=term, reserved=frozenset(reserved))
+
 
 @dataclass(frozen=True, slots=True)
 class Change:
@@ -81,15 +103,26 @@ class TldInfo:
     expires_at: datetime
     dnssec: bool
     ds: tuple[str, ...]
+    note: str = ""
+    """Why the TLD is rejected or expired."""
+
+
+STATUSES = ("active", "pending", "rejected", "expired")
 
 
 class Registry:
-    """Open with ``Registry.open(path_or_url, policy=...)``."""
+    """Open with ``Registry.open(path_or_url, admin=NODE_ID, policy=...)``.
+
+    The administrator is a key (a node ID) recorded in the database when it is created: only
+    requests it signs may approve, reject, reserve, expire or change the policy. The policy
+    (approval mode, term, reserved names) lives in the database too, so it survives restarts.
+    """
 
     def __init__(self, engine: Engine, policy: Policy, clock: Callable[[], float]) -> None:
         self.engine = engine
         self.policy = policy
         self.clock = clock
+        self.admin: str | None = None
         self._zones: dict[str, tuple[int, dns.zone.Zone]] = {}
 
     @classmethod
@@ -98,8 +131,15 @@ class Registry:
         where: str | Path,
         *,
         policy: Policy | None = None,
+        admin: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> Registry:
+        """Open (creating when new) the registry at a file path or database URL.
+
+        ``policy`` is the starting policy of a new registry; once stored, the stored governance
+        wins. ``admin`` is recorded when the database has no administrator yet; a different
+        admin given later is refused (hand it over with ``set_admin``).
+        """
         url = str(where)
         if "://" not in url:
             path = Path(url)
@@ -114,6 +154,7 @@ class Registry:
             RegistryBase.metadata.create_all(engine)
             registry = cls(engine, policy or Policy(), clock)
             registry._check_schema()
+            registry._load_governance(admin)
         except SQLAlchemyError as exc:
             raise RegistryError(f"cannot open the registry database {url}: {exc}") from exc
         return registry
@@ -122,16 +163,51 @@ class Registry:
         self.engine.dispose()
 
     def _check_schema(self) -> None:
+        """Record the version of a new database; upgrade an older one in one transaction."""
         with Session(self.engine) as session:
             meta = session.get(RegistryMetaRow, "schema_version")
             if meta is None:
                 session.add(RegistryMetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
                 session.commit()
-            elif int(meta.value) > SCHEMA_VERSION:
+                return
+            version = int(meta.value)
+            if version > SCHEMA_VERSION:
                 raise RegistryError(
                     f"the registry database has schema version {meta.value}, newer than this "
                     f"code ({SCHEMA_VERSION}); upgrade HyperMesh"
                 )
+            if version == SCHEMA_VERSION:
+                return
+        with self.engine.begin() as connection:
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS.get(step, ()):
+                    connection.execute(text(statement))
+            connection.execute(
+                text("UPDATE registry_meta SET value = :v WHERE key = 'schema_version'"),
+                {"v": str(SCHEMA_VERSION)},
+            )
+
+    def _load_governance(self, admin: str | None) -> None:
+        with self._transaction() as session:
+            stored_admin = session.get(RegistryMetaRow, "admin")
+            if stored_admin is None and admin is not None:
+                if not is_node_id(admin):
+                    raise RegistryError(f"the administrator {admin!r} is not a node ID")
+                session.add(RegistryMetaRow(key="admin", value=admin))
+                self.admin = admin
+            elif stored_admin is not None:
+                if admin is not None and admin != stored_admin.value:
+                    raise RegistryError(
+                        f"this registry's administrator is {stored_admin.value}, not {admin}"
+                    )
+                self.admin = stored_admin.value
+            stored = session.get(RegistryMetaRow, "policy")
+            if stored is None:
+                session.add(
+                    RegistryMetaRow(key="policy", value=json.dumps(self.policy.governance()))
+                )
+            else:
+                self.policy = self.policy.governed(json.loads(stored.value))
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
@@ -187,19 +263,28 @@ class Registry:
             return [self._info(r) for r in rows]
 
     def renew(self, tld: str, *, signer: str) -> TldInfo:
+        """Extend the registration by one term from its expiry (or from now, once expired);
+        an expired TLD becomes active again and its zone is served once more."""
         with self._transaction() as session:
             row = self._owned(session, tld, signer)
+            if row.status not in ("active", "expired"):
+                raise Forbidden(f"{tld!r} is {row.status}; only an active or expired TLD renews")
             base = max(_aware(row.expires_at), datetime.fromtimestamp(self.clock(), UTC))
             row.expires_at = base + timedelta(days=self.policy.term_days)
+            row.status, row.note = "active", ""
             session.add(row)
             return self._info(row)
 
     def transfer(self, tld: str, new_owner: str, *, signer: str, cosigner: str | None) -> TldInfo:
         """Hand ``tld`` to ``new_owner``: signed by the owner and cosigned by the new owner."""
+        if not is_node_id(new_owner):
+            raise RegistryError(f"the new owner {new_owner!r} is not a node ID")
         if cosigner != new_owner:
             raise Forbidden(f"a transfer of {tld!r} must be cosigned by the new owner")
         with self._transaction() as session:
             row = self._owned(session, tld, signer)
+            if row.status != "active":
+                raise Forbidden(f"{tld!r} is {row.status}; only an active TLD can be transferred")
             row.owner = new_owner
             session.add(row)
             return self._info(row)
@@ -212,13 +297,95 @@ class Registry:
             session.delete(row)
         self._zones.pop(tld, None)
 
-    def approve(self, tld: str) -> TldInfo:
-        """An administrator's decision (the caller checks the admin key)."""
+    # -- administration (signed by the administrator's key) ---------------------------------
+
+    def approve(self, tld: str, *, signer: str) -> TldInfo:
+        """Activate a pending TLD (manual approval mode)."""
+        self._check_admin(signer)
         with self._transaction() as session:
             row = self._tld(session, tld)
-            row.status = "active"
+            if row.status != "pending":
+                raise Conflict(f"{tld!r} is {row.status}, not pending")
+            row.status, row.note = "active", ""
             session.add(row)
             return self._info(row)
+
+    def reject(self, tld: str, reason: str, *, signer: str) -> TldInfo:
+        """Refuse a pending TLD. It stays, marked rejected with the reason, until its owner
+        deletes it, so the owner learns why and nobody else takes the name meanwhile."""
+        self._check_admin(signer)
+        with self._transaction() as session:
+            row = self._tld(session, tld)
+            if row.status != "pending":
+                raise Conflict(f"{tld!r} is {row.status}, not pending")
+            row.status, row.note = "rejected", reason[:500] or "rejected by the administrator"
+            session.add(row)
+            return self._info(row)
+
+    def expire(self, tld: str, reason: str = "", *, signer: str) -> TldInfo:
+        """End a registration now: the zone is no longer served; the owner may renew."""
+        self._check_admin(signer)
+        with self._transaction() as session:
+            row = self._tld(session, tld)
+            if row.status != "active":
+                raise Conflict(f"{tld!r} is {row.status}, not active")
+            row.status = "expired"
+            row.note = reason[:500] or "expired by the administrator"
+            row.expires_at = datetime.fromtimestamp(self.clock(), UTC)
+            session.add(row)
+            return self._info(row)
+
+    def expire_due(self) -> list[str]:
+        """Mark every active TLD whose term has run out as expired; returns their names."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        with self._transaction() as session:
+            rows = session.exec(select(TldRow).where(TldRow.status == "active")).all()
+            due = [row for row in rows if _aware(row.expires_at) <= now]
+            for row in due:
+                row.status, row.note = "expired", "the registration term ran out; renew it"
+                session.add(row)
+            return [row.name for row in due]
+
+    def reserve(self, name: str, *, signer: str) -> Policy:
+        """Add ``name`` to the reserved names (refused while it is registered)."""
+        self._check_admin(signer)
+        check_label(name)
+        with self._transaction() as session:
+            row = session.get(TldRow, name)
+            if row is not None:
+                raise Conflict(f"{name!r} is registered to {row.owner}; expire or delete it first")
+        return self._store_policy(replace(self.policy, reserved=self.policy.reserved | {name}))
+
+    def unreserve(self, name: str, *, signer: str) -> Policy:
+        self._check_admin(signer)
+        if name not in self.policy.reserved:
+            raise NotFound(f"{name!r} is not reserved")
+        return self._store_policy(replace(self.policy, reserved=self.policy.reserved - {name}))
+
+    def set_policy(self, changes: dict[str, Any], *, signer: str) -> Policy:
+        """Change the approval mode or the term (``{"approval"?, "termDays"?}``)."""
+        self._check_admin(signer)
+        unknown = sorted(set(changes) - {"approval", "termDays"})
+        if unknown:
+            raise RegistryError(
+                f"unknown policy field(s) {', '.join(unknown)}: approval and termDays can be set "
+                "(reserved names change with reserve and unreserve)"
+            )
+        return self._store_policy(self.policy.governed(changes))
+
+    def _check_admin(self, signer: str) -> None:
+        if self.admin is None:
+            raise Forbidden("this registry has no administrator key")
+        if signer != self.admin:
+            raise Forbidden(f"only the registry's administrator may do this, not {signer}")
+
+    def _store_policy(self, policy: Policy) -> Policy:
+        with self._transaction() as session:
+            row = session.get(RegistryMetaRow, "policy") or RegistryMetaRow(key="policy", value="")
+            row.value = json.dumps(policy.governance())
+            session.add(row)
+        self.policy = policy
+        return policy
 
     # -- records ----------------------------------------------------------------------------
 
@@ -355,6 +522,7 @@ class Registry:
             _aware(row.expires_at),
             row.dnssec,
             tuple(ds_records(keys, f"{row.name}.")) if row.dnssec else (),
+            row.note,
         )
 
 

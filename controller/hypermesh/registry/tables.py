@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 from sqlalchemy import MetaData, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first tables. 2: ``registry_tlds.note`` (why a TLD was rejected or expired).
+``Registry.open`` upgrades older databases in place (``MIGRATIONS``), keeping their data."""
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE registry_tlds ADD COLUMN note VARCHAR NOT NULL DEFAULT ''",),
+}
+"""The statements that take a database from version ``n - 1`` to ``n``."""
 
 
 class RegistryBase(SQLModel):
@@ -33,6 +40,7 @@ class TldRow(RegistryBase, table=True):
     network: str
     owner: str
     status: str = "active"
+    """active, pending (awaiting an administrator), rejected, or expired."""
     created_at: datetime = Field(default_factory=_now)
     expires_at: datetime
     dnssec: bool = True
@@ -40,6 +48,8 @@ class TldRow(RegistryBase, table=True):
     serial: int = 1
     ksk_pem: str = ""
     zsk_pem: str = ""
+    note: str = ""
+    """Why the TLD is rejected or expired, for its owner and the registry page."""
 
 
 class RRsetRow(RegistryBase, table=True):

@@ -1,0 +1,83 @@
+"""The registry API's client: one signed JSON request over HTTP/3 to a pinned registry.
+
+The controller's TLD and Record drivers and ``hmctl registry`` both talk to the registry
+through ``RegistryClient``, so there is one client of the API, not two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from hypermesh.errors import TransportError
+from hypermesh.registry.signing import cosign, sign_request
+from hypermesh.transport.client import connect_h3
+from hypermesh.transport.identity import Identity
+
+API = "/registry/v1"
+
+
+def tld_path(name: str) -> str:
+    """The path that reads one TLD with its record sets."""
+    return f"{API}/tld?{urllib.parse.urlencode({'name': name})}"
+
+
+class RegistryClient:
+    """Requests to the registry at ``address`` whose key must be ``expected_id`` (pinned; None
+    accepts any key, for a first contact the caller checks otherwise)."""
+
+    def __init__(self, address: str, expected_id: str | None, *, timeout: float = 10.0) -> None:
+        self.address = address
+        self.expected_id = expected_id
+        self.timeout = timeout
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        signer: Identity | None = None,
+        cosigner: Identity | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Send one request; returns the status and the decoded JSON body (an answer that is
+        not a JSON object comes back as ``{"error": text}`` or ``{"data": value}``).
+
+        Raises ``TransportError`` when the registry cannot be reached or does not answer in
+        time; a refusal is an answer, not an exception.
+        """
+        raw = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
+        headers = {"content-type": "application/json"}
+        if signer is not None:
+            headers |= sign_request(signer, method, path, raw, now=time.time())
+            if cosigner is not None:
+                headers = cosign(cosigner, headers, method, path, raw)
+        try:
+            async with (
+                asyncio.timeout(self.timeout),
+                connect_h3(self.address, expected_id=self.expected_id) as h3,
+            ):
+                status, _, answer = await h3.request(
+                    method, path, headers=list(headers.items()), body=raw
+                )
+        except TimeoutError:
+            raise TransportError(
+                f"registry at {self.address}: no answer within {self.timeout:g}s"
+            ) from None
+        except TransportError as exc:
+            raise TransportError(f"registry at {self.address}: {exc}") from exc
+        try:
+            data = json.loads(answer or b"{}")
+        except ValueError:
+            data = {"error": answer[:200].decode(errors="replace")}
+        return status, data if isinstance(data, dict) else {"data": data}
+
+
+def refusal(status: int, data: Mapping[str, Any]) -> str:
+    """The registry's refusal in one line: ``403 forbidden: only the … may do this``."""
+    code = data.get("code")
+    return f"{status}{' ' + str(code) if code else ''}: {data.get('error', data)}"
