@@ -18,7 +18,6 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
-import pytest
 from dns.dnssectypes import DSDigest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,20 +25,8 @@ from hypermesh.registry.signing import sign_request
 from hypermesh.transport.client import connect_h3, h3_get
 from hypermesh.transport.dns_client import doh3_query, doq_query
 from hypermesh.transport.identity import load_or_create_identity
-from tests.conftest import EXAMPLES, Hmctl
-
-EXAMPLE = EXAMPLES / "registry-and-names"
-
-
-def _items(hmctl: Hmctl, kind: str) -> dict[str, dict[str, Any]]:
-    result = hmctl("get", kind, "-o", "json")
-    assert result.returncode == 0, result.stderr
-    return {i["metadata"]["name"]: i for i in json.loads(result.stdout)["items"]}
-
-
-def _ready(item: dict[str, Any]) -> tuple[str, str]:
-    (cond,) = [c for c in item["status"]["conditions"] if c["type"] == "Ready"]
-    return cond["status"], cond["reason"]
+from tests.conftest import Hmctl
+from tests.e2e.conftest import items, ready
 
 
 def _ask(address: str, pin: str, name: str, rdtype: str, doh: bool = False) -> dns.message.Message:
@@ -62,22 +49,11 @@ async def _signed_post(
     return status
 
 
-@pytest.fixture
-def applied(hmctl: Hmctl, tmp_path: Path) -> Path:
-    folder = tmp_path / "example"
-    shutil.copytree(EXAMPLE, folder)
-    result = hmctl("apply", "-f", str(folder), "--timeout", "60s")
-    # Exit 1: everything converged but the InterfacePolicy, which is honestly NotImplemented.
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "InterfacePolicy/acme-private   NotImplemented" in result.stdout
-    return folder
-
-
 def test_registered_names_resolve_with_valid_dnssec(hmctl: Hmctl, applied: Path) -> None:
-    (tld,) = _items(hmctl, "tlds").values()
-    assert _ready(tld) == ("True", "Converged")
-    assert all(_ready(r) == ("True", "Converged") for r in _items(hmctl, "records").values())
-    nodes = _items(hmctl, "nodes")
+    (tld,) = items(hmctl, "tlds").values()
+    assert ready(tld) == ("True", "Converged")
+    assert all(ready(r) == ("True", "Converged") for r in items(hmctl, "records").values())
+    nodes = items(hmctl, "nodes")
     registry = nodes["registry"]["status"]
     address, pin = registry["address"], registry["identity"]
 
@@ -137,10 +113,10 @@ def test_registered_names_resolve_with_valid_dnssec(hmctl: Hmctl, applied: Path)
 
 
 def test_drift_is_put_back_and_strangers_are_refused(hmctl: Hmctl, applied: Path) -> None:
-    registry = _items(hmctl, "nodes")["registry"]["status"]
+    registry = items(hmctl, "nodes")["registry"]["status"]
     address, pin = registry["address"], registry["identity"]
     path = "/registry/v1/rrsets"
-    serial = _items(hmctl, "tlds")["acme"]["status"]["serial"]
+    serial = items(hmctl, "tlds")["acme"]["status"]["serial"]
 
     # beta does not own acme: refused, nothing stored.
     stranger = {"tld": "acme", "rrsets": [{"name": "evil", "type": "A", "values": ["203.0.113.9"]}]}
@@ -160,7 +136,7 @@ def test_drift_is_put_back_and_strangers_are_refused(hmctl: Hmctl, applied: Path
     assert "Record/api.acme  (drift: api A differs at the registry)" in diff.stdout
     hmctl("apply", "-f", str(applied), "--timeout", "30s")
     assert len(_ask(address, pin, "api.acme.", "A").answer[0]) == 2
-    assert _items(hmctl, "tlds")["acme"]["status"]["serial"] > serial
+    assert items(hmctl, "tlds")["acme"]["status"]["serial"] > serial
 
 
 def test_prune_withdraws_a_record(hmctl: Hmctl, applied: Path) -> None:
@@ -172,6 +148,6 @@ def test_prune_withdraws_a_record(hmctl: Hmctl, applied: Path) -> None:
     names.write_text(text[:start] + text[end:])
     result = hmctl("apply", "-f", str(applied), "--prune", "--timeout", "30s")
     assert "record/api.acme deleted" in result.stdout, result.stdout + result.stderr
-    registry = _items(hmctl, "nodes")["registry"]["status"]
+    registry = items(hmctl, "nodes")["registry"]["status"]
     assert not _ask(registry["address"], registry["identity"], "api.acme.", "A").answer
-    assert "api.acme" not in _items(hmctl, "records")
+    assert "api.acme" not in items(hmctl, "records")

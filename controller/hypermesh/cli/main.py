@@ -219,8 +219,159 @@ def build_parser() -> argparse.ArgumentParser:
         help="text: as dig prints it (default); json: for scripts",
     )
 
+    _add_registry(sub)
     p = _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
     return parser
+
+
+REGISTRY = "hypermesh.cli.registry"
+
+
+def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parent = _command(
+        sub,
+        "registry",
+        (REGISTRY, "list_tlds"),
+        "a registry's TLDs and its administration: list, approve, reject, expire, reserve, "
+        "policy, renew, transfer",
+        "hmctl registry list -o wide",
+    )
+    actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, function: str, summary: str, example: str) -> argparse.ArgumentParser:
+        p = _command(actions, name, (REGISTRY, function), summary, example)
+        p.add_argument(
+            "--registry",
+            metavar="NODE",
+            help="the registry node of this state (default: the only one)",
+        )
+        p.add_argument("--address", metavar="HOST:PORT", help="a registry this state does not run")
+        p.add_argument("--identity", metavar="NODE_ID", help="with --address: the key to pin")
+        p.add_argument(
+            "--admin-key",
+            metavar="FILE",
+            help="the administrator's key (default: registry-admin/identity.key of the node)",
+        )
+        p.add_argument(
+            "--timeout",
+            type=duration,
+            default=10.0,
+            metavar="DURATION",
+            help="give up after this long (default 10s)",
+        )
+        return p
+
+    p = action(
+        "list",
+        "list_tlds",
+        "list the registry's TLDs with owner, status and serial",
+        "hmctl registry list -o wide",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "wide", "json"],
+        default="table",
+        help="table (default), wide (with DS records) or json",
+    )
+    for name, summary, example in (
+        (
+            "approve",
+            "approve a pending TLD (manual approval mode); its zone is served at once",
+            "hmctl registry approve acme",
+        ),
+        (
+            "reject",
+            "reject a pending TLD, with a reason its owner sees",
+            "hmctl registry reject acme --reason 'trademark dispute'",
+        ),
+        (
+            "expire",
+            "end a registration now: its zone stops being served until the owner renews",
+            "hmctl registry expire acme --reason 'abuse report 17'",
+        ),
+        (
+            "renew",
+            "renew a TLD for another term, signed by its owner (a node of this state)",
+            "hmctl registry renew acme",
+        ),
+    ):
+        p = action(name, name, summary, example)
+        p.add_argument("tld", help="the TLD")
+        if name in ("reject", "expire"):
+            p.add_argument("--reason", default="", help="why; shown to the owner and on the page")
+        if name == "renew":
+            p.add_argument(
+                "--as",
+                dest="as_node",
+                metavar="NODE",
+                help="sign as this node (default: the node that owns the TLD)",
+            )
+        p.add_argument(
+            "-o",
+            "--output",
+            choices=["text", "json"],
+            default="text",
+            help="text (default) or json: the TLD as the API returns it",
+        )
+    p = action(
+        "transfer",
+        "transfer",
+        "hand a TLD to another node: signed by the owner, cosigned by the new owner",
+        "hmctl registry transfer acme --to beta",
+    )
+    p.add_argument("tld", help="the TLD")
+    p.add_argument(
+        "--to", required=True, metavar="NODE", help="the new owner, a node of this state"
+    )
+    p.add_argument(
+        "--as",
+        dest="as_node",
+        metavar="NODE",
+        help="sign as this node (default: the node that owns the TLD)",
+    )
+    p.add_argument(
+        "-o", "--output", choices=["text", "json"], default="text", help="text (default) or json"
+    )
+    for name, undo, summary, example in (
+        (
+            "reserve",
+            False,
+            "reserve names so that nobody can register them",
+            "hmctl registry reserve beta gamma",
+        ),
+        ("unreserve", True, "release reserved names", "hmctl registry unreserve beta"),
+    ):
+        p = action(name, "reserve", summary, example)
+        p.add_argument("names", nargs="+", metavar="NAME", help="one or more TLD names")
+        p.set_defaults(undo=undo)
+        p.add_argument(
+            "-o",
+            "--output",
+            choices=["text", "json"],
+            default="text",
+            help="text (default) or json: the resulting policy",
+        )
+    p = action(
+        "policy",
+        "policy",
+        "show the registry's policy, or change its approval mode or term",
+        "hmctl registry policy --approval manual --term-days 365",
+    )
+    p.add_argument(
+        "--approval",
+        choices=["automatic", "manual"],
+        help="automatic: new TLDs are active at once; manual: they wait for approve",
+    )
+    p.add_argument(
+        "--term-days",
+        type=int,
+        metavar="DAYS",
+        help="how long a registration lasts before it must be renewed",
+    )
+    p.add_argument(
+        "-o", "--output", choices=["text", "json"], default="text", help="text (default) or json"
+    )
 
 
 def _add_apply_flags(p: argparse.ArgumentParser) -> None:

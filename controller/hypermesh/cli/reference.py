@@ -120,10 +120,15 @@ def render_cli_reference(parser: argparse.ArgumentParser | None = None) -> str:
     return "\n".join(part.strip("\n") + "\n" for part in parts)
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+def _subcommands(
+    parser: argparse.ArgumentParser, prefix: str = ""
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every command, each followed by its own subcommands (``registry``, ``registry list``)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            yield from action.choices.items()
+            for name, sub in action.choices.items():
+                yield prefix + name, sub
+                yield from _subcommands(sub, f"{prefix}{name} ")
 
 
 def _global_section(
@@ -146,7 +151,7 @@ def _global_section(
         "|---|---|",
     ]
     for name, sub in commands:
-        anchor = f"{parser.prog}-{name}"
+        anchor = f"{parser.prog}-{name}".replace(" ", "-")
         lines.append(f"| [`{name}`](#{anchor}) | {_cell(_sentence(sub.description))} |")
     example = _example(parser.epilog)
     if example:

@@ -21,7 +21,12 @@ from hypermesh.node.runtime import read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.registry.client import API, RegistryClient, tld_path
 from hypermesh.registry.zones import RecordSet
-from hypermesh.transport.identity import Identity, load_or_create_identity, read_node_id
+from hypermesh.transport.identity import (
+    PUBLIC_FILE,
+    Identity,
+    load_or_create_identity,
+    read_node_id,
+)
 
 
 class _Registry:
@@ -50,6 +55,14 @@ class _Registry:
             reason="NoRegistry",
         )
 
+    def local_identity(self, node_id: str) -> Identity | None:
+        """The key of the node of this state whose ID is ``node_id``, if there is one."""
+        nodes = self.state_dir / "nodes"
+        for public in sorted(nodes.glob(f"*/{PUBLIC_FILE}")) if nodes.is_dir() else []:
+            if read_node_id(public.parent) == node_id:
+                return load_or_create_identity(public.parent)
+        return None
+
     def owner_identity(self, owner: Mapping[str, Any]) -> Identity:
         if "node" not in owner:
             raise PermanentError(
@@ -69,10 +82,11 @@ class _Registry:
         path: str,
         body: Mapping[str, Any] | None = None,
         signer: Identity | None = None,
+        cosigner: Identity | None = None,
     ) -> tuple[int, dict[str, Any]]:
         client = RegistryClient(*where)
         try:
-            return await client.call(method, path, body, signer=signer)
+            return await client.call(method, path, body, signer=signer, cosigner=cosigner)
         except TransportError as exc:
             raise TemporaryError(str(exc), reason="RegistryDown") from exc
 
@@ -150,16 +164,33 @@ class TLDDriver:
         elif status != 200:
             raise _refused(status, data, f"reading {resource.name!r}")
         if data.get("owner") != owner.node_id:
-            raise PermanentError(
-                f"{resource.name!r} is registered to another key ({data.get('owner')})",
-                reason="TakenByAnother",
-            )
+            data = await self._take_over(resource.name, data, where, owner)
         data = await self._keep_active(resource.name, data, where, owner)
         return Outcome(
             handle={"registry": registry, "owner": owner.node_id, "ownerRef": dict(spec["owner"])},
             status={"serial": data.get("serial"), "ds": data.get("ds"), "owner": owner.node_id},
             message=f"registered, serial {data.get('serial')}, DS {', '.join(data.get('ds', []))}",
         )
+
+    async def _take_over(
+        self, name: str, data: dict[str, Any], where: tuple[str, str | None], owner: Identity
+    ) -> dict[str, Any]:
+        """The TLD belongs to another key: when that key is one of this controller's nodes (the
+        manifest's owner changed, or someone transferred it by hand), transfer it to the
+        declared owner, signed by the holder and cosigned by the new owner."""
+        holder = self.registry.local_identity(str(data.get("owner")))
+        if holder is None:
+            raise PermanentError(
+                f"{name!r} is registered to another key ({data.get('owner')})",
+                reason="TakenByAnother",
+            )
+        body = {"tld": name, "newOwner": owner.node_id}
+        status, moved = await self.registry.call(
+            where, "POST", f"{API}/transfer", body, holder, cosigner=owner
+        )
+        if status != 200:
+            raise _refused(status, moved, f"transferring {name!r} to its declared owner")
+        return moved
 
     async def _keep_active(
         self, name: str, data: dict[str, Any], where: tuple[str, str | None], owner: Identity

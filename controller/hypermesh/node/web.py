@@ -86,7 +86,11 @@ async def _serve_connection(
     peer = writer.get_extra_info("peername")
     peer_text = format_address(peer[0], peer[1]) if peer else ""
     while True:
-        event = conn.next_event()
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            _refuse(conn, writer, exc)
+            return
         if event is h11.NEED_DATA:
             async with asyncio.timeout(IDLE_TIMEOUT):
                 data = await reader.read(MAX_REQUEST_BYTES)
@@ -120,6 +124,18 @@ async def _serve_connection(
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
             return
         conn.start_next_cycle()
+
+
+def _refuse(conn: h11.Connection, writer: asyncio.StreamWriter, exc: h11.ProtocolError) -> None:
+    """Answer a malformed request with its 4xx (h11 says which) before closing, if we still can."""
+    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return
+    body = f"bad request: {exc}\n".encode()
+    headers = [("content-type", "text/plain"), ("content-length", str(len(body)))]
+    with contextlib.suppress(h11.LocalProtocolError):
+        writer.write(conn.send(h11.Response(status_code=exc.error_status_hint, headers=headers)))
+        writer.write(conn.send(h11.Data(data=body)))
+        writer.write(conn.send(h11.EndOfMessage()))
 
 
 async def _respond(

@@ -166,6 +166,17 @@ def load_or_create_identity(directory: Path) -> Identity:
     return identity
 
 
+def load_identity(path: Path) -> Identity:
+    """Load an existing key file (never creating one); ``HyperMeshError`` naming the file when
+    it is missing, readable by others, or not an Ed25519 key."""
+    try:
+        return _load_key(path)
+    except FileNotFoundError:
+        raise HyperMeshError(f"{path}: no such key file") from None
+    except OSError as exc:
+        raise HyperMeshError(f"{path}: cannot read the key: {exc.strerror}") from None
+
+
 def read_node_id(directory: Path) -> str | None:
     """The node ID in ``directory/identity.pub``, or None when there is none yet.
 

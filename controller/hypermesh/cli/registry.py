@@ -1,0 +1,259 @@
+"""``hmctl registry …``: a registry's TLDs and its administration, through its HTTP/3 API.
+
+Administration (approve, reject, expire, reserve, unreserve, policy) is signed with the
+registry's administrator key, which the registry node created next to its database
+(``nodes/NAME/registry-admin/identity.key``, mode 0600); ``--admin-key`` names another file.
+Renew and transfer are signed by the TLD's owner: a node of this state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypermesh.cli.common import state_dir
+from hypermesh.cli.render import table
+from hypermesh.errors import HyperMeshError, UsageError
+from hypermesh.registry.client import API, RegistryClient, refusal, tld_path
+from hypermesh.store import StateStore
+from hypermesh.store.store import DB_FILE
+from hypermesh.transport.identity import (
+    KEY_FILE,
+    Identity,
+    load_identity,
+    short_id,
+)
+
+ADMIN_KEY = Path("registry-admin") / KEY_FILE
+"""Where a registry node keeps its administrator key, under its node directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The registry to talk to, and what this state knows around it."""
+
+    client: RegistryClient
+    admin_key: Path | None
+    """The administrator key file, when known."""
+    node_ids: dict[str, str]
+    """Node ID → node name, for the nodes of this state."""
+    node_dirs: dict[str, Path]
+    """Node name → its directory (its key)."""
+
+
+def _target(args: argparse.Namespace) -> Target:
+    directory = state_dir(args)
+    node_ids: dict[str, str] = {}
+    node_dirs: dict[str, Path] = {}
+    registries: dict[str, tuple[str, str | None]] = {}
+    if (directory / DB_FILE).exists():
+        store = StateStore.open(directory)
+        try:
+            for record in store.records("Node"):
+                name, status = record.key.name, record.status
+                node_dirs[name] = directory / "nodes" / name
+                if status.get("identity"):
+                    node_ids[str(status["identity"])] = name
+                roles = (record.desired or {}).get("spec", {}).get("roles", [])
+                if "registry" in roles:
+                    registries[name] = (str(status.get("address") or ""), status.get("identity"))
+        finally:
+            store.close()
+    admin_key = Path(args.admin_key) if args.admin_key else None
+    if args.address:
+        client = RegistryClient(args.address, args.identity, timeout=args.timeout)
+        return Target(client, admin_key, node_ids, node_dirs)
+    if args.registry:
+        if args.registry not in registries:
+            known = ", ".join(sorted(registries)) or "none"
+            raise UsageError(f"no registry node {args.registry!r} in {directory} (have: {known})")
+        name = args.registry
+    elif len(registries) == 1:
+        (name,) = registries
+    elif not registries:
+        raise UsageError(
+            f"no registry node in {directory}: apply a Node with roles [registry], or name a "
+            "remote one with --address and --identity"
+        )
+    else:
+        raise UsageError(
+            f"several registry nodes; pick one with --registry ({', '.join(registries)})"
+        )
+    address, identity = registries[name]
+    if not address:
+        raise UsageError(f"registry node {name!r} is not running; start it with hmctl apply")
+    client = RegistryClient(address, identity, timeout=args.timeout)
+    return Target(client, admin_key or directory / "nodes" / name / ADMIN_KEY, node_ids, node_dirs)
+
+
+def _ask(
+    target: Target,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    signer: Identity | None = None,
+    cosigner: Identity | None = None,
+) -> dict[str, Any]:
+    status, data = asyncio.run(
+        target.client.call(method, path, body, signer=signer, cosigner=cosigner)
+    )
+    if not 200 <= status < 300:
+        raise HyperMeshError(f"the registry refused: {refusal(status, data)}")
+    return data
+
+
+def _admin(target: Target) -> Identity:
+    if target.admin_key is None:
+        raise UsageError("name the registry's administrator key with --admin-key FILE")
+    return load_identity(target.admin_key)
+
+
+def _node_key(target: Target, name: str) -> Identity:
+    node_dir = target.node_dirs.get(name)
+    if node_dir is None:
+        raise UsageError(f"no node {name!r} in this state; its key must be on this machine")
+    return load_identity(node_dir / KEY_FILE)
+
+
+def _owner_key(target: Target, tld: str, as_node: str | None) -> Identity:
+    if as_node:
+        return _node_key(target, as_node)
+    owner = str(_ask(target, "GET", tld_path(tld)).get("owner", ""))
+    name = target.node_ids.get(owner)
+    if name is None:
+        raise UsageError(
+            f"{tld!r} belongs to {owner}, which is not a node of this state; sign as another "
+            "node with --as NODE"
+        )
+    return _node_key(target, name)
+
+
+def _owner(target: Target, node_id: str) -> str:
+    name = target.node_ids.get(node_id)
+    return f"{name} ({short_id(node_id)}…)" if name else f"{short_id(node_id)}…"
+
+
+def _print_tld(args: argparse.Namespace, verb: str, info: dict[str, Any]) -> int:
+    if args.output == "json":
+        print(json.dumps(info, indent=2))
+        return 0
+    note = f" ({info['note']})" if info.get("note") else ""
+    print(
+        f"{verb} {info['name']}: {info['status']}{note}, serial {info['serial']}, "
+        f"expires {str(info['expiresAt'])[:10]}"
+    )
+    return 0
+
+
+def _print_policy(args: argparse.Namespace, verb: str, policy: dict[str, Any]) -> int:
+    if args.output == "json":
+        print(json.dumps(policy, indent=2))
+        return 0
+    if verb:
+        print(verb)
+    reserved = ", ".join(policy.get("reserved", [])) or "none"
+    rows = [
+        ("approval", policy.get("approval")),
+        ("term", f"{policy.get('termDays')} days"),
+        ("reserved", reserved),
+        ("administrator", policy.get("admin") or "none"),
+    ]
+    print(table(["SETTING", "VALUE"], rows), end="")
+    return 0
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def list_tlds(args: argparse.Namespace) -> int:
+    target = _target(args)
+    items = _ask(target, "GET", f"{API}/tlds").get("items", [])
+    if args.output == "json":
+        print(json.dumps({"items": items}, indent=2))
+        return 0
+    if not items:
+        print("No TLDs registered.")
+        return 0
+    headers = ["NAME", "STATUS", "OWNER", "SERIAL", "EXPIRES", "NOTE"]
+    rows = [
+        [
+            i["name"],
+            i["status"],
+            _owner(target, i["owner"]),
+            i["serial"],
+            str(i["expiresAt"])[:10],
+            i.get("note", ""),
+        ]
+        for i in items
+    ]
+    if args.output == "wide":
+        headers.append("DS")
+        for row, item in zip(rows, items, strict=True):
+            row.append(item.get("ds", []))
+    print(table(headers, rows), end="")
+    return 0
+
+
+def approve(args: argparse.Namespace) -> int:
+    target = _target(args)
+    body = {"tld": args.tld}
+    info = _ask(target, "POST", f"{API}/admin/approve", body, signer=_admin(target))
+    return _print_tld(args, "approved", info)
+
+
+def reject(args: argparse.Namespace) -> int:
+    target = _target(args)
+    body = {"tld": args.tld, "reason": args.reason}
+    info = _ask(target, "POST", f"{API}/admin/reject", body, signer=_admin(target))
+    return _print_tld(args, "rejected", info)
+
+
+def expire(args: argparse.Namespace) -> int:
+    target = _target(args)
+    body = {"tld": args.tld, "reason": args.reason}
+    info = _ask(target, "POST", f"{API}/admin/expire", body, signer=_admin(target))
+    return _print_tld(args, "expired", info)
+
+
+def reserve(args: argparse.Namespace) -> int:
+    target = _target(args)
+    action = "unreserve" if args.undo else "reserve"
+    signer = _admin(target)
+    for name in args.names:
+        policy = _ask(target, "POST", f"{API}/admin/{action}", {"name": name}, signer=signer)
+    verb = f"{'un' if args.undo else ''}reserved {', '.join(args.names)}"
+    return _print_policy(args, verb, policy)
+
+
+def policy(args: argparse.Namespace) -> int:
+    target = _target(args)
+    changes: dict[str, Any] = {}
+    if args.approval:
+        changes["approval"] = args.approval
+    if args.term_days is not None:
+        changes["termDays"] = args.term_days
+    if not changes:
+        return _print_policy(args, "", _ask(target, "GET", f"{API}/policy"))
+    result = _ask(target, "POST", f"{API}/admin/policy", changes, signer=_admin(target))
+    return _print_policy(args, "policy changed", result)
+
+
+def renew(args: argparse.Namespace) -> int:
+    target = _target(args)
+    owner = _owner_key(target, args.tld, args.as_node)
+    info = _ask(target, "POST", f"{API}/renew", {"tld": args.tld}, signer=owner)
+    return _print_tld(args, "renewed", info)
+
+
+def transfer(args: argparse.Namespace) -> int:
+    target = _target(args)
+    owner = _owner_key(target, args.tld, args.as_node)
+    new_owner = _node_key(target, args.to)
+    body = {"tld": args.tld, "newOwner": new_owner.node_id}
+    info = _ask(target, "POST", f"{API}/transfer", body, signer=owner, cosigner=new_owner)
+    return _print_tld(args, f"transferred to {args.to}:", info)

@@ -1,0 +1,36 @@
+"""Shared by the end-to-end tests: the registry example applied by a real `hmctl apply`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EXAMPLES, Hmctl
+
+EXAMPLE = EXAMPLES / "registry-and-names"
+
+
+def items(hmctl: Hmctl, kind: str) -> dict[str, dict[str, Any]]:
+    result = hmctl("get", kind, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return {i["metadata"]["name"]: i for i in json.loads(result.stdout)["items"]}
+
+
+def ready(item: dict[str, Any]) -> tuple[str, str]:
+    (cond,) = [c for c in item["status"]["conditions"] if c["type"] == "Ready"]
+    return cond["status"], cond["reason"]
+
+
+@pytest.fixture
+def applied(hmctl: Hmctl, tmp_path: Path) -> Path:
+    folder = tmp_path / "example"
+    shutil.copytree(EXAMPLE, folder)
+    result = hmctl("apply", "-f", str(folder), "--timeout", "60s")
+    # Exit 1: everything converged but the InterfacePolicy, which is honestly NotImplemented.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "InterfacePolicy/acme-private   NotImplemented" in result.stdout
+    return folder
