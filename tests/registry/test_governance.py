@@ -3,7 +3,9 @@ expiry, and schema upgrades, on SQLite and on the real PostgreSQL server."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -42,7 +44,7 @@ def test_the_administrator_is_recorded_once_and_the_policy_persists(where: str) 
 
 def test_only_the_administrator_governs(registry: Registry) -> None:
     registry.register("acme", O, "demo")
-    refused = [
+    refused: list[Callable[[], object]] = [
         lambda: registry.set_policy({"approval": "manual"}, signer=O),
         lambda: registry.reserve("beta", signer=O),
         lambda: registry.expire("acme", signer=O),
@@ -96,12 +98,13 @@ def test_reserved_names(registry: Registry) -> None:
 
 
 def test_bad_policy_changes_are_refused_and_change_nothing(registry: Registry) -> None:
-    for bad, message in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"approval": "sometimes"}, "approval must be"),
         ({"termDays": 0}, "termDays"),
         ({"termDays": True}, "termDays"),
         ({"reserved": ["x"]}, "unknown policy field"),
-    ]:
+    ]
+    for bad, message in cases:
         with pytest.raises(RegistryError, match=message):
             registry.set_policy(bad, signer=A)
     assert registry.policy.governance() == Policy().governance()
