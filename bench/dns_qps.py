@@ -10,30 +10,39 @@ round trip. Servers:
   node   the node's own endpoint (``bind_endpoint``, DoQ and DoH3) serving a generated zone
   floor  a minimal stock-aioquic DoQ server answering every query with one fixed response
 
+  knot   Knot DNS (Debian's ``knotd``, one UDP worker) serving the same zone over plain UDP,
+         for context: what a native server costs per query with no QUIC and no encryption
+
 Rows: ``doq-1`` (one query at a time on a warm connection), ``doq-64`` (64 in flight on one
 connection), ``doq-new`` (a new connection per query: the stub resolver's pattern, handshake
-included), ``doh3-1`` and ``doh3-64`` (POST, node only).
+included), ``doh3-1`` and ``doh3-64`` (POST) and ``doh3-get`` (GET, one at a time; node only),
+``udp-1`` and ``udp-64`` (Knot only). The client is this one Python process: on the faster
+servers it is the bottleneck, which is why the server's CPU per query is the figure to read.
 
 Run by hand, not by the tests::
 
-    .venv/bin/python bench/dns_qps.py                    # both servers, every row
-    .venv/bin/python bench/dns_qps.py --queries 500 --servers node
+    .venv/bin/python bench/dns_qps.py                    # every server, every row
+    .venv/bin/python bench/dns_qps.py --queries 500 --servers node,knot
 
-Not yet: a native DNS server (Knot or Unbound over plain UDP) for context, DoH3 GET, several
-client processes, and recording the figures in docs/benchmarks.md.
+The figures measured so far are in docs/benchmarks.md. Not yet: several client processes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
+import socket
 import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dns.message
@@ -54,6 +63,7 @@ from hypermesh.transport.client import connect_h3
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.udp import tune_datagram_transport
 
+KNOTD = "/usr/sbin/knotd"
 ZONE_RECORDS = 1000
 QUERY_NAME = "host7.bench."
 
@@ -189,8 +199,100 @@ class Server:
         self.proc.wait()
 
 
+class KnotServer:
+    """``knotd`` from Debian serving ``bench_zone()`` on 127.0.0.1 over UDP, one UDP worker
+    (a fair match for one Python process), from a configuration in a temporary folder."""
+
+    def __init__(self) -> None:
+        self.mode = "knot"
+        self.folder = tempfile.TemporaryDirectory()
+        folder = Path(self.folder.name)
+        (folder / "bench.zone").write_text(bench_zone().to_text(relativize=False))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        (folder / "knot.conf").write_text(
+            f"server:\n    rundir: {folder}\n    listen: 127.0.0.1@{self.port}\n"
+            "    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n"
+            f"database:\n    storage: {folder}\n"
+            "log:\n  - target: stderr\n    any: warning\n"
+            f"zone:\n  - domain: bench.\n    storage: {folder}\n    file: bench.zone\n"
+        )
+        self.proc = subprocess.Popen(
+            [KNOTD, "-c", str(folder / "knot.conf")], stderr=subprocess.DEVNULL
+        )
+        wire = query_wire()
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.settimeout(0.05)
+                try:
+                    probe.sendto(wire, ("127.0.0.1", self.port))
+                    if probe.recv(4096):
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        self.close()
+        raise SystemExit("knotd did not answer on its port within 5 s")
+
+    def datagrams(self) -> int:
+        return 0  # one answer per query over UDP; not counted
+
+    def cpu_seconds(self) -> float:
+        return Server.cpu_seconds(self)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+        self.folder.cleanup()
+
+
+class _UdpClient(asyncio.DatagramProtocol):
+    """Plain DNS over UDP: answers matched to queries by message ID."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.waiting: dict[int, asyncio.Future[bytes]] = {}
+        self.next_id = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # asyncio's UDP transport is no DatagramTransport subclass
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        future = self.waiting.pop(int.from_bytes(data[:2], "big"), None)
+        if future is not None and not future.done():
+            future.set_result(data)
+
+    async def query(self, wire: bytes) -> bytes:
+        assert self.transport is not None
+        self.next_id = (self.next_id + 1) % 65536
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[self.next_id] = future
+        self.transport.sendto(self.next_id.to_bytes(2, "big") + wire[2:])
+        return await future
+
+
+@dataclass
+class Figures:
+    """One row's figures from one repetition."""
+
+    qps: float
+    cpu_us: float
+    datagrams: float | None
+    p50_us: float | None = None
+    p99_us: float | None = None
+
+
+RESULTS: dict[tuple[str, str], list[Figures]] = {}
+"""Every repetition of every row, by (server, row), in the order first measured."""
+
+
 async def measure(
-    server: Server, label: str, count: int, one: Callable[[], Awaitable[None]], in_flight: int
+    server: Server | KnotServer,
+    label: str,
+    count: int,
+    one: Callable[[], Awaitable[None]],
+    in_flight: int,
 ) -> None:
     for _ in range(min(50, count)):  # warm up
         await one()
@@ -209,15 +311,63 @@ async def measure(
     elapsed = time.perf_counter() - started
     await asyncio.sleep(0.05)  # let the server's delayed ACKs go out and be counted
     cpu_used, sent = server.cpu_seconds() - cpu, server.datagrams() - datagrams
-    line = (
-        f"{server.mode:6} {label:8} {count / elapsed:8.0f} q/s  server CPU "
-        f"{1e6 * cpu_used / count:6.0f} us/query  {sent / count:5.2f} datagrams/query"
-    )
+    figures = Figures(count / elapsed, 1e6 * cpu_used / count, sent / count if sent else None)
     if latencies:
         latencies.sort()
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        line += f"  p50 {1e6 * statistics.median(latencies):5.0f} us  p99 {1e6 * p99:5.0f} us"
-    print(line, flush=True)
+        figures.p50_us = 1e6 * statistics.median(latencies)
+        figures.p99_us = 1e6 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    RESULTS.setdefault((server.mode, label), []).append(figures)
+
+
+def report() -> None:
+    """Each row's medians over the repetitions, the spread of its CPU per query, and the
+    node's CPU per query against the floor's, row by row."""
+
+    def median(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    def show(value: float | None, width: int, digits: int = 0) -> str:
+        return f"{value:{width}.{digits}f}" if value is not None else "-".rjust(width)
+
+    print(
+        f"{'server':6} {'row':8} {'q/s':>8}  {'CPU us/query (min-max)':>23}  {'dgrams/q':>8}"
+        f"  {'p50 us':>7} {'p99 us':>7}"
+    )
+    for (mode, label), runs in RESULTS.items():
+        cpu = [r.cpu_us for r in runs]
+        print(
+            f"{mode:6} {label:8} {show(median([r.qps for r in runs]), 8)}  "
+            f"{show(median(cpu), 6)} ({min(cpu):5.0f}-{max(cpu):5.0f})".ljust(49)
+            + f"  {show(median([r.datagrams for r in runs]), 8, 2)}"
+            + f"  {show(median([r.p50_us for r in runs]), 7)}"
+            + f" {show(median([r.p99_us for r in runs]), 7)}"
+        )
+    for label in ("doq-1", "doq-64", "doq-new"):
+        node, floor = RESULTS.get(("node", label)), RESULTS.get(("floor", label))
+        if node and floor:
+            ratio = statistics.median(r.cpu_us for r in node) / statistics.median(
+                r.cpu_us for r in floor
+            )
+            verdict = "met" if ratio <= 1.0 else "NOT met"
+            print(f"goal node CPU/query <= floor, {label}: {ratio:.2f} x the floor: {verdict}")
+
+
+async def run_udp_rows(server: KnotServer, queries: int) -> None:
+    wire = query_wire()
+    loop = asyncio.get_running_loop()
+    transport, client = await loop.create_datagram_endpoint(
+        _UdpClient, remote_addr=("127.0.0.1", server.port)
+    )
+    try:
+
+        async def udp() -> None:
+            await asyncio.wait_for(client.query(wire), 2)
+
+        await measure(server, "udp-1", queries, udp, 1)
+        await measure(server, "udp-64", queries * 4, udp, 64)
+    finally:
+        transport.close()
 
 
 async def run_rows(server: Server, queries: int) -> None:
@@ -259,26 +409,52 @@ async def run_rows(server: Server, queries: int) -> None:
             status, _, _ = await h3.request("POST", "/dns-query", headers=headers, body=wire)
             assert status == 200
 
+        get_path = "/dns-query?dns=" + base64.urlsafe_b64encode(wire).rstrip(b"=").decode()
+
+        async def doh3_get() -> None:
+            status, _, _ = await h3.request("GET", get_path)
+            assert status == 200
+
         await measure(server, "doh3-1", queries, doh3, 1)
         await measure(server, "doh3-64", queries * 4, doh3, 64)
+        await measure(server, "doh3-get", queries, doh3_get, 1)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", choices=["node", "floor"], help=argparse.SUPPRESS)
-    parser.add_argument("--servers", default="floor,node", help="comma-separated: floor,node")
+    parser.add_argument(
+        "--servers", default="floor,node,knot", help="comma-separated: floor,node,knot"
+    )
     parser.add_argument("--queries", type=int, default=2000, help="queries per one-at-a-time row")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds over every server; medians are printed"
+    )
     args = parser.parse_args()
     if args.serve:
         asyncio.run(serve(args.serve))
         return 0
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
-    for mode in args.servers.split(","):
-        server = Server(mode)
-        try:
-            asyncio.run(run_rows(server, args.queries))
-        finally:
+    servers: list[Server | KnotServer] = []
+    try:
+        for mode in args.servers.split(","):
+            if mode != "knot":
+                servers.append(Server(mode))
+            elif os.path.exists(KNOTD):
+                servers.append(KnotServer())
+            else:
+                print(f"knot   skipped: {KNOTD} is not installed (apt-get install knot)")
+        for round_ in range(args.repeat):
+            print(f"round {round_ + 1} of {args.repeat}", file=sys.stderr, flush=True)
+            for server in servers:  # the servers take turns, so drift hits each alike
+                if isinstance(server, KnotServer):
+                    asyncio.run(run_udp_rows(server, args.queries))
+                else:
+                    asyncio.run(run_rows(server, args.queries))
+    finally:
+        for server in servers:
             server.close()
+    report()
     return 0
 
 

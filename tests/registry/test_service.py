@@ -15,7 +15,14 @@ from hypermesh.registry.service import (
     Forbidden,
     Registry,
 )
-from hypermesh.registry.zones import apply_journal, verify_zone, zone_records
+from hypermesh.registry.zones import (
+    RESIGN_AFTER,
+    SIGNATURE_LIFETIME,
+    apply_journal,
+    serial_of,
+    verify_zone,
+    zone_records,
+)
 from tests.registry import conftest as _c
 
 NOW = _c.NOW
@@ -126,3 +133,35 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     registry.close()
     with pytest.raises(RegistryError, match="schema version 9"):
         Registry.open(tmp_path / "r.db")
+
+
+def test_zones_are_signed_again_in_full_before_their_signatures_expire(where: str) -> None:
+    """Changes are signed incrementally and share older signatures; the sweep (and the first
+    change after ``RESIGN_AFTER``) signs the whole zone again under a new serial."""
+    clock = [_c.NOW]
+    registry = Registry.open(where, admin=_c.ADMIN.node_id, clock=lambda: clock[0])
+    try:
+        info = registry.register("acme", OWNER, "demo")
+        www = Change("www", "A", "REPLACE", 60, ("192.0.2.1",))
+        registry.patch("acme", [www], signer=OWNER)
+        assert registry.resign_due() == []
+        before = registry.zone("acme")
+        clock[0] += RESIGN_AFTER
+        assert registry.resign_due() == ["acme"]
+        after = registry.zone("acme")
+        assert serial_of(after) == serial_of(before) + 1
+        journal = registry.journal_since("acme", serial_of(before))
+        assert journal is not None and len(journal) == 1
+        assert zone_records(apply_journal(before, journal[0])) == zone_records(after)
+        later = clock[0] + SIGNATURE_LIFETIME - RESIGN_AFTER + 60  # the old ones expired
+        verify_zone(after, info.ds, now=later)
+        with pytest.raises(RegistryError, match="no RRSIGs validated"):  # expired
+            verify_zone(before, info.ds, now=later)
+        assert registry.resign_due() == []
+
+        clock[0] += RESIGN_AFTER  # a change that comes due is signed in full
+        registry.patch("acme", [www], signer=OWNER)
+        verify_zone(registry.zone("acme"), info.ds, now=clock[0] + SIGNATURE_LIFETIME - 3600)
+        assert registry.resign_due() == []
+    finally:
+        registry.close()

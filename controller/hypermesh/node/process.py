@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -31,7 +31,12 @@ from hypermesh.node.config import NodeConfig
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
 from hypermesh.node.metrics import NodeMetrics, add_metrics_route
-from hypermesh.node.registry_api import add_registry_routes, expire_due, load_zones
+from hypermesh.node.registry_api import (
+    add_registry_routes,
+    expire_due,
+    load_zones,
+    publish_zones,
+)
 from hypermesh.node.router import Router
 from hypermesh.node.routes import NodeView, add_dns_routes, add_node_routes
 from hypermesh.node.runtime import RuntimeInfo, remove_runtime, rfc3339, write_runtime
@@ -95,7 +100,8 @@ REGISTRY_ADMIN_DIR = "registry-admin"
 """Under the node's directory: the registry administrator's key (``identity.key``, 0600),
 created with the registry. ``hmctl registry`` signs administration requests with it."""
 EXPIRY_INTERVAL = 60.0
-"""Seconds between the registry's sweeps for registrations whose term ran out."""
+"""Seconds between the registry's sweeps: registrations whose term ran out, zones due to be
+signed again in full."""
 
 
 async def serve(config: NodeConfig, identity: Identity) -> int:
@@ -119,7 +125,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         registry = Registry.open(Path(config.node_dir) / REGISTRY_DB, admin=admin.node_id)
         expire_due(registry, zones)
         load_zones(registry, zones, metrics.zone_serial)
-        tasks.append(asyncio.create_task(_sweep_expired(registry, zones)))
+        tasks.append(asyncio.create_task(_sweep(registry, zones, metrics.zone_serial)))
         add_registry_routes(
             router,
             registry,
@@ -182,17 +188,24 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     return EXIT_OK
 
 
-async def _sweep_expired(registry: Registry, zones: StaticZones) -> None:
+async def _sweep(
+    registry: Registry, zones: StaticZones, on_serial: Callable[[str, int], None]
+) -> None:
+    """Expire the registrations whose term ran out; sign again the zones due for it."""
     while True:
         await asyncio.sleep(EXPIRY_INTERVAL)
         try:
             expired = await asyncio.to_thread(registry.expire_due)
+            resigned = await asyncio.to_thread(registry.resign_due)
+            publish_zones(registry, zones, resigned, on_serial)
         except HyperMeshError as exc:
-            log.warning("expiry sweep failed", extra={"error": str(exc)})
+            log.warning("registry sweep failed", extra={"error": str(exc)})
             continue
         for name in expired:
             zones.remove(name)
             log.info("registration expired", extra={"tld": name})
+        for name in resigned:
+            log.info("zone signed again in full", extra={"tld": name})
 
 
 def config_port(address: str) -> int:

@@ -39,6 +39,7 @@ from hypermesh.node.router import Request, Response, Router
 from hypermesh.registry.errors import RegistryError
 from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, TldInfo
 from hypermesh.registry.signing import Signed, verify_request
+from hypermesh.registry.zones import serial_of
 
 PREFIX = "/registry/v1"
 
@@ -257,3 +258,17 @@ def expire_due(registry: Registry, zones: StaticZones) -> list[str]:
     for name in expired:
         zones.remove(name)
     return expired
+
+
+def publish_zones(
+    registry: Registry,
+    zones: StaticZones,
+    names: list[str],
+    on_serial: Callable[[str, int], None] | None = None,
+) -> None:
+    """Serve the current zone of each of ``names`` (after ``Registry.resign_due``, say)."""
+    for name in names:
+        zone = registry.zone(name)
+        zones.set(zone)
+        if on_serial is not None:
+            on_serial(name, serial_of(zone))

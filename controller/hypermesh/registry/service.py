@@ -37,13 +37,16 @@ from hypermesh.registry.tables import (
     TldRow,
 )
 from hypermesh.registry.zones import (
+    RESIGN_AFTER,
     JournalEntry,
+    NodeDigests,
     RecordSet,
     ZoneKeys,
     ZoneSpec,
     build_zone,
     diff_zones,
     ds_records,
+    update_zone,
 )
 from hypermesh.transport.identity import is_node_id
 
@@ -123,7 +126,9 @@ class Registry:
         self.policy = policy
         self.clock = clock
         self.admin: str | None = None
-        self._zones: dict[str, tuple[int, dns.zone.Zone]] = {}
+        self._zones: dict[str, _Signed] = {}
+        """Signed zones by TLD, with the serial they are at and when they were last signed in
+        full (changes since then are signed incrementally, sharing the older signatures)."""
 
     @classmethod
     def open(
@@ -250,8 +255,10 @@ class Registry:
                 zsk_pem=zsk.decode(),
             )
             session.add(row)
-            self._build(row, [])  # the empty zone must build before it is stored
-            return self._info(row)
+            zone = self._build(row, [])  # the empty zone must build before it is stored
+            info = self._info(row)
+        self._zones[tld] = _Signed(1, zone, self.clock())
+        return info
 
     def get_tld(self, tld: str) -> TldInfo:
         with self._transaction() as session:
@@ -395,63 +402,94 @@ class Registry:
             return [_rrset(r) for r in self._rows(session, tld)]
 
     def patch(self, tld: str, changes: Iterable[Change], *, signer: str) -> int:
-        """Apply a batch of changes, all or nothing; returns the new serial."""
+        """Apply a batch of changes, all or nothing; returns the new serial.
+
+        The zone is signed incrementally (only what the batch touched; ``update_zone``) when
+        the signed zone at the current serial is at hand and its last full signing is recent;
+        otherwise in full.
+        """
         batch = list(changes)
         if not batch:
             raise RegistryError("an empty batch changes nothing")
+        touched = {(c.name, c.type.upper()) for c in batch}
         with self._transaction() as session:
             row = self._owned(session, tld, signer)
             if row.status != "active":
                 raise Forbidden(f"{tld!r} is {row.status}; records can change once it is active")
-            current = {(r.name, r.type): r for r in self._rows(session, tld)}
-            before = [_rrset(r) for r in current.values()]
-            after = {key: _rrset(r) for key, r in current.items()}
-            for change in batch:
-                key = (change.name, change.type.upper())
-                if change.changetype == "DELETE":
-                    after.pop(key, None)
-                elif change.changetype == "REPLACE":
-                    ttl = change.ttl if change.ttl is not None else row.default_ttl
-                    after[key] = RecordSet(change.name, key[1], ttl, tuple(change.values))
-                else:
-                    raise RegistryError(f"unknown changetype {change.changetype!r}")
-            old_zone = self._build(row, before)
-            row.serial += 1
-            new_zone = self._build(row, list(after.values()))  # raises on any bad value
-            entry = diff_zones(old_zone, new_zone)
-            for key, existing in current.items():
-                if key not in after:
-                    session.delete(existing)
-            for key, rrset in after.items():
-                stored = current.get(key) or RRsetRow(
-                    tld=tld, name=key[0], type=key[1], ttl=0, values="[]"
+            now = self.clock()
+            cached = self._zones.get(tld)
+            new_zone = None
+            if (
+                cached is not None
+                and cached.serial == row.serial
+                and now - cached.signed_at < RESIGN_AFTER
+            ):
+                current = self._touched_rows(session, tld, touched)
+                after = _applied(batch, current, row.default_ttl)
+                old_zone, signed_at, digests = cached.zone, cached.signed_at, cached.digests
+                new_zone = update_zone(
+                    old_zone,
+                    self._spec(row, row.serial + 1),
+                    {key: after.get(key) for key in touched},
+                    self._keys(row),
+                    now=int(now),
+                    digests=digests,
                 )
+            if new_zone is None:  # in full
+                current = {(r.name, r.type): r for r in self._rows(session, tld)}
+                after = _applied(batch, current, row.default_ttl)
+                old_zone = self._current_zone(row, [_rrset(r) for r in current.values()])
+                new_zone = self._build(row, list(after.values()), row.serial + 1)
+                signed_at, digests = now, NodeDigests()
+            # either way, any bad value has raised by now and nothing is stored
+            row.serial += 1
+            entry = diff_zones(old_zone, new_zone)
+            for key in touched:
+                existing = current.get(key)
+                rrset = after.get(key)
+                if rrset is None:
+                    if existing is not None:
+                        session.delete(existing)
+                    continue
+                stored = existing or RRsetRow(tld=tld, name=key[0], type=key[1], ttl=0, values="")
                 stored.ttl, stored.values = rrset.ttl, json.dumps(list(rrset.values))
                 session.add(stored)
-            session.add(
-                JournalRow(
-                    tld=tld,
-                    from_serial=entry.from_serial,
-                    to_serial=entry.to_serial,
-                    removed=json.dumps(entry.removed),
-                    added=json.dumps(entry.added),
-                )
-            )
+            session.add(_journal_row(tld, entry))
             session.add(row)
             serial = row.serial
-        self._zones[tld] = (serial, new_zone)
+        self._zones[tld] = _Signed(serial, new_zone, signed_at, digests)
         return serial
+
+    def resign_due(self) -> list[str]:
+        """Sign again, in full and under a new serial, every served zone whose last full
+        signing is ``RESIGN_AFTER`` old, so its signatures never near their expiry (changes
+        in between are signed incrementally and share the older signatures). Returns the TLDs
+        re-signed; their new zones come from ``zone()``."""
+        now = self.clock()
+        due = [t for t, s in self._zones.items() if now - s.signed_at >= RESIGN_AFTER]
+        done = []
+        for tld in due:
+            with self._transaction() as session:
+                row = session.get(TldRow, tld)
+                if row is None or row.status != "active" or not row.dnssec:
+                    self._zones.pop(tld, None)
+                    continue
+                rrsets = [_rrset(r) for r in self._rows(session, tld)]
+                old_zone = self._current_zone(row, rrsets)
+                row.serial += 1
+                new_zone = self._build(row, rrsets)
+                session.add(_journal_row(tld, diff_zones(old_zone, new_zone)))
+                session.add(row)
+                serial = row.serial
+            self._zones[tld] = _Signed(serial, new_zone, now)
+            done.append(tld)
+        return done
 
     def zone(self, tld: str) -> dns.zone.Zone:
         """The signed zone at its current serial (rebuilt only when the serial moved)."""
         with self._transaction() as session:
             row = self._tld(session, tld)
-            cached = self._zones.get(tld)
-            if cached is not None and cached[0] == row.serial:
-                return cached[1]
-            zone = self._build(row, [_rrset(r) for r in self._rows(session, tld)])
-            self._zones[tld] = (row.serial, zone)
-            return zone
+            return self._current_zone(row, None, session)
 
     def journal_since(self, tld: str, serial: int) -> list[JournalEntry] | None:
         """The increments from ``serial`` to now, or None when the journal does not reach back."""
@@ -492,6 +530,16 @@ class Registry:
         return row
 
     @staticmethod
+    def _touched_rows(
+        session: Session, tld: str, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], RRsetRow]:
+        names = {name for name, _ in keys}
+        rows = session.exec(
+            select(RRsetRow).where(RRsetRow.tld == tld, col(RRsetRow.name).in_(names))
+        ).all()
+        return {(r.name, r.type): r for r in rows if (r.name, r.type) in keys}
+
+    @staticmethod
     def _rows(session: Session, tld: str) -> list[RRsetRow]:
         return list(
             session.exec(
@@ -499,17 +547,40 @@ class Registry:
             ).all()
         )
 
-    def _build(self, row: TldRow, rrsets: list[RecordSet]) -> dns.zone.Zone:
-        spec = ZoneSpec(
+    def _current_zone(
+        self, row: TldRow, rrsets: list[RecordSet] | None, session: Session | None = None
+    ) -> dns.zone.Zone:
+        """The zone at ``row.serial``: the cached one, or built (and cached) from ``rrsets``
+        (read through ``session`` when None)."""
+        cached = self._zones.get(row.name)
+        if cached is not None and cached.serial == row.serial:
+            return cached.zone
+        if rrsets is None:
+            assert session is not None
+            rrsets = [_rrset(r) for r in self._rows(session, row.name)]
+        zone = self._build(row, rrsets)
+        self._zones[row.name] = _Signed(row.serial, zone, self.clock())
+        return zone
+
+    def _spec(self, row: TldRow, serial: int | None = None) -> ZoneSpec:
+        return ZoneSpec(
             row.name,
-            row.serial,
+            row.serial if serial is None else serial,
             self.policy.nameservers,
             self.policy.glue,
             default_ttl=row.default_ttl,
             dnssec=row.dnssec,
         )
-        keys = ZoneKeys.from_pem(row.ksk_pem.encode(), row.zsk_pem.encode())
-        return build_zone(spec, rrsets, keys, now=int(self.clock()))
+
+    @staticmethod
+    def _keys(row: TldRow) -> ZoneKeys:
+        return ZoneKeys.from_pem(row.ksk_pem.encode(), row.zsk_pem.encode())
+
+    def _build(
+        self, row: TldRow, rrsets: list[RecordSet], serial: int | None = None
+    ) -> dns.zone.Zone:
+        spec = self._spec(row, serial)
+        return build_zone(spec, rrsets, self._keys(row), now=int(self.clock()))
 
     def _info(self, row: TldRow) -> TldInfo:
         keys = ZoneKeys.from_pem(row.ksk_pem.encode(), row.zsk_pem.encode())
@@ -524,6 +595,41 @@ class Registry:
             tuple(ds_records(keys, f"{row.name}.")) if row.dnssec else (),
             row.note,
         )
+
+
+def _journal_row(tld: str, entry: JournalEntry) -> JournalRow:
+    return JournalRow(
+        tld=tld,
+        from_serial=entry.from_serial,
+        to_serial=entry.to_serial,
+        removed=json.dumps(entry.removed),
+        added=json.dumps(entry.added),
+    )
+
+
+def _applied(
+    batch: list[Change], current: dict[tuple[str, str], RRsetRow], default_ttl: int
+) -> dict[tuple[str, str], RecordSet]:
+    """The record sets of ``current`` with ``batch`` applied in order."""
+    after = {key: _rrset(r) for key, r in current.items()}
+    for change in batch:
+        key = (change.name, change.type.upper())
+        if change.changetype == "DELETE":
+            after.pop(key, None)
+        elif change.changetype == "REPLACE":
+            ttl = change.ttl if change.ttl is not None else default_ttl
+            after[key] = RecordSet(change.name, key[1], ttl, tuple(change.values))
+        else:
+            raise RegistryError(f"unknown changetype {change.changetype!r}")
+    return after
+
+
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    serial: int
+    zone: dns.zone.Zone
+    signed_at: float
+    digests: NodeDigests = field(default_factory=NodeDigests)
 
 
 class DatabaseNonceCache:

@@ -8,6 +8,9 @@ time comes in as ``now`` (unix seconds).
 
 from __future__ import annotations
 
+import bisect
+import hashlib
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,13 +29,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dns.dnssectypes import Algorithm, DSDigest
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
+from dns.rdtypes.ANY.NSEC import NSEC, Bitmap
 from dns.rdtypes.ANY.ZONEMD import ZONEMD
 from dns.zonetypes import DigestHashAlgorithm, DigestScheme
 
 from hypermesh.registry.errors import RegistryError
 
 SIGNATURE_LIFETIME = 14 * 86400
-"""Seconds an RRSIG stays valid; zones are re-signed well before (every change re-signs)."""
+"""Seconds an RRSIG stays valid."""
+RESIGN_AFTER = SIGNATURE_LIFETIME // 2
+"""Seconds after a zone's last full signing when it is signed in full again (a change in
+between re-signs only what it touched; the registry's sweep re-signs a zone that does not
+change), so no signature served is ever within a week of its expiry."""
 CLOCK_SKEW = 3600
 """Signatures start this long before ``now``, for validators whose clocks run behind."""
 
@@ -290,11 +298,13 @@ class JournalEntry:
     added: tuple[str, ...]
 
 
-def zone_records(zone: dns.zone.Zone) -> set[str]:
-    """Every record of ``zone`` as one text line, names relative to the origin."""
+def zone_records(zone: dns.zone.Zone, names: Iterable[dns.name.Name] | None = None) -> set[str]:
+    """Every record of ``zone`` (or of the given owner ``names``) as one text line, names
+    relative to the origin."""
     out: set[str] = set()
-    for name, node in zone.nodes.items():
-        for rdataset in node:
+    nodes = zone.nodes.items() if names is None else ((n, zone.nodes.get(n)) for n in names)
+    for name, node in nodes:
+        for rdataset in node or ():
             for rdata in rdataset:
                 out.add(
                     f"{name} {rdataset.ttl} IN {dns.rdatatype.to_text(rdataset.rdtype)} "
@@ -310,8 +320,12 @@ def serial_of(zone: dns.zone.Zone) -> int:
 
 
 def diff_zones(old: dns.zone.Zone, new: dns.zone.Zone) -> JournalEntry:
-    """The journal entry that turns ``old`` into ``new``."""
-    before, after = zone_records(old), zone_records(new)
+    """The journal entry that turns ``old`` into ``new``. Names whose node is the very same
+    object in both (what ``update_zone`` shares) are skipped without a look."""
+    differ = [
+        n for n in old.nodes.keys() | new.nodes.keys() if old.nodes.get(n) is not new.nodes.get(n)
+    ]
+    before, after = zone_records(old, differ), zone_records(new, differ)
     return JournalEntry(
         origin=str(new.origin),
         from_serial=serial_of(old),
@@ -331,3 +345,208 @@ def apply_journal(zone: dns.zone.Zone, entry: JournalEntry) -> dns.zone.Zone:
     records = (zone_records(zone) - set(entry.removed)) | set(entry.added)
     text = "\n".join(sorted(records)) + "\n"
     return dns.zone.from_text(text, origin=zone.origin, relativize=True, check_origin=True)
+
+
+# -- incremental signing ------------------------------------------------------------------------
+
+Changes = Mapping[tuple[str, str], "RecordSet | None"]
+"""Record sets by (name, TYPE): the new set, or None where the set is deleted."""
+
+
+def update_zone(
+    old: dns.zone.Zone,
+    spec: ZoneSpec,
+    changes: Changes,
+    keys: ZoneKeys,
+    *,
+    now: int,
+    digests: NodeDigests | None = None,
+) -> dns.zone.Zone | None:
+    """``old`` with ``changes`` applied and the new ``spec.serial``, signing only what changed:
+    the changed record sets, the NSEC records around them, SOA and ZONEMD. Everything else,
+    signatures included, is shared with ``old``, which is left as it was (copy on write).
+
+    The result equals ``build_zone`` of the same record sets at the same ``now``, record for
+    record. Returns None where this path does not apply and the caller must build the whole
+    zone: an unsigned zone, or delegations (NS below the apex) on either side of the change,
+    whose signing rules (glue unsigned, no NSEC below a cut) the full build owns.
+
+    ``digests`` carries the ZONEMD input of unchanged nodes from one serial to the next, so
+    that the digest, which covers the whole zone, encodes only what changed.
+    """
+    if not spec.dnssec or _has_delegation(old, changes):
+        return None
+    origin = spec.name
+    zone = dns.zone.Zone(origin, relativize=True)
+    zone.nodes = dict(old.nodes)
+    owned: set[dns.name.Name] = set()
+    signer = _Signer(keys, origin, now)
+
+    def own(name: dns.name.Name) -> dns.node.Node:
+        if name not in owned:
+            fresh = dns.node.Node()  # type: ignore[no-untyped-call]
+            existing = zone.nodes.get(name)
+            if existing is not None:
+                fresh.rdatasets.extend(existing.rdatasets)
+            zone.nodes[name] = fresh
+            owned.add(name)
+        return zone.nodes[name]
+
+    touched: set[dns.name.Name] = set()
+    for (owner, rdtype_text), rrset in changes.items():
+        name = dns.name.from_text(owner, None) if owner != "@" else dns.name.empty
+        rdtype = dns.rdatatype.from_text(rdtype_text)
+        if name == dns.name.empty and rdtype in _APEX_TYPES:
+            raise RegistryError(f"@ {rdtype_text}: the registry manages the apex SOA and NS")
+        if rdtype in _DNSSEC_TYPES:
+            raise RegistryError(f"{owner} {rdtype_text}: DNSSEC records are the registry's")
+        node = own(name)
+        touched.add(name)
+        if rrset is None:
+            node.delete_rdataset(dns.rdataclass.IN, rdtype)
+            node.delete_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
+        else:
+            rdataset = rrset.rdataset(origin)
+            node.replace_rdataset(rdataset)
+            node.replace_rdataset(signer.sign(name, rdataset))
+        if not any(r.rdtype not in (dns.rdatatype.RRSIG, dns.rdatatype.NSEC) for r in node):
+            del zone.nodes[name]
+            owned.discard(name)
+
+    soa = old.find_rdataset("@", dns.rdatatype.SOA)
+    apex = own(dns.name.empty)
+    new_soa = dns.rdataset.from_rdata(soa.ttl, soa[0].replace(serial=spec.serial))
+    apex.replace_rdataset(new_soa)
+    apex.replace_rdataset(signer.sign(dns.name.empty, new_soa))
+
+    names = sorted(zone.nodes, key=_canonical)
+    order = [_canonical(n) for n in names]
+    nsec_ttl = soa[0].minimum
+    for name in touched:
+        at = bisect.bisect_left(order, _canonical(name))
+        if name in zone.nodes:
+            _refresh_nsec(zone, own, signer, names[at], names[(at + 1) % len(names)], nsec_ttl)
+        _refresh_nsec(zone, own, signer, names[at - 1], names[at % len(names)], nsec_ttl)
+
+    digest = (digests or NodeDigests()).zonemd(zone, names, spec.serial)
+    zonemd = dns.rdataset.from_rdata(soa.ttl, digest)
+    apex.replace_rdataset(zonemd)
+    apex.replace_rdataset(signer.sign(dns.name.empty, zonemd))
+    return zone
+
+
+_APEX_TYPES = frozenset({dns.rdatatype.SOA, dns.rdatatype.NS})
+
+
+def _has_delegation(old: dns.zone.Zone, changes: Changes) -> bool:
+    if any(t.upper() == "NS" and n != "@" for n, t in changes):
+        return True
+    ns = dns.rdatatype.NS
+    return any(
+        len(name) and any(r.rdtype == ns for r in node.rdatasets)  # the apex's name is empty
+        for name, node in old.nodes.items()
+    )
+
+
+def _canonical(name: dns.name.Name) -> tuple[bytes, ...]:
+    """RFC 4034 §6.1 canonical order of names under one origin, as a sort key."""
+    return tuple(label.lower() for label in reversed(name.labels))
+
+
+class _Signer:
+    """ZSK signatures (KSK for DNSKEY) over relative names, as ``sign_zone`` makes them."""
+
+    def __init__(self, keys: ZoneKeys, origin: dns.name.Name, now: int) -> None:
+        self.keys, self.origin = keys, origin
+        self.ksk, self.zsk = keys.dnskeys()
+        self.inception, self.expiration = now - CLOCK_SKEW, now + SIGNATURE_LIFETIME
+
+    def sign(self, name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rdataset.Rdataset:
+        rrset = dns.rrset.from_rdata_list(
+            name.derelativize(self.origin), rdataset.ttl, list(rdataset)
+        )
+        use_ksk = rdataset.rdtype == dns.rdatatype.DNSKEY
+        rrsig = dns.dnssec.sign(
+            rrset,
+            self.keys.ksk if use_ksk else self.keys.zsk,
+            self.origin,
+            self.ksk if use_ksk else self.zsk,
+            inception=self.inception,
+            expiration=self.expiration,
+            origin=self.origin,
+        )
+        return dns.rdataset.from_rdata(rdataset.ttl, rrsig)
+
+
+def _refresh_nsec(
+    zone: dns.zone.Zone,
+    own: Any,
+    signer: _Signer,
+    name: dns.name.Name,
+    next_name: dns.name.Name,
+    ttl: int,
+) -> None:
+    """Make ``name``'s NSEC point at ``next_name`` and list its types; sign it when it changed."""
+    node = zone.nodes[name]
+    types = {r.rdtype for r in node} | {dns.rdatatype.RRSIG, dns.rdatatype.NSEC}
+    record = NSEC(  # type: ignore[no-untyped-call]
+        dns.rdataclass.IN,
+        dns.rdatatype.NSEC,
+        next_name,
+        Bitmap.from_rdtypes(list(types)),
+    )
+    current = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NSEC)
+    if current is not None and current.ttl == ttl and list(current) == [record]:
+        return
+    nsec = dns.rdataset.from_rdata(ttl, record)
+    owned = own(name)
+    owned.replace_rdataset(nsec)
+    owned.replace_rdataset(signer.sign(name, nsec))
+
+
+class NodeDigests:
+    """The ZONEMD (RFC 8976, SIMPLE, SHA-384) input of each node, kept from one serial to the
+    next: a node that ``update_zone`` shares between two zones is encoded once. The bytes are
+    exactly what ``dns.zone.Zone.compute_digest`` hashes, node by node in canonical order."""
+
+    def __init__(self) -> None:
+        self._wire: dict[int, tuple[dns.node.Node, bytes]] = {}
+
+    def zonemd(self, zone: dns.zone.Zone, names: list[dns.name.Name], serial: int) -> ZONEMD:
+        """The digest of ``zone``, whose owner ``names`` are given in canonical order."""
+        origin = zone.origin
+        assert origin is not None
+        hasher = hashlib.sha384()
+        kept: dict[int, tuple[dns.node.Node, bytes]] = {}
+        for name in names:
+            node = zone.nodes[name]
+            known = self._wire.get(id(node))
+            wire = known[1] if known is not None and known[0] is node else None
+            if wire is None:
+                wire = _digestable(origin, name, node)
+            if name != dns.name.empty:  # the apex changes with every serial
+                kept[id(node)] = (node, wire)
+            hasher.update(wire)
+        self._wire = kept
+        return ZONEMD(  # type: ignore[no-untyped-call]
+            dns.rdataclass.IN,
+            dns.rdatatype.ZONEMD,
+            serial,
+            DigestScheme.SIMPLE,
+            DigestHashAlgorithm.SHA384,
+            hasher.digest(),
+        )
+
+
+def _digestable(origin: dns.name.Name, name: dns.name.Name, node: dns.node.Node) -> bytes:
+    """One node's records in ZONEMD's canonical form (RFC 8976 §3.3.1), as dnspython hashes
+    them; the apex ZONEMD RRset and its signatures are left out."""
+    owner = name.to_digestable(origin)
+    out = bytearray()
+    for rdataset in sorted(node, key=lambda r: (r.rdtype, r.covers)):
+        if name == dns.name.empty and dns.rdatatype.ZONEMD in (rdataset.rdtype, rdataset.covers):
+            continue
+        fixed = struct.pack("!HHI", rdataset.rdtype, rdataset.rdclass, rdataset.ttl)
+        for rdata in sorted(r.to_digestable(origin) for r in rdataset):
+            out += owner + fixed + struct.pack("!H", len(rdata)) + rdata
+    return bytes(out)
