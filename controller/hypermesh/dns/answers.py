@@ -16,6 +16,8 @@ What it answers:
   the query was padded (RFC 8467), BADVERS for EDNS versions above 0; with the DO bit, the
   RRSIGs of every RRset sent, and for negative and wildcard answers the NSEC records (and
   their RRSIGs) that prove them (RFC 4035 §3.1.3). Zones signed with NSEC3 get no proofs;
+- answers from a zone its source marks stale (a mirror's copy past the SOA expire, RFC 8767)
+  carry TTLs of at most 30 seconds and extended DNS error 3, Stale Answer (RFC 8914);
 - FORMERR for a malformed query or one with other than one question (a bare header with the
   query's ID; nothing at all when fewer than 12 bytes arrive), NOTIMP for opcodes other than
   QUERY and for meta-types other than ANY, REFUSED for zone transfers; a message with the QR
@@ -72,6 +74,9 @@ MAX_CACHED = 16384
 MAX_CNAME_CHAIN = 8
 """CNAME links followed before giving up (a loop stops at the first repeated name)."""
 PADDING_BLOCK = 468
+"""RFC 8467's recommended block size for padded responses."""
+STALE_TTL = 30
+"""The TTL of answers from a zone past its expiry (RFC 8767's recommendation)."""
 """RFC 8467's recommended block size for padded responses."""
 
 _RD_CD = int(dns.flags.RD | dns.flags.CD)
@@ -151,6 +156,8 @@ class _Sections:
     additional: list[dns.rrset.RRset] = field(default_factory=list)
     rcode: dns.rcode.Rcode = dns.rcode.NOERROR
     authoritative: bool = True
+    zone: dns.name.Name | None = None
+    """The zone that answered the question (the first link of a CNAME chain)."""
     _seen: set[tuple[int, dns.name.Name, int, int]] = field(default_factory=set)
 
     def add(
@@ -195,7 +202,8 @@ class Answerer:
     def __init__(self, source: ZoneSource) -> None:
         self._source = source
         self._version: int | None = None
-        self._indexes: dict[dns.name.Name, _ZoneIndex] = {}
+        self._indexes: dict[dns.name.Name, tuple[dns.zone.Zone, _ZoneIndex]] = {}
+        self._edits: int | None = None
         self._by_wire: dict[bytes, _Entry] = {}
         self._by_key: dict[tuple[object, ...], _Entry] = {}
 
@@ -227,7 +235,19 @@ class Answerer:
         version = self._source.version
         if version != self._version:
             self._version = version
-            self._indexes.clear()
+            # A source that counts its in-place edits (StaticZones) lets the index of every
+            # zone that was not replaced be kept; otherwise any zone may have been edited.
+            edits = getattr(self._source, "edits", None)
+            if edits is None or edits != self._edits:
+                self._indexes = {}
+            else:
+                zones = self._source.zones()
+                self._indexes = {
+                    origin: (zone, index)
+                    for origin, (zone, index) in self._indexes.items()
+                    if zones.get(origin) is zone
+                }
+            self._edits = edits
             self._by_wire.clear()
             self._by_key.clear()
         raw_key = query_wire[2:]
@@ -294,6 +314,8 @@ class Answerer:
         response.answer = sections.answer
         response.authority = sections.authority
         response.additional = sections.additional
+        if sections.zone is not None and sections.zone in stale_zones(self._source):
+            _mark_stale(response, query)
         return _encode(response)
 
     def _resolve(
@@ -322,6 +344,8 @@ class Answerer:
                 if link == 0:
                     sections.rcode = dns.rcode.REFUSED
                 break  # a CNAME out of our zones: the client follows it elsewhere
+            if link == 0:
+                sections.zone = index.origin
             name = _lookup(index, name, qtype, sections, first=link == 0)
         return sections
 
@@ -345,9 +369,12 @@ class Answerer:
             candidate = candidate.parent()
         if found is None:
             return None
-        index = self._indexes.get(found)
-        if index is None:
-            index = self._indexes[found] = _index(zones[found])
+        zone = zones[found]
+        known = self._indexes.get(found)
+        if known is not None and known[0] is zone:
+            return known[1]
+        index = _index(zone)
+        self._indexes[found] = (zone, index)
         return index
 
 
@@ -459,6 +486,24 @@ def _copy(rrset: dns.rrset.RRset, owner: dns.name.Name, ttl: int) -> dns.rrset.R
     for rdata in rrset:
         copy.add(rdata, ttl)
     return copy
+
+
+def stale_zones(source: ZoneSource) -> frozenset[dns.name.Name]:
+    """The zones ``source`` serves past their expiry (a source without the notion: none)."""
+    stale = getattr(source, "stale", None)
+    return stale if isinstance(stale, frozenset) else frozenset()
+
+
+def _mark_stale(response: dns.message.Message, query: dns.message.Message) -> None:
+    """RFC 8767: TTLs of at most ``STALE_TTL``, and RFC 8914's extended error 3 (Stale
+    Answer) when the client speaks EDNS."""
+    for section in (response.answer, response.authority, response.additional):
+        section[:] = [
+            _with_ttl(rrset, STALE_TTL) if rrset.ttl > STALE_TTL else rrset for rrset in section
+        ]
+    if query.edns >= 0:
+        options = [*response.options, dns.edns.EDEOption(dns.edns.EDECode.STALE_ANSWER)]
+        response.use_edns(0, response.ednsflags, response.payload, options=options)
 
 
 # -- zone indexes -------------------------------------------------------------------------

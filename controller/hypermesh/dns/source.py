@@ -42,6 +42,8 @@ class StaticZones:
             {_origin(zone): zone for zone in zones}
         )
         self._version = 0
+        self._stale: frozenset[dns.name.Name] = frozenset()
+        self._edits = 0
 
     @property
     def version(self) -> int:
@@ -68,8 +70,27 @@ class StaticZones:
         """Serve exactly ``zones`` from now on."""
         self._publish({_origin(zone): zone for zone in zones})
 
+    @property
+    def stale(self) -> frozenset[dns.name.Name]:
+        """Origins of zones served past their expiry: answers from them are marked stale."""
+        return self._stale
+
+    def set_stale(self, origins: Iterable[dns.name.Name]) -> None:
+        """Mark exactly ``origins`` as stale (a change bumps the version)."""
+        stale = frozenset(origins)
+        if stale != self._stale:
+            self._stale = stale
+            self._version += 1
+
+    @property
+    def edits(self) -> int:
+        """How many times ``touch`` was called: readers that index zones re-index them all
+        when it moves, and only the replaced ones otherwise."""
+        return self._edits
+
     def touch(self) -> None:
         """Bump the version after a zone was edited in place."""
+        self._edits += 1
         self._version += 1
 
     def _publish(self, zones: dict[dns.name.Name, dns.zone.Zone]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,9 @@ class Response:
     """The ``content-type`` header."""
     headers: tuple[tuple[str, str], ...] = field(default=())
     """More headers to send."""
+    stream: AsyncIterator[bytes] | None = field(default=None, compare=False)
+    """A body sent piece by piece as it is produced (``body`` first, if any), for as long as
+    the iterator runs: a subscription. None: the body is all there is."""
 
     @classmethod
     def json(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -184,7 +184,10 @@ class NodeProtocol(QuicConnectionProtocol):
             response = Response.error(413, f"request body over {MAX_REQUEST_BYTES} bytes")
         else:
             response = await self._router.dispatch(request)
-        self._send(stream_id, response)
+        if response.stream is None:
+            self._send(stream_id, response)
+        else:
+            await self._send_stream(stream_id, response, response.stream)
         log.debug(
             "request",
             extra={
@@ -223,10 +226,8 @@ class NodeProtocol(QuicConnectionProtocol):
         if self._http is None or self._terminated:
             return
         headers = [
-            (b":status", str(response.status).encode()),
-            (b"content-type", response.content_type.encode()),
+            *_headers(response),
             (b"content-length", str(len(response.body)).encode()),
-            *((name.lower().encode(), value.encode()) for name, value in response.headers),
         ]
         try:
             self._http.send_headers(stream_id, headers)
@@ -236,6 +237,41 @@ class NodeProtocol(QuicConnectionProtocol):
             return
         ack_with_reply(self._quic, self._loop.time())
         self.transmit()
+
+    async def _send_stream(
+        self, stream_id: int, response: Response, pieces: AsyncIterator[bytes]
+    ) -> None:
+        """Send the headers, then each piece as it comes, until the iterator ends (FIN), the
+        client goes away or the connection ends (the task is cancelled)."""
+        try:
+            if self._http is None or self._terminated:
+                return
+            try:
+                self._http.send_headers(stream_id, _headers(response))
+                if response.body:
+                    self._http.send_data(stream_id, response.body, end_stream=False)
+                self.transmit()
+                async for piece in pieces:
+                    if self._terminated:
+                        return
+                    self._http.send_data(stream_id, piece, end_stream=False)
+                    self.transmit()
+                self._http.send_data(stream_id, b"", end_stream=True)
+                self.transmit()
+            except Exception as exc:  # the client reset the stream or closed the connection
+                log.debug("stream ended", extra={"peer": self._peer, "error": str(exc)})
+        finally:
+            closing = getattr(pieces, "aclose", None)
+            if closing is not None:
+                await closing()
+
+
+def _headers(response: Response) -> list[tuple[bytes, bytes]]:
+    return [
+        (b":status", str(response.status).encode()),
+        (b"content-type", response.content_type.encode()),
+        *((name.lower().encode(), value.encode()) for name, value in response.headers),
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -448,6 +448,11 @@ def _has_delegation(old: dns.zone.Zone, changes: Changes) -> bool:
     )
 
 
+def canonical_order(names: Iterable[dns.name.Name]) -> list[dns.name.Name]:
+    """Relative owner names in RFC 4034 canonical order (the order ZONEMD and NSEC use)."""
+    return sorted(names, key=_canonical)
+
+
 def _canonical(name: dns.name.Name) -> tuple[bytes, ...]:
     """RFC 4034 §6.1 canonical order of names under one origin, as a sort key."""
     return tuple(label.lower() for label in reversed(name.labels))

@@ -40,14 +40,21 @@ Headers = dict[str, str]
 
 
 class _Exchange:
-    """One request in flight: what has arrived so far and who waits for it."""
+    """One request in flight: what has arrived so far and who waits for it. A streamed
+    exchange settles its future on the headers and queues the body's pieces (None: the end;
+    an exception: the connection failed)."""
 
-    __slots__ = ("body", "future", "headers")
+    __slots__ = ("body", "future", "headers", "pieces")
 
-    def __init__(self, future: asyncio.Future[tuple[int, Headers, bytes]]) -> None:
+    def __init__(
+        self, future: asyncio.Future[tuple[int, Headers, bytes]], *, streamed: bool = False
+    ) -> None:
         self.future = future
         self.headers: list[tuple[bytes, bytes]] = []
         self.body = bytearray()
+        self.pieces: asyncio.Queue[bytes | Exception | None] | None = (
+            asyncio.Queue() if streamed else None
+        )
 
 
 class H3ClientProtocol(QuicConnectionProtocol):
@@ -76,12 +83,41 @@ class H3ClientProtocol(QuicConnectionProtocol):
         body: bytes = b"",
     ) -> tuple[int, Headers, bytes]:
         """Send one request and wait for the whole response: ``(status, headers, body)``."""
+        stream_id, exchange = self._send_request(method, path, headers, body, streamed=False)
+        try:
+            return await exchange.future
+        finally:
+            self._exchanges.pop(stream_id, None)
+
+    @asynccontextmanager
+    async def subscribe(
+        self, method: str, path: str, *, headers: Iterable[tuple[str, str]] = ()
+    ) -> AsyncIterator[tuple[int, Headers, AsyncIterator[bytes]]]:
+        """Send one request whose response body keeps coming (a subscription): yields
+        ``(status, headers, pieces)`` once the headers arrive; ``pieces`` gives the body as it
+        arrives, ends with the stream and raises ``TransportError`` if the connection fails."""
+        stream_id, exchange = self._send_request(method, path, headers, b"", streamed=True)
+        try:
+            status, answered, _ = await exchange.future
+            yield status, answered, _pieces(exchange)
+        finally:
+            self._exchanges.pop(stream_id, None)
+
+    def _send_request(
+        self,
+        method: str,
+        path: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        *,
+        streamed: bool,
+    ) -> tuple[int, _Exchange]:
         if self._http is None:
             raise TransportError(f"{self.address}: HTTP/3 was not negotiated")
         if self.close_reason is not None:
             raise TransportError(f"{self.address}: connection closed: {self.close_reason}")
         stream_id = self._quic.get_next_available_stream_id()
-        exchange = _Exchange(self._loop.create_future())
+        exchange = _Exchange(self._loop.create_future(), streamed=streamed)
         self._exchanges[stream_id] = exchange
         request_headers = [
             (b":method", method.encode()),
@@ -95,10 +131,7 @@ class H3ClientProtocol(QuicConnectionProtocol):
         if body:
             self._http.send_data(stream_id, body, end_stream=True)
         self.transmit()
-        try:
-            return await exchange.future
-        finally:
-            self._exchanges.pop(stream_id, None)
+        return stream_id, exchange
 
     # -- events ---------------------------------------------------------------------------
 
@@ -123,7 +156,12 @@ class H3ClientProtocol(QuicConnectionProtocol):
         if not isinstance(event, HeadersReceived | DataReceived):
             return
         exchange = self._exchanges.get(event.stream_id)
-        if exchange is None or exchange.future.done():
+        if exchange is None:
+            return
+        if exchange.pieces is not None:
+            self._streamed(exchange, event)
+            return
+        if exchange.future.done():
             return
         if isinstance(event, HeadersReceived):
             if not exchange.headers:  # later HEADERS frames are trailers
@@ -135,6 +173,19 @@ class H3ClientProtocol(QuicConnectionProtocol):
                 return
         if event.stream_ended:
             _settle(exchange, self.address)
+
+    def _streamed(self, exchange: _Exchange, event: HeadersReceived | DataReceived) -> None:
+        assert exchange.pieces is not None
+        if isinstance(event, HeadersReceived):
+            if not exchange.future.done():
+                exchange.headers = list(event.headers)
+                _settle(exchange, self.address)
+        elif event.data:
+            exchange.pieces.put_nowait(event.data)
+        if event.stream_ended:
+            if not exchange.future.done():
+                _settle(exchange, self.address)
+            exchange.pieces.put_nowait(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop the QUIC timer once the socket is gone (nothing more can be sent)."""
@@ -162,6 +213,19 @@ def _settle(exchange: _Exchange, address: str) -> None:
 def _fail(exchange: _Exchange, message: str) -> None:
     if not exchange.future.done():
         exchange.future.set_exception(TransportError(message))
+    if exchange.pieces is not None:
+        exchange.pieces.put_nowait(TransportError(message))
+
+
+async def _pieces(exchange: _Exchange) -> AsyncIterator[bytes]:
+    assert exchange.pieces is not None
+    while True:
+        piece = await exchange.pieces.get()
+        if piece is None:
+            return
+        if isinstance(piece, Exception):
+            raise piece
+        yield piece
 
 
 def _describe_close(event: ConnectionTerminated) -> str:

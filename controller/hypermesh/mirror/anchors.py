@@ -1,0 +1,107 @@
+"""The registry's trust anchors: which zones it serves, their DS and serials, signed by the
+registry node's key.
+
+Mirrors relay this document as they got it, so a node that fetches zones from another mirror
+checks them against the registry's own word: a mirror can withhold or delay a zone, but it
+cannot make a record verify that the registry's zone key did not sign. The signature is
+Ed25519 by the registry node's identity over a domain-separated message::
+
+    hypermesh-anchors-v1 NUL <the document's JSON bytes>
+
+The document::
+
+    {"network": "acme", "registry": "<node ID>", "issuedAt": 1764633600.0,
+     "zones": {"acme.": {"ds": ["12345 15 2 ab…"], "serial": 7}, …}}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hypermesh.errors import HyperMeshError
+from hypermesh.transport.identity import Identity, verify_signature
+
+CONTEXT = b"hypermesh-anchors-v1\0"
+
+
+class BadAnchors(HyperMeshError):
+    """Anchors that are malformed or not signed by the registry's key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneAnchor:
+    """What the registry says of one zone."""
+
+    ds: tuple[str, ...]
+    serial: int
+
+
+@dataclass(frozen=True, slots=True)
+class Anchors:
+    """A verified anchors document and the exact bytes it came in (to relay unchanged)."""
+
+    network: str
+    registry: str
+    issued_at: float
+    zones: Mapping[str, ZoneAnchor]
+    signed: dict[str, str]
+    """``{"document": …, "signature": …}``: what the registry sent."""
+
+    @classmethod
+    def issue(
+        cls,
+        identity: Identity,
+        network: str,
+        zones: Mapping[str, ZoneAnchor],
+        issued_at: float,
+    ) -> Anchors:
+        """Sign an anchors document as the registry node ``identity``."""
+        body = {
+            "network": network,
+            "registry": identity.node_id,
+            "issuedAt": issued_at,
+            "zones": {
+                name: {"ds": list(anchor.ds), "serial": anchor.serial}
+                for name, anchor in sorted(zones.items())
+            },
+        }
+        document = json.dumps(body, separators=(",", ":"), sort_keys=True)
+        signature = identity.sign(CONTEXT + document.encode())
+        signed = {"document": document, "signature": base64.b64encode(signature).decode()}
+        return cls(network, identity.node_id, issued_at, dict(zones), signed)
+
+    @classmethod
+    def verify(cls, signed: Any, registry: str) -> Anchors:
+        """Anchors from ``signed`` (as ``issue`` made them) after checking the signature of
+        ``registry`` (its node ID); ``BadAnchors`` otherwise."""
+        if not isinstance(signed, dict):
+            raise BadAnchors("the anchors are not a JSON object")
+        document, signature = signed.get("document"), signed.get("signature")
+        if not isinstance(document, str) or not isinstance(signature, str):
+            raise BadAnchors("the anchors lack a document or a signature")
+        try:
+            raw = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadAnchors("the anchors' signature is not base64") from None
+        if not verify_signature(registry, CONTEXT + document.encode(), raw):
+            raise BadAnchors(f"the anchors are not signed by the registry {registry}")
+        try:
+            body = json.loads(document)
+            zones = {
+                str(name): ZoneAnchor(tuple(str(d) for d in z["ds"]), int(z["serial"]))
+                for name, z in body["zones"].items()
+            }
+            return cls(
+                str(body["network"]),
+                str(body["registry"]),
+                float(body["issuedAt"]),
+                zones,
+                {"document": document, "signature": signature},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BadAnchors(f"the anchors document is malformed: {exc!r}") from None
