@@ -8,7 +8,7 @@ over a new zone (or bump the version of a source that edits its zones in place).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
@@ -44,6 +44,7 @@ class StaticZones:
         self._version = 0
         self._stale: frozenset[dns.name.Name] = frozenset()
         self._edits = 0
+        self._listeners: list[Callable[[dns.name.Name, dns.zone.Zone | None], None]] = []
 
     @property
     def version(self) -> int:
@@ -54,9 +55,15 @@ class StaticZones:
         """A read-only view of the current zones."""
         return self._zones
 
+    def listen(self, listener: Callable[[dns.name.Name, dns.zone.Zone | None], None]) -> None:
+        """Call ``listener(origin, zone)`` after each zone is set (None: removed)."""
+        self._listeners.append(listener)
+
     def set(self, zone: dns.zone.Zone) -> None:
         """Add ``zone``, or replace the zone with the same origin."""
-        self._publish({**self._zones, _origin(zone): zone})
+        origin = _origin(zone)
+        self._publish({**self._zones, origin: zone})
+        self._tell(origin, zone)
 
     def remove(self, origin: dns.name.Name | str) -> bool:
         """Stop serving the zone at ``origin``; False when there was none."""
@@ -64,11 +71,22 @@ class StaticZones:
         if name not in self._zones:
             return False
         self._publish({key: zone for key, zone in self._zones.items() if key != name})
+        self._tell(name, None)
         return True
 
     def replace(self, zones: Iterable[dns.zone.Zone]) -> None:
         """Serve exactly ``zones`` from now on."""
+        before = self._zones
         self._publish({_origin(zone): zone for zone in zones})
+        for origin in before.keys() - self._zones.keys():
+            self._tell(origin, None)
+        for origin, zone in self._zones.items():
+            if before.get(origin) is not zone:
+                self._tell(origin, zone)
+
+    def _tell(self, origin: dns.name.Name, zone: dns.zone.Zone | None) -> None:
+        for listener in self._listeners:
+            listener(origin, zone)
 
     @property
     def stale(self) -> frozenset[dns.name.Name]:

@@ -13,6 +13,34 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True, slots=True)
+class Upstream:
+    """Another node this one talks to: by ``address`` and ``identity`` (its node ID, pinned),
+    or, on the same machine, by its ``node_dir``, whose runtime file and public key are read
+    each time (so a restart on a new port is followed)."""
+
+    address: str | None = None
+    identity: str | None = None
+    node_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.node_dir is None and (self.address is None or self.identity is None):
+            raise ValueError("an upstream needs address and identity, or node_dir")
+        if self.address is not None:
+            parse_address(self.address)
+
+    @classmethod
+    def from_dict(cls, data: Any, what: str) -> Upstream:
+        if not isinstance(data, dict) or not all(
+            isinstance(data.get(k), str | None) for k in ("address", "identity", "node_dir")
+        ):
+            raise ValueError(f"{what} must be an object of address, identity or node_dir")
+        try:
+            return cls(data.get("address"), data.get("identity"), data.get("node_dir"))
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything a node process needs to start; validated at construction."""
 
@@ -40,6 +68,14 @@ class NodeConfig:
     """The lowest level written to ``log_file``: debug, info, warning or error."""
     web_listen: str | None = None
     """Where to also serve the read-only pages over HTTP/1.1 on TCP (``node.web``); None: not."""
+    registry: Upstream | None = None
+    """The network's registry, whose zones this node mirrors; None: no mirror (or the node is
+    the registry itself)."""
+    peers: tuple[Upstream, ...] = ()
+    """Other mirrors of the network, to take copies from while the registry is out of reach."""
+    mirror_expire: float | None = None
+    """Seconds without word from the registry after which copies are served stale, when
+    shorter than the zone's SOA expire (None: the SOA expire alone)."""
 
     def __post_init__(self) -> None:
         for name in ("name", "network", "listen", "node_dir", "log_file"):
@@ -61,6 +97,10 @@ class NodeConfig:
                 raise ValueError(f"{name} must be a list of strings")
         if not _is_int(self.generation) or self.generation < 0:
             raise ValueError("generation must be a non-negative integer")
+        if self.mirror_expire is not None and not (
+            isinstance(self.mirror_expire, int | float) and self.mirror_expire > 0
+        ):
+            raise ValueError("mirror_expire must be null or a positive number of seconds")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
 
@@ -111,6 +151,16 @@ class NodeConfig:
             log_file=data["log_file"],
             log_level=data.get("log_level", "info"),
             web_listen=data.get("web_listen"),
+            registry=(
+                Upstream.from_dict(data["registry"], "registry")
+                if data.get("registry") is not None
+                else None
+            ),
+            peers=tuple(
+                Upstream.from_dict(peer, f"peers[{i}]")
+                for i, peer in enumerate(_list(data, "peers"))
+            ),
+            mirror_expire=data.get("mirror_expire"),
         )
 
     @classmethod
@@ -130,6 +180,13 @@ class NodeConfig:
     def load(cls, path: Path) -> NodeConfig:
         """Read and parse a configuration file; ``ValueError`` or ``OSError`` when impossible."""
         return cls.from_json(path.read_text(encoding="utf-8"))
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"{key} must be a list")
+    return value
 
 
 def _is_int(value: object) -> bool:

@@ -27,10 +27,12 @@ from hypermesh import __version__
 from hypermesh.dns.answers import Answerer
 from hypermesh.dns.source import StaticZones, ZoneSource
 from hypermesh.errors import HyperMeshError
-from hypermesh.node.config import NodeConfig
+from hypermesh.mirror.follower import Follower, Peer
+from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
 from hypermesh.node.metrics import NodeMetrics, add_metrics_route
+from hypermesh.node.mirror_api import add_feed_routes, add_mirror_routes, zone_feed
 from hypermesh.node.registry_api import (
     add_registry_routes,
     expire_due,
@@ -39,12 +41,19 @@ from hypermesh.node.registry_api import (
 )
 from hypermesh.node.router import Router
 from hypermesh.node.routes import NodeView, add_dns_routes, add_node_routes
-from hypermesh.node.runtime import RuntimeInfo, remove_runtime, rfc3339, write_runtime
+from hypermesh.node.runtime import (
+    RuntimeInfo,
+    read_runtime,
+    remove_runtime,
+    rfc3339,
+    write_runtime,
+)
 from hypermesh.node.server import bind_endpoint, server_configuration
 from hypermesh.node.web import WebServer, start_web
 from hypermesh.registry.service import Registry
+from hypermesh.registry.zones import serial_of
 from hypermesh.transport.address import parse_address
-from hypermesh.transport.identity import Identity, load_or_create_identity
+from hypermesh.transport.identity import Identity, load_or_create_identity, read_node_id
 
 log = logging.getLogger("hypermesh.node")
 
@@ -119,6 +128,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     )
     zones = zone_source(config)
     registry: Registry | None = None
+    follower: Follower | None = None
     tasks: list[asyncio.Task[None]] = []
     if "registry" in config.roles and isinstance(zones, StaticZones):
         admin = load_or_create_identity(Path(config.node_dir) / REGISTRY_ADMIN_DIR)
@@ -133,6 +143,18 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
             on_registration=metrics.registration,
             on_serial=metrics.zone_serial,
         )
+        add_feed_routes(router, registry, zones, zone_feed(zones), identity, config.network)
+    elif config.registry is not None and isinstance(zones, StaticZones):
+        follower = Follower(
+            zones,
+            lambda: _peer(config.registry),
+            lambda: [p for p in map(_peer, config.peers) if p is not None],
+            expire=config.mirror_expire,
+            on_serial=metrics.zone_serial,
+        )
+        tasks.append(asyncio.create_task(follower.run()))
+        tasks.append(asyncio.create_task(follower.keep_marking_stale()))
+        add_mirror_routes(router, follower)
     answerer = Answerer(zones)
     add_dns_routes(router, answerer, metrics)
     add_metrics_route(router, metrics)
@@ -152,7 +174,10 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         version=__version__,
         generation=config.generation,
     )
-    add_node_routes(router, NodeView(config, runtime, started_monotonic))
+    add_node_routes(
+        router,
+        NodeView(config, runtime, started_monotonic, _zones_status(zones, follower)),
+    )
     node_dir = Path(config.node_dir)
     web: WebServer | None = None
     try:
@@ -206,6 +231,34 @@ async def _sweep(
             log.info("registration expired", extra={"tld": name})
         for name in resigned:
             log.info("zone signed again in full", extra={"tld": name})
+
+
+def _peer(upstream: Upstream | None) -> Peer | None:
+    """Where ``upstream`` answers now (a local node: from its runtime file and key)."""
+    if upstream is None:
+        return None
+    if upstream.node_dir is None:
+        assert upstream.address is not None
+        return Peer(upstream.address, upstream.identity)
+    runtime = read_runtime(Path(upstream.node_dir))
+    if runtime is None:
+        return None
+    return Peer(runtime.address, read_node_id(Path(upstream.node_dir)))
+
+
+def _zones_status(zones: ZoneSource, follower: Follower | None) -> Callable[[], dict[str, object]]:
+    """What ``/status`` says of the zones served: each serial, and the mirror's state."""
+
+    def status() -> dict[str, object]:
+        served = {
+            origin.to_text(): serial_of(zone) for origin, zone in sorted(zones.zones().items())
+        }
+        out: dict[str, object] = {"zones": served}
+        if follower is not None:
+            out["mirror"] = follower.status()
+        return out
+
+    return status
 
 
 def config_port(address: str) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from hypermesh.dns.answers import Answerer
 from hypermesh.dns.doh import DNS_MESSAGE, DOH_PATH, handle_doh
@@ -23,6 +24,8 @@ class NodeView:
     """Pid, address, identity, start time."""
     started_monotonic: float
     """``time.monotonic()`` at start, for the uptime."""
+    more: Callable[[], dict[str, object]] = field(default=dict)
+    """More of the status, asked for each time (zones served, the mirror's state)."""
 
     def status(self) -> dict[str, object]:
         """The body of ``GET /status``."""
@@ -39,6 +42,7 @@ class NodeView:
             "pid": self.runtime.pid,
             "started_at": self.runtime.started_at,
             "generation": self.runtime.generation,
+            **self.more(),
         }
 
 

@@ -1,0 +1,395 @@
+"""A node's mirror of its network's registry: subscribe, fetch increments, verify, serve.
+
+``Follower.run`` keeps one HTTP/3 connection to the registry with a subscription to its change
+feed (``GET /registry/v1/watch``, ``hypermesh.mirror.feed``). On every notice it fetches what
+it lacks (``GET /registry/v1/ixfr?tld=ZONE&serial=HELD``: the journal's increments, or the whole
+zone when the journal does not reach back), checks it against the registry's signed anchors
+(``ZoneCopy``) and only then serves it. A copy that does not check out is refused and the last
+good one kept.
+
+When the registry cannot be reached the node keeps answering from its copies; zones it has no
+copy of yet are fetched from other mirrors, which relay the registry's signed anchors, so a
+mirror cannot forge a record. A copy not confirmed by the registry for longer than its SOA
+expire (or the node's ``expire``, when shorter) is served stale (RFC 8767, EDE 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dns.name
+import dns.rdatatype
+
+from hypermesh.dns.source import StaticZones
+from hypermesh.errors import HyperMeshError, TransportError
+from hypermesh.mirror.anchors import Anchors, BadAnchors
+from hypermesh.mirror.feed import HEARTBEAT
+from hypermesh.mirror.zonecopy import BadCopy, ZoneCopy
+from hypermesh.registry.zones import JournalEntry
+from hypermesh.transport.client import H3ClientProtocol, connect_h3
+
+log = logging.getLogger("hypermesh.mirror")
+
+API = "/registry/v1"
+CONNECT_TIMEOUT = 5.0
+"""Seconds to reach the registry (or a peer) before trying again or elsewhere."""
+REQUEST_TIMEOUT = 30.0
+"""Seconds one transfer may take."""
+SILENCE = 3 * HEARTBEAT
+"""A feed silent this long (three heartbeats missed) is taken for dead."""
+RETRY = (0.2, 0.5, 1.0, 2.0)
+"""Waits between attempts to reach the registry, the last repeated."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Where a registry or another mirror answers, and the key it must hold."""
+
+    address: str
+    identity: str | None
+
+
+@dataclass(slots=True)
+class Transfers:
+    """How the copies were kept up to date (for ``/status`` and the tests)."""
+
+    incremental: int = 0
+    full: int = 0
+    refused: int = 0
+    from_mirrors: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "incremental": self.incremental,
+            "full": self.full,
+            "refused": self.refused,
+            "fromMirrors": self.from_mirrors,
+        }
+
+
+@dataclass(slots=True)
+class _State:
+    copies: dict[str, ZoneCopy] = field(default_factory=dict)
+    known: dict[str, int] = field(default_factory=dict)
+    """The registry's serial of each zone, as last heard."""
+    fresh_at: dict[str, float] = field(default_factory=dict)
+    """When each copy was last confirmed current (wall clock)."""
+    anchors: Anchors | None = None
+
+
+class Follower:
+    """Mirrors the registry's zones into ``zones``.
+
+    ``registry`` and ``peers`` are asked each time a connection is made, so a registry that
+    moved (a restart on a new port) is found again.
+    """
+
+    def __init__(
+        self,
+        zones: StaticZones,
+        registry: Callable[[], Peer | None],
+        peers: Callable[[], Sequence[Peer]] = list,
+        *,
+        expire: float | None = None,
+        clock: Callable[[], float] = time.time,
+        on_serial: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.zones = zones
+        self._registry = registry
+        self._peers = peers
+        self.expire = expire
+        self.clock = clock
+        self.on_serial = on_serial
+        self.state = _State()
+        self.transfers = Transfers()
+        self.connected = False
+        self.registry_address: str | None = None
+        self.last_error: str | None = None
+        self._texts: dict[str, tuple[ZoneCopy, str]] = {}
+        self._changed = asyncio.Event()
+
+    # -- what the node shows ----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The mirror's part of ``GET /status``."""
+        stale = {str(o) for o in self.zones.stale}
+        return {
+            "registry": self.registry_address,
+            "connected": self.connected,
+            "zones": {
+                name: {
+                    "serial": copy.serial,
+                    "registrySerial": self.state.known.get(name),
+                    "stale": name in stale,
+                }
+                for name, copy in sorted(self.state.copies.items())
+            },
+            "transfers": self.transfers.to_dict(),
+            "lastError": self.last_error,
+        }
+
+    def anchors_document(self) -> dict[str, str] | None:
+        """The registry's signed anchors, to relay unchanged to other mirrors."""
+        anchors = self.state.anchors
+        return None if anchors is None else anchors.signed
+
+    def zone_text(self, name: str) -> tuple[int, str] | None:
+        """The serial and master-file text of the copy of ``name``, for other mirrors."""
+        copy = self.state.copies.get(name)
+        if copy is None:
+            return None
+        cached = self._texts.get(name)
+        if cached is None or cached[0] is not copy:
+            cached = self._texts[name] = (copy, copy.zone.to_text())
+        return copy.serial, cached[1]
+
+    async def changed(self) -> None:
+        """Wait until a copy changes (for tests and benchmarks)."""
+        self._changed.clear()
+        await self._changed.wait()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the registry until cancelled."""
+        attempt = 0
+        while True:
+            peer = self._registry()
+            if peer is None or peer.identity is None:
+                self.last_error = "the registry is not known (not running, or no identity)"
+            else:
+                self.registry_address = peer.address
+                try:
+                    await self._follow(peer)
+                    attempt = 0
+                except (HyperMeshError, TimeoutError, ValueError) as exc:
+                    self.last_error = str(exc) or type(exc).__name__
+                    log.info("registry unreachable", extra={"error": self.last_error})
+            self.connected = False
+            await self._from_mirrors(peer.identity if peer else None)
+            await asyncio.sleep(RETRY[min(attempt, len(RETRY) - 1)])
+            attempt += 1
+
+    async def keep_marking_stale(self, interval: float = 1.0) -> None:
+        """Mark copies past their expiry as stale (and fresh ones not), until cancelled."""
+        while True:
+            self.mark_stale()
+            await asyncio.sleep(interval)
+
+    def mark_stale(self) -> None:
+        now = self.clock()
+        stale = [
+            dns.name.from_text(name)
+            for name, copy in self.state.copies.items()
+            if now - self.state.fresh_at.get(name, 0.0) > self._expire_of(copy)
+        ]
+        self.zones.set_stale(stale)
+
+    def _expire_of(self, copy: ZoneCopy) -> float:
+        soa = copy.zone.get_rdataset("@", dns.rdatatype.SOA)
+        expire = float(soa[0].expire) if soa is not None else 86400.0
+        return expire if self.expire is None else min(expire, self.expire)
+
+    async def _follow(self, peer: Peer) -> None:
+        assert peer.identity is not None
+        async with asyncio.timeout(CONNECT_TIMEOUT) as deadline:
+            async with connect_h3(peer.address, expected_id=peer.identity) as h3:
+                deadline.reschedule(None)
+                await self._refresh_anchors(h3, peer.identity)
+                async with h3.subscribe("GET", f"{API}/watch") as (status, _, pieces):
+                    if status != 200:
+                        raise TransportError(f"{peer.address}: the watch answered {status}")
+                    self.connected = True
+                    self.last_error = None
+                    async for notice in _lines(pieces):
+                        await self._on_notice(h3, peer.identity, notice)
+                raise TransportError(f"{peer.address}: the registry ended the watch")
+
+    async def _on_notice(self, h3: H3ClientProtocol, registry: str, notice: Any) -> None:
+        if not isinstance(notice, dict):
+            return
+        if "serials" in notice and isinstance(notice["serials"], dict):
+            serials = {str(k): int(v) for k, v in notice["serials"].items()}
+            for name in list(self.state.copies):
+                if name not in serials:
+                    self._drop(name)
+            for name, serial in serials.items():
+                await self._sync(h3, registry, name, serial)
+        elif isinstance(notice.get("zone"), str):
+            name, announced = notice["zone"], notice.get("serial")
+            if announced is None:
+                self._drop(name)
+            else:
+                await self._sync(h3, registry, name, int(announced))
+        now = self.clock()
+        for name, copy in self.state.copies.items():
+            if copy.serial >= self.state.known.get(name, 0):
+                self.state.fresh_at[name] = now
+        self.mark_stale()
+
+    async def _refresh_anchors(self, h3: H3ClientProtocol, registry: str) -> Anchors:
+        data = await _get_json(h3, f"{API}/anchors")
+        anchors = Anchors.verify(data, registry)
+        self.state.anchors = anchors
+        return anchors
+
+    async def _sync(self, h3: H3ClientProtocol, registry: str, name: str, serial: int) -> None:
+        self.state.known[name] = max(serial, self.state.known.get(name, 0))
+        copy = self.state.copies.get(name)
+        if copy is not None and copy.serial >= serial:
+            return
+        anchors = self.state.anchors
+        if anchors is None or name not in anchors.zones:
+            anchors = await self._refresh_anchors(h3, registry)
+        if name not in anchors.zones:
+            raise BadAnchors(f"the registry notified {name} but its anchors do not name it")
+        ds = anchors.zones[name].ds
+        held = copy.serial if copy is not None and tuple(copy.ds) == tuple(ds) else 0
+        for attempt in (held, 0) if held else (0,):
+            query = urllib.parse.urlencode({"tld": name, "serial": attempt})
+            data = await _get_json(h3, f"{API}/ixfr?{query}")
+            try:
+                if "entries" in data and copy is not None and attempt:
+                    new = copy.advanced(_entries(name, data["entries"]))
+                    self.transfers.incremental += 1
+                else:
+                    new = await asyncio.to_thread(
+                        ZoneCopy.from_text, str(data.get("zone", "")), name, ds
+                    )
+                    self.transfers.full += 1
+            except BadCopy as exc:
+                # Refused, the last good copy kept. An increment that does not apply (the
+                # registry re-signed its zones on a restart) is followed by a whole zone.
+                self.transfers.refused += 1
+                log.warning("copy refused", extra={"zone": name, "error": str(exc)})
+                self.last_error = str(exc)
+                continue
+            self._install(name, new)
+            return
+
+    def _install(self, name: str, copy: ZoneCopy) -> None:
+        self.state.copies[name] = copy
+        self.zones.set(copy.zone)
+        log.info("zone applied", extra={"zone": name, "serial": copy.serial})
+        if self.on_serial is not None:
+            self.on_serial(name, copy.serial)
+        self._changed.set()
+
+    def _drop(self, name: str) -> None:
+        self.state.copies.pop(name, None)
+        self.state.known.pop(name, None)
+        self.zones.remove(name)
+        self._changed.set()
+
+    async def _from_mirrors(self, registry: str | None) -> None:
+        """With the registry out of reach: fetch from other mirrors what the registry's
+        newest anchors name and this node lacks, each copy checked against those anchors."""
+        if registry is None:
+            return
+        for peer in self._peers():
+            if not peer.identity:
+                continue
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    async with connect_h3(peer.address, expected_id=peer.identity) as h3:
+                        await self._copy_from(h3, registry)
+            except (HyperMeshError, TimeoutError, ValueError) as exc:
+                log.debug("mirror unreachable", extra={"peer": peer.address, "error": str(exc)})
+                continue
+            anchors = self.state.anchors
+            if anchors is not None and all(
+                n in self.state.copies and self.state.copies[n].serial >= a.serial
+                for n, a in anchors.zones.items()
+            ):
+                return
+
+    async def _copy_from(self, h3: H3ClientProtocol, registry: str) -> None:
+        anchors = Anchors.verify(await _get_json(h3, f"{API}/anchors"), registry)
+        current = self.state.anchors
+        if current is None or anchors.issued_at > current.issued_at:
+            self.state.anchors = current = anchors
+        for name, anchor in current.zones.items():
+            copy = self.state.copies.get(name)
+            if copy is not None and copy.serial >= anchor.serial:
+                continue
+            query = urllib.parse.urlencode({"tld": name, "serial": 0})
+            data = await _get_json(h3, f"{API}/ixfr?{query}")
+            try:
+                new = await asyncio.to_thread(
+                    ZoneCopy.from_text, str(data.get("zone", "")), name, anchor.ds
+                )
+            except BadCopy as exc:
+                self.transfers.refused += 1
+                log.warning("copy from a mirror refused", extra={"zone": name, "error": str(exc)})
+                continue
+            if copy is not None and new.serial <= copy.serial:
+                continue
+            self.transfers.from_mirrors += 1
+            self.state.known[name] = max(anchor.serial, self.state.known.get(name, 0))
+            # As fresh as the registry's own word about it, no fresher.
+            self.state.fresh_at[name] = max(
+                self.state.fresh_at.get(name, 0.0), min(anchors.issued_at, self.clock())
+            )
+            self._install(name, new)
+        self.mark_stale()
+
+
+async def _get_json(h3: H3ClientProtocol, path: str) -> dict[str, Any]:
+    async with asyncio.timeout(REQUEST_TIMEOUT):
+        status, _, body = await h3.request("GET", path, headers=[("accept", "application/json")])
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if status != 200 or not isinstance(data, dict):
+        error = data.get("error") if isinstance(data, dict) else body[:200].decode(errors="replace")
+        raise TransportError(f"{h3.address}: GET {path} answered {status}: {error}")
+    return data
+
+
+def _entries(name: str, raw: Any) -> list[JournalEntry]:
+    if not isinstance(raw, list):
+        raise BadCopy(f"{name}: the increments are not a list")
+    try:
+        return [
+            JournalEntry(
+                name,
+                int(e["from"]),
+                int(e["to"]),
+                tuple(str(r) for r in e["removed"]),
+                tuple(str(a) for a in e["added"]),
+            )
+            for e in raw
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadCopy(f"{name}: an increment is malformed: {exc!r}") from None
+
+
+async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+    """Decoded NDJSON lines; ``TransportError`` when nothing (not even a heartbeat) arrives
+    for ``SILENCE`` seconds."""
+    buffer = b""
+    iterator = pieces.__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(SILENCE):
+                piece = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise TransportError(f"the feed was silent for {SILENCE:g}s") from None
+        buffer += piece
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    log.warning("bad line on the feed", extra={"line": line[:200].decode()})

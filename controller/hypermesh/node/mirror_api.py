@@ -1,0 +1,149 @@
+"""What a node serves of the registry's zones to mirrors, over HTTP/3.
+
+On the registry node (``add_feed_routes``):
+
+    GET /registry/v1/anchors                  the signed anchors (``hypermesh.mirror.anchors``)
+    GET /registry/v1/ixfr?tld=ZONE&serial=N   {"tld", "serial", "entries": [{from, to, removed,
+                                              added}, …]} from serial N on, or {"tld", "serial",
+                                              "zone": TEXT} when the journal does not reach back
+    GET /registry/v1/watch                    the change feed, streamed (``hypermesh.mirror.feed``)
+
+On every other node of the network, from its mirror (``add_mirror_routes``): the same
+``anchors`` (relayed exactly as the registry signed them) and ``ixfr`` (always the whole zone),
+so that a node without a copy can take one from any mirror and check it against the registry's
+key. Reads are open: zones are public within their network.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+
+import dns.name
+
+from hypermesh.dns.source import StaticZones
+from hypermesh.mirror.anchors import Anchors, ZoneAnchor
+from hypermesh.mirror.feed import ZoneFeed
+from hypermesh.mirror.follower import API, Follower
+from hypermesh.node.router import Request, Response, Router
+from hypermesh.registry.errors import RegistryError
+from hypermesh.registry.service import Registry
+from hypermesh.registry.zones import serial_of
+from hypermesh.transport.identity import Identity
+
+
+def _query(request: Request) -> tuple[str, int]:
+    params = urllib.parse.parse_qs(request.query)
+    name = params.get("tld", [""])[0]
+    try:
+        serial = int(params.get("serial", ["0"])[0])
+    except ValueError:
+        serial = -1
+    if serial < 0:
+        raise RegistryError("serial must be a whole number, 0 for the whole zone")
+    if not name:
+        raise RegistryError("tld is required")
+    return (name if name.endswith(".") else f"{name}."), serial
+
+
+def zone_feed(zones: StaticZones) -> ZoneFeed:
+    """The feed of ``zones``' serials, told of every zone set or removed."""
+    feed = ZoneFeed(lambda: {o.to_text(): serial_of(z) for o, z in zones.zones().items()})
+    zones.listen(
+        lambda origin, zone: feed.notify(origin.to_text(), serial_of(zone) if zone else None)
+    )
+    return feed
+
+
+def add_feed_routes(
+    router: Router,
+    registry: Registry,
+    zones: StaticZones,
+    feed: ZoneFeed,
+    identity: Identity,
+    network: str,
+    clock: Callable[[], float] = time.time,
+) -> Router:
+    """The registry node's side: anchors, increments and the change feed."""
+    ds: dict[str, tuple[int, tuple[str, ...]]] = {}
+
+    def anchors(_: Request) -> Response:
+        served = zones.zones()
+        known = {o.to_text(): serial_of(z) for o, z in served.items()}
+        if any(ds.get(name, (None,))[0] != serial for name, serial in known.items()):
+            ds.clear()
+            for info in registry.list_tlds():
+                ds[f"{info.name}."] = (info.serial, info.ds)
+        signed = Anchors.issue(
+            identity,
+            network,
+            {name: ZoneAnchor(ds.get(name, (0, ()))[1], serial) for name, serial in known.items()},
+            clock(),
+        )
+        return Response.json(signed.signed)
+
+    def ixfr(request: Request) -> Response:
+        name, serial = _query(request)
+        zone = zones.zones().get(dns.name.from_text(name))
+        if zone is None:
+            return Response.error(404, f"{name} is not served here")
+        current = serial_of(zone)
+        entries = registry.journal_since(name.rstrip("."), serial) if serial else None
+        if entries is not None and (not entries or entries[-1].to_serial == current):
+            return Response.json(
+                {
+                    "tld": name,
+                    "serial": current,
+                    "entries": [
+                        {
+                            "from": e.from_serial,
+                            "to": e.to_serial,
+                            "removed": list(e.removed),
+                            "added": list(e.added),
+                        }
+                        for e in entries
+                    ],
+                }
+            )
+        return Response.json({"tld": name, "serial": current, "zone": zone.to_text()})
+
+    async def watch(_: Request) -> Response:
+        return Response(200, b"", "application/x-ndjson", stream=feed.watch())
+
+    router.add(f"{API}/anchors", _guarded(anchors))
+    router.add(f"{API}/ixfr", _guarded(ixfr))
+    router.add(f"{API}/watch", watch)
+    return router
+
+
+def add_mirror_routes(router: Router, follower: Follower) -> Router:
+    """A mirror's side: the anchors it holds and whole zones from its copies."""
+
+    def anchors(_: Request) -> Response:
+        document = follower.anchors_document()
+        if document is None:
+            return Response.error(503, "this mirror holds no anchors yet")
+        return Response.json(document)
+
+    def ixfr(request: Request) -> Response:
+        name, _ = _query(request)
+        held = follower.zone_text(name)
+        if held is None:
+            return Response.error(404, f"{name} is not mirrored here")
+        serial, text = held
+        return Response.json({"tld": name, "serial": serial, "zone": text})
+
+    router.add(f"{API}/anchors", _guarded(anchors))
+    router.add(f"{API}/ixfr", _guarded(ixfr))
+    return router
+
+
+def _guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        try:
+            return handler(request)
+        except RegistryError as exc:
+            return Response.json({"error": str(exc), "code": exc.code}, status=exc.status)
+
+    return run

@@ -1,0 +1,139 @@
+"""Mirrors on loopback: real node processes following a real registry over QUIC.
+
+Pushed changes reach every mirror at once, a name queried before it exists is answered as
+soon as it is pushed, copies are served stale (EDE 3) once the registry has been silent past
+their expiry, a new node takes its first copy from another mirror while the registry is down,
+and everyone catches up by increments when it is back.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.edns
+import dns.rcode
+import pytest
+
+from hypermesh.node.config import Upstream
+from tests.mirror.nodes import NodeProc, Owner, answer_values, start_node, wait_for
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
+    nodes: dict[str, NodeProc] = {}
+    try:
+        port = free_port()
+        nodes["registry"] = start_node(
+            tmp_path, "registry", roles=("registry",), listen=f"127.0.0.1:{port}"
+        )
+        upstream = Upstream(nodes["registry"].address, nodes["registry"].identity)
+        for name in ("m1", "m2"):
+            nodes[name] = start_node(tmp_path, name, registry=upstream, expire=2.0)
+        yield nodes
+    finally:
+        for node in nodes.values():
+            node.stop()
+
+
+def ede_codes(message: object) -> set[int]:
+    return {o.code for o in getattr(message, "options", ()) if isinstance(o, dns.edns.EDEOption)}
+
+
+def test_mirrors_follow_the_registry_and_serve_stale_when_it_is_gone(
+    network: dict[str, NodeProc], tmp_path: Path
+) -> None:
+    registry, m1, m2 = network["registry"], network["m1"], network["m2"]
+    owner = Owner(registry)
+    owner.register("acme")
+    serial = owner.put("acme", "www", "192.0.2.1")
+    for mirror in (m1, m2):
+        wait_for(
+            lambda m=mirror: answer_values(m.ask("www.acme.")) == {"192.0.2.1"},
+            what=f"{mirror.name} to serve www.acme",
+        )
+
+    # Asked before it exists: NXDOMAIN with a negative TTL of minutes (the SOA minimum) ...
+    before = m1.ask("late.acme.")
+    assert before.rcode() == dns.rcode.NXDOMAIN
+    assert before.authority[0].ttl >= 60
+    # ... and answered as soon as the registration is pushed, not after that TTL.
+    pushed_at = time.monotonic()
+    serial = owner.put("acme", "late", "192.0.2.2")
+    wait_for(
+        lambda: answer_values(m1.ask("late.acme.")) == {"192.0.2.2"},
+        timeout=10,
+        what="the pushed record",
+    )
+    assert time.monotonic() - pushed_at < before.authority[0].ttl
+
+    status = wait_for(
+        lambda: (s := m2.status())["mirror"]["zones"]["acme."]["serial"] == serial and s,
+        what="m2 to report the registry's serial",
+    )
+    mirror = status["mirror"]
+    assert mirror["connected"] is True
+    assert mirror["zones"]["acme."]["registrySerial"] == serial
+    assert mirror["transfers"]["incremental"] >= 1
+    assert mirror["transfers"]["refused"] == 0
+    assert registry.status()["zones"]["acme."] == serial
+
+    # The registry goes away: the mirrors keep answering, then mark their answers stale.
+    registry.stop()
+    answer = m1.ask("www.acme.")
+    assert answer_values(answer) == {"192.0.2.1"}
+    stale = wait_for(
+        lambda: (a := m1.ask("www.acme.")) and 3 in ede_codes(a) and a,
+        timeout=15,
+        what="a stale answer with EDE 3",
+    )
+    assert answer_values(stale) == {"192.0.2.1"}
+    assert all(rrset.ttl <= 30 for rrset in stale.answer)
+
+    # A node with no copy yet takes one from another mirror, checked against the registry's key.
+    m3 = start_node(
+        tmp_path,
+        "m3",
+        registry=Upstream(registry.address, registry.identity),
+        peers=[Upstream(m1.address, m1.identity)],
+        expire=2.0,
+    )
+    network["m3"] = m3
+    wait_for(
+        lambda: answer_values(m3.ask("late.acme.")) == {"192.0.2.2"},
+        timeout=20,
+        what="m3 to copy the zone from m1",
+    )
+    assert m3.status()["mirror"]["transfers"]["fromMirrors"] == 1
+
+    # The registry comes back on its address; a change reaches everyone. (It signed its zones
+    # again on starting, so the first change after its restart goes out as a whole zone; the
+    # catch-up by increments after a partition is tested in test_netns.py.)
+    network["registry"] = registry = start_node(
+        tmp_path, "registry", roles=("registry",), listen=registry.address
+    )
+    owner.client.address = registry.address
+    serial = owner.put("acme", "www", "192.0.2.9")
+    for node in (m1, m2, m3):
+        wait_for(
+            lambda n=node: answer_values(n.ask("www.acme.")) == {"192.0.2.9"},
+            timeout=20,
+            what=f"{node.name} to catch up",
+        )
+        wait_for(lambda n=node: not ede_codes(n.ask("www.acme.")), what="fresh answers again")
+    incremental = {n.name: n.status()["mirror"]["transfers"]["incremental"] for n in (m1, m2)}
+    owner.put("acme", "www", "192.0.2.10")
+    for node in (m1, m2):
+        wait_for(
+            lambda n=node: answer_values(n.ask("www.acme.")) == {"192.0.2.10"},
+            what=f"{node.name} to follow",
+        )
+        assert node.status()["mirror"]["transfers"]["incremental"] == incremental[node.name] + 1
