@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import dns.dnssec
@@ -97,9 +97,16 @@ class DnsServer:
 class ServerThread:
     """Runs ``bind_endpoint`` in a thread until ``stop``; every wait is bounded."""
 
-    def __init__(self, zones: StaticZones, *, idle_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        zones: StaticZones,
+        *,
+        idle_timeout: float = 60.0,
+        routes: Callable[[Router], object] | None = None,
+    ) -> None:
         self.zones = zones
         self.idle_timeout = idle_timeout
+        self.routes = routes
         self.server: DnsServer | None = None
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -139,6 +146,8 @@ class ServerThread:
         identity = Identity.generate()
         answerer = Answerer(self.zones)
         router = add_dns_routes(Router(), answerer)
+        if self.routes is not None:
+            self.routes(router)
         endpoint = await bind_endpoint(
             "127.0.0.1",
             0,

@@ -71,37 +71,94 @@ def query(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot build a query for {args.name} {args.type}: {exc}") from exc
     address, identity, label = _server(args)
     transport = "DoH3" if args.doh else "DoQ"
-    started = time.perf_counter()
+    method = "GET" if args.get else "POST"
     if args.doh:
-        method = "GET" if args.get else "POST"
-        wire = asyncio.run(
-            doh3_query(
+        transport += f" {method}"
+    size = 0
+
+    async def ask(message: dns.message.Message) -> dns.message.Message:
+        nonlocal size
+        if args.doh:
+            wire = await doh3_query(
                 address,
-                request.to_wire(),
+                message.to_wire(),
                 expected_id=identity,
                 method=method,
                 timeout=args.timeout,
             )
-        )
-        transport += f" {method}"
+        else:
+            wire = await doq_query(
+                address, message.to_wire(), expected_id=identity, timeout=args.timeout
+            )
+        try:
+            answer = dns.message.from_wire(wire)
+        except dns.exception.DNSException as exc:
+            raise UsageError(f"{address} answered something that is not DNS: {exc}") from exc
+        size = size or len(wire)
+        return answer
+
+    started = time.perf_counter()
+    verdict: str | None = None
+    if args.verify:
+        registry = args.registry_id or _registry_id(args)
+        response, verdict = asyncio.run(_verified(ask, request, address, identity, registry))
     else:
-        wire = asyncio.run(
-            doq_query(address, request.to_wire(), expected_id=identity, timeout=args.timeout)
-        )
+        response = asyncio.run(ask(request))
     elapsed_ms = (time.perf_counter() - started) * 1000
-    try:
-        response = dns.message.from_wire(wire)
-    except dns.exception.DNSException as exc:
-        raise UsageError(f"{address} answered something that is not DNS: {exc}") from exc
     server = f"{address} ({label}{', ' + short_id(identity) + '…' if identity else ''})"
     if args.output == "json":
-        print(json.dumps(_as_json(response, server, transport, elapsed_ms, len(wire)), indent=2))
+        data = _as_json(response, server, transport, elapsed_ms, size)
+        if args.verify:
+            data["verified"] = verdict is not None and not verdict.startswith("FAILED")
+            data["verification"] = verdict
+        print(json.dumps(data, indent=2))
     else:
         sys.stdout.write(response.to_text() + "\n")
         print(f";; SERVER: {server} via {transport}")
         print(f";; Query time: {elapsed_ms:.1f} ms")
-        print(f";; MSG SIZE rcvd: {len(wire)}")
-    return 0
+        print(f";; MSG SIZE rcvd: {size}")
+        if verdict is not None:
+            print(
+                f";; VERIFIED: {verdict}" if not verdict.startswith("FAILED") else f";; {verdict}"
+            )
+    return 1 if verdict is not None and verdict.startswith("FAILED") else 0
+
+
+async def _verified(
+    ask: Any, request: dns.message.Message, address: str, identity: str | None, registry: str
+) -> tuple[dns.message.Message, str]:
+    """The answer and the verdict: ``zone Z, from the registry key R`` or ``FAILED: …``."""
+    from hypermesh.mirror.verify import fetch_anchors, verified_query
+
+    anchors = await fetch_anchors(address, identity, registry)
+    checked = await verified_query(ask, request, anchors)
+    if checked.failure is not None:
+        return checked.response, f"FAILED: {checked.failure}"
+    return (
+        checked.response,
+        f"zone {checked.zone} checked from the registry key {short_id(registry)}…",
+    )
+
+
+def _registry_id(args: argparse.Namespace) -> str:
+    """The registry's node ID from the state: the Network's registry node, or its identity."""
+    directory = state_dir(args)
+    if not (directory / DB_FILE).exists():
+        raise UsageError(f"no state in {directory}: give --registry-id with --verify")
+    store = StateStore.open(directory)
+    try:
+        nodes = {r.key.name: r for r in store.records("Node")}
+        networks = store.records("Network")
+    finally:
+        store.close()
+    for network in networks:
+        registry = (network.desired or {}).get("spec", {}).get("registry", {})
+        if registry.get("identity"):
+            return str(registry["identity"])
+        record = nodes.get(registry.get("node", ""))
+        if record is not None and record.status.get("identity"):
+            return str(record.status["identity"])
+    raise UsageError(f"no registry with a known key in {directory}: give --registry-id")
 
 
 def _as_json(

@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dns",
         ("hypermesh.cli.dns", "query"),
         "ask a running node over DNS over QUIC (default) or HTTP/3, key pinned; prints like dig",
-        "hmctl dns query www.acme HTTPS --via alpha --dnssec",
+        "hmctl dns query www.acme HTTPS --via alpha --verify",
     )
     p.add_argument("action", choices=["query"], help="query: one question, one answer")
     p.add_argument("name", help="the name to look up")
@@ -204,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--doh", action="store_true", help="DNS over HTTPS on HTTP/3, not DoQ")
     p.add_argument("--get", action="store_true", help="with --doh: GET instead of POST")
     p.add_argument("--dnssec", action="store_true", help="set the DO bit: return signatures")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the answer's DNSSEC chain from the registry's key (exit 1 if it fails)",
+    )
+    p.add_argument(
+        "--registry-id",
+        metavar="NODE_ID",
+        help="with --verify: the registry's node ID (default: from the state)",
+    )
     p.add_argument(
         "--timeout",
         type=duration,
