@@ -14,8 +14,11 @@ first ``www.acme.`` A record put (a warm-up, not counted); once every mirror ans
   all mirrors    the same, until the last of the mirrors does
 
 "Answers" is seen by polling: each mirror is asked ``www.acme. A`` on a warm DoQ connection
-(pinned, ``hypermesh.transport.dns_client.DoqClientProtocol``) every ``--poll-ms`` from the
-moment the write is sent until it answers with the new address. A time is when that answer
+(pinned, ``hypermesh.transport.dns_client.DoqClientProtocol``) every ``--poll-ms`` until it
+answers with the new address, from the moment the registry answered the write (a mirror hears
+of a change once it is committed; polling during the write would only slow the write, which
+shares this process with the polls; a mirror that answers with it at its first poll is
+counted). A time is when that answer
 arrived, so it is late by up to one poll interval plus one round trip: the ``slack`` row (the
 first answer with the address less the sending of the last one without it, per mirror and
 change) is that resolution, and the idle round trip of one poll is printed first. The polls
@@ -236,18 +239,20 @@ async def one_change(
     result.started = time.time()
     t0 = time.perf_counter()  # just before the write is made
     deadline = t0 + limit
-    writer = asyncio.create_task(write())
-    spread = interval / len(conns)  # the mirrors' polls evenly spread over one interval
+    await write()
+    if result.error is not None:
+        return result
+    # Polls from the registry's answer on (a mirror is told of the change when it is
+    # committed, then fetches and checks it), evenly spread over one interval.
+    spread = interval / len(conns)
     watchers = [
         asyncio.create_task(watch(c, wire, accept, t0, deadline, i * spread, interval))
         for i, c in enumerate(conns)
     ]
     try:
-        await writer
-        if result.error is None:
-            result.sightings = list(await asyncio.gather(*watchers))
+        result.sightings = list(await asyncio.gather(*watchers))
     finally:
-        for task in (writer, *watchers):
+        for task in watchers:
             task.cancel()
     return result
 
@@ -412,6 +417,9 @@ def report_propagation(
         if s.seen is not None and s.last_miss is not None
     ]
     print(row("slack", slack, "detection: first answer with it less last query without"))
+    early = sum(1 for c in changes for s in c.sightings if s.seen and s.last_miss is None)
+    if early:
+        print(f"  ({early} times a mirror answered with the change at its first poll)")
     log_first, log_all = from_logs(changes, mirrors)
     print(row("first (log)", log_first, "the mirrors' logs: copy installed, ms resolution"))
     print(row("all (log)", log_all))

@@ -151,3 +151,32 @@ def test_prune_withdraws_a_record(hmctl: Hmctl, applied: Path) -> None:
     registry = items(hmctl, "nodes")["registry"]["status"]
     assert not _ask(registry["address"], registry["identity"], "api.acme.", "A").answer
     assert "api.acme" not in items(hmctl, "records")
+
+
+def test_every_node_mirrors_the_registry_and_answers_verified(
+    hmctl: Hmctl, applied: Path
+) -> None:
+    nodes = items(hmctl, "nodes")
+    registry = nodes["registry"]["status"]
+    serial = int(registry["zones"]["acme."])
+    for name in ("alpha", "beta"):
+        status = nodes[name]["status"]
+        response = _ask(status["address"], status["identity"], "api.acme.", "A")
+        assert response.rcode() == dns.rcode.NOERROR and response.answer
+        assert int(status["zones"]["acme."]) == serial
+        assert status["mirror"]["connected"] is True
+
+    table = hmctl("get", "nodes", "-o", "wide")
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    columns = header.split()
+    assert columns[-3:] == ["SERIAL", "LAG", "AGE"]
+    lag = {row.split()[0]: row.split()[-2] for row in rows}
+    serials = {row.split()[0]: row.split()[-3] for row in rows}
+    assert lag == {"registry": "-", "alpha": "0", "beta": "0"}
+    assert serials["alpha"] == f"acme={serial}"
+
+    # An answer from a mirror, checked from the registry's key (taken from the state).
+    verified = hmctl("dns", "query", "api.acme", "A", "--via", "alpha", "--verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert ";; VERIFIED: zone acme." in verified.stdout

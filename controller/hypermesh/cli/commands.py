@@ -485,7 +485,7 @@ def _columns(
     wide_extra: list[str] = []
     if kind == "Node":
         extra = ["NETWORK", "ADDRESS", "IDENTITY"]
-        wide_extra = ["PID", "ROLES", "INTERFACES", "GENERATION"]
+        wide_extra = ["PID", "ROLES", "INTERFACES", "GENERATION", "SERIAL", "LAG"]
     elif kind == "Network":
         extra = ["MODE", "NODES"]
     elif kind == "Peer":
@@ -498,6 +498,7 @@ def _columns(
         extra = ["NETWORK", "INTERFACE"]
     headers = headers + extra + (wide_extra if wide else []) + ["AGE"]
     rows: list[list[Any]] = []
+    authority = _registry_serials(records) if kind == "Node" else {}
     for record in records:
         spec: Mapping[str, Any] = (
             record.desired["spec"] if record.desired else (record.applied or {})
@@ -514,6 +515,7 @@ def _columns(
                     spec.get("roles"),
                     spec.get("interfaces"),
                     record.generation,
+                    *_serial_and_lag(spec, status, authority.get(str(spec.get("network")))),
                 ]
         elif kind == "Network":
             row += [spec.get("mode"), status.get("nodes")]
@@ -529,6 +531,33 @@ def _columns(
         row.append(age(status.get("startedAt") or record.updated_at))
         rows.append(row)
     return headers, rows
+
+
+def _registry_serials(records: list[ResourceRecord]) -> dict[str, dict[str, int]]:
+    """Each network's zone serials as its registry node reports them."""
+    out: dict[str, dict[str, int]] = {}
+    for record in records:
+        spec = record.desired["spec"] if record.desired else (record.applied or {})
+        zones = record.status.get("zones")
+        if "registry" in spec.get("roles", ()) and isinstance(zones, dict):
+            out[str(spec.get("network"))] = {str(k): int(v) for k, v in zones.items()}
+    return out
+
+
+def _serial_and_lag(
+    spec: Mapping[str, Any], status: Mapping[str, Any], authority: dict[str, int] | None
+) -> tuple[str, str]:
+    """SERIAL: ``zone=serial`` for each zone served; LAG: how many serials the node is behind
+    its registry, summed over the registry's zones (``-`` for the registry itself, or when
+    either side is not known)."""
+    zones = status.get("zones")
+    if not isinstance(zones, dict):
+        return "-", "-"
+    serial = ",".join(f"{name.rstrip('.')}={value}" for name, value in sorted(zones.items()))
+    if "registry" in spec.get("roles", ()) or authority is None:
+        return serial or "-", "-"
+    lag = sum(max(0, value - int(zones.get(name, 0))) for name, value in authority.items())
+    return serial or "-", str(lag)
 
 
 def describe(args: argparse.Namespace) -> int:

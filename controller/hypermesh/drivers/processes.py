@@ -26,7 +26,7 @@ from hypermesh.errors import IdentityMismatch, TemporaryError, TransportError
 from hypermesh.files import write_atomic
 from hypermesh.model.resources import Resource, ResourceKey
 from hypermesh.model.validate import split_host_port
-from hypermesh.node.config import NodeConfig
+from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import running_pid
 from hypermesh.node.runtime import RuntimeInfo, read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
@@ -35,6 +35,8 @@ from hypermesh.transport.identity import read_node_id
 
 CONFIG = "config.json"
 LOG = "node.log"
+MAX_PEERS = 8
+"""Other mirrors named in a node's config for failover."""
 
 
 class NodeProcessDriver:
@@ -114,6 +116,11 @@ class NodeProcessDriver:
         if status.get("identity") != identity or status.get("pid") != pid:
             message = "the status endpoint answers for another process"
             return Live(True, (), base, False, "WrongNode", message)
+        if isinstance(status.get("zones"), dict):
+            base["zones"] = status["zones"]  # the serial of each zone served
+        mirror = status.get("mirror")
+        if isinstance(mirror, dict):
+            base["mirror"] = {k: mirror.get(k) for k in ("connected", "transfers", "lastError")}
         return Live(True, (), base, True, "Running", f"serving on {address}")
 
     # -- apply ----------------------------------------------------------------------------
@@ -139,6 +146,8 @@ class NodeProcessDriver:
             node_dir=str(node_dir),
             log_file=str(node_dir / LOG),
             web_listen=_web_listen(resource.spec, listen),
+            registry=self._registry_of(resource, context),
+            peers=self._peers_of(resource, context),
         )
         write_atomic(node_dir / CONFIG, config.to_json())
         child = self._spawn(node_dir)
@@ -148,6 +157,34 @@ class NodeProcessDriver:
             status=status,
             message=f"node started on {status['address']} (pid {status['pid']})",
         )
+
+    def _registry_of(self, resource: Resource, context: ApplyContext) -> Upstream | None:
+        """The registry this node mirrors: its Network's registry, unless it is the registry
+        (a local node by its directory, so a restart on another port is followed)."""
+        if "registry" in resource.spec.get("roles", ()):
+            return None
+        network = context.desired.get("Network", str(resource.spec["network"]), resource.namespace)
+        registry = dict((network.spec.get("registry") or {}) if network else {})
+        if "node" in registry:
+            if registry["node"] == resource.name:
+                return None
+            key = ResourceKey("Node", str(registry["node"]), resource.namespace)
+            return Upstream(node_dir=str(self.node_dir(key)))
+        if registry.get("endpoint") and registry.get("identity"):
+            return Upstream(address=str(registry["endpoint"]), identity=str(registry["identity"]))
+        return None
+
+    def _peers_of(self, resource: Resource, context: ApplyContext) -> tuple[Upstream, ...]:
+        """Other mirrors of the same network (at most ``MAX_PEERS``), to copy zones from
+        while the registry is out of reach."""
+        peers = [
+            Upstream(node_dir=str(self.node_dir(other.key)))
+            for other in context.desired.of_kind("Node")
+            if other.key != resource.key
+            and other.spec.get("network") == resource.spec.get("network")
+            and "registry" not in other.spec.get("roles", ())
+        ]
+        return tuple(peers[:MAX_PEERS])
 
     def _spawn(self, node_dir: Path) -> subprocess.Popen[bytes]:
         with (node_dir / LOG).open("ab") as log:
