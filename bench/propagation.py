@@ -48,6 +48,7 @@ import datetime
 import json
 import math
 import os
+import signal
 import socket
 import statistics
 import sys
@@ -539,6 +540,7 @@ def main() -> int:
     parser.add_argument("--tmp", default=None, help="folder for the nodes' temporary folder")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # the nodes too
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -563,6 +565,9 @@ def main() -> int:
                 flush=True,
             )
             asyncio.run(measure(registry, nodes[1:], args))
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
         finally:
             for node in nodes:  # all told at once, then each waited for
                 if node.process.poll() is None:

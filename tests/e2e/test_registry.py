@@ -153,9 +153,7 @@ def test_prune_withdraws_a_record(hmctl: Hmctl, applied: Path) -> None:
     assert "api.acme" not in items(hmctl, "records")
 
 
-def test_every_node_mirrors_the_registry_and_answers_verified(
-    hmctl: Hmctl, applied: Path
-) -> None:
+def test_every_node_mirrors_the_registry_and_answers_verified(hmctl: Hmctl, applied: Path) -> None:
     nodes = items(hmctl, "nodes")
     registry = nodes["registry"]["status"]
     serial = int(registry["zones"]["acme."])

@@ -66,8 +66,11 @@ def start_node(
     peers: Sequence[Upstream] = (),
     expire: float | None = None,
     netns: str | None = None,
+    reach: str | None = None,
     wait: bool = True,
 ) -> NodeProc:
+    """Start a node process (in network namespace ``netns`` if given, where it is reached at
+    ``reach`` from outside) and wait until it publishes its runtime file."""
     node_dir = root / name
     node_dir.mkdir(parents=True, exist_ok=True)
     identity = load_or_create_identity(node_dir)  # before start: the test knows the key
@@ -106,17 +109,15 @@ def start_node(
         if wait:
             process.kill()
             raise RuntimeError(f"node {name} did not start")
-    address = runtime.address if runtime else listen
-    if netns is not None and runtime is not None:
-        address = listen  # the bound address as seen from outside the namespace
+    address = reach or (runtime.address if runtime else listen)
     return NodeProc(name, node_dir, process, address, identity.node_id, netns)
 
 
 class Owner:
     """A TLD owner writing through the registry API."""
 
-    def __init__(self, registry: NodeProc) -> None:
-        self.key = Identity.generate()
+    def __init__(self, registry: NodeProc, key: Identity | None = None) -> None:
+        self.key = key or Identity.generate()
         self.client = RegistryClient(registry.address, registry.identity)
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,12 @@ def handle_doh(
     return DohResult(200, message=message, max_age=ttl)
 
 
+def doh_query_bytes(query_string: str) -> bytes:
+    """The DNS query of a GET request's ``dns`` parameter (empty when it has none)."""
+    decoded = _dns_parameter(query_string)
+    return b"" if isinstance(decoded, DohResult) else decoded
+
+
 def _dns_parameter(query_string: str) -> bytes | DohResult:
     values = urllib.parse.parse_qs(query_string, keep_blank_values=True).get("dns")
     if not values or not values[0]:

@@ -19,9 +19,11 @@ Errors are kept to the stream, so one bad query never costs the client its other
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
@@ -38,16 +40,22 @@ DOQ_PROTOCOL_ERROR = 0x2
 DOQ_REQUEST_CANCELLED = 0x3
 DOQ_EXCESSIVE_LOAD = 0x4
 
-Answer = Callable[[bytes], bytes | None]
-"""DNS query wire bytes to answer wire bytes, or None for "send nothing"."""
+Answer = Callable[[bytes], bytes | Awaitable[bytes | None] | None]
+"""DNS query wire bytes to answer wire bytes, or None for "send nothing"; or an awaitable of
+either, for an answer that must be fetched (a forwarded question)."""
 
 
 class DoqConnection:
     """The DoQ side of one QUIC connection."""
 
-    def __init__(self, quic: QuicConnection, answer: Answer) -> None:
+    def __init__(
+        self, quic: QuicConnection, answer: Answer, transmit: Callable[[], None] | None = None
+    ) -> None:
         self._quic = quic
         self._answer = answer
+        self._transmit = transmit
+        """Sends what was queued; needed for answers that arrive later (awaitables)."""
+        self._pending: set[asyncio.Task[None]] = set()
         self._buffers: dict[int, bytearray] = {}
         self._refused: set[int] = set()
         """Streams aborted before their FIN: later data on them is ignored."""
@@ -62,6 +70,8 @@ class DoqConnection:
         elif isinstance(event, ConnectionTerminated):
             self._buffers.clear()
             self._refused.clear()
+            for task in self._pending:
+                task.cancel()
         return False
 
     def _data(self, stream_id: int, data: bytes, end_stream: bool) -> bool:
@@ -94,6 +104,25 @@ class DoqConnection:
         except Exception:  # the engine never raises; if it does, only this stream fails
             log.exception("DoQ query not answered")
             return self._refuse(stream_id, True, code=DOQ_INTERNAL_ERROR)
+        if inspect.isawaitable(answer):
+            task = asyncio.ensure_future(self._later(stream_id, answer))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+            return False
+        return self._send(stream_id, answer)
+
+    async def _later(self, stream_id: int, pending: Awaitable[bytes | None]) -> None:
+        try:
+            answer = await pending
+        except Exception:
+            log.exception("DoQ query not answered")
+            self._refuse(stream_id, True, code=DOQ_INTERNAL_ERROR)
+        else:
+            self._send(stream_id, answer)
+        if self._transmit is not None:
+            self._transmit()
+
+    def _send(self, stream_id: int, answer: bytes | None) -> bool:
         if answer is None:
             return self._refuse(stream_id, True)
         try:

@@ -150,6 +150,12 @@ class Follower:
             cached = self._texts[name] = (copy, copy.zone.to_text())
         return copy.serial, cached[1]
 
+    def knows(self, name: dns.name.Name) -> bool:
+        """Whether ``name`` falls in a zone the registry serves (by its anchors and notices)."""
+        anchors = self.state.anchors
+        zones = set(self.state.known) | (set(anchors.zones) if anchors else set())
+        return any(name.is_subdomain(dns.name.from_text(zone)) for zone in zones)
+
     async def changed(self) -> None:
         """Wait until a copy changes (for tests and benchmarks)."""
         self._changed.clear()

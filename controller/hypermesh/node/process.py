@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -27,6 +27,7 @@ from hypermesh import __version__
 from hypermesh.dns.answers import Answerer
 from hypermesh.dns.source import StaticZones, ZoneSource
 from hypermesh.errors import HyperMeshError
+from hypermesh.mirror.cache import ForwardingCache
 from hypermesh.mirror.follower import Follower, Peer
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
@@ -129,6 +130,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     zones = zone_source(config)
     registry: Registry | None = None
     follower: Follower | None = None
+    cache: ForwardingCache | None = None
     tasks: list[asyncio.Task[None]] = []
     if "registry" in config.roles and isinstance(zones, StaticZones):
         admin = load_or_create_identity(Path(config.node_dir) / REGISTRY_ADMIN_DIR)
@@ -152,18 +154,26 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
             expire=config.mirror_expire,
             on_serial=metrics.zone_serial,
         )
+        cache = ForwardingCache(lambda: _peer(config.registry), follower.knows)
+        zones.listen(cache.zone_changed)
         tasks.append(asyncio.create_task(follower.run()))
         tasks.append(asyncio.create_task(follower.keep_marking_stale()))
         add_mirror_routes(router, follower)
     answerer = Answerer(zones)
-    add_dns_routes(router, answerer, metrics)
+    add_dns_routes(router, answerer, metrics, cache.answer if cache is not None else None)
+    local = metrics.metered("doq", answerer.answer)
+
+    def dns_answer(query: bytes) -> bytes | Awaitable[bytes | None] | None:
+        answer = local(query)
+        return answer if answer is None or cache is None else cache.answer(query, answer)
+
     add_metrics_route(router, metrics)
     endpoint = await bind_endpoint(
         config.host,
         config.port,
         configuration=server_configuration(identity),
         router=router,
-        dns_answer=metrics.metered("doq", answerer.answer),
+        dns_answer=dns_answer,
         prefer_port=config.prefer_port,
     )
     runtime = RuntimeInfo(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hypermesh.dns.answers import Answerer
-from hypermesh.dns.doh import DNS_MESSAGE, DOH_PATH, handle_doh
+from hypermesh.dns.doh import DNS_MESSAGE, DOH_PATH, doh_query_bytes, handle_doh
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.metrics import NodeMetrics
 from hypermesh.node.router import Request, Response, Router
@@ -60,16 +61,32 @@ def add_node_routes(router: Router, view: NodeView) -> Router:
     return router
 
 
+Fallback = Callable[[bytes, bytes], bytes | Awaitable[bytes]]
+"""(query, the node's own answer) → the answer to send: where a mirror forwards what it
+cannot answer itself (``ForwardingCache.answer``)."""
+
+
 def add_dns_routes(
-    router: Router, answerer: Answerer, metrics: NodeMetrics | None = None
+    router: Router,
+    answerer: Answerer,
+    metrics: NodeMetrics | None = None,
+    fallback: Fallback | None = None,
 ) -> Router:
-    """Route DNS over HTTPS (RFC 8484, GET and POST ``/dns-query``) to ``answerer``."""
+    """Route DNS over HTTPS (RFC 8484, GET and POST ``/dns-query``) to ``answerer``, and to
+    ``fallback`` for what it refuses."""
 
     async def dns_query(request: Request) -> Response:
         started = time.perf_counter()
         result = handle_doh(
             answerer, request.method, request.query, request.header("content-type"), request.body
         )
+        if fallback is not None and result.status == 200:
+            query = request.body if request.method == "POST" else doh_query_bytes(request.query)
+            answered = fallback(query, result.message)
+            if not isinstance(answered, bytes):
+                answered = await answered
+            if answered is not result.message:
+                result = dataclasses.replace(result, message=answered, max_age=0)
         if metrics is not None and result.status in (200, 400):
             answer = result.message if result.status == 200 else None
             metrics.observe("doh", answer, time.perf_counter() - started)

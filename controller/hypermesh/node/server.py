@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -27,7 +27,7 @@ from aioquic.quic.connection import NetworkAddress, QuicConnection
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
 from aioquic.tls import Epoch
 
-from hypermesh.dns.doq import DOQ_ALPN, DOQ_INTERNAL_ERROR, DoqConnection
+from hypermesh.dns.doq import DOQ_ALPN, DOQ_INTERNAL_ERROR, Answer, DoqConnection
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
@@ -41,8 +41,9 @@ MAX_REQUEST_BYTES = 1024 * 1024
 IDLE_TIMEOUT = 60.0
 """Seconds without a packet after which a connection is dropped (QUIC max_idle_timeout)."""
 
-DnsAnswer = Callable[[bytes], bytes | None]
-"""The DNS engine as the endpoint sees it: query wire bytes in, answer wire bytes (or None)."""
+DnsAnswer = Answer
+"""The DNS engine as the endpoint sees it: query wire bytes in, answer wire bytes (or None, or
+an awaitable of either)."""
 
 
 def server_configuration(
@@ -141,7 +142,7 @@ class NodeProtocol(QuicConnectionProtocol):
                         error_code=DOQ_INTERNAL_ERROR, reason_phrase="DNS is not served here"
                     )
                 else:
-                    self._doq = DoqConnection(self._quic, self._dns_answer)
+                    self._doq = DoqConnection(self._quic, self._dns_answer, self.transmit)
         elif isinstance(event, ConnectionTerminated):
             self._terminated = True
             for task in self._tasks:
