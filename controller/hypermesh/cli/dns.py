@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import dns.exception
@@ -29,14 +30,7 @@ def _server(args: argparse.Namespace) -> tuple[str, str | None, str]:
     if args.address:
         return args.address, args.identity, args.address
     directory = state_dir(args)
-    if not (directory / DB_FILE).exists():
-        raise UsageError(f"no state in {directory}: name a node with --via, or --address")
-    store = StateStore.open(directory)
-    try:
-        nodes = {r.key.name: r for r in store.records("Node")}
-        networks = store.records("Network")
-    finally:
-        store.close()
+    nodes, networks = _nodes_and_networks(directory, "name a node with --via, or --address")
     if args.via:
         record = nodes.get(args.via)
         if record is None:
@@ -52,6 +46,19 @@ def _server(args: argparse.Namespace) -> tuple[str, str | None, str]:
         if record.status.get("address"):
             return _address_of(record)
     raise UsageError(f"no running node in {directory}; start one with hmctl apply")
+
+
+def _nodes_and_networks(
+    directory: Path, hint: str
+) -> tuple[dict[str, ResourceRecord], list[ResourceRecord]]:
+    """The Node records by name and the Network records of the state in ``directory``."""
+    if not (directory / DB_FILE).exists():
+        raise UsageError(f"no state in {directory}: {hint}")
+    store = StateStore.open(directory)
+    try:
+        return {r.key.name: r for r in store.records("Node")}, store.records("Network")
+    finally:
+        store.close()
 
 
 def _address_of(record: ResourceRecord) -> tuple[str, str | None, str]:
@@ -143,14 +150,7 @@ async def _verified(
 def _registry_id(args: argparse.Namespace) -> str:
     """The registry's node ID from the state: the Network's registry node, or its identity."""
     directory = state_dir(args)
-    if not (directory / DB_FILE).exists():
-        raise UsageError(f"no state in {directory}: give --registry-id with --verify")
-    store = StateStore.open(directory)
-    try:
-        nodes = {r.key.name: r for r in store.records("Node")}
-        networks = store.records("Network")
-    finally:
-        store.close()
+    nodes, networks = _nodes_and_networks(directory, "give --registry-id with --verify")
     for network in networks:
         registry = (network.desired or {}).get("spec", {}).get("registry", {})
         if registry.get("identity"):

@@ -32,7 +32,17 @@ import dns.zone
 from dns.dnssectypes import DSDigest
 
 from hypermesh.errors import HyperMeshError
-from hypermesh.registry.zones import JournalEntry, NodeDigests, canonical_order, serial_of
+from hypermesh.registry.errors import RegistryError
+from hypermesh.registry.zones import (
+    JournalEntry,
+    Keyring,
+    NodeDigests,
+    canonical_order,
+    cut_above,
+    delegations,
+    serial_of,
+    verify_node,
+)
 
 
 class BadCopy(HyperMeshError):
@@ -109,20 +119,16 @@ class ZoneCopy:
         if not made & set(self.ds):
             raise BadCopy(f"{origin}: no DNSKEY matches the DS in the registry's anchors")
         # Signers are relative in a relativized zone: find the keys under both names.
-        keys: dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset] = {
-            origin: dnskeys,
-            dns.name.empty: dnskeys,
-        }
+        keyring: Keyring = {origin: dnskeys, dns.name.empty: dnskeys}
         when = time.time() if now is None else now
-        cuts = {
-            name
-            for name, node in zone.nodes.items()
-            if len(name) and node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.NS) is not None
-        }
-        for name in names:
-            node = zone.nodes.get(name)
-            if node is not None:
-                _check_node(origin, name, node, keys, when, _cut_at_or_above(name, cuts))
+        cuts = delegations(zone)
+        try:
+            for name in names:
+                node = zone.nodes.get(name)
+                if node is not None:
+                    verify_node(origin, name, node, keyring, when, cut_above(name, cuts))
+        except RegistryError as exc:
+            raise BadCopy(str(exc)) from None
         ordered = canonical_order(zone.nodes)
         zonemd = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.ZONEMD)
         if zonemd is None or len(zonemd) != 1:
@@ -130,45 +136,6 @@ class ZoneCopy:
         expected = self.digests.zonemd(zone, ordered, self.serial)
         if zonemd[0].digest != expected.digest or zonemd[0].serial != self.serial:
             raise BadCopy(f"{origin}: the ZONEMD digest does not match the zone")
-
-
-def _check_node(
-    origin: dns.name.Name,
-    name: dns.name.Name,
-    node: dns.node.Node,
-    keys: dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset],
-    now: float,
-    cut: dns.name.Name | None,
-) -> None:
-    """Every signed record set at ``name`` verifies. At a delegation only DS and NSEC are
-    signed; below one nothing is (glue): ZONEMD alone covers those."""
-    if cut is not None and cut != name:
-        return
-    owner = name.derelativize(origin)
-    for rdataset in node:
-        if rdataset.rdtype == dns.rdatatype.RRSIG:
-            continue
-        if cut is not None and rdataset.rdtype not in (dns.rdatatype.DS, dns.rdatatype.NSEC):
-            continue
-        what = f"{owner} {dns.rdatatype.to_text(rdataset.rdtype)}"
-        sigs = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdataset.rdtype)
-        if sigs is None:
-            raise BadCopy(f"{what}: not signed")
-        rrset = dns.rrset.from_rdata_list(owner, rdataset.ttl, list(rdataset))
-        sigset = dns.rrset.from_rdata_list(owner, sigs.ttl, list(sigs))
-        try:
-            dns.dnssec.validate(rrset, sigset, keys, origin=origin, now=now)
-        except dns.exception.ValidationFailure as exc:
-            raise BadCopy(f"{what}: {exc}") from None
-
-
-def _cut_at_or_above(name: dns.name.Name, cuts: set[dns.name.Name]) -> dns.name.Name | None:
-    """The delegation (relative name holding NS, not the apex) at or above ``name``."""
-    while len(name):
-        if name in cuts:
-            return name
-        name = name.parent()
-    return None
 
 
 def _applied(zone: dns.zone.Zone, entry: JournalEntry) -> tuple[dns.zone.Zone, set[dns.name.Name]]:

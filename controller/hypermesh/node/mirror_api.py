@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import dns.name
 
@@ -26,6 +26,7 @@ from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.anchors import Anchors, ZoneAnchor
 from hypermesh.mirror.feed import ZoneFeed
 from hypermesh.mirror.follower import API, Follower
+from hypermesh.node.registry_api import guarded
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.registry.errors import RegistryError
 from hypermesh.registry.service import Registry
@@ -111,8 +112,8 @@ def add_feed_routes(
     async def watch(_: Request) -> Response:
         return Response(200, b"", "application/x-ndjson", stream=feed.watch())
 
-    router.add(f"{API}/anchors", _guarded(anchors))
-    router.add(f"{API}/ixfr", _guarded(ixfr))
+    router.add(f"{API}/anchors", guarded(anchors))
+    router.add(f"{API}/ixfr", guarded(ixfr))
     router.add(f"{API}/watch", watch)
     return router
 
@@ -134,16 +135,6 @@ def add_mirror_routes(router: Router, follower: Follower) -> Router:
         serial, text = held
         return Response.json({"tld": name, "serial": serial, "zone": text})
 
-    router.add(f"{API}/anchors", _guarded(anchors))
-    router.add(f"{API}/ixfr", _guarded(ixfr))
+    router.add(f"{API}/anchors", guarded(anchors))
+    router.add(f"{API}/ixfr", guarded(ixfr))
     return router
-
-
-def _guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Awaitable[Response]]:
-    async def run(request: Request) -> Response:
-        try:
-            return handler(request)
-        except RegistryError as exc:
-            return Response.json({"error": str(exc), "code": exc.code}, status=exc.status)
-
-    return run

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hypermesh.dns.source import StaticZones
@@ -67,6 +67,18 @@ def load_zones(
             zones.set(registry.zone(info.name))
             if on_serial is not None:
                 on_serial(info.name, info.serial)
+
+
+def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Awaitable[Response]]:
+    """An async route handler that answers a ``RegistryError`` as its status and code."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return handler(request)
+        except RegistryError as exc:
+            return Response.json({"error": str(exc), "code": exc.code}, status=exc.status)
+
+    return run
 
 
 def add_registry_routes(
@@ -111,17 +123,6 @@ def add_registry_routes(
 
     def withdraw(tld: str) -> None:
         zones.remove(tld)
-
-    def guarded(
-        handler: Callable[[Request], Response],
-    ) -> Callable[[Request], Any]:
-        async def run(request: Request) -> Response:
-            try:
-                return handler(request)
-            except RegistryError as exc:
-                return Response.json({"error": str(exc), "code": exc.code}, status=exc.status)
-
-        return run
 
     def register(request: Request) -> Response:
         signer = signed(request)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import struct
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -247,6 +248,10 @@ def ds_records(keys: ZoneKeys, origin: str) -> list[str]:
     return [dns.dnssec.make_ds(origin, ksk, DSDigest.SHA256).to_text()]
 
 
+Keyring = dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset]
+"""DNSKEY RRsets by zone name, as ``dns.dnssec.validate`` takes them."""
+
+
 def verify_zone(zone: dns.zone.Zone, ds: Iterable[str] = (), *, now: float | None = None) -> None:
     """Check a zone before trusting it: the DNSKEY RRset matches ``ds`` (when given), every
     RRSIG verifies at ``now`` (default: the clock), and the ZONEMD digest matches. Raises
@@ -261,30 +266,66 @@ def verify_zone(zone: dns.zone.Zone, ds: Iterable[str] = (), *, now: float | Non
         made = {dns.dnssec.make_ds(origin, key, DSDigest.SHA256).to_text() for key in dnskeys}
         if not made & set(anchors):
             raise RegistryError(f"{origin}: no DNSKEY matches the trusted DS")
-    keyring: dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset] = {origin: dnskeys}
-    # Signatures cover names in absolute form: read the zone once without relativization.
-    absolute = dns.zone.from_text(
-        zone.to_text(relativize=False), origin=origin, relativize=False, check_origin=False
-    )
-    for owner, node in absolute.nodes.items():
-        for rdataset in node:
-            if rdataset.rdtype == dns.rdatatype.RRSIG:
-                continue
-            sigs = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdataset.rdtype)
-            if sigs is None:
-                raise RegistryError(f"{owner} {dns.rdatatype.to_text(rdataset.rdtype)}: unsigned")
-            rrset = dns.rrset.from_rdata_list(owner, rdataset.ttl, list(rdataset))
-            sigset = dns.rrset.from_rdata_list(owner, sigs.ttl, list(sigs))
-            try:
-                dns.dnssec.validate(rrset, sigset, keyring, now=now)
-            except dns.exception.ValidationFailure as exc:
-                raise RegistryError(
-                    f"{owner} {dns.rdatatype.to_text(rdataset.rdtype)}: {exc}"
-                ) from None
+    # Signers are relative in a relativized zone: find the keys under both names.
+    keyring: Keyring = {origin: dnskeys, dns.name.empty: dnskeys}
+    when = time.time() if now is None else now
+    cuts = delegations(zone)
+    for name, node in zone.nodes.items():
+        verify_node(origin, name, node, keyring, when, cut_above(name, cuts))
     try:
         zone.verify_digest()
     except dns.zone.DigestVerificationFailure as exc:
         raise RegistryError(f"{origin}: ZONEMD does not match the zone: {exc}") from None
+
+
+def delegations(zone: dns.zone.Zone) -> set[dns.name.Name]:
+    """The (relative) names below the apex that hold NS: zone cuts."""
+    ns = dns.rdatatype.NS
+    return {
+        name
+        for name, node in zone.nodes.items()
+        if len(name) and node.get_rdataset(dns.rdataclass.IN, ns) is not None
+    }
+
+
+def cut_above(name: dns.name.Name, cuts: set[dns.name.Name]) -> dns.name.Name | None:
+    """The zone cut at or above the relative ``name``, if any."""
+    while len(name):
+        if name in cuts:
+            return name
+        name = name.parent()
+    return None
+
+
+def verify_node(
+    origin: dns.name.Name,
+    name: dns.name.Name,
+    node: dns.node.Node,
+    keyring: Keyring,
+    now: float,
+    cut: dns.name.Name | None = None,
+) -> None:
+    """Every signed record set at the relative ``name`` verifies with ``keyring`` at ``now``;
+    ``RegistryError`` naming the first that does not. At a zone cut only DS and NSEC are
+    signed, and below one nothing is (glue): the ZONEMD digest alone covers those."""
+    if cut is not None and cut != name:
+        return
+    owner = name.derelativize(origin)
+    for rdataset in node:
+        if rdataset.rdtype == dns.rdatatype.RRSIG:
+            continue
+        if cut is not None and rdataset.rdtype not in (dns.rdatatype.DS, dns.rdatatype.NSEC):
+            continue
+        what = f"{owner} {dns.rdatatype.to_text(rdataset.rdtype)}"
+        sigs = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdataset.rdtype)
+        if sigs is None:
+            raise RegistryError(f"{what}: not signed")
+        rrset = dns.rrset.from_rdata_list(owner, rdataset.ttl, list(rdataset))
+        sigset = dns.rrset.from_rdata_list(owner, sigs.ttl, list(sigs))
+        try:
+            dns.dnssec.validate(rrset, sigset, keyring, origin=origin, now=now)
+        except dns.exception.ValidationFailure as exc:
+            raise RegistryError(f"{what}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
