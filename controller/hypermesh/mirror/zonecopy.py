@@ -16,7 +16,7 @@ pass of SHA-384 over bytes already encoded.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dns.dnssec
@@ -82,32 +82,39 @@ class ZoneCopy:
         except (dns.exception.DNSException, ValueError) as exc:
             raise BadCopy(f"{origin}: the zone does not parse: {exc}") from None
         copy = cls(zone=zone, ds=tuple(ds))
-        copy._check(list(zone.nodes), now)
+        copy._check(None, now)
         return copy
 
     def advanced(self, entries: Iterable[JournalEntry], *, now: float | None = None) -> ZoneCopy:
         """A new copy with ``entries`` applied in order and checked; this copy is unchanged.
         ``BadCopy`` when an entry does not follow on or the result does not check out."""
         zone = self.zone
-        touched: set[dns.name.Name] = set()
+        touched: dict[dns.name.Name, set[dns.rdatatype.RdataType]] = {}
         for entry in entries:
             if entry.from_serial != serial_of(zone):
                 raise BadCopy(
                     f"{entry.origin}: the increment starts at serial {entry.from_serial}, "
                     f"the copy is at {serial_of(zone)}"
                 )
-            zone, names = _applied(zone, entry)
-            touched |= names
+            zone, changed = _applied(zone, entry)
+            for name, types in changed.items():
+                touched.setdefault(name, set()).update(types)
             if serial_of(zone) != entry.to_serial:
                 raise BadCopy(
                     f"{entry.origin}: the increment to serial {entry.to_serial} leaves the SOA "
                     f"at {serial_of(zone)}"
                 )
         copy = ZoneCopy(zone=zone, ds=self.ds, digests=self.digests)
-        copy._check([*touched, dns.name.empty], now)
+        copy._check(touched, now)
         return copy
 
-    def _check(self, names: Iterable[dns.name.Name], now: float | None) -> None:
+    def _check(
+        self,
+        changed: Mapping[dns.name.Name, set[dns.rdatatype.RdataType]] | None,
+        now: float | None,
+    ) -> None:
+        """Check the record sets that ``changed`` (None: all of them) and the whole ZONEMD.
+        Record sets an increment did not touch are the very objects already checked."""
         zone, origin = self.zone, self.origin
         apex = zone.nodes.get(dns.name.empty)
         if apex is None:
@@ -123,10 +130,13 @@ class ZoneCopy:
         when = time.time() if now is None else now
         cuts = delegations(zone)
         try:
+            names = zone.nodes if changed is None else changed
             for name in names:
                 node = zone.nodes.get(name)
                 if node is not None:
-                    verify_node(origin, name, node, keyring, when, cut_above(name, cuts))
+                    only = None if changed is None else changed[name]
+                    cut = cut_above(name, cuts)
+                    verify_node(origin, name, node, keyring, when, cut, only=only)
         except RegistryError as exc:
             raise BadCopy(str(exc)) from None
         ordered = canonical_order(zone.nodes)
@@ -138,7 +148,9 @@ class ZoneCopy:
             raise BadCopy(f"{origin}: the ZONEMD digest does not match the zone")
 
 
-def _applied(zone: dns.zone.Zone, entry: JournalEntry) -> tuple[dns.zone.Zone, set[dns.name.Name]]:
+def _applied(
+    zone: dns.zone.Zone, entry: JournalEntry
+) -> tuple[dns.zone.Zone, dict[dns.name.Name, set[dns.rdatatype.RdataType]]]:
     """``zone`` with ``entry`` applied, sharing every node it does not touch."""
     origin = zone.origin
     assert origin is not None
@@ -192,7 +204,11 @@ def _applied(zone: dns.zone.Zone, entry: JournalEntry) -> tuple[dns.zone.Zone, s
     for name, node in owned.items():
         if not node.rdatasets:
             del new.nodes[name]
-    return new, set(owned)
+    changed: dict[dns.name.Name, set[dns.rdatatype.RdataType]] = {}
+    for name, rdtype, covers in sets:
+        # A changed signature calls for checking the set it covers.
+        changed.setdefault(name, set()).add(covers if rdtype == dns.rdatatype.RRSIG else rdtype)
+    return new, changed
 
 
 def _parse(origin: dns.name.Name, line: str) -> tuple[dns.name.Name, int, dns.rdata.Rdata]:

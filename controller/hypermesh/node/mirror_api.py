@@ -21,6 +21,7 @@ import urllib.parse
 from collections.abc import Callable
 
 import dns.name
+import dns.zone
 
 from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.anchors import Anchors, ZoneAnchor
@@ -68,6 +69,7 @@ def add_feed_routes(
 ) -> Router:
     """The registry node's side: anchors, increments and the change feed."""
     ds: dict[str, tuple[int, tuple[str, ...]]] = {}
+    answers: dict[tuple[str, int, int], tuple[dns.zone.Zone, Response]] = {}
 
     def anchors(_: Request) -> Response:
         served = zones.zones()
@@ -90,6 +92,17 @@ def add_feed_routes(
         if zone is None:
             return Response.error(404, f"{name} is not served here")
         current = serial_of(zone)
+        key = (name, serial, current)
+        known = answers.get(key)
+        if known is not None and known[0] is zone:
+            return known[1]  # every mirror asks the same question after a change
+        if len(answers) >= 64:
+            answers.clear()
+        response = increments(name, serial, zone, current)
+        answers[key] = (zone, response)
+        return response
+
+    def increments(name: str, serial: int, zone: dns.zone.Zone, current: int) -> Response:
         entries = registry.journal_since(name.rstrip("."), serial) if serial else None
         if entries is not None and (not entries or entries[-1].to_serial == current):
             return Response.json(

@@ -304,10 +304,13 @@ def verify_node(
     keyring: Keyring,
     now: float,
     cut: dns.name.Name | None = None,
+    *,
+    only: set[dns.rdatatype.RdataType] | None = None,
 ) -> None:
     """Every signed record set at the relative ``name`` verifies with ``keyring`` at ``now``;
     ``RegistryError`` naming the first that does not. At a zone cut only DS and NSEC are
-    signed, and below one nothing is (glue): the ZONEMD digest alone covers those."""
+    signed, and below one nothing is (glue): the ZONEMD digest alone covers those. With
+    ``only``, just the record sets of those types."""
     if cut is not None and cut != name:
         return
     owner = name.derelativize(origin)
@@ -315,6 +318,8 @@ def verify_node(
         if rdataset.rdtype == dns.rdatatype.RRSIG:
             continue
         if cut is not None and rdataset.rdtype not in (dns.rdatatype.DS, dns.rdatatype.NSEC):
+            continue
+        if only is not None and rdataset.rdtype not in only:
             continue
         what = f"{owner} {dns.rdatatype.to_text(rdataset.rdtype)}"
         sigs = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdataset.rdtype)
