@@ -165,3 +165,39 @@ def test_zones_are_signed_again_in_full_before_their_signatures_expire(where: st
         assert registry.resign_due() == []
     finally:
         registry.close()
+
+
+def test_a_restart_serves_the_same_signed_bytes_at_the_same_serial(where: str) -> None:
+    """Mirrors hold the signed zone; after a clean restart the registry serves exactly it, so
+    their increments still apply. A crash (no close) signs anew, still valid."""
+    clock = [_c.NOW]
+    registry = Registry.open(where, admin=_c.ADMIN.node_id, clock=lambda: clock[0])
+    info = registry.register("acme", OWNER, "demo")
+    registry.patch("acme", [Change("www", "A", "REPLACE", 60, ("192.0.2.1",))], signer=OWNER)
+    served = registry.zone("acme")
+    registry.close()
+
+    clock[0] += 3600  # a rebuild now would carry other signature times
+    reopened = Registry.open(where, clock=lambda: clock[0])
+    try:
+        again = reopened.zone("acme")
+        assert again.to_text() == served.to_text()
+        serial = reopened.patch(
+            "acme", [Change("www", "A", "REPLACE", 60, ("192.0.2.2",))], signer=OWNER
+        )
+        (entry,) = reopened.journal_since("acme", serial_of(served)) or []
+        assert entry.to_serial == serial
+        assert zone_records(apply_journal(served, entry)) == zone_records(reopened.zone("acme"))
+        verify_zone(reopened.zone("acme"), info.ds, now=clock[0])
+    finally:
+        reopened.engine.dispose()  # a crash: nothing saved
+
+    clock[0] += 3600
+    crashed = Registry.open(where, clock=lambda: clock[0])
+    try:
+        rebuilt = crashed.zone("acme")
+        assert serial_of(rebuilt) == serial
+        assert rebuilt.to_text() != served.to_text()
+        verify_zone(rebuilt, info.ds, now=clock[0])
+    finally:
+        crashed.close()

@@ -9,6 +9,7 @@ entry). Callers check signatures first (``signing.verify_request``) and pass the
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import dns.exception
 import dns.zone
 from sqlalchemy import delete, event, text
 from sqlalchemy.engine import Engine
@@ -34,6 +36,7 @@ from hypermesh.registry.tables import (
     RegistryBase,
     RegistryMetaRow,
     RRsetRow,
+    SignedZoneRow,
     TldRow,
 )
 from hypermesh.registry.zones import (
@@ -49,6 +52,8 @@ from hypermesh.registry.zones import (
     update_zone,
 )
 from hypermesh.transport.identity import is_node_id
+
+log = logging.getLogger("hypermesh.registry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +170,32 @@ class Registry:
         return registry
 
     def close(self) -> None:
+        """Save the signed zones as served (``SignedZoneRow``), then close the database."""
+        try:
+            self.save_signed()
+        except RegistryError as exc:
+            log.warning("signed zones not saved", extra={"error": str(exc)})
         self.engine.dispose()
+
+    def save_signed(self) -> int:
+        """Keep each cached signed zone that is still current, so a restart serves the same
+        bytes at the same serial; returns how many were saved."""
+        saved = 0
+        with self._transaction() as session:
+            for tld, signed in self._zones.items():
+                row = session.get(TldRow, tld)
+                if row is None or row.serial != signed.serial:
+                    continue
+                session.merge(
+                    SignedZoneRow(
+                        tld=tld,
+                        serial=signed.serial,
+                        signed_at=signed.signed_at,
+                        text=signed.zone.to_text(),
+                    )
+                )
+                saved += 1
+        return saved
 
     def _check_schema(self) -> None:
         """Record the version of a new database; upgrade an older one in one transaction."""
@@ -555,12 +585,38 @@ class Registry:
         cached = self._zones.get(row.name)
         if cached is not None and cached.serial == row.serial:
             return cached.zone
+        saved = self._saved_zone(row, session)
+        if saved is not None:
+            self._zones[row.name] = saved
+            return saved.zone
         if rrsets is None:
             assert session is not None
             rrsets = [_rrset(r) for r in self._rows(session, row.name)]
         zone = self._build(row, rrsets)
         self._zones[row.name] = _Signed(row.serial, zone, self.clock())
         return zone
+
+    def _saved_zone(self, row: TldRow, session: Session | None) -> _Signed | None:
+        """The zone saved at the last close, if it is still at ``row.serial`` and its
+        signatures are not due to be renewed."""
+        if session is None:
+            with self._transaction() as own:
+                return self._saved_zone(row, own)
+        saved = session.get(SignedZoneRow, row.name)
+        if (
+            saved is None
+            or saved.serial != row.serial
+            or self.clock() - saved.signed_at >= RESIGN_AFTER
+        ):
+            return None
+        try:
+            zone = dns.zone.from_text(
+                saved.text, origin=f"{row.name}.", relativize=True, check_origin=True
+            )
+        except dns.exception.DNSException as exc:
+            log.warning("saved zone unreadable", extra={"tld": row.name, "error": str(exc)})
+            return None
+        return _Signed(row.serial, zone, saved.signed_at)
 
     def _spec(self, row: TldRow, serial: int | None = None) -> ZoneSpec:
         return ZoneSpec(

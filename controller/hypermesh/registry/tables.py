@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from sqlalchemy import MetaData, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: the first tables. 2: ``registry_tlds.note`` (why a TLD was rejected or expired).
+3: ``registry_signed_zones`` (the signed zones as they were served, kept over a restart; a new
+table, which ``create_all`` makes).
 ``Registry.open`` upgrades older databases in place (``MIGRATIONS``), keeping their data."""
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -80,3 +82,16 @@ class NonceRow(RegistryBase, table=True):
     signer: str = Field(primary_key=True)
     nonce: str = Field(primary_key=True)
     seen_at: float = Field(index=True)
+
+
+class SignedZoneRow(RegistryBase, table=True):
+    """A zone exactly as it was signed and served, saved when the registry closes, so that
+    after a restart the same serial still means the same bytes and mirrors' increments apply."""
+
+    __tablename__ = "registry_signed_zones"
+    tld: str = Field(primary_key=True)
+    serial: int
+    signed_at: float
+    """When it was last signed in full (``Registry`` signs it again in full after half the
+    signatures' lifetime)."""
+    text: str
