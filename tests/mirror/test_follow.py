@@ -13,7 +13,9 @@ from pathlib import Path
 
 import dns.edns
 import dns.rcode
+import pytest
 
+from hypermesh.errors import TransportError
 from hypermesh.node.config import Upstream
 from tests.mirror.nodes import NodeProc, Owner, answer_values, start_node, wait_for
 
@@ -60,8 +62,13 @@ def test_mirrors_follow_the_registry_and_serve_stale_when_it_is_gone(
     assert mirror["transfers"]["refused"] == 0
     assert registry.status()["zones"]["acme."] == serial
 
-    # The registry goes away: the mirrors keep answering, then mark their answers stale.
+    # The registry goes away: writes get a clear error; the mirrors keep answering, then
+    # mark their answers stale.
     registry.stop()
+    owner.client.timeout = 2.0
+    with pytest.raises(TransportError, match=r"registry at .*: no answer within 2s \(is it"):
+        owner.put("acme", "www", "192.0.2.5")
+    owner.client.timeout = 10.0
     answer = m1.ask("www.acme.")
     assert answer_values(answer) == {"192.0.2.1"}
     stale = wait_for(

@@ -66,7 +66,9 @@ class RegistryClient:
                 )
         except TimeoutError:
             raise TransportError(
-                f"registry at {self.address}: no answer within {self.timeout:g}s"
+                f"registry at {self.address}: no answer within {self.timeout:g}s (is it "
+                "running and reachable? writes need the registry; mirrors go on answering "
+                "queries meanwhile)"
             ) from None
         except TransportError as exc:
             raise TransportError(f"registry at {self.address}: {exc}") from exc
