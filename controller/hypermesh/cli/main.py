@@ -230,11 +230,78 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_registry(sub)
+    _add_chain(sub)
     p = _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
     return parser
 
 
 REGISTRY = "hypermesh.cli.registry"
+
+
+CHAIN = "hypermesh.cli.chain"
+
+
+def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parent = _command(
+        sub,
+        "chain",
+        (CHAIN, "log"),
+        "a node's signed chain: log, show, append, verify, proof",
+        "hmctl chain log alpha",
+    )
+    actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        p = _command(actions, name, (CHAIN, name), summary, example)
+        p.add_argument("node", help="the node whose chain it is (a node of this state)")
+        p.add_argument(
+            "--timeout",
+            type=duration,
+            default=10.0,
+            metavar="DURATION",
+            help="give up after this long (default 10s)",
+        )
+        return p
+
+    p = action("log", "the latest blocks, newest first", "hmctl chain log alpha --limit 50")
+    p.add_argument("--limit", type=int, default=20, help="how many blocks (default 20)")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    p = action("show", "one block with its payload, as JSON", "hmctl chain show alpha 3")
+    p.add_argument("seq", type=int, help="the block's height")
+    p = action(
+        "append",
+        "append a block, signed with the node's own key",
+        "hmctl chain append alpha --text 'deployed v2'",
+    )
+    p.add_argument("--text", help="the payload, as text")
+    p.add_argument("--file", help="the payload, from a file")
+    p.add_argument("--kind", default="note", help="note (default), link, receipt, message, key")
+    p.add_argument(
+        "--link",
+        action="append",
+        default=[],
+        metavar="NODE_ID:SEQ:HASH",
+        help="a block of another chain this one has seen (repeatable, at most 16)",
+    )
+    action(
+        "verify",
+        "fetch the whole chain and check every block, link, tree head and payload",
+        "hmctl chain verify alpha",
+    )
+    p = action(
+        "proof",
+        "an inclusion proof of block SEQ (or a consistency proof), checked here",
+        "hmctl chain proof alpha 3 --size 10",
+    )
+    p.add_argument("seq", type=int, help="the block (or, with --consistency, the newer size)")
+    p.add_argument("--size", type=int, help="the tree size to prove against (default: all)")
+    p.add_argument(
+        "--consistency",
+        type=int,
+        metavar="OLD_SIZE",
+        help="prove that the first OLD_SIZE blocks are a prefix of the first SEQ blocks",
+    )
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
 
 def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

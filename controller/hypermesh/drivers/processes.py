@@ -147,6 +147,7 @@ class NodeProcessDriver:
             log_file=str(node_dir / LOG),
             web_listen=_web_listen(resource.spec, listen),
             registry=self._registry_of(resource, context),
+            chain=bool((resource.spec.get("chain") or {}).get("enabled", True)),
             peers=self._peers_of(resource, context),
         )
         write_atomic(node_dir / CONFIG, config.to_json())

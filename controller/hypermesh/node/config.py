@@ -73,6 +73,8 @@ class NodeConfig:
     the registry itself)."""
     peers: tuple[Upstream, ...] = ()
     """Other mirrors of the network, to take copies from while the registry is out of reach."""
+    chain: bool = True
+    """Whether the node keeps its own chain (``chain.db`` in its directory) and serves it."""
     mirror_expire: float | None = None
     """Seconds without word from the registry after which copies are served stale, when
     shorter than the zone's SOA expire (None: the SOA expire alone)."""
@@ -161,6 +163,7 @@ class NodeConfig:
                 for i, peer in enumerate(_list(data, "peers"))
             ),
             mirror_expire=data.get("mirror_expire"),
+            chain=bool(data.get("chain", True)),
         )
 
     @classmethod

@@ -24,11 +24,13 @@ from pathlib import Path
 from types import FrameType
 
 from hypermesh import __version__
+from hypermesh.chain.store import ChainStore
 from hypermesh.dns.answers import Answerer
 from hypermesh.dns.source import StaticZones, ZoneSource
 from hypermesh.errors import HyperMeshError
 from hypermesh.mirror.cache import ForwardingCache
 from hypermesh.mirror.follower import Follower, Peer
+from hypermesh.node.chain_api import add_chain_routes
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
@@ -106,6 +108,8 @@ def zone_source(config: NodeConfig) -> ZoneSource:
 
 
 REGISTRY_DB = "registry.db"
+CHAIN_DB = "chain.db"
+"""Under the node's directory: its own chain (SQLite, 0600)."""
 REGISTRY_ADMIN_DIR = "registry-admin"
 """Under the node's directory: the registry administrator's key (``identity.key``, 0600),
 created with the registry. ``hmctl registry`` signs administration requests with it."""
@@ -159,6 +163,10 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         tasks.append(asyncio.create_task(follower.run()))
         tasks.append(asyncio.create_task(follower.keep_marking_stale()))
         add_mirror_routes(router, follower)
+    chain: ChainStore | None = None
+    if config.chain:
+        chain = ChainStore.open(Path(config.node_dir) / CHAIN_DB, identity)
+        add_chain_routes(router, chain)
     answerer = Answerer(zones)
     add_dns_routes(router, answerer, metrics, cache.answer if cache is not None else None)
     local = metrics.metered("doq", answerer.answer)
@@ -218,6 +226,8 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         endpoint.close()
         if registry is not None:
             registry.close()
+        if chain is not None:
+            chain.close()
         remove_runtime(node_dir)
     log.info("node stopped", extra={"node": config.name})
     return EXIT_OK

@@ -1,0 +1,106 @@
+"""The chain API's client: reads from any node, appends signed by the node's own key."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from hypermesh.chain.block import BadBlock, Block, Link
+from hypermesh.chain.merkle import verify_consistency, verify_inclusion
+from hypermesh.chain.wire import block_from_json, link_json
+from hypermesh.errors import TransportError
+from hypermesh.registry.signing import sign_request
+from hypermesh.transport.client import connect_h3, h3_get_json
+from hypermesh.transport.identity import Identity
+
+API = "/chain/v1"
+PAGE = 500
+
+
+class ChainClient:
+    """The chain of the node at ``address`` whose key is ``identity`` (pinned)."""
+
+    def __init__(self, address: str, identity: str | None, *, timeout: float = 10.0) -> None:
+        self.address, self.identity, self.timeout = address, identity, timeout
+
+    async def _get(self, path: str) -> dict[str, Any]:
+        return await h3_get_json(
+            self.address, f"{API}{path}", expected_id=self.identity, timeout=self.timeout
+        )
+
+    async def head(self) -> dict[str, Any]:
+        return await self._get("/head")
+
+    async def block(self, seq: int) -> tuple[Block, bytes | None]:
+        return block_from_json(await self._get(f"/block?seq={seq}"))
+
+    async def blocks(self, start: int = 0) -> AsyncIterator[tuple[Block, bytes | None]]:
+        """Every block from ``start`` on, page by page, each checked on arrival."""
+        while True:
+            page = await self._get(f"/blocks?from={start}&limit={PAGE}")
+            items = page.get("blocks", [])
+            for item in items:
+                yield block_from_json(item)
+            if len(items) < PAGE:
+                return
+            start += len(items)
+
+    async def inclusion(self, seq: int, size: int | None = None) -> dict[str, Any]:
+        """The inclusion proof of block ``seq``, checked here; ``BadBlock`` if it fails."""
+        query = f"seq={seq}" + (f"&size={size}" if size is not None else "")
+        data = await self._get(f"/proof/inclusion?{query}")
+        proof = [bytes.fromhex(p) for p in data["proof"]]
+        leaf, root = bytes.fromhex(data["leaf"]), bytes.fromhex(data["root"])
+        block, _ = await self.block(seq)
+        if block.leaf != leaf or not verify_inclusion(leaf, seq, int(data["size"]), proof, root):
+            raise BadBlock(f"the inclusion proof of block {seq} does not verify")
+        return data
+
+    async def consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
+        """The consistency proof from ``old`` to ``new`` blocks, checked here."""
+        query = f"from={old}" + (f"&to={new}" if new is not None else "")
+        data = await self._get(f"/proof/consistency?{query}")
+        proof = [bytes.fromhex(p) for p in data["proof"]]
+        if not verify_consistency(
+            old,
+            int(data["to"]),
+            bytes.fromhex(data["oldRoot"]),
+            bytes.fromhex(data["root"]),
+            proof,
+        ):
+            raise BadBlock(f"the consistency proof from {old} to {data['to']} does not verify")
+        return data
+
+    async def append(
+        self, signer: Identity, kind: str, payload: bytes, links: tuple[Link, ...] = ()
+    ) -> Block:
+        """Append a block (``signer`` must be the node's own key)."""
+        body = json.dumps(
+            {
+                "kind": kind,
+                "payload": base64.b64encode(payload).decode(),
+                "links": [link_json(link) for link in links],
+            }
+        ).encode()
+        path = f"{API}/append"
+        headers = {"content-type": "application/json"}
+        headers |= sign_request(signer, "POST", path, body, now=time.time())
+        try:
+            async with (
+                asyncio.timeout(self.timeout),
+                connect_h3(self.address, expected_id=self.identity) as h3,
+            ):
+                status, _, answer = await h3.request(
+                    "POST", path, headers=list(headers.items()), body=body
+                )
+        except TimeoutError:
+            raise TransportError(f"{self.address}: no answer within {self.timeout:g}s") from None
+        data = json.loads(answer or b"{}")
+        if status != 201:
+            raise TransportError(f"{self.address}: append refused ({status}): {data.get('error')}")
+        block, _ = block_from_json(data)
+        return block

@@ -1,0 +1,160 @@
+"""The node's chain over HTTP/3 (``hypermesh.chain``).
+
+    GET  /chain/v1/head                              {"author", "size", "root", "head": block|null}
+    GET  /chain/v1/block?seq=N                       one block, with its payload when kept
+    GET  /chain/v1/blocks?from=N&limit=M             up to 500 blocks from N, with payloads
+    GET  /chain/v1/proof/inclusion?seq=N&size=S      {"seq", "size", "leaf", "root", "proof"}
+    GET  /chain/v1/proof/consistency?from=A&to=B     {"from", "to", "oldRoot", "root", "proof"}
+    POST /chain/v1/append  {"kind", "payload" (base64) | "text", "links"?}    signed by the node
+
+Appends are signed requests (the scheme of ``registry.signing``) and only the node's own key may
+make them: a chain has one writer. Reads are open until interface policies (``chain.read``,
+``chain.write``) land. A block is shown only once it is durable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from hypermesh.chain.block import BadBlock
+from hypermesh.chain.store import ChainError, ChainStore, GroupAppender
+from hypermesh.chain.wire import block_json, kind_number, link_from_json
+from hypermesh.node.router import Request, Response, Router
+from hypermesh.registry.errors import AuthError
+from hypermesh.registry.signing import MemoryNonceCache, verify_request
+
+PREFIX = "/chain/v1"
+MAX_RANGE = 500
+MAX_PAYLOAD = 64 * 1024
+"""Bytes of payload one block may carry through the API."""
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def add_chain_routes(
+    router: Router, store: ChainStore, *, clock: Callable[[], float] = time.time
+) -> Router:
+    appender = GroupAppender(store)
+    nonces = MemoryNonceCache()
+    owner = store.identity.node_id
+
+    def params(request: Request) -> dict[str, str]:
+        return {k: v[0] for k, v in urllib.parse.parse_qs(request.query).items()}
+
+    def number(values: dict[str, str], name: str, default: int | None = None) -> int:
+        raw = values.get(name)
+        if raw is None and default is not None:
+            return default
+        if raw is None or not raw.isdigit():
+            raise _Refused(400, f"{name} must be a whole number")
+        return int(raw)
+
+    def handler(run: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def guarded(request: Request) -> Response:
+            try:
+                result = run(request)
+                if hasattr(result, "__await__"):
+                    result = await result
+                return result if isinstance(result, Response) else Response.json(result)
+            except _Refused as exc:
+                return Response.error(exc.status, str(exc))
+            except (ChainError, ValueError) as exc:
+                return Response.error(404 if "no block" in str(exc) else 400, str(exc))
+            except BadBlock as exc:
+                return Response.error(400, str(exc))
+            except AuthError as exc:
+                return Response.error(401, str(exc))
+
+        return guarded
+
+    def head(_: Request) -> dict[str, Any]:
+        last = store.head
+        return {
+            "author": owner,
+            "size": store.size,
+            "root": store.root().hex(),
+            "head": None if last is None else block_json(last),
+        }
+
+    def block(request: Request) -> dict[str, Any]:
+        found = store.block(number(params(request), "seq"))
+        return block_json(found, store.payload(found))
+
+    def blocks(request: Request) -> dict[str, Any]:
+        values = params(request)
+        start = number(values, "from", 0)
+        limit = min(number(values, "limit", 100), MAX_RANGE)
+        return {
+            "author": owner,
+            "size": store.size,
+            "blocks": [block_json(b, store.payload(b)) for b in store.blocks(start, start + limit)],
+        }
+
+    def inclusion(request: Request) -> dict[str, Any]:
+        values = params(request)
+        seq = number(values, "seq")
+        size = number(values, "size", store.size)
+        proof = store.inclusion_proof(seq, size)
+        return {
+            "seq": seq,
+            "size": size,
+            "leaf": store.tree.leaf(seq).hex(),
+            "root": store.root(size).hex(),
+            "proof": [p.hex() for p in proof],
+        }
+
+    def consistency(request: Request) -> dict[str, Any]:
+        values = params(request)
+        old, new = number(values, "from"), number(values, "to", store.size)
+        proof = store.consistency_proof(old, new)
+        return {
+            "from": old,
+            "to": new,
+            "oldRoot": store.root(old).hex(),
+            "root": store.root(new).hex(),
+            "proof": [p.hex() for p in proof],
+        }
+
+    async def append(request: Request) -> Response:
+        full = request.path + (f"?{request.query}" if request.query else "")
+        signed = verify_request(
+            request.method, full, request.body, dict(request.headers), now=clock(), seen=nonces
+        )
+        if signed.signer != owner:
+            raise _Refused(403, f"only the node itself ({owner}) appends to its chain")
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError as exc:
+            raise _Refused(400, f"the body is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise _Refused(400, "the body must be a JSON object")
+        if "text" in data:
+            payload = str(data["text"]).encode()
+        else:
+            try:
+                payload = base64.b64decode(str(data.get("payload", "")), validate=True)
+            except (binascii.Error, ValueError):
+                raise _Refused(400, "payload must be base64") from None
+        if len(payload) > MAX_PAYLOAD:
+            raise _Refused(413, f"a payload has at most {MAX_PAYLOAD} bytes")
+        links = [link_from_json(link) for link in data.get("links", [])]
+        made = await appender.append(kind_number(data.get("kind", "note")), payload, links)
+        return Response.json(block_json(made), status=201)
+
+    router.add(f"{PREFIX}/head", handler(head))
+    router.add(f"{PREFIX}/block", handler(block))
+    router.add(f"{PREFIX}/blocks", handler(blocks))
+    router.add(f"{PREFIX}/proof/inclusion", handler(inclusion))
+    router.add(f"{PREFIX}/proof/consistency", handler(consistency))
+    router.add(f"{PREFIX}/append", handler(append), methods=("POST",))
+    return router
