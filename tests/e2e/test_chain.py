@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from hypermesh.chain.client import ChainClient
 from hypermesh.errors import TransportError
+from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import load_or_create_identity
 from tests.conftest import Hmctl
 from tests.e2e.conftest import items
@@ -47,3 +51,51 @@ def test_chain_append_log_verify_and_prove(hmctl: Hmctl, applied: Path) -> None:
     with pytest.raises(TransportError, match="append refused \\(403\\)"):
         asyncio.run(client.append(stranger, "note", b"forged"))
     assert asyncio.run(client.head())["size"] == 3
+
+
+def _followed(hmctl: Hmctl, node: str) -> dict[str, dict[str, object]]:
+    status = items(hmctl, "nodes")[node]["status"]
+    data = asyncio.run(
+        h3_get_json(status["address"], "/chain/v1/replicas", expected_id=status["identity"])
+    )
+    return {c["author"]: c for c in data["chains"]}
+
+
+def test_linked_chains_are_followed_and_a_lost_chain_comes_back(
+    hmctl: Hmctl, applied: Path
+) -> None:
+    for text in ("one", "two", "three"):
+        assert hmctl("chain", "append", "alpha", "--text", text).returncode == 0
+    nodes = items(hmctl, "nodes")
+    alpha = nodes["alpha"]["status"]
+    top = json.loads(hmctl("chain", "show", "alpha", "2").stdout)
+    link = f"{alpha['identity']}:2:{top['hash']}"
+    assert hmctl("chain", "append", "beta", "--kind", "link", "--link", link).returncode == 0
+
+    # beta now follows alpha's chain, every block checked on the way in.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        followed = _followed(hmctl, "beta").get(alpha["identity"])
+        if followed and followed["size"] == 3:
+            break
+        time.sleep(0.2)
+    assert followed == {**followed, "size": 3, "forkedAt": None}
+
+    # alpha loses its chain (a disk replaced); on its next start it takes its blocks back
+    # from beta before signing anything, so block 3 follows block 2 instead of forking at 0.
+    os.kill(int(alpha["pid"]), signal.SIGTERM)
+    node_dir = hmctl.state / "nodes" / "alpha"
+    deadline = time.monotonic() + 10
+    while (node_dir / "runtime.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for name in ("chain.db", "chain.db-wal", "chain.db-shm"):
+        (node_dir / name).unlink(missing_ok=True)
+    again = hmctl("apply", "-f", str(applied), "--timeout", "60s")
+    assert "alpha" in again.stdout, again.stdout + again.stderr
+    appended = hmctl("chain", "append", "alpha", "--text", "after the loss")
+    assert appended.returncode == 0, appended.stderr
+    assert appended.stdout.startswith("block 3 appended")
+    verified = hmctl("chain", "verify", "alpha")
+    assert verified.returncode == 0 and "verified: 4 blocks" in verified.stdout
+    time.sleep(2.5)  # a round of following
+    assert _followed(hmctl, "beta")[alpha["identity"]]["forkedAt"] is None

@@ -150,6 +150,22 @@ class Replicas:
         ).fetchone()
         return None if row is None else Block.from_wire(row[0])
 
+    def blocks(self, author: bytes, start: int = 0, limit: int = 500) -> list[Block]:
+        return [
+            Block.from_wire(wire)
+            for (wire,) in self._db.execute(
+                "SELECT wire FROM replica_blocks WHERE author = ? AND seq >= ? ORDER BY seq "
+                "LIMIT ?",
+                (author, start, limit),
+            )
+        ]
+
+    def payload(self, block: Block) -> bytes | None:
+        row = self._db.execute(
+            "SELECT data FROM replica_payloads WHERE hash = ?", (block.payload_hash,)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def tree(self, author: bytes) -> MerkleTree:
         return self._chain(author).tree
 

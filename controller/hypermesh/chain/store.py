@@ -188,6 +188,47 @@ class ChainStore:
         self._durable, self._last = self.tree.size, last  # durable now: publish
         return made
 
+    def restore(self, blocks: Sequence[tuple[Block, bytes | None]]) -> int:
+        """Take back blocks of this chain signed earlier and lost here (from a peer's copy):
+        each must be by this node and follow on; returns how many were added. ``BadBlock``
+        when one differs from what is held at its height (a fork already made)."""
+        added: list[tuple[Block, bytes | None]] = []
+        last, tree_size = self._last, self.tree.size
+        try:
+            for block, payload in blocks:
+                if block.author != self.identity.public_key_bytes:
+                    raise BadBlock(f"block {block.seq} is by another author")
+                if block.seq < self.tree.size:
+                    if self.block(block.seq).hash != block.hash:
+                        raise BadBlock(f"a peer holds another block at height {block.seq}")
+                    continue
+                if last is None:
+                    if block.seq != 0 or block.prev != ZERO:
+                        raise BadBlock(f"block {block.seq} does not start the chain")
+                else:
+                    block.follows(last, self.tree.root())
+                self.tree.append(block.leaf)
+                added.append((block, payload))
+                last = block
+            if added:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT INTO blocks (seq, hash, wire) VALUES (?, ?, ?)",
+                    [(b.seq, b.hash, b.wire) for b, _ in added],
+                )
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO payloads (hash, data) VALUES (?, ?)",
+                    [(b.payload_hash, p) for b, p in added if p is not None],
+                )
+                self._db.execute("COMMIT")
+        except (sqlite3.Error, BadBlock):
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self.tree.truncate(tree_size)
+            raise
+        self._durable, self._last = self.tree.size, last
+        return len(added)
+
     def redact(self, seq: int) -> bool:
         """Remove block ``seq``'s payload (the block stays, and the chain still verifies)."""
         block = self.block(seq)

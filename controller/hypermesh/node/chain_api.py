@@ -5,6 +5,9 @@
     GET  /chain/v1/blocks?from=N&limit=M             up to 500 blocks from N, with payloads
     GET  /chain/v1/proof/inclusion?seq=N&size=S      {"seq", "size", "leaf", "root", "proof"}
     GET  /chain/v1/proof/consistency?from=A&to=B     {"from", "to", "oldRoot", "root", "proof"}
+    GET  /chain/v1/replica?author=ID&from=N          blocks of a chain this node follows
+    GET  /chain/v1/replicas                          the chains it follows: size, head, fork
+    GET  /chain/v1/equivocations                     the proofs of equivocation it holds
     POST /chain/v1/append  {"kind", "payload" (base64) | "text", "links"?}    signed by the node
 
 Appends are signed requests (the scheme of ``registry.signing``) and only the node's own key may
@@ -14,6 +17,7 @@ make them: a chain has one writer. Reads are open until interface policies (``ch
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -23,11 +27,14 @@ from collections.abc import Callable
 from typing import Any
 
 from hypermesh.chain.block import BadBlock
+from hypermesh.chain.follower import ChainFollower
+from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainError, ChainStore, GroupAppender
 from hypermesh.chain.wire import block_json, kind_number, link_from_json
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.registry.errors import AuthError
 from hypermesh.registry.signing import MemoryNonceCache, verify_request
+from hypermesh.transport.identity import node_id_from_public_key, public_key_from_node_id
 
 PREFIX = "/chain/v1"
 MAX_RANGE = 500
@@ -42,8 +49,17 @@ class _Refused(Exception):
 
 
 def add_chain_routes(
-    router: Router, store: ChainStore, *, clock: Callable[[], float] = time.time
+    router: Router,
+    store: ChainStore,
+    *,
+    replicas: Replicas | None = None,
+    follower: ChainFollower | None = None,
+    ready: asyncio.Event | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Router:
+    """Route the chain API of ``store``; with ``replicas``, also the chains this node follows
+    and the equivocations it knows. Appends wait for ``ready`` (set once the node has taken
+    back from its peers any of its own blocks it had lost)."""
     appender = GroupAppender(store)
     nonces = MemoryNonceCache()
     owner = store.identity.node_id
@@ -148,8 +164,52 @@ def add_chain_routes(
         if len(payload) > MAX_PAYLOAD:
             raise _Refused(413, f"a payload has at most {MAX_PAYLOAD} bytes")
         links = [link_from_json(link) for link in data.get("links", [])]
-        made = await appender.append(kind_number(data.get("kind", "note")), payload, links)
+        kind = kind_number(data.get("kind", "note"))
+        if ready is not None:
+            await ready.wait()
+        made = await appender.append(kind, payload, links)
+        if follower is not None:
+            follower.note_links(made)
         return Response.json(block_json(made), status=201)
+
+    def replica(request: Request) -> dict[str, Any]:
+        values = params(request)
+        if replicas is None:
+            raise _Refused(404, "this node keeps no replicas")
+        try:
+            author = public_key_from_node_id(values.get("author", ""))
+        except ValueError as exc:
+            raise _Refused(400, f"author: {exc}") from None
+        if author == store.identity.public_key_bytes:
+            found = list(store.blocks(number(values, "from", 0), number(values, "from", 0) + 500))
+            payload = store.payload
+        else:
+            found = replicas.blocks(author, number(values, "from", 0), MAX_RANGE)
+            payload = replicas.payload
+        return {
+            "author": values["author"],
+            "forkedAt": replicas.forked_at(author),
+            "blocks": [block_json(b, payload(b)) for b in found],
+        }
+
+    def equivocations(_: Request) -> dict[str, Any]:
+        proofs = [] if replicas is None else [p.to_json() for p in replicas.equivocations()]
+        return {"equivocations": proofs}
+
+    def followed(_: Request) -> dict[str, Any]:
+        if replicas is None:
+            return {"chains": []}
+        return {
+            "chains": [
+                {
+                    "author": node_id_from_public_key(author),
+                    "size": replicas.size(author),
+                    "root": replicas.tree(author).root().hex(),
+                    "forkedAt": replicas.forked_at(author),
+                }
+                for author in replicas.authors()
+            ]
+        }
 
     router.add(f"{PREFIX}/head", handler(head))
     router.add(f"{PREFIX}/block", handler(block))
@@ -157,4 +217,7 @@ def add_chain_routes(
     router.add(f"{PREFIX}/proof/inclusion", handler(inclusion))
     router.add(f"{PREFIX}/proof/consistency", handler(consistency))
     router.add(f"{PREFIX}/append", handler(append), methods=("POST",))
+    router.add(f"{PREFIX}/replica", handler(replica))
+    router.add(f"{PREFIX}/replicas", handler(followed))
+    router.add(f"{PREFIX}/equivocations", handler(equivocations))
     return router

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import FrameType
 
 from hypermesh import __version__
+from hypermesh.chain.follower import ChainFollower, ChainPeer
+from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainStore
 from hypermesh.dns.answers import Answerer
 from hypermesh.dns.source import StaticZones, ZoneSource
@@ -110,6 +112,10 @@ def zone_source(config: NodeConfig) -> ZoneSource:
 REGISTRY_DB = "registry.db"
 CHAIN_DB = "chain.db"
 """Under the node's directory: its own chain (SQLite, 0600)."""
+REPLICAS_DB = "replicas.db"
+"""Under the node's directory: the chains it follows and the equivocations it knows."""
+RECOVERY_TIMEOUT = 10.0
+"""Seconds a starting node waits for its peers' copies of its own chain before appending."""
 REGISTRY_ADMIN_DIR = "registry-admin"
 """Under the node's directory: the registry administrator's key (``identity.key``, 0600),
 created with the registry. ``hmctl registry`` signs administration requests with it."""
@@ -164,9 +170,14 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         tasks.append(asyncio.create_task(follower.keep_marking_stale()))
         add_mirror_routes(router, follower)
     chain: ChainStore | None = None
+    replicas: Replicas | None = None
     if config.chain:
         chain = ChainStore.open(Path(config.node_dir) / CHAIN_DB, identity)
-        add_chain_routes(router, chain)
+        replicas = Replicas.open(Path(config.node_dir) / REPLICAS_DB)
+        chain_peers = ChainFollower(chain, replicas, lambda: _chain_peers(config))
+        ready = asyncio.Event()
+        tasks.append(asyncio.create_task(_follow_chains(chain_peers, ready)))
+        add_chain_routes(router, chain, replicas=replicas, follower=chain_peers, ready=ready)
     answerer = Answerer(zones)
     add_dns_routes(router, answerer, metrics, cache.answer if cache is not None else None)
     local = metrics.metered("doq", answerer.answer)
@@ -228,6 +239,8 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
             registry.close()
         if chain is not None:
             chain.close()
+        if replicas is not None:
+            replicas.close()
         remove_runtime(node_dir)
     log.info("node stopped", extra={"node": config.name})
     return EXIT_OK
@@ -264,6 +277,24 @@ def _peer(upstream: Upstream | None) -> Peer | None:
     if runtime is None:
         return None
     return Peer(runtime.address, read_node_id(Path(upstream.node_dir)))
+
+
+def _chain_peers(config: NodeConfig) -> list[ChainPeer]:
+    """The peers as the chain follower needs them: reachable now, key known."""
+    found = [_peer(upstream) for upstream in (*config.peers, config.registry)]
+    return [ChainPeer(p.address, p.identity) for p in found if p is not None and p.identity]
+
+
+async def _follow_chains(follower: ChainFollower, ready: asyncio.Event) -> None:
+    """Take back lost own blocks from the peers (bounded), allow appends, then follow."""
+    try:
+        async with asyncio.timeout(RECOVERY_TIMEOUT):
+            await follower.recover_own()
+    except TimeoutError:
+        log.warning("peers did not answer about the node's own chain in time")
+    finally:
+        ready.set()
+    await follower.run()
 
 
 def _zones_status(zones: ZoneSource, follower: Follower | None) -> Callable[[], dict[str, object]]:
