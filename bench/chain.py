@@ -9,6 +9,10 @@ Rows, in one run (``--count`` appends per append and group row):
     Ed25519-signed with cryptography's ``Ed25519PrivateKey``, SHA-256 of header + signature,
     and one row INSERTed in its own transaction with ChainStore's durability (WAL,
     ``synchronous=FULL``) into a fresh SQLite file: what one durable append costs at the least
+``append floor, store's SQL``
+    the same loop, its rows sent with ChainStore's own schema and statements (two tables, the
+    block hash's unique index, the payload keyed by its hash; ``BEGIN IMMEDIATE``): for
+    information, it splits the gap below into the SQL's share and our Python's
 ``append ChainStore.append``
     the real store, one commit per block, into a fresh chain file; goal: >= 0.7 x the floor
 ``group floor 100/commit``, ``group append_many(100)``
@@ -68,7 +72,7 @@ from hypermesh.chain.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from hypermesh.chain.store import ChainStore, Entry, GroupAppender
+from hypermesh.chain.store import SCHEMA, ChainStore, Entry, GroupAppender
 from hypermesh.chain.verify import verify_chain
 from hypermesh.transport.identity import Identity, verify_signature
 
@@ -127,21 +131,31 @@ def chunks(count: int) -> list[range]:
 
 class Floor:
     """The bare loop: per append a header in block v1's layout, signed and hashed, and one row
-    (sequence, hash, signed bytes, payload) committed with ChainStore's durability."""
+    (sequence, hash, signed bytes, payload) committed with ChainStore's durability.
 
-    def __init__(self, path: Path) -> None:
+    With ``store_sql``, the rows go into ChainStore's own tables with its own statements (two
+    tables, a unique index on the block hash, the payload keyed by its hash): the floor with
+    the store's SQL, which tells the SQL's share of the gap from our Python's."""
+
+    def __init__(self, path: Path, *, store_sql: bool = False) -> None:
         self.key = Ed25519PrivateKey.generate()
         self.public = self.key.public_key().public_bytes_raw()
+        self.store_sql = store_sql
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute(
-            "CREATE TABLE t (seq INTEGER PRIMARY KEY, hash BLOB, wire BLOB, payload BLOB)"
-        )
+        if store_sql:
+            self.db.executescript(SCHEMA)
+        else:
+            self.db.execute(
+                "CREATE TABLE t (seq INTEGER PRIMARY KEY, hash BLOB, wire BLOB, payload BLOB)"
+            )
         self.seq = 0
         self.prev = ZERO
 
-    def make(self, payload: bytes) -> tuple[int, bytes, bytes, bytes]:
+    def make(self, payload: bytes) -> tuple[int, bytes, bytes, bytes, bytes]:
+        """(seq, block hash, signed bytes, payload, payload hash) of the next append."""
+        digest = hashlib.sha256(payload).digest()
         body = HEADER.pack(
             b"HMCB",
             1,
@@ -153,20 +167,30 @@ class Floor:
             ZERO,
             int(time.time() * 1000),
             len(payload),
-            hashlib.sha256(payload).digest(),
+            digest,
         )
         wire = body + self.key.sign(CONTEXT + body)
-        made = (self.seq, hashlib.sha256(wire).digest(), wire, payload)
+        made = (self.seq, hashlib.sha256(wire).digest(), wire, payload, digest)
         self.seq, self.prev = self.seq + 1, made[1]
         return made
 
     def commit(self, batch: Sequence[bytes]) -> None:
         rows = [self.make(p) for p in batch]
-        self.db.execute("BEGIN")
-        if len(rows) == 1:
-            self.db.execute("INSERT INTO t VALUES (?, ?, ?, ?)", rows[0])
+        if self.store_sql:  # exactly what ChainStore.append_many sends
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT INTO blocks (seq, hash, wire) VALUES (?, ?, ?)", [r[:3] for r in rows]
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO payloads (hash, data) VALUES (?, ?)",
+                [(r[4], r[3]) for r in rows],
+            )
         else:
-            self.db.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows)
+            self.db.execute("BEGIN")
+            if len(rows) == 1:
+                self.db.execute("INSERT INTO t VALUES (?, ?, ?, ?)", rows[0][:4])
+            else:
+                self.db.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", [r[:4] for r in rows])
         self.db.execute("COMMIT")
 
     def close(self) -> None:
@@ -186,21 +210,26 @@ def timed(calls: range, one: Callable[[int], object]) -> float:
 def appends(folder: Path, count: int) -> None:
     data = payloads(count)
     floor = Floor(folder / "floor-1.db")
+    floor_sql = Floor(folder / "floor-sql.db", store_sql=True)
     store = ChainStore.open(folder / "chain-1.db", Identity.generate())
     try:
         for p in payloads(WARM_UP):  # the WAL file made, the pages cached: not counted
             floor.commit([p])
+            floor_sql.commit([p])
             store.append(KIND, p)
-        floor_s = store_s = 0.0
+        floor_s = sql_s = store_s = 0.0
         for part in chunks(count):
             floor_s += timed(part, lambda n: floor.commit([data[n]]))
+            sql_s += timed(part, lambda n: floor_sql.commit([data[n]]))
             store_s += timed(part, lambda n: store.append(KIND, data[n]))
         assert store.size == count + WARM_UP
     finally:
         floor.close()
+        floor_sql.close()
         store.close()
     header()
     row("append", "floor", count, floor_s, "1 commit each")
+    row("append", "floor, store's SQL", count, sql_s, f"{mine_ratio(sql_s, floor_s)} (info)")
     row("append", "ChainStore.append", count, store_s, mine_ratio(store_s, floor_s))
     goal(f"appends >= {GOAL}x the floor", floor_s / store_s)
 

@@ -81,6 +81,28 @@ def test_linked_chains_are_followed_and_a_lost_chain_comes_back(
         time.sleep(0.2)
     assert followed == {**followed, "size": 3, "forkedAt": None}
 
+    # beta's link block had seen alpha's first block: a bundle proves it, checked offline.
+    bundle = applied / "provenance.json"
+    made = hmctl(
+        "chain",
+        "provenance",
+        "beta",
+        "0",
+        "--origin",
+        f"{alpha['identity']}:0",
+        "--out",
+        str(bundle),
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    offline = hmctl("chain", "verify", "--bundle", str(bundle))
+    assert offline.returncode == 0 and "had seen block 0 of" in offline.stdout
+    data = json.loads(bundle.read_text())
+    assert [s["via"] for s in data["steps"]] == ["link", "history"]
+    data["steps"][1]["proof"][0] = "00" * 32
+    bundle.write_text(json.dumps(data))
+    forged = hmctl("chain", "verify", "--bundle", str(bundle))
+    assert forged.returncode == 1 and "inclusion proof does not verify" in forged.stdout
+
     # alpha loses its chain (a disk replaced); on its next start it takes its blocks back
     # from beta before signing anything, so block 3 follows block 2 instead of forking at 0.
     os.kill(int(alpha["pid"]), signal.SIGTERM)

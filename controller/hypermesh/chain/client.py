@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -74,6 +75,12 @@ class ChainClient:
         ):
             raise BadBlock(f"the consistency proof from {old} to {data['to']} does not verify")
         return data
+
+    async def provenance(self, seq: int, origin: str) -> dict[str, Any]:
+        """The node's bundle of proofs from its block ``seq`` back to ``origin``
+        (``NODE_ID:SEQ``), unchecked (see ``provenance.verify_bundle``)."""
+        query = urllib.parse.urlencode({"seq": seq, "origin": origin})
+        return await self._get(f"/provenance?{query}")
 
     async def append(
         self, signer: Identity, kind: str, payload: bytes, links: tuple[Link, ...] = ()

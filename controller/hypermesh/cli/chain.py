@@ -16,6 +16,7 @@ from typing import Any
 
 from hypermesh.chain.block import BadBlock, Block
 from hypermesh.chain.client import ChainClient
+from hypermesh.chain.provenance import Bundle, verify_bundle
 from hypermesh.chain.verify import verify_chain
 from hypermesh.chain.wire import block_json, kind_number, link_from_json
 from hypermesh.cli.common import state_dir
@@ -122,7 +123,28 @@ def _parse_link(text: str) -> dict[str, Any]:
     return {"author": parts[0], "seq": parts[1], "hash": parts[2]}
 
 
+def provenance(args: argparse.Namespace) -> int:
+    client, _ = _node(args)
+    data = asyncio.run(client.provenance(args.seq, args.origin))
+    try:
+        statement = verify_bundle(Bundle.from_json(data))
+    except BadBlock as exc:
+        print(f"FAILED: the node's bundle does not verify: {exc}")
+        return 1
+    text = json.dumps(data, indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"bundle written to {args.out}: {statement}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def verify(args: argparse.Namespace) -> int:
+    if args.bundle is not None:
+        return _verify_bundle(Path(args.bundle))
+    if not args.node:
+        raise UsageError("name a node, or give --bundle FILE")
     client, _ = _node(args)
 
     async def run() -> tuple[dict[str, Any], list[tuple[Block, bytes | None]]]:
@@ -164,4 +186,19 @@ def proof(args: argparse.Namespace) -> int:
         print(f"verified: {what} (head {data['root']}); proof of {len(data['proof'])} hashes:")
         for item in data["proof"]:
             print(f"  {item}")
+    return 0
+
+
+def _verify_bundle(path: Path) -> int:
+    """Offline: nothing but the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the bundle {path}: {exc}") from None
+    try:
+        statement = verify_bundle(Bundle.from_json(data))
+    except BadBlock as exc:
+        print(f"FAILED: {path}: {exc}")
+        return 1
+    print(f"verified: {statement}")
     return 0

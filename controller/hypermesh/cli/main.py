@@ -253,7 +253,11 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     def action(name: str, summary: str, example: str) -> argparse.ArgumentParser:
         p = _command(actions, name, (CHAIN, name), summary, example)
-        p.add_argument("node", help="the node whose chain it is (a node of this state)")
+        p.add_argument(
+            "node",
+            nargs="?" if name == "verify" else None,
+            help="the node whose chain it is (a node of this state)",
+        )
         p.add_argument(
             "--timeout",
             type=duration,
@@ -283,11 +287,21 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="NODE_ID:SEQ:HASH",
         help="a block of another chain this one has seen (repeatable, at most 16)",
     )
-    action(
+    p = action(
         "verify",
-        "fetch the whole chain and check every block, link, tree head and payload",
-        "hmctl chain verify alpha",
+        "fetch the whole chain and check every block, link, tree head and payload; or check "
+        "a provenance bundle offline",
+        "hmctl chain verify alpha   |   hmctl chain verify --bundle proof.json",
     )
+    p.add_argument("--bundle", metavar="FILE", help="check this provenance bundle, offline")
+    p = action(
+        "provenance",
+        "a bundle of proofs that block SEQ of NODE had seen an origin block of another chain",
+        "hmctl chain provenance beta 4 --origin hm1…:2 --out proof.json",
+    )
+    p.add_argument("seq", type=int, help="the block whose provenance is asked")
+    p.add_argument("--origin", required=True, metavar="NODE_ID:SEQ", help="the origin block")
+    p.add_argument("--out", metavar="FILE", help="write the bundle here (default: print it)")
     p = action(
         "proof",
         "an inclusion proof of block SEQ (or a consistency proof), checked here",

@@ -8,6 +8,8 @@
     GET  /chain/v1/replica?author=ID&from=N          blocks of a chain this node follows
     GET  /chain/v1/replicas                          the chains it follows: size, head, fork
     GET  /chain/v1/equivocations                     the proofs of equivocation it holds
+    GET  /chain/v1/provenance?seq=N&origin=ID:SEQ    a bundle of proofs from block N back to
+                                                     block SEQ of chain ID (``chain.provenance``)
     POST /chain/v1/append  {"kind", "payload" (base64) | "text", "links"?}    signed by the node
 
 Appends are signed requests (the scheme of ``registry.signing``) and only the node's own key may
@@ -26,8 +28,10 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from hypermesh.chain.block import BadBlock
+from hypermesh.chain.block import BadBlock, Block
 from hypermesh.chain.follower import ChainFollower
+from hypermesh.chain.merkle import MerkleTree
+from hypermesh.chain.provenance import find_path, parse_ref
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainError, ChainStore, GroupAppender
 from hypermesh.chain.wire import block_json, kind_number, link_from_json
@@ -192,6 +196,39 @@ def add_chain_routes(
             "blocks": [block_json(b, payload(b)) for b in found],
         }
 
+    def lookup(author: bytes, seq: int) -> Block | None:
+        if author == store.identity.public_key_bytes:
+            return store.block(seq) if seq < store.size else None
+        return None if replicas is None else replicas.block(author, seq)
+
+    def trees(author: bytes) -> MerkleTree | None:
+        if author == store.identity.public_key_bytes:
+            return store.tree
+        return None if replicas is None else replicas.tree(author)
+
+    def linked(author: bytes) -> list[int]:
+        if author == store.identity.public_key_bytes:
+            held: list[Block] = list(store.blocks())
+        else:
+            held = [] if replicas is None else replicas.blocks(author, 0, 1_000_000)
+        return [b.seq for b in held if b.links]
+
+    def provenance(request: Request) -> dict[str, Any]:
+        values = params(request)
+        target = store.block(number(values, "seq"))
+        try:
+            origin_author, origin_seq = parse_ref(values.get("origin", ""))
+        except ValueError as exc:
+            raise _Refused(400, f"origin: {exc}") from None
+        bundle = find_path(target, origin_author, origin_seq, lookup, trees, linked)
+        if bundle is None:
+            raise _Refused(
+                404,
+                f"no path from block {target.seq} to {values['origin']} through the blocks "
+                "this node holds",
+            )
+        return bundle.to_json()
+
     def equivocations(_: Request) -> dict[str, Any]:
         proofs = [] if replicas is None else [p.to_json() for p in replicas.equivocations()]
         return {"equivocations": proofs}
@@ -220,4 +257,5 @@ def add_chain_routes(
     router.add(f"{PREFIX}/replica", handler(replica))
     router.add(f"{PREFIX}/replicas", handler(followed))
     router.add(f"{PREFIX}/equivocations", handler(equivocations))
+    router.add(f"{PREFIX}/provenance", handler(provenance))
     return router
