@@ -377,7 +377,7 @@ def verification(count: int) -> None:
             started = time.perf_counter()
             run()
             best[label] = min(best[label], time.perf_counter() - started)
-    row("verify", "Block.create (no disk)", count, built, "building the chain: sign + self-check")
+    row("verify", "Block.create (no disk)", count, built, "building the chain: encode + sign")
     floor = best["raw verify"]
     for label, _, note in rows:
         extra = note if label == "raw verify" else f"{floor / best[label]:.2f}x raw; {note}"

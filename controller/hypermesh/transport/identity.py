@@ -104,7 +104,11 @@ def verify_signature(node_id: str, data: bytes, signature: bytes) -> bool:
     Strict: weak keys (``is_weak_public_key``) and non-canonical signatures (S not below the
     group order) are refused whatever the arithmetic says.
     """
-    raw = public_key_from_node_id(node_id)
+    return verify_with_key(public_key_from_node_id(node_id), data, signature)
+
+
+def verify_with_key(raw: bytes, data: bytes, signature: bytes) -> bool:
+    """``verify_signature`` for a raw 32-byte public key, with the same strict rules."""
     if is_weak_public_key(raw) or len(signature) != 64:
         return False
     if int.from_bytes(signature[32:], "little") >= _L:
