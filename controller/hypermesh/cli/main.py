@@ -40,6 +40,16 @@ def _add_files(parser: argparse.ArgumentParser, required: bool = True) -> None:
     )
 
 
+def _add_timeout(parser: argparse.ArgumentParser, default: float) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=duration,
+        default=default,
+        metavar="DURATION",
+        help=f"give up after this long (default {default:g}s)",
+    )
+
+
 def _command(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
@@ -214,13 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NODE_ID",
         help="with --verify: the registry's node ID (default: from the state)",
     )
-    p.add_argument(
-        "--timeout",
-        type=duration,
-        default=5.0,
-        metavar="DURATION",
-        help="give up after this long (default 5s)",
-    )
+    _add_timeout(p, 5.0)
     p.add_argument(
         "-o",
         "--output",
@@ -258,13 +262,7 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             nargs="?" if name == "verify" else None,
             help="the node whose chain it is (a node of this state)",
         )
-        p.add_argument(
-            "--timeout",
-            type=duration,
-            default=10.0,
-            metavar="DURATION",
-            help="give up after this long (default 10s)",
-        )
+        _add_timeout(p, 10.0)
         return p
 
     p = action("log", "the latest blocks, newest first", "hmctl chain log alpha --limit 50")
@@ -343,13 +341,7 @@ def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             metavar="FILE",
             help="the administrator's key (default: registry-admin/identity.key of the node)",
         )
-        p.add_argument(
-            "--timeout",
-            type=duration,
-            default=10.0,
-            metavar="DURATION",
-            help="give up after this long (default 10s)",
-        )
+        _add_timeout(p, 10.0)
         return p
 
     p = action(
