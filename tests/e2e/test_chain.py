@@ -121,3 +121,22 @@ def test_linked_chains_are_followed_and_a_lost_chain_comes_back(
     assert verified.returncode == 0 and "verified: 4 blocks" in verified.stdout
     time.sleep(2.5)  # a round of following
     assert _followed(hmctl, "beta")[alpha["identity"]]["forkedAt"] is None
+
+
+def test_checkpoints_are_witnessed_by_peers(hmctl: Hmctl, applied: Path) -> None:
+    for text in ("one", "two", "three"):
+        assert hmctl("chain", "append", "alpha", "--text", text).returncode == 0
+    alpha = items(hmctl, "nodes")["alpha"]["status"]
+    client = ChainClient(alpha["address"], alpha["identity"])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        checkpoint = asyncio.run(client.checkpoint())
+        if checkpoint["size"] == 2 and checkpoint["cosignatures"]:
+            break
+        time.sleep(0.3)
+    assert checkpoint["cosignatures"], checkpoint
+    witnessed = hmctl("chain", "verify", "alpha", "--witnesses", "1")
+    assert witnessed.returncode == 0, witnessed.stdout + witnessed.stderr
+    assert "witnessed: " in witnessed.stdout
+    too_many = hmctl("chain", "verify", "alpha", "--witnesses", "3")
+    assert too_many.returncode == 1 and "of the 3 witnesses required" in too_many.stdout

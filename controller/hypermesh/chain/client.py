@@ -82,6 +82,9 @@ class ChainClient:
         query = urllib.parse.urlencode({"seq": seq, "origin": origin})
         return await self._get(f"/provenance?{query}")
 
+    async def checkpoint(self) -> dict[str, Any]:
+        return await self._get("/checkpoint")
+
     async def append(
         self, signer: Identity, kind: str, payload: bytes, links: tuple[Link, ...] = ()
     ) -> Block:
@@ -111,3 +114,23 @@ class ChainClient:
             raise TransportError(f"{self.address}: append refused ({status}): {data.get('error')}")
         block, _ = block_from_json(data)
         return block
+
+
+async def ask_witness(peer: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST a cosigning request to the witness ``peer`` (address, identity)."""
+    raw = json.dumps(body).encode()
+    try:
+        async with (
+            asyncio.timeout(10.0),
+            connect_h3(peer.address, expected_id=peer.identity) as h3,
+        ):
+            status, _, answer = await h3.request(
+                "POST", f"{API}/witness", headers=[("content-type", "application/json")], body=raw
+            )
+    except TimeoutError:
+        raise TransportError(f"{peer.address}: the witness did not answer in time") from None
+    try:
+        data = json.loads(answer or b"{}")
+    except ValueError:
+        data = {}
+    return status, data if isinstance(data, dict) else {}

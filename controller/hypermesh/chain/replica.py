@@ -125,6 +125,11 @@ class Replicas:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database, for what lives beside the replicas (a witness's state)."""
+        return self._db
+
     def _chain(self, author: bytes) -> _Chain:
         chain = self._chains.get(author)
         if chain is None:

@@ -95,6 +95,11 @@ class ChainStore:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database, for the tables that live beside the chain (cosignatures)."""
+        return self._db
+
     # -- reading --------------------------------------------------------------------------
 
     @property

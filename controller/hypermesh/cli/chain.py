@@ -16,9 +16,11 @@ from typing import Any
 
 from hypermesh.chain.block import BadBlock, Block
 from hypermesh.chain.client import ChainClient
+from hypermesh.chain.merkle import MerkleTree
 from hypermesh.chain.provenance import Bundle, verify_bundle
 from hypermesh.chain.verify import verify_chain
 from hypermesh.chain.wire import block_json, kind_number, link_from_json
+from hypermesh.chain.witness import Cosignature, count_valid
 from hypermesh.cli.common import state_dir
 from hypermesh.cli.render import table
 from hypermesh.errors import UsageError
@@ -165,7 +167,41 @@ def verify(args: argparse.Namespace) -> int:
         f"chain of {args.node} verified: {result.size} blocks, tree head {result.root.hex()}, "
         f"{result.payloads_checked} payloads checked"
     )
+    if args.witnesses:
+        return _check_witnesses(args, client, author, MerkleTree(b.leaf for b, _ in got))
     return 0
+
+
+def _check_witnesses(
+    args: argparse.Namespace, client: ChainClient, author: bytes, tree: MerkleTree
+) -> int:
+    """Require ``--witnesses`` cosignatures, by other nodes of this state, on the chain's
+    latest checkpoint, which must be a head of the chain just verified."""
+    data = asyncio.run(client.checkpoint())
+    size, root = int(data["size"]), bytes.fromhex(data["root"])
+    if size > tree.size or tree.root(size) != root:
+        print(f"FAILED: the checkpoint (size {size}) is not a head of the chain verified")
+        return 1
+    trusted = _state_keys(args) - {author}
+    cosignatures = [Cosignature.from_json(c) for c in data.get("cosignatures", [])]
+    valid = count_valid(author, size, root, cosignatures, trusted)
+    if valid < args.witnesses:
+        print(
+            f"FAILED: {valid} of the {args.witnesses} witnesses required cosigned the checkpoint "
+            f"at size {size}"
+        )
+        return 1
+    print(f"witnessed: {valid} witnesses of this state cosigned the checkpoint at size {size}")
+    return 0
+
+
+def _state_keys(args: argparse.Namespace) -> set[bytes]:
+    store = StateStore.open(state_dir(args))
+    try:
+        ids = [r.status.get("identity") for r in store.records("Node")]
+    finally:
+        store.close()
+    return {public_key_from_node_id(str(i)) for i in ids if i}
 
 
 def proof(args: argparse.Namespace) -> int:

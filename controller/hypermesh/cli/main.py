@@ -292,6 +292,13 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "hmctl chain verify alpha   |   hmctl chain verify --bundle proof.json",
     )
     p.add_argument("--bundle", metavar="FILE", help="check this provenance bundle, offline")
+    p.add_argument(
+        "--witnesses",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also require K cosignatures of the latest checkpoint by other nodes of this state",
+    )
     p = action(
         "provenance",
         "a bundle of proofs that block SEQ of NODE had seen an origin block of another chain",

@@ -148,6 +148,7 @@ class NodeProcessDriver:
             web_listen=_web_listen(resource.spec, listen),
             registry=self._registry_of(resource, context),
             chain=bool((resource.spec.get("chain") or {}).get("enabled", True)),
+            witnesses=int((resource.spec.get("chain") or {}).get("witnesses", 0)),
             peers=self._peers_of(resource, context),
         )
         write_atomic(node_dir / CONFIG, config.to_json())

@@ -10,6 +10,9 @@
     GET  /chain/v1/equivocations                     the proofs of equivocation it holds
     GET  /chain/v1/provenance?seq=N&origin=ID:SEQ    a bundle of proofs from block N back to
                                                      block SEQ of chain ID (``chain.provenance``)
+    GET  /chain/v1/checkpoint                        the latest checkpoint and its cosignatures
+    POST /chain/v1/witness {"block", "oldSize", "proof"}   cosign another chain's checkpoint
+                                                     (``chain.witness``: C2SP tlog-witness rules)
     POST /chain/v1/append  {"kind", "payload" (base64) | "text", "links"?}    signed by the node
 
 Appends are signed requests (the scheme of ``registry.signing``) and only the node's own key may
@@ -35,6 +38,12 @@ from hypermesh.chain.provenance import find_path, parse_ref
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainError, ChainStore, GroupAppender
 from hypermesh.chain.wire import block_json, kind_number, link_from_json
+from hypermesh.chain.witness import (
+    CosignatureStore,
+    Witness,
+    WitnessRefusal,
+    checkpoint_of,
+)
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.registry.errors import AuthError
 from hypermesh.registry.signing import MemoryNonceCache, verify_request
@@ -59,6 +68,8 @@ def add_chain_routes(
     replicas: Replicas | None = None,
     follower: ChainFollower | None = None,
     ready: asyncio.Event | None = None,
+    witness: Witness | None = None,
+    cosignatures: CosignatureStore | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Router:
     """Route the chain API of ``store``; with ``replicas``, also the chains this node follows
@@ -229,6 +240,38 @@ def add_chain_routes(
             )
         return bundle.to_json()
 
+    def checkpoint(_: Request) -> dict[str, Any]:
+        last = store.head
+        if last is None:
+            raise _Refused(404, "the chain is empty: no checkpoint yet")
+        size, root = checkpoint_of(last)
+        found = [] if cosignatures is None else cosignatures.for_size(size)
+        return {
+            "author": owner,
+            "size": size,
+            "root": root.hex(),
+            "block": block_json(last),
+            "cosignatures": [c.to_json() for c in found if c.root == root],
+        }
+
+    async def cosign(request: Request) -> Response:
+        if witness is None:
+            raise _Refused(404, "this node does not witness chains")
+        try:
+            data = json.loads(request.body or b"{}")
+            block = Block.from_wire(base64.b64decode(str(data["block"]), validate=True))
+            old = int(data.get("oldSize", 0))
+            proof = [bytes.fromhex(str(p)) for p in data.get("proof", [])]
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise _Refused(
+                400, f"a cosigning request is {{block, oldSize, proof}}: {exc}"
+            ) from None
+        try:
+            made = witness.cosign(block, old, proof)
+        except WitnessRefusal as exc:
+            return Response.json({"error": str(exc), "held": exc.held}, status=exc.status)
+        return Response.json(made.to_json())
+
     def equivocations(_: Request) -> dict[str, Any]:
         proofs = [] if replicas is None else [p.to_json() for p in replicas.equivocations()]
         return {"equivocations": proofs}
@@ -258,4 +301,6 @@ def add_chain_routes(
     router.add(f"{PREFIX}/replicas", handler(followed))
     router.add(f"{PREFIX}/equivocations", handler(equivocations))
     router.add(f"{PREFIX}/provenance", handler(provenance))
+    router.add(f"{PREFIX}/checkpoint", handler(checkpoint))
+    router.add(f"{PREFIX}/witness", handler(cosign), methods=("POST",))
     return router

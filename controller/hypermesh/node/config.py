@@ -75,6 +75,8 @@ class NodeConfig:
     """Other mirrors of the network, to take copies from while the registry is out of reach."""
     chain: bool = True
     """Whether the node keeps its own chain (``chain.db`` in its directory) and serves it."""
+    witnesses: int = 0
+    """How many peers should cosign its chain's checkpoints (``spec.chain.witnesses``)."""
     mirror_expire: float | None = None
     """Seconds without word from the registry after which copies are served stale, when
     shorter than the zone's SOA expire (None: the SOA expire alone)."""
@@ -164,6 +166,7 @@ class NodeConfig:
             ),
             mirror_expire=data.get("mirror_expire"),
             chain=bool(data.get("chain", True)),
+            witnesses=int(data.get("witnesses", 0)),
         )
 
     @classmethod

@@ -24,9 +24,11 @@ from pathlib import Path
 from types import FrameType
 
 from hypermesh import __version__
+from hypermesh.chain.client import ask_witness
 from hypermesh.chain.follower import ChainFollower, ChainPeer
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainStore
+from hypermesh.chain.witness import CosignatureStore, CosignCollector, Witness
 from hypermesh.dns.answers import Answerer
 from hypermesh.dns.source import StaticZones, ZoneSource
 from hypermesh.errors import HyperMeshError
@@ -177,7 +179,21 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         chain_peers = ChainFollower(chain, replicas, lambda: _chain_peers(config))
         ready = asyncio.Event()
         tasks.append(asyncio.create_task(_follow_chains(chain_peers, ready)))
-        add_chain_routes(router, chain, replicas=replicas, follower=chain_peers, ready=ready)
+        cosignatures = CosignatureStore(chain.connection)
+        if config.witnesses:
+            collector = CosignCollector(
+                chain, cosignatures, lambda: _chain_peers(config), config.witnesses, ask_witness
+            )
+            tasks.append(asyncio.create_task(_collect_cosignatures(collector)))
+        add_chain_routes(
+            router,
+            chain,
+            replicas=replicas,
+            follower=chain_peers,
+            ready=ready,
+            witness=Witness(replicas.connection, identity),
+            cosignatures=cosignatures,
+        )
     answerer = Answerer(zones)
     add_dns_routes(router, answerer, metrics, cache.answer if cache is not None else None)
     local = metrics.metered("doq", answerer.answer)
@@ -295,6 +311,16 @@ async def _follow_chains(follower: ChainFollower, ready: asyncio.Event) -> None:
     finally:
         ready.set()
     await follower.run()
+
+
+async def _collect_cosignatures(collector: CosignCollector, interval: float = 1.0) -> None:
+    """Keep asking peers to witness the latest checkpoint."""
+    while True:
+        try:
+            await collector.round()
+        except Exception:  # a peer's bad answer must not end the task
+            log.exception("cosigning round failed")
+        await asyncio.sleep(interval)
 
 
 def _zones_status(zones: ZoneSource, follower: Follower | None) -> Callable[[], dict[str, object]]:

@@ -1,0 +1,287 @@
+"""Witness cosigning of chain heads, on the rules of C2SP tlog-witness.
+
+A checkpoint of a chain is (author, size, tree head): block ``size`` of the chain signs the tree
+head of blocks 0 … size-1, so the block itself is the author's signed checkpoint. A witness
+cosigns a checkpoint only after checking a consistency proof from the last checkpoint of that
+chain it cosigned — so once it has cosigned a size, it never cosigns a history that does not
+extend it. A client that requires k cosignatures from witnesses it trusts knows that the
+author showed those k witnesses one and the same history.
+
+The rules (``Witness.cosign``), as tlog-witness states them:
+
+- the author's signature on the checkpoint block must verify;
+- ``old_size`` must be the size this witness last cosigned for the chain (0 at first), else the
+  request is refused as a conflict naming the size it holds (the author retries with it);
+- the consistency proof from (old size, old head) to (size, head) must verify; a size smaller
+  than the last cosigned, or the same size with another head, is refused.
+
+A cosignature is Ed25519 by the witness's key over::
+
+    hypermesh-cosignature-v1 NUL || author key (32) || size (8) || tree head (32) || time (8)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sqlite3
+import struct
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hypermesh.chain.block import Block
+from hypermesh.chain.merkle import EMPTY_ROOT, verify_consistency
+from hypermesh.errors import HyperMeshError
+from hypermesh.transport.identity import (
+    Identity,
+    node_id_from_public_key,
+    public_key_from_node_id,
+    verify_with_key,
+)
+
+CONTEXT = b"hypermesh-cosignature-v1\0"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS witnessed (
+    author BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    root BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL,
+    witness BLOB NOT NULL,
+    root BLOB NOT NULL,
+    timestamp INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (size, witness)
+);
+"""
+
+
+class WitnessRefusal(HyperMeshError):
+    """A witness will not cosign; ``status`` is 409 (conflict: ``held`` says the size it last
+    cosigned) or 422 (the checkpoint or proof does not check out)."""
+
+    def __init__(self, message: str, status: int, held: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.held = held
+
+
+def cosigned_message(author: bytes, size: int, root: bytes, timestamp: int) -> bytes:
+    return CONTEXT + author + struct.pack(">Q", size) + root + struct.pack(">Q", timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class Cosignature:
+    witness: bytes
+    size: int
+    root: bytes
+    timestamp: int
+    signature: bytes
+
+    def valid_for(self, author: bytes) -> bool:
+        message = cosigned_message(author, self.size, self.root, self.timestamp)
+        return verify_with_key(self.witness, message, self.signature)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "witness": node_id_from_public_key(self.witness),
+            "size": self.size,
+            "root": self.root.hex(),
+            "timestamp": self.timestamp,
+            "signature": base64.b64encode(self.signature).decode(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Cosignature:
+        try:
+            return cls(
+                public_key_from_node_id(str(data["witness"])),
+                int(data["size"]),
+                bytes.fromhex(str(data["root"])),
+                int(data["timestamp"]),
+                base64.b64decode(str(data["signature"]), validate=True),
+            )
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise HyperMeshError(f"not a cosignature: {exc!r}") from None
+
+
+def checkpoint_of(block: Block) -> tuple[int, bytes]:
+    """The checkpoint a block signs: (its height = the size of the tree before it, that head)."""
+    return block.seq, block.tree_root
+
+
+class Witness:
+    """This node as a witness of other chains; its state in ``db``."""
+
+    def __init__(
+        self, db: sqlite3.Connection, identity: Identity, clock: Callable[[], float] = time.time
+    ):
+        self._db = db
+        self.identity = identity
+        self.clock = clock
+        db.executescript(SCHEMA)
+
+    def held(self, author: bytes) -> tuple[int, bytes]:
+        row = self._db.execute(
+            "SELECT size, root FROM witnessed WHERE author = ?", (author,)
+        ).fetchone()
+        return (0, EMPTY_ROOT) if row is None else (int(row[0]), bytes(row[1]))
+
+    def cosign(self, block: Block, old_size: int, proof: Sequence[bytes]) -> Cosignature:
+        """Cosign the checkpoint ``block`` signs, by the rules above (``block`` is decoded,
+        so its author's signature already checked)."""
+        size, root = checkpoint_of(block)
+        held_size, held_root = self.held(block.author)
+        if old_size != held_size:
+            raise WitnessRefusal(
+                f"this witness last cosigned size {held_size} of that chain, not {old_size}",
+                409,
+                held_size,
+            )
+        if size < held_size:
+            raise WitnessRefusal(
+                f"size {size} is smaller than the {held_size} already cosigned", 409, held_size
+            )
+        if held_size == 0:
+            consistent = True  # nothing cosigned yet: any history may start here
+        elif size == held_size:
+            consistent = root == held_root and not proof
+        else:
+            consistent = verify_consistency(held_size, size, held_root, root, proof)
+        if not consistent:
+            raise WitnessRefusal(
+                f"the chain at size {size} is not consistent with the size {held_size} "
+                "this witness cosigned",
+                422,
+                held_size,
+            )
+        timestamp = int(self.clock())
+        signature = self.identity.sign(cosigned_message(block.author, size, root, timestamp))
+        self._db.execute(
+            "INSERT INTO witnessed (author, size, root) VALUES (?, ?, ?) "
+            "ON CONFLICT(author) DO UPDATE SET size = excluded.size, root = excluded.root",
+            (block.author, size, root),
+        )
+        return Cosignature(self.identity.public_key_bytes, size, root, timestamp, signature)
+
+
+class CosignatureStore:
+    """The cosignatures an author collected for its own checkpoints."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        db.executescript(SCHEMA)
+
+    def add(self, cosignature: Cosignature) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO cosignatures (size, witness, root, timestamp, signature) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                cosignature.size,
+                cosignature.witness,
+                cosignature.root,
+                cosignature.timestamp,
+                cosignature.signature,
+            ),
+        )
+
+    def for_size(self, size: int) -> list[Cosignature]:
+        return [
+            Cosignature(bytes(w), size, bytes(r), int(t), bytes(s))
+            for w, r, t, s in self._db.execute(
+                "SELECT witness, root, timestamp, signature FROM cosignatures WHERE size = ?",
+                (size,),
+            )
+        ]
+
+    def last_by(self, witness: bytes) -> int:
+        row = self._db.execute(
+            "SELECT MAX(size) FROM cosignatures WHERE witness = ?", (witness,)
+        ).fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
+
+def count_valid(
+    author: bytes,
+    size: int,
+    root: bytes,
+    cosignatures: Sequence[Cosignature],
+    trusted: set[bytes] | None = None,
+) -> int:
+    """How many distinct witnesses (of ``trusted``, when given) validly cosigned exactly this
+    checkpoint."""
+    good = {
+        c.witness
+        for c in cosignatures
+        if c.size == size
+        and c.root == root
+        and c.witness != author
+        and (trusted is None or c.witness in trusted)
+        and c.valid_for(author)
+    }
+    return len(good)
+
+
+class CosignCollector:
+    """Asks peers to witness this node's latest checkpoint until ``wanted`` have cosigned it."""
+
+    def __init__(
+        self,
+        store: Any,
+        cosignatures: CosignatureStore,
+        peers: Callable[[], Sequence[Any]],
+        wanted: int,
+        ask: Callable[[Any, dict[str, Any]], Any],
+    ) -> None:
+        self.store = store
+        self.cosignatures = cosignatures
+        self.peers = peers
+        self.wanted = wanted
+        self.ask = ask
+        """``ask(peer, body)`` → awaitable of (status, JSON answer)."""
+
+    async def round(self) -> int:
+        """Ask the peers that have not cosigned the latest checkpoint; returns how many have."""
+        head = self.store.head
+        if head is None or self.wanted <= 0:
+            return 0
+        size, root = checkpoint_of(head)
+        have = {c.witness for c in self.cosignatures.for_size(size) if c.root == root}
+        for peer in self.peers():
+            if len(have) >= self.wanted:
+                break
+            key = public_key_from_node_id(peer.identity)
+            if key in have:
+                continue
+            old = self.cosignatures.last_by(key)
+            for _ in range(2):  # a conflict names the size the witness holds: retry with it
+                proof = self.store.consistency_proof(old, size) if 0 < old < size else []
+                body = {
+                    "block": base64.b64encode(head.wire).decode(),
+                    "oldSize": old,
+                    "proof": [p.hex() for p in proof],
+                }
+                try:
+                    status, answer = await self.ask(peer, body)
+                except HyperMeshError:
+                    break
+                if status == 409 and isinstance(answer.get("held"), int) and answer["held"] != old:
+                    old = int(answer["held"])
+                    if old > size:
+                        break
+                    continue
+                if status == 200:
+                    cosignature = Cosignature.from_json(answer)
+                    if (
+                        cosignature.size == size
+                        and cosignature.root == root
+                        and (cosignature.witness == key and cosignature.valid_for(head.author))
+                    ):
+                        self.cosignatures.add(cosignature)
+                        have.add(key)
+                break
+        return len(have)
