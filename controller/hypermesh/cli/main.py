@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_registry(sub)
     _add_chain(sub)
+    _add_message(sub)
     p = _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
     return parser
 
@@ -321,6 +322,43 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="prove that the first OLD_SIZE blocks are a prefix of the first SEQ blocks",
     )
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+
+MESSAGE = "hypermesh.cli.message"
+
+
+def _add_message(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parent = _command(
+        sub,
+        "message",
+        (MESSAGE, "inbox"),
+        "signed, end-to-end encrypted messages between nodes, with receipts on both chains",
+        "hmctl message send alpha beta --text 'hello'",
+    )
+    actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _command(
+        actions,
+        "send",
+        (MESSAGE, "send"),
+        "send a message from one node of this state to another",
+        "hmctl message send alpha beta --text 'deploy at noon'",
+    )
+    p.add_argument("sender", help="the sending node (its key signs)")
+    p.add_argument("to", help="the receiving node")
+    p.add_argument("--text", required=True, help="the message")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    _add_timeout(p, 10.0)
+    p = _command(
+        actions,
+        "inbox",
+        (MESSAGE, "inbox"),
+        "the messages a node received, newest first",
+        "hmctl message inbox beta",
+    )
+    p.add_argument("node", help="the node whose inbox (its key signs the request)")
+    p.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    _add_timeout(p, 10.0)
 
 
 def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

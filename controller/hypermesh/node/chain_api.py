@@ -44,9 +44,10 @@ from hypermesh.chain.witness import (
     WitnessRefusal,
     checkpoint_of,
 )
+from hypermesh.node.owner import check_owner
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.registry.errors import AuthError
-from hypermesh.registry.signing import MemoryNonceCache, verify_request
+from hypermesh.registry.signing import MemoryNonceCache
 from hypermesh.transport.identity import node_id_from_public_key, public_key_from_node_id
 
 PREFIX = "/chain/v1"
@@ -70,12 +71,13 @@ def add_chain_routes(
     ready: asyncio.Event | None = None,
     witness: Witness | None = None,
     cosignatures: CosignatureStore | None = None,
+    appender: GroupAppender | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Router:
     """Route the chain API of ``store``; with ``replicas``, also the chains this node follows
     and the equivocations it knows. Appends wait for ``ready`` (set once the node has taken
     back from its peers any of its own blocks it had lost)."""
-    appender = GroupAppender(store)
+    appender = appender or GroupAppender(store)
     nonces = MemoryNonceCache()
     owner = store.identity.node_id
 
@@ -104,7 +106,7 @@ def add_chain_routes(
             except BadBlock as exc:
                 return Response.error(400, str(exc))
             except AuthError as exc:
-                return Response.error(401, str(exc))
+                return Response.error(exc.status, str(exc))
 
         return guarded
 
@@ -157,12 +159,7 @@ def add_chain_routes(
         }
 
     async def append(request: Request) -> Response:
-        full = request.path + (f"?{request.query}" if request.query else "")
-        signed = verify_request(
-            request.method, full, request.body, dict(request.headers), now=clock(), seen=nonces
-        )
-        if signed.signer != owner:
-            raise _Refused(403, f"only the node itself ({owner}) appends to its chain")
+        check_owner(request, owner, nonces, clock)
         try:
             data = json.loads(request.body or b"{}")
         except ValueError as exc:

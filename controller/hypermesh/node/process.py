@@ -27,17 +27,20 @@ from hypermesh import __version__
 from hypermesh.chain.client import ask_witness
 from hypermesh.chain.follower import ChainFollower, ChainPeer
 from hypermesh.chain.replica import Replicas
-from hypermesh.chain.store import ChainStore
+from hypermesh.chain.store import ChainStore, GroupAppender
 from hypermesh.chain.witness import CosignatureStore, CosignCollector, Witness
 from hypermesh.dns.answers import Answerer
 from hypermesh.dns.source import StaticZones, ZoneSource
 from hypermesh.errors import HyperMeshError
+from hypermesh.messaging.envelope import load_or_create_message_key
+from hypermesh.messaging.inbox import Mailbox
 from hypermesh.mirror.cache import ForwardingCache
 from hypermesh.mirror.follower import Follower, Peer
 from hypermesh.node.chain_api import add_chain_routes
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
+from hypermesh.node.message_api import add_message_routes
 from hypermesh.node.metrics import NodeMetrics, add_metrics_route
 from hypermesh.node.mirror_api import add_feed_routes, add_mirror_routes, zone_feed
 from hypermesh.node.registry_api import (
@@ -47,7 +50,12 @@ from hypermesh.node.registry_api import (
     publish_zones,
 )
 from hypermesh.node.router import Router
-from hypermesh.node.routes import NodeView, add_dns_routes, add_node_routes
+from hypermesh.node.routes import (
+    NodeView,
+    add_dns_routes,
+    add_members_route,
+    add_node_routes,
+)
 from hypermesh.node.runtime import (
     RuntimeInfo,
     read_runtime,
@@ -114,6 +122,8 @@ def zone_source(config: NodeConfig) -> ZoneSource:
 REGISTRY_DB = "registry.db"
 CHAIN_DB = "chain.db"
 """Under the node's directory: its own chain (SQLite, 0600)."""
+MESSAGES_DB = "messages.db"
+"""Under the node's directory: messages received and sent (its key is ``message.key``)."""
 REPLICAS_DB = "replicas.db"
 """Under the node's directory: the chains it follows and the equivocations it knows."""
 RECOVERY_TIMEOUT = 10.0
@@ -173,6 +183,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         add_mirror_routes(router, follower)
     chain: ChainStore | None = None
     replicas: Replicas | None = None
+    mailbox: Mailbox | None = None
     if config.chain:
         chain = ChainStore.open(Path(config.node_dir) / CHAIN_DB, identity)
         replicas = Replicas.open(Path(config.node_dir) / REPLICAS_DB)
@@ -185,6 +196,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
                 chain, cosignatures, lambda: _chain_peers(config), config.witnesses, ask_witness
             )
             tasks.append(asyncio.create_task(_collect_cosignatures(collector)))
+        appender = GroupAppender(chain)
         add_chain_routes(
             router,
             chain,
@@ -193,7 +205,11 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
             ready=ready,
             witness=Witness(replicas.connection, identity),
             cosignatures=cosignatures,
+            appender=appender,
         )
+        mailbox = Mailbox.open(Path(config.node_dir) / MESSAGES_DB)
+        message_key = load_or_create_message_key(Path(config.node_dir))
+        add_message_routes(router, identity, message_key, mailbox, appender, ready=ready)
     answerer = Answerer(zones)
     add_dns_routes(router, answerer, metrics, cache.answer if cache is not None else None)
     local = metrics.metered("doq", answerer.answer)
@@ -223,6 +239,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         router,
         NodeView(config, runtime, started_monotonic, _zones_status(zones, follower)),
     )
+    add_members_route(router, lambda: _members(config, runtime))
     node_dir = Path(config.node_dir)
     web: WebServer | None = None
     try:
@@ -257,6 +274,8 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
             chain.close()
         if replicas is not None:
             replicas.close()
+        if mailbox is not None:
+            mailbox.close()
         remove_runtime(node_dir)
     log.info("node stopped", extra={"node": config.name})
     return EXIT_OK
@@ -293,6 +312,24 @@ def _peer(upstream: Upstream | None) -> Peer | None:
     if runtime is None:
         return None
     return Peer(runtime.address, read_node_id(Path(upstream.node_dir)))
+
+
+def _members(config: NodeConfig, runtime: RuntimeInfo) -> list[dict[str, object]]:
+    me: dict[str, object] = {
+        "name": config.name,
+        "address": runtime.address,
+        "identity": runtime.identity,
+        "roles": list(config.roles),
+    }
+    registry = _peer(config.registry)
+    known: list[tuple[Peer | None, list[str]]] = [(registry, ["registry"])]
+    known += [(_peer(upstream), []) for upstream in config.peers]
+    others: list[dict[str, object]] = [
+        {"address": p.address, "identity": p.identity, "roles": roles}
+        for p, roles in known
+        if p is not None and p.identity
+    ]
+    return [me, *others]
 
 
 def _chain_peers(config: NodeConfig) -> list[ChainPeer]:

@@ -96,3 +96,14 @@ def add_dns_routes(
 
     router.add(DOH_PATH, dns_query, methods=("GET", "POST"))
     return router
+
+
+def add_members_route(router: Router, members: Callable[[], list[dict[str, object]]]) -> Router:
+    """``GET /network/v1/members``: the nodes of the network this node knows (itself, its
+    registry, its peers), each with its address and node ID: how nodes find each other."""
+
+    async def serve(_: Request) -> Response:
+        return Response.json({"members": members()})
+
+    router.add("/network/v1/members", serve)
+    return router

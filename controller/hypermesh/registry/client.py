@@ -30,10 +30,19 @@ class RegistryClient:
     """Requests to the registry at ``address`` whose key must be ``expected_id`` (pinned; None
     accepts any key, for a first contact the caller checks otherwise)."""
 
-    def __init__(self, address: str, expected_id: str | None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        expected_id: str | None,
+        *,
+        timeout: float = 10.0,
+        label: str = "registry",
+    ) -> None:
         self.address = address
         self.expected_id = expected_id
         self.timeout = timeout
+        self.label = label
+        """What the errors call the other end (the client serves any signed JSON API)."""
 
     async def call(
         self,
@@ -66,12 +75,16 @@ class RegistryClient:
                 )
         except TimeoutError:
             raise TransportError(
-                f"registry at {self.address}: no answer within {self.timeout:g}s (is it "
-                "running and reachable? writes need the registry; mirrors go on answering "
-                "queries meanwhile)"
+                f"{self.label} at {self.address}: no answer within {self.timeout:g}s"
+                + (
+                    " (is it running and reachable? writes need the registry; mirrors go on "
+                    "answering queries meanwhile)"
+                    if self.label == "registry"
+                    else ""
+                )
             ) from None
         except TransportError as exc:
-            raise TransportError(f"registry at {self.address}: {exc}") from exc
+            raise TransportError(f"{self.label} at {self.address}: {exc}") from exc
         try:
             data = json.loads(answer or b"{}")
         except ValueError:
