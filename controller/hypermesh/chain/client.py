@@ -15,7 +15,7 @@ from hypermesh.chain.merkle import verify_consistency, verify_inclusion
 from hypermesh.chain.wire import block_from_json, link_json
 from hypermesh.errors import TransportError
 from hypermesh.registry.signing import sign_request
-from hypermesh.transport.client import connect_h3, h3_get_json
+from hypermesh.transport.client import connect_h3, h3_get_json, h3_post
 from hypermesh.transport.identity import Identity
 
 API = "/chain/v1"
@@ -118,19 +118,6 @@ class ChainClient:
 
 async def ask_witness(peer: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """POST a cosigning request to the witness ``peer`` (address, identity)."""
-    raw = json.dumps(body).encode()
-    try:
-        async with (
-            asyncio.timeout(10.0),
-            connect_h3(peer.address, expected_id=peer.identity) as h3,
-        ):
-            status, _, answer = await h3.request(
-                "POST", f"{API}/witness", headers=[("content-type", "application/json")], body=raw
-            )
-    except TimeoutError:
-        raise TransportError(f"{peer.address}: the witness did not answer in time") from None
-    try:
-        data = json.loads(answer or b"{}")
-    except ValueError:
-        data = {}
-    return status, data if isinstance(data, dict) else {}
+    return await h3_post(
+        peer.address, f"{API}/witness", json.dumps(body).encode(), expected_id=peer.identity
+    )

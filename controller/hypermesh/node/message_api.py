@@ -25,13 +25,12 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hypermesh.chain.block import KIND_NUMBERS, Link
 from hypermesh.chain.store import GroupAppender
-from hypermesh.errors import HyperMeshError, TransportError
+from hypermesh.errors import TransportError
 from hypermesh.messaging.envelope import (
     BadMessage,
     Ref,
@@ -45,7 +44,7 @@ from hypermesh.node.owner import check_owner
 from hypermesh.node.router import Handler, Request, Response, Router
 from hypermesh.registry.errors import AuthError
 from hypermesh.registry.signing import MemoryNonceCache
-from hypermesh.transport.client import connect_h3, h3_get_json
+from hypermesh.transport.client import h3_get_json, h3_post
 from hypermesh.transport.identity import Identity, public_key_from_node_id
 
 PREFIX = "/message/v1"
@@ -116,7 +115,9 @@ def add_message_routes(
                 timestamp_ms=int(clock() * 1000),
             )
             mailbox.sent(message_id, recipient, sent.seq)
-            status, answer = await _deliver(address, to, sealed)
+            status, answer = await h3_post(
+                address, f"{PREFIX}/inbox", sealed, expected_id=to, content_type=SEALED
+            )
         except (BadMessage, TransportError) as exc:
             return Response.error(502, f"not delivered: {exc}")
         if status != 201:
@@ -159,20 +160,3 @@ def _by_method(get: Handler, post: Handler) -> Handler:
         return await (post if request.method == "POST" else get)(request)
 
     return route
-
-
-async def _deliver(address: str, to: str, sealed: bytes) -> tuple[int, dict[str, Any]]:
-    try:
-        async with asyncio.timeout(10.0), connect_h3(address, expected_id=to) as h3:
-            status, _, body = await h3.request(
-                "POST", f"{PREFIX}/inbox", headers=[("content-type", SEALED)], body=sealed
-            )
-    except TimeoutError:
-        raise TransportError(f"{address}: no answer within 10s") from None
-    try:
-        data = json.loads(body or b"{}")
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        raise HyperMeshError(f"{address}: an answer that is not a JSON object")
-    return status, data

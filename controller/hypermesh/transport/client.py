@@ -357,6 +357,31 @@ async def h3_get_json(
     return data
 
 
+async def h3_post(
+    address: str,
+    path: str,
+    body: bytes,
+    *,
+    expected_id: str | None,
+    content_type: str = "application/json",
+    timeout: float = 10.0,  # noqa: ASYNC109 - as h3_get
+) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` over a fresh pinned connection; returns the status and the answer as a
+    JSON object (``{}`` when it is not one). ``TransportError`` when no answer comes in time."""
+    try:
+        async with asyncio.timeout(timeout), connect_h3(address, expected_id=expected_id) as h3:
+            status, _, answer = await h3.request(
+                "POST", path, headers=[("content-type", content_type)], body=body
+            )
+    except TimeoutError:
+        raise TransportError(f"{address}: no answer to POST {path} within {timeout:g}s") from None
+    try:
+        data = json.loads(answer or b"{}")
+    except ValueError:
+        data = {}
+    return status, data if isinstance(data, dict) else {}
+
+
 def fetch_status(address: str, expected_id: str | None, timeout: float = 5.0) -> dict[str, Any]:
     """``GET /status`` from a node, synchronously (for the command line; not inside a loop)."""
     return asyncio.run(h3_get_json(address, "/status", expected_id=expected_id, timeout=timeout))
