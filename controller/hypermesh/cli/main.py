@@ -236,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_registry(sub)
     _add_chain(sub)
     _add_message(sub)
+    _add_policy(sub)
     p = _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
     return parser
 
@@ -322,6 +323,29 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="prove that the first OLD_SIZE blocks are a prefix of the first SEQ blocks",
     )
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+
+def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parent = _command(
+        sub,
+        "policy",
+        ("hypermesh.cli.policy", "test"),
+        "interface policies: run their tests, or ask one who may do what",
+        "hmctl policy test -f examples/registry-and-names",
+    )
+    actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _command(
+        actions,
+        "test",
+        ("hypermesh.cli.policy", "test"),
+        "run each InterfacePolicy's tests (exit 1 if one fails), or decide one request",
+        "hmctl policy test -f net/ --from partner --to alpha --operation chain.read",
+    )
+    _add_files(p, required=True)
+    p.add_argument("--policy", metavar="NAME", help="only this InterfacePolicy")
+    p.add_argument("--from", dest="caller", metavar="NAME", help="the caller: a Node or Peer")
+    p.add_argument("--to", dest="target", metavar="NODE", help="the node it calls")
+    p.add_argument("--operation", metavar="OP", help="dns.query, chain.read, chain.write, …")
 
 
 MESSAGE = "hypermesh.cli.message"

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from hypermesh import API_VERSION
 from hypermesh.errors import ManifestError, Problem
 from hypermesh.model.loader import Document, FileCache, LoadResult, dotted, load
+from hypermesh.model.policy import PolicyEngine
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.schemas import KINDS, fast_validator_for, load_schema, validator_for
 
@@ -436,7 +437,7 @@ def check_references(
                     )
                 )
         elif kind == "InterfacePolicy":
-            _check_policy(resource, problems, ref, exists)
+            _check_policy(resource, problems, ref, exists, seen.values())
     return problems
 
 
@@ -535,7 +536,13 @@ def _normal_host(host: str) -> str:
         return host.lower()
 
 
-def _check_policy(resource: Resource, problems: list[Problem], ref: Any, exists: Any) -> None:
+def _check_policy(
+    resource: Resource,
+    problems: list[Problem],
+    ref: Any,
+    exists: Any,
+    resources: Iterable[Resource],
+) -> None:
     spec = resource.spec
     ns = resource.namespace
     groups = spec.get("groups", {})
@@ -582,3 +589,14 @@ def _check_policy(resource: Resource, problems: list[Problem], ref: Any, exists:
             )
         if "to" in test:
             ref(resource, "Node", test["to"], "tests", t, "to")
+    # The policy's own tests must hold before it is accepted (as Tailscale's ACL tests).
+    for result in PolicyEngine.of(spec, resources).run_tests():
+        if not result.passed:
+            problems.append(
+                Problem(
+                    resource.position("tests", result.index, "expect"),
+                    f"policy test {result.name!r} fails: {result.describe()}",
+                    str(resource.key),
+                    f"spec.tests[{result.index}]",
+                )
+            )
