@@ -32,6 +32,7 @@ from hypermesh.node.router import Request, Response, Router
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
 from hypermesh.transport.identity import Identity
+from hypermesh.transport.pinning import ask_for_client_certificates, client_node_id
 from hypermesh.transport.udp import tune_datagram_transport
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class NodeProtocol(QuicConnectionProtocol):
         dns_answer: DnsAnswer | None = None,
     ) -> None:
         super().__init__(quic, stream_handler)
+        ask_for_client_certificates(quic)
         self._router = router
         self._dns_answer = dns_answer
         self._http: H3Connection | None = None
@@ -221,6 +223,7 @@ class NodeProtocol(QuicConnectionProtocol):
             headers=tuple(headers),
             body=bytes(incoming.body),
             peer=self._peer,
+            peer_id=client_node_id(self._quic),
         )
 
     def _send(self, stream_id: int, response: Response) -> None:

@@ -27,8 +27,8 @@ from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEv
 from hypermesh import __version__
 from hypermesh.errors import TransportError
 from hypermesh.transport.address import parse_address
-from hypermesh.transport.certificates import DNS_SUFFIX
-from hypermesh.transport.identity import public_key_from_node_id
+from hypermesh.transport.certificates import DNS_SUFFIX, self_signed_certificate
+from hypermesh.transport.identity import Identity, public_key_from_node_id
 from hypermesh.transport.pinning import check_peer
 from hypermesh.transport.udp import tune_datagram_transport
 
@@ -233,25 +233,37 @@ def _describe_close(event: ConnectionTerminated) -> str:
     return f"{reason} (QUIC error 0x{event.error_code:x})"
 
 
-def client_configuration(expected_id: str | None, alpn: str = "h3") -> QuicConfiguration:
-    """A client configuration that accepts any certificate; the caller pins the node ID."""
-    return QuicConfiguration(
+def client_configuration(
+    expected_id: str | None, alpn: str = "h3", identity: Identity | None = None
+) -> QuicConfiguration:
+    """A client configuration that accepts any certificate; the caller pins the node ID. With
+    ``identity``, the client presents a certificate for its key when the server asks, and so
+    proves to the server which node it is (mutual authentication)."""
+    configuration = QuicConfiguration(
         is_client=True,
         alpn_protocols=[alpn],
         verify_mode=ssl.CERT_NONE,
         server_name=expected_id + DNS_SUFFIX if expected_id else None,
     )
+    if identity is not None:
+        configuration.certificate = self_signed_certificate(identity)
+        configuration.private_key = identity.private_key
+    return configuration
 
 
 @asynccontextmanager
-async def connect_h3(address: str, *, expected_id: str | None) -> AsyncIterator[H3ClientProtocol]:
+async def connect_h3(
+    address: str, *, expected_id: str | None, identity: Identity | None = None
+) -> AsyncIterator[H3ClientProtocol]:
     """Open an HTTP/3 connection to ``address`` and check the peer is ``expected_id``.
 
     Bound the wait with ``asyncio.timeout()`` around this: a QUIC peer that is not there only
     ever shows as silence. Raises ``TransportError``, or ``IdentityMismatch`` before any
     request is sent; ``ValueError`` when ``expected_id`` is not a well-formed node ID.
     """
-    async with connect_pinned(address, expected_id=expected_id, protocol=H3ClientProtocol) as h3:
+    async with connect_pinned(
+        address, expected_id=expected_id, protocol=H3ClientProtocol, identity=identity
+    ) as h3:
         yield h3
 
 
@@ -265,6 +277,7 @@ async def connect_pinned(
     expected_id: str | None,
     protocol: Callable[[QuicConnection], P],
     alpn: str = "h3",
+    identity: Identity | None = None,
 ) -> AsyncIterator[P]:
     """A QUIC connection to ``address`` speaking ``alpn``, whose peer is checked to be
     ``expected_id`` before the caller gets it (see ``connect_h3``)."""
@@ -280,7 +293,7 @@ async def connect_pinned(
     except OSError as exc:
         raise TransportError(f"{address}: cannot resolve {host!r}: {exc}") from exc
     family, _, _, _, sockaddr = infos[0]
-    configuration = client_configuration(expected_id, alpn)
+    configuration = client_configuration(expected_id, alpn, identity)
     if configuration.server_name is None:
         configuration.server_name = host
     quic = QuicConnection(configuration=configuration)

@@ -44,3 +44,31 @@ def check_peer(quic: QuicConnection, expected_id: str | None, address: str) -> s
             f"is {short_id(actual)}… ({actual})"
         )
     return actual
+
+
+def ask_for_client_certificates(quic: QuicConnection) -> None:
+    """Make a server connection ask the client for its certificate (TLS CertificateRequest),
+    so that a client holding a node key proves it in the handshake. A client without one
+    answers with an empty Certificate and stays anonymous.
+
+    aioquic 1.7 has the switch on its TLS context only (``_request_client_certificate``), and
+    makes that context when the first Initial packet arrives: wrap that step.
+    """
+    initialize = quic._initialize
+
+    def initialize_and_ask(peer_cid: bytes) -> None:
+        initialize(peer_cid)
+        quic.tls._request_client_certificate = True
+
+    quic._initialize = initialize_and_ask  # type: ignore[method-assign]
+
+
+def client_node_id(quic: QuicConnection) -> str | None:
+    """The node ID a client proved in the handshake, or None for an anonymous client."""
+    tls = getattr(quic, "tls", None)
+    if tls is None or tls._peer_certificate is None:
+        return None
+    try:
+        return node_id_from_certificate(tls._peer_certificate)
+    except ValueError:
+        return None
