@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hypermesh.model.policy import OPERATIONS, Member, PolicyEngine
+from hypermesh.policy import OPERATIONS, Member, PolicyEngine
 from tests.conftest import EXAMPLES, Hmctl
 
 SPEC: dict[str, Any] = {

@@ -8,8 +8,8 @@ import sys
 
 from hypermesh.cli.render import error, table
 from hypermesh.model.loader import load
-from hypermesh.model.policy import OPERATIONS, PolicyEngine
 from hypermesh.model.validate import build
+from hypermesh.policy import OPERATIONS, PolicyEngine
 
 
 def test(args: argparse.Namespace) -> int:

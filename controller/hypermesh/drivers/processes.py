@@ -31,7 +31,7 @@ from hypermesh.node.lockfile import running_pid
 from hypermesh.node.runtime import RuntimeInfo, read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.transport.client import h3_get_json
-from hypermesh.transport.identity import read_node_id
+from hypermesh.transport.identity import load_or_create_identity, read_node_id
 
 CONFIG = "config.json"
 LOG = "node.log"
@@ -103,6 +103,8 @@ class NodeProcessDriver:
         base["startedAt"] = runtime.started_at
         if runtime.web:
             base["webAddress"] = runtime.web
+        if runtime.private:
+            base["privateAddress"] = runtime.private
         if applied is not None and _listen_changed(applied, address):
             return Live(True, ("listen address differs from the spec",), base, True)
         try:
@@ -147,6 +149,7 @@ class NodeProcessDriver:
             log_file=str(node_dir / LOG),
             web_listen=_web_listen(resource.spec, listen),
             registry=self._registry_of(resource, context),
+            **self._private_of(resource, context, listen),
             chain=bool((resource.spec.get("chain") or {}).get("enabled", True)),
             witnesses=int((resource.spec.get("chain") or {}).get("witnesses", 0)),
             peers=self._peers_of(resource, context),
@@ -175,6 +178,45 @@ class NodeProcessDriver:
         if registry.get("endpoint") and registry.get("identity"):
             return Upstream(address=str(registry["endpoint"]), identity=str(registry["identity"]))
         return None
+
+    def _private_of(self, resource: Resource, context: ApplyContext, listen: str) -> dict[str, Any]:
+        """For a node with a private interface: where it listens (the public host, any free
+        port), the network's members by node ID, and the private InterfacePolicy."""
+        if "private" not in resource.spec.get("interfaces", ()):
+            return {}
+        network = resource.spec.get("network")
+        directory: dict[str, dict[str, Any]] = {}
+        for other in context.desired.of_kind("Node"):
+            if other.spec.get("network") == network:
+                # The key is made here if the node has not started yet, so every member is
+                # known to every other from the first start on.
+                key = load_or_create_identity(self.node_dir(other.key))
+                directory[other.name] = {
+                    "kind": "Node",
+                    "identity": key.node_id,
+                    "tags": list(other.spec.get("tags", ())),
+                }
+        for peer in context.desired.of_kind("Peer"):
+            if peer.spec.get("network") == network and peer.spec.get("identity"):
+                directory[peer.name] = {
+                    "kind": "Peer",
+                    "identity": str(peer.spec["identity"]),
+                    "tags": list(peer.spec.get("tags", ())),
+                }
+        policy = next(
+            (
+                dict(p.spec)
+                for p in context.desired.of_kind("InterfacePolicy")
+                if p.spec.get("network") == network and p.spec.get("interface") == "private"
+            ),
+            None,
+        )
+        host = split_host_port(listen)[0]
+        return {
+            "private_listen": f"[{host}]:0" if ":" in host else f"{host}:0",
+            "directory": directory,
+            "private_policy": policy,
+        }
 
     def _peers_of(self, resource: Resource, context: ApplyContext) -> tuple[Upstream, ...]:
         """Other mirrors of the same network (at most ``MAX_PEERS``), to copy zones from
@@ -234,7 +276,11 @@ class NodeProcessDriver:
                     "pid": child.pid,
                     "startedAt": runtime.started_at,
                 }
-                return started | ({"webAddress": runtime.web} if runtime.web else {})
+                return (
+                    started
+                    | ({"webAddress": runtime.web} if runtime.web else {})
+                    | ({"privateAddress": runtime.private} if runtime.private else {})
+                )
             await asyncio.sleep(0.05)
         await self._stop_dir(node_dir)
         raise TemporaryError(

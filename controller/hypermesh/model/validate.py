@@ -17,9 +17,9 @@ from typing import Any, BinaryIO
 from hypermesh import API_VERSION
 from hypermesh.errors import ManifestError, Problem
 from hypermesh.model.loader import Document, FileCache, LoadResult, dotted, load
-from hypermesh.model.policy import PolicyEngine
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.schemas import KINDS, fast_validator_for, load_schema, validator_for
+from hypermesh.policy import PolicyEngine
 
 
 def load_desired(paths: Iterable[str], stdin: BinaryIO | None = None) -> DesiredState:

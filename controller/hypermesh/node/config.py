@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,14 @@ class NodeConfig:
     the registry itself)."""
     peers: tuple[Upstream, ...] = ()
     """Other mirrors of the network, to take copies from while the registry is out of reach."""
+    private_listen: str | None = None
+    """Where to bind the private interface (``host:port``, port 0: any free one); None: the
+    node has none."""
+    directory: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The Network's Nodes and Peers by name: ``{"kind", "identity", "tags"}``; members are
+    admitted on the private interface by the node ID they prove."""
+    private_policy: Mapping[str, Any] | None = None
+    """The spec of the network's InterfacePolicy for the private interface, if declared."""
     chain: bool = True
     """Whether the node keeps its own chain (``chain.db`` in its directory) and serves it."""
     witnesses: int = 0
@@ -87,6 +96,10 @@ class NodeConfig:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string")
         parse_address(self.listen)
+        if self.private_listen is not None:
+            parse_address(self.private_listen)
+        if not isinstance(self.directory, Mapping):
+            raise ValueError("directory must be an object")
         if self.web_listen is not None:
             if not isinstance(self.web_listen, str):
                 raise ValueError("web_listen must be null or host:port")
@@ -166,6 +179,9 @@ class NodeConfig:
             ),
             mirror_expire=data.get("mirror_expire"),
             chain=bool(data.get("chain", True)),
+            private_listen=data.get("private_listen"),
+            directory=dict(data.get("directory") or {}),
+            private_policy=data.get("private_policy"),
             witnesses=int(data.get("witnesses", 0)),
         )
 

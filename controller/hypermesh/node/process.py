@@ -43,6 +43,7 @@ from hypermesh.node.logs import log_to_file
 from hypermesh.node.message_api import add_message_routes
 from hypermesh.node.metrics import NodeMetrics, add_metrics_route
 from hypermesh.node.mirror_api import add_feed_routes, add_mirror_routes, zone_feed
+from hypermesh.node.private import PrivateGate
 from hypermesh.node.registry_api import (
     add_registry_routes,
     expire_due,
@@ -63,7 +64,7 @@ from hypermesh.node.runtime import (
     rfc3339,
     write_runtime,
 )
-from hypermesh.node.server import bind_endpoint, server_configuration
+from hypermesh.node.server import Endpoint, bind_endpoint, server_configuration
 from hypermesh.node.web import WebServer, start_web
 from hypermesh.registry.service import Registry
 from hypermesh.registry.zones import serial_of
@@ -227,6 +228,22 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         dns_answer=dns_answer,
         prefer_port=config.prefer_port,
     )
+    private: Endpoint | None = None
+    if config.private_listen is not None:
+        gate = PrivateGate.of(config.name, config.directory, config.private_policy)
+        host, port = parse_address(config.private_listen)
+        try:
+            private = await bind_endpoint(
+                host,
+                port,
+                configuration=server_configuration(identity),
+                router=router,
+                dns_answer=dns_answer,
+                gate=gate.decide,
+            )
+        except OSError:
+            endpoint.close()
+            raise
     runtime = RuntimeInfo(
         pid=os.getpid(),
         address=endpoint.address,
@@ -234,6 +251,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         started_at=started_at,
         version=__version__,
         generation=config.generation,
+        private=private.address if private is not None else None,
     )
     add_node_routes(
         router,
@@ -268,6 +286,8 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         if web is not None:
             web.close()
         endpoint.close()
+        if private is not None:
+            private.close()
         if registry is not None:
             registry.close()
         if chain is not None:

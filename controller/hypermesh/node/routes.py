@@ -43,6 +43,7 @@ class NodeView:
             "pid": self.runtime.pid,
             "started_at": self.runtime.started_at,
             "generation": self.runtime.generation,
+            "privateAddress": self.runtime.private,
             **self.more(),
         }
 

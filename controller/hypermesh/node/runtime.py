@@ -42,6 +42,8 @@ class RuntimeInfo:
     """The configuration generation the node was started with."""
     web: str | None = None
     """The bound ``host:port`` of the read-only pages over TCP, when the node serves them."""
+    private: str | None = None
+    """The bound ``host:port`` of the private interface, when the node has one."""
 
     def to_json(self) -> str:
         """The file's text (sorted keys, newline)."""
@@ -62,6 +64,7 @@ class RuntimeInfo:
                 version=str(data["version"]),
                 generation=int(data["generation"]),
                 web=str(data["web"]) if data.get("web") else None,
+                private=str(data["private"]) if data.get("private") else None,
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"runtime file lacks or mistypes {exc}") from exc

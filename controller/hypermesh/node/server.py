@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -28,6 +28,7 @@ from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEv
 from aioquic.tls import Epoch
 
 from hypermesh.dns.doq import DOQ_ALPN, DOQ_INTERNAL_ERROR, Answer, DoqConnection
+from hypermesh.node.private import operation_of
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
@@ -42,6 +43,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 IDLE_TIMEOUT = 60.0
 """Seconds without a packet after which a connection is dropped (QUIC max_idle_timeout)."""
 
+Gate = Callable[[str | None, str], tuple[bool, str]]
+"""(the caller's proven node ID or None, the operation) → (allowed, why not)."""
 DnsAnswer = Answer
 """The DNS engine as the endpoint sees it: query wire bytes in, answer wire bytes (or None, or
 an awaitable of either)."""
@@ -96,11 +99,13 @@ class NodeProtocol(QuicConnectionProtocol):
         *,
         router: Router,
         dns_answer: DnsAnswer | None = None,
+        gate: Gate | None = None,
     ) -> None:
         super().__init__(quic, stream_handler)
         ask_for_client_certificates(quic)
         self._router = router
         self._dns_answer = dns_answer
+        self._gate = gate
         self._http: H3Connection | None = None
         self._doq: DoqConnection | None = None
         self._incoming: dict[int, _Incoming] = {}
@@ -144,7 +149,7 @@ class NodeProtocol(QuicConnectionProtocol):
                         error_code=DOQ_INTERNAL_ERROR, reason_phrase="DNS is not served here"
                     )
                 else:
-                    self._doq = DoqConnection(self._quic, self._dns_answer, self.transmit)
+                    self._doq = DoqConnection(self._quic, self._gated_dns(), self.transmit)
         elif isinstance(event, ConnectionTerminated):
             self._terminated = True
             for task in self._tasks:
@@ -154,6 +159,20 @@ class NodeProtocol(QuicConnectionProtocol):
         if self._http is not None:
             for h3_event in self._http.handle_event(event):
                 self._h3_event_received(h3_event)
+
+    def _gated_dns(self) -> DnsAnswer:
+        """The DNS engine, behind the gate when there is one: a query from a caller the gate
+        refuses gets no answer (its stream is reset)."""
+        answer, gate, quic = self._dns_answer, self._gate, self._quic
+        assert answer is not None
+        if gate is None:
+            return answer
+
+        def gated(query: bytes) -> bytes | Awaitable[bytes | None] | None:
+            allowed, _ = gate(client_node_id(quic), "dns.query")
+            return answer(query) if allowed else None
+
+        return gated
 
     def _h3_event_received(self, event: H3Event) -> None:
         if isinstance(event, HeadersReceived):
@@ -185,6 +204,13 @@ class NodeProtocol(QuicConnectionProtocol):
             response = Response.error(400, "missing :method or :path")
         elif incoming.too_large:
             response = Response.error(413, f"request body over {MAX_REQUEST_BYTES} bytes")
+        elif (
+            self._gate is not None
+            and not (
+                verdict := self._gate(request.peer_id, operation_of(request.method, request.path))
+            )[0]
+        ):
+            response = Response.error(403, verdict[1])  # before any handler runs
         else:
             response = await self._router.dispatch(request)
         if response.stream is None:
@@ -309,6 +335,7 @@ async def bind_endpoint(
     router: Router,
     dns_answer: DnsAnswer | None = None,
     prefer_port: int | None = None,
+    gate: Gate | None = None,
 ) -> Endpoint:
     """Bind the QUIC server on ``host:port``; HTTP/3 requests go to ``router``, DoQ queries
     to ``dns_answer`` (a ``doq`` connection is closed when there is none).
@@ -317,7 +344,9 @@ async def bind_endpoint(
     if it is busy. ``OSError`` when the socket cannot be bound.
     """
     loop = asyncio.get_running_loop()
-    create_protocol = functools.partial(NodeProtocol, router=router, dns_answer=dns_answer)
+    create_protocol = functools.partial(
+        NodeProtocol, router=router, dns_answer=dns_answer, gate=gate
+    )
     candidates = [prefer_port, 0] if port == 0 and prefer_port else [port]
     for candidate in candidates:
         try:
