@@ -16,9 +16,45 @@ A rule matches a request when
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``1m30s``, ``500ms`` → seconds; ``ValueError`` otherwise."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r} (try 30s, 2m, 1h30m)")
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+class RateCounter:
+    """Token buckets by key (a caller and the rule that limits it): ``requests`` per ``per``
+    seconds, refilled continuously, a burst of ``requests``. At most ``max_keys`` buckets are
+    kept (the least recently used go first), so many sources cost bounded memory."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        self._max = max_keys
+
+    def allow(self, key: Hashable, requests: int, per: float, now: float) -> bool:
+        tokens, last = self._buckets.pop(key, (float(requests), now))
+        tokens = min(float(requests), tokens + (now - last) * requests / per)
+        allowed = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        while len(self._buckets) > self._max:
+            self._buckets.popitem(last=False)
+        return allowed
+
 
 OPERATIONS = (
     "dns.query",

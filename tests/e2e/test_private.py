@@ -17,6 +17,7 @@ from hypermesh.errors import TransportError
 from hypermesh.transport.client import connect_h3
 from hypermesh.transport.dns_client import doq_query
 from hypermesh.transport.identity import Identity, load_or_create_identity
+from tests import conftest as c
 from tests.conftest import EXAMPLES, Hmctl
 from tests.e2e.conftest import items
 
@@ -24,7 +25,7 @@ PARTNER = Identity.generate()
 
 
 @pytest.fixture
-def network(hmctl: Hmctl, tmp_path: Path) -> dict[str, dict[str, Any]]:
+def acme(hmctl: Hmctl, tmp_path: Path) -> dict[str, dict[str, Any]]:
     folder = tmp_path / "example"
     shutil.copytree(EXAMPLES / "registry-and-names", folder)
     manifest = folder / "network.yaml"
@@ -45,9 +46,9 @@ async def call(node: dict[str, Any], key: Identity | None, method: str, path: st
 
 
 def test_only_members_get_in_and_only_for_what_the_policy_allows(
-    hmctl: Hmctl, network: dict[str, dict[str, Any]]
+    hmctl: Hmctl, acme: dict[str, dict[str, Any]]
 ) -> None:
-    alpha, beta = network["alpha"], network["beta"]
+    alpha, beta = acme["alpha"], acme["beta"]
     assert alpha["privateAddress"] and alpha["privateAddress"] != alpha["address"]
     staff = load_or_create_identity(hmctl.state / "nodes" / "beta")
     assert asyncio.run(call(alpha, staff, "GET", "/status")) == 200  # staff-everything
@@ -92,3 +93,40 @@ def test_only_members_get_in_and_only_for_what_the_policy_allows(
         asyncio.run(doq_query(alpha["address"], query, expected_id=alpha["identity"]))
     )
     assert public.rcode() == 0
+
+
+PUBLIC_POLICY = """\
+apiVersion: hypermesh.online/v1alpha1
+kind: InterfacePolicy
+metadata: {name: demo-public}
+spec:
+  network: demo
+  interface: public
+  default: deny
+  rules:
+    - name: anyone-reads-status
+      operations: [status.read, dns.query]
+      rateLimit: {requests: 3, per: 1m}
+"""
+
+
+def test_the_public_interface_limits_each_source(hmctl: Hmctl, tmp_path: Path) -> None:
+    folder = tmp_path / "public"
+    folder.mkdir()
+    (folder / "net.yaml").write_text(
+        c.documents(c.network(), c.node("n1", interfaces="[public]"), PUBLIC_POLICY)
+    )
+    hmctl("apply", "-f", str(folder), "--timeout", "60s")
+    n1 = items(hmctl, "nodes")["n1"]["status"]
+
+    async def get(path: str) -> int:
+        async with asyncio.timeout(10), connect_h3(n1["address"], expected_id=n1["identity"]) as h3:
+            status, _, _ = await h3.request("GET", path)
+        return status
+
+    assert [asyncio.run(get("/status")) for _ in range(4)] == [200, 200, 200, 429]
+    assert asyncio.run(get("/chain/v1/head")) == 403  # chain.read is not allowed publicly
+    # The controller observes with the node's own key: never limited, the node stays Ready.
+    again = items(hmctl, "nodes")["n1"]
+    ready = next(c for c in again["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True", ready

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hypermesh.errors import IdentityMismatch, TemporaryError, TransportError
+from hypermesh.errors import HyperMeshError, IdentityMismatch, TemporaryError, TransportError
 from hypermesh.files import write_atomic
 from hypermesh.model.resources import Resource, ResourceKey
 from hypermesh.model.validate import split_host_port
@@ -31,7 +31,13 @@ from hypermesh.node.lockfile import running_pid
 from hypermesh.node.runtime import RuntimeInfo, read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.transport.client import h3_get_json
-from hypermesh.transport.identity import load_or_create_identity, read_node_id
+from hypermesh.transport.identity import (
+    KEY_FILE,
+    Identity,
+    load_identity,
+    load_or_create_identity,
+    read_node_id,
+)
 
 CONFIG = "config.json"
 LOG = "node.log"
@@ -109,7 +115,11 @@ class NodeProcessDriver:
             return Live(True, ("listen address differs from the spec",), base, True)
         try:
             status = await h3_get_json(
-                address, "/status", expected_id=identity, timeout=self.probe_timeout
+                address,
+                "/status",
+                expected_id=identity,
+                timeout=self.probe_timeout,
+                identity=_operator(node_dir),
             )
         except IdentityMismatch as exc:
             return Live(True, (), base, False, "IdentityMismatch", str(exc))
@@ -149,7 +159,7 @@ class NodeProcessDriver:
             log_file=str(node_dir / LOG),
             web_listen=_web_listen(resource.spec, listen),
             registry=self._registry_of(resource, context),
-            **self._private_of(resource, context, listen),
+            **self._interfaces_of(resource, context, listen),
             chain=bool((resource.spec.get("chain") or {}).get("enabled", True)),
             witnesses=int((resource.spec.get("chain") or {}).get("witnesses", 0)),
             peers=self._peers_of(resource, context),
@@ -179,12 +189,28 @@ class NodeProcessDriver:
             return Upstream(address=str(registry["endpoint"]), identity=str(registry["identity"]))
         return None
 
-    def _private_of(self, resource: Resource, context: ApplyContext, listen: str) -> dict[str, Any]:
-        """For a node with a private interface: where it listens (the public host, any free
-        port), the network's members by node ID, and the private InterfacePolicy."""
-        if "private" not in resource.spec.get("interfaces", ()):
-            return {}
+    def _interfaces_of(
+        self, resource: Resource, context: ApplyContext, listen: str
+    ) -> dict[str, Any]:
+        """What the node's interface gates need: for a private interface, where it listens
+        (the public host, any free port) and the private InterfacePolicy; for a public
+        InterfacePolicy, its spec; for either, the network's members by node ID."""
         network = resource.spec.get("network")
+
+        def policy_for(interface: str) -> dict[str, Any] | None:
+            return next(
+                (
+                    dict(p.spec)
+                    for p in context.desired.of_kind("InterfacePolicy")
+                    if p.spec.get("network") == network and p.spec.get("interface") == interface
+                ),
+                None,
+            )
+
+        private = "private" in resource.spec.get("interfaces", ())
+        public_policy = policy_for("public")
+        if not private and public_policy is None:
+            return {}
         directory: dict[str, dict[str, Any]] = {}
         for other in context.desired.of_kind("Node"):
             if other.spec.get("network") == network:
@@ -203,20 +229,12 @@ class NodeProcessDriver:
                     "identity": str(peer.spec["identity"]),
                     "tags": list(peer.spec.get("tags", ())),
                 }
-        policy = next(
-            (
-                dict(p.spec)
-                for p in context.desired.of_kind("InterfacePolicy")
-                if p.spec.get("network") == network and p.spec.get("interface") == "private"
-            ),
-            None,
-        )
-        host = split_host_port(listen)[0]
-        return {
-            "private_listen": f"[{host}]:0" if ":" in host else f"{host}:0",
-            "directory": directory,
-            "private_policy": policy,
-        }
+        out: dict[str, Any] = {"directory": directory, "public_policy": public_policy}
+        if private:
+            host = split_host_port(listen)[0]
+            out["private_listen"] = f"[{host}]:0" if ":" in host else f"{host}:0"
+            out["private_policy"] = policy_for("private")
+        return out
 
     def _peers_of(self, resource: Resource, context: ApplyContext) -> tuple[Upstream, ...]:
         """Other mirrors of the same network (at most ``MAX_PEERS``), to copy zones from
@@ -264,6 +282,7 @@ class NodeProcessDriver:
                         "/status",
                         expected_id=identity,
                         timeout=self.probe_timeout,
+                        identity=_operator(node_dir),
                     )
                 except TransportError as exc:
                     raise TemporaryError(
@@ -340,6 +359,15 @@ def _listen_changed(applied: Mapping[str, Any], address: str) -> bool:
     except ValueError:
         return False
     return want_port != 0 and (want_port, want_host) != (port, host)
+
+
+def _operator(node_dir: Path) -> Identity | None:
+    """The node's own key, which the controller presents when it observes the node, so that
+    the node's interface policies never refuse its operator."""
+    try:
+        return load_identity(node_dir / KEY_FILE)
+    except (OSError, HyperMeshError):
+        return None
 
 
 def _web_listen(spec: Mapping[str, Any], listen: str) -> str | None:

@@ -82,6 +82,9 @@ class NodeConfig:
     admitted on the private interface by the node ID they prove."""
     private_policy: Mapping[str, Any] | None = None
     """The spec of the network's InterfacePolicy for the private interface, if declared."""
+    public_policy: Mapping[str, Any] | None = None
+    """The spec of the network's InterfacePolicy for the public interface, if declared: its
+    rules and rate limits then govern the public endpoint."""
     chain: bool = True
     """Whether the node keeps its own chain (``chain.db`` in its directory) and serves it."""
     witnesses: int = 0
@@ -182,6 +185,7 @@ class NodeConfig:
             private_listen=data.get("private_listen"),
             directory=dict(data.get("directory") or {}),
             private_policy=data.get("private_policy"),
+            public_policy=data.get("public_policy"),
             witnesses=int(data.get("witnesses", 0)),
         )
 

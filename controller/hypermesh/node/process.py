@@ -38,12 +38,12 @@ from hypermesh.mirror.cache import ForwardingCache
 from hypermesh.mirror.follower import Follower, Peer
 from hypermesh.node.chain_api import add_chain_routes
 from hypermesh.node.config import NodeConfig, Upstream
+from hypermesh.node.interfaces import PrivateGate, PublicGate
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
 from hypermesh.node.message_api import add_message_routes
 from hypermesh.node.metrics import NodeMetrics, add_metrics_route
 from hypermesh.node.mirror_api import add_feed_routes, add_mirror_routes, zone_feed
-from hypermesh.node.private import PrivateGate
 from hypermesh.node.registry_api import (
     add_registry_routes,
     expire_due,
@@ -227,6 +227,11 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         router=router,
         dns_answer=dns_answer,
         prefer_port=config.prefer_port,
+        gate=(
+            PublicGate.of(config.name, config.directory, config.public_policy).check
+            if config.public_policy is not None
+            else None
+        ),
     )
     private: Endpoint | None = None
     if config.private_listen is not None:
@@ -239,7 +244,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
                 configuration=server_configuration(identity),
                 router=router,
                 dns_answer=dns_answer,
-                gate=gate.decide,
+                gate=gate.check,
             )
         except OSError:
             endpoint.close()

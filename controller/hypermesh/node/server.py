@@ -28,7 +28,7 @@ from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEv
 from aioquic.tls import Epoch
 
 from hypermesh.dns.doq import DOQ_ALPN, DOQ_INTERNAL_ERROR, Answer, DoqConnection
-from hypermesh.node.private import operation_of
+from hypermesh.node.interfaces import operation_of
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
@@ -43,8 +43,9 @@ MAX_REQUEST_BYTES = 1024 * 1024
 IDLE_TIMEOUT = 60.0
 """Seconds without a packet after which a connection is dropped (QUIC max_idle_timeout)."""
 
-Gate = Callable[[str | None, str], tuple[bool, str]]
-"""(the caller's proven node ID or None, the operation) → (allowed, why not)."""
+Gate = Callable[[str | None, str, str], tuple[int, str]]
+"""(the caller's proven node ID or None, its host:port, the operation) → (0, "") when allowed,
+else (the HTTP status to refuse with, why)."""
 DnsAnswer = Answer
 """The DNS engine as the endpoint sees it: query wire bytes in, answer wire bytes (or None, or
 an awaitable of either)."""
@@ -169,8 +170,8 @@ class NodeProtocol(QuicConnectionProtocol):
             return answer
 
         def gated(query: bytes) -> bytes | Awaitable[bytes | None] | None:
-            allowed, _ = gate(client_node_id(quic), "dns.query")
-            return answer(query) if allowed else None
+            status, _ = gate(client_node_id(quic), self._peer, "dns.query")
+            return answer(query) if status == 0 else None
 
         return gated
 
@@ -206,11 +207,13 @@ class NodeProtocol(QuicConnectionProtocol):
             response = Response.error(413, f"request body over {MAX_REQUEST_BYTES} bytes")
         elif (
             self._gate is not None
-            and not (
-                verdict := self._gate(request.peer_id, operation_of(request.method, request.path))
+            and (
+                verdict := self._gate(
+                    request.peer_id, request.peer, operation_of(request.method, request.path)
+                )
             )[0]
         ):
-            response = Response.error(403, verdict[1])  # before any handler runs
+            response = Response.error(*verdict)  # before any handler runs
         else:
             response = await self._router.dispatch(request)
         if response.stream is None:

@@ -327,6 +327,7 @@ async def h3_get(
     *,
     expected_id: str | None,
     timeout: float = 5.0,  # noqa: ASYNC109 - the contract; the message names the limit
+    identity: Identity | None = None,
 ) -> tuple[int, Headers, bytes]:
     """GET ``path`` from the node at ``address`` over a fresh pinned connection.
 
@@ -335,7 +336,10 @@ async def h3_get(
     """
     connected = False
     try:
-        async with asyncio.timeout(timeout), connect_h3(address, expected_id=expected_id) as h3:
+        async with (
+            asyncio.timeout(timeout),
+            connect_h3(address, expected_id=expected_id, identity=identity) as h3,
+        ):
             connected = True
             return await h3.request("GET", path, headers=[("accept", "application/json")])
     except TimeoutError:
@@ -356,9 +360,13 @@ async def h3_get_json(
     *,
     expected_id: str | None,
     timeout: float = 5.0,  # noqa: ASYNC109 - as h3_get
+    identity: Identity | None = None,
 ) -> dict[str, Any]:
-    """GET ``path`` and decode a JSON object; any status but 200 is a ``TransportError``."""
-    status, _, body = await h3_get(address, path, expected_id=expected_id, timeout=timeout)
+    """GET ``path`` and decode a JSON object; any status but 200 is a ``TransportError``.
+    With ``identity``, the client proves that key in the handshake."""
+    status, _, body = await h3_get(
+        address, path, expected_id=expected_id, timeout=timeout, identity=identity
+    )
     if status != 200:
         raise TransportError(f"{address}: GET {path} answered {status}: {_error_text(body)}")
     try:

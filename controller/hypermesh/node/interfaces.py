@@ -1,0 +1,138 @@
+"""The gates of a node's interfaces: who may do what, decided before any handler runs.
+
+**Private** (``PrivateGate``): a second QUIC endpoint where only members of the network get
+in. Every client must prove a node key in the handshake (``transport.pinning``); the caller is
+the member whose node ID that key is (the Network's Nodes and Peers, from the node's config).
+Each request is mapped to an operation (``operation_of``) and decided by the network's private
+InterfacePolicy; without one, members may do anything and everyone else nothing.
+
+**Public** (``PublicGate``): open to anyone, unless the network declares an InterfacePolicy for
+``public``; then its rules decide (anonymous callers match the rules without ``from``) and its
+``rateLimit``s are counted per source: the caller's node name when it proves one, else its IP
+address.
+
+The node's own key (which its controller holds, to observe it) is never refused. A refusal is
+403 (429 past a rate limit), or for DNS over QUIC no answer (the stream is reset);
+nothing of a refused request is stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypermesh.policy import Decision, Member, PolicyEngine, RateCounter, parse_duration
+
+ALLOWED = (0, "")
+
+
+def operation_of(method: str, path: str) -> str:
+    """The InterfacePolicy operation a request performs."""
+    if path == "/dns-query":
+        return "dns.query"
+    if path.startswith("/chain/v1/"):
+        return "chain.write" if method == "POST" else "chain.read"
+    if path.startswith("/message/v1/"):
+        return "message.send"
+    if path.startswith("/registry/v1/") and method == "POST":
+        return "registry.write"
+    return "status.read"
+
+
+def _members(directory: Mapping[str, Any]) -> dict[str, str]:
+    return {str(e["identity"]): name for name, e in directory.items() if e.get("identity")}
+
+
+def _engine(directory: Mapping[str, Any], policy: Mapping[str, Any]) -> PolicyEngine:
+    return PolicyEngine(
+        policy,
+        {
+            name: Member(str(entry.get("kind", "Node")), frozenset(entry.get("tags", ())))
+            for name, entry in directory.items()
+        },
+    )
+
+
+@dataclass
+class _Limits:
+    counter: RateCounter = field(default_factory=RateCounter)
+    clock: Callable[[], float] = time.monotonic
+
+    def exceeded(self, who: str, decision: Decision) -> tuple[int, str] | None:
+        limit = decision.rate_limit
+        if not limit:
+            return None
+        requests, per = int(limit["requests"]), parse_duration(str(limit["per"]))
+        if self.counter.allow((who, decision.rule), requests, per, self.clock()):
+            return None
+        return 429, f"rate limit of rule {decision.rule!r}: {requests} per {limit['per']}"
+
+
+@dataclass
+class PrivateGate:
+    """Who may do what on this node's private interface."""
+
+    me: str
+    members: Mapping[str, str]
+    """Node ID → name of every Node and Peer of the network."""
+    policy: PolicyEngine | None = None
+    limits: _Limits = field(default_factory=_Limits)
+
+    @property
+    def own_id(self) -> str | None:
+        """This node's own ID: the node's key (its operator: the controller) is never refused."""
+        return next((i for i, name in self.members.items() if name == self.me), None)
+
+    @classmethod
+    def of(
+        cls, me: str, directory: Mapping[str, Any], policy: Mapping[str, Any] | None
+    ) -> PrivateGate:
+        """From the node config's ``directory`` ({name: {"kind", "identity", "tags"}}) and the
+        private InterfacePolicy's spec, if one is declared."""
+        engine = None if policy is None else _engine(directory, policy)
+        return cls(me, _members(directory), engine)
+
+    def check(self, caller_id: str | None, source: str, operation: str) -> tuple[int, str]:
+        """(0, "") when the caller (its proven node ID, None when anonymous) may perform
+        ``operation`` here; else the status and why."""
+        if caller_id is None:
+            return 403, "the private interface needs a client certificate (a node key)"
+        if caller_id == self.own_id:
+            return ALLOWED
+        caller = self.members.get(caller_id)
+        if caller is None:
+            return 403, f"{caller_id} is not a member of this network"
+        if self.policy is None:
+            return ALLOWED
+        decision = self.policy.decide(caller, self.me, operation)
+        if decision.action != "allow":
+            by = f"rule {decision.rule!r}" if decision.rule else "the default"
+            return 403, f"{operation} by {caller} is denied here ({by})"
+        return self.limits.exceeded(caller, decision) or ALLOWED
+
+
+@dataclass
+class PublicGate:
+    """The public interface under the network's public InterfacePolicy."""
+
+    me: str
+    members: Mapping[str, str]
+    policy: PolicyEngine
+    limits: _Limits = field(default_factory=_Limits)
+
+    @classmethod
+    def of(cls, me: str, directory: Mapping[str, Any], policy: Mapping[str, Any]) -> PublicGate:
+        return cls(me, _members(directory), _engine(directory, policy))
+
+    def check(self, caller_id: str | None, source: str, operation: str) -> tuple[int, str]:
+        caller = self.members.get(caller_id) if caller_id else None
+        if caller is not None and caller == self.me:
+            return ALLOWED  # the node's own key: its operator, never refused
+        decision = self.policy.decide(caller or "", self.me, operation)
+        if decision.action != "allow":
+            by = f"rule {decision.rule!r}" if decision.rule else "the default"
+            return 403, f"{operation} is denied here ({by})"
+        host = source.rsplit(":", 1)[0]
+        return self.limits.exceeded(caller or host, decision) or ALLOWED
