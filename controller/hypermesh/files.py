@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sqlite3
 from pathlib import Path
 
 
@@ -23,3 +24,20 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def open_private_sqlite(
+    path: Path, schema: str, *, synchronous: str | None = None
+) -> sqlite3.Connection:
+    """Open (creating it with mode 0600 first, so no other user ever reads it) the SQLite file
+    at ``path`` in WAL mode, autocommit, usable from a worker thread, with ``schema`` applied.
+    ``synchronous`` sets the pragma (``FULL`` for what must survive a crash)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    if synchronous is not None:
+        db.execute(f"PRAGMA synchronous={synchronous}")
+    db.executescript(schema)
+    return db

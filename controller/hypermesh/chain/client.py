@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,8 +12,8 @@ from hypermesh.chain.block import BadBlock, Block, Link
 from hypermesh.chain.merkle import verify_consistency, verify_inclusion
 from hypermesh.chain.wire import block_from_json, link_json
 from hypermesh.errors import TransportError
-from hypermesh.registry.signing import sign_request
-from hypermesh.transport.client import connect_h3, h3_get_json, h3_post
+from hypermesh.registry.client import RegistryClient
+from hypermesh.transport.client import h3_get_json, h3_post
 from hypermesh.transport.identity import Identity
 
 API = "/chain/v1"
@@ -89,27 +87,15 @@ class ChainClient:
         self, signer: Identity, kind: str, payload: bytes, links: tuple[Link, ...] = ()
     ) -> Block:
         """Append a block (``signer`` must be the node's own key)."""
-        body = json.dumps(
-            {
-                "kind": kind,
-                "payload": base64.b64encode(payload).decode(),
-                "links": [link_json(link) for link in links],
-            }
-        ).encode()
-        path = f"{API}/append"
-        headers = {"content-type": "application/json"}
-        headers |= sign_request(signer, "POST", path, body, now=time.time())
-        try:
-            async with (
-                asyncio.timeout(self.timeout),
-                connect_h3(self.address, expected_id=self.identity) as h3,
-            ):
-                status, _, answer = await h3.request(
-                    "POST", path, headers=list(headers.items()), body=body
-                )
-        except TimeoutError:
-            raise TransportError(f"{self.address}: no answer within {self.timeout:g}s") from None
-        data = json.loads(answer or b"{}")
+        body = {
+            "kind": kind,
+            "payload": base64.b64encode(payload).decode(),
+            "links": [link_json(link) for link in links],
+        }
+        client = RegistryClient(
+            self.address, self.identity, timeout=self.timeout, label=f"node {self.address}"
+        )
+        status, data = await client.call("POST", f"{API}/append", body, signer=signer)
         if status != 201:
             raise TransportError(f"{self.address}: append refused ({status}): {data.get('error')}")
         block, _ = block_from_json(data)

@@ -12,7 +12,6 @@ Blocks past a fork are not accepted from that author any more.
 from __future__ import annotations
 
 import base64
-import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 from hypermesh.chain.block import ZERO, BadBlock, Block
 from hypermesh.chain.merkle import EMPTY_ROOT, MerkleTree
 from hypermesh.errors import HyperMeshError
+from hypermesh.files import open_private_sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS replica_blocks (
@@ -114,13 +114,7 @@ class Replicas:
 
     @classmethod
     def open(cls, path: Path) -> Replicas:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
-        return cls(db)
+        return cls(open_private_sqlite(path, SCHEMA))
 
     def close(self) -> None:
         self._db.close()

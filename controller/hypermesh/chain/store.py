@@ -17,7 +17,6 @@ the payload's hash and size), so the chain still verifies.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +26,7 @@ from pathlib import Path
 from hypermesh.chain.block import ZERO, BadBlock, Block, Link
 from hypermesh.chain.merkle import MerkleTree
 from hypermesh.errors import HyperMeshError
+from hypermesh.files import open_private_sqlite
 from hypermesh.transport.identity import Identity
 
 SCHEMA = """
@@ -69,13 +69,7 @@ class ChainStore:
     @classmethod
     def open(cls, path: Path, identity: Identity) -> ChainStore:
         """Open (creating, mode 0600) and check the chain at ``path``."""
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(SCHEMA)
+        db = open_private_sqlite(path, SCHEMA, synchronous="FULL")
         blocks: list[Block] = []
         tree = MerkleTree()
         for seq, wire in db.execute("SELECT seq, wire FROM blocks ORDER BY seq"):

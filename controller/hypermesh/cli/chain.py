@@ -23,31 +23,17 @@ from hypermesh.chain.wire import block_json, kind_number, link_from_json
 from hypermesh.chain.witness import Cosignature, count_valid
 from hypermesh.cli.common import state_dir
 from hypermesh.cli.render import table
+from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import UsageError
-from hypermesh.store import StateStore
-from hypermesh.store.store import DB_FILE
 from hypermesh.transport.identity import load_or_create_identity, public_key_from_node_id
 
 
 def _node(args: argparse.Namespace) -> tuple[ChainClient, Path]:
     """The client for the named node's chain, and the node's directory (its key)."""
     directory = state_dir(args)
-    if not (directory / DB_FILE).exists():
-        raise UsageError(f"no state in {directory}: start nodes with hmctl apply")
-    store = StateStore.open(directory)
-    try:
-        nodes = {r.key.name: r for r in store.records("Node")}
-    finally:
-        store.close()
-    record = nodes.get(args.node)
-    if record is None:
-        known = ", ".join(sorted(nodes)) or "none"
-        raise UsageError(f"no node {args.node!r} in {directory} (nodes: {known})")
-    address = record.status.get("address")
-    if not address:
-        raise UsageError(f"node {args.node!r} is not running (no address); hmctl apply")
-    client = ChainClient(str(address), record.status.get("identity"), timeout=args.timeout)
-    return client, directory / "nodes" / args.node
+    nodes, _ = nodes_and_networks(directory)
+    address, identity = running_node(nodes, args.node)
+    return ChainClient(address, identity, timeout=args.timeout), directory / "nodes" / args.node
 
 
 def _time(ms: int) -> str:
@@ -196,11 +182,8 @@ def _check_witnesses(
 
 
 def _state_keys(args: argparse.Namespace) -> set[bytes]:
-    store = StateStore.open(state_dir(args))
-    try:
-        ids = [r.status.get("identity") for r in store.records("Node")]
-    finally:
-        store.close()
+    nodes, _ = nodes_and_networks(state_dir(args))
+    ids = [r.status.get("identity") for r in nodes.values()]
     return {public_key_from_node_id(str(i)) for i in ids if i}
 
 

@@ -8,7 +8,6 @@ import asyncio
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import dns.exception
@@ -18,9 +17,9 @@ import dns.rcode
 import dns.rdatatype
 
 from hypermesh.cli.common import state_dir
+from hypermesh.cli.state import nodes_and_networks
 from hypermesh.errors import UsageError
-from hypermesh.store import ResourceRecord, StateStore
-from hypermesh.store.store import DB_FILE
+from hypermesh.store import ResourceRecord
 from hypermesh.transport.dns_client import doh3_query, doq_query
 from hypermesh.transport.identity import short_id
 
@@ -30,7 +29,7 @@ def _server(args: argparse.Namespace) -> tuple[str, str | None, str]:
     if args.address:
         return args.address, args.identity, args.address
     directory = state_dir(args)
-    nodes, networks = _nodes_and_networks(directory, "name a node with --via, or --address")
+    nodes, networks = nodes_and_networks(directory, "name a node with --via, or --address")
     if args.via:
         record = nodes.get(args.via)
         if record is None:
@@ -46,19 +45,6 @@ def _server(args: argparse.Namespace) -> tuple[str, str | None, str]:
         if record.status.get("address"):
             return _address_of(record)
     raise UsageError(f"no running node in {directory}; start one with hmctl apply")
-
-
-def _nodes_and_networks(
-    directory: Path, hint: str
-) -> tuple[dict[str, ResourceRecord], list[ResourceRecord]]:
-    """The Node records by name and the Network records of the state in ``directory``."""
-    if not (directory / DB_FILE).exists():
-        raise UsageError(f"no state in {directory}: {hint}")
-    store = StateStore.open(directory)
-    try:
-        return {r.key.name: r for r in store.records("Node")}, store.records("Network")
-    finally:
-        store.close()
 
 
 def _address_of(record: ResourceRecord) -> tuple[str, str | None, str]:
@@ -150,7 +136,7 @@ async def _verified(
 def _registry_id(args: argparse.Namespace) -> str:
     """The registry's node ID from the state: the Network's registry node, or its identity."""
     directory = state_dir(args)
-    nodes, networks = _nodes_and_networks(directory, "give --registry-id with --verify")
+    nodes, networks = nodes_and_networks(directory, "give --registry-id with --verify")
     for network in networks:
         registry = (network.desired or {}).get("spec", {}).get("registry", {})
         if registry.get("identity"):

@@ -11,37 +11,19 @@ from typing import Any
 
 from hypermesh.cli.common import state_dir
 from hypermesh.cli.render import table
+from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import UsageError
 from hypermesh.registry.client import RegistryClient
-from hypermesh.store import StateStore
-from hypermesh.store.store import DB_FILE
 from hypermesh.transport.identity import load_or_create_identity, short_id
 
 
 def _nodes(args: argparse.Namespace) -> dict[str, Any]:
-    directory = state_dir(args)
-    if not (directory / DB_FILE).exists():
-        raise UsageError(f"no state in {directory}: start nodes with hmctl apply")
-    store = StateStore.open(directory)
-    try:
-        return {r.key.name: r for r in store.records("Node")}
-    finally:
-        store.close()
-
-
-def _running(nodes: dict[str, Any], name: str) -> tuple[str, str]:
-    record = nodes.get(name)
-    if record is None:
-        raise UsageError(f"no node {name!r} in this state (nodes: {', '.join(sorted(nodes))})")
-    address, identity = record.status.get("address"), record.status.get("identity")
-    if not address or not identity:
-        raise UsageError(f"node {name!r} is not running; hmctl apply")
-    return str(address), str(identity)
+    return nodes_and_networks(state_dir(args))[0]
 
 
 def _call(args: argparse.Namespace, node: str, method: str, path: str, body: Any = None) -> Any:
     nodes = _nodes(args)
-    address, identity = _running(nodes, node)
+    address, identity = running_node(nodes, node)
     signer = load_or_create_identity(state_dir(args) / "nodes" / node)
     client = RegistryClient(address, identity, timeout=args.timeout, label=f"node {node}")
     status, data = asyncio.run(client.call(method, path, body, signer=signer))
@@ -52,7 +34,7 @@ def _call(args: argparse.Namespace, node: str, method: str, path: str, body: Any
 
 def send(args: argparse.Namespace) -> int:
     nodes = _nodes(args)
-    address, identity = _running(nodes, args.to)
+    address, identity = running_node(nodes, args.to)
     data = _call(
         args,
         args.sender,

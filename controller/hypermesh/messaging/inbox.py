@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from hypermesh.files import open_private_sqlite
 from hypermesh.messaging.envelope import Message, Ref
 from hypermesh.transport.identity import node_id_from_public_key
 
@@ -42,13 +42,7 @@ class Mailbox:
 
     @classmethod
     def open(cls, path: Path) -> Mailbox:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
-        return cls(db)
+        return cls(open_private_sqlite(path, SCHEMA))
 
     def close(self) -> None:
         self._db.close()

@@ -35,10 +35,6 @@ class ZoneFeed:
         self._heartbeat = heartbeat
         self._queues: set[asyncio.Queue[bytes | None]] = set()
 
-    @property
-    def subscribers(self) -> int:
-        return len(self._queues)
-
     def notify(self, zone: str, serial: int | None) -> None:
         """Tell every subscriber that ``zone`` is at ``serial`` now (None: withdrawn)."""
         line = _line({"zone": zone, "serial": serial})

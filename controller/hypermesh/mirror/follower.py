@@ -113,7 +113,6 @@ class Follower:
         self.registry_address: str | None = None
         self.last_error: str | None = None
         self._texts: dict[str, tuple[ZoneCopy, str]] = {}
-        self._changed = asyncio.Event()
 
     # -- what the node shows ----------------------------------------------------------------
 
@@ -155,11 +154,6 @@ class Follower:
         anchors = self.state.anchors
         zones = set(self.state.known) | (set(anchors.zones) if anchors else set())
         return any(name.is_subdomain(dns.name.from_text(zone)) for zone in zones)
-
-    async def changed(self) -> None:
-        """Wait until a copy changes (for tests and benchmarks)."""
-        self._changed.clear()
-        await self._changed.wait()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -286,13 +280,11 @@ class Follower:
         log.info("zone applied", extra={"zone": name, "serial": copy.serial})
         if self.on_serial is not None:
             self.on_serial(name, copy.serial)
-        self._changed.set()
 
     def _drop(self, name: str) -> None:
         self.state.copies.pop(name, None)
         self.state.known.pop(name, None)
         self.zones.remove(name)
-        self._changed.set()
 
     async def _from_mirrors(self, registry: str | None) -> None:
         """With the registry out of reach: fetch from other mirrors what the registry's

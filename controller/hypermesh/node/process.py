@@ -64,7 +64,7 @@ from hypermesh.node.runtime import (
     rfc3339,
     write_runtime,
 )
-from hypermesh.node.server import Endpoint, bind_endpoint, server_configuration
+from hypermesh.node.server import DnsAnswer, Endpoint, bind_endpoint, server_configuration
 from hypermesh.node.web import WebServer, start_web
 from hypermesh.registry.service import Registry
 from hypermesh.registry.zones import serial_of
@@ -214,10 +214,15 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     answerer = Answerer(zones)
     add_dns_routes(router, answerer, metrics, cache.answer if cache is not None else None)
     local = metrics.metered("doq", answerer.answer)
+    dns_answer: DnsAnswer = local
+    if cache is not None:  # a mirror forwards what its copies do not hold
+        forward = cache.answer
 
-    def dns_answer(query: bytes) -> bytes | Awaitable[bytes | None] | None:
-        answer = local(query)
-        return answer if answer is None or cache is None else cache.answer(query, answer)
+        def forwarding(query: bytes) -> bytes | Awaitable[bytes | None] | None:
+            answer = local(query)
+            return answer if answer is None else forward(query, answer)
+
+        dns_answer = forwarding
 
     add_metrics_route(router, metrics)
     endpoint = await bind_endpoint(

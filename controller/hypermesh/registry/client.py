@@ -1,7 +1,8 @@
 """The registry API's client: one signed JSON request over HTTP/3 to a pinned registry.
 
 The controller's TLD and Record drivers and ``hmctl registry`` both talk to the registry
-through ``RegistryClient``, so there is one client of the API, not two.
+through ``RegistryClient``, so there is one client of the API, not two. The same client makes
+every other signed request to a node (chain appends, messages: ``label`` names the other end).
 """
 
 from __future__ import annotations
