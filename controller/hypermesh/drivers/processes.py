@@ -111,6 +111,8 @@ class NodeProcessDriver:
             base["webAddress"] = runtime.web
         if runtime.private:
             base["privateAddress"] = runtime.private
+        if runtime.ephemeral:
+            base["ephemeralAddress"] = runtime.ephemeral
         if applied is not None and _listen_changed(applied, address):
             return Live(True, ("listen address differs from the spec",), base, True)
         try:
@@ -208,8 +210,11 @@ class NodeProcessDriver:
             )
 
         private = "private" in resource.spec.get("interfaces", ())
+        ephemeral = "ephemeral" in resource.spec.get("interfaces", ()) or "relay" in resource.spec.get(
+            "roles", ()
+        )
         public_policy = policy_for("public")
-        if not private and public_policy is None:
+        if not private and not ephemeral and public_policy is None:
             return {}
         directory: dict[str, dict[str, Any]] = {}
         for other in context.desired.of_kind("Node"):
@@ -230,10 +235,14 @@ class NodeProcessDriver:
                     "tags": list(peer.spec.get("tags", ())),
                 }
         out: dict[str, Any] = {"directory": directory, "public_policy": public_policy}
+        host = split_host_port(listen)[0]
+        any_port = f"[{host}]:0" if ":" in host else f"{host}:0"
         if private:
-            host = split_host_port(listen)[0]
-            out["private_listen"] = f"[{host}]:0" if ":" in host else f"{host}:0"
+            out["private_listen"] = any_port
             out["private_policy"] = policy_for("private")
+        if ephemeral:
+            out["ephemeral_listen"] = any_port
+            out["ephemeral_policy"] = policy_for("ephemeral")
         return out
 
     def _peers_of(self, resource: Resource, context: ApplyContext) -> tuple[Upstream, ...]:
@@ -299,6 +308,7 @@ class NodeProcessDriver:
                     started
                     | ({"webAddress": runtime.web} if runtime.web else {})
                     | ({"privateAddress": runtime.private} if runtime.private else {})
+                    | ({"ephemeralAddress": runtime.ephemeral} if runtime.ephemeral else {})
                 )
             await asyncio.sleep(0.05)
         await self._stop_dir(node_dir)

@@ -85,6 +85,11 @@ class NodeConfig:
     public_policy: Mapping[str, Any] | None = None
     """The spec of the network's InterfacePolicy for the public interface, if declared: its
     rules and rate limits then govern the public endpoint."""
+    ephemeral_listen: str | None = None
+    """Where to bind the ephemeral interface (anonymous tunnels; ``host:port``, port 0: any
+    free one); None: the node has none."""
+    ephemeral_policy: Mapping[str, Any] | None = None
+    """The spec of the network's InterfacePolicy for the ephemeral interface, if declared."""
     chain: bool = True
     """Whether the node keeps its own chain (``chain.db`` in its directory) and serves it."""
     witnesses: int = 0
@@ -99,8 +104,9 @@ class NodeConfig:
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string")
         parse_address(self.listen)
-        if self.private_listen is not None:
-            parse_address(self.private_listen)
+        for listen in (self.private_listen, self.ephemeral_listen):
+            if listen is not None:
+                parse_address(listen)
         if not isinstance(self.directory, Mapping):
             raise ValueError("directory must be an object")
         if self.web_listen is not None:
@@ -186,6 +192,8 @@ class NodeConfig:
             directory=dict(data.get("directory") or {}),
             private_policy=data.get("private_policy"),
             public_policy=data.get("public_policy"),
+            ephemeral_listen=data.get("ephemeral_listen"),
+            ephemeral_policy=data.get("ephemeral_policy"),
             witnesses=int(data.get("witnesses", 0)),
         )
 

@@ -44,6 +44,7 @@ class NodeView:
             "started_at": self.runtime.started_at,
             "generation": self.runtime.generation,
             "privateAddress": self.runtime.private,
+            "ephemeralAddress": self.runtime.ephemeral,
             **self.more(),
         }
 

@@ -44,6 +44,8 @@ class RuntimeInfo:
     """The bound ``host:port`` of the read-only pages over TCP, when the node serves them."""
     private: str | None = None
     """The bound ``host:port`` of the private interface, when the node has one."""
+    ephemeral: str | None = None
+    """The bound ``host:port`` of the ephemeral interface (tunnels), when the node has one."""
 
     def to_json(self) -> str:
         """The file's text (sorted keys, newline)."""
@@ -65,6 +67,7 @@ class RuntimeInfo:
                 generation=int(data["generation"]),
                 web=str(data["web"]) if data.get("web") else None,
                 private=str(data["private"]) if data.get("private") else None,
+                ephemeral=str(data["ephemeral"]) if data.get("ephemeral") else None,
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"runtime file lacks or mistypes {exc}") from exc
