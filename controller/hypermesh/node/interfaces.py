@@ -36,6 +36,8 @@ def operation_of(method: str, path: str) -> str:
         return "chain.write" if method == "POST" else "chain.read"
     if path.startswith("/message/v1/"):
         return "message.send"
+    if path.startswith("/tunnel/v1/"):
+        return "tunnel.relay"
     if path.startswith("/registry/v1/") and method == "POST":
         return "registry.write"
     return "status.read"

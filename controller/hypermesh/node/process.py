@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from hypermesh import __version__
 from hypermesh.chain.client import ask_witness
@@ -64,12 +65,16 @@ from hypermesh.node.runtime import (
     rfc3339,
     write_runtime,
 )
-from hypermesh.node.server import DnsAnswer, Endpoint, bind_endpoint, server_configuration
+from hypermesh.node.server import DnsAnswer, Endpoint, Gate, bind_endpoint, server_configuration
+from hypermesh.node.tunnel_api import add_tunnel_routes, deliver_to
 from hypermesh.node.web import WebServer, start_web
 from hypermesh.registry.service import Registry
 from hypermesh.registry.zones import serial_of
 from hypermesh.transport.address import parse_address
 from hypermesh.transport.identity import Identity, load_or_create_identity, read_node_id
+from hypermesh.transport.pool import ConnectionPool
+from hypermesh.tunnel.onion import new_tunnel_key
+from hypermesh.tunnel.relay import FORWARD_TIMEOUT, TunnelService
 
 log = logging.getLogger("hypermesh.node")
 
@@ -225,6 +230,11 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         dns_answer = forwarding
 
     add_metrics_route(router, metrics)
+    public_gate: Gate | None = (
+        PublicGate.of(config.name, config.directory, config.public_policy).check
+        if config.public_policy is not None
+        else None
+    )
     endpoint = await bind_endpoint(
         config.host,
         config.port,
@@ -232,11 +242,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         router=router,
         dns_answer=dns_answer,
         prefer_port=config.prefer_port,
-        gate=(
-            PublicGate.of(config.name, config.directory, config.public_policy).check
-            if config.public_policy is not None
-            else None
-        ),
+        gate=public_gate,
     )
     private: Endpoint | None = None
     if config.private_listen is not None:
@@ -254,6 +260,44 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         except OSError:
             endpoint.close()
             raise
+    ephemeral: Endpoint | None = None
+    pool = ConnectionPool()
+    tunnels: TunnelService | None = None
+    if config.ephemeral_listen is not None:
+        # Without an ephemeral policy, tunnel requests are held to the public interface's.
+        tunnel_gate = (
+            PublicGate.of(config.name, config.directory, config.ephemeral_policy).check
+            if config.ephemeral_policy is not None
+            else public_gate
+        )
+
+        async def relay_on(address: str, node_id: str, path: str, body: bytes) -> Any:
+            return await pool.request(
+                address, node_id, "POST", path, body=body, timeout=FORWARD_TIMEOUT
+            )
+
+        tunnels = TunnelService(
+            identity,
+            new_tunnel_key(),
+            relay_on,
+            deliver_to(router, tunnel_gate),
+            relays="relay" in config.roles,
+        )
+        tasks.append(asyncio.create_task(_sweep_tunnels(tunnels)))
+        host, port = parse_address(config.ephemeral_listen)
+        try:
+            ephemeral = await bind_endpoint(
+                host,
+                port,
+                configuration=server_configuration(identity, doq=False),
+                router=add_tunnel_routes(Router(), tunnels),
+                gate=tunnel_gate,
+            )
+        except OSError:
+            endpoint.close()
+            if private is not None:
+                private.close()
+            raise
     runtime = RuntimeInfo(
         pid=os.getpid(),
         address=endpoint.address,
@@ -262,6 +306,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         version=__version__,
         generation=config.generation,
         private=private.address if private is not None else None,
+        ephemeral=ephemeral.address if ephemeral is not None else None,
     )
     add_node_routes(
         router,
@@ -298,6 +343,11 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         endpoint.close()
         if private is not None:
             private.close()
+        if ephemeral is not None:
+            ephemeral.close()
+        if tunnels is not None:
+            tunnels.clear()
+        await pool.aclose()
         if registry is not None:
             registry.close()
         if chain is not None:
@@ -366,6 +416,13 @@ def _chain_peers(config: NodeConfig) -> list[ChainPeer]:
     """The peers as the chain follower needs them: reachable now, key known."""
     found = [_peer(upstream) for upstream in (*config.peers, config.registry)]
     return [ChainPeer(p.address, p.identity) for p in found if p is not None and p.identity]
+
+
+async def _sweep_tunnels(tunnels: TunnelService, interval: float = 1.0) -> None:
+    """Drop the circuits whose expiry has passed, with their keys."""
+    while True:
+        await asyncio.sleep(interval)
+        tunnels.sweep()
 
 
 async def _follow_chains(follower: ChainFollower, ready: asyncio.Event) -> None:

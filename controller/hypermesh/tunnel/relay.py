@@ -1,0 +1,173 @@
+"""A node's side of tunnels: the circuits it relays or ends, each with its key and expiry.
+
+Circuit state lives in memory only (a circuit's key is never written anywhere) and is dropped
+when the tunnel closes or its expiry passes, whichever comes first. What a relay holds of a
+circuit is what its own layer told it: the circuit ID, the key, the expiry and the next hop.
+It never learns who opened the tunnel (the client connects without a certificate), nor, unless
+it is the last relay, where the tunnel ends, nor what the messages say.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from hypermesh.errors import HyperMeshError, TransportError
+from hypermesh.transport.client import Headers
+from hypermesh.transport.identity import Identity
+from hypermesh.tunnel.onion import (
+    CIRCUIT_SIZE,
+    CLOSE,
+    DATA,
+    OPENED,
+    BadTunnel,
+    NextHop,
+    key_card,
+    open_layer,
+    peel_layer,
+    seal_layer,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TTL = 24 * 3600.0
+"""The longest a tunnel may be opened for (seconds)."""
+MAX_CIRCUITS = 10_000
+"""Circuits one node holds at once; an open past this is refused (503)."""
+FORWARD_TIMEOUT = 30.0
+"""Seconds a relay waits for the next hop's answer."""
+
+OPEN_PATH = "/tunnel/v1/open"
+RELAY_PATH = "/tunnel/v1/relay"
+
+Forward = Callable[[str, str, str, bytes], Awaitable[tuple[int, Headers, bytes]]]
+"""(next hop's address, its node ID, path, body) → (status, headers, body): a POST on."""
+Deliver = Callable[[bytes], Awaitable[bytes]]
+"""The destination's services: a padded request in, a padded response out."""
+
+
+class TunnelError(HyperMeshError):
+    """A tunnel request refused; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Circuit:
+    key: bytes
+    expires: float
+    next: NextHop | None
+
+
+class TunnelService:
+    """The circuits of one node and what it does with their messages."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        key: X25519PrivateKey,
+        forward: Forward,
+        deliver: Deliver,
+        *,
+        relays: bool = True,
+        max_ttl: float = MAX_TTL,
+        max_circuits: int = MAX_CIRCUITS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.identity = identity
+        self._key = key
+        self._forward = forward
+        self._deliver = deliver
+        self.relays = relays
+        """Whether this node relays (role ``relay``); otherwise tunnels can only end here."""
+        self.max_ttl = max_ttl
+        self._max_circuits = max_circuits
+        self._clock = clock
+        self._circuits: dict[bytes, Circuit] = {}
+
+    def card(self) -> dict[str, str]:
+        """The node's tunnel key card."""
+        return key_card(self.identity, self._key)
+
+    def __len__(self) -> int:
+        return len(self._circuits)
+
+    async def open(self, message: bytes) -> bytes:
+        """Open this node's circuit of a tunnel, extend it to the next hop if there is one;
+        returns the answer sealed with this hop's key."""
+        layer = open_layer(message, self.identity, self._key)
+        now = self._clock()
+        if layer.expires <= now:
+            raise TunnelError(400, "the tunnel's expiry has already passed")
+        if layer.expires > now + self.max_ttl:
+            raise TunnelError(400, f"a tunnel lives at most {self.max_ttl:g}s here")
+        if layer.next is not None and not self.relays:
+            raise TunnelError(403, "this node does not relay (it has no role relay)")
+        self.sweep(now)
+        if layer.circuit in self._circuits:
+            raise TunnelError(409, "that circuit ID is taken")
+        if len(self._circuits) >= self._max_circuits:
+            raise TunnelError(503, "too many tunnels open here; try another relay")
+        self._circuits[layer.circuit] = Circuit(layer.key, layer.expires, layer.next)
+        try:
+            if layer.next is None:
+                reply = OPENED
+            else:
+                reply = await self._on(layer.next, OPEN_PATH, layer.inner)
+        except BaseException:
+            self._circuits.pop(layer.circuit, None)
+            raise
+        return seal_layer(layer.key, layer.circuit, DATA, reply, forward=False)
+
+    async def relay(self, body: bytes) -> bytes:
+        """Take one message of a circuit: pass it on (a relay) or answer it (the destination);
+        returns the answer sealed with this hop's key."""
+        circuit_id, layer = body[:CIRCUIT_SIZE], body[CIRCUIT_SIZE:]
+        circuit = self._circuits.get(circuit_id)
+        if circuit is not None and circuit.expires <= self._clock():
+            del self._circuits[circuit_id]
+            circuit = None
+        if circuit is None:
+            raise TunnelError(404, "no such tunnel here (closed or expired)")
+        kind, inner = peel_layer(circuit.key, circuit_id, layer, forward=True)
+        if kind == CLOSE:
+            del self._circuits[circuit_id]
+            if circuit.next is not None:
+                with contextlib.suppress(TunnelError):  # else it expires by itself
+                    await self._on(circuit.next, RELAY_PATH, circuit.next.circuit + inner)
+            return seal_layer(circuit.key, circuit_id, DATA, b"", forward=False)
+        if kind != DATA:
+            raise BadTunnel(f"unknown tunnel message kind {kind}")
+        if circuit.next is None:
+            reply = await self._deliver(inner)
+        else:
+            reply = await self._on(circuit.next, RELAY_PATH, circuit.next.circuit + inner)
+        return seal_layer(circuit.key, circuit_id, DATA, reply, forward=False)
+
+    async def _on(self, hop: NextHop, path: str, body: bytes) -> bytes:
+        try:
+            status, _, answer = await self._forward(hop.address, hop.identity, path, body)
+        except TransportError:
+            raise TunnelError(502, "the next hop did not answer") from None
+        if status != 200:
+            raise TunnelError(502, f"the next hop refused ({status})")
+        return answer
+
+    def sweep(self, now: float | None = None) -> int:
+        """Drop the circuits whose expiry has passed; returns how many."""
+        now = self._clock() if now is None else now
+        expired = [c for c, circuit in self._circuits.items() if circuit.expires <= now]
+        for circuit_id in expired:
+            del self._circuits[circuit_id]
+        return len(expired)
+
+    def clear(self) -> None:
+        """Forget every circuit (the node is stopping)."""
+        self._circuits.clear()
