@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chain(sub)
     _add_message(sub)
     _add_policy(sub)
+    _add_tunnel(sub)
     p = _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
     return parser
 
@@ -346,6 +347,35 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--from", dest="caller", metavar="NAME", help="the caller: a Node or Peer")
     p.add_argument("--to", dest="target", metavar="NODE", help="the node it calls")
     p.add_argument("--operation", metavar="OP", help="dns.query, chain.read, chain.write, …")
+
+
+def _add_tunnel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parent = _command(
+        sub,
+        "tunnel",
+        ("hypermesh.cli.tunnel", "request"),
+        "anonymous tunnels through relay nodes (the ephemeral interface)",
+        "hmctl tunnel request beta /status --hops 2",
+    )
+    actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _command(
+        actions,
+        "request",
+        ("hypermesh.cli.tunnel", "request"),
+        "send one request to a node's services through a fresh tunnel, and print the answer",
+        "hmctl tunnel request beta /status --via r1,r2,r3",
+    )
+    p.add_argument("node", help="the destination node (interface ephemeral)")
+    p.add_argument("path", nargs="?", default="/status", help="what to ask (default /status)")
+    p.add_argument("-X", "--method", default="GET", help="the HTTP method (default GET)")
+    p.add_argument("--data", metavar="TEXT|@FILE", help="the request body")
+    p.add_argument("--hops", type=int, default=2, help="relays to pick at random (default 2)")
+    p.add_argument("--via", metavar="R1,R2,…", help="the relays to go through, in order")
+    p.add_argument(
+        "--ttl", type=duration, default=60.0, metavar="DURATION", help="the tunnel's TTL (60s)"
+    )
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    _add_timeout(p, 30.0)
 
 
 MESSAGE = "hypermesh.cli.message"
