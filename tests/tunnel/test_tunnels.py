@@ -194,17 +194,20 @@ def test_tunnels_expire_at_their_ttl_and_leave_no_circuit() -> None:
     run(scenario())
 
 
-def test_refusals_a_non_relay_a_ttl_too_long_and_garbage() -> None:
+def test_refusals_one_relay_a_non_relay_a_ttl_too_long_and_garbage() -> None:
     async def scenario() -> None:
-        async with mesh("r1", "plain", "dest", relay=False) as nodes:
-            nodes["r1"].service.max_ttl = 30
+        async with mesh("r1", "r2", "plain", "dest", relay=False) as nodes:
             pool = ConnectionPool()
             try:
+                with pytest.raises(TunnelFailed, match="at least 2 relays"):
+                    await open_through(nodes, ["r1", "dest"], pool)
                 with pytest.raises(TunnelFailed, match="502"):  # "plain" does not relay
                     await open_through(nodes, ["r1", "plain", "dest"], pool, ttl=20)
                 assert len(nodes["r1"].service) == 0  # the failed open left nothing
-                with pytest.raises(TunnelFailed, match="at most 30s"):
-                    await open_through(nodes, ["r1", "dest"], pool, ttl=300)
+                nodes["r2"].service.max_ttl = 30
+                with pytest.raises(TunnelFailed, match="502"):  # r2 refuses, r1 says so
+                    await open_through(nodes, ["r1", "r2", "dest"], pool, ttl=300)
+                assert len(nodes["r1"].service) == len(nodes["r2"].service) == 0
                 r1 = nodes["r1"]
                 for path, body in (
                     ("/tunnel/v1/open", b"not an onion"),

@@ -15,7 +15,7 @@ from hypermesh.cli.state import nodes_and_networks
 from hypermesh.errors import UsageError
 from hypermesh.store import ResourceRecord
 from hypermesh.transport.pool import ConnectionPool
-from hypermesh.tunnel.client import Tunnel, TunnelFailed, TunnelResponse, fetch_hops
+from hypermesh.tunnel.client import MIN_RELAYS, Tunnel, TunnelFailed, TunnelResponse, fetch_hops
 
 
 def _spec(record: ResourceRecord) -> dict[str, Any]:
@@ -49,6 +49,11 @@ def choose_path(
                 raise UsageError(f"{name} is the destination; it cannot also be a relay")
         if len(set(via)) != len(via):
             raise UsageError("a relay appears twice in --via")
+        if len(via) < MIN_RELAYS:
+            raise UsageError(
+                f"--via names {len(via)} relay(s); a tunnel goes through at least "
+                f"{MIN_RELAYS}, so that no single relay learns both ends"
+            )
         return via
     relays = [
         name
@@ -67,8 +72,10 @@ def choose_path(
 
 
 def request(args: argparse.Namespace) -> int:
-    if args.hops < 2 and not args.via:
-        raise UsageError("--hops must be at least 2: no single relay may learn both ends")
+    if args.hops < MIN_RELAYS and not args.via:
+        raise UsageError(
+            f"--hops must be at least {MIN_RELAYS}: no single relay may learn both ends"
+        )
     nodes, _ = nodes_and_networks(state_dir(args))
     _ephemeral(nodes, args.node)
     via = [v for v in args.via.split(",") if v] if args.via else None
@@ -98,7 +105,7 @@ def request(args: argparse.Namespace) -> int:
             decoded = answer.body.decode("utf-8", "replace")
         print(json.dumps({"path": [*path, args.node], "status": answer.status, "body": decoded}))
     else:
-        sys.stderr.write(f"through {route} ({len(path)} relays): {answer.status}\n")
+        sys.stderr.write(f"through {route}: {answer.status}\n")
         sys.stdout.write(answer.body.decode("utf-8", "replace"))
         if answer.body and not answer.body.endswith(b"\n"):
             sys.stdout.write("\n")

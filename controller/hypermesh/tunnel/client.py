@@ -38,6 +38,8 @@ from hypermesh.tunnel.onion import (
 from hypermesh.tunnel.relay import OPEN_PATH, RELAY_PATH
 
 KEY_PATH = "/tunnel/v1/key"
+MIN_RELAYS = 2
+"""Relays a tunnel goes through at the least."""
 
 
 class TunnelFailed(HyperMeshError):
@@ -105,11 +107,16 @@ class Tunnel:
         ttl: float,
         pool: ConnectionPool | None = None,
         timeout: float = 30.0,  # noqa: ASYNC109 - the message names the limit
+        min_relays: int = MIN_RELAYS,
     ) -> Tunnel:
         """Open a tunnel through ``hops`` (relays in order, the destination last) for ``ttl``
-        seconds; checks that every hop took its layer."""
-        if len(hops) < 2:
-            raise TunnelFailed("a tunnel needs at least one relay before its destination")
+        seconds; checks that every hop took its layer. Fewer than ``min_relays`` relays is
+        refused: with one, that relay knows both ends (benchmarks measure it with 1)."""
+        if len(hops) - 1 < max(1, min_relays):
+            raise TunnelFailed(
+                f"a tunnel goes through at least {max(1, min_relays)} relays, so that no "
+                f"single relay learns both ends; {len(hops) - 1} given"
+            )
         expires = time.time() + ttl
         message, circuits, keys = build_open(hops, expires)
         tunnel = cls(pool or ConnectionPool(), hops, circuits, keys, expires)
