@@ -238,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_message(sub)
     _add_policy(sub)
     _add_tunnel(sub)
+    _add_keys(sub)
     p = _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
     return parser
 
@@ -376,6 +377,29 @@ def _add_tunnel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     _add_timeout(p, 30.0)
+
+
+def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parent = _command(
+        sub,
+        "keys",
+        ("hypermesh.cli.keys", "rotate"),
+        "node keys: rotate one (revocation is hmctl registry revoke)",
+        "hmctl keys rotate alpha",
+    )
+    actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _command(
+        actions,
+        "rotate",
+        ("hypermesh.cli.keys", "rotate"),
+        "give a running node a new key: the old key records the hand-over on its chain and "
+        "revokes itself at the registry; the node stops, and hmctl apply starts it anew",
+        "hmctl keys rotate alpha && hmctl apply -f network.yaml",
+    )
+    p.add_argument("node", help="the node (of this state, running)")
+    p.add_argument("--registry", metavar="NODE", help="the registry node (default: the only one)")
+    p.set_defaults(address=None, identity=None, admin_key=None)
+    _add_timeout(p, 10.0)
 
 
 MESSAGE = "hypermesh.cli.message"
@@ -534,6 +558,29 @@ def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             default="text",
             help="text (default) or json: the resulting policy",
         )
+    p = action(
+        "revoke",
+        "revoke",
+        "revoke a node key: every node of the network refuses it once the revocation reaches "
+        "it with the registry's anchors",
+        "hmctl registry revoke beta --reason 'laptop stolen'",
+    )
+    p.add_argument("key", metavar="NODE|NODE_ID", help="a node of this state, or a node ID")
+    p.add_argument("--reason", default="", help="why; listed with the revocation")
+    p.add_argument(
+        "--self",
+        dest="self_signed",
+        action="store_true",
+        help="sign with the node's own key instead of the administrator's",
+    )
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p = action(
+        "revocations",
+        "revocations",
+        "list the node keys the registry has revoked",
+        "hmctl registry revocations",
+    )
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p = action(
         "policy",
         "policy",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from hypermesh.store.store import DB_FILE
 from hypermesh.transport.identity import (
     KEY_FILE,
     Identity,
+    is_node_id,
     load_identity,
     short_id,
 )
@@ -45,7 +47,7 @@ class Target:
     """Node name → its directory (its key)."""
 
 
-def _target(args: argparse.Namespace) -> Target:
+def target_of(args: argparse.Namespace) -> Target:
     directory = state_dir(args)
     node_ids: dict[str, str] = {}
     node_dirs: dict[str, Path] = {}
@@ -90,7 +92,7 @@ def _target(args: argparse.Namespace) -> Target:
     return Target(client, admin_key or directory / "nodes" / name / ADMIN_KEY, node_ids, node_dirs)
 
 
-def _ask(
+def ask(
     target: Target,
     method: str,
     path: str,
@@ -123,7 +125,7 @@ def _node_key(target: Target, name: str) -> Identity:
 def _owner_key(target: Target, tld: str, as_node: str | None) -> Identity:
     if as_node:
         return _node_key(target, as_node)
-    owner = str(_ask(target, "GET", tld_path(tld)).get("owner", ""))
+    owner = str(ask(target, "GET", tld_path(tld)).get("owner", ""))
     name = target.node_ids.get(owner)
     if name is None:
         raise UsageError(
@@ -171,8 +173,8 @@ def _print_policy(args: argparse.Namespace, verb: str, policy: dict[str, Any]) -
 
 
 def list_tlds(args: argparse.Namespace) -> int:
-    target = _target(args)
-    items = _ask(target, "GET", f"{API}/tlds").get("items", [])
+    target = target_of(args)
+    items = ask(target, "GET", f"{API}/tlds").get("items", [])
     if args.output == "json":
         print(json.dumps({"items": items}, indent=2))
         return 0
@@ -200,60 +202,116 @@ def list_tlds(args: argparse.Namespace) -> int:
 
 
 def approve(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = target_of(args)
     body = {"tld": args.tld}
-    info = _ask(target, "POST", f"{API}/admin/approve", body, signer=_admin(target))
+    info = ask(target, "POST", f"{API}/admin/approve", body, signer=_admin(target))
     return _print_tld(args, "approved", info)
 
 
 def reject(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = target_of(args)
     body = {"tld": args.tld, "reason": args.reason}
-    info = _ask(target, "POST", f"{API}/admin/reject", body, signer=_admin(target))
+    info = ask(target, "POST", f"{API}/admin/reject", body, signer=_admin(target))
     return _print_tld(args, "rejected", info)
 
 
 def expire(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = target_of(args)
     body = {"tld": args.tld, "reason": args.reason}
-    info = _ask(target, "POST", f"{API}/admin/expire", body, signer=_admin(target))
+    info = ask(target, "POST", f"{API}/admin/expire", body, signer=_admin(target))
     return _print_tld(args, "expired", info)
 
 
 def reserve(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = target_of(args)
     action = "unreserve" if args.undo else "reserve"
     signer = _admin(target)
     for name in args.names:
-        policy = _ask(target, "POST", f"{API}/admin/{action}", {"name": name}, signer=signer)
+        policy = ask(target, "POST", f"{API}/admin/{action}", {"name": name}, signer=signer)
     verb = f"{'un' if args.undo else ''}reserved {', '.join(args.names)}"
     return _print_policy(args, verb, policy)
 
 
 def policy(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = target_of(args)
     changes: dict[str, Any] = {}
     if args.approval:
         changes["approval"] = args.approval
     if args.term_days is not None:
         changes["termDays"] = args.term_days
     if not changes:
-        return _print_policy(args, "", _ask(target, "GET", f"{API}/policy"))
-    result = _ask(target, "POST", f"{API}/admin/policy", changes, signer=_admin(target))
+        return _print_policy(args, "", ask(target, "GET", f"{API}/policy"))
+    result = ask(target, "POST", f"{API}/admin/policy", changes, signer=_admin(target))
     return _print_policy(args, "policy changed", result)
 
 
 def renew(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = target_of(args)
     owner = _owner_key(target, args.tld, args.as_node)
-    info = _ask(target, "POST", f"{API}/renew", {"tld": args.tld}, signer=owner)
+    info = ask(target, "POST", f"{API}/renew", {"tld": args.tld}, signer=owner)
     return _print_tld(args, "renewed", info)
 
 
 def transfer(args: argparse.Namespace) -> int:
-    target = _target(args)
+    target = target_of(args)
     owner = _owner_key(target, args.tld, args.as_node)
     new_owner = _node_key(target, args.to)
     body = {"tld": args.tld, "newOwner": new_owner.node_id}
-    info = _ask(target, "POST", f"{API}/transfer", body, signer=owner, cosigner=new_owner)
+    info = ask(target, "POST", f"{API}/transfer", body, signer=owner, cosigner=new_owner)
     return _print_tld(args, f"transferred to {args.to}:", info)
+
+
+def revoke(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    names = {name: node_id for node_id, name in target.node_ids.items()}
+    if is_node_id(args.key):
+        node_id, name = args.key, target.node_ids.get(args.key)
+    elif args.key in names:
+        node_id, name = names[args.key], args.key
+    else:
+        raise UsageError(f"{args.key!r} is neither a node of this state nor a node ID")
+    if args.self_signed:
+        if name is None:
+            raise UsageError("--self needs a node of this state: its key signs")
+        signer = _node_key(target, name)
+    else:
+        signer = _admin(target)
+    body = {"nodeId": node_id, "reason": args.reason}
+    data = ask(target, "POST", f"{API}/revoke", body, signer=signer)
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+        return 0
+    print(
+        f"revoked {name or short_id(node_id)} ({node_id}): every node of the network refuses "
+        "it once the revocation reaches it"
+    )
+    return 0
+
+
+def revocations(args: argparse.Namespace) -> int:
+    target = target_of(args)
+    items = ask(target, "GET", f"{API}/revocations").get("items", [])
+    if args.output == "json":
+        print(json.dumps({"items": items}, indent=2))
+        return 0
+    if not items:
+        print("No keys revoked.")
+        return 0
+    rows = [
+        [
+            target.node_ids.get(i["nodeId"], short_id(i["nodeId"])),
+            i["nodeId"],
+            _when(float(i["revokedAt"])),
+            "self" if i["signer"] == i["nodeId"] else _owner(target, i["signer"]),
+            short_id(i["replacedBy"]) if i.get("replacedBy") else "",
+            i.get("reason", ""),
+        ]
+        for i in items
+    ]
+    headers = ["NODE", "KEY", "REVOKED", "BY", "REPLACED-BY", "REASON"]
+    print(table(headers, rows), end="")
+    return 0
+
+
+def _when(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

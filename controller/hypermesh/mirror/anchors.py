@@ -11,7 +11,12 @@ Ed25519 by the registry node's identity over a domain-separated message::
 The document::
 
     {"network": "acme", "registry": "<node ID>", "issuedAt": 1764633600.0,
-     "zones": {"acme.": {"ds": ["12345 15 2 ab…"], "serial": 7}, …}}
+     "zones": {"acme.": {"ds": ["12345 15 2 ab…"], "serial": 7}, …},
+     "revoked": {"<node ID>": {"at": 1764633500.0, "reason": "…", "replacedBy": null}, …}}
+
+``revoked`` lists the node keys the registry has revoked: every node that gets these anchors
+refuses them. Because mirrors keep only anchors newer than the ones they hold, a mirror cannot
+bring a revoked key back by relaying old anchors to a node that has seen the new ones.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypermesh.errors import HyperMeshError
@@ -51,6 +56,8 @@ class Anchors:
     zones: Mapping[str, ZoneAnchor]
     signed: dict[str, str]
     """``{"document": …, "signature": …}``: what the registry sent."""
+    revoked: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Revoked node keys: ``{node ID: {"at", "reason", "replacedBy"}}``."""
 
     @classmethod
     def issue(
@@ -59,8 +66,10 @@ class Anchors:
         network: str,
         zones: Mapping[str, ZoneAnchor],
         issued_at: float,
+        revoked: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Anchors:
         """Sign an anchors document as the registry node ``identity``."""
+        revoked = dict(revoked or {})
         body = {
             "network": network,
             "registry": identity.node_id,
@@ -69,11 +78,12 @@ class Anchors:
                 name: {"ds": list(anchor.ds), "serial": anchor.serial}
                 for name, anchor in sorted(zones.items())
             },
+            "revoked": revoked,
         }
         document = json.dumps(body, separators=(",", ":"), sort_keys=True)
         signature = identity.sign(CONTEXT + document.encode())
         signed = {"document": document, "signature": base64.b64encode(signature).decode()}
-        return cls(network, identity.node_id, issued_at, dict(zones), signed)
+        return cls(network, identity.node_id, issued_at, dict(zones), signed, revoked)
 
     @classmethod
     def verify(cls, signed: Any, registry: str) -> Anchors:
@@ -96,12 +106,18 @@ class Anchors:
                 str(name): ZoneAnchor(tuple(str(d) for d in z["ds"]), int(z["serial"]))
                 for name, z in body["zones"].items()
             }
+            revoked = body.get("revoked", {})
+            if not isinstance(revoked, dict) or not all(
+                isinstance(v, dict) for v in revoked.values()
+            ):
+                raise ValueError("revoked must map node IDs to objects")
             return cls(
                 str(body["network"]),
                 str(body["registry"]),
                 float(body["issuedAt"]),
                 zones,
                 {"document": document, "signature": signature},
+                {str(k): dict(v) for k, v in revoked.items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadAnchors(f"the anchors document is malformed: {exc!r}") from None

@@ -5,6 +5,7 @@
     {"serials": {"acme.": 7, "shop.": 3}}     first: every zone served and its serial
     {"zone": "acme.", "serial": 8}            a zone changed (or appeared)
     {"zone": "shop.", "serial": null}          a zone is no longer served
+    {"revoked": "<node ID>"}                   a key was revoked: fetch the anchors again
     {}                                         a heartbeat, every ``HEARTBEAT`` seconds
 
 A subscriber that falls more than ``BACKLOG`` notices behind is sent a fresh ``serials`` line
@@ -37,7 +38,13 @@ class ZoneFeed:
 
     def notify(self, zone: str, serial: int | None) -> None:
         """Tell every subscriber that ``zone`` is at ``serial`` now (None: withdrawn)."""
-        line = _line({"zone": zone, "serial": serial})
+        self._send(_line({"zone": zone, "serial": serial}))
+
+    def revoked(self, node_id: str) -> None:
+        """Tell every subscriber that the key ``node_id`` was revoked."""
+        self._send(_line({"revoked": node_id}))
+
+    def _send(self, line: bytes) -> None:
         for queue in self._queues:
             if queue.qsize() >= BACKLOG:
                 while not queue.empty():

@@ -149,6 +149,11 @@ class Follower:
             cached = self._texts[name] = (copy, copy.zone.to_text())
         return copy.serial, cached[1]
 
+    def revoked(self, node_id: str) -> bool:
+        """Whether the registry's anchors (the newest this node holds) revoke ``node_id``."""
+        anchors = self.state.anchors
+        return anchors is not None and node_id in anchors.revoked
+
     def knows(self, name: dns.name.Name) -> bool:
         """Whether ``name`` falls in a zone the registry serves (by its anchors and notices)."""
         anchors = self.state.anchors
@@ -222,6 +227,8 @@ class Follower:
                     self._drop(name)
             for name, serial in serials.items():
                 await self._sync(h3, registry, name, serial)
+        elif isinstance(notice.get("revoked"), str):
+            await self._refresh_anchors(h3, registry)
         elif isinstance(notice.get("zone"), str):
             name, announced = notice["zone"], notice.get("serial")
             if announced is None:

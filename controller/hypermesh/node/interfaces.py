@@ -11,6 +11,9 @@ InterfacePolicy; without one, members may do anything and everyone else nothing.
 ``rateLimit``s are counted per source: the caller's node name when it proves one, else its IP
 address.
 
+**Revoked keys** (the registry's anchors list them; ``revoked``) are refused on every interface,
+whatever the policy says, from the moment the revocation reaches the node.
+
 The node's own key (which its controller holds, to observe it) is never refused. A refusal is
 403 (429 past a rate limit), or for DNS over QUIC no answer (the stream is reset);
 nothing of a refused request is stored.
@@ -26,6 +29,12 @@ from typing import Any
 from hypermesh.policy import Decision, Member, PolicyEngine, RateCounter, parse_duration
 
 ALLOWED = (0, "")
+Revoked = Callable[[str], bool]
+"""Whether a node key is revoked (from the registry's anchors)."""
+
+
+def _never(_: str) -> bool:
+    return False
 
 
 def operation_of(method: str, path: str) -> str:
@@ -81,6 +90,7 @@ class PrivateGate:
     """Node ID → name of every Node and Peer of the network."""
     policy: PolicyEngine | None = None
     limits: _Limits = field(default_factory=_Limits)
+    revoked: Revoked = _never
 
     @property
     def own_id(self) -> str | None:
@@ -89,12 +99,16 @@ class PrivateGate:
 
     @classmethod
     def of(
-        cls, me: str, directory: Mapping[str, Any], policy: Mapping[str, Any] | None
+        cls,
+        me: str,
+        directory: Mapping[str, Any],
+        policy: Mapping[str, Any] | None,
+        revoked: Revoked | None = None,
     ) -> PrivateGate:
         """From the node config's ``directory`` ({name: {"kind", "identity", "tags"}}) and the
         private InterfacePolicy's spec, if one is declared."""
         engine = None if policy is None else _engine(directory, policy)
-        return cls(me, _members(directory), engine)
+        return cls(me, _members(directory), engine, revoked=revoked or _never)
 
     def check(self, caller_id: str | None, source: str, operation: str) -> tuple[int, str]:
         """(0, "") when the caller (its proven node ID, None when anonymous) may perform
@@ -103,6 +117,8 @@ class PrivateGate:
             return 403, "the private interface needs a client certificate (a node key)"
         if caller_id == self.own_id:
             return ALLOWED
+        if self.revoked(caller_id):
+            return 403, f"the key {caller_id} was revoked at the registry"
         caller = self.members.get(caller_id)
         if caller is None:
             return 403, f"{caller_id} is not a member of this network"
@@ -117,21 +133,34 @@ class PrivateGate:
 
 @dataclass
 class PublicGate:
-    """The public interface under the network's public InterfacePolicy."""
+    """The public interface (or the ephemeral one) under the network's InterfacePolicy for
+    it; without one, open to everyone but revoked keys."""
 
     me: str
     members: Mapping[str, str]
-    policy: PolicyEngine
+    policy: PolicyEngine | None
     limits: _Limits = field(default_factory=_Limits)
+    revoked: Revoked = _never
 
     @classmethod
-    def of(cls, me: str, directory: Mapping[str, Any], policy: Mapping[str, Any]) -> PublicGate:
-        return cls(me, _members(directory), _engine(directory, policy))
+    def of(
+        cls,
+        me: str,
+        directory: Mapping[str, Any],
+        policy: Mapping[str, Any] | None,
+        revoked: Revoked | None = None,
+    ) -> PublicGate:
+        engine = None if policy is None else _engine(directory, policy)
+        return cls(me, _members(directory), engine, revoked=revoked or _never)
 
     def check(self, caller_id: str | None, source: str, operation: str) -> tuple[int, str]:
         caller = self.members.get(caller_id) if caller_id else None
         if caller is not None and caller == self.me:
             return ALLOWED  # the node's own key: its operator, never refused
+        if caller_id is not None and self.revoked(caller_id):
+            return 403, f"the key {caller_id} was revoked at the registry"
+        if self.policy is None:
+            return ALLOWED
         decision = self.policy.decide(caller or "", self.me, operation)
         if decision.action != "allow":
             by = f"rule {decision.rule!r}" if decision.rule else "the default"

@@ -83,6 +83,10 @@ def add_feed_routes(
             network,
             {name: ZoneAnchor(ds.get(name, (0, ()))[1], serial) for name, serial in known.items()},
             clock(),
+            {
+                r.node_id: {"at": r.revoked_at, "reason": r.reason, "replacedBy": r.replaced_by}
+                for r in registry.revocations().values()
+            },
         )
         return Response.json(signed.signed)
 

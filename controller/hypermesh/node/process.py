@@ -51,6 +51,7 @@ from hypermesh.node.registry_api import (
     load_zones,
     publish_zones,
 )
+from hypermesh.node.rotation import finish_rotation, start_successor_chain
 from hypermesh.node.router import Router
 from hypermesh.node.routes import (
     NodeView,
@@ -109,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         log_to_file(Path(config.log_file), config.log_level)
         remove_runtime(node_dir)  # left behind by a process that died; it is not ours
+        if finish_rotation(node_dir, CHAIN_DB):
+            log.info("key rotated", extra={"node": config.name})
         identity = load_or_create_identity(node_dir)
         return asyncio.run(serve(config, identity))
     except (HyperMeshError, OSError) as exc:
@@ -166,14 +169,16 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         expire_due(registry, zones)
         load_zones(registry, zones, metrics.zone_serial)
         tasks.append(asyncio.create_task(_sweep(registry, zones, metrics.zone_serial)))
+        feed = zone_feed(zones)
         add_registry_routes(
             router,
             registry,
             zones,
             on_registration=metrics.registration,
             on_serial=metrics.zone_serial,
+            on_revocation=feed.revoked,
         )
-        add_feed_routes(router, registry, zones, zone_feed(zones), identity, config.network)
+        add_feed_routes(router, registry, zones, feed, identity, config.network)
     elif config.registry is not None and isinstance(zones, StaticZones):
         follower = Follower(
             zones,
@@ -192,6 +197,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     mailbox: Mailbox | None = None
     if config.chain:
         chain = ChainStore.open(Path(config.node_dir) / CHAIN_DB, identity)
+        start_successor_chain(Path(config.node_dir), chain)
         replicas = Replicas.open(Path(config.node_dir) / REPLICAS_DB)
         chain_peers = ChainFollower(chain, replicas, lambda: _chain_peers(config))
         ready = asyncio.Event()
@@ -230,9 +236,16 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         dns_answer = forwarding
 
     add_metrics_route(router, metrics)
+    revoked = (
+        registry.is_revoked
+        if registry is not None
+        else follower.revoked
+        if follower is not None
+        else None
+    )
     public_gate: Gate | None = (
-        PublicGate.of(config.name, config.directory, config.public_policy).check
-        if config.public_policy is not None
+        PublicGate.of(config.name, config.directory, config.public_policy, revoked).check
+        if config.public_policy is not None or revoked is not None
         else None
     )
     endpoint = await bind_endpoint(
@@ -246,7 +259,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     )
     private: Endpoint | None = None
     if config.private_listen is not None:
-        gate = PrivateGate.of(config.name, config.directory, config.private_policy)
+        gate = PrivateGate.of(config.name, config.directory, config.private_policy, revoked)
         host, port = parse_address(config.private_listen)
         try:
             private = await bind_endpoint(
@@ -266,7 +279,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     if config.ephemeral_listen is not None:
         # Without an ephemeral policy, tunnel requests are held to the public interface's.
         tunnel_gate = (
-            PublicGate.of(config.name, config.directory, config.ephemeral_policy).check
+            PublicGate.of(config.name, config.directory, config.ephemeral_policy, revoked).check
             if config.ephemeral_policy is not None
             else public_gate
         )

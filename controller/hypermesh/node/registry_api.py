@@ -12,6 +12,12 @@ Paths are exact (the router has no path parameters): the TLD travels in the body
     GET  /registry/v1/tlds                       every TLD
     GET  /registry/v1/tld?name=NAME              one TLD with its record sets
     GET  /registry/v1/policy                     the governance and the administrator's ID
+    POST /registry/v1/revoke     {"nodeId", "reason"?, "replacedBy"?}   signed by the key
+                                 itself or by the administrator
+    GET  /registry/v1/revocations                every revoked node key
+
+A revoked key signs nothing more here (403), and the revocation travels to every node with the
+registry's signed anchors (``hypermesh.mirror.anchors``), whose gates then refuse the key.
 
 Administration, signed by the administrator's key (``Registry.admin``):
 
@@ -36,7 +42,7 @@ from typing import Any
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.registry_page import PAGE, PAGE_HEADERS, render_page
 from hypermesh.node.router import Request, Response, Router
-from hypermesh.registry.errors import RegistryError
+from hypermesh.registry.errors import Forbidden, RegistryError
 from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, TldInfo
 from hypermesh.registry.signing import Signed, verify_request
 from hypermesh.registry.zones import serial_of
@@ -89,6 +95,7 @@ def add_registry_routes(
     clock: Callable[[], float] = time.time,
     on_registration: Callable[[], None] | None = None,
     on_serial: Callable[[str, int], None] | None = None,
+    on_revocation: Callable[[str], None] | None = None,
 ) -> Router:
     nonces = DatabaseNonceCache(registry)
 
@@ -119,7 +126,27 @@ def add_registry_routes(
         )
 
     def signed(request: Request) -> str:
-        return verified(request).signer
+        signer = verified(request).signer
+        if registry.is_revoked(signer):
+            raise Forbidden(f"the key {signer} was revoked")
+        return signer
+
+    def revoke(request: Request) -> Response:
+        signer = signed(request)
+        data = body_of(request)
+        replaced_by = data.get("replacedBy")
+        revocation = registry.revoke(
+            str(data.get("nodeId", "")),
+            signer=signer,
+            reason=str(data.get("reason", "")),
+            replaced_by=None if replaced_by is None else str(replaced_by),
+        )
+        if on_revocation is not None:
+            on_revocation(revocation.node_id)
+        return Response.json(revocation.to_json())
+
+    def revocations(request: Request) -> Response:
+        return Response.json({"items": [r.to_json() for r in registry.revocations().values()]})
 
     def withdraw(tld: str) -> None:
         zones.remove(tld)
@@ -237,6 +264,8 @@ def add_registry_routes(
     router.add(f"{PREFIX}/delete", guarded(delete), methods=("POST",))
     router.add(f"{PREFIX}/renew", guarded(renew), methods=("POST",))
     router.add(f"{PREFIX}/transfer", guarded(transfer), methods=("POST",))
+    router.add(f"{PREFIX}/revoke", guarded(revoke), methods=("POST",))
+    router.add(f"{PREFIX}/revocations", guarded(revocations))
     for name, action in (
         ("approve", approve),
         ("reject", reject),

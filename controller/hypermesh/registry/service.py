@@ -35,6 +35,7 @@ from hypermesh.registry.tables import (
     NonceRow,
     RegistryBase,
     RegistryMetaRow,
+    RevocationRow,
     RRsetRow,
     SignedZoneRow,
     TldRow,
@@ -118,6 +119,30 @@ class TldInfo:
 STATUSES = ("active", "pending", "rejected", "expired")
 
 
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """A revoked node key."""
+
+    node_id: str
+    revoked_at: float
+    reason: str
+    signer: str
+    replaced_by: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodeId": self.node_id,
+            "revokedAt": self.revoked_at,
+            "reason": self.reason,
+            "signer": self.signer,
+            "replacedBy": self.replaced_by,
+        }
+
+
+def _revocation(row: RevocationRow) -> Revocation:
+    return Revocation(row.node_id, row.revoked_at, row.reason, row.signer, row.replaced_by)
+
+
 class Registry:
     """Open with ``Registry.open(path_or_url, admin=NODE_ID, policy=...)``.
 
@@ -131,6 +156,7 @@ class Registry:
         self.policy = policy
         self.clock = clock
         self.admin: str | None = None
+        self._revoked: dict[str, Revocation] = {}
         self._zones: dict[str, _Signed] = {}
         """Signed zones by TLD, with the serial they are at and when they were last signed in
         full (changes since then are signed incrementally, sharing the older signatures)."""
@@ -165,6 +191,7 @@ class Registry:
             registry = cls(engine, policy or Policy(), clock)
             registry._check_schema()
             registry._load_governance(admin)
+            registry._load_revocations()
         except SQLAlchemyError as exc:
             raise RegistryError(f"cannot open the registry database {url}: {exc}") from exc
         return registry
@@ -423,6 +450,48 @@ class Registry:
             session.add(row)
         self.policy = policy
         return policy
+
+    # -- revoked keys -----------------------------------------------------------------------
+
+    def revoke(
+        self, node_id: str, *, signer: str, reason: str = "", replaced_by: str | None = None
+    ) -> Revocation:
+        """Revoke the node key ``node_id``: by the administrator, or by the key itself (a key
+        that was rotated, or that its holder knows is lost). Revoking again changes nothing."""
+        if not is_node_id(node_id):
+            raise RegistryError(f"{node_id!r} is not a node ID")
+        if replaced_by is not None and (not is_node_id(replaced_by) or replaced_by == node_id):
+            raise RegistryError(f"replacedBy {replaced_by!r} is not another node ID")
+        if signer != node_id:
+            self._check_admin(signer)
+        if len(reason) > 256:
+            raise RegistryError("a revocation's reason has at most 256 characters")
+        with self._transaction() as session:
+            row = session.get(RevocationRow, node_id)
+            if row is None:
+                row = RevocationRow(
+                    node_id=node_id,
+                    revoked_at=self.clock(),
+                    reason=reason,
+                    signer=signer,
+                    replaced_by=replaced_by,
+                )
+                session.add(row)
+            revocation = _revocation(row)
+        self._revoked[node_id] = revocation
+        return revocation
+
+    def revocations(self) -> dict[str, Revocation]:
+        """Every revoked key, by node ID."""
+        return dict(self._revoked)
+
+    def is_revoked(self, node_id: str) -> bool:
+        return node_id in self._revoked
+
+    def _load_revocations(self) -> None:
+        with self._transaction() as session:
+            rows = session.exec(select(RevocationRow)).all()
+            self._revoked = {row.node_id: _revocation(row) for row in rows}
 
     # -- records ----------------------------------------------------------------------------
 

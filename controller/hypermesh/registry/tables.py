@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from sqlalchemy import MetaData, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: the first tables. 2: ``registry_tlds.note`` (why a TLD was rejected or expired).
 3: ``registry_signed_zones`` (the signed zones as they were served, kept over a restart; a new
-table, which ``create_all`` makes).
+table, which ``create_all`` makes). 4: ``registry_revocations`` (revoked node keys; a new
+table).
 ``Registry.open`` upgrades older databases in place (``MIGRATIONS``), keeping their data."""
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -95,3 +96,17 @@ class SignedZoneRow(RegistryBase, table=True):
     """When it was last signed in full (``Registry`` signs it again in full after half the
     signatures' lifetime)."""
     text: str
+
+
+class RevocationRow(RegistryBase, table=True):
+    """A node key the registry has revoked: every node of the network refuses it once the
+    revocation reaches it with the registry's anchors."""
+
+    __tablename__ = "registry_revocations"
+    node_id: str = Field(primary_key=True)
+    revoked_at: float
+    reason: str = ""
+    signer: str
+    """Who revoked it: the administrator, or the key itself."""
+    replaced_by: str | None = None
+    """The key that took its place, when it was rotated."""

@@ -170,6 +170,26 @@ def load_or_create_identity(directory: Path) -> Identity:
     return identity
 
 
+def create_key_file(path: Path) -> Identity:
+    """A new key written to ``path`` (0600, atomically); when the file exists already, the key
+    in it (so an interrupted rotation picks up where it stopped)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        return _load_key(path)
+    except FileNotFoundError:
+        return _create_key(path)
+
+
+def install_key(directory: Path, key_file: Path) -> Identity:
+    """Make ``key_file`` (in ``directory``) the identity of ``directory``: it replaces
+    ``identity.key`` in one rename, and ``identity.pub`` follows. The old key is gone."""
+    identity = _load_key(key_file)
+    key_file.replace(directory / KEY_FILE)
+    _fsync_directory(directory)
+    _write_public(directory / PUBLIC_FILE, identity.node_id)
+    return identity
+
+
 def load_identity(path: Path) -> Identity:
     """Load an existing key file (never creating one); ``HyperMeshError`` naming the file when
     it is missing, readable by others, or not an Ed25519 key."""
