@@ -1,7 +1,7 @@
 """The registry end to end: `hmctl apply` registers a TLD at the network's registry node and
 publishes its records; independent clients read them over DoQ and DoH3 with valid DNSSEC; a
 record changed behind the controller's back is put back; a non-owner's write is refused; prune
-withdraws a record; InterfacePolicy stays honestly NotImplemented."""
+withdraws a record."""
 
 from __future__ import annotations
 

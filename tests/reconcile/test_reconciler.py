@@ -19,7 +19,8 @@ from hypermesh.store import StateStore
 
 
 class World:
-    """What exists, as an in-memory driver sees it; failures are scripted per name."""
+    """What exists, as an in-memory driver sees it; failures are scripted per name (of an
+    apply) or ``delete:NAME`` (of a delete)."""
 
     def __init__(self) -> None:
         self.objects: dict[ResourceKey, Mapping[str, Any]] = {}
@@ -55,6 +56,9 @@ class MemoryDriver:
 
     async def delete(self, key: ResourceKey, handle: Mapping[str, Any]) -> None:
         self.world.calls.append(("delete", str(key)))
+        pending = self.world.failures.get(f"delete:{key.name}")
+        if pending:
+            raise pending.pop(0)
         self.world.objects.pop(key, None)
 
     async def stop(self, key: ResourceKey, handle: Mapping[str, Any]) -> bool:

@@ -49,7 +49,7 @@ from hypermesh.model.validate import ManifestSet, load_desired
 from hypermesh.plan import Action, Plan
 from hypermesh.plan import plan as make_plan
 from hypermesh.reconcile import Reconciler, ReconcileSettings
-from hypermesh.reconcile.conditions import READY, condition
+from hypermesh.reconcile.conditions import READY, Condition, condition, set_condition
 from hypermesh.store import ResourceRecord, StateLock, StateStore
 from hypermesh.store.store import DB_FILE
 
@@ -390,6 +390,9 @@ def _live_records(
         out = []
         for record in records:
             live = lives.get(record.key)
+            if live is not None and record.key.kind == "InterfacePolicy":
+                out.append(_with_status(record, _probed(record.status, live.status, live.reason)))
+                continue
             if live is None or record.key.kind != "Node":
                 out.append(record)
                 continue
@@ -402,6 +405,25 @@ def _live_records(
         return out
 
     return asyncio.run(refresh())
+
+
+def _probed(status: Mapping[str, Any], probed: Mapping[str, Any], reason: str) -> dict[str, Any]:
+    """A policy's status with the probe just made: its fields, and its ``Enforced`` condition
+    set among the stored ones."""
+    out = dict(status) | {k: v for k, v in probed.items() if k != "conditions"}
+    conditions: list[dict[str, Any]] = list(status.get("conditions", []))
+    for cond in probed.get("conditions", []):
+        new = Condition(
+            str(cond["type"]),
+            str(cond["status"]),
+            str(cond["reason"]),
+            str(cond.get("message", "")),
+            int(cond.get("observedGeneration", 0)),
+        )
+        conditions = set_condition(conditions, new, str(cond["lastTransitionTime"]))
+    out["conditions"] = conditions
+    out["phase"] = reason
+    return out
 
 
 def _with_status(record: ResourceRecord, status: Mapping[str, Any]) -> ResourceRecord:
@@ -488,6 +510,7 @@ def _columns(
         wide_extra = ["PID", "ROLES", "INTERFACES", "GENERATION", "SERIAL", "LAG"]
     elif kind == "Network":
         extra = ["MODE", "NODES"]
+        wide_extra = ["TTL", "EXPIRES"]
     elif kind == "Peer":
         extra = ["NETWORK", "ADDRESS"]
     elif kind == "TLD":
@@ -496,6 +519,7 @@ def _columns(
         extra = ["TLD", "TYPE"]
     elif kind == "InterfacePolicy":
         extra = ["NETWORK", "INTERFACE"]
+        wide_extra = ["ENFORCED", "PROBES", "MISMATCHES"]
     headers = headers + extra + (wide_extra if wide else []) + ["AGE"]
     rows: list[list[Any]] = []
     authority = _registry_serials(records) if kind == "Node" else {}
@@ -519,6 +543,8 @@ def _columns(
                 ]
         elif kind == "Network":
             row += [spec.get("mode"), status.get("nodes")]
+            if wide:  # a torn-down ephemeral network keeps only when it expired
+                row += [spec.get("ttl"), status.get("expiresAt") or status.get("expiredAt")]
         elif kind == "Peer":
             row += [spec.get("network"), spec.get("address")]
         elif kind == "TLD":
@@ -528,6 +554,14 @@ def _columns(
             row += [spec.get("tld"), spec.get("type", "HTTPS")]
         elif kind == "InterfacePolicy":
             row += [spec.get("network"), spec.get("interface")]
+            if wide:
+                enforced = condition(status.get("conditions", []), "Enforced") or {}
+                mismatches = status.get("mismatches")
+                row += [
+                    enforced.get("status", "Unknown"),
+                    status.get("probes", "-"),
+                    len(mismatches) if isinstance(mismatches, list) else "-",
+                ]
         row.append(age(status.get("startedAt") or record.updated_at))
         rows.append(row)
     return headers, rows

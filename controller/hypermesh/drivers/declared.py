@@ -1,20 +1,19 @@
-"""Drivers for kinds that run nothing locally yet: Network and Peer are recorded as declared;
-TLD, Record and InterfacePolicy wait for the registry and the policy engine (honest gaps)."""
+"""Drivers for kinds that run nothing locally: Network and Peer are recorded as declared (an
+ephemeral Network also keeps when it was created and when it expires). InterfacePolicy has its
+own driver (``drivers.policies``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from hypermesh.errors import NotImplementedYet
+from hypermesh.errors import PermanentError
 from hypermesh.model.resources import Resource, ResourceKey
+from hypermesh.plan.expiry import expires_at, parse_time, rfc3339
+from hypermesh.policy import parse_duration
 from hypermesh.reconcile import ApplyContext, Live, Outcome
-
-_LATER = {
-    "TLD": "the registry that registers TLDs is not built yet (issue 3)",
-    "Record": "the registry that serves records is not built yet (issue 3)",
-    "InterfacePolicy": "the policy engine that enforces interfaces is not built yet (issue 6)",
-}
 
 
 class _Declarative:
@@ -37,9 +36,28 @@ class _Declarative:
 
 
 class NetworkDriver(_Declarative):
-    """A network is a name the nodes share; standalone mode has nothing to start for it."""
+    """A network is a name the nodes share; standalone mode has nothing to start for it.
+
+    An ephemeral network's handle keeps ``createdAt``, the moment it was first applied, so that
+    its ``expiresAt`` (``createdAt + spec.ttl``) survives passes and hmctl invocations; the
+    reconciler tears the network down once that moment has passed (``hypermesh.plan.expiry``).
+    """
 
     kinds: tuple[str, ...] = ("Network",)
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        """Wall-clock seconds (``time.time``); a test passes its own."""
+
+    async def observe(
+        self, key: ResourceKey, handle: Mapping[str, Any], applied: Mapping[str, Any] | None
+    ) -> Live:
+        if applied is None or applied.get("mode") != "ephemeral":
+            return Live(exists=applied is not None, reason="Declared")
+        times = _lifetime(applied, handle)
+        if times is None:  # applied by an hmctl that did not record the creation time
+            return Live(exists=True, drift=("no creation time recorded",), reason="Declared")
+        return Live(True, (), times, True, "Declared", f"expires at {times['expiresAt']}")
 
     async def apply(
         self, resource: Resource, handle: Mapping[str, Any], context: ApplyContext
@@ -48,12 +66,33 @@ class NetworkDriver(_Declarative):
         members = [
             n.name
             for n in context.desired.of_kind("Node")
-            if n.spec.get("network") == resource.name
+            if n.spec.get("network") == resource.name and n.namespace == resource.namespace
         ]
+        status: dict[str, Any] = {"mode": spec["mode"], "nodes": len(members)}
         message = f"{spec['mode']} network with {len(members)} node(s)"
-        if spec["mode"] == "ephemeral":
-            message += "; TTL teardown is not enforced yet (issue 6)"
-        return Outcome(status={"mode": spec["mode"], "nodes": len(members)}, message=message)
+        if spec["mode"] != "ephemeral":
+            return Outcome(status=status, message=message)
+        created = handle.get("createdAt") or rfc3339(datetime.fromtimestamp(self.clock(), UTC))
+        times = _lifetime(spec, {"createdAt": created})
+        if times is None:
+            raise PermanentError(f"not a duration: spec.ttl {spec.get('ttl')!r}", reason="BadTTL")
+        return Outcome(
+            handle={"createdAt": created},
+            status=status | times,
+            message=f"{message}; expires at {times['expiresAt']} (ttl {spec['ttl']})",
+        )
+
+
+def _lifetime(spec: Mapping[str, Any], handle: Mapping[str, Any]) -> dict[str, str] | None:
+    """``createdAt`` and ``expiresAt`` of an ephemeral network, or None when unknown."""
+    created = parse_time(handle.get("createdAt"))
+    try:
+        ttl = parse_duration(str(spec.get("ttl", "")))
+    except ValueError:
+        return None
+    if created is None:
+        return None
+    return {"createdAt": rfc3339(created), "expiresAt": rfc3339(expires_at(created, ttl))}
 
 
 class PeerDriver(_Declarative):
@@ -68,23 +107,4 @@ class PeerDriver(_Declarative):
         return Outcome(
             status={"identity": spec["identity"], "address": spec["address"]},
             message="declared (peers are not probed yet)",
-        )
-
-
-class NotImplementedDriver(_Declarative):
-    """Validated and planned, never reported as done: apply stalls with reason NotImplemented."""
-
-    def __init__(self, kind: str) -> None:
-        self.kinds = (kind,)
-
-    async def observe(
-        self, key: ResourceKey, handle: Mapping[str, Any], applied: Mapping[str, Any] | None
-    ) -> Live:
-        return Live(exists=False, ready=False, reason="NotImplemented")
-
-    async def apply(
-        self, resource: Resource, handle: Mapping[str, Any], context: ApplyContext
-    ) -> Outcome:
-        raise NotImplementedYet(
-            f"{resource.kind} is validated and planned, but {_LATER[resource.kind]}"
         )

@@ -210,9 +210,8 @@ class NodeProcessDriver:
             )
 
         private = "private" in resource.spec.get("interfaces", ())
-        ephemeral = "ephemeral" in resource.spec.get("interfaces", ()) or "relay" in resource.spec.get(
-            "roles", ()
-        )
+        roles = resource.spec.get("roles", ())
+        ephemeral = "ephemeral" in resource.spec.get("interfaces", ()) or "relay" in roles
         public_policy = policy_for("public")
         if not private and not ephemeral and public_policy is None:
             return {}
@@ -347,9 +346,19 @@ class NodeProcessDriver:
         return await self._stop_dir(self._dir(key, handle))
 
     async def delete(self, key: ResourceKey, handle: Mapping[str, Any]) -> None:
+        """Stop the node and remove its directory: key, databases, config, logs, runtime
+        file. A process that does not die keeps its directory, and the error says so."""
         node_dir = self._dir(key, handle)
         await self._stop_dir(node_dir)
+        pid = running_pid(node_dir)
+        if pid is not None:
+            raise TemporaryError(
+                f"node process {pid} did not stop; {node_dir} is kept until it does",
+                reason="StopFailed",
+            )
         shutil.rmtree(node_dir, ignore_errors=True)
+        if node_dir.exists():
+            raise TemporaryError(f"could not remove {node_dir}", reason="DeleteFailed")
 
 
 def _alive(pid: int) -> bool:

@@ -76,6 +76,9 @@ class Plan:
     orphans: tuple[ResourceKey, ...] = ()
     """Resources in the inventory that the manifests no longer declare, left alone without
     ``--prune``."""
+    expired: Mapping[ResourceKey, str] = field(default_factory=dict)
+    """Resources of ephemeral networks past their expiry, with why: the next pass tears them
+    down (they have no item: no create, update or prune applies to them)."""
 
     @property
     def changes(self) -> tuple[PlanItem, ...]:
@@ -83,7 +86,7 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(item.changes for item in self.items)
+        return bool(self.expired) or any(item.changes for item in self.items)
 
     def count(self, action: Action) -> int:
         return sum(1 for item in self.items if item.action is action)
@@ -95,6 +98,9 @@ class Plan:
         )
         if self.orphans:
             text += f"; {len(self.orphans)} no longer declared (use --prune to delete)"
+        for why in sorted(set(self.expired.values())):
+            count = sum(1 for w in self.expired.values() if w == why)
+            text += f"; {count} to tear down ({why})"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,14 +110,28 @@ class Plan:
             "prune": self.prune,
             "items": [item.to_dict() for item in self.items],
             "orphans": [str(k) for k in self.orphans],
+            "expired": {str(k): why for k, why in sorted(self.expired.items())},
         }
 
 
-def plan(desired: DesiredState, observed: Iterable[Observed], *, prune: bool = False) -> Plan:
-    """Compare what the manifests declare with what was observed and say what to do."""
+def plan(
+    desired: DesiredState,
+    observed: Iterable[Observed],
+    *,
+    prune: bool = False,
+    expired: Mapping[ResourceKey, str] | None = None,
+) -> Plan:
+    """Compare what the manifests declare with what was observed and say what to do.
+
+    ``expired`` names resources of ephemeral networks whose TTL ran out, with why: they get no
+    item, and the plan lists those that exist among its ``expired`` (see
+    ``hypermesh.plan.expiry``)."""
+    expired = expired or {}
     seen = {o.key: o for o in observed}
     items: list[PlanItem] = []
     for resource in desired:
+        if resource.key in expired:
+            continue
         current = seen.get(resource.key)
         if current is None or current.spec is None:
             added = diff({}, resource.spec)
@@ -122,13 +142,14 @@ def plan(desired: DesiredState, observed: Iterable[Observed], *, prune: bool = F
         items.append(PlanItem(action, resource.key, changes, current.drift, resource, current))
     declared = {r.key for r in desired}
     leftovers = sorted(
-        (o for key, o in seen.items() if key not in declared and o.managed),
+        (o for key, o in seen.items() if key not in declared and o.managed and key not in expired),
         key=lambda o: o.key.order,
         reverse=True,
     )
+    doomed = {key: why for key, why in expired.items() if key in seen}
     orphans: tuple[ResourceKey, ...] = ()
     if prune:
         items.extend(PlanItem(Action.DELETE, o.key, observed=o) for o in leftovers)
     else:
         orphans = tuple(o.key for o in leftovers)
-    return Plan(tuple(items), prune=prune, orphans=orphans)
+    return Plan(tuple(items), prune=prune, orphans=orphans, expired=doomed)

@@ -5,6 +5,10 @@ dependency order (a kind at a time, up to ``parallelism`` resources at once), de
 order. A failure is retried with per-resource exponential backoff (``TemporaryError``) or left
 ``Stalled`` until the spec changes (``PermanentError``); whatever depends on a failed resource
 waits. ``converge`` runs passes until nothing is left to do, or the time is up.
+
+Before planning, a pass tears down every ephemeral network whose ``expiresAt`` has passed and
+leaves its Network as a tombstone that the loop's passes honour and an apply (``converge``)
+lifts; the planner never sees the network's resources meanwhile (``hypermesh.plan.expiry``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +26,16 @@ from hypermesh.errors import PermanentError, ReconcileError, TemporaryError
 from hypermesh.model.references import dependencies
 from hypermesh.model.resources import KIND_ORDER, DesiredState, ResourceKey
 from hypermesh.plan import Action, Observed, Plan, PlanItem, plan
+from hypermesh.plan.expiry import (
+    EXPIRED,
+    TOMBSTONE,
+    fingerprint,
+    is_expired,
+    is_tombstone,
+    members,
+    rfc3339,
+    specs_of,
+)
 from hypermesh.reconcile.backoff import Backoff
 from hypermesh.reconcile.conditions import READY, RECONCILING, STALLED, Condition, set_condition
 from hypermesh.reconcile.driver import ApplyContext, Driver, Live
@@ -55,6 +70,8 @@ class PassResult:
     """Resources skipped this pass: backing off, or waiting for a dependency."""
     unready: Mapping[ResourceKey, str] = field(default_factory=dict)
     """Resources that need no change but are not Ready (a node not answering)."""
+    expired: Mapping[ResourceKey, str] = field(default_factory=dict)
+    """Ephemeral networks torn down in this pass, with what went."""
 
     @property
     def converged(self) -> bool:
@@ -72,7 +89,18 @@ class PassResult:
 
 
 def _now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return rfc3339(datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class _Expiry:
+    """What a pass found of ephemeral networks before planning."""
+
+    hidden: frozenset[ResourceKey] = frozenset()
+    """Resources of expired networks: neither planned nor saved as desired this pass."""
+    expired: Mapping[ResourceKey, str] = field(default_factory=dict)
+    failed: Mapping[ResourceKey, str] = field(default_factory=dict)
+    waiting: Mapping[ResourceKey, str] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -85,12 +113,16 @@ class Reconciler:
         settings: ReconcileSettings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         on_progress: Callable[[str, ResourceKey, str], None] | None = None,
     ) -> None:
         self.store = store
         self.drivers = drivers
         self.settings = settings or ReconcileSettings()
         self.clock = clock
+        self.wall_clock = wall_clock
+        """Seconds since the epoch, for the expiry of ephemeral networks (``clock`` is
+        monotonic, for backoff)."""
         self.backoff: Backoff[ResourceKey] = Backoff(
             base=self.settings.backoff_base, cap=self.settings.backoff_cap
         )
@@ -111,9 +143,15 @@ class Reconciler:
 
     # -- observing ----------------------------------------------------------------------
 
-    async def observe(self) -> tuple[list[Observed], dict[ResourceKey, Live]]:
-        """Re-observe everything the store knows was applied or created."""
-        records = [r for r in self.store.records() if r.managed or r.applied is not None]
+    async def observe(
+        self, skip: frozenset[ResourceKey] = frozenset()
+    ) -> tuple[list[Observed], dict[ResourceKey, Live]]:
+        """Re-observe everything the store knows was applied or created (but ``skip``)."""
+        records = [
+            r
+            for r in self.store.records()
+            if (r.managed or r.applied is not None) and r.key not in skip
+        ]
         lives = await asyncio.gather(*(self._observe_one(r) for r in records))
         observed: list[Observed] = []
         live_by_key: dict[ResourceKey, Live] = {}
@@ -144,22 +182,40 @@ class Reconciler:
                 return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
 
     async def plan(self, desired: DesiredState, *, prune: bool = False) -> Plan:
-        """Observe and plan, without acting (``hmctl diff``)."""
+        """Observe and plan, without acting (``hmctl diff``, and what ``apply`` announces).
+        The resources of ephemeral networks past their expiry are shown as deletes."""
         observed, _ = await self.observe()
-        return plan(desired, observed, prune=prune)
+        return plan(desired, observed, prune=prune, expired=self._due(desired))
+
+    def _due(self, desired: DesiredState) -> dict[ResourceKey, str]:
+        """The resources a pass would tear down now, each with why."""
+        now = datetime.fromtimestamp(self.wall_clock(), UTC)
+        records = self.store.records()
+        specs = _known_specs(records, desired)
+        due: dict[ResourceKey, str] = {}
+        for record in records:
+            if record.key.kind == "Network" and is_expired(record.applied, record.status, now):
+                why = f"network {record.key.name} expired at {record.status.get('expiresAt')}"
+                due.update(dict.fromkeys((record.key, *members(record.key, specs)), why))
+        return due
 
     # -- acting ---------------------------------------------------------------------------
 
     async def run_pass(self, desired: DesiredState, *, prune: bool = False) -> PassResult:
-        """One level-triggered pass: observe, plan, act."""
-        generations = self.store.save_desired(desired)
-        observed, lives = await self.observe()
+        """One level-triggered pass: tear down expired networks, observe, plan, act."""
+        expiry = await self._expire(desired)
+        if expiry.hidden:
+            desired = DesiredState.of(
+                (r for r in desired if r.key not in expiry.hidden), desired.files
+            )
+        generations = self.store.save_desired(desired, hold=expiry.hidden)
+        observed, lives = await self.observe(skip=expiry.hidden)
         the_plan = plan(desired, observed, prune=prune)
         records = {r.key: r for r in self.store.records()}
         done: list[ResourceKey] = []
-        failed: dict[ResourceKey, str] = {}
+        failed: dict[ResourceKey, str] = dict(expiry.failed)
         stalled: dict[ResourceKey, str] = {}
-        waiting: dict[ResourceKey, str] = {}
+        waiting: dict[ResourceKey, str] = dict(expiry.waiting)
         unready: dict[ResourceKey, str] = {}
         blocked: dict[ResourceKey, str] = {}
         context_by_gen = {k: ApplyContext(desired, g) for k, g in generations.items()}
@@ -185,7 +241,157 @@ class Reconciler:
                 {"failed": failed, "stalled": stalled, "waiting": waiting}[state][item.key] = (
                     message
                 )
-        return PassResult(the_plan, tuple(done), failed, stalled, waiting, unready)
+        return PassResult(
+            the_plan, tuple(done), failed, stalled, waiting, unready, dict(expiry.expired)
+        )
+
+    # -- ephemeral networks ---------------------------------------------------------------
+
+    async def _expire(self, desired: DesiredState) -> _Expiry:
+        """Before planning: tear down every ephemeral network whose ``expiresAt`` has passed,
+        leaving a tombstone; lift tombstones whose manifests changed. Returns what the rest of
+        the pass must leave alone (the resources of networks torn down or being torn down)."""
+        now = datetime.fromtimestamp(self.wall_clock(), UTC)
+        records = {r.key: r for r in self.store.records()}
+        specs = _known_specs(records.values(), desired)
+        hidden: set[ResourceKey] = set()
+        expired: dict[ResourceKey, str] = {}
+        failed: dict[ResourceKey, str] = {}
+        waiting: dict[ResourceKey, str] = {}
+        for key, record in records.items():
+            if key.kind != "Network":
+                continue
+            if is_tombstone(record.handle, record.applied):
+                mark = record.handle[TOMBSTONE]
+                current = fingerprint(desired, key)
+                if current is None:
+                    continue  # no longer declared: save_desired drops the row
+                if current != mark.get("fingerprint"):
+                    self.store.forget(key)
+                    message = "the manifests changed since it expired: creating it anew"
+                    self.store.add_event(key, "Normal", "Recreating", message)
+                    self._progress("done", key, message)
+                    log.info("network %s: %s", key.name, message)
+                    continue
+                hidden |= {key, *members(key, specs)}
+                continue
+            if not is_expired(record.applied, record.status, now):
+                continue
+            doomed = members(key, specs)
+            hidden |= {key, *doomed}
+            if not self.backoff.ready(key, self.clock()):
+                waiting[key] = "tearing down: backing off after a failure"
+                continue
+            ok, message = await self._teardown(record, doomed, records, desired, now)
+            (expired if ok else failed)[key] = message
+        return _Expiry(frozenset(hidden), expired, failed, waiting)
+
+    async def _teardown(
+        self,
+        network: ResourceRecord,
+        doomed: tuple[ResourceKey, ...],
+        records: Mapping[ResourceKey, ResourceRecord],
+        desired: DesiredState,
+        now: datetime,
+    ) -> tuple[bool, str]:
+        """Delete every resource of an expired network from the world and the store, a kind
+        at a time (Records and TLDs while their owners' keys and the registry still exist,
+        Nodes last), then leave the Network as a tombstone. Each resource is forgotten as soon
+        as it is gone, so a failure leaves a consistent store and the next pass goes on."""
+        key = network.key
+        at = str(network.status.get("expiresAt"))
+        why = f"network {key.name} expired at {at}"
+        present = [k for k in doomed if k in records]
+        local_nodes = {k.name for k in doomed if k.kind == "Node"}
+        gone: Counter[str] = Counter()
+        problems: list[str] = []
+        for wave in _kind_waves(present):
+            results = await asyncio.gather(
+                *(self._tear(records[k], local_nodes, why) for k in wave)
+            )
+            for member, problem in zip(wave, results, strict=True):
+                if problem is None:
+                    gone[member.kind] += 1
+                else:
+                    problems.append(f"{member}: {problem}")
+            if problems:
+                break  # what depends on the failed ones goes in a later pass
+        if problems:
+            message = f"{why}; teardown incomplete, retrying: {'; '.join(problems)}"
+            wait = self.backoff.failed(key, self.clock())
+            self._set_conditions(
+                key,
+                dict(network.status),
+                network.applied_generation,
+                ready=False,
+                reason="TearingDown",
+                message=f"{message} (retry in {wait:.1f}s)",
+                reconciling=True,
+            )
+            self.store.add_event(key, "Warning", "TeardownFailed", message)
+            self._progress("failed", key, message)
+            log.warning("%s", message)
+            return False, message
+        self.backoff.succeeded(key)
+        self._stalled_at.pop(key, None)
+        summary = _summary(gone)
+        message = f"{why}: torn down {summary}"
+        mark = fingerprint(desired, key)
+        if mark is None:
+            self.store.forget(key)  # not declared any more: nothing to remember
+        else:
+            status: dict[str, Any] = {"mode": "ephemeral", "expiredAt": at}
+            status = self._conditions(
+                status,
+                network.generation,
+                ready=False,
+                reason=EXPIRED,
+                message=f"{message}; apply again (or change the manifests) to create it anew",
+                reconciling=False,
+            )
+            stone = {"at": at, "tornDownAt": rfc3339(now), "fingerprint": mark}
+            self.store.tombstone(key, {TOMBSTONE: stone}, status)
+        self.store.add_event(key, "Normal", EXPIRED, message)
+        self._progress("done", key, f"expired at {at}: torn down {summary}")
+        log.info("%s", message)
+        return True, message
+
+    async def _tear(self, record: ResourceRecord, local_nodes: set[str], why: str) -> str | None:
+        """Delete one resource of an expired network; the problem, or None when it is gone.
+        A TLD or Record registered at a registry that is itself a node of the network is not
+        unregistered one by one: the registry's directory goes with its node."""
+        key = record.key
+        driver = self.drivers.get(key.kind)
+        registry = record.handle.get("registry")
+        with_registry = isinstance(registry, Mapping) and registry.get("node") in local_nodes
+        # Every driver that touches the world is asked, managed or not: a node's key can exist
+        # before the node was ever started (its peers learn it), and must go too.
+        if driver is not None and driver.manages_world and not with_registry:
+            async with self._semaphore:
+                try:
+                    await driver.delete(key, record.handle)
+                except ReconcileError as exc:
+                    self.store.add_event(key, "Warning", exc.reason, str(exc))
+                    return str(exc)
+                except Exception as exc:  # a driver bug must not kill the controller
+                    log.exception("driver for %s crashed", key)
+                    return repr(exc)
+        self.store.forget(key)
+        self.backoff.succeeded(key)
+        self._stalled_at.pop(key, None)
+        self.store.add_event(key, "Normal", "Deleted", why)
+        self._progress("done", key, f"deleted: {why}")
+        return None
+
+    def revive_expired(self) -> list[ResourceKey]:
+        """Lift every tombstone, so that the next pass creates the expired networks anew with a
+        fresh TTL: what an apply does (the user asks again for what the files declare)."""
+        revived = []
+        for record in self.store.records("Network"):
+            if is_tombstone(record.handle, record.applied):
+                self.store.forget(record.key)
+                revived.append(record.key)
+        return revived
 
     async def _act(
         self,
@@ -392,8 +598,17 @@ class Reconciler:
         *,
         prune: bool = False,
         timeout: float = 120.0,  # noqa: ASYNC109
+        revive: bool = True,
     ) -> PassResult:
-        """Run passes until converged, only stalled resources are left, or ``timeout``."""
+        """Run passes until converged, only stalled resources are left, or ``timeout``.
+
+        This is an apply (``hmctl apply``, and the start of ``up`` and ``controller run``): with
+        ``revive`` it first lifts the tombstones of expired networks, which are then created
+        anew. A network that expires during these passes stays torn down until the next apply;
+        the loop's own passes (``run_pass``) never lift a tombstone."""
+        if revive:
+            for key in self.revive_expired():
+                log.info("network %s expired earlier: creating it anew", key.name)
         deadline = self.clock() + timeout
         while True:
             result = await self.run_pass(desired, prune=prune)
@@ -431,6 +646,34 @@ class Reconciler:
                 )
                 self.store.add_event(record.key, "Normal", "Stopped", "stopped by hmctl down")
         return stopped
+
+
+def _known_specs(
+    records: Iterable[ResourceRecord], desired: DesiredState
+) -> dict[ResourceKey, Mapping[str, Any]]:
+    """What belongs to which network: the store's specs (last applied, else declared), then the
+    files' for what the store does not know."""
+    return specs_of(((r.key, r.applied or (r.desired or {}).get("spec")) for r in records), desired)
+
+
+def _kind_waves(keys: list[ResourceKey]) -> list[list[ResourceKey]]:
+    """``keys`` grouped by kind, dependents first (the order of deletes)."""
+    waves: dict[int, list[ResourceKey]] = {}
+    for key in keys:
+        waves.setdefault(KIND_ORDER.get(key.kind, len(KIND_ORDER)), []).append(key)
+    return [waves[r] for r in sorted(waves, reverse=True)]
+
+
+def _summary(gone: Counter[str]) -> str:
+    """``2 node(s), 1 TLD(s) and 1 record(s)``, in creation order."""
+    names = {"TLD": "TLD(s)", "InterfacePolicy": "interface policy(ies)"}
+    parts = [
+        f"{gone[kind]} {names.get(kind, kind.lower() + '(s)')}"
+        for kind in sorted(gone, key=lambda k: KIND_ORDER.get(k, len(KIND_ORDER)))
+    ]
+    if not parts:
+        return "nothing (no resource of it was left)"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _waves(the_plan: Plan) -> list[list[PlanItem]]:

@@ -8,7 +8,7 @@ never wait for a writer (``hmctl apply``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -162,11 +162,14 @@ class StateStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    def save_desired(self, desired: DesiredState) -> dict[ResourceKey, int]:
+    def save_desired(
+        self, desired: DesiredState, *, hold: Collection[ResourceKey] = ()
+    ) -> dict[ResourceKey, int]:
         """Record what the manifests declare now (one transaction); returns generations.
 
         A spec that changed bumps its generation; resources no longer declared keep their row
-        (the inventory still knows them) with ``desired`` cleared.
+        (the inventory still knows them) with ``desired`` cleared. Rows of ``hold`` are left
+        exactly as they are, and no row is made for them (an expired network's resources).
         """
         generations: dict[ResourceKey, int] = {}
         with self._session() as session:
@@ -174,7 +177,11 @@ class StateStore:
                 ResourceKey(r.kind, r.name, r.namespace): r
                 for r in session.exec(select(ResourceRow)).all()
             }
+            for key in hold:
+                rows.pop(key, None)
             for resource in desired:
+                if resource.key in hold:
+                    continue
                 text = canonical_json(resource.to_manifest())
                 row = rows.pop(resource.key, None)
                 source = str(resource.position())
@@ -252,6 +259,21 @@ class StateStore:
                 row.status = text
                 row.updated_at = datetime.now(UTC)
                 session.add(row)
+
+    def tombstone(
+        self, key: ResourceKey, handle: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> None:
+        """``key`` was torn down but is still declared: keep its row only as a marker, with no
+        inventory entry, no last-applied spec, and ``handle`` and ``status`` replaced."""
+        with self._session() as session:
+            row = self._row(session, key)
+            if row is None:
+                return
+            row.applied, row.applied_generation, row.managed = None, 0, False
+            row.handle = canonical_json(dict(handle))
+            row.status = canonical_json(dict(status))
+            row.updated_at = datetime.now(UTC)
+            session.add(row)
 
     def forget(self, key: ResourceKey) -> None:
         """The driver deleted ``key`` from the world: drop it from the store altogether (a later
