@@ -24,7 +24,7 @@ from typing import Any
 
 from hypermesh.errors import HyperMeshError, IdentityMismatch, TemporaryError, TransportError
 from hypermesh.files import write_atomic
-from hypermesh.model.resources import Resource, ResourceKey
+from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.validate import split_host_port
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import running_pid
@@ -66,6 +66,7 @@ class NodeProcessDriver:
         self.probe_timeout = probe_timeout
         self.stop_timeout = stop_timeout
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._desired: DesiredState | None = None
 
     def node_dir(self, key: ResourceKey) -> Path:
         parts = [key.namespace, key.name] if key.namespace else [key.name]
@@ -84,6 +85,38 @@ class NodeProcessDriver:
                 del self._children[pid]
 
     # -- observe --------------------------------------------------------------------------
+
+    def prepare(self, desired: DesiredState) -> None:
+        """The desired state of this pass, to tell when a node's derived config is outdated."""
+        self._desired = desired
+
+    def _outdated(self, key: ResourceKey, node_dir: Path) -> str | None:
+        """Why the node's running config no longer matches what its network says (members
+        and their keys, interface policies), or None."""
+        if self._desired is None:
+            return None
+        resource = self._desired.get("Node", key.name, key.namespace)
+        if resource is None:
+            return None
+        try:
+            running = json.loads((node_dir / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        wanted = json.loads(
+            json.dumps(
+                self._interfaces_of(
+                    resource, ApplyContext(self._desired, 0), str(resource.spec["listen"])
+                )
+            )
+        )
+        changed = [
+            field
+            for field, empty in _DERIVED.items()
+            if wanted.get(field, empty) != running.get(field, empty)
+        ]
+        if not changed:
+            return None
+        return f"the network's members or policies changed ({', '.join(changed)})"
 
     async def observe(
         self, key: ResourceKey, handle: Mapping[str, Any], applied: Mapping[str, Any] | None
@@ -135,6 +168,9 @@ class NodeProcessDriver:
         mirror = status.get("mirror")
         if isinstance(mirror, dict):
             base["mirror"] = {k: mirror.get(k) for k in ("connected", "transfers", "lastError")}
+        outdated = self._outdated(key, node_dir)
+        if outdated is not None:
+            return Live(True, (outdated,), base, True, "Running", outdated)
         return Live(True, (), base, True, "Running", f"serving on {address}")
 
     # -- apply ----------------------------------------------------------------------------
@@ -399,6 +435,17 @@ def _web_listen(spec: Mapping[str, Any], listen: str) -> str | None:
         host, _ = split_host_port(listen)
         return f"[{host}]:0" if ":" in host else f"{host}:0"
     return None
+
+
+_DERIVED: dict[str, Any] = {
+    "directory": {},
+    "private_listen": None,
+    "private_policy": None,
+    "public_policy": None,
+    "ephemeral_listen": None,
+    "ephemeral_policy": None,
+}
+"""Fields of a node's config that come from other resources, with their value when absent."""
 
 
 def _prefer_port(listen: str, previous: RuntimeInfo | None) -> int | None:

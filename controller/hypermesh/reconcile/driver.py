@@ -68,3 +68,7 @@ class Driver(Protocol):
     async def stop(self, key: ResourceKey, handle: Mapping[str, Any]) -> bool:
         """Stop what runs without forgetting it (``hmctl down``); True if something stopped."""
         ...
+
+    # Optional: ``def prepare(self, desired: DesiredState) -> None``, called with the desired
+    # state before each observation, for drivers whose observed drift depends on other
+    # resources (a node's config carries its network's members and policies).

@@ -184,8 +184,17 @@ class Reconciler:
     async def plan(self, desired: DesiredState, *, prune: bool = False) -> Plan:
         """Observe and plan, without acting (``hmctl diff``, and what ``apply`` announces).
         The resources of ephemeral networks past their expiry are shown as deletes."""
+        self._show(desired)
         observed, _ = await self.observe()
         return plan(desired, observed, prune=prune, expired=self._due(desired))
+
+    def _show(self, desired: DesiredState) -> None:
+        """Hand the desired state to the drivers that observe against it (``Driver.prepare``):
+        a node whose running config no longer matches what its network says drifts."""
+        for driver in {id(d): d for d in self.drivers.values()}.values():
+            prepare = getattr(driver, "prepare", None)
+            if prepare is not None:
+                prepare(desired)
 
     def _due(self, desired: DesiredState) -> dict[ResourceKey, str]:
         """The resources a pass would tear down now, each with why."""
@@ -209,6 +218,7 @@ class Reconciler:
                 (r for r in desired if r.key not in expiry.hidden), desired.files
             )
         generations = self.store.save_desired(desired, hold=expiry.hidden)
+        self._show(desired)
         observed, lives = await self.observe(skip=expiry.hidden)
         the_plan = plan(desired, observed, prune=prune)
         records = {r.key: r for r in self.store.records()}
