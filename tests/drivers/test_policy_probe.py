@@ -10,6 +10,8 @@ import dns.message
 import dns.rdatatype
 
 from hypermesh.drivers.policies import (
+    REVOKED,
+    Probe,
     ProbePlan,
     Target,
     judge,
@@ -140,3 +142,14 @@ def test_a_report_is_ready_only_when_every_answer_matches() -> None:
     assert report("private", ProbePlan(()), {}, targets=0).reason == "NoNodes"
     assert report("private", plan, {}, targets=1).reason == "Unreachable"
     assert report("ephemeral", ProbePlan(()), {}, targets=0).ready
+
+
+def test_a_revoked_callers_refusals_are_noted_not_counted_as_mismatches() -> None:
+    plan = plan_probes(POLICY, DIRECTORY, [BETA], ["alpha", "gamma"], OPERATIONS, 256)
+    answers: dict[Probe, int | str] = {
+        p: (REVOKED if p.caller == "alpha" else 403 if p.verdict[0] else 200) for p in plan.probes
+    }
+    found = report("private", plan, answers, targets=1)
+    assert found.ready and found.mismatches == ()
+    assert found.probes == sum(1 for p in plan.probes if p.caller != "alpha")
+    assert any("alpha's key is revoked" in note for note in found.notes)

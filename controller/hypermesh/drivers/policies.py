@@ -48,6 +48,8 @@ ENFORCED = "Enforced"
 ANONYMOUS = ""
 """The caller name of a probe that proves no key."""
 REFUSED = (403, 429)
+REVOKED = "revoked"
+"""The answer of a probe whose caller's key the registry has revoked: not compared."""
 """Answers that mean the gate refused the request; anything else reached a handler."""
 MAX_LISTED = 20
 """Mismatches listed in the status (the message and the count say how many there are)."""
@@ -271,9 +273,13 @@ def report(
     """Judge every answer (a status, or why there was none) of a pass."""
     mismatches: list[str] = []
     failed: list[str] = []
+    revoked: set[str] = set()
     answered = 0
     for probe in plan.probes:
         answer = answers.get(probe, "not sent before the pass's deadline")
+        if answer == REVOKED:
+            revoked.add(probe.caller)
+            continue
         if isinstance(answer, str):
             failed.append(f"{probe.label}: {answer}")
             continue
@@ -281,8 +287,12 @@ def report(
         found = judge(probe, answer)
         if found is not None:
             mismatches.append(found)
+    notes = tuple(plan.notes) + tuple(
+        f"{caller}'s key is revoked at the registry: refused everywhere, not compared"
+        for caller in sorted(revoked)
+    )
     return ProbeReport(
-        interface, answered, tuple(mismatches), tuple(failed), plan.skipped, plan.notes, targets
+        interface, answered, tuple(mismatches), tuple(failed), plan.skipped, notes, targets
     )
 
 
@@ -323,13 +333,15 @@ async def run_probes(
                 request = requests[probe.operation]
                 try:
                     async with asyncio.timeout(settings.timeout):
-                        status, _, _ = await h3.request(
+                        status, _, body = await h3.request(
                             request.method, request.path, body=request.body
                         )
                 except (TransportError, TimeoutError) as exc:
                     answers[probe] = str(exc) or f"no answer within {settings.timeout:g}s"
                 else:
-                    answers[probe] = status
+                    # A revoked key is refused whatever the policy says (node/interfaces.py).
+                    revoked = status == 403 and b"revoked at the registry" in body
+                    answers[probe] = REVOKED if revoked else status
 
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(settings.deadline):
