@@ -8,7 +8,8 @@ node about to answer a request.
 A rule matches a request when
 
 - its ``from`` is omitted, or the caller is one of its ``nodes`` or ``peers``, a member of one
-  of its ``groups``, or carries one of its ``tags``;
+  of its ``groups``, carries one of its ``tags``, or is a member of one of its federated
+  ``networks`` (such a caller is named ``NETWORK/MEMBER``);
 - its ``to`` is omitted, or the target node is one of its ``nodes`` or carries one of its
   ``tags`` (a request with no named target matches only rules without ``to``);
 - its ``operations`` hold the operation or ``*``.
@@ -134,6 +135,9 @@ class PolicyEngine:
         return Decision(self.spec.get("default", "deny"), None)
 
     def _is(self, name: str, selector: Mapping[str, Any], groups: Mapping[str, Any]) -> bool:
+        network, slash, _ = name.partition("/")
+        if slash:  # a member of a federated network: matched by that network only
+            return network in selector.get("networks", ())
         if name in selector.get("nodes", ()) or name in selector.get("peers", ()):
             return True
         if any(name in groups.get(group, ()) for group in selector.get("groups", ())):

@@ -99,3 +99,39 @@ def test_rate_counter_keeps_bounded_memory() -> None:
         assert counter.allow(i, 1, 60, 0.0)
     assert not counter.allow(99, 1, 60, 0.0)  # the newest keys are kept
     assert counter.allow(0, 1, 60, 0.0)  # the oldest were forgotten
+
+
+def test_revoked_keys_are_refused_whatever_the_policy_says() -> None:
+    revoked = {"hm1beta"}.__contains__
+    private = PrivateGate.of("alpha", DIRECTORY, None, revoked)
+    status, why = private.check("hm1beta", "x:1", "status.read")
+    assert status == 403 and "revoked" in why
+    assert private.check("hm1partner", "x:1", "status.read") == (0, "")
+    public = PublicGate.of("alpha", DIRECTORY, None, revoked)
+    assert public.check("hm1beta", "x:1", "dns.query")[0] == 403
+    assert public.check(None, "x:1", "dns.query") == (0, "")  # anonymous: still welcome
+    assert public.check("hm1stranger", "x:1", "dns.query") == (0, "")
+    own = PrivateGate.of("beta", DIRECTORY, None, revoked)
+    assert own.check("hm1beta", "x:1", "status.read") == (0, "")  # its operator's own key
+
+
+def test_members_of_federated_networks_are_named_and_matched_by_network() -> None:
+    federated = {"hm1pnode": "partners/pnode"}.get
+    policy = {
+        "default": "deny",
+        "rules": [
+            {"name": "partners", "from": {"networks": ["partners"]}, "operations": ["chain.read"]},
+            {"name": "tagged", "from": {"tags": ["web"]}, "operations": ["*"]},
+        ],
+    }
+    gate = PrivateGate.of("beta", DIRECTORY, policy, federated=federated)
+    assert gate.check("hm1pnode", "x:1", "chain.read") == (0, "")
+    status, why = gate.check("hm1pnode", "x:1", "chain.write")
+    assert status == 403 and "by partners/pnode" in why
+    assert gate.check("hm1alpha", "x:1", "chain.write") == (0, "")  # tagged web
+    status, why = gate.check("hm1other", "x:1", "chain.read")
+    assert status == 403 and "nor of a federated one" in why
+    # Without a policy, a federated member is admitted like a member.
+    assert PrivateGate.of("beta", DIRECTORY, None, federated=federated).check(
+        "hm1pnode", "x:1", "chain.write"
+    ) == (0, "")

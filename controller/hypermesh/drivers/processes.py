@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -232,8 +233,16 @@ class NodeProcessDriver:
     ) -> dict[str, Any]:
         """What the node's interface gates need: for a private interface, where it listens
         (the public host, any free port) and the private InterfacePolicy; for a public
-        InterfacePolicy, its spec; for either, the network's members by node ID."""
+        InterfacePolicy, its spec; for any, the network's members by node ID and the
+        registries of federated networks. A registry node gets the members too: it publishes
+        them in its anchors, for the networks federated with its own."""
         network = resource.spec.get("network")
+        declared = context.desired.get("Network", str(network), resource.namespace)
+        federation = [
+            {"name": item["name"], "registry": asdict(upstream)}
+            for item in (declared.spec.get("federation", []) if declared else [])
+            if (upstream := self._federated_registry(item, resource, context)) is not None
+        ]
 
         def policy_for(interface: str) -> dict[str, Any] | None:
             return next(
@@ -249,7 +258,7 @@ class NodeProcessDriver:
         roles = resource.spec.get("roles", ())
         ephemeral = "ephemeral" in resource.spec.get("interfaces", ()) or "relay" in roles
         public_policy = policy_for("public")
-        if not private and not ephemeral and public_policy is None:
+        if not (private or ephemeral or public_policy or "registry" in roles):
             return {}
         directory: dict[str, dict[str, Any]] = {}
         for other in context.desired.of_kind("Node"):
@@ -270,6 +279,8 @@ class NodeProcessDriver:
                     "tags": list(peer.spec.get("tags", ())),
                 }
         out: dict[str, Any] = {"directory": directory, "public_policy": public_policy}
+        if federation and (private or ephemeral or public_policy):
+            out["federation"] = federation
         host = split_host_port(listen)[0]
         any_port = f"[{host}]:0" if ":" in host else f"{host}:0"
         if private:
@@ -279,6 +290,23 @@ class NodeProcessDriver:
             out["ephemeral_listen"] = any_port
             out["ephemeral_policy"] = policy_for("ephemeral")
         return out
+
+    def _federated_registry(
+        self, item: Mapping[str, Any], resource: Resource, context: ApplyContext
+    ) -> Upstream | None:
+        """Where a federated network's registry answers: a remote one by its endpoint and key,
+        one of these manifests' Networks by its registry node's directory."""
+        remote = item.get("registry")
+        if remote:
+            return Upstream(address=str(remote["endpoint"]), identity=str(remote["identity"]))
+        other = context.desired.get("Network", str(item.get("network")), resource.namespace)
+        registry = dict((other.spec.get("registry") or {}) if other else {})
+        if "node" in registry:
+            key = ResourceKey("Node", str(registry["node"]), resource.namespace)
+            return Upstream(node_dir=str(self.node_dir(key)))
+        if registry.get("endpoint") and registry.get("identity"):
+            return Upstream(address=str(registry["endpoint"]), identity=str(registry["identity"]))
+        return None
 
     def _peers_of(self, resource: Resource, context: ApplyContext) -> tuple[Upstream, ...]:
         """Other mirrors of the same network (at most ``MAX_PEERS``), to copy zones from
@@ -444,6 +472,7 @@ _DERIVED: dict[str, Any] = {
     "public_policy": None,
     "ephemeral_listen": None,
     "ephemeral_policy": None,
+    "federation": [],
 }
 """Fields of a node's config that come from other resources, with their value when absent."""
 

@@ -12,11 +12,14 @@ The document::
 
     {"network": "acme", "registry": "<node ID>", "issuedAt": 1764633600.0,
      "zones": {"acme.": {"ds": ["12345 15 2 ab…"], "serial": 7}, …},
-     "revoked": {"<node ID>": {"at": 1764633500.0, "reason": "…", "replacedBy": null}, …}}
+     "revoked": {"<node ID>": {"at": 1764633500.0, "reason": "…", "replacedBy": null}, …},
+     "members": {"alpha": {"identity": "<node ID>", "kind": "Node", "tags": ["web"]}, …}}
 
 ``revoked`` lists the node keys the registry has revoked: every node that gets these anchors
 refuses them. Because mirrors keep only anchors newer than the ones they hold, a mirror cannot
 bring a revoked key back by relaying old anchors to a node that has seen the new ones.
+``members`` lists the network's Nodes and Peers: what a network federated with this one admits
+as its members (``hypermesh.mirror.federation``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class Anchors:
     """``{"document": …, "signature": …}``: what the registry sent."""
     revoked: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Revoked node keys: ``{node ID: {"at", "reason", "replacedBy"}}``."""
+    members: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The network's members by name: ``{"identity", "kind", "tags"}``."""
 
     @classmethod
     def issue(
@@ -67,9 +72,11 @@ class Anchors:
         zones: Mapping[str, ZoneAnchor],
         issued_at: float,
         revoked: Mapping[str, Mapping[str, Any]] | None = None,
+        members: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Anchors:
         """Sign an anchors document as the registry node ``identity``."""
         revoked = dict(revoked or {})
+        members = {name: dict(entry) for name, entry in (members or {}).items()}
         body = {
             "network": network,
             "registry": identity.node_id,
@@ -79,11 +86,12 @@ class Anchors:
                 for name, anchor in sorted(zones.items())
             },
             "revoked": revoked,
+            "members": members,
         }
         document = json.dumps(body, separators=(",", ":"), sort_keys=True)
         signature = identity.sign(CONTEXT + document.encode())
         signed = {"document": document, "signature": base64.b64encode(signature).decode()}
-        return cls(network, identity.node_id, issued_at, dict(zones), signed, revoked)
+        return cls(network, identity.node_id, issued_at, dict(zones), signed, revoked, members)
 
     @classmethod
     def verify(cls, signed: Any, registry: str) -> Anchors:
@@ -106,11 +114,12 @@ class Anchors:
                 str(name): ZoneAnchor(tuple(str(d) for d in z["ds"]), int(z["serial"]))
                 for name, z in body["zones"].items()
             }
-            revoked = body.get("revoked", {})
-            if not isinstance(revoked, dict) or not all(
-                isinstance(v, dict) for v in revoked.values()
-            ):
-                raise ValueError("revoked must map node IDs to objects")
+            revoked, members = body.get("revoked", {}), body.get("members", {})
+            for what, value in (("revoked", revoked), ("members", members)):
+                if not isinstance(value, dict) or not all(
+                    isinstance(v, dict) for v in value.values()
+                ):
+                    raise ValueError(f"{what} must map names to objects")
             return cls(
                 str(body["network"]),
                 str(body["registry"]),
@@ -118,6 +127,7 @@ class Anchors:
                 zones,
                 {"document": document, "signature": signature},
                 {str(k): dict(v) for k, v in revoked.items()},
+                {str(k): dict(v) for k, v in members.items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadAnchors(f"the anchors document is malformed: {exc!r}") from None

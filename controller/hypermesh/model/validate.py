@@ -465,6 +465,40 @@ def _check_network(resource: Resource, problems: list[Problem], ref: Any) -> Non
                 "spec.registry",
             )
         )
+    names: set[str] = set()
+    for i, item in enumerate(spec.get("federation", [])):
+        where = ("federation", i)
+        if ("network" in item) == ("registry" in item):
+            problems.append(
+                Problem(
+                    resource.position(*where),
+                    "a federated network is named by exactly one of 'network' (of these "
+                    "manifests) or 'registry' (a remote one)",
+                    str(resource.key),
+                    f"spec.federation[{i}]",
+                )
+            )
+        if item.get("network") == resource.name:
+            problems.append(
+                Problem(
+                    resource.position(*where, "network"),
+                    "a network cannot federate with itself",
+                    str(resource.key),
+                    f"spec.federation[{i}].network",
+                )
+            )
+        elif "network" in item:
+            ref(resource, "Network", item["network"], *where, "network")
+        if item.get("name") in names:
+            problems.append(
+                Problem(
+                    resource.position(*where, "name"),
+                    f"federated network name {item.get('name')!r} is used twice",
+                    str(resource.key),
+                    f"spec.federation[{i}].name",
+                )
+            )
+        names.add(str(item.get("name")))
     if spec.get("mode") == "ephemeral" and "ttl" not in spec:
         problems.append(
             Problem(
@@ -546,6 +580,17 @@ def _check_policy(
     spec = resource.spec
     ns = resource.namespace
     groups = spec.get("groups", {})
+    network = next(
+        (
+            r
+            for r in resources
+            if r.kind == "Network" and r.name == spec.get("network") and r.namespace == ns
+        ),
+        None,
+    )
+    federated = {
+        str(f.get("name")) for f in (network.spec.get("federation", []) if network else [])
+    }
     for group, members in groups.items():
         for i, member in enumerate(members):
             if not (exists("Node", member, ns) or exists("Peer", member, ns)):
@@ -564,6 +609,19 @@ def _check_policy(
                 ref(resource, "Node", name, "rules", r, side, "nodes", i)
             for i, name in enumerate(selector.get("peers", [])):
                 ref(resource, "Peer", name, "rules", r, side, "peers", i)
+            for i, name in enumerate(selector.get("networks", [])):
+                if side == "to" or name not in federated:
+                    problems.append(
+                        Problem(
+                            resource.position("rules", r, side, "networks", i),
+                            f"{name!r} is not a federated network of network "
+                            f"{spec.get('network')!r} (spec.federation)"
+                            if side == "from"
+                            else "'to' names nodes of this network, not federated networks",
+                            str(resource.key),
+                            f"spec.rules[{r}].{side}.networks[{i}]",
+                        )
+                    )
             for i, name in enumerate(selector.get("groups", [])):
                 if name not in groups:
                     problems.append(
@@ -576,7 +634,18 @@ def _check_policy(
                     )
     for t, test in enumerate(spec.get("tests", [])):
         sender = test.get("from")
-        if isinstance(sender, str) and not (
+        if isinstance(sender, str) and "/" in sender:
+            if sender.split("/", 1)[0] not in federated:
+                problems.append(
+                    Problem(
+                        resource.position("tests", t, "from"),
+                        f"{sender!r}: {sender.split('/', 1)[0]!r} is not a federated network "
+                        f"of network {spec.get('network')!r} (spec.federation)",
+                        str(resource.key),
+                        f"spec.tests[{t}].from",
+                    )
+                )
+        elif isinstance(sender, str) and not (
             exists("Node", sender, ns) or exists("Peer", sender, ns)
         ):
             problems.append(

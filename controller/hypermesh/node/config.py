@@ -42,6 +42,21 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True)
+class Federated:
+    """A network federated with this node's: the name this network gives it, and its registry
+    (whose signed anchors list its members)."""
+
+    name: str
+    registry: Upstream
+
+    @classmethod
+    def from_dict(cls, data: Any, what: str) -> Federated:
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise ValueError(f"{what} must be an object with a name and a registry")
+        return cls(data["name"], Upstream.from_dict(data.get("registry"), f"{what}.registry"))
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything a node process needs to start; validated at construction."""
 
@@ -90,6 +105,8 @@ class NodeConfig:
     free one); None: the node has none."""
     ephemeral_policy: Mapping[str, Any] | None = None
     """The spec of the network's InterfacePolicy for the ephemeral interface, if declared."""
+    federation: tuple[Federated, ...] = ()
+    """Networks federated with this one, whose members the gates admit as ``NAME/MEMBER``."""
     chain: bool = True
     """Whether the node keeps its own chain (``chain.db`` in its directory) and serves it."""
     witnesses: int = 0
@@ -194,6 +211,10 @@ class NodeConfig:
             public_policy=data.get("public_policy"),
             ephemeral_listen=data.get("ephemeral_listen"),
             ephemeral_policy=data.get("ephemeral_policy"),
+            federation=tuple(
+                Federated.from_dict(item, f"federation[{i}]")
+                for i, item in enumerate(_list(data, "federation"))
+            ),
             witnesses=int(data.get("witnesses", 0)),
         )
 

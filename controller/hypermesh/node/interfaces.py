@@ -2,7 +2,9 @@
 
 **Private** (``PrivateGate``): a second QUIC endpoint where only members of the network get
 in. Every client must prove a node key in the handshake (``transport.pinning``); the caller is
-the member whose node ID that key is (the Network's Nodes and Peers, from the node's config).
+the member whose node ID that key is (the Network's Nodes and Peers, from the node's config), or
+``NETWORK/MEMBER`` when a federated network's registry vouches for the key
+(``hypermesh.mirror.federation``).
 Each request is mapped to an operation (``operation_of``) and decided by the network's private
 InterfacePolicy; without one, members may do anything and everyone else nothing.
 
@@ -33,8 +35,16 @@ Revoked = Callable[[str], bool]
 """Whether a node key is revoked (from the registry's anchors)."""
 
 
+Federated = Callable[[str], str | None]
+"""``NETWORK/MEMBER`` for a key a federated network's registry vouches for, else None."""
+
+
 def _never(_: str) -> bool:
     return False
+
+
+def _nobody(_: str) -> str | None:
+    return None
 
 
 def operation_of(method: str, path: str) -> str:
@@ -91,6 +101,7 @@ class PrivateGate:
     policy: PolicyEngine | None = None
     limits: _Limits = field(default_factory=_Limits)
     revoked: Revoked = _never
+    federated: Federated = _nobody
 
     @property
     def own_id(self) -> str | None:
@@ -104,11 +115,18 @@ class PrivateGate:
         directory: Mapping[str, Any],
         policy: Mapping[str, Any] | None,
         revoked: Revoked | None = None,
+        federated: Federated | None = None,
     ) -> PrivateGate:
         """From the node config's ``directory`` ({name: {"kind", "identity", "tags"}}) and the
         private InterfacePolicy's spec, if one is declared."""
         engine = None if policy is None else _engine(directory, policy)
-        return cls(me, _members(directory), engine, revoked=revoked or _never)
+        return cls(
+            me,
+            _members(directory),
+            engine,
+            revoked=revoked or _never,
+            federated=federated or _nobody,
+        )
 
     def check(self, caller_id: str | None, source: str, operation: str) -> tuple[int, str]:
         """(0, "") when the caller (its proven node ID, None when anonymous) may perform
@@ -119,9 +137,9 @@ class PrivateGate:
             return ALLOWED
         if self.revoked(caller_id):
             return 403, f"the key {caller_id} was revoked at the registry"
-        caller = self.members.get(caller_id)
+        caller = self.members.get(caller_id) or self.federated(caller_id)
         if caller is None:
-            return 403, f"{caller_id} is not a member of this network"
+            return 403, f"{caller_id} is not a member of this network nor of a federated one"
         if self.policy is None:
             return ALLOWED
         decision = self.policy.decide(caller, self.me, operation)
@@ -141,6 +159,7 @@ class PublicGate:
     policy: PolicyEngine | None
     limits: _Limits = field(default_factory=_Limits)
     revoked: Revoked = _never
+    federated: Federated = _nobody
 
     @classmethod
     def of(
@@ -149,12 +168,19 @@ class PublicGate:
         directory: Mapping[str, Any],
         policy: Mapping[str, Any] | None,
         revoked: Revoked | None = None,
+        federated: Federated | None = None,
     ) -> PublicGate:
         engine = None if policy is None else _engine(directory, policy)
-        return cls(me, _members(directory), engine, revoked=revoked or _never)
+        return cls(
+            me,
+            _members(directory),
+            engine,
+            revoked=revoked or _never,
+            federated=federated or _nobody,
+        )
 
     def check(self, caller_id: str | None, source: str, operation: str) -> tuple[int, str]:
-        caller = self.members.get(caller_id) if caller_id else None
+        caller = (self.members.get(caller_id) or self.federated(caller_id)) if caller_id else None
         if caller is not None and caller == self.me:
             return ALLOWED  # the node's own key: its operator, never refused
         if caller_id is not None and self.revoked(caller_id):

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import dns.name
 import dns.zone
@@ -66,8 +67,10 @@ def add_feed_routes(
     identity: Identity,
     network: str,
     clock: Callable[[], float] = time.time,
+    members: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Router:
-    """The registry node's side: anchors, increments and the change feed."""
+    """The registry node's side: anchors, increments and the change feed. ``members`` (the
+    network's Nodes and Peers) are published in the anchors, for federated networks."""
     ds: dict[str, tuple[int, tuple[str, ...]]] = {}
     answers: dict[tuple[str, int, int], tuple[dns.zone.Zone, Response]] = {}
 
@@ -87,6 +90,7 @@ def add_feed_routes(
                 r.node_id: {"at": r.revoked_at, "reason": r.reason, "replacedBy": r.replaced_by}
                 for r in registry.revocations().values()
             },
+            members,
         )
         return Response.json(signed.signed)
 

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
+import functools
 import logging
 import os
 import signal
@@ -36,6 +37,7 @@ from hypermesh.errors import HyperMeshError
 from hypermesh.messaging.envelope import load_or_create_message_key
 from hypermesh.messaging.inbox import Mailbox
 from hypermesh.mirror.cache import ForwardingCache
+from hypermesh.mirror.federation import FederatedNetwork, Federation
 from hypermesh.mirror.follower import Follower, Peer
 from hypermesh.node.chain_api import add_chain_routes
 from hypermesh.node.config import NodeConfig, Upstream
@@ -178,7 +180,9 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
             on_serial=metrics.zone_serial,
             on_revocation=feed.revoked,
         )
-        add_feed_routes(router, registry, zones, feed, identity, config.network)
+        add_feed_routes(
+            router, registry, zones, feed, identity, config.network, members=config.directory
+        )
     elif config.registry is not None and isinstance(zones, StaticZones):
         follower = Follower(
             zones,
@@ -243,8 +247,18 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         if follower is not None
         else None
     )
+    federation: Federation | None = None
+    if config.federation:
+        federation = Federation(
+            [
+                FederatedNetwork(f.name, functools.partial(_peer, f.registry))
+                for f in config.federation
+            ]
+        )
+        tasks.append(asyncio.create_task(federation.run()))
+    federated = federation.member if federation is not None else None
     public_gate: Gate | None = (
-        PublicGate.of(config.name, config.directory, config.public_policy, revoked).check
+        PublicGate.of(config.name, config.directory, config.public_policy, revoked, federated).check
         if config.public_policy is not None or revoked is not None
         else None
     )
@@ -259,7 +273,9 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     )
     private: Endpoint | None = None
     if config.private_listen is not None:
-        gate = PrivateGate.of(config.name, config.directory, config.private_policy, revoked)
+        gate = PrivateGate.of(
+            config.name, config.directory, config.private_policy, revoked, federated
+        )
         host, port = parse_address(config.private_listen)
         try:
             private = await bind_endpoint(
@@ -279,7 +295,9 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     if config.ephemeral_listen is not None:
         # Without an ephemeral policy, tunnel requests are held to the public interface's.
         tunnel_gate = (
-            PublicGate.of(config.name, config.directory, config.ephemeral_policy, revoked).check
+            PublicGate.of(
+                config.name, config.directory, config.ephemeral_policy, revoked, federated
+            ).check
             if config.ephemeral_policy is not None
             else public_gate
         )
