@@ -141,7 +141,7 @@ def test_a_report_is_ready_only_when_every_answer_matches() -> None:
 
     assert report("private", ProbePlan(()), {}, targets=0).reason == "NoNodes"
     assert report("private", plan, {}, targets=1).reason == "Unreachable"
-    assert report("ephemeral", ProbePlan(()), {}, targets=0).ready
+    assert report("ephemeral", ProbePlan(()), {}, targets=0).reason == "NoNodes"
 
 
 def test_a_revoked_callers_refusals_are_noted_not_counted_as_mismatches() -> None:

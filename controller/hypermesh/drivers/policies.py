@@ -11,8 +11,9 @@ anything else means the request reached a handler. A difference is a mismatch, a
 a mismatch is not Ready.
 
 Never probed: the target's own key (its gate never refuses it), Peers (their keys are elsewhere),
-requests the policy allows under a rate limit (a probe would spend the caller's budget), and the
-ephemeral interface (tunnels; not probed yet). A pass sends at most ``ProbeSettings.max_probes``
+requests the policy allows under a rate limit (a probe would spend the caller's budget), and,
+on the ephemeral interface, the requests tunnels deliver (only ``tunnel.relay``, the tunnel
+endpoint itself, is probed there). A pass sends at most ``ProbeSettings.max_probes``
 requests, each bounded by ``timeout``, ``concurrency`` connections at a time, all within
 ``deadline``.
 
@@ -210,8 +211,6 @@ class ProbeReport:
 
     @property
     def reason(self) -> str:
-        if self.interface == "ephemeral":
-            return "NotProbed"
         if not self.targets:
             return "NoNodes"
         if self.mismatches:
@@ -222,13 +221,11 @@ class ProbeReport:
 
     @property
     def ready(self) -> bool:
-        return self.reason in (ENFORCED, "NotProbed")
+        return self.reason == ENFORCED
 
     @property
     def message(self) -> str:
         reason = self.reason
-        if reason == "NotProbed":
-            return "the ephemeral interface is not probed yet; the policy is delivered to nodes"
         if reason == "NoNodes":
             return f"no running node of the network has a {self.interface} interface to probe"
         if reason == "Unreachable":
@@ -421,8 +418,6 @@ class PolicyDriver:
     ) -> ProbeReport:
         """One probe pass of the policy ``spec`` over the members recorded in ``handle``."""
         interface = str(spec["interface"])
-        if interface == "ephemeral":
-            return ProbeReport(interface)
         directory: dict[str, dict[str, Any]] = dict(handle["directory"])
         nodes = {n for n, e in directory.items() if e.get("kind") == "Node"}
         targets: list[Target] = []
@@ -434,7 +429,10 @@ class PolicyDriver:
             if key is not None and key.node_id == directory[name].get("identity"):
                 keys[name] = key
             target = _running(name, node_dir, interface)
-            if target is not None and interface in directory[name].get("interfaces", ()):
+            if target is not None and (
+                interface == "ephemeral"  # relays serve it without listing it
+                or interface in directory[name].get("interfaces", ())
+            ):
                 targets.append(target)
         down = sorted(n for n in nodes if n in directory and n not in {t.name for t in targets})
         if down and targets:
@@ -447,6 +445,10 @@ class PolicyDriver:
                 f"Peers are not probed as callers (their keys are elsewhere): {', '.join(peers)}"
             )
         requests = probe_requests(str(spec["network"]))
+        if interface == "ephemeral":
+            # The tunnel endpoint itself; what tunnels deliver is not probed (it would take a
+            # tunnel through the network's relays for each request).
+            requests = {"tunnel.relay": ProbeRequest("GET", "/tunnel/v1/key")}
         planned = plan_probes(
             spec, directory, targets, sorted(keys), list(requests), self.settings.max_probes
         )
@@ -468,7 +470,9 @@ def _running(name: str, node_dir: Path, interface: str) -> Target | None:
     runtime = read_runtime(node_dir)
     if pid is None or runtime is None or runtime.pid != pid:
         return None
-    address = runtime.private if interface == "private" else runtime.address
+    address = {"private": runtime.private, "ephemeral": runtime.ephemeral}.get(
+        interface, runtime.address
+    )
     if not address:
         return None
     node_id = read_node_id(node_dir)
