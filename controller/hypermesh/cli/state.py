@@ -24,13 +24,25 @@ def nodes_and_networks(
         store.close()
 
 
-def running_node(nodes: dict[str, ResourceRecord], name: str) -> tuple[str, str]:
-    """The address and node ID of the running node ``name``; ``UsageError`` otherwise."""
+ADDRESS_FIELDS = {"public": "address", "private": "privateAddress", "ephemeral": "ephemeralAddress"}
+
+
+def running_node(
+    nodes: dict[str, ResourceRecord], name: str, interface: str = "public"
+) -> tuple[str, str]:
+    """The address of ``interface`` and the node ID of the running node ``name``;
+    ``UsageError`` otherwise."""
     record = nodes.get(name)
     if record is None:
         known = ", ".join(sorted(nodes)) or "none"
         raise UsageError(f"no node {name!r} in this state (nodes: {known})")
-    address, identity = record.status.get("address"), record.status.get("identity")
-    if not address or not identity:
+    address = record.status.get(ADDRESS_FIELDS[interface])
+    identity = record.status.get("identity")
+    if address and identity:
+        return str(address), str(identity)
+    if interface == "public" or not record.status.get("address"):
         raise UsageError(f"node {name!r} is not running (no address); hmctl apply")
-    return str(address), str(identity)
+    raise UsageError(
+        f"node {name!r} has no {interface} interface running"
+        + (" (give it interface ephemeral or role relay)" if interface == "ephemeral" else "")
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hypermesh.cli.common import state_dir
-from hypermesh.cli.state import nodes_and_networks
+from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import UsageError
 from hypermesh.store import ResourceRecord
 from hypermesh.transport.pool import ConnectionPool
@@ -23,17 +23,7 @@ def _spec(record: ResourceRecord) -> dict[str, Any]:
 
 
 def _ephemeral(nodes: dict[str, ResourceRecord], name: str) -> tuple[str, str]:
-    record = nodes.get(name)
-    if record is None:
-        known = ", ".join(sorted(nodes)) or "none"
-        raise UsageError(f"no node {name!r} in this state (nodes: {known})")
-    address, identity = record.status.get("ephemeralAddress"), record.status.get("identity")
-    if not address or not identity:
-        raise UsageError(
-            f"node {name!r} has no ephemeral interface running (give it interface ephemeral "
-            "or role relay, then hmctl apply)"
-        )
-    return str(address), str(identity)
+    return running_node(nodes, name, "ephemeral")
 
 
 def choose_path(

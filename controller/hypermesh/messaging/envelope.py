@@ -20,8 +20,6 @@ recipient does not match is refused.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from hypermesh.transport.identity import (
     public_key_from_node_id,
     verify_with_key,
 )
+from hypermesh.transport.keycards import make_card, read_card
 
 CONTEXT = b"hypermesh-message-v1\0"
 CARD_CONTEXT = b"hypermesh-message-key-v1\0"
@@ -96,33 +95,17 @@ def load_or_create_message_key(directory: Path) -> X25519PrivateKey:
     return key
 
 
-def _raw(key: X25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
 def key_card(identity: Identity, key: X25519PrivateKey) -> dict[str, str]:
     """The node's messaging key, signed by its identity."""
-    public = _raw(key.public_key())
-    signature = identity.sign(CARD_CONTEXT + public)
-    return {
-        "node": identity.node_id,
-        "x25519": base64.b64encode(public).decode(),
-        "signature": base64.b64encode(signature).decode(),
-    }
+    return make_card(identity, key, CARD_CONTEXT)
 
 
 def check_card(card: Any, node_id: str) -> X25519PublicKey:
     """The messaging key in ``card`` after checking it is signed by ``node_id``."""
-    try:
-        public = base64.b64decode(str(card["x25519"]), validate=True)
-        signature = base64.b64decode(str(card["signature"]), validate=True)
-    except (KeyError, TypeError, ValueError, binascii.Error):
-        raise BadMessage("not a key card") from None
-    if card.get("node") != node_id or not verify_with_key(
-        public_key_from_node_id(node_id), CARD_CONTEXT + public, signature
-    ):
-        raise BadMessage(f"the key card is not signed by {node_id}")
-    return X25519PublicKey.from_public_bytes(public)
+    key = read_card(card, node_id, CARD_CONTEXT)
+    if key is None:
+        raise BadMessage(f"not a key card, or not signed by {node_id}")
+    return key
 
 
 def seal(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from hypermesh.policy import Decision, Member, PolicyEngine, RateCounter, parse_duration
 
@@ -92,21 +92,15 @@ class _Limits:
 
 
 @dataclass
-class PrivateGate:
-    """Who may do what on this node's private interface."""
-
+class _Gate:
     me: str
+    """This node's name."""
     members: Mapping[str, str]
     """Node ID → name of every Node and Peer of the network."""
     policy: PolicyEngine | None = None
     limits: _Limits = field(default_factory=_Limits)
     revoked: Revoked = _never
     federated: Federated = _nobody
-
-    @property
-    def own_id(self) -> str | None:
-        """This node's own ID: the node's key (its operator: the controller) is never refused."""
-        return next((i for i, name in self.members.items() if name == self.me), None)
 
     @classmethod
     def of(
@@ -116,9 +110,10 @@ class PrivateGate:
         policy: Mapping[str, Any] | None,
         revoked: Revoked | None = None,
         federated: Federated | None = None,
-    ) -> PrivateGate:
-        """From the node config's ``directory`` ({name: {"kind", "identity", "tags"}}) and the
-        private InterfacePolicy's spec, if one is declared."""
+    ) -> Self:
+        """From the node config's ``directory`` ({name: {"kind", "identity", "tags"}}), the
+        interface's InterfacePolicy spec if one is declared, and where revoked keys and
+        federated members are known."""
         engine = None if policy is None else _engine(directory, policy)
         return cls(
             me,
@@ -127,6 +122,16 @@ class PrivateGate:
             revoked=revoked or _never,
             federated=federated or _nobody,
         )
+
+
+@dataclass
+class PrivateGate(_Gate):
+    """Who may do what on this node's private interface."""
+
+    @property
+    def own_id(self) -> str | None:
+        """This node's own ID: the node's key (its operator: the controller) is never refused."""
+        return next((i for i, name in self.members.items() if name == self.me), None)
 
     def check(self, caller_id: str | None, source: str, operation: str) -> tuple[int, str]:
         """(0, "") when the caller (its proven node ID, None when anonymous) may perform
@@ -150,34 +155,9 @@ class PrivateGate:
 
 
 @dataclass
-class PublicGate:
+class PublicGate(_Gate):
     """The public interface (or the ephemeral one) under the network's InterfacePolicy for
     it; without one, open to everyone but revoked keys."""
-
-    me: str
-    members: Mapping[str, str]
-    policy: PolicyEngine | None
-    limits: _Limits = field(default_factory=_Limits)
-    revoked: Revoked = _never
-    federated: Federated = _nobody
-
-    @classmethod
-    def of(
-        cls,
-        me: str,
-        directory: Mapping[str, Any],
-        policy: Mapping[str, Any] | None,
-        revoked: Revoked | None = None,
-        federated: Federated | None = None,
-    ) -> PublicGate:
-        engine = None if policy is None else _engine(directory, policy)
-        return cls(
-            me,
-            _members(directory),
-            engine,
-            revoked=revoked or _never,
-            federated=federated or _nobody,
-        )
 
     def check(self, caller_id: str | None, source: str, operation: str) -> tuple[int, str]:
         caller = (self.members.get(caller_id) or self.federated(caller_id)) if caller_id else None

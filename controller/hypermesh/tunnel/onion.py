@@ -42,17 +42,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from hypermesh.errors import HyperMeshError
-from hypermesh.transport.identity import (
-    Identity,
-    is_node_id,
-    public_key_from_node_id,
-    verify_with_key,
-)
+from hypermesh.transport.identity import Identity, is_node_id
+from hypermesh.transport.keycards import make_card, read_card
 
 VERSION = 1
 SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
@@ -116,32 +112,16 @@ def new_tunnel_key() -> X25519PrivateKey:
     return X25519PrivateKey.generate()
 
 
-def _raw(key: X25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
 def key_card(identity: Identity, key: X25519PrivateKey) -> dict[str, str]:
     """The node's tunnel key, signed by its node key."""
-    public = _raw(key.public_key())
-    return {
-        "node": identity.node_id,
-        "x25519": base64.b64encode(public).decode(),
-        "signature": base64.b64encode(identity.sign(CARD_CONTEXT + public)).decode(),
-    }
+    return make_card(identity, key, CARD_CONTEXT)
 
 
 def check_card(card: Any, node_id: str) -> X25519PublicKey:
     """The tunnel key in ``card`` once checked to be signed by ``node_id``."""
-    try:
-        public = base64.b64decode(str(card["x25519"]), validate=True)
-        signature = base64.b64decode(str(card["signature"]), validate=True)
-        key = X25519PublicKey.from_public_bytes(public)
-    except (KeyError, TypeError, ValueError, binascii.Error):
-        raise BadTunnel("not a tunnel key card") from None
-    if card.get("node") != node_id or not verify_with_key(
-        public_key_from_node_id(node_id), CARD_CONTEXT + public, signature
-    ):
-        raise BadTunnel(f"the tunnel key card is not signed by {node_id}")
+    key = read_card(card, node_id, CARD_CONTEXT)
+    if key is None:
+        raise BadTunnel(f"not a tunnel key card, or not signed by {node_id}")
     return key
 
 
