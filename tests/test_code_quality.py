@@ -28,12 +28,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_lint() -> None:
-    result = _run(_tool("ruff"), "check", "controller", "tests", "bench")
+    result = _run(_tool("ruff"), "check", "controller", "operator", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format() -> None:
-    result = _run(_tool("ruff"), "format", "--check", "controller", "tests", "bench")
+    result = _run(_tool("ruff"), "format", "--check", "controller", "operator", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
