@@ -285,12 +285,7 @@ RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
 resource only. Rules between resources (does the Node exist?) stay with the controller."""
 
 BOUNDS: Mapping[str, Mapping[str, Mapping[str, int]]] = MappingProxyType(
-    {
-        "InterfacePolicy": {
-            "spec.rules": {"maxItems": 1024},
-            "spec.rules[].from.groups": {"maxItems": 64},
-        },
-    }
+    {}  # InterfacePolicy's rules and from.groups carry their bounds in the schema itself
 )
 """Kind → place → bounds the CRD adds where the schema has none, so that the API server can
 bound the cost of the CEL rules that walk those lists (an unbounded list is costed as if it
