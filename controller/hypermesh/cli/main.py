@@ -148,17 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "hmctl down",
     )
 
-    p = _command(
-        sub,
-        "controller",
-        (HEAVY, "controller"),
-        "the reconcile loop: `controller run` watches the manifests and converges forever",
-        "hmctl controller run -f examples/quickstart --interval 5s",
-    )
-    p.add_argument("action", choices=["run"], help="run the loop in the foreground")
-    _add_files(p)
-    _add_apply_flags(p)
-    _add_loop_flags(p)
+    _add_controller(sub)
 
     p = _command(
         sub,
@@ -600,6 +590,72 @@ def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument(
         "-o", "--output", choices=["text", "json"], default="text", help="text (default) or json"
+    )
+
+
+def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parent = _command(
+        sub,
+        "controller",
+        (HEAVY, "controller_status"),
+        "the reconcile loop (GitOps): run it, suspend and resume it, see its status",
+        "hmctl controller run -f manifests/ --prune --interval 30s",
+    )
+    actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _command(
+        actions,
+        "run",
+        (HEAVY, "controller"),
+        "keep a folder or a git checkout converged, in the foreground: a pass every "
+        "--interval and at once when a manifest changes; the revision applied and the "
+        "conditions are in `hmctl controller status`",
+        "hmctl controller run -f /srv/net-config/manifests --prune --git-pull",
+    )
+    _add_files(p)
+    _add_apply_flags(p)
+    _add_loop_flags(p)
+    p.add_argument(
+        "--git-pull",
+        action="store_true",
+        help="-f is in a git checkout: run `git pull --ff-only` before a pass, every "
+        "--pull-interval; a failed pull is reported and the files stay as they were",
+    )
+    p.add_argument(
+        "--pull-interval",
+        type=duration,
+        default=60.0,
+        metavar="DURATION",
+        help="with --git-pull: pull this often (default 60s)",
+    )
+    p = _command(
+        actions,
+        "suspend",
+        (HEAVY, "controller_suspend"),
+        "suspend the loop: it keeps observing and reports drift, but changes nothing",
+        "hmctl controller suspend --reason 'maintenance of the registry host'",
+    )
+    p.add_argument("--reason", default="", help="why; shown by `hmctl controller status`")
+    p = _command(
+        actions,
+        "resume",
+        (HEAVY, "controller_resume"),
+        "resume a suspended loop: its next pass applies what the files declare",
+        "hmctl controller resume",
+    )
+    p = _command(
+        actions,
+        "status",
+        (HEAVY, "controller_status"),
+        "the loop's source, revisions applied and attempted, last pass, suspension and "
+        "conditions (Ready, Reconciling, Stalled)",
+        "hmctl controller status -o json",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "yaml", "json"],
+        default="text",
+        help="text (default), or the loop as a Kubernetes-style object in yaml or json",
     )
 
 

@@ -22,7 +22,13 @@ from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
 from hypermesh.errors import StateError
 from hypermesh.model.resources import DesiredState, ResourceKey, canonical_json
-from hypermesh.store.tables import SCHEMA_VERSION, EventRow, MetaRow, ResourceRow
+from hypermesh.store.tables import (
+    SCHEMA_VERSION,
+    ControllerRow,
+    EventRow,
+    MetaRow,
+    ResourceRow,
+)
 
 DB_FILE = "state.db"
 
@@ -54,6 +60,17 @@ class Event:
     type: str
     reason: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerState:
+    """The reconcile loop's row: whether it is suspended, and the status it last wrote."""
+
+    suspended: bool = False
+    reason: str = ""
+    suspended_at: datetime | None = None
+    status: Mapping[str, Any] = field(default_factory=dict)
+    updated_at: datetime | None = None
 
 
 def _record(row: ResourceRow) -> ResourceRecord:
@@ -100,17 +117,30 @@ class StateStore:
         self.engine.dispose()
 
     def _migrate(self) -> None:
+        """Refuse a store newer than this code; bring an older one up to date (every step so
+        far only adds tables, which ``create_all`` makes); stamp a new one."""
+        SQLModel.metadata.create_all(self.engine, tables=[SQLModel.metadata.tables["meta"]])
+        with Session(self.engine) as session:
+            meta = session.get(MetaRow, "schema_version")
+            if meta is not None and int(meta.value) > SCHEMA_VERSION:
+                raise StateError(
+                    f"state store {self.location} has schema version {meta.value}, newer than "
+                    f"this hmctl understands ({SCHEMA_VERSION}); upgrade hmctl"
+                )
         SQLModel.metadata.create_all(self.engine)
         with Session(self.engine) as session:
             meta = session.get(MetaRow, "schema_version")
             if meta is None:
                 session.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
-                session.commit()
-            elif int(meta.value) > SCHEMA_VERSION:
-                raise StateError(
-                    f"state store {self.location} has schema version {meta.value}, newer than "
-                    f"this hmctl understands ({SCHEMA_VERSION}); upgrade hmctl"
-                )
+            elif int(meta.value) < SCHEMA_VERSION:
+                meta.value = str(SCHEMA_VERSION)
+                session.add(meta)
+            session.commit()
+
+    def schema_version(self) -> int:
+        with self._session() as session:
+            meta = session.get(MetaRow, "schema_version")
+            return int(meta.value) if meta is not None else 0
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -296,6 +326,43 @@ class StateStore:
                     message=message,
                 )
             )
+
+    # -- the reconcile loop ---------------------------------------------------------------
+
+    def controller(self) -> ControllerState:
+        """The loop's suspension and last status (defaults when no loop ever ran)."""
+        with self._session() as session:
+            row = session.get(ControllerRow, "default")
+            if row is None:
+                return ControllerState()
+            return ControllerState(
+                row.suspended,
+                row.suspend_reason,
+                row.suspended_at,
+                json.loads(row.status),
+                row.updated_at,
+            )
+
+    def set_suspended(self, suspended: bool, reason: str = "") -> bool:
+        """Suspend (or resume) the loop; False when it already was so (nothing changed)."""
+        with self._session() as session:
+            row = session.get(ControllerRow, "default") or ControllerRow()
+            if row.suspended == suspended and (not suspended or row.suspend_reason == reason):
+                return False
+            row.suspended = suspended
+            row.suspend_reason = reason if suspended else ""
+            row.suspended_at = datetime.now(UTC) if suspended else None
+            row.updated_at = datetime.now(UTC)
+            session.add(row)
+            return True
+
+    def set_controller_status(self, status: Mapping[str, Any]) -> None:
+        """What the loop writes after each pass; the suspension columns are left alone."""
+        with self._session() as session:
+            row = session.get(ControllerRow, "default") or ControllerRow()
+            row.status = canonical_json(dict(status))
+            row.updated_at = datetime.now(UTC)
+            session.add(row)
 
     def prune_events(self, keep: int = 10_000) -> None:
         """Keep the newest ``keep`` events."""

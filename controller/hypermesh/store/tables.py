@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: meta, resources, events. 2: + controller (the loop's suspension and GitOps status)."""
 
 
 class MetaRow(SQLModel, table=True):
@@ -59,3 +60,20 @@ class EventRow(SQLModel, table=True):
     type: str = "Normal"
     reason: str = ""
     message: str = ""
+
+
+class ControllerRow(SQLModel, table=True):
+    """The reconcile loop of this state (``hmctl controller``): one row, name ``default``.
+    Suspension and status are separate columns, written by different commands, so that the
+    running loop never overwrites a ``suspend`` it has not seen yet."""
+
+    __tablename__ = "controller"
+
+    name: str = Field(default="default", primary_key=True)
+    suspended: bool = False
+    suspend_reason: str = ""
+    suspended_at: datetime | None = None
+    """When it was suspended (None while running)."""
+    status: str = "{}"
+    """What the loop last wrote (JSON): source, revisions, last pass, conditions."""
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
