@@ -1,9 +1,9 @@
-"""``hmctl message …``: signed, end-to-end encrypted messages between nodes of this state."""
+"""``hmctl message …``: signed, end-to-end encrypted messages between nodes of this state,
+through the SDK (``hypermesh.sdk``)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import sys
@@ -13,35 +13,30 @@ from hypermesh.cli.common import state_dir
 from hypermesh.cli.render import table
 from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import UsageError
-from hypermesh.registry.client import RegistryClient
-from hypermesh.transport.identity import load_or_create_identity, short_id
+from hypermesh.sdk.mesh import Refused
+from hypermesh.sdk.sync import Mesh
+from hypermesh.transport.identity import short_id
 
 
 def _nodes(args: argparse.Namespace) -> dict[str, Any]:
     return nodes_and_networks(state_dir(args))[0]
 
 
-def _call(args: argparse.Namespace, node: str, method: str, path: str, body: Any = None) -> Any:
-    nodes = _nodes(args)
-    address, identity = running_node(nodes, node)
-    signer = load_or_create_identity(state_dir(args) / "nodes" / node)
-    client = RegistryClient(address, identity, timeout=args.timeout, label=f"node {node}")
-    status, data = asyncio.run(client.call(method, path, body, signer=signer))
-    if status not in (200, 201):
-        raise UsageError(f"node {node}: {status}: {data.get('error', data)}")
-    return data
+def _mesh(args: argparse.Namespace, node: str) -> Mesh:
+    """The SDK as ``node``: its key signs, its chain records."""
+    running_node(_nodes(args), node)
+    mesh = Mesh.from_state(state_dir(args), node=node)
+    mesh.inner.timeout = args.timeout
+    return mesh
 
 
 def send(args: argparse.Namespace) -> int:
-    nodes = _nodes(args)
-    address, identity = running_node(nodes, args.to)
-    data = _call(
-        args,
-        args.sender,
-        "POST",
-        "/message/v1/send",
-        {"to": identity, "address": address, "text": args.text},
-    )
+    mesh = _mesh(args, args.sender)
+    running_node(_nodes(args), args.to)
+    try:
+        data = mesh.send(mesh.peer(args.to), args.text)
+    except Refused as exc:
+        raise UsageError(f"node {args.sender}: {exc}") from None
     if args.output == "json":
         print(json.dumps(data, indent=2))
         return 0
@@ -55,8 +50,10 @@ def send(args: argparse.Namespace) -> int:
 
 
 def inbox(args: argparse.Namespace) -> int:
-    data = _call(args, args.node, "GET", f"/message/v1/inbox?limit={args.limit}")
-    messages = data.get("messages", [])
+    try:
+        messages = _mesh(args, args.node).inbox(args.limit)
+    except Refused as exc:
+        raise UsageError(f"node {args.node}: {exc}") from None
     if args.output == "json":
         print(json.dumps(messages, indent=2))
         return 0

@@ -13,9 +13,9 @@ from typing import Any
 from hypermesh.cli.common import state_dir
 from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import UsageError
+from hypermesh.sdk.mesh import Mesh
 from hypermesh.store import ResourceRecord
-from hypermesh.transport.pool import ConnectionPool
-from hypermesh.tunnel.client import MIN_RELAYS, Tunnel, TunnelFailed, TunnelResponse, fetch_hops
+from hypermesh.tunnel.client import MIN_RELAYS, TunnelFailed, TunnelResponse
 
 
 def _spec(record: ResourceRecord) -> dict[str, Any]:
@@ -70,18 +70,10 @@ def request(args: argparse.Namespace) -> int:
     _ephemeral(nodes, args.node)
     via = [v for v in args.via.split(",") if v] if args.via else None
     path = choose_path(nodes, args.node, via, args.hops)
-    network = _spec(nodes[args.node]).get("network")
-    # Every ephemeral node of the network, so that fetching the cards does not single out
-    # the destination.
-    candidates = {
-        name: _ephemeral(nodes, name)
-        for name, record in nodes.items()
-        if _spec(record).get("network") == network and record.status.get("ephemeralAddress")
-    }
     body = _body(args.data)
     try:
         answer = asyncio.run(
-            asyncio.wait_for(_send(candidates, [*path, args.node], args, body), args.timeout)
+            asyncio.wait_for(_send(state_dir(args), path, args, body), args.timeout)
         )
     except TimeoutError:
         raise TunnelFailed(
@@ -103,24 +95,21 @@ def request(args: argparse.Namespace) -> int:
 
 
 async def _send(
-    candidates: dict[str, tuple[str, str]],
-    path: list[str],
-    args: argparse.Namespace,
-    body: bytes,
+    state: Path, relays: list[str], args: argparse.Namespace, body: bytes
 ) -> TunnelResponse:
-    pool = ConnectionPool()
-    try:
-        hops = await fetch_hops(pool, candidates.values())
-        chosen = [hops[candidates[name][1]] for name in path]
-        async with await Tunnel.open(chosen, ttl=args.ttl, pool=pool) as tunnel:
+    """Through the SDK, which asks every ephemeral node for its card (so the asking does not
+    single out the destination)."""
+    async with Mesh.from_state(state) as mesh:
+        tunnel = await mesh.tunnel(
+            mesh.peer(args.node), [mesh.peer(r) for r in relays], ttl=args.ttl
+        )
+        async with tunnel:
             return await tunnel.request(
                 args.method.upper(),
                 args.path,
                 body=body,
                 headers=[("content-type", "application/json")] if body else [],
             )
-    finally:
-        await pool.aclose()
 
 
 def _body(data: str | None) -> bytes:
