@@ -1,0 +1,161 @@
+"""The operator against kmock: a mock Kubernetes API (kmock's ``KubernetesEmulator``) that kopf
+watches and patches, with the operator's handlers running in the same event loop.
+
+There is no API server on this machine; kmock keeps objects in memory, serves lists and watch
+streams, honours finalizers, and records every request. It does not assign ``uid``,
+``generation`` or a Service's ``clusterIP`` and runs no controllers (no pods, no garbage
+collector): tests create custom resources with ``uid`` and ``generation`` set, and check owner
+references rather than cascades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import kmock
+
+os.environ.setdefault("HM_OPERATOR_EXPIRY_INTERVAL", "0.5")
+os.environ.setdefault("HM_OPERATOR_RETRY_DELAY", "0.5")
+
+import kopf
+
+import hypermesh_operator.handlers  # noqa: F401 (registers the handlers)
+
+API = "hypermesh.online/v1alpha1"
+KINDS = {
+    "networks": "Network",
+    "nodes": "Node",
+    "peers": "Peer",
+    "tlds": "TLD",
+    "records": "Record",
+    "interfacepolicies": "InterfacePolicy",
+}
+VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+BUILTIN = {
+    "v1/secrets": "Secret",
+    "v1/configmaps": "ConfigMap",
+    "v1/services": "Service",
+    "v1/events": "Event",
+    "apps/v1/deployments": "Deployment",
+}
+
+
+def emulator() -> kmock.KubernetesEmulator:
+    k = kmock.KubernetesEmulator()
+    k.resources["v1/namespaces"] = kmock.ResourceInfo(
+        kind="Namespace", singular="namespace", namespaced=False, verbs={"get", "list", "watch"}
+    )
+    for plural, kind in KINDS.items():
+        k.resources[f"{API}/{plural}"] = kmock.ResourceInfo(
+            kind=kind, singular=kind.lower(), namespaced=True, verbs=VERBS, subresources={"status"}
+        )
+    for ref, kind in BUILTIN.items():
+        k.resources[ref] = kmock.ResourceInfo(
+            kind=kind, singular=kind.lower(), namespaced=True, verbs=VERBS
+        )
+    return k
+
+
+@dataclass
+class MockCluster:
+    """The running mock API and operator; helpers to act and to look."""
+
+    k: kmock.KubernetesEmulator
+    url: str
+    session: aiohttp.ClientSession
+
+    def find(self, ref: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live object (``ref`` like ``v1/secrets`` or ``hypermesh.online/v1alpha1/nodes``)."""
+        return self.all(ref, namespace).get(name)
+
+    def all(self, ref: str, namespace: str) -> dict[str, dict[str, Any]]:
+        """Every live object of a resource in a namespace, by name."""
+        target = kmock.resource(ref)
+        return {
+            name: dict(obj.raw)
+            for (resource, ns, name), obj in self.k.objects.items()
+            if ns == namespace
+            and (resource.group, resource.version, resource.plural)
+            == (target.group, target.version, target.plural)
+            and not obj.deleted
+        }
+
+    async def create(self, plural: str, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        body = {
+            "apiVersion": API,
+            "kind": KINDS[plural],
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": f"uid-{plural}-{name}",
+                "generation": 1,
+                "resourceVersion": "1",  # kmock keeps it as is; kopf's patches test it
+            },
+            "spec": spec,
+        }
+        url = f"{self.url}/apis/{API}/namespaces/{namespace}/{plural}"
+        async with self.session.post(url, json=body) as response:
+            assert response.status in (200, 201), await response.text()
+
+    async def delete(self, plural: str, namespace: str, name: str) -> None:
+        url = f"{self.url}/apis/{API}/namespaces/{namespace}/{plural}/{name}"
+        async with self.session.delete(url) as response:
+            assert response.status in (200, 202), await response.text()
+
+    async def wait(
+        self,
+        what: str,
+        check: Callable[[], Any],
+        timeout: float = 15.0,  # noqa: ASYNC109 (a polling deadline, not a cancel scope)
+        every: float = 0.05,
+    ) -> Any:
+        """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = check()
+            if found:
+                return found
+            await asyncio.sleep(every)
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+    def requests(self) -> int:
+        return len(self.k)
+
+
+@contextlib.asynccontextmanager
+async def running_operator(work_dir: Path) -> AsyncIterator[MockCluster]:
+    """kmock on a loopback port and the operator's handlers watching it (cluster-wide)."""
+    k = emulator()
+    async with k, kmock.Server(k):
+        url = str(k.url).rstrip("/")
+        os.environ["HM_KUBE_SERVER"] = url
+        os.environ["HM_OPERATOR_WORK_DIR"] = str(work_dir)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        settings = kopf.OperatorSettings()
+        settings.watching.server_timeout = 10
+        operator = asyncio.create_task(
+            kopf.operator(
+                clusterwide=True,
+                standalone=True,
+                stop_flag=stop,
+                ready_flag=ready,
+                settings=settings,
+            )
+        )
+        try:
+            await asyncio.wait_for(ready.wait(), 15)
+            async with aiohttp.ClientSession() as session:
+                yield MockCluster(k, url, session)
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(operator, 15)
+            os.environ.pop("HM_KUBE_SERVER", None)
