@@ -91,8 +91,10 @@ class _Registry:
             raise TemporaryError(str(exc), reason="RegistryDown") from exc
 
 
-def _network_registry(desired: DesiredState, network: str) -> Mapping[str, Any]:
-    found = desired.get("Network", network)
+def _network_registry(
+    desired: DesiredState, network: str, namespace: str = ""
+) -> Mapping[str, Any]:
+    found = desired.get("Network", network, namespace)
     if found is None:
         raise PermanentError(f"Network {network!r} is not declared")
     return dict(found.spec.get("registry") or {})
@@ -147,7 +149,7 @@ class TLDDriver:
         self, resource: Resource, handle: Mapping[str, Any], context: ApplyContext
     ) -> Outcome:
         spec = resource.spec
-        registry = _network_registry(context.desired, str(spec["network"]))
+        registry = _network_registry(context.desired, str(spec["network"]), resource.namespace)
         where = self.registry.endpoint(registry)
         owner = self.registry.owner_identity(spec["owner"])
         status, data = await self.registry.call(where, "GET", tld_path(resource.name))
@@ -309,7 +311,7 @@ class RecordDriver:
         tld = context.desired.get("TLD", str(resource.spec["tld"]), resource.namespace)
         if tld is None:
             raise PermanentError(f"TLD {resource.spec['tld']!r} is not declared")
-        registry = _network_registry(context.desired, str(tld.spec["network"]))
+        registry = _network_registry(context.desired, str(tld.spec["network"]), tld.namespace)
         where = self.registry.endpoint(registry)
         owner = self.registry.owner_identity(tld.spec["owner"])
         rrsets = self._rrsets(resource, tld)
