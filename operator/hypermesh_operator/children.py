@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from hypermesh import API_VERSION, __version__
+from hypermesh.drivers.nodeconfig import interfaces_of
 from hypermesh.model.resources import DesiredState, Resource
 from hypermesh.model.validate import split_host_port
-from hypermesh.node.config import Federated, NodeConfig, Upstream
+from hypermesh.node.config import NodeConfig, Upstream
 
 PUBLIC_PORT = 4433
 """The node's QUIC port in the pod when ``spec.listen`` says port 0."""
@@ -229,61 +229,14 @@ def node_config(
     registry = (
         None if is_registry else _registry_upstream(registry_spec, namespace, cluster, settings)
     )
-
-    def policy_for(interface: str) -> dict[str, Any] | None:
-        return next(
-            (
-                json.loads(json.dumps(p.spec))
-                for p in desired.of_kind("InterfacePolicy")
-                if p.spec.get("network") == network_name and p.spec.get("interface") == interface
-            ),
-            None,
-        )
-
-    derived: dict[str, Any] = {}
-    public_policy = policy_for("public")
-    if ports.private or ports.ephemeral or public_policy or "registry" in spec.get("roles", ()):
-        directory: dict[str, dict[str, Any]] = {}
-        for other in desired.of_kind("Node"):
-            if other.spec.get("network") == network_name and other.name in cluster.identities:
-                directory[other.name] = {
-                    "kind": "Node",
-                    "identity": cluster.identities[other.name],
-                    "tags": list(other.spec.get("tags", ())),
-                }
-        for peer in desired.of_kind("Peer"):
-            if peer.spec.get("network") == network_name and peer.spec.get("identity"):
-                directory[peer.name] = {
-                    "kind": "Peer",
-                    "identity": str(peer.spec["identity"]),
-                    "tags": list(peer.spec.get("tags", ())),
-                }
-        derived = {"directory": directory, "public_policy": public_policy}
-        federation = []
-        for item in network.spec.get("federation", []) if network else []:
-            remote = item.get("registry")
-            if remote:
-                upstream: Upstream | None = Upstream(
-                    address=str(remote["endpoint"]), identity=str(remote["identity"])
-                )
-            else:
-                other_net = desired.get("Network", str(item.get("network")))
-                upstream = _registry_upstream(
-                    dict((other_net.spec.get("registry") or {}) if other_net else {}),
-                    namespace,
-                    cluster,
-                    settings,
-                )
-            if upstream is not None:
-                federation.append(Federated(str(item["name"]), upstream))
-        if federation and (ports.private or ports.ephemeral or public_policy):
-            derived["federation"] = tuple(federation)
-        if ports.private:
-            derived["private_listen"] = f"0.0.0.0:{ports.private}"
-            derived["private_policy"] = policy_for("private")
-        if ports.ephemeral:
-            derived["ephemeral_listen"] = f"0.0.0.0:{ports.ephemeral}"
-            derived["ephemeral_policy"] = policy_for("ephemeral")
+    derived = interfaces_of(
+        node,
+        desired,
+        identity_of=lambda other: cluster.identities.get(other.name),
+        registry_upstream=lambda spec_: _registry_upstream(spec_, namespace, cluster, settings),
+        private_listen=f"0.0.0.0:{ports.private or 0}",
+        ephemeral_listen=f"0.0.0.0:{ports.ephemeral or 0}",
+    )
     chain = spec.get("chain") or {}
     return NodeConfig(
         name=node.name,

@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from hypermesh.drivers.nodeconfig import interfaces_of
 from hypermesh.errors import HyperMeshError, IdentityMismatch, TemporaryError, TransportError
 from hypermesh.files import write_atomic
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
@@ -103,13 +104,12 @@ class NodeProcessDriver:
             running = json.loads((node_dir / CONFIG).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        wanted = json.loads(
-            json.dumps(
-                self._interfaces_of(
-                    resource, ApplyContext(self._desired, 0), str(resource.spec["listen"])
-                )
-            )
+        derived = self._interfaces_of(
+            resource, ApplyContext(self._desired, 0), str(resource.spec["listen"])
         )
+        if "federation" in derived:
+            derived["federation"] = [asdict(f) for f in derived["federation"]]
+        wanted = json.loads(json.dumps(derived))
         changed = [
             field
             for field, empty in _DERIVED.items()
@@ -213,96 +213,38 @@ class NodeProcessDriver:
         )
 
     def _registry_of(self, resource: Resource, context: ApplyContext) -> Upstream | None:
-        """The registry this node mirrors: its Network's registry, unless it is the registry
-        (a local node by its directory, so a restart on another port is followed)."""
+        """The registry this node mirrors: its Network's registry, unless it is the registry."""
         if "registry" in resource.spec.get("roles", ()):
             return None
         network = context.desired.get("Network", str(resource.spec["network"]), resource.namespace)
         registry = dict((network.spec.get("registry") or {}) if network else {})
-        if "node" in registry:
-            if registry["node"] == resource.name:
-                return None
-            key = ResourceKey("Node", str(registry["node"]), resource.namespace)
-            return Upstream(node_dir=str(self.node_dir(key)))
-        if registry.get("endpoint") and registry.get("identity"):
-            return Upstream(address=str(registry["endpoint"]), identity=str(registry["identity"]))
-        return None
+        if registry.get("node") == resource.name:
+            return None
+        return self._upstream(registry, resource.namespace)
 
     def _interfaces_of(
         self, resource: Resource, context: ApplyContext, listen: str
     ) -> dict[str, Any]:
-        """What the node's interface gates need: for a private interface, where it listens
-        (the public host, any free port) and the private InterfacePolicy; for a public
-        InterfacePolicy, its spec; for any, the network's members by node ID and the
-        registries of federated networks. A registry node gets the members too: it publishes
-        them in its anchors, for the networks federated with its own."""
-        network = resource.spec.get("network")
-        declared = context.desired.get("Network", str(network), resource.namespace)
-        federation = [
-            {"name": item["name"], "registry": asdict(upstream)}
-            for item in (declared.spec.get("federation", []) if declared else [])
-            if (upstream := self._federated_registry(item, resource, context)) is not None
-        ]
-
-        def policy_for(interface: str) -> dict[str, Any] | None:
-            return next(
-                (
-                    dict(p.spec)
-                    for p in context.desired.of_kind("InterfacePolicy")
-                    if p.spec.get("network") == network and p.spec.get("interface") == interface
-                ),
-                None,
-            )
-
-        private = "private" in resource.spec.get("interfaces", ())
-        roles = resource.spec.get("roles", ())
-        ephemeral = "ephemeral" in resource.spec.get("interfaces", ()) or "relay" in roles
-        public_policy = policy_for("public")
-        if not (private or ephemeral or public_policy or "registry" in roles):
-            return {}
-        directory: dict[str, dict[str, Any]] = {}
-        for other in context.desired.of_kind("Node"):
-            if other.spec.get("network") == network:
-                # The key is made here if the node has not started yet, so every member is
-                # known to every other from the first start on.
-                key = load_or_create_identity(self.node_dir(other.key))
-                directory[other.name] = {
-                    "kind": "Node",
-                    "identity": key.node_id,
-                    "tags": list(other.spec.get("tags", ())),
-                }
-        for peer in context.desired.of_kind("Peer"):
-            if peer.spec.get("network") == network and peer.spec.get("identity"):
-                directory[peer.name] = {
-                    "kind": "Peer",
-                    "identity": str(peer.spec["identity"]),
-                    "tags": list(peer.spec.get("tags", ())),
-                }
-        out: dict[str, Any] = {"directory": directory, "public_policy": public_policy}
-        if federation and (private or ephemeral or public_policy):
-            out["federation"] = federation
+        """What the node's gates need (``drivers.nodeconfig``): the network's members by the
+        keys in their directories (made here if the node has not started yet, so every member
+        is known to every other from the first start on), a local registry by its directory;
+        the private and ephemeral interfaces on the public host, at any free port."""
         host = split_host_port(listen)[0]
         any_port = f"[{host}]:0" if ":" in host else f"{host}:0"
-        if private:
-            out["private_listen"] = any_port
-            out["private_policy"] = policy_for("private")
-        if ephemeral:
-            out["ephemeral_listen"] = any_port
-            out["ephemeral_policy"] = policy_for("ephemeral")
-        return out
+        return interfaces_of(
+            resource,
+            context.desired,
+            identity_of=lambda node: load_or_create_identity(self.node_dir(node.key)).node_id,
+            registry_upstream=lambda registry: self._upstream(registry, resource.namespace),
+            private_listen=any_port,
+            ephemeral_listen=any_port,
+        )
 
-    def _federated_registry(
-        self, item: Mapping[str, Any], resource: Resource, context: ApplyContext
-    ) -> Upstream | None:
-        """Where a federated network's registry answers: a remote one by its endpoint and key,
-        one of these manifests' Networks by its registry node's directory."""
-        remote = item.get("registry")
-        if remote:
-            return Upstream(address=str(remote["endpoint"]), identity=str(remote["identity"]))
-        other = context.desired.get("Network", str(item.get("network")), resource.namespace)
-        registry = dict((other.spec.get("registry") or {}) if other else {})
+    def _upstream(self, registry: Mapping[str, Any], namespace: str) -> Upstream | None:
+        """Where a Network's registry answers: a node of this state by its directory (so a
+        restart on another port is followed), a remote one by its endpoint and key."""
         if "node" in registry:
-            key = ResourceKey("Node", str(registry["node"]), resource.namespace)
+            key = ResourceKey("Node", str(registry["node"]), namespace)
             return Upstream(node_dir=str(self.node_dir(key)))
         if registry.get("endpoint") and registry.get("identity"):
             return Upstream(address=str(registry["endpoint"]), identity=str(registry["identity"]))

@@ -1,0 +1,96 @@
+"""What a node's config takes from the rest of its network: the members and their keys, the
+interface policies, the registries of federated networks. One derivation for every way nodes
+run — processes on this machine (``drivers.processes``) and pods on a cluster (the operator) —
+which differ only in where a node listens, how a member's key is found and how a registry is
+reached; those come in as arguments."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from hypermesh.model.resources import DesiredState, Resource
+from hypermesh.node.config import Federated, Upstream
+
+IdentityOf = Callable[[Resource], str | None]
+"""A Node of the network → its node ID (None: not known yet; it is left out)."""
+RegistryUpstream = Callable[[Mapping[str, Any]], Upstream | None]
+"""A Network's ``spec.registry`` → where that registry answers (None: nowhere yet)."""
+
+
+def interfaces_of(
+    node: Resource,
+    desired: DesiredState,
+    *,
+    identity_of: IdentityOf,
+    registry_upstream: RegistryUpstream,
+    private_listen: str,
+    ephemeral_listen: str,
+) -> dict[str, Any]:
+    """The NodeConfig fields the interface gates need: for a private interface, where it
+    listens and the private InterfacePolicy; for an ephemeral interface (or role relay), the
+    same for tunnels; for a public InterfacePolicy, its spec; for any of them, the network's
+    members by node ID and the registries of federated networks. A registry node gets the
+    members too: it publishes them in its anchors, for the networks federated with its own."""
+    spec = node.spec
+    network_name = spec.get("network")
+    network = desired.get("Network", str(network_name), node.namespace)
+    roles = spec.get("roles", ())
+    private = "private" in spec.get("interfaces", ())
+    ephemeral = "ephemeral" in spec.get("interfaces", ()) or "relay" in roles
+
+    def policy_for(interface: str) -> dict[str, Any] | None:
+        return next(
+            (
+                json.loads(json.dumps(p.spec))
+                for p in desired.of_kind("InterfacePolicy")
+                if p.spec.get("network") == network_name and p.spec.get("interface") == interface
+            ),
+            None,
+        )
+
+    public_policy = policy_for("public")
+    if not (private or ephemeral or public_policy or "registry" in roles):
+        return {}
+    directory: dict[str, dict[str, Any]] = {}
+    for other in desired.of_kind("Node"):
+        if other.spec.get("network") == network_name:
+            node_id = identity_of(other)
+            if node_id is not None:
+                directory[other.name] = {
+                    "kind": "Node",
+                    "identity": node_id,
+                    "tags": list(other.spec.get("tags", ())),
+                }
+    for peer in desired.of_kind("Peer"):
+        if peer.spec.get("network") == network_name and peer.spec.get("identity"):
+            directory[peer.name] = {
+                "kind": "Peer",
+                "identity": str(peer.spec["identity"]),
+                "tags": list(peer.spec.get("tags", ())),
+            }
+    out: dict[str, Any] = {"directory": directory, "public_policy": public_policy}
+    federation: list[Federated] = []
+    for item in network.spec.get("federation", []) if network else []:
+        remote = item.get("registry")
+        if remote:
+            upstream: Upstream | None = Upstream(
+                address=str(remote["endpoint"]), identity=str(remote["identity"])
+            )
+        else:
+            other_network = desired.get("Network", str(item.get("network")), node.namespace)
+            upstream = registry_upstream(
+                dict((other_network.spec.get("registry") or {}) if other_network else {})
+            )
+        if upstream is not None:
+            federation.append(Federated(str(item["name"]), upstream))
+    if federation and (private or ephemeral or public_policy):
+        out["federation"] = tuple(federation)
+    if private:
+        out["private_listen"] = private_listen
+        out["private_policy"] = policy_for("private")
+    if ephemeral:
+        out["ephemeral_listen"] = ephemeral_listen
+        out["ephemeral_policy"] = policy_for("ephemeral")
+    return out
