@@ -1,5 +1,5 @@
 """How long ``nexus compile`` takes for a 10,000-line program, against ``hmctl validate`` of the
-YAML it produces; and the handler dispatch rate of ``nexus run`` (not built yet: reported so).
+YAML it produces; and the handler dispatch rate of ``nexus run``.
 
 Generates a program of ``--lines`` lines (default 10,000): one Network, plain Node, TLD and
 Record declarations, and loops that each declare many Records, then measures, each figure the
@@ -10,6 +10,10 @@ median of ``--repeat`` rounds:
   (b) ``hmctl validate``'s work on the compiled YAML, in process: ``load()`` + ``build()``
   (c) ``nexus compile FILE -o OUT`` and ``hmctl validate -f OUT`` as real subprocesses (wall
       time, interpreter start included)
+  (d) ``nexus run``'s dispatch: one handler run (a loop, an if, interpolation, a ``log``) by the
+      runtime's interpreter in process, ``--dispatches`` times, against the same work written
+      in Python (the floor); the SDK operations themselves are the network's cost, measured in
+      bench/chain.py and bench/tunnels.py
 
 Run by hand, not by the tests::
 
@@ -33,6 +37,47 @@ from hypermesh.model.loader import load
 from hypermesh.model.validate import build
 from hypermesh.nexus.compiler import compile_file, compile_source, to_yaml
 from hypermesh.nexus.parser import parse
+from hypermesh.nexus.runtime import Runner, _Call
+
+HANDLER = """let greeting = "hello"
+on schedule every "1h" at "a" as tick {
+  for i in range(3) {
+    if i % 2 == 0 {
+      log("${greeting} ${i} at ${tick.time}")
+    }
+  }
+}
+"""
+
+
+def dispatch_rates(count: int, folder: Path) -> tuple[float, float]:
+    """(handler runs per second through the runtime, the same work per second in Python)."""
+    import asyncio
+
+    program = folder / "handler.nx"
+    program.write_text(HANDLER)
+    compiled = compile_file(str(program), validate=False)
+    (handler,) = compiled.handlers
+    sink: list[str] = []
+    runner = Runner(compiled, folder, out=sink.append)
+    call = _Call(None, "h", out=sink.append)  # type: ignore[arg-type]
+
+    async def many() -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            await runner.dispatch(handler, {"time": "noon"}, call)
+        return time.perf_counter() - start
+
+    through_runtime = asyncio.run(many())
+    assert len(sink) == 2 * count, sink[:3]
+    start = time.perf_counter()
+    for _ in range(count):
+        tick = {"time": "noon"}
+        for i in range(3):
+            if i % 2 == 0:
+                sink.append(f"h: hello {i} at {tick['time']}")
+    floor = time.perf_counter() - start
+    return count / through_runtime, count / floor
 
 
 def generate(lines: int) -> str:
@@ -122,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--dispatches", type=int, default=20_000)
     args = parser.parse_args()
     text = generate(args.lines)
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,6 +200,7 @@ def main() -> None:
             run([*hmctl, "validate", "-f", str(out)]) for _ in range(args.repeat)
         )
         t_sub_start = statistics.median(run([*nexus, "run", "--help"]) for _ in range(args.repeat))
+        rate, floor = dispatch_rates(args.dispatches, Path(tmp))
 
     lines = text.count("\n")
     resources = len(compiled.documents)
@@ -176,7 +223,10 @@ def main() -> None:
     print(f"    nexus compile FILE -o OUT                  {t_sub_compile * 1000:8.0f} ms")
     print(f"    hmctl validate -f OUT                      {t_sub_validate * 1000:8.0f} ms")
     print(f"    nexus start-up alone (nexus run --help)    {t_sub_start * 1000:8.0f} ms")
-    print("(d) handler dispatch rate of nexus run: not measured; nexus run is not built yet")
+    print(f"(d) nexus run dispatch, in process ({args.dispatches} handler runs)")
+    print(f"    through the runtime's interpreter          {rate:8.0f} runs/s")
+    print(f"    the same work in Python (the floor)        {floor:8.0f} runs/s")
+    print(f"    interpreter / Python                       {floor / rate:8.1f} x slower")
 
 
 if __name__ == "__main__":

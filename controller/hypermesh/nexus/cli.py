@@ -26,7 +26,7 @@ _EXAMPLES = {
     "  nexus fmt - < network.nx      # standard input to standard output",
     "lock": "example:\n  nexus lock network.nx         # writes nexus.lock beside network.nx",
     "lsp": "example (Neovim):\n  vim.lsp.start({name = 'nexus', cmd = {'nexus', 'lsp'}})",
-    "run": "example:\n  nexus run app.nx",
+    "run": "example:\n  nexus run app.nx --state .hypermesh --for 10m",
 }
 
 
@@ -65,8 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     lock = add("lock", "pin every git import's content hash in nexus.lock")
     lock.add_argument("file", metavar="FILE")
     add("lsp", "run the language server on stdin/stdout (for editors)")
-    run = add("run", "run a program's handlers (not built yet)")
-    run.add_argument("file", metavar="FILE", nargs="?")
+    run = add("run", "run a program's handlers against a running network (through the SDK)")
+    run.add_argument("file", metavar="FILE", help="the .nx program")
+    run.add_argument(
+        "--state", default=".hypermesh", help="hmctl's state directory (default ./.hypermesh)"
+    )
+    run.add_argument(
+        "--for",
+        dest="duration",
+        metavar="DURATION",
+        help="stop after this long (30s, 5m); default: until Ctrl-C",
+    )
     return parser
 
 
@@ -86,12 +95,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         serve()
         return 0
-    print(
-        "nexus run: not built yet. Handlers are parsed and checked (nexus check), but running "
-        "them needs the HyperMesh SDK, which comes later (issue 8).",
-        file=sys.stderr,
-    )
-    return 2
+    return _run(args.file, args.state, args.duration)
+
+
+def _run(file: str, state: str, duration: str | None) -> int:
+    from hypermesh.nexus.runtime import run_program
+    from hypermesh.policy import parse_duration
+
+    compiled = compile_file(file, validate=False)
+    if compiled.problems:
+        _report(compiled.problems)
+        return 1
+    try:
+        seconds = parse_duration(duration) if duration else None
+    except ValueError as exc:
+        print(f"nexus run: --for: {exc}", file=sys.stderr)
+        return 2
+    return run_program(compiled, Path(state), seconds)
 
 
 def _report(problems: Sequence[Problem]) -> None:

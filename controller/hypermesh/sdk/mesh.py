@@ -239,10 +239,13 @@ class Mesh:
         body: bytes = b"",
         headers: Sequence[tuple[str, str]] = (),
         verify: bool = True,
+        identify: bool = True,
     ) -> Response:
         """``https://NAME.TLD/path`` over HTTP/3: the endpoint from the name's HTTPS record
         (``alpn=h3``, port, address hint), the key pinned from its TLSA record (``3 1 0``,
-        the node's Ed25519 key); both checked from the registry's key with ``verify``."""
+        the node's Ed25519 key); both checked from the registry's key with ``verify``. With
+        ``identify`` (and a key), the client proves this Mesh's key in the handshake, so the
+        server knows who asks; without, it stays anonymous."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise HyperMeshError(f"{url}: fetch takes https://NAME/PATH")
@@ -258,7 +261,9 @@ class Mesh:
         with _boundary(f"fetching {url}"):
             async with (
                 asyncio.timeout(self.timeout),
-                connect_h3(target, expected_id=node_id) as h3,
+                connect_h3(
+                    target, expected_id=node_id, identity=self.identity if identify else None
+                ) as h3,
             ):
                 status, answered, data = await h3.request(
                     method, path, headers=list(headers), body=body
