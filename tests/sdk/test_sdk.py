@@ -6,11 +6,13 @@ iterator, and errors that are always HyperMesh's own."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
 from pathlib import Path
 
 import pytest
 
+from hypermesh.chain.block import Link
 from hypermesh.errors import HyperMeshError
 from hypermesh.sdk import Endpoint, Mesh, Refused, Unverified, sync
 from hypermesh.transport.identity import Identity
@@ -72,6 +74,20 @@ def test_the_sdk_does_what_hmctl_does(acme: Path) -> None:
             proof = await alpha.chain().inclusion(block.seq)
             assert int(proof["size"]) > block.seq
 
+            # Provenance: beta links to alpha's block; a bundle proves beta had seen it.
+            seen = Link(alpha.identity.public_key_bytes, block.seq, block.hash)  # type: ignore[union-attr]
+            linked = await beta.append(b"", kind="link", links=[seen])
+            origin = f"{alpha.identity.node_id}:{block.seq}"  # type: ignore[union-attr]
+            await until(lambda: _followed(beta, alpha.identity.node_id, block.seq))  # type: ignore[union-attr]
+            bundle = await beta.provenance(linked.seq, origin)
+            assert "had seen block" in Mesh.verify_bundle(bundle)
+            # Swap in another of alpha's blocks as the origin: a claim beta never made.
+            raw = bundle.to_json()
+            other = await alpha.append(b"a later block beta never linked to")
+            raw["blocks"][-1] = base64.b64encode(other.wire).decode()
+            with pytest.raises(HyperMeshError, match="link"):
+                Mesh.verify_bundle(raw)
+
             # Messages: sent sealed, received as an async iterator.
             await alpha.send(beta.peer("beta"), "hello from the sdk")
 
@@ -108,6 +124,12 @@ def test_the_sync_sdk_for_scripts(acme: Path) -> None:
     block = mesh.append(b"sync")
     assert mesh.blocks()[block.seq].hash == block.hash
     assert isinstance(mesh.inbox(), list)
+
+
+async def _followed(mesh: Mesh, author: str, seq: int) -> bool:
+    """Whether ``mesh``'s node follows ``author``'s chain up to block ``seq``."""
+    chains = (await mesh.chain().replicas()).get("chains", [])
+    return any(c["author"] == author and c["size"] > seq for c in chains)
 
 
 async def _records(mesh: Mesh, name: str, type: str, via: Endpoint | None) -> tuple[str, ...]:

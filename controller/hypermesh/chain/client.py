@@ -80,6 +80,10 @@ class ChainClient:
         query = urllib.parse.urlencode({"seq": seq, "origin": origin})
         return await self._get(f"/provenance?{query}")
 
+    async def replicas(self) -> dict[str, Any]:
+        """The chains this node follows (``{"chains": [{"author", "size", …}]}``)."""
+        return await self._get("/replicas")
+
     async def checkpoint(self) -> dict[str, Any]:
         return await self._get("/checkpoint")
 

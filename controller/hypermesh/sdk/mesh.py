@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 
 from hypermesh.chain.block import Block, Link
 from hypermesh.chain.client import ChainClient
+from hypermesh.chain.provenance import Bundle, verify_bundle
 from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.mirror.verify import Unverified, fetch_anchors, verified_query
 from hypermesh.registry.client import API as REGISTRY_API
@@ -333,6 +334,23 @@ class Mesh:
         """The blocks of a chain from ``start``, each checked."""
         with _boundary("reading a chain"):
             return [block async for block, _ in self.chain(of).blocks(start)]
+
+    async def provenance(self, seq: int, origin: str, of: Endpoint | None = None) -> Bundle:
+        """The bundle of proofs from block ``seq`` of a chain (default the own node's) back to
+        ``origin`` (``NODE_ID:SEQ``), checked step by step (``verify_bundle``); ``BadBlock``
+        when it does not verify. Anyone can check it again later, offline, with
+        ``Mesh.verify_bundle``."""
+        with _boundary("asking for a provenance bundle"):
+            bundle = Bundle.from_json(await self.chain(of).provenance(seq, origin))
+        verify_bundle(bundle)
+        return bundle
+
+    @staticmethod
+    def verify_bundle(data: Any) -> str:
+        """Check a provenance bundle (a ``Bundle`` or its JSON), offline; returns what it
+        proves, or raises ``BadBlock`` naming the first step that fails."""
+        bundle = data if isinstance(data, Bundle) else Bundle.from_json(data)
+        return verify_bundle(bundle)
 
     # -- messages -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hypermesh.chain.block import Block, Link
+from hypermesh.chain.provenance import Bundle
 from hypermesh.sdk import mesh as aio
 from hypermesh.sdk.mesh import Answer, Endpoint, Response
 
@@ -81,6 +82,12 @@ class Mesh:
     def blocks(self, of: Endpoint | None = None, start: int = 0) -> list[Block]:
         result: list[Block] = self._do("blocks", of, start)
         return result
+
+    def provenance(self, seq: int, origin: str, of: Endpoint | None = None) -> Bundle:
+        result: Bundle = self._do("provenance", seq, origin, of)
+        return result
+
+    verify_bundle = staticmethod(aio.Mesh.verify_bundle)
 
     def send(self, to: Endpoint, text: str) -> dict[str, Any]:
         result: dict[str, Any] = self._do("send", to, text)
