@@ -600,46 +600,36 @@ async def withdraw(
         raise kopf.PermanentError(str(exc)) from exc
 
 
-@kopf.on.resume(GROUP, VERSION, "tlds")
-@kopf.on.create(GROUP, VERSION, "tlds")
-@kopf.on.update(GROUP, VERSION, "tlds", field="spec")
-async def tld_changed(
-    body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
-) -> None:
-    state = _state(memo)
-    entries = _entries(kwargs, namespace or "")
-    await converge(
-        body,
-        patch,
-        state,
-        lambda: reconcile_registered(state, "TLD", body, namespace or "", entries),
-    )
+def _registered(kind: str, plural: str) -> None:
+    """The handlers of a kind the registry holds (TLD, Record): register or publish it on
+    create, update and resume; withdraw it on deletion (kopf keeps a finalizer for that)."""
+    name = kind.lower()
+
+    async def changed(
+        body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
+    ) -> None:
+        state = _state(memo)
+        entries = _entries(kwargs, namespace or "")
+        await converge(
+            body,
+            patch,
+            state,
+            lambda: reconcile_registered(state, kind, body, namespace or "", entries),
+        )
+
+    async def deleted(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
+        await withdraw(_state(memo), kind, body, namespace or "", _entries(kwargs, namespace or ""))
+
+    changed.__name__ = changed.__qualname__ = f"{name}_changed"
+    deleted.__name__ = deleted.__qualname__ = f"{name}_deleted"
+    kopf.on.resume(GROUP, VERSION, plural, id=changed.__name__)(changed)
+    kopf.on.create(GROUP, VERSION, plural, id=changed.__name__)(changed)
+    kopf.on.update(GROUP, VERSION, plural, field="spec", id=changed.__name__)(changed)
+    kopf.on.delete(GROUP, VERSION, plural, id=deleted.__name__)(deleted)
 
 
-@kopf.on.delete(GROUP, VERSION, "tlds")
-async def tld_deleted(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
-    await withdraw(_state(memo), "TLD", body, namespace or "", _entries(kwargs, namespace or ""))
-
-
-@kopf.on.resume(GROUP, VERSION, "records")
-@kopf.on.create(GROUP, VERSION, "records")
-@kopf.on.update(GROUP, VERSION, "records", field="spec")
-async def record_changed(
-    body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
-) -> None:
-    state = _state(memo)
-    entries = _entries(kwargs, namespace or "")
-    await converge(
-        body,
-        patch,
-        state,
-        lambda: reconcile_registered(state, "Record", body, namespace or "", entries),
-    )
-
-
-@kopf.on.delete(GROUP, VERSION, "records")
-async def record_deleted(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
-    await withdraw(_state(memo), "Record", body, namespace or "", _entries(kwargs, namespace or ""))
+_registered("TLD", "tlds")
+_registered("Record", "records")
 
 
 # -- Peer and InterfacePolicy: validated and declared ------------------------------------------

@@ -769,25 +769,7 @@ def controller_status(args: argparse.Namespace) -> int:
         lines.append("Waiting changes: " + "; ".join(status["pending"]))
     conditions = status["conditions"]
     lines.append("Conditions:")
-    lines.append(
-        _indent(
-            table(
-                ["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"],
-                [
-                    [
-                        c.get("type"),
-                        c.get("status"),
-                        c.get("reason"),
-                        age(c.get("lastTransitionTime")),
-                        c.get("message"),
-                    ]
-                    for c in conditions
-                ],
-            )
-            if conditions
-            else "<none>\n"
-        )
-    )
+    lines.append(_indent(_conditions_table(conditions)))
     sys.stdout.write("\n".join(line.rstrip("\n") for line in lines) + "\n")
     return 0
 
@@ -1089,23 +1071,7 @@ def describe(args: argparse.Namespace) -> int:
         "Status:",
         _indent(to_yaml(status)),
         "Conditions:",
-        _indent(
-            table(
-                ["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"],
-                [
-                    [
-                        c.get("type"),
-                        c.get("status"),
-                        c.get("reason"),
-                        age(c.get("lastTransitionTime")),
-                        c.get("message"),
-                    ]
-                    for c in conditions
-                ],
-            )
-            if conditions
-            else "<none>\n"
-        ),
+        _indent(_conditions_table(conditions)),
         "Events:",
         _indent(
             table(
@@ -1157,3 +1123,20 @@ def delete(args: argparse.Namespace) -> int:
         asyncio.run(run())
         store.close()
     return 0
+
+
+def _conditions_table(conditions: list[dict[str, Any]]) -> str:
+    """Conditions as ``describe`` shows them (``<none>`` when there are none)."""
+    if not conditions:
+        return "<none>\n"
+    rows = [
+        [
+            c.get("type"),
+            c.get("status"),
+            c.get("reason"),
+            age(c.get("lastTransitionTime")),
+            c.get("message"),
+        ]
+        for c in conditions
+    ]
+    return table(["TYPE", "STATUS", "REASON", "SINCE", "MESSAGE"], rows)
