@@ -45,7 +45,8 @@ from hypermesh.model.validate import build
 from hypermesh.node.runtime import RuntimeInfo, write_runtime
 from hypermesh.plan.expiry import members, parse_time, rfc3339
 from hypermesh.policy import parse_duration
-from hypermesh.reconcile import ApplyContext, Condition, set_condition
+from hypermesh.reconcile import ApplyContext
+from hypermesh.reconcile.conditions import set_standard
 from hypermesh.transport.identity import Identity
 from hypermesh_operator import children
 from hypermesh_operator.kube import Connection, Kube, path_of
@@ -61,7 +62,6 @@ PLURALS = {
     "Record": "records",
     "InterfacePolicy": "interfacepolicies",
 }
-READY, RECONCILING, STALLED = "Ready", "Reconciling", "Stalled"
 
 
 @dataclass(frozen=True)
@@ -283,29 +283,15 @@ def conditions(
     stalled: bool = False,
 ) -> list[dict[str, Any]]:
     """Ready, Reconciling and Stalled as ``hmctl`` writes them."""
-    at = _now()
-    out = set_condition(previous, Condition(READY, str(ready), reason, message, generation), at)
-    out = set_condition(
-        out,
-        Condition(
-            RECONCILING,
-            str(reconciling),
-            reason if reconciling else "Idle",
-            message if reconciling else "",
-            generation,
-        ),
-        at,
-    )
-    return set_condition(
-        out,
-        Condition(
-            STALLED,
-            str(stalled),
-            reason if stalled else "NotStalled",
-            message if stalled else "",
-            generation,
-        ),
-        at,
+    return set_standard(
+        previous,
+        generation,
+        _now(),
+        ready=ready,
+        reason=reason,
+        message=message,
+        reconciling=reconciling,
+        stalled=stalled,
     )
 
 

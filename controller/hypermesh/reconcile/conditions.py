@@ -51,6 +51,44 @@ def set_condition(
     return sorted(out, key=lambda c: order.get(str(c.get("type")), 9))
 
 
+def set_standard(
+    conditions: Iterable[Mapping[str, Any]],
+    generation: int,
+    at: str,
+    *,
+    ready: bool,
+    reason: str,
+    message: str = "",
+    reconciling: bool = False,
+    stalled: bool = False,
+) -> list[dict[str, Any]]:
+    """``Ready``, ``Reconciling`` and ``Stalled`` set together, as every resource reports them
+    (the reason and message go to Ready, and to Reconciling or Stalled when those hold)."""
+    out = set_condition(conditions, Condition(READY, str(ready), reason, message, generation), at)
+    out = set_condition(
+        out,
+        Condition(
+            RECONCILING,
+            str(reconciling),
+            reason if reconciling else "Idle",
+            message if reconciling else "",
+            generation,
+        ),
+        at,
+    )
+    return set_condition(
+        out,
+        Condition(
+            STALLED,
+            str(stalled),
+            reason if stalled else "NotStalled",
+            message if stalled else "",
+            generation,
+        ),
+        at,
+    )
+
+
 def condition(conditions: Iterable[Mapping[str, Any]], type_: str) -> Mapping[str, Any] | None:
     for cond in conditions:
         if cond.get("type") == type_:

@@ -37,7 +37,7 @@ from hypermesh.plan.expiry import (
     specs_of,
 )
 from hypermesh.reconcile.backoff import Backoff
-from hypermesh.reconcile.conditions import READY, RECONCILING, STALLED, Condition, set_condition
+from hypermesh.reconcile.conditions import set_standard
 from hypermesh.reconcile.driver import ApplyContext, Driver, Live
 from hypermesh.store import ResourceRecord, StateStore
 
@@ -563,32 +563,16 @@ class Reconciler:
         reconciling: bool,
         stalled: bool = False,
     ) -> dict[str, Any]:
-        at = _now_text()
-        conds: list[dict[str, Any]] = list(status.get("conditions", []))
-        conds = set_condition(conds, Condition(READY, str(ready), reason, message, generation), at)
-        conds = set_condition(
-            conds,
-            Condition(
-                RECONCILING,
-                str(reconciling),
-                reason if reconciling else "Idle",
-                message if reconciling else "",
-                generation,
-            ),
-            at,
+        status["conditions"] = set_standard(
+            list(status.get("conditions", [])),
+            generation,
+            _now_text(),
+            ready=ready,
+            reason=reason,
+            message=message,
+            reconciling=reconciling,
+            stalled=stalled,
         )
-        conds = set_condition(
-            conds,
-            Condition(
-                STALLED,
-                str(stalled),
-                reason if stalled else "NotStalled",
-                message if stalled else "",
-                generation,
-            ),
-            at,
-        )
-        status["conditions"] = conds
         return status
 
     def _set_conditions(
