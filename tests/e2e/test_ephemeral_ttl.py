@@ -147,6 +147,8 @@ def test_ephemeral_network_is_torn_down_when_its_ttl_runs_out(hmctl: Hmctl, tmp_
     def said(text: str) -> bool:
         assert controller.stdout is not None
         lines.append(controller.stdout.readline())
+        if not lines[-1] and controller.poll() is not None:  # it ended: say what it said
+            raise AssertionError(f"the controller exited {controller.returncode}: {lines}")
         return text in lines[-1]
 
     try:

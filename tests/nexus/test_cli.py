@@ -54,10 +54,12 @@ def test_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown field 'mdoe'" in capsys.readouterr().err
 
 
-def test_run_is_not_built_yet() -> None:
-    done = nexus("run", str(QUICKSTART))
-    assert done.returncode == 2
-    assert "not built yet" in done.stderr
+def test_run_refuses_a_program_without_handlers() -> None:
+    done = nexus("run", str(QUICKSTART), "--for", "1s")
+    assert done.returncode == 1
+    assert "declares no handlers" in done.stderr
+    bad = nexus("run", str(QUICKSTART), "--for", "soon")
+    assert bad.returncode == 2 and "--for" in bad.stderr
 
 
 @pytest.mark.parametrize("command", ["compile", "check", "fmt", "lock", "lsp", "run"])
