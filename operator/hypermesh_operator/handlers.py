@@ -398,6 +398,16 @@ async def reconcile_node(
 async def node_changed(
     body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
 ) -> None:
+    await _converge_node(body, namespace, patch, memo, kwargs)
+
+
+async def _converge_node(
+    body: kopf.Body,
+    namespace: str | None,
+    patch: kopf.Patch,
+    memo: Any,
+    kwargs: Mapping[str, Any],
+) -> None:
     state = _state(memo)
     entries = _entries(kwargs, namespace or "")
     await converge(
@@ -413,11 +423,7 @@ async def node_timer(
     change the config; a Deployment edited by hand is put back) and refresh readiness."""
     if body.metadata.get("deletionTimestamp"):
         return
-    state = _state(memo)
-    entries = _entries(kwargs, namespace or "")
-    await converge(
-        body, patch, state, lambda: reconcile_node(state, body, namespace or "", entries)
-    )
+    await _converge_node(body, namespace, patch, memo, kwargs)
 
 
 # -- Network -----------------------------------------------------------------------------------

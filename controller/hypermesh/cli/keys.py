@@ -18,6 +18,7 @@ from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import HyperMeshError, UsageError
 from hypermesh.files import write_atomic
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock, running_pid
+from hypermesh.node.process import CHAIN_DB
 from hypermesh.node.rotation import NEXT_KEY, ROTATION_FILE, finish_rotation, read_rotation
 from hypermesh.registry.client import API
 from hypermesh.transport.identity import (
@@ -28,7 +29,6 @@ from hypermesh.transport.identity import (
     short_id,
 )
 
-CHAIN_DB = "chain.db"
 STOP_TIMEOUT = 10.0
 
 

@@ -69,6 +69,8 @@ class NodeProcessDriver:
         self.stop_timeout = stop_timeout
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._desired: DesiredState | None = None
+        self._node_ids: dict[ResourceKey, str] = {}
+        """Members' node IDs, read once per pass (every node's config names every member)."""
 
     def node_dir(self, key: ResourceKey) -> Path:
         parts = [key.namespace, key.name] if key.namespace else [key.name]
@@ -91,6 +93,7 @@ class NodeProcessDriver:
     def prepare(self, desired: DesiredState) -> None:
         """The desired state of this pass, to tell when a node's derived config is outdated."""
         self._desired = desired
+        self._node_ids = {}
 
     def _outdated(self, key: ResourceKey, node_dir: Path) -> str | None:
         """Why the node's running config no longer matches what its network says (members
@@ -234,11 +237,20 @@ class NodeProcessDriver:
         return interfaces_of(
             resource,
             context.desired,
-            identity_of=lambda node: load_or_create_identity(self.node_dir(node.key)).node_id,
+            identity_of=self._node_id,
             registry_upstream=lambda registry: self._upstream(registry, resource.namespace),
             private_listen=any_port,
             ephemeral_listen=any_port,
         )
+
+    def _node_id(self, node: Resource) -> str:
+        """A member's node ID, its key made here if the node has not started yet (so every
+        member is known to every other from the first start on); read once per pass."""
+        found = self._node_ids.get(node.key)
+        if found is None:
+            found = load_or_create_identity(self.node_dir(node.key)).node_id
+            self._node_ids[node.key] = found
+        return found
 
     def _upstream(self, registry: Mapping[str, Any], namespace: str) -> Upstream | None:
         """Where a Network's registry answers: a node of this state by its directory (so a

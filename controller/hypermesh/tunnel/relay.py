@@ -10,7 +10,6 @@ it is the last relay, where the tunnel ends, nor what the messages say.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,8 +31,6 @@ from hypermesh.tunnel.onion import (
     peel_layer,
     seal_layer,
 )
-
-log = logging.getLogger(__name__)
 
 MAX_TTL = 24 * 3600.0
 """The longest a tunnel may be opened for (seconds)."""
