@@ -176,3 +176,30 @@ def test_an_older_schema_is_upgraded_keeping_the_data(where: str) -> None:
     assert version == str(SCHEMA_VERSION)
     assert upgraded.expire("acme", "upgraded fine", signer=A).note == "upgraded fine"
     upgraded.close()
+
+
+def test_revocations_refuse_bad_input_and_persist(where: str) -> None:
+    registry = Registry.open(where, admin=A, clock=lambda: NOW)
+    try:
+        with pytest.raises(RegistryError, match="not a node ID"):
+            registry.revoke("hm1nope", signer=A)
+        with pytest.raises(RegistryError, match="not another node ID"):
+            registry.revoke(O, signer=O, replaced_by=O)
+        with pytest.raises(RegistryError, match="not another node ID"):
+            registry.revoke(O, signer=O, replaced_by="someone")
+        with pytest.raises(RegistryError, match="at most 256"):
+            registry.revoke(O, signer=O, reason="x" * 257)
+        with pytest.raises(Forbidden, match="administrator"):
+            registry.revoke(O, signer=OTHER.node_id)  # neither the admin nor the key itself
+        assert registry.revocations() == {}  # nothing of the refused requests was stored
+        first = registry.revoke(O, signer=O, reason="lost", replaced_by=OTHER.node_id)
+        again = registry.revoke(O, signer=A, reason="other words")
+        assert again == first and registry.is_revoked(O)  # revoking again changes nothing
+    finally:
+        registry.close()
+    reopened = Registry.open(where, admin=A, clock=lambda: NOW)
+    try:
+        assert reopened.is_revoked(O) and not reopened.is_revoked(A)
+        assert reopened.revocations()[O].replaced_by == OTHER.node_id
+    finally:
+        reopened.close()
