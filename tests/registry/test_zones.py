@@ -95,11 +95,11 @@ def test_unsigned_zone_still_has_a_zonemd() -> None:
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        (RecordSet("www", "A", 300, ("not-an-address",)), "value 'not-an-address' is not valid"),
+        (RecordSet("www", "A", 300, ("not-an-address",)), "'not-an-address' is not a valid A value"),
         (RecordSet("www", "BOGUS", 300, ("x",)), "unknown record type"),
         (RecordSet("@", "NS", 300, ("evil.example.",)), "apex SOA and NS"),
         (RecordSet("www", "RRSIG", 300, ("A 15 2 300 0 0 1 acme. AAAA",)), "DNSSEC records"),
-        (RecordSet("www", "A", -1, ("192.0.2.1",)), "out of range"),
+        (RecordSet("www", "A", -1, ("192.0.2.1",)), "ttl -1 is not whole seconds"),
     ],
 )
 def test_bad_records_name_what_is_wrong(record: RecordSet, message: str) -> None:
@@ -209,7 +209,7 @@ def test_incremental_signing_refuses_what_a_full_build_refuses() -> None:
     ]:
         with pytest.raises(RegistryError, match=message):
             update_zone(old, spec(2), {key: RecordSet(key[0], key[1], 60, ("x",))}, KEYS, now=NOW)
-    with pytest.raises(RegistryError, match="not valid"):
+    with pytest.raises(RegistryError, match="not a valid A value"):
         update_zone(
             old, spec(2), {("www", "A"): RecordSet("www", "A", 60, ("nope",))}, KEYS, now=NOW
         )

@@ -35,6 +35,15 @@ from dns.rdtypes.ANY.ZONEMD import ZONEMD
 from dns.zonetypes import DigestHashAlgorithm, DigestScheme
 
 from hypermesh.registry.errors import RegistryError
+from hypermesh.zonedata import (
+    APEX,
+    RecordSet,
+    ZoneDataError,
+    check_owner,
+    check_zone,
+    owner_name,
+    record_type,
+)
 
 SIGNATURE_LIFETIME = 14 * 86400
 """Seconds an RRSIG stays valid."""
@@ -44,40 +53,6 @@ between re-signs only what it touched; the registry's sweep re-signs a zone that
 change), so no signature served is ever within a week of its expiry."""
 CLOCK_SKEW = 3600
 """Signatures start this long before ``now``, for validators whose clocks run behind."""
-
-
-@dataclass(frozen=True, slots=True)
-class RecordSet:
-    """Records of one owner name and type: ``name`` relative to the TLD ("@" is the apex),
-    ``values`` in zone-file presentation format."""
-
-    name: str
-    type: str
-    ttl: int
-    values: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "ttl": self.ttl, "values": list(self.values)}
-
-    def rdataset(self, origin: dns.name.Name) -> dns.rdataset.Rdataset:
-        """The parsed records; ``RegistryError`` names the record and value that do not parse."""
-        try:
-            rdtype = dns.rdatatype.from_text(self.type)
-        except dns.exception.DNSException:
-            raise RegistryError(f"{self.name} {self.type}: unknown record type") from None
-        if not 0 <= self.ttl <= 2**31 - 1:
-            raise RegistryError(f"{self.name} {self.type}: ttl {self.ttl} is out of range")
-        if not self.values:
-            raise RegistryError(f"{self.name} {self.type}: a record set needs values")
-        rdataset = dns.rdataset.Rdataset(dns.rdataclass.IN, rdtype, ttl=self.ttl)
-        for value in self.values:
-            try:
-                rdataset.add(dns.rdata.from_text(dns.rdataclass.IN, rdtype, value, origin))
-            except dns.exception.DNSException as exc:
-                raise RegistryError(
-                    f"{self.name} {self.type}: value {value!r} is not valid: {exc}"
-                ) from None
-        return rdataset
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,19 +132,12 @@ def build_zone(
         v6 = tuple(a for a in addresses if ":" in a)
         apex += [RecordSet(server, "A", spec.default_ttl, v4)] if v4 else []
         apex += [RecordSet(server, "AAAA", spec.default_ttl, v6)] if v6 else []
-    for rrset in [*apex, *rrsets]:
-        rdataset = rrset.rdataset(origin)
-        rdtype = rdataset.rdtype
-        if (
-            rrset.name == "@"
-            and rdtype in (dns.rdatatype.SOA, dns.rdatatype.NS)
-            and (rrset not in apex)
-        ):
-            raise RegistryError(f"@ {rrset.type}: the registry manages the apex SOA and NS")
-        if rdtype in _DNSSEC_TYPES:
-            raise RegistryError(f"{rrset.name} {rrset.type}: DNSSEC records are the registry's")
-        name = dns.name.from_text(rrset.name, None) if rrset.name != "@" else dns.name.empty
-        zone.replace_rdataset(name, rdataset)
+    try:
+        owned = check_zone(origin.to_text(), rrsets)
+    except ZoneDataError as exc:
+        raise RegistryError(f"{origin}: {exc}") from None
+    for rrset in [*apex, *owned]:
+        zone.replace_rdataset(_relative(rrset.name), rrset.rdataset(origin))
     _add_zonemd(zone, spec.serial, placeholder=True)
     if spec.dnssec:
         if keys is None:
@@ -189,16 +157,9 @@ def build_zone(
     return zone
 
 
-_DNSSEC_TYPES = frozenset(
-    {
-        dns.rdatatype.DNSKEY,
-        dns.rdatatype.RRSIG,
-        dns.rdatatype.NSEC,
-        dns.rdatatype.NSEC3,
-        dns.rdatatype.NSEC3PARAM,
-        dns.rdatatype.ZONEMD,
-    }
-)
+def _relative(name: str) -> dns.name.Name:
+    """The relative ``dns.name.Name`` of a canonical owner name."""
+    return dns.name.empty if name == APEX else dns.name.from_text(name, None)
 
 
 def _add_zonemd(zone: dns.zone.Zone, serial: int, *, placeholder: bool = False) -> None:
@@ -420,9 +381,11 @@ def update_zone(
     ``digests`` carries the ZONEMD input of unchanged nodes from one serial to the next, so
     that the digest, which covers the whole zone, encodes only what changed.
     """
-    if not spec.dnssec or _has_delegation(old, changes):
-        return None
     origin = spec.name
+    checked = _checked_changes(origin.to_text(), changes)
+    if not spec.dnssec or _has_delegation(old, checked):
+        return None
+    _check_owners(old, checked)
     zone = dns.zone.Zone(origin, relativize=True)
     zone.nodes = dict(old.nodes)
     owned: set[dns.name.Name] = set()
@@ -438,16 +401,12 @@ def update_zone(
             owned.add(name)
         return zone.nodes[name]
 
-    touched: set[dns.name.Name] = set()
-    for (owner, rdtype_text), rrset in changes.items():
-        name = dns.name.from_text(owner, None) if owner != "@" else dns.name.empty
+    touched: dict[dns.name.Name, str] = {}
+    for (owner, rdtype_text), rrset in checked.items():
+        name = _relative(owner)
         rdtype = dns.rdatatype.from_text(rdtype_text)
-        if name == dns.name.empty and rdtype in _APEX_TYPES:
-            raise RegistryError(f"@ {rdtype_text}: the registry manages the apex SOA and NS")
-        if rdtype in _DNSSEC_TYPES:
-            raise RegistryError(f"{owner} {rdtype_text}: DNSSEC records are the registry's")
         node = own(name)
-        touched.add(name)
+        touched[name] = owner
         if rrset is None:
             node.delete_rdataset(dns.rdataclass.IN, rdtype)
             node.delete_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
@@ -458,7 +417,6 @@ def update_zone(
         if not any(r.rdtype not in (dns.rdatatype.RRSIG, dns.rdatatype.NSEC) for r in node):
             del zone.nodes[name]
             owned.discard(name)
-
     soa = old.find_rdataset("@", dns.rdatatype.SOA)
     apex = own(dns.name.empty)
     new_soa = dns.rdataset.from_rdata(soa.ttl, soa[0].replace(serial=spec.serial))
@@ -481,11 +439,46 @@ def update_zone(
     return zone
 
 
-_APEX_TYPES = frozenset({dns.rdatatype.SOA, dns.rdatatype.NS})
+def _checked_changes(origin: str, changes: Changes) -> dict[tuple[str, str], RecordSet | None]:
+    """``changes`` with canonical keys and record sets (``hypermesh.zonedata``'s rule, the one
+    ``build_zone`` applies); ``RegistryError`` for the first that breaks it."""
+    out: dict[tuple[str, str], RecordSet | None] = {}
+    try:
+        for (owner, kind), rrset in changes.items():
+            key = (owner_name(owner, origin), record_type(kind))
+            if key == (APEX, "NS"):
+                raise ZoneDataError("@ NS: the registry manages the apex SOA and NS", "type")
+            if key in out:
+                raise ZoneDataError(f"{key[0]} {key[1]} is changed twice in one batch")
+            if rrset is not None:
+                rrset = rrset.canonical(origin)
+                if rrset.key != key:
+                    raise ZoneDataError(f"the change of {key[0]} {key[1]} holds {rrset.key}")
+            out[key] = rrset
+    except ZoneDataError as exc:
+        raise RegistryError(f"{origin}: {exc}") from None
+    return out
+
+
+def _check_owners(old: dns.zone.Zone, changes: Mapping[tuple[str, str], RecordSet | None]) -> None:
+    """The rules across the record sets of each changed name, on the types it will hold
+    (dnspython would silently drop the other data beside a CNAME: refuse instead)."""
+    after: dict[str, set[str]] = {}
+    for owner, _ in changes:
+        if owner not in after:
+            node = old.nodes.get(_relative(owner))
+            after[owner] = {dns.rdatatype.to_text(r.rdtype) for r in node or ()}
+    for (owner, kind), rrset in changes.items():
+        (after[owner].discard if rrset is None else after[owner].add)(kind)
+    try:
+        for owner, types in after.items():
+            check_owner(owner, types)
+    except ZoneDataError as exc:
+        raise RegistryError(f"{old.origin}: {exc}") from None
 
 
 def _has_delegation(old: dns.zone.Zone, changes: Changes) -> bool:
-    if any(t.upper() == "NS" and n != "@" for n, t in changes):
+    if any(t == "NS" and n != APEX for n, t in changes):
         return True
     ns = dns.rdatatype.NS
     return any(
