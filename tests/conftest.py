@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -16,21 +17,50 @@ EXAMPLES = ROOT / "examples"
 HEADER = "apiVersion: hypermesh.online/v1alpha1\n"
 
 
-PG_URL = os.environ.get("HM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 """The real PostgreSQL server of this machine (trust auth, database ``test``)."""
+SKIP = "skip"
+"""The value of an ``HM_TEST_<NEED>`` variable that skips the tests needing it, knowingly."""
+
+
+def skipped_on_request(need: str) -> bool:
+    """Whether ``HM_TEST_<NEED>=skip`` asks to skip the tests that need ``need`` (the one way
+    such tests skip: when what they need is missing otherwise, they fail)."""
+    return os.environ.get(f"HM_TEST_{need.upper()}", "") == SKIP
+
+
+@functools.cache
+def _postgres_problem(url: str) -> str | None:
+    """Why the server at ``url`` cannot be used, or None when it answers (asked once)."""
+    try:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        conninfo = make_url(url).set(drivername="postgresql")
+        psycopg.connect(conninfo.render_as_string(hide_password=False), connect_timeout=3).close()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}".strip()
+    return None
 
 
 def require_postgres() -> str:
-    """The test database URL; skips the test when no server runs here, fails under CI."""
-    try:
-        import psycopg
+    """The test database URL (``HM_TEST_POSTGRES``, else the local server).
 
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3)
-    except Exception:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (.ci/run must start it)")
-        pytest.skip("PostgreSQL is not running here")
-    return PG_URL
+    The tests that use it fail when the server does not answer; ``HM_TEST_POSTGRES=skip`` skips
+    them instead, on purpose. Nothing skips silently: CI (``.ci/run``) starts the server and
+    fails before the tests when it cannot.
+    """
+    if skipped_on_request("postgres"):
+        pytest.skip("HM_TEST_POSTGRES=skip: the PostgreSQL tests are skipped on request")
+    url = os.environ.get("HM_TEST_POSTGRES") or PG_DEFAULT
+    problem = _postgres_problem(url)
+    if problem is not None:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {url}: {problem}. Start it (.ci/run does), point "
+            "HM_TEST_POSTGRES at a server, or set HM_TEST_POSTGRES=skip to skip these tests",
+            pytrace=False,
+        )
+    return url
 
 
 def manifest(text: str) -> str:
