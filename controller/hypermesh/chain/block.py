@@ -51,7 +51,11 @@ ZERO = bytes(32)
 
 _HEADER = struct.Struct(">4sBBH32sQ32s32sQQ32s")
 _LINK = struct.Struct(">32sQ32s")
+HEADER_SIZE = _HEADER.size
+LINK_SIZE = _LINK.size
 SIGNATURE_SIZE = 64
+MAX_U64 = 2**64 - 1
+"""The widest integer field (height, timestamp, payload length, a link's height)."""
 
 KINDS = {1: "note", 2: "link", 3: "receipt", 4: "message", 5: "key"}
 """Block kinds by number: free data, links only, a receipt answering a link, a message sent,
@@ -59,7 +63,13 @@ a key event."""
 KIND_NUMBERS = {name: number for number, name in KINDS.items()}
 
 
-class BadBlock(HyperMeshError):
+class Unverified(HyperMeshError):
+    """Chain data that does not check out: a block, a payload, a proof, a bundle, a node's
+    answer about its chain (the message says what is wrong). Whoever checks it reports a
+    failed verification, never a crash; the command line exits 1."""
+
+
+class BadBlock(Unverified):
     """Bytes that are not a valid block v1 (the message says what is wrong)."""
 
 

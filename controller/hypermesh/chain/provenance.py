@@ -17,18 +17,30 @@ wall-clock time (timestamps are the authors' word).
 from __future__ import annotations
 
 import base64
-import binascii
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hypermesh.chain.block import BadBlock, Block
+from hypermesh.chain.block import (
+    HEADER_SIZE,
+    LINK_SIZE,
+    MAX_LINKS,
+    SIGNATURE_SIZE,
+    BadBlock,
+    Block,
+)
 from hypermesh.chain.merkle import MerkleTree, verify_inclusion
+from hypermesh.inputs import BadInput, check, integer_schema, number_text, validator
 from hypermesh.transport.identity import node_id_from_public_key, public_key_from_node_id
 
 VERSION = 1
 MAX_STEPS = 64
+"""Steps a bundle may take, at most (a path longer than that is not looked for)."""
+MAX_PROOF = 64
+"""Hashes in one inclusion proof, at most (the depth of a tree of 2^64 blocks)."""
+MAX_BLOCK_TEXT = 4 * -(-(HEADER_SIZE + MAX_LINKS * LINK_SIZE + SIGNATURE_SIZE) // 3)
+"""Base64 characters of the largest block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +49,60 @@ class Step:
     """``link`` or ``history``."""
     proof: tuple[bytes, ...] = ()
     """For ``history``: the inclusion proof of the older block in the newer one's tree."""
+
+
+def _ref_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "author": {"type": "string", "format": "node-id"},
+            "seq": integer_schema(),
+            "hash": {"type": "string", "format": "hex32"},
+        },
+        "required": ["author", "seq", "hash"],
+        "additionalProperties": False,
+    }
+
+
+SCHEMA = validator(
+    {
+        "type": "object",
+        "properties": {
+            "version": {"type": "integer", "const": VERSION},
+            "target": _ref_schema(),
+            "origin": _ref_schema(),
+            "blocks": {
+                "type": "array",
+                "items": {"type": "string", "format": "base64", "maxLength": MAX_BLOCK_TEXT},
+                "minItems": 1,
+                "maxItems": MAX_STEPS + 1,
+            },
+            "steps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "via": {"enum": ["link", "history"]},
+                        "proof": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "hex32"},
+                            "maxItems": MAX_PROOF,
+                        },
+                    },
+                    "required": ["via"],
+                    "additionalProperties": False,
+                    "if": {"properties": {"via": {"const": "history"}}},
+                    "then": {"required": ["proof"]},
+                    "else": {"properties": {"proof": {"not": {}}}},
+                },
+                "maxItems": MAX_STEPS,
+            },
+        },
+        "required": ["version", "target", "origin", "blocks", "steps"],
+        "additionalProperties": False,
+    }
+)
+"""A bundle in JSON: every field it may hold, and nothing else."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,49 +132,72 @@ class Bundle:
 
     @classmethod
     def from_json(cls, data: Any) -> Bundle:
-        """Decode (each block's signature checked); ``BadBlock`` when malformed."""
+        """Decode a bundle and check everything it declares besides its steps: its shape
+        (every field known, well formed, in range), every block's signature, and that the
+        target and origin it names are its first and last blocks. ``BadBlock`` naming the
+        first field that does not hold; the steps are checked by ``verify_bundle``."""
         try:
-            if int(data["version"]) != VERSION:
-                raise BadBlock(f"bundle version {data['version']} is not known")
-            blocks = tuple(
-                Block.from_wire(base64.b64decode(str(w), validate=True)) for w in data["blocks"]
+            check(SCHEMA, data)
+        except BadInput as exc:
+            raise BadBlock(f"not a provenance bundle: {exc}") from None
+        blocks: list[Block] = []
+        for i, text in enumerate(data["blocks"]):
+            try:
+                blocks.append(Block.from_wire(base64.b64decode(text)))
+            except BadBlock as exc:
+                raise BadBlock(f"blocks[{i}]: {exc}") from None
+        last = len(blocks) - 1
+        for name, index in (("target", 0), ("origin", last)):
+            _check_declared(name, data[name], blocks[index], f"blocks[{index}]")
+        steps = tuple(
+            Step(str(s["via"]), tuple(bytes.fromhex(p) for p in s.get("proof", ())))
+            for s in data["steps"]
+        )
+        return cls(tuple(blocks), steps)
+
+
+def _check_declared(name: str, declared: dict[str, Any], block: Block, where: str) -> None:
+    actual = {"author": block.author_id, "seq": block.seq, "hash": block.hash.hex()}
+    for field_name in ("author", "seq", "hash"):
+        if declared[field_name] != actual[field_name]:
+            raise BadBlock(
+                f"{name}.{field_name}: the bundle declares {declared[field_name]!r}, but its "
+                f"{name} block ({where}) has {actual[field_name]!r}"
             )
-            steps = tuple(
-                Step(str(s["via"]), tuple(bytes.fromhex(p) for p in s.get("proof", ())))
-                for s in data["steps"]
-            )
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            raise BadBlock(f"not a provenance bundle: {exc!r}") from None
-        return cls(blocks, steps)
 
 
 def verify_bundle(bundle: Bundle) -> str:
     """Check every step; returns a sentence saying what the bundle proves, or raises
-    ``BadBlock`` naming the first step that fails."""
+    ``BadBlock`` naming the first step (``steps[i]``) that fails."""
     blocks, steps = bundle.blocks, bundle.steps
     if not blocks or len(steps) != len(blocks) - 1:
-        raise BadBlock("a bundle needs n blocks and n-1 steps")
+        raise BadBlock(
+            f"steps: {len(steps)} for {len(blocks)} blocks: a bundle has one step between "
+            "each two blocks"
+        )
     if len(steps) > MAX_STEPS:
-        raise BadBlock(f"{len(steps)} steps: at most {MAX_STEPS}")
+        raise BadBlock(f"steps: {len(steps)}, at most {MAX_STEPS}")
     for i, step in enumerate(steps):
         newer, older = blocks[i], blocks[i + 1]
         where = (
-            f"step {i + 1} ({newer.author_id[:12]}…#{newer.seq} → "
-            f"{older.author_id[:12]}…#{older.seq})"
+            f"step {i + 1} (blocks[{i}] {newer.author_id[:12]}…#{newer.seq} → "
+            f"blocks[{i + 1}] {older.author_id[:12]}…#{older.seq})"
         )
         if step.via == "link":
             if not any(
                 link.author == older.author and link.seq == older.seq and link.hash == older.hash
                 for link in newer.links
             ):
-                raise BadBlock(f"{where}: the newer block does not link to the older one")
+                raise BadBlock(
+                    f"steps[{i}].via: {where}: the newer block does not link to the older one"
+                )
         elif step.via == "history":
             if newer.author != older.author or older.seq >= newer.seq:
-                raise BadBlock(f"{where}: not an earlier block of the same chain")
+                raise BadBlock(f"steps[{i}].via: {where}: not an earlier block of the same chain")
             if not verify_inclusion(older.leaf, older.seq, newer.seq, step.proof, newer.tree_root):
-                raise BadBlock(f"{where}: the inclusion proof does not verify")
+                raise BadBlock(f"steps[{i}].proof: {where}: the inclusion proof does not verify")
         else:
-            raise BadBlock(f"{where}: unknown step {step.via!r}")
+            raise BadBlock(f"steps[{i}].via: {where}: unknown step {step.via!r}")
     target, origin = blocks[0], blocks[-1]
     return (
         f"{target.author_id} had seen block {origin.seq} of {origin.author_id} "
@@ -195,9 +284,13 @@ def _bundle(
 def parse_ref(text: str) -> tuple[bytes, int]:
     """``NODE_ID:SEQ`` as (author key, height)."""
     author, _, seq = text.rpartition(":")
-    if not author or not seq.isdigit():
-        raise ValueError(f"{text!r}: write NODE_ID:SEQ")
-    return public_key_from_node_id(author), int(seq)
+    if not author:
+        raise ValueError(f"{text[:80]!r}: write NODE_ID:SEQ")
+    try:
+        height = number_text(seq, "SEQ")
+    except BadInput as exc:
+        raise ValueError(f"{text[:80]!r}: write NODE_ID:SEQ ({exc})") from None
+    return public_key_from_node_id(author), height
 
 
 def ref_text(author: bytes, seq: int) -> str:

@@ -23,7 +23,6 @@ A cosignature is Ed25519 by the witness's key over::
 from __future__ import annotations
 
 import base64
-import binascii
 import sqlite3
 import struct
 import time
@@ -31,9 +30,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hypermesh.chain.block import Block
+from hypermesh.chain.block import Block, Unverified
 from hypermesh.chain.merkle import EMPTY_ROOT, verify_consistency
 from hypermesh.errors import HyperMeshError
+from hypermesh.inputs import BadInput, check, integer_schema, validator
 from hypermesh.transport.identity import (
     Identity,
     node_id_from_public_key,
@@ -70,6 +70,21 @@ class WitnessRefusal(HyperMeshError):
         self.held = held
 
 
+COSIGNATURE = validator(
+    {
+        "type": "object",
+        "properties": {
+            "witness": {"type": "string", "format": "node-id"},
+            "size": integer_schema(),
+            "root": {"type": "string", "format": "hex32"},
+            "timestamp": integer_schema(),
+            "signature": {"type": "string", "format": "base64", "maxLength": 88},
+        },
+        "required": ["witness", "size", "root", "timestamp", "signature"],
+    }
+)
+
+
 def cosigned_message(author: bytes, size: int, root: bytes, timestamp: int) -> bytes:
     return CONTEXT + author + struct.pack(">Q", size) + root + struct.pack(">Q", timestamp)
 
@@ -97,16 +112,19 @@ class Cosignature:
 
     @classmethod
     def from_json(cls, data: Any) -> Cosignature:
+        """Decode (the signature is checked by ``valid_for``); ``Unverified`` naming the
+        field when malformed."""
         try:
-            return cls(
-                public_key_from_node_id(str(data["witness"])),
-                int(data["size"]),
-                bytes.fromhex(str(data["root"])),
-                int(data["timestamp"]),
-                base64.b64decode(str(data["signature"]), validate=True),
-            )
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            raise HyperMeshError(f"not a cosignature: {exc!r}") from None
+            check(COSIGNATURE, data)
+        except BadInput as exc:
+            raise Unverified(f"not a cosignature: {exc}") from None
+        return cls(
+            public_key_from_node_id(data["witness"]),
+            data["size"],
+            bytes.fromhex(data["root"]),
+            data["timestamp"],
+            base64.b64decode(data["signature"]),
+        )
 
 
 def checkpoint_of(block: Block) -> tuple[int, bytes]:
