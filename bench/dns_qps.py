@@ -402,7 +402,7 @@ async def run_rows(server: Server, queries: int) -> None:
     if server.mode != "node":
         return
     address = f"127.0.0.1:{server.port}"
-    async with connect_h3(address, expected_id=None) as h3:
+    async with connect_h3(address, expected_id=None, identity=None) as h3:
         headers = [("content-type", "application/dns-message")]
 
         async def doh3() -> None:

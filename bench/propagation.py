@@ -129,6 +129,7 @@ class WarmDoq:
                     expected_id=self.node.identity,
                     protocol=DoqClientProtocol,
                     alpn=DOQ_ALPN,
+                    identity=None,
                 )
             )
         except BaseException:
@@ -453,13 +454,17 @@ async def mirror_state(
 ) -> tuple[int | None, dict[str, int], dict[int | None, int]]:
     """The registry's serial of the TLD, the mirrors' transfers summed, and how many mirrors
     hold each serial."""
-    status = await h3_get_json(registry.address, "/status", expected_id=registry.identity)
+    status = await h3_get_json(
+        registry.address, "/status", expected_id=registry.identity, identity=None
+    )
     wanted = status.get("zones", {}).get(f"{TLD}.")
     totals: dict[str, int] = {}
     serials: dict[int | None, int] = {}
     for mirror in mirrors:
         try:
-            data = await h3_get_json(mirror.address, "/status", expected_id=mirror.identity)
+            data = await h3_get_json(
+                mirror.address, "/status", expected_id=mirror.identity, identity=None
+            )
         except HyperMeshError:
             serials[None] = serials.get(None, 0) + 1
             continue

@@ -226,7 +226,7 @@ async def over_http3(where: str, count: int, backend: str, records: int) -> None
     try:
         assert child.stdout is not None
         port, node_id = child.stdout.readline().split()
-        async with connect_h3(f"127.0.0.1:{port}", expected_id=node_id) as h3:
+        async with connect_h3(f"127.0.0.1:{port}", expected_id=node_id, identity=None) as h3:
 
             async def call(path: str, data: dict[str, object]) -> None:
                 raw = json.dumps(data).encode()

@@ -244,7 +244,7 @@ class Bench:
         self.nodes = nodes
         self.dest = nodes[DESTINATION]
         self.key = key
-        self.pool = ConnectionPool()
+        self.pool = ConnectionPool(None)
         self.hops: dict[str, Hop] = {}
 
     async def setup(self) -> None:
@@ -439,7 +439,7 @@ class Bench:
         latency_table(series, p99=True)
         async with (
             asyncio.timeout(REQUEST_TIMEOUT),
-            connect_h3(str(self.dest.private), expected_id=self.dest.identity) as h3,
+            connect_h3(str(self.dest.private), expected_id=self.dest.identity, identity=None) as h3,
         ):
             status, _, _ = await h3.request("GET", "/status")
         print(

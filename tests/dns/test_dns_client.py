@@ -22,9 +22,11 @@ def _ask(server: DnsServer, how: str) -> dns.message.Message:
     wire = query.to_wire()
     pinned = server.identity.node_id
     if how == "doq":
-        answer = asyncio.run(doq_query(server.address, wire, expected_id=pinned))
+        answer = asyncio.run(doq_query(server.address, wire, expected_id=pinned, identity=None))
     else:
-        answer = asyncio.run(doh3_query(server.address, wire, expected_id=pinned, method=how))
+        answer = asyncio.run(
+            doh3_query(server.address, wire, expected_id=pinned, method=how, identity=None)
+        )
     response = dns.message.from_wire(answer)
     assert response.id == query.id
     return response
@@ -42,9 +44,9 @@ def test_wrong_key_is_refused_before_the_query(dns_server: DnsServer) -> None:
     other = Identity.generate().node_id
     wire = dns.message.make_query("www.hmtest.", "A").to_wire()
     with pytest.raises(IdentityMismatch):
-        asyncio.run(doq_query(dns_server.address, wire, expected_id=other))
+        asyncio.run(doq_query(dns_server.address, wire, expected_id=other, identity=None))
     with pytest.raises(IdentityMismatch):
-        asyncio.run(doh3_query(dns_server.address, wire, expected_id=other))
+        asyncio.run(doh3_query(dns_server.address, wire, expected_id=other, identity=None))
 
 
 def test_hmctl_dns_query_prints_like_dig(

@@ -181,7 +181,10 @@ def test_doh3_status_codes_and_headers(dns_server: DnsServer) -> None:
     wire = dns.message.make_query("www.hmtest.", "A").to_wire()
 
     async def exchanges() -> list[tuple[int, dict[str, str], bytes]]:
-        async with asyncio.timeout(TIMEOUT), connect_h3(dns_server.address, expected_id=None) as h3:
+        async with (
+            asyncio.timeout(TIMEOUT),
+            connect_h3(dns_server.address, expected_id=None, identity=None) as h3,
+        ):
             return [
                 await h3.request(
                     "POST",
@@ -362,6 +365,9 @@ def test_the_node_process_serves_doq_and_doh3(node_starter: NodeStarter) -> None
 
 
 async def _status(address: str, identity: str) -> int:
-    async with asyncio.timeout(TIMEOUT), connect_h3(address, expected_id=identity) as h3:
+    async with (
+        asyncio.timeout(TIMEOUT),
+        connect_h3(address, expected_id=identity, identity=None) as h3,
+    ):
         status, _, _ = await h3.request("GET", "/healthz")
         return status

@@ -46,7 +46,7 @@ def test_chain_append_log_verify_and_prove(hmctl: Hmctl, applied: Path) -> None:
 
     # Only the node itself appends to its chain.
     alpha = items(hmctl, "nodes")["alpha"]["status"]
-    client = ChainClient(alpha["address"], alpha["identity"])
+    client = ChainClient(alpha["address"], alpha["identity"], caller=None)
     stranger = load_or_create_identity(hmctl.state / "nodes" / "beta")
     with pytest.raises(TransportError, match="append refused \\(403\\)"):
         asyncio.run(client.append(stranger, "note", b"forged"))
@@ -56,7 +56,9 @@ def test_chain_append_log_verify_and_prove(hmctl: Hmctl, applied: Path) -> None:
 def _followed(hmctl: Hmctl, node: str) -> dict[str, dict[str, object]]:
     status = items(hmctl, "nodes")[node]["status"]
     data = asyncio.run(
-        h3_get_json(status["address"], "/chain/v1/replicas", expected_id=status["identity"])
+        h3_get_json(
+            status["address"], "/chain/v1/replicas", expected_id=status["identity"], identity=None
+        )
     )
     return {c["author"]: c for c in data["chains"]}
 
@@ -127,7 +129,7 @@ def test_checkpoints_are_witnessed_by_peers(hmctl: Hmctl, applied: Path) -> None
     for text in ("one", "two", "three"):
         assert hmctl("chain", "append", "alpha", "--text", text).returncode == 0
     alpha = items(hmctl, "nodes")["alpha"]["status"]
-    client = ChainClient(alpha["address"], alpha["identity"])
+    client = ChainClient(alpha["address"], alpha["identity"], caller=None)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         checkpoint = asyncio.run(client.checkpoint())

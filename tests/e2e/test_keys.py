@@ -119,7 +119,7 @@ def test_a_rotated_key_is_recorded_on_the_chain_and_its_successor_takes_over(
     alpha = applied["alpha"]
     assert alpha["identity"] == new.node_id
     # The new chain begins with a block linking to the rotation block.
-    chain = ChainClient(alpha["address"], alpha["identity"])
+    chain = ChainClient(alpha["address"], alpha["identity"], caller=None)
     first, first_payload = asyncio.run(chain.block(0))
     assert first.kind_name == "key" and json.loads(first_payload)["old"] == old.node_id
     assert [(link.seq, link.hash) for link in first.links] == [(rotation.seq, rotation.hash)]

@@ -49,7 +49,7 @@ def test_apply_observe_kill_restart_edit_prune_down(hmctl: Hmctl, tmp_path: Path
         assert ready(item)
         assert status["identity"].startswith("hm1") and len(status["identity"]) == 55
         answer = asyncio.run(
-            h3_get_json(status["address"], "/status", expected_id=status["identity"])
+            h3_get_json(status["address"], "/status", expected_id=status["identity"], identity=None)
         )
         assert answer["name"] == name
         assert answer["pid"] == status["pid"]

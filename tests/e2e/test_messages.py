@@ -47,7 +47,9 @@ def hmctl_inbox_as(hmctl: Hmctl, node: str, signer: str) -> int:
     from hypermesh.transport.identity import load_or_create_identity
 
     status = items(hmctl, "nodes")[node]["status"]
-    client = RegistryClient(status["address"], status["identity"], label=f"node {node}")
+    client = RegistryClient(
+        status["address"], status["identity"], label=f"node {node}", identity=None
+    )
     key = load_or_create_identity(hmctl.state / "nodes" / signer)
     code, _ = asyncio.run(client.call("GET", "/message/v1/inbox", None, signer=key))
     return code
@@ -59,7 +61,7 @@ def test_a_message_tampered_in_transit_is_refused(hmctl: Hmctl, applied: Path) -
     async def post(body: bytes) -> int:
         async with (
             asyncio.timeout(10),
-            connect_h3(beta["address"], expected_id=beta["identity"]) as h3,
+            connect_h3(beta["address"], expected_id=beta["identity"], identity=None) as h3,
         ):
             status, _, _ = await h3.request(
                 "POST",
@@ -83,7 +85,9 @@ def test_nodes_find_each_other(hmctl: Hmctl, applied: Path) -> None:
     nodes = items(hmctl, "nodes")
     alpha = nodes["alpha"]["status"]
     members = asyncio.run(
-        h3_get_json(alpha["address"], "/network/v1/members", expected_id=alpha["identity"])
+        h3_get_json(
+            alpha["address"], "/network/v1/members", expected_id=alpha["identity"], identity=None
+        )
     )["members"]
     known = {m["identity"]: m for m in members}
     for name in ("alpha", "beta", "registry"):

@@ -58,7 +58,7 @@ def test_only_members_get_in_and_only_for_what_the_policy_allows(
     # The partner (a Peer): chain.read on nodes tagged web only, never chain.write.
     assert asyncio.run(call(alpha, PARTNER, "GET", "/chain/v1/head")) == 200
     assert asyncio.run(call(beta, PARTNER, "GET", "/chain/v1/head")) == 403  # beta is not web
-    chain = ChainClient(alpha["address"], alpha["identity"])
+    chain = ChainClient(alpha["address"], alpha["identity"], caller=None)
     size = asyncio.run(chain.head())["size"]
     assert asyncio.run(call(alpha, PARTNER, "POST", "/chain/v1/append")) == 403
     assert asyncio.run(call(alpha, PARTNER, "GET", "/message/v1/inbox")) == 403
@@ -90,7 +90,9 @@ def test_only_members_get_in_and_only_for_what_the_policy_allows(
         asyncio.run(ask(Identity.generate()))
     # The public interface is open, as before.
     public = dns.message.from_wire(
-        asyncio.run(doq_query(alpha["address"], query, expected_id=alpha["identity"]))
+        asyncio.run(
+            doq_query(alpha["address"], query, expected_id=alpha["identity"], identity=None)
+        )
     )
     assert public.rcode() == 0
 
@@ -120,7 +122,10 @@ def test_the_public_interface_limits_each_source(hmctl: Hmctl, tmp_path: Path) -
     n1 = items(hmctl, "nodes")["n1"]["status"]
 
     async def get(path: str) -> int:
-        async with asyncio.timeout(10), connect_h3(n1["address"], expected_id=n1["identity"]) as h3:
+        async with (
+            asyncio.timeout(10),
+            connect_h3(n1["address"], expected_id=n1["identity"], identity=None) as h3,
+        ):
             status, _, _ = await h3.request("GET", path)
         return status
 

@@ -46,12 +46,16 @@ class NodeProc:
                 self.process.wait(5)
 
     def status(self) -> dict[str, Any]:
-        return asyncio.run(h3_get_json(self.address, "/status", expected_id=self.identity))
+        return asyncio.run(
+            h3_get_json(self.address, "/status", expected_id=self.identity, identity=None)
+        )
 
     def ask(self, name: str, rdtype: str = "A", *, dnssec: bool = False) -> dns.message.Message:
         query = dns.message.make_query(name, rdtype, want_dnssec=dnssec, use_edns=0)
         wire = asyncio.run(
-            doq_query(self.address, query.to_wire(), expected_id=self.identity, timeout=3.0)
+            doq_query(
+                self.address, query.to_wire(), expected_id=self.identity, timeout=3.0, identity=None
+            )
         )
         return dns.message.from_wire(wire)
 
@@ -118,7 +122,7 @@ class Owner:
 
     def __init__(self, registry: NodeProc, key: Identity | None = None) -> None:
         self.key = key or Identity.generate()
-        self.client = RegistryClient(registry.address, registry.identity)
+        self.client = RegistryClient(registry.address, registry.identity, identity=None)
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         status, data = asyncio.run(self.client.call("POST", path, body, signer=self.key))

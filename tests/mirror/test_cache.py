@@ -53,7 +53,9 @@ def test_answers_are_kept_for_their_ttl_and_purged_when_the_zone_arrives(
     owner.register("acme")
     owner.put("acme", "www", "192.0.2.1")
     clock = Clock()
-    cache = ForwardingCache(lambda: Peer(registry.address, registry.identity), clock=clock)
+    cache = ForwardingCache(
+        lambda: Peer(registry.address, registry.identity), clock=clock, identity=None
+    )
 
     first = ask(cache, "www.acme.")
     assert answer_values(first) == {"192.0.2.1"} and first.answer[0].ttl == 60
@@ -81,11 +83,11 @@ def test_answers_are_kept_for_their_ttl_and_purged_when_the_zone_arrives(
 
 
 def test_names_outside_the_registry_and_an_unreachable_registry() -> None:
-    outside = ForwardingCache(lambda: None, lambda name: False)
+    outside = ForwardingCache(lambda: None, lambda name: False, identity=None)
     assert ask(outside, "www.nowhere.").rcode() == dns.rcode.REFUSED
     assert outside.misses == 0  # not even asked
 
-    gone = ForwardingCache(lambda: Peer("127.0.0.1:9", Identity.generate().node_id))
+    gone = ForwardingCache(lambda: Peer("127.0.0.1:9", Identity.generate().node_id), identity=None)
     failed = ask(gone, "www.acme.")
     assert failed.rcode() == dns.rcode.SERVFAIL
     codes = {o.code for o in failed.options if isinstance(o, dns.edns.EDEOption)}
@@ -118,7 +120,9 @@ def test_doq_answers_that_arrive_later(late: bool) -> None:
         )
         try:
             query = dns.message.make_query("www.acme.", "A")
-            return await doq_query(endpoint.address, query.to_wire(), expected_id=identity.node_id)
+            return await doq_query(
+                endpoint.address, query.to_wire(), expected_id=identity.node_id, identity=None
+            )
         finally:
             endpoint.close()
 

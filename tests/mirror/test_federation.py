@@ -47,7 +47,7 @@ def test_a_federation_follows_a_real_registry_and_drops_revoked_keys(tmp_path) -
         )
         try:
             network = FederatedNetwork("partners", lambda: Peer(endpoint.address, identity.node_id))
-            federation = Federation([network])
+            federation = Federation([network], identity=None)
             await federation.refresh(network)
             assert federation.member(pnode.node_id) == "partners/pnode"
             assert federation.member(gone.node_id) == "partners/gone"

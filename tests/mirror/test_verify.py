@@ -23,7 +23,7 @@ from tests.mirror.nodes import NodeProc, Owner, answer_values, wait_for
 
 def ask_at(address: str, identity: str):  # type: ignore[no-untyped-def]
     async def ask(message: dns.message.Message) -> dns.message.Message:
-        wire = await doq_query(address, message.to_wire(), expected_id=identity)
+        wire = await doq_query(address, message.to_wire(), expected_id=identity, identity=None)
         return dns.message.from_wire(wire)
 
     return ask
@@ -43,7 +43,7 @@ def test_a_forged_mirror_is_caught(
     owner.put("acme", "www", "192.0.2.1")
     wait_for(lambda: answer_values(m1.ask("www.acme.")) == {"192.0.2.1"}, what="m1 to mirror")
     # The anchors come from the mirror itself and check out against the registry's key.
-    anchors = asyncio.run(fetch_anchors(m1.address, m1.identity, registry.identity))
+    anchors = asyncio.run(fetch_anchors(m1.address, m1.identity, registry.identity, caller=None))
     assert set(anchors.zones) == {"acme."}
 
     honest = check(m1.address, m1.identity, "www.acme.", "A", anchors)
@@ -55,7 +55,12 @@ def test_a_forged_mirror_is_caught(
 
     # A mirror serving the same zone with one address altered (signatures kept as they were).
     data = asyncio.run(
-        h3_get_json(m1.address, "/registry/v1/ixfr?tld=acme.&serial=0", expected_id=m1.identity)
+        h3_get_json(
+            m1.address,
+            "/registry/v1/ixfr?tld=acme.&serial=0",
+            expected_id=m1.identity,
+            identity=None,
+        )
     )
     text = data["zone"].replace("192.0.2.1", "203.0.113.66")
     forged = dns.zone.from_text(text, origin="acme.", relativize=True)
@@ -121,4 +126,4 @@ def test_anchors_signed_by_another_key_are_refused(network: dict[str, NodeProc])
     from hypermesh.errors import HyperMeshError
 
     with pytest.raises(HyperMeshError, match="not signed by the registry"):
-        asyncio.run(fetch_anchors(registry.address, registry.identity, m1.identity))
+        asyncio.run(fetch_anchors(registry.address, registry.identity, m1.identity, caller=None))

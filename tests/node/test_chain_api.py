@@ -24,13 +24,13 @@ async def post(address: str, pin: str, body: bytes, signer: Identity | None) -> 
     headers = {"content-type": "application/json"}
     if signer is not None:
         headers |= sign_request(signer, "POST", path, body, now=time.time())
-    async with asyncio.timeout(10), connect_h3(address, expected_id=pin) as h3:
+    async with asyncio.timeout(10), connect_h3(address, expected_id=pin, identity=None) as h3:
         status, _, answer = await h3.request("POST", path, headers=list(headers.items()), body=body)
     return status, json.loads(answer).get("error", "")
 
 
 async def get(address: str, pin: str, path: str) -> tuple[int, str]:
-    async with asyncio.timeout(10), connect_h3(address, expected_id=pin) as h3:
+    async with asyncio.timeout(10), connect_h3(address, expected_id=pin, identity=None) as h3:
         status, _, answer = await h3.request("GET", path)
     return status, json.loads(answer).get("error", "")
 

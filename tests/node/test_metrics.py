@@ -29,12 +29,14 @@ def test_queries_are_counted_by_transport_type_and_rcode(nodes: NodeStarter) -> 
     async def ask() -> None:
         for name, rdtype in (("a.test.", "A"), ("b.test.", "A"), ("c.test.", "AAAA")):
             wire = dns.message.make_query(name, rdtype).to_wire()
-            await doq_query(node.address, wire, expected_id=pin)
+            await doq_query(node.address, wire, expected_id=pin, identity=None)
         wire = dns.message.make_query("d.test.", "TXT").to_wire()
-        await doh3_query(node.address, wire, expected_id=pin, method="POST")
+        await doh3_query(node.address, wire, expected_id=pin, method="POST", identity=None)
 
     asyncio.run(ask())
-    status, headers, body = asyncio.run(h3_get(node.address, "/metrics", expected_id=pin))
+    status, headers, body = asyncio.run(
+        h3_get(node.address, "/metrics", expected_id=pin, identity=None)
+    )
     assert status == 200
     assert headers["content-type"].startswith("text/plain")
     samples = _samples(body.decode())

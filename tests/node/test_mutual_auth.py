@@ -87,7 +87,7 @@ def test_a_spoofed_id_is_refused_in_the_handshake() -> None:
     victim, attacker = Identity.generate(), Identity.generate()
 
     async def spoof() -> None:
-        configuration = client_configuration(server.identity.node_id)
+        configuration = client_configuration(server.identity.node_id, identity=None)
         configuration.certificate = spoofed_certificate(victim, attacker)
         configuration.private_key = attacker.private_key
         host, port = server.address.rsplit(":", 1)

@@ -45,7 +45,7 @@ def test_a_second_process_for_the_same_node_exits_3(shared_node: RunningNode) ->
 def test_sigterm_stops_cleanly(nodes: NodeStarter) -> None:
     node = nodes.start("alpha")
     assert running_pid(node.node_dir) == node.proc.pid
-    fetch_status(node.address, node.identity)
+    fetch_status(node.address, node.identity, identity=None)
     assert stop(node.proc) == 0
     assert running_pid(node.node_dir) is None
     assert not (node.node_dir / "runtime.json").exists()
@@ -53,7 +53,7 @@ def test_sigterm_stops_cleanly(nodes: NodeStarter) -> None:
 
 def test_log_is_json_lines_without_the_key(nodes: NodeStarter) -> None:
     node = nodes.start("alpha")
-    fetch_status(node.address, node.identity)
+    fetch_status(node.address, node.identity, identity=None)
     stop(node.proc)
     key_pem = (node.node_dir / KEY_FILE).read_text()
     key_body = "".join(line for line in key_pem.splitlines() if not line.startswith("-----"))
@@ -78,7 +78,7 @@ def test_a_restart_keeps_its_identity_and_preferred_port(nodes: NodeStarter) -> 
     second = nodes.restart(config)
     assert second.address == first.address
     assert second.identity == first.identity
-    status = fetch_status(second.address, first.identity)
+    status = fetch_status(second.address, first.identity, identity=None)
     assert status["generation"] == 2 and status["pid"] == second.proc.pid
 
 
@@ -88,7 +88,7 @@ def test_a_busy_preferred_port_falls_back_to_any(nodes: NodeStarter) -> None:
         busy = taken.getsockname()[1]
         node = nodes.start("alpha", prefer_port=busy)
         assert _port(node.address) not in (0, busy)
-        assert fetch_status(node.address, node.identity)["address"] == node.address
+        assert fetch_status(node.address, node.identity, identity=None)["address"] == node.address
 
 
 def test_a_killed_node_leaves_nothing_that_blocks_a_restart(nodes: NodeStarter) -> None:

@@ -29,7 +29,9 @@ def is_ready(c: MockCluster, plural: str, name: str) -> bool:
 
 
 async def zone(registry: NodeProc, tld: str) -> tuple[int, dict[str, Any]]:
-    return await RegistryClient(registry.address, registry.identity).call("GET", tld_path(tld))
+    return await RegistryClient(registry.address, registry.identity, identity=None).call(
+        "GET", tld_path(tld)
+    )
 
 
 async def declare(c: MockCluster, registry: NodeProc) -> None:

@@ -42,7 +42,7 @@ class Running:
 
     @property
     def client(self) -> RegistryClient:
-        return RegistryClient(self.endpoint.address, self.identity.node_id)
+        return RegistryClient(self.endpoint.address, self.identity.node_id, identity=None)
 
 
 @contextlib.asynccontextmanager
@@ -81,7 +81,10 @@ async def raw_post(
 ) -> tuple[int, dict[str, Any]]:
     data = json.dumps(body).encode()
     pin = running.identity.node_id
-    async with asyncio.timeout(10), connect_h3(running.endpoint.address, expected_id=pin) as h3:
+    async with (
+        asyncio.timeout(10),
+        connect_h3(running.endpoint.address, expected_id=pin, identity=None) as h3,
+    ):
         status, _, answer = await h3.request(
             "POST",
             path,
@@ -219,7 +222,9 @@ def test_administration_through_the_api(registry: Registry) -> None:
 
 async def _rcode(r: Running, name: str, rdtype: str) -> int:
     query = dns.message.make_query(name, rdtype)
-    wire = await doq_query(r.endpoint.address, query.to_wire(), expected_id=r.identity.node_id)
+    wire = await doq_query(
+        r.endpoint.address, query.to_wire(), expected_id=r.identity.node_id, identity=None
+    )
     return dns.message.from_wire(wire).rcode()
 
 
@@ -230,7 +235,10 @@ def test_the_registry_page_over_http3_and_tcp(registry: Registry) -> None:
 
     async def scenario(r: Running) -> None:
         pin = r.identity.node_id
-        async with asyncio.timeout(10), connect_h3(r.endpoint.address, expected_id=pin) as h3:
+        async with (
+            asyncio.timeout(10),
+            connect_h3(r.endpoint.address, expected_id=pin, identity=None) as h3,
+        ):
             status, headers, body = await h3.request("GET", "/registry/")
         assert status == 200
         assert dict(headers)["content-type"].startswith("text/html")

@@ -53,7 +53,7 @@ class Node:
 
 async def start(name: str, *, relay: bool = True, ttl: float = 3600) -> Node:
     identity = Identity.generate()
-    pool = ConnectionPool()
+    pool = ConnectionPool(None)
     api = Router()
     served: list[Request] = []
 
@@ -108,7 +108,7 @@ async def open_through(nodes: dict[str, Node], path: list[str], pool: Connection
 def test_a_request_reaches_the_destination_through_two_and_three_relays(relays: list[str]) -> None:
     async def scenario() -> None:
         async with mesh(*relays, "dest", relay=False) as nodes:
-            pool = ConnectionPool()
+            pool = ConnectionPool(None)
             try:
                 tunnel = await open_through(nodes, [*relays, "dest"], pool)
                 answer = await tunnel.request("GET", "/status")
@@ -133,7 +133,7 @@ def test_a_request_reaches_the_destination_through_two_and_three_relays(relays: 
 def test_relays_learn_neither_the_other_end_nor_the_payload() -> None:
     async def scenario() -> None:
         async with mesh("r1", "r2", "dest", relay=False) as nodes:
-            pool = ConnectionPool()
+            pool = ConnectionPool(None)
             client_id = Identity.generate()  # an identity the client has and never shows
             try:
                 tunnel = await open_through(nodes, ["r1", "r2", "dest"], pool)
@@ -175,7 +175,7 @@ def test_relays_learn_neither_the_other_end_nor_the_payload() -> None:
 def test_tunnels_expire_at_their_ttl_and_leave_no_circuit() -> None:
     async def scenario() -> None:
         async with mesh("r1", "r2", "dest", relay=False) as nodes:
-            pool = ConnectionPool()
+            pool = ConnectionPool(None)
             try:
                 tunnel = await open_through(nodes, ["r1", "r2", "dest"], pool, ttl=1.0)
                 assert (await tunnel.request("GET", "/status")).status == 200
@@ -197,7 +197,7 @@ def test_tunnels_expire_at_their_ttl_and_leave_no_circuit() -> None:
 def test_refusals_one_relay_a_non_relay_a_ttl_too_long_and_garbage() -> None:
     async def scenario() -> None:
         async with mesh("r1", "r2", "plain", "dest", relay=False) as nodes:
-            pool = ConnectionPool()
+            pool = ConnectionPool(None)
             try:
                 with pytest.raises(TunnelFailed, match="at least 2 relays"):
                     await open_through(nodes, ["r1", "dest"], pool)

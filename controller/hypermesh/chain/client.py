@@ -21,14 +21,27 @@ PAGE = 500
 
 
 class ChainClient:
-    """The chain of the node at ``address`` whose key is ``identity`` (pinned)."""
+    """The chain of the node at ``address`` whose key is ``identity`` (pinned), read proving
+    ``caller``'s key in the handshake (``None``: anonymous)."""
 
-    def __init__(self, address: str, identity: str | None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        identity: str | None,
+        *,
+        caller: Identity | None,
+        timeout: float = 10.0,
+    ) -> None:
         self.address, self.identity, self.timeout = address, identity, timeout
+        self.caller = caller
 
     async def _get(self, path: str) -> dict[str, Any]:
         return await h3_get_json(
-            self.address, f"{API}{path}", expected_id=self.identity, timeout=self.timeout
+            self.address,
+            f"{API}{path}",
+            expected_id=self.identity,
+            identity=self.caller,
+            timeout=self.timeout,
         )
 
     async def head(self) -> dict[str, Any]:
@@ -97,7 +110,11 @@ class ChainClient:
             "links": [link_json(link) for link in links],
         }
         client = RegistryClient(
-            self.address, self.identity, timeout=self.timeout, label=f"node {self.address}"
+            self.address,
+            self.identity,
+            identity=self.caller,
+            timeout=self.timeout,
+            label=f"node {self.address}",
         )
         status, data = await client.call("POST", f"{API}/append", body, signer=signer)
         if status != 201:
@@ -106,8 +123,15 @@ class ChainClient:
         return block
 
 
-async def ask_witness(peer: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """POST a cosigning request to the witness ``peer`` (address, identity)."""
+async def ask_witness(
+    peer: Any, body: dict[str, Any], *, identity: Identity | None
+) -> tuple[int, dict[str, Any]]:
+    """POST a cosigning request to the witness ``peer`` (address, identity), proving
+    ``identity`` (the asking node's key)."""
     return await h3_post(
-        peer.address, f"{API}/witness", json.dumps(body).encode(), expected_id=peer.identity
+        peer.address,
+        f"{API}/witness",
+        json.dumps(body).encode(),
+        expected_id=peer.identity,
+        identity=identity,
     )

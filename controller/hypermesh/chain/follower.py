@@ -31,7 +31,7 @@ from hypermesh.chain.replica import Equivocation, ReplicaError, Replicas
 from hypermesh.chain.store import ChainStore
 from hypermesh.chain.wire import block_from_json
 from hypermesh.errors import HyperMeshError
-from hypermesh.transport.client import h3_get_json
+from hypermesh.transport.client import AccessDenied, h3_get_json
 from hypermesh.transport.identity import node_id_from_public_key
 
 log = logging.getLogger("hypermesh.chain")
@@ -64,6 +64,8 @@ class ChainFollower:
         self.peers = peers
         self.interval = interval
         self.followed: set[bytes] = set(replicas.authors())
+        self.refused: dict[str, str] = {}
+        """Peers (by node ID) that refused this node's key at their last round, and why."""
         for block in store.blocks():
             self.note_links(block)
 
@@ -82,14 +84,20 @@ class ChainFollower:
         """One pass over the peers; returns how many blocks were taken in."""
         taken = 0
         for peer in self.peers():
+            refusal = None
             try:
                 taken += await self._from(peer)
             except (HyperMeshError, TimeoutError, ValueError, KeyError) as exc:
+                refusal = str(exc) if isinstance(exc, AccessDenied) else None
                 log.debug("peer unreachable", extra={"peer": peer.address, "error": str(exc)})
+            if refusal is None:
+                self.refused.pop(peer.identity, None)
+            else:
+                self.refused[peer.identity] = refusal
         return taken
 
     async def _from(self, peer: ChainPeer) -> int:
-        taken = 0
+        taken, me = 0, self.store.identity
         for author in sorted(self.followed):
             held = self.replicas.size(author)
             if self.replicas.forked_at(author) is not None:
@@ -98,7 +106,9 @@ class ChainFollower:
                 path = f"{API}/blocks?from={held}&limit=500"
             else:
                 path = f"{API}/replica?author={node_id_from_public_key(author)}&from={held}"
-            data = await h3_get_json(peer.address, path, expected_id=peer.identity, timeout=TIMEOUT)
+            data = await h3_get_json(
+                peer.address, path, expected_id=peer.identity, identity=me, timeout=TIMEOUT
+            )
             for item in data.get("blocks", []):
                 try:
                     block, payload = block_from_json(item)
@@ -123,7 +133,11 @@ class ChainFollower:
                     break
                 taken += result == "added"
         proofs = await h3_get_json(
-            peer.address, f"{API}/equivocations", expected_id=peer.identity, timeout=TIMEOUT
+            peer.address,
+            f"{API}/equivocations",
+            expected_id=peer.identity,
+            identity=me,
+            timeout=TIMEOUT,
         )
         for item in proofs.get("equivocations", []):
             try:
@@ -147,7 +161,11 @@ class ChainFollower:
         async def ask(peer: ChainPeer) -> dict[str, Any] | None:
             try:
                 return await h3_get_json(
-                    peer.address, path, expected_id=peer.identity, timeout=TIMEOUT
+                    peer.address,
+                    path,
+                    expected_id=peer.identity,
+                    identity=self.store.identity,
+                    timeout=TIMEOUT,
                 )
             except (HyperMeshError, TimeoutError, ValueError) as exc:
                 log.debug("peer unreachable", extra={"peer": peer.address, "error": str(exc)})

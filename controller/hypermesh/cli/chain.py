@@ -25,7 +25,11 @@ from hypermesh.cli.common import state_dir
 from hypermesh.cli.render import table
 from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import UsageError
-from hypermesh.transport.identity import load_or_create_identity, public_key_from_node_id
+from hypermesh.transport.identity import (
+    held_identity,
+    load_or_create_identity,
+    public_key_from_node_id,
+)
 
 
 def _node(args: argparse.Namespace) -> tuple[ChainClient, Path]:
@@ -33,7 +37,9 @@ def _node(args: argparse.Namespace) -> tuple[ChainClient, Path]:
     directory = state_dir(args)
     nodes, _ = nodes_and_networks(directory)
     address, identity = running_node(nodes, args.node)
-    return ChainClient(address, identity, timeout=args.timeout), directory / "nodes" / args.node
+    node_dir = directory / "nodes" / args.node
+    client = ChainClient(address, identity, caller=held_identity(node_dir), timeout=args.timeout)
+    return client, node_dir
 
 
 def _time(ms: int) -> str:

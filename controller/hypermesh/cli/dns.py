@@ -1,5 +1,10 @@
 """``hmctl dns query``: ask a running node, over DNS over QUIC (default) or HTTP/3, with its key
-pinned, and print the answer as ``dig`` does."""
+pinned, and print the answer as ``dig`` does.
+
+Asking a node of this state, the command proves that node's own key in the handshake (the
+controller holds it; a node never refuses its own key), so ``--verify`` reads the anchors
+whatever the node's public InterfacePolicy grants strangers. A node named with ``--address`` is
+asked anonymously."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import dns.exception
@@ -21,13 +27,16 @@ from hypermesh.cli.state import nodes_and_networks
 from hypermesh.errors import UsageError
 from hypermesh.store import ResourceRecord
 from hypermesh.transport.dns_client import doh3_query, doq_query
-from hypermesh.transport.identity import short_id
+from hypermesh.transport.identity import Identity, held_identity, short_id
+
+Server = tuple[str, str | None, str, Identity | None]
+"""Where to ask: address, pinned node ID, label, and the key to prove (None: anonymous)."""
 
 
-def _server(args: argparse.Namespace) -> tuple[str, str | None, str]:
-    """(address, pinned node ID, label) of the node to ask."""
+def _server(args: argparse.Namespace) -> Server:
+    """The node to ask."""
     if args.address:
-        return args.address, args.identity, args.address
+        return args.address, args.identity, args.address, None
     directory = state_dir(args)
     nodes, networks = nodes_and_networks(directory, "name a node with --via, or --address")
     if args.via:
@@ -35,23 +44,26 @@ def _server(args: argparse.Namespace) -> tuple[str, str | None, str]:
         if record is None:
             known = ", ".join(sorted(nodes)) or "none"
             raise UsageError(f"no node {args.via!r} in {directory} (nodes: {known})")
-        return _address_of(record)
+        return _address_of(record, directory)
     for network in networks:
         spec = (network.desired or {}).get("spec", {})
         name = spec.get("registry", {}).get("node")
         if name in nodes and nodes[name].status.get("address"):
-            return _address_of(nodes[name])
+            return _address_of(nodes[name], directory)
     for record in nodes.values():
         if record.status.get("address"):
-            return _address_of(record)
+            return _address_of(record, directory)
     raise UsageError(f"no running node in {directory}; start one with hmctl apply")
 
 
-def _address_of(record: ResourceRecord) -> tuple[str, str | None, str]:
+def _address_of(record: ResourceRecord, directory: Path) -> Server:
     address = record.status.get("address")
     if not address:
         raise UsageError(f"node {record.key.name!r} is not running (no address); hmctl apply")
-    return str(address), record.status.get("identity"), f"node {record.key.name}"
+    key = record.key
+    node_dir = directory.joinpath("nodes", *([key.namespace] if key.namespace else []), key.name)
+    label = f"node {record.key.name}"
+    return str(address), record.status.get("identity"), label, held_identity(node_dir)
 
 
 def query(args: argparse.Namespace) -> int:
@@ -62,7 +74,7 @@ def query(args: argparse.Namespace) -> int:
         )
     except dns.exception.DNSException as exc:
         raise UsageError(f"cannot build a query for {args.name} {args.type}: {exc}") from exc
-    address, identity, label = _server(args)
+    address, identity, label, key = _server(args)
     transport = "DoH3" if args.doh else "DoQ"
     method = "GET" if args.get else "POST"
     if args.doh:
@@ -76,12 +88,13 @@ def query(args: argparse.Namespace) -> int:
                 address,
                 message.to_wire(),
                 expected_id=identity,
+                identity=key,
                 method=method,
                 timeout=args.timeout,
             )
         else:
             wire = await doq_query(
-                address, message.to_wire(), expected_id=identity, timeout=args.timeout
+                address, message.to_wire(), expected_id=identity, identity=key, timeout=args.timeout
             )
         try:
             answer = dns.message.from_wire(wire)
@@ -94,7 +107,9 @@ def query(args: argparse.Namespace) -> int:
     verdict: str | None = None
     if args.verify:
         registry = args.registry_id or _registry_id(args)
-        response, verdict = asyncio.run(_verified(ask, request, address, identity, registry))
+        response, verdict = asyncio.run(
+            _verified(ask, request, (address, identity, label, key), registry)
+        )
     else:
         response = asyncio.run(ask(request))
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -118,12 +133,13 @@ def query(args: argparse.Namespace) -> int:
 
 
 async def _verified(
-    ask: Any, request: dns.message.Message, address: str, identity: str | None, registry: str
+    ask: Any, request: dns.message.Message, server: Server, registry: str
 ) -> tuple[dns.message.Message, str]:
     """The answer and the verdict: ``zone Z, from the registry key R`` or ``FAILED: …``."""
     from hypermesh.mirror.verify import fetch_anchors, verified_query
 
-    anchors = await fetch_anchors(address, identity, registry)
+    address, identity, _, key = server
+    anchors = await fetch_anchors(address, identity, registry, caller=key)
     checked = await verified_query(ask, request, anchors)
     if checked.failure is not None:
         return checked.response, f"FAILED: {checked.failure}"

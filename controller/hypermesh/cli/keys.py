@@ -51,7 +51,7 @@ def rotate(args: argparse.Namespace) -> int:
     new = create_key_file(node_dir / NEXT_KEY)
     # 1. The old key records the hand-over on its chain, with the new key's consent.
     payload = rotation_payload(old, new, int(time.time() * 1000))
-    client = ChainClient(address, node_id, timeout=args.timeout)
+    client = ChainClient(address, node_id, caller=old, timeout=args.timeout)
     try:
         block = asyncio.run(client.append(old, "key", payload))
     except HyperMeshError as exc:

@@ -4,6 +4,11 @@ Administration (approve, reject, expire, reserve, unreserve, policy) is signed w
 registry's administrator key, which the registry node created next to its database
 (``nodes/NAME/registry-admin/identity.key``, mode 0600); ``--admin-key`` names another file.
 Renew and transfer are signed by the TLD's owner: a node of this state.
+
+Every request proves a key in the handshake, so that the registry's gates know who asks: a
+signed request its signer's; a read (list, revocations, policy) the administrator's key when
+it is on this machine (the registry admits it as its operator, whatever its InterfacePolicy
+says), else none.
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ def target_of(args: argparse.Namespace) -> Target:
             store.close()
     admin_key = Path(args.admin_key) if args.admin_key else None
     if args.address:
-        client = RegistryClient(args.address, args.identity, timeout=args.timeout)
+        reader = load_identity(admin_key) if admin_key else None
+        client = RegistryClient(args.address, args.identity, identity=reader, timeout=args.timeout)
         return Target(client, admin_key, node_ids, node_dirs)
     if args.registry:
         if args.registry not in registries:
@@ -88,8 +94,10 @@ def target_of(args: argparse.Namespace) -> Target:
     address, identity = registries[name]
     if not address:
         raise UsageError(f"registry node {name!r} is not running; start it with hmctl apply")
-    client = RegistryClient(address, identity, timeout=args.timeout)
-    return Target(client, admin_key or directory / "nodes" / name / ADMIN_KEY, node_ids, node_dirs)
+    admin_key = admin_key or directory / "nodes" / name / ADMIN_KEY
+    reader = load_identity(admin_key) if admin_key.exists() else None
+    client = RegistryClient(address, identity, identity=reader, timeout=args.timeout)
+    return Target(client, admin_key, node_ids, node_dirs)
 
 
 def ask(

@@ -171,10 +171,16 @@ class NodeProcessDriver:
             base["zones"] = status["zones"]  # the serial of each zone served
         mirror = status.get("mirror")
         if isinstance(mirror, dict):
-            base["mirror"] = {k: mirror.get(k) for k in ("connected", "transfers", "lastError")}
+            base["mirror"] = {
+                k: mirror.get(k) for k in ("connected", "transfers", "lastError", "refused")
+            }
         outdated = self._outdated(key, node_dir)
         if outdated is not None:
             return Live(True, (outdated,), base, True, "Running", outdated)
+        readiness = status.get("readiness")
+        if isinstance(readiness, dict) and readiness.get("ready") is False:
+            reason, why = readiness.get("reason"), readiness.get("message")
+            return Live(True, (), base, False, str(reason or "NotReady"), str(why or ""))
         return Live(True, (), base, True, "Running", f"serving on {address}")
 
     # -- apply ----------------------------------------------------------------------------

@@ -4,6 +4,10 @@ The registry is the network's registry node (its address from its runtime file, 
 from ``identity.pub``) or a remote endpoint with its identity. Writes are signed with the
 owner's key: the owner is a Node this controller runs, so its key is in its node directory.
 A TLD owned by a Peer cannot be written from here (its key is elsewhere): that is Stalled.
+
+Every request proves the owner's key in the handshake too, reads included, so that the
+registry's gates know which member asks (a public InterfacePolicy's ``from: nodes`` rules
+match the controller's requests, its rate limits count them apart from strangers).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hypermesh.drivers.targets import owner_name, target_rrsets
-from hypermesh.errors import PermanentError, TemporaryError, TransportError
+from hypermesh.errors import HyperMeshError, PermanentError, TemporaryError, TransportError
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.node.runtime import read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
@@ -24,6 +28,7 @@ from hypermesh.registry.zones import RecordSet
 from hypermesh.transport.identity import (
     PUBLIC_FILE,
     Identity,
+    held_identity,
     load_or_create_identity,
     read_node_id,
 )
@@ -63,6 +68,16 @@ class _Registry:
                 return load_or_create_identity(public.parent)
         return None
 
+    def reader(self, owner: Mapping[str, Any]) -> Identity | None:
+        """The key a read about a TLD proves: its owner's, when that is a Node of this state
+        whose key exists (else the read is anonymous)."""
+        if "node" not in owner:
+            return None
+        try:
+            return held_identity(self.node_dir(str(owner["node"])))
+        except HyperMeshError as exc:
+            raise TemporaryError(str(exc), reason="OwnerKey") from exc
+
     def owner_identity(self, owner: Mapping[str, Any]) -> Identity:
         if "node" not in owner:
             raise PermanentError(
@@ -81,10 +96,13 @@ class _Registry:
         method: str,
         path: str,
         body: Mapping[str, Any] | None = None,
+        *,
+        caller: Identity | None,
         signer: Identity | None = None,
         cosigner: Identity | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        client = RegistryClient(*where)
+        """One request, proving ``caller`` (a signed request proves its ``signer``)."""
+        client = RegistryClient(*where, identity=caller)
         try:
             return await client.call(method, path, body, signer=signer, cosigner=cosigner)
         except TransportError as exc:
@@ -126,7 +144,8 @@ class TLDDriver:
             return Live(exists=False, ready=False, reason="NotRegistered")
         try:
             where = self.registry.endpoint(handle["registry"])
-            status, data = await self.registry.call(where, "GET", tld_path(key.name))
+            reader = self.registry.reader(handle.get("ownerRef", {}))
+            status, data = await self.registry.call(where, "GET", tld_path(key.name), caller=reader)
         except TemporaryError as exc:
             return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
         if status == 404:
@@ -152,7 +171,7 @@ class TLDDriver:
         registry = _network_registry(context.desired, str(spec["network"]), resource.namespace)
         where = self.registry.endpoint(registry)
         owner = self.registry.owner_identity(spec["owner"])
-        status, data = await self.registry.call(where, "GET", tld_path(resource.name))
+        status, data = await self.registry.call(where, "GET", tld_path(resource.name), caller=owner)
         if status == 404:
             body = {
                 "tld": resource.name,
@@ -160,7 +179,9 @@ class TLDDriver:
                 "dnssec": spec.get("dnssec", True),
                 "ttl": spec.get("ttl", 3600),
             }
-            status, data = await self.registry.call(where, "POST", f"{API}/register", body, owner)
+            status, data = await self.registry.call(
+                where, "POST", f"{API}/register", body, caller=owner, signer=owner
+            )
             if status != 201:
                 raise _refused(status, data, f"registering {resource.name!r}")
         elif status != 200:
@@ -188,7 +209,7 @@ class TLDDriver:
             )
         body = {"tld": name, "newOwner": owner.node_id}
         status, moved = await self.registry.call(
-            where, "POST", f"{API}/transfer", body, holder, cosigner=owner
+            where, "POST", f"{API}/transfer", body, caller=holder, signer=holder, cosigner=owner
         )
         if status != 200:
             raise _refused(status, moved, f"transferring {name!r} to its declared owner")
@@ -219,7 +240,7 @@ class TLDDriver:
         if _standing(data, time.time()) is None:
             return data
         status, renewed = await self.registry.call(
-            where, "POST", f"{API}/renew", {"tld": name}, owner
+            where, "POST", f"{API}/renew", {"tld": name}, caller=owner, signer=owner
         )
         if status != 200:
             raise _refused(status, renewed, f"renewing {name!r}")
@@ -231,7 +252,7 @@ class TLDDriver:
         where = self.registry.endpoint(handle["registry"])
         owner = self.registry.owner_identity(handle.get("ownerRef", {}))
         status, data = await self.registry.call(
-            where, "POST", f"{API}/delete", {"tld": key.name}, owner
+            where, "POST", f"{API}/delete", {"tld": key.name}, caller=owner, signer=owner
         )
         if status not in (200, 404):
             raise _refused(status, data, f"deleting {key.name!r}")
@@ -291,7 +312,10 @@ class RecordDriver:
             return Live(exists=False, ready=False, reason="NotPublished")
         try:
             where = self.registry.endpoint(handle["registry"])
-            status, data = await self.registry.call(where, "GET", tld_path(handle["tld"]))
+            reader = self.registry.reader(handle.get("ownerRef", {}))
+            status, data = await self.registry.call(
+                where, "GET", tld_path(handle["tld"]), caller=reader
+            )
         except TemporaryError as exc:
             return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
         if status != 200:
@@ -321,7 +345,12 @@ class RecordDriver:
             {"name": r["name"], "type": r["type"], "changetype": "DELETE"} for r in stale
         ]
         status, data = await self.registry.call(
-            where, "POST", f"{API}/rrsets", {"tld": tld.name, "rrsets": changes}, owner
+            where,
+            "POST",
+            f"{API}/rrsets",
+            {"tld": tld.name, "rrsets": changes},
+            caller=owner,
+            signer=owner,
         )
         if status != 200:
             raise _refused(status, data, f"publishing {resource.name!r}")
@@ -347,7 +376,12 @@ class RecordDriver:
             for r in handle.get("rrsets", [])
         ]
         status, data = await self.registry.call(
-            where, "POST", f"{API}/rrsets", {"tld": handle["tld"], "rrsets": changes}, owner
+            where,
+            "POST",
+            f"{API}/rrsets",
+            {"tld": handle["tld"], "rrsets": changes},
+            caller=owner,
+            signer=owner,
         )
         if status not in (200, 404):
             raise _refused(status, data, f"withdrawing {key.name!r}")

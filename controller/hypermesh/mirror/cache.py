@@ -3,7 +3,8 @@ TTL.
 
 A mirror answers from its copies first. A question no copy holds but that falls in a zone the
 registry serves (one the mirror has not copied yet, or whose copy it refused) is sent to the
-registry over DNS over QUIC (a new connection per question), and the answer kept; names in no
+registry over DNS over QUIC (a new connection per question, proving the node's key), and the
+answer kept; names in no
 zone of the registry stay REFUSED without asking it:
 
 - for the smallest TTL of its answer and authority sections, handed out with the TTLs counted
@@ -38,6 +39,7 @@ import dns.rrset
 from hypermesh.errors import HyperMeshError
 from hypermesh.mirror.follower import Peer
 from hypermesh.transport.dns_client import doq_query
+from hypermesh.transport.identity import Identity
 
 log = logging.getLogger("hypermesh.mirror")
 
@@ -58,17 +60,20 @@ class _Entry:
 
 
 class ForwardingCache:
-    """Asks ``upstream()`` (the registry) what the mirror cannot answer, and remembers."""
+    """Asks ``upstream()`` (the registry) what the mirror cannot answer, proving ``identity``
+    (the node's key), and remembers."""
 
     def __init__(
         self,
         upstream: Callable[[], Peer | None],
         covers: Callable[[dns.name.Name], bool] = lambda name: True,
         *,
+        identity: Identity | None,
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = MAX_ENTRIES,
     ) -> None:
         self._upstream = upstream
+        self._identity = identity
         self._covers = covers
         self._clock = clock
         self._max = max_entries
@@ -133,6 +138,7 @@ class ForwardingCache:
                 peer.address,
                 b"\0\0" + query_wire[2:],
                 expected_id=peer.identity,
+                identity=self._identity,
                 timeout=FORWARD_TIMEOUT,
             )
             message = dns.message.from_wire(wire)

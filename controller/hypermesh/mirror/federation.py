@@ -22,6 +22,7 @@ from hypermesh.errors import HyperMeshError
 from hypermesh.mirror.anchors import Anchors
 from hypermesh.mirror.follower import API, Peer
 from hypermesh.transport.client import h3_get_json
+from hypermesh.transport.identity import Identity
 
 log = logging.getLogger("hypermesh.mirror")
 
@@ -42,11 +43,19 @@ class FederatedNetwork:
 
 
 class Federation:
-    """The members of every federated network; ``member`` names a caller, or None."""
+    """The members of every federated network; ``member`` names a caller, or None. The
+    federated registries are asked proving ``identity`` (the node's key)."""
 
-    def __init__(self, networks: Sequence[FederatedNetwork], refresh: float = REFRESH) -> None:
+    def __init__(
+        self,
+        networks: Sequence[FederatedNetwork],
+        refresh: float = REFRESH,
+        *,
+        identity: Identity | None,
+    ) -> None:
         self.networks = list(networks)
         self._refresh = refresh
+        self._identity = identity
 
     def member(self, node_id: str) -> str | None:
         """``NETWORK/MEMBER`` when a federated registry vouches for ``node_id``."""
@@ -74,7 +83,11 @@ class Federation:
             return
         try:
             data = await h3_get_json(
-                peer.address, f"{API}/anchors", expected_id=peer.identity, timeout=TIMEOUT
+                peer.address,
+                f"{API}/anchors",
+                expected_id=peer.identity,
+                identity=self._identity,
+                timeout=TIMEOUT,
             )
             anchors = Anchors.verify(data, peer.identity)
         except HyperMeshError as exc:

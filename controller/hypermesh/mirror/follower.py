@@ -11,11 +11,17 @@ When the registry cannot be reached the node keeps answering from its copies; zo
 copy of yet are fetched from other mirrors, which relay the registry's signed anchors, so a
 mirror cannot forge a record. A copy not confirmed by the registry for longer than its SOA
 expire (or the node's ``expire``, when shorter) is served stale (RFC 8767, EDE 3).
+
+Every connection proves the node's own key in the handshake, so the registry's gates know
+which member follows it (a public InterfacePolicy's ``from`` rules match it, its rate limits
+count it apart from strangers). While the registry refuses that key (403, 429, or a TLS alert
+refusing the certificate), ``refused`` says why and the node is not Ready.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -33,7 +39,13 @@ from hypermesh.mirror.anchors import Anchors, BadAnchors
 from hypermesh.mirror.feed import HEARTBEAT
 from hypermesh.mirror.zonecopy import BadCopy, ZoneCopy
 from hypermesh.registry.zones import JournalEntry
-from hypermesh.transport.client import H3ClientProtocol, connect_h3
+from hypermesh.transport.client import (
+    AccessDenied,
+    H3ClientProtocol,
+    connect_h3,
+    status_error,
+)
+from hypermesh.transport.identity import Identity
 
 log = logging.getLogger("hypermesh.mirror")
 
@@ -46,6 +58,8 @@ SILENCE = 3 * HEARTBEAT
 """A feed silent this long (three heartbeats missed) is taken for dead."""
 RETRY = (0.2, 0.5, 1.0, 2.0)
 """Waits between attempts to reach the registry, the last repeated."""
+ERROR_BODY = 4096
+"""Bytes of a refused watch's answer kept for the message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +99,8 @@ class _State:
 
 
 class Follower:
-    """Mirrors the registry's zones into ``zones``.
+    """Mirrors the registry's zones into ``zones``, proving ``identity`` (the node's key) on
+    every connection.
 
     ``registry`` and ``peers`` are asked each time a connection is made, so a registry that
     moved (a restart on a new port) is found again.
@@ -97,11 +112,13 @@ class Follower:
         registry: Callable[[], Peer | None],
         peers: Callable[[], Sequence[Peer]] = list,
         *,
+        identity: Identity | None,
         expire: float | None = None,
         clock: Callable[[], float] = time.time,
         on_serial: Callable[[str, int], None] | None = None,
     ) -> None:
         self.zones = zones
+        self.identity = identity
         self._registry = registry
         self._peers = peers
         self.expire = expire
@@ -112,6 +129,8 @@ class Follower:
         self.connected = False
         self.registry_address: str | None = None
         self.last_error: str | None = None
+        self.refused: str | None = None
+        """Why the registry refused this node's key at the last attempt (None: it did not)."""
         self._texts: dict[str, tuple[ZoneCopy, str]] = {}
 
     # -- what the node shows ----------------------------------------------------------------
@@ -132,6 +151,7 @@ class Follower:
             },
             "transfers": self.transfers.to_dict(),
             "lastError": self.last_error,
+            "refused": self.refused,
         }
 
     def anchors_document(self) -> dict[str, str] | None:
@@ -169,13 +189,18 @@ class Follower:
             peer = self._registry()
             if peer is None or peer.identity is None:
                 self.last_error = "the registry is not known (not running, or no identity)"
+                self.refused = None
             else:
                 self.registry_address = peer.address
                 try:
                     await self._follow(peer)
                     attempt = 0
+                except AccessDenied as exc:
+                    self.last_error = self.refused = str(exc)
+                    log.warning("the registry refused this node", extra={"error": str(exc)})
                 except (HyperMeshError, TimeoutError, ValueError) as exc:
                     self.last_error = str(exc) or type(exc).__name__
+                    self.refused = None
                     log.info("registry unreachable", extra={"error": self.last_error})
             self.connected = False
             await self._from_mirrors(peer.identity if peer else None)
@@ -205,14 +230,17 @@ class Follower:
     async def _follow(self, peer: Peer) -> None:
         assert peer.identity is not None
         async with asyncio.timeout(CONNECT_TIMEOUT) as deadline:
-            async with connect_h3(peer.address, expected_id=peer.identity) as h3:
+            async with connect_h3(
+                peer.address, expected_id=peer.identity, identity=self.identity
+            ) as h3:
                 deadline.reschedule(None)
                 await self._refresh_anchors(h3, peer.identity)
                 async with h3.subscribe("GET", f"{API}/watch") as (status, _, pieces):
                     if status != 200:
-                        raise TransportError(f"{peer.address}: the watch answered {status}")
+                        body = await _head(pieces, ERROR_BODY)
+                        raise status_error(peer.address, f"GET {API}/watch", status, body)
                     self.connected = True
-                    self.last_error = None
+                    self.last_error = self.refused = None
                     async for notice in _lines(pieces):
                         await self._on_notice(h3, peer.identity, notice)
                 raise TransportError(f"{peer.address}: the registry ended the watch")
@@ -303,7 +331,9 @@ class Follower:
                 continue
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
-                    async with connect_h3(peer.address, expected_id=peer.identity) as h3:
+                    async with connect_h3(
+                        peer.address, expected_id=peer.identity, identity=self.identity
+                    ) as h3:
                         await self._copy_from(h3, registry)
             except (HyperMeshError, TimeoutError, ValueError) as exc:
                 log.debug("mirror unreachable", extra={"peer": peer.address, "error": str(exc)})
@@ -349,14 +379,27 @@ class Follower:
 async def _get_json(h3: H3ClientProtocol, path: str) -> dict[str, Any]:
     async with asyncio.timeout(REQUEST_TIMEOUT):
         status, _, body = await h3.request("GET", path, headers=[("accept", "application/json")])
+    if status != 200:
+        raise status_error(h3.address, f"GET {path}", status, body)
     try:
         data = json.loads(body)
     except ValueError:
         data = None
-    if status != 200 or not isinstance(data, dict):
-        error = data.get("error") if isinstance(data, dict) else body[:200].decode(errors="replace")
-        raise TransportError(f"{h3.address}: GET {path} answered {status}: {error}")
+    if not isinstance(data, dict):
+        raise TransportError(f"{h3.address}: GET {path} answered something not a JSON object")
     return data
+
+
+async def _head(pieces: AsyncIterator[bytes], limit: int) -> bytes:
+    """Up to ``limit`` bytes of a streamed answer (an error's body)."""
+    head = b""
+    with contextlib.suppress(TransportError, TimeoutError):
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            async for piece in pieces:
+                head += piece
+                if len(head) >= limit:
+                    break
+    return head[:limit]
 
 
 def _entries(name: str, raw: Any) -> list[JournalEntry]:

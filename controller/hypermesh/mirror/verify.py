@@ -27,6 +27,7 @@ from hypermesh.errors import HyperMeshError
 from hypermesh.mirror.anchors import Anchors
 from hypermesh.mirror.follower import API
 from hypermesh.transport.client import h3_get_json
+from hypermesh.transport.identity import Identity
 
 Ask = Callable[[dns.message.Message], Awaitable[dns.message.Message]]
 """Send a query to the node being checked and return its answer."""
@@ -36,11 +37,14 @@ class Unverified(HyperMeshError):
     """An answer that does not check out against the registry's key."""
 
 
-async def fetch_anchors(address: str, identity: str | None, registry: str) -> Anchors:
+async def fetch_anchors(
+    address: str, identity: str | None, registry: str, *, caller: Identity | None
+) -> Anchors:
     """The anchors a node holds (the registry's, or relayed by a mirror), checked against the
-    registry's node ID."""
+    registry's node ID; asked proving ``caller``'s key (``None``: anonymous)."""
     return Anchors.verify(
-        await h3_get_json(address, f"{API}/anchors", expected_id=identity), registry
+        await h3_get_json(address, f"{API}/anchors", expected_id=identity, identity=caller),
+        registry,
     )
 
 

@@ -16,7 +16,8 @@ address.
 **Revoked keys** (the registry's anchors list them; ``revoked``) are refused on every interface,
 whatever the policy says, from the moment the revocation reaches the node.
 
-The node's own key (which its controller holds, to observe it) is never refused. A refusal is
+The node's own key (which its controller holds, to observe it) is never refused, nor are its
+``operators`` (a registry's administrator key, which ``hmctl registry`` proves). A refusal is
 403 (429 past a rate limit), or for DNS over QUIC no answer (the stream is reset);
 nothing of a refused request is stored.
 """
@@ -101,6 +102,8 @@ class _Gate:
     limits: _Limits = field(default_factory=_Limits)
     revoked: Revoked = _never
     federated: Federated = _nobody
+    operators: frozenset[str] = frozenset()
+    """Keys that act for this node's operator besides its own (a registry's administrator)."""
 
     @classmethod
     def of(
@@ -110,6 +113,7 @@ class _Gate:
         policy: Mapping[str, Any] | None,
         revoked: Revoked | None = None,
         federated: Federated | None = None,
+        operators: frozenset[str] = frozenset(),
     ) -> Self:
         """From the node config's ``directory`` ({name: {"kind", "identity", "tags"}}), the
         interface's InterfacePolicy spec if one is declared, and where revoked keys and
@@ -121,6 +125,7 @@ class _Gate:
             engine,
             revoked=revoked or _never,
             federated=federated or _nobody,
+            operators=operators,
         )
 
 
@@ -138,7 +143,7 @@ class PrivateGate(_Gate):
         ``operation`` here; else the status and why."""
         if caller_id is None:
             return 403, "the private interface needs a client certificate (a node key)"
-        if caller_id == self.own_id:
+        if caller_id == self.own_id or caller_id in self.operators:
             return ALLOWED
         if self.revoked(caller_id):
             return 403, f"the key {caller_id} was revoked at the registry"
@@ -161,8 +166,8 @@ class PublicGate(_Gate):
 
     def check(self, caller_id: str | None, source: str, operation: str) -> tuple[int, str]:
         caller = (self.members.get(caller_id) or self.federated(caller_id)) if caller_id else None
-        if caller is not None and caller == self.me:
-            return ALLOWED  # the node's own key: its operator, never refused
+        if (caller is not None and caller == self.me) or caller_id in self.operators:
+            return ALLOWED  # the node's own key or an operator's, never refused
         if caller_id is not None and self.revoked(caller_id):
             return 403, f"the key {caller_id} was revoked at the registry"
         if self.policy is None:

@@ -102,7 +102,10 @@ def add_message_routes(
         except (KeyError, TypeError, ValueError) as exc:
             return Response.error(400, f"send needs to (a node ID), address and text: {exc}")
         try:
-            their_key = check_card(await h3_get_json(address, f"{PREFIX}/key", expected_id=to), to)
+            their_key = check_card(
+                await h3_get_json(address, f"{PREFIX}/key", expected_id=to, identity=identity),
+                to,
+            )
             message_id = secrets.token_bytes(16)
             sent = await append("message", b"to " + recipient + message_id, ())
             sealed = seal(
@@ -116,7 +119,12 @@ def add_message_routes(
             )
             mailbox.sent(message_id, recipient, sent.seq)
             status, answer = await h3_post(
-                address, f"{PREFIX}/inbox", sealed, expected_id=to, content_type=SEALED
+                address,
+                f"{PREFIX}/inbox",
+                sealed,
+                expected_id=to,
+                identity=identity,
+                content_type=SEALED,
             )
         except (BadMessage, TransportError) as exc:
             return Response.error(502, f"not delivered: {exc}")

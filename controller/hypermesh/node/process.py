@@ -47,6 +47,7 @@ from hypermesh.node.logs import log_to_file
 from hypermesh.node.message_api import add_message_routes
 from hypermesh.node.metrics import NodeMetrics, add_metrics_route
 from hypermesh.node.mirror_api import add_feed_routes, add_mirror_routes, zone_feed
+from hypermesh.node.readiness import readiness
 from hypermesh.node.registry_api import (
     add_registry_routes,
     expire_due,
@@ -164,10 +165,12 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     registry: Registry | None = None
     follower: Follower | None = None
     cache: ForwardingCache | None = None
+    operators: frozenset[str] = frozenset()  # keys the gates admit as this node's own
     tasks: list[asyncio.Task[None]] = []
     if "registry" in config.roles and isinstance(zones, StaticZones):
         admin = load_or_create_identity(Path(config.node_dir) / REGISTRY_ADMIN_DIR)
         registry = Registry.open(Path(config.node_dir) / REGISTRY_DB, admin=admin.node_id)
+        operators = frozenset({admin.node_id})
         expire_due(registry, zones)
         load_zones(registry, zones, metrics.zone_serial)
         tasks.append(asyncio.create_task(_sweep(registry, zones, metrics.zone_serial)))
@@ -188,15 +191,17 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
             zones,
             lambda: _peer(config.registry),
             lambda: [p for p in map(_peer, config.peers) if p is not None],
+            identity=identity,
             expire=config.mirror_expire,
             on_serial=metrics.zone_serial,
         )
-        cache = ForwardingCache(lambda: _peer(config.registry), follower.knows)
+        cache = ForwardingCache(lambda: _peer(config.registry), follower.knows, identity=identity)
         zones.listen(cache.zone_changed)
         tasks.append(asyncio.create_task(follower.run()))
         tasks.append(asyncio.create_task(follower.keep_marking_stale()))
         add_mirror_routes(router, follower)
     chain: ChainStore | None = None
+    chain_peers: ChainFollower | None = None
     replicas: Replicas | None = None
     mailbox: Mailbox | None = None
     if config.chain:
@@ -209,7 +214,11 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         cosignatures = CosignatureStore(chain.connection)
         if config.witnesses:
             collector = CosignCollector(
-                chain, cosignatures, lambda: _chain_peers(config), config.witnesses, ask_witness
+                chain,
+                cosignatures,
+                lambda: _chain_peers(config),
+                config.witnesses,
+                functools.partial(ask_witness, identity=identity),
             )
             tasks.append(asyncio.create_task(_collect_cosignatures(collector)))
         appender = GroupAppender(chain)
@@ -253,12 +262,15 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
             [
                 FederatedNetwork(f.name, functools.partial(_peer, f.registry))
                 for f in config.federation
-            ]
+            ],
+            identity=identity,
         )
         tasks.append(asyncio.create_task(federation.run()))
     federated = federation.member if federation is not None else None
     public_gate: Gate | None = (
-        PublicGate.of(config.name, config.directory, config.public_policy, revoked, federated).check
+        PublicGate.of(
+            config.name, config.directory, config.public_policy, revoked, federated, operators
+        ).check
         if config.public_policy is not None or revoked is not None
         else None
     )
@@ -274,7 +286,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     private: Endpoint | None = None
     if config.private_listen is not None:
         gate = PrivateGate.of(
-            config.name, config.directory, config.private_policy, revoked, federated
+            config.name, config.directory, config.private_policy, revoked, federated, operators
         )
         host, port = parse_address(config.private_listen)
         try:
@@ -290,7 +302,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
             endpoint.close()
             raise
     ephemeral: Endpoint | None = None
-    pool = ConnectionPool()
+    pool = ConnectionPool(None)  # relays forward anonymously: a hop learns no identity
     tunnels: TunnelService | None = None
     if config.ephemeral_listen is not None:
         # Without an ephemeral policy, tunnel requests are held to the public interface's.
@@ -341,7 +353,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     )
     add_node_routes(
         router,
-        NodeView(config, runtime, started_monotonic, _zones_status(zones, follower)),
+        NodeView(config, runtime, started_monotonic, _zones_status(zones, follower, chain_peers)),
     )
     add_members_route(router, lambda: _members(config, runtime))
     node_dir = Path(config.node_dir)
@@ -478,8 +490,11 @@ async def _collect_cosignatures(collector: CosignCollector, interval: float = 1.
         await asyncio.sleep(interval)
 
 
-def _zones_status(zones: ZoneSource, follower: Follower | None) -> Callable[[], dict[str, object]]:
-    """What ``/status`` says of the zones served: each serial, and the mirror's state."""
+def _zones_status(
+    zones: ZoneSource, follower: Follower | None, chains: ChainFollower | None = None
+) -> Callable[[], dict[str, object]]:
+    """What ``/status`` says of the zones served: each serial, the mirror's state, and whether
+    the node is ready (``node.readiness``)."""
 
     def status() -> dict[str, object]:
         served = {
@@ -488,6 +503,7 @@ def _zones_status(zones: ZoneSource, follower: Follower | None) -> Callable[[], 
         out: dict[str, object] = {"zones": served}
         if follower is not None:
             out["mirror"] = follower.status()
+        out["readiness"] = readiness(follower, chains)
         return out
 
     return status

@@ -29,18 +29,24 @@ def tld_path(name: str) -> str:
 
 class RegistryClient:
     """Requests to the registry at ``address`` whose key must be ``expected_id`` (pinned; None
-    accepts any key, for a first contact the caller checks otherwise)."""
+    accepts any key, for a first contact the caller checks otherwise).
+
+    Every request proves a key in the handshake, so that the other end's gates know who asks:
+    a signed request its signer's, any other ``identity``'s (``None``: anonymous)."""
 
     def __init__(
         self,
         address: str,
         expected_id: str | None,
         *,
+        identity: Identity | None,
         timeout: float = 10.0,
         label: str = "registry",
     ) -> None:
         self.address = address
         self.expected_id = expected_id
+        self.identity = identity
+        """The key unsigned requests prove in the handshake (None: anonymous)."""
         self.timeout = timeout
         self.label = label
         """What the errors call the other end (the client serves any signed JSON API)."""
@@ -69,7 +75,9 @@ class RegistryClient:
         try:
             async with (
                 asyncio.timeout(self.timeout),
-                connect_h3(self.address, expected_id=self.expected_id) as h3,
+                connect_h3(
+                    self.address, expected_id=self.expected_id, identity=signer or self.identity
+                ) as h3,
             ):
                 status, _, answer = await h3.request(
                     method, path, headers=list(headers.items()), body=raw

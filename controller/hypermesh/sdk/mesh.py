@@ -11,12 +11,13 @@
         async with await mesh.tunnel(mesh.peer("beta"), [mesh.peer("r1"), mesh.peer("r2")]) as t:
             status = await t.request("GET", "/status")
 
-A ``Mesh`` acts as one identity (a node key) and talks to the network through nodes whose keys
-it pins (``Endpoint``): its own node (chains, messages), any node for names, the registry for
-registrations. Every error it raises is one of HyperMesh's own (``hypermesh.errors``): transport
-failures are ``TransportError``, refusals ``Refused``, answers that do not check out
-``Unverified`` — never a raw aioquic, socket or SQL exception. ``hypermesh.sdk.sync`` has the
-same operations as plain functions for scripts.
+A ``Mesh`` acts as one identity (a node key), which it proves in every handshake (so the nodes'
+InterfacePolicies know who asks; ``fetch(identify=False)`` and tunnels stay anonymous), and
+talks to the network through nodes whose keys it pins (``Endpoint``): its own node (chains,
+messages), any node for names, the registry for registrations. Every error it raises is one of
+HyperMesh's own (``hypermesh.errors``): transport failures are ``TransportError``, refusals
+``Refused``, answers that do not check out ``Unverified`` — never a raw aioquic, socket or SQL
+exception. ``hypermesh.sdk.sync`` has the same operations as plain functions for scripts.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Mesh:
         self.directory = dict(directory or {})
         """Nodes by name, for ``peer``."""
         self.timeout = timeout
-        self._pool = ConnectionPool()
+        self._pool = ConnectionPool(None)  # for tunnels, which are anonymous
 
     # -- connecting ---------------------------------------------------------------------
 
@@ -210,6 +211,7 @@ class Mesh:
                     server.address,
                     query.to_wire(),
                     expected_id=server.identity,
+                    identity=self.identity,
                     timeout=self.timeout,
                 )
                 return dns.message.from_wire(wire)
@@ -218,7 +220,9 @@ class Mesh:
             verified = False
             if verify:
                 registry = self._registry()
-                anchors = await fetch_anchors(server.address, server.identity, registry.identity)
+                anchors = await fetch_anchors(
+                    server.address, server.identity, registry.identity, caller=self.identity
+                )
                 checked = await verified_query(ask, query, anchors)
                 if checked.failure is not None:
                     raise Unverified(f"{name} {type} from {server}: {checked.failure}")
@@ -277,7 +281,9 @@ class Mesh:
         self, to: Endpoint, method: str, path: str, body: Any = None, *, signed: bool = True
     ) -> dict[str, Any]:
         signer = self._own()[0] if signed else None
-        client = RegistryClient(to.address, to.identity, timeout=self.timeout, label=str(to))
+        client = RegistryClient(
+            to.address, to.identity, identity=self.identity, timeout=self.timeout, label=str(to)
+        )
         with _boundary(f"{method} {path} at {to}"):
             status, data = await client.call(method, path, body, signer=signer)
         if not 200 <= status < 300:
@@ -320,7 +326,7 @@ class Mesh:
     def chain(self, of: Endpoint | None = None) -> ChainClient:
         """The chain of ``of`` (default: the own node): head, blocks, proofs, bundles."""
         node = of or self._own()[1]
-        return ChainClient(node.address, node.identity, timeout=self.timeout)
+        return ChainClient(node.address, node.identity, caller=self.identity, timeout=self.timeout)
 
     async def append(
         self, payload: bytes, *, kind: str = "note", links: Sequence[Link] = ()

@@ -1,10 +1,16 @@
-"""An HTTP/3 client on aioquic that pins the peer's node ID.
+"""An HTTP/3 client on aioquic that pins the peer's node ID and proves its own.
 
 ``connect_h3`` opens one authenticated connection that can carry many requests (keep
 connections warm: a handshake costs as much as 10-15 requests); ``h3_get`` and ``h3_get_json``
 make a single request on a fresh connection; ``fetch_status`` is the synchronous form for the
 command line. Every failure surfaces as ``TransportError`` (``IdentityMismatch`` when the peer
-holds another key) with a message naming the address.
+holds another key, ``AccessDenied`` when it refuses us) with a message naming the address.
+
+**Who calls is never left to chance.** Every way to connect takes ``identity``, with no default:
+the key the client proves in the TLS handshake (a client certificate), so that the peer's
+gates know which node (or administrator) asks and its InterfacePolicy's ``from`` rules match.
+A client holding a node or administrator key passes it; ``None`` is an anonymous client, chosen
+on purpose (a stranger's view, DNS for anyone, tunnels).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent, StreamReset
+from aioquic.tls import AlertDescription
 from cryptography import x509
 
 from hypermesh import __version__
@@ -39,6 +46,55 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 USER_AGENT = f"hypermesh/{__version__}"
 
 Headers = dict[str, str]
+
+REFUSING_STATUSES = frozenset({403, 429})
+"""HTTP statuses by which a peer refuses the caller (its gate, a rate limit), not the request."""
+_CRYPTO_ERROR = 0x100
+"""QUIC carries a TLS alert as CRYPTO_ERROR 0x100 + the alert (RFC 9001 §4.8)."""
+REFUSING_ALERTS = frozenset(
+    _CRYPTO_ERROR + alert
+    for alert in (
+        AlertDescription.bad_certificate,
+        AlertDescription.unsupported_certificate,
+        AlertDescription.certificate_revoked,
+        AlertDescription.certificate_expired,
+        AlertDescription.certificate_unknown,
+        AlertDescription.access_denied,
+        AlertDescription.decrypt_error,
+        AlertDescription.certificate_required,
+    )
+)
+"""QUIC error codes by which a peer refuses the client's certificate (its key) in the
+handshake."""
+
+
+class AccessDenied(TransportError):
+    """The peer answered, and will not serve this caller: 403 or 429 from its gate, or a TLS
+    alert refusing the client's certificate (``status`` 0)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def status_error(address: str, what: str, status: int, body: bytes) -> TransportError:
+    """The error for an answer to ``what`` (``GET /path``) that is not the one wanted:
+    ``AccessDenied`` for a refusal of the caller (403, 429), else ``TransportError``."""
+    message = f"{address}: {what} answered {status}: {_error_text(body)}"
+    if status in REFUSING_STATUSES:
+        return AccessDenied(message, status)
+    return TransportError(message)
+
+
+def closed_error(address: str, event: ConnectionTerminated | None, fallback: str) -> TransportError:
+    """The error for a connection the peer ended: ``AccessDenied`` when it refused the
+    client's certificate, else ``TransportError``."""
+    if event is None:
+        return TransportError(f"{address}: {fallback}")
+    message = f"{address}: {fallback}: {_describe_close(event)}"
+    if event.error_code in REFUSING_ALERTS:
+        return AccessDenied(message, 0)
+    return TransportError(message)
 
 
 class _Exchange:
@@ -70,6 +126,7 @@ class H3ClientProtocol(QuicConnectionProtocol):
         self._exchanges: dict[int, _Exchange] = {}
         self.close_reason: str | None = None
         """Why the connection ended, once it has."""
+        self.close_event: ConnectionTerminated | None = None
 
     @property
     def quic(self) -> QuicConnection:
@@ -117,7 +174,7 @@ class H3ClientProtocol(QuicConnectionProtocol):
         if self._http is None:
             raise TransportError(f"{self.address}: HTTP/3 was not negotiated")
         if self.close_reason is not None:
-            raise TransportError(f"{self.address}: connection closed: {self.close_reason}")
+            raise closed_error(self.address, self.close_event, "connection closed")
         stream_id = self._quic.get_next_available_stream_id()
         exchange = _Exchange(self._loop.create_future(), streamed=streamed)
         self._exchanges[stream_id] = exchange
@@ -143,12 +200,15 @@ class H3ClientProtocol(QuicConnectionProtocol):
             self._http = H3Connection(self._quic)
         elif isinstance(event, ConnectionTerminated):
             self.close_reason = _describe_close(event)
+            self.close_event = event
             for exchange in self._exchanges.values():
-                _fail(exchange, f"{self.address}: connection closed: {self.close_reason}")
+                _fail(exchange, closed_error(self.address, event, "connection closed"))
         elif isinstance(event, StreamReset) and event.stream_id in self._exchanges:
             _fail(
                 self._exchanges[event.stream_id],
-                f"{self.address}: the peer reset the request (error {event.error_code})",
+                TransportError(
+                    f"{self.address}: the peer reset the request (error {event.error_code})"
+                ),
             )
         if self._http is not None:
             for h3_event in self._http.handle_event(event):
@@ -171,7 +231,12 @@ class H3ClientProtocol(QuicConnectionProtocol):
         else:
             exchange.body += event.data
             if len(exchange.body) > MAX_RESPONSE_BYTES:
-                _fail(exchange, f"{self.address}: response larger than {MAX_RESPONSE_BYTES} bytes")
+                _fail(
+                    exchange,
+                    TransportError(
+                        f"{self.address}: response larger than {MAX_RESPONSE_BYTES} bytes"
+                    ),
+                )
                 return
         if event.stream_ended:
             _settle(exchange, self.address)
@@ -207,16 +272,16 @@ def _settle(exchange: _Exchange, address: str) -> None:
         elif not key.startswith(":"):
             headers[key] = text
     if status is None:
-        _fail(exchange, f"{address}: the response had no valid :status")
+        _fail(exchange, TransportError(f"{address}: the response had no valid :status"))
         return
     exchange.future.set_result((status, headers, bytes(exchange.body)))
 
 
-def _fail(exchange: _Exchange, message: str) -> None:
+def _fail(exchange: _Exchange, error: TransportError) -> None:
     if not exchange.future.done():
-        exchange.future.set_exception(TransportError(message))
+        exchange.future.set_exception(error)
     if exchange.pieces is not None:
-        exchange.pieces.put_nowait(TransportError(message))
+        exchange.pieces.put_nowait(error)
 
 
 async def _pieces(exchange: _Exchange) -> AsyncIterator[bytes]:
@@ -236,11 +301,11 @@ def _describe_close(event: ConnectionTerminated) -> str:
 
 
 def client_configuration(
-    expected_id: str | None, alpn: str = "h3", identity: Identity | None = None
+    expected_id: str | None, alpn: str = "h3", *, identity: Identity | None
 ) -> QuicConfiguration:
     """A client configuration that accepts any certificate; the caller pins the node ID. With
     ``identity``, the client presents a certificate for its key when the server asks, and so
-    proves to the server which node it is (mutual authentication)."""
+    proves to the server which node it is (mutual authentication); ``None``: anonymous."""
     configuration = QuicConfiguration(
         is_client=True,
         alpn_protocols=[alpn],
@@ -272,9 +337,10 @@ def _client_certificate(identity: Identity) -> x509.Certificate:
 
 @asynccontextmanager
 async def connect_h3(
-    address: str, *, expected_id: str | None, identity: Identity | None = None
+    address: str, *, expected_id: str | None, identity: Identity | None
 ) -> AsyncIterator[H3ClientProtocol]:
-    """Open an HTTP/3 connection to ``address`` and check the peer is ``expected_id``.
+    """Open an HTTP/3 connection to ``address`` and check the peer is ``expected_id``, proving
+    ``identity``'s key in the handshake (``None``: an anonymous client).
 
     Bound the wait with ``asyncio.timeout()`` around this: a QUIC peer that is not there only
     ever shows as silence. Raises ``TransportError``, or ``IdentityMismatch`` before any
@@ -294,12 +360,13 @@ async def connect_pinned(
     address: str,
     *,
     expected_id: str | None,
+    identity: Identity | None,
     protocol: Callable[[QuicConnection], P],
     alpn: str = "h3",
-    identity: Identity | None = None,
 ) -> AsyncIterator[P]:
     """A QUIC connection to ``address`` speaking ``alpn``, whose peer is checked to be
-    ``expected_id`` before the caller gets it (see ``connect_h3``)."""
+    ``expected_id`` before the caller gets it, the client proving ``identity`` (see
+    ``connect_h3``). ``AccessDenied`` when the peer refuses the client's certificate."""
     if expected_id is not None:
         public_key_from_node_id(expected_id)
     try:
@@ -312,7 +379,7 @@ async def connect_pinned(
     except OSError as exc:
         raise TransportError(f"{address}: cannot resolve {host!r}: {exc}") from exc
     family, _, _, _, sockaddr = infos[0]
-    configuration = client_configuration(expected_id, alpn, identity)
+    configuration = client_configuration(expected_id, alpn, identity=identity)
     if configuration.server_name is None:
         configuration.server_name = host
     quic = QuicConnection(configuration=configuration)
@@ -329,8 +396,7 @@ async def connect_pinned(
         try:
             await client.wait_connected()
         except ConnectionError as exc:
-            reason = getattr(client, "close_reason", None)
-            raise TransportError(f"{address}: QUIC handshake failed: {reason or exc}") from exc
+            raise closed_error(address, quic._close_event, f"QUIC handshake failed: {exc}") from exc
         except OSError as exc:
             raise TransportError(f"{address}: {exc}") from exc
         check_peer(client._quic, expected_id, address)
@@ -345,10 +411,11 @@ async def h3_get(
     path: str,
     *,
     expected_id: str | None,
+    identity: Identity | None,
     timeout: float = 5.0,  # noqa: ASYNC109 - the contract; the message names the limit
-    identity: Identity | None = None,
 ) -> tuple[int, Headers, bytes]:
-    """GET ``path`` from the node at ``address`` over a fresh pinned connection.
+    """GET ``path`` from the node at ``address`` over a fresh pinned connection, proving
+    ``identity`` (``None``: anonymous).
 
     Returns ``(status, headers, body)`` whatever the status; raises ``TransportError`` when no
     answer arrives within ``timeout`` seconds or the exchange fails.
@@ -378,16 +445,16 @@ async def h3_get_json(
     path: str,
     *,
     expected_id: str | None,
+    identity: Identity | None,
     timeout: float = 5.0,  # noqa: ASYNC109 - as h3_get
-    identity: Identity | None = None,
 ) -> dict[str, Any]:
-    """GET ``path`` and decode a JSON object; any status but 200 is a ``TransportError``.
-    With ``identity``, the client proves that key in the handshake."""
+    """GET ``path`` and decode a JSON object, proving ``identity`` (``None``: anonymous); any
+    status but 200 is a ``TransportError`` (``AccessDenied`` for 403 and 429)."""
     status, _, body = await h3_get(
         address, path, expected_id=expected_id, timeout=timeout, identity=identity
     )
     if status != 200:
-        raise TransportError(f"{address}: GET {path} answered {status}: {_error_text(body)}")
+        raise status_error(address, f"GET {path}", status, body)
     try:
         data = json.loads(body)
     except ValueError as exc:
@@ -403,13 +470,18 @@ async def h3_post(
     body: bytes,
     *,
     expected_id: str | None,
+    identity: Identity | None,
     content_type: str = "application/json",
     timeout: float = 10.0,  # noqa: ASYNC109 - as h3_get
 ) -> tuple[int, dict[str, Any]]:
-    """POST ``body`` over a fresh pinned connection; returns the status and the answer as a
-    JSON object (``{}`` when it is not one). ``TransportError`` when no answer comes in time."""
+    """POST ``body`` over a fresh pinned connection, proving ``identity`` (``None``:
+    anonymous); returns the status and the answer as a JSON object (``{}`` when it is not
+    one). ``TransportError`` when no answer comes in time."""
     try:
-        async with asyncio.timeout(timeout), connect_h3(address, expected_id=expected_id) as h3:
+        async with (
+            asyncio.timeout(timeout),
+            connect_h3(address, expected_id=expected_id, identity=identity) as h3,
+        ):
             status, _, answer = await h3.request(
                 "POST", path, headers=[("content-type", content_type)], body=body
             )
@@ -422,9 +494,13 @@ async def h3_post(
     return status, data if isinstance(data, dict) else {}
 
 
-def fetch_status(address: str, expected_id: str | None, timeout: float = 5.0) -> dict[str, Any]:
+def fetch_status(
+    address: str, expected_id: str | None, *, identity: Identity | None, timeout: float = 5.0
+) -> dict[str, Any]:
     """``GET /status`` from a node, synchronously (for the command line; not inside a loop)."""
-    return asyncio.run(h3_get_json(address, "/status", expected_id=expected_id, timeout=timeout))
+    return asyncio.run(
+        h3_get_json(address, "/status", expected_id=expected_id, identity=identity, timeout=timeout)
+    )
 
 
 def _error_text(body: bytes) -> str:

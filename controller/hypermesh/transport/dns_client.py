@@ -16,6 +16,7 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataRecei
 
 from hypermesh.errors import TransportError
 from hypermesh.transport.client import connect_h3, connect_pinned
+from hypermesh.transport.identity import Identity
 
 DOQ_ALPN = "doq"
 DNS_MESSAGE = "application/dns-message"
@@ -83,14 +84,20 @@ async def doq_query(
     query: bytes,
     *,
     expected_id: str | None,
+    identity: Identity | None,
     timeout: float = 5.0,  # noqa: ASYNC109 - named in the error message
 ) -> bytes:
-    """Ask the node at ``address`` over DNS over QUIC; returns the answer's wire bytes."""
+    """Ask the node at ``address`` over DNS over QUIC, proving ``identity`` (``None``:
+    anonymous); returns the answer's wire bytes."""
     try:
         async with (
             asyncio.timeout(timeout),
             connect_pinned(
-                address, expected_id=expected_id, protocol=DoqClientProtocol, alpn=DOQ_ALPN
+                address,
+                expected_id=expected_id,
+                identity=identity,
+                protocol=DoqClientProtocol,
+                alpn=DOQ_ALPN,
             ) as client,
         ):
             return await client.query(query)
@@ -103,13 +110,18 @@ async def doh3_query(
     query: bytes,
     *,
     expected_id: str | None,
+    identity: Identity | None,
     method: str = "POST",
     timeout: float = 5.0,  # noqa: ASYNC109 - named in the error message
 ) -> bytes:
-    """Ask the node at ``address`` over DNS over HTTPS on HTTP/3 (GET or POST /dns-query)."""
+    """Ask the node at ``address`` over DNS over HTTPS on HTTP/3 (GET or POST /dns-query),
+    proving ``identity`` (``None``: anonymous)."""
     headers = [("accept", DNS_MESSAGE)]
     try:
-        async with asyncio.timeout(timeout), connect_h3(address, expected_id=expected_id) as h3:
+        async with (
+            asyncio.timeout(timeout),
+            connect_h3(address, expected_id=expected_id, identity=identity) as h3,
+        ):
             if method == "GET":
                 param = base64.urlsafe_b64encode(query).rstrip(b"=").decode()
                 status, _, body = await h3.request(

@@ -201,6 +201,14 @@ def load_identity(path: Path) -> Identity:
         raise HyperMeshError(f"{path}: cannot read the key: {exc.strerror}") from None
 
 
+def held_identity(directory: Path) -> Identity | None:
+    """The key in ``directory`` when this machine holds it, else None (never creating one):
+    what a command proves in the handshake when it acts for a node of its state."""
+    if not (directory / KEY_FILE).exists():
+        return None
+    return load_identity(directory / KEY_FILE)
+
+
 def read_node_id(directory: Path) -> str | None:
     """The node ID in ``directory/identity.pub``, or None when there is none yet.
 

@@ -19,9 +19,10 @@ Key = tuple[str, str | None]
 
 
 class ConnectionPool:
-    """Connections by (address, expected node ID); anonymous unless ``identity`` is given."""
+    """Connections by (address, expected node ID), each proving ``identity`` (``None``: an
+    anonymous client, as tunnels are)."""
 
-    def __init__(self, identity: Identity | None = None, max_connections: int = 256) -> None:
+    def __init__(self, identity: Identity | None, max_connections: int = 256) -> None:
         self._identity = identity
         self._max = max_connections
         self._open: dict[Key, tuple[contextlib.AsyncExitStack, H3ClientProtocol]] = {}

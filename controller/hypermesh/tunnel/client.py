@@ -119,7 +119,7 @@ class Tunnel:
             )
         expires = time.time() + ttl
         message, circuits, keys = build_open(hops, expires)
-        tunnel = cls(pool or ConnectionPool(), hops, circuits, keys, expires)
+        tunnel = cls(pool or ConnectionPool(None), hops, circuits, keys, expires)  # anonymous
         answer = await tunnel._post(OPEN_PATH, message, timeout)
         try:
             confirmed = unwrap(keys, circuits, answer)
