@@ -26,7 +26,7 @@ def _record() -> list[Change]:
 def test_the_administrator_is_recorded_once_and_the_policy_persists(where: str) -> None:
     first = Registry.open(where, admin=A, clock=lambda: NOW)
     assert first.admin == A
-    first.set_policy({"approval": "manual", "termDays": 30}, signer=A)
+    first.set_policy({"approval": "manual", "termDays": 30, "maxTldsPerOwner": 3}, signer=A)
     first.reserve("beta", signer=A)
     first.close()
 
@@ -35,6 +35,7 @@ def test_the_administrator_is_recorded_once_and_the_policy_persists(where: str) 
     assert again.policy.governance() == {
         "approval": "manual",
         "termDays": 30,
+        "maxTldsPerOwner": 3,
         "reserved": ["beta"],
     }
     again.close()
@@ -102,6 +103,8 @@ def test_bad_policy_changes_are_refused_and_change_nothing(registry: Registry) -
         ({"approval": "sometimes"}, "approval must be"),
         ({"termDays": 0}, "termDays"),
         ({"termDays": True}, "termDays"),
+        ({"maxTldsPerOwner": -1}, "maxTldsPerOwner"),
+        ({"maxTldsPerOwner": "10"}, "maxTldsPerOwner"),
         ({"reserved": ["x"]}, "unknown policy field"),
     ]
     for bad, message in cases:

@@ -43,3 +43,17 @@ class Conflict(RegistryError):
 
     status = 409
     code = "conflict"
+
+
+class QuotaExceeded(Forbidden):
+    """A governance limit would be passed (TLDs per owner key)."""
+
+    code = "quota"
+
+
+class ZoneUnservable(RegistryError):
+    """The stored data of a TLD does not build into a zone (data written by an older release,
+    or edited by hand): the zone is not served, and the registry reports it."""
+
+    status = 503
+    code = "zone_unservable"

@@ -8,9 +8,11 @@ entry). Callers check signatures first (``signing.verify_request``) and pass the
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -21,13 +23,21 @@ from typing import Any, Literal
 
 import dns.exception
 import dns.zone
-from sqlalchemy import delete, event, text
+from sqlalchemy import delete, event, func, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, col, create_engine, select
 
-from hypermesh.registry.errors import Conflict, Forbidden, NotFound, PolicyError, RegistryError
-from hypermesh.registry.names import check_label, check_tld
+from hypermesh.registry.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PolicyError,
+    QuotaExceeded,
+    RegistryError,
+    ZoneUnservable,
+)
+from hypermesh.registry.names import check_label, check_tld, look_alike
 from hypermesh.registry.tables import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -53,6 +63,15 @@ from hypermesh.registry.zones import (
     update_zone,
 )
 from hypermesh.transport.identity import is_node_id
+from hypermesh.zonedata import (
+    APEX,
+    MAX_TTL,
+    ZoneDataError,
+    owner_name,
+    record_type,
+    tld_label,
+    unicode_label,
+)
 
 log = logging.getLogger("hypermesh.registry")
 
@@ -66,6 +85,8 @@ class Policy:
     """manual: new TLDs wait as ``pending`` until an administrator approves them."""
     term_days: int = 365
     """How long a registration lasts before it must be renewed."""
+    max_tlds_per_owner: int = 10
+    """How many TLDs one owner key may hold (in any status); 0 refuses every registration."""
     nameservers: tuple[str, ...] = ("ns1",)
     glue: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -74,6 +95,7 @@ class Policy:
         return {
             "approval": self.approval,
             "termDays": self.term_days,
+            "maxTldsPerOwner": self.max_tlds_per_owner,
             "reserved": sorted(self.reserved),
         }
 
@@ -85,10 +107,19 @@ class Policy:
         term = data.get("termDays", self.term_days)
         if not isinstance(term, int) or isinstance(term, bool) or not 1 <= term <= 36500:
             raise RegistryError(f"termDays must be whole days from 1 to 36500, not {term!r}")
+        most = data.get("maxTldsPerOwner", self.max_tlds_per_owner)
+        if not isinstance(most, int) or isinstance(most, bool) or not 0 <= most <= 1_000_000:
+            raise RegistryError(f"maxTldsPerOwner must be 0 to 1000000, not {most!r}")
         reserved = data.get("reserved", sorted(self.reserved))
         if not isinstance(reserved, list) or not all(isinstance(n, str) for n in reserved):
             raise RegistryError("reserved must be a list of names")
-        return replace(self, approval=approval, term_days=term, reserved=frozenset(reserved))
+        return replace(
+            self,
+            approval=approval,
+            term_days=term,
+            max_tlds_per_owner=most,
+            reserved=frozenset(reserved),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +145,8 @@ class TldInfo:
     ds: tuple[str, ...]
     note: str = ""
     """Why the TLD is rejected or expired."""
+    problem: str = ""
+    """Why its zone is not served though it is active (stored data that does not build)."""
 
 
 STATUSES = ("active", "pending", "rejected", "expired")
@@ -160,6 +193,9 @@ class Registry:
         self._zones: dict[str, _Signed] = {}
         """Signed zones by TLD, with the serial they are at and when they were last signed in
         full (changes since then are signed incrementally, sharing the older signatures)."""
+        self._unservable: dict[str, str] = {}
+        """TLDs whose stored data does not build into a zone, with why: not served, reported
+        by ``health``, their rows kept as they are."""
 
     @classmethod
     def open(
@@ -213,12 +249,14 @@ class Registry:
                 row = session.get(TldRow, tld)
                 if row is None or row.serial != signed.serial:
                     continue
+                try:
+                    text = signed.zone.to_text()
+                except Exception as exc:  # one zone that cannot be written keeps no other back
+                    log.error("signed zone not saved", extra={"tld": tld, "error": repr(exc)})
+                    continue
                 session.merge(
                     SignedZoneRow(
-                        tld=tld,
-                        serial=signed.serial,
-                        signed_at=signed.signed_at,
-                        text=signed.zone.to_text(),
+                        tld=tld, serial=signed.serial, signed_at=signed.signed_at, text=text
                     )
                 )
                 saved += 1
@@ -287,10 +325,16 @@ class Registry:
     def register(
         self, tld: str, owner: str, network: str, *, dnssec: bool = True, default_ttl: int = 3600
     ) -> TldInfo:
-        """Register ``tld`` for ``owner`` (a verified signer). Policy is checked first."""
-        check_tld(tld, self.policy.reserved)
+        """Register ``tld`` (canonical: lowercase, an IDN as its A-label) for ``owner`` (a
+        verified signer). Policy is checked first: the name (``check_tld``, and not a look-alike
+        of a TLD registered here), then the owner's quota."""
+        tld = check_tld(tld, self.policy.reserved)
         if not is_node_id(owner):
             raise RegistryError(f"owner {owner!r} is not a node ID")
+        if not isinstance(network, str) or not _NETWORK.fullmatch(network):
+            raise RegistryError(f"network {network!r} is not a network's name (a DNS-1123 name)")
+        if isinstance(default_ttl, bool) or not 1 <= default_ttl <= MAX_TTL:
+            raise RegistryError(f"ttl {default_ttl!r} is not whole seconds 1 to {MAX_TTL}")
         keys = ZoneKeys.generate()
         ksk, zsk = keys.to_pem()
         now = datetime.fromtimestamp(self.clock(), UTC)
@@ -298,6 +342,14 @@ class Registry:
         with self._transaction() as session:
             if session.get(TldRow, tld) is not None:
                 raise Conflict(f"{tld!r} is already registered")
+            names = session.exec(select(TldRow.name)).all()
+            twin = look_alike(tld, names)
+            if twin is not None:
+                raise PolicyError(
+                    f"{tld!r} ({unicode_label(tld)}) looks like {twin!r} ({unicode_label(twin)}), "
+                    "registered here (their Unicode TS #39 skeletons are equal)"
+                )
+            self._check_quota(session, owner)
             row = TldRow(
                 name=tld,
                 network=network,
@@ -349,6 +401,7 @@ class Registry:
             row = self._owned(session, tld, signer)
             if row.status != "active":
                 raise Forbidden(f"{tld!r} is {row.status}; only an active TLD can be transferred")
+            self._check_quota(session, new_owner)
             row.owner = new_owner
             session.add(row)
             return self._info(row)
@@ -356,10 +409,12 @@ class Registry:
     def delete(self, tld: str, *, signer: str) -> None:
         with self._transaction() as session:
             row = self._owned(session, tld, signer)
+            name = row.name
             for table in (RRsetRow, JournalRow):
-                session.exec(delete(table).where(col(table.tld) == tld))
+                session.exec(delete(table).where(col(table.tld) == name))
             session.delete(row)
-        self._zones.pop(tld, None)
+        self._zones.pop(name, None)
+        self._unservable.pop(name, None)
 
     # -- administration (signed by the administrator's key) ---------------------------------
 
@@ -413,7 +468,7 @@ class Registry:
     def reserve(self, name: str, *, signer: str) -> Policy:
         """Add ``name`` to the reserved names (refused while it is registered)."""
         self._check_admin(signer)
-        check_label(name)
+        name = check_label(name)
         with self._transaction() as session:
             row = session.get(TldRow, name)
             if row is not None:
@@ -422,20 +477,34 @@ class Registry:
 
     def unreserve(self, name: str, *, signer: str) -> Policy:
         self._check_admin(signer)
+        name = _lookup(name)
         if name not in self.policy.reserved:
             raise NotFound(f"{name!r} is not reserved")
         return self._store_policy(replace(self.policy, reserved=self.policy.reserved - {name}))
 
     def set_policy(self, changes: dict[str, Any], *, signer: str) -> Policy:
-        """Change the approval mode or the term (``{"approval"?, "termDays"?}``)."""
+        """Change the approval mode, the term or the quota (``{"approval"?, "termDays"?,
+        "maxTldsPerOwner"?}``)."""
         self._check_admin(signer)
-        unknown = sorted(set(changes) - {"approval", "termDays"})
+        unknown = sorted(set(changes) - {"approval", "termDays", "maxTldsPerOwner"})
         if unknown:
             raise RegistryError(
-                f"unknown policy field(s) {', '.join(unknown)}: approval and termDays can be set "
-                "(reserved names change with reserve and unreserve)"
+                f"unknown policy field(s) {', '.join(unknown)}: approval, termDays and "
+                "maxTldsPerOwner can be set (reserved names change with reserve and unreserve)"
             )
         return self._store_policy(self.policy.governed(changes))
+
+    def _check_quota(self, session: Session, owner: str) -> None:
+        """``QuotaExceeded`` when ``owner`` already holds ``max_tlds_per_owner`` TLDs."""
+        most = self.policy.max_tlds_per_owner
+        held = session.exec(
+            select(func.count()).select_from(TldRow).where(TldRow.owner == owner)
+        ).one()
+        if held >= most:
+            raise QuotaExceeded(
+                f"the key {owner} holds {held} TLD(s); this registry allows at most {most} per "
+                "owner key (the administrator's maxTldsPerOwner)"
+            )
 
     def _check_admin(self, signer: str) -> None:
         if self.admin is None:
@@ -503,6 +572,12 @@ class Registry:
     def patch(self, tld: str, changes: Iterable[Change], *, signer: str) -> int:
         """Apply a batch of changes, all or nothing; returns the new serial.
 
+        Each change is checked against the one rule (``hypermesh.zonedata``) and made
+        canonical before anything else: ``Alias`` and ``alias`` are one record set, and a
+        record set the full build would refuse is refused here, naming the change
+        (``rrsets[2].values[0]: …``). A DELETE may also name a stored record set exactly as it
+        was stored, even one the rule refuses (written by an older release), to remove it.
+
         The zone is signed incrementally (only what the batch touched; ``update_zone``) when
         the signed zone at the current serial is at hand and its last full signing is recent;
         otherwise in full.
@@ -510,53 +585,52 @@ class Registry:
         batch = list(changes)
         if not batch:
             raise RegistryError("an empty batch changes nothing")
-        touched = {(c.name, c.type.upper()) for c in batch}
         with self._transaction() as session:
             row = self._owned(session, tld, signer)
             if row.status != "active":
                 raise Forbidden(f"{tld!r} is {row.status}; records can change once it is active")
+            origin = f"{row.name}."
+            wanted, legacy = _checked_batch(batch, origin, row.default_ttl)
             now = self.clock()
-            cached = self._zones.get(tld)
-            new_zone = None
+            cached = self._zones.get(row.name)
+            new_zone: dns.zone.Zone | None = None
+            old_zone: dns.zone.Zone | None = None
             if (
-                cached is not None
+                not legacy
+                and cached is not None
                 and cached.serial == row.serial
                 and now - cached.signed_at < RESIGN_AFTER
             ):
-                current = self._touched_rows(session, tld, touched)
-                after = _applied(batch, current, row.default_ttl)
+                stored = _grouped(self._rows_at(session, row.name, wanted), origin)
                 old_zone, signed_at, digests = cached.zone, cached.signed_at, cached.digests
                 new_zone = update_zone(
                     old_zone,
                     self._spec(row, row.serial + 1),
-                    {key: after.get(key) for key in touched},
+                    wanted,
                     self._keys(row),
                     now=int(now),
                     digests=digests,
                 )
             if new_zone is None:  # in full
-                current = {(r.name, r.type): r for r in self._rows(session, tld)}
-                after = _applied(batch, current, row.default_ttl)
-                old_zone = self._current_zone(row, [_rrset(r) for r in current.values()])
-                new_zone = self._build(row, list(after.values()), row.serial + 1)
+                stored = _grouped(self._rows(session, row.name), origin)
+                for key, error in legacy.items():
+                    if key not in stored:
+                        raise error
+                kept = [_rrset(r) for key, rs in stored.items() if key not in wanted for r in rs]
+                after = kept + [r for r in wanted.values() if r is not None]
+                old_zone = self._old_zone(row, [_rrset(r) for rs in stored.values() for r in rs])
+                new_zone = self._build(row, after, row.serial + 1)
                 signed_at, digests = now, NodeDigests()
             # either way, any bad value has raised by now and nothing is stored
             row.serial += 1
-            entry = diff_zones(old_zone, new_zone)
-            for key in touched:
-                existing = current.get(key)
-                rrset = after.get(key)
-                if rrset is None:
-                    if existing is not None:
-                        session.delete(existing)
-                    continue
-                stored = existing or RRsetRow(tld=tld, name=key[0], type=key[1], ttl=0, values="")
-                stored.ttl, stored.values = rrset.ttl, json.dumps(list(rrset.values))
-                session.add(stored)
-            session.add(_journal_row(tld, entry))
+            for key, rrset in wanted.items():
+                _store(session, row.name, stored.get(key, []), rrset)
+            if old_zone is not None:
+                session.add(_journal_row(row.name, diff_zones(old_zone, new_zone)))
             session.add(row)
-            serial = row.serial
-        self._zones[tld] = _Signed(serial, new_zone, signed_at, digests)
+            name, serial = row.name, row.serial
+        self._zones[name] = _Signed(serial, new_zone, signed_at, digests)
+        self._unservable.pop(name, None)
         return serial
 
     def resign_due(self) -> list[str]:
@@ -568,18 +642,23 @@ class Registry:
         due = [t for t, s in self._zones.items() if now - s.signed_at >= RESIGN_AFTER]
         done = []
         for tld in due:
-            with self._transaction() as session:
-                row = session.get(TldRow, tld)
-                if row is None or row.status != "active" or not row.dnssec:
-                    self._zones.pop(tld, None)
-                    continue
-                rrsets = [_rrset(r) for r in self._rows(session, tld)]
-                old_zone = self._current_zone(row, rrsets)
-                row.serial += 1
-                new_zone = self._build(row, rrsets)
-                session.add(_journal_row(tld, diff_zones(old_zone, new_zone)))
-                session.add(row)
-                serial = row.serial
+            try:
+                with self._transaction() as session:
+                    row = session.get(TldRow, tld)
+                    if row is None or row.status != "active" or not row.dnssec:
+                        self._zones.pop(tld, None)
+                        continue
+                    rrsets = [_rrset(r) for r in self._rows(session, tld)]
+                    old_zone = self._current_zone(row, rrsets)
+                    row.serial += 1
+                    new_zone = self._build(row, rrsets)
+                    session.add(_journal_row(tld, diff_zones(old_zone, new_zone)))
+                    session.add(row)
+                    serial = row.serial
+            except RegistryError as exc:  # one zone that no longer builds holds no other back
+                self._zones.pop(tld, None)
+                self._unservable_zone(tld, exc)
+                continue
             self._zones[tld] = _Signed(serial, new_zone, now)
             done.append(tld)
         return done
@@ -601,8 +680,10 @@ class Registry:
             ).all()
             if serial == row.serial:
                 return []
-            if not rows or rows[0].from_serial != serial:
+            if not rows or rows[0].from_serial != serial or rows[-1].to_serial != row.serial:
                 return None
+            if any(a.to_serial != b.from_serial for a, b in itertools.pairwise(rows)):
+                return None  # a gap: a change made while the zone could not be built
             return [
                 JournalEntry(
                     f"{tld}.",
@@ -617,7 +698,7 @@ class Registry:
     # -- helpers ----------------------------------------------------------------------------
 
     def _tld(self, session: Session, tld: str) -> TldRow:
-        row = session.get(TldRow, tld)
+        row = session.get(TldRow, _lookup(tld)) if isinstance(tld, str) else None
         if row is None:
             raise NotFound(f"{tld!r} is not registered here")
         return row
@@ -629,14 +710,20 @@ class Registry:
         return row
 
     @staticmethod
-    def _touched_rows(
-        session: Session, tld: str, keys: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], RRsetRow]:
-        names = {name for name, _ in keys}
-        rows = session.exec(
-            select(RRsetRow).where(RRsetRow.tld == tld, col(RRsetRow.name).in_(names))
-        ).all()
-        return {(r.name, r.type): r for r in rows if (r.name, r.type) in keys}
+    def _rows_at(session: Session, tld: str, keys: Iterable[tuple[str, str]]) -> list[RRsetRow]:
+        """The stored rows at the (canonical) owner names of ``keys``, also those stored in
+        another spelling by an older release (``Alias``, ``www.acme.``)."""
+        names: set[str] = set()
+        for name, _ in keys:
+            names |= {name, f"{name}.{tld}."} if name != APEX else {APEX, f"{tld}.", ""}
+        return list(
+            session.exec(
+                select(RRsetRow).where(
+                    RRsetRow.tld == tld,
+                    func.lower(RRsetRow.name).in_(names),
+                )
+            ).all()
+        )
 
     @staticmethod
     def _rows(session: Session, tld: str) -> list[RRsetRow]:
@@ -661,9 +748,58 @@ class Registry:
         if rrsets is None:
             assert session is not None
             rrsets = [_rrset(r) for r in self._rows(session, row.name)]
-        zone = self._build(row, rrsets)
+        try:
+            zone = self._build(row, rrsets)
+        except RegistryError as exc:
+            raise self._unservable_zone(row.name, exc) from None
         self._zones[row.name] = _Signed(row.serial, zone, self.clock())
+        self._unservable.pop(row.name, None)
         return zone
+
+    def _old_zone(self, row: TldRow, rrsets: list[RecordSet]) -> dns.zone.Zone | None:
+        """The zone at ``row.serial`` before a change, or None when its stored data does not
+        build (the change may be the one that repairs it; no journal entry then)."""
+        try:
+            return self._current_zone(row, rrsets)
+        except ZoneUnservable:
+            return None
+
+    def _unservable_zone(self, tld: str, error: Exception) -> ZoneUnservable:
+        """Note that ``tld``'s stored data does not build: logged, kept for ``health``."""
+        reason = str(error)
+        if self._unservable.get(tld) != reason:
+            log.error(
+                "zone not served: its stored data does not build",
+                extra={"tld": tld, "error": reason},
+            )
+        self._unservable[tld] = reason
+        return ZoneUnservable(
+            f"{tld!r} is not served: its stored data does not build ({reason}); the owner can "
+            "replace or delete the record set named, or delete the TLD"
+        )
+
+    def health(self) -> dict[str, Any]:
+        """Whether every active TLD's zone is served: a ``ZonesServed`` condition, and the
+        TLDs whose stored data does not build, with why."""
+        with self._transaction() as session:
+            active = set(session.exec(select(TldRow.name).where(TldRow.status == "active")))
+        bad = {t: why for t, why in sorted(self._unservable.items()) if t in active}
+        if bad:
+            condition = {
+                "type": "ZonesServed",
+                "status": "False",
+                "reason": "ZoneUnservable",
+                "message": f"{len(bad)} zone(s) not served, their stored data does not build: "
+                + ", ".join(bad),
+            }
+        else:
+            condition = {
+                "type": "ZonesServed",
+                "status": "True",
+                "reason": "AllServed",
+                "message": f"every active TLD's zone is served ({len(active)})",
+            }
+        return {"conditions": [condition], "unservable": bad}
 
     def _saved_zone(self, row: TldRow, session: Session | None) -> _Signed | None:
         """The zone saved at the last close, if it is still at ``row.serial`` and its
@@ -704,11 +840,23 @@ class Registry:
     def _build(
         self, row: TldRow, rrsets: list[RecordSet], serial: int | None = None
     ) -> dns.zone.Zone:
-        spec = self._spec(row, serial)
-        return build_zone(spec, rrsets, self._keys(row), now=int(self.clock()))
+        """The zone of ``row`` with ``rrsets``; ``RegistryError`` when they break the rule or
+        anything stored (the TLD's name, its keys) is unusable."""
+        try:
+            if tld_label(row.name) != row.name:
+                raise RegistryError(f"the TLD's name {row.name!r} is not canonical")
+            spec = self._spec(row, serial)
+            return build_zone(spec, rrsets, self._keys(row), now=int(self.clock()))
+        except RegistryError:
+            raise
+        except Exception as exc:  # stored data the rule never saw: refused, never a crash
+            raise RegistryError(f"{row.name!r}: the zone does not build: {exc!r}") from None
 
     def _info(self, row: TldRow) -> TldInfo:
-        keys = ZoneKeys.from_pem(row.ksk_pem.encode(), row.zsk_pem.encode())
+        try:
+            keys: ZoneKeys | None = self._keys(row)
+        except Exception:  # unreadable keys: shown without DS (the zone is unservable)
+            keys = None
         return TldInfo(
             row.name,
             row.network,
@@ -717,8 +865,9 @@ class Registry:
             row.serial,
             _aware(row.expires_at),
             row.dnssec,
-            tuple(ds_records(keys, f"{row.name}.")) if row.dnssec else (),
+            tuple(ds_records(keys, f"{row.name}.")) if row.dnssec and keys else (),
             row.note,
+            self._unservable.get(row.name, ""),
         )
 
 
@@ -732,21 +881,84 @@ def _journal_row(tld: str, entry: JournalEntry) -> JournalRow:
     )
 
 
-def _applied(
-    batch: list[Change], current: dict[tuple[str, str], RRsetRow], default_ttl: int
-) -> dict[tuple[str, str], RecordSet]:
-    """The record sets of ``current`` with ``batch`` applied in order."""
-    after = {key: _rrset(r) for key, r in current.items()}
-    for change in batch:
-        key = (change.name, change.type.upper())
-        if change.changetype == "DELETE":
-            after.pop(key, None)
-        elif change.changetype == "REPLACE":
-            ttl = change.ttl if change.ttl is not None else default_ttl
-            after[key] = RecordSet(change.name, key[1], ttl, tuple(change.values))
-        else:
-            raise RegistryError(f"unknown changetype {change.changetype!r}")
-    return after
+def _checked_batch(
+    batch: list[Change], origin: str, default_ttl: int
+) -> tuple[dict[tuple[str, str], RecordSet | None], dict[tuple[str, str], RegistryError]]:
+    """The batch as canonical keys and record sets, the last change of a key winning (None:
+    delete). A DELETE of a name or type the rule refuses is kept under the key as given, with
+    the error to raise if no stored record set has exactly that key."""
+    wanted: dict[tuple[str, str], RecordSet | None] = {}
+    legacy: dict[tuple[str, str], RegistryError] = {}
+    for i, change in enumerate(batch):
+        try:
+            if change.changetype == "REPLACE":
+                ttl = default_ttl if change.ttl is None else change.ttl
+                rrset = RecordSet(change.name, change.type, ttl, tuple(change.values))
+                canonical = rrset.canonical(origin)
+                wanted[canonical.key] = canonical
+            elif change.changetype == "DELETE":
+                try:
+                    key = (owner_name(change.name, origin), record_type(change.type))
+                except ZoneDataError as exc:
+                    key = (change.name, change.type)
+                    legacy[key] = RegistryError(str(exc.at(f"rrsets[{i}]")))
+                if key == (APEX, "NS"):
+                    raise ZoneDataError("@ NS: the registry manages the apex SOA and NS", "type")
+                wanted[key] = None
+            else:
+                raise ZoneDataError(f"unknown changetype {change.changetype!r}", "changetype")
+        except ZoneDataError as exc:
+            raise RegistryError(str(exc.at(f"rrsets[{i}]"))) from None
+    return wanted, legacy
+
+
+def _stored_key(row: RRsetRow, origin: str) -> tuple[str, str]:
+    """The canonical key of a stored row; as stored when the rule refuses it."""
+    try:
+        return (owner_name(row.name, origin), record_type(row.type))
+    except ZoneDataError:
+        return (row.name, row.type)
+
+
+def _grouped(rows: Iterable[RRsetRow], origin: str) -> dict[tuple[str, str], list[RRsetRow]]:
+    """Stored rows by canonical key: more than one where an older release stored two
+    spellings of one record set (``Alias`` and ``alias``)."""
+    out: dict[tuple[str, str], list[RRsetRow]] = {}
+    for row in rows:
+        out.setdefault(_stored_key(row, origin), []).append(row)
+    return out
+
+
+def _store(session: Session, tld: str, rows: list[RRsetRow], rrset: RecordSet | None) -> None:
+    """Make the stored rows of one key hold ``rrset`` (None: none), in canonical spelling."""
+    keep = None
+    if rrset is not None:
+        keep = next((r for r in rows if (r.name, r.type) == rrset.key), rows[0] if rows else None)
+    for row in rows:
+        if row is not keep:
+            session.delete(row)
+    if rrset is None:
+        return
+    session.flush()  # the other spellings go before the kept row takes the canonical one
+    stored = keep or RRsetRow(tld=tld, name=rrset.name, type=rrset.type, ttl=0, values="")
+    stored.name, stored.type = rrset.name, rrset.type
+    stored.ttl, stored.values = rrset.ttl, json.dumps(list(rrset.values))
+    session.add(stored)
+
+
+def _lookup(name: str) -> str:
+    """The key under which a TLD is stored: its canonical label, or ``name`` as given when it
+    is not one (a row an older release stored, which its owner may still delete)."""
+    try:
+        return tld_label(name)
+    except ZoneDataError:
+        return name
+
+
+_NETWORK = re.compile(
+    r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)*"
+)
+"""A network's name: a DNS-1123 subdomain, as ``metadata.name`` (checked with fullmatch)."""
 
 
 @dataclass(frozen=True, slots=True)

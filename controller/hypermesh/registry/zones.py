@@ -37,12 +37,14 @@ from dns.zonetypes import DigestHashAlgorithm, DigestScheme
 from hypermesh.registry.errors import RegistryError
 from hypermesh.zonedata import (
     APEX,
-    RecordSet,
     ZoneDataError,
     check_owner,
     check_zone,
     owner_name,
     record_type,
+)
+from hypermesh.zonedata import (
+    RecordSet as RecordSet,  # re-exported: a zone's record sets are the one rule's
 )
 
 SIGNATURE_LIFETIME = 14 * 86400
