@@ -135,8 +135,8 @@ def _check_hyphens(shown: str, label: str) -> None:
         return
     if not label.startswith("xn--"):
         raise ZoneDataError(
-            f"{_shown(shown)} is not valid: '--' in the third and fourth places is reserved "
-            "for IDNA (xn--)"
+            f"{_shown(shown)} is not a valid label: '--' in the third and fourth places is "
+            "reserved for IDNA (xn--)"
         )
     try:
         again = idna.encode(idna.decode(label)).decode("ascii")
@@ -279,6 +279,8 @@ class RecordSet:
         rdtype = dns.rdatatype.from_text(kind)
         if name == APEX and rdtype == dns.rdatatype.NS:
             raise ZoneDataError("@ NS: the registry manages the apex SOA and NS", "type")
+        if name == APEX and rdtype == dns.rdatatype.CNAME:
+            raise ZoneDataError("the apex cannot hold a CNAME (it holds the SOA and NS)", "type")
         ttl = self.ttl
         if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= MAX_TTL:
             raise ZoneDataError(f"ttl {_shown(ttl)} is not whole seconds 0 to {MAX_TTL}", "ttl")

@@ -15,6 +15,7 @@ Paths are exact (the router has no path parameters): the TLD travels in the body
     POST /registry/v1/revoke     {"nodeId", "reason"?, "replacedBy"?}   signed by the key
                                  itself or by the administrator
     GET  /registry/v1/revocations                every revoked node key
+    GET  /registry/v1/status                     whether every active TLD's zone is served
 
 A revoked key signs nothing more here (403), and the revocation travels to every node with the
 registry's signed anchors (``hypermesh.mirror.anchors``), whose gates then refuse the key.
@@ -26,14 +27,19 @@ Administration, signed by the administrator's key (``Registry.admin``):
     POST /registry/v1/admin/expire    {"tld", "reason"?}
     POST /registry/v1/admin/reserve   {"name"}
     POST /registry/v1/admin/unreserve {"name"}
-    POST /registry/v1/admin/policy    {"approval"?, "termDays"?}
+    POST /registry/v1/admin/policy    {"approval"?, "termDays"?, "maxTldsPerOwner"?}
 
 and ``GET /registry/`` is the registry's page (HTML) for people.
+
+Every body is parsed against its JSON Schema (``registry.requests``) before use: a body that
+does not match is answered 400 naming the field (413 past ``MAX_BODY``), and names and records
+then meet the one rule of ``hypermesh.zonedata``, so nothing the zone build would refuse is
+ever stored.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -43,11 +49,14 @@ from hypermesh.dns.source import StaticZones
 from hypermesh.node.registry_page import PAGE, PAGE_HEADERS, render_page
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.registry.errors import Forbidden, RegistryError
+from hypermesh.registry.requests import parse_body
 from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, TldInfo
 from hypermesh.registry.signing import Signed, verify_request
 from hypermesh.registry.zones import serial_of
 
 PREFIX = "/registry/v1"
+
+log = logging.getLogger("hypermesh.registry")
 
 
 def info_json(info: TldInfo) -> dict[str, Any]:
@@ -61,18 +70,41 @@ def info_json(info: TldInfo) -> dict[str, Any]:
         "dnssec": info.dnssec,
         "ds": list(info.ds),
         "note": info.note,
+        "problem": info.problem,
     }
 
 
 def load_zones(
-    registry: Registry, zones: StaticZones, on_serial: Callable[[str, int], None] | None = None
-) -> None:
-    """Serve every active TLD's zone."""
+    registry: Registry,
+    zones: StaticZones,
+    on_serial: Callable[[str, int], None] | None = None,
+    on_problem: Callable[[str, str | None], None] | None = None,
+) -> list[str]:
+    """Serve every active TLD's zone. A zone whose stored data does not build is not served
+    and holds no other back: it is logged, passed to ``on_problem`` (a metric) and kept in
+    ``Registry.health``; returns those TLDs."""
+    unservable = []
     for info in registry.list_tlds():
-        if info.status == "active":
-            zones.set(registry.zone(info.name))
-            if on_serial is not None:
-                on_serial(info.name, info.serial)
+        if info.status != "active":
+            continue
+        try:
+            zone = registry.zone(info.name)
+        except RegistryError as exc:
+            unservable.append(info.name)
+            if on_problem is not None:
+                on_problem(info.name, str(exc))
+            continue
+        zones.set(zone)
+        if on_problem is not None:
+            on_problem(info.name, None)
+        if on_serial is not None:
+            on_serial(info.name, info.serial)
+    if unservable:
+        log.error(
+            "registry started without some zones: their stored data does not build",
+            extra={"tlds": unservable},
+        )
+    return unservable
 
 
 def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Awaitable[Response]]:
@@ -104,15 +136,6 @@ def add_registry_routes(
         if on_serial is not None:
             on_serial(tld, registry.get_tld(tld).serial)
 
-    def body_of(request: Request) -> dict[str, Any]:
-        try:
-            data = json.loads(request.body or b"{}")
-        except ValueError as exc:
-            raise RegistryError(f"the body is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise RegistryError("the body must be a JSON object")
-        return data
-
     def verified(request: Request, *, cosigned: bool = False) -> Signed:
         full = request.path + (f"?{request.query}" if request.query else "")
         return verify_request(
@@ -133,13 +156,12 @@ def add_registry_routes(
 
     def revoke(request: Request) -> Response:
         signer = signed(request)
-        data = body_of(request)
-        replaced_by = data.get("replacedBy")
+        data = parse_body("revoke", request.body)
         revocation = registry.revoke(
-            str(data.get("nodeId", "")),
+            data["nodeId"],
             signer=signer,
-            reason=str(data.get("reason", "")),
-            replaced_by=None if replaced_by is None else str(replaced_by),
+            reason=data.get("reason", ""),
+            replaced_by=data.get("replacedBy"),
         )
         if on_revocation is not None:
             on_revocation(revocation.node_id)
@@ -153,13 +175,13 @@ def add_registry_routes(
 
     def register(request: Request) -> Response:
         signer = signed(request)
-        data = body_of(request)
+        data = parse_body("register", request.body)
         info = registry.register(
-            str(data.get("tld", "")),
+            data["tld"],
             signer,
-            str(data.get("network", "")),
-            dnssec=bool(data.get("dnssec", True)),
-            default_ttl=int(data.get("ttl", 3600)),
+            data["network"],
+            dnssec=data.get("dnssec", True),
+            default_ttl=data.get("ttl", 3600),
         )
         if info.status == "active":
             publish(info.name)
@@ -169,74 +191,71 @@ def add_registry_routes(
 
     def rrsets(request: Request) -> Response:
         signer = signed(request)
-        data = body_of(request)
-        tld = str(data.get("tld", ""))
+        data = parse_body("rrsets", request.body)
         changes = [
             Change(
-                str(c["name"]),
-                str(c["type"]),
+                c["name"],
+                c["type"],
                 c.get("changetype", "REPLACE"),
                 c.get("ttl"),
-                tuple(str(v) for v in c.get("values", ())),
+                tuple(c.get("values", ())),
             )
-            for c in data.get("rrsets", [])
+            for c in data["rrsets"]
         ]
-        serial = registry.patch(tld, changes, signer=signer)
-        publish(tld)
-        return Response.json({"tld": tld, "serial": serial})
+        serial = registry.patch(data["tld"], changes, signer=signer)
+        name = registry.get_tld(data["tld"]).name
+        publish(name)
+        return Response.json({"tld": name, "serial": serial})
 
     def delete(request: Request) -> Response:
         signer = signed(request)
-        tld = str(body_of(request).get("tld", ""))
+        tld = registry.get_tld(parse_body("tld", request.body)["tld"]).name
         registry.delete(tld, signer=signer)
         zones.remove(tld)
         return Response.json({"tld": tld, "deleted": True})
 
     def renew(request: Request) -> Response:
         signer = signed(request)
-        info = registry.renew(str(body_of(request).get("tld", "")), signer=signer)
+        info = registry.renew(parse_body("tld", request.body)["tld"], signer=signer)
         publish(info.name)
         return Response.json(info_json(info))
 
     def transfer(request: Request) -> Response:
         who = verified(request, cosigned=True)
-        data = body_of(request)
+        data = parse_body("transfer", request.body)
         info = registry.transfer(
-            str(data.get("tld", "")),
-            str(data.get("newOwner", "")),
-            signer=who.signer,
-            cosigner=who.cosigner,
+            data["tld"], data["newOwner"], signer=who.signer, cosigner=who.cosigner
         )
         return Response.json(info_json(info))
 
-    def admin(action: Callable[[dict[str, Any], str], Any]) -> Callable[[Request], Response]:
+    def admin(
+        kind: str, action: Callable[[dict[str, Any], str], Any]
+    ) -> Callable[[Request], Response]:
         def run(request: Request) -> Response:
             signer = signed(request)
-            return Response.json(action(body_of(request), signer))
+            return Response.json(action(parse_body(kind, request.body), signer))
 
         return run
 
     def approve(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        info = registry.approve(str(data.get("tld", "")), signer=signer)
+        info = registry.approve(data["tld"], signer=signer)
         publish(info.name)
         return info_json(info)
 
     def reject(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        reason = str(data.get("reason", ""))
-        return info_json(registry.reject(str(data.get("tld", "")), reason, signer=signer))
+        return info_json(registry.reject(data["tld"], data.get("reason", ""), signer=signer))
 
     def expire(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        reason = str(data.get("reason", ""))
-        info = registry.expire(str(data.get("tld", "")), reason, signer=signer)
+        info = registry.expire(data["tld"], data.get("reason", ""), signer=signer)
         withdraw(info.name)
         return info_json(info)
 
     def reserve(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        registry.reserve(str(data.get("name", "")), signer=signer)
+        registry.reserve(data["name"], signer=signer)
         return policy_json()
 
     def unreserve(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        registry.unreserve(str(data.get("name", "")), signer=signer)
+        registry.unreserve(data["name"], signer=signer)
         return policy_json()
 
     def set_policy(data: dict[str, Any], signer: str) -> dict[str, Any]:
@@ -266,18 +285,19 @@ def add_registry_routes(
     router.add(f"{PREFIX}/transfer", guarded(transfer), methods=("POST",))
     router.add(f"{PREFIX}/revoke", guarded(revoke), methods=("POST",))
     router.add(f"{PREFIX}/revocations", guarded(revocations))
-    for name, action in (
-        ("approve", approve),
-        ("reject", reject),
-        ("expire", expire),
-        ("reserve", reserve),
-        ("unreserve", unreserve),
-        ("policy", set_policy),
+    for name, kind, action in (
+        ("approve", "tld", approve),
+        ("reject", "decision", reject),
+        ("expire", "decision", expire),
+        ("reserve", "name", reserve),
+        ("unreserve", "name", unreserve),
+        ("policy", "policy", set_policy),
     ):
-        router.add(f"{PREFIX}/admin/{name}", guarded(admin(action)), methods=("POST",))
+        router.add(f"{PREFIX}/admin/{name}", guarded(admin(kind, action)), methods=("POST",))
     router.add(f"{PREFIX}/tlds", guarded(tlds))
     router.add(f"{PREFIX}/tld", guarded(tld))
     router.add(f"{PREFIX}/policy", guarded(lambda _: Response.json(policy_json())))
+    router.add(f"{PREFIX}/status", guarded(lambda _: Response.json(registry.health())))
     router.add(PAGE, guarded(page), methods=("GET", "HEAD"))
     return router
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from hypermesh.registry.service import Policy, TldInfo
 from hypermesh.transport.identity import short_id
+from hypermesh.zonedata import ZoneDataError, tld_label, unicode_label
 
 PAGE = "/registry/"
 
@@ -35,7 +36,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code { font-size: 13px; word-break: break-all; }
 .status { font-weight: 600; }
 .active { color: #1a7f37; } .pending { color: #9a6700; }
-.rejected, .expired { color: #cf222e; }
+.rejected, .expired, .problem { color: #cf222e; }
 """
 
 
@@ -62,7 +63,8 @@ def render_page(tlds: Sequence[TldInfo], policy: Policy, admin: str | None, now:
 <body>
 <h1>HyperMesh registry</h1>
 <p class="meta">{len(tlds)} TLD(s): {e(summary)} &middot; approval {e(policy.approval)}
-&middot; term {policy.term_days} days &middot; reserved: {e(reserved)}
+&middot; term {policy.term_days} days &middot; at most {policy.max_tlds_per_owner} TLD(s) per
+owner key &middot; reserved: {e(reserved)}
 &middot; administrator <code>{e(admin or "none")}</code> &middot; as of {e(when)}</p>
 <table>
 <thead><tr><th>TLD</th><th>Status</th><th>Owner</th><th>Serial</th><th>Expires</th>
@@ -80,11 +82,23 @@ def _row(info: TldInfo) -> str:
     e = html.escape
     status = e(info.status)
     note = f"<br><small>{e(info.note)}</small>" if info.note else ""
+    if info.problem:
+        note += f'<br><small class="problem">not served: {e(info.problem)}</small>'
+    shown = unicode_label(info.name) if _is_label(info.name) else info.name
+    name = f"<strong>{e(info.name)}</strong>" + (f" ({e(shown)})" if shown != info.name else "")
     ds = "<br>".join(f"<code>{e(d)}</code>" for d in info.ds) or "unsigned"
     return (
-        f'<tr id="tld-{e(info.name)}"><td><strong>{e(info.name)}</strong></td>'
+        f'<tr id="tld-{e(info.name)}"><td>{name}</td>'
         f'<td><span class="status {status}">{status}</span>{note}</td>'
         f'<td><code title="{e(info.owner)}">{e(short_id(info.owner))}…</code></td>'
         f'<td class="num">{info.serial}</td>'
         f"<td>{e(info.expires_at.strftime('%Y-%m-%d'))}</td><td>{ds}</td></tr>"
     )
+
+
+def _is_label(name: str) -> bool:
+    """Whether ``name`` is a canonical TLD label (a row an older release stored may not be)."""
+    try:
+        return tld_label(name) == name
+    except ZoneDataError:
+        return False

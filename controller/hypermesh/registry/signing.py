@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -35,6 +36,10 @@ from hypermesh.transport.identity import Identity, is_node_id, verify_signature
 DOMAIN = b"hypermesh-request-v1"
 MAX_SKEW = 300
 """Seconds a request's timestamp may be away from the registry's clock."""
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+"""Whole unix seconds: ASCII digits only (``str.isdigit`` would take "١٢٣" or "²")."""
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+"""base64url, 16 to 64 characters."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,15 +147,15 @@ def verify_request(
     if missing:
         raise AuthError(f"unsigned request: missing header {', '.join(missing)}")
     timestamp, nonce = lowered["hm-timestamp"], lowered["hm-nonce"]
-    if not timestamp.isdigit() or len(timestamp) > 12:
-        raise AuthError("hm-timestamp must be whole unix seconds")
+    if not _TIMESTAMP.fullmatch(timestamp):
+        raise AuthError("hm-timestamp must be whole unix seconds: 1 to 12 ASCII digits")
     if abs(int(timestamp) - now) > max_skew:
         raise AuthError(
             f"stale or future request: hm-timestamp is {int(timestamp) - now:+.0f}s from the "
             f"registry's clock (at most ±{max_skew:g}s)"
         )
-    if not 16 <= len(nonce) <= 64:
-        raise AuthError("hm-nonce must be 16 to 64 characters")
+    if not _NONCE.fullmatch(nonce):
+        raise AuthError("hm-nonce must be 16 to 64 base64url characters")
     message = canonical(method, path, body, timestamp, nonce)
     signer = _check(lowered["hm-signer"], lowered["hm-signature"], message, "signature")
     cosigner = None
