@@ -760,7 +760,7 @@ class _Compiler:
         )
 
     def clause_value(self, what: str, word: str, value: str, span: ast.Span, file: str) -> None:
-        if what == "duration" and not DURATION.match(value):
+        if what == "duration" and not DURATION.fullmatch(value):
             raise self.fail(
                 file, span, f"{value!r} is not a duration (such as 30s, 5m, 1h or 1h30m)"
             )

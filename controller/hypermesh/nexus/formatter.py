@@ -21,7 +21,7 @@ __all__ = ["WIDTH", "format_program", "format_source"]
 
 WIDTH = 100
 INDENT = "  "
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KIND_WORDS = {"network", "node", "peer", "tld", "record", "policy"}
 
 # Binding strength: higher binds tighter.
@@ -58,7 +58,7 @@ def _prec(expr: ast.Expr) -> int:
 
 def _key(pair: ast.Pair) -> str:
     word = pair.key
-    if _NAME.match(word) and (word not in KEYWORDS or word in _KIND_WORDS):
+    if _NAME.fullmatch(word) and (word not in KEYWORDS or word in _KIND_WORDS):
         return word
     return _quote(word)
 

@@ -30,7 +30,7 @@ __all__ = ["LOCK_FILE", "Lock", "ModuleResolver", "content_hash", "write_lock"]
 LOCK_FILE = "nexus.lock"
 LOCK_VERSION = 1
 MODULE_MAIN = "main.nx"
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
+COMMIT = re.compile(r"[0-9a-f]{40}")
 GIT_PREFIX = "git+"
 
 
@@ -141,7 +141,7 @@ class ModuleResolver:
         )
 
     def _git(self, stmt: ast.Import, fail: Any) -> Source:
-        if not COMMIT.match(stmt.rev):
+        if not COMMIT.fullmatch(stmt.rev):
             raise fail(
                 f"rev {stmt.rev!r} is not a full commit hash (40 hex digits): branches and "
                 "tags move, a lock pins a commit"
@@ -171,7 +171,7 @@ class ModuleResolver:
         return Source(f"{GIT_PREFIX}{tree.url}@{tree.rev}/{path}", label, data.decode("utf-8"))
 
     def _inside_git(self, stmt: ast.Import, importer: Source, fail: Any) -> Source:
-        match = re.match(r"^(.*)@([0-9a-f]{40})/(.*)$", importer.key[len(GIT_PREFIX) :])
+        match = re.fullmatch(r"(.*)@([0-9a-f]{40})/(.*)", importer.key[len(GIT_PREFIX) :])
         assert match is not None
         url, rev, current = match.groups()
         tree = self.trees[(url, rev)]

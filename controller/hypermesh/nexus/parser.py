@@ -84,7 +84,7 @@ def _parser() -> lark.Lark:
     )
 
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @lru_cache(maxsize=4096)
@@ -114,7 +114,7 @@ def parse(text: str, file: str = "<string>") -> ast.Program:
 def parse_expression(text: str, file: str = "<string>", line: int = 1, column: int = 1) -> ast.Expr:
     """Parse one expression written at ``line``:``column`` of ``file`` (string interpolation)."""
     stripped = text.strip()
-    if _IDENTIFIER.match(stripped) and stripped not in KEYWORDS:  # the common "${name}"
+    if _IDENTIFIER.fullmatch(stripped) and stripped not in KEYWORDS:  # the common "${name}"
         start = column + text.index(stripped)
         return ast.Var(stripped, ast.Span(line, start, line, start + len(stripped)))
     try:

@@ -302,4 +302,5 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
 """The SDK operations handlers call (the SDK that runs them comes with ``nexus run``)."""
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d))+$")
+DURATION = re.compile(r"([0-9]+(ms|s|m|h|d))+")
+"""A duration (``1h30m``), checked with ``fullmatch``."""

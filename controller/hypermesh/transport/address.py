@@ -19,7 +19,7 @@ def parse_address(address: str) -> tuple[str, int]:
             raise ValueError(f"bad address {address!r}: put an IPv6 host in brackets")
     if not host:
         raise ValueError(f"bad address {address!r}: the host is empty")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"bad address {address!r}: the port must be 0-65535")
     return host, int(port_text)
 

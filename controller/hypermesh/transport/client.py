@@ -268,7 +268,7 @@ def _settle(exchange: _Exchange, address: str) -> None:
         key = name.decode("ascii", "replace")
         text = value.decode("utf-8", "replace")
         if key == ":status":
-            status = int(text) if text.isdigit() else None
+            status = int(text) if text.isascii() and text.isdigit() else None
         elif not key.startswith(":"):
             headers[key] = text
     if status is None:

@@ -29,7 +29,8 @@ from hypermesh.files import write_atomic
 
 NODE_ID_PREFIX = "hm1"
 NODE_ID_LENGTH = 55
-NODE_ID_PATTERN = re.compile(r"^hm1[a-z2-7]{52}$")
+NODE_ID_PATTERN = re.compile(r"hm1[a-z2-7]{52}")
+"""A node ID, checked with ``fullmatch`` (``match`` with ``$`` would take a trailing newline)."""
 KEY_FILE = "identity.key"
 PUBLIC_FILE = "identity.pub"
 _KEY_MODE = 0o600
@@ -46,7 +47,7 @@ def node_id_from_public_key(raw: bytes) -> str:
 
 def public_key_from_node_id(node_id: str) -> bytes:
     """The raw 32-byte public key a node ID names; ``ValueError`` if the ID is malformed."""
-    if not isinstance(node_id, str) or not NODE_ID_PATTERN.match(node_id):
+    if not isinstance(node_id, str) or not NODE_ID_PATTERN.fullmatch(node_id):
         raise ValueError(f"malformed node ID {node_id!r}: expected 'hm1' and 52 base32 letters")
     body = node_id[len(NODE_ID_PREFIX) :].upper()
     raw = base64.b32decode(body + "====")
