@@ -20,6 +20,7 @@ from hypermesh.model.loader import Document, FileCache, LoadResult, dotted, load
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.schemas import KINDS, fast_validator_for, load_schema, validator_for
 from hypermesh.policy import PolicyEngine
+from hypermesh.zonedata import RecordSet, ZoneDataError, tld_label
 
 
 def load_desired(paths: Iterable[str], stdin: BinaryIO | None = None) -> DesiredState:
@@ -404,15 +405,7 @@ def check_references(
                 )
             ref(resource, "Node", owner.get("node"), "owner", "node")
             ref(resource, "Peer", owner.get("peer"), "owner", "peer")
-            if "." in resource.name:
-                problems.append(
-                    Problem(
-                        resource.position(),
-                        "a TLD is a single label: no dots",
-                        str(resource.key),
-                        "metadata.name",
-                    )
-                )
+            _check_tld_name(resource, problems)
         elif kind == "Record":
             ref(resource, "TLD", spec.get("tld"), "tld")
             has_values, has_target = "values" in spec, "target" in spec
@@ -436,6 +429,8 @@ def check_references(
                         "spec.type",
                     )
                 )
+            else:
+                _check_record_data(resource, problems)
         elif kind == "InterfacePolicy":
             _check_policy(resource, problems, ref, exists, seen.values())
     return problems
@@ -669,3 +664,45 @@ def _check_policy(
                     f"spec.tests[{result.index}]",
                 )
             )
+
+
+def _check_tld_name(resource: Resource, problems: list[Problem]) -> None:
+    """A TLD's name is one label under the registry's own rule (``hypermesh.zonedata``)."""
+    try:
+        canonical = tld_label(resource.name)
+    except ZoneDataError as exc:
+        message = "a TLD is a single label: " + ("no dots" if "." in resource.name else str(exc))
+    else:
+        if canonical == resource.name:
+            return
+        message = f"a TLD is named in canonical form: {canonical!r}"
+    problems.append(Problem(resource.position(), message, str(resource.key), "metadata.name"))
+
+
+def _check_record_data(resource: Resource, problems: list[Problem]) -> None:
+    """A Record's owner name, type and values under the registry's own rule
+    (``hypermesh.zonedata``): what validates here, the registry stores."""
+    spec = resource.spec
+    tld = spec.get("tld")
+    if not isinstance(tld, str):
+        return
+    name = spec.get("name")
+    if name is None:  # as the Record driver derives it
+        name = "@" if resource.name == tld else resource.name.removesuffix(f".{tld}")
+    ttl = spec.get("ttl", 0)
+    rrset = RecordSet(name, str(spec["type"]), ttl, tuple(spec.get("values") or ()))
+    try:
+        rrset.canonical(f"{tld}.")
+    except ZoneDataError as exc:
+        path: tuple[str | int, ...]
+        if exc.field.startswith("values["):
+            path = ("values", int(exc.field[len("values[") : -1]))
+        elif exc.field in ("name", "type", "ttl"):
+            path = (exc.field,)
+        else:
+            path = ("values",)
+        if path == ("name",) and "name" not in spec:
+            position, where = resource.position(), "metadata.name"
+        else:
+            position, where = resource.position(*path), dotted(("spec", *path))
+        problems.append(Problem(position, exc.message, str(resource.key), where))
