@@ -97,6 +97,13 @@ class NodeMetrics:
             ["zone"],
             registry=self.registry,
         )
+        self.unservable = Gauge(
+            "hypermesh_registry_zone_unservable",
+            "1 for an active TLD whose stored data does not build into a zone (not served), "
+            "0 once it is served.",
+            ["zone"],
+            registry=self.registry,
+        )
         info = Gauge(
             "hypermesh_node_info",
             "Constant 1, labelled with what this node is.",
@@ -132,6 +139,10 @@ class NodeMetrics:
     def zone_serial(self, zone: str, serial: int) -> None:
         """Record the serial a zone is served at (the registry and mirrors call this)."""
         self.serials.labels(zone).set(serial)
+
+    def zone_problem(self, zone: str, problem: str | None) -> None:
+        """Record whether the registry can serve ``zone`` (``problem`` is why not, or None)."""
+        self.unservable.labels(zone).set(0 if problem is None else 1)
 
     def registration(self) -> None:
         """Count one accepted TLD registration."""
