@@ -172,7 +172,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         registry = Registry.open(Path(config.node_dir) / REGISTRY_DB, admin=admin.node_id)
         operators = frozenset({admin.node_id})
         expire_due(registry, zones)
-        load_zones(registry, zones, metrics.zone_serial)
+        load_zones(registry, zones, metrics.zone_serial, metrics.zone_problem)
         tasks.append(asyncio.create_task(_sweep(registry, zones, metrics.zone_serial)))
         feed = zone_feed(zones)
         add_registry_routes(
