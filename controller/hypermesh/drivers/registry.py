@@ -32,6 +32,7 @@ from hypermesh.transport.identity import (
     load_or_create_identity,
     read_node_id,
 )
+from hypermesh.zonedata import ZoneDataError
 
 
 class _Registry:
@@ -302,8 +303,13 @@ class RecordDriver:
             runtime, node_id = read_runtime(node_dir), read_node_id(node_dir)
             if runtime is None or node_id is None:
                 raise TemporaryError(f"target node {node!r} is not running", reason="TargetDown")
-            return target_rrsets(name, ttl, runtime.address, node_id)
-        return [RecordSet(name, str(spec["type"]), ttl, tuple(spec["values"]))]
+            sets = target_rrsets(name, ttl, runtime.address, node_id)
+        else:
+            sets = [RecordSet(name, str(spec["type"]), ttl, tuple(spec["values"]))]
+        try:  # in the registry's canonical form, so what it stores compares equal
+            return [rrset.canonical(f"{tld.name}.") for rrset in sets]
+        except ZoneDataError as exc:
+            raise PermanentError(f"{resource.name}: {exc}", reason="InvalidRecord") from None
 
     async def observe(
         self, key: ResourceKey, handle: Mapping[str, Any], applied: Mapping[str, Any] | None
