@@ -11,8 +11,6 @@ catches up to the registry's serial by increments, without a full transfer.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +21,7 @@ import pytest
 
 from hypermesh.node.config import Upstream
 from hypermesh.transport.identity import load_or_create_identity
+from tests.mirror.netns import Hosts, can_make_namespaces
 from tests.mirror.nodes import NodeProc, Owner, answer_values, start_node, wait_for
 
 MIRRORS = 5
@@ -30,75 +29,9 @@ PORT = 5300
 EXPIRE = 3.0
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-def _can_make_namespaces() -> bool:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        return False
-    probe = f"hmprobe{secrets.token_hex(3)}"
-    try:
-        _ip("netns", "add", probe)
-        _ip("netns", "del", probe)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        return False
-    return True
-
-
 pytestmark = pytest.mark.skipif(
-    not _can_make_namespaces(), reason="needs root and ip netns to make network namespaces"
+    not can_make_namespaces(), reason="needs root and ip netns to make network namespaces"
 )
-
-
-class Hosts:
-    """Namespaces ``<tag>-<i>`` on a bridge, host i at 10.231.<n>.<i+1>; the test's own
-    process reaches them all through the bridge's address (.254)."""
-
-    def __init__(self, count: int) -> None:
-        self.tag = f"hm{secrets.token_hex(2)}"
-        self.subnet = f"10.231.{secrets.randbelow(200) + 20}"
-        self.bridge = f"{self.tag}br"
-        self.count = 0
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{self.subnet}.254/24", "dev", self.bridge)
-        _ip("link", "set", self.bridge, "up")
-        for _ in range(count):
-            self.add()
-
-    def add(self) -> int:
-        i = self.count
-        ns, outside, inside = self.ns(i), self.link(i), f"{self.tag}v{i}b"
-        _ip("netns", "add", ns)
-        _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
-        _ip("link", "set", inside, "netns", ns)
-        _ip("link", "set", outside, "master", self.bridge)
-        _ip("link", "set", outside, "up")
-        _ip("-n", ns, "addr", "add", f"{self.address(i)}/24", "dev", inside)
-        _ip("-n", ns, "link", "set", inside, "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
-        self.count += 1
-        return i
-
-    def ns(self, i: int) -> str:
-        return f"{self.tag}-{i}"
-
-    def link(self, i: int) -> str:
-        return f"{self.tag}v{i}a"
-
-    def address(self, i: int) -> str:
-        return f"{self.subnet}.{i + 1}"
-
-    def cut(self, i: int) -> None:
-        _ip("link", "set", self.link(i), "down")
-
-    def restore(self, i: int) -> None:
-        _ip("link", "set", self.link(i), "up")
-
-    def remove(self) -> None:
-        for i in range(self.count):
-            subprocess.run(["ip", "netns", "del", self.ns(i)], capture_output=True, timeout=10)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=10)
 
 
 @pytest.fixture
