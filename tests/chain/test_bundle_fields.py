@@ -191,11 +191,8 @@ def test_any_change_to_any_declared_field_is_refused_naming_it(
     what, mutate = draw.draw(st.sampled_from(mutations(original)), label="mutation")
     changed = mutate(original, draw.draw(st.integers(0, 10_000), label="where"))
     if changed is DELETE:
-        parent = get(data, path[:-1])
-        if isinstance(parent, list):
-            del parent[path[-1]]
-        else:
-            del parent[path[-1]]
+        parent: Any = get(data, path[:-1])
+        del parent[path[-1]]
     else:
         assume(changed != original or type(changed) is not type(original))
         put(data, path, changed)

@@ -92,3 +92,14 @@ def test_forged_cards_and_forwarded_messages_are_refused(tmp_path: Path) -> None
     )
     with pytest.raises(BadMessage, match="cannot be opened"):
         open_sealed(sealed, CAROL, carol_key)  # info binds Bob's key: HPKE fails first
+
+
+def test_a_message_naming_another_chains_block_is_refused(tmp_path: Path) -> None:
+    """The recipient's receipt links to the block a message names, and its node then follows
+    that chain: it must be the sender's own."""
+    bob_key = keys(tmp_path, "bob")
+    their = check_card(key_card(BOB, bob_key), BOB.node_id)
+    elsewhere = Ref(CAROL.public_key_bytes, 1, bytes(32))
+    sealed = seal(ALICE, BOB.node_id, their, b"x", elsewhere, message_id=b"\4" * 16, timestamp_ms=1)
+    with pytest.raises(BadMessage, match="another chain than the sender's"):
+        open_sealed(sealed, BOB, bob_key)

@@ -85,6 +85,7 @@ def test_the_sdk_does_what_hmctl_does(acme: Path) -> None:
             raw = bundle.to_json()
             other = await alpha.append(b"a later block beta never linked to")
             raw["blocks"][-1] = base64.b64encode(other.wire).decode()
+            raw["origin"] = {"author": other.author_id, "seq": other.seq, "hash": other.hash.hex()}
             with pytest.raises(HyperMeshError, match="link"):
                 Mesh.verify_bundle(raw)
 

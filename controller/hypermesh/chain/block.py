@@ -56,6 +56,14 @@ LINK_SIZE = _LINK.size
 SIGNATURE_SIZE = 64
 MAX_U64 = 2**64 - 1
 """The widest integer field (height, timestamp, payload length, a link's height)."""
+MAX_STORED = 2**63 - 1
+"""The highest height a node stores (SQLite integers are signed 64-bit): the format allows up
+to 2^64-1, which no chain reaches; a proof or checkpoint claiming a height past this is
+refused, never stored."""
+MAX_BLOCK = HEADER_SIZE + MAX_LINKS * LINK_SIZE + SIGNATURE_SIZE
+"""Bytes of the largest block (16 links)."""
+MAX_BLOCK_TEXT = 4 * -(-MAX_BLOCK // 3)
+"""Base64 characters of the largest block."""
 
 KINDS = {1: "note", 2: "link", 3: "receipt", 4: "message", 5: "key"}
 """Block kinds by number: free data, links only, a receipt answering a link, a message sent,
@@ -80,6 +88,12 @@ class Link:
     author: bytes
     seq: int
     hash: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.author) != 32 or len(self.hash) != 32:
+            raise BadBlock("a link holds a 32-byte author key and a 32-byte block hash")
+        if not 0 <= self.seq <= MAX_U64:
+            raise BadBlock(f"a link's height {self.seq} is not 0 to {MAX_U64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +147,13 @@ class Block:
         payload: bytes,
         links: tuple[Link, ...] = (),
     ) -> Block:
-        """Sign a new block as ``identity``."""
+        """Sign a new block as ``identity``; ``BadBlock`` when a field does not fit its width."""
         if not 0 <= kind <= 255:
             raise BadBlock(f"kind {kind} is not 0-255")
         if len(links) > MAX_LINKS:
             raise BadBlock(f"{len(links)} links: a block has at most {MAX_LINKS}")
+        if not (0 <= seq <= MAX_U64 and 0 <= timestamp_ms <= MAX_U64):
+            raise BadBlock(f"height {seq} or time {timestamp_ms} is not 0 to {MAX_U64}")
         if seq == 0 and (prev != ZERO or tree_root != EMPTY_ROOT):
             raise BadBlock("the first block links to nothing and covers the empty tree")
         digest = hashlib.sha256(payload).digest()

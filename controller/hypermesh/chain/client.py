@@ -6,18 +6,61 @@ import base64
 import json
 import urllib.parse
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
-from hypermesh.chain.block import BadBlock, Block, Link
+from hypermesh.chain.block import BadBlock, Block, Link, Unverified
 from hypermesh.chain.merkle import verify_consistency, verify_inclusion
 from hypermesh.chain.wire import block_from_json, link_json
+from hypermesh.chain.witness import Cosignature
 from hypermesh.errors import TransportError
+from hypermesh.inputs import BadInput, check, integer_schema, validator
 from hypermesh.registry.client import RegistryClient
 from hypermesh.transport.client import h3_get_json, h3_post
 from hypermesh.transport.identity import Identity
 
 API = "/chain/v1"
 PAGE = 500
+
+_HEX32 = {"type": "string", "format": "hex32"}
+_PROOF = {"type": "array", "items": _HEX32, "maxItems": 64}
+
+
+def _answer(properties: dict[str, Any]) -> Any:
+    """The schema of a node's answer: these fields at least (others are ignored)."""
+    return validator({"type": "object", "properties": properties, "required": list(properties)})
+
+
+HEAD = _answer(
+    {"author": {"type": "string", "format": "node-id"}, "size": integer_schema(), "root": _HEX32}
+)
+INCLUSION = _answer({"size": integer_schema(), "leaf": _HEX32, "root": _HEX32, "proof": _PROOF})
+CONSISTENCY = _answer({"to": integer_schema(), "oldRoot": _HEX32, "root": _HEX32, "proof": _PROOF})
+CHECKPOINT = _answer(
+    {
+        "size": integer_schema(),
+        "root": _HEX32,
+        "cosignatures": {"type": "array", "items": {"type": "object"}, "maxItems": 1000},
+    }
+)
+
+
+def _checked(schema: Any, data: Any, what: str) -> dict[str, Any]:
+    """A node's answer once it holds against ``schema``; ``Unverified`` naming the field."""
+    try:
+        check(schema, data)
+    except BadInput as exc:
+        raise Unverified(f"the node's {what} is malformed: {exc}") from None
+    return dict(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """What a node says of its chain: its author, size and tree head."""
+
+    author: str
+    size: int
+    root: bytes
 
 
 class ChainClient:
@@ -47,6 +90,11 @@ class ChainClient:
     async def head(self) -> dict[str, Any]:
         return await self._get("/head")
 
+    async def checked_head(self) -> Head:
+        """The head, its fields checked; ``Unverified`` when malformed."""
+        data = _checked(HEAD, await self._get("/head"), "head")
+        return Head(str(data["author"]), int(data["size"]), bytes.fromhex(data["root"]))
+
     async def block(self, seq: int) -> tuple[Block, bytes | None]:
         return block_from_json(await self._get(f"/block?seq={seq}"))
 
@@ -64,7 +112,7 @@ class ChainClient:
     async def inclusion(self, seq: int, size: int | None = None) -> dict[str, Any]:
         """The inclusion proof of block ``seq``, checked here; ``BadBlock`` if it fails."""
         query = f"seq={seq}" + (f"&size={size}" if size is not None else "")
-        data = await self._get(f"/proof/inclusion?{query}")
+        data = _checked(INCLUSION, await self._get(f"/proof/inclusion?{query}"), "proof")
         proof = [bytes.fromhex(p) for p in data["proof"]]
         leaf, root = bytes.fromhex(data["leaf"]), bytes.fromhex(data["root"])
         block, _ = await self.block(seq)
@@ -75,7 +123,7 @@ class ChainClient:
     async def consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
         """The consistency proof from ``old`` to ``new`` blocks, checked here."""
         query = f"from={old}" + (f"&to={new}" if new is not None else "")
-        data = await self._get(f"/proof/consistency?{query}")
+        data = _checked(CONSISTENCY, await self._get(f"/proof/consistency?{query}"), "proof")
         proof = [bytes.fromhex(p) for p in data["proof"]]
         if not verify_consistency(
             old,
@@ -96,6 +144,17 @@ class ChainClient:
     async def replicas(self) -> dict[str, Any]:
         """The chains this node follows (``{"chains": [{"author", "size", …}]}``)."""
         return await self._get("/replicas")
+
+    async def checked_checkpoint(self) -> tuple[int, bytes, list[Cosignature]]:
+        """The latest checkpoint (size, tree head) and the cosignatures shown with it, their
+        shapes checked (each signature is for the caller to count); ``Unverified`` when
+        malformed."""
+        data = _checked(CHECKPOINT, await self._get("/checkpoint"), "checkpoint")
+        try:
+            cosignatures = [Cosignature.from_json(c) for c in data["cosignatures"]]
+        except Unverified as exc:
+            raise Unverified(f"the node's checkpoint is malformed: {exc}") from None
+        return int(data["size"]), bytes.fromhex(data["root"]), cosignatures
 
     async def checkpoint(self) -> dict[str, Any]:
         return await self._get("/checkpoint")

@@ -6,7 +6,13 @@ signs two different blocks at the same height (a restored backup, a bug, a lie) 
 histories to the world. ``Replicas.ingest`` never overwrites a block it holds; a second, valid
 block at a held height is stored with the first as an ``Equivocation`` (transferable: anyone can
 check it with nothing but the two blocks), and the author is marked forked from that height.
-Blocks past a fork are not accepted from that author any more.
+Blocks past a fork are not accepted from that author any more. A block at the next height that
+does not build on the block held (``Diverged``) shows that its author holds another block at
+the height below: whoever fetched it asks for that one, which is then the proof.
+
+A key's chain ends at the block that hands it over to a successor (``chain.rotation``): nothing
+past it is taken. And a block not held yet is taken from a revoked key only up to that hand-over
+(``hypermesh.revocation``); a key revoked without a successor gives nothing more.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hypermesh.chain.block import ZERO, BadBlock, Block
+from hypermesh.chain.block import MAX_BLOCK_TEXT, MAX_STORED, ZERO, BadBlock, Block
 from hypermesh.chain.merkle import EMPTY_ROOT, MerkleTree
+from hypermesh.chain.rotation import KEY, check_rotation
 from hypermesh.errors import HyperMeshError
 from hypermesh.files import open_private_sqlite
+from hypermesh.inputs import BadInput, check, integer_schema, validator
+from hypermesh.revocation import NONE, Revocations
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS replica_blocks (
@@ -43,6 +52,23 @@ CREATE TABLE IF NOT EXISTS equivocations (
     PRIMARY KEY (author, seq)
 );
 """
+
+
+_WIRE = {"type": "string", "format": "base64", "maxLength": MAX_BLOCK_TEXT}
+PROOF = validator(
+    {
+        "type": "object",
+        "properties": {
+            "author": {"type": "string", "format": "node-id"},
+            "seq": integer_schema(),
+            "first": _WIRE,
+            "second": _WIRE,
+        },
+        "required": ["author", "seq", "first", "second"],
+        "additionalProperties": False,
+    }
+)
+"""A proof of equivocation in JSON (``Equivocation.to_json``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +101,28 @@ class Equivocation:
 
     @classmethod
     def from_json(cls, data: Any) -> Equivocation:
+        """Decode and check a proof; ``BadBlock`` naming what does not hold."""
         try:
-            return cls.check(
-                base64.b64decode(str(data["first"]), validate=True),
-                base64.b64decode(str(data["second"]), validate=True),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            check(PROOF, data)
+        except BadInput as exc:
             raise BadBlock(f"not an equivocation proof: {exc}") from None
+        proof = cls.check(base64.b64decode(data["first"]), base64.b64decode(data["second"]))
+        if (data["author"], data["seq"]) != (proof.first.author_id, proof.first.seq):
+            raise BadBlock("author, seq: not the author and height of the two blocks")
+        return proof
 
 
 class ReplicaError(HyperMeshError):
     """A block that cannot be taken into a replica (the message says why)."""
+
+
+class Diverged(ReplicaError):
+    """A block at the next height that builds on another block than the one held: its author
+    signed two blocks at the height below (``height``), and the peer holds the other one."""
+
+    def __init__(self, message: str, height: int) -> None:
+        super().__init__(message)
+        self.height = height
 
 
 @dataclass(slots=True)
@@ -96,10 +133,12 @@ class _Chain:
 
 
 class Replicas:
-    """The chains of other authors that this node follows, in SQLite at ``path``."""
+    """The chains of other authors that this node follows, in SQLite at ``path``; blocks of
+    keys ``revocations`` lists are taken as ``hypermesh.revocation`` says."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, revocations: Revocations = NONE) -> None:
         self._db = db
+        self.revocations = revocations
         self._chains: dict[bytes, _Chain] = {}
         for (author,) in db.execute("SELECT DISTINCT author FROM replica_blocks"):
             chain = self._chain(author)
@@ -113,8 +152,8 @@ class Replicas:
             self._chain(author).forked_at = seq
 
     @classmethod
-    def open(cls, path: Path) -> Replicas:
-        return cls(open_private_sqlite(path, SCHEMA))
+    def open(cls, path: Path, revocations: Revocations = NONE) -> Replicas:
+        return cls(open_private_sqlite(path, SCHEMA), revocations)
 
     def close(self) -> None:
         self._db.close()
@@ -144,12 +183,18 @@ class Replicas:
         return None if chain is None else chain.forked_at
 
     def block(self, author: bytes, seq: int) -> Block | None:
+        """The block held at ``seq`` (any u64), or None."""
+        if not 0 <= seq < self.size(author):
+            return None
         row = self._db.execute(
             "SELECT wire FROM replica_blocks WHERE author = ? AND seq = ?", (author, seq)
         ).fetchone()
         return None if row is None else Block.from_wire(row[0])
 
     def blocks(self, author: bytes, start: int = 0, limit: int = 500) -> list[Block]:
+        """Up to ``limit`` held blocks from ``start`` (none when ``start`` is past them)."""
+        if not 0 <= start < self.size(author):
+            return []
         return [
             Block.from_wire(wire)
             for (wire,) in self._db.execute(
@@ -177,22 +222,39 @@ class Replicas:
     def ingest(self, block: Block, payload: bytes | None = None) -> str:
         """Take ``block`` (already decoded, so its signature checked) into its author's
         replica. Returns ``added``, ``known`` or ``equivocation``; ``ReplicaError`` when it
-        does not follow on (a gap, a wrong link or tree head) or the author has forked."""
+        does not follow on (a gap, a wrong tree head; ``Diverged``: another block below), the
+        author has forked, its chain has ended at a hand-over, or its key is revoked."""
         chain = self._chain(block.author)
         held = self.block(block.author, block.seq)
         if held is not None:
             if held.hash == block.hash:
                 return "known"
-            self._record(held, block)
+            self._record(held, block)  # evidence, whoever the author: taken even if revoked
             return "equivocation"
         if chain.forked_at is not None:
             raise ReplicaError(
                 f"{block.author_id} forked its chain at height {chain.forked_at}: "
                 "nothing more is taken from it"
             )
+        if chain.last is not None and self._hands_over(chain.last):
+            raise ReplicaError(
+                f"{block.author_id} handed its chain over to a new key at block "
+                f"{chain.last.seq}: nothing past it is taken"
+            )
+        revocation = self.revocations.of(block.author)
+        if revocation is not None and revocation.successor is None:
+            raise ReplicaError(
+                f"block {block.seq} of {block.author_id}: the key was revoked at the registry"
+            )
         if block.seq != chain.tree.size:
             raise ReplicaError(
                 f"block {block.seq} of {block.author_id} does not follow the {chain.tree.size} held"
+            )
+        if chain.last is not None and block.prev != chain.last.hash:
+            raise Diverged(
+                f"block {block.seq} of {block.author_id} builds on another block "
+                f"{chain.last.seq} than the one held",
+                chain.last.seq,
             )
         try:
             if chain.last is None:
@@ -219,8 +281,24 @@ class Replicas:
         chain.last = block
         return "added"
 
+    def _hands_over(self, block: Block) -> bool:
+        """Whether ``block`` (held) is its key's hand-over to a successor."""
+        if block.kind != KEY:
+            return False
+        payload = self.payload(block)
+        if payload is None:
+            return False
+        try:
+            check_rotation(block, payload)
+        except BadBlock:
+            return False
+        return True
+
     def add_equivocation(self, proof: Equivocation) -> bool:
-        """Take a proof heard from elsewhere (gossip); True if it was new."""
+        """Take a proof heard from elsewhere (gossip); True if it was new. A proof at a height
+        no chain reaches (past ``MAX_STORED``) is not kept."""
+        if proof.first.seq > MAX_STORED:
+            return False
         known = self._db.execute(
             "SELECT 1 FROM equivocations WHERE author = ? AND seq = ?",
             (proof.first.author, proof.first.seq),

@@ -12,6 +12,11 @@ way go together into the next one.
 
 Payloads live in their own table: ``redact`` removes one and leaves the block (which holds only
 the payload's hash and size), so the chain still verifies.
+
+Whoever must know of every new block (the follower, which follows every chain the node's own
+chain links to) registers with ``on_append``: it hears of each block once it is durable,
+whichever way it came — an append through the API, a receipt of a message, the first block of
+a successor key's chain, a block taken back from a peer.
 """
 
 from __future__ import annotations
@@ -19,11 +24,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypermesh.chain.block import ZERO, BadBlock, Block, Link
+from hypermesh.chain.block import MAX_LINKS, ZERO, BadBlock, Block, Link
 from hypermesh.chain.merkle import MerkleTree
 from hypermesh.errors import HyperMeshError
 from hypermesh.files import open_private_sqlite
@@ -45,14 +50,35 @@ CREATE TABLE IF NOT EXISTS payloads (
 class ChainError(HyperMeshError):
     """The chain store cannot do what was asked (the message says why)."""
 
+    status = 400
+
+
+class NoSuchBlock(ChainError):
+    """No block at that height (yet)."""
+
+    status = 404
+
+
+class ChainWriteFailed(ChainError):
+    """The chain could not be written (the disk, the database): nothing was published."""
+
+    status = 503
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """What to append: a kind, a payload and links to other chains."""
+    """What to append: a kind, a payload and links to other chains; ``BadBlock`` when it
+    could not make a block (so one bad entry never fails the others committed with it)."""
 
     kind: int
     payload: bytes = b""
     links: tuple[Link, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.kind <= 255:
+            raise BadBlock(f"kind {self.kind} is not 0-255")
+        if len(self.links) > MAX_LINKS:
+            raise BadBlock(f"{len(self.links)} links: a block has at most {MAX_LINKS}")
 
 
 class ChainStore:
@@ -65,6 +91,7 @@ class ChainStore:
         """Every block's leaf; may run ahead of ``size`` while a commit is under way."""
         self._durable = self.tree.size
         self._last: Block | None = blocks[-1] if blocks else None
+        self._listeners: list[Callable[[Block], None]] = []
 
     @classmethod
     def open(cls, path: Path, identity: Identity) -> ChainStore:
@@ -94,6 +121,16 @@ class ChainStore:
         """The database, for the tables that live beside the chain (cosignatures)."""
         return self._db
 
+    def on_append(self, listener: Callable[[Block], None]) -> None:
+        """Call ``listener`` with every block that becomes durable from now on, appended or
+        restored, in order, once it is durable."""
+        self._listeners.append(listener)
+
+    def _published_now(self, blocks: Sequence[Block]) -> None:
+        for block in blocks:
+            for listener in self._listeners:
+                listener(block)
+
     # -- reading --------------------------------------------------------------------------
 
     @property
@@ -106,10 +143,16 @@ class ChainStore:
         return self.tree.root(self._published(size))
 
     def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
-        return self.tree.inclusion_proof(seq, self._published(size))
+        size = self._published(size)
+        if not 0 <= seq < size:
+            raise ChainError(f"block {seq} is not in the first {size} blocks")
+        return self.tree.inclusion_proof(seq, size)
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
-        return self.tree.consistency_proof(old, self._published(new))
+        new = self._published(new)
+        if not 0 < old <= new:
+            raise ChainError(f"no consistency proof from {old} to {new} blocks")
+        return self.tree.consistency_proof(old, new)
 
     def _published(self, size: int | None) -> int:
         if size is None:
@@ -124,13 +167,19 @@ class ChainStore:
         return self._last
 
     def block(self, seq: int) -> Block:
+        """Block ``seq``; ``NoSuchBlock`` past the head (whatever the height: any u64)."""
+        if not 0 <= seq < self.size:
+            raise NoSuchBlock(f"no block {seq}: the chain has {self.size}")
         row = self._db.execute("SELECT wire FROM blocks WHERE seq = ?", (seq,)).fetchone()
-        if row is None or seq >= self.size:
-            raise ChainError(f"no block {seq}: the chain has {self.size}")
+        if row is None:
+            raise NoSuchBlock(f"no block {seq}: the chain has {self.size}")
         return Block.from_wire(row[0])
 
     def blocks(self, start: int = 0, end: int | None = None) -> Iterator[Block]:
+        """Blocks ``start`` … ``end``-1 that are durable (none when ``start`` is past them)."""
         end = self.size if end is None else min(end, self.size)
+        if not 0 <= start < end:
+            return
         for (wire,) in self._db.execute(
             "SELECT wire FROM blocks WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
         ):
@@ -146,7 +195,8 @@ class ChainStore:
     # -- writing --------------------------------------------------------------------------
 
     def append(self, kind: int, payload: bytes = b"", links: Sequence[Link] = ()) -> Block:
-        """Sign and commit the next block; returns it once it is durable."""
+        """Sign and commit the next block; returns it once it is durable. ``BadBlock`` when
+        the entry cannot make a block."""
         return self.append_many([Entry(kind, payload, tuple(links))])[0]
 
     def append_many(self, entries: Sequence[Entry]) -> list[Block]:
@@ -179,12 +229,16 @@ class ChainStore:
                 [(b.payload_hash, e.payload) for b, e in zip(made, entries, strict=True)],
             )
             self._db.execute("COMMIT")
-        except (sqlite3.Error, BadBlock) as exc:
+        except BadBlock as exc:  # only when an entry was built around its checks
+            self.tree.truncate(durable)
+            raise ChainError(f"the block cannot be made: {exc}") from exc
+        except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             self.tree.truncate(durable)
-            raise ChainError(f"the chain could not be written: {exc}") from exc
+            raise ChainWriteFailed(f"the chain could not be written: {exc}") from exc
         self._durable, self._last = self.tree.size, last  # durable now: publish
+        self._published_now(made)
         return made
 
     def restore(self, blocks: Sequence[tuple[Block, bytes | None]]) -> int:
@@ -226,6 +280,7 @@ class ChainStore:
             self.tree.truncate(tree_size)
             raise
         self._durable, self._last = self.tree.size, last
+        self._published_now([b for b, _ in added])
         return len(added)
 
     def redact(self, seq: int) -> bool:

@@ -15,6 +15,9 @@ The rules (``Witness.cosign``), as tlog-witness states them:
 - the consistency proof from (old size, old head) to (size, head) must verify; a size smaller
   than the last cosigned, or the same size with another head, is refused.
 
+And HyperMesh's own: a witness cosigns nothing for a revoked key (``KeyRevoked``), and an author
+keeps no cosignature made by a revoked key (``hypermesh.revocation``).
+
 A cosignature is Ed25519 by the witness's key over::
 
     hypermesh-cosignature-v1 NUL || author key (32) || size (8) || tree head (32) || time (8)
@@ -30,10 +33,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hypermesh.chain.block import Block, Unverified
+from hypermesh.chain.block import MAX_STORED, Block, Unverified
 from hypermesh.chain.merkle import EMPTY_ROOT, verify_consistency
 from hypermesh.errors import HyperMeshError
 from hypermesh.inputs import BadInput, check, integer_schema, validator
+from hypermesh.revocation import NONE, Revocations
 from hypermesh.transport.identity import (
     Identity,
     node_id_from_public_key,
@@ -136,11 +140,17 @@ class Witness:
     """This node as a witness of other chains; its state in ``db``."""
 
     def __init__(
-        self, db: sqlite3.Connection, identity: Identity, clock: Callable[[], float] = time.time
+        self,
+        db: sqlite3.Connection,
+        identity: Identity,
+        clock: Callable[[], float] = time.time,
+        *,
+        revocations: Revocations = NONE,
     ):
         self._db = db
         self.identity = identity
         self.clock = clock
+        self.revocations = revocations
         db.executescript(SCHEMA)
 
     def held(self, author: bytes) -> tuple[int, bytes]:
@@ -151,8 +161,11 @@ class Witness:
 
     def cosign(self, block: Block, old_size: int, proof: Sequence[bytes]) -> Cosignature:
         """Cosign the checkpoint ``block`` signs, by the rules above (``block`` is decoded,
-        so its author's signature already checked)."""
+        so its author's signature already checked); ``KeyRevoked`` for a revoked author."""
+        self.revocations.refuse(block.author, "a checkpoint to cosign")
         size, root = checkpoint_of(block)
+        if size > MAX_STORED:
+            raise WitnessRefusal(f"size {size}: no chain is that long", 422)
         held_size, held_root = self.held(block.author)
         if old_size != held_size:
             raise WitnessRefusal(
@@ -254,6 +267,8 @@ class CosignCollector:
         peers: Callable[[], Sequence[Any]],
         wanted: int,
         ask: Callable[[Any, dict[str, Any]], Any],
+        *,
+        revocations: Revocations = NONE,
     ) -> None:
         self.store = store
         self.cosignatures = cosignatures
@@ -261,6 +276,7 @@ class CosignCollector:
         self.wanted = wanted
         self.ask = ask
         """``ask(peer, body)`` → awaitable of (status, JSON answer)."""
+        self.revocations = revocations
 
     async def round(self) -> int:
         """Ask the peers that have not cosigned the latest checkpoint; returns how many have."""
@@ -268,12 +284,16 @@ class CosignCollector:
         if head is None or self.wanted <= 0:
             return 0
         size, root = checkpoint_of(head)
-        have = {c.witness for c in self.cosignatures.for_size(size) if c.root == root}
+        have = {
+            c.witness
+            for c in self.cosignatures.for_size(size)
+            if c.root == root and not self.revocations.of(c.witness)
+        }
         for peer in self.peers():
             if len(have) >= self.wanted:
                 break
             key = public_key_from_node_id(peer.identity)
-            if key in have:
+            if key in have or self.revocations.of(key):
                 continue
             old = self.cosignatures.last_by(key)
             for _ in range(2):  # a conflict names the size the witness holds: retry with it
@@ -293,7 +313,10 @@ class CosignCollector:
                         break
                     continue
                 if status == 200:
-                    cosignature = Cosignature.from_json(answer)
+                    try:
+                        cosignature = Cosignature.from_json(answer)
+                    except Unverified:
+                        break
                     if (
                         cosignature.size == size
                         and cosignature.root == root

@@ -14,17 +14,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hypermesh.chain.block import BadBlock, Block
-from hypermesh.chain.client import ChainClient
+from hypermesh.chain.block import BadBlock, Block, Unverified
+from hypermesh.chain.client import ChainClient, Head
 from hypermesh.chain.merkle import MerkleTree
 from hypermesh.chain.provenance import Bundle, verify_bundle
 from hypermesh.chain.verify import verify_chain
 from hypermesh.chain.wire import block_json, kind_number, link_from_json
-from hypermesh.chain.witness import Cosignature, count_valid
+from hypermesh.chain.witness import count_valid
 from hypermesh.cli.common import state_dir
 from hypermesh.cli.render import table
 from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import UsageError
+from hypermesh.inputs import BadInput, number_text
 from hypermesh.transport.identity import (
     held_identity,
     load_or_create_identity,
@@ -113,18 +114,26 @@ def _parse_link(text: str) -> dict[str, Any]:
     parts = text.split(":")
     if len(parts) != 3:
         raise UsageError(f"--link {text!r}: write NODE_ID:SEQ:HASH")
-    public_key_from_node_id(parts[0])
-    return {"author": parts[0], "seq": parts[1], "hash": parts[2]}
+    try:
+        seq = number_text(parts[1], "SEQ")
+    except BadInput as exc:
+        raise UsageError(f"--link {text!r}: {exc}") from None
+    return {"author": parts[0], "seq": seq, "hash": parts[2]}
+
+
+def _failed(what: str, exc: Unverified) -> int:
+    """A verification that did not hold: said on stdout, exit 1 (2 stays for errors)."""
+    print(f"FAILED: {what}: {exc}")
+    return 1
 
 
 def provenance(args: argparse.Namespace) -> int:
     client, _ = _node(args)
-    data = asyncio.run(client.provenance(args.seq, args.origin))
     try:
+        data = asyncio.run(client.provenance(args.seq, args.origin))
         statement = verify_bundle(Bundle.from_json(data))
-    except BadBlock as exc:
-        print(f"FAILED: the node's bundle does not verify: {exc}")
-        return 1
+    except Unverified as exc:
+        return _failed("the node's bundle does not verify", exc)
     text = json.dumps(data, indent=2) + "\n"
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
@@ -141,20 +150,18 @@ def verify(args: argparse.Namespace) -> int:
         raise UsageError("name a node, or give --bundle FILE")
     client, _ = _node(args)
 
-    async def run() -> tuple[dict[str, Any], list[tuple[Block, bytes | None]]]:
-        head = await client.head()
+    async def run() -> tuple[Head, list[tuple[Block, bytes | None]]]:
+        head = await client.checked_head()
         return head, [item async for item in client.blocks(0)]
 
-    head, got = asyncio.run(run())
-    author = public_key_from_node_id(str(head["author"]))
     try:
+        head, got = asyncio.run(run())
+        author = public_key_from_node_id(head.author)
         result = verify_chain(got, author)
-    except BadBlock as exc:
-        print(f"FAILED: chain of {args.node}: {exc}")
-        return 1
-    if result.root.hex() != head["root"] or result.size != int(head["size"]):
-        print(f"FAILED: chain of {args.node}: the blocks do not make the head it shows")
-        return 1
+        if result.root != head.root or result.size != head.size:
+            raise Unverified("the blocks do not make the head it shows")
+    except Unverified as exc:  # a block, a payload or the head: every failure alike
+        return _failed(f"chain of {args.node}", exc)
     print(
         f"chain of {args.node} verified: {result.size} blocks, tree head {result.root.hex()}, "
         f"{result.payloads_checked} payloads checked"
@@ -169,13 +176,14 @@ def _check_witnesses(
 ) -> int:
     """Require ``--witnesses`` cosignatures, by other nodes of this state, on the chain's
     latest checkpoint, which must be a head of the chain just verified."""
-    data = asyncio.run(client.checkpoint())
-    size, root = int(data["size"]), bytes.fromhex(data["root"])
+    try:
+        size, root, cosignatures = asyncio.run(client.checked_checkpoint())
+    except Unverified as exc:
+        return _failed("the checkpoint", exc)
     if size > tree.size or tree.root(size) != root:
         print(f"FAILED: the checkpoint (size {size}) is not a head of the chain verified")
         return 1
     trusted = _state_keys(args) - {author}
-    cosignatures = [Cosignature.from_json(c) for c in data.get("cosignatures", [])]
     valid = count_valid(author, size, root, cosignatures, trusted)
     if valid < args.witnesses:
         print(
@@ -202,9 +210,8 @@ def proof(args: argparse.Namespace) -> int:
         else:
             data = asyncio.run(client.inclusion(args.seq, args.size))
             what = f"block {data['seq']} is in the tree of {data['size']} blocks"
-    except BadBlock as exc:
-        print(f"FAILED: {exc}")
-        return 1
+    except Unverified as exc:
+        return _failed("the proof", exc)
     if args.output == "json":
         print(json.dumps(data, indent=2))
     else:
@@ -215,15 +222,19 @@ def proof(args: argparse.Namespace) -> int:
 
 
 def _verify_bundle(path: Path) -> int:
-    """Offline: nothing but the file."""
+    """Offline: nothing but the file. A file that cannot be read is a usage error (exit 2);
+    what it holds, JSON or not, either verifies or fails (exit 1)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        text = path.read_bytes()
+    except OSError as exc:
         raise UsageError(f"cannot read the bundle {path}: {exc}") from None
     try:
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise Unverified(f"not a provenance bundle: not JSON: {str(exc)[:200]}") from None
         statement = verify_bundle(Bundle.from_json(data))
-    except BadBlock as exc:
-        print(f"FAILED: {path}: {exc}")
-        return 1
+    except Unverified as exc:
+        return _failed(str(path), exc)
     print(f"verified: {statement}")
     return 0

@@ -15,7 +15,8 @@ followed by the 64-byte Ed25519 signature. That is sealed with HPKE (RFC 9180, b
 DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305), ``info`` binding the recipient's
 node key; cryptography's HPKE does the work. Only the holder of the recipient's X25519 key can
 open it; any change to the ciphertext fails the AEAD; a valid ciphertext whose signature or
-recipient does not match is refused.
+recipient does not match is refused, and so is one naming a block of another chain than the
+sender's (the recipient's receipt links to that block, and its node follows the chain).
 """
 
 from __future__ import annotations
@@ -160,4 +161,6 @@ def open_sealed(ciphertext: bytes, me: Identity, key: X25519PrivateKey) -> Messa
         raise BadMessage("the message was sealed for another node")
     if not verify_with_key(sender, CONTEXT + body, signature):
         raise BadMessage("the sender's signature does not verify")
+    if author != sender:  # the receipt links to it: it must be the sender's own block
+        raise BadMessage("the message names a block of another chain than the sender's")
     return Message(sender, to, message_id, ts, Ref(author, seq, digest), body[_FIXED.size :])

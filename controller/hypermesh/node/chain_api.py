@@ -16,50 +16,77 @@
     POST /chain/v1/append  {"kind", "payload" (base64) | "text", "links"?}    signed by the node
 
 Appends are signed requests (the scheme of ``registry.signing``) and only the node's own key may
-make them: a chain has one writer. Reads are open until interface policies (``chain.read``,
-``chain.write``) land. A block is shown only once it is durable.
+make them: a chain has one writer. Who may read is the interfaces' gates' business
+(``chain.read``, ``chain.write``). A block is shown only once it is durable.
+
+Every number in a query is a whole number in ASCII digits within its width in the block format
+(heights and sizes 0 … 2^64-1; ``hypermesh.inputs``), and every JSON body is checked against
+its schema (``APPEND``, ``WITNESS``) before anything reads it: what does not hold is 400 naming
+the field. A height past the head is 404, whatever its size. A witness cosigns nothing for a
+revoked key (403), and a checkpoint shows no cosignature made by one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
-import json
 import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from hypermesh.chain.block import BadBlock, Block
-from hypermesh.chain.follower import ChainFollower
+from hypermesh.chain.block import MAX_BLOCK_TEXT, Block
 from hypermesh.chain.merkle import MerkleTree
 from hypermesh.chain.provenance import find_path, parse_ref
 from hypermesh.chain.replica import Replicas
-from hypermesh.chain.store import ChainError, ChainStore, GroupAppender
-from hypermesh.chain.wire import block_json, kind_number, link_from_json
-from hypermesh.chain.witness import (
-    CosignatureStore,
-    Witness,
-    WitnessRefusal,
-    checkpoint_of,
-)
+from hypermesh.chain.store import ChainStore, GroupAppender
+from hypermesh.chain.wire import LINK_SCHEMA, block_json, kind_number, link_from_json
+from hypermesh.chain.witness import CosignatureStore, Witness, WitnessRefusal, checkpoint_of
+from hypermesh.inputs import BadInput, integer_schema, parse_json, validator, whole_number
 from hypermesh.node.owner import check_owner
+from hypermesh.node.refusals import Refused, guarded
 from hypermesh.node.router import Request, Response, Router
-from hypermesh.registry.errors import AuthError
 from hypermesh.registry.signing import MemoryNonceCache
+from hypermesh.revocation import NONE, Revocations
 from hypermesh.transport.identity import node_id_from_public_key, public_key_from_node_id
 
 PREFIX = "/chain/v1"
 MAX_RANGE = 500
+"""Blocks one request may ask for."""
 MAX_PAYLOAD = 64 * 1024
 """Bytes of payload one block may carry through the API."""
 
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+APPEND = validator(
+    {
+        "type": "object",
+        "properties": {
+            "kind": {"type": ["string", "integer"], "maxLength": 16},
+            "payload": {"type": "string", "format": "base64"},
+            "text": {"type": "string"},
+            "links": {"type": "array", "items": LINK_SCHEMA, "maxItems": 16},
+        },
+        "additionalProperties": False,
+        "dependentSchemas": {"text": {"properties": {"payload": {"not": {}}}}},
+    }
+)
+"""``POST /chain/v1/append``: a kind (name or number), a payload (base64) or a text, links."""
+WITNESS = validator(
+    {
+        "type": "object",
+        "properties": {
+            "block": {"type": "string", "format": "base64", "maxLength": MAX_BLOCK_TEXT},
+            "oldSize": integer_schema(),
+            "proof": {
+                "type": "array",
+                "items": {"type": "string", "format": "hex32"},
+                "maxItems": 64,
+            },
+        },
+        "required": ["block"],
+        "additionalProperties": False,
+    }
+)
+"""``POST /chain/v1/witness``: the checkpoint block, the size last cosigned, the proof."""
 
 
 def add_chain_routes(
@@ -67,11 +94,11 @@ def add_chain_routes(
     store: ChainStore,
     *,
     replicas: Replicas | None = None,
-    follower: ChainFollower | None = None,
     ready: asyncio.Event | None = None,
     witness: Witness | None = None,
     cosignatures: CosignatureStore | None = None,
     appender: GroupAppender | None = None,
+    revocations: Revocations = NONE,
     clock: Callable[[], float] = time.time,
 ) -> Router:
     """Route the chain API of ``store``; with ``replicas``, also the chains this node follows
@@ -80,35 +107,18 @@ def add_chain_routes(
     appender = appender or GroupAppender(store)
     nonces = MemoryNonceCache()
     owner = store.identity.node_id
+    me = store.identity.public_key_bytes
 
     def params(request: Request) -> dict[str, str]:
-        return {k: v[0] for k, v in urllib.parse.parse_qs(request.query).items()}
+        return {
+            k: v[0] for k, v in urllib.parse.parse_qs(request.query, keep_blank_values=True).items()
+        }
 
-    def number(values: dict[str, str], name: str, default: int | None = None) -> int:
-        raw = values.get(name)
-        if raw is None and default is not None:
-            return default
-        if raw is None or not raw.isdigit():
-            raise _Refused(400, f"{name} must be a whole number")
-        return int(raw)
-
-    def handler(run: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def guarded(request: Request) -> Response:
-            try:
-                result = run(request)
-                if hasattr(result, "__await__"):
-                    result = await result
-                return result if isinstance(result, Response) else Response.json(result)
-            except _Refused as exc:
-                return Response.error(exc.status, str(exc))
-            except (ChainError, ValueError) as exc:
-                return Response.error(404 if "no block" in str(exc) else 400, str(exc))
-            except BadBlock as exc:
-                return Response.error(400, str(exc))
-            except AuthError as exc:
-                return Response.error(exc.status, str(exc))
-
-        return guarded
+    def author_of(values: dict[str, str]) -> bytes:
+        try:
+            return public_key_from_node_id(values.get("author", ""))
+        except ValueError as exc:
+            raise BadInput(f"author: {str(exc)[:200]}") from None
 
     def head(_: Request) -> dict[str, Any]:
         last = store.head
@@ -120,13 +130,13 @@ def add_chain_routes(
         }
 
     def block(request: Request) -> dict[str, Any]:
-        found = store.block(number(params(request), "seq"))
+        found = store.block(whole_number(params(request), "seq"))
         return block_json(found, store.payload(found))
 
     def blocks(request: Request) -> dict[str, Any]:
         values = params(request)
-        start = number(values, "from", 0)
-        limit = min(number(values, "limit", 100), MAX_RANGE)
+        start = whole_number(values, "from", default=0)
+        limit = min(whole_number(values, "limit", default=100), MAX_RANGE)
         return {
             "author": owner,
             "size": store.size,
@@ -135,8 +145,8 @@ def add_chain_routes(
 
     def inclusion(request: Request) -> dict[str, Any]:
         values = params(request)
-        seq = number(values, "seq")
-        size = number(values, "size", store.size)
+        seq = whole_number(values, "seq")
+        size = whole_number(values, "size", default=store.size)
         proof = store.inclusion_proof(seq, size)
         return {
             "seq": seq,
@@ -148,7 +158,8 @@ def add_chain_routes(
 
     def consistency(request: Request) -> dict[str, Any]:
         values = params(request)
-        old, new = number(values, "from"), number(values, "to", store.size)
+        old = whole_number(values, "from")
+        new = whole_number(values, "to", default=store.size)
         proof = store.consistency_proof(old, new)
         return {
             "from": old,
@@ -160,62 +171,55 @@ def add_chain_routes(
 
     async def append(request: Request) -> Response:
         check_owner(request, owner, nonces, clock)
-        try:
-            data = json.loads(request.body or b"{}")
-        except ValueError as exc:
-            raise _Refused(400, f"the body is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise _Refused(400, "the body must be a JSON object")
+        data = parse_json(request.body or b"{}", APPEND)
         if "text" in data:
-            payload = str(data["text"]).encode()
-        else:
             try:
-                payload = base64.b64decode(str(data.get("payload", "")), validate=True)
-            except (binascii.Error, ValueError):
-                raise _Refused(400, "payload must be base64") from None
+                payload = data["text"].encode()
+            except UnicodeEncodeError:
+                raise BadInput("text: not valid Unicode (a lone surrogate)") from None
+        else:
+            payload = base64.b64decode(data.get("payload", ""))
         if len(payload) > MAX_PAYLOAD:
-            raise _Refused(413, f"a payload has at most {MAX_PAYLOAD} bytes")
-        links = [link_from_json(link) for link in data.get("links", [])]
+            raise Refused(413, f"payload: {len(payload)} bytes, at most {MAX_PAYLOAD}")
+        links = [
+            link_from_json(link, f"links[{i}]") for i, link in enumerate(data.get("links", []))
+        ]
         kind = kind_number(data.get("kind", "note"))
         if ready is not None:
             await ready.wait()
         made = await appender.append(kind, payload, links)
-        if follower is not None:
-            follower.note_links(made)
         return Response.json(block_json(made), status=201)
 
     def replica(request: Request) -> dict[str, Any]:
         values = params(request)
         if replicas is None:
-            raise _Refused(404, "this node keeps no replicas")
-        try:
-            author = public_key_from_node_id(values.get("author", ""))
-        except ValueError as exc:
-            raise _Refused(400, f"author: {exc}") from None
-        if author == store.identity.public_key_bytes:
-            found = list(store.blocks(number(values, "from", 0), number(values, "from", 0) + 500))
+            raise Refused(404, "this node keeps no replicas")
+        author = author_of(values)
+        start = whole_number(values, "from", default=0)
+        if author == me:
+            found = list(store.blocks(start, start + MAX_RANGE))
             payload = store.payload
         else:
-            found = replicas.blocks(author, number(values, "from", 0), MAX_RANGE)
+            found = replicas.blocks(author, start, MAX_RANGE)
             payload = replicas.payload
         return {
-            "author": values["author"],
+            "author": node_id_from_public_key(author),
             "forkedAt": replicas.forked_at(author),
             "blocks": [block_json(b, payload(b)) for b in found],
         }
 
     def lookup(author: bytes, seq: int) -> Block | None:
-        if author == store.identity.public_key_bytes:
+        if author == me:
             return store.block(seq) if seq < store.size else None
         return None if replicas is None else replicas.block(author, seq)
 
     def trees(author: bytes) -> MerkleTree | None:
-        if author == store.identity.public_key_bytes:
+        if author == me:
             return store.tree
         return None if replicas is None else replicas.tree(author)
 
     def linked(author: bytes) -> list[int]:
-        if author == store.identity.public_key_bytes:
+        if author == me:
             held: list[Block] = list(store.blocks())
         else:
             held = [] if replicas is None else replicas.blocks(author, 0, 1_000_000)
@@ -223,14 +227,14 @@ def add_chain_routes(
 
     def provenance(request: Request) -> dict[str, Any]:
         values = params(request)
-        target = store.block(number(values, "seq"))
+        target = store.block(whole_number(values, "seq"))
         try:
             origin_author, origin_seq = parse_ref(values.get("origin", ""))
         except ValueError as exc:
-            raise _Refused(400, f"origin: {exc}") from None
+            raise BadInput(f"origin: {str(exc)[:200]}") from None
         bundle = find_path(target, origin_author, origin_seq, lookup, trees, linked)
         if bundle is None:
-            raise _Refused(
+            raise Refused(
                 404,
                 f"no path from block {target.seq} to {values['origin']} through the blocks "
                 "this node holds",
@@ -240,7 +244,7 @@ def add_chain_routes(
     def checkpoint(_: Request) -> dict[str, Any]:
         last = store.head
         if last is None:
-            raise _Refused(404, "the chain is empty: no checkpoint yet")
+            raise Refused(404, "the chain is empty: no checkpoint yet")
         size, root = checkpoint_of(last)
         found = [] if cosignatures is None else cosignatures.for_size(size)
         return {
@@ -248,23 +252,19 @@ def add_chain_routes(
             "size": size,
             "root": root.hex(),
             "block": block_json(last),
-            "cosignatures": [c.to_json() for c in found if c.root == root],
+            "cosignatures": [
+                c.to_json() for c in found if c.root == root and not revocations.of(c.witness)
+            ],
         }
 
-    async def cosign(request: Request) -> Response:
+    def cosign(request: Request) -> Response:
         if witness is None:
-            raise _Refused(404, "this node does not witness chains")
+            raise Refused(404, "this node does not witness chains")
+        data = parse_json(request.body or b"{}", WITNESS)
+        block = Block.from_wire(base64.b64decode(data["block"]))
+        proof = [bytes.fromhex(p) for p in data.get("proof", [])]
         try:
-            data = json.loads(request.body or b"{}")
-            block = Block.from_wire(base64.b64decode(str(data["block"]), validate=True))
-            old = int(data.get("oldSize", 0))
-            proof = [bytes.fromhex(str(p)) for p in data.get("proof", [])]
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            raise _Refused(
-                400, f"a cosigning request is {{block, oldSize, proof}}: {exc}"
-            ) from None
-        try:
-            made = witness.cosign(block, old, proof)
+            made = witness.cosign(block, data.get("oldSize", 0), proof)
         except WitnessRefusal as exc:
             return Response.json({"error": str(exc), "held": exc.held}, status=exc.status)
         return Response.json(made.to_json())
@@ -288,16 +288,16 @@ def add_chain_routes(
             ]
         }
 
-    router.add(f"{PREFIX}/head", handler(head))
-    router.add(f"{PREFIX}/block", handler(block))
-    router.add(f"{PREFIX}/blocks", handler(blocks))
-    router.add(f"{PREFIX}/proof/inclusion", handler(inclusion))
-    router.add(f"{PREFIX}/proof/consistency", handler(consistency))
-    router.add(f"{PREFIX}/append", handler(append), methods=("POST",))
-    router.add(f"{PREFIX}/replica", handler(replica))
-    router.add(f"{PREFIX}/replicas", handler(followed))
-    router.add(f"{PREFIX}/equivocations", handler(equivocations))
-    router.add(f"{PREFIX}/provenance", handler(provenance))
-    router.add(f"{PREFIX}/checkpoint", handler(checkpoint))
-    router.add(f"{PREFIX}/witness", handler(cosign), methods=("POST",))
+    router.add(f"{PREFIX}/head", guarded(head))
+    router.add(f"{PREFIX}/block", guarded(block))
+    router.add(f"{PREFIX}/blocks", guarded(blocks))
+    router.add(f"{PREFIX}/proof/inclusion", guarded(inclusion))
+    router.add(f"{PREFIX}/proof/consistency", guarded(consistency))
+    router.add(f"{PREFIX}/append", guarded(append), methods=("POST",))
+    router.add(f"{PREFIX}/replica", guarded(replica))
+    router.add(f"{PREFIX}/replicas", guarded(followed))
+    router.add(f"{PREFIX}/equivocations", guarded(equivocations))
+    router.add(f"{PREFIX}/provenance", guarded(provenance))
+    router.add(f"{PREFIX}/checkpoint", guarded(checkpoint))
+    router.add(f"{PREFIX}/witness", guarded(cosign), methods=("POST",))
     return router

@@ -13,14 +13,16 @@ recipient's key and the message id, not the text); seal the text, naming that bl
 it; the recipient appends a ``receipt`` block linking to the sender's block; the sender
 appends a ``receipt`` block linking to the recipient's. Each chain then holds the other's
 signed acknowledgement. A message that cannot be opened, or does not check out, is refused
-with 400 and nothing is stored.
+with 400 and nothing is stored; a message signed by a revoked key is refused with 403
+(``hypermesh.revocation``), and so is sending to a revoked key (its key card is its word).
+Bodies and queries are parsed strictly (``hypermesh.inputs``): what does not hold is 400 naming
+the field.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import secrets
 import time
 import urllib.parse
@@ -31,7 +33,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypermesh.chain.block import KIND_NUMBERS, Link
 from hypermesh.chain.store import GroupAppender
 from hypermesh.errors import TransportError
+from hypermesh.inputs import BadInput, check, integer_schema, parse_json, validator, whole_number
 from hypermesh.messaging.envelope import (
+    MAX_TEXT,
     BadMessage,
     Ref,
     check_card,
@@ -41,15 +45,51 @@ from hypermesh.messaging.envelope import (
 )
 from hypermesh.messaging.inbox import Mailbox
 from hypermesh.node.owner import check_owner
+from hypermesh.node.refusals import Refused, guarded
 from hypermesh.node.router import Handler, Request, Response, Router
-from hypermesh.registry.errors import AuthError
 from hypermesh.registry.signing import MemoryNonceCache
+from hypermesh.revocation import NONE, Revocations
+from hypermesh.transport.address import parse_address
 from hypermesh.transport.client import h3_get_json, h3_post
 from hypermesh.transport.identity import Identity, public_key_from_node_id
 
 PREFIX = "/message/v1"
 SEALED = "application/octet-stream"
 MAX_SEALED = 80 * 1024
+"""Bytes of one sealed message, at most."""
+MAX_INBOX_PAGE = 1000
+"""Messages one ``GET /message/v1/inbox`` may ask for."""
+
+SEND = validator(
+    {
+        "type": "object",
+        "properties": {
+            "to": {"type": "string", "format": "node-id"},
+            "address": {"type": "string", "minLength": 1, "maxLength": 300},
+            "text": {"type": "string", "maxLength": MAX_TEXT},
+        },
+        "required": ["to", "address"],
+        "additionalProperties": False,
+    }
+)
+"""``POST /message/v1/send``: the recipient's node ID, its address, the text."""
+RECEIPT = validator(
+    {
+        "type": "object",
+        "properties": {
+            "receipt": {
+                "type": "object",
+                "properties": {
+                    "seq": integer_schema(),
+                    "hash": {"type": "string", "format": "hex32"},
+                },
+                "required": ["seq", "hash"],
+            }
+        },
+        "required": ["receipt"],
+    }
+)
+"""The recipient's answer to a delivery: its receipt block."""
 
 
 def add_message_routes(
@@ -60,6 +100,7 @@ def add_message_routes(
     appender: GroupAppender,
     *,
     ready: asyncio.Event | None = None,
+    revocations: Revocations = NONE,
     clock: Callable[[], float] = time.time,
 ) -> Router:
     card = key_card(identity, key)
@@ -76,13 +117,11 @@ def add_message_routes(
 
     async def inbox_post(request: Request) -> Response:
         if len(request.body) > MAX_SEALED:
-            return Response.error(413, f"a sealed message has at most {MAX_SEALED} bytes")
-        try:
-            message = open_sealed(request.body, identity, key)
-        except BadMessage as exc:
-            return Response.error(400, str(exc))
+            raise Refused(413, f"a sealed message has at most {MAX_SEALED} bytes")
+        message = open_sealed(request.body, identity, key)
+        revocations.refuse(message.sender, "a message")
         if mailbox.seen(message.id):
-            return Response.error(409, "this message was delivered before")
+            raise Refused(409, "this message was delivered before")
         digest = hashlib.sha256(request.body).digest()
         link = Link(message.block.author, message.block.seq, message.block.hash)
         receipt = await append("receipt", message.id + digest, (link,))
@@ -90,17 +129,18 @@ def add_message_routes(
         return Response.json({"id": message.id.hex(), "receipt": receipt.to_json()}, status=201)
 
     async def send(request: Request) -> Response:
+        check_owner(request, identity.node_id, nonces, clock)
+        data = parse_json(request.body or b"{}", SEND)
+        to, address = data["to"], data["address"]
         try:
-            check_owner(request, identity.node_id, nonces, clock)
-        except AuthError as exc:
-            return Response.error(exc.status, str(exc))
-        try:
-            data = json.loads(request.body or b"{}")
-            to, address = str(data["to"]), str(data["address"])
-            text = str(data.get("text", "")).encode()
-            recipient = public_key_from_node_id(to)
-        except (KeyError, TypeError, ValueError) as exc:
-            return Response.error(400, f"send needs to (a node ID), address and text: {exc}")
+            parse_address(address)
+            text = data.get("text", "").encode()
+        except ValueError as exc:  # UnicodeEncodeError too: a lone surrogate
+            raise BadInput(f"address, text: {str(exc)[:200]}") from None
+        if len(text) > MAX_TEXT:
+            raise Refused(413, f"text: {len(text)} bytes, a message has at most {MAX_TEXT}")
+        recipient = public_key_from_node_id(to)
+        revocations.refuse(recipient, f"sending to {to}")
         try:
             their_key = check_card(
                 await h3_get_json(address, f"{PREFIX}/key", expected_id=to, identity=identity),
@@ -127,13 +167,15 @@ def add_message_routes(
                 content_type=SEALED,
             )
         except (BadMessage, TransportError) as exc:
-            return Response.error(502, f"not delivered: {exc}")
+            raise Refused(502, f"not delivered: {exc}") from None
         if status != 201:
-            return Response.error(
-                502, f"{to} refused the message ({status}): {answer.get('error')}"
-            )
+            raise Refused(502, f"{to} refused the message ({status}): {answer.get('error')}")
+        try:
+            check(RECEIPT, answer)
+        except BadInput as exc:
+            raise Refused(502, f"{to} answered with no valid receipt: {exc}") from None
         theirs = answer["receipt"]
-        receipt = Ref(recipient, int(theirs["seq"]), bytes.fromhex(theirs["hash"]))
+        receipt = Ref(recipient, theirs["seq"], bytes.fromhex(theirs["hash"]))
         ack = await append(
             "receipt", message_id, (Link(receipt.author, receipt.seq, receipt.hash),)
         )
@@ -148,18 +190,21 @@ def add_message_routes(
             status=201,
         )
 
-    async def inbox_get(request: Request) -> Response:
-        try:
-            check_owner(request, identity.node_id, nonces, clock)
-        except AuthError as exc:
-            return Response.error(exc.status, str(exc))
-        values = urllib.parse.parse_qs(request.query)
-        limit = values.get("limit", ["100"])[0]
-        return Response.json({"messages": mailbox.inbox(int(limit) if limit.isdigit() else 100)})
+    def inbox_get(request: Request) -> Response:
+        check_owner(request, identity.node_id, nonces, clock)
+        values = {
+            k: v[0] for k, v in urllib.parse.parse_qs(request.query, keep_blank_values=True).items()
+        }
+        limit = whole_number(values, "limit", default=100, high=MAX_INBOX_PAGE)
+        return Response.json({"messages": mailbox.inbox(limit)})
 
     router.add(f"{PREFIX}/key", get_key)
-    router.add(f"{PREFIX}/inbox", _by_method(inbox_get, inbox_post), methods=("GET", "POST"))
-    router.add(f"{PREFIX}/send", send, methods=("POST",))
+    router.add(
+        f"{PREFIX}/inbox",
+        _by_method(guarded(inbox_get), guarded(inbox_post)),
+        methods=("GET", "POST"),
+    )
+    router.add(f"{PREFIX}/send", guarded(send), methods=("POST",))
     return router
 
 

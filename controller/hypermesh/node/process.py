@@ -74,6 +74,8 @@ from hypermesh.node.tunnel_api import add_tunnel_routes, deliver_to
 from hypermesh.node.web import WebServer, start_web
 from hypermesh.registry.service import Registry
 from hypermesh.registry.zones import serial_of
+from hypermesh.revocation import Lookup as RevocationLookup
+from hypermesh.revocation import Revocation, Revocations
 from hypermesh.transport.address import parse_address
 from hypermesh.transport.identity import Identity, load_or_create_identity, read_node_id
 from hypermesh.transport.pool import ConnectionPool
@@ -204,10 +206,11 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     chain_peers: ChainFollower | None = None
     replicas: Replicas | None = None
     mailbox: Mailbox | None = None
+    revocations = Revocations(_revocation_of(registry, follower))
     if config.chain:
         chain = ChainStore.open(Path(config.node_dir) / CHAIN_DB, identity)
         start_successor_chain(Path(config.node_dir), chain)
-        replicas = Replicas.open(Path(config.node_dir) / REPLICAS_DB)
+        replicas = Replicas.open(Path(config.node_dir) / REPLICAS_DB, revocations)
         chain_peers = ChainFollower(chain, replicas, lambda: _chain_peers(config))
         ready = asyncio.Event()
         tasks.append(asyncio.create_task(_follow_chains(chain_peers, ready)))
@@ -219,6 +222,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
                 lambda: _chain_peers(config),
                 config.witnesses,
                 functools.partial(ask_witness, identity=identity),
+                revocations=revocations,
             )
             tasks.append(asyncio.create_task(_collect_cosignatures(collector)))
         appender = GroupAppender(chain)
@@ -226,15 +230,17 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
             router,
             chain,
             replicas=replicas,
-            follower=chain_peers,
             ready=ready,
-            witness=Witness(replicas.connection, identity),
+            witness=Witness(replicas.connection, identity, revocations=revocations),
             cosignatures=cosignatures,
             appender=appender,
+            revocations=revocations,
         )
         mailbox = Mailbox.open(Path(config.node_dir) / MESSAGES_DB)
         message_key = load_or_create_message_key(Path(config.node_dir))
-        add_message_routes(router, identity, message_key, mailbox, appender, ready=ready)
+        add_message_routes(
+            router, identity, message_key, mailbox, appender, ready=ready, revocations=revocations
+        )
     answerer = Answerer(zones)
     add_dns_routes(router, answerer, metrics, cache.answer if cache is not None else None)
     local = metrics.metered("doq", answerer.answer)
@@ -249,13 +255,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         dns_answer = forwarding
 
     add_metrics_route(router, metrics)
-    revoked = (
-        registry.is_revoked
-        if registry is not None
-        else follower.revoked
-        if follower is not None
-        else None
-    )
+    revoked = revocations.is_revoked if registry is not None or follower is not None else None
     federation: Federation | None = None
     if config.federation:
         federation = Federation(
@@ -422,6 +422,24 @@ async def _sweep(
             log.info("registration expired", extra={"tld": name})
         for name in resigned:
             log.info("zone signed again in full", extra={"tld": name})
+
+
+def _revocation_of(registry: Registry | None, follower: Follower | None) -> RevocationLookup:
+    """Where this node learns of revoked keys: its own registry's table, or the registry's
+    anchors as its mirror holds them (read at every question)."""
+
+    def of(node_id: str) -> Revocation | None:
+        if registry is not None:
+            found = registry.revocations().get(node_id) if registry.is_revoked(node_id) else None
+            return None if found is None else Revocation(node_id, found.replaced_by)
+        anchors = follower.state.anchors if follower is not None else None
+        entry = anchors.revoked.get(node_id) if anchors is not None else None
+        if entry is None:
+            return None
+        successor = entry.get("replacedBy")
+        return Revocation(node_id, successor if isinstance(successor, str) else None)
+
+    return of
 
 
 def _peer(upstream: Upstream | None) -> Peer | None:
