@@ -22,14 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hypermesh.chain.block import (
-    HEADER_SIZE,
-    LINK_SIZE,
-    MAX_LINKS,
-    SIGNATURE_SIZE,
-    BadBlock,
-    Block,
-)
+from hypermesh.chain.block import MAX_BLOCK_TEXT, BadBlock, Block
 from hypermesh.chain.merkle import MerkleTree, verify_inclusion
 from hypermesh.inputs import BadInput, check, integer_schema, number_text, validator
 from hypermesh.transport.identity import node_id_from_public_key, public_key_from_node_id
@@ -39,8 +32,6 @@ MAX_STEPS = 64
 """Steps a bundle may take, at most (a path longer than that is not looked for)."""
 MAX_PROOF = 64
 """Hashes in one inclusion proof, at most (the depth of a tree of 2^64 blocks)."""
-MAX_BLOCK_TEXT = 4 * -(-(HEADER_SIZE + MAX_LINKS * LINK_SIZE + SIGNATURE_SIZE) // 3)
-"""Base64 characters of the largest block."""
 
 
 @dataclass(frozen=True, slots=True)
