@@ -49,7 +49,7 @@ from hypermesh.node.registry_api import PREFIX, add_registry_routes
 from hypermesh.node.router import Router
 from hypermesh.node.routes import add_dns_routes
 from hypermesh.node.server import bind_endpoint, server_configuration
-from hypermesh.registry.service import Change, DatabaseNonceCache, Registry
+from hypermesh.registry.service import Change, DatabaseNonceCache, Policy, Registry
 from hypermesh.registry.signing import sign_request, verify_request
 from hypermesh.registry.tables import RegistryBase
 from hypermesh.transport.client import connect_h3
@@ -118,6 +118,10 @@ def floor_postgres(url: str, count: int) -> float:
 # -- (b) the registry in process --------------------------------------------------------------
 
 
+ONE_OWNER = Policy(max_tlds_per_owner=1_000_000)
+"""One key registers every TLD of the run: the quota of TLDs per owner key lifted."""
+
+
 def empty_postgres(url: str) -> str:
     Registry.open(url).close()
     cleaner = Registry.open(url)
@@ -132,7 +136,7 @@ def empty_postgres(url: str) -> str:
 
 
 def in_process(where: str, count: int, backend: str, records: int) -> None:
-    registry = Registry.open(where, admin=Identity.generate().node_id)
+    registry = Registry.open(where, admin=Identity.generate().node_id, policy=ONE_OWNER)
     nonces = DatabaseNonceCache(registry)
     body = b'{"tld":"x","network":"bench"}'
 
@@ -173,7 +177,7 @@ def in_process(where: str, count: int, backend: str, records: int) -> None:
 
 async def serve(where: str) -> None:
     identity = Identity.generate()
-    registry = Registry.open(where, admin=Identity.generate().node_id)
+    registry = Registry.open(where, admin=Identity.generate().node_id, policy=ONE_OWNER)
     zones = StaticZones()
     router = add_registry_routes(Router(), registry, zones)
     answerer = Answerer(zones)
