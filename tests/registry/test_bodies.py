@@ -5,6 +5,7 @@ record set), the quota of TLDs per key, and look-alike TLDs refused."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -12,10 +13,14 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from hypermesh.dns import StaticZones
+from hypermesh.node.mirror_api import add_feed_routes, zone_feed
+from hypermesh.node.router import Request, Router
 from hypermesh.registry.client import API, tld_path
 from hypermesh.registry.service import Registry
 from hypermesh.registry.signing import cosign, sign_request
 from hypermesh.registry.tables import RegistryBase
+from hypermesh.transport.client import connect_h3
 from hypermesh.transport.identity import Identity
 from tests.registry.conftest import ADMIN, OTHER, OWNER
 from tests.registry.test_api import Running, raw_post, run
@@ -149,7 +154,6 @@ def test_every_bad_body_is_a_4xx_naming_the_field_and_stores_nothing(registry: R
 async def post_bytes(
     r: Running, path: str, body: bytes, headers: dict[str, str]
 ) -> tuple[int, dict[str, Any]]:
-    from hypermesh.transport.client import connect_h3
 
     pin = r.identity.node_id
     async with connect_h3(r.endpoint.address, expected_id=pin, identity=None) as h3:
@@ -252,3 +256,29 @@ def test_look_alikes_of_registered_or_iana_tlds_are_refused(registry: Registry) 
             assert dump(r.registry) == before, name
 
     run(registry, scenario)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "tld=acme&serial=-1",
+        "tld=acme&serial=1.5",
+        "tld=acme&serial=" + "9" * 40,
+        "tld=acme&serial=4294967296",
+        "tld=acme&serial=%D9%A1",  # Arabic-Indic one
+        "tld=acme&serial=%C2%B2",  # superscript two
+        "tld=a..b",
+        "tld=acme%0A",
+        "tld=ac%00me",
+        "tld=" + "x" * 300,
+        "serial=1",
+    ],
+)
+def test_the_feed_s_query_is_checked_whole(registry: Registry, query: str) -> None:
+    """``/registry/v1/ixfr`` on the registry: a bad serial or TLD is a 400, never a 500."""
+    zones = StaticZones()
+    router = Router()
+    add_feed_routes(router, registry, zones, zone_feed(zones), Identity.generate(), "demo")
+    request = Request("GET", f"{API}/ixfr", query=query)
+    response = asyncio.run(router.dispatch(request))
+    assert response.status == 400, (query, response.body)

@@ -34,20 +34,22 @@ from hypermesh.registry.errors import RegistryError
 from hypermesh.registry.service import Registry
 from hypermesh.registry.zones import serial_of
 from hypermesh.transport.identity import Identity
+from hypermesh.zonedata import ZoneDataError, tld_label
 
 
 def _query(request: Request) -> tuple[str, int]:
     params = urllib.parse.parse_qs(request.query)
     name = params.get("tld", [""])[0]
-    try:
-        serial = int(params.get("serial", ["0"])[0])
-    except ValueError:
-        serial = -1
-    if serial < 0:
-        raise RegistryError("serial must be a whole number, 0 for the whole zone")
+    text = params.get("serial", ["0"])[0]
+    if not (text.isascii() and text.isdigit() and len(text) <= 10 and int(text) < 2**32):
+        raise RegistryError("serial must be a whole number below 2^32, 0 for the whole zone")
     if not name:
         raise RegistryError("tld is required")
-    return (name if name.endswith(".") else f"{name}."), serial
+    try:
+        label = tld_label(name.removesuffix("."))
+    except ZoneDataError as exc:
+        raise RegistryError(f"tld: {exc}") from None
+    return f"{label}.", int(text)
 
 
 def zone_feed(zones: StaticZones) -> ZoneFeed:
