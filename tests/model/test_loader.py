@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypermesh.model.loader import MAX_VALUES_PER_DOCUMENT, load, load_text
+import pytest
+
+from hypermesh.model.loader import MAX_DEPTH, MAX_VALUES_PER_DOCUMENT, load, load_text
 
 
 def test_positions_point_at_keys_and_items() -> None:
@@ -97,3 +99,56 @@ def test_manifest_set_reparses_only_changed_files(tmp_path: Path) -> None:
         assert "Network 'demo' is not declared" in str(exc)
     else:
         raise AssertionError("the dangling reference was not reported")
+
+
+RECURSIVE = [
+    # (case, YAML, where the problem is reported, where the anchored value starts)
+    ("mapping", "spec: &a {network: *a}\n", "f.yaml:1:11", "line 1, column 7"),
+    ("sequence", "spec: &a [x, *a]\n", "f.yaml:1:1", "line 1, column 7"),
+    ("nested", "spec: &a\n  x:\n  - y: [1, {z: *a}]\n", "f.yaml:3:13", "line 1, column 7"),
+    ("self-list", "&a [*a]\n", "f.yaml:1:1", "line 1, column 1"),
+    ("list-in-list", "spec: &a [[[*a]]]\n", "f.yaml:1:1", "line 1, column 7"),
+    ("merge", "spec: &a {x: 1, <<: *a}\n", "f.yaml:1:1", "line 1, column 7"),
+    ("merge-list", "spec: &a\n  <<: [*a]\n", "f.yaml:1:1", "line 1, column 7"),
+    ("block", "a: &a\n  b: &b\n    c: *a\n", "f.yaml:3:5", "line 1, column 4"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "anchor"), [c[1:] for c in RECURSIVE], ids=[c[0] for c in RECURSIVE]
+)
+def test_a_recursive_alias_is_an_error_at_file_line_column(
+    text: str, where: str, anchor: str
+) -> None:
+    result = load_text(text + "---\nok: 1\n", "f.yaml")
+    assert [str(p).split(": ", 1)[0] for p in result.problems] == [where]
+    (problem,) = result.problems
+    assert problem.message.startswith("recursive alias") and anchor in problem.message
+    # The document is refused whole; the next one in the file is still read.
+    assert [d.data for d in result.documents] == [{"ok": 1}]
+
+
+def test_an_alias_used_twice_is_not_recursive() -> None:
+    result = load_text("a: &a {x: 1}\nb: [*a, *a]\nc: {d: *a}\n", "f.yaml")
+    assert not result.problems
+    assert result.documents[0].data == {
+        "a": {"x": 1},
+        "b": [{"x": 1}, {"x": 1}],
+        "c": {"d": {"x": 1}},
+    }
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 500, 990])
+def test_deep_nesting_is_refused_before_anything_recurses(depth: int) -> None:
+    flow = load_text("a: " + "[" * depth + "]" * depth + "\n", "f.yaml")
+    block = load_text("".join(" " * i + "a:\n" for i in range(depth)), "f.yaml")
+    for result in (flow, block):
+        assert not result.documents
+        (problem,) = result.problems
+        assert f"nested more than {MAX_DEPTH} levels" in problem.message
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    depth = MAX_DEPTH - 1
+    result = load_text("a: " + "[" * depth + "]" * depth + "\n", "f.yaml")
+    assert not result.problems and result.documents

@@ -25,6 +25,11 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_VALUES_PER_DOCUMENT = 200_000
 """Guards against alias bombs ("billion laughs"): a document may expand to this many values."""
 
+MAX_DEPTH = 64
+"""How deeply mappings and lists may nest in a document (the deepest manifest field is about
+ten levels down): deeper input is refused, so nothing that walks a document can recurse
+without bound."""
+
 YAML_SUFFIXES = (".yaml", ".yml")
 
 FieldPath = tuple[str | int, ...]
@@ -178,7 +183,11 @@ def _load_bytes(file: str, raw: bytes, result: LoadResult) -> None:
             if node is None:
                 continue
             builder = _Builder(file)
-            data = builder.build(node, ())
+            try:
+                data = builder.build(node, ())
+            except _Refused as exc:  # this document is refused whole; the next may be good
+                result.problems.append(Problem(exc.position, str(exc)))
+                continue
             if data is None:
                 continue
             result.documents.append(Document(file, index, data, builder.positions))
@@ -190,8 +199,8 @@ def _load_bytes(file: str, raw: bytes, result: LoadResult) -> None:
         result.problems.append(Problem(position, f"invalid YAML: {_describe(exc, text)}"))
     except yaml.YAMLError as exc:
         result.problems.append(Problem(Position(file), f"invalid YAML: {exc}"))
-    except _TooLarge as exc:
-        result.problems.append(Problem(exc.position, str(exc)))
+    except RecursionError:  # the YAML library's own composer, on input nested past its limits
+        result.problems.append(Problem(Position(file), "invalid YAML: nested too deeply"))
 
 
 def _describe(exc: yaml.MarkedYAMLError, text: str) -> str:
@@ -207,11 +216,11 @@ def _describe(exc: yaml.MarkedYAMLError, text: str) -> str:
     return problem
 
 
-class _TooLarge(Exception):
-    def __init__(self, position: Position) -> None:
-        super().__init__(
-            f"document expands to more than {MAX_VALUES_PER_DOCUMENT} values (an alias bomb?)"
-        )
+class _Refused(Exception):
+    """A document that cannot be turned into values at all; the message says why."""
+
+    def __init__(self, position: Position, message: str) -> None:
+        super().__init__(message)
         self.position = position
 
 
@@ -225,22 +234,42 @@ class _Builder:
         self.positions: dict[FieldPath, tuple[int, int]] = {}
         self.problems: list[Problem] = []
         self.count = 0
+        self._open: set[int] = set()
+        """The collections being built, from the root down to the current one: meeting one of
+        them again means an alias refers to a value that contains it."""
 
     def _at(self, node: yaml.Node) -> Position:
         return Position(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
+    def _where(self, path: FieldPath, node: yaml.Node) -> Position:
+        """Where the value at ``path`` is written (its key, in a mapping), else ``node``."""
+        found = self.positions.get(path)
+        return Position(self.file, *found) if found is not None else self._at(node)
+
     def build(self, node: yaml.Node, path: FieldPath) -> Any:
         self.count += 1
         if self.count > MAX_VALUES_PER_DOCUMENT:
-            raise _TooLarge(self._at(node))
+            raise _Refused(
+                self._at(node),
+                f"document expands to more than {MAX_VALUES_PER_DOCUMENT} values (an alias bomb?)",
+            )
         if path not in self.positions:
             self.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
+        if len(path) >= MAX_DEPTH:
+            raise _Refused(
+                self._where(path, node),
+                f"nested more than {MAX_DEPTH} levels deep: manifests are not that deep",
+            )
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ:
                 self._unknown_tag(node)
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            self._enter(node, path)
+            try:
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            finally:
+                self._open.discard(id(node))
         if isinstance(node, yaml.MappingNode):
             if node.tag != _MAP:
                 self._unknown_tag(node)
@@ -248,7 +277,30 @@ class _Builder:
         self.problems.append(Problem(self._at(node), "unsupported YAML node"))
         return None
 
+    def _enter(self, node: yaml.Node, path: FieldPath) -> None:
+        """Start building a collection; refuse one that is already being built (an alias to
+        a value that contains the alias: its expansion would never end)."""
+        if id(node) in self._open:
+            anchor = self._at(node)
+            # An alias keeps no position of its own: name the key it is the value of, or the
+            # list it is an item of.
+            while path and isinstance(path[-1], int):
+                path = path[:-1]
+            raise _Refused(
+                self._where(path, node),
+                f"recursive alias: the value anchored at line {anchor.line}, column "
+                f"{anchor.column} contains itself; manifests are finite trees",
+            )
+        self._open.add(id(node))
+
     def _mapping(self, node: yaml.MappingNode, path: FieldPath) -> dict[str, Any]:
+        self._enter(node, path)
+        try:
+            return self._mapping_items(node, path)
+        finally:
+            self._open.discard(id(node))
+
+    def _mapping_items(self, node: yaml.MappingNode, path: FieldPath) -> dict[str, Any]:
         out: dict[str, Any] = {}
         explicit: set[str] = set()
         for key_node, value_node in node.value:
@@ -315,10 +367,14 @@ class _Builder:
 
 
 def _dotted(path: FieldPath) -> str:
+    """``spec.rules[0].from``; a key that is not plain printable text is quoted (``['a\\n']``)
+    so that a message stays on one line and says exactly which key."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not part or not part.isprintable() or any(c.isspace() for c in part):
+            out += f"[{part!r}]"
         else:
             out += f".{part}" if out else str(part)
     return out
