@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -51,6 +52,13 @@ def test_chain_append_log_verify_and_prove(hmctl: Hmctl, applied: Path) -> None:
     with pytest.raises(TransportError, match="append refused \\(403\\)"):
         asyncio.run(client.append(stranger, "note", b"forged"))
     assert asyncio.run(client.head())["size"] == 3
+
+    # A payload altered on the node's disk is a failed verification like any other: exit 1.
+    with sqlite3.connect(hmctl.state / "nodes" / "alpha" / "chain.db") as db:
+        db.execute("UPDATE payloads SET data = ? WHERE data = ?", (b"forged", b"second"))
+    tampered = hmctl("chain", "verify", "alpha")
+    assert tampered.returncode == 1, tampered.stdout + tampered.stderr
+    assert "FAILED: chain of alpha: block 1: the payload does not match" in tampered.stdout
 
 
 def _followed(hmctl: Hmctl, node: str) -> dict[str, dict[str, object]]:
