@@ -18,6 +18,11 @@ from tests.conftest import HEADER, documents, network, node
 NET = network("demo")
 TLD = f"{HEADER}kind: TLD\nmetadata: {{name: acme}}\nspec: {{network: demo, owner: {{node: a}}}}\n"
 NODE_A = node("a")
+PEER = (
+    f"{HEADER}kind: Peer\nmetadata: {{name: far}}\nspec:\n  network: demo\n"
+    "  identity: hm1vl6i67ugvkxr4abg7em5bkgjpr674ddzijip464ahatw4ldj6wua\n"
+    "  address: 192.0.2.10:443\n"
+)
 
 CASES: list[tuple[str, bytes | str, str]] = [
     (
@@ -180,12 +185,63 @@ CASES: list[tuple[str, bytes | str, str]] = [
     (
         "port-out-of-range",
         documents(NET, node("a", listen="127.0.0.1:70000")),
-        "bad.yaml:11:3: Node/a: spec.listen: port 70000 is out of range (0-65535)",
+        "bad.yaml:11:3: Node/a: spec.listen: '127.0.0.1:70000': port 70000 is out of range "
+        "(0-65535)",
     ),
     (
         "unsupported-tag",
         documents(NET, node("a", roles="!!python/object:os.system [mirror]")),
         "bad.yaml:12:10: unsupported YAML tag 'tag:yaml.org,2002:python/object:os.system'",
+    ),
+    (
+        "recursive-alias-mapping",
+        f"{HEADER}kind: Node\nmetadata: {{name: a}}\nspec: &a {{network: *a}}\n",
+        "bad.yaml:4:11: recursive alias: the value anchored at line 4, column 7 contains itself",
+    ),
+    (
+        "recursive-alias-sequence",
+        f"{HEADER}kind: Node\nmetadata: {{name: a}}\nspec: &a [*a]\n",
+        "bad.yaml:4:1: recursive alias: the value anchored at line 4, column 7 contains itself",
+    ),
+    (
+        "recursive-alias-nested",
+        f"{HEADER}kind: Node\nmetadata: &m\n  name: a\n  labels: {{x: [*m]}}\nspec: {{}}\n",
+        "bad.yaml:5:12: recursive alias: the value anchored at line 3, column 11 contains itself",
+    ),
+    (
+        "recursive-alias-list",
+        "&a [*a, *a]\n",
+        "bad.yaml:1:1: recursive alias: the value anchored at line 1, column 1 contains itself",
+    ),
+    (
+        "recursive-merge-key",
+        f"{HEADER}kind: Network\nmetadata: {{name: demo}}\nspec: &s {{mode: private, <<: *s}}\n",
+        "bad.yaml:4:1: recursive alias: the value anchored at line 4, column 7 contains itself",
+    ),
+    (
+        "nested-too-deep",
+        f"{HEADER}kind: Network\nmetadata: {{name: demo}}\nspec: {'[' * 100}{']' * 100}\n",
+        "bad.yaml:4:",
+    ),
+    (
+        "ipv6-port-out-of-range",
+        documents(NET, node("a", listen="[::1]:65536")),
+        "bad.yaml:11:3: Node/a: spec.listen: '[::1]:65536': port 65536 is out of range",
+    ),
+    (
+        "web-port-out-of-range",
+        documents(NET, node("a", web="{listen: '127.0.0.1:99999'}")),
+        "bad.yaml:12:9: Node/a: spec.web.listen: '127.0.0.1:99999': port 99999 is out of range",
+    ),
+    (
+        "peer-port-out-of-range",
+        documents(NET, PEER.replace("192.0.2.10:443", "192.0.2.10:1e5")),
+        "bad.yaml:12:3: Peer/far: spec.address: '192.0.2.10:1e5': the port '1e5' is not a number",
+    ),
+    (
+        "namespaced-names-one-way",
+        documents(NET, node("a").replace("{name: a}", "{name: a, namespace: ns}") + "  bogus: 1\n"),
+        "bad.yaml:12:3: Node/ns/a: spec.bogus: unknown field 'bogus'",
     ),
     (
         "negative-ttl",
@@ -208,7 +264,7 @@ def applied_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A state store that already holds an applied network (no processes needed)."""
     root = tmp_path_factory.mktemp("applied")
     good = root / "good.yaml"
-    good.write_text(network("demo"))
+    good.write_text(documents(network("demo"), PEER))  # a Peer: a member, and no process
     assert main(["--state", str(root / "state"), "apply", "-f", str(good)]) == 0
     return root / "state"
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -44,9 +44,11 @@ __all__ = [
     "Rule",
     "crd",
     "file_name",
+    "key_rules",
     "openapi_schema",
     "render_crds",
     "render_files",
+    "rules",
     "schema_at",
     "write_files",
 ]
@@ -186,8 +188,6 @@ class Rule:
         return out
 
 
-_PORT = "0*([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-
 RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
     {
         "Network": (
@@ -236,14 +236,6 @@ RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
                 ".spec.federation",
             ),
         ),
-        "Node": (
-            Rule(
-                "spec",
-                f"!has(self.listen) || self.listen.matches(':{_PORT}$')",
-                "the listen port is out of range (0-65535)",
-                ".listen",
-            ),
-        ),
         "TLD": (
             Rule(
                 "spec.owner",
@@ -282,7 +274,8 @@ RULES: Mapping[str, tuple[Rule, ...]] = MappingProxyType(
     }
 )
 """Kind → the CEL rules of its CRD: the rules of ``hypermesh.model.validate`` that look at one
-resource only. Rules between resources (does the Node exist?) stay with the controller."""
+resource only. Rules between resources (does the Node exist?) stay with the controller.
+Address fields need no rule: their pattern (``HOST_PORT_PATTERN``) bounds the port itself."""
 
 BOUNDS: Mapping[str, Mapping[str, Mapping[str, int]]] = MappingProxyType(
     {}  # InterfacePolicy's rules and from.groups carry their bounds in the schema itself
@@ -303,6 +296,37 @@ def schema_at(schema: dict[str, Any], at: str) -> dict[str, Any]:
     return node
 
 
+def key_rules(kind: str) -> tuple[Rule, ...]:
+    """CEL rules for the maps whose keys the schema constrains (``propertyNames``, which a
+    structural schema cannot hold): every key must match the pattern and length there."""
+    return tuple(_key_rules(load_schema(kind), ""))
+
+
+def _key_rules(schema: Mapping[str, Any], at: str) -> Iterator[Rule]:
+    names = schema.get("propertyNames")
+    if isinstance(names, Mapping):
+        checks = []
+        if "pattern" in names:
+            pattern = str(names["pattern"])
+            quoted = ("r'" if "\\" in pattern else "'") + pattern + "'"
+            checks.append(f"k.matches({quoted})")
+        if "maxLength" in names:
+            checks.append(f"size(k) <= {int(names['maxLength'])}")
+        if checks:
+            what = str(names.get("description", "")).rstrip(".") or "a valid key"
+            yield Rule(at, f"self.all(k, {' && '.join(checks)})", f"every key must be {what}")
+    for name, sub in schema.get("properties", {}).items():
+        yield from _key_rules(sub, f"{at}.{name}" if at else name)
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        yield from _key_rules(items, f"{at}[]")
+
+
+def rules(kind: str) -> tuple[Rule, ...]:
+    """Every CEL rule of ``kind``'s CRD: ``RULES`` and ``key_rules``."""
+    return (*RULES.get(kind, ()), *key_rules(kind))
+
+
 def openapi_schema(kind: str) -> dict[str, Any]:
     """The ``openAPIV3Schema`` of ``kind``: structural, with bounds and CEL rules added."""
     schema = structural(load_schema(kind))
@@ -310,7 +334,7 @@ def openapi_schema(kind: str) -> dict[str, Any]:
         place = schema_at(schema, at)
         for key, value in bounds.items():
             place.setdefault(key, value)
-    for rule in RULES.get(kind, ()):
+    for rule in rules(kind):
         schema_at(schema, rule.at).setdefault("x-kubernetes-validations", []).append(rule.to_dict())
     return schema
 

@@ -16,6 +16,7 @@ import yaml
 
 from hypermesh import API_VERSION
 from hypermesh.model.schemas import (
+    HOST_PORT_PATTERN,
     KINDS,
     LABEL_PATTERN,
     NAME_PATTERN,
@@ -47,6 +48,11 @@ are valid custom resources. This page is generated from the JSON Schemas in `sch
   253 characters; the pattern is
   `{NAME_PATTERN}`.
   A DNS-1123 label is the same without dots, at most 63 characters.
+- Addresses (`host:port`) are one type, checked by one pattern wherever they appear: the host is
+  a dotted-quad IPv4 address (each part 0-255, no leading zeros), an IPv6 address in brackets
+  (`[::1]`, optionally with a `%zone`) or a host name whose last label holds a letter; the port
+  is 0-65535 in decimal without leading zeros (0 picks any free port where the field binds).
+- Patterns match the whole value: `$` is the end of the text, so a trailing newline is refused.
 - References resolve within one namespace; `hmctl validate` reports a reference to a resource
   that is not declared, and the rules between fields that a schema cannot express (they are
   stated in the descriptions below).
@@ -60,6 +66,7 @@ In the tables, `a.b` is field `b` of object `a`, and `a[]` is each item of list 
 _PATTERNS = {
     NAME_PATTERN: "a name (DNS-1123 subdomain)",
     LABEL_PATTERN: "a DNS-1123 label",
+    HOST_PORT_PATTERN: "host:port (see above)",
 }
 """Patterns common enough to be named in words rather than printed each time."""
 
@@ -189,6 +196,11 @@ def _allowed(schema: Mapping[str, Any]) -> str:
         inner = _item_notes(items)
         if inner:
             notes.append("each item: " + ", ".join(inner))
+    keys = schema.get("propertyNames")
+    if isinstance(keys, Mapping):
+        inner = _item_notes(keys)
+        if inner:
+            notes.append("each key: " + ", ".join(inner))
     extra = schema.get("additionalProperties")
     if isinstance(extra, Mapping) and "properties" not in schema:
         inner = _item_notes(extra)
@@ -237,11 +249,15 @@ def _bounds(schema: Mapping[str, Any]) -> list[str]:
         notes.append(f"at least {_plural(schema['minItems'], 'item')}")
     if "maxItems" in schema:
         notes.append(f"at most {_plural(schema['maxItems'], 'item')}")
+    if "maxProperties" in schema:
+        notes.append(f"at most {_plural(schema['maxProperties'], 'entry')}")
     return notes
 
 
 def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun[:-1]}ies" if noun.endswith("y") else f"{count} {noun}s"
 
 
 def _json(value: Any) -> str:

@@ -25,9 +25,17 @@ class ResourceKey:
     namespace: str = ""
 
     def __str__(self) -> str:
+        """``Kind/name``, or ``Kind/namespace/name`` for a namespaced resource: how every
+        message names a resource (validation problems, conditions, events, plans)."""
         if self.namespace:
             return f"{self.kind}/{self.namespace}/{self.name}"
         return f"{self.kind}/{self.name}"
+
+    def lowercase(self) -> str:
+        """``str()`` with the kind in lower case (``node/ns/name``), as kubectl prints what it
+        did: hmctl's progress lines and ``get -o name``."""
+        text = str(self)
+        return self.kind.lower() + text[len(self.kind) :]
 
     @property
     def order(self) -> tuple[int, str, str]:

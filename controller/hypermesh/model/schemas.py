@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from functools import cache
 from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
+from jsonschema.protocols import Validator
 
 __all__ = [
     "API_GROUP",
     "DURATION_PATTERN",
+    "HOST_PORT_FIELDS",
     "HOST_PORT_PATTERN",
     "KINDS",
     "LABEL_PATTERN",
@@ -31,6 +34,8 @@ __all__ = [
     "SCHEMA_FILES",
     "SHORT_NAMES",
     "SINGULARS",
+    "ecma_regex",
+    "fast_validator_for",
     "kind_from_alias",
     "load_schema",
     "structural",
@@ -73,7 +78,10 @@ SHORT_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 """Kind → short names ``hmctl`` accepts (``hmctl get no``)."""
 
-# The patterns the schemas use (kept equal to them by tests/model/test_schemas.py).
+# The patterns the schemas use (kept equal to them by tests/model/test_schemas.py). Every one is
+# written in the subset of regular expressions that means the same in ECMA-262 (jsonschema-rs,
+# editors), RE2 (the Kubernetes API server) and Python (``ecma_regex``): literal characters,
+# classes, groups, alternation, counted repetition, ``^`` and ``$`` as the ends of the text.
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 """A DNS-1123 subdomain: every ``metadata.name`` and every field naming another resource."""
@@ -87,12 +95,62 @@ NODE_ID_PATTERN = r"^hm1[a-z2-7]{52}$"
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
 """A duration such as ``90s`` or ``2h30m`` (units ms, s, m, h, d)."""
 
-HOST_PORT_PATTERN = (
-    r"^(\[[0-9A-Fa-f:.]+(%[0-9A-Za-z_.-]+)?\]"
-    r"|[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*)"
-    r":[0-9]{1,5}$"
+
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+IPV4_PATTERN = rf"{_OCTET}(\.{_OCTET}){{3}}"
+"""A dotted-quad IPv4 address, each part 0-255 without leading zeros (unanchored)."""
+
+
+def _ipv6_pattern() -> str:
+    """Every text form of an IPv6 address (RFC 4291 §2.2): eight groups, or fewer around one
+    ``::``, the last two groups optionally written as an IPv4 address."""
+    group = "[0-9A-Fa-f]{1,4}"
+    forms = [f"({group}:){{7}}{group}", f"({group}:){{6}}{IPV4_PATTERN}"]
+    for left in range(8):  # groups before the "::"
+        head = "" if left == 0 else group if left == 1 else f"({group}:){{{left - 1}}}{group}"
+        tails = []
+        if left <= 6:  # then up to 7 - left groups
+            more = 6 - left
+            tails.append(f"{group}(:{group}){{0,{more}}}" if more else group)
+        if left <= 5:  # or up to 5 - left groups and an IPv4 address
+            more = 5 - left
+            tails.append(f"({group}:){{0,{more}}}{IPV4_PATTERN}" if more else IPV4_PATTERN)
+        tail = f"({'|'.join(tails)})?" if tails else ""
+        forms.append(f"{head}::{tail}")
+    return "(" + "|".join(forms) + ")"
+
+
+IPV6_PATTERN = _ipv6_pattern()
+"""An IPv6 address in any of its text forms, without brackets (unanchored)."""
+
+HOSTNAME_PATTERN = (
+    r"([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?\.)*"
+    r"([0-9][-0-9]*)?[A-Za-z]([-A-Za-z0-9]*[A-Za-z0-9])?"
 )
-"""``host:port``: IPv4 address, bracketed IPv6 address or host name (port not range-checked)."""
+"""A host name: dot-separated labels of letters, digits and '-'; the last label holds a letter,
+so that nothing shaped like an IP address (``999.1.1.1``, ``1.2.3``) passes for a name."""
+
+PORT_PATTERN = (
+    "(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+)
+"""A port, 0 to 65535 in decimal without leading zeros (unanchored)."""
+
+HOST_PORT_PATTERN = (
+    rf"^(\[{IPV6_PATTERN}(%[0-9A-Za-z_.-]+)?\]|{IPV4_PATTERN}|{HOSTNAME_PATTERN}):{PORT_PATTERN}$"
+)
+"""``host:port``, the one type of every address field (``HOST_PORT_FIELDS``): an IPv4 address,
+a bracketed IPv6 address (with an optional ``%zone``) or a host name, then a port 0-65535."""
+
+HOST_PORT_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "Network": ("spec.registry.endpoint", "spec.federation[].registry.endpoint"),
+        "Node": ("spec.listen", "spec.web.listen"),
+        "Peer": ("spec.address",),
+    }
+)
+"""Kind → its ``host:port`` fields (``a[]`` is each item of list ``a``); each has
+``HOST_PORT_PATTERN`` in its schema, and no other field has."""
+
 
 _ALIASES: Mapping[str, str] = MappingProxyType(
     {
@@ -130,9 +188,46 @@ def load_schema(kind: str) -> dict[str, Any]:
 
 
 @cache
-def validator_for(kind: str) -> Draft202012Validator:
-    """A cached draft 2020-12 validator for ``kind`` (formats are not asserted)."""
-    return Draft202012Validator(load_schema(kind), format_checker=None)
+def ecma_regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled for Python with the meaning JSON Schema gives it (ECMA-262): ``$``
+    is the end of the text, where Python's ``$`` also matches before a final newline (so that
+    ``^[a-z]+$`` would take ``"abc\\n"``). The schemas' patterns keep to constructs that mean the
+    same in both otherwise (tests/model/test_schemas.py checks)."""
+    out: list[str] = []
+    escaped = in_class = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            out.append(r"\Z")
+            continue
+        out.append(char)
+    return re.compile("".join(out))
+
+
+def _pattern(
+    validator: Validator, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    """The ``pattern`` keyword with ECMA-262's meaning (``ecma_regex``)."""
+    if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+SchemaValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+"""Draft 2020-12 with ``pattern`` as ECMA-262 means it: the same answers as jsonschema-rs."""
+
+
+@cache
+def validator_for(kind: str) -> Validator:
+    """A cached draft 2020-12 validator for ``kind`` (formats are not asserted; patterns are
+    matched as ECMA-262 matches them, ``ecma_regex``)."""
+    return SchemaValidator(load_schema(kind), format_checker=None)
 
 
 @cache
@@ -142,7 +237,10 @@ def fast_validator_for(kind: str) -> Any:
     return jsonschema_rs.Draft202012Validator(load_schema(kind), validate_formats=False)
 
 
-_DROPPED = frozenset({"$schema", "$id", "$defs", "definitions", "$comment", "examples"})
+_DROPPED = frozenset(
+    {"$schema", "$id", "$defs", "definitions", "$comment", "examples", "propertyNames"}
+)
+"""Keywords a CRD cannot hold; ``propertyNames`` becomes a CEL rule (``crds.key_rules``)."""
 _RESOURCE_META = ("apiVersion", "kind", "metadata")
 _LITERALS = frozenset({"default", "examples", "enum", "const"})
 """Keywords whose values are instances, not schemas: never rewritten."""

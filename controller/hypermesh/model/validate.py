@@ -10,17 +10,37 @@ from __future__ import annotations
 import copy
 import difflib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, BinaryIO
 
 from hypermesh import API_VERSION
-from hypermesh.errors import ManifestError, Problem
-from hypermesh.model.loader import Document, FileCache, LoadResult, dotted, load
+from hypermesh.errors import ManifestError, Position, Problem
+from hypermesh.model.addresses import explain, split_host_port
+from hypermesh.model.loader import Document, FieldPath, FileCache, LoadResult, dotted, load
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
-from hypermesh.model.schemas import KINDS, fast_validator_for, load_schema, validator_for
+from hypermesh.model.schemas import (
+    DURATION_PATTERN,
+    HOST_PORT_PATTERN,
+    KINDS,
+    LABEL_PATTERN,
+    NAME_PATTERN,
+    NODE_ID_PATTERN,
+    fast_validator_for,
+    load_schema,
+    validator_for,
+)
 from hypermesh.policy import PolicyEngine
 from hypermesh.zonedata import RecordSet, ZoneDataError, tld_label
+
+__all__ = [
+    "ManifestSet",
+    "build",
+    "check_references",
+    "load_desired",
+    "resource_problems",
+    "split_host_port",
+]
 
 
 def load_desired(paths: Iterable[str], stdin: BinaryIO | None = None) -> DesiredState:
@@ -123,6 +143,17 @@ def _key_of(document: Document) -> ResourceKey | None:
     return None
 
 
+def _label(key: ResourceKey) -> str:
+    """How a problem names the resource: ``str(key)``, with a name or namespace that is not
+    plain printable text quoted, so that a message stays on one line."""
+
+    def plain(part: str) -> str:
+        clean = part.isprintable() and not any(c.isspace() for c in part)
+        return part if clean else repr(part)
+
+    return str(ResourceKey(key.kind, plain(key.name), plain(key.namespace)))
+
+
 def _resource(document: Document, problems: list[Problem]) -> Resource | None:
     data = document.data
     if not isinstance(data, dict):
@@ -136,7 +167,8 @@ def _resource(document: Document, problems: list[Problem]) -> Resource | None:
     kind = data.get("kind")
     meta = data.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
-    label = f"{kind}/{name}" if isinstance(kind, str) and isinstance(name, str) else ""
+    key = _key_of(document)
+    label = _label(key) if key is not None else ""
     if not isinstance(kind, str) or not kind:
         problems.append(Problem(document.position(), "missing 'kind'", label, "kind"))
         return None
@@ -164,7 +196,7 @@ def _resource(document: Document, problems: list[Problem]) -> Resource | None:
             )
         )
         return None
-    found = [_schema_problem(document, label, error) for error in _errors(kind, data)]
+    found = [_schema_problem(document.position, label, error) for error in _errors(kind, data)]
     if found:
         problems.extend(found)
         return None
@@ -181,17 +213,29 @@ def _resource(document: Document, problems: list[Problem]) -> Resource | None:
     )
 
 
+def resource_problems(resource: Resource) -> list[Problem]:
+    """What its kind's schema says is wrong with ``resource``: none for one that ``build``
+    made, but a resource made by other code (the operator, a program) is checked too before
+    anything acts on it."""
+    data = resource.to_manifest()
+    label = str(resource.key)
+    return [
+        _schema_problem(lambda _path: resource.position(), label, error)
+        for error in _errors(resource.kind, data)
+    ]
+
+
 def _errors(kind: str, data: dict[str, Any]) -> list[Any]:
-    """Schema errors of one document. The compiled validator decides (fast, and strict about
-    ECMA-262 patterns); jsonschema explains, as its errors carry the keyword and the schema."""
+    """Schema errors of one document. The compiled validator decides (fast); jsonschema
+    explains, as its errors carry the keyword and the schema. Both match patterns as ECMA-262
+    does (``schemas.ecma_regex``), so they agree."""
     fast = fast_validator_for(kind)
     if fast.is_valid(data):
         return []
     found = sorted(
         validator_for(kind).iter_errors(data), key=lambda e: list(map(str, e.absolute_path))
     )
-    # Where Python's re is laxer than ECMA-262 (``$`` before a final newline), only the
-    # compiled validator objects: report its finding as it is.
+    # Should they ever disagree, the compiled validator's finding is reported as it is.
     return found or [_FastError(e) for e in fast.iter_errors(data)]
 
 
@@ -208,11 +252,18 @@ class _FastError:
         self.instance = error.instance
 
 
-def _schema_problem(document: Document, label: str, error: Any) -> Problem:
+def _schema_problem(where: Callable[[FieldPath], Position], label: str, error: Any) -> Problem:
     path = tuple(error.absolute_path)
     keyword = error.validator
     instance = error.instance
     message = error.message
+    if "propertyNames" in getattr(error, "relative_schema_path", ()):  # a key of a map
+        path = (*path, str(instance))
+        if keyword == "pattern":
+            message = f"key {_short(instance)} is not valid: {_pattern_hint(error.validator_value)}"
+        else:
+            message = f"key {_short(instance)}: {error.message}"
+        return Problem(where(path), message, label, dotted(path))
     if keyword == "additionalProperties" and isinstance(instance, dict):
         allowed = list(error.schema.get("properties", {}))
         extra = sorted(k for k in instance if k not in allowed)
@@ -221,7 +272,7 @@ def _schema_problem(document: Document, label: str, error: Any) -> Problem:
             hint = _did_you_mean(key, allowed)
             more = f" (and {', '.join(map(repr, extra[1:]))})" if len(extra) > 1 else ""
             return Problem(
-                document.position((*path, key)),
+                where((*path, key)),
                 f"unknown field {key!r}{more}{hint}",
                 label,
                 dotted((*path, key)),
@@ -229,7 +280,7 @@ def _schema_problem(document: Document, label: str, error: Any) -> Problem:
     elif keyword == "required":
         missing = error.message.split("'")[1] if "'" in error.message else str(error.message)
         return Problem(
-            document.position(path),
+            where(path),
             f"missing required field {missing!r}",
             label,
             dotted((*path, missing)),
@@ -243,31 +294,34 @@ def _schema_problem(document: Document, label: str, error: Any) -> Problem:
         message = f"{_short(instance)} is not one of: {options}"
         if isinstance(instance, str):
             message += _did_you_mean(instance, [str(v) for v in error.validator_value])
+    elif keyword == "pattern" and error.validator_value == HOST_PORT_PATTERN:
+        message = explain(instance)
     elif keyword == "pattern":
-        message = f"{_short(instance)} is not valid: {_pattern_hint(path, error.schema)}"
+        message = f"{_short(instance)} is not valid: {_pattern_hint(error.validator_value)}"
     elif keyword == "const":
         message = f"must be {error.validator_value!r}"
     elif keyword == "uniqueItems":
         message = "items must be unique"
     elif keyword in ("minimum", "maximum", "minItems", "maxItems", "maxLength", "minLength"):
         message = error.message.replace(repr(instance), _short(instance))
-    return Problem(document.position(path), message, label, dotted(path))
+    return Problem(where(path), message, label, dotted(path))
 
 
-def _pattern_hint(path: tuple[Any, ...], schema: dict[str, Any]) -> str:
-    leaf = path[-1] if path else ""
-    if leaf in ("name", "namespace") or (len(path) > 1 and path[-2] in ("nodes", "peers")):
-        return (
-            "names must be lowercase letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit"
-        )
-    if leaf in ("identity",):
-        return "a node ID is 'hm1' followed by 52 base32 characters (a-z, 2-7)"
-    if leaf in ("listen", "address", "endpoint"):
-        return "expected host:port, e.g. 127.0.0.1:0 or [::1]:4433"
-    if leaf in ("ttl", "per"):
-        return "expected a duration such as 30s, 15m, 2h or 1d"
-    return f"must match {schema.get('pattern')!r}"
+_PATTERN_HINTS = {
+    NAME_PATTERN: (
+        "names must be lowercase letters, digits, '-' and '.', "
+        "starting and ending with a letter or digit"
+    ),
+    LABEL_PATTERN: "expected a DNS label: lowercase letters, digits and '-', "
+    "starting and ending with a letter or digit",
+    NODE_ID_PATTERN: "a node ID is 'hm1' followed by 52 base32 characters (a-z, 2-7)",
+    DURATION_PATTERN: "expected a duration such as 30s, 15m, 2h or 1d",
+}
+
+
+def _pattern_hint(pattern: str) -> str:
+    """What a value of ``pattern`` looks like, in words."""
+    return _PATTERN_HINTS.get(pattern, f"must match {pattern!r}")
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -294,8 +348,10 @@ def _type_name(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
+    """``repr(value)`` cut to about 40 characters, keeping both ends (a stray character at
+    the end, such as a newline, stays visible)."""
     text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 40 else text[:24] + "..." + text[-13:]
 
 
 def _with_defaults(schema: dict[str, Any], value: Any) -> Any:
@@ -313,18 +369,6 @@ def _with_defaults(schema: dict[str, Any], value: Any) -> Any:
 
 
 # -- rules between resources ----------------------------------------------------------------
-
-
-def split_host_port(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:0"`` → ``("127.0.0.1", 0)``; ``"[::1]:53"`` → ``("::1", 53)``."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":")
-    else:
-        host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"expected host:port, got {text!r}")
-    return host, int(port)
 
 
 def check_references(
@@ -520,17 +564,9 @@ def _check_listen(
     listen = resource.spec.get("listen", "")
     try:
         host, port = split_host_port(listen)
-    except ValueError as exc:
-        problems.append(Problem(resource.position("listen"), str(exc), str(resource.key)))
-        return
-    if port > 65535:
+    except ValueError as exc:  # the schema refuses it first; never reached from build
         problems.append(
-            Problem(
-                resource.position("listen"),
-                f"port {port} is out of range (0-65535)",
-                str(resource.key),
-                "spec.listen",
-            )
+            Problem(resource.position("listen"), str(exc), str(resource.key), "spec.listen")
         )
         return
     if port == 0:
