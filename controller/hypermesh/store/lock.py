@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from hypermesh.errors import LockHeldError
+from hypermesh.errors import LockHeldError, StateError
+from hypermesh.store.directory import require_writable
 
 
 class StateLock:
@@ -27,8 +28,11 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        require_writable(self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StateError(f"cannot open the state lock {self.path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

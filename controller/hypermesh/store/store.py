@@ -22,6 +22,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
 from hypermesh.errors import StateError
 from hypermesh.model.resources import DesiredState, ResourceKey, canonical_json
+from hypermesh.store.directory import require_writable
 from hypermesh.store.tables import (
     SCHEMA_VERSION,
     ControllerRow,
@@ -99,7 +100,7 @@ class StateStore:
     def open(cls, state_dir: Path, url: str | None = None) -> StateStore:
         """Open (creating if needed) the store of ``state_dir``, or the database at ``url``."""
         if url is None:
-            state_dir.mkdir(parents=True, exist_ok=True)
+            require_writable(state_dir)  # SQLite's journal needs to write beside the file
             url = f"sqlite:///{state_dir / DB_FILE}"
         try:
             engine = create_engine(url, connect_args=_connect_args(url))
