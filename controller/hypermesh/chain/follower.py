@@ -8,7 +8,8 @@ network, by address and pinned key) for:
   (``GET /chain/v1/blocks``), and the replicas the peer holds of authors this node follows but
   the peer is not (``GET /chain/v1/replica``): each block checked on ingest (``Replicas``);
 - the proofs of equivocation it holds (``GET /chain/v1/equivocations``): gossip, each proof
-  checked before it is kept.
+  checked, and kept when it is about a chain this node follows (so strangers cannot fill the
+  table with proofs about keys of their own making).
 
 An author is followed once this node's chain links to one of its blocks: the follower hears of
 every block of its own chain as it becomes durable (``ChainStore.on_append``), whoever appended
