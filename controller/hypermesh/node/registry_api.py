@@ -39,16 +39,19 @@ ever stored.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import dns.exception
+
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.registry_page import PAGE, PAGE_HEADERS, render_page
 from hypermesh.node.router import Request, Response, Router
-from hypermesh.registry.errors import Forbidden, RegistryError
+from hypermesh.registry.errors import Forbidden, RegistryError, ZoneUnservable
 from hypermesh.registry.requests import parse_body
 from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, TldInfo
 from hypermesh.registry.signing import Signed, verify_request
@@ -132,7 +135,14 @@ def add_registry_routes(
     nonces = DatabaseNonceCache(registry)
 
     def publish(tld: str) -> None:
-        zones.set(registry.zone(tld))
+        """Serve ``tld``'s zone; one whose stored data does not build is not served (what was
+        asked, a renewal or an approval, is done all the same; ``Registry.health`` says why)."""
+        try:
+            zone = registry.zone(tld)
+        except ZoneUnservable:
+            withdraw(tld)
+            return
+        zones.set(zone)
         if on_serial is not None:
             on_serial(tld, registry.get_tld(tld).serial)
 
@@ -171,7 +181,8 @@ def add_registry_routes(
         return Response.json({"items": [r.to_json() for r in registry.revocations().values()]})
 
     def withdraw(tld: str) -> None:
-        zones.remove(tld)
+        with contextlib.suppress(dns.exception.DNSException):  # an older release's bad name
+            zones.remove(tld)
 
     def register(request: Request) -> Response:
         signer = signed(request)
@@ -211,7 +222,7 @@ def add_registry_routes(
         signer = signed(request)
         tld = registry.get_tld(parse_body("tld", request.body)["tld"]).name
         registry.delete(tld, signer=signer)
-        zones.remove(tld)
+        withdraw(tld)
         return Response.json({"tld": tld, "deleted": True})
 
     def renew(request: Request) -> Response:
