@@ -103,3 +103,15 @@ def test_a_message_naming_another_chains_block_is_refused(tmp_path: Path) -> Non
     sealed = seal(ALICE, BOB.node_id, their, b"x", elsewhere, message_id=b"\4" * 16, timestamp_ms=1)
     with pytest.raises(BadMessage, match="another chain than the sender's"):
         open_sealed(sealed, BOB, bob_key)
+
+
+@pytest.mark.parametrize(("seq", "ts"), [(2**63, 1), (2**64 - 1, 1), (1, 2**63), (1, 2**64 - 1)])
+def test_a_message_past_any_real_height_or_time_is_refused(
+    tmp_path: Path, seq: int, ts: int
+) -> None:
+    bob_key = keys(tmp_path, "bob")
+    their = check_card(key_card(BOB, bob_key), BOB.node_id)
+    block = Ref(ALICE.public_key_bytes, seq, bytes(32))
+    sealed = seal(ALICE, BOB.node_id, their, b"x", block, message_id=b"\5" * 16, timestamp_ms=ts)
+    with pytest.raises(BadMessage, match="past"):
+        open_sealed(sealed, BOB, bob_key)

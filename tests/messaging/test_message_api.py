@@ -111,6 +111,22 @@ def test_a_message_signed_by_a_revoked_key_is_refused_and_nothing_stored(node: N
     assert [m["from"] for m in node.mailbox.inbox()] == [ALICE.node_id]
 
 
+def test_a_message_delivered_twice_at_once_gets_one_receipt(node: Node) -> None:
+    sealed = node.sealed_from(ALICE, b"twice at once")
+    before = node.chain.size
+
+    async def both() -> list[tuple[int, str]]:
+        headers = {"content-type": SEALED}
+        return list(
+            await asyncio.gather(
+                *(node._request("POST", "/message/v1/inbox", sealed, headers) for _ in range(2))
+            )
+        )
+
+    statuses = sorted(status for status, _ in asyncio.run(both()))
+    assert statuses == [201, 409] and node.chain.size == before + 1
+
+
 def test_sending_to_a_revoked_key_is_refused(node: Node) -> None:
     body = json.dumps({"to": MALLORY.node_id, "address": "127.0.0.1:9", "text": "hi"}).encode()
     status, error = node.request("POST", "/message/v1/send", body)

@@ -30,6 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from hypermesh.chain.block import MAX_STORED
 from hypermesh.errors import HyperMeshError
 from hypermesh.files import write_atomic
 from hypermesh.transport.identity import (
@@ -163,4 +164,6 @@ def open_sealed(ciphertext: bytes, me: Identity, key: X25519PrivateKey) -> Messa
         raise BadMessage("the sender's signature does not verify")
     if author != sender:  # the receipt links to it: it must be the sender's own block
         raise BadMessage("the message names a block of another chain than the sender's")
+    if seq > MAX_STORED or ts > MAX_STORED:
+        raise BadMessage(f"the message's block height or time is past {MAX_STORED}")
     return Message(sender, to, message_id, ts, Ref(author, seq, digest), body[_FIXED.size :])

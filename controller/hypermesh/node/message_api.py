@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from hypermesh.chain.block import KIND_NUMBERS, Link
+from hypermesh.chain.block import KIND_NUMBERS, MAX_STORED, Link
 from hypermesh.chain.store import GroupAppender
 from hypermesh.errors import TransportError
 from hypermesh.inputs import BadInput, check, integer_schema, parse_json, validator, whole_number
@@ -80,7 +80,7 @@ RECEIPT = validator(
             "receipt": {
                 "type": "object",
                 "properties": {
-                    "seq": integer_schema(),
+                    "seq": integer_schema(0, MAX_STORED),
                     "hash": {"type": "string", "format": "hex32"},
                 },
                 "required": ["seq", "hash"],
@@ -105,6 +105,8 @@ def add_message_routes(
 ) -> Router:
     card = key_card(identity, key)
     nonces = MemoryNonceCache()
+    receiving: set[bytes] = set()
+    """Messages whose receipt is being appended: a second delivery meanwhile is a replay."""
 
     async def append(kind: str, payload: bytes, links: tuple[Link, ...]) -> Ref:
         if ready is not None:
@@ -120,12 +122,16 @@ def add_message_routes(
             raise Refused(413, f"a sealed message has at most {MAX_SEALED} bytes")
         message = open_sealed(request.body, identity, key)
         revocations.refuse(message.sender, "a message")
-        if mailbox.seen(message.id):
+        if message.id in receiving or mailbox.seen(message.id):
             raise Refused(409, "this message was delivered before")
         digest = hashlib.sha256(request.body).digest()
         link = Link(message.block.author, message.block.seq, message.block.hash)
-        receipt = await append("receipt", message.id + digest, (link,))
-        mailbox.receive(message, receipt)
+        receiving.add(message.id)
+        try:
+            receipt = await append("receipt", message.id + digest, (link,))
+            mailbox.receive(message, receipt)
+        finally:
+            receiving.discard(message.id)
         return Response.json({"id": message.id.hex(), "receipt": receipt.to_json()}, status=201)
 
     async def send(request: Request) -> Response:
