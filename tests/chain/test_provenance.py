@@ -75,3 +75,57 @@ def test_a_path_across_three_chains(tmp_path: Path) -> None:
         lambda author: [],
     )
     assert nowhere is None  # the origin never saw the target
+
+
+def test_a_search_reads_each_chain_once_and_stops_at_the_longest_bundle(tmp_path: Path) -> None:
+    """A stranger's provenance request costs one pass over each chain, not one per block, and
+    looks no further than a bundle that could verify (``MAX_STEPS``)."""
+    key = Identity.generate()
+    store = ChainStore.open(tmp_path / "long.db", key)
+    other = ChainStore.open(tmp_path / "other.db", Identity.generate())
+    origin = other.append(1, b"origin")
+    made = [store.append(2, b"", [link(origin)])]
+    for _ in range(100):  # each block links to the one before it
+        made.append(store.append(2, b"", [link(made[-1])]))
+    asked: list[bytes] = []
+
+    def linked(author: bytes) -> list[int]:
+        asked.append(author)
+        return [b.seq for b in store.blocks() if b.links] if author == key.public_key_bytes else []
+
+    def lookup(author: bytes, seq: int) -> Block | None:
+        held = store if author == key.public_key_bytes else other
+        return held.block(seq) if seq < held.size else None
+
+    def trees(author: bytes):  # type: ignore[no-untyped-def]
+        return (store if author == key.public_key_bytes else other).tree
+
+    found = find_path(made[-1], origin.author, origin.seq, lookup, trees, linked)
+    assert found is not None and [s.via for s in found.steps] == ["history", "link"]
+    assert sorted(asked) == sorted(set(asked))  # each author asked once
+
+    # 70 chains of one block each, each linking to the one before: a path of 70 link steps,
+    # longer than a bundle may be, is not looked for.
+    chain = [origin]
+    for _ in range(70):
+        chain.append(
+            Block.create(
+                Identity.generate(),
+                kind=2,
+                seq=0,
+                prev=bytes(32),
+                tree_root=chain[0].tree_root,
+                timestamp_ms=1,
+                payload=b"",
+                links=(link(chain[-1]),),
+            )
+        )
+    by_ref = {(b.author, b.seq): b for b in chain}
+    far = find_path(
+        chain[-1], origin.author, 0, lambda a, s: by_ref.get((a, s)), trees, lambda a: []
+    )
+    assert far is None
+    near = find_path(
+        chain[60], origin.author, 0, lambda a, s: by_ref.get((a, s)), trees, lambda a: []
+    )
+    assert near is not None and len(near.steps) == 60 and verify_bundle(near)

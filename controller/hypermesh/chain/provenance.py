@@ -17,6 +17,7 @@ wall-clock time (timestamps are the authors' word).
 from __future__ import annotations
 
 import base64
+import functools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -212,16 +213,22 @@ def find_path(
     linked: Callable[[bytes], list[int]],
 ) -> Bundle | None:
     """The shortest path of steps from ``target`` back to (origin_author, origin_seq) through
-    the blocks held here; None when there is none. ``linked(author)`` lists the heights of
-    that author's blocks that carry links (where a path can leave a chain)."""
+    the blocks held here; None when there is none within ``MAX_STEPS`` steps (a longer bundle
+    would not verify). ``linked(author)`` lists the heights of that author's blocks that carry
+    links (where a path can leave a chain); it is asked once per author, so one search reads
+    each chain once, however many of its blocks the search passes through."""
+    linked = functools.cache(linked)
     start = (target.author, target.seq)
     came: dict[tuple[bytes, int], tuple[tuple[bytes, int], str] | None] = {start: None}
     blocks: dict[tuple[bytes, int], Block] = {start: target}
+    depth = {start: 0}
     queue = deque([start])
     goal = (origin_author, origin_seq)
     while queue:
         here = queue.popleft()
         block = blocks[here]
+        if depth[here] >= MAX_STEPS:
+            continue
         moves: list[tuple[tuple[bytes, int], str]] = []
         if block.author == origin_author and origin_seq < block.seq:
             moves.append((goal, "history"))
@@ -240,6 +247,7 @@ def find_path(
                 continue  # the block held there is not the one linked (a fork): not a path
             came[there] = (here, via)
             blocks[there] = found
+            depth[there] = depth[here] + 1
             if there == goal:
                 return _bundle(there, came, blocks, trees)
             queue.append(there)
