@@ -7,6 +7,7 @@ a key's hand-over block is ever taken, revoked or not."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -152,3 +153,31 @@ def test_no_cosignature_by_a_revoked_witness_is_kept_or_counted(tmp_path: Path) 
     cosignatures.add(earlier.cosign(store.head, 0, []))
     assert len(cosignatures.for_size(size)) == 2
     assert asyncio.run(collector.round()) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"event": "rotate", "old": OLD.node_id, "new": NEW.node_id, "atMs": -1},
+        {"event": "rotate", "old": OLD.node_id, "new": NEW.node_id, "atMs": 2**64},
+        {"event": "rotate", "old": OLD.node_id, "new": "hm1", "atMs": 1},
+        [1, 2],
+        "not json",
+    ],
+)
+def test_a_malformed_hand_over_is_no_hand_over_and_breaks_nothing(
+    tmp_path: Path, body: Any
+) -> None:
+    payload = (
+        body.encode()
+        if isinstance(body, str)
+        else json.dumps(
+            {**body, "newSignature": "QQ=="} if isinstance(body, dict) else body
+        ).encode()
+    )
+    store = chain(tmp_path, OLD, 1)
+    odd = store.append(KEY_KIND, payload)
+    after = store.append(1, b"on")
+    replicas = Replicas.open(tmp_path / "r.db")
+    for block in (store.block(0), odd, after):
+        assert replicas.ingest(block, store.payload(block)) == "added"

@@ -20,12 +20,12 @@ revocation of the old key (``replacedBy``) says the same to nodes that hold no c
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import struct
 from typing import Any
 
 from hypermesh.chain.block import KIND_NUMBERS, BadBlock, Block, Link
+from hypermesh.inputs import BadInput, check, integer_schema, validator
 from hypermesh.transport.identity import (
     Identity,
     node_id_from_public_key,
@@ -35,6 +35,22 @@ from hypermesh.transport.identity import (
 
 CONTEXT = b"hypermesh-key-rotation-v1\0"
 KEY = KIND_NUMBERS["key"]
+
+
+ROTATION = validator(
+    {
+        "type": "object",
+        "properties": {
+            "event": {"const": "rotate"},
+            "old": {"type": "string", "format": "node-id"},
+            "new": {"type": "string", "format": "node-id"},
+            "atMs": integer_schema(),
+            "newSignature": {"type": "string", "format": "base64", "maxLength": 88},
+        },
+        "required": ["event", "old", "new", "atMs", "newSignature"],
+    }
+)
+"""A rotation block's payload."""
 
 
 def _consent(old: bytes, new: bytes, at_ms: int) -> bytes:
@@ -61,13 +77,12 @@ def check_rotation(block: Block, payload: bytes) -> tuple[str, str]:
         raise BadBlock("not a key block with this payload")
     try:
         body: Any = json.loads(payload)
-        old, new, at_ms = str(body["old"]), str(body["new"]), int(body["atMs"])
-        signature = base64.b64decode(str(body["newSignature"]), validate=True)
-        new_key = public_key_from_node_id(new)
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-        raise BadBlock(f"malformed rotation: {exc!r}") from None
-    if body.get("event") != "rotate":
-        raise BadBlock("not a rotation")
+        check(ROTATION, body)
+    except (ValueError, RecursionError, BadInput) as exc:
+        raise BadBlock(f"malformed rotation: {str(exc)[:200]}") from None
+    old, new, at_ms = body["old"], body["new"], body["atMs"]
+    signature = base64.b64decode(body["newSignature"])
+    new_key = public_key_from_node_id(new)
     if node_id_from_public_key(block.author) != old:
         raise BadBlock("the rotation is not signed by the key it retires")
     if not verify_with_key(new_key, _consent(block.author, new_key, at_ms), signature):
