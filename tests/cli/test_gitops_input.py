@@ -86,7 +86,7 @@ def test_a_repository_with_unloadable_manifests_is_reported_not_applied(
     reader = threading.Thread(target=lambda: lines.extend(stdout), daemon=True)
     reader.start()
     try:
-        wait_for(lambda: any("reconciling every" in x for x in lines), timeout=60)
+        wait_for(lambda: any("reconciling every" in x for x in lines), timeout=120)
         good = status(hmctl)["status"]["lastAppliedRevision"]
         before = resources(hmctl.state)
         for name, (content, _) in BROKEN.items():
@@ -100,7 +100,10 @@ def test_a_repository_with_unloadable_manifests_is_reported_not_applied(
             attempted = body["lastAttemptedRevision"]
             return body if attempted.endswith(commit) and body["problems"] else None
 
-        body = wait_for(reported, timeout=60)
+        try:
+            body = wait_for(reported, timeout=120)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{status(hmctl)}\n{''.join(lines)}") from None
         assert isinstance(body, dict)
         for _, expected in BROKEN.values():
             found = [p for p in body["problems"] if p.startswith(str(repo / expected))]
@@ -115,7 +118,9 @@ def test_a_repository_with_unloadable_manifests_is_reported_not_applied(
         git(repo, "rm", "-q", *BROKEN)
         git(repo, "commit", "-q", "-m", "fix")
         fixed = git(repo, "rev-parse", "HEAD")
-        wait_for(lambda: status(hmctl)["status"]["lastAppliedRevision"].endswith(fixed), timeout=60)
+        wait_for(
+            lambda: status(hmctl)["status"]["lastAppliedRevision"].endswith(fixed), timeout=120
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

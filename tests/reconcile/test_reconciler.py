@@ -180,3 +180,158 @@ def test_backoff_grows_and_caps() -> None:
     assert backoff.ready("k", now=6)
     backoff.succeeded("k")
     assert backoff.failures("k") == 0
+
+
+# -- status from what is live -------------------------------------------------------------------
+
+
+def net(name: str) -> Resource:
+    return Resource("Network", name, {"mode": "private"})
+
+
+def member(name: str, network: str) -> Resource:
+    return Resource("Node", name, {"network": network, "listen": "127.0.0.1:0"})
+
+
+def tld(name: str, network: str, owner: str) -> Resource:
+    return Resource("TLD", name, {"network": network, "owner": {"node": owner}})
+
+
+@pytest.fixture
+def live_reconciler(tmp_path: Path, world: World) -> Reconciler:
+    """The real Network driver (declared), in-memory nodes and TLDs."""
+    from hypermesh.drivers.declared import NetworkDriver, PeerDriver
+
+    store = StateStore.open(tmp_path)
+    drivers: dict[str, Any] = {
+        "Network": NetworkDriver(),
+        "Peer": PeerDriver(),
+        "Node": MemoryDriver("Node", world),
+        "TLD": MemoryDriver("TLD", world),
+    }
+    return Reconciler(store, drivers, ReconcileSettings(backoff_base=0.01, backoff_cap=0.05))
+
+
+def status_of(reconciler: Reconciler, kind: str, name: str) -> Mapping[str, Any]:
+    record = reconciler.store.record(ResourceKey(kind, name))
+    assert record is not None
+    return record.status
+
+
+def test_a_network_counts_the_nodes_that_are_in_it_now(live_reconciler: Reconciler) -> None:
+    first = DesiredState.of([net("a"), *(member(n, "a") for n in ("n1", "n2", "n3"))])
+    assert asyncio.run(live_reconciler.converge(first, timeout=10)).converged
+    a = status_of(live_reconciler, "Network", "a")
+    assert (a["nodes"], a["readyNodes"]) == (3, 3)
+    assert ready(live_reconciler, ResourceKey("Network", "a"))["status"] == "True"
+    assert "3 of 3 node(s) ready" in ready(live_reconciler, ResourceKey("Network", "a"))["message"]
+
+    # A later apply moves n3 to network b: both count what runs now.
+    moved = DesiredState.of(
+        [net("a"), net("b"), member("n1", "a"), member("n2", "a"), member("n3", "b")]
+    )
+    assert asyncio.run(live_reconciler.converge(moved, timeout=10)).converged
+    assert status_of(live_reconciler, "Network", "a")["nodes"] == 2
+    assert status_of(live_reconciler, "Network", "b")["nodes"] == 1
+    assert ready(live_reconciler, ResourceKey("Network", "b"))["status"] == "True"
+
+
+def test_a_network_whose_nodes_all_left_is_not_ready_nor_what_stands_on_it(
+    live_reconciler: Reconciler,
+) -> None:
+    before = DesiredState.of([net("a"), member("n1", "a"), member("n2", "a"), tld("t", "a", "n1")])
+    assert asyncio.run(live_reconciler.converge(before, timeout=10)).converged
+    assert ready(live_reconciler, ResourceKey("TLD", "t"))["status"] == "True"
+    after = DesiredState.of(
+        [net("a"), net("b"), member("n1", "b"), member("n2", "b"), tld("t", "a", "n1")]
+    )
+    asyncio.run(live_reconciler.converge(after, timeout=10))
+    network = ready(live_reconciler, ResourceKey("Network", "a"))
+    assert (network["status"], network["reason"]) == ("False", "NoMembers")
+    assert "no Node or Peer is in network a" in network["message"]
+    assert status_of(live_reconciler, "Network", "a")["nodes"] == 0
+    held = ready(live_reconciler, ResourceKey("TLD", "t"))
+    assert (held["status"], held["reason"]) == ("False", "DependencyNotReady")
+    assert "Network/a is not ready (NoMembers" in held["message"]
+    # Nodes come back: both are Ready again, from what is live.
+    asyncio.run(live_reconciler.converge(before, timeout=10))
+    assert ready(live_reconciler, ResourceKey("Network", "a"))["status"] == "True"
+    assert ready(live_reconciler, ResourceKey("TLD", "t"))["status"] == "True"
+
+
+def test_a_network_whose_nodes_are_down_says_so(live_reconciler: Reconciler, world: World) -> None:
+    desired = DesiredState.of([net("a"), member("n1", "a"), member("n2", "a")])
+    asyncio.run(live_reconciler.converge(desired, timeout=10))
+    asyncio.run(live_reconciler.stop_all())
+    network = ready(live_reconciler, ResourceKey("Network", "a"))
+    assert (network["status"], network["reason"]) == ("False", "NoNodeReady")
+    assert "none of its 2 node(s) is ready" in network["message"]
+    assert status_of(live_reconciler, "Network", "a")["readyNodes"] == 0
+    # One node cannot start again: the network counts the one that runs.
+    world.failures["n2"] = [PermanentError("port taken for good")]
+    asyncio.run(live_reconciler.converge(desired, timeout=10))
+    a = status_of(live_reconciler, "Network", "a")
+    assert (a["nodes"], a["readyNodes"]) == (2, 1)
+    assert ready(live_reconciler, ResourceKey("Network", "a"))["status"] == "True"
+
+
+def test_a_network_of_peers_is_ready(live_reconciler: Reconciler) -> None:
+    peer = Resource(
+        "Peer",
+        "far",
+        {"network": "a", "identity": "hm1" + "a" * 52, "address": "192.0.2.1:443"},
+    )
+    asyncio.run(live_reconciler.converge(DesiredState.of([net("a"), peer]), timeout=10))
+    assert ready(live_reconciler, ResourceKey("Network", "a"))["status"] == "True"
+    assert status_of(live_reconciler, "Network", "a")["peers"] == 1
+
+
+def test_quiet_passes_leave_conditions_alone(live_reconciler: Reconciler) -> None:
+    desired = DesiredState.of([net("a"), member("n1", "a"), tld("t", "a", "n1")])
+    asyncio.run(live_reconciler.converge(desired, timeout=10))
+    before = {r.key: r.status for r in live_reconciler.store.records()}
+    for _ in range(3):
+        asyncio.run(live_reconciler.run_pass(desired))
+    assert {r.key: r.status for r in live_reconciler.store.records()} == before
+
+
+# -- a resource no schema would accept never reaches a driver -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "why"),
+    [
+        ({"listen": "127.0.0.1:70000"}, "spec.listen", "port 70000 is out of range (0-65535)"),
+        ({"web": {"listen": "[::1]:99999"}}, "spec.web.listen", "port 99999 is out of range"),
+        ({"listen": "127.0.0.1:0\n"}, "spec.listen", "is not a number"),
+        ({"tags": ["edge\n"]}, "spec.tags[0]", "is not valid"),
+    ],
+)
+def test_an_invalid_spec_stalls_before_any_driver_acts(
+    reconciler: Reconciler, world: World, spec: dict[str, Any], field: str, why: str
+) -> None:
+    bad = Resource("Node", "bad", {"network": "n", "listen": "127.0.0.1:0", **spec})
+    result = asyncio.run(
+        reconciler.converge(DesiredState.of([Resource("Network", "n", {"mode": "private"}), bad]))
+    )
+    assert ResourceKey("Node", "bad") in result.stalled
+    assert ("apply", "Node/bad") not in world.calls
+    cond = ready(reconciler, ResourceKey("Node", "bad"))
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec")
+    assert cond["message"].startswith(f"{field}: ") and why in cond["message"]
+
+
+def test_the_node_driver_refuses_a_bad_address_without_a_traceback(tmp_path: Path) -> None:
+    from hypermesh.drivers.processes import NodeProcessDriver
+    from hypermesh.reconcile import ApplyContext
+
+    driver = NodeProcessDriver(tmp_path)
+    node = Resource(
+        "Node", "a", {"network": "n", "listen": "127.0.0.1:0", "web": {"listen": "1.2.3.4:70000"}}
+    )
+    desired = DesiredState.of([Resource("Network", "n", {"mode": "private"}), node])
+    with pytest.raises(PermanentError) as caught:
+        asyncio.run(driver.apply(node, driver.handle_for(node), ApplyContext(desired, 1)))
+    assert caught.value.reason == "InvalidConfig"
+    assert "Node/a" in str(caught.value) and "70000" in str(caught.value)
+    assert not (tmp_path / "nodes" / "a" / "node.log").exists()  # nothing was started

@@ -49,8 +49,10 @@ from hypermesh.model.schemas import KINDS, kind_from_alias
 from hypermesh.model.validate import ManifestSet, load_desired
 from hypermesh.plan import Action, Plan, PlanItem
 from hypermesh.plan import plan as make_plan
+from hypermesh.plan.expiry import rfc3339
 from hypermesh.reconcile import PassResult, Reconciler, ReconcileSettings, gitops
 from hypermesh.reconcile.conditions import READY, Condition, condition, set_condition
+from hypermesh.reconcile.summary import Readiness, overlay, summarise
 from hypermesh.store import ControllerState, ResourceRecord, StateLock, StateStore
 from hypermesh.store.store import DB_FILE
 
@@ -92,7 +94,7 @@ class _ProgressPrinter:
 
     def show(self, what: str, key: ResourceKey, message: str) -> None:
         p = self.palette
-        label = f"{key.kind.lower()}/{key.name}"
+        label = key.lowercase()
         if what == "start":
             self.started += 1
             self._spin(f"{label}: {message}")
@@ -806,7 +808,7 @@ def down(args: argparse.Namespace) -> int:
         reconciler = make_reconciler(args, store, printer)
         stopped = asyncio.run(reconciler.stop_all())
         for key in stopped:
-            print(f"{key.kind.lower()}/{key.name} stopped")
+            print(f"{key.lowercase()} stopped")
         print(f"stopped {len(stopped)} node(s)")
         store.close()
     finally:
@@ -838,9 +840,22 @@ def _live_records(
 
     async def refresh() -> list[ResourceRecord]:
         _, lives = await reconciler.observe()
+        # Networks count their nodes as they are now; what stands on them follows.
+        nodes = {k: v for k, v in lives.items() if k.kind == "Node"}
+        summaries = summarise(
+            store.records(),
+            {
+                k: Readiness(v.ready, "Converged" if v.ready else v.reason, v.message)
+                for k, v in nodes.items()
+            },
+        )
+        now = rfc3339(_utcnow())
         out = []
         for record in records:
             live = lives.get(record.key)
+            summary = summaries.get(record.key)
+            if summary is not None and record.key.kind != "Node":
+                record = _with_status(record, overlay(record, summary, now))
             if live is not None and record.key.kind == "InterfacePolicy":
                 out.append(_with_status(record, _probed(record.status, live.status, live.reason)))
                 continue
@@ -933,7 +948,7 @@ def get(args: argparse.Namespace) -> int:
         return 0
     if args.output == "name":
         for r in records:
-            print(f"{r.key.kind.lower()}/{r.key.name}")
+            print(r.key.lowercase())
         return 0
     if not records:
         sys.stderr.write(f"no resources found in {state_dir(args)}\n")
@@ -1118,7 +1133,7 @@ def delete(args: argparse.Namespace) -> int:
                     await drivers[key.kind].delete(key, record.handle)
                 store.forget(key)
                 store.add_event(key, "Normal", "Deleted", "deleted by hmctl delete")
-                print(f"{key.kind.lower()}/{key.name} deleted")
+                print(f"{key.lowercase()} deleted")
 
         asyncio.run(run())
         store.close()

@@ -1,6 +1,7 @@
 """Drivers for kinds that run nothing locally: Network and Peer are recorded as declared (an
-ephemeral Network also keeps when it was created and when it expires). InterfacePolicy has its
-own driver (``drivers.policies``)."""
+ephemeral Network also keeps when it was created and when it expires). A Network's readiness and
+member counts come from its members after every pass (``reconcile.summary``), never from here.
+InterfacePolicy has its own driver (``drivers.policies``)."""
 
 from __future__ import annotations
 
@@ -63,13 +64,9 @@ class NetworkDriver(_Declarative):
         self, resource: Resource, handle: Mapping[str, Any], context: ApplyContext
     ) -> Outcome:
         spec = resource.spec
-        members = [
-            n.name
-            for n in context.desired.of_kind("Node")
-            if n.spec.get("network") == resource.name and n.namespace == resource.namespace
-        ]
-        status: dict[str, Any] = {"mode": spec["mode"], "nodes": len(members)}
-        message = f"{spec['mode']} network with {len(members)} node(s)"
+        # Its members are counted from what runs, after every pass (``reconcile.summary``).
+        status: dict[str, Any] = {"mode": spec["mode"]}
+        message = f"{spec['mode']} network"
         if spec["mode"] != "ephemeral":
             return Outcome(status=status, message=message)
         created = handle.get("createdAt") or rfc3339(datetime.fromtimestamp(self.clock(), UTC))

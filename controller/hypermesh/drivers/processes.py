@@ -24,13 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from hypermesh.drivers.nodeconfig import interfaces_of
-from hypermesh.errors import HyperMeshError, IdentityMismatch, TemporaryError, TransportError
+from hypermesh.errors import (
+    HyperMeshError,
+    IdentityMismatch,
+    PermanentError,
+    TemporaryError,
+    TransportError,
+)
 from hypermesh.files import write_atomic
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.validate import split_host_port
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import running_pid
-from hypermesh.node.runtime import RuntimeInfo, read_runtime
+from hypermesh.node.runtime import previous_port, read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import (
@@ -191,14 +197,37 @@ class NodeProcessDriver:
         key = resource.key
         node_dir = self._dir(key, handle)
         node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        previous = read_runtime(node_dir)
         await self._stop_dir(node_dir)
         listen = str(resource.spec["listen"])
-        config = NodeConfig(
+        try:
+            config = self._config(resource, context, node_dir, listen)
+        except ValueError as exc:  # the schemas refuse such specs first; never a traceback
+            raise PermanentError(
+                f"{key}: the node's config is invalid: {exc}", reason="InvalidConfig"
+            ) from exc
+        write_atomic(node_dir / CONFIG, config.to_json())
+        child = self._spawn(node_dir)
+        status = await self._wait_started(key, node_dir, child)
+        return Outcome(
+            handle={"dir": str(node_dir)},
+            status=status,
+            message=f"node started on {status['address']} (pid {status['pid']})",
+        )
+
+    def _config(
+        self,
+        resource: Resource,
+        context: ApplyContext,
+        node_dir: Path,
+        listen: str,
+    ) -> NodeConfig:
+        """The node's config: its spec, and what its network gives it. Asked for any port, the
+        node tries the one it had last first (``ports.json``, kept across restarts)."""
+        return NodeConfig(
             name=resource.name,
             network=str(resource.spec["network"]),
             listen=listen,
-            prefer_port=_prefer_port(listen, previous),
+            prefer_port=previous_port(node_dir, listen),
             interfaces=tuple(resource.spec.get("interfaces", ())),
             roles=tuple(resource.spec.get("roles", ())),
             tags=tuple(resource.spec.get("tags", ())),
@@ -211,14 +240,6 @@ class NodeProcessDriver:
             chain=bool((resource.spec.get("chain") or {}).get("enabled", True)),
             witnesses=int((resource.spec.get("chain") or {}).get("witnesses", 0)),
             peers=self._peers_of(resource, context),
-        )
-        write_atomic(node_dir / CONFIG, config.to_json())
-        child = self._spawn(node_dir)
-        status = await self._wait_started(key, node_dir, child)
-        return Outcome(
-            handle={"dir": str(node_dir)},
-            status=status,
-            message=f"node started on {status['address']} (pid {status['pid']})",
         )
 
     def _registry_of(self, resource: Resource, context: ApplyContext) -> Upstream | None:
@@ -435,21 +456,6 @@ _DERIVED: dict[str, Any] = {
     "federation": [],
 }
 """Fields of a node's config that come from other resources, with their value when absent."""
-
-
-def _prefer_port(listen: str, previous: RuntimeInfo | None) -> int | None:
-    """A restarted node with ``port 0`` tries its previous port first (stable addresses)."""
-    try:
-        host, port = split_host_port(listen)
-    except ValueError:
-        return None
-    if port != 0 or previous is None:
-        return None
-    with contextlib.suppress(ValueError):
-        old_host, old_port = split_host_port(previous.address)
-        if old_host == host:
-            return old_port
-    return None
 
 
 def _last_line(path: Path) -> str:

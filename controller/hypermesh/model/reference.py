@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from hypermesh import API_VERSION
+from hypermesh.model.loader import MAX_DEPTH, MAX_VALUES_PER_DOCUMENT
 from hypermesh.model.schemas import (
     HOST_PORT_PATTERN,
     KINDS,
@@ -53,6 +54,9 @@ are valid custom resources. This page is generated from the JSON Schemas in `sch
   (`[::1]`, optionally with a `%zone`) or a host name whose last label holds a letter; the port
   is 0-65535 in decimal without leading zeros (0 picks any free port where the field binds).
 - Patterns match the whole value: `$` is the end of the text, so a trailing newline is refused.
+- YAML anchors, aliases and merge keys work; an alias to a value that contains it (a recursive
+  anchor), a document nested more than {MAX_DEPTH} levels deep or expanding to more than
+  {MAX_VALUES_PER_DOCUMENT:,} values is refused with its file, line and column.
 - References resolve within one namespace; `hmctl validate` reports a reference to a resource
   that is not declared, and the rules between fields that a schema cannot express (they are
   stated in the descriptions below).

@@ -64,9 +64,11 @@ from hypermesh.node.routes import (
 )
 from hypermesh.node.runtime import (
     RuntimeInfo,
+    previous_port,
     read_runtime,
     remove_runtime,
     rfc3339,
+    with_port,
     write_runtime,
 )
 from hypermesh.node.server import DnsAnswer, Endpoint, Gate, bind_endpoint, server_configuration
@@ -296,6 +298,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
                 configuration=server_configuration(identity),
                 router=router,
                 dns_answer=dns_answer,
+                prefer_port=previous_port(Path(config.node_dir), config.private_listen, "private"),
                 gate=gate.check,
             )
         except OSError:
@@ -334,6 +337,9 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
                 port,
                 configuration=server_configuration(identity, doq=False),
                 router=add_tunnel_routes(Router(), tunnels),
+                prefer_port=previous_port(
+                    Path(config.node_dir), config.ephemeral_listen, "ephemeral"
+                ),
                 gate=tunnel_gate,
             )
         except OSError:
@@ -360,7 +366,14 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
     web: WebServer | None = None
     try:
         if config.web_listen is not None:
-            web = await start_web(config.web_listen, router, h3_port=config_port(endpoint.address))
+            h3_port = config_port(endpoint.address)
+            before = previous_port(node_dir, config.web_listen, "web")
+            try:  # the port it had first, else any free one
+                web = await start_web(with_port(config.web_listen, before), router, h3_port=h3_port)
+            except OSError:
+                if before is None:
+                    raise
+                web = await start_web(config.web_listen, router, h3_port=h3_port)
             runtime = dataclasses.replace(runtime, web=web.address)
         write_runtime(node_dir, runtime)
         log.info(

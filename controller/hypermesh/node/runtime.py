@@ -2,6 +2,10 @@
 
 Written atomically once the endpoint is bound, removed on a clean shutdown. It is a hint, not
 proof: the lock says whether the node runs; ``pid`` says whether this file belongs to it.
+
+``ports.json`` keeps the addresses the node last bound, and outlives the process (a clean stop,
+``kill -9``, ``hmctl down``): a node whose config asks for any port (port 0) tries the one it
+had first, so that its addresses stay put across restarts (``previous_port``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from hypermesh.files import write_atomic
+from hypermesh.transport.address import format_address, parse_address
 
 RUNTIME_FILE = "runtime.json"
+PORTS_FILE = "ports.json"
+INTERFACES = ("address", "web", "private", "ephemeral")
+"""The bound addresses a node has: its QUIC endpoint, its pages over TCP, its private and
+ephemeral interfaces (the names of ``RuntimeInfo``'s fields)."""
 
 
 def rfc3339(when: datetime.datetime) -> str:
@@ -74,10 +83,31 @@ class RuntimeInfo:
 
 
 def write_runtime(node_dir: Path, info: RuntimeInfo) -> Path:
-    """Publish ``info`` as ``<node_dir>/runtime.json``; returns the path."""
+    """Publish ``info`` as ``<node_dir>/runtime.json`` and remember its addresses in
+    ``ports.json``; returns the path of the runtime file."""
+    bound = {name: getattr(info, name) for name in INTERFACES if getattr(info, name)}
+    write_atomic(node_dir / PORTS_FILE, json.dumps(bound, indent=2, sort_keys=True) + "\n")
     path = node_dir / RUNTIME_FILE
     write_atomic(path, info.to_json())
     return path
+
+
+def previous_port(node_dir: Path, listen: str | None, interface: str = "address") -> int | None:
+    """The port to try first for ``interface`` (one of ``INTERFACES``) when the node is told
+    to listen on ``listen``: the one it last bound on that host, when ``listen`` asks for any
+    port (port 0). None when there is none to prefer; the caller falls back to any free port
+    when it is taken."""
+    if listen is None:
+        return None
+    try:
+        host, port = parse_address(listen)
+        remembered = json.loads((node_dir / PORTS_FILE).read_text(encoding="utf-8"))
+        old_host, old_port = parse_address(str(remembered[interface]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if port != 0 or old_host != host or old_port == 0:
+        return None
+    return old_port
 
 
 def remove_runtime(node_dir: Path) -> None:
@@ -92,3 +122,11 @@ def read_runtime(node_dir: Path) -> RuntimeInfo | None:
         return RuntimeInfo.from_json((node_dir / RUNTIME_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def with_port(listen: str, port: int | None) -> str:
+    """``listen`` with its port replaced by ``port`` (unchanged when ``port`` is None)."""
+    if port is None:
+        return listen
+    host, _ = parse_address(listen)
+    return format_address(host, port)

@@ -24,7 +24,8 @@ from typing import Any
 
 from hypermesh.errors import PermanentError, ReconcileError, TemporaryError
 from hypermesh.model.references import dependencies
-from hypermesh.model.resources import KIND_ORDER, DesiredState, ResourceKey
+from hypermesh.model.resources import KIND_ORDER, DesiredState, Resource, ResourceKey
+from hypermesh.model.validate import resource_problems
 from hypermesh.plan import Action, Observed, Plan, PlanItem, plan
 from hypermesh.plan.expiry import (
     EXPIRED,
@@ -39,6 +40,7 @@ from hypermesh.plan.expiry import (
 from hypermesh.reconcile.backoff import Backoff
 from hypermesh.reconcile.conditions import set_standard
 from hypermesh.reconcile.driver import ApplyContext, Driver, Live
+from hypermesh.reconcile.summary import Readiness, own_readiness, summarise
 from hypermesh.store import ResourceRecord, StateStore
 
 log = logging.getLogger("hypermesh.reconcile")
@@ -230,11 +232,12 @@ class Reconciler:
         blocked: dict[ResourceKey, str] = {}
         context_by_gen = {k: ApplyContext(desired, g) for k, g in generations.items()}
 
+        unchanged: dict[ResourceKey, Live] = {}
         for item in the_plan.items:
             if item.action is Action.NOOP:
                 live = lives.get(item.key)
                 if live is not None:
-                    self._record_live(records.get(item.key), item, live, generations)
+                    unchanged[item.key] = live
                     if not live.ready:
                         unready[item.key] = live.message or live.reason
                         blocked[item.key] = "unready"
@@ -251,6 +254,7 @@ class Reconciler:
                 {"failed": failed, "stalled": stalled, "waiting": waiting}[state][item.key] = (
                     message
                 )
+        self._summarise(unchanged, generations)
         return PassResult(
             the_plan, tuple(done), failed, stalled, waiting, unready, dict(expiry.expired)
         )
@@ -447,6 +451,7 @@ class Reconciler:
                     self._progress("done", key, "deleted")
                     return "done", ""
                 assert item.desired is not None
+                _require_valid(item.desired)
                 handle = (record.handle if record and record.handle else None) or (
                     driver.handle_for(item.desired)
                 )
@@ -530,27 +535,48 @@ class Reconciler:
         self._progress("failed", key, text)
         return "failed", message
 
-    def _record_live(
-        self,
-        record: ResourceRecord | None,
-        item: PlanItem,
-        live: Live,
-        generations: Mapping[ResourceKey, int],
+    def _summarise(
+        self, observed: Mapping[ResourceKey, Live], generations: Mapping[ResourceKey, int]
     ) -> None:
-        if record is None:
-            return
-        status = dict(record.status)
-        status.update(live.status)
-        generation = generations.get(item.key, record.applied_generation)
-        status = self._conditions(
-            status,
-            generation,
-            ready=live.ready,
-            reason="Converged" if live.ready else live.reason,
-            message=live.message,
-            reconciling=False,
-        )
-        self.store.set_status(item.key, status)
+        """At the end of a pass (and of ``stop_all``), write every status from what is live
+        now: the resources left unchanged as this pass ``observed`` them, the others as acting
+        on them left them, each Network counted from its members and each TLD, Record and
+        policy held back by what it stands on (``reconcile.summary``). Nothing is left over
+        from an earlier pass; a status that did not change is not written again."""
+        records = self.store.records()
+        own = {
+            key: Readiness(live.ready, "Converged" if live.ready else live.reason, live.message)
+            for key, live in observed.items()
+        }
+        summaries = summarise(records, own)
+        for record in records:
+            summary = summaries.get(record.key)
+            if summary is None:
+                continue
+            live = observed.get(record.key)
+            status = dict(record.status)
+            if live is not None:
+                status.update(live.status)
+            status.update(summary.status)
+            was = own_readiness(record)
+            now = summary.readiness
+            if live is None and now == was:
+                if status != record.status:  # counts changed, conditions stand
+                    self.store.set_status(record.key, status)
+                continue
+            if live is None and "conditions" not in record.status:
+                continue  # never reconciled: nothing to say yet
+            generation = generations.get(record.key, record.applied_generation)
+            status = self._conditions(
+                status,
+                generation,
+                ready=now.ready,
+                reason=now.reason,
+                message=now.message,
+                reconciling=False,
+            )
+            if status != record.status:
+                self.store.set_status(record.key, status)
 
     def _conditions(
         self,
@@ -639,7 +665,20 @@ class Reconciler:
                     reconciling=False,
                 )
                 self.store.add_event(record.key, "Normal", "Stopped", "stopped by hmctl down")
+        self._summarise({}, {})  # networks without a running node, and what stands on them
         return stopped
+
+
+def _require_valid(resource: Resource) -> None:
+    """Refuse, before any driver sees it, a resource its kind's schema refuses (an address
+    with port 70000, a name with a newline): ``hmctl`` never hands one over, but other code
+    may, and no driver has to guess what a bad value would do."""
+    problems = resource_problems(resource)
+    if problems:
+        raise PermanentError(
+            "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in problems),
+            reason="InvalidSpec",
+        )
 
 
 def _known_specs(
