@@ -3,7 +3,6 @@ trailing newline, carriage return or NUL, or written with look-alike digits, is 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -19,6 +18,7 @@ from hypermesh.transport.identity import Identity, is_node_id
 from hypermesh.zonedata import ZoneDataError, owner_name, record_type, tld_label
 
 KEY = Identity.generate()
+NOW = 1_800_000_000
 
 
 def refuses(check: Callable[[str], object], text: str) -> bool:
@@ -30,15 +30,15 @@ def refuses(check: Callable[[str], object], text: str) -> bool:
 
 
 def timestamp_check(value: str) -> bool:
-    headers = sign_request(KEY, "POST", "/x", b"", now=time.time())
-    verify_request("POST", "/x", b"", {**headers, "hm-timestamp": value}, now=time.time(),
-                   seen=MemoryNonceCache())  # fmt: skip
+    headers = sign_request(KEY, "POST", "/x", b"", now=NOW)
+    headers = {**headers, "hm-timestamp": value}
+    verify_request("POST", "/x", b"", headers, now=NOW, seen=MemoryNonceCache())
     return True
 
 
 def nonce_check(value: str) -> bool:
-    headers = sign_request(KEY, "POST", "/x", b"", now=time.time(), nonce=value)
-    verify_request("POST", "/x", b"", headers, now=time.time(), seen=MemoryNonceCache())
+    headers = sign_request(KEY, "POST", "/x", b"", now=NOW, nonce=value)
+    verify_request("POST", "/x", b"", headers, now=NOW, seen=MemoryNonceCache())
     return True
 
 
@@ -48,7 +48,7 @@ CHECKERS: dict[str, tuple[Callable[[str], object], str]] = {
     "owner name": (lambda t: owner_name(t, "acme."), "www7"),
     "record type": (record_type, "TYPE65280"),
     "node ID": (lambda t: is_node_id(t) or None, KEY.node_id),
-    "hm-timestamp": (timestamp_check, str(int(time.time()))),
+    "hm-timestamp": (timestamp_check, str(NOW)),
     "hm-nonce": (nonce_check, "abcdefghijklmnop0123"),
     "Nexus commit": (COMMIT.fullmatch, "0123456789abcdef0123456789abcdef01234567"),
     "Nexus duration": (DURATION.fullmatch, "1h30m"),
