@@ -95,7 +95,10 @@ def test_unsigned_zone_still_has_a_zonemd() -> None:
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        (RecordSet("www", "A", 300, ("not-an-address",)), "'not-an-address' is not a valid A value"),
+        (
+            RecordSet("www", "A", 300, ("not-an-address",)),
+            "'not-an-address' is not a valid A value",
+        ),
         (RecordSet("www", "BOGUS", 300, ("x",)), "unknown record type"),
         (RecordSet("@", "NS", 300, ("evil.example.",)), "apex SOA and NS"),
         (RecordSet("www", "RRSIG", 300, ("A 15 2 300 0 0 1 acme. AAAA",)), "DNSSEC records"),
