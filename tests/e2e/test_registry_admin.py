@@ -43,7 +43,14 @@ def test_administration_from_the_command_line(hmctl: Hmctl, applied: Path) -> No
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     policy = json.loads(_ok(hmctl, "registry", "policy", "-o", "json"))
     admin_id = (key.parent / "identity.pub").read_text().strip()
-    assert policy == {"approval": "automatic", "termDays": 365, "reserved": [], "admin": admin_id}
+    assert policy == {
+        "approval": "automatic",
+        "termDays": 365,
+        "maxTldsPerOwner": 10,
+        "reserved": [],
+        "admin": admin_id,
+    }
+    assert "at most 50" in _ok(hmctl, "registry", "policy", "--max-tlds-per-owner", "50")
 
     listing = _ok(hmctl, "registry", "list")
     assert listing.splitlines()[0].split() == [

@@ -574,7 +574,7 @@ def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = action(
         "policy",
         "policy",
-        "show the registry's policy, or change its approval mode or term",
+        "show the registry's policy, or change its approval mode, term or quota",
         "hmctl registry policy --approval manual --term-days 365",
     )
     p.add_argument(
@@ -587,6 +587,12 @@ def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=int,
         metavar="DAYS",
         help="how long a registration lasts before it must be renewed",
+    )
+    p.add_argument(
+        "--max-tlds-per-owner",
+        type=int,
+        metavar="N",
+        help="how many TLDs one owner key may hold (default 10; 0 refuses every registration)",
     )
     p.add_argument(
         "-o", "--output", choices=["text", "json"], default="text", help="text (default) or json"

@@ -170,6 +170,7 @@ def _print_policy(args: argparse.Namespace, verb: str, policy: dict[str, Any]) -
     rows = [
         ("approval", policy.get("approval")),
         ("term", f"{policy.get('termDays')} days"),
+        ("TLDs per owner key", f"at most {policy.get('maxTldsPerOwner')}"),
         ("reserved", reserved),
         ("administrator", policy.get("admin") or "none"),
     ]
@@ -247,6 +248,8 @@ def policy(args: argparse.Namespace) -> int:
         changes["approval"] = args.approval
     if args.term_days is not None:
         changes["termDays"] = args.term_days
+    if args.max_tlds_per_owner is not None:
+        changes["maxTldsPerOwner"] = args.max_tlds_per_owner
     if not changes:
         return _print_policy(args, "", ask(target, "GET", f"{API}/policy"))
     result = ask(target, "POST", f"{API}/admin/policy", changes, signer=_admin(target))
