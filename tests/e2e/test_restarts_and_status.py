@@ -57,6 +57,10 @@ def test_a_restarted_node_keeps_its_ports(hmctl: Hmctl, tmp_path: Path) -> None:
     # kill -9, then an apply brings it back: on the same ports.
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: pid not in node_processes(hmctl.state), timeout=30)
+    # Meanwhile `get` says what is live, not what the last pass wrote.
+    demo = items(hmctl, "networks")["demo"]
+    assert (demo["status"]["nodes"], demo["status"]["readyNodes"]) == (1, 0)
+    assert ready(demo)[:2] == ("False", "NoNodeReady")
     again = hmctl("apply", "-f", str(manifest))
     assert again.returncode == 0, again.stdout + again.stderr
     now, restarted = addresses(hmctl)
