@@ -14,7 +14,9 @@ Errors are kept to the stream, so one bad query never costs the client its other
   will not answer at all resets the stream and asks the client to stop sending
   (``DOQ_PROTOCOL_ERROR``). RFC 9250 §4.3.3 allows closing the whole connection instead;
 - data on a client-initiated unidirectional stream is refused with STOP_SENDING
-  (``DOQ_PROTOCOL_ERROR``).
+  (``DOQ_PROTOCOL_ERROR``);
+- a query that would take what the connection holds in unfinished queries past
+  ``max_buffered`` resets its stream with ``DOQ_EXCESSIVE_LOAD``.
 """
 
 from __future__ import annotations
@@ -49,9 +51,17 @@ class DoqConnection:
     """The DoQ side of one QUIC connection."""
 
     def __init__(
-        self, quic: QuicConnection, answer: Answer, transmit: Callable[[], None] | None = None
+        self,
+        quic: QuicConnection,
+        answer: Answer,
+        transmit: Callable[[], None] | None = None,
+        *,
+        max_buffered: int = 4 * 1024 * 1024,
     ) -> None:
         self._quic = quic
+        self._max_buffered = max_buffered
+        self.buffered = 0
+        """Bytes held in queries whose FIN has not come yet."""
         self._answer = answer
         self._transmit = transmit
         """Sends what was queued; needed for answers that arrive later (awaitables)."""
@@ -65,10 +75,11 @@ class DoqConnection:
         if isinstance(event, StreamDataReceived):
             return self._data(event.stream_id, event.data, event.end_stream)
         if isinstance(event, StreamReset):
-            self._buffers.pop(event.stream_id, None)
+            self._drop(event.stream_id)
             self._refused.discard(event.stream_id)
         elif isinstance(event, ConnectionTerminated):
             self._buffers.clear()
+            self.buffered = 0
             self._refused.clear()
             for task in self._pending:
                 task.cancel()
@@ -87,12 +98,20 @@ class DoqConnection:
                 return self._reply(stream_id, data)
             buffer = self._buffers[stream_id] = bytearray()
         buffer += data
+        self.buffered += len(data)
         if len(buffer) > 2 + MAX_MESSAGE:
             return self._refuse(stream_id, end_stream)
+        if self.buffered > self._max_buffered:
+            return self._refuse(stream_id, end_stream, code=DOQ_EXCESSIVE_LOAD)
         if not end_stream:
             return False
-        del self._buffers[stream_id]
+        self._drop(stream_id)
         return self._reply(stream_id, bytes(buffer))
+
+    def _drop(self, stream_id: int) -> None:
+        buffer = self._buffers.pop(stream_id, None)
+        if buffer is not None:
+            self.buffered -= len(buffer)
 
     def _reply(self, stream_id: int, framed: bytes) -> bool:
         if len(framed) < 2 or int.from_bytes(framed[:2], "big") != len(framed) - 2:
@@ -139,7 +158,7 @@ class DoqConnection:
     ) -> bool:
         """Reset our side of the stream and, unless the client already finished, ask it to
         stop sending."""
-        self._buffers.pop(stream_id, None)
+        self._drop(stream_id)
         with contextlib.suppress(Exception):  # a stream already gone needs no reset
             if reset:
                 self._quic.reset_stream(stream_id, code)

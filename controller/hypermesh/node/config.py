@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hypermesh.node.limits import EndpointLimits
 from hypermesh.transport.address import parse_address
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -114,6 +115,9 @@ class NodeConfig:
     mirror_expire: float | None = None
     """Seconds without word from the registry after which copies are served stale, when
     shorter than the zone's SOA expire (None: the SOA expire alone)."""
+    limits: EndpointLimits = field(default_factory=EndpointLimits)
+    """What callers may make each of the node's QUIC endpoints hold (unanswered requests,
+    header sections, stalled requests); ``limits`` in the file, any subset of the fields."""
 
     def __post_init__(self) -> None:
         for name in ("name", "network", "listen", "node_dir", "log_file"):
@@ -144,6 +148,8 @@ class NodeConfig:
             isinstance(self.mirror_expire, int | float) and self.mirror_expire > 0
         ):
             raise ValueError("mirror_expire must be null or a positive number of seconds")
+        if not isinstance(self.limits, EndpointLimits):
+            raise ValueError("limits must be an object of endpoint limits")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
 
@@ -216,6 +222,7 @@ class NodeConfig:
                 for i, item in enumerate(_list(data, "federation"))
             ),
             witnesses=int(data.get("witnesses", 0)),
+            limits=EndpointLimits.from_dict(data.get("limits")),
         )
 
     @classmethod

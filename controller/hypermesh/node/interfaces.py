@@ -24,12 +24,14 @@ nothing of a refused request is stored.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
 from hypermesh.policy import Decision, Member, PolicyEngine, RateCounter, parse_duration
+from hypermesh.transport.address import parse_address
 
 ALLOWED = (0, "")
 Revoked = Callable[[str], bool]
@@ -46,6 +48,30 @@ def _never(_: str) -> bool:
 
 def _nobody(_: str) -> str | None:
     return None
+
+
+IPV6_PREFIX = 64
+"""IPv6 sources are counted by this prefix: one subscriber (or one attacker) usually holds a
+whole /64 and can send from any of its 2^64 addresses."""
+
+
+def source_key(source: str) -> str:
+    """Who ``source`` (``host:port`` or ``[v6]:port``) is for counting: an IPv4 address as it
+    is, an IPv4-mapped IPv6 address as its IPv4 address, any other IPv6 address as its /64
+    (``2001:db8:1:2::/64``); anything that is not an IP address (a tunnel's "peer") unchanged."""
+    try:
+        host = parse_address(source)[0]
+    except ValueError:
+        host = source
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
 
 
 def operation_of(method: str, path: str) -> str:
@@ -128,6 +154,19 @@ class _Gate:
             operators=operators,
         )
 
+    def named(self, caller_id: str | None) -> str | None:
+        """The member (or ``NETWORK/MEMBER`` of a federated network) whose key
+        ``caller_id`` is; None for an anonymous caller or a key nobody vouches for."""
+        if caller_id is None:
+            return None
+        return self.members.get(caller_id) or self.federated(caller_id)
+
+    def who(self, caller_id: str | None, source: str) -> str:
+        """Who a caller is for counting (rate limits, what it may hold): the member its key
+        names, else its source (``source_key``). A key nobody vouches for costs nothing to
+        make, so it does not earn a count of its own."""
+        return self.named(caller_id) or source_key(source)
+
 
 @dataclass
 class PrivateGate(_Gate):
@@ -147,7 +186,7 @@ class PrivateGate(_Gate):
             return ALLOWED
         if self.revoked(caller_id):
             return 403, f"the key {caller_id} was revoked at the registry"
-        caller = self.members.get(caller_id) or self.federated(caller_id)
+        caller = self.named(caller_id)
         if caller is None:
             return 403, f"{caller_id} is not a member of this network nor of a federated one"
         if self.policy is None:
@@ -165,7 +204,7 @@ class PublicGate(_Gate):
     it; without one, open to everyone but revoked keys."""
 
     def check(self, caller_id: str | None, source: str, operation: str) -> tuple[int, str]:
-        caller = (self.members.get(caller_id) or self.federated(caller_id)) if caller_id else None
+        caller = self.named(caller_id)
         if (caller is not None and caller == self.me) or caller_id in self.operators:
             return ALLOWED  # the node's own key or an operator's, never refused
         if caller_id is not None and self.revoked(caller_id):
@@ -176,5 +215,4 @@ class PublicGate(_Gate):
         if decision.action != "allow":
             by = f"rule {decision.rule!r}" if decision.rule else "the default"
             return 403, f"{operation} is denied here ({by})"
-        host = source.rsplit(":", 1)[0]
-        return self.limits.exceeded(caller or host, decision) or ALLOWED
+        return self.limits.exceeded(self.who(caller_id, source), decision) or ALLOWED

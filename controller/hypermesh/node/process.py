@@ -284,6 +284,8 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         dns_answer=dns_answer,
         prefer_port=config.prefer_port,
         gate=public_gate,
+        peer_of=PublicGate.of(config.name, config.directory, None, federated=federated).who,
+        limits=config.limits,
     )
     private: Endpoint | None = None
     if config.private_listen is not None:
@@ -300,6 +302,8 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
                 dns_answer=dns_answer,
                 prefer_port=previous_port(Path(config.node_dir), config.private_listen, "private"),
                 gate=gate.check,
+                peer_of=gate.who,
+                limits=config.limits,
             )
         except OSError:
             endpoint.close()
@@ -341,6 +345,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
                     Path(config.node_dir), config.ephemeral_listen, "ephemeral"
                 ),
                 gate=tunnel_gate,
+                limits=config.limits,
             )
         except OSError:
             endpoint.close()
