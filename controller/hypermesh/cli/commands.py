@@ -1008,7 +1008,10 @@ def _columns(
                     *_serial_and_lag(spec, status, authority.get(str(spec.get("network")))),
                 ]
         elif kind == "Network":
-            row += [spec.get("mode"), status.get("nodes")]
+            counted = status.get("nodes")
+            if counted is not None and status.get("readyNodes") is not None:
+                counted = f"{status['readyNodes']}/{counted}"  # ready of those in it
+            row += [spec.get("mode"), counted]
             if wide:  # a torn-down ephemeral network keeps only when it expired
                 row += [spec.get("ttl"), status.get("expiresAt") or status.get("expiredAt")]
         elif kind == "Peer":
