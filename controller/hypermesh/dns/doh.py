@@ -5,7 +5,9 @@ application/dns-message`` carry one DNS query; the answer comes back as
 ``application/dns-message`` with ``cache-control: max-age=<smallest TTL in the answer>``.
 A missing or undecodable ``dns`` parameter, or a body that is not a DNS query, is 400; a POST
 with another content type is 415; a query over 65,535 bytes is 413. The node's router turns
-the result into an HTTP/3 response (``hypermesh.node.routes``).
+the result into an HTTP/3 response (``hypermesh.node.routes``). A GET whose URL is past the
+endpoint's header section limit never gets here: the endpoint answers it 414 before decoding
+its headers (``hypermesh.node.http3``), so a query that long must come by POST.
 """
 
 from __future__ import annotations
