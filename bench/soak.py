@@ -92,6 +92,7 @@ from tests.mirror.nodes import NodeProc, start_node
 
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import Upstream
+from hypermesh.node.runtime import read_runtime
 from hypermesh.registry.client import RegistryClient
 from hypermesh.transport.client import connect_pinned, h3_get_json
 from hypermesh.transport.dns_client import DOQ_ALPN, DoqClientProtocol
@@ -117,12 +118,17 @@ STALE_SLACK = 2.0
 its copies stale once a second, and a notice sent as a partition begins may be lost."""
 QUERY_TIMEOUT = 2.0
 STATUS_TIMEOUT = 3.0
-FIRST_SERVE_TIMEOUT = 60.0
+WARM_UP_TIMEOUT = 60.0
+"""Seconds the registration, each warm-up write and the mirrors' first copies may take."""
 ASK_ATTEMPTS = 10
 """Tries per name when every name is asked of a node (after a restart it may not serve yet)."""
 
 
 # -- the pure part: what happened, and what it means -------------------------------------------
+
+
+class SetupError(Exception):
+    """The cluster could not be brought to where the run begins."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,8 +559,8 @@ class Cluster:
     def mirrors(self) -> list[str]:
         return self.names[1:]
 
-    def start(self, name: str) -> NodeProc:
-        """Start ``name`` with the configuration it always has; blocks until it serves."""
+    def spawn(self, name: str) -> NodeProc:
+        """Start ``name``'s process with the configuration it always has (not waiting)."""
         if self.closed:
             raise RuntimeError("the cluster is being stopped")
         i = self.host(name)
@@ -566,6 +572,7 @@ class Cluster:
                 listen=f"0.0.0.0:{PORT}",
                 netns=self.hosts.ns(i),
                 reach=self.address(name),
+                wait=False,
             )
         else:
             others = self.mirrors[i:] + self.mirrors[: i - 1]
@@ -577,18 +584,45 @@ class Cluster:
                 registry=Upstream(self.address(REGISTRY), self.ids[REGISTRY]),
                 peers=[Upstream(self.address(o), self.ids[o]) for o in others[:MAX_PEERS]],
                 expire=self.expire,
+                wait=False,
             )
         if proc.process.stderr is not None:
             threading.Thread(
                 target=_drain, args=(proc.process.stderr, proc.node_dir / "stderr.log"), daemon=True
             ).start()
-        if self.closed:
-            proc.process.kill()
-            raise RuntimeError("the cluster is being stopped")
+        return proc
+
+    def serving(self, name: str, proc: NodeProc, timeout: float) -> NodeProc:
+        """Wait until ``proc`` publishes its runtime file, then count it as ``name``'s."""
+        deadline = time.monotonic() + timeout
+        while (runtime := read_runtime(proc.node_dir)) is None or runtime.pid != proc.process.pid:
+            code = proc.process.poll()
+            if code is not None or self.closed or time.monotonic() > deadline:
+                if code is None:
+                    proc.process.kill()
+                    proc.process.wait(10)
+                why = f"exited with code {code}" if code is not None else "did not serve"
+                raise RuntimeError(f"{name} {why} within {timeout:g} s (see its stderr.log)")
+            time.sleep(0.1)
         self.procs[name] = proc
         self.started[proc.process.pid] = time.time()
         self.down.discard(name)
         return proc
+
+    def start(self, name: str, timeout: float) -> NodeProc:
+        """Start ``name`` and wait until it serves."""
+        return self.serving(name, self.spawn(name), timeout)
+
+    def start_all(self, timeout: float) -> None:
+        """The registry, then every mirror at once."""
+        self.start(REGISTRY, timeout)
+        spawned = [(m, self.spawn(m)) for m in self.mirrors]
+        try:
+            for name, proc in spawned:
+                self.serving(name, proc, timeout)
+        finally:
+            for name, proc in spawned:  # those not waited for, stopped with the rest
+                self.procs.setdefault(name, proc)
 
     def kill(self, name: str) -> None:
         proc = self.procs[name]
@@ -710,7 +744,7 @@ class Soak:
 
     # -- writes --
 
-    async def write(self, n: int) -> Write:
+    async def write(self, n: int, client: RegistryClient | None = None) -> Write:
         key = key_of(n, self.args.keys)
         value = value_of(n)
         changes = [
@@ -720,7 +754,7 @@ class Soak:
         write = Write(n, (key, HEAD), value, time.time())
         self.run.writes.append(write)
         try:
-            status, data = await self.client.call(
+            status, data = await (client or self.client).call(
                 "POST", "/registry/v1/rrsets", {"tld": TLD, "rrsets": changes}, signer=self.owner
             )
         except (HyperMeshError, TimeoutError, OSError):
@@ -761,7 +795,7 @@ class Soak:
         await asyncio.sleep(self.args.restart_after)
         while True:
             try:
-                proc = await asyncio.to_thread(self.cluster.start, name)
+                proc = await asyncio.to_thread(self.cluster.start, name, self.args.start_timeout)
                 break
             except (RuntimeError, OSError) as exc:
                 self.run.say(f"{name} did not start again: {exc}; retrying")
@@ -922,20 +956,31 @@ class Soak:
             await asyncio.sleep(0.5)
 
     async def warm_up(self) -> None:
-        body = {"tld": TLD, "network": "acme", "ttl": 60}
-        status, data = await self.client.call(
-            "POST", "/registry/v1/register", body, signer=self.owner
+        """Register the TLD and write every key once (patiently: a cluster just started on a
+        small machine is slow to answer); every mirror must hold them all."""
+        client = RegistryClient(
+            self.cluster.address(REGISTRY),
+            self.cluster.ids[REGISTRY],
+            identity=self.owner,
+            timeout=WARM_UP_TIMEOUT,
         )
+        body = {"tld": TLD, "network": "acme", "ttl": TTL}
+        try:
+            status, data = await client.call(
+                "POST", "/registry/v1/register", body, signer=self.owner
+            )
+        except HyperMeshError as exc:
+            raise SetupError(f"registering {TLD}: {exc}") from None
         if status not in (200, 201):
-            raise SystemExit(f"the registry refused to register {TLD}: {status} {data}")
+            raise SetupError(f"the registry refused to register {TLD}: {status} {data}")
         for n in range(self.args.keys):
-            write = await self.write(n)
+            write = await self.write(n, client)
             if write.outcome != "acked":
-                raise SystemExit(f"warm-up write {n} failed: {write.outcome}")
-        wanted, held = await self.converged(FIRST_SERVE_TIMEOUT)
+                raise SetupError(f"warm-up write {n} failed: {write.outcome}")
+        wanted, held = await self.converged(WARM_UP_TIMEOUT)
         late = [m for m, s in held.items() if s != wanted]
         if late:
-            raise SystemExit(f"mirrors not at the registry's serial {wanted} in time: {late}")
+            raise SetupError(f"mirrors not at the registry's serial {wanted} in time: {late}")
 
     async def soak(self, plan: list[Fault]) -> None:
         args = self.args
@@ -974,7 +1019,7 @@ class Soak:
             if proc is None or proc.process.poll() is not None:
                 self.run.say(f"{name} not running at the end; starting it")
                 self.run.begin(name, "down")
-                await asyncio.to_thread(self.cluster.start, name)
+                await asyncio.to_thread(self.cluster.start, name, self.args.start_timeout)
                 self.run.finish(name, "down")
         for key in list(self.run.open_spans):
             self.run.finish(*key)
@@ -1223,9 +1268,10 @@ def arguments() -> argparse.Namespace:
     add("--poll-every", type=float, default=1.0, help="s between questions to each mirror (1)")
     add("--write-timeout", type=float, default=5.0, help="s a write may take (5)")
     add("--warm", type=float, help="s after a start before usage counts (min(60, duration/6))")
-    add("--window", type=float, help="s of each usage window (min(30, duration/8))")
-    add("--sample-every", type=float, help="s between usage samples (window/6)")
-    add("--settle", type=float, default=120.0, help="s for the mirrors to catch up (120)")
+    add("--window", type=float, help="s of each usage window (min(60, duration/8))")
+    add("--sample-every", type=float, help="s between usage samples (min(5, window/6))")
+    add("--start-timeout", type=float, default=120.0, help="s a node may take to start (120)")
+    add("--settle", type=float, default=180.0, help="s for the mirrors to catch up (180)")
     add("--seed", type=int, help="the faults' random seed (printed; random by default)")
     add("--tmp", help="where the temporary folder is made")
     add("--keep", action="store_true", help="keep the temporary folder (the nodes' logs)")
@@ -1237,9 +1283,9 @@ def arguments() -> argparse.Namespace:
     if args.warm is None:
         args.warm = min(60.0, args.duration / 6)
     if args.window is None:
-        args.window = min(30.0, args.duration / 8)
+        args.window = min(60.0, args.duration / 8)
     if args.sample_every is None:
-        args.sample_every = args.window / 6
+        args.sample_every = min(5.0, args.window / 6)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(2**31)
     if args.nodes < 2 or args.keys < 1 or args.rate <= 0 or args.duration <= 0:
@@ -1247,12 +1293,6 @@ def arguments() -> argparse.Namespace:
     if args.partition == "nft" and not can_filter():
         parser.error("--partition nft needs nft (apt-get install nftables)")
     return args
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGINT (even when inherited ignored), SIGTERM and SIGHUP end the run through the
-    cleanup."""
-    raise KeyboardInterrupt
 
 
 def main() -> int:
@@ -1273,8 +1313,16 @@ def main() -> int:
     hosts: Hosts | None = None
     cluster: Cluster | None = None
     tmp = tempfile.mkdtemp(prefix="hm-bench-soak-", dir=args.tmp)
+
+    def interrupt(signum: int, frame: object) -> None:
+        """SIGINT (even when inherited ignored), SIGTERM and SIGHUP end the run through the
+        cleanup; a node start under way in a thread gives up at once."""
+        if cluster is not None:
+            cluster.closed = True
+        raise KeyboardInterrupt
+
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
+        signal.signal(signum, interrupt)
     try:
         hosts = Hosts(1 + args.nodes)
         cluster = Cluster(hosts, Path(tmp), args.nodes, args.expire)
@@ -1293,14 +1341,16 @@ def main() -> int:
             print(f"  at {fault.at:6.1f} s  {fault.kind:13} {', '.join(fault.targets)}")
         begin = time.time()
         try:
-            for name in cluster.names:
-                cluster.start(name)
+            cluster.start_all(args.start_timeout)
         except (RuntimeError, OSError) as exc:
             print(f"the cluster did not start: {exc}", file=sys.stderr)
             return 2
         print(f"started {len(cluster.names)} nodes in {time.time() - begin:.1f} s", flush=True)
         ok = asyncio.run(measure(Soak(cluster, args, rng), plan))
         return 0 if ok else 1
+    except SetupError as exc:
+        print(f"the run could not begin: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
