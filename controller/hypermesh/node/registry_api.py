@@ -317,7 +317,8 @@ def expire_due(registry: Registry, zones: StaticZones) -> list[str]:
     """Expire every registration whose term ran out and stop serving its zone."""
     expired = registry.expire_due()
     for name in expired:
-        zones.remove(name)
+        with contextlib.suppress(dns.exception.DNSException):  # an older release's bad name
+            zones.remove(name)
     return expired
 
 
