@@ -209,6 +209,15 @@ class RawH3Client(QuicConnectionProtocol):
         self.transmit()
         return stream_id
 
+    def out_of_order(self, data: bytes, *, gap: int) -> int:
+        """Open a stream and send ``data`` but for its first ``gap`` bytes, which never leave:
+        the server can only hold the rest, waiting for them."""
+        stream_id = self._quic.get_next_available_stream_id()
+        self._quic.send_stream_data(stream_id, data)
+        self._quic._streams[stream_id].sender._pending.subtract(0, gap)
+        self.transmit()
+        return stream_id
+
     def encoder_instructions(self, data: bytes) -> None:
         """Write ``data`` on our QPACK encoder stream."""
         assert self.http is not None and self.http._local_encoder_stream_id is not None

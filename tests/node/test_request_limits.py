@@ -337,6 +337,33 @@ def test_the_limits_are_advertised() -> None:
     run(test)
 
 
+def test_stream_data_held_out_of_order_past_the_budget_closes_the_connection() -> None:
+    """Data past a gap never reaches the requests (QUIC holds it until the gap fills), so it
+    is counted where QUIC holds it."""
+
+    async def test() -> None:
+        async with endpoint() as served, client(served) as gapped, client(served) as other:
+            gapped.out_of_order(b"g" * 120_000, gap=10)
+            gapped.out_of_order(b"g" * 120_000, gap=10)
+            await gapped.until(lambda: gapped.closed is not None)
+            assert "0x107" in str(gapped.closed)  # H3_EXCESSIVE_LOAD
+            assert "received out of order" in str(gapped.closed)
+            assert served.stats.connections_closed == 1
+            await still_serves(other)
+
+    run(test)
+
+
+def test_stream_data_held_out_of_order_within_the_budget_is_kept() -> None:
+    async def test() -> None:
+        async with endpoint() as served, client(served) as h3:
+            h3.out_of_order(b"g" * 100_000, gap=10)
+            await still_serves(h3)
+            assert h3.closed is None and served.stats.connections_closed == 0
+
+    run(test)
+
+
 # -- header sections ----------------------------------------------------------------------
 
 
