@@ -17,9 +17,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
 from aioquic.h3.connection import ErrorCode
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import QuicEvent, StreamReset
 
 from hypermesh.dns.answers import Answerer
+from hypermesh.dns.doq import DOQ_EXCESSIVE_LOAD
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.interfaces import PublicGate
 from hypermesh.node.limits import KIB, EndpointLimits
@@ -27,6 +31,7 @@ from hypermesh.node.qpack import section_size
 from hypermesh.node.router import Request, Response, Router
 from hypermesh.node.routes import add_dns_routes
 from hypermesh.node.server import Endpoint, Gate, PeerOf, bind_endpoint, server_configuration
+from hypermesh.transport.client import connect_pinned
 from hypermesh.transport.identity import Identity
 
 from .h3raw import (
@@ -79,8 +84,9 @@ async def endpoint(
     served = await bind_endpoint(
         "127.0.0.1",
         0,
-        configuration=server_configuration(IDENTITY, doq=False),
+        configuration=server_configuration(IDENTITY),
         router=_router(),
+        dns_answer=Answerer(StaticZones()).answer,
         gate=gate,
         peer_of=peer_of,
         limits=limits,
@@ -360,6 +366,40 @@ def test_stream_data_held_out_of_order_within_the_budget_is_kept() -> None:
             h3.out_of_order(b"g" * 100_000, gap=10)
             await still_serves(h3)
             assert h3.closed is None and served.stats.connections_closed == 0
+
+    run(test)
+
+
+class _DoqClient(QuicConnectionProtocol):
+    def __init__(self, quic: QuicConnection, stream_handler: QuicStreamHandler | None = None):
+        super().__init__(quic, stream_handler)
+        self.resets: dict[int, int] = {}
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamReset):
+            self.resets[event.stream_id] = event.error_code
+
+
+def test_unfinished_doq_queries_hold_at_most_the_connection_budget() -> None:
+    async def test() -> None:
+        async with (
+            endpoint() as served,
+            connect_pinned(
+                served.address,
+                expected_id=IDENTITY.node_id,
+                protocol=_DoqClient,
+                alpn="doq",
+                identity=None,
+            ) as doq,
+        ):
+            streams = []
+            for _ in range(3):  # 3 x 60 KB unfinished: past the connection's 160 KiB
+                stream = doq._quic.get_next_available_stream_id()
+                doq._quic.send_stream_data(stream, (65_535).to_bytes(2, "big") + b"q" * 60_000)
+                doq.transmit()
+                streams.append(stream)
+            await until(lambda: bool(doq.resets))
+            assert list(doq.resets.values()) == [DOQ_EXCESSIVE_LOAD]
 
     run(test)
 
