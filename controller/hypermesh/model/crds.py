@@ -308,6 +308,8 @@ def _key_rules(schema: Mapping[str, Any], at: str) -> Iterator[Rule]:
         checks = []
         if "pattern" in names:
             pattern = str(names["pattern"])
+            if "'" in pattern:
+                raise ValueError(f"{at}: a key pattern with a quote cannot go in a CEL string")
             quoted = ("r'" if "\\" in pattern else "'") + pattern + "'"
             checks.append(f"k.matches({quoted})")
         if "maxLength" in names:

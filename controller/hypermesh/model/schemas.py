@@ -4,6 +4,9 @@ One draft 2020-12 schema per kind lives in the top-level ``schemas/`` folder and
 package as ``hypermesh/schemas/*.json``. This module reads them (package data only, no other I/O),
 hands out cached validators, names the kinds the way kubectl does, and turns a schema into the
 structural form a Kubernetes CustomResourceDefinition accepts.
+
+Patterns mean what JSON Schema says (ECMA-262): they match whole values, ``$`` being the end of
+the text, in jsonschema-rs, in jsonschema (``SchemaValidator``) and in code (``ecma_regex``).
 """
 
 from __future__ import annotations
@@ -24,16 +27,21 @@ from jsonschema.protocols import Validator
 __all__ = [
     "API_GROUP",
     "DURATION_PATTERN",
+    "HOSTNAME_PATTERN",
     "HOST_PORT_FIELDS",
     "HOST_PORT_PATTERN",
+    "IPV4_PATTERN",
+    "IPV6_PATTERN",
     "KINDS",
     "LABEL_PATTERN",
     "NAME_PATTERN",
     "NODE_ID_PATTERN",
     "PLURALS",
+    "PORT_PATTERN",
     "SCHEMA_FILES",
     "SHORT_NAMES",
     "SINGULARS",
+    "SchemaValidator",
     "ecma_regex",
     "fast_validator_for",
     "kind_from_alias",
@@ -249,7 +257,8 @@ _LITERALS = frozenset({"default", "examples", "enum", "const"})
 def structural(schema: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``schema`` ready to be a CRD's ``openAPIV3Schema`` (a structural schema).
 
-    Local ``$ref`` s are inlined; ``$schema``, ``$id``, ``$defs`` and ``examples`` are removed.
+    Local ``$ref`` s are inlined; ``$schema``, ``$id``, ``$defs`` and ``examples`` are removed,
+    and ``propertyNames`` too (``crds.key_rules`` says it as a CEL rule instead).
     So that the API server accepts the result, it also turns what Kubernetes forbids into what it
     means there: ``const`` becomes a one-value ``enum``; ``uniqueItems`` on a list of scalars
     becomes ``x-kubernetes-list-type: set``; ``additionalProperties: false`` is dropped (the API
