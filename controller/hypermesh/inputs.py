@@ -157,15 +157,37 @@ def check(schema: Validator, data: Any, root: str = "") -> None:
         raise BadInput(explain(error, root))
 
 
-def parse_json(body: bytes, schema: Validator, what: str = "the body") -> Any:
-    """``body`` decoded as JSON (UTF-8) and checked against ``schema``; ``BadInput`` saying
-    what is wrong (not JSON, nested too deeply, or the first field that does not hold)."""
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+"""A ``\\uD800`` to ``\\uDFFF`` escape: only a pair of them spells one character."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads(body: bytes | str, what: str = "the body") -> Any:
+    """``body`` decoded as strict JSON (RFC 8259, UTF-8): ``BadInput`` for what is not JSON,
+    nests too deeply for Python's parser, spells ``NaN`` or ``Infinity``, or holds a lone
+    surrogate escape (``"\\ud800"``: no Unicode character, so no string can carry it on)."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant)
     except RecursionError:
         raise BadInput(f"{what}: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(f"{what} is not JSON: {str(exc)[:MAX_MESSAGE]}") from None
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if _SURROGATE.search(raw):  # rare: decide by the decoded value, pairs being fine
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput(f"{what}: a string holds a lone surrogate (\\ud800-\\udfff)") from None
+    return data
+
+
+def parse_json(body: bytes, schema: Validator, what: str = "the body") -> Any:
+    """``body`` decoded as strict JSON (``loads``) and checked against ``schema``; ``BadInput``
+    saying what is wrong (not JSON, nested too deeply, or the first field that does not hold)."""
+    data = loads(body, what)
     check(schema, data)
     return data
 

@@ -113,3 +113,13 @@ def test_padding_round_trips_to_a_bucket(data: bytes) -> None:
 def test_buckets_hide_small_differences() -> None:
     assert len(encode_request("GET", "/a")) == len(encode_request("POST", "/abc", body=b"x" * 300))
     assert bucket(70_000) == 128 * 1024
+
+
+@pytest.mark.parametrize("expiry", [float("nan"), float("inf"), float("-inf"), "nan", "inf"])
+def test_an_open_layer_whose_expiry_is_not_a_time_is_refused(expiry: object) -> None:
+    # A NaN expiry fails every "expired?" comparison, so the relay would never sweep the
+    # circuit; JSON has no NaN or Infinity, and a string spelling one is no time either.
+    [(identity, key, hop)] = nodes(1)
+    message, _, _ = build_open([hop], expiry)  # type: ignore[arg-type]
+    with pytest.raises(BadTunnel, match=r"expiry|JSON"):
+        open_layer(message, identity, key)

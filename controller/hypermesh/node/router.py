@@ -62,8 +62,13 @@ class Response:
     def json(
         cls, data: Any, status: int = 200, headers: tuple[tuple[str, str], ...] = ()
     ) -> Response:
-        """A JSON response (compact, UTF-8, newline-terminated)."""
-        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        """A JSON response (compact, UTF-8, newline-terminated). A string that UTF-8 cannot
+        carry (a lone surrogate quoted back from a request) is sent as its JSON escape."""
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        try:
+            body = text.encode() + b"\n"
+        except UnicodeEncodeError:
+            body = json.dumps(data, separators=(",", ":")).encode() + b"\n"
         return cls(status=status, body=body, headers=headers)
 
     @classmethod

@@ -8,7 +8,6 @@ ranges; what a name or a record may be is ``hypermesh.zonedata``'s rule, applied
 
 from __future__ import annotations
 
-import json
 import re
 from functools import cache
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from hypermesh.inputs import BadInput, loads
 from hypermesh.registry.errors import RegistryError
 from hypermesh.zonedata import MAX_TTL, MAX_VALUE_LENGTH, MAX_VALUES
 
@@ -135,9 +135,9 @@ def parse_body(kind: str, raw: bytes) -> dict[str, Any]:
     if depth(raw) > MAX_DEPTH:
         raise RegistryError(f"the body nests deeper than {MAX_DEPTH} levels")
     try:
-        data = json.loads(raw or b"{}")
-    except (ValueError, RecursionError) as exc:
-        raise RegistryError(f"the body is not JSON: {str(exc)[:200]}") from None
+        data = loads(raw or b"{}")
+    except BadInput as exc:
+        raise RegistryError(str(exc)) from None
     error = best_match(_validator(kind).iter_errors(data))
     if error is not None:
         where = error.json_path.removeprefix("$").removeprefix(".") or "the body"

@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import os
 import struct
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from hypermesh.errors import HyperMeshError
+from hypermesh.inputs import BadInput, loads
 from hypermesh.transport.identity import Identity, is_node_id
 from hypermesh.transport.keycards import make_card, read_card
 
@@ -160,7 +162,7 @@ def open_layer(message: bytes, me: Identity, key: X25519PrivateKey) -> Layer:
     except (InvalidTag, ValueError):
         raise BadTunnel("the open message was not sealed for this node") from None
     try:
-        data = json.loads(plain)
+        data = loads(plain, "the open layer")
         circuit = bytes.fromhex(data["c"])
         secret = base64.b64decode(data["k"], validate=True)
         expires = float(data["exp"])
@@ -171,8 +173,10 @@ def open_layer(message: bytes, me: Identity, key: X25519PrivateKey) -> Layer:
             if following is None
             else NextHop(str(following["a"]), str(following["i"]), bytes.fromhex(following["c"]))
         )
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (BadInput, ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise BadTunnel(f"malformed open layer: {exc!r}") from None
+    if not math.isfinite(expires):
+        raise BadTunnel("malformed open layer: its expiry is not a time")
     if data.get("v") != VERSION:
         raise BadTunnel(f"unknown tunnel version {data.get('v')!r}")
     if len(circuit) != CIRCUIT_SIZE or len(secret) != 32:
@@ -262,8 +266,8 @@ def _decode(magic: bytes, padded: bytes) -> tuple[dict[str, Any], bytes]:
     if got != magic or _HEAD.size + head_size + body_size != len(data):
         raise BadTunnel("malformed tunnel payload")
     try:
-        head = json.loads(data[_HEAD.size : _HEAD.size + head_size])
-    except ValueError:
+        head = loads(data[_HEAD.size : _HEAD.size + head_size], "the tunnel payload header")
+    except BadInput:
         raise BadTunnel("malformed tunnel payload header") from None
     if not isinstance(head, dict):
         raise BadTunnel("malformed tunnel payload header")
