@@ -114,7 +114,11 @@ def test_limits_default_without_config_and_round_trip(tmp_path: Path) -> None:
     assert config.limits.max_request_body == 2048 and config.limits.request_timeout == 1.5
     assert config.limits.max_peer_buffered == EndpointLimits().max_peer_buffered
     assert NodeConfig.from_json(config.to_json()) == config
-    assert json.loads(config.to_json())["limits"]["max_request_body"] == 2048
+    written = json.loads(config.to_json())["limits"]
+    assert written == {"max_request_body": 2048, "request_timeout": 1.5}  # defaults left out
+    plain = NodeConfig.from_dict(_config(tmp_path))
+    assert "limits" not in json.loads(plain.to_json())
+    assert NodeConfig.from_json(plain.to_json()) == plain
 
 
 @pytest.mark.parametrize(

@@ -235,8 +235,15 @@ class NodeConfig:
         return cls.from_dict(data)
 
     def to_json(self) -> str:
-        """The JSON text ``from_json`` reads back (lists for tuples, sorted keys, newline)."""
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        """The JSON text ``from_json`` reads back (lists for tuples, sorted keys, newline).
+        Only the endpoint limits that differ from their defaults are written, so a node whose
+        limits were never set follows the defaults of the version it runs."""
+        data = asdict(self)
+        defaults = asdict(EndpointLimits())
+        limits = {k: v for k, v in data.pop("limits").items() if v != defaults[k]}
+        if limits:
+            data["limits"] = limits
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
