@@ -31,7 +31,14 @@ from hypermesh.model.schemas import (
     validator_for,
 )
 from hypermesh.policy import PolicyEngine
-from hypermesh.zonedata import RecordSet, ZoneDataError, tld_label
+from hypermesh.zonedata import (
+    RecordSet,
+    ZoneDataError,
+    check_owner,
+    owner_name,
+    record_type,
+    tld_label,
+)
 
 __all__ = [
     "ManifestSet",
@@ -477,6 +484,7 @@ def check_references(
                 _check_record_data(resource, problems)
         elif kind == "InterfacePolicy":
             _check_policy(resource, problems, ref, exists, seen.values())
+    _check_record_owners([r for r in seen.values() if r.kind == "Record"], problems)
     return problems
 
 
@@ -713,6 +721,60 @@ def _check_tld_name(resource: Resource, problems: list[Problem]) -> None:
             return
         message = f"a TLD is named in canonical form: {canonical!r}"
     problems.append(Problem(resource.position(), message, str(resource.key), "metadata.name"))
+
+
+TARGET_TYPES = ("HTTPS", "A")
+"""What a ``target`` Record publishes at its own name (its TLSA goes under ``_443._udp``)."""
+
+
+def _record_owner(resource: Resource) -> tuple[str, str, str] | None:
+    """``(tld, canonical owner name, type)`` of a Record whose data holds, else None."""
+    spec = resource.spec
+    tld, kind = spec.get("tld"), spec.get("type", "HTTPS" if "target" in spec else None)
+    if not isinstance(tld, str) or not isinstance(kind, str):
+        return None
+    name = spec.get("name")
+    if name is None:
+        name = "@" if resource.name == tld else resource.name.removesuffix(f".{tld}")
+    try:
+        return tld, owner_name(name, f"{tld}."), record_type(kind)
+    except ZoneDataError:
+        return None  # reported by _check_record_data
+
+
+def _check_record_owners(records: list[Resource], problems: list[Problem]) -> None:
+    """The registry's rules across Records at one name (``zonedata.check_owner``: a CNAME
+    stands alone), and one Record per name and type: what validates, the registry stores."""
+    at: dict[tuple[str, str], list[tuple[str, Resource]]] = {}
+    for resource in records:
+        owner = _record_owner(resource)
+        if owner is None:
+            continue
+        tld, name, kind = owner
+        kinds = TARGET_TYPES if "target" in resource.spec else (kind,)
+        at.setdefault((tld, name), []).extend((k, resource) for k in kinds)
+    for (tld, name), held in at.items():
+        first: dict[str, Resource] = {}
+        for kind, resource in held:
+            other = first.setdefault(kind, resource)
+            if other is not resource:
+                path = ("name",) if "name" in resource.spec else ()
+                problems.append(
+                    Problem(
+                        resource.position(*path),
+                        f"{name} {kind} in TLD {tld!r} is also declared by {other.key}",
+                        str(resource.key),
+                        dotted(("spec", *path)) if path else "metadata.name",
+                    )
+                )
+        try:
+            check_owner(name, first)
+        except ZoneDataError as exc:
+            cname = first["CNAME"]
+            path = ("type",) if "type" in cname.spec else ()
+            problems.append(
+                Problem(cname.position(*path), exc.message, str(cname.key), dotted(("spec", *path)))
+            )
 
 
 def _check_record_data(resource: Resource, problems: list[Problem]) -> None:
