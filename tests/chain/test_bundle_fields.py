@@ -17,13 +17,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from hypermesh.chain.block import BadBlock, Block, Link
-from hypermesh.chain.provenance import Bundle, find_path, verify_bundle
+from hypermesh.chain.block import BadBlock, Link
+from hypermesh.chain.provenance import Bundle, verify_bundle
 from hypermesh.chain.store import ChainStore
 from hypermesh.cli.main import main as hmctl
 from hypermesh.inputs import path_text
 from hypermesh.sdk.mesh import Mesh
 from hypermesh.transport.identity import Identity
+from tests.chain.paths import bundle_between
 
 Path_ = tuple[str | int, ...]
 
@@ -41,20 +42,7 @@ def real_bundle() -> dict[str, Any]:
         b3 = b.append(1, b"and more")
         c.append(1, b"start")
         target = c.append(2, b"", [Link(b3.author, b3.seq, b3.hash)])
-        by_author = {s.identity.public_key_bytes: s for s in stores.values()}
-
-        def lookup(author: bytes, seq: int) -> Block | None:
-            store = by_author.get(author)
-            return store.block(seq) if store is not None and seq < store.size else None
-
-        bundle = find_path(
-            target,
-            origin.author,
-            origin.seq,
-            lookup,
-            lambda author: by_author[author].tree,
-            lambda author: [x.seq for x in by_author[author].blocks() if x.links],
-        )
+        bundle = bundle_between(stores.values(), target, origin)
         for store in stores.values():
             store.close()
     assert bundle is not None and [s.via for s in bundle.steps] == ["link", "history", "link"]

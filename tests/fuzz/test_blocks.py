@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from hypermesh.chain.block import MAX_LINKS, Block, Link
 from hypermesh.chain.merkle import EMPTY_ROOT
-from hypermesh.chain.provenance import find_path
 from hypermesh.chain.store import ChainStore
 from hypermesh.transport.identity import Identity
+from tests.chain.paths import bundle_between
 
 from .budget import fuzz
 from .corpus import run
@@ -106,20 +106,7 @@ def _bundle() -> dict[str, Any]:
         b.append(2, b"", [Link(origin.author, origin.seq, origin.hash)])
         b3 = b.append(1, b"more on b")
         target = c.append(2, b"", [Link(b3.author, b3.seq, b3.hash)])
-        by_author = {s.identity.public_key_bytes: s for s in stores.values()}
-
-        def lookup(author: bytes, seq: int) -> Block | None:
-            store = by_author.get(author)
-            return store.block(seq) if store is not None and seq < store.size else None
-
-        bundle = find_path(
-            target,
-            origin.author,
-            origin.seq,
-            lookup,
-            lambda author: by_author[author].tree,
-            lambda author: [x.seq for x in by_author[author].blocks() if x.links],
-        )
+        bundle = bundle_between(stores.values(), target, origin)
         assert bundle is not None
         for store in stores.values():
             store.close()
