@@ -25,7 +25,8 @@ from typing import Any
 
 from hypermesh.chain.block import MAX_BLOCK_TEXT, BadBlock, Block
 from hypermesh.chain.merkle import MerkleTree, verify_inclusion
-from hypermesh.inputs import BadInput, check, integer_schema, number_text, validator
+from hypermesh.chain.wire import LINK_SCHEMA
+from hypermesh.inputs import BadInput, check, number_text, validator
 from hypermesh.transport.identity import node_id_from_public_key, public_key_from_node_id
 
 VERSION = 1
@@ -43,26 +44,13 @@ class Step:
     """For ``history``: the inclusion proof of the older block in the newer one's tree."""
 
 
-def _ref_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "author": {"type": "string", "format": "node-id"},
-            "seq": integer_schema(),
-            "hash": {"type": "string", "format": "hex32"},
-        },
-        "required": ["author", "seq", "hash"],
-        "additionalProperties": False,
-    }
-
-
 SCHEMA = validator(
     {
         "type": "object",
         "properties": {
             "version": {"type": "integer", "const": VERSION},
-            "target": _ref_schema(),
-            "origin": _ref_schema(),
+            "target": LINK_SCHEMA,
+            "origin": LINK_SCHEMA,
             "blocks": {
                 "type": "array",
                 "items": {"type": "string", "format": "base64", "maxLength": MAX_BLOCK_TEXT},
