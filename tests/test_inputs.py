@@ -31,6 +31,22 @@ def test_what_strict_json_refuses(body: bytes, why: str) -> None:
         loads(body)
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"to": "x", "text": "\\ud800"}', "text"),
+        (b'{"links": [{"seq": 1}, {"hash": "\\udfff"}]}', "links[1].hash"),
+        (b'["ok", "\\ud800"]', "[1]"),
+        (b'{"a": {"\\ud83d": 1}}', "a.\\ud83d"),
+        (b'"\\ud800"', "the body"),
+    ],
+)
+def test_a_lone_surrogate_is_named_by_its_field(body: bytes, field: str) -> None:
+    with pytest.raises(BadInput) as refused:
+        loads(body)
+    assert str(refused.value).startswith(f"{field}: holds a lone surrogate")
+
+
 def test_a_surrogate_pair_and_an_escaped_backslash_are_fine() -> None:
     assert loads(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
     assert loads(b'{"a": "\\\\ud800"}') == {"a": "\\ud800"}  # a backslash, then text

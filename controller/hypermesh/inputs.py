@@ -177,11 +177,38 @@ def loads(body: bytes | str, what: str = "the body") -> Any:
         raise BadInput(f"{what} is not JSON: {str(exc)[:MAX_MESSAGE]}") from None
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if _SURROGATE.search(raw):  # rare: decide by the decoded value, pairs being fine
-        try:
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadInput(f"{what}: a string holds a lone surrogate (\\ud800-\\udfff)") from None
+        where = _lone_surrogate(data, ())
+        if where is not None:
+            field = path_text(where) or what
+            raise BadInput(f"{field}: holds a lone surrogate (\\ud800 to \\udfff)")
     return data
+
+
+def _lone_surrogate(value: Any, path: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The path of the first string (or key) in ``value`` that UTF-8 cannot carry, else None."""
+    if isinstance(value, str):
+        return None if value.isascii() or _encodes(value) else path
+    if isinstance(value, list):
+        items: Iterable[tuple[Any, Any]] = enumerate(value)
+    elif isinstance(value, dict):
+        items = value.items()
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and not _encodes(key):
+            return (*path, key.encode("utf-8", "backslashreplace").decode())
+        found = _lone_surrogate(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_json(body: bytes, schema: Validator, what: str = "the body") -> Any:

@@ -56,7 +56,9 @@ def test_the_bound_holds_for_what_pylsqpack_encodes(
         assert bound.longest >= max(len(name) for name, _ in decoded)
         paths = [section_size([field]) for field in decoded if field[0] == b":path"]
         if bound.path:
-            assert paths and bound.path >= paths[0]
+            # The :path line it counted is one of the decoded ones (with two :path fields, a
+            # malformed request, the first may come from the dynamic table, the second literal).
+            assert paths and bound.path >= min(paths)
 
 
 @settings(max_examples=300, deadline=None)
