@@ -2,8 +2,9 @@
 soak (``bench/soak.py``). Root, ``ip`` and (for ``isolate``) ``nft`` are needed. No pytest
 here: the soak imports it outside the tests.
 
-Host i is namespace ``<tag>-<i>`` at ``10.231.<n>.<i+1>/24``, joined to the bridge by a veth
-pair whose outer end is ``<tag>v<i>a``; the calling process (in the root namespace) reaches
+Host i is namespace ``<tag>-<i>`` at ``198.19.<n>.<i+1>/24`` (inside 198.18.0.0/15, set aside for
+benchmarking networks by RFC 2544), joined to the bridge by a veth pair whose outer end is
+``<tag>v<i>a``; the calling process (in the root namespace) reaches
 every host through the bridge's own address, ``.254``. Two ways to part hosts:
 
 - ``cut(i)`` sets host i's outer veth end down: nothing reaches it, the caller neither;
@@ -56,7 +57,7 @@ class Hosts:
 
     def __init__(self, count: int) -> None:
         self.tag = f"hm{secrets.token_hex(2)}"
-        self.subnet = f"10.231.{secrets.randbelow(200) + 20}"
+        self.subnet = f"198.19.{secrets.randbelow(200) + 20}"
         self.bridge = f"{self.tag}br"
         self.count = 0
         try:
