@@ -468,21 +468,28 @@ def growth(
     end: float,
     warm: float,
     window: float,
+    spans: Iterable[Span] = (),
 ) -> list[Growth]:
-    """Per node, its last process: usage over ``window`` s from ``warm`` s after the later of
-    ``begin`` and the process's start (``started``, by pid), and over the last ``window`` s
-    before ``end``; not judged when the two windows overlap or one lacks samples."""
+    """Per node, its last process: usage over ``window`` s from ``warm`` s after the latest of
+    ``begin``, the process's start (``started``, by pid) and the end of any partition of the
+    node (``spans``: a cut-off node idles, so a window there is no baseline), and over the last
+    ``window`` s before ``end``; not judged when the two windows overlap or one lacks samples."""
     by_node: dict[str, dict[int, list[Sample]]] = {}
     for s in samples:
         by_node.setdefault(s.node, {}).setdefault(s.pid, []).append(s)
+    cut_off: dict[str, float] = {}
+    for span in spans:
+        if span.kind == "partitioned":
+            cut_off[span.node] = max(cut_off.get(span.node, begin), span.end)
     out: list[Growth] = []
     for node, processes in sorted(by_node.items()):
         pid = max(processes, key=lambda p: processes[p][-1].at)
         own = sorted(processes[pid], key=lambda s: s.at)
-        warm_from = max(begin, started.get(pid, begin)) + warm
+        warm_from = max(begin, started.get(pid, begin), cut_off.get(node, begin)) + warm
         restarts = len(processes) - 1
         if warm_from + window > end - window:
-            out.append(Growth(node, pid, restarts, None, None, "restarted too late to judge"))
+            why = "restarted or partitioned too late to judge"
+            out.append(Growth(node, pid, restarts, None, None, why))
             continue
         first = usage([s for s in own if warm_from <= s.at <= warm_from + window])
         last = usage([s for s in own if end - window <= s.at <= end])
@@ -1182,11 +1189,12 @@ def report(
         end=end,
         warm=args.warm,
         window=args.window,
+        spans=run.spans,
     )
     print()
     print(
         f"resources, median over {args.window:g} s from {args.warm:g} s after the start (or"
-        f" the restart) -> the last {args.window:g} s; CPU in ms per s:"
+        f" the restart, or the end of a partition) -> the last {args.window:g} s; CPU in ms per s:"
     )
     print(f"  {'node':9} {'restarts':>8} {'RSS MiB':>16} {'open files':>12} {'CPU ms/s':>14}")
     for g in grown:

@@ -210,3 +210,19 @@ def test_growth_judges_the_last_process_only_once_it_is_warm() -> None:
     taken = samples("m01", 7, 10.0, 100_000, 20, 0.01) + samples("m01", 8, 85.0, 50_000, 20, 0.01)
     (late,) = soak.growth(taken, {7: 0.0, 8: 80.0}, begin=0.0, end=100.0, warm=10.0, window=10.0)
     assert late.pid == 8 and late.restarts == 1 and not late.judged and not late.grew
+
+
+def test_growth_takes_its_baseline_once_a_partition_has_ended() -> None:
+    # Cut off from 0 to 40 s, the node idles (1 ms/s); once healed it works (10 ms/s). Its
+    # baseline is taken after the heal, so the end (still 10 ms/s) is no growth.
+    def cpu(t: float) -> float:
+        return 0.001 * min(t, 40) + 0.010 * max(t - 40, 0)
+
+    taken = [soak.Sample("m01", 7, float(t), 100_000, 20, cpu(t)) for t in range(121)]
+    cut = soak.Span("m01", "partitioned", 0.0, 40.0)
+    (blind,) = soak.growth(taken, {7: 0.0}, begin=0.0, end=120.0, warm=10.0, window=10.0)
+    (seen,) = soak.growth(
+        taken, {7: 0.0}, begin=0.0, end=120.0, warm=10.0, window=10.0, spans=[cut]
+    )
+    assert blind.grew == ["CPU"]  # a baseline inside the partition reads as growth
+    assert seen.judged and seen.grew == []
