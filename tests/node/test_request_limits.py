@@ -23,7 +23,7 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import QuicEvent, StreamReset
 
 from hypermesh.dns.answers import Answerer
-from hypermesh.dns.doq import DOQ_EXCESSIVE_LOAD
+from hypermesh.dns.doq import DOQ_EXCESSIVE_LOAD, DOQ_REQUEST_CANCELLED
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.interfaces import PublicGate
 from hypermesh.node.limits import KIB, EndpointLimits
@@ -400,6 +400,51 @@ def test_unfinished_doq_queries_hold_at_most_the_connection_budget() -> None:
                 streams.append(stream)
             await until(lambda: bool(doq.resets))
             assert list(doq.resets.values()) == [DOQ_EXCESSIVE_LOAD]
+
+    run(test)
+
+
+def _doq(served: Endpoint) -> Any:
+    return connect_pinned(
+        served.address, expected_id=IDENTITY.node_id, protocol=_DoqClient, alpn="doq", identity=None
+    )
+
+
+def _unfinished_query(doq: Any, size: int = 60_000) -> int:
+    stream = doq._quic.get_next_available_stream_id()
+    doq._quic.send_stream_data(stream, (65_535).to_bytes(2, "big") + b"q" * size)
+    doq.transmit()
+    return stream
+
+
+def test_unfinished_doq_queries_count_against_the_callers_budget_across_connections() -> None:
+    # Two connections from one address, each within its own 160 KiB: 2 x 2 x 60 KB is past
+    # the caller's 200 KiB, so the fourth query is refused, whichever connection carries it.
+    limits = dataclasses.replace(SMALL, max_peer_buffered=200 * KIB)
+
+    async def test() -> None:
+        async with endpoint(limits) as served, _doq(served) as one, _doq(served) as two:
+            for doq in (one, two, one):
+                _unfinished_query(doq)
+            await until(lambda: served.stats.held >= 180_000)
+            assert not one.resets and not two.resets
+            _unfinished_query(two)
+            await until(lambda: bool(two.resets))
+            assert list(two.resets.values()) == [DOQ_EXCESSIVE_LOAD]
+            assert served.stats.held <= limits.max_peer_buffered
+        await until(lambda: served.stats.held == 0)  # freed when the connections closed
+
+    run(test)
+
+
+def test_a_stalled_doq_query_is_cancelled_and_freed() -> None:
+    async def test() -> None:
+        async with endpoint(STALLS) as served, _doq(served) as doq:
+            stream = _unfinished_query(doq, 1_000)
+            await until(lambda: served.stats.held > 0)
+            await until(lambda: stream in doq.resets)  # after request_timeout (0.5 s)
+            assert doq.resets[stream] == DOQ_REQUEST_CANCELLED
+            assert served.stats.held == 0 and served.stats.refused[408] == 1
 
     run(test)
 

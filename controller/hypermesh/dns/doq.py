@@ -16,7 +16,10 @@ Errors are kept to the stream, so one bad query never costs the client its other
 - data on a client-initiated unidirectional stream is refused with STOP_SENDING
   (``DOQ_PROTOCOL_ERROR``);
 - a query that would take what the connection holds in unfinished queries past
-  ``max_buffered`` resets its stream with ``DOQ_EXCESSIVE_LOAD``.
+  ``max_buffered``, or that ``hold`` refuses (the caller's or the endpoint's budget across
+  connections), resets its stream with ``DOQ_EXCESSIVE_LOAD``;
+- ``cancel`` gives up a query still arriving (``DOQ_REQUEST_CANCELLED``): the host calls it
+  when the query has taken too long, this class keeping no clock.
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ Answer = Callable[[bytes], bytes | Awaitable[bytes | None] | None]
 either, for an answer that must be fetched (a forwarded question)."""
 
 
+Hold = Callable[[int, int], bool]
+"""``(stream ID, bytes)``: a query's stream now holds that many more bytes (fewer, when
+negative: its buffer was freed, whole); False when that takes a budget beyond the connection's
+past its limit. The first positive call of a stream starts it, the negative one ends it."""
+
+
 class DoqConnection:
     """The DoQ side of one QUIC connection."""
 
@@ -57,9 +66,11 @@ class DoqConnection:
         transmit: Callable[[], None] | None = None,
         *,
         max_buffered: int = 4 * 1024 * 1024,
+        hold: Hold | None = None,
     ) -> None:
         self._quic = quic
         self._max_buffered = max_buffered
+        self._hold = hold
         self.buffered = 0
         """Bytes held in queries whose FIN has not come yet."""
         self._answer = answer
@@ -78,8 +89,8 @@ class DoqConnection:
             self._drop(event.stream_id)
             self._refused.discard(event.stream_id)
         elif isinstance(event, ConnectionTerminated):
-            self._buffers.clear()
-            self.buffered = 0
+            for stream_id in list(self._buffers):
+                self._drop(stream_id)
             self._refused.clear()
             for task in self._pending:
                 task.cancel()
@@ -99,19 +110,29 @@ class DoqConnection:
             buffer = self._buffers[stream_id] = bytearray()
         buffer += data
         self.buffered += len(data)
+        within = self._hold is None or self._hold(stream_id, len(data))
         if len(buffer) > 2 + MAX_MESSAGE:
             return self._refuse(stream_id, end_stream)
-        if self.buffered > self._max_buffered:
+        if self.buffered > self._max_buffered or not within:
             return self._refuse(stream_id, end_stream, code=DOQ_EXCESSIVE_LOAD)
         if not end_stream:
             return False
         self._drop(stream_id)
         return self._reply(stream_id, bytes(buffer))
 
+    def cancel(self, stream_id: int) -> bool:
+        """Give up the query still arriving on ``stream_id`` (``DOQ_REQUEST_CANCELLED``, its
+        buffer freed); False when there is none (answered, refused or reset meanwhile)."""
+        if stream_id not in self._buffers:
+            return False
+        return self._refuse(stream_id, False, code=DOQ_REQUEST_CANCELLED)
+
     def _drop(self, stream_id: int) -> None:
         buffer = self._buffers.pop(stream_id, None)
         if buffer is not None:
             self.buffered -= len(buffer)
+            if self._hold is not None:
+                self._hold(stream_id, -len(buffer))
 
     def _reply(self, stream_id: int, framed: bytes) -> bool:
         if len(framed) < 2 or int.from_bytes(framed[:2], "big") != len(framed) - 2:

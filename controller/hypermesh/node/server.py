@@ -245,6 +245,8 @@ class NodeProtocol(QuicConnectionProtocol):
         self._doq: DoqConnection | None = None
         self._incoming: dict[int, _Incoming] = {}
         self._answering: dict[asyncio.Task[None], _Incoming] = {}
+        self._query_timers: dict[int, asyncio.TimerHandle] = {}
+        """DoQ queries still arriving, by stream: when each will be cancelled."""
         self._held = 0
         """Bytes this connection's requests hold (the sum of their ``held``)."""
         self._delivered = 0
@@ -301,6 +303,7 @@ class NodeProtocol(QuicConnectionProtocol):
                         self._gated_dns(),
                         self.transmit,
                         max_buffered=self._limits.max_connection_buffered,
+                        hold=self._hold_query,
                     )
         elif isinstance(event, ConnectionTerminated):
             self._release_all()
@@ -354,6 +357,35 @@ class NodeProtocol(QuicConnectionProtocol):
             self._refuse(stream_id, *refusal, ended=event.end_stream)
             return False
         return True
+
+    def _hold_query(self, stream_id: int, count: int) -> bool:
+        """A DoQ query's bytes, counted as a request's are against the caller's and the
+        endpoint's budgets (the connection's is the DoQ side's own); its clock starts with its
+        first held byte, and past ``request_timeout`` the query is cancelled."""
+        limits, stats, who = self._limits, self._stats, self._who()
+        stats.take(who, count)
+        if count > 0:
+            stats.high_water = max(stats.high_water, stats.held)
+            if stream_id not in self._query_timers:
+                self._query_timers[stream_id] = self._loop.call_later(
+                    limits.request_timeout, self._expire_query, stream_id
+                )
+            return (
+                stats.held_by_peer.get(who, 0) <= limits.max_peer_buffered
+                and stats.held <= limits.max_buffered
+            )
+        timer = self._query_timers.pop(stream_id, None)
+        if timer is not None:
+            timer.cancel()
+        if not stats.held:
+            self._give_back_later()
+        return True
+
+    def _expire_query(self, stream_id: int) -> None:
+        self._query_timers.pop(stream_id, None)
+        if self._doq is not None and not self._terminated and self._doq.cancel(stream_id):
+            self._stats.refused[408] += 1
+            self.transmit()
 
     def _start(self, stream_id: int) -> _Incoming:
         timer = self._loop.call_later(self._limits.request_timeout, self._expire, stream_id)
