@@ -12,10 +12,9 @@ import re
 from functools import cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from jsonschema.protocols import Validator
 
-from hypermesh.inputs import BadInput, loads
+from hypermesh.inputs import BadInput, check, loads, validator
 from hypermesh.registry.errors import RegistryError
 from hypermesh.zonedata import MAX_TTL, MAX_VALUE_LENGTH, MAX_VALUES
 
@@ -123,8 +122,8 @@ def depth(raw: bytes) -> int:
 
 
 @cache
-def _validator(kind: str) -> Draft202012Validator:
-    return Draft202012Validator(SCHEMAS[kind])
+def _validator(kind: str) -> Validator:
+    return validator(SCHEMAS[kind])
 
 
 def parse_body(kind: str, raw: bytes) -> dict[str, Any]:
@@ -136,12 +135,8 @@ def parse_body(kind: str, raw: bytes) -> dict[str, Any]:
         raise RegistryError(f"the body nests deeper than {MAX_DEPTH} levels")
     try:
         data = loads(raw or b"{}")
+        check(_validator(kind), data)
     except BadInput as exc:
         raise RegistryError(str(exc)) from None
-    error = best_match(_validator(kind).iter_errors(data))
-    if error is not None:
-        where = error.json_path.removeprefix("$").removeprefix(".") or "the body"
-        message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
-        raise RegistryError(f"{where}: {message}")
     assert isinstance(data, dict)
     return data
