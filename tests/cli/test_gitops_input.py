@@ -91,6 +91,12 @@ def test_a_repository_with_unloadable_manifests_is_reported_not_applied(
         before = resources(hmctl.state)
         for name, (content, _) in BROKEN.items():
             (repo / name).write_text(content)
+        # The controller sees the files before they are committed (``+dirty``), then the
+        # commit of the same files: the report must follow the revision, not only the content.
+        wait_for(
+            lambda: status(hmctl)["status"]["lastAttemptedRevision"].endswith("+dirty"),
+            timeout=120,
+        )
         git(repo, "add", ".")
         git(repo, "commit", "-q", "-m", "bad")
         commit = git(repo, "rev-parse", "HEAD")

@@ -285,8 +285,8 @@ class _GitOpsLoop:
         self.revision = ""
         self.loaded = ""
         """The content digest of ``desired``."""
-        self.bad = ""
-        """The content digest of manifests that did not validate (reported once)."""
+        self.bad = self.bad_revision = ""
+        """The content digest (and revision) of manifests that did not validate (reported once)."""
         self.invalid_error: ManifestError | None = None
         self.suspended = False
         self.pending: tuple[str, ...] = ()
@@ -337,13 +337,18 @@ class _GitOpsLoop:
             self.revision = snap.revision
             return True
         if snap.digest == self.bad:
+            if snap.revision != self.bad_revision:  # the same bad files, committed (or amended)
+                self.bad_revision = snap.revision
+                assert self.invalid_error is not None
+                problems = [str(p) for p in self.invalid_error.problems]
+                self.status = gitops.invalid(self.status, snap.revision, problems, _utcnow())
             return False
         try:
             desired = self.manifests.load()
             if not len(desired) and not self.args.prune:
                 raise ManifestError(nothing_declared(list(desired.files)))
         except ManifestError as exc:
-            self.bad, self.invalid_error = snap.digest, exc
+            self.bad, self.bad_revision, self.invalid_error = snap.digest, snap.revision, exc
             problems = [str(p) for p in exc.problems]
             for problem in problems:
                 sys.stderr.write(f"{problem}\n")
