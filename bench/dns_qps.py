@@ -54,7 +54,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import QuicEvent, StreamDataReceived, StreamReset
 
-from hypermesh.dns import Answerer, StaticZones
+from hypermesh.dns import DnsEngine, StaticZones
 from hypermesh.node.router import Router
 from hypermesh.node.routes import add_dns_routes
 from hypermesh.node.server import bind_endpoint, server_configuration
@@ -98,7 +98,7 @@ async def serve(mode: str) -> None:
     loop = asyncio.get_running_loop()
     identity = Identity.generate()
     if mode == "node":
-        answerer = Answerer(StaticZones([bench_zone()]))
+        answerer = DnsEngine(StaticZones([bench_zone()]))
         endpoint = await bind_endpoint(
             "127.0.0.1",
             0,
@@ -108,7 +108,7 @@ async def serve(mode: str) -> None:
         )
         transport: Any = endpoint.transport
     else:
-        answer = Answerer(StaticZones([bench_zone()])).answer(query_wire())
+        answer = DnsEngine(StaticZones([bench_zone()])).answer(query_wire())
         assert answer is not None
         _FloorProtocol.answer = len(answer).to_bytes(2, "big") + answer
         configuration = QuicConfiguration(

@@ -44,7 +44,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import text
 
-from hypermesh.dns import Answerer, StaticZones
+from hypermesh.dns import DnsEngine, StaticZones
 from hypermesh.node.registry_api import PREFIX, add_registry_routes
 from hypermesh.node.router import Router
 from hypermesh.node.routes import add_dns_routes
@@ -180,7 +180,7 @@ async def serve(where: str) -> None:
     registry = Registry.open(where, admin=Identity.generate().node_id, policy=ONE_OWNER)
     zones = StaticZones()
     router = add_registry_routes(Router(), registry, zones)
-    answerer = Answerer(zones)
+    answerer = DnsEngine(zones)
     add_dns_routes(router, answerer)
     endpoint = await bind_endpoint(
         "127.0.0.1",

@@ -22,11 +22,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dns.dnssectypes import Algorithm
 
-from hypermesh.dns.answers import Answerer
+from hypermesh.dns.answers import DnsEngine
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.router import Router
 from hypermesh.node.routes import add_dns_routes
-from hypermesh.node.server import Endpoint, bind_endpoint, server_configuration
+from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
 from hypermesh.transport.identity import Identity
 
 ORIGIN = dns.name.from_text("hmtest.")
@@ -85,9 +85,9 @@ class DnsServer:
 
     port: int
     zones: StaticZones
-    answerer: Answerer
+    answerer: DnsEngine
     identity: Identity
-    endpoint: Endpoint
+    endpoint: QuicEndpoint
 
     @property
     def address(self) -> str:
@@ -144,7 +144,7 @@ class ServerThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         identity = Identity.generate()
-        answerer = Answerer(self.zones)
+        answerer = DnsEngine(self.zones)
         router = add_dns_routes(Router(), answerer)
         if self.routes is not None:
             self.routes(router)

@@ -16,14 +16,14 @@ import dns.rrset
 import dns.zone
 import pytest
 
-from hypermesh.dns import Answerer, StaticZones, answers
+from hypermesh.dns import DnsEngine, StaticZones, answers
 from hypermesh.dns.answers import MAX_CACHED
 
 from .conftest import ORIGIN, SignedZone, make_zone
 
 
 def ask(
-    answerer: Answerer,
+    answerer: DnsEngine,
     name: str,
     rdtype: str = "A",
     *,
@@ -43,13 +43,13 @@ def rdata_texts(rrsets: list[dns.rrset.RRset], rdtype: int) -> set[str]:
 
 
 @pytest.fixture
-def answerer() -> Answerer:
-    return Answerer(StaticZones([make_zone()]))
+def answerer() -> DnsEngine:
+    return DnsEngine(StaticZones([make_zone()]))
 
 
 @pytest.fixture
-def signed(signed_zone: SignedZone) -> Answerer:
-    return Answerer(StaticZones([signed_zone.zone]))
+def signed(signed_zone: SignedZone) -> DnsEngine:
+    return DnsEngine(StaticZones([signed_zone.zone]))
 
 
 def validate_all(response: dns.message.Message, signed_zone: SignedZone) -> int:
@@ -78,7 +78,7 @@ def validate_all(response: dns.message.Message, signed_zone: SignedZone) -> int:
 # -- positive and negative answers ----------------------------------------------------------
 
 
-def test_positive_answer_is_authoritative(answerer: Answerer) -> None:
+def test_positive_answer_is_authoritative(answerer: DnsEngine) -> None:
     response = ask(answerer, "www.hmtest.", "A")
     assert response.rcode() == dns.rcode.NOERROR
     assert response.flags & dns.flags.AA and response.flags & dns.flags.QR
@@ -86,13 +86,13 @@ def test_positive_answer_is_authoritative(answerer: Answerer) -> None:
     assert response.answer[0].ttl == 300 and response.authority == []
 
 
-def test_names_are_case_insensitive_and_the_question_is_echoed(answerer: Answerer) -> None:
+def test_names_are_case_insensitive_and_the_question_is_echoed(answerer: DnsEngine) -> None:
     response = ask(answerer, "WwW.HmTest.", "AAAA")
     assert rdata_texts(response.answer, dns.rdatatype.AAAA) == {"2001:db8::10"}
     assert response.question[0].name.to_text() == "WwW.HmTest."
 
 
-def test_nxdomain_carries_the_soa_at_the_negative_ttl(answerer: Answerer) -> None:
+def test_nxdomain_carries_the_soa_at_the_negative_ttl(answerer: DnsEngine) -> None:
     response = ask(answerer, "nothing.hmtest.", "A")
     assert response.rcode() == dns.rcode.NXDOMAIN
     assert response.flags & dns.flags.AA and response.answer == []
@@ -101,19 +101,19 @@ def test_nxdomain_carries_the_soa_at_the_negative_ttl(answerer: Answerer) -> Non
     assert soa.ttl == 120  # min(SOA TTL 3600, minimum 120), RFC 2308
 
 
-def test_nodata_carries_the_soa(answerer: Answerer) -> None:
+def test_nodata_carries_the_soa(answerer: DnsEngine) -> None:
     response = ask(answerer, "www.hmtest.", "MX")
     assert response.rcode() == dns.rcode.NOERROR and response.answer == []
     assert [rrset.rdtype for rrset in response.authority] == [dns.rdatatype.SOA]
 
 
-def test_an_empty_non_terminal_is_nodata_not_nxdomain(answerer: Answerer) -> None:
+def test_an_empty_non_terminal_is_nodata_not_nxdomain(answerer: DnsEngine) -> None:
     response = ask(answerer, "deep.hmtest.", "TXT")
     assert response.rcode() == dns.rcode.NOERROR and response.answer == []
     assert response.authority[0].rdtype == dns.rdatatype.SOA
 
 
-def test_cname_is_followed_in_the_answer(answerer: Answerer) -> None:
+def test_cname_is_followed_in_the_answer(answerer: DnsEngine) -> None:
     response = ask(answerer, "alias.hmtest.", "A")
     assert response.rcode() == dns.rcode.NOERROR
     assert [(r.name.to_text(), r.rdtype) for r in response.answer] == [
@@ -124,7 +124,7 @@ def test_cname_is_followed_in_the_answer(answerer: Answerer) -> None:
     assert [r.rdtype for r in cname_only.answer] == [dns.rdatatype.CNAME]
 
 
-def test_cname_loops_and_targets_outside_stop(answerer: Answerer) -> None:
+def test_cname_loops_and_targets_outside_stop(answerer: DnsEngine) -> None:
     looped = ask(answerer, "loop1.hmtest.", "A")
     assert looped.rcode() == dns.rcode.NOERROR
     assert len(looped.answer) == 2  # loop1 -> loop2 -> (loop1 seen: stop)
@@ -133,14 +133,14 @@ def test_cname_loops_and_targets_outside_stop(answerer: Answerer) -> None:
     assert [r.rdtype for r in outside.answer] == [dns.rdatatype.CNAME]
 
 
-def test_ns_at_the_apex_with_addresses(answerer: Answerer) -> None:
+def test_ns_at_the_apex_with_addresses(answerer: DnsEngine) -> None:
     response = ask(answerer, "hmtest.", "NS")
     assert rdata_texts(response.answer, dns.rdatatype.NS) == {"ns1.hmtest."}
     assert rdata_texts(response.additional, dns.rdatatype.A) == {"192.0.2.1"}
     assert rdata_texts(response.additional, dns.rdatatype.AAAA) == {"2001:db8::1"}
 
 
-def test_wildcards_synthesise_the_query_name(answerer: Answerer) -> None:
+def test_wildcards_synthesise_the_query_name(answerer: DnsEngine) -> None:
     response = ask(answerer, "anything.wild.hmtest.", "TXT")
     assert response.rcode() == dns.rcode.NOERROR
     (txt,) = response.answer
@@ -149,7 +149,7 @@ def test_wildcards_synthesise_the_query_name(answerer: Answerer) -> None:
     assert nodata.rcode() == dns.rcode.NOERROR and nodata.answer == []
 
 
-def test_a_delegation_is_referred_not_answered(answerer: Answerer) -> None:
+def test_a_delegation_is_referred_not_answered(answerer: DnsEngine) -> None:
     response = ask(answerer, "host.sub.hmtest.", "A")
     assert response.rcode() == dns.rcode.NOERROR
     assert not response.flags & dns.flags.AA and response.answer == []
@@ -157,7 +157,7 @@ def test_a_delegation_is_referred_not_answered(answerer: Answerer) -> None:
     assert rdata_texts(response.additional, dns.rdatatype.A) == {"192.0.2.53"}
 
 
-def test_names_outside_every_zone_are_refused(answerer: Answerer) -> None:
+def test_names_outside_every_zone_are_refused(answerer: DnsEngine) -> None:
     for name in ("example.com.", "hmtest.example.", "."):
         response = ask(answerer, name, "A")
         assert response.rcode() == dns.rcode.REFUSED
@@ -169,19 +169,19 @@ def test_the_closest_enclosing_zone_answers() -> None:
     child = make_zone("@ 300 IN SOA ns hm 1 1 1 1 60\n@ 300 IN NS ns\nwww 300 IN A 198.51.100.7\n")
     child.origin = dns.name.from_text("kid.hmtest.")
     zones = StaticZones([make_zone(), child])
-    answerer = Answerer(zones)
+    answerer = DnsEngine(zones)
     assert rdata_texts(ask(answerer, "www.kid.hmtest.").answer, 1) == {"198.51.100.7"}
     assert ask(answerer, "nope.kid.hmtest.").authority[0].name.to_text() == "kid.hmtest."
     assert rdata_texts(ask(answerer, "www.hmtest.").answer, 1) == {"192.0.2.10"}
 
 
-def test_other_classes_and_transfers_are_refused(answerer: Answerer) -> None:
+def test_other_classes_and_transfers_are_refused(answerer: DnsEngine) -> None:
     assert ask(answerer, "www.hmtest.", "A", rdclass="CH").rcode() == dns.rcode.REFUSED
     assert ask(answerer, "hmtest.", "AXFR").rcode() == dns.rcode.REFUSED
     assert ask(answerer, "hmtest.", "MAILB").rcode() == dns.rcode.NOTIMP
 
 
-def test_any_returns_every_rrset_at_the_name(answerer: Answerer) -> None:
+def test_any_returns_every_rrset_at_the_name(answerer: DnsEngine) -> None:
     response = ask(answerer, "www.hmtest.", "ANY")
     assert {r.rdtype for r in response.answer} == {
         dns.rdatatype.A,
@@ -193,7 +193,7 @@ def test_any_returns_every_rrset_at_the_name(answerer: Answerer) -> None:
 # -- EDNS and DNSSEC ------------------------------------------------------------------------
 
 
-def test_edns_is_echoed_within_bounds(answerer: Answerer) -> None:
+def test_edns_is_echoed_within_bounds(answerer: DnsEngine) -> None:
     plain = ask(answerer, "www.hmtest.")
     assert plain.edns == -1 and plain.opt is None  # no EDNS asked, none given
     for asked, echoed in ((1232, 1232), (4096, 4096), (1400, 1400), (65000, 4096), (100, 512)):
@@ -202,19 +202,19 @@ def test_edns_is_echoed_within_bounds(answerer: Answerer) -> None:
         assert not response.ednsflags & dns.flags.DO
 
 
-def test_edns_padding_is_honoured(answerer: Answerer) -> None:
+def test_edns_padding_is_honoured(answerer: DnsEngine) -> None:
     padding = dns.edns.GenericOption(dns.edns.OptionType.PADDING, b"\0" * 8)
     query = dns.message.make_query("www.hmtest.", "A", use_edns=0, options=[padding])
     wire = answerer.answer(query.to_wire())
     assert wire is not None and len(wire) % 468 == 0
 
 
-def test_an_unknown_edns_version_gets_badvers(answerer: Answerer) -> None:
+def test_an_unknown_edns_version_gets_badvers(answerer: DnsEngine) -> None:
     response = ask(answerer, "www.hmtest.", use_edns=1)
     assert response.rcode() == dns.rcode.BADVERS and response.answer == []
 
 
-def test_do_returns_rrsigs_that_validate(signed: Answerer, signed_zone: SignedZone) -> None:
+def test_do_returns_rrsigs_that_validate(signed: DnsEngine, signed_zone: SignedZone) -> None:
     response = ask(signed, "www.hmtest.", "A", dnssec=True)
     assert response.ednsflags & dns.flags.DO
     assert {r.rdtype for r in response.answer} == {dns.rdatatype.A, dns.rdatatype.RRSIG}
@@ -225,7 +225,7 @@ def test_do_returns_rrsigs_that_validate(signed: Answerer, signed_zone: SignedZo
     assert validate_all(keys, signed_zone) == 1
 
 
-def test_without_do_no_dnssec_records(signed: Answerer) -> None:
+def test_without_do_no_dnssec_records(signed: DnsEngine) -> None:
     response = ask(signed, "www.hmtest.", "A", use_edns=0)
     assert {r.rdtype for r in response.answer} == {dns.rdatatype.A}
     negative = ask(signed, "nothing.hmtest.", "A", use_edns=0)
@@ -244,7 +244,7 @@ def _covers(nsec: dns.rrset.RRset, name: dns.name.Name) -> bool:
 
 
 def test_nxdomain_with_do_proves_the_name_and_the_wildcard_absent(
-    signed: Answerer, signed_zone: SignedZone
+    signed: DnsEngine, signed_zone: SignedZone
 ) -> None:
     qname = dns.name.from_text("nothing.hmtest.")
     response = ask(signed, qname.to_text(), "A", dnssec=True)
@@ -255,7 +255,7 @@ def test_nxdomain_with_do_proves_the_name_and_the_wildcard_absent(
     assert validate_all(response, signed_zone) == 1 + len(nsecs)  # SOA and each NSEC
 
 
-def test_nodata_with_do_proves_the_type_absent(signed: Answerer, signed_zone: SignedZone) -> None:
+def test_nodata_with_do_proves_the_type_absent(signed: DnsEngine, signed_zone: SignedZone) -> None:
     response = ask(signed, "www.hmtest.", "MX", dnssec=True)
     assert response.rcode() == dns.rcode.NOERROR and response.answer == []
     (nsec,) = _nsecs(response)
@@ -269,7 +269,7 @@ def test_nodata_with_do_proves_the_type_absent(signed: Answerer, signed_zone: Si
 
 
 def test_wildcard_answers_with_do_prove_no_closer_match(
-    signed: Answerer, signed_zone: SignedZone
+    signed: DnsEngine, signed_zone: SignedZone
 ) -> None:
     response = ask(signed, "x.wild.hmtest.", "TXT", dnssec=True)
     (rrsig,) = [r for r in response.answer if r.rdtype == dns.rdatatype.RRSIG]
@@ -291,12 +291,12 @@ def _types(window: tuple[int, bytes]) -> set[int]:
 # -- malformed queries ----------------------------------------------------------------------
 
 
-def test_short_messages_are_dropped(answerer: Answerer) -> None:
+def test_short_messages_are_dropped(answerer: DnsEngine) -> None:
     assert answerer.answer(b"") is None
     assert answerer.answer(b"\x12\x34" + b"\0" * 9) is None
 
 
-def test_garbage_with_a_header_gets_formerr_with_its_id(answerer: Answerer) -> None:
+def test_garbage_with_a_header_gets_formerr_with_its_id(answerer: DnsEngine) -> None:
     wire = answerer.answer(b"\xab\xcd" + b"\x01\x00" + b"\xff" * 30)
     assert wire is not None
     response = dns.message.from_wire(wire)
@@ -304,7 +304,7 @@ def test_garbage_with_a_header_gets_formerr_with_its_id(answerer: Answerer) -> N
     assert response.flags & dns.flags.QR and response.flags & dns.flags.RD
 
 
-def test_two_questions_get_formerr(answerer: Answerer) -> None:
+def test_two_questions_get_formerr(answerer: DnsEngine) -> None:
     query = dns.message.make_query("www.hmtest.", "A")
     query.question.append(
         dns.rrset.RRset(dns.name.from_text("a.hmtest."), dns.rdataclass.IN, dns.rdatatype.A)
@@ -316,7 +316,7 @@ def test_two_questions_get_formerr(answerer: Answerer) -> None:
     assert wire is not None and dns.message.from_wire(wire).rcode() == dns.rcode.FORMERR
 
 
-def test_other_opcodes_get_notimp(answerer: Answerer) -> None:
+def test_other_opcodes_get_notimp(answerer: DnsEngine) -> None:
     query = dns.message.make_query("www.hmtest.", "SOA")
     query.set_opcode(dns.opcode.NOTIFY)
     wire = answerer.answer(query.to_wire())
@@ -326,7 +326,7 @@ def test_other_opcodes_get_notimp(answerer: Answerer) -> None:
     assert response.id == query.id
 
 
-def test_responses_are_never_answered(answerer: Answerer) -> None:
+def test_responses_are_never_answered(answerer: DnsEngine) -> None:
     query = dns.message.make_query("www.hmtest.", "A")
     query.flags |= dns.flags.QR
     assert answerer.answer(query.to_wire()) is None
@@ -335,7 +335,7 @@ def test_responses_are_never_answered(answerer: Answerer) -> None:
 # -- the cache ------------------------------------------------------------------------------
 
 
-def test_cached_answers_carry_each_query_id(answerer: Answerer) -> None:
+def test_cached_answers_carry_each_query_id(answerer: DnsEngine) -> None:
     first = dns.message.make_query("www.hmtest.", "A")
     second = dns.message.make_query("www.hmtest.", "A")
     second.id = (first.id + 1) % 65536
@@ -349,7 +349,7 @@ def test_cached_answers_carry_each_query_id(answerer: Answerer) -> None:
 
 def test_the_cache_is_dropped_when_the_source_changes() -> None:
     zones = StaticZones([make_zone()])
-    answerer = Answerer(zones)
+    answerer = DnsEngine(zones)
     assert ask(answerer, "new.hmtest.", "A").rcode() == dns.rcode.NXDOMAIN
     changed = make_zone(ZONE_PLUS_NEW)
     zones.set(changed)
@@ -364,7 +364,7 @@ def test_the_cache_is_dropped_when_the_source_changes() -> None:
 def test_an_edit_in_place_is_seen_after_touch() -> None:
     zone = make_zone()
     zones = StaticZones([zone])
-    answerer = Answerer(zones)
+    answerer = DnsEngine(zones)
     assert ask(answerer, "late.hmtest.", "A").rcode() == dns.rcode.NXDOMAIN
     with zone.writer() as txn:
         txn.add("late", 60, dns.rdata.from_text("IN", "A", "203.0.113.9"))
@@ -372,7 +372,7 @@ def test_an_edit_in_place_is_seen_after_touch() -> None:
     assert rdata_texts(ask(answerer, "late.hmtest.", "A").answer, 1) == {"203.0.113.9"}
 
 
-def test_the_cache_is_bounded(answerer: Answerer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_is_bounded(answerer: DnsEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     assert MAX_CACHED >= 1024
     monkeypatch.setattr(answers, "MAX_CACHED", 40)
     queries = [dns.message.make_query(f"n{number}.hmtest.", "A") for number in range(100)]
@@ -387,7 +387,7 @@ def test_a_zone_made_with_absolute_names_answers_the_same() -> None:
     absolute = dns.zone.from_text(ZONE_TEXT_SMALL, origin=ORIGIN, relativize=False)
     relative = dns.zone.from_text(ZONE_TEXT_SMALL, origin=ORIGIN, relativize=True)
     for zone in (absolute, relative):
-        response = ask(Answerer(StaticZones([zone])), "alias.hmtest.", "A")
+        response = ask(DnsEngine(StaticZones([zone])), "alias.hmtest.", "A")
         assert rdata_texts(response.answer, dns.rdatatype.CNAME) == {"www.hmtest."}
 
 

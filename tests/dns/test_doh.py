@@ -8,11 +8,11 @@ import dns.message
 import dns.rcode
 import pytest
 
-from hypermesh.dns import DNS_MESSAGE, Answerer, StaticZones, handle_doh
+from hypermesh.dns import DNS_MESSAGE, DnsEngine, StaticZones, handle_doh
 
 from .conftest import make_zone
 
-ANSWERER = Answerer(StaticZones([make_zone()]))
+ANSWERER = DnsEngine(StaticZones([make_zone()]))
 
 
 def b64(wire: bytes) -> str:

@@ -16,11 +16,11 @@ from aioquic.quic.events import ConnectionTerminated, StreamDataReceived, Stream
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hypermesh.dns import DOQ_PROTOCOL_ERROR, Answerer, DoqConnection, StaticZones, handle_doh
+from hypermesh.dns import DOQ_PROTOCOL_ERROR, DnsEngine, DoqConnection, StaticZones, handle_doh
 
 from .conftest import make_zone
 
-ANSWERER = Answerer(StaticZones([make_zone()]))
+ANSWERER = DnsEngine(StaticZones([make_zone()]))
 
 
 class RecordingQuic:

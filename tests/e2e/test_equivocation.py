@@ -27,8 +27,8 @@ from hypermesh.chain.merkle import EMPTY_ROOT, MerkleTree
 from hypermesh.chain.replica import Equivocation
 from hypermesh.chain.wire import block_json
 from hypermesh.node.config import NodeConfig, Upstream
-from hypermesh.node.router import Request, Response, Router
-from hypermesh.node.server import Endpoint, bind_endpoint, server_configuration
+from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import Identity, load_identity
 from tests.node.conftest import NodeStarter
@@ -67,14 +67,14 @@ assert SHOWN_TO_A[0] == SHOWN_TO_B[0] and SHOWN_TO_A[1].hash != SHOWN_TO_B[1].ha
 def serving(blocks: list[Block]) -> Router:
     """X's chain API as far as a follower asks: its blocks from a height, no proofs."""
 
-    async def chain_blocks(request: Request) -> Response:
+    async def chain_blocks(request: Request) -> RouteResponse:
         query = urllib.parse.parse_qs(request.query)
         start = int(query.get("from", ["0"])[0])
         shown = [block_json(b, PAYLOADS[b.hash]) for b in blocks if b.seq >= start]
-        return Response.json({"author": X.node_id, "blocks": shown})
+        return RouteResponse.json({"author": X.node_id, "blocks": shown})
 
-    async def nothing(_: Request) -> Response:
-        return Response.json({"equivocations": [], "blocks": []})
+    async def nothing(_: Request) -> RouteResponse:
+        return RouteResponse.json({"equivocations": [], "blocks": []})
 
     router = Router()
     router.add("/chain/v1/blocks", chain_blocks)
@@ -95,7 +95,7 @@ class Equivocator:
 
     async def _serve(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        endpoints: list[Endpoint] = []
+        endpoints: list[QuicEndpoint] = []
         for shown in (SHOWN_TO_A, SHOWN_TO_B):
             endpoint = await bind_endpoint(
                 "127.0.0.1", 0, configuration=server_configuration(X), router=serving(shown)

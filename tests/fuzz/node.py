@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainStore, GroupAppender
 from hypermesh.chain.witness import CosignatureStore, Witness
-from hypermesh.dns.answers import Answerer
+from hypermesh.dns.answers import DnsEngine
 from hypermesh.dns.source import StaticZones
 from hypermesh.errors import TransportError
 from hypermesh.messaging.envelope import Ref, seal
@@ -56,7 +56,7 @@ from hypermesh.node.message_api import add_message_routes
 from hypermesh.node.metrics import NodeMetrics, add_metrics_route
 from hypermesh.node.mirror_api import add_feed_routes, add_mirror_routes, zone_feed
 from hypermesh.node.registry_api import add_registry_routes
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.node.routes import add_dns_routes, add_members_route
 from hypermesh.node.tunnel_api import add_tunnel_routes, deliver_to
 from hypermesh.registry.service import Registry
@@ -106,9 +106,9 @@ ALLOWED_5XX = {
 class Outcome:
     """What the node answered, and the tracebacks of anything that failed inside it."""
 
-    response: Response
+    response: RouteResponse
     errors: tuple[str, ...]
-    inner: Response | None = None
+    inner: RouteResponse | None = None
     """For a request through a tunnel: the destination's own answer."""
 
     def failure(self, path: str) -> str | None:
@@ -173,7 +173,7 @@ class FuzzNode:
         self.mailbox = Mailbox.open(self.base / "messages.db")
         add_message_routes(self.public, NODE, MESSAGE_KEY, self.mailbox, appender, ready=ready)
         metrics = NodeMetrics(name="fuzz", network=NETWORK, identity=NODE.node_id, version="0")
-        add_dns_routes(self.public, Answerer(self.zones), metrics)
+        add_dns_routes(self.public, DnsEngine(self.zones), metrics)
         add_metrics_route(self.public, metrics)
         add_members_route(self.public, lambda: [{"name": "fuzz", "identity": NODE.node_id}])
 
@@ -275,7 +275,7 @@ class FuzzNode:
             logger.propagate = True
         return Outcome(response, tuple(catcher.seen), inner)
 
-    async def _perform(self, spec: dict[str, Any]) -> tuple[Response, Response | None]:
+    async def _perform(self, spec: dict[str, Any]) -> tuple[RouteResponse, RouteResponse | None]:
         body_spec = spec.get("body", "")
         if isinstance(body_spec, dict) and "tunnel" in body_spec:
             return await self._through_tunnel(body_spec["tunnel"])
@@ -322,7 +322,9 @@ class FuzzNode:
             return _onion(spec["onion"])
         return b""
 
-    async def _through_tunnel(self, spec: dict[str, Any]) -> tuple[Response, Response | None]:
+    async def _through_tunnel(
+        self, spec: dict[str, Any]
+    ) -> tuple[RouteResponse, RouteResponse | None]:
         """Open a one-hop tunnel to the node, send the request ``spec`` describes through it,
         and read the destination's answer."""
         hop = Hop("127.0.0.1:0", NODE.node_id, TUNNEL_KEY.public_key())
@@ -347,7 +349,7 @@ class FuzzNode:
             status, content_type, headers, data = decode_response(
                 unwrap(keys, circuits, response.body)
             )
-            inner_response = Response(status, data, content_type, headers)
+            inner_response = RouteResponse(status, data, content_type, headers)
         return response, inner_response
 
 
@@ -361,7 +363,7 @@ def _post(path: str, body: bytes) -> Request:
     return Request("POST", path, "", (), body, "127.0.0.1:40001", None)
 
 
-async def _drain(response: Response) -> None:
+async def _drain(response: RouteResponse) -> None:
     """Read a streamed answer's first piece (bounded) and close it, as a client going away."""
     if response.stream is None:
         return

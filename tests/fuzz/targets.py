@@ -31,7 +31,7 @@ import dns.rcode
 from hypermesh.chain.block import BadBlock, Block
 from hypermesh.chain.provenance import Bundle, verify_bundle
 from hypermesh.chain.wire import block_from_json, block_json
-from hypermesh.dns import Answerer, StaticZones
+from hypermesh.dns import DnsEngine, StaticZones
 from hypermesh.model.loader import load
 from hypermesh.model.validate import build
 from hypermesh.transport.address import parse_address
@@ -80,7 +80,10 @@ def check_manifest(raw: bytes) -> None:
 
 # -- DNS messages ----------------------------------------------------------------------------
 
-ANSWERERS = (Answerer(StaticZones([make_zone()])), Answerer(StaticZones([sign(make_zone()).zone])))
+ANSWERERS = (
+    DnsEngine(StaticZones([make_zone()])),
+    DnsEngine(StaticZones([sign(make_zone()).zone])),
+)
 """The engine over the test zone, unsigned and signed (DNSSEC answers take other paths)."""
 
 RCODES = {
@@ -93,7 +96,7 @@ RCODES = {
 }
 
 
-def check_dns_answer(wire: bytes, answerer: Answerer) -> None:
+def check_dns_answer(wire: bytes, answerer: DnsEngine) -> None:
     """None only below 12 bytes or for a response; else a parseable answer with the query's
     ID and an rcode the engine may give."""
     answer = answerer.answer(wire)

@@ -11,7 +11,7 @@ import dns.name
 import dns.rcode
 import pytest
 
-from hypermesh.dns.answers import Answerer
+from hypermesh.dns.answers import DnsEngine
 from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.cache import ForwardingCache
 from hypermesh.mirror.follower import Peer
@@ -21,7 +21,7 @@ from hypermesh.transport.dns_client import doq_query
 from hypermesh.transport.identity import Identity
 from tests.mirror.nodes import NodeProc, Owner, answer_values
 
-LOCAL = Answerer(StaticZones())  # a mirror that holds no copy: REFUSED for everything
+LOCAL = DnsEngine(StaticZones())  # a mirror that holds no copy: REFUSED for everything
 
 
 class Clock:

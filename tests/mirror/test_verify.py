@@ -14,7 +14,7 @@ from hypermesh.cli.main import main
 from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.anchors import Anchors
 from hypermesh.mirror.verify import fetch_anchors, verified_query
-from hypermesh.node.router import Request, Response
+from hypermesh.node.router import Request, RouteResponse
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.dns_client import doq_query
 from tests.dns.conftest import ServerThread
@@ -65,8 +65,8 @@ def test_a_forged_mirror_is_caught(
     text = data["zone"].replace("192.0.2.1", "203.0.113.66")
     forged = dns.zone.from_text(text, origin="acme.", relativize=True)
 
-    async def relayed(_: Request) -> Response:  # a mirror relays the registry's anchors
-        return Response.json(anchors.signed)
+    async def relayed(_: Request) -> RouteResponse:  # a mirror relays the registry's anchors
+        return RouteResponse.json(anchors.signed)
 
     thread = ServerThread(
         StaticZones([forged]), routes=lambda router: router.add("/registry/v1/anchors", relayed)

@@ -15,15 +15,15 @@ from cryptography.x509.oid import NameOID
 
 from hypermesh.dns.source import StaticZones
 from hypermesh.errors import TransportError
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.transport.client import H3ClientProtocol, client_configuration, connect_h3
 from hypermesh.transport.identity import Identity
 from tests.dns.conftest import ServerThread
 
 
 def whoami_routes(router: Router) -> None:
-    async def whoami(request: Request) -> Response:
-        return Response.json({"caller": request.peer_id})
+    async def whoami(request: Request) -> RouteResponse:
+        return RouteResponse.json({"caller": request.peer_id})
 
     router.add("/whoami", whoami)
 
@@ -76,9 +76,9 @@ def test_a_spoofed_id_is_refused_in_the_handshake() -> None:
     seen: list[str | None] = []
 
     def routes(router: Router) -> None:
-        async def whoami(request: Request) -> Response:
+        async def whoami(request: Request) -> RouteResponse:
             seen.append(request.peer_id)
-            return Response.json({"caller": request.peer_id})
+            return RouteResponse.json({"caller": request.peer_id})
 
         router.add("/whoami", whoami)
 

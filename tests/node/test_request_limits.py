@@ -22,15 +22,15 @@ from aioquic.h3.connection import ErrorCode
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import QuicEvent, StreamReset
 
-from hypermesh.dns.answers import Answerer
+from hypermesh.dns.answers import DnsEngine
 from hypermesh.dns.doq import DOQ_EXCESSIVE_LOAD, DOQ_REQUEST_CANCELLED
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.interfaces import PublicGate
 from hypermesh.node.limits import KIB, EndpointLimits
 from hypermesh.node.qpack import section_size
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.node.routes import add_dns_routes
-from hypermesh.node.server import Endpoint, Gate, PeerOf, bind_endpoint, server_configuration
+from hypermesh.node.server import Gate, PeerOf, QuicEndpoint, bind_endpoint, server_configuration
 from hypermesh.transport.client import connect_pinned
 from hypermesh.transport.identity import Identity
 
@@ -63,13 +63,13 @@ NO_ERROR = ErrorCode.H3_NO_ERROR
 
 def _router() -> Router:
     router = Router()
-    add_dns_routes(router, Answerer(StaticZones()))
+    add_dns_routes(router, DnsEngine(StaticZones()))
 
-    async def echo(request: Request) -> Response:
-        return Response.json({"bytes": len(request.body)})
+    async def echo(request: Request) -> RouteResponse:
+        return RouteResponse.json({"bytes": len(request.body)})
 
-    async def hello(_: Request) -> Response:
-        return Response.json({"ok": True})
+    async def hello(_: Request) -> RouteResponse:
+        return RouteResponse.json({"ok": True})
 
     router.add("/echo", echo, methods=("POST",))
     router.add("/chain/v1/append", echo, methods=("POST",))
@@ -80,13 +80,13 @@ def _router() -> Router:
 @asynccontextmanager
 async def endpoint(
     limits: EndpointLimits = SMALL, *, gate: Gate | None = None, peer_of: PeerOf | None = None
-) -> AsyncIterator[Endpoint]:
+) -> AsyncIterator[QuicEndpoint]:
     served = await bind_endpoint(
         "127.0.0.1",
         0,
         configuration=server_configuration(IDENTITY),
         router=_router(),
-        dns_answer=Answerer(StaticZones()).answer,
+        dns_answer=DnsEngine(StaticZones()).answer,
         gate=gate,
         peer_of=peer_of,
         limits=limits,
@@ -97,7 +97,7 @@ async def endpoint(
         served.close()
 
 
-def client(served: Endpoint, identity: Identity | None = None) -> Any:
+def client(served: QuicEndpoint, identity: Identity | None = None) -> Any:
     return raw_client(served.address, IDENTITY.node_id, identity)
 
 
@@ -404,7 +404,7 @@ def test_unfinished_doq_queries_hold_at_most_the_connection_budget() -> None:
     run(test)
 
 
-def _doq(served: Endpoint) -> Any:
+def _doq(served: QuicEndpoint) -> Any:
     return connect_pinned(
         served.address, expected_id=IDENTITY.node_id, protocol=_DoqClient, alpn="doq", identity=None
     )

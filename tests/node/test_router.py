@@ -7,18 +7,18 @@ import json
 import logging
 
 from hypermesh.node.logs import JsonFormatter
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 
 
-async def _hello(request: Request) -> Response:
-    return Response.json({"hello": request.query})
+async def _hello(request: Request) -> RouteResponse:
+    return RouteResponse.json({"hello": request.query})
 
 
-async def _broken(request: Request) -> Response:
+async def _broken(request: Request) -> RouteResponse:
     raise RuntimeError("boom")
 
 
-def _dispatch(router: Router, method: str, path: str, query: str = "") -> Response:
+def _dispatch(router: Router, method: str, path: str, query: str = "") -> RouteResponse:
     return asyncio.run(router.dispatch(Request(method=method, path=path, query=query)))
 
 

@@ -17,11 +17,11 @@ import dns.message
 import dns.rcode
 import pytest
 
-from hypermesh.dns import Answerer, StaticZones
+from hypermesh.dns import DnsEngine, StaticZones
 from hypermesh.node.registry_api import add_registry_routes
 from hypermesh.node.router import Router
 from hypermesh.node.routes import add_dns_routes
-from hypermesh.node.server import Endpoint, bind_endpoint, server_configuration
+from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
 from hypermesh.node.web import WebServer, start_web
 from hypermesh.registry.client import API, RegistryClient, tld_path
 from hypermesh.registry.service import Registry
@@ -36,7 +36,7 @@ from tests.registry.conftest import ADMIN, OTHER, OWNER
 class Running:
     registry: Registry
     zones: StaticZones
-    endpoint: Endpoint
+    endpoint: QuicEndpoint
     web: WebServer
     identity: Identity
 
@@ -51,7 +51,7 @@ async def serving(registry: Registry) -> AsyncIterator[Running]:
     zones = StaticZones()
     router = Router()
     add_registry_routes(router, registry, zones)
-    answerer = Answerer(zones)
+    answerer = DnsEngine(zones)
     add_dns_routes(router, answerer)
     endpoint = await bind_endpoint(
         "127.0.0.1",

@@ -22,7 +22,7 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from hypermesh.dns import Answerer
+from hypermesh.dns import DnsEngine
 from hypermesh.dns.source import StaticZones
 from hypermesh.drivers.targets import target_rrsets
 from hypermesh.mirror.feed import ZoneFeed
@@ -116,7 +116,7 @@ async def live_registry(path: Path) -> AsyncIterator[tuple[str, str]]:
     router = Router()
     add_registry_routes(router, registry, zones, on_revocation=feed.revoked)
     add_feed_routes(router, registry, zones, feed, identity, "demo")
-    answerer = Answerer(zones)
+    answerer = DnsEngine(zones)
     endpoint = await bind_endpoint(
         "127.0.0.1",
         0,

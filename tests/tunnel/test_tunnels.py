@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hypermesh.node.router import Request, Response, Router
-from hypermesh.node.server import Endpoint, bind_endpoint, server_configuration
+from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
 from hypermesh.node.tunnel_api import add_tunnel_routes, deliver_to
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.pool import ConnectionPool
@@ -30,7 +30,7 @@ class Recording(Router):
         super().__init__()
         self.seen: list[Request] = []
 
-    async def dispatch(self, request: Request) -> Response:
+    async def dispatch(self, request: Request) -> RouteResponse:
         self.seen.append(request)
         return await super().dispatch(request)
 
@@ -41,7 +41,7 @@ class Node:
     identity: Identity
     service: TunnelService
     router: Recording
-    endpoint: Endpoint
+    endpoint: QuicEndpoint
     pool: ConnectionPool
     api: list[Request] = field(default_factory=list)
     """Requests the node's own API answered (through tunnels, at the destination)."""
@@ -57,13 +57,15 @@ async def start(name: str, *, relay: bool = True, ttl: float = 3600) -> Node:
     api = Router()
     served: list[Request] = []
 
-    async def echo(request: Request) -> Response:
+    async def echo(request: Request) -> RouteResponse:
         served.append(request)
-        return Response.json({"node": name, "got": request.body.decode(), "peer": request.peer})
+        return RouteResponse.json(
+            {"node": name, "got": request.body.decode(), "peer": request.peer}
+        )
 
-    async def status(request: Request) -> Response:
+    async def status(request: Request) -> RouteResponse:
         served.append(request)
-        return Response.json({"name": name, "identity": identity.node_id})
+        return RouteResponse.json({"name": name, "identity": identity.node_id})
 
     api.add("/echo", echo, methods=("POST",))
     api.add("/status", status)

@@ -1,6 +1,6 @@
 """The authoritative answering engine: DNS wire bytes in, DNS wire bytes out, no I/O.
 
-``Answerer(source).answer(query_wire)`` answers from the zones of a ``ZoneSource``: the
+``DnsEngine(source).answer(query_wire)`` answers from the zones of a ``ZoneSource``: the
 closest enclosing zone answers with the AA bit; names outside every zone are REFUSED (this is
 not a resolver). dnspython does all the wire format; this module only decides what goes in.
 
@@ -192,7 +192,7 @@ class _Sections:
             self.add(self.authority, index.negative_soa_rrsig)
 
 
-class Answerer:
+class DnsEngine:
     """Answers DNS queries from a ``ZoneSource``; pure: bytes in, bytes out.
 
     Not thread-safe: use it from one thread (the event loop's). The source may be changed

@@ -18,7 +18,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
-from hypermesh.dns.answers import MAX_MESSAGE, Answerer
+from hypermesh.dns.answers import MAX_MESSAGE, DnsEngine
 
 DNS_MESSAGE = "application/dns-message"
 """The media type of a DNS message in a DoH request or response."""
@@ -50,7 +50,7 @@ class DohResult:
 
 
 def handle_doh(
-    answerer: Answerer,
+    answerer: DnsEngine,
     method: str,
     query_string: str,
     content_type: str | None,

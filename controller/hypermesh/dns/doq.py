@@ -45,7 +45,7 @@ DOQ_PROTOCOL_ERROR = 0x2
 DOQ_REQUEST_CANCELLED = 0x3
 DOQ_EXCESSIVE_LOAD = 0x4
 
-Answer = Callable[[bytes], bytes | Awaitable[bytes | None] | None]
+DnsHandler = Callable[[bytes], bytes | Awaitable[bytes | None] | None]
 """DNS query wire bytes to answer wire bytes, or None for "send nothing"; or an awaitable of
 either, for an answer that must be fetched (a forwarded question)."""
 
@@ -62,7 +62,7 @@ class DoqConnection:
     def __init__(
         self,
         quic: QuicConnection,
-        answer: Answer,
+        answer: DnsHandler,
         transmit: Callable[[], None] | None = None,
         *,
         max_buffered: int = 4 * 1024 * 1024,

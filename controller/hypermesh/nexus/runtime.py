@@ -38,7 +38,7 @@ from hypermesh.errors import HyperMeshError
 from hypermesh.nexus import ast
 from hypermesh.nexus.compiler import Compiled, Handler, Scope, _Compiler, _dotted_name, _Fail
 from hypermesh.nexus.values import OPERATIONS
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.node.server import bind_endpoint, server_configuration
 from hypermesh.policy import parse_duration
 from hypermesh.sdk.mesh import Mesh
@@ -175,13 +175,13 @@ class Runner:
         runner = self
 
         class Routes(Router):
-            async def dispatch(self, request: Request) -> Response:
+            async def dispatch(self, request: Request) -> RouteResponse:
                 path = handler.params.get("path")
                 method = handler.params.get("method")
                 if path is not None and request.path != path:
-                    return Response.error(404, f"no handler for {request.path}")
+                    return RouteResponse.error(404, f"no handler for {request.path}")
                 if method is not None and request.method != method:
-                    return Response.error(405, f"{request.method} is not handled here")
+                    return RouteResponse.error(405, f"{request.method} is not handled here")
                 event = {
                     "method": request.method,
                     "path": request.path,
@@ -193,7 +193,7 @@ class Runner:
                 call = _Call(mesh, label, out=runner.out)
                 await runner.dispatch(handler, event, call)
                 status, body = call.reply or (204, "")
-                return Response(status, body.encode(), "text/plain; charset=utf-8")
+                return RouteResponse(status, body.encode(), "text/plain; charset=utf-8")
 
         names = {e.identity: e.name for e in mesh.directory.values()}
         host = str(mesh.peer(owner).address).rsplit(":", 1)[0].strip("[]")

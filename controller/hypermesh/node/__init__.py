@@ -6,7 +6,7 @@
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.lockfile import running_pid
 from hypermesh.node.logs import JsonFormatter
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.node.runtime import RUNTIME_FILE, RuntimeInfo, read_runtime
 
 __all__ = [
@@ -14,7 +14,7 @@ __all__ = [
     "JsonFormatter",
     "NodeConfig",
     "Request",
-    "Response",
+    "RouteResponse",
     "Router",
     "RuntimeInfo",
     "read_runtime",

@@ -45,7 +45,7 @@ from hypermesh.chain.witness import CosignatureStore, Witness, WitnessRefusal, c
 from hypermesh.inputs import BadInput, integer_schema, parse_json, validator, whole_number
 from hypermesh.node.owner import check_owner
 from hypermesh.node.refusals import Refused, guarded
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.registry.signing import MemoryNonceCache
 from hypermesh.revocation import NONE, Revocations
 from hypermesh.transport.identity import node_id_from_public_key, public_key_from_node_id
@@ -169,7 +169,7 @@ def add_chain_routes(
             "proof": [p.hex() for p in proof],
         }
 
-    async def append(request: Request) -> Response:
+    async def append(request: Request) -> RouteResponse:
         check_owner(request, owner, nonces, clock)
         data = parse_json(request.body or b"{}", APPEND)
         if "text" in data:
@@ -188,7 +188,7 @@ def add_chain_routes(
         if ready is not None:
             await ready.wait()
         made = await appender.append(kind, payload, links)
-        return Response.json(block_json(made), status=201)
+        return RouteResponse.json(block_json(made), status=201)
 
     def replica(request: Request) -> dict[str, Any]:
         values = params(request)
@@ -257,7 +257,7 @@ def add_chain_routes(
             ],
         }
 
-    def cosign(request: Request) -> Response:
+    def cosign(request: Request) -> RouteResponse:
         if witness is None:
             raise Refused(404, "this node does not witness chains")
         data = parse_json(request.body or b"{}", WITNESS)
@@ -266,8 +266,8 @@ def add_chain_routes(
         try:
             made = witness.cosign(block, data.get("oldSize", 0), proof)
         except WitnessRefusal as exc:
-            return Response.json({"error": str(exc), "held": exc.held}, status=exc.status)
-        return Response.json(made.to_json())
+            return RouteResponse.json({"error": str(exc), "held": exc.held}, status=exc.status)
+        return RouteResponse.json(made.to_json())
 
     def equivocations(_: Request) -> dict[str, Any]:
         proofs = [] if replicas is None else [p.to_json() for p in replicas.equivocations()]

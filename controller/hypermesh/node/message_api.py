@@ -46,7 +46,7 @@ from hypermesh.messaging.envelope import (
 from hypermesh.messaging.inbox import Mailbox
 from hypermesh.node.owner import check_owner
 from hypermesh.node.refusals import Refused, guarded
-from hypermesh.node.router import Handler, Request, Response, Router
+from hypermesh.node.router import Handler, Request, Router, RouteResponse
 from hypermesh.registry.signing import MemoryNonceCache
 from hypermesh.revocation import NONE, Revocations
 from hypermesh.transport.address import parse_address
@@ -114,10 +114,10 @@ def add_message_routes(
         block = await appender.append(KIND_NUMBERS[kind], payload, links)
         return Ref(block.author, block.seq, block.hash)
 
-    async def get_key(_: Request) -> Response:
-        return Response.json(card)
+    async def get_key(_: Request) -> RouteResponse:
+        return RouteResponse.json(card)
 
-    async def inbox_post(request: Request) -> Response:
+    async def inbox_post(request: Request) -> RouteResponse:
         if len(request.body) > MAX_SEALED:
             raise Refused(413, f"a sealed message has at most {MAX_SEALED} bytes")
         message = open_sealed(request.body, identity, key)
@@ -132,9 +132,11 @@ def add_message_routes(
             mailbox.receive(message, receipt)
         finally:
             receiving.discard(message.id)
-        return Response.json({"id": message.id.hex(), "receipt": receipt.to_json()}, status=201)
+        return RouteResponse.json(
+            {"id": message.id.hex(), "receipt": receipt.to_json()}, status=201
+        )
 
-    async def send(request: Request) -> Response:
+    async def send(request: Request) -> RouteResponse:
         check_owner(request, identity.node_id, nonces, clock)
         data = parse_json(request.body or b"{}", SEND)
         to, address = data["to"], data["address"]
@@ -186,7 +188,7 @@ def add_message_routes(
             "receipt", message_id, (Link(receipt.author, receipt.seq, receipt.hash),)
         )
         mailbox.acknowledged(message_id, receipt, ack.seq)
-        return Response.json(
+        return RouteResponse.json(
             {
                 "id": message_id.hex(),
                 "message": sent.to_json(),
@@ -196,13 +198,13 @@ def add_message_routes(
             status=201,
         )
 
-    def inbox_get(request: Request) -> Response:
+    def inbox_get(request: Request) -> RouteResponse:
         check_owner(request, identity.node_id, nonces, clock)
         values = {
             k: v[0] for k, v in urllib.parse.parse_qs(request.query, keep_blank_values=True).items()
         }
         limit = whole_number(values, "limit", default=100, high=MAX_INBOX_PAGE)
-        return Response.json({"messages": mailbox.inbox(limit)})
+        return RouteResponse.json({"messages": mailbox.inbox(limit)})
 
     router.add(f"{PREFIX}/key", get_key)
     router.add(
@@ -215,7 +217,7 @@ def add_message_routes(
 
 
 def _by_method(get: Handler, post: Handler) -> Handler:
-    async def route(request: Request) -> Response:
+    async def route(request: Request) -> RouteResponse:
         return await (post if request.method == "POST" else get)(request)
 
     return route

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 
 _QTYPES = {
     1: "A",
@@ -155,8 +155,8 @@ class NodeMetrics:
 def add_metrics_route(router: Router, metrics: NodeMetrics) -> Router:
     """``GET /metrics``: the Prometheus text exposition format."""
 
-    async def serve_metrics(_: Request) -> Response:
-        return Response(200, metrics.render(), CONTENT_TYPE_LATEST)
+    async def serve_metrics(_: Request) -> RouteResponse:
+        return RouteResponse(200, metrics.render(), CONTENT_TYPE_LATEST)
 
     router.add("/metrics", serve_metrics)
     return router

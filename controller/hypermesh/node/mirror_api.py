@@ -29,7 +29,7 @@ from hypermesh.mirror.anchors import Anchors, ZoneAnchor
 from hypermesh.mirror.feed import ZoneFeed
 from hypermesh.mirror.follower import API, Follower
 from hypermesh.node.registry_api import guarded
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.registry.errors import RegistryError
 from hypermesh.registry.service import Registry
 from hypermesh.registry.zones import serial_of
@@ -74,9 +74,9 @@ def add_feed_routes(
     """The registry node's side: anchors, increments and the change feed. ``members`` (the
     network's Nodes and Peers) are published in the anchors, for federated networks."""
     ds: dict[str, tuple[int, tuple[str, ...]]] = {}
-    answers: dict[tuple[str, int, int], tuple[dns.zone.Zone, Response]] = {}
+    answers: dict[tuple[str, int, int], tuple[dns.zone.Zone, RouteResponse]] = {}
 
-    def anchors(_: Request) -> Response:
+    def anchors(_: Request) -> RouteResponse:
         served = zones.zones()
         known = {o.to_text(): serial_of(z) for o, z in served.items()}
         if any(ds.get(name, (None,))[0] != serial for name, serial in known.items()):
@@ -94,13 +94,13 @@ def add_feed_routes(
             },
             members,
         )
-        return Response.json(signed.signed)
+        return RouteResponse.json(signed.signed)
 
-    def ixfr(request: Request) -> Response:
+    def ixfr(request: Request) -> RouteResponse:
         name, serial = _query(request)
         zone = zones.zones().get(dns.name.from_text(name))
         if zone is None:
-            return Response.error(404, f"{name} is not served here")
+            return RouteResponse.error(404, f"{name} is not served here")
         current = serial_of(zone)
         key = (name, serial, current)
         known = answers.get(key)
@@ -112,10 +112,10 @@ def add_feed_routes(
         answers[key] = (zone, response)
         return response
 
-    def increments(name: str, serial: int, zone: dns.zone.Zone, current: int) -> Response:
+    def increments(name: str, serial: int, zone: dns.zone.Zone, current: int) -> RouteResponse:
         entries = registry.journal_since(name.rstrip("."), serial) if serial else None
         if entries is not None and (not entries or entries[-1].to_serial == current):
-            return Response.json(
+            return RouteResponse.json(
                 {
                     "tld": name,
                     "serial": current,
@@ -130,10 +130,10 @@ def add_feed_routes(
                     ],
                 }
             )
-        return Response.json({"tld": name, "serial": current, "zone": zone.to_text()})
+        return RouteResponse.json({"tld": name, "serial": current, "zone": zone.to_text()})
 
-    async def watch(_: Request) -> Response:
-        return Response(200, b"", "application/x-ndjson", stream=feed.watch())
+    async def watch(_: Request) -> RouteResponse:
+        return RouteResponse(200, b"", "application/x-ndjson", stream=feed.watch())
 
     router.add(f"{API}/anchors", guarded(anchors))
     router.add(f"{API}/ixfr", guarded(ixfr))
@@ -144,19 +144,19 @@ def add_feed_routes(
 def add_mirror_routes(router: Router, follower: Follower) -> Router:
     """A mirror's side: the anchors it holds and whole zones from its copies."""
 
-    def anchors(_: Request) -> Response:
+    def anchors(_: Request) -> RouteResponse:
         document = follower.anchors_document()
         if document is None:
-            return Response.error(503, "this mirror holds no anchors yet")
-        return Response.json(document)
+            return RouteResponse.error(503, "this mirror holds no anchors yet")
+        return RouteResponse.json(document)
 
-    def ixfr(request: Request) -> Response:
+    def ixfr(request: Request) -> RouteResponse:
         name, _ = _query(request)
         held = follower.zone_text(name)
         if held is None:
-            return Response.error(404, f"{name} is not mirrored here")
+            return RouteResponse.error(404, f"{name} is not mirrored here")
         serial, text = held
-        return Response.json({"tld": name, "serial": serial, "zone": text})
+        return RouteResponse.json({"tld": name, "serial": serial, "zone": text})
 
     router.add(f"{API}/anchors", guarded(anchors))
     router.add(f"{API}/ixfr", guarded(ixfr))

@@ -31,7 +31,8 @@ from hypermesh.chain.follower import ChainFollower, ChainPeer
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainStore, GroupAppender
 from hypermesh.chain.witness import CosignatureStore, CosignCollector, Witness
-from hypermesh.dns.answers import Answerer
+from hypermesh.dns.answers import DnsEngine
+from hypermesh.dns.doq import DnsHandler
 from hypermesh.dns.source import StaticZones, ZoneSource
 from hypermesh.errors import HyperMeshError
 from hypermesh.messaging.envelope import load_or_create_message_key
@@ -67,11 +68,10 @@ from hypermesh.node.runtime import (
     previous_port,
     read_runtime,
     remove_runtime,
-    rfc3339,
     with_port,
     write_runtime,
 )
-from hypermesh.node.server import DnsAnswer, Endpoint, Gate, bind_endpoint, server_configuration
+from hypermesh.node.server import Gate, QuicEndpoint, bind_endpoint, server_configuration
 from hypermesh.node.tunnel_api import add_tunnel_routes, deliver_to
 from hypermesh.node.web import WebServer, start_web
 from hypermesh.registry.service import Registry
@@ -243,10 +243,10 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         add_message_routes(
             router, identity, message_key, mailbox, appender, ready=ready, revocations=revocations
         )
-    answerer = Answerer(zones)
+    answerer = DnsEngine(zones)
     add_dns_routes(router, answerer, metrics, cache.answer if cache is not None else None)
     local = metrics.metered("doq", answerer.answer)
-    dns_answer: DnsAnswer = local
+    dns_answer: DnsHandler = local
     if cache is not None:  # a mirror forwards what its copies do not hold
         forward = cache.answer
 
@@ -287,7 +287,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         peer_of=PublicGate.of(config.name, config.directory, None, federated=federated).who,
         limits=config.limits,
     )
-    private: Endpoint | None = None
+    private: QuicEndpoint | None = None
     if config.private_listen is not None:
         gate = PrivateGate.of(
             config.name, config.directory, config.private_policy, revoked, federated, operators
@@ -308,7 +308,7 @@ async def serve(config: NodeConfig, identity: Identity) -> int:
         except OSError:
             endpoint.close()
             raise
-    ephemeral: Endpoint | None = None
+    ephemeral: QuicEndpoint | None = None
     pool = ConnectionPool(None)  # relays forward anonymously: a hop learns no identity
     tunnels: TunnelService | None = None
     if config.ephemeral_listen is not None:

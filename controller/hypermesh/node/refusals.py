@@ -16,7 +16,7 @@ from hypermesh.chain.store import ChainError
 from hypermesh.errors import HyperMeshError
 from hypermesh.inputs import BadInput
 from hypermesh.messaging.envelope import BadMessage
-from hypermesh.node.router import Request, Response
+from hypermesh.node.router import Request, RouteResponse
 from hypermesh.registry.errors import AuthError
 from hypermesh.revocation import KeyRevoked
 
@@ -39,20 +39,20 @@ def status_of(exc: HyperMeshError) -> int:
     return status if isinstance(status, int) else 400
 
 
-Route = Callable[[Request], Response | dict[str, Any] | Awaitable[Response]]
+Route = Callable[[Request], RouteResponse | dict[str, Any] | Awaitable[RouteResponse]]
 """A handler returning a response, a JSON object (200), or an awaitable of a response."""
 
 
-def guarded(run: Route) -> Callable[[Request], Awaitable[Response]]:
+def guarded(run: Route) -> Callable[[Request], Awaitable[RouteResponse]]:
     """An async handler that answers every refusal by its type."""
 
-    async def handler(request: Request) -> Response:
+    async def handler(request: Request) -> RouteResponse:
         try:
             result = run(request)
-            if not isinstance(result, Response | dict):
+            if not isinstance(result, RouteResponse | dict):
                 result = await result
         except REFUSALS as exc:
-            return Response.error(status_of(exc), str(exc))
-        return result if isinstance(result, Response) else Response.json(result)
+            return RouteResponse.error(status_of(exc), str(exc))
+        return result if isinstance(result, RouteResponse) else RouteResponse.json(result)
 
     return handler

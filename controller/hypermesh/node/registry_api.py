@@ -50,7 +50,7 @@ import dns.exception
 
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.registry_page import PAGE, PAGE_HEADERS, render_page
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.registry.errors import Forbidden, RegistryError, ZoneUnservable
 from hypermesh.registry.requests import parse_body
 from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, TldInfo
@@ -69,7 +69,7 @@ def info_json(info: TldInfo) -> dict[str, Any]:
         "owner": info.owner,
         "status": info.status,
         "serial": info.serial,
-        "expiresAt": info.expires_at.isoformat(),
+        "expiresAt": rfc3339(info.expires_at),
         "dnssec": info.dnssec,
         "ds": list(info.ds),
         "note": info.note,
@@ -110,14 +110,16 @@ def load_zones(
     return unservable
 
 
-def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Awaitable[Response]]:
+def guarded(
+    handler: Callable[[Request], RouteResponse],
+) -> Callable[[Request], Awaitable[RouteResponse]]:
     """An async route handler that answers a ``RegistryError`` as its status and code."""
 
-    async def run(request: Request) -> Response:
+    async def run(request: Request) -> RouteResponse:
         try:
             return handler(request)
         except RegistryError as exc:
-            return Response.json({"error": str(exc), "code": exc.code}, status=exc.status)
+            return RouteResponse.json({"error": str(exc), "code": exc.code}, status=exc.status)
 
     return run
 
@@ -164,7 +166,7 @@ def add_registry_routes(
             raise Forbidden(f"the key {signer} was revoked")
         return signer
 
-    def revoke(request: Request) -> Response:
+    def revoke(request: Request) -> RouteResponse:
         signer = signed(request)
         data = parse_body("revoke", request.body)
         revocation = registry.revoke(
@@ -175,16 +177,16 @@ def add_registry_routes(
         )
         if on_revocation is not None:
             on_revocation(revocation.node_id)
-        return Response.json(revocation.to_json())
+        return RouteResponse.json(revocation.to_json())
 
-    def revocations(request: Request) -> Response:
-        return Response.json({"items": [r.to_json() for r in registry.revocations().values()]})
+    def revocations(request: Request) -> RouteResponse:
+        return RouteResponse.json({"items": [r.to_json() for r in registry.revocations().values()]})
 
     def withdraw(tld: str) -> None:
         with contextlib.suppress(dns.exception.DNSException):  # an older release's bad name
             zones.remove(tld)
 
-    def register(request: Request) -> Response:
+    def register(request: Request) -> RouteResponse:
         signer = signed(request)
         data = parse_body("register", request.body)
         info = registry.register(
@@ -198,9 +200,9 @@ def add_registry_routes(
             publish(info.name)
         if on_registration is not None:
             on_registration()
-        return Response.json(info_json(info), status=201)
+        return RouteResponse.json(info_json(info), status=201)
 
-    def rrsets(request: Request) -> Response:
+    def rrsets(request: Request) -> RouteResponse:
         signer = signed(request)
         data = parse_body("rrsets", request.body)
         changes = [
@@ -216,35 +218,35 @@ def add_registry_routes(
         serial = registry.patch(data["tld"], changes, signer=signer)
         name = registry.get_tld(data["tld"]).name
         publish(name)
-        return Response.json({"tld": name, "serial": serial})
+        return RouteResponse.json({"tld": name, "serial": serial})
 
-    def delete(request: Request) -> Response:
+    def delete(request: Request) -> RouteResponse:
         signer = signed(request)
         tld = registry.get_tld(parse_body("tld", request.body)["tld"]).name
         registry.delete(tld, signer=signer)
         withdraw(tld)
-        return Response.json({"tld": tld, "deleted": True})
+        return RouteResponse.json({"tld": tld, "deleted": True})
 
-    def renew(request: Request) -> Response:
+    def renew(request: Request) -> RouteResponse:
         signer = signed(request)
         info = registry.renew(parse_body("tld", request.body)["tld"], signer=signer)
         publish(info.name)
-        return Response.json(info_json(info))
+        return RouteResponse.json(info_json(info))
 
-    def transfer(request: Request) -> Response:
+    def transfer(request: Request) -> RouteResponse:
         who = verified(request, cosigned=True)
         data = parse_body("transfer", request.body)
         info = registry.transfer(
             data["tld"], data["newOwner"], signer=who.signer, cosigner=who.cosigner
         )
-        return Response.json(info_json(info))
+        return RouteResponse.json(info_json(info))
 
     def admin(
         kind: str, action: Callable[[dict[str, Any], str], Any]
-    ) -> Callable[[Request], Response]:
-        def run(request: Request) -> Response:
+    ) -> Callable[[Request], RouteResponse]:
+        def run(request: Request) -> RouteResponse:
             signer = signed(request)
-            return Response.json(action(parse_body(kind, request.body), signer))
+            return RouteResponse.json(action(parse_body(kind, request.body), signer))
 
         return run
 
@@ -276,18 +278,18 @@ def add_registry_routes(
     def policy_json() -> dict[str, Any]:
         return {**registry.policy.governance(), "admin": registry.admin}
 
-    def tlds(request: Request) -> Response:
-        return Response.json({"items": [info_json(i) for i in registry.list_tlds()]})
+    def tlds(request: Request) -> RouteResponse:
+        return RouteResponse.json({"items": [info_json(i) for i in registry.list_tlds()]})
 
-    def page(request: Request) -> Response:
+    def page(request: Request) -> RouteResponse:
         html = render_page(registry.list_tlds(), registry.policy, registry.admin, clock())
-        return Response(200, html.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
+        return RouteResponse(200, html.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
 
-    def tld(request: Request) -> Response:
+    def tld(request: Request) -> RouteResponse:
         name = urllib.parse.parse_qs(request.query).get("name", [""])[0]
         info = registry.get_tld(name)
         records = [r.to_dict() for r in registry.rrsets(name)]
-        return Response.json({**info_json(info), "rrsets": records})
+        return RouteResponse.json({**info_json(info), "rrsets": records})
 
     router.add(f"{PREFIX}/register", guarded(register), methods=("POST",))
     router.add(f"{PREFIX}/rrsets", guarded(rrsets), methods=("POST",))
@@ -307,8 +309,8 @@ def add_registry_routes(
         router.add(f"{PREFIX}/admin/{name}", guarded(admin(kind, action)), methods=("POST",))
     router.add(f"{PREFIX}/tlds", guarded(tlds))
     router.add(f"{PREFIX}/tld", guarded(tld))
-    router.add(f"{PREFIX}/policy", guarded(lambda _: Response.json(policy_json())))
-    router.add(f"{PREFIX}/status", guarded(lambda _: Response.json(registry.health())))
+    router.add(f"{PREFIX}/policy", guarded(lambda _: RouteResponse.json(policy_json())))
+    router.add(f"{PREFIX}/status", guarded(lambda _: RouteResponse.json(registry.health())))
     router.add(PAGE, guarded(page), methods=("GET", "HEAD"))
     return router
 

@@ -1,6 +1,6 @@
 """A small HTTP router: requests and responses as values, paths mapped to async handlers.
 
-It knows nothing of QUIC; the server turns HTTP/3 frames into a ``Request`` and a ``Response``
+It knows nothing of QUIC; the server turns HTTP/3 frames into a ``Request`` and a ``RouteResponse``
 back into frames. Adding an API is ``router.add("/path", handler)``.
 """
 
@@ -43,7 +43,7 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
-class Response:
+class RouteResponse:
     """One HTTP response to send."""
 
     status: int
@@ -61,7 +61,7 @@ class Response:
     @classmethod
     def json(
         cls, data: Any, status: int = 200, headers: tuple[tuple[str, str], ...] = ()
-    ) -> Response:
+    ) -> RouteResponse:
         """A JSON response (compact, UTF-8, newline-terminated). A string that UTF-8 cannot
         carry (a lone surrogate quoted back from a request) is sent as its JSON escape."""
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
@@ -74,12 +74,12 @@ class Response:
     @classmethod
     def error(
         cls, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()
-    ) -> Response:
+    ) -> RouteResponse:
         """``{"error": message}`` with ``status``."""
         return cls.json({"error": message}, status=status, headers=headers)
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Awaitable[RouteResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,18 +108,18 @@ class Router:
         """The routed paths, sorted."""
         return sorted(self._routes)
 
-    async def dispatch(self, request: Request) -> Response:
+    async def dispatch(self, request: Request) -> RouteResponse:
         """The response to ``request``; never raises for a handler's failure."""
         route = self._routes.get(request.path)
         if route is None:
-            return Response.error(404, f"no such path: {request.path}")
+            return RouteResponse.error(404, f"no such path: {request.path}")
         if request.method not in route.methods:
             allow = ", ".join(sorted(route.methods))
-            return Response.error(
+            return RouteResponse.error(
                 405, f"{request.method} is not allowed on {request.path}", (("allow", allow),)
             )
         try:
             return await route.handler(request)
         except Exception:
             log.exception("handler failed", extra={"path": request.path})
-            return Response.error(500, "internal error")
+            return RouteResponse.error(500, "internal error")

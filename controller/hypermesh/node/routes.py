@@ -7,11 +7,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from hypermesh.dns.answers import Answerer
+from hypermesh.dns.answers import DnsEngine
 from hypermesh.dns.doh import DNS_MESSAGE, DOH_PATH, doh_query_bytes, handle_doh
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.metrics import NodeMetrics
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.node.runtime import RuntimeInfo
 
 
@@ -52,11 +52,11 @@ class NodeView:
 def add_node_routes(router: Router, view: NodeView) -> Router:
     """Route the node API for ``view`` on ``router`` (returned for chaining)."""
 
-    async def status(_: Request) -> Response:
-        return Response.json(view.status())
+    async def status(_: Request) -> RouteResponse:
+        return RouteResponse.json(view.status())
 
-    async def healthz(_: Request) -> Response:
-        return Response.json({"ok": True})
+    async def healthz(_: Request) -> RouteResponse:
+        return RouteResponse.json({"ok": True})
 
     router.add("/status", status)
     router.add("/healthz", healthz)
@@ -70,14 +70,14 @@ cannot answer itself (``ForwardingCache.answer``)."""
 
 def add_dns_routes(
     router: Router,
-    answerer: Answerer,
+    answerer: DnsEngine,
     metrics: NodeMetrics | None = None,
     fallback: Fallback | None = None,
 ) -> Router:
     """Route DNS over HTTPS (RFC 8484, GET and POST ``/dns-query``) to ``answerer``, and to
     ``fallback`` for what it refuses."""
 
-    async def dns_query(request: Request) -> Response:
+    async def dns_query(request: Request) -> RouteResponse:
         started = time.perf_counter()
         result = handle_doh(
             answerer, request.method, request.query, request.header("content-type"), request.body
@@ -93,8 +93,8 @@ def add_dns_routes(
             answer = result.message if result.status == 200 else None
             metrics.observe("doh", answer, time.perf_counter() - started)
         if result.status != 200:
-            return Response.error(result.status, result.error)
-        return Response(200, result.message, DNS_MESSAGE, result.headers)
+            return RouteResponse.error(result.status, result.error)
+        return RouteResponse(200, result.message, DNS_MESSAGE, result.headers)
 
     router.add(DOH_PATH, dns_query, methods=("GET", "POST"))
     return router
@@ -104,8 +104,8 @@ def add_members_route(router: Router, members: Callable[[], list[dict[str, objec
     """``GET /network/v1/members``: the nodes of the network this node knows (itself, its
     registry, its peers), each with its address and node ID: how nodes find each other."""
 
-    async def serve(_: Request) -> Response:
-        return Response.json({"members": members()})
+    async def serve(_: Request) -> RouteResponse:
+        return RouteResponse.json({"members": members()})
 
     router.add("/network/v1/members", serve)
     return router

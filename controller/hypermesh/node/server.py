@@ -1,7 +1,7 @@
 """The node's QUIC endpoint: one UDP port, HTTP/3 (ALPN ``h3``) and DNS over QUIC (``doq``).
 
 ``NodeProtocol`` dispatches on the ALPN the handshake chose (``ProtocolNegotiated``): for
-``h3`` it turns HTTP/3 frames into ``Request`` values and ``Response`` values back into
+``h3`` it turns HTTP/3 frames into ``Request`` values and ``RouteResponse`` values back into
 frames, what to answer being the router's business; for ``doq`` it hands the QUIC events to a
 ``DoqConnection`` (``hypermesh.dns.doq``), which answers each stream through the DNS engine.
 
@@ -43,7 +43,7 @@ from hypermesh.dns.doq import (
     DOQ_ALPN,
     DOQ_EXCESSIVE_LOAD,
     DOQ_INTERNAL_ERROR,
-    Answer,
+    DnsHandler,
     DoqConnection,
 )
 from hypermesh.node.http3 import BoundedH3Connection, RequestRefused
@@ -51,7 +51,7 @@ from hypermesh.node.interfaces import operation_of, source_key
 from hypermesh.node.limits import EndpointLimits
 from hypermesh.node.memory import give_back_memory
 from hypermesh.node.qpack import section_size
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
 from hypermesh.transport.identity import Identity
@@ -76,9 +76,6 @@ else (the HTTP status to refuse with, why)."""
 PeerOf = Callable[[str | None, str], str]
 """(the caller's proven node ID or None, its host:port) → who the caller is for its budget of
 unanswered requests: a member's name, else its source address (``source_key``)."""
-DnsAnswer = Answer
-"""The DNS engine as the endpoint sees it: query wire bytes in, answer wire bytes (or None, or
-an awaitable of either)."""
 
 
 def _by_source(_: str | None, source: str) -> str:
@@ -226,7 +223,7 @@ class NodeProtocol(QuicConnectionProtocol):
         stream_handler: QuicStreamHandler | None = None,
         *,
         router: Router,
-        dns_answer: DnsAnswer | None = None,
+        dns_answer: DnsHandler | None = None,
         gate: Gate | None = None,
         peer_of: PeerOf | None = None,
         limits: EndpointLimits | None = None,
@@ -322,7 +319,7 @@ class NodeProtocol(QuicConnectionProtocol):
             if isinstance(event, StreamDataReceived) and event.stream_id & 0x2:
                 self._check_h3_buffer(event.stream_id)
 
-    def _gated_dns(self) -> DnsAnswer:
+    def _gated_dns(self) -> DnsHandler:
         """The DNS engine, behind the gate when there is one: a query from a caller the gate
         refuses gets no answer (its stream is reset)."""
         answer, gate, quic = self._dns_answer, self._gate, self._quic
@@ -548,7 +545,7 @@ class NodeProtocol(QuicConnectionProtocol):
             "request refused",
             extra={"status": status, "peer": self._peer, "error": reason},
         )
-        self._send(stream_id, Response.error(status, reason))
+        self._send(stream_id, RouteResponse.error(status, reason))
 
     def _complete(self, stream_id: int, incoming: _Incoming) -> None:
         del self._incoming[stream_id]
@@ -591,7 +588,7 @@ class NodeProtocol(QuicConnectionProtocol):
             },
         )
 
-    def _send(self, stream_id: int, response: Response) -> None:
+    def _send(self, stream_id: int, response: RouteResponse) -> None:
         if self._http is None or self._terminated:
             return
         headers = [
@@ -608,7 +605,7 @@ class NodeProtocol(QuicConnectionProtocol):
         self.transmit()
 
     async def _send_stream(
-        self, stream_id: int, response: Response, pieces: AsyncIterator[bytes]
+        self, stream_id: int, response: RouteResponse, pieces: AsyncIterator[bytes]
     ) -> None:
         """Send the headers, then each piece as it comes, until the iterator ends (FIN), the
         client goes away or the connection ends (the task is cancelled)."""
@@ -635,7 +632,7 @@ class NodeProtocol(QuicConnectionProtocol):
                 await closing()
 
 
-def _headers(response: Response) -> list[tuple[bytes, bytes]]:
+def _headers(response: RouteResponse) -> list[tuple[bytes, bytes]]:
     return [
         (b":status", str(response.status).encode()),
         (b"content-type", response.content_type.encode()),
@@ -644,7 +641,7 @@ def _headers(response: Response) -> list[tuple[bytes, bytes]]:
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
+class QuicEndpoint:
     """A bound QUIC server."""
 
     server: QuicServer
@@ -674,12 +671,12 @@ async def bind_endpoint(
     *,
     configuration: QuicConfiguration,
     router: Router,
-    dns_answer: DnsAnswer | None = None,
+    dns_answer: DnsHandler | None = None,
     prefer_port: int | None = None,
     gate: Gate | None = None,
     peer_of: PeerOf | None = None,
     limits: EndpointLimits | None = None,
-) -> Endpoint:
+) -> QuicEndpoint:
     """Bind the QUIC server on ``host:port``; HTTP/3 requests go to ``router``, DoQ queries
     to ``dns_answer`` (a ``doq`` connection is closed when there is none); ``gate`` decides
     each request on its headers; ``limits`` bound what callers (named by ``peer_of``, else by
@@ -716,4 +713,4 @@ async def bind_endpoint(
             )
     tune_datagram_transport(transport)
     bound_port = int(transport.get_extra_info("sockname")[1])
-    return Endpoint(server=server, transport=transport, host=host, port=bound_port, stats=stats)
+    return QuicEndpoint(server=server, transport=transport, host=host, port=bound_port, stats=stats)

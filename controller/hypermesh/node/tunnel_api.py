@@ -15,7 +15,7 @@ runs. Streamed answers (subscriptions) do not pass through tunnels (501).
 from __future__ import annotations
 
 from hypermesh.node.interfaces import operation_of
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.node.server import Gate
 from hypermesh.tunnel.client import KEY_PATH
 from hypermesh.tunnel.onion import BadTunnel, decode_request, encode_response
@@ -35,14 +35,14 @@ def deliver_to(router: Router, gate: Gate | None) -> Deliver:
         request = Request(method, path, query, headers, body, TUNNEL_PEER, None)
         verdict = gate(None, TUNNEL_PEER, operation_of(method, path)) if gate else (0, "")
         if verdict[0]:
-            response = Response.error(*verdict)
+            response = RouteResponse.error(*verdict)
         else:
             response = await router.dispatch(request)
         if response.stream is not None:
             closing = getattr(response.stream, "aclose", None)
             if closing is not None:
                 await closing()
-            response = Response.error(501, "streamed answers do not pass through tunnels")
+            response = RouteResponse.error(501, "streamed answers do not pass through tunnels")
         return encode_response(
             response.status, response.content_type, response.headers, response.body
         )
@@ -53,22 +53,22 @@ def deliver_to(router: Router, gate: Gate | None) -> Deliver:
 def add_tunnel_routes(router: Router, service: TunnelService) -> Router:
     """Route the tunnel API for ``service`` on ``router`` (the ephemeral endpoint's)."""
 
-    async def key(_: Request) -> Response:
-        return Response.json(service.card())
+    async def key(_: Request) -> RouteResponse:
+        return RouteResponse.json(service.card())
 
-    async def run(step: str, request: Request) -> Response:
+    async def run(step: str, request: Request) -> RouteResponse:
         try:
             answer = await (service.open if step == "open" else service.relay)(request.body)
         except TunnelError as exc:
-            return Response.error(exc.status, str(exc))
+            return RouteResponse.error(exc.status, str(exc))
         except BadTunnel as exc:
-            return Response.error(400, str(exc))
-        return Response(200, answer, BINARY)
+            return RouteResponse.error(400, str(exc))
+        return RouteResponse(200, answer, BINARY)
 
-    async def open_(request: Request) -> Response:
+    async def open_(request: Request) -> RouteResponse:
         return await run("open", request)
 
-    async def relay(request: Request) -> Response:
+    async def relay(request: Request) -> RouteResponse:
         return await run("relay", request)
 
     router.add(KEY_PATH, key)

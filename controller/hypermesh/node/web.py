@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import h11
 
-from hypermesh.node.router import Request, Response, Router
+from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.transport.address import format_address, parse_address
 
 log = logging.getLogger(__name__)
@@ -145,11 +145,11 @@ async def _respond(
     query: str,
     peer: str,
     raw_headers: Iterable[tuple[bytes, bytes]],
-) -> Response:
+) -> RouteResponse:
     if not served_over_tcp(path):
-        return Response.error(404, f"{path} is not served over TCP; use HTTP/3")
+        return RouteResponse.error(404, f"{path} is not served over TCP; use HTTP/3")
     if method not in ("GET", "HEAD"):
-        return Response.error(
+        return RouteResponse.error(
             405, f"{method} is not allowed over TCP; it is read-only", (("allow", "GET, HEAD"),)
         )
     headers = tuple(
