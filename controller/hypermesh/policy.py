@@ -21,6 +21,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
@@ -77,26 +78,214 @@ class Member:
     tags: frozenset[str] = frozenset()
 
 
+class Verdict(StrEnum):
+    """What a rule, the default or a test says of a request (its text is the manifest's)."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class PolicyError(ValueError):
+    """An InterfacePolicy spec that is not shaped as its schema says (a program built it, or
+    the schema was skipped): the field and what is wrong with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``requests`` per ``per`` (a duration, as written) from each caller."""
+
+    requests: int
+    per: str
+    seconds: float
+    """``per`` in seconds."""
+
+    def __str__(self) -> str:
+        return f"{self.requests} per {self.per}"
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """A rule's ``from`` or ``to``: the union of the callers or targets it names."""
+
+    nodes: frozenset[str] = frozenset()
+    peers: frozenset[str] = frozenset()
+    groups: tuple[str, ...] = ()
+    tags: frozenset[str] = frozenset()
+    networks: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule: it decides ``action`` for the requests it matches."""
+
+    name: str
+    """Its ``name``, or ``rules[i]`` for a rule without one."""
+    operations: frozenset[str]
+    """The operations it covers; ``*`` covers all of them."""
+    action: Verdict = Verdict.ALLOW
+    caller: Selector | None = None
+    """``from``; None: anyone."""
+    target: Selector | None = None
+    """``to``; None: any node (and a request with no named target)."""
+    rate_limit: RateLimit | None = None
+
+    def covers(self, operation: str) -> bool:
+        return "*" in self.operations or operation in self.operations
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTest:
+    """One of the policy's own expected decisions."""
+
+    index: int
+    name: str
+    caller: str
+    target: str | None
+    operation: str
+    expect: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """An InterfacePolicy spec, parsed once: what the engine decides on."""
+
+    default: Verdict = Verdict.DENY
+    groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    tests: tuple[PolicyTest, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> Policy:
+        """The policy ``spec`` (an InterfacePolicy's ``spec``) says; ``PolicyError`` naming the
+        field when it is not shaped as the schema says."""
+        groups = _mapping(spec.get("groups", {}), "groups")
+        return cls(
+            default=_verdict(spec.get("default", "deny"), "default"),
+            groups={
+                str(name): frozenset(_names(members, f"groups.{name}"))
+                for name, members in groups.items()
+            },
+            rules=tuple(
+                _rule(rule, f"rules[{i}]")
+                for i, rule in enumerate(_list(spec.get("rules", []), "rules"))
+            ),
+            tests=tuple(
+                _test(i, test) for i, test in enumerate(_list(spec.get("tests", []), "tests"))
+            ),
+        )
+
+
+def _rule(data: Any, where: str) -> Rule:
+    rule = _mapping(data, where)
+    if "operations" not in rule:
+        raise PolicyError(f"{where}.operations: missing")
+    action = _verdict(rule.get("action", "allow"), f"{where}.action")
+    limit = rule.get("rateLimit")
+    return Rule(
+        name=str(rule.get("name") or where),
+        operations=frozenset(_operations(rule["operations"], f"{where}.operations")),
+        action=action,
+        caller=None if "from" not in rule else _selector(rule["from"], f"{where}.from"),
+        target=None if "to" not in rule else _selector(rule["to"], f"{where}.to"),
+        rate_limit=_rate_limit(limit, f"{where}.rateLimit") if limit is not None else None,
+    )
+
+
+def _selector(data: Any, where: str) -> Selector:
+    selector = _mapping(data, where)
+    return Selector(
+        nodes=frozenset(_names(selector.get("nodes", []), f"{where}.nodes")),
+        peers=frozenset(_names(selector.get("peers", []), f"{where}.peers")),
+        groups=tuple(_names(selector.get("groups", []), f"{where}.groups")),
+        tags=frozenset(_names(selector.get("tags", []), f"{where}.tags")),
+        networks=frozenset(_names(selector.get("networks", []), f"{where}.networks")),
+    )
+
+
+def _rate_limit(data: Any, where: str) -> RateLimit:
+    limit = _mapping(data, where)
+    requests, per = limit.get("requests"), limit.get("per")
+    if not isinstance(requests, int) or isinstance(requests, bool) or requests < 1:
+        raise PolicyError(f"{where}.requests: expected a whole number of at least 1")
+    if not isinstance(per, str):
+        raise PolicyError(f"{where}.per: expected a duration such as 30s, 15m, 2h or 1d")
+    try:
+        seconds = parse_duration(per)
+    except ValueError as exc:
+        raise PolicyError(f"{where}.per: {exc}") from None
+    return RateLimit(requests, per, seconds)
+
+
+def _test(index: int, data: Any) -> PolicyTest:
+    where = f"tests[{index}]"
+    test = _mapping(data, where)
+    for required in ("from", "operation", "expect"):
+        if required not in test:
+            raise PolicyError(f"{where}.{required}: missing")
+    target = test.get("to")
+    return PolicyTest(
+        index=index,
+        name=str(test.get("name") or where),
+        caller=str(test["from"]),
+        target=None if target is None else str(target),
+        operation=_operations([test["operation"]], f"{where}.operation")[0],
+        expect=_verdict(test["expect"], f"{where}.expect"),
+    )
+
+
+def _verdict(value: Any, where: str) -> Verdict:
+    try:
+        return Verdict(value)
+    except ValueError:
+        raise PolicyError(f"{where}: {value!r} is not one of: allow, deny") from None
+
+
+def _operations(values: Any, where: str) -> list[str]:
+    known = ("*", *OPERATIONS)
+    operations = _names(values, where)
+    for operation in operations:
+        if operation not in known:
+            raise PolicyError(f"{where}: {operation!r} is not one of: {', '.join(known)}")
+    return operations
+
+
+def _names(values: Any, where: str) -> list[str]:
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise PolicyError(f"{where}: expected a list of names")
+    return list(values)
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise PolicyError(f"{where}: expected a list")
+    return list(value)
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise PolicyError(f"{where}: expected a mapping")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
-    action: str
-    """``allow`` or ``deny``."""
+    action: Verdict
     rule: str | None
     """The name (or ``rules[i]``) of the rule that decided; None for the default."""
-    rate_limit: Mapping[str, Any] | None = None
+    rate_limit: RateLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TestResult:
     index: int
     name: str
-    expected: str
+    expected: Verdict
     decision: Decision
     request: tuple[str, str | None, str]
 
     @property
     def passed(self) -> bool:
-        return self.decision.action == self.expected
+        return self.decision.action is self.expected
 
     def describe(self) -> str:
         caller, target, operation = self.request
@@ -107,59 +296,59 @@ class TestResult:
 
 @dataclass(frozen=True, slots=True)
 class PolicyEngine:
-    spec: Mapping[str, Any]
+    policy: Policy
     members: Mapping[str, Member] = field(default_factory=dict)
 
     @classmethod
     def of(cls, spec: Mapping[str, Any], resources: Iterable[Any]) -> PolicyEngine:
-        """The engine for ``spec`` with the tags of the Nodes and Peers among ``resources``."""
+        """The engine for ``spec`` with the tags of the Nodes and Peers among ``resources``;
+        ``PolicyError`` when ``spec`` is not shaped as the schema says."""
         members = {
             r.name: Member(r.kind, frozenset(r.spec.get("tags", ())))
             for r in resources
             if r.kind in ("Node", "Peer")
         }
-        return cls(spec, members)
+        return cls(Policy.parse(spec), members)
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], members: Mapping[str, Member]) -> PolicyEngine:
+        """The engine for ``spec`` with ``members`` (their kinds and tags) known by name."""
+        return cls(Policy.parse(spec), members)
 
     def decide(self, caller: str, target: str | None, operation: str) -> Decision:
-        groups = self.spec.get("groups", {})
-        for i, rule in enumerate(self.spec.get("rules", [])):
-            if not _covers(rule.get("operations", []), operation):
+        for rule in self.policy.rules:
+            if not rule.covers(operation):
                 continue
-            if "from" in rule and not self._is(caller, rule["from"], groups):
+            if rule.caller is not None and not self._is(caller, rule.caller, self.policy.groups):
                 continue
-            if "to" in rule and (target is None or not self._is(target, rule["to"], {})):
+            if rule.target is not None and (target is None or not self._is(target, rule.target)):
                 continue
-            name = rule.get("name") or f"rules[{i}]"
-            action = rule.get("action", "allow")
-            return Decision(action, name, rule.get("rateLimit") if action == "allow" else None)
-        return Decision(self.spec.get("default", "deny"), None)
+            limit = rule.rate_limit if rule.action is Verdict.ALLOW else None
+            return Decision(rule.action, rule.name, limit)
+        return Decision(self.policy.default, None)
 
-    def _is(self, name: str, selector: Mapping[str, Any], groups: Mapping[str, Any]) -> bool:
+    def _is(
+        self, name: str, selector: Selector, groups: Mapping[str, frozenset[str]] | None = None
+    ) -> bool:
+        """Whether ``selector`` names ``name``; ``groups`` are those a ``from`` may use."""
         network, slash, _ = name.partition("/")
         if slash:  # a member of a federated network: matched by that network only
-            return network in selector.get("networks", ())
-        if name in selector.get("nodes", ()) or name in selector.get("peers", ()):
+            return network in selector.networks
+        if name in selector.nodes or name in selector.peers:
             return True
-        if any(name in groups.get(group, ()) for group in selector.get("groups", ())):
+        if groups and any(name in groups.get(group, ()) for group in selector.groups):
             return True
         member = self.members.get(name)
-        return member is not None and bool(member.tags & set(selector.get("tags", ())))
+        return member is not None and bool(member.tags & selector.tags)
 
     def run_tests(self) -> list[TestResult]:
-        results = []
-        for i, test in enumerate(self.spec.get("tests", [])):
-            request = (str(test["from"]), test.get("to"), str(test["operation"]))
-            results.append(
-                TestResult(
-                    i,
-                    str(test.get("name") or f"tests[{i}]"),
-                    str(test["expect"]),
-                    self.decide(*request),
-                    request,
-                )
+        return [
+            TestResult(
+                test.index,
+                test.name,
+                test.expect,
+                self.decide(test.caller, test.target, test.operation),
+                (test.caller, test.target, test.operation),
             )
-        return results
-
-
-def _covers(operations: Iterable[str], operation: str) -> bool:
-    return any(op == "*" or op == operation for op in operations)
+            for test in self.policy.tests
+        ]

@@ -40,7 +40,7 @@ def test(args: argparse.Namespace) -> int:
             decision = engine.decide(args.caller, args.target, args.operation)
             by = f"rule {decision.rule!r}" if decision.rule else "the default"
             limit = decision.rate_limit
-            extra = f", at most {limit['requests']} per {limit['per']}" if limit else ""
+            extra = f", at most {limit}" if limit else ""
             print(f"{policy.name}: {decision.action} ({by}{extra})")
         return 0
     failed = 0

@@ -40,7 +40,9 @@ from hypermesh.model.resources import Resource, ResourceKey
 from hypermesh.node.interfaces import PrivateGate, PublicGate
 from hypermesh.node.lockfile import running_pid
 from hypermesh.node.runtime import read_runtime
+from hypermesh.policy import Verdict
 from hypermesh.reconcile import ApplyContext, Condition, Live, Outcome
+from hypermesh.timefmt import rfc3339
 from hypermesh.transport.client import connect_h3
 from hypermesh.transport.identity import KEY_FILE, Identity, load_identity, read_node_id
 
@@ -181,7 +183,7 @@ def _rate_limited(gate: PrivateGate | PublicGate, caller: str, target: str, op: 
     if gate.policy is None:
         return False
     decision = gate.policy.decide(caller, target, op)
-    return decision.action == "allow" and bool(decision.rate_limit)
+    return decision.action is Verdict.ALLOW and decision.rate_limit is not None
 
 
 def judge(probe: Probe, answer: int) -> str | None:
@@ -246,7 +248,7 @@ class ProbeReport:
 
     def condition(self, generation: int) -> dict[str, Any]:
         status = {ENFORCED: "True", "NotEnforced": "False"}.get(self.reason, "Unknown")
-        at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        at = rfc3339(datetime.now(UTC))
         return Condition(ENFORCED, status, self.reason, self.message, generation).to_dict(at)
 
     def status(self, generation: int) -> dict[str, Any]:

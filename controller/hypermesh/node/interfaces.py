@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from hypermesh.policy import Decision, Member, PolicyEngine, RateCounter, parse_duration
+from hypermesh.policy import Decision, Member, PolicyEngine, RateCounter, Verdict
 from hypermesh.transport.address import parse_address
 
 ALLOWED = (0, "")
@@ -94,7 +94,7 @@ def _members(directory: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _engine(directory: Mapping[str, Any], policy: Mapping[str, Any]) -> PolicyEngine:
-    return PolicyEngine(
+    return PolicyEngine.from_spec(
         policy,
         {
             name: Member(str(entry.get("kind", "Node")), frozenset(entry.get("tags", ())))
@@ -112,10 +112,9 @@ class _Limits:
         limit = decision.rate_limit
         if not limit:
             return None
-        requests, per = int(limit["requests"]), parse_duration(str(limit["per"]))
-        if self.counter.allow((who, decision.rule), requests, per, self.clock()):
+        if self.counter.allow((who, decision.rule), limit.requests, limit.seconds, self.clock()):
             return None
-        return 429, f"rate limit of rule {decision.rule!r}: {requests} per {limit['per']}"
+        return 429, f"rate limit of rule {decision.rule!r}: {limit}"
 
 
 @dataclass
@@ -192,7 +191,7 @@ class PrivateGate(_Gate):
         if self.policy is None:
             return ALLOWED
         decision = self.policy.decide(caller, self.me, operation)
-        if decision.action != "allow":
+        if decision.action is not Verdict.ALLOW:
             by = f"rule {decision.rule!r}" if decision.rule else "the default"
             return 403, f"{operation} by {caller} is denied here ({by})"
         return self.limits.exceeded(caller, decision) or ALLOWED
@@ -212,7 +211,7 @@ class PublicGate(_Gate):
         if self.policy is None:
             return ALLOWED
         decision = self.policy.decide(caller or "", self.me, operation)
-        if decision.action != "allow":
+        if decision.action is not Verdict.ALLOW:
             by = f"rule {decision.rule!r}" if decision.rule else "the default"
             return 403, f"{operation} is denied here ({by})"
         return self.limits.exceeded(self.who(caller_id, source), decision) or ALLOWED
