@@ -40,7 +40,7 @@ import bisect
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import dns.edns
 import dns.exception
@@ -53,6 +53,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
+import dns.rdtypes.ANY.NS
 import dns.rdtypes.ANY.SOA
 import dns.rrset
 import dns.zone
@@ -88,6 +89,25 @@ _K = TypeVar("_K")
 
 RRsetKey = tuple[dns.rdatatype.RdataType, dns.rdatatype.RdataType]
 """``(rdtype, covers)``: how RRsets are kept at a name (``covers`` is NONE except for RRSIG)."""
+
+
+@runtime_checkable
+class EditCountingSource(Protocol):
+    """A ``ZoneSource`` that also counts its in-place edits (``StaticZones.touch``): while the
+    count stands still, a version change means zones were replaced, not edited, so the index
+    of every zone that was not replaced may be kept."""
+
+    @property
+    def edits(self) -> int: ...
+
+
+@runtime_checkable
+class StaleMarkingSource(Protocol):
+    """A ``ZoneSource`` that knows which of its zones are served past their expiry (a
+    mirror's copies): answers from them are marked stale (RFC 8767)."""
+
+    @property
+    def stale(self) -> frozenset[dns.name.Name]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +221,8 @@ class DnsEngine:
 
     def __init__(self, source: ZoneSource) -> None:
         self._source = source
+        self._edit_counter = source if isinstance(source, EditCountingSource) else None
+        self._stale_marker = source if isinstance(source, StaleMarkingSource) else None
         self._version: int | None = None
         self._indexes: dict[dns.name.Name, tuple[dns.zone.Zone, _ZoneIndex]] = {}
         self._edits: int | None = None
@@ -227,6 +249,10 @@ class DnsEngine:
         """How many answers are cached (both maps), for tests and metrics."""
         return len(self._by_wire) + len(self._by_key)
 
+    def _stale_zones(self) -> frozenset[dns.name.Name]:
+        """The zones the source serves past their expiry (a source without the notion: none)."""
+        return frozenset() if self._stale_marker is None else self._stale_marker.stale
+
     # -- the cached path ---------------------------------------------------------------
 
     def _entry(self, query_wire: bytes) -> _Entry | None:
@@ -237,7 +263,7 @@ class DnsEngine:
             self._version = version
             # A source that counts its in-place edits (StaticZones) lets the index of every
             # zone that was not replaced be kept; otherwise any zone may have been edited.
-            edits = getattr(self._source, "edits", None)
+            edits = None if self._edit_counter is None else self._edit_counter.edits
             if edits is None or edits != self._edits:
                 self._indexes = {}
             else:
@@ -314,7 +340,7 @@ class DnsEngine:
         response.answer = sections.answer
         response.authority = sections.authority
         response.additional = sections.additional
-        if sections.zone is not None and sections.zone in stale_zones(self._source):
+        if sections.zone is not None and sections.zone in self._stale_zones():
             _mark_stale(response, query)
         return _encode(response)
 
@@ -458,8 +484,10 @@ def _add_addresses(
     index: _ZoneIndex, ns: dns.rrset.RRset, sections: _Sections, *, glue: bool = False
 ) -> None:
     for rdata in ns:
-        target = getattr(rdata, "target", None)
-        if not isinstance(target, dns.name.Name) or not target.is_subdomain(index.origin):
+        if not isinstance(rdata, dns.rdtypes.ANY.NS.NS):
+            continue
+        target = rdata.target
+        if not target.is_subdomain(index.origin):
             continue
         for rdtype in _ADDRESS_TYPES:
             # glue is not signed (it belongs to the child); in-zone addresses are
@@ -488,12 +516,6 @@ def _copy(rrset: dns.rrset.RRset, owner: dns.name.Name, ttl: int) -> dns.rrset.R
     return copy
 
 
-def stale_zones(source: ZoneSource) -> frozenset[dns.name.Name]:
-    """The zones ``source`` serves past their expiry (a source without the notion: none)."""
-    stale = getattr(source, "stale", None)
-    return stale if isinstance(stale, frozenset) else frozenset()
-
-
 def _mark_stale(response: dns.message.Message, query: dns.message.Message) -> None:
     """RFC 8767: TTLs of at most ``STALE_TTL``, and RFC 8914's extended error 3 (Stale
     Answer) when the client speaks EDNS."""
@@ -514,7 +536,7 @@ def _index(zone: dns.zone.Zone) -> _ZoneIndex:
     NSEC chain. Relative names (a zone read with ``relativize=True``) are made absolute."""
     origin = zone.origin
     assert origin is not None and origin.is_absolute()
-    relative = bool(getattr(zone, "relativize", False))
+    relative = zone.relativize
     rrsets: dict[dns.name.Name, dict[RRsetKey, dns.rrset.RRset]] = {}
     with zone.reader() as txn:
         for name, rdataset in txn.iterate_rdatasets():
