@@ -33,6 +33,8 @@ without bound."""
 YAML_SUFFIXES = (".yaml", ".yml")
 
 FieldPath = tuple[str | int, ...]
+"""Where a value sits in a document or spec: mapping keys and list indexes from the root
+(positions, problems and the plan's field diffs all name fields this way)."""
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALARS = SafeConstructor.yaml_constructors

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-FieldPath = tuple[str | int, ...]
+from hypermesh.model.loader import FieldPath
 
 
 class DiffOp(StrEnum):
