@@ -18,7 +18,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.status import Status
-from watchfiles import Change, awatch
 
 from hypermesh import API_VERSION
 from hypermesh.cli.common import nothing_declared, state_dir
@@ -35,26 +34,32 @@ from hypermesh.cli.render import (
     to_yaml,
     use_colour,
 )
-from hypermesh.cli.source import GitSource, open_source
 from hypermesh.drivers import standalone_drivers
 from hypermesh.errors import (
     LockHeldError,
     ManifestError,
-    PruneRefused,
     StateError,
     UsageError,
 )
 from hypermesh.model.resources import DesiredState, ResourceKey, canonical_json
 from hypermesh.model.schemas import KINDS, kind_from_alias
 from hypermesh.model.validate import ManifestSet, load_desired
-from hypermesh.plan import Action, Plan, PlanItem
+from hypermesh.plan import Plan
 from hypermesh.plan import plan as make_plan
-from hypermesh.plan.expiry import rfc3339
-from hypermesh.reconcile import PassResult, Reconciler, ReconcileSettings, gitops
+from hypermesh.reconcile import Reconciler, ReconcileSettings, gitops
 from hypermesh.reconcile.conditions import READY, Condition, condition, set_condition
+from hypermesh.reconcile.controller import (
+    ControllerLoop,
+    Loader,
+    LoopSettings,
+    PassReport,
+    prune_guard,
+)
+from hypermesh.reconcile.source import FixedSource, GitSource, ManifestSource, open_source
 from hypermesh.reconcile.summary import Readiness, overlay, summarise
 from hypermesh.store import ControllerState, ResourceRecord, StateLock, StateStore
 from hypermesh.store.store import DB_FILE
+from hypermesh.timefmt import rfc3339
 
 log = logging.getLogger("hypermesh.cli")
 
@@ -159,37 +164,6 @@ def diff(args: argparse.Namespace) -> int:
 # -- apply / up / controller / down --------------------------------------------------------
 
 
-def _prune_guard(the_plan: Plan, desired: DesiredState, store: StateStore, force: bool) -> None:
-    deletes = [i.key for i in the_plan.items if i.action is Action.DELETE]
-    _check_prune(deletes, desired, store, force)
-
-
-def _undeclared(desired: DesiredState, store: StateStore) -> list[ResourceKey]:
-    """What a pass with ``--prune`` would delete: the inventory minus what is declared."""
-    declared = desired.by_key()
-    return [r.key for r in store.records() if r.managed and r.key not in declared]
-
-
-def _check_prune(
-    deletes: Sequence[ResourceKey], desired: DesiredState, store: StateStore, force: bool
-) -> None:
-    """Raise PruneRefused when ``deletes`` would empty the inventory, or more than half of it."""
-    if not deletes or force:
-        return
-    inventory = [r for r in store.records() if r.managed]
-    if not len(desired):
-        raise PruneRefused(
-            f"refusing to prune: the given files declare nothing, so all {len(deletes)} "
-            "resources in the inventory would be deleted; check -f, or pass --force"
-        )
-    if len(deletes) * 2 > len(inventory):
-        raise PruneRefused(
-            f"refusing to prune {len(deletes)} of {len(inventory)} resources in the inventory "
-            f"(more than half): {', '.join(map(str, deletes[:5]))}"
-            f"{', …' if len(deletes) > 5 else ''}; pass --force if that is what you want"
-        )
-
-
 def apply(args: argparse.Namespace) -> int:
     desired = _desired(args, allow_empty=args.prune)
     directory = state_dir(args)
@@ -203,7 +177,7 @@ def apply(args: argparse.Namespace) -> int:
 
         async def run() -> int:
             the_plan = await reconciler.plan(desired, prune=args.prune)
-            _prune_guard(the_plan, desired, store, args.force)
+            prune_guard(the_plan, desired, store, args.force)
             if args.dry_run:
                 sys.stdout.write(render_plan(the_plan, Palette(use_colour(sys.stdout))))
                 print("(dry run: nothing was changed)")
@@ -243,236 +217,67 @@ def _report(store: StateStore) -> int:
     return 1
 
 
-PULL_TIMEOUT = 60.0
-"""Seconds a ``git pull`` may take before it is killed and reported as failed."""
+class _LoopPrinter:
+    """What the controller loop tells, printed as ``hmctl controller run`` shows it and logged.
+    A pass that says the same as the last one is quiet (unless ``--verbose``)."""
 
-SUSPEND_POLL = 1.0
-"""While waiting between passes, how often the loop looks whether it was suspended or resumed."""
-
-_VERBS = {Action.CREATE: "created", Action.UPDATE: "updated", Action.DELETE: "deleted"}
-
-
-class _GitOpsLoop:
-    """The passes of ``hmctl controller run`` and ``hmctl up`` after the first apply: reads the
-    source (pulling it with ``--git-pull``), reloads the manifests when their content changed,
-    runs a pass (or, while suspended, only observes and plans) and records the revision and
-    conditions in the state store (``hmctl controller status``)."""
-
-    def __init__(
-        self,
-        args: argparse.Namespace,
-        store: StateStore,
-        reconciler: Reconciler,
-        printer: _ProgressPrinter,
-        stop: asyncio.Event,
-    ) -> None:
-        self.args = args
-        self.store = store
-        self.reconciler = reconciler
-        self.printer = printer
-        self.stop = stop
-        self.stdin = "-" in args.files
-        self.watched = [] if self.stdin else list(args.files)
-        self.source = open_source(self.watched)
-        self.pulling = bool(getattr(args, "git_pull", False))
-        if self.pulling and not isinstance(self.source, GitSource):
-            raise UsageError("--git-pull needs -f paths inside one git work tree")
-        self.pull_every = float(getattr(args, "pull_interval", None) or args.interval)
-        self.next_pull = 0.0
-        self.pull_error: str | None = None
-        self.manifests = ManifestSet(self.watched)
-        self.desired = DesiredState.of(())
-        self.revision = ""
-        self.loaded = ""
-        """The content digest of ``desired``."""
-        self.bad = self.bad_revision = ""
-        """The content digest (and revision) of manifests that did not validate (reported once)."""
-        self.invalid_error: ManifestError | None = None
-        self.suspended = False
+    def __init__(self, progress: _ProgressPrinter, *, verbose: bool) -> None:
+        self.progress = progress
+        self.verbose = verbose
+        self.last_pass: tuple[str, str, bool, str] | None = None
         self.pending: tuple[str, ...] = ()
-        self.last_key: tuple[str, str, bool, str] | None = None
-        """What the last line printed after a pass said: a pass that says the same is quiet."""
-        self.status = gitops.started(
-            gitops.LoopStatus.from_json(store.controller().status),
-            self.source.describe(),
-            args.interval,
-            args.prune,
-        )
-        self.changed = asyncio.Event()
 
-    # -- the source ---------------------------------------------------------------------
-
-    async def pull(self) -> None:
-        if not self.pulling or time.monotonic() < self.next_pull:
-            return
-        self.next_pull = time.monotonic() + self.pull_every
-        problem = await asyncio.to_thread(self.source.pull, PULL_TIMEOUT)
-        self.status = gitops.source_result(self.status, problem, _utcnow())
-        if problem != self.pull_error:
-            if problem is None:
-                print("git pull: ok")
-            else:
-                error(f"git pull failed, keeping the last good files: {problem}")
-            log.log(
-                logging.INFO if problem is None else logging.WARNING,
-                "git pull: %s",
-                problem or "ok",
-            )
-        self.pull_error = problem
-
-    async def read(self) -> bool:
-        """Take the source's snapshot and reload the manifests if their content changed.
-        False when the files do not validate (the last good desired state stays)."""
-        if self.stdin:
-            if not self.revision:
-                self.desired = _desired(self.args, allow_empty=self.args.prune)
-                self.revision = self.loaded = _stdin_digest(self.desired)
-            return True
-        snap = await asyncio.to_thread(self.source.snapshot)
-        if snap.revision != self.revision and self.revision:  # a new commit, or new files
-            described = await asyncio.to_thread(self.source.describe)
-            self.status = replace(self.status, source=described)
-        if snap.digest == self.loaded:
-            self.bad = ""
-            self.revision = snap.revision
-            return True
-        if snap.digest == self.bad:
-            if snap.revision != self.bad_revision:  # the same bad files, committed (or amended)
-                self.bad_revision = snap.revision
-                assert self.invalid_error is not None
-                problems = [str(p) for p in self.invalid_error.problems]
-                self.status = gitops.invalid(self.status, snap.revision, problems, _utcnow())
-            return False
-        try:
-            desired = self.manifests.load()
-            if not len(desired) and not self.args.prune:
-                raise ManifestError(nothing_declared(list(desired.files)))
-        except ManifestError as exc:
-            self.bad, self.bad_revision, self.invalid_error = snap.digest, snap.revision, exc
-            problems = [str(p) for p in exc.problems]
-            for problem in problems:
-                sys.stderr.write(f"{problem}\n")
-            error(
-                f"revision {gitops.short(snap.revision)} is invalid; keeping "
-                f"{gitops.short(self.revision) or 'nothing'}"
-            )
-            log.info("revision %s is invalid: %s", snap.revision, "; ".join(problems))
-            self.status = gitops.invalid(self.status, snap.revision, problems, _utcnow())
-            return False
-        first = not self.loaded
-        self.desired, self.loaded, self.revision, self.bad = desired, snap.digest, snap.revision, ""
-        if not first:
-            print(f"revision {gitops.short(snap.revision)}: {len(desired)} resources declared")
-            log.info("revision %s: %d resources declared", snap.revision, len(desired))
-        return True
-
-    # -- passes ---------------------------------------------------------------------------
-
-    def _save(self) -> None:
-        try:
-            self.store.set_controller_status(self.status.to_json())
-        except StateError as exc:
-            error(str(exc))
-
-    async def first(self) -> PassResult | None:
-        """The apply that starts the loop: converge (within ``--timeout``) unless suspended."""
-        await self.pull()
-        valid = await self.read()
-        if not valid and not self.loaded:
-            assert self.invalid_error is not None
-            raise self.invalid_error  # nothing good to fall back on: refuse to start
-        self.suspended = self.store.controller().suspended
-        if self.suspended:
-            await self.observe_only()
-            return None
-        the_plan = await self.reconciler.plan(self.desired, prune=self.args.prune)
-        _prune_guard(the_plan, self.desired, self.store, self.args.force)
-        print(f"Plan: {the_plan.summary()}.")
-        self.status = gitops.applying(self.status, self.revision, _utcnow())
-        self._save()
-        started = time.monotonic()
-        result = await self.reconciler.converge(
-            self.desired, prune=self.args.prune, timeout=self.args.timeout
-        )
-        self.finish(result, time.monotonic() - started, "")
-        return result
-
-    async def tick(self) -> None:
-        """One pass of the loop."""
-        await self.pull()
-        valid = await self.read()
-        state = self.store.controller()
-        if state.suspended != self.suspended:
-            self.suspended = state.suspended
-            if state.suspended:
-                print(f"suspended{': ' + state.reason if state.reason else ''}: observing only")
-            else:
-                print("resumed")
-            log.info("%s %s", "suspended" if state.suspended else "resumed", state.reason)
-        if self.suspended:
-            await self.observe_only(state.reason)
-            return
-        prune, refused = self.args.prune, ""
-        if prune:
-            try:
-                _check_prune(
-                    _undeclared(self.desired, self.store), self.desired, self.store, self.args.force
-                )
-            except PruneRefused as exc:
-                prune, refused = False, str(exc)
-        if valid:
-            self.status = gitops.applying(self.status, self.revision, _utcnow())
-            self._save()
-        started = time.monotonic()
-        try:
-            result = await self.reconciler.run_pass(self.desired, prune=prune)
-        except StateError as exc:
-            error(str(exc))
-            return
-        finally:
-            self.printer.close()
-        self.finish(result, time.monotonic() - started, refused)
-
-    def finish(self, result: PassResult, seconds: float, refused: str) -> None:
-        outcome = _outcome(result, self.revision, seconds, refused, self.store)
-        self.status = gitops.finished(
-            self.status, outcome, _utcnow(), stall_after=self.args.timeout
-        )
-        self._save()
-        line = f"pass {gitops.short(self.revision)} ({seconds:.2f}s): "
-        if outcome.changes:
-            line += ", ".join(outcome.changes)
+    def pulled(self, problem: str | None) -> None:
+        if problem is None:
+            print("git pull: ok")
         else:
-            line += "no changes"
-        if refused:
-            line += f"; prune refused: {refused}"
-        elif not outcome.converged:
-            line += f"; not converged: {gitops.describe_failing(outcome.failing)}"
-        log.info("%s", line)
-        key = (
-            self.revision,
-            refused,
-            bool(self.status.problems),
-            "" if outcome.converged else gitops.describe_failing(outcome.failing),
+            error(f"git pull failed, keeping the last good files: {problem}")
+        log.log(
+            logging.INFO if problem is None else logging.WARNING, "git pull: %s", problem or "ok"
         )
-        if outcome.changes or key != self.last_key or self.args.verbose:
+
+    def revision_loaded(self, revision: str, declared: int) -> None:
+        print(f"revision {gitops.short(revision)}: {declared} resources declared")
+        log.info("revision %s: %d resources declared", revision, declared)
+
+    def revision_invalid(self, revision: str, kept: str, problems: Sequence[str]) -> None:
+        for problem in problems:
+            sys.stderr.write(f"{problem}\n")
+        error(
+            f"revision {gitops.short(revision)} is invalid; keeping "
+            f"{gitops.short(kept) or 'nothing'}"
+        )
+        log.info("revision %s is invalid: %s", revision, "; ".join(problems))
+
+    def suspension_changed(self, suspended: bool, reason: str) -> None:
+        if suspended:
+            print(f"suspended{': ' + reason if reason else ''}: observing only")
+        else:
+            print("resumed")
+        log.info("%s %s", "suspended" if suspended else "resumed", reason)
+
+    def planned(self, plan: Plan) -> None:
+        print(f"Plan: {plan.summary()}.")
+
+    def pass_done(self, report: PassReport) -> None:
+        self.progress.close()
+        outcome = report.outcome
+        line = f"pass {gitops.short(outcome.revision)} ({outcome.seconds:.2f}s): "
+        line += ", ".join(outcome.changes) if outcome.changes else "no changes"
+        failing = "" if outcome.converged else gitops.describe_failing(outcome.failing)
+        if outcome.refused:
+            line += f"; prune refused: {outcome.refused}"
+        elif failing:
+            line += f"; not converged: {failing}"
+        log.info("%s", line)
+        said = (outcome.revision, outcome.refused, report.invalid, failing)
+        if outcome.changes or said != self.last_pass or self.verbose:
             print(line)
             sys.stdout.flush()
-        self.last_key = key
+        self.last_pass = said
 
-    async def observe_only(self, reason: str = "") -> None:
-        """A pass while suspended: observe and plan, report drift, change nothing."""
-        started = time.monotonic()
-        try:
-            the_plan = await self.reconciler.plan(self.desired, prune=self.args.prune)
-        except StateError as exc:
-            error(str(exc))
-            return
-        pending = tuple(_pending(item) for item in the_plan.changes)
-        self.status = gitops.suspended(self.status, pending, reason, _utcnow())
-        self.status = replace(self.status, last_pass_seconds=round(time.monotonic() - started, 3))
-        self._save()
-        line = f"suspended, {gitops.short(self.revision)}: " + (
+    def observed(self, revision: str, pending: tuple[str, ...]) -> None:
+        line = f"suspended, {gitops.short(revision)}: " + (
             f"{len(pending)} change(s) waiting: {', '.join(pending)}" if pending else "no drift"
         )
         log.info("%s", line)
@@ -481,124 +286,50 @@ class _GitOpsLoop:
             sys.stdout.flush()
         self.pending = pending
 
-    # -- waiting --------------------------------------------------------------------------
+    def store_failed(self, problem: StateError) -> None:
+        self.progress.close()
+        error(str(problem))
 
-    def pause(self) -> float:
-        """Seconds until the next pass: the interval, or sooner for a retry that is due, an
-        ephemeral network that expires, or a pull."""
-        now = time.monotonic()
-        pause = float(self.args.interval)
-        due = self.reconciler.backoff.next_due()
-        if due is not None:
-            pause = min(pause, due - now)
-        expiry = gitops.next_expiry(self.store.records("Network"), _utcnow())
-        if expiry is not None:
-            pause = min(pause, (expiry - _utcnow()).total_seconds() + 0.2)
-        if self.pulling:
-            pause = min(pause, self.next_pull - now)
-        return max(0.1, pause)
 
-    async def wait(self) -> None:
-        """Until the pause is over, a manifest changes, the loop is suspended or resumed, or
-        it is told to stop."""
-        deadline = time.monotonic() + self.pause()
-        while not self.stop.is_set() and not self.changed.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            waiter = asyncio.create_task(self.changed.wait())
-            stopper = asyncio.create_task(self.stop.wait())
-            await asyncio.wait(
-                {waiter, stopper}, timeout=min(left, SUSPEND_POLL), return_when="FIRST_COMPLETED"
-            )
-            waiter.cancel()
-            stopper.cancel()
-            with contextlib.suppress(StateError):
-                if self.store.controller().suspended != self.suspended:
-                    return
-        self.changed.clear()
+def _loop_settings(args: argparse.Namespace) -> LoopSettings:
+    return LoopSettings(
+        interval=float(args.interval),
+        prune=bool(args.prune),
+        force=bool(args.force),
+        timeout=float(args.timeout),
+        git_pull=bool(getattr(args, "git_pull", False)),
+        pull_interval=getattr(args, "pull_interval", None),
+    )
 
-    async def watch(self) -> None:
-        if not self.watched:
-            return
-        async for _ in awatch(
-            *self.watched,
-            stop_event=self.stop,
-            debounce=200,
-            step=50,
-            watch_filter=_manifest_change,
-        ):
-            self.changed.set()
 
-    async def run(self) -> None:
-        """Passes until told to stop."""
-        watcher = asyncio.create_task(self.watch())
-        try:
-            while not self.stop.is_set():
-                await self.wait()
-                if self.stop.is_set():
-                    break
-                await self.tick()
-        finally:
-            self.stop.set()
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+def _loop_source(args: argparse.Namespace, settings: LoopSettings) -> tuple[ManifestSource, Loader]:
+    """The manifests of ``-f``: standard input read once, or the files as they change."""
+    if "-" in args.files:
+        if settings.git_pull:
+            raise UsageError("--git-pull needs -f paths inside one git work tree")
+        desired = _desired(args, allow_empty=settings.prune)
+        return FixedSource(_stdin_digest(desired)), lambda: desired
+    source = open_source(args.files)
+    if settings.git_pull and not isinstance(source, GitSource):
+        raise UsageError("--git-pull needs -f paths inside one git work tree")
+    manifests = ManifestSet(args.files)
+
+    def load() -> DesiredState:
+        desired = manifests.load()
+        if not len(desired) and not settings.prune:
+            raise ManifestError(nothing_declared(list(desired.files)))
+        return desired
+
+    return source, load
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _manifest_change(change: Change, path: str) -> bool:
-    """What wakes the loop: a manifest file, not git's own files or an editor's."""
-    return path.endswith((".yaml", ".yml")) and "/.git/" not in path
-
-
 def _stdin_digest(desired: DesiredState) -> str:
     text = canonical_json([r.to_manifest() for r in desired])
     return gitops.content_digest([("<stdin>", text.encode())])
-
-
-def _pending(item: PlanItem) -> str:
-    what = f"{item.action.value} {item.key}"
-    if item.diffs:
-        return f"{what} ({', '.join(d.field for d in item.diffs)})"
-    if item.drift:
-        return f"{what} ({'; '.join(item.drift)})"
-    return what
-
-
-def _outcome(
-    result: PassResult, revision: str, seconds: float, refused: str, store: StateStore
-) -> gitops.PassOutcome:
-    done = set(result.done)
-    changes = [
-        f"{_VERBS.get(item.action, item.action.value)} {item.key}"
-        for item in result.plan.changes
-        if item.key in done
-    ]
-    changes += [f"tore down {key} ({why})" for key, why in result.expired.items()]
-    sources = {r.key: r.source for r in store.records()}
-
-    def name(key: ResourceKey) -> str:
-        where = sources.get(key)
-        return f"{key} ({where})" if where else str(key)
-
-    failing: dict[str, str] = {}
-    for group in (result.waiting, result.unready, result.failed, result.stalled):
-        failing.update({name(k): v for k, v in group.items()})
-    if result.converged:
-        failing = {}
-    return gitops.PassOutcome(
-        revision=revision,
-        converged=result.converged,
-        seconds=seconds,
-        changes=tuple(changes),
-        failing=failing,
-        permanent=bool(result.stalled),
-        refused=refused,
-    )
 
 
 def _run_loop(args: argparse.Namespace, purpose: str, *, stop_nodes: bool) -> int:
@@ -608,20 +339,23 @@ def _run_loop(args: argparse.Namespace, purpose: str, *, stop_nodes: bool) -> in
         store = StateStore.open(directory)
         printer = _ProgressPrinter(sys.stdout)
         reconciler = make_reconciler(args, store, printer)
+        settings = _loop_settings(args)
 
         async def run() -> int:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            control = _GitOpsLoop(args, store, reconciler, printer, stop)
+            source, load = _loop_source(args, settings)
+            events = _LoopPrinter(printer, verbose=args.verbose)
+            control = ControllerLoop(settings, source, load, store, reconciler, events, stop)
             result = await control.first()
             printer.close()
             if result is not None:
                 _report(store)
             print(
-                f"{purpose}: reconciling every {args.interval:g}s "
-                f"({control.source.kind} source, revision {gitops.short(control.revision)}); "
+                f"{purpose}: reconciling every {settings.interval:g}s "
+                f"({source.kind} source, revision {gitops.short(control.revision)}); "
                 "Ctrl-C to stop"
             )
             sys.stdout.flush()
@@ -705,11 +439,7 @@ def _controller_object(args: argparse.Namespace, state: ControllerState) -> dict
 
 
 def _stamp(moment: datetime | None) -> str:
-    if moment is None:
-        return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return "" if moment is None else rfc3339(moment)
 
 
 def _alive(pid: object) -> bool:

@@ -1,8 +1,9 @@
 """GitOps status: which revision of the manifests the loop applied, and Flux-style conditions.
 
-Pure: no I/O, no clock (``now`` comes in). ``hmctl controller run`` reads its source (a folder,
-or a git checkout: ``hypermesh.cli.source``), runs passes, and moves a :class:`LoopStatus`
-through the transitions below; the state store keeps it as JSON for ``hmctl controller status``.
+Pure: no I/O, no clock (``now`` comes in). The controller loop
+(``hypermesh.reconcile.controller``) reads its source (a folder, or a git checkout:
+``hypermesh.reconcile.source``), runs passes, and moves a :class:`LoopStatus` through the
+transitions below; the state store keeps it as JSON for ``hmctl controller status``.
 
 - ``Ready`` is True when the last pass converged the revision last applied; Unknown while a
   new revision is being applied; False when it fails, is invalid or is refused.
@@ -24,9 +25,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from hypermesh.plan.expiry import is_expired, is_tombstone, parse_time, rfc3339
+from hypermesh.plan.expiry import is_expired, is_tombstone
 from hypermesh.reconcile.conditions import READY, RECONCILING, STALLED, Condition, set_condition
 from hypermesh.store import ResourceRecord
+from hypermesh.timefmt import parse_rfc3339, rfc3339
 
 SOURCE_READY = "SourceReady"
 
@@ -256,7 +258,7 @@ def finished(
         failing_since=since,
         failures=status.failures + 1,
     )
-    began = parse_time(since)
+    began = parse_rfc3339(since)
     too_long = began is not None and (now - began).total_seconds() >= stall_after
     if outcome.refused:
         return _flags(
@@ -331,7 +333,7 @@ def next_expiry(records: Iterable[ResourceRecord], now: datetime) -> datetime | 
             continue
         if record.applied is None or record.applied.get("mode") != "ephemeral":
             continue
-        moment = parse_time(record.status.get("expiresAt"))
+        moment = parse_rfc3339(record.status.get("expiresAt"))
         if moment is not None and not is_expired(record.applied, record.status, now):
             ahead.append(moment)
     return min(ahead) if ahead else None

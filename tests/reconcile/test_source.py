@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hypermesh.cli.source import FolderSource, GitSource, open_source, public_url
+from hypermesh.reconcile.source import FolderSource, GitSource, open_source, public_url
 
 
 def git(cwd: Path, *args: str) -> str:

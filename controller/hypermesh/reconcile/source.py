@@ -1,4 +1,8 @@
-"""Where ``hmctl controller run -f`` gets its manifests, and which revision of them it holds.
+"""Where the controller loop gets its manifests, and which revision of them it holds.
+
+The loop (``hypermesh.reconcile.controller``) sees a :class:`ManifestSource`: what it holds now
+(a :class:`Snapshot`), how to describe it for ``hmctl controller status``, how to pull it, and
+when it may have changed.
 
 A *folder source* is the files of ``-f`` (a folder's ``*.yaml``/``*.yml``, recursively, as the
 loader reads them); its revision is a digest of their names and bytes. When every ``-f`` path
@@ -10,16 +14,19 @@ pass. A pull that fails leaves the work tree as it was: the last good files stay
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
+
+from watchfiles import Change, awatch
 
 from hypermesh.reconcile.gitops import content_digest, git_revision
 
@@ -37,6 +44,31 @@ class Snapshot:
     digest: str
     """``sha256:…`` of the manifest files' names and bytes, whatever the source: the loop
     reloads the manifests when it changes."""
+
+
+class ManifestSource(Protocol):
+    """Where the loop's manifests come from. ``snapshot``, ``describe`` and ``pull`` block
+    (they may run git): the loop calls them in a thread."""
+
+    kind: str
+    """``folder`` or ``git``, as ``hmctl controller status`` names it."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the source is, as the loop's status records it."""
+        ...
+
+    def snapshot(self) -> Snapshot:
+        """The revision and content digest of the manifests now."""
+        ...
+
+    def pull(self, timeout: float) -> str | None:
+        """Bring the manifests up to date; None when that worked, else why not (one line)."""
+        ...
+
+    def changes(self, stop: asyncio.Event) -> AsyncIterator[None]:
+        """Yields whenever the manifests may have changed, until ``stop`` is set: the loop
+        wakes before its interval is over."""
+        ...
 
 
 def manifest_files(paths: Sequence[str]) -> list[tuple[str, Path]]:
@@ -92,6 +124,44 @@ class FolderSource:
     def pull(self, timeout: float) -> str | None:
         """Nothing to pull; never fails."""
         return None
+
+    async def changes(self, stop: asyncio.Event) -> AsyncIterator[None]:
+        """A manifest file under the paths was written, added or removed."""
+        if not self.paths:
+            return
+        async for _ in awatch(
+            *self.paths, stop_event=stop, debounce=200, step=50, watch_filter=_manifest_change
+        ):
+            yield None
+
+
+class FixedSource:
+    """Manifests read once (from standard input): they never change and there is nothing to
+    pull. Described as a folder source without paths."""
+
+    kind = "folder"
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": self.kind, "paths": []}
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.digest, self.digest)
+
+    def pull(self, timeout: float) -> str | None:
+        return None
+
+    async def changes(self, stop: asyncio.Event) -> AsyncIterator[None]:
+        """Nothing ever changes."""
+        return
+        yield None
+
+
+def _manifest_change(change: Change, path: str) -> bool:
+    """What wakes the loop: a manifest file, not git's own files or an editor's."""
+    return path.endswith(YAML_SUFFIXES) and "/.git/" not in path
 
 
 class GitSource(FolderSource):
