@@ -43,10 +43,11 @@ from hypermesh.model.loader import Document, LoadResult
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.validate import build
 from hypermesh.node.runtime import RuntimeInfo, write_runtime
-from hypermesh.plan.expiry import members, parse_time, rfc3339
+from hypermesh.plan.expiry import members
 from hypermesh.policy import parse_duration
 from hypermesh.reconcile import ApplyContext
 from hypermesh.reconcile.conditions import set_standard
+from hypermesh.timefmt import parse_rfc3339, rfc3339
 from hypermesh.transport.identity import Identity
 from hypermesh_operator import children
 from hypermesh_operator.kube import Connection, Kube, path_of
@@ -441,7 +442,7 @@ async def reconcile_network(
     message = f"{spec['mode']} network with {len(nodes)} node(s)"
     if spec["mode"] != "ephemeral":
         return status, True, "Declared", message
-    created = parse_time(body.status.get("createdAt")) or parse_time(
+    created = parse_rfc3339(body.status.get("createdAt")) or parse_rfc3339(
         body.metadata.get("creationTimestamp")
     )
     created = created or datetime.now(UTC)
@@ -478,7 +479,7 @@ async def network_expiry(
     """Delete an ephemeral network once ``status.expiresAt`` has passed: its members first
     (Records and TLDs withdraw themselves through their finalizers, Nodes take their children
     along by owner references), then the network itself."""
-    deadline = parse_time(body.status.get("expiresAt"))
+    deadline = parse_rfc3339(body.status.get("expiresAt"))
     if deadline is None or deadline > datetime.now(UTC) or body.metadata.get("deletionTimestamp"):
         return
     state = _state(memo)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ from hypermesh.cli.render import table
 from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import UsageError
 from hypermesh.inputs import BadInput, number_text
+from hypermesh.timefmt import rfc3339_epoch
 from hypermesh.transport.identity import (
     held_identity,
     load_or_create_identity,
@@ -44,8 +44,7 @@ def _node(args: argparse.Namespace) -> tuple[ChainClient, Path]:
 
 
 def _time(ms: int) -> str:
-    when = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339_epoch(ms / 1000)
 
 
 def log(args: argparse.Namespace) -> int:

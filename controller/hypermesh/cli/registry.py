@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from hypermesh.errors import HyperMeshError, UsageError
 from hypermesh.registry.client import API, RegistryClient, refusal, tld_path
 from hypermesh.store import StateStore
 from hypermesh.store.store import DB_FILE
+from hypermesh.timefmt import rfc3339_epoch
 from hypermesh.transport.identity import (
     KEY_FILE,
     Identity,
@@ -325,4 +325,4 @@ def revocations(args: argparse.Namespace) -> int:
 
 
 def _when(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339_epoch(seconds)

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import yaml
 
 from hypermesh.plan import Action, Plan, PlanItem
+from hypermesh.timefmt import parse_rfc3339
 
 _SECRET = re.compile(r"(secret|password|token|private[_-]?key|passphrase)", re.IGNORECASE)
 MASK = "(sensitive value)"
@@ -169,9 +170,8 @@ def age(since: str | datetime | None, now: datetime | None = None) -> str:
     if since is None:
         return "<unknown>"
     if isinstance(since, str):
-        try:
-            since = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        except ValueError:
+        since = parse_rfc3339(since)
+        if since is None:
             return "<unknown>"
     if since.tzinfo is None:
         since = since.astimezone()

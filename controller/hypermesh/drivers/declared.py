@@ -11,15 +11,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hypermesh.errors import PermanentError
-from hypermesh.model.resources import Resource, ResourceKey
-from hypermesh.plan.expiry import expires_at, parse_time, rfc3339
+from hypermesh.model.resources import DesiredState, Resource, ResourceKey
+from hypermesh.plan.expiry import expires_at
 from hypermesh.policy import parse_duration
 from hypermesh.reconcile import ApplyContext, Live, Outcome
+from hypermesh.timefmt import parse_rfc3339, rfc3339
 
 
 class _Declarative:
     kinds: tuple[str, ...] = ()
     manages_world: bool = False
+
+    def prepare(self, desired: DesiredState) -> None:
+        return None
 
     def handle_for(self, resource: Resource) -> Mapping[str, Any]:
         return {}
@@ -82,7 +86,7 @@ class NetworkDriver(_Declarative):
 
 def _lifetime(spec: Mapping[str, Any], handle: Mapping[str, Any]) -> dict[str, str] | None:
     """``createdAt`` and ``expiresAt`` of an ephemeral network, or None when unknown."""
-    created = parse_time(handle.get("createdAt"))
+    created = parse_rfc3339(handle.get("createdAt"))
     try:
         ttl = parse_duration(str(spec.get("ttl", "")))
     except ValueError:

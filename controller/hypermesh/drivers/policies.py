@@ -29,22 +29,21 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import dns.message
 import dns.rdatatype
 
+from hypermesh.drivers.ports import NodeDirectory
 from hypermesh.errors import HyperMeshError, TemporaryError, TransportError
-from hypermesh.model.resources import Resource, ResourceKey
+from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.node.interfaces import PrivateGate, PublicGate
-from hypermesh.node.lockfile import running_pid
-from hypermesh.node.runtime import read_runtime
 from hypermesh.policy import Verdict
 from hypermesh.reconcile import ApplyContext, Condition, Live, Outcome
 from hypermesh.timefmt import rfc3339
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import connect_h3
-from hypermesh.transport.identity import KEY_FILE, Identity, load_identity, read_node_id
+from hypermesh.transport.identity import Identity
 
 ENFORCED = "Enforced"
 """The condition a probed policy carries: True when every probe matched the policy."""
@@ -101,21 +100,15 @@ class ProbeSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
-    """A running node to probe: where its interface listens and the key it must hold."""
-
-    name: str
-    node_id: str
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
 class Probe:
     """One request to send, and what the node's gate should answer."""
 
     caller: str
     """The calling Node, or ``ANONYMOUS``."""
-    target: Target
+    target: str
+    """The Node probed."""
+    peer: PeerRef
+    """Where the target serves the interface probed, and the key it must prove there."""
     interface: str
     operation: str
     verdict: tuple[int, str]
@@ -123,9 +116,7 @@ class Probe:
 
     @property
     def label(self) -> str:
-        return (
-            f"{self.caller or 'anonymous'} → {self.target.name} {self.interface} {self.operation}"
-        )
+        return f"{self.caller or 'anonymous'} → {self.target} {self.interface} {self.operation}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,33 +130,34 @@ class ProbePlan:
 def plan_probes(
     spec: Mapping[str, Any],
     directory: Mapping[str, Mapping[str, Any]],
-    targets: Sequence[Target],
+    targets: Mapping[str, PeerRef],
     callers: Sequence[str],
     operations: Sequence[str],
     max_probes: int,
 ) -> ProbePlan:
     """Which requests to send, with each gate's expected verdict. ``directory`` is what the
     nodes' configs hold ({name: {kind, identity, tags}}); ``callers`` are the Nodes whose keys
-    the controller holds (anonymous is always added)."""
+    the controller holds (anonymous is always added); ``targets`` the running nodes to probe, by
+    name, where they serve the policy's interface."""
     interface = str(spec["interface"])
     probes: list[Probe] = []
     rate_limited = 0
-    for target in sorted(targets, key=lambda t: t.name):
+    for target, peer in sorted(targets.items()):
         gate: PrivateGate | PublicGate
         if interface == "private":
-            gate = PrivateGate.of(target.name, directory, spec)
+            gate = PrivateGate.of(target, directory, spec)
         else:
-            gate = PublicGate.of(target.name, directory, spec)
-        for caller in [ANONYMOUS, *sorted(c for c in callers if c != target.name)]:
+            gate = PublicGate.of(target, directory, spec)
+        for caller in [ANONYMOUS, *sorted(c for c in callers if c != target)]:
             caller_id = str(directory[caller]["identity"]) if caller else None
             for operation in operations:
                 verdict = gate.check(caller_id, "probe", operation)
                 if verdict[0] == 429 or (
-                    not verdict[0] and _rate_limited(gate, caller, target.name, operation)
+                    not verdict[0] and _rate_limited(gate, caller, target, operation)
                 ):
                     rate_limited += 1
                     continue
-                probes.append(Probe(caller, target, interface, operation, verdict))
+                probes.append(Probe(caller, target, peer, interface, operation, verdict))
     notes: list[str] = []
     if rate_limited:
         notes.append(
@@ -308,19 +300,19 @@ async def run_probes(
     at once; each answer is a status, or the reason there was none."""
     groups: dict[tuple[str, str], list[Probe]] = {}
     for probe in plan.probes:
-        groups.setdefault((probe.caller, probe.target.name), []).append(probe)
+        groups.setdefault((probe.caller, probe.target), []).append(probe)
     answers: dict[Probe, int | str] = {}
     bound = asyncio.Semaphore(max(1, settings.concurrency))
 
     async def one_connection(group: list[Probe]) -> None:
-        target, caller = group[0].target, group[0].caller
+        peer, caller = group[0].peer, group[0].caller
         async with bound, contextlib.AsyncExitStack() as stack:
             try:
                 async with asyncio.timeout(settings.timeout):
                     h3 = await stack.enter_async_context(
                         connect_h3(
-                            target.address,
-                            expected_id=target.node_id,
+                            peer.address,
+                            expected_id=peer.node_id,
                             identity=keys.get(caller) if caller else None,
                         )
                     )
@@ -349,18 +341,18 @@ async def run_probes(
 
 
 class PolicyDriver:
-    """Records an InterfacePolicy and probes its enforcement on the running nodes."""
+    """Records an InterfacePolicy and probes its enforcement on the running nodes, found and
+    called through the node directory (the keys it holds are the callers)."""
 
     kinds: tuple[str, ...] = ("InterfacePolicy",)
     manages_world: bool = False
 
-    def __init__(self, state_dir: Path, settings: ProbeSettings | None = None) -> None:
-        self.state_dir = state_dir
+    def __init__(self, directory: NodeDirectory, settings: ProbeSettings | None = None) -> None:
+        self.directory = directory
         self.settings = settings or ProbeSettings()
 
-    def node_dir(self, name: str, namespace: str | None) -> Path:
-        parts = [namespace, name] if namespace else [name]
-        return self.state_dir.joinpath("nodes", *parts)
+    def prepare(self, desired: DesiredState) -> None:
+        return None
 
     def handle_for(self, resource: Resource) -> Mapping[str, Any]:
         return {}
@@ -378,7 +370,7 @@ class PolicyDriver:
         self, resource: Resource, handle: Mapping[str, Any], context: ApplyContext
     ) -> Outcome:
         recorded = {
-            "directory": self._directory(resource, context),
+            "directory": await self._directory(resource, context),
             "generation": context.generation,
         }
         found = await self.probe(resource.namespace, resource.spec, recorded)
@@ -394,9 +386,11 @@ class PolicyDriver:
     async def stop(self, key: ResourceKey, handle: Mapping[str, Any]) -> bool:
         return False
 
-    def _directory(self, resource: Resource, context: ApplyContext) -> dict[str, dict[str, Any]]:
+    async def _directory(
+        self, resource: Resource, context: ApplyContext
+    ) -> dict[str, dict[str, Any]]:
         """The network's members as the nodes' configs name them (``_interfaces_of`` of the
-        Node driver): Nodes with the key in their directory, Peers with their declared one."""
+        Node driver): Nodes with the key the directory knows, Peers with their declared one."""
         network = resource.spec["network"]
         out: dict[str, dict[str, Any]] = {}
         for kind in ("Node", "Peer"):
@@ -404,7 +398,7 @@ class PolicyDriver:
                 if member.spec.get("network") != network or member.namespace != resource.namespace:
                     continue
                 if kind == "Node":
-                    identity = read_node_id(self.node_dir(member.name, member.namespace))
+                    identity = await self.directory.node_id(member.name, member.namespace)
                 else:
                     identity = member.spec.get("identity")
                 out[member.name] = {
@@ -415,6 +409,27 @@ class PolicyDriver:
                 }
         return out
 
+    async def _found(
+        self, namespace: str, interface: str, directory: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[dict[str, PeerRef], dict[str, Identity]]:
+        """The running Nodes serving ``interface`` (relays serve ``ephemeral`` without listing
+        it), and the keys held of the Nodes whose ID is the one recorded."""
+        targets: dict[str, PeerRef] = {}
+        keys: dict[str, Identity] = {}
+        for name, entry in sorted(directory.items()):
+            if entry.get("kind") != "Node":
+                continue
+            with contextlib.suppress(HyperMeshError):
+                key = await self.directory.signer(name, namespace)
+                if key is not None and key.node_id == entry.get("identity"):
+                    keys[name] = key
+            peer = await self.directory.locate(name, namespace, interface)
+            if peer is not None and (
+                interface == "ephemeral" or interface in entry.get("interfaces", ())
+            ):
+                targets[name] = peer
+        return targets, keys
+
     async def probe(
         self, namespace: str | None, spec: Mapping[str, Any], handle: Mapping[str, Any]
     ) -> ProbeReport:
@@ -422,21 +437,9 @@ class PolicyDriver:
         interface = str(spec["interface"])
         directory: dict[str, dict[str, Any]] = dict(handle["directory"])
         nodes = {n for n, e in directory.items() if e.get("kind") == "Node"}
-        targets: list[Target] = []
-        keys: dict[str, Identity] = {}
+        targets, keys = await self._found(namespace or "", interface, directory)
         notes: list[str] = []
-        for name in sorted(nodes):
-            node_dir = self.node_dir(name, namespace)
-            key = _key(node_dir)
-            if key is not None and key.node_id == directory[name].get("identity"):
-                keys[name] = key
-            target = _running(name, node_dir, interface)
-            if target is not None and (
-                interface == "ephemeral"  # relays serve it without listing it
-                or interface in directory[name].get("interfaces", ())
-            ):
-                targets.append(target)
-        down = sorted(n for n in nodes if n in directory and n not in {t.name for t in targets})
+        down = sorted(nodes - set(targets))
         if down and targets:
             notes.append(
                 f"not probed (not running, or no {interface} interface): {', '.join(down)}"
@@ -459,28 +462,6 @@ class PolicyDriver:
         return report(interface, planned, answers, len(targets))
 
 
-def _key(node_dir: Path) -> Identity | None:
-    try:
-        return load_identity(node_dir / KEY_FILE)
-    except (OSError, HyperMeshError):
-        return None
-
-
-def _running(name: str, node_dir: Path, interface: str) -> Target | None:
-    """Where the node serves ``interface``, when it runs and says so."""
-    pid = running_pid(node_dir)
-    runtime = read_runtime(node_dir)
-    if pid is None or runtime is None or runtime.pid != pid:
-        return None
-    address = {"private": runtime.private, "ephemeral": runtime.ephemeral}.get(
-        interface, runtime.address
-    )
-    if not address:
-        return None
-    node_id = read_node_id(node_dir)
-    return Target(name, node_id, address) if node_id else None
-
-
 __all__ = [
     "ENFORCED",
     "PolicyDriver",
@@ -489,7 +470,6 @@ __all__ = [
     "ProbeReport",
     "ProbeRequest",
     "ProbeSettings",
-    "Target",
     "judge",
     "plan_probes",
     "probe_requests",

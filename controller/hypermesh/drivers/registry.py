@@ -1,8 +1,8 @@
 """TLD and Record resources converge through the registry's HTTP/3 API.
 
-The registry is the network's registry node (its address from its runtime file, its key pinned
-from ``identity.pub``) or a remote endpoint with its identity. Writes are signed with the
-owner's key: the owner is a Node this controller runs, so its key is in its node directory.
+The registry is the network's registry node (located through the ``NodeDirectory`` port: where
+it answers and the key it must prove) or a remote endpoint with its identity. Writes are signed
+with the owner's key: the owner is a Node this controller runs, so the directory holds its key.
 A TLD owned by a Peer cannot be written from here (its key is elsewhere): that is Stalled.
 
 Every request proves the owner's key in the handshake too, reads included, so that the
@@ -12,88 +12,77 @@ match the controller's requests, its rate limits count them apart from strangers
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
+from hypermesh.drivers.ports import Clock, NodeDirectory, SystemClock
 from hypermesh.drivers.targets import owner_name, target_rrsets
 from hypermesh.errors import HyperMeshError, PermanentError, TemporaryError, TransportError
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
-from hypermesh.node.runtime import read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.registry.client import API, RegistryClient, tld_path
 from hypermesh.registry.zones import RecordSet
-from hypermesh.transport.identity import (
-    PUBLIC_FILE,
-    Identity,
-    held_identity,
-    load_or_create_identity,
-    read_node_id,
-)
+from hypermesh.timefmt import parse_rfc3339
+from hypermesh.transport.address import PeerRef
+from hypermesh.transport.identity import Identity
 from hypermesh.zonedata import ZoneDataError
 
 
 class _Registry:
-    """Where a network's registry is, and how to talk to it."""
+    """Where a network's registry is, and how to talk to it, through the node directory."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
+    def __init__(self, directory: NodeDirectory) -> None:
+        self.directory = directory
 
-    def node_dir(self, name: str) -> Path:
-        return self.state_dir / "nodes" / name
-
-    def endpoint(self, registry: Mapping[str, Any]) -> tuple[str, str | None]:
+    async def endpoint(self, registry: Mapping[str, Any], namespace: str) -> PeerRef:
         if "node" in registry:
-            node_dir = self.node_dir(str(registry["node"]))
-            runtime = read_runtime(node_dir)
-            if runtime is None:
+            found = await self.directory.locate(str(registry["node"]), namespace)
+            if found is None:
                 raise TemporaryError(
                     f"registry node {registry['node']!r} is not running", reason="RegistryDown"
                 )
-            return runtime.address, read_node_id(node_dir)
+            return found
         if "endpoint" in registry:
-            return str(registry["endpoint"]), registry.get("identity")
+            identity = registry.get("identity")
+            return PeerRef(str(registry["endpoint"]), str(identity) if identity else None)
         raise PermanentError(
             "the network names no registry; the public registry dns.hypermesh.online is not "
             "reachable from here",
             reason="NoRegistry",
         )
 
-    def local_identity(self, node_id: str) -> Identity | None:
-        """The key of the node of this state whose ID is ``node_id``, if there is one."""
-        nodes = self.state_dir / "nodes"
-        for public in sorted(nodes.glob(f"*/{PUBLIC_FILE}")) if nodes.is_dir() else []:
-            if read_node_id(public.parent) == node_id:
-                return load_or_create_identity(public.parent)
-        return None
-
-    def reader(self, owner: Mapping[str, Any]) -> Identity | None:
-        """The key a read about a TLD proves: its owner's, when that is a Node of this state
-        whose key exists (else the read is anonymous)."""
-        if "node" not in owner:
-            return None
+    async def local_identity(self, node_id: str, namespace: str) -> Identity | None:
+        """The key of the node of this controller whose ID is ``node_id``, if there is one."""
         try:
-            return held_identity(self.node_dir(str(owner["node"])))
+            return await self.directory.key_for(node_id, namespace)
         except HyperMeshError as exc:
             raise TemporaryError(str(exc), reason="OwnerKey") from exc
 
-    def owner_identity(self, owner: Mapping[str, Any]) -> Identity:
+    async def reader(self, owner: Mapping[str, Any], namespace: str) -> Identity | None:
+        """The key a read about a TLD proves: its owner's, when that is a Node of this
+        controller whose key exists (else the read is anonymous)."""
+        if "node" not in owner:
+            return None
+        try:
+            return await self.directory.signer(str(owner["node"]), namespace)
+        except HyperMeshError as exc:
+            raise TemporaryError(str(exc), reason="OwnerKey") from exc
+
+    async def owner_identity(self, owner: Mapping[str, Any], namespace: str) -> Identity:
         if "node" not in owner:
             raise PermanentError(
                 f"the owner is Peer {owner.get('peer')!r}: its key is not on this machine, so "
                 "this controller cannot sign for it",
                 reason="OwnerKeyElsewhere",
             )
-        node_dir = self.node_dir(str(owner["node"]))
-        if not (node_dir / "identity.pub").exists():
-            raise TemporaryError(f"owner node {owner['node']!r} has no key yet")
-        return load_or_create_identity(node_dir)
+        found = await self.reader(owner, namespace)
+        if found is None:
+            raise TemporaryError(f"owner node {owner['node']!r} has no key yet", reason="OwnerKey")
+        return found
 
     async def call(
         self,
-        where: tuple[str, str | None],
+        where: PeerRef,
         method: str,
         path: str,
         body: Mapping[str, Any] | None = None,
@@ -103,7 +92,7 @@ class _Registry:
         cosigner: Identity | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """One request, proving ``caller`` (a signed request proves its ``signer``)."""
-        client = RegistryClient(*where, identity=caller)
+        client = RegistryClient(where.address, where.node_id, identity=caller)
         try:
             return await client.call(method, path, body, signer=signer, cosigner=cosigner)
         except TransportError as exc:
@@ -132,8 +121,12 @@ class TLDDriver:
     kinds: tuple[str, ...] = ("TLD",)
     manages_world: bool = True
 
-    def __init__(self, state_dir: Path) -> None:
-        self.registry = _Registry(state_dir)
+    def __init__(self, directory: NodeDirectory, clock: Clock | None = None) -> None:
+        self.registry = _Registry(directory)
+        self.clock = clock or SystemClock()
+
+    def prepare(self, desired: DesiredState) -> None:
+        return None
 
     def handle_for(self, resource: Resource) -> Mapping[str, Any]:
         return {}
@@ -144,8 +137,8 @@ class TLDDriver:
         if not handle.get("registry"):
             return Live(exists=False, ready=False, reason="NotRegistered")
         try:
-            where = self.registry.endpoint(handle["registry"])
-            reader = self.registry.reader(handle.get("ownerRef", {}))
+            where = await self.registry.endpoint(handle["registry"], key.namespace)
+            reader = await self.registry.reader(handle.get("ownerRef", {}), key.namespace)
             status, data = await self.registry.call(where, "GET", tld_path(key.name), caller=reader)
         except TemporaryError as exc:
             return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
@@ -153,7 +146,7 @@ class TLDDriver:
             return Live(exists=False, drift=("not registered at the registry",), ready=False)
         if data.get("owner") != handle.get("owner"):
             return Live(True, ("owned by another key at the registry",), {}, False, "WrongOwner")
-        trouble = _standing(data, time.time())
+        trouble = _standing(data, self.clock.now())
         if trouble is not None:
             return Live(True, (trouble,), {"serial": data.get("serial")}, False, "NotActive")
         return Live(
@@ -170,8 +163,8 @@ class TLDDriver:
     ) -> Outcome:
         spec = resource.spec
         registry = _network_registry(context.desired, str(spec["network"]), resource.namespace)
-        where = self.registry.endpoint(registry)
-        owner = self.registry.owner_identity(spec["owner"])
+        where = await self.registry.endpoint(registry, resource.namespace)
+        owner = await self.registry.owner_identity(spec["owner"], resource.namespace)
         status, data = await self.registry.call(where, "GET", tld_path(resource.name), caller=owner)
         if status == 404:
             body = {
@@ -188,7 +181,7 @@ class TLDDriver:
         elif status != 200:
             raise _refused(status, data, f"reading {resource.name!r}")
         if data.get("owner") != owner.node_id:
-            data = await self._take_over(resource.name, data, where, owner)
+            data = await self._take_over(resource, data, where, owner)
         data = await self._keep_active(resource.name, data, where, owner)
         return Outcome(
             handle={"registry": registry, "owner": owner.node_id, "ownerRef": dict(spec["owner"])},
@@ -197,12 +190,13 @@ class TLDDriver:
         )
 
     async def _take_over(
-        self, name: str, data: dict[str, Any], where: tuple[str, str | None], owner: Identity
+        self, resource: Resource, data: dict[str, Any], where: PeerRef, owner: Identity
     ) -> dict[str, Any]:
         """The TLD belongs to another key: when that key is one of this controller's nodes (the
         manifest's owner changed, or someone transferred it by hand), transfer it to the
         declared owner, signed by the holder and cosigned by the new owner."""
-        holder = self.registry.local_identity(str(data.get("owner")))
+        name = resource.name
+        holder = await self.registry.local_identity(str(data.get("owner")), resource.namespace)
         if holder is None:
             raise PermanentError(
                 f"{name!r} is registered to another key ({data.get('owner')})",
@@ -217,7 +211,7 @@ class TLDDriver:
         return moved
 
     async def _keep_active(
-        self, name: str, data: dict[str, Any], where: tuple[str, str | None], owner: Identity
+        self, name: str, data: dict[str, Any], where: PeerRef, owner: Identity
     ) -> dict[str, Any]:
         """Renew a registration close to its end; refuse to pretend about any other state."""
         state, note = data.get("status"), data.get("note") or ""
@@ -238,7 +232,7 @@ class TLDDriver:
                 f"hmctl registry renew {name}",
                 reason="Expired",
             )
-        if _standing(data, time.time()) is None:
+        if _standing(data, self.clock.now()) is None:
             return data
         status, renewed = await self.registry.call(
             where, "POST", f"{API}/renew", {"tld": name}, caller=owner, signer=owner
@@ -250,8 +244,8 @@ class TLDDriver:
     async def delete(self, key: ResourceKey, handle: Mapping[str, Any]) -> None:
         if not handle.get("registry"):
             return
-        where = self.registry.endpoint(handle["registry"])
-        owner = self.registry.owner_identity(handle.get("ownerRef", {}))
+        where = await self.registry.endpoint(handle["registry"], key.namespace)
+        owner = await self.registry.owner_identity(handle.get("ownerRef", {}), key.namespace)
         status, data = await self.registry.call(
             where, "POST", f"{API}/delete", {"tld": key.name}, caller=owner, signer=owner
         )
@@ -271,10 +265,10 @@ def _standing(data: Mapping[str, Any], now: float) -> str | None:
     if data.get("status") != "active":
         note = f": {data['note']}" if data.get("note") else ""
         return f"{data.get('status')} at the registry{note}"
-    try:
-        left = datetime.fromisoformat(str(data.get("expiresAt"))).timestamp() - now
-    except ValueError:
+    expires = parse_rfc3339(data.get("expiresAt"))
+    if expires is None:
         return None
+    left = expires.timestamp() - now
     if left < RENEW_BEFORE:
         return f"expires in {max(left, 0) / 86400:.1f} days; renewing"
     return None
@@ -287,23 +281,26 @@ class RecordDriver:
     kinds: tuple[str, ...] = ("Record",)
     manages_world: bool = True
 
-    def __init__(self, state_dir: Path) -> None:
-        self.registry = _Registry(state_dir)
+    def __init__(self, directory: NodeDirectory, clock: Clock | None = None) -> None:
+        self.registry = _Registry(directory)
+        self.clock = clock or SystemClock()
+
+    def prepare(self, desired: DesiredState) -> None:
+        return None
 
     def handle_for(self, resource: Resource) -> Mapping[str, Any]:
         return {}
 
-    def _rrsets(self, resource: Resource, tld: Resource) -> list[RecordSet]:
+    async def _rrsets(self, resource: Resource, tld: Resource) -> list[RecordSet]:
         spec = resource.spec
         name = owner_name(resource.name, spec)
         ttl = int(spec.get("ttl", tld.spec.get("ttl", 3600)))
         if "target" in spec:
             node = str(spec["target"]["node"])
-            node_dir = self.registry.node_dir(node)
-            runtime, node_id = read_runtime(node_dir), read_node_id(node_dir)
-            if runtime is None or node_id is None:
+            found = await self.registry.directory.locate(node, resource.namespace)
+            if found is None or found.node_id is None:
                 raise TemporaryError(f"target node {node!r} is not running", reason="TargetDown")
-            sets = target_rrsets(name, ttl, runtime.address, node_id)
+            sets = target_rrsets(name, ttl, found.address, found.node_id)
         else:
             sets = [RecordSet(name, str(spec["type"]), ttl, tuple(spec["values"]))]
         try:  # in the registry's canonical form, so what it stores compares equal
@@ -317,8 +314,8 @@ class RecordDriver:
         if not handle.get("registry"):
             return Live(exists=False, ready=False, reason="NotPublished")
         try:
-            where = self.registry.endpoint(handle["registry"])
-            reader = self.registry.reader(handle.get("ownerRef", {}))
+            where = await self.registry.endpoint(handle["registry"], key.namespace)
+            reader = await self.registry.reader(handle.get("ownerRef", {}), key.namespace)
             status, data = await self.registry.call(
                 where, "GET", tld_path(handle["tld"]), caller=reader
             )
@@ -342,9 +339,9 @@ class RecordDriver:
         if tld is None:
             raise PermanentError(f"TLD {resource.spec['tld']!r} is not declared")
         registry = _network_registry(context.desired, str(tld.spec["network"]), tld.namespace)
-        where = self.registry.endpoint(registry)
-        owner = self.registry.owner_identity(tld.spec["owner"])
-        rrsets = self._rrsets(resource, tld)
+        where = await self.registry.endpoint(registry, resource.namespace)
+        owner = await self.registry.owner_identity(tld.spec["owner"], resource.namespace)
+        rrsets = await self._rrsets(resource, tld)
         wanted = {(r.name, r.type) for r in rrsets}
         stale = [r for r in handle.get("rrsets", []) if (r["name"], r["type"]) not in wanted]
         changes = [{**r.to_dict(), "changetype": "REPLACE"} for r in rrsets] + [
@@ -375,8 +372,8 @@ class RecordDriver:
     async def delete(self, key: ResourceKey, handle: Mapping[str, Any]) -> None:
         if not handle.get("registry"):
             return
-        where = self.registry.endpoint(handle["registry"])
-        owner = self.registry.owner_identity(handle.get("ownerRef", {}))
+        where = await self.registry.endpoint(handle["registry"], key.namespace)
+        owner = await self.registry.owner_identity(handle.get("ownerRef", {}), key.namespace)
         changes = [
             {"name": r["name"], "type": r["type"], "changetype": "DELETE"}
             for r in handle.get("rrsets", [])

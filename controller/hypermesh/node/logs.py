@@ -6,11 +6,12 @@ here knows about keys; callers never pass key material (an ``Identity`` renders 
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 from pathlib import Path
 from typing import Any
+
+from hypermesh.timefmt import rfc3339_epoch
 
 # Attributes every LogRecord has; anything else on a record came in through ``extra``.
 _STANDARD = frozenset(
@@ -24,9 +25,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as a single JSON line (no newline; the handler adds it)."""
-        when = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
         data: dict[str, Any] = {
-            "ts": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+            "ts": rfc3339_epoch(record.created, milliseconds=True),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

@@ -56,6 +56,7 @@ from hypermesh.registry.requests import parse_body
 from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, TldInfo
 from hypermesh.registry.signing import Signed, verify_request
 from hypermesh.registry.zones import serial_of
+from hypermesh.timefmt import rfc3339
 
 PREFIX = "/registry/v1"
 

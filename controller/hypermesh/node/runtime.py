@@ -11,7 +11,6 @@ had first, so that its addresses stay put across restarts (``previous_port``).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,12 +24,6 @@ PORTS_FILE = "ports.json"
 INTERFACES = ("address", "web", "private", "ephemeral")
 """The bound addresses a node has: its QUIC endpoint, its pages over TCP, its private and
 ephemeral interfaces (the names of ``RuntimeInfo``'s fields)."""
-
-
-def rfc3339(when: datetime.datetime) -> str:
-    """``2024-05-01T12:00:00.123Z``: UTC, milliseconds, ``Z``."""
-    utc = when.astimezone(datetime.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)

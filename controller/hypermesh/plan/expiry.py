@@ -4,7 +4,8 @@ changed since it was torn down.
 Pure: no I/O, no clock (``now`` comes in). The reconciler tears down what these functions name.
 
 - An ephemeral Network records ``status.createdAt`` when the controller first creates it and
-  ``status.expiresAt`` (``createdAt + spec.ttl``); both are RFC 3339 texts in the state store.
+  ``status.expiresAt`` (``createdAt + spec.ttl``); both are RFC 3339 texts in the state store
+  (:mod:`hypermesh.timefmt`).
 - Once ``expiresAt`` has passed, the network and everything of it is torn down, and the Network
   is kept as a *tombstone* (a row with no inventory, no last-applied spec, ``Ready=False``
   reason ``Expired``) carrying the :func:`fingerprint` of its declaration at that moment. A
@@ -16,32 +17,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from hypermesh.model.resources import DesiredState, ResourceKey, canonical_json
+from hypermesh.timefmt import parse_rfc3339
 
 EXPIRED = "Expired"
 """The reason of the Ready condition of a Network that expired and was torn down."""
 
 TOMBSTONE = "expired"
 """The key, in a Network's handle, of the mark left when it was torn down."""
-
-
-def rfc3339(moment: datetime) -> str:
-    """``2026-01-02T03:04:05Z``: UTC, whole seconds."""
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def parse_time(text: object) -> datetime | None:
-    """The moment an RFC 3339 text names, or None when it is not one."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def expires_at(created_at: datetime, ttl_seconds: float) -> datetime:
@@ -55,7 +41,7 @@ def is_expired(spec: Mapping[str, Any] | None, status: Mapping[str, Any], now: d
     recorded, has not expired."""
     if spec is None or spec.get("mode") != "ephemeral":
         return False
-    deadline = parse_time(status.get("expiresAt"))
+    deadline = parse_rfc3339(status.get("expiresAt"))
     return deadline is not None and deadline <= now
 
 

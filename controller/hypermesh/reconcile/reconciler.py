@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from hypermesh.errors import PermanentError, ReconcileError, TemporaryError
@@ -34,7 +35,6 @@ from hypermesh.plan.expiry import (
     is_expired,
     is_tombstone,
     members,
-    rfc3339,
     specs_of,
 )
 from hypermesh.reconcile.backoff import Backoff
@@ -42,8 +42,41 @@ from hypermesh.reconcile.conditions import set_standard
 from hypermesh.reconcile.driver import ApplyContext, Driver, Live
 from hypermesh.reconcile.summary import Readiness, own_readiness, summarise
 from hypermesh.store import ResourceRecord, StateStore
+from hypermesh.timefmt import rfc3339
 
 log = logging.getLogger("hypermesh.reconcile")
+
+MISSING = "missing from the world"
+"""The drift of a resource that was applied and that its driver no longer finds."""
+
+
+class Progress(Enum):
+    """What ``on_progress`` is told about one resource."""
+
+    START = "start"
+    """A driver starts acting on it."""
+    DONE = "done"
+    FAILED = "failed"
+    """It failed and will be retried."""
+    STALLED = "stalled"
+    """It failed in a way retries will not fix until its spec changes."""
+
+
+class ItemState(Enum):
+    """Where one resource of a pass's plan stands once the pass is through with it."""
+
+    DONE = "done"
+    FAILED = "failed"
+    """Failed; retried with backoff."""
+    STALLED = "stalled"
+    """Cannot converge until its spec (or a dependency's) changes."""
+    WAITING = "waiting"
+    """Skipped this pass: backing off, or waiting for a dependency."""
+    UNREADY = "unready"
+    """Needs no change, but is not Ready (what depends on it waits)."""
+
+
+ProgressCallback = Callable[[Progress, ResourceKey, str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +149,7 @@ class Reconciler:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        on_progress: Callable[[str, ResourceKey, str], None] | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
         self.store = store
         self.drivers = drivers
@@ -161,7 +194,7 @@ class Reconciler:
             live_by_key[record.key] = live
             drift = live.drift
             if not live.exists and record.applied is not None:
-                drift = drift or ("missing from the world",)
+                drift = drift or (MISSING,)
             observed.append(
                 Observed(
                     key=record.key,
@@ -284,7 +317,7 @@ class Reconciler:
                     self.store.forget(key)
                     message = "the manifests changed since it expired: creating it anew"
                     self.store.add_event(key, "Normal", "Recreating", message)
-                    self._progress("done", key, message)
+                    self._progress(Progress.DONE, key, message)
                     log.info("network %s: %s", key.name, message)
                     continue
                 hidden |= {key, *members(key, specs)}
@@ -343,7 +376,7 @@ class Reconciler:
                 reconciling=True,
             )
             self.store.add_event(key, "Warning", "TeardownFailed", message)
-            self._progress("failed", key, message)
+            self._progress(Progress.FAILED, key, message)
             log.warning("%s", message)
             return False, message
         self.backoff.succeeded(key)
@@ -366,7 +399,7 @@ class Reconciler:
             stone = {"at": at, "tornDownAt": rfc3339(now), "fingerprint": mark}
             self.store.tombstone(key, {TOMBSTONE: stone}, status)
         self.store.add_event(key, "Normal", EXPIRED, message)
-        self._progress("done", key, f"expired at {at}: torn down {summary}")
+        self._progress(Progress.DONE, key, f"expired at {at}: torn down {summary}")
         log.info("%s", message)
         return True, message
 
@@ -394,7 +427,7 @@ class Reconciler:
         self.backoff.succeeded(key)
         self._stalled_at.pop(key, None)
         self.store.add_event(key, "Normal", "Deleted", why)
-        self._progress("done", key, f"deleted: {why}")
+        self._progress(Progress.DONE, key, f"deleted: {why}")
         return None
 
     def revive_expired(self) -> list[ResourceKey]:
@@ -440,7 +473,7 @@ class Reconciler:
                 return state, message
         if not self.backoff.ready(key, self.clock()):
             return "waiting", "backing off after a failure"
-        self._progress("start", key, item.action.value)
+        self._progress(Progress.START, key, item.action.value)
         async with self._semaphore:
             try:
                 if item.action is Action.DELETE:
@@ -448,7 +481,7 @@ class Reconciler:
                     self.store.forget(key)
                     self.store.add_event(key, "Normal", "Deleted", "pruned: no longer declared")
                     self.backoff.succeeded(key)
-                    self._progress("done", key, "deleted")
+                    self._progress(Progress.DONE, key, "deleted")
                     return "done", ""
                 assert item.desired is not None
                 _require_valid(item.desired)
@@ -491,7 +524,7 @@ class Reconciler:
         elif item.action is Action.UPDATE:
             verb += f" ({', '.join(d.field for d in item.diffs)})"
         self.store.add_event(key, "Normal", reason[item.action.value], outcome.message or verb)
-        self._progress("done", key, f"{verb}: {outcome.message}" if outcome.message else verb)
+        self._progress(Progress.DONE, key, f"{verb}: {outcome.message}" if outcome.message else verb)
         return "done", ""
 
     def _failed(
@@ -517,7 +550,7 @@ class Reconciler:
                 stalled=True,
             )
             self.store.add_event(key, "Warning", exc.reason, message)
-            self._progress("stalled", key, message)
+            self._progress(Progress.STALLED, key, message)
             return "stalled", message
         delay = exc.delay if isinstance(exc, TemporaryError) else None
         wait = self.backoff.failed(key, self.clock(), delay)
@@ -532,7 +565,7 @@ class Reconciler:
             reconciling=True,
         )
         self.store.add_event(key, "Warning", exc.reason, message)
-        self._progress("failed", key, text)
+        self._progress(Progress.FAILED, key, text)
         return "failed", message
 
     def _summarise(
@@ -606,7 +639,7 @@ class Reconciler:
     ) -> None:
         self.store.set_status(key, self._conditions(status, generation, **kwargs))
 
-    def _progress(self, what: str, key: ResourceKey, message: str) -> None:
+    def _progress(self, what: Progress, key: ResourceKey, message: str) -> None:
         if self.on_progress is not None:
             self.on_progress(what, key, message)
 

@@ -17,6 +17,7 @@ from types import TracebackType
 
 from hypermesh.errors import LockHeldError, StateError
 from hypermesh.store.directory import require_writable
+from hypermesh.timefmt import rfc3339
 
 
 class StateLock:
@@ -43,7 +44,7 @@ class StateLock:
             "host": socket.gethostname(),
             "command": self.purpose,
             "argv": sys.argv,
-            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            "since": rfc3339(datetime.now(UTC)),
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
