@@ -13,13 +13,13 @@ from hypermesh.drivers.policies import (
     REVOKED,
     Probe,
     ProbePlan,
-    Target,
     judge,
     plan_probes,
     probe_requests,
     report,
 )
 from hypermesh.node.interfaces import operation_of
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity
 
 KEYS = {name: Identity.generate() for name in ("alpha", "beta", "gamma")}
@@ -53,12 +53,12 @@ POLICY: dict[str, Any] = {
         },
     ],
 }
-BETA = Target("beta", KEYS["beta"].node_id, "127.0.0.1:1")
-ALPHA = Target("alpha", KEYS["alpha"].node_id, "127.0.0.1:2")
+BETA = {"beta": PeerRef("127.0.0.1:1", KEYS["beta"].node_id)}
+ALPHA = {"alpha": PeerRef("127.0.0.1:2", KEYS["alpha"].node_id)}
 
 
 def verdicts(plan: ProbePlan) -> dict[tuple[str, str, str], int]:
-    return {(p.caller, p.target.name, p.operation): p.verdict[0] for p in plan.probes}
+    return {(p.caller, p.target, p.operation): p.verdict[0] for p in plan.probes}
 
 
 def test_each_probe_request_is_the_operation_it_probes_and_harmless() -> None:
@@ -72,7 +72,7 @@ def test_each_probe_request_is_the_operation_it_probes_and_harmless() -> None:
 
 
 def test_gates_decide_what_to_expect_never_with_the_targets_own_key() -> None:
-    plan = plan_probes(POLICY, DIRECTORY, [BETA, ALPHA], list(KEYS), OPERATIONS, 256)
+    plan = plan_probes(POLICY, DIRECTORY, BETA | ALPHA, list(KEYS), OPERATIONS, 256)
     seen = verdicts(plan)
     assert all(caller != target for caller, target, _ in seen)  # own key: never a caller
     assert seen[("alpha", "beta", "chain.read")] == 0  # rule alpha-reads-beta
@@ -92,20 +92,20 @@ def test_the_public_gate_judges_anonymous_callers_by_the_rules() -> None:
         "default": "deny",
         "rules": [{"name": "open-dns", "operations": ["dns.query", "status.read"]}],
     }
-    seen = verdicts(plan_probes(public, DIRECTORY, [BETA], ["alpha"], OPERATIONS, 256))
+    seen = verdicts(plan_probes(public, DIRECTORY, BETA, ["alpha"], OPERATIONS, 256))
     assert seen[("", "beta", "dns.query")] == 0
     assert seen[("", "beta", "chain.read")] == 403
     assert seen[("alpha", "beta", "registry.write")] == 403
 
 
 def test_probes_over_the_bound_are_skipped_with_a_note() -> None:
-    plan = plan_probes(POLICY, DIRECTORY, [BETA, ALPHA], list(KEYS), OPERATIONS, 5)
+    plan = plan_probes(POLICY, DIRECTORY, BETA | ALPHA, list(KEYS), OPERATIONS, 5)
     assert len(plan.probes) == 5
     assert any("over the limit of 5" in note for note in plan.notes)
 
 
 def test_answers_are_judged_refused_or_reached() -> None:
-    plan = plan_probes(POLICY, DIRECTORY, [BETA], ["alpha"], OPERATIONS, 256)
+    plan = plan_probes(POLICY, DIRECTORY, BETA, ["alpha"], OPERATIONS, 256)
     by = {(p.caller, p.operation): p for p in plan.probes}
     read, write = by[("alpha", "chain.read")], by[("alpha", "chain.write")]
     assert judge(read, 200) is None
@@ -121,7 +121,7 @@ def test_answers_are_judged_refused_or_reached() -> None:
 
 
 def test_a_report_is_ready_only_when_every_answer_matches() -> None:
-    plan = plan_probes(POLICY, DIRECTORY, [BETA], ["alpha"], OPERATIONS, 256)
+    plan = plan_probes(POLICY, DIRECTORY, BETA, ["alpha"], OPERATIONS, 256)
     good = {p: (403 if p.verdict[0] else 200) for p in plan.probes}
     found = report("private", plan, good, targets=1)
     assert found.ready and found.reason == "Enforced" and found.probes == len(plan.probes)
@@ -145,7 +145,7 @@ def test_a_report_is_ready_only_when_every_answer_matches() -> None:
 
 
 def test_a_revoked_callers_refusals_are_noted_not_counted_as_mismatches() -> None:
-    plan = plan_probes(POLICY, DIRECTORY, [BETA], ["alpha", "gamma"], OPERATIONS, 256)
+    plan = plan_probes(POLICY, DIRECTORY, BETA, ["alpha", "gamma"], OPERATIONS, 256)
     answers: dict[Probe, int | str] = {
         p: (REVOKED if p.caller == "alpha" else 403 if p.verdict[0] else 200) for p in plan.probes
     }

@@ -1,31 +1,41 @@
 """Drivers: the only code that touches the world (node processes, the registry, and the live
-probe of interface policies)."""
+probe of interface policies). What they need of other nodes and of time comes through the
+ports of ``drivers.ports``, so that the same drivers run standalone and on Kubernetes."""
 
 from pathlib import Path
 
 from hypermesh.drivers.declared import NetworkDriver, PeerDriver
 from hypermesh.drivers.policies import PolicyDriver
+from hypermesh.drivers.ports import Clock, NodeDirectory, SystemClock
 from hypermesh.drivers.processes import NodeProcessDriver
 from hypermesh.drivers.registry import RecordDriver, TLDDriver
+from hypermesh.drivers.standalone import StandaloneDirectory
 from hypermesh.reconcile import Driver
 
 
 def standalone_drivers(state_dir: Path) -> dict[str, Driver]:
-    """The drivers of standalone mode: nodes as local processes under ``state_dir``."""
+    """The drivers of standalone mode: nodes as local processes under ``state_dir``, and the
+    drivers of TLDs, Records and policies finding them through the same node folders."""
     nodes = NodeProcessDriver(state_dir)
+    directory = nodes.directory
+    clock = SystemClock()
     drivers: dict[str, Driver] = {"Network": NetworkDriver(), "Node": nodes, "Peer": PeerDriver()}
-    drivers["TLD"] = TLDDriver(state_dir)
-    drivers["Record"] = RecordDriver(state_dir)
-    drivers["InterfacePolicy"] = PolicyDriver(state_dir)
+    drivers["TLD"] = TLDDriver(directory, clock)
+    drivers["Record"] = RecordDriver(directory, clock)
+    drivers["InterfacePolicy"] = PolicyDriver(directory)
     return drivers
 
 
 __all__ = [
+    "Clock",
     "NetworkDriver",
+    "NodeDirectory",
     "NodeProcessDriver",
     "PeerDriver",
     "PolicyDriver",
     "RecordDriver",
+    "StandaloneDirectory",
+    "SystemClock",
     "TLDDriver",
     "standalone_drivers",
 ]

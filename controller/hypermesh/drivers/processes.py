@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hypermesh.drivers.nodeconfig import interfaces_of
+from hypermesh.drivers.standalone import StandaloneDirectory
 from hypermesh.errors import (
     HyperMeshError,
     IdentityMismatch,
@@ -33,17 +34,16 @@ from hypermesh.errors import (
 )
 from hypermesh.files import write_atomic
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
-from hypermesh.model.validate import split_host_port
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import running_pid
 from hypermesh.node.runtime import previous_port, read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
+from hypermesh.transport.address import format_address, parse_address
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import (
     KEY_FILE,
     Identity,
     load_identity,
-    load_or_create_identity,
     read_node_id,
 )
 
@@ -69,6 +69,8 @@ class NodeProcessDriver:
         stop_timeout: float = 5.0,
     ) -> None:
         self.state_dir = state_dir
+        self.directory = StandaloneDirectory(state_dir)
+        """Where the nodes' folders are; other members' keys are read (or made) through it."""
         self.python = python
         self.start_timeout = start_timeout
         self.probe_timeout = probe_timeout
@@ -79,8 +81,7 @@ class NodeProcessDriver:
         """Members' node IDs, read once per pass (every node's config names every member)."""
 
     def node_dir(self, key: ResourceKey) -> Path:
-        parts = [key.namespace, key.name] if key.namespace else [key.name]
-        return self.state_dir.joinpath("nodes", *parts)
+        return self.directory.node_dir(key.name, key.namespace)
 
     def handle_for(self, resource: Resource) -> Mapping[str, Any]:
         return {"dir": str(self.node_dir(resource.key))}
@@ -259,8 +260,8 @@ class NodeProcessDriver:
         keys in their directories (made here if the node has not started yet, so every member
         is known to every other from the first start on), a local registry by its directory;
         the private and ephemeral interfaces on the public host, at any free port."""
-        host = split_host_port(listen)[0]
-        any_port = f"[{host}]:0" if ":" in host else f"{host}:0"
+        host = parse_address(listen)[0]
+        any_port = format_address(host, 0)
         return interfaces_of(
             resource,
             context.desired,
@@ -275,7 +276,7 @@ class NodeProcessDriver:
         member is known to every other from the first start on); read once per pass."""
         found = self._node_ids.get(node.key)
         if found is None:
-            found = load_or_create_identity(self.node_dir(node.key)).node_id
+            found = self.directory.ensure_node_id(node.name, node.namespace)
             self._node_ids[node.key] = found
         return found
 
@@ -418,8 +419,8 @@ def _alive(pid: int) -> bool:
 def _listen_changed(applied: Mapping[str, Any], address: str) -> bool:
     """True when the spec pins a port and the node is not on it (port 0 accepts any)."""
     try:
-        want_host, want_port = split_host_port(str(applied.get("listen", "")))
-        host, port = split_host_port(address)
+        want_host, want_port = parse_address(str(applied.get("listen", "")))
+        host, port = parse_address(address)
     except ValueError:
         return False
     return want_port != 0 and (want_port, want_host) != (port, host)
@@ -441,8 +442,8 @@ def _web_listen(spec: Mapping[str, Any], listen: str) -> str | None:
     if isinstance(web, Mapping) and web.get("listen"):
         return str(web["listen"])
     if "registry" in spec.get("roles", ()):
-        host, _ = split_host_port(listen)
-        return f"[{host}]:0" if ":" in host else f"{host}:0"
+        host, _ = parse_address(listen)
+        return format_address(host, 0)
     return None
 
 

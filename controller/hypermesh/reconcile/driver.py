@@ -51,6 +51,12 @@ class Driver(Protocol):
     """True when applying creates something outside the store (so it enters the inventory
     before it is created, and ``--prune`` must delete it)."""
 
+    def prepare(self, desired: DesiredState) -> None:
+        """The desired state of a pass, handed over before anything is observed: a driver
+        whose observed drift depends on other resources keeps it (a node's config carries its
+        network's members and policies); the others ignore it."""
+        ...
+
     def handle_for(self, resource: Resource) -> Mapping[str, Any]:
         """Where the resource will live, recorded before it is created."""
         ...
@@ -68,7 +74,3 @@ class Driver(Protocol):
     async def stop(self, key: ResourceKey, handle: Mapping[str, Any]) -> bool:
         """Stop what runs without forgetting it (``hmctl down``); True if something stopped."""
         ...
-
-    # Optional: ``def prepare(self, desired: DesiredState) -> None``, called with the desired
-    # state before each observation, for drivers whose observed drift depends on other
-    # resources (a node's config carries its network's members and policies).
