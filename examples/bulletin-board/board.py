@@ -44,7 +44,7 @@ async def read(state: str, proofs: bool) -> int:
                     continue
                 if not isinstance(data, dict) or data.get("topic") != TOPIC:
                     continue
-                if block.author_id != node.identity:
+                if block.author_id != node.node_id:
                     print(f"refused: block {block.seq} on {name}'s chain is not {name}'s")
                     return 1
                 if proofs:

@@ -31,7 +31,7 @@ async def say(state: str, sender: str, to: str, text: str) -> None:
 
 async def listen(state: str, node: str, count: int, limit: float) -> None:
     async with Mesh.from_state(state, node=node) as mesh:
-        names = {e.identity: e.name for e in mesh.directory.values()}
+        names = {e.node_id: e.name for e in mesh.directory.values()}
         seen = 0
         async with asyncio.timeout(limit):
             async for message in mesh.messages(since_now=False):
@@ -44,7 +44,7 @@ async def listen(state: str, node: str, count: int, limit: float) -> None:
 
 async def history(state: str, node: str) -> None:
     async with Mesh.from_state(state, node=node) as mesh:
-        names = {e.identity: e.name for e in mesh.directory.values()}
+        names = {e.node_id: e.name for e in mesh.directory.values()}
         for message in reversed(await mesh.inbox()):
             who = names.get(str(message["from"]), str(message["from"])[:12])
             print(f"[{when(int(message['sentMs']))}] {who}: {message['text']}")

@@ -14,7 +14,7 @@ import pytest
 
 from hypermesh.chain.block import Link
 from hypermesh.errors import HyperMeshError
-from hypermesh.sdk import Endpoint, Mesh, Refused, Unverified, sync
+from hypermesh.sdk import Mesh, PeerRef, Refused, Unverified, sync
 from hypermesh.transport.identity import Identity
 from tests.conftest import EXAMPLES, Hmctl
 
@@ -54,7 +54,7 @@ def test_the_sdk_does_what_hmctl_does(acme: Path) -> None:
 
             # https://www.acme/ — endpoint from the HTTPS record, key from the TLSA record.
             page = await alpha.fetch("https://www.acme/status")
-            assert page.status == 200 and page.json()["identity"] == alpha.peer("alpha").identity
+            assert page.status == 200 and page.json()["identity"] == alpha.peer("alpha").node_id
 
             # Records with the owner's key (alpha owns acme); beta is refused.
             serial = await alpha.set_records("acme", "sdk", "TXT", ['"from the sdk"'])
@@ -107,11 +107,11 @@ def test_the_sdk_does_what_hmctl_does(acme: Path) -> None:
             wrong = Mesh(
                 None,
                 node=alpha.node,
-                registry=Endpoint(alpha.registry.address, Identity.generate().node_id),  # type: ignore[union-attr]
+                registry=PeerRef(alpha.registry.address, Identity.generate().node_id),  # type: ignore[union-attr]
             )
             with pytest.raises(HyperMeshError):
                 await wrong.resolve("api.acme", "A")
-            dead = Mesh(None, node=Endpoint("127.0.0.1:9", alpha.node.identity), timeout=1)  # type: ignore[union-attr]
+            dead = Mesh(None, node=PeerRef("127.0.0.1:9", alpha.node.node_id), timeout=1)  # type: ignore[union-attr]
             with pytest.raises(HyperMeshError):
                 await dead.resolve("api.acme", "A", verify=False)
 
@@ -133,7 +133,7 @@ async def _followed(mesh: Mesh, author: str, seq: int) -> bool:
     return any(c["author"] == author and c["size"] > seq for c in chains)
 
 
-async def _records(mesh: Mesh, name: str, type: str, via: Endpoint | None) -> tuple[str, ...]:
+async def _records(mesh: Mesh, name: str, type: str, via: PeerRef | None) -> tuple[str, ...]:
     return (await mesh.resolve(name, type, via=via)).records
 
 

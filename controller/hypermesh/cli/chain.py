@@ -7,40 +7,33 @@ with the node's own key (``nodes/NAME/identity.key``), as only the node writes i
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from hypermesh.chain.block import BadBlock, Block, Unverified
-from hypermesh.chain.client import ChainClient, Head
-from hypermesh.chain.merkle import MerkleTree
-from hypermesh.chain.provenance import Bundle, verify_bundle
-from hypermesh.chain.verify import verify_chain
+from hypermesh.chain.block import BadBlock, Unverified
 from hypermesh.chain.wire import block_json, kind_number, link_from_json
-from hypermesh.chain.witness import count_valid
-from hypermesh.cli.common import state_dir
+from hypermesh.cli.common import peer_ref, state_dir
 from hypermesh.cli.render import table
 from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import UsageError
 from hypermesh.inputs import BadInput, number_text
+from hypermesh.sdk.results import VerifiedChain
+from hypermesh.sdk.sync import Mesh
 from hypermesh.timefmt import rfc3339_epoch
-from hypermesh.transport.identity import (
-    held_identity,
-    load_or_create_identity,
-    public_key_from_node_id,
-)
+from hypermesh.transport.identity import held_identity
 
 
-def _node(args: argparse.Namespace) -> tuple[ChainClient, Path]:
-    """The client for the named node's chain, and the node's directory (its key)."""
+def _node(args: argparse.Namespace) -> tuple[Mesh, Path]:
+    """The SDK acting for the named node (its key, when this machine holds it, proven in
+    every handshake), and the node's directory."""
     directory = state_dir(args)
     nodes, _ = nodes_and_networks(directory)
     address, identity = running_node(nodes, args.node)
     node_dir = directory / "nodes" / args.node
-    client = ChainClient(address, identity, caller=held_identity(node_dir), timeout=args.timeout)
-    return client, node_dir
+    node = peer_ref(address, identity)
+    return Mesh.of(held_identity(node_dir), node=node, timeout=args.timeout), node_dir
 
 
 def _time(ms: int) -> str:
@@ -48,15 +41,9 @@ def _time(ms: int) -> str:
 
 
 def log(args: argparse.Namespace) -> int:
-    client, _ = _node(args)
-
-    async def run() -> tuple[dict[str, Any], list[tuple[Block, bytes | None]]]:
-        head = await client.head()
-        start = max(0, int(head["size"]) - args.limit)
-        got = [item async for item in client.blocks(start)]
-        return head, got
-
-    head, got = asyncio.run(run())
+    mesh, _ = _node(args)
+    head = mesh.head()
+    got = mesh.entries(start=max(0, head.size - args.limit))
     if args.output == "json":
         print(json.dumps([block_json(b, p) for b, p in got], indent=2))
         return 0
@@ -73,7 +60,7 @@ def log(args: argparse.Namespace) -> int:
         for b, p in reversed(got)
     ]
     sys.stdout.write(table(["SEQ", "KIND", "TIME", "HASH", "LINKS", "BYTES", "PAYLOAD"], rows))
-    print(f"# {head['size']} blocks, tree head {head['root'][:16]}…, author {head['author']}")
+    print(f"# {head.size} blocks, tree head {head.root.hex()[:16]}…, author {head.author}")
     return 0
 
 
@@ -85,14 +72,14 @@ def _preview(payload: bytes | None) -> str:
 
 
 def show(args: argparse.Namespace) -> int:
-    client, _ = _node(args)
-    block, payload = asyncio.run(client.block(args.seq))
+    mesh, _ = _node(args)
+    block, payload = mesh.block(args.seq)
     print(json.dumps(block_json(block, payload), indent=2))
     return 0
 
 
 def append(args: argparse.Namespace) -> int:
-    client, node_dir = _node(args)
+    mesh, node_dir = _node(args)
     if not (node_dir / "identity.key").exists():
         raise UsageError(f"the key of node {args.node!r} is not in {node_dir}: only it appends")
     text = (args.text or "").encode()
@@ -102,8 +89,7 @@ def append(args: argparse.Namespace) -> int:
         links = tuple(link_from_json(_parse_link(text)) for text in args.link)
     except BadBlock as exc:
         raise UsageError(str(exc)) from None
-    signer = load_or_create_identity(node_dir)
-    block = asyncio.run(client.append(signer, args.kind, payload, links))
+    block = mesh.append(payload, kind=args.kind, links=links)
     print(f"block {block.seq} appended: {block.hash.hex()}")
     return 0
 
@@ -127,13 +113,13 @@ def _failed(what: str, exc: Unverified) -> int:
 
 
 def provenance(args: argparse.Namespace) -> int:
-    client, _ = _node(args)
+    mesh, _ = _node(args)
     try:
-        data = asyncio.run(client.provenance(args.seq, args.origin))
-        statement = verify_bundle(Bundle.from_json(data))
+        bundle = mesh.provenance(args.seq, args.origin)
+        statement = Mesh.verify_bundle(bundle)
     except Unverified as exc:
         return _failed("the node's bundle does not verify", exc)
-    text = json.dumps(data, indent=2) + "\n"
+    text = json.dumps(bundle.to_json(), indent=2) + "\n"
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"bundle written to {args.out}: {statement}")
@@ -147,43 +133,28 @@ def verify(args: argparse.Namespace) -> int:
         return _verify_bundle(Path(args.bundle))
     if not args.node:
         raise UsageError("name a node, or give --bundle FILE")
-    client, _ = _node(args)
-
-    async def run() -> tuple[Head, list[tuple[Block, bytes | None]]]:
-        head = await client.checked_head()
-        return head, [item async for item in client.blocks(0)]
-
+    mesh, _ = _node(args)
     try:
-        head, got = asyncio.run(run())
-        author = public_key_from_node_id(head.author)
-        result = verify_chain(got, author)
-        if result.root != head.root or result.size != head.size:
-            raise Unverified("the blocks do not make the head it shows")
+        chain = mesh.verify_chain()
     except Unverified as exc:  # a block, a payload or the head: every failure alike
         return _failed(f"chain of {args.node}", exc)
     print(
-        f"chain of {args.node} verified: {result.size} blocks, tree head {result.root.hex()}, "
-        f"{result.payloads_checked} payloads checked"
+        f"chain of {args.node} verified: {chain.size} blocks, tree head {chain.root.hex()}, "
+        f"{chain.payloads_checked} payloads checked"
     )
     if args.witnesses:
-        return _check_witnesses(args, client, author, MerkleTree(b.leaf for b, _ in got))
+        return _check_witnesses(args, mesh, chain)
     return 0
 
 
-def _check_witnesses(
-    args: argparse.Namespace, client: ChainClient, author: bytes, tree: MerkleTree
-) -> int:
+def _check_witnesses(args: argparse.Namespace, mesh: Mesh, chain: VerifiedChain) -> int:
     """Require ``--witnesses`` cosignatures, by other nodes of this state, on the chain's
     latest checkpoint, which must be a head of the chain just verified."""
     try:
-        size, root, cosignatures = asyncio.run(client.checked_checkpoint())
+        size, valid = mesh.witnesses(chain, _state_ids(args))
     except Unverified as exc:
-        return _failed("the checkpoint", exc)
-    if size > tree.size or tree.root(size) != root:
-        print(f"FAILED: the checkpoint (size {size}) is not a head of the chain verified")
+        print(f"FAILED: {exc}")
         return 1
-    trusted = _state_keys(args) - {author}
-    valid = count_valid(author, size, root, cosignatures, trusted)
     if valid < args.witnesses:
         print(
             f"FAILED: {valid} of the {args.witnesses} witnesses required cosigned the checkpoint "
@@ -194,20 +165,20 @@ def _check_witnesses(
     return 0
 
 
-def _state_keys(args: argparse.Namespace) -> set[bytes]:
+def _state_ids(args: argparse.Namespace) -> list[str]:
+    """The node IDs of this state's nodes."""
     nodes, _ = nodes_and_networks(state_dir(args))
-    ids = [r.status.get("identity") for r in nodes.values()]
-    return {public_key_from_node_id(str(i)) for i in ids if i}
+    return [str(i) for i in (r.status.get("identity") for r in nodes.values()) if i]
 
 
 def proof(args: argparse.Namespace) -> int:
-    client, _ = _node(args)
+    mesh, _ = _node(args)
     try:
         if args.consistency is not None:
-            data = asyncio.run(client.consistency(args.consistency, args.seq))
+            data = mesh.consistency(args.consistency, args.seq)
             what = f"blocks 0-{data['from'] - 1} are a prefix of the {data['to']} blocks"
         else:
-            data = asyncio.run(client.inclusion(args.seq, args.size))
+            data = mesh.inclusion(args.seq, args.size)
             what = f"block {data['seq']} is in the tree of {data['size']} blocks"
     except Unverified as exc:
         return _failed("the proof", exc)
@@ -232,7 +203,7 @@ def _verify_bundle(path: Path) -> int:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise Unverified(f"not a provenance bundle: not JSON: {str(exc)[:200]}") from None
-        statement = verify_bundle(Bundle.from_json(data))
+        statement = Mesh.verify_bundle(data)
     except Unverified as exc:
         return _failed(str(path), exc)
     print(f"verified: {statement}")

@@ -1,4 +1,5 @@
-"""What every hmctl command shares: durations, the state directory, "nothing declared"."""
+"""What every hmctl command shares: durations, the state directory, "nothing declared", a
+node named by address and key."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 import os
 from pathlib import Path
 
-from hypermesh.errors import Position, Problem
+from hypermesh.errors import Position, Problem, UsageError
 from hypermesh.policy import parse_duration
+from hypermesh.transport.address import PeerRef
 
 
 def duration(text: str) -> float:
@@ -28,3 +30,12 @@ def nothing_declared(files: list[str]) -> list[Problem]:
         Problem(Position(file), "no resources found (empty, or only comments)")
         for file in files or ["<input>"]
     ]
+
+
+def peer_ref(address: str, node_id: str | None) -> PeerRef:
+    """The node at ``address`` whose key is ``node_id`` (None: any key); ``UsageError``
+    naming what is wrong with a bad address."""
+    try:
+        return PeerRef(address, node_id)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

@@ -1,5 +1,5 @@
 """``hmctl dns query``: ask a running node, over DNS over QUIC (default) or HTTP/3, with its key
-pinned, and print the answer as ``dig`` does.
+pinned, and print the answer as ``dig`` does; through the SDK (``Mesh.query``).
 
 Asking a node of this state, the command proves that node's own key in the handshake (the
 controller holds it; a node never refuses its own key), so ``--verify`` reads the anchors
@@ -9,7 +9,6 @@ asked anonymously."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import time
@@ -22,21 +21,24 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from hypermesh.cli.common import state_dir
+from hypermesh.cli.common import peer_ref, state_dir
 from hypermesh.cli.state import nodes_and_networks
 from hypermesh.errors import UsageError
+from hypermesh.sdk.results import DnsResult
+from hypermesh.sdk.sync import Mesh
 from hypermesh.store import ResourceRecord
-from hypermesh.transport.dns_client import doh3_query, doq_query
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity, held_identity, short_id
 
-Server = tuple[str, str | None, str, Identity | None]
-"""Where to ask: address, pinned node ID, label, and the key to prove (None: anonymous)."""
+Server = tuple[PeerRef, str, Identity | None]
+"""Where to ask (address and pinned node ID), its label, and the key to prove (None:
+anonymous)."""
 
 
 def _server(args: argparse.Namespace) -> Server:
     """The node to ask."""
     if args.address:
-        return args.address, args.identity, args.address, None
+        return peer_ref(args.address, args.identity), args.address, None
     directory = state_dir(args)
     nodes, networks = nodes_and_networks(directory, "name a node with --via, or --address")
     if args.via:
@@ -63,90 +65,61 @@ def _address_of(record: ResourceRecord, directory: Path) -> Server:
     key = record.key
     node_dir = directory.joinpath("nodes", *([key.namespace] if key.namespace else []), key.name)
     label = f"node {record.key.name}"
-    return str(address), record.status.get("identity"), label, held_identity(node_dir)
+    server = peer_ref(str(address), record.status.get("identity"))
+    return server, label, held_identity(node_dir)
 
 
-def query(args: argparse.Namespace) -> int:
+def _request(args: argparse.Namespace) -> dns.message.Message:
     try:
         rdtype = dns.rdatatype.from_text(args.type)
-        request = dns.message.make_query(
+        return dns.message.make_query(
             args.name, rdtype, want_dnssec=args.dnssec, use_edns=0, payload=1232
         )
     except dns.exception.DNSException as exc:
         raise UsageError(f"cannot build a query for {args.name} {args.type}: {exc}") from exc
-    address, identity, label, key = _server(args)
+
+
+def query(args: argparse.Namespace) -> int:
+    request = _request(args)
+    server, label, key = _server(args)
     transport = "DoH3" if args.doh else "DoQ"
-    method = "GET" if args.get else "POST"
     if args.doh:
-        transport += f" {method}"
-    size = 0
-
-    async def ask(message: dns.message.Message) -> dns.message.Message:
-        nonlocal size
-        if args.doh:
-            wire = await doh3_query(
-                address,
-                message.to_wire(),
-                expected_id=identity,
-                identity=key,
-                method=method,
-                timeout=args.timeout,
-            )
-        else:
-            wire = await doq_query(
-                address, message.to_wire(), expected_id=identity, identity=key, timeout=args.timeout
-            )
-        try:
-            answer = dns.message.from_wire(wire)
-        except dns.exception.DNSException as exc:
-            raise UsageError(f"{address} answered something that is not DNS: {exc}") from exc
-        size = size or len(wire)
-        return answer
-
+        transport += " GET" if args.get else " POST"
+    registry = (args.registry_id or _registry_id(args)) if args.verify else None
+    mesh = Mesh.of(key, timeout=args.timeout)
     started = time.perf_counter()
-    verdict: str | None = None
-    if args.verify:
-        registry = args.registry_id or _registry_id(args)
-        response, verdict = asyncio.run(
-            _verified(ask, request, (address, identity, label, key), registry)
-        )
-    else:
-        response = asyncio.run(ask(request))
+    result = mesh.query(
+        request,
+        via=server,
+        transport=("doh3-get" if args.get else "doh3") if args.doh else "doq",
+        verify=args.verify,
+        anchor=registry,
+    )
     elapsed_ms = (time.perf_counter() - started) * 1000
-    server = f"{address} ({label}{', ' + short_id(identity) + '…' if identity else ''})"
+    verdict = _verdict(result, registry) if registry is not None else None
+    identity = server.node_id
+    shown = f"{server.address} ({label}{', ' + short_id(identity) + '…' if identity else ''})"
     if args.output == "json":
-        data = _as_json(response, server, transport, elapsed_ms, size)
+        data = _as_json(result.response, shown, transport, elapsed_ms, result.size)
         if args.verify:
-            data["verified"] = verdict is not None and not verdict.startswith("FAILED")
+            data["verified"] = result.verified
             data["verification"] = verdict
         print(json.dumps(data, indent=2))
     else:
-        sys.stdout.write(response.to_text() + "\n")
-        print(f";; SERVER: {server} via {transport}")
+        sys.stdout.write(result.response.to_text() + "\n")
+        print(f";; SERVER: {shown} via {transport}")
         print(f";; Query time: {elapsed_ms:.1f} ms")
-        print(f";; MSG SIZE rcvd: {size}")
+        print(f";; MSG SIZE rcvd: {result.size}")
         if verdict is not None:
-            print(
-                f";; VERIFIED: {verdict}" if not verdict.startswith("FAILED") else f";; {verdict}"
-            )
-    return 1 if verdict is not None and verdict.startswith("FAILED") else 0
+            print(f";; VERIFIED: {verdict}" if result.verified else f";; {verdict}")
+    return 1 if verdict is not None and not result.verified else 0
 
 
-async def _verified(
-    ask: Any, request: dns.message.Message, server: Server, registry: str
-) -> tuple[dns.message.Message, str]:
-    """The answer and the verdict: ``zone Z, from the registry key R`` or ``FAILED: …``."""
-    from hypermesh.mirror.verify import fetch_anchors, verified_query
-
-    address, identity, _, key = server
-    anchors = await fetch_anchors(address, identity, registry, caller=key)
-    checked = await verified_query(ask, request, anchors)
-    if checked.failure is not None:
-        return checked.response, f"FAILED: {checked.failure}"
-    return (
-        checked.response,
-        f"zone {checked.zone} checked from the registry key {short_id(registry)}…",
-    )
+def _verdict(result: DnsResult, registry: str) -> str:
+    """``zone Z checked from the registry key R…`` or ``FAILED: …``."""
+    if result.failure is not None:
+        return f"FAILED: {result.failure}"
+    return f"zone {result.zone} checked from the registry key {short_id(registry)}…"
 
 
 def _registry_id(args: argparse.Namespace) -> str:

@@ -124,7 +124,7 @@ class Runner:
     async def _messages(self, handler: Handler, label: str) -> None:
         node = handler.params["to"]
         mesh = self._mesh(node)
-        names = {e.identity: e.name for e in mesh.directory.values()}
+        names = {e.node_id: e.name for e in mesh.directory.values()}
         wanted = handler.params.get("from")
         async for message in mesh.messages(poll=POLL, since_now=True):
             sender = names.get(str(message["from"]), str(message["from"]))
@@ -195,8 +195,8 @@ class Runner:
                 status, body = call.reply or (204, "")
                 return RouteResponse(status, body.encode(), "text/plain; charset=utf-8")
 
-        names = {e.identity: e.name for e in mesh.directory.values()}
-        host = str(mesh.peer(owner).address).rsplit(":", 1)[0].strip("[]")
+        names = {e.node_id: e.name for e in mesh.directory.values()}
+        host = mesh.peer(owner).host
         endpoint = await bind_endpoint(
             host, 0, configuration=server_configuration(identity, doq=False), router=Routes()
         )

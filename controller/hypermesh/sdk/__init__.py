@@ -3,18 +3,22 @@
 See ``hypermesh.sdk.mesh`` and docs/sdk.md."""
 
 from hypermesh.errors import HyperMeshError, TransportError
-from hypermesh.sdk.mesh import Answer, Endpoint, Mesh, Refused, Response, Unverified
+from hypermesh.sdk.mesh import Mesh, Unverified
+from hypermesh.sdk.results import DnsResult, MeshNode, NodeResponse, Refused, VerifiedChain
+from hypermesh.transport.address import PeerRef
 from hypermesh.tunnel.client import Tunnel, TunnelFailed
 
 __all__ = [
-    "Answer",
-    "Endpoint",
+    "DnsResult",
     "HyperMeshError",
     "Mesh",
+    "MeshNode",
+    "NodeResponse",
+    "PeerRef",
     "Refused",
-    "Response",
     "TransportError",
     "Tunnel",
     "TunnelFailed",
     "Unverified",
+    "VerifiedChain",
 ]

@@ -13,7 +13,8 @@
 
 A ``Mesh`` acts as one identity (a node key), which it proves in every handshake (so the nodes'
 InterfacePolicies know who asks; ``fetch(identify=False)`` and tunnels stay anonymous), and
-talks to the network through nodes whose keys it pins (``Endpoint``): its own node (chains,
+talks to the network through nodes whose keys it pins (``PeerRef``; the
+directory's are ``MeshNode``s): its own node (chains,
 messages), any node for names, the registry for registrations. Every error it raises is one of
 HyperMesh's own (``hypermesh.errors``): transport failures are ``TransportError``, refusals
 ``Refused``, answers that do not check out ``Unverified`` — never a raw aioquic, socket or SQL
@@ -24,85 +25,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import dataclasses
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import dns.exception
 import dns.message
-import dns.name
-import dns.rcode
 import dns.rdatatype
-import dns.rdtypes.svcbbase
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
+from hypermesh.chain import verify as chain_verify
 from hypermesh.chain.block import Block, Link
-from hypermesh.chain.client import ChainClient
+from hypermesh.chain.block import Unverified as BadChain
+from hypermesh.chain.client import ChainClient, Head
+from hypermesh.chain.merkle import MerkleTree
 from hypermesh.chain.provenance import Bundle, verify_bundle
+from hypermesh.chain.witness import count_valid
 from hypermesh.errors import HyperMeshError, TransportError
-from hypermesh.mirror.verify import Unverified, fetch_anchors, verified_query
+from hypermesh.mirror.verify import Unverified
 from hypermesh.registry.client import API as REGISTRY_API
-from hypermesh.registry.client import RegistryClient, refusal
+from hypermesh.registry.client import RegistryClient, refusal, tld_path
+from hypermesh.sdk.names import Asker, DnsTransport, ask, endpoint_of, node_id_of
+from hypermesh.sdk.results import DnsResult, MeshNode, NodeResponse, Refused, VerifiedChain
+from hypermesh.transport.address import PeerRef, format_address
 from hypermesh.transport.client import connect_h3
-from hypermesh.transport.dns_client import doq_query
-from hypermesh.transport.identity import Identity, load_identity, node_id_from_public_key
+from hypermesh.transport.identity import Identity, load_identity, public_key_from_node_id
 from hypermesh.transport.pool import ConnectionPool
 from hypermesh.tunnel.client import Tunnel, fetch_hops
 
-__all__ = ["Answer", "Endpoint", "Mesh", "Refused", "Response", "Unverified"]
-
-
-class Refused(HyperMeshError):
-    """The other end answered, and said no (the status and its reason are in the message)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A node: where it answers and the key it must hold."""
-
-    address: str
-    identity: str
-    name: str = ""
-    """What this SDK's directory calls it (empty when unknown)."""
-    ephemeral: str | None = None
-    """Its ephemeral interface (tunnels), when it has one."""
-
-    def __str__(self) -> str:
-        return self.name or self.address
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A DNS answer: its rcode, the records (as text) of the type asked, and the check."""
-
-    name: str
-    type: str
-    rcode: str
-    records: tuple[str, ...]
-    verified: bool
-    """True when checked from the registry's key down (``verify=True``)."""
-    response: dns.message.Message = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """An HTTP/3 answer from a node."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
+__all__ = [
+    "DnsResult",
+    "DnsTransport",
+    "Mesh",
+    "MeshNode",
+    "NodeResponse",
+    "Refused",
+    "Unverified",
+    "VerifiedChain",
+]
 
 
 @contextlib.contextmanager
@@ -128,9 +90,9 @@ class Mesh:
         self,
         identity: Identity | None,
         *,
-        node: Endpoint | None = None,
-        registry: Endpoint | None = None,
-        directory: dict[str, Endpoint] | None = None,
+        node: PeerRef | None = None,
+        registry: PeerRef | None = None,
+        directory: dict[str, MeshNode] | None = None,
         timeout: float = 10.0,
     ) -> None:
         self.identity = identity
@@ -161,7 +123,7 @@ class Mesh:
         network_of = registries.get(node or "", next(iter(registries.values()), None))
         return cls(identity, node=own, registry=network_of, directory=directory)
 
-    def peer(self, name: str) -> Endpoint:
+    def peer(self, name: str) -> MeshNode:
         """The node called ``name`` in this Mesh's directory."""
         found = self.directory.get(name)
         if found is None:
@@ -170,6 +132,7 @@ class Mesh:
         return found
 
     async def close(self) -> None:
+        """Close the connections kept open (tunnels')."""
         await self._pool.aclose()
 
     async def __aenter__(self) -> Mesh:
@@ -183,12 +146,17 @@ class Mesh:
     ) -> None:
         await self.close()
 
-    def _own(self) -> tuple[Identity, Endpoint]:
+    def _key(self) -> Identity:
+        if self.identity is None:
+            raise HyperMeshError("this needs the Mesh's key (Mesh(identity, …))")
+        return self.identity
+
+    def _own(self) -> tuple[Identity, PeerRef]:
         if self.identity is None or self.node is None:
             raise HyperMeshError("this needs the Mesh's own node and key (Mesh(identity, node=…))")
         return self.identity, self.node
 
-    def _registry(self) -> Endpoint:
+    def _registry(self) -> PeerRef:
         if self.registry is None:
             raise HyperMeshError("no registry known to this Mesh (Mesh(…, registry=…))")
         return self.registry
@@ -196,45 +164,45 @@ class Mesh:
     # -- names --------------------------------------------------------------------------
 
     async def resolve(
-        self, name: str, type: str = "A", *, via: Endpoint | None = None, verify: bool = True
-    ) -> Answer:
+        self, name: str, type: str = "A", *, via: PeerRef | None = None, verify: bool = True
+    ) -> DnsResult:
         """Ask ``via`` (default: the own node, else the registry) over DNS over QUIC. With
         ``verify``, the answer is checked from the registry's key down and ``Unverified`` is
         raised when it does not check out."""
         server = via or self.node or self._registry()
         qname = name if name.endswith(".") else name + "."
         with _boundary(f"resolving {name} {type} at {server}"):
-            rdtype = dns.rdatatype.from_text(type)
+            query = dns.message.make_query(qname, dns.rdatatype.from_text(type))
+        result = await self.query(query, via=server, verify=verify)
+        if result.failure is not None:
+            raise Unverified(f"{name} {type} from {server}: {result.failure}")
+        return dataclasses.replace(result, name=name, type=type)
 
-            async def ask(query: dns.message.Message) -> dns.message.Message:
-                wire = await doq_query(
-                    server.address,
-                    query.to_wire(),
-                    expected_id=server.identity,
-                    identity=self.identity,
-                    timeout=self.timeout,
-                )
-                return dns.message.from_wire(wire)
-
-            query = dns.message.make_query(qname, rdtype)
-            verified = False
-            if verify:
-                registry = self._registry()
-                anchors = await fetch_anchors(
-                    server.address, server.identity, registry.identity, caller=self.identity
-                )
-                checked = await verified_query(ask, query, anchors)
-                if checked.failure is not None:
-                    raise Unverified(f"{name} {type} from {server}: {checked.failure}")
-                response, verified = checked.response, True
-            else:
-                response = await ask(query)
-            records = tuple(
-                rd.to_text() for rrset in response.answer if rrset.rdtype == rdtype for rd in rrset
-            )
-            return Answer(
-                name, type, dns.rcode.to_text(response.rcode()), records, verified, response
-            )
+    async def query(
+        self,
+        message: dns.message.Message,
+        *,
+        via: PeerRef | None = None,
+        transport: DnsTransport = "doq",
+        verify: bool = False,
+        anchor: str | None = None,
+    ) -> DnsResult:
+        """Ask one DNS message as the caller built it (flags, EDNS, the DO bit) of ``via``
+        (default: the own node, else the registry), over ``transport``, the server's key
+        pinned. With ``verify``, the answer is checked from the registry's key down —
+        ``anchor`` names that key (a node ID) when this Mesh has no registry — and the verdict
+        is in the result (``verified``, ``zone``, ``failure``): a failed check still returns
+        what the server said. ``resolve`` is the shorthand that raises instead."""
+        server = via or self.node or self._registry()
+        question = message.question[0] if message.question else None
+        what = f"{question.name} {dns.rdatatype.to_text(question.rdtype)}" if question else "?"
+        if verify and anchor is None:
+            anchor = self._registry().node_id
+            if anchor is None:
+                raise HyperMeshError("the registry's node ID is needed to verify answers")
+        asker = Asker(server, self.identity, transport, self.timeout)
+        with _boundary(f"resolving {what} at {server}"):
+            return await ask(asker, message, anchor if verify else None)
 
     async def fetch(
         self,
@@ -245,7 +213,7 @@ class Mesh:
         headers: Sequence[tuple[str, str]] = (),
         verify: bool = True,
         identify: bool = True,
-    ) -> Response:
+    ) -> NodeResponse:
         """``https://NAME.TLD/path`` over HTTP/3: the endpoint from the name's HTTPS record
         (``alpn=h3``, port, address hint), the key pinned from its TLSA record (``3 1 0``,
         the node's Ed25519 key); both checked from the registry's key with ``verify``. With
@@ -258,44 +226,148 @@ class Mesh:
         https = await self.resolve(name, "HTTPS", verify=verify)
         if not https.records:
             raise HyperMeshError(f"{name} has no HTTPS record ({https.rcode})")
-        address, port = _endpoint_of(https.response, name, parts.port)
+        address, port = endpoint_of(https.response, name, parts.port)
         tlsa = await self.resolve(f"_{port}._udp.{name}", "TLSA", verify=verify)
-        node_id = _node_id_of(tlsa.response)
+        node_id = node_id_of(tlsa.response)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         with _boundary(f"fetching {url}"):
             async with (
                 asyncio.timeout(self.timeout),
                 connect_h3(
-                    target, expected_id=node_id, identity=self.identity if identify else None
+                    format_address(address, port),
+                    expected_id=node_id,
+                    identity=self.identity if identify else None,
                 ) as h3,
             ):
                 status, answered, data = await h3.request(
                     method, path, headers=list(headers), body=body
                 )
-        return Response(status, dict(answered), data)
+        return NodeResponse(status, dict(answered), data)
 
-    # -- the registry -------------------------------------------------------------------
+    # -- requests to nodes --------------------------------------------------------------
 
     async def _call(
-        self, to: Endpoint, method: str, path: str, body: Any = None, *, signed: bool = True
+        self,
+        to: PeerRef,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        signed: bool = True,
+        cosigner: Identity | None = None,
+        label: str | None = None,
     ) -> dict[str, Any]:
-        signer = self._own()[0] if signed else None
+        """One JSON request to ``to``, signed by this Mesh's key (``signed``), its refusal
+        raised as ``Refused``."""
+        signer = self._key() if signed else None
         client = RegistryClient(
-            to.address, to.identity, identity=self.identity, timeout=self.timeout, label=str(to)
+            to.address,
+            to.node_id,
+            identity=self.identity,
+            timeout=self.timeout,
+            label=label or str(to),
         )
         with _boundary(f"{method} {path} at {to}"):
-            status, data = await client.call(method, path, body, signer=signer)
+            status, data = await client.call(method, path, body, signer=signer, cosigner=cosigner)
         if not 200 <= status < 300:
-            raise Refused(status, f"{to}: {refusal(status, data)}")
+            reason = refusal(status, data)
+            raise Refused(status, f"{to}: {reason}", reason)
         return data
+
+    async def _at_registry(
+        self, method: str, path: str, body: Any = None, **options: Any
+    ) -> dict[str, Any]:
+        """A request to the registry: signed by this Mesh's key unless ``signed=False``."""
+        return await self._call(
+            self._registry(), method, f"{REGISTRY_API}{path}", body, label="registry", **options
+        )
+
+    # -- the registry -------------------------------------------------------------------
 
     async def register_tld(
         self, tld: str, *, network: str, dnssec: bool = True, ttl: int = 3600
     ) -> dict[str, Any]:
         """Register ``tld`` at the registry, owned by this Mesh's key."""
         body = {"tld": tld, "network": network, "dnssec": dnssec, "ttl": ttl}
-        return await self._call(self._registry(), "POST", f"{REGISTRY_API}/register", body)
+        return await self._at_registry("POST", "/register", body)
+
+    async def tlds(self) -> list[dict[str, Any]]:
+        """Every TLD of the registry (name, status, owner, serial, expiresAt, DS …)."""
+        data = await self._at_registry("GET", "/tlds", signed=False)
+        return list(data.get("items", []))
+
+    async def tld(self, name: str) -> dict[str, Any]:
+        """One TLD with its record sets, as the registry holds it."""
+        return await self._call(self._registry(), "GET", tld_path(name), signed=False)
+
+    async def approve_tld(self, tld: str) -> dict[str, Any]:
+        """Approve a pending TLD (manual approval); signed by this Mesh's key, which must be
+        the registry's administrator key. Returns the TLD."""
+        return await self._at_registry("POST", "/admin/approve", {"tld": tld})
+
+    async def reject_tld(self, tld: str, reason: str = "") -> dict[str, Any]:
+        """Reject a pending TLD with a reason its owner sees (administrator key)."""
+        return await self._at_registry("POST", "/admin/reject", {"tld": tld, "reason": reason})
+
+    async def expire_tld(self, tld: str, reason: str = "") -> dict[str, Any]:
+        """End a registration now; its zone is no longer served (administrator key)."""
+        return await self._at_registry("POST", "/admin/expire", {"tld": tld, "reason": reason})
+
+    async def renew_tld(self, tld: str) -> dict[str, Any]:
+        """Renew ``tld`` for another term; this Mesh's key must own it."""
+        return await self._at_registry("POST", "/renew", {"tld": tld})
+
+    async def transfer_tld(self, tld: str, new_owner: Identity) -> dict[str, Any]:
+        """Hand ``tld`` to ``new_owner``: signed by this Mesh's key (the owner's), cosigned by
+        the new owner's, so that nobody is given a TLD without consenting."""
+        body = {"tld": tld, "newOwner": new_owner.node_id}
+        return await self._at_registry("POST", "/transfer", body, cosigner=new_owner)
+
+    async def reserve_name(self, name: str) -> dict[str, Any]:
+        """Reserve ``name`` so that nobody can register it (administrator key); returns the
+        registry's policy."""
+        return await self._at_registry("POST", "/admin/reserve", {"name": name})
+
+    async def unreserve_name(self, name: str) -> dict[str, Any]:
+        """Release a reserved name (administrator key); returns the registry's policy."""
+        return await self._at_registry("POST", "/admin/unreserve", {"name": name})
+
+    async def registry_policy(self) -> dict[str, Any]:
+        """The registry's policy: approval mode, term, quota per owner, reserved names."""
+        return await self._at_registry("GET", "/policy", signed=False)
+
+    async def change_registry_policy(
+        self,
+        *,
+        approval: str | None = None,
+        term_days: int | None = None,
+        max_tlds_per_owner: int | None = None,
+    ) -> dict[str, Any]:
+        """Change what is given of the registry's policy (administrator key); returns it."""
+        changes: dict[str, Any] = {}
+        if approval:
+            changes["approval"] = approval
+        if term_days is not None:
+            changes["termDays"] = term_days
+        if max_tlds_per_owner is not None:
+            changes["maxTldsPerOwner"] = max_tlds_per_owner
+        return await self._at_registry("POST", "/admin/policy", changes)
+
+    async def revoke_key(
+        self, node_id: str, *, reason: str = "", replaced_by: str | None = None
+    ) -> dict[str, Any]:
+        """Revoke the node key ``node_id``: signed by the administrator's key or by that key
+        itself (a rotation names its successor with ``replaced_by``). Every node of the
+        network refuses it once the revocation reaches it."""
+        body: dict[str, Any] = {"nodeId": node_id, "reason": reason}
+        if replaced_by is not None:
+            body["replacedBy"] = replaced_by
+        return await self._at_registry("POST", "/revoke", body)
+
+    async def revocations(self) -> list[dict[str, Any]]:
+        """The node keys the registry has revoked (nodeId, revokedAt, signer, replacedBy …)."""
+        data = await self._at_registry("GET", "/revocations", signed=False)
+        return list(data.get("items", []))
 
     async def set_records(
         self, tld: str, name: str, type: str, values: Sequence[str], *, ttl: int | None = None
@@ -309,24 +381,28 @@ class Mesh:
         }
         if ttl is not None:
             change["ttl"] = ttl
-        data = await self._call(
-            self._registry(), "POST", f"{REGISTRY_API}/rrsets", {"tld": tld, "rrsets": [change]}
-        )
+        data = await self._at_registry("POST", "/rrsets", {"tld": tld, "rrsets": [change]})
         return int(data["serial"])
 
     async def delete_records(self, tld: str, name: str, type: str) -> int:
+        """Delete the record set ``name`` ``type`` under ``tld``; returns the zone's serial."""
         change = {"name": name, "type": type, "changetype": "DELETE"}
-        data = await self._call(
-            self._registry(), "POST", f"{REGISTRY_API}/rrsets", {"tld": tld, "rrsets": [change]}
-        )
+        data = await self._at_registry("POST", "/rrsets", {"tld": tld, "rrsets": [change]})
         return int(data["serial"])
 
     # -- chains -------------------------------------------------------------------------
 
-    def chain(self, of: Endpoint | None = None) -> ChainClient:
+    def chain(self, of: PeerRef | None = None) -> ChainClient:
         """The chain of ``of`` (default: the own node): head, blocks, proofs, bundles."""
         node = of or self._own()[1]
-        return ChainClient(node.address, node.identity, caller=self.identity, timeout=self.timeout)
+        return ChainClient(node.address, node.node_id, caller=self.identity, timeout=self.timeout)
+
+    def _reader(self, of: PeerRef | None) -> ChainClient:
+        """The chain of ``of``, else of the own node (which may be known without its key)."""
+        node = of or self.node
+        if node is None:
+            raise HyperMeshError("name the node whose chain (of=…), or give the Mesh its node")
+        return self.chain(node)
 
     async def append(
         self, payload: bytes, *, kind: str = "note", links: Sequence[Link] = ()
@@ -336,18 +412,83 @@ class Mesh:
         with _boundary(f"appending to {node}'s chain"):
             return await self.chain(node).append(identity, kind, payload, tuple(links))
 
-    async def blocks(self, of: Endpoint | None = None, start: int = 0) -> list[Block]:
-        """The blocks of a chain from ``start``, each checked."""
-        with _boundary("reading a chain"):
-            return [block async for block, _ in self.chain(of).blocks(start)]
+    async def head(self, of: PeerRef | None = None) -> Head:
+        """What a chain's node says of it (author, size, tree head), its fields checked."""
+        with _boundary("reading a chain's head"):
+            return await self._reader(of).checked_head()
 
-    async def provenance(self, seq: int, origin: str, of: Endpoint | None = None) -> Bundle:
+    async def block(self, seq: int, of: PeerRef | None = None) -> tuple[Block, bytes | None]:
+        """Block ``seq`` of a chain, checked, with its payload (None when redacted)."""
+        with _boundary(f"reading block {seq}"):
+            return await self._reader(of).block(seq)
+
+    async def blocks(self, of: PeerRef | None = None, start: int = 0) -> list[Block]:
+        """The blocks of a chain from ``start``, each checked."""
+        return [block for block, _ in await self.entries(of, start)]
+
+    async def entries(
+        self, of: PeerRef | None = None, start: int = 0
+    ) -> list[tuple[Block, bytes | None]]:
+        """The blocks of a chain from ``start`` with their payloads (None when redacted),
+        each checked on arrival."""
+        with _boundary("reading a chain"):
+            return [item async for item in self._reader(of).blocks(start)]
+
+    async def verify_chain(self, of: PeerRef | None = None) -> VerifiedChain:
+        """Fetch a whole chain and check every block, link, payload, and that they make the
+        tree head its node shows, signed by the author it names. ``hypermesh.chain``'s
+        ``Unverified`` naming the first thing that fails."""
+        reader = self._reader(of)
+        with _boundary("verifying a chain"):
+            head = await reader.checked_head()
+            got = [item async for item in reader.blocks(0)]
+            result = chain_verify.verify_chain(got, public_key_from_node_id(head.author))
+        if result.root != head.root or result.size != head.size:
+            raise BadChain("the blocks do not make the head it shows")
+        return VerifiedChain(head.author, result.size, result.root, result.payloads_checked, got)
+
+    async def witnesses(
+        self, chain: VerifiedChain, trusted: Iterable[str], of: PeerRef | None = None
+    ) -> tuple[int, int]:
+        """How many of the ``trusted`` nodes (node IDs; the author never counts) cosigned the
+        latest checkpoint of ``chain``, verified by ``verify_chain`` from the same node
+        ``of``: ``(checkpoint size, count)``. ``hypermesh.chain``'s ``Unverified`` when the
+        checkpoint is malformed or is not a head of that chain."""
+        with _boundary("reading a checkpoint"):
+            try:
+                size, root, cosignatures = await self._reader(of).checked_checkpoint()
+            except BadChain as exc:
+                raise BadChain(f"the checkpoint: {exc}") from None
+        tree = MerkleTree(block.leaf for block, _ in chain.blocks)
+        if size > tree.size or tree.root(size) != root:
+            raise BadChain(f"the checkpoint (size {size}) is not a head of the chain verified")
+        author = public_key_from_node_id(chain.author)
+        keys = {public_key_from_node_id(node_id) for node_id in trusted} - {author}
+        return size, count_valid(author, size, root, cosignatures, keys)
+
+    async def inclusion(
+        self, seq: int, size: int | None = None, of: PeerRef | None = None
+    ) -> dict[str, Any]:
+        """The proof that block ``seq`` is in the tree of ``size`` blocks (default: all),
+        checked here; ``BadBlock`` when it does not verify."""
+        with _boundary("asking for an inclusion proof"):
+            return await self._reader(of).inclusion(seq, size)
+
+    async def consistency(
+        self, old: int, new: int | None = None, of: PeerRef | None = None
+    ) -> dict[str, Any]:
+        """The proof that the first ``old`` blocks are a prefix of the first ``new`` (default:
+        all), checked here; ``BadBlock`` when it does not verify."""
+        with _boundary("asking for a consistency proof"):
+            return await self._reader(of).consistency(old, new)
+
+    async def provenance(self, seq: int, origin: str, of: PeerRef | None = None) -> Bundle:
         """The bundle of proofs from block ``seq`` of a chain (default the own node's) back to
         ``origin`` (``NODE_ID:SEQ``), checked step by step (``verify_bundle``); ``BadBlock``
         when it does not verify. Anyone can check it again later, offline, with
         ``Mesh.verify_bundle``."""
         with _boundary("asking for a provenance bundle"):
-            bundle = Bundle.from_json(await self.chain(of).provenance(seq, origin))
+            bundle = Bundle.from_json(await self._reader(of).provenance(seq, origin))
         verify_bundle(bundle)
         return bundle
 
@@ -360,10 +501,10 @@ class Mesh:
 
     # -- messages -----------------------------------------------------------------------
 
-    async def send(self, to: Endpoint, text: str) -> dict[str, Any]:
+    async def send(self, to: PeerRef, text: str) -> dict[str, Any]:
         """Send ``text`` from the own node to ``to``: sealed for it, recorded on both chains."""
         _, node = self._own()
-        body = {"to": to.identity, "address": to.address, "text": text}
+        body = {"to": to.node_id, "address": to.address, "text": text}
         return await self._call(node, "POST", "/message/v1/send", body)
 
     async def inbox(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -390,52 +531,21 @@ class Mesh:
     # -- tunnels ------------------------------------------------------------------------
 
     async def tunnel(
-        self, destination: Endpoint, relays: Sequence[Endpoint], *, ttl: float = 60.0
+        self, destination: MeshNode, relays: Sequence[MeshNode], *, ttl: float = 60.0
     ) -> Tunnel:
-        """Open an anonymous tunnel to ``destination`` through ``relays`` (two or more)."""
+        """Open an anonymous tunnel to ``destination`` through ``relays`` (two or more), all
+        nodes of the directory with an ephemeral interface."""
         nodes = [*relays, destination]
         missing = [str(n) for n in nodes if not n.ephemeral]
         if missing:
             raise HyperMeshError(f"no ephemeral interface known for {', '.join(missing)}")
         with _boundary("opening a tunnel"):
             known = list(self.directory.values()) + nodes
-            cards = {(e.ephemeral, e.identity) for e in known if e.ephemeral}
-            hops = await fetch_hops(self._pool, sorted((str(a), i) for a, i in cards))
+            cards = {(e.ephemeral, e.node_id) for e in known if e.ephemeral}
+            hops = await fetch_hops(self._pool, sorted((str(a), str(i)) for a, i in cards))
             return await Tunnel.open(
-                [hops[n.identity] for n in nodes], ttl=ttl, pool=self._pool, timeout=self.timeout
+                [hops[str(n.node_id)] for n in nodes],
+                ttl=ttl,
+                pool=self._pool,
+                timeout=self.timeout,
             )
-
-
-def _endpoint_of(response: dns.message.Message, name: str, port: int | None) -> tuple[str, int]:
-    """(address, port) from an HTTPS answer: its port and address hint, else ``port``/443."""
-    for rrset in response.answer:
-        if rrset.rdtype != dns.rdatatype.HTTPS:
-            continue
-        for rd in rrset:
-            params = rd.params
-            alpn = params.get(dns.rdtypes.svcbbase.ParamKey.ALPN)
-            if alpn is not None and b"h3" not in alpn.ids:
-                continue
-            found = params.get(dns.rdtypes.svcbbase.ParamKey.PORT)
-            hints = params.get(dns.rdtypes.svcbbase.ParamKey.IPV4HINT) or params.get(
-                dns.rdtypes.svcbbase.ParamKey.IPV6HINT
-            )
-            if hints is None:
-                raise HyperMeshError(f"{name}: the HTTPS record has no address hint")
-            return str(hints.addresses[0]), int(found.port) if found else (port or 443)
-    raise HyperMeshError(f"{name}: no HTTPS record offering h3")
-
-
-def _node_id_of(response: dns.message.Message) -> str:
-    """The node ID a TLSA ``3 1 0`` record pins (the DER SubjectPublicKeyInfo of an Ed25519
-    key)."""
-    for rrset in response.answer:
-        if rrset.rdtype != dns.rdatatype.TLSA:
-            continue
-        for rd in rrset:
-            if (rd.usage, rd.selector, rd.mtype) != (3, 1, 0):
-                continue
-            key = load_der_public_key(rd.cert)
-            if isinstance(key, Ed25519PublicKey):
-                return node_id_from_public_key(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
-    raise HyperMeshError("no TLSA 3 1 0 record with an Ed25519 key pins this name")

@@ -10,14 +10,18 @@ runs to completion (an event loop of its own per call; not for use inside a runn
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hypermesh.chain.block import Block, Link
+from hypermesh.chain.client import Head
 from hypermesh.chain.provenance import Bundle
 from hypermesh.sdk import mesh as aio
-from hypermesh.sdk.mesh import Answer, Endpoint, Response
+from hypermesh.sdk.names import DnsTransport
+from hypermesh.sdk.results import DnsResult, MeshNode, NodeResponse, VerifiedChain
+from hypermesh.transport.address import PeerRef
+from hypermesh.transport.identity import Identity
 
 T = TypeVar("T")
 
@@ -27,16 +31,30 @@ def _run(make: Coroutine[Any, Any, T]) -> T:
 
 
 class Mesh:
-    """``hypermesh.sdk.Mesh``, synchronously."""
+    """``hypermesh.sdk.Mesh``, synchronously: every operation a call of its own."""
 
     def __init__(self, inner: aio.Mesh) -> None:
         self.inner = inner
 
     @classmethod
     def from_state(cls, state: str | Path = ".hypermesh", *, node: str | None = None) -> Mesh:
+        """``hypermesh.sdk.Mesh.from_state``, wrapped."""
         return cls(aio.Mesh.from_state(state, node=node))
 
-    def peer(self, name: str) -> Endpoint:
+    @classmethod
+    def of(
+        cls,
+        identity: Identity | None,
+        *,
+        node: PeerRef | None = None,
+        registry: PeerRef | None = None,
+        timeout: float = 10.0,
+    ) -> Mesh:
+        """A Mesh from its parts, as ``hypermesh.sdk.Mesh(identity, node=, registry=)``."""
+        return cls(aio.Mesh(identity, node=node, registry=registry, timeout=timeout))
+
+    def peer(self, name: str) -> MeshNode:
+        """The node called ``name`` in the directory."""
         return self.inner.peer(name)
 
     def _fresh(self) -> aio.Mesh:
@@ -57,50 +75,180 @@ class Mesh:
 
         return _run(call())
 
-    def resolve(self, name: str, type: str = "A", **kwargs: Any) -> Answer:
-        result: Answer = self._do("resolve", name, type, **kwargs)
+    # -- names --------------------------------------------------------------------------
+
+    def resolve(self, name: str, type: str = "A", **kwargs: Any) -> DnsResult:
+        """``Mesh.resolve``: a name checked from the registry's key."""
+        result: DnsResult = self._do("resolve", name, type, **kwargs)
         return result
 
-    def fetch(self, url: str, **kwargs: Any) -> Response:
-        result: Response = self._do("fetch", url, **kwargs)
+    def query(
+        self,
+        message: Any,
+        *,
+        via: PeerRef | None = None,
+        transport: DnsTransport = "doq",
+        verify: bool = False,
+        anchor: str | None = None,
+    ) -> DnsResult:
+        """``Mesh.query``: one DNS message, the verdict in the result."""
+        result: DnsResult = self._do(
+            "query", message, via=via, transport=transport, verify=verify, anchor=anchor
+        )
+        return result
+
+    def fetch(self, url: str, **kwargs: Any) -> NodeResponse:
+        """``Mesh.fetch``: ``https://NAME/path`` over HTTP/3, endpoint and key from DNS."""
+        result: NodeResponse = self._do("fetch", url, **kwargs)
+        return result
+
+    # -- the registry -------------------------------------------------------------------
+
+    def _dict(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._do(name, *args, **kwargs)
         return result
 
     def register_tld(self, tld: str, **kwargs: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._do("register_tld", tld, **kwargs)
+        """``Mesh.register_tld``."""
+        return self._dict("register_tld", tld, **kwargs)
+
+    def tlds(self) -> list[dict[str, Any]]:
+        """``Mesh.tlds``: every TLD of the registry."""
+        result: list[dict[str, Any]] = self._do("tlds")
+        return result
+
+    def tld(self, name: str) -> dict[str, Any]:
+        """``Mesh.tld``: one TLD with its record sets."""
+        return self._dict("tld", name)
+
+    def approve_tld(self, tld: str) -> dict[str, Any]:
+        """``Mesh.approve_tld`` (administrator key)."""
+        return self._dict("approve_tld", tld)
+
+    def reject_tld(self, tld: str, reason: str = "") -> dict[str, Any]:
+        """``Mesh.reject_tld`` (administrator key)."""
+        return self._dict("reject_tld", tld, reason)
+
+    def expire_tld(self, tld: str, reason: str = "") -> dict[str, Any]:
+        """``Mesh.expire_tld`` (administrator key)."""
+        return self._dict("expire_tld", tld, reason)
+
+    def renew_tld(self, tld: str) -> dict[str, Any]:
+        """``Mesh.renew_tld`` (the owner's key)."""
+        return self._dict("renew_tld", tld)
+
+    def transfer_tld(self, tld: str, new_owner: Identity) -> dict[str, Any]:
+        """``Mesh.transfer_tld`` (the owner's key, cosigned by ``new_owner``)."""
+        return self._dict("transfer_tld", tld, new_owner)
+
+    def reserve_name(self, name: str) -> dict[str, Any]:
+        """``Mesh.reserve_name`` (administrator key); returns the policy."""
+        return self._dict("reserve_name", name)
+
+    def unreserve_name(self, name: str) -> dict[str, Any]:
+        """``Mesh.unreserve_name`` (administrator key); returns the policy."""
+        return self._dict("unreserve_name", name)
+
+    def registry_policy(self) -> dict[str, Any]:
+        """``Mesh.registry_policy``."""
+        return self._dict("registry_policy")
+
+    def change_registry_policy(self, **changes: Any) -> dict[str, Any]:
+        """``Mesh.change_registry_policy`` (administrator key)."""
+        return self._dict("change_registry_policy", **changes)
+
+    def revoke_key(self, node_id: str, **kwargs: Any) -> dict[str, Any]:
+        """``Mesh.revoke_key`` (administrator key, or the key itself)."""
+        return self._dict("revoke_key", node_id, **kwargs)
+
+    def revocations(self) -> list[dict[str, Any]]:
+        """``Mesh.revocations``: the revoked node keys."""
+        result: list[dict[str, Any]] = self._do("revocations")
         return result
 
     def set_records(self, tld: str, name: str, type: str, values: Sequence[str], **kw: Any) -> int:
+        """``Mesh.set_records``; returns the zone's serial."""
         return int(self._do("set_records", tld, name, type, values, **kw))
 
     def delete_records(self, tld: str, name: str, type: str) -> int:
+        """``Mesh.delete_records``; returns the zone's serial."""
         return int(self._do("delete_records", tld, name, type))
 
+    # -- chains -------------------------------------------------------------------------
+
     def append(self, payload: bytes, *, kind: str = "note", links: Sequence[Link] = ()) -> Block:
+        """``Mesh.append``: a block on the own node's chain."""
         result: Block = self._do("append", payload, kind=kind, links=links)
         return result
 
-    def blocks(self, of: Endpoint | None = None, start: int = 0) -> list[Block]:
+    def head(self, of: PeerRef | None = None) -> Head:
+        """``Mesh.head``: a chain's head, checked."""
+        result: Head = self._do("head", of)
+        return result
+
+    def block(self, seq: int, of: PeerRef | None = None) -> tuple[Block, bytes | None]:
+        """``Mesh.block``: one block with its payload."""
+        result: tuple[Block, bytes | None] = self._do("block", seq, of)
+        return result
+
+    def blocks(self, of: PeerRef | None = None, start: int = 0) -> list[Block]:
+        """``Mesh.blocks``: the blocks of a chain from ``start``."""
         result: list[Block] = self._do("blocks", of, start)
         return result
 
-    def provenance(self, seq: int, origin: str, of: Endpoint | None = None) -> Bundle:
+    def entries(
+        self, of: PeerRef | None = None, start: int = 0
+    ) -> list[tuple[Block, bytes | None]]:
+        """``Mesh.entries``: the blocks with their payloads."""
+        result: list[tuple[Block, bytes | None]] = self._do("entries", of, start)
+        return result
+
+    def verify_chain(self, of: PeerRef | None = None) -> VerifiedChain:
+        """``Mesh.verify_chain``: a whole chain, checked."""
+        result: VerifiedChain = self._do("verify_chain", of)
+        return result
+
+    def witnesses(
+        self, chain: VerifiedChain, trusted: Iterable[str], of: PeerRef | None = None
+    ) -> tuple[int, int]:
+        """``Mesh.witnesses``: (checkpoint size, trusted cosignatures)."""
+        result: tuple[int, int] = self._do("witnesses", chain, list(trusted), of)
+        return result
+
+    def inclusion(
+        self, seq: int, size: int | None = None, of: PeerRef | None = None
+    ) -> dict[str, Any]:
+        """``Mesh.inclusion``: an inclusion proof, checked."""
+        return self._dict("inclusion", seq, size, of)
+
+    def consistency(
+        self, old: int, new: int | None = None, of: PeerRef | None = None
+    ) -> dict[str, Any]:
+        """``Mesh.consistency``: a consistency proof, checked."""
+        return self._dict("consistency", old, new, of)
+
+    def provenance(self, seq: int, origin: str, of: PeerRef | None = None) -> Bundle:
+        """``Mesh.provenance``: a provenance bundle, checked."""
         result: Bundle = self._do("provenance", seq, origin, of)
         return result
 
     verify_bundle = staticmethod(aio.Mesh.verify_bundle)
 
-    def send(self, to: Endpoint, text: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._do("send", to, text)
-        return result
+    # -- messages and tunnels -----------------------------------------------------------
+
+    def send(self, to: PeerRef, text: str) -> dict[str, Any]:
+        """``Mesh.send``: a sealed message from the own node."""
+        return self._dict("send", to, text)
 
     def inbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        """``Mesh.inbox``: what the own node received, newest first."""
         result: list[dict[str, Any]] = self._do("inbox", limit)
         return result
 
     def request(
         self,
-        destination: Endpoint,
-        relays: Sequence[Endpoint],
+        destination: MeshNode,
+        relays: Sequence[MeshNode],
         method: str,
         path: str,
         *,

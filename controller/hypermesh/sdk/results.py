@@ -1,0 +1,91 @@
+"""What the SDK hands back: the nodes it knows (``MeshNode``), DNS results (``DnsResult``),
+nodes' HTTP/3 answers (``NodeResponse``), a chain checked end to end (``VerifiedChain``), and
+its refusals (``Refused``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import dns.message
+
+from hypermesh.chain.block import Block
+from hypermesh.errors import HyperMeshError
+from hypermesh.transport.address import PeerRef
+
+__all__ = ["DnsResult", "MeshNode", "NodeResponse", "Refused", "VerifiedChain"]
+
+
+class Refused(HyperMeshError):
+    """The other end answered, and said no (the status and its reason are in the message)."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason or message
+        """The other end's refusal alone (``403 forbidden: …``), without who said it."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeshNode(PeerRef):
+    """A node of a Mesh's directory: a ``PeerRef`` (where it answers, the node ID it must
+    prove) with the name the directory knows it by and its ephemeral interface (tunnels).
+    Anywhere the SDK takes a node, a plain ``PeerRef`` does too, except tunnels, which need
+    the ephemeral interface."""
+
+    name: str = ""
+    """What the directory calls it (empty when unknown)."""
+    ephemeral: str | None = None
+    """Its ephemeral interface's ``host:port``, when it has one."""
+
+    def __str__(self) -> str:
+        return self.name or self.address
+
+
+@dataclass(frozen=True, slots=True)
+class DnsResult:
+    """A DNS answer: its rcode, the records (as text) of the type asked, and the check."""
+
+    name: str
+    type: str
+    rcode: str
+    records: tuple[str, ...]
+    verified: bool
+    """True when checked from the registry's key down."""
+    response: dns.message.Message = field(repr=False, compare=False)
+    size: int = 0
+    """The first answer's size on the wire, in bytes."""
+    zone: str | None = None
+    """With verification: the zone the answer was checked in."""
+    failure: str | None = None
+    """With ``Mesh.query(verify=True)``: why the answer does not check out (``resolve``
+    raises ``Unverified`` instead)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResponse:
+    """An HTTP/3 answer from a node."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body decoded as JSON (``ValueError`` when it is not)."""
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedChain:
+    """A whole chain fetched and checked: every block, link, payload and the tree head it
+    makes, which is the head its node shows."""
+
+    author: str
+    """The chain's author (node ID)."""
+    size: int
+    root: bytes
+    """The Merkle tree head of the ``size`` blocks."""
+    payloads_checked: int
+    blocks: list[tuple[Block, bytes | None]] = field(repr=False, compare=False)
+    """Every block with its payload (None: redacted)."""
