@@ -34,6 +34,10 @@ class Problem:
     message: str
     resource: str = ""
     path: str = ""
+    unresolved: bool = False
+    """True for a reference to a resource that is not declared: something that may yet be
+    created (the objects of one ``kubectl apply`` arrive in any order), unlike a spec that is
+    wrong in itself."""
 
     def __str__(self) -> str:
         parts = [str(self.position)]
