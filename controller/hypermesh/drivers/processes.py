@@ -35,7 +35,7 @@ from hypermesh.errors import (
 from hypermesh.files import write_atomic
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.node.config import NodeConfig, Upstream
-from hypermesh.node.lockfile import running_pid
+from hypermesh.node.lockfile import pid_alive, running_pid
 from hypermesh.node.runtime import previous_port, read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.transport.address import format_address, parse_address
@@ -375,13 +375,13 @@ class NodeProcessDriver:
         while time.monotonic() < deadline:
             self._reap()
             # The lock goes first, the process a moment later: wait for both.
-            if running_pid(node_dir) is None and not _alive(pid):
+            if running_pid(node_dir) is None and not pid_alive(pid):
                 return True
             await asyncio.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         while (
-            running_pid(node_dir) is not None or _alive(pid)
+            running_pid(node_dir) is not None or pid_alive(pid)
         ) and time.monotonic() < deadline + 5:
             self._reap()
             await asyncio.sleep(0.05)
@@ -405,15 +405,6 @@ class NodeProcessDriver:
         shutil.rmtree(node_dir, ignore_errors=True)
         if node_dir.exists():
             raise TemporaryError(f"could not remove {node_dir}", reason="DeleteFailed")
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, dead but not yet collected, does not count)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(") ", 1)[-1][:1] not in ("Z", "X")
 
 
 def _listen_changed(applied: Mapping[str, Any], address: str) -> bool:

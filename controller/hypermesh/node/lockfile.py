@@ -93,7 +93,7 @@ def _holder_pid(fd: int, path: Path) -> int:
     deadline = time.monotonic() + _PID_WAIT
     pid = _read_pid(fd)
     while time.monotonic() < deadline:
-        if pid is not None and _alive(pid):
+        if pid is not None and pid_alive(pid):
             return pid
         time.sleep(0.005)
         pid = _read_pid(fd)
@@ -109,7 +109,25 @@ def _read_pid(fd: int) -> int | None:
     return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: object) -> bool:
+    """True while ``pid`` names a running process: the one answer the node, the drivers and the
+    CLI share. Anything but a positive int is no process. A zombie (dead, its exit status not yet
+    collected by its parent, as a node stopped by the ``hmctl`` that started it is for a moment)
+    does not count: it serves nothing and a signal to it does nothing. A process of another user
+    counts."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return _signalable(pid)
+    return stat.rsplit(") ", 1)[-1][:1] not in ("Z", "X")
+
+
+def _signalable(pid: int) -> bool:
+    """Whether ``pid`` exists, asked of the kernel with signal 0 (when /proc cannot say)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,0 +1,39 @@
+"""``pid_alive``: the one answer to "does this pid run" that the node, drivers and CLI share."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hypermesh.node.lockfile import pid_alive
+
+
+def test_this_process_runs() -> None:
+    assert pid_alive(os.getpid())
+
+
+def test_a_process_of_another_user_runs() -> None:
+    assert pid_alive(1)
+
+
+def test_a_zombie_does_not_run() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+        assert not pid_alive(child.pid)
+    finally:
+        child.wait()
+
+
+def test_a_collected_process_does_not_run() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not pid_alive(child.pid)
+
+
+@pytest.mark.parametrize("pid", [None, "1", 0, -1, True, 1.0])
+def test_what_is_not_a_pid_is_no_process(pid: object) -> None:
+    assert not pid_alive(pid)
