@@ -108,9 +108,3 @@ class PermanentError(ReconcileError):
     """Retrying will not help until the desired state changes."""
 
     reason = "Stalled"
-
-
-class NotImplementedYet(PermanentError):
-    """The kind is validated and planned, but nothing converges it yet (an honest gap)."""
-
-    reason = "NotImplemented"
