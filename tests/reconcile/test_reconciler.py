@@ -34,6 +34,10 @@ class MemoryDriver:
     def __init__(self, kind: str, world: World) -> None:
         self.kinds = (kind,)
         self.world = world
+        self.prepared: list[DesiredState] = []
+
+    def prepare(self, desired: DesiredState) -> None:
+        self.prepared.append(desired)
 
     def handle_for(self, resource: Resource) -> Mapping[str, Any]:
         return {"name": resource.name}

@@ -55,6 +55,7 @@ from hypermesh.reconcile.controller import (
     PassReport,
     prune_guard,
 )
+from hypermesh.reconcile.reconciler import Progress
 from hypermesh.reconcile.source import FixedSource, GitSource, ManifestSource, open_source
 from hypermesh.reconcile.summary import Readiness, overlay, summarise
 from hypermesh.store import ControllerState, ResourceRecord, StateLock, StateStore
@@ -97,17 +98,17 @@ class _ProgressPrinter:
         self.started = 0
         self.finished = 0
 
-    def show(self, what: str, key: ResourceKey, message: str) -> None:
+    def show(self, what: Progress, key: ResourceKey, message: str) -> None:
         p = self.palette
         label = key.lowercase()
-        if what == "start":
+        if what is Progress.START:
             self.started += 1
             self._spin(f"{label}: {message}")
             return
         self.finished += 1
-        if what == "done":
+        if what is Progress.DONE:
             line = f"{p.green('✓')} {label} {message}"
-        elif what == "stalled":
+        elif what is Progress.STALLED:
             line = f"{p.yellow('!')} {label} {message}"
         else:
             line = f"{p.red('✗')} {label} {message}"

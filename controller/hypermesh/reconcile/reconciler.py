@@ -39,7 +39,7 @@ from hypermesh.plan.expiry import (
 )
 from hypermesh.reconcile.backoff import Backoff
 from hypermesh.reconcile.conditions import set_standard
-from hypermesh.reconcile.driver import ApplyContext, Driver, Live
+from hypermesh.reconcile.driver import ApplyContext, Driver, Live, Outcome
 from hypermesh.reconcile.summary import Readiness, own_readiness, summarise
 from hypermesh.store import ResourceRecord, StateStore
 from hypermesh.timefmt import rfc3339
@@ -224,12 +224,10 @@ class Reconciler:
         return plan(desired, observed, prune=prune, expired=self._due(desired))
 
     def _show(self, desired: DesiredState) -> None:
-        """Hand the desired state to the drivers that observe against it (``Driver.prepare``):
+        """Hand the desired state to every driver before observing (``Driver.prepare``):
         a node whose running config no longer matches what its network says drifts."""
         for driver in {id(d): d for d in self.drivers.values()}.values():
-            prepare = getattr(driver, "prepare", None)
-            if prepare is not None:
-                prepare(desired)
+            driver.prepare(desired)
 
     def _due(self, desired: DesiredState) -> dict[ResourceKey, str]:
         """The resources a pass would tear down now, each with why."""
@@ -257,39 +255,35 @@ class Reconciler:
         observed, lives = await self.observe(skip=expiry.hidden)
         the_plan = plan(desired, observed, prune=prune)
         records = {r.key: r for r in self.store.records()}
+        contexts = {k: ApplyContext(desired, g) for k, g in generations.items()}
+        unchanged = _unchanged(the_plan, lives)
+        blocked = {k: ItemState.UNREADY for k, live in unchanged.items() if not live.ready}
+        messages: dict[ItemState, dict[ResourceKey, str]] = {
+            ItemState.FAILED: dict(expiry.failed),
+            ItemState.STALLED: {},
+            ItemState.WAITING: dict(expiry.waiting),
+            ItemState.UNREADY: {k: unchanged[k].message or unchanged[k].reason for k in blocked},
+        }
         done: list[ResourceKey] = []
-        failed: dict[ResourceKey, str] = dict(expiry.failed)
-        stalled: dict[ResourceKey, str] = {}
-        waiting: dict[ResourceKey, str] = dict(expiry.waiting)
-        unready: dict[ResourceKey, str] = {}
-        blocked: dict[ResourceKey, str] = {}
-        context_by_gen = {k: ApplyContext(desired, g) for k, g in generations.items()}
-
-        unchanged: dict[ResourceKey, Live] = {}
-        for item in the_plan.items:
-            if item.action is Action.NOOP:
-                live = lives.get(item.key)
-                if live is not None:
-                    unchanged[item.key] = live
-                    if not live.ready:
-                        unready[item.key] = live.message or live.reason
-                        blocked[item.key] = "unready"
-
         for wave in _waves(the_plan):
             results = await asyncio.gather(
-                *(self._act(item, records.get(item.key), context_by_gen, blocked) for item in wave)
+                *(self._act(item, records.get(item.key), contexts, blocked) for item in wave)
             )
             for item, (state, message) in zip(wave, results, strict=True):
-                if state == "done":
+                if state is ItemState.DONE:
                     done.append(item.key)
-                    continue
-                blocked[item.key] = state
-                {"failed": failed, "stalled": stalled, "waiting": waiting}[state][item.key] = (
-                    message
-                )
+                else:
+                    blocked[item.key] = state
+                    messages[state][item.key] = message
         self._summarise(unchanged, generations)
         return PassResult(
-            the_plan, tuple(done), failed, stalled, waiting, unready, dict(expiry.expired)
+            the_plan,
+            tuple(done),
+            failed=messages[ItemState.FAILED],
+            stalled=messages[ItemState.STALLED],
+            waiting=messages[ItemState.WAITING],
+            unready=messages[ItemState.UNREADY],
+            expired=dict(expiry.expired),
         )
 
     # -- ephemeral networks ---------------------------------------------------------------
@@ -445,57 +439,116 @@ class Reconciler:
         item: PlanItem,
         record: ResourceRecord | None,
         contexts: Mapping[ResourceKey, ApplyContext],
-        blocked: Mapping[ResourceKey, str],
-    ) -> tuple[str, str]:
+        blocked: Mapping[ResourceKey, ItemState],
+    ) -> tuple[ItemState, str]:
+        """Carry out one change of the plan, unless something holds it back; where it stands
+        after, with why when it is not done."""
         key = item.key
         driver = self.drivers.get(key.kind)
         generation = contexts[key].generation if key in contexts else 0
         status = dict(record.status) if record is not None else {}
         if driver is None:
-            return "stalled", f"no driver for kind {key.kind}"
-        if item.action is not Action.DELETE and self._stalled_at.get(key) == generation:
-            return "stalled", str(status.get("stalledMessage", "stalled"))
-        if item.desired is not None:
-            missing = [d for d in dependencies(item.desired) if d in blocked]
-            if missing:
-                message = f"waiting for {', '.join(map(str, missing))}"
-                # Behind a stalled dependency, nothing moves until a spec changes.
-                state = "stalled" if all(blocked[d] == "stalled" for d in missing) else "waiting"
-                self._set_conditions(
-                    key,
-                    status,
-                    generation,
-                    ready=False,
-                    reason="WaitingForDependency",
-                    message=message,
-                    reconciling=state == "waiting",
-                )
-                return state, message
-        if not self.backoff.ready(key, self.clock()):
-            return "waiting", "backing off after a failure"
+            return ItemState.STALLED, f"no driver for kind {key.kind}"
+        held = self._held_back(item, status, generation, blocked)
+        if held is not None:
+            return held
         self._progress(Progress.START, key, item.action.value)
         async with self._semaphore:
             try:
                 if item.action is Action.DELETE:
-                    await driver.delete(key, record.handle if record else {})
-                    self.store.forget(key)
-                    self.store.add_event(key, "Normal", "Deleted", "pruned: no longer declared")
-                    self.backoff.succeeded(key)
-                    self._progress(Progress.DONE, key, "deleted")
-                    return "done", ""
-                assert item.desired is not None
-                _require_valid(item.desired)
-                handle = (record.handle if record and record.handle else None) or (
-                    driver.handle_for(item.desired)
-                )
-                if driver.manages_world and not (record and record.managed):
-                    self.store.mark_managed(key, handle)
-                outcome = await driver.apply(item.desired, handle, contexts[key])
+                    await self._delete(driver, key, record)
+                    return ItemState.DONE, ""
+                outcome = await self._apply(driver, item, record, contexts[key])
             except ReconcileError as exc:
-                return self._failed(key, item, status, generation, exc)
+                return self._failed(key, status, generation, exc)
             except Exception as exc:  # a driver bug must not kill the controller
                 log.exception("driver for %s crashed", key)
-                return self._failed(key, item, status, generation, TemporaryError(repr(exc)))
+                return self._failed(key, status, generation, TemporaryError(repr(exc)))
+        self._applied(item, driver, status, generation, outcome)
+        return ItemState.DONE, ""
+
+    def _held_back(
+        self,
+        item: PlanItem,
+        status: dict[str, Any],
+        generation: int,
+        blocked: Mapping[ResourceKey, ItemState],
+    ) -> tuple[ItemState, str] | None:
+        """Why a change must not be tried in this pass: stalled at this generation, a
+        dependency not through yet, or backing off after a failure. None when it may go."""
+        key = item.key
+        if item.action is not Action.DELETE and self._stalled_at.get(key) == generation:
+            return ItemState.STALLED, str(status.get("stalledMessage", "stalled"))
+        if item.desired is not None:
+            missing = [d for d in dependencies(item.desired) if d in blocked]
+            if missing:
+                return self._waiting(key, status, generation, missing, blocked)
+        if not self.backoff.ready(key, self.clock()):
+            return ItemState.WAITING, "backing off after a failure"
+        return None
+
+    def _waiting(
+        self,
+        key: ResourceKey,
+        status: dict[str, Any],
+        generation: int,
+        missing: list[ResourceKey],
+        blocked: Mapping[ResourceKey, ItemState],
+    ) -> tuple[ItemState, str]:
+        """A resource whose dependencies are not through: it waits, or (behind stalled
+        dependencies only) stalls until a spec changes."""
+        message = f"waiting for {', '.join(map(str, missing))}"
+        stalled = all(blocked[d] is ItemState.STALLED for d in missing)
+        self._set_conditions(
+            key,
+            status,
+            generation,
+            ready=False,
+            reason="WaitingForDependency",
+            message=message,
+            reconciling=not stalled,
+        )
+        return (ItemState.STALLED if stalled else ItemState.WAITING), message
+
+    async def _delete(
+        self, driver: Driver, key: ResourceKey, record: ResourceRecord | None
+    ) -> None:
+        """Prune: delete from the world, then forget."""
+        await driver.delete(key, record.handle if record else {})
+        self.store.forget(key)
+        self.store.add_event(key, "Normal", "Deleted", "pruned: no longer declared")
+        self.backoff.succeeded(key)
+        self._progress(Progress.DONE, key, "deleted")
+
+    async def _apply(
+        self,
+        driver: Driver,
+        item: PlanItem,
+        record: ResourceRecord | None,
+        context: ApplyContext,
+    ) -> Outcome:
+        """Create or update: a resource that touches the world enters the inventory (with its
+        handle) before the driver creates it, so that a crash in between leaves it prunable."""
+        assert item.desired is not None
+        _require_valid(item.desired)
+        handle = (record.handle if record and record.handle else None) or (
+            driver.handle_for(item.desired)
+        )
+        if driver.manages_world and not (record and record.managed):
+            self.store.mark_managed(item.key, handle)
+        return await driver.apply(item.desired, handle, context)
+
+    def _applied(
+        self,
+        item: PlanItem,
+        driver: Driver,
+        status: dict[str, Any],
+        generation: int,
+        outcome: Outcome,
+    ) -> None:
+        """Record a create or update that worked: the spec applied, its status, an event."""
+        key = item.key
+        assert item.desired is not None
         self.backoff.succeeded(key)
         self._stalled_at.pop(key, None)
         status.update(outcome.status)
@@ -510,31 +563,22 @@ class Reconciler:
             reconciling=False,
         )
         self.store.record_applied(
-            key,
-            item.desired.spec,
-            generation,
-            outcome.handle,
-            status,
-            managed=driver.manages_world,
+            key, item.desired.spec, generation, outcome.handle, status, managed=driver.manages_world
         )
-        reason = {"create": "Created", "update": "Repaired" if not item.diffs else "Updated"}
-        verb = reason[item.action.value].lower()
-        if item.action is Action.UPDATE and not item.diffs:
-            verb += f" ({'; '.join(item.drift)})"
-        elif item.action is Action.UPDATE:
-            verb += f" ({', '.join(d.field for d in item.diffs)})"
-        self.store.add_event(key, "Normal", reason[item.action.value], outcome.message or verb)
-        self._progress(Progress.DONE, key, f"{verb}: {outcome.message}" if outcome.message else verb)
-        return "done", ""
+        reason, verb = _applied_words(item)
+        self.store.add_event(key, "Normal", reason, outcome.message or verb)
+        self._progress(
+            Progress.DONE, key, f"{verb}: {outcome.message}" if outcome.message else verb
+        )
 
     def _failed(
         self,
         key: ResourceKey,
-        item: PlanItem,
         status: dict[str, Any],
         generation: int,
         exc: ReconcileError,
-    ) -> tuple[str, str]:
+    ) -> tuple[ItemState, str]:
+        """A driver failed: stall until the spec changes (PermanentError), or back off."""
         message = str(exc)
         if isinstance(exc, PermanentError):
             self._stalled_at[key] = generation
@@ -551,7 +595,7 @@ class Reconciler:
             )
             self.store.add_event(key, "Warning", exc.reason, message)
             self._progress(Progress.STALLED, key, message)
-            return "stalled", message
+            return ItemState.STALLED, message
         delay = exc.delay if isinstance(exc, TemporaryError) else None
         wait = self.backoff.failed(key, self.clock(), delay)
         text = f"{message} (retry {self.backoff.failures(key)} in {wait:.1f}s)"
@@ -566,7 +610,7 @@ class Reconciler:
         )
         self.store.add_event(key, "Warning", exc.reason, message)
         self._progress(Progress.FAILED, key, text)
-        return "failed", message
+        return ItemState.FAILED, message
 
     def _summarise(
         self, observed: Mapping[ResourceKey, Live], generations: Mapping[ResourceKey, int]
@@ -700,6 +744,25 @@ class Reconciler:
                 self.store.add_event(record.key, "Normal", "Stopped", "stopped by hmctl down")
         self._summarise({}, {})  # networks without a running node, and what stands on them
         return stopped
+
+
+def _unchanged(the_plan: Plan, lives: Mapping[ResourceKey, Live]) -> dict[ResourceKey, Live]:
+    """The resources the plan leaves alone, as this pass observed them."""
+    return {
+        item.key: lives[item.key]
+        for item in the_plan.items
+        if item.action is Action.NOOP and item.key in lives
+    }
+
+
+def _applied_words(item: PlanItem) -> tuple[str, str]:
+    """The event reason and the verb for a create or update that worked: ``Created``,
+    ``Updated (spec.listen)``, or ``Repaired (process not running)`` for drift alone."""
+    if item.action is Action.CREATE:
+        return "Created", "created"
+    if not item.diffs:
+        return "Repaired", f"repaired ({'; '.join(item.drift)})"
+    return "Updated", f"updated ({', '.join(d.field for d in item.diffs)})"
 
 
 def _require_valid(resource: Resource) -> None:
