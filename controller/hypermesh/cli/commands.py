@@ -44,6 +44,7 @@ from hypermesh.errors import (
 from hypermesh.model.resources import DesiredState, ResourceKey, canonical_json
 from hypermesh.model.schemas import KINDS, kind_from_alias
 from hypermesh.model.validate import ManifestSet, load_desired
+from hypermesh.node.lockfile import _alive as pid_alive
 from hypermesh.plan import Plan
 from hypermesh.plan import plan as make_plan
 from hypermesh.reconcile import Reconciler, ReconcileSettings, gitops
@@ -410,9 +411,9 @@ def _controller_object(args: argparse.Namespace, state: ControllerState) -> dict
     status = gitops.LoopStatus.from_json(state.status)
     holder = StateLock(state_dir(args), "hmctl controller status").holder() or {}
     running = None
-    if str(holder.get("command", "")) in ("hmctl up", "hmctl controller run") and _alive(
-        holder.get("pid")
-    ):
+    pid = holder.get("pid")
+    looping = str(holder.get("command", "")) in ("hmctl up", "hmctl controller run")
+    if looping and isinstance(pid, int) and pid > 0 and pid_alive(pid):
         running = {k: holder.get(k) for k in ("command", "pid", "host", "since")}
     body = status.to_json()
     spec = {
@@ -441,18 +442,6 @@ def _controller_object(args: argparse.Namespace, state: ControllerState) -> dict
 
 def _stamp(moment: datetime | None) -> str:
     return "" if moment is None else rfc3339(moment)
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def controller_status(args: argparse.Namespace) -> int:
