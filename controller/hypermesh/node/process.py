@@ -86,13 +86,14 @@ async def serve(
     feature that fails to open closes the ones opened before it and fails the start."""
     stop = _stop_on_signals()
     node = NodeContext.starting(config, identity)
+    opened: list[str] = []
     try:
         async with contextlib.AsyncExitStack() as stack:
             for feature in features:
                 if feature.enabled(config):
                     await feature.open(node, stack)
-                    log.debug("feature open", extra={"node": config.name, "feature": feature.name})
-            _started(node)
+                    opened.append(feature.name)
+            _started(node, opened)
             await stop.wait()
             log.info("node stopping", extra={"node": config.name})
     finally:
@@ -110,8 +111,8 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
-def _started(node: NodeContext) -> None:
-    """Publish ``runtime.json``: the node serves from now on."""
+def _started(node: NodeContext, features: list[str]) -> None:
+    """Publish ``runtime.json``: the node serves from now on, with ``features``."""
     runtime = node.runtime()
     write_runtime(node.node_dir, runtime)
     log.info(
@@ -125,6 +126,7 @@ def _started(node: NodeContext) -> None:
             "web": runtime.web,
             "generation": node.config.generation,
             "version": __version__,
+            "features": features,
         },
     )
 

@@ -1,0 +1,209 @@
+"""What a node is made of: features, each one role it plays, opened in order on one exit stack.
+
+A feature (``Feature``) says whether the node's config asks for it (``enabled``) and, when it
+does, opens what it holds (``open``): databases, background tasks, sockets, each with its
+closing pushed on the ``AsyncExitStack`` it is given, and the paths it answers routed on the
+node's ``Router``. ``node.process.serve`` opens the features of ``node.features.FEATURES`` in
+that order and serves until told to stop; the stack then closes everything in the reverse
+order, and the same happens when a feature fails to open: the features opened before it are
+closed, the rest were never opened.
+
+Features never import one another. What one offers those after it (a registry its revocations
+and its administrator's key, a mirror its DNS fallback, the chain its appender, an interface
+its address) it leaves on the ``NodeContext``, the one place they meet. The order of
+``FEATURES`` is therefore the order of those offers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hypermesh import __version__
+from hypermesh.chain.follower import ChainFollower, ChainPeer
+from hypermesh.chain.store import GroupAppender
+from hypermesh.dns.doq import DnsHandler
+from hypermesh.dns.source import StaticZones
+from hypermesh.mirror.follower import Follower, Peer
+from hypermesh.node.config import NodeConfig, Upstream
+from hypermesh.node.interfaces import Federated, PublicGate
+from hypermesh.node.metrics import NodeMetrics
+from hypermesh.node.router import Router
+from hypermesh.node.routes import Fallback
+from hypermesh.node.runtime import RuntimeInfo, read_runtime
+from hypermesh.node.server import Gate
+from hypermesh.revocation import Lookup, Revocation, Revocations
+from hypermesh.timefmt import rfc3339
+from hypermesh.transport.identity import Identity, read_node_id
+
+log = logging.getLogger("hypermesh.node")
+
+
+class Feature(Protocol):
+    """One role of a node (its DNS, its registry, its chain, an interface, …)."""
+
+    @property
+    def name(self) -> str:
+        """What the feature is called (``dns``, ``registry``, …)."""
+        ...
+
+    def enabled(self, config: NodeConfig) -> bool:
+        """Whether ``config`` asks for this feature."""
+        ...
+
+    async def open(self, node: NodeContext, stack: contextlib.AsyncExitStack) -> None:
+        """Open what the feature holds, pushing each closing on ``stack`` as soon as it is
+        opened; route its paths on ``node.router``; leave on ``node`` what it offers the
+        features after it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChainWriter:
+    """How a feature appends to the node's own chain: through the appender, once ``ready``
+    (set when the node has taken back from its peers any of its own blocks it had lost)."""
+
+    appender: GroupAppender
+    ready: asyncio.Event
+
+
+@dataclass(slots=True)
+class Addresses:
+    """Where the node's interfaces are bound (``host:port``), as each one opens."""
+
+    public: str | None = None
+    private: str | None = None
+    ephemeral: str | None = None
+    web: str | None = None
+
+
+@dataclass(eq=False)
+class NodeContext:
+    """The node being started, as its features see it: what it was given, and what each
+    feature offers the ones opened after it."""
+
+    config: NodeConfig
+    identity: Identity
+    metrics: NodeMetrics
+    router: Router = field(default_factory=Router)
+    """The node's API, served on its public and private interfaces (and over TCP, read-only)."""
+    zones: StaticZones = field(default_factory=StaticZones)
+    """The zones it serves over DoQ and DoH (a registry's own, or a mirror's copies)."""
+    started_at: str = field(default_factory=lambda: rfc3339(datetime.datetime.now(datetime.UTC)))
+    started_monotonic: float = field(default_factory=time.monotonic)
+    operators: set[str] = field(default_factory=set)
+    """Keys the gates admit as this node's own besides its key (a registry's administrator)."""
+    revocation_sources: list[Lookup] = field(default_factory=list)
+    """Where revoked keys are known: the registry's table, or its anchors as a mirror holds
+    them. Asked in order, at every question."""
+    revocations: Revocations = field(init=False)
+    dns_fallback: Fallback | None = None
+    """Where a mirror forwards the DNS queries its copies do not answer."""
+    dns_handler: DnsHandler | None = None
+    """What answers DNS over QUIC on the public and private interfaces."""
+    mirror: Follower | None = None
+    chains: ChainFollower | None = None
+    chain_writer: ChainWriter | None = None
+    federated: Federated | None = None
+    """Who a key is in a federated network (``NETWORK/MEMBER``), when the node federates."""
+    addresses: Addresses = field(default_factory=Addresses)
+    _public_gate: Gate | None = field(default=None, init=False)
+    _public_gate_made: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.revocations = Revocations(self._revocation_of)
+
+    @classmethod
+    def starting(cls, config: NodeConfig, identity: Identity) -> NodeContext:
+        """A context for a node starting now, with its metrics."""
+        metrics = NodeMetrics(
+            name=config.name, network=config.network, identity=identity.node_id, version=__version__
+        )
+        return cls(config, identity, metrics)
+
+    @property
+    def node_dir(self) -> Path:
+        return Path(self.config.node_dir)
+
+    def _revocation_of(self, node_id: str) -> Revocation | None:
+        return next(
+            (found for found in (of(node_id) for of in self.revocation_sources) if found), None
+        )
+
+    def revoked(self) -> Callable[[str], bool] | None:
+        """The gates' test of a revoked key; None when the node knows of no revocations."""
+        return self.revocations.is_revoked if self.revocation_sources else None
+
+    def public_gate(self) -> Gate | None:
+        """The public interface's gate (made once: it counts rate limits), also the tunnels'
+        when the ephemeral interface has no policy of its own. None: it admits everyone."""
+        if not self._public_gate_made:
+            config, revoked = self.config, self.revoked()
+            if config.public_policy is not None or revoked is not None:
+                self._public_gate = PublicGate.of(
+                    config.name,
+                    config.directory,
+                    config.public_policy,
+                    revoked,
+                    self.federated,
+                    frozenset(self.operators),
+                ).check
+            self._public_gate_made = True
+        return self._public_gate
+
+    def upstream(self, upstream: Upstream | None) -> Peer | None:
+        """Where ``upstream`` answers now (a local node: from its runtime file and key)."""
+        if upstream is None:
+            return None
+        if upstream.node_dir is None:
+            assert upstream.address is not None
+            return Peer(upstream.address, upstream.identity)
+        runtime = read_runtime(Path(upstream.node_dir))
+        if runtime is None:
+            return None
+        return Peer(runtime.address, read_node_id(Path(upstream.node_dir)))
+
+    def mirror_peers(self) -> list[Peer]:
+        """The other mirrors, as far as they answer now."""
+        return [p for p in map(self.upstream, self.config.peers) if p is not None]
+
+    def chain_peers(self) -> list[ChainPeer]:
+        """The peers as the chain follower needs them: reachable now, key known."""
+        found = [self.upstream(u) for u in (*self.config.peers, self.config.registry)]
+        return [ChainPeer(p.address, p.identity) for p in found if p is not None and p.identity]
+
+    def runtime(self) -> RuntimeInfo:
+        """What ``runtime.json`` says of the node once its public interface is bound."""
+        assert self.addresses.public is not None, "the public interface opens first"
+        return RuntimeInfo(
+            pid=os.getpid(),
+            address=self.addresses.public,
+            identity=self.identity.node_id,
+            started_at=self.started_at,
+            version=__version__,
+            generation=self.config.generation,
+            web=self.addresses.web,
+            private=self.addresses.private,
+            ephemeral=self.addresses.ephemeral,
+        )
+
+
+def start_task(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` in the background until the stack closes, then cancel it."""
+    task = asyncio.create_task(work)
+    stack.push_async_callback(_stop, task)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task had failed", exc_info=task.exception())

@@ -1,0 +1,99 @@
+"""The node's own chain: its store, the chains it follows, the witnesses it asks to cosign,
+and the chain API. Appends wait until the node has taken back its own lost blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+
+from hypermesh.chain.client import ask_witness
+from hypermesh.chain.follower import ChainFollower
+from hypermesh.chain.replica import Replicas
+from hypermesh.chain.store import ChainStore, GroupAppender
+from hypermesh.chain.witness import CosignatureStore, CosignCollector, Witness
+from hypermesh.node.chain_api import add_chain_routes
+from hypermesh.node.config import NodeConfig
+from hypermesh.node.feature import ChainWriter, NodeContext, start_task
+from hypermesh.node.rotation import start_successor_chain
+
+log = logging.getLogger("hypermesh.node")
+
+CHAIN_DB = "chain.db"
+"""Under the node's directory: its own chain (SQLite, 0600)."""
+REPLICAS_DB = "replicas.db"
+"""Under the node's directory: the chains it follows and the equivocations it knows."""
+RECOVERY_TIMEOUT = 10.0
+"""Seconds a starting node waits for its peers' copies of its own chain before appending."""
+
+
+class ChainFeature:
+    """A node with ``chain`` on keeps its own chain and the chains its blocks link to."""
+
+    name = "chain"
+
+    def enabled(self, config: NodeConfig) -> bool:
+        return config.chain
+
+    async def open(self, node: NodeContext, stack: contextlib.AsyncExitStack) -> None:
+        chain = ChainStore.open(node.node_dir / CHAIN_DB, node.identity)
+        stack.callback(chain.close)
+        start_successor_chain(node.node_dir, chain)
+        replicas = Replicas.open(node.node_dir / REPLICAS_DB, node.revocations)
+        stack.callback(replicas.close)
+        follower = ChainFollower(chain, replicas, node.chain_peers)
+        ready = asyncio.Event()
+        start_task(stack, _follow_chains(follower, ready))
+        cosignatures = CosignatureStore(chain.connection)
+        if node.config.witnesses:
+            start_task(stack, _collect_cosignatures(_collector(node, chain, cosignatures)))
+        appender = GroupAppender(chain)
+        add_chain_routes(
+            node.router,
+            chain,
+            replicas=replicas,
+            ready=ready,
+            witness=Witness(replicas.connection, node.identity, revocations=node.revocations),
+            cosignatures=cosignatures,
+            appender=appender,
+            revocations=node.revocations,
+        )
+        node.chains = follower
+        node.chain_writer = ChainWriter(appender, ready)
+
+
+def _collector(
+    node: NodeContext, chain: ChainStore, cosignatures: CosignatureStore
+) -> CosignCollector:
+    """Who asks the peers to witness the chain's checkpoints, as many as the config wants."""
+    return CosignCollector(
+        chain,
+        cosignatures,
+        node.chain_peers,
+        node.config.witnesses,
+        functools.partial(ask_witness, identity=node.identity),
+        revocations=node.revocations,
+    )
+
+
+async def _follow_chains(follower: ChainFollower, ready: asyncio.Event) -> None:
+    """Take back lost own blocks from the peers (bounded), allow appends, then follow."""
+    try:
+        async with asyncio.timeout(RECOVERY_TIMEOUT):
+            await follower.recover_own()
+    except TimeoutError:
+        log.warning("peers did not answer about the node's own chain in time")
+    finally:
+        ready.set()
+    await follower.run()
+
+
+async def _collect_cosignatures(collector: CosignCollector, interval: float = 1.0) -> None:
+    """Keep asking peers to witness the latest checkpoint."""
+    while True:
+        try:
+            await collector.round()
+        except Exception:  # a peer's bad answer must not end the task
+            log.exception("cosigning round failed")
+        await asyncio.sleep(interval)
