@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
 import time
+from functools import partial
 from pathlib import Path
 
-from hypermesh.chain.client import ChainClient
 from hypermesh.chain.rotation import rotation_payload
 from hypermesh.cli import registry as registry_cli
-from hypermesh.cli.common import state_dir
+from hypermesh.cli.common import peer_ref, state_dir
 from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import HyperMeshError, UsageError
 from hypermesh.files import write_atomic
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock, running_pid
 from hypermesh.node.process import CHAIN_DB
 from hypermesh.node.rotation import NEXT_KEY, ROTATION_FILE, finish_rotation, read_rotation
-from hypermesh.registry.client import API
+from hypermesh.sdk.sync import Mesh
 from hypermesh.transport.identity import (
     KEY_FILE,
     Identity,
@@ -51,9 +50,9 @@ def rotate(args: argparse.Namespace) -> int:
     new = create_key_file(node_dir / NEXT_KEY)
     # 1. The old key records the hand-over on its chain, with the new key's consent.
     payload = rotation_payload(old, new, int(time.time() * 1000))
-    client = ChainClient(address, node_id, caller=old, timeout=args.timeout)
+    mesh = Mesh.of(old, node=peer_ref(address, node_id), timeout=args.timeout)
     try:
-        block = asyncio.run(client.append(old, "key", payload))
+        block = mesh.append(payload, kind="key")
     except HyperMeshError as exc:
         (node_dir / NEXT_KEY).unlink(missing_ok=True)
         raise HyperMeshError(f"node {args.node}: the rotation was not recorded: {exc}") from None
@@ -94,13 +93,8 @@ def _revoke(args: argparse.Namespace, old: Identity, new_id: str) -> bool:
         target = registry_cli.target_of(args)
     except UsageError:
         return False
-    registry_cli.ask(
-        target,
-        "POST",
-        f"{API}/revoke",
-        {"nodeId": old.node_id, "reason": "rotated", "replacedBy": new_id},
-        signer=old,
-    )
+    revoke = partial(Mesh.revoke_key, node_id=old.node_id, reason="rotated", replaced_by=new_id)
+    registry_cli.ask(target, revoke, signer=old)
     return True
 
 

@@ -1,7 +1,8 @@
 """``hmctl``: the command line, kubectl's conventions.
 
 Exit codes: 0 success; 1 "invalid" for validate, "there are changes" for diff/plan, "did not
-converge" for apply; 2 bad input, usage or state errors; 3 the state is locked by another hmctl.
+converge" for apply; 2 bad input, usage or state errors, or a system other than Linux; 3 the
+state is locked by another hmctl.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import TypeAlias
 
 from hypermesh import __version__
 from hypermesh.cli.common import duration
@@ -22,6 +24,10 @@ EXIT_LOCKED = 3
 
 HEAVY = "hypermesh.cli.commands"
 LIGHT = "hypermesh.cli.validate"
+
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""Where a command (or an action of a command group) is added."""
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -51,7 +57,7 @@ def _add_timeout(parser: argparse.ArgumentParser, default: float) -> None:
 
 
 def _command(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    sub: Subparsers,
     name: str,
     handler: tuple[str, str],
     summary: str,
@@ -68,7 +74,15 @@ def _command(
     return parser
 
 
+def _add_output(
+    parser: argparse.ArgumentParser, choices: list[str], help: str | None = None
+) -> None:
+    """``-o/--output`` with ``choices``, the first the default."""
+    parser.add_argument("-o", "--output", choices=choices, default=choices[0], help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """hmctl's whole command line: global options, then one builder per command group."""
     parser = argparse.ArgumentParser(
         prog="hmctl",
         description="Declare a HyperMesh network in YAML and converge it.",
@@ -89,7 +103,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (
+        _add_validate,
+        _add_diff,
+        _add_apply,
+        _add_up,
+        _add_down,
+        _add_controller,
+        _add_get,
+        _add_describe,
+        _add_delete,
+        _add_dns,
+        _add_registry,
+        _add_chain,
+        _add_message,
+        _add_policy,
+        _add_tunnel,
+        _add_keys,
+        _add_version,
+    ):
+        add(sub)
+    return parser
 
+
+def _add_validate(sub: Subparsers) -> None:
     p = _command(
         sub,
         "validate",
@@ -99,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_files(p)
 
+
+def _add_version(sub: Subparsers) -> None:
+    _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
+
+
+def _add_diff(sub: Subparsers) -> None:
     for name in ("diff", "plan"):
         p = _command(
             sub,
@@ -109,15 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
         _add_files(p)
         p.add_argument("--prune", action="store_true", help="include deletes of undeclared")
-        p.add_argument(
-            "-o",
-            "--output",
-            choices=["text", "json"],
-            default="text",
-            help="text: a unified diff per resource (default); json: the plan as data",
+        _add_output(
+            p,
+            ["text", "json"],
+            "text: a unified diff per resource (default); json: the plan as data",
         )
         p.add_argument("-a", "--all", action="store_true", help="also list unchanged resources")
 
+
+def _add_apply(sub: Subparsers) -> None:
     p = _command(
         sub,
         "apply",
@@ -129,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_apply_flags(p)
     p.add_argument("--dry-run", action="store_true", help="show the plan; change nothing")
 
+
+def _add_up(sub: Subparsers) -> None:
     p = _command(
         sub,
         "up",
@@ -140,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_apply_flags(p)
     _add_loop_flags(p)
 
-    p = _command(
+
+def _add_down(sub: Subparsers) -> None:
+    _command(
         sub,
         "down",
         (HEAVY, "down"),
@@ -148,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         "hmctl down",
     )
 
-    _add_controller(sub)
 
+def _add_get(sub: Subparsers) -> None:
     p = _command(
         sub,
         "get",
@@ -159,14 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("kind", help="node, network, peer, tld, record, policy, or all")
     p.add_argument("name", nargs="?", help="one resource")
-    p.add_argument(
-        "-o",
-        "--output",
-        choices=["table", "wide", "yaml", "json", "name"],
-        default="table",
-        help="table (default), wide (more columns), yaml or json (objects that apply back), name",
+    _add_output(
+        p,
+        ["table", "wide", "yaml", "json", "name"],
+        "table (default), wide (more columns), yaml or json (objects that apply back), name",
     )
 
+
+def _add_describe(sub: Subparsers) -> None:
     p = _command(
         sub,
         "describe",
@@ -177,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", help="node, network, peer, tld, record or policy")
     p.add_argument("name", help="the resource's metadata.name")
 
+
+def _add_delete(sub: Subparsers) -> None:
     p = _command(
         sub,
         "delete",
@@ -188,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="*", help="one or more names of that kind")
     _add_files(p, required=False)
 
+
+def _add_dns(sub: Subparsers) -> None:
     p = _command(
         sub,
         "dns",
@@ -215,22 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --verify: the registry's node ID (default: from the state)",
     )
     _add_timeout(p, 5.0)
-    p.add_argument(
-        "-o",
-        "--output",
-        choices=["text", "json"],
-        default="text",
-        help="text: as dig prints it (default); json: for scripts",
-    )
-
-    _add_registry(sub)
-    _add_chain(sub)
-    _add_message(sub)
-    _add_policy(sub)
-    _add_tunnel(sub)
-    _add_keys(sub)
-    p = _command(sub, "version", (LIGHT, "version"), "print the version", "hmctl version")
-    return parser
+    _add_output(p, ["text", "json"], "text: as dig prints it (default); json: for scripts")
 
 
 REGISTRY = "hypermesh.cli.registry"
@@ -239,7 +275,7 @@ REGISTRY = "hypermesh.cli.registry"
 CHAIN = "hypermesh.cli.chain"
 
 
-def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_chain(sub: Subparsers) -> None:
     parent = _command(
         sub,
         "chain",
@@ -248,23 +284,37 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "hmctl chain log alpha",
     )
     actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def action(name: str, summary: str, example: str) -> argparse.ArgumentParser:
-        p = _command(actions, name, (CHAIN, name), summary, example)
-        p.add_argument(
-            "node",
-            nargs="?" if name == "verify" else None,
-            help="the node whose chain it is (a node of this state)",
-        )
-        _add_timeout(p, 10.0)
-        return p
-
-    p = action("log", "the latest blocks, newest first", "hmctl chain log alpha --limit 50")
+    p = _chain_action(
+        actions, "log", "the latest blocks, newest first", "hmctl chain log alpha --limit 50"
+    )
     p.add_argument("--limit", type=int, default=20, help="how many blocks (default 20)")
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    p = action("show", "one block with its payload, as JSON", "hmctl chain show alpha 3")
+    _add_output(p, ["table", "json"])
+    p = _chain_action(
+        actions, "show", "one block with its payload, as JSON", "hmctl chain show alpha 3"
+    )
     p.add_argument("seq", type=int, help="the block's height")
-    p = action(
+    _add_chain_append(actions)
+    _add_chain_verify(actions)
+    _add_chain_proofs(actions)
+
+
+def _chain_action(
+    actions: Subparsers, name: str, summary: str, example: str
+) -> argparse.ArgumentParser:
+    """An action of ``hmctl chain``: the node (optional for verify) and a timeout."""
+    p = _command(actions, name, (CHAIN, name), summary, example)
+    p.add_argument(
+        "node",
+        nargs="?" if name == "verify" else None,
+        help="the node whose chain it is (a node of this state)",
+    )
+    _add_timeout(p, 10.0)
+    return p
+
+
+def _add_chain_append(actions: Subparsers) -> None:
+    p = _chain_action(
+        actions,
         "append",
         "append a block, signed with the node's own key",
         "hmctl chain append alpha --text 'deployed v2'",
@@ -279,7 +329,11 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="NODE_ID:SEQ:HASH",
         help="a block of another chain this one has seen (repeatable, at most 16)",
     )
-    p = action(
+
+
+def _add_chain_verify(actions: Subparsers) -> None:
+    p = _chain_action(
+        actions,
         "verify",
         "fetch the whole chain and check every block, link, tree head and payload; or check "
         "a provenance bundle offline",
@@ -293,7 +347,11 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="K",
         help="also require K cosignatures of the latest checkpoint by other nodes of this state",
     )
-    p = action(
+
+
+def _add_chain_proofs(actions: Subparsers) -> None:
+    p = _chain_action(
+        actions,
         "provenance",
         "a bundle of proofs that block SEQ of NODE had seen an origin block of another chain",
         "hmctl chain provenance beta 4 --origin hm1…:2 --out proof.json",
@@ -301,7 +359,8 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("seq", type=int, help="the block whose provenance is asked")
     p.add_argument("--origin", required=True, metavar="NODE_ID:SEQ", help="the origin block")
     p.add_argument("--out", metavar="FILE", help="write the bundle here (default: print it)")
-    p = action(
+    p = _chain_action(
+        actions,
         "proof",
         "an inclusion proof of block SEQ (or a consistency proof), checked here",
         "hmctl chain proof alpha 3 --size 10",
@@ -314,10 +373,10 @@ def _add_chain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="OLD_SIZE",
         help="prove that the first OLD_SIZE blocks are a prefix of the first SEQ blocks",
     )
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    _add_output(p, ["text", "json"])
 
 
-def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_policy(sub: Subparsers) -> None:
     parent = _command(
         sub,
         "policy",
@@ -340,7 +399,7 @@ def _add_policy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--operation", metavar="OP", help="dns.query, chain.read, chain.write, …")
 
 
-def _add_tunnel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_tunnel(sub: Subparsers) -> None:
     parent = _command(
         sub,
         "tunnel",
@@ -369,7 +428,7 @@ def _add_tunnel(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _add_timeout(p, 30.0)
 
 
-def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_keys(sub: Subparsers) -> None:
     parent = _command(
         sub,
         "keys",
@@ -395,7 +454,7 @@ def _add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 MESSAGE = "hypermesh.cli.message"
 
 
-def _add_message(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_message(sub: Subparsers) -> None:
     parent = _command(
         sub,
         "message",
@@ -429,7 +488,7 @@ def _add_message(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_timeout(p, 10.0)
 
 
-def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_registry(sub: Subparsers) -> None:
     parent = _command(
         sub,
         "registry",
@@ -439,78 +498,90 @@ def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "hmctl registry list -o wide",
     )
     actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def action(name: str, function: str, summary: str, example: str) -> argparse.ArgumentParser:
-        p = _command(actions, name, (REGISTRY, function), summary, example)
-        p.add_argument(
-            "--registry",
-            metavar="NODE",
-            help="the registry node of this state (default: the only one)",
-        )
-        p.add_argument("--address", metavar="HOST:PORT", help="a registry this state does not run")
-        p.add_argument("--identity", metavar="NODE_ID", help="with --address: the key to pin")
-        p.add_argument(
-            "--admin-key",
-            metavar="FILE",
-            help="the administrator's key (default: registry-admin/identity.key of the node)",
-        )
-        _add_timeout(p, 10.0)
-        return p
-
-    p = action(
+    p = _registry_action(
+        actions,
         "list",
         "list_tlds",
         "list the registry's TLDs with owner, status and serial",
         "hmctl registry list -o wide",
     )
+    _add_output(p, ["table", "wide", "json"], "table (default), wide (with DS records) or json")
+    _add_registry_tld_actions(actions)
+    _add_registry_transfer(actions)
+    _add_registry_reserve(actions)
+    _add_registry_revoke(actions)
+    _add_registry_policy(actions)
+
+
+def _registry_action(
+    actions: Subparsers, name: str, function: str, summary: str, example: str
+) -> argparse.ArgumentParser:
+    """An action of ``hmctl registry``, with the options that say which registry and key."""
+    p = _command(actions, name, (REGISTRY, function), summary, example)
     p.add_argument(
-        "-o",
-        "--output",
-        choices=["table", "wide", "json"],
-        default="table",
-        help="table (default), wide (with DS records) or json",
+        "--registry",
+        metavar="NODE",
+        help="the registry node of this state (default: the only one)",
     )
-    for name, summary, example in (
-        (
-            "approve",
-            "approve a pending TLD (manual approval mode); its zone is served at once",
-            "hmctl registry approve acme",
-        ),
-        (
-            "reject",
-            "reject a pending TLD, with a reason its owner sees",
-            "hmctl registry reject acme --reason 'trademark dispute'",
-        ),
-        (
-            "expire",
-            "end a registration now: its zone stops being served until the owner renews",
-            "hmctl registry expire acme --reason 'abuse report 17'",
-        ),
-        (
-            "renew",
-            "renew a TLD for another term, signed by its owner (a node of this state)",
-            "hmctl registry renew acme",
-        ),
-    ):
-        p = action(name, name, summary, example)
+    p.add_argument("--address", metavar="HOST:PORT", help="a registry this state does not run")
+    p.add_argument("--identity", metavar="NODE_ID", help="with --address: the key to pin")
+    p.add_argument(
+        "--admin-key",
+        metavar="FILE",
+        help="the administrator's key (default: registry-admin/identity.key of the node)",
+    )
+    _add_timeout(p, 10.0)
+    return p
+
+
+def _add_as_node(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--as",
+        dest="as_node",
+        metavar="NODE",
+        help="sign as this node (default: the node that owns the TLD)",
+    )
+
+
+REGISTRY_TLD_ACTIONS = (
+    (
+        "approve",
+        "approve a pending TLD (manual approval mode); its zone is served at once",
+        "hmctl registry approve acme",
+    ),
+    (
+        "reject",
+        "reject a pending TLD, with a reason its owner sees",
+        "hmctl registry reject acme --reason 'trademark dispute'",
+    ),
+    (
+        "expire",
+        "end a registration now: its zone stops being served until the owner renews",
+        "hmctl registry expire acme --reason 'abuse report 17'",
+    ),
+    (
+        "renew",
+        "renew a TLD for another term, signed by its owner (a node of this state)",
+        "hmctl registry renew acme",
+    ),
+)
+"""The registry's actions on one TLD: name, summary, example."""
+
+
+def _add_registry_tld_actions(actions: Subparsers) -> None:
+    for name, summary, example in REGISTRY_TLD_ACTIONS:
+        p = _registry_action(actions, name, name, summary, example)
         p.add_argument("tld", help="the TLD")
         if name in ("reject", "expire"):
             p.add_argument("--reason", default="", help="why; shown to the owner and on the page")
         if name == "renew":
-            p.add_argument(
-                "--as",
-                dest="as_node",
-                metavar="NODE",
-                help="sign as this node (default: the node that owns the TLD)",
-            )
-        p.add_argument(
-            "-o",
-            "--output",
-            choices=["text", "json"],
-            default="text",
-            help="text (default) or json: the TLD as the API returns it",
-        )
-    p = action(
+            _add_as_node(p)
+        _add_output(p, ["text", "json"], "text (default) or json: the TLD as the API returns it")
+
+
+def _add_registry_transfer(actions: Subparsers) -> None:
+    p = _registry_action(
+        actions,
         "transfer",
         "transfer",
         "hand a TLD to another node: signed by the owner, cosigned by the new owner",
@@ -520,15 +591,11 @@ def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--to", required=True, metavar="NODE", help="the new owner, a node of this state"
     )
-    p.add_argument(
-        "--as",
-        dest="as_node",
-        metavar="NODE",
-        help="sign as this node (default: the node that owns the TLD)",
-    )
-    p.add_argument(
-        "-o", "--output", choices=["text", "json"], default="text", help="text (default) or json"
-    )
+    _add_as_node(p)
+    _add_output(p, ["text", "json"], "text (default) or json")
+
+
+def _add_registry_reserve(actions: Subparsers) -> None:
     for name, undo, summary, example in (
         (
             "reserve",
@@ -538,17 +605,15 @@ def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ),
         ("unreserve", True, "release reserved names", "hmctl registry unreserve beta"),
     ):
-        p = action(name, "reserve", summary, example)
+        p = _registry_action(actions, name, "reserve", summary, example)
         p.add_argument("names", nargs="+", metavar="NAME", help="one or more TLD names")
         p.set_defaults(undo=undo)
-        p.add_argument(
-            "-o",
-            "--output",
-            choices=["text", "json"],
-            default="text",
-            help="text (default) or json: the resulting policy",
-        )
-    p = action(
+        _add_output(p, ["text", "json"], "text (default) or json: the resulting policy")
+
+
+def _add_registry_revoke(actions: Subparsers) -> None:
+    p = _registry_action(
+        actions,
         "revoke",
         "revoke",
         "revoke a node key: every node of the network refuses it once the revocation reaches "
@@ -563,15 +628,20 @@ def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="sign with the node's own key instead of the administrator's",
     )
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    p = action(
+    _add_output(p, ["text", "json"])
+    p = _registry_action(
+        actions,
         "revocations",
         "revocations",
         "list the node keys the registry has revoked",
         "hmctl registry revocations",
     )
-    p.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    p = action(
+    _add_output(p, ["table", "json"])
+
+
+def _add_registry_policy(actions: Subparsers) -> None:
+    p = _registry_action(
+        actions,
         "policy",
         "policy",
         "show the registry's policy, or change its approval mode, term or quota",
@@ -594,12 +664,10 @@ def _add_registry(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="N",
         help="how many TLDs one owner key may hold (default 10; 0 refuses every registration)",
     )
-    p.add_argument(
-        "-o", "--output", choices=["text", "json"], default="text", help="text (default) or json"
-    )
+    _add_output(p, ["text", "json"], "text (default) or json")
 
 
-def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_controller(sub: Subparsers) -> None:
     parent = _command(
         sub,
         "controller",
@@ -608,31 +676,7 @@ def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "hmctl controller run -f manifests/ --prune --interval 30s",
     )
     actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = _command(
-        actions,
-        "run",
-        (HEAVY, "controller"),
-        "keep a folder or a git checkout converged, in the foreground: a pass every "
-        "--interval and at once when a manifest changes; the revision applied and the "
-        "conditions are in `hmctl controller status`",
-        "hmctl controller run -f /srv/net-config/manifests --prune --git-pull",
-    )
-    _add_files(p)
-    _add_apply_flags(p)
-    _add_loop_flags(p)
-    p.add_argument(
-        "--git-pull",
-        action="store_true",
-        help="-f is in a git checkout: run `git pull --ff-only` before a pass, every "
-        "--pull-interval; a failed pull is reported and the files stay as they were",
-    )
-    p.add_argument(
-        "--pull-interval",
-        type=duration,
-        default=60.0,
-        metavar="DURATION",
-        help="with --git-pull: pull this often (default 60s)",
-    )
+    _add_controller_run(actions)
     p = _command(
         actions,
         "suspend",
@@ -662,6 +706,34 @@ def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=["text", "yaml", "json"],
         default="text",
         help="text (default), or the loop as a Kubernetes-style object in yaml or json",
+    )
+
+
+def _add_controller_run(actions: Subparsers) -> None:
+    p = _command(
+        actions,
+        "run",
+        (HEAVY, "controller"),
+        "keep a folder or a git checkout converged, in the foreground: a pass every "
+        "--interval and at once when a manifest changes; the revision applied and the "
+        "conditions are in `hmctl controller status`",
+        "hmctl controller run -f /srv/net-config/manifests --prune --git-pull",
+    )
+    _add_files(p)
+    _add_apply_flags(p)
+    _add_loop_flags(p)
+    p.add_argument(
+        "--git-pull",
+        action="store_true",
+        help="-f is in a git checkout: run `git pull --ff-only` before a pass, every "
+        "--pull-interval; a failed pull is reported and the files stay as they were",
+    )
+    p.add_argument(
+        "--pull-interval",
+        type=duration,
+        default=60.0,
+        metavar="DURATION",
+        help="with --git-pull: pull this often (default 60s)",
     )
 
 
@@ -702,7 +774,24 @@ def _add_loop_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def unsupported_platform(platform: str | None = None) -> str | None:
+    """Why hmctl cannot run on ``platform`` (default: this one), or None on Linux. It holds
+    its state with flock, tells live nodes from dead ones through /proc and isolates networks
+    in network namespaces; elsewhere it would see every node as dead, so it says so at once."""
+    platform = platform or sys.platform
+    if platform.startswith("linux"):
+        return None
+    return (
+        f"hmctl runs on Linux only (it needs flock, /proc and network namespaces); "
+        f"this system is {platform}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    unsupported = unsupported_platform()
+    if unsupported is not None:
+        error(unsupported)
+        return EXIT_ERROR
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -1,4 +1,5 @@
-"""``hmctl registry …``: a registry's TLDs and its administration, through its HTTP/3 API.
+"""``hmctl registry …``: a registry's TLDs and its administration, through the SDK
+(``hypermesh.sdk``), which speaks the registry's HTTP/3 API.
 
 Administration (approve, reject, expire, reserve, unreserve, policy) is signed with the
 registry's administrator key, which the registry node created next to its database
@@ -14,19 +15,22 @@ says), else none.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from hypermesh.cli.common import state_dir
+from hypermesh.cli.common import peer_ref, state_dir
 from hypermesh.cli.render import table
 from hypermesh.errors import HyperMeshError, UsageError
-from hypermesh.registry.client import API, RegistryClient, refusal, tld_path
+from hypermesh.sdk.results import Refused
+from hypermesh.sdk.sync import Mesh
 from hypermesh.store import StateStore
 from hypermesh.store.store import DB_FILE
 from hypermesh.timefmt import rfc3339_epoch
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import (
     KEY_FILE,
     Identity,
@@ -43,7 +47,10 @@ ADMIN_KEY = Path("registry-admin") / KEY_FILE
 class Target:
     """The registry to talk to, and what this state knows around it."""
 
-    client: RegistryClient
+    registry: PeerRef
+    reader: Identity | None
+    """The key that reads prove in the handshake: the administrator's, when on this machine."""
+    timeout: float
     admin_key: Path | None
     """The administrator key file, when known."""
     node_ids: dict[str, str]
@@ -73,8 +80,8 @@ def target_of(args: argparse.Namespace) -> Target:
     admin_key = Path(args.admin_key) if args.admin_key else None
     if args.address:
         reader = load_identity(admin_key) if admin_key else None
-        client = RegistryClient(args.address, args.identity, identity=reader, timeout=args.timeout)
-        return Target(client, admin_key, node_ids, node_dirs)
+        registry = peer_ref(args.address, args.identity)
+        return Target(registry, reader, args.timeout, admin_key, node_ids, node_dirs)
     if args.registry:
         if args.registry not in registries:
             known = ", ".join(sorted(registries)) or "none"
@@ -96,25 +103,20 @@ def target_of(args: argparse.Namespace) -> Target:
         raise UsageError(f"registry node {name!r} is not running; start it with hmctl apply")
     admin_key = admin_key or directory / "nodes" / name / ADMIN_KEY
     reader = load_identity(admin_key) if admin_key.exists() else None
-    client = RegistryClient(address, identity, identity=reader, timeout=args.timeout)
-    return Target(client, admin_key, node_ids, node_dirs)
+    return Target(peer_ref(address, identity), reader, args.timeout, admin_key, node_ids, node_dirs)
 
 
-def ask(
-    target: Target,
-    method: str,
-    path: str,
-    body: dict[str, Any] | None = None,
-    *,
-    signer: Identity | None = None,
-    cosigner: Identity | None = None,
-) -> dict[str, Any]:
-    status, data = asyncio.run(
-        target.client.call(method, path, body, signer=signer, cosigner=cosigner)
-    )
-    if not 200 <= status < 300:
-        raise HyperMeshError(f"the registry refused: {refusal(status, data)}")
-    return data
+T = TypeVar("T")
+
+
+def ask(target: Target, operation: Callable[[Mesh], T], *, signer: Identity | None = None) -> T:
+    """``operation`` on the SDK acting as ``signer`` (default: the reader's key, for reads);
+    a refusal said as the registry's."""
+    mesh = Mesh.of(signer or target.reader, registry=target.registry, timeout=target.timeout)
+    try:
+        return operation(mesh)
+    except Refused as exc:
+        raise HyperMeshError(f"the registry refused: {exc.reason}") from None
 
 
 def _admin(target: Target) -> Identity:
@@ -133,7 +135,7 @@ def _node_key(target: Target, name: str) -> Identity:
 def _owner_key(target: Target, tld: str, as_node: str | None) -> Identity:
     if as_node:
         return _node_key(target, as_node)
-    owner = str(ask(target, "GET", tld_path(tld)).get("owner", ""))
+    owner = str(ask(target, lambda mesh: mesh.tld(tld)).get("owner", ""))
     name = target.node_ids.get(owner)
     if name is None:
         raise UsageError(
@@ -183,7 +185,7 @@ def _print_policy(args: argparse.Namespace, verb: str, policy: dict[str, Any]) -
 
 def list_tlds(args: argparse.Namespace) -> int:
     target = target_of(args)
-    items = ask(target, "GET", f"{API}/tlds").get("items", [])
+    items = ask(target, Mesh.tlds)
     if args.output == "json":
         print(json.dumps({"items": items}, indent=2))
         return 0
@@ -212,54 +214,53 @@ def list_tlds(args: argparse.Namespace) -> int:
 
 def approve(args: argparse.Namespace) -> int:
     target = target_of(args)
-    body = {"tld": args.tld}
-    info = ask(target, "POST", f"{API}/admin/approve", body, signer=_admin(target))
+    info = ask(target, lambda mesh: mesh.approve_tld(args.tld), signer=_admin(target))
     return _print_tld(args, "approved", info)
 
 
 def reject(args: argparse.Namespace) -> int:
     target = target_of(args)
-    body = {"tld": args.tld, "reason": args.reason}
-    info = ask(target, "POST", f"{API}/admin/reject", body, signer=_admin(target))
+    info = ask(
+        target, partial(Mesh.reject_tld, tld=args.tld, reason=args.reason), signer=_admin(target)
+    )
     return _print_tld(args, "rejected", info)
 
 
 def expire(args: argparse.Namespace) -> int:
     target = target_of(args)
-    body = {"tld": args.tld, "reason": args.reason}
-    info = ask(target, "POST", f"{API}/admin/expire", body, signer=_admin(target))
+    info = ask(
+        target, partial(Mesh.expire_tld, tld=args.tld, reason=args.reason), signer=_admin(target)
+    )
     return _print_tld(args, "expired", info)
 
 
 def reserve(args: argparse.Namespace) -> int:
     target = target_of(args)
-    action = "unreserve" if args.undo else "reserve"
     signer = _admin(target)
     for name in args.names:
-        policy = ask(target, "POST", f"{API}/admin/{action}", {"name": name}, signer=signer)
+        action = Mesh.unreserve_name if args.undo else Mesh.reserve_name
+        policy = ask(target, partial(action, name=name), signer=signer)
     verb = f"{'un' if args.undo else ''}reserved {', '.join(args.names)}"
     return _print_policy(args, verb, policy)
 
 
 def policy(args: argparse.Namespace) -> int:
     target = target_of(args)
-    changes: dict[str, Any] = {}
-    if args.approval:
-        changes["approval"] = args.approval
-    if args.term_days is not None:
-        changes["termDays"] = args.term_days
-    if args.max_tlds_per_owner is not None:
-        changes["maxTldsPerOwner"] = args.max_tlds_per_owner
-    if not changes:
-        return _print_policy(args, "", ask(target, "GET", f"{API}/policy"))
-    result = ask(target, "POST", f"{API}/admin/policy", changes, signer=_admin(target))
-    return _print_policy(args, "policy changed", result)
+    changes = {
+        "approval": args.approval or None,
+        "term_days": args.term_days,
+        "max_tlds_per_owner": args.max_tlds_per_owner,
+    }
+    if all(value is None for value in changes.values()):
+        return _print_policy(args, "", ask(target, Mesh.registry_policy))
+    change = partial(Mesh.change_registry_policy, **changes)
+    return _print_policy(args, "policy changed", ask(target, change, signer=_admin(target)))
 
 
 def renew(args: argparse.Namespace) -> int:
     target = target_of(args)
     owner = _owner_key(target, args.tld, args.as_node)
-    info = ask(target, "POST", f"{API}/renew", {"tld": args.tld}, signer=owner)
+    info = ask(target, lambda mesh: mesh.renew_tld(args.tld), signer=owner)
     return _print_tld(args, "renewed", info)
 
 
@@ -267,8 +268,7 @@ def transfer(args: argparse.Namespace) -> int:
     target = target_of(args)
     owner = _owner_key(target, args.tld, args.as_node)
     new_owner = _node_key(target, args.to)
-    body = {"tld": args.tld, "newOwner": new_owner.node_id}
-    info = ask(target, "POST", f"{API}/transfer", body, signer=owner, cosigner=new_owner)
+    info = ask(target, lambda mesh: mesh.transfer_tld(args.tld, new_owner), signer=owner)
     return _print_tld(args, f"transferred to {args.to}:", info)
 
 
@@ -287,8 +287,7 @@ def revoke(args: argparse.Namespace) -> int:
         signer = _node_key(target, name)
     else:
         signer = _admin(target)
-    body = {"nodeId": node_id, "reason": args.reason}
-    data = ask(target, "POST", f"{API}/revoke", body, signer=signer)
+    data = ask(target, lambda mesh: mesh.revoke_key(node_id, reason=args.reason), signer=signer)
     if args.output == "json":
         print(json.dumps(data, indent=2))
         return 0
@@ -301,7 +300,7 @@ def revoke(args: argparse.Namespace) -> int:
 
 def revocations(args: argparse.Namespace) -> int:
     target = target_of(args)
-    items = ask(target, "GET", f"{API}/revocations").get("items", [])
+    items = ask(target, Mesh.revocations)
     if args.output == "json":
         print(json.dumps({"items": items}, indent=2))
         return 0

@@ -298,7 +298,8 @@ class Mesh:
 
     async def tld(self, name: str) -> dict[str, Any]:
         """One TLD with its record sets, as the registry holds it."""
-        return await self._call(self._registry(), "GET", tld_path(name), signed=False)
+        registry = self._registry()
+        return await self._call(registry, "GET", tld_path(name), signed=False, label="registry")
 
     async def approve_tld(self, tld: str) -> dict[str, Any]:
         """Approve a pending TLD (manual approval); signed by this Mesh's key, which must be
