@@ -1,4 +1,4 @@
-"""What a Node custom resource becomes in the cluster: a Secret, a ConfigMap, a Deployment and a
+"""What a Node custom resource becomes in the cluster: a Secret, a ConfigMap, a StatefulSet and a
 Service. Pure: no API calls, no clock, no randomness (the key comes in).
 
 - ``Secret`` ``hm-NAME-identity``: the node's Ed25519 key (PEM PKCS#8) and its node ID; made once
@@ -6,13 +6,24 @@ Service. Pure: no API calls, no clock, no randomness (the key comes in).
 - ``ConfigMap`` ``hm-NAME-config``: the node's ``NodeConfig`` JSON (``config.json``), derived
   from the Node, its Network, the network's members and InterfacePolicies as the standalone
   driver derives it, with in-cluster addresses (Services) instead of local directories.
-- ``Deployment`` ``hm-NAME``: one replica (``Recreate``: one process per identity) running
-  ``python -m hypermesh.node --config …``; an init container installs the key with mode 0600
-  into the node's directory (the node refuses a key others may read, and a Secret volume is a
-  symlink farm the node will not follow). Readiness is an ``exec`` probe over HTTP/3 (see
+- ``StatefulSet`` ``hm-NAME``: one replica running ``python -m hypermesh.node --config …``, its
+  directory (key, chain, mirror copies, message databases) on a PersistentVolumeClaim
+  ``node-dir-hm-NAME-0`` made from the StatefulSet's ``volumeClaimTemplates``. A StatefulSet, not
+  a Deployment with a claim of its own: it binds the one pod to the one volume by ordinal (a
+  restarted or rescheduled pod gets the same data), it never runs two pods of one identity at
+  once (a Deployment's rollout may, and two processes would share one key and one chain), and
+  its claims are deleted with it (``persistentVolumeClaimRetentionPolicy``), so a Node's data
+  goes with its key. ``Parallel`` pod management: with ``OrderedReady`` a pod that never became
+  ready blocks the rollout of a corrected template. An init container installs the key with mode
+  0600 into the node's directory (the node refuses a key others may read, and a Secret volume is
+  a symlink farm the node will not follow). Readiness is an ``exec`` probe over HTTP/3 (see
   ``PROBE``): the kubelet's ``httpGet`` speaks HTTP/1.1 over TCP, the node serves HTTP/3 on UDP.
 - ``Service`` ``hm-NAME``: the node's QUIC ports over UDP (public; private and ephemeral when
-  enabled) and its read-only web port over TCP when it serves one.
+  enabled) and its read-only web port over TCP when it serves one; of the type
+  ``spec.expose.type`` says (``ClusterIP`` by default; ``NodePort`` or ``LoadBalancer`` to reach
+  the node from outside the cluster, with ``externalTrafficPolicy: Local`` so that the node sees
+  its callers' own addresses, by which it counts the budgets of anonymous callers).
+  ``advertised_address`` reads the address to advertise from the Service the API returns.
 
 Every child carries ``app.kubernetes.io/*`` labels and an owner reference to the Node, so the
 garbage collector deletes them with it.
@@ -21,6 +32,7 @@ garbage collector deletes them with it.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,8 +41,8 @@ from typing import Any
 from hypermesh import API_VERSION, __version__
 from hypermesh.drivers.nodeconfig import interfaces_of
 from hypermesh.model.resources import DesiredState, Resource
-from hypermesh.model.validate import split_host_port
 from hypermesh.node.config import NodeConfig, Upstream
+from hypermesh.transport.address import format_address, parse_address
 
 PUBLIC_PORT = 4433
 """The node's QUIC port in the pod when ``spec.listen`` says port 0."""
@@ -42,7 +54,10 @@ WEB_PORT = 8080
 """The read-only web pages' TCP port in the pod, when the node serves them."""
 
 NODE_DIR = "/var/lib/hypermesh/node"
-"""The node's writable directory in the pod (an ``emptyDir``): key, lock, runtime, databases."""
+"""The node's writable directory in the pod (its PersistentVolumeClaim): key, lock, runtime,
+databases."""
+NODE_DIR_VOLUME = "node-dir"
+"""The name of the volume claim template (the claim is ``node-dir-hm-NAME-0``)."""
 CONFIG_DIR = "/etc/hypermesh/config"
 IDENTITY_DIR = "/etc/hypermesh/identity"
 KEY_FILE = "identity.key"
@@ -71,6 +86,11 @@ class Settings:
     memory_limit: str = "256Mi"
     cluster_domain: str = "cluster.local"
     """The cluster's DNS domain, for Service addresses in node configs."""
+    storage_size: str = "1Gi"
+    """The size each node's volume claim requests (a Kubernetes quantity): chain, mirror copies
+    and messages of a small network fit with room to spare."""
+    storage_class: str | None = None
+    """The StorageClass of the nodes' volume claims; None: the cluster's default class."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,23 +109,41 @@ class NodeChildren:
 
     secret: dict[str, Any]
     config_map: dict[str, Any]
-    deployment: dict[str, Any]
+    workload: dict[str, Any]
+    """The StatefulSet that runs the node (``workload_ready`` reads its status)."""
     service: dict[str, Any]
 
     def all(self) -> tuple[dict[str, Any], ...]:
-        """Secret and ConfigMap first: the Deployment mounts them."""
-        return (self.secret, self.config_map, self.service, self.deployment)
+        """Secret and ConfigMap first: the StatefulSet mounts them."""
+        return (self.secret, self.config_map, self.service, self.workload)
+
+    @property
+    def deployment(self) -> dict[str, Any]:
+        """Transitional, for callers that still apply a Deployment: the workload's pod as a
+        one-replica ``Recreate`` Deployment whose node directory is an ``emptyDir`` (its data
+        is lost with the pod). Remove once every caller applies ``workload``."""
+        return _as_deployment(self.workload)
 
 
-def object_name(node: str, suffix: str = "") -> str:
+def object_name(node: str, suffix: str = "", limit: int = 63) -> str:
     """A DNS-1035 label for a child of Node ``node``: ``hm-`` + the name with dots as dashes
-    (+ ``-suffix``), shortened with a digest when longer than 63 characters."""
+    (+ ``-suffix``), shortened with a digest when longer than ``limit`` characters."""
     base = "hm-" + node.replace(".", "-")
     tail = f"-{suffix}" if suffix else ""
-    if len(base) + len(tail) > 63:
+    if len(base) + len(tail) > limit:
         digest = hashlib.sha256(node.encode()).hexdigest()[:8]
-        base = base[: 63 - len(tail) - 9].rstrip("-") + "-" + digest
+        base = base[: limit - len(tail) - 9].rstrip("-") + "-" + digest
     return base + tail
+
+
+WORKLOAD_NAME_LIMIT = 52
+"""A StatefulSet's name is at most 52 characters: its pods carry the label
+``controller-revision-hash: NAME-HASH`` (a label value is at most 63, the hash up to 10)."""
+
+
+def workload_name(node: str) -> str:
+    """The name of Node ``node``'s StatefulSet (its pod is ``NAME-0``)."""
+    return object_name(node, limit=WORKLOAD_NAME_LIMIT)
 
 
 def service_host(node: str, namespace: str, settings: Settings) -> str:
@@ -172,7 +210,7 @@ class Ports:
 def ports_of(spec: Mapping[str, Any]) -> Ports:
     """Ports in the pod: ``spec.listen``'s port when it pins one, else ``PUBLIC_PORT``; fixed
     ports for private and ephemeral (a Service needs them known)."""
-    port = split_host_port(str(spec.get("listen", "0.0.0.0:0")))[1] or PUBLIC_PORT
+    port = parse_address(str(spec.get("listen", "0.0.0.0:0")))[1] or PUBLIC_PORT
     interfaces = spec.get("interfaces", ())
     roles = spec.get("roles", ())
     web = spec.get("web")
@@ -292,21 +330,13 @@ def config_digest(config: NodeConfig) -> str:
     return hashlib.sha256(config.to_json().encode()).hexdigest()[:16]
 
 
-def deployment(
-    owner: Owner, ports: Ports, config: NodeConfig, settings: Settings
-) -> dict[str, Any]:
-    container_ports = [{"name": "quic", "containerPort": ports.public, "protocol": "UDP"}]
-    if ports.private:
-        container_ports.append(
-            {"name": "private", "containerPort": ports.private, "protocol": "UDP"}
-        )
-    if ports.ephemeral:
-        container_ports.append(
-            {"name": "ephemeral", "containerPort": ports.ephemeral, "protocol": "UDP"}
-        )
-    if ports.web:
-        container_ports.append({"name": "web", "containerPort": ports.web, "protocol": "TCP"})
-    security = {
+# -- the workload ------------------------------------------------------------------------------
+
+
+def security_context() -> dict[str, Any]:
+    """Both containers': not root, no privilege, nothing writable but their volumes (a fresh
+    object each time: children share no mutable parts)."""
+    return {
         "runAsNonRoot": True,
         "runAsUser": RUN_AS,
         "runAsGroup": RUN_AS,
@@ -314,130 +344,290 @@ def deployment(
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    node_dir = {"name": "node-dir", "mountPath": NODE_DIR}
+
+
+NODE_DIR_MOUNT: Mapping[str, Any] = {"name": NODE_DIR_VOLUME, "mountPath": NODE_DIR}
+
+
+def container_ports(ports: Ports) -> list[dict[str, Any]]:
+    """The node container's named ports (the Service targets them by name)."""
+    named = [("quic", ports.public, "UDP"), ("private", ports.private, "UDP")]
+    named += [("ephemeral", ports.ephemeral, "UDP"), ("web", ports.web, "TCP")]
+    return [
+        {"name": name, "containerPort": port, "protocol": protocol}
+        for name, port, protocol in named
+        if port
+    ]
+
+
+def install_key_container(settings: Settings) -> dict[str, Any]:
+    """The init container that copies the key from the Secret into the node's directory with
+    mode 0600, as a regular file the node will read."""
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(owner, object_name(owner.name)),
+        "name": "install-key",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": [
+            "install",
+            "-m",
+            "0600",
+            f"{IDENTITY_DIR}/{KEY_FILE}",
+            f"{NODE_DIR}/{KEY_FILE}",
+        ],
+        "securityContext": security_context(),
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+        "volumeMounts": [
+            dict(NODE_DIR_MOUNT),
+            {"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": True},
+        ],
+    }
+
+
+def node_container(ports: Ports, settings: Settings) -> dict[str, Any]:
+    """The container running the node process, probed over HTTP/3 on its own QUIC port."""
+    return {
+        "name": "node",
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "hypermesh.node", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        "ports": container_ports(ports),
+        "readinessProbe": {
+            "exec": {"command": PROBE},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 30,
+            "timeoutSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": {
+            "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
+            "limits": {"memory": settings.memory_limit},
+        },
+        "securityContext": security_context(),
+        "volumeMounts": [
+            dict(NODE_DIR_MOUNT),
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a mount)
+        ],
+    }
+
+
+def pod_volumes(owner: Owner) -> list[dict[str, Any]]:
+    """The pod's volumes besides the node's directory (which is the claim's)."""
+    identity = {"secretName": object_name(owner.name, "identity"), "defaultMode": 0o400}
+    return [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "identity", "secret": identity},
+        {"name": "config", "configMap": {"name": object_name(owner.name, "config")}},
+    ]
+
+
+def pod_template(
+    owner: Owner, ports: Ports, config: NodeConfig, settings: Settings
+) -> dict[str, Any]:
+    """The node's pod; the config digest on it rolls the pod when the config changes."""
+    return {
+        "metadata": {
+            "labels": labels(owner.name),
+            "annotations": {"hypermesh.online/config-digest": config_digest(config)},
+        },
         "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": selector(owner.name)},
-            "template": {
-                "metadata": {
-                    "labels": labels(owner.name),
-                    "annotations": {"hypermesh.online/config-digest": config_digest(config)},
-                },
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": {
-                        "fsGroup": RUN_AS,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "initContainers": [
-                        {
-                            "name": "install-key",
-                            "image": settings.image,
-                            "imagePullPolicy": settings.image_pull_policy,
-                            "command": [
-                                "install",
-                                "-m",
-                                "0600",
-                                f"{IDENTITY_DIR}/{KEY_FILE}",
-                                f"{NODE_DIR}/{KEY_FILE}",
-                            ],
-                            "securityContext": security,
-                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-                            "volumeMounts": [
-                                node_dir,
-                                {"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": True},
-                            ],
-                        }
-                    ],
-                    "containers": [
-                        {
-                            "name": "node",
-                            "image": settings.image,
-                            "imagePullPolicy": settings.image_pull_policy,
-                            "command": [
-                                "python",
-                                "-m",
-                                "hypermesh.node",
-                                "--config",
-                                f"{CONFIG_DIR}/{CONFIG_FILE}",
-                            ],
-                            "ports": container_ports,
-                            "readinessProbe": {
-                                "exec": {"command": PROBE},
-                                "initialDelaySeconds": 5,
-                                "periodSeconds": 30,
-                                "timeoutSeconds": 10,
-                                "failureThreshold": 3,
-                            },
-                            "resources": {
-                                "requests": {
-                                    "cpu": settings.cpu_request,
-                                    "memory": settings.memory_request,
-                                },
-                                "limits": {"memory": settings.memory_limit},
-                            },
-                            "securityContext": security,
-                            "volumeMounts": [
-                                node_dir,
-                                {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                                {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (a mount)
-                            ],
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "node-dir", "emptyDir": {}},
-                        {"name": "tmp", "emptyDir": {}},
-                        {
-                            "name": "identity",
-                            "secret": {
-                                "secretName": object_name(owner.name, "identity"),
-                                "defaultMode": 0o400,
-                            },
-                        },
-                        {
-                            "name": "config",
-                            "configMap": {"name": object_name(owner.name, "config")},
-                        },
-                    ],
-                },
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": {
+                "fsGroup": RUN_AS,
+                "fsGroupChangePolicy": "OnRootMismatch",
+                "seccompProfile": {"type": "RuntimeDefault"},
             },
+            "initContainers": [install_key_container(settings)],
+            "containers": [node_container(ports, settings)],
+            "volumes": pod_volumes(owner),
         },
     }
 
 
-def service(owner: Owner, ports: Ports) -> dict[str, Any]:
-    service_ports = [
-        {"name": "quic", "port": ports.public, "targetPort": "quic", "protocol": "UDP"}
+def volume_claim_template(owner: Owner, settings: Settings) -> dict[str, Any]:
+    """The node directory's claim: one ``ReadWriteOnce`` volume of ``settings.storage_size``.
+    Its labels leave out the version: a StatefulSet's claim templates cannot be changed."""
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": settings.storage_size}},
+    }
+    if settings.storage_class is not None:
+        spec["storageClassName"] = settings.storage_class
+    claim_labels = {k: v for k, v in labels(owner.name).items() if k != "app.kubernetes.io/version"}
+    return {"metadata": {"name": NODE_DIR_VOLUME, "labels": claim_labels}, "spec": spec}
+
+
+def stateful_set(
+    owner: Owner, ports: Ports, config: NodeConfig, settings: Settings
+) -> dict[str, Any]:
+    """The StatefulSet running the node: one replica, its directory on its own claim, the
+    claim deleted with the StatefulSet (and so with the Node)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _metadata(owner, workload_name(owner.name)),
+        "spec": {
+            "replicas": 1,
+            "serviceName": object_name(owner.name),
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Delete",
+                "whenScaled": "Retain",
+            },
+            "selector": {"matchLabels": selector(owner.name)},
+            "template": pod_template(owner, ports, config, settings),
+            "volumeClaimTemplates": [volume_claim_template(owner, settings)],
+        },
+    }
+
+
+IMMUTABLE_WORKLOAD_FIELDS = (
+    "serviceName",
+    "selector",
+    "podManagementPolicy",
+    "volumeClaimTemplates",
+)
+"""The StatefulSet fields the API server refuses to change once it exists."""
+
+
+def keep_immutable(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``desired`` with the immutable fields of the ``live`` StatefulSet (as the API returned
+    it), so that updating it is not refused: a changed storage size or class, or an operator of
+    another version, applies to new Nodes only. No ``live``: ``desired`` unchanged."""
+    result = dict(desired)
+    live_spec = (live or {}).get("spec") or {}
+    spec = dict(result["spec"])
+    for name in IMMUTABLE_WORKLOAD_FIELDS:
+        if name in live_spec:
+            spec[name] = live_spec[name]
+    result["spec"] = spec
+    return result
+
+
+def workload_ready(workload: Mapping[str, Any]) -> bool:
+    """Whether the StatefulSet (as the API returned it) runs a ready pod of its current
+    template: a ready replica, and, when the status reports them, the current generation
+    observed and the replica updated to it (during a rollout the old pod may still be ready)."""
+    status = workload.get("status") or {}
+    if int(status.get("readyReplicas") or 0) < 1:
+        return False
+    generation = (workload.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
+    if generation is not None and observed is not None and int(observed) < int(generation):
+        return False
+    updated = status.get("updatedReplicas")
+    return updated is None or int(updated) >= 1
+
+
+def _as_deployment(workload: Mapping[str, Any]) -> dict[str, Any]:
+    spec = copy.deepcopy(workload["spec"])
+    pod = spec["template"]["spec"]
+    pod["volumes"] = [{"name": NODE_DIR_VOLUME, "emptyDir": {}}, *pod["volumes"]]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": copy.deepcopy(workload["metadata"]),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": spec["selector"],
+            "template": spec["template"],
+        },
+    }
+
+
+# -- the Service and the address it gives ------------------------------------------------------
+
+EXPOSE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+"""The Service types ``spec.expose.type`` may name."""
+
+
+def expose_type(spec: Mapping[str, Any]) -> str:
+    """The Service type Node ``spec`` asks for; ``ClusterIP`` when it says none."""
+    expose = spec.get("expose")
+    kind = expose.get("type", "ClusterIP") if isinstance(expose, Mapping) else "ClusterIP"
+    if kind not in EXPOSE_TYPES:
+        raise ValueError(f"spec.expose.type must be one of {', '.join(EXPOSE_TYPES)}: {kind!r}")
+    return str(kind)
+
+
+def service_ports(ports: Ports) -> list[dict[str, Any]]:
+    """The Service's ports, one per container port, each targeting it by name."""
+    return [
+        {
+            "name": p["name"],
+            "port": p["containerPort"],
+            "targetPort": p["name"],
+            "protocol": p["protocol"],
+        }
+        for p in container_ports(ports)
     ]
-    if ports.private:
-        service_ports.append(
-            {"name": "private", "port": ports.private, "targetPort": "private", "protocol": "UDP"}
-        )
-    if ports.ephemeral:
-        service_ports.append(
-            {
-                "name": "ephemeral",
-                "port": ports.ephemeral,
-                "targetPort": "ephemeral",
-                "protocol": "UDP",
-            }
-        )
-    if ports.web:
-        service_ports.append(
-            {"name": "web", "port": ports.web, "targetPort": "web", "protocol": "TCP"}
-        )
+
+
+def service(owner: Owner, ports: Ports, kind: str = "ClusterIP") -> dict[str, Any]:
+    """The node's Service of type ``kind``. Outside-facing types keep the callers' addresses
+    (``externalTrafficPolicy: Local``): through the cluster's SNAT every outside caller would
+    share one address, and so one budget of anonymous requests."""
+    spec: dict[str, Any] = {
+        "type": kind,
+        "selector": selector(owner.name),
+        "ports": service_ports(ports),
+    }
+    if kind != "ClusterIP":
+        spec["externalTrafficPolicy"] = "Local"
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(owner, object_name(owner.name)),
-        "spec": {"type": "ClusterIP", "selector": selector(owner.name), "ports": service_ports},
+        "spec": spec,
     }
+
+
+def _quic_port(service: Mapping[str, Any], ports: Ports) -> Mapping[str, Any] | None:
+    listed = (service.get("spec") or {}).get("ports") or ()
+    for port in listed:
+        if port.get("name") == "quic" or (
+            port.get("name") is None and port.get("port") == ports.public
+        ):
+            return dict(port)
+    return None
+
+
+def advertised_address(
+    service: Mapping[str, Any], ports: Ports, node_host: str | None = None
+) -> str | None:
+    """The ``host:port`` at which the node's QUIC port is reached through ``service`` (the
+    Service as the API returned it), or None while that is not known:
+
+    - ``LoadBalancer``: the first ingress of ``status.loadBalancer`` (its IP, else its host
+      name) and the Service's port; None until the load balancer is provisioned.
+    - ``NodePort``: ``node_host`` (the outside address of the Kubernetes node that runs the
+      node's pod: with ``externalTrafficPolicy: Local`` no other node forwards) and the allocated
+      ``nodePort``. The Service says nothing of nodes, so without ``node_host``: None.
+    - ``ClusterIP``: the cluster IP and the Service's port (reachable inside the cluster only);
+      None for a headless Service or before an IP is allocated.
+    """
+    spec = service.get("spec") or {}
+    quic = _quic_port(service, ports)
+    if quic is None:
+        return None
+    kind = spec.get("type", "ClusterIP")
+    if kind == "LoadBalancer":
+        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
+        host = next(
+            (i.get("ip") or i.get("hostname") for i in ingress if i.get("ip") or i.get("hostname")),
+            None,
+        )
+        return format_address(str(host), int(quic["port"])) if host else None
+    if kind == "NodePort":
+        node_port = quic.get("nodePort")
+        return format_address(node_host, int(node_port)) if node_host and node_port else None
+    cluster_ip = spec.get("clusterIP")
+    if kind != "ClusterIP" or not cluster_ip or cluster_ip == "None":
+        return None
+    return format_address(str(cluster_ip), int(quic["port"]))
 
 
 def node_children(
@@ -454,6 +644,6 @@ def node_children(
     return NodeChildren(
         secret=identity_secret(owner, private_pem, node_id),
         config_map=config_map(owner, config),
-        deployment=deployment(owner, ports, config, settings),
-        service=service(owner, ports),
+        workload=stateful_set(owner, ports, config, settings),
+        service=service(owner, ports, expose_type(node.spec)),
     )

@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import shutil
 import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +25,12 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import QuicEvent, StreamDataReceived, StreamReset
 
 from hypermesh.dns import DOQ_PROTOCOL_ERROR, StaticZones
+from hypermesh.transport.address import parse_address
 from hypermesh.transport.client import connect_h3
 from hypermesh.transport.pinning import peer_node_id
-
-from ..node.conftest import NodeStarter
-from .conftest import ZONE_TEXT, DnsServer, ServerThread, SignedZone, make_zone
+from tests.harness.dns_server import ZONE_TEXT, DnsServer, ServerThread, SignedZone, make_zone
+from tests.harness.kdig import kdig
+from tests.harness.node_process import NodeStarter
 
 TIMEOUT = 5.0
 
@@ -51,48 +49,6 @@ def doh3(port: int, query: dns.message.Message, *, post: bool) -> dns.message.Me
         http_version=dns.query.HTTPVersion.H3,
         timeout=TIMEOUT,
     )
-
-
-_HEADER = re.compile(r"->>HEADER<<- opcode: (\w+); status: (\w+); id: (\d+)")
-_SECTION = re.compile(r"^;; (\w+) SECTION:$")
-
-
-def kdig(port: int, name: str, rdtype: str, *options: str) -> dict[str, object]:
-    """Run ``kdig +quic`` and parse its presentation output: rcode and RR lines by section."""
-    if shutil.which("kdig") is None:
-        pytest.fail("kdig is missing: apt-get install knot-dnsutils (.ci/run does)")
-    result = subprocess.run(
-        [
-            "kdig",
-            "+quic",
-            "@127.0.0.1",
-            "-p",
-            str(port),
-            name,
-            rdtype,
-            "+timeout=5",
-            "+retry=0",
-            *options,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    header = _HEADER.search(result.stdout)
-    assert header is not None, result.stdout
-    sections: dict[str, list[str]] = {}
-    current: str | None = None
-    for line in result.stdout.splitlines():
-        started = _SECTION.match(line)
-        if started:
-            current = started.group(1)
-            sections[current] = []
-        elif not line.strip() or line.startswith(";;"):
-            current = None if not line.strip() else current
-        elif current is not None:
-            sections[current].append(" ".join(line.split()))
-    return {"rcode": header.group(2), "id": int(header.group(3)), "sections": sections}
 
 
 def rr_lines(rrsets: list[dns.rrset.RRset]) -> list[str]:
@@ -352,7 +308,7 @@ def node_starter(tmp_path: Path) -> Iterator[NodeStarter]:
 
 def test_the_node_process_serves_doq_and_doh3(node_starter: NodeStarter) -> None:
     node = node_starter.start("dnsnode")
-    port = int(node.address.rsplit(":", 1)[1])
+    port = parse_address(node.address)[1]
     query = dns.message.make_query("anything.example.", "A")
     started = time.monotonic()
     assert doq(port, query).rcode() == dns.rcode.REFUSED  # no zones yet

@@ -24,12 +24,13 @@ from dns.dnssectypes import DSDigest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hypermesh.registry.signing import sign_request
+from hypermesh.transport.address import parse_address
 from hypermesh.transport.client import connect_h3, h3_get
 from hypermesh.transport.dns_client import doh3_query, doq_query
 from hypermesh.transport.identity import load_or_create_identity
 from tests.conftest import Hmctl
 from tests.e2e.conftest import items, ready
-from tests.registry.zonemd import check_zonemd
+from tests.harness.zonemd import check_zonemd
 
 
 def _ask(address: str, pin: str, name: str, rdtype: str, doh: bool = False) -> dns.message.Message:
@@ -79,8 +80,8 @@ def test_registered_names_resolve_with_valid_dnssec(hmctl: Hmctl, applied: Path)
     # The target record points at alpha's live endpoint and pins alpha's key.
     alpha = nodes["alpha"]["status"]
     https = _ask(address, pin, "www.acme.", "HTTPS").answer[0].to_text()
-    assert f'port="{alpha["address"].split(":")[1]}"' in https
-    port = alpha["address"].split(":")[1]
+    port = parse_address(alpha["address"])[1]
+    assert f'port="{port}"' in https
     tlsa = _ask(address, pin, f"_{port}._udp.www.acme.", "TLSA").answer[0].to_text()
     key = load_or_create_identity(hmctl.state / "nodes" / "alpha").public_key_bytes.hex()
     assert key in tlsa.replace(" ", "")
@@ -106,7 +107,7 @@ def test_registered_names_resolve_with_valid_dnssec(hmctl: Hmctl, applied: Path)
             "+quic",
             "@127.0.0.1",
             "-p",
-            address.split(":")[1],
+            str(parse_address(address)[1]),
             "api.acme",
             "A",
             "+short",

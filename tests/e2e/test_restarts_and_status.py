@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from hypermesh.transport.address import parse_address
 from tests.conftest import HEADER, Hmctl, documents, node, node_processes, wait_for
 
 TLD = f"{HEADER}kind: TLD\nmetadata: {{name: acme}}\nspec: {{network: a, owner: {{node: n1}}}}\n"
@@ -74,7 +75,7 @@ def test_a_restarted_node_keeps_its_ports(hmctl: Hmctl, tmp_path: Path) -> None:
 
     # A port taken meanwhile: the node takes another one and still starts.
     assert hmctl("down").returncode == 0
-    port = int(first["address"].rsplit(":", 1)[1])
+    port = parse_address(first["address"])[1]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
         squatter.bind(("127.0.0.1", port))
         moved = hmctl("apply", "-f", str(manifest))

@@ -1,6 +1,6 @@
 """One ``host:port`` type: the pattern every address field carries, in hmctl validate, in the CRDs
-and in code (``split_host_port``), checked against Python's ``ipaddress`` and against every bad
-port at every address field, with the position of the error."""
+and in code (``parse_address``, the one address codec), checked against Python's ``ipaddress``
+and against every bad port at every address field, with the position of the error."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hypermesh.cli.main import main
-from hypermesh.model.addresses import split_host_port
 from hypermesh.model.crds import openapi_schema
 from hypermesh.model.loader import load_text
 from hypermesh.model.schemas import (
     HOST_PORT_FIELDS,
     HOST_PORT_PATTERN,
+    HOSTNAME_PATTERN,
     IPV4_PATTERN,
     IPV6_PATTERN,
     ecma_regex,
@@ -26,6 +26,8 @@ from hypermesh.model.schemas import (
     validator_for,
 )
 from hypermesh.model.validate import build
+from hypermesh.transport import address as codec
+from hypermesh.transport.address import format_address, parse_address
 
 NODE_ID = "hm1vl6i67ugvkxr4abg7em5bkgjpr674ddzijip464ahatw4ldj6wua"
 HOST_PORT = ecma_regex(HOST_PORT_PATTERN)
@@ -51,7 +53,7 @@ ports = st.integers(0, 65535)
 def test_every_ipv4_address_and_port_is_accepted(address: ipaddress.IPv4Address, port: int) -> None:
     text = f"{address}:{port}"
     assert accepted(text)
-    assert split_host_port(text) == (str(address), port)
+    assert parse_address(text) == (str(address), port)
 
 
 @settings(max_examples=200, deadline=None)
@@ -67,7 +69,7 @@ def test_every_ipv6_address_in_every_form_is_accepted(
     assert ipaddress.IPv6Address(host) == address
     text = f"[{host}]:{port}"
     assert accepted(text)
-    assert split_host_port(text) == (host, port)
+    assert parse_address(text) == (host, port)
     assert not accepted(f"{host}:{port}")  # an IPv6 host goes in brackets
 
 
@@ -102,18 +104,18 @@ def test_ports_above_65535_are_refused_saying_so(port: int) -> None:
     for host in ("127.0.0.1", "[::1]", "node.example"):
         assert not accepted(f"{host}:{port}")
         with pytest.raises(ValueError, match=f"port {port} is out of range"):
-            split_host_port(f"{host}:{port}")
+            parse_address(f"{host}:{port}")
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=30))
-def test_split_host_port_refuses_what_the_pattern_refuses_and_says_why(text: str) -> None:
+def test_parse_address_refuses_what_the_pattern_refuses_and_says_why(text: str) -> None:
     if accepted(text):
-        host, port = split_host_port(text)
+        host, port = parse_address(text)
         assert 0 <= port <= 65535 and host
     else:
         with pytest.raises(ValueError) as caught:
-            split_host_port(text)
+            parse_address(text)
         assert str(caught.value)  # a message, never an empty one
 
 
@@ -133,6 +135,45 @@ def test_split_host_port_refuses_what_the_pattern_refuses_and_says_why(text: str
 )
 def test_good_addresses(text: str) -> None:
     assert accepted(text)
+    assert format_address(*parse_address(text)) == text
+
+
+def test_the_schemas_and_the_codec_hold_one_pattern() -> None:
+    """The schemas' address patterns are the codec's, character for character."""
+    assert HOST_PORT_PATTERN == codec.HOST_PORT_PATTERN
+    assert IPV4_PATTERN == codec.IPV4_PATTERN
+    assert IPV6_PATTERN == codec.IPV6_PATTERN
+
+
+hosts = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(str),
+    st.from_regex(ecma_regex(f"^{HOSTNAME_PATTERN}$"), fullmatch=True),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hosts, ports)
+def test_format_then_parse_is_the_identity(host: str, port: int) -> None:
+    text = format_address(host, port)
+    assert accepted(text)
+    assert parse_address(text) == (host, port)
+    assert format_address(*parse_address(text)) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(HOST_PORT, fullmatch=True))
+def test_every_address_the_pattern_accepts_parses_and_formats_back(text: str) -> None:
+    host, port = parse_address(text)
+    assert format_address(host, port) == text
+
+
+def test_a_peer_ref_refuses_a_bad_address_saying_why() -> None:
+    with pytest.raises(ValueError, match="put an IPv6 host in brackets"):
+        codec.PeerRef("::1:53", NODE_ID)
+    peer = codec.PeerRef("[::1]:53", NODE_ID)
+    assert (peer.host, peer.port) == ("::1", 53)
+    assert str(peer) == f"{NODE_ID}@[::1]:53"
 
 
 @pytest.mark.parametrize(
@@ -168,7 +209,7 @@ def test_good_addresses(text: str) -> None:
 def test_bad_addresses_are_refused_saying_why(text: str, why: str) -> None:
     assert not accepted(text)
     with pytest.raises(ValueError) as caught:
-        split_host_port(text)
+        parse_address(text)
     assert why in str(caught.value), str(caught.value)
 
 

@@ -13,8 +13,7 @@ import pytest
 from hypermesh.errors import IdentityMismatch, TransportError
 from hypermesh.transport.client import connect_h3, fetch_status, h3_get, h3_get_json
 from hypermesh.transport.identity import Identity
-
-from .conftest import RunningNode
+from tests.harness.node_process import RunningNode
 
 
 @pytest.fixture
@@ -111,8 +110,13 @@ def test_a_closed_port_and_bad_addresses_are_transport_errors() -> None:
     sock.close()
     with pytest.raises(TransportError, match=f"127.0.0.1:{port}"):
         fetch_status(f"127.0.0.1:{port}", None, timeout=0.3, identity=None)
-    for bad in ("nowhere", "::1:80", "127.0.0.1:99999"):
-        with pytest.raises(TransportError, match="bad address"):
+    for bad, why in (
+        ("nowhere", "has no port"),
+        ("::1:80", "put an IPv6 host in brackets"),
+        ("127.0.0.1:99999", "out of range"),
+        (" 127.0.0.1:80", "is not a host name"),
+    ):
+        with pytest.raises(TransportError, match=why):
             fetch_status(bad, None, timeout=0.3, identity=None)
     with pytest.raises(TransportError, match="cannot resolve"):
         fetch_status(f"no-such-host-{os.getpid()}.invalid:443", None, timeout=2, identity=None)

@@ -16,9 +16,10 @@ from cryptography.x509.oid import NameOID
 from hypermesh.dns.source import StaticZones
 from hypermesh.errors import TransportError
 from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.transport.address import parse_address
 from hypermesh.transport.client import H3ClientProtocol, client_configuration, connect_h3
 from hypermesh.transport.identity import Identity
-from tests.dns.conftest import ServerThread
+from tests.harness.dns_server import ServerThread
 
 
 def whoami_routes(router: Router) -> None:
@@ -90,7 +91,7 @@ def test_a_spoofed_id_is_refused_in_the_handshake() -> None:
         configuration = client_configuration(server.identity.node_id, identity=None)
         configuration.certificate = spoofed_certificate(victim, attacker)
         configuration.private_key = attacker.private_key
-        host, port = server.address.rsplit(":", 1)
+        host, port = parse_address(server.address)
         async with (
             asyncio.timeout(5),
             connect(

@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 from hypermesh.node.lockfile import running_pid
+from hypermesh.transport.address import parse_address
 from hypermesh.transport.client import fetch_status
 from hypermesh.transport.identity import KEY_FILE
-
-from .conftest import NodeStarter, RunningNode, read_runtime, stop, write_config
+from tests.harness.node_process import NodeStarter, RunningNode, read_runtime, stop, write_config
 
 
 def _port(address: str) -> int:
-    return int(address.rsplit(":", 1)[1])
+    return parse_address(address)[1]
 
 
 def test_runtime_file_describes_the_process(shared_node: RunningNode) -> None:

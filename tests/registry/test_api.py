@@ -26,6 +26,7 @@ from hypermesh.node.web import WebServer, start_web
 from hypermesh.registry.client import API, RegistryClient, tld_path
 from hypermesh.registry.service import Registry
 from hypermesh.registry.signing import cosign, sign_request
+from hypermesh.transport.address import parse_address
 from hypermesh.transport.client import connect_h3
 from hypermesh.transport.dns_client import doq_query
 from hypermesh.transport.identity import Identity
@@ -261,7 +262,7 @@ def test_the_registry_page_over_http3_and_tcp(registry: Registry) -> None:
 
 
 def _tcp_requests(address: str, h3_port: int) -> dict[str, tuple[int, dict[str, str], bytes]]:
-    host, port = address.rsplit(":", 1)
+    host, port = parse_address(address)
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     answers = {}
     try:  # one keep-alive connection for all of them
@@ -288,7 +289,7 @@ def test_bad_http1_input_closes_the_connection_and_the_server_lives(
     registry: Registry, junk: bytes
 ) -> None:
     async def scenario(r: Running) -> None:
-        host, port = r.web.address.rsplit(":", 1)
+        host, port = parse_address(r.web.address)
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(junk)
         await writer.drain()

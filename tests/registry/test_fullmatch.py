@@ -55,7 +55,7 @@ CHECKERS: dict[str, tuple[Callable[[str], object], str]] = {
     "policy duration": (parse_duration, "90s"),
     "host:port": (parse_address, "127.0.0.1:8053"),
 }
-TRIMS = {"host:port", "policy duration"}
+TRIMS = {"policy duration"}
 """Command-line values, stripped of surrounding whitespace before they are checked."""
 SUFFIXES = ["\n", "\r", "\x00", "\r\n", " x"]
 DIGITS = {

@@ -19,8 +19,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hypermesh.model.validate import split_host_port
 from hypermesh.registry.zones import RecordSet
+from hypermesh.transport.address import parse_address
 from hypermesh.transport.identity import public_key_from_node_id
 
 
@@ -42,7 +42,7 @@ def spki_hex(node_id: str) -> str:
 
 def target_rrsets(name: str, ttl: int, address: str, node_id: str) -> list[RecordSet]:
     """The HTTPS, A/AAAA and TLSA record sets for a node serving at ``address``."""
-    host, port = split_host_port(address)
+    host, port = parse_address(address)
     ip = ipaddress.ip_address(host)
     hint = "ipv4hint" if ip.version == 4 else "ipv6hint"
     tlsa_owner = f"_{port}._udp" if name == "@" else f"_{port}._udp.{name}"

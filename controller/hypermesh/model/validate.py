@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 import difflib
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 from typing import Any, BinaryIO
 
 from hypermesh import API_VERSION
 from hypermesh.errors import ManifestError, Position, Problem
-from hypermesh.model.addresses import explain, split_host_port
 from hypermesh.model.loader import Document, FieldPath, FileCache, LoadResult, dotted, load
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.schemas import (
@@ -30,7 +29,8 @@ from hypermesh.model.schemas import (
     load_schema,
     validator_for,
 )
-from hypermesh.policy import PolicyEngine
+from hypermesh.policy import PolicyEngine, PolicyError
+from hypermesh.transport.address import explain, parse_address
 from hypermesh.zonedata import (
     RecordSet,
     ZoneDataError,
@@ -46,7 +46,6 @@ __all__ = [
     "check_references",
     "load_desired",
     "resource_problems",
-    "split_host_port",
 ]
 
 
@@ -203,7 +202,7 @@ def _resource(document: Document, problems: list[Problem]) -> Resource | None:
             )
         )
         return None
-    found = [_schema_problem(document.position, label, error) for error in _errors(kind, data)]
+    found = _schema_problems(document.position, label, _errors(kind, data))
     if found:
         problems.extend(found)
         return None
@@ -226,10 +225,7 @@ def resource_problems(resource: Resource) -> list[Problem]:
     anything acts on it."""
     data = resource.to_manifest()
     label = str(resource.key)
-    return [
-        _schema_problem(lambda _path: resource.position(), label, error)
-        for error in _errors(resource.kind, data)
-    ]
+    return _schema_problems(lambda _path: resource.position(), label, _errors(resource.kind, data))
 
 
 def _errors(kind: str, data: dict[str, Any]) -> list[Any]:
@@ -252,6 +248,7 @@ class _FastError:
     validator = "fast"
     validator_value: Any = None
     schema: dict[str, Any] = {}
+    relative_schema_path: tuple[str | int, ...] = ()
 
     def __init__(self, error: Any) -> None:
         self.absolute_path = list(error.instance_path)
@@ -259,59 +256,96 @@ class _FastError:
         self.instance = error.instance
 
 
-def _schema_problem(where: Callable[[FieldPath], Position], label: str, error: Any) -> Problem:
+Where = Callable[[FieldPath], Position]
+"""Where a field of the document was written."""
+
+
+def _schema_problems(where: Where, label: str, errors: Iterable[Any]) -> list[Problem]:
+    """One problem per schema error, but per missing field for ``required``: jsonschema says
+    which field only in its message, so the fields are read from the keyword's own list (its
+    errors, one per missing field, come together)."""
+    problems: list[Problem] = []
+    reported: set[tuple[tuple[str | int, ...], tuple[str | int, ...]]] = set()
+    for error in errors:
+        if error.validator != "required":
+            problems.append(_schema_problem(where, label, error))
+            continue
+        keyword = (tuple(error.absolute_path), tuple(error.relative_schema_path))
+        if keyword not in reported:
+            reported.add(keyword)
+            problems.extend(_missing_fields(where, label, error))
+    return problems
+
+
+def _missing_fields(where: Where, label: str, error: Any) -> list[Problem]:
     path = tuple(error.absolute_path)
-    keyword = error.validator
-    instance = error.instance
-    message = error.message
-    if "propertyNames" in getattr(error, "relative_schema_path", ()):  # a key of a map
-        path = (*path, str(instance))
-        if keyword == "pattern":
-            message = f"key {_short(instance)} is not valid: {_pattern_hint(error.validator_value)}"
-        else:
-            message = f"key {_short(instance)}: {error.message}"
-        return Problem(where(path), message, label, dotted(path))
-    if keyword == "additionalProperties" and isinstance(instance, dict):
-        allowed = list(error.schema.get("properties", {}))
-        extra = sorted(k for k in instance if k not in allowed)
-        if extra:
-            key = extra[0]
-            hint = _did_you_mean(key, allowed)
-            more = f" (and {', '.join(map(repr, extra[1:]))})" if len(extra) > 1 else ""
-            return Problem(
-                where((*path, key)),
-                f"unknown field {key!r}{more}{hint}",
-                label,
-                dotted((*path, key)),
-            )
-    elif keyword == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else str(error.message)
-        return Problem(
-            where(path),
-            f"missing required field {missing!r}",
-            label,
-            dotted((*path, missing)),
-        )
-    elif keyword == "type":
-        want = error.validator_value
-        want_text = " or ".join(want) if isinstance(want, list) else str(want)
-        message = f"expected {want_text}, got {_type_name(instance)} {_short(instance)}"
-    elif keyword == "enum":
-        options = ", ".join(str(v) for v in error.validator_value)
-        message = f"{_short(instance)} is not one of: {options}"
-        if isinstance(instance, str):
-            message += _did_you_mean(instance, [str(v) for v in error.validator_value])
-    elif keyword == "pattern" and error.validator_value == HOST_PORT_PATTERN:
-        message = explain(instance)
-    elif keyword == "pattern":
-        message = f"{_short(instance)} is not valid: {_pattern_hint(error.validator_value)}"
-    elif keyword == "const":
-        message = f"must be {error.validator_value!r}"
-    elif keyword == "uniqueItems":
-        message = "items must be unique"
-    elif keyword in ("minimum", "maximum", "minItems", "maxItems", "maxLength", "minLength"):
-        message = error.message.replace(repr(instance), _short(instance))
+    present = error.instance if isinstance(error.instance, dict) else {}
+    return [
+        Problem(where(path), f"missing required field {name!r}", label, dotted((*path, name)))
+        for name in error.validator_value
+        if name not in present
+    ]
+
+
+def _schema_problem(where: Where, label: str, error: Any) -> Problem:
+    path = tuple(error.absolute_path)
+    if "propertyNames" in error.relative_schema_path:  # a key of a map
+        return _key_problem(where, label, error)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        problem = _unknown_field(where, label, error)
+        if problem is not None:
+            return problem
+    return Problem(where(path), _keyword_message(error), label, dotted(path))
+
+
+def _key_problem(where: Where, label: str, error: Any) -> Problem:
+    """A key of a map (its schema's ``propertyNames``) that is not valid."""
+    key = error.instance
+    path = (*error.absolute_path, str(key))
+    if error.validator == "pattern":
+        message = f"key {_short(key)} is not valid: {_pattern_hint(error.validator_value)}"
+    else:
+        message = f"key {_short(key)}: {error.message}"
     return Problem(where(path), message, label, dotted(path))
+
+
+def _unknown_field(where: Where, label: str, error: Any) -> Problem | None:
+    """The first field the schema does not know, with a guess at the one meant."""
+    allowed = list(error.schema.get("properties", {}))
+    extra = sorted(k for k in error.instance if k not in allowed)
+    if not extra:
+        return None
+    path = (*error.absolute_path, extra[0])
+    hint = _did_you_mean(extra[0], allowed)
+    more = f" (and {', '.join(map(repr, extra[1:]))})" if len(extra) > 1 else ""
+    return Problem(where(path), f"unknown field {extra[0]!r}{more}{hint}", label, dotted(path))
+
+
+_BOUNDS = frozenset({"minimum", "maximum", "minItems", "maxItems", "maxLength", "minLength"})
+
+
+def _keyword_message(error: Any) -> str:
+    """What a schema keyword's error means, said from the keyword and its value."""
+    keyword, want, instance = error.validator, error.validator_value, error.instance
+    if keyword == "type":
+        want_text = " or ".join(want) if isinstance(want, list) else str(want)
+        return f"expected {want_text}, got {_type_name(instance)} {_short(instance)}"
+    if keyword == "enum":
+        message = f"{_short(instance)} is not one of: {', '.join(str(v) for v in want)}"
+        if isinstance(instance, str):
+            message += _did_you_mean(instance, [str(v) for v in want])
+        return message
+    if keyword == "pattern":
+        if want == HOST_PORT_PATTERN:
+            return explain(instance)
+        return f"{_short(instance)} is not valid: {_pattern_hint(want)}"
+    if keyword == "const":
+        return f"must be {want!r}"
+    if keyword == "uniqueItems":
+        return "items must be unique"
+    if keyword in _BOUNDS:
+        return str(error.message).replace(repr(instance), _short(instance))
+    return str(error.message)
 
 
 _PATTERN_HINTS = {
@@ -383,171 +417,130 @@ def check_references(
 ) -> list[Problem]:
     """Every rule that spans resources or fields; returns all problems found. ``invalid`` are
     the keys of documents that failed their schema: references to them are not reported again."""
-    problems: list[Problem] = []
-    seen: dict[ResourceKey, Resource] = {}
-    for resource in resources:
-        first = seen.get(resource.key)
-        if first is not None:
-            where = first.position()
-            problems.append(
+    refs = _References(resources, invalid)
+    for resource in refs.declared():
+        if resource.kind != "Network":
+            refs.ref(resource, "Network", resource.spec.get("network"), "network")
+        check = _KIND_CHECKS.get(resource.kind)
+        if check is not None:
+            check(resource, refs)
+    _check_record_owners([r for r in refs.declared() if r.kind == "Record"], refs.problems)
+    return refs.problems
+
+
+class _References:
+    """The resources declared (the first of each key), what the rules between them found so
+    far, and the listen addresses taken."""
+
+    def __init__(self, resources: Iterable[Resource], invalid: Collection[ResourceKey]) -> None:
+        self.problems: list[Problem] = []
+        self.seen: dict[ResourceKey, Resource] = {}
+        self.invalid = invalid
+        self.listeners: dict[tuple[str, int], Resource] = {}
+        for resource in resources:
+            self._declare(resource)
+
+    def _declare(self, resource: Resource) -> None:
+        first = self.seen.get(resource.key)
+        if first is None:
+            self.seen[resource.key] = resource
+        else:
+            self.problems.append(
                 Problem(
                     resource.position(),
-                    f"duplicate resource: {resource.key} is already defined at {where}",
+                    f"duplicate resource: {resource.key} is already defined at {first.position()}",
                     str(resource.key),
                     "metadata.name",
                 )
             )
-        else:
-            seen[resource.key] = resource
 
-    def exists(kind: str, name: str, namespace: str) -> bool:
+    def declared(self) -> Iterable[Resource]:
+        return self.seen.values()
+
+    def exists(self, kind: str, name: str, namespace: str) -> bool:
+        """Whether the resource is declared (a document that failed its schema counts)."""
         key = ResourceKey(kind, name, namespace)
-        return key in seen or key in invalid
+        return key in self.seen or key in self.invalid
+
+    def member_exists(self, name: str, namespace: str) -> bool:
+        """Whether ``name`` is a declared Node or Peer."""
+        return self.exists("Node", name, namespace) or self.exists("Peer", name, namespace)
+
+    def report(
+        self, resource: Resource, message: str, *path: str | int, unresolved: bool = False
+    ) -> None:
+        """A problem at ``spec.<path>`` of ``resource`` (``unresolved``: a reference to a
+        resource not declared)."""
+        where, label = resource.position(*path), str(resource.key)
+        self.problems.append(Problem(where, message, label, dotted(("spec", *path)), unresolved))
 
     def ref(
-        resource: Resource, kind: str, name: Any, *path: str | int, role: str | None = None
+        self, resource: Resource, kind: str, name: Any, *path: str | int, role: str | None = None
     ) -> None:
+        """``spec.<path>`` of ``resource`` names a ``kind`` called ``name``: it must be declared
+        (and, with a ``role``, be a Node with that role)."""
         if not isinstance(name, str):
             return
         key = ResourceKey(kind, name, resource.namespace)
-        target = seen.get(key)
-        if target is None and key in invalid:
+        target = self.seen.get(key)
+        if target is None and key in self.invalid:
             return
         if target is None:
-            declared = [k.name for k in seen if k.kind == kind]
-            problems.append(
-                Problem(
-                    resource.position(*path),
-                    f"{kind} {name!r} is not declared{_did_you_mean(name, declared)}",
-                    str(resource.key),
-                    dotted(("spec", *path)),
-                )
-            )
+            declared = [k.name for k in self.seen if k.kind == kind]
+            hint = _did_you_mean(name, declared)
+            self.report(resource, f"{kind} {name!r} is not declared{hint}", *path, unresolved=True)
         elif role is not None and role not in target.spec.get("roles", []):
-            problems.append(
-                Problem(
-                    resource.position(*path),
-                    f"Node {name!r} is named as registry but lacks role {role!r}",
-                    str(resource.key),
-                    dotted(("spec", *path)),
-                )
-            )
-
-    listeners: dict[tuple[str, int], Resource] = {}
-    for resource in seen.values():
-        spec = resource.spec
-        kind = resource.kind
-        if kind != "Network":
-            ref(resource, "Network", spec.get("network"), "network")
-        if kind == "Network":
-            _check_network(resource, problems, ref)
-        elif kind == "Node":
-            _check_listen(resource, listeners, problems)
-        elif kind == "TLD":
-            owner = spec.get("owner", {})
-            if ("node" in owner and "peer" in owner) or not owner:
-                problems.append(
-                    Problem(
-                        resource.position("owner"),
-                        "owner needs exactly one of 'node' or 'peer'",
-                        str(resource.key),
-                        "spec.owner",
-                    )
-                )
-            ref(resource, "Node", owner.get("node"), "owner", "node")
-            ref(resource, "Peer", owner.get("peer"), "owner", "peer")
-            _check_tld_name(resource, problems)
-        elif kind == "Record":
-            ref(resource, "TLD", spec.get("tld"), "tld")
-            has_values, has_target = "values" in spec, "target" in spec
-            if has_values == has_target:
-                problems.append(
-                    Problem(
-                        resource.position(),
-                        "a Record needs exactly one of 'values' or 'target'",
-                        str(resource.key),
-                        "spec",
-                    )
-                )
-            if has_target:
-                ref(resource, "Node", spec["target"].get("node"), "target", "node")
-            elif "type" not in spec:
-                problems.append(
-                    Problem(
-                        resource.position(),
-                        "missing required field 'type' (only a target record may omit it)",
-                        str(resource.key),
-                        "spec.type",
-                    )
-                )
-            else:
-                _check_record_data(resource, problems)
-        elif kind == "InterfacePolicy":
-            _check_policy(resource, problems, ref, exists, seen.values())
-    _check_record_owners([r for r in seen.values() if r.kind == "Record"], problems)
-    return problems
+            message = f"Node {name!r} is named as registry but lacks role {role!r}"
+            self.report(resource, message, *path)
 
 
-def _check_network(resource: Resource, problems: list[Problem], ref: Any) -> None:
+def _check_node(resource: Resource, refs: _References) -> None:
+    _check_listen(resource, refs.listeners, refs.problems)
+
+
+def _check_tld(resource: Resource, refs: _References) -> None:
+    owner = resource.spec.get("owner", {})
+    if ("node" in owner and "peer" in owner) or not owner:
+        refs.report(resource, "owner needs exactly one of 'node' or 'peer'", "owner")
+    refs.ref(resource, "Node", owner.get("node"), "owner", "node")
+    refs.ref(resource, "Peer", owner.get("peer"), "owner", "peer")
+    _check_tld_name(resource, refs.problems)
+
+
+def _check_record(resource: Resource, refs: _References) -> None:
     spec = resource.spec
-    registry = spec.get("registry") or {}
-    if "node" in registry:
-        if "endpoint" in registry or "identity" in registry:
-            problems.append(
-                Problem(
-                    resource.position("registry"),
-                    "registry is either a 'node' of this manifest or an 'endpoint' with an "
-                    "'identity', not both",
-                    str(resource.key),
-                    "spec.registry",
-                )
-            )
-        ref(resource, "Node", registry["node"], "registry", "node", role="registry")
-    elif registry and not ("endpoint" in registry and "identity" in registry):
-        problems.append(
+    refs.ref(resource, "TLD", spec.get("tld"), "tld")
+    has_values, has_target = "values" in spec, "target" in spec
+    if has_values == has_target:
+        refs.problems.append(
             Problem(
-                resource.position("registry"),
-                "a remote registry needs both 'endpoint' and 'identity'",
+                resource.position(),
+                "a Record needs exactly one of 'values' or 'target'",
                 str(resource.key),
-                "spec.registry",
+                "spec",
             )
         )
-    names: set[str] = set()
-    for i, item in enumerate(spec.get("federation", [])):
-        where = ("federation", i)
-        if ("network" in item) == ("registry" in item):
-            problems.append(
-                Problem(
-                    resource.position(*where),
-                    "a federated network is named by exactly one of 'network' (of these "
-                    "manifests) or 'registry' (a remote one)",
-                    str(resource.key),
-                    f"spec.federation[{i}]",
-                )
+    if has_target:
+        refs.ref(resource, "Node", spec["target"].get("node"), "target", "node")
+    elif "type" not in spec:
+        refs.problems.append(
+            Problem(
+                resource.position(),
+                "missing required field 'type' (only a target record may omit it)",
+                str(resource.key),
+                "spec.type",
             )
-        if item.get("network") == resource.name:
-            problems.append(
-                Problem(
-                    resource.position(*where, "network"),
-                    "a network cannot federate with itself",
-                    str(resource.key),
-                    f"spec.federation[{i}].network",
-                )
-            )
-        elif "network" in item:
-            ref(resource, "Network", item["network"], *where, "network")
-        if item.get("name") in names:
-            problems.append(
-                Problem(
-                    resource.position(*where, "name"),
-                    f"federated network name {item.get('name')!r} is used twice",
-                    str(resource.key),
-                    f"spec.federation[{i}].name",
-                )
-            )
-        names.add(str(item.get("name")))
+        )
+    else:
+        _check_record_data(resource, refs.problems)
+
+
+def _check_network(resource: Resource, refs: _References) -> None:
+    _check_registry(resource, refs)
+    _check_federation(resource, refs)
+    spec = resource.spec
     if spec.get("mode") == "ephemeral" and "ttl" not in spec:
-        problems.append(
+        refs.problems.append(
             Problem(
                 resource.position("mode"),
                 "an ephemeral network needs a 'ttl'",
@@ -556,14 +549,44 @@ def _check_network(resource: Resource, problems: list[Problem], ref: Any) -> Non
             )
         )
     if spec.get("mode") != "ephemeral" and "ttl" in spec:
-        problems.append(
-            Problem(
-                resource.position("ttl"),
-                "only an ephemeral network has a 'ttl'",
-                str(resource.key),
-                "spec.ttl",
+        refs.report(resource, "only an ephemeral network has a 'ttl'", "ttl")
+
+
+def _check_registry(resource: Resource, refs: _References) -> None:
+    """A Network's registry is a Node of these manifests with the role, or a remote one."""
+    registry = resource.spec.get("registry") or {}
+    if "node" in registry:
+        if "endpoint" in registry or "identity" in registry:
+            message = (
+                "registry is either a 'node' of this manifest or an 'endpoint' with an "
+                "'identity', not both"
             )
-        )
+            refs.report(resource, message, "registry")
+        refs.ref(resource, "Node", registry["node"], "registry", "node", role="registry")
+    elif registry and not ("endpoint" in registry and "identity" in registry):
+        refs.report(resource, "a remote registry needs both 'endpoint' and 'identity'", "registry")
+
+
+def _check_federation(resource: Resource, refs: _References) -> None:
+    """Each federated network is named once, by exactly one of a Network or a registry."""
+    names: set[str] = set()
+    for i, item in enumerate(resource.spec.get("federation", [])):
+        if ("network" in item) == ("registry" in item):
+            message = (
+                "a federated network is named by exactly one of 'network' (of these "
+                "manifests) or 'registry' (a remote one)"
+            )
+            refs.report(resource, message, "federation", i)
+        if item.get("network") == resource.name:
+            refs.report(
+                resource, "a network cannot federate with itself", "federation", i, "network"
+            )
+        elif "network" in item:
+            refs.ref(resource, "Network", item["network"], "federation", i, "network")
+        if item.get("name") in names:
+            message = f"federated network name {item.get('name')!r} is used twice"
+            refs.report(resource, message, "federation", i, "name")
+        names.add(str(item.get("name")))
 
 
 def _check_listen(
@@ -571,7 +594,7 @@ def _check_listen(
 ) -> None:
     listen = resource.spec.get("listen", "")
     try:
-        host, port = split_host_port(listen)
+        host, port = parse_address(listen)
     except ValueError as exc:  # the schema refuses it first; never reached from build
         problems.append(
             Problem(resource.position("listen"), str(exc), str(resource.key), "spec.listen")
@@ -609,98 +632,90 @@ def _normal_host(host: str) -> str:
         return host.lower()
 
 
-def _check_policy(
-    resource: Resource,
-    problems: list[Problem],
-    ref: Any,
-    exists: Any,
-    resources: Iterable[Resource],
-) -> None:
+def _check_policy(resource: Resource, refs: _References) -> None:
     spec = resource.spec
-    ns = resource.namespace
-    groups = spec.get("groups", {})
-    network = next(
-        (
-            r
-            for r in resources
-            if r.kind == "Network" and r.name == spec.get("network") and r.namespace == ns
-        ),
-        None,
-    )
-    federated = {
-        str(f.get("name")) for f in (network.spec.get("federation", []) if network else [])
-    }
-    for group, members in groups.items():
+    federated = _federated_names(resource, refs)
+    for group, members in spec.get("groups", {}).items():
         for i, member in enumerate(members):
-            if not (exists("Node", member, ns) or exists("Peer", member, ns)):
-                problems.append(
-                    Problem(
-                        resource.position("groups", group, i),
-                        f"group member {member!r} is neither a declared Node nor Peer",
-                        str(resource.key),
-                        f"spec.groups.{group}[{i}]",
-                    )
-                )
+            if not refs.member_exists(member, resource.namespace):
+                message = f"group member {member!r} is neither a declared Node nor Peer"
+                refs.report(resource, message, "groups", group, i, unresolved=True)
     for r, rule in enumerate(spec.get("rules", [])):
         for side in ("from", "to"):
-            selector = rule.get(side, {})
-            for i, name in enumerate(selector.get("nodes", [])):
-                ref(resource, "Node", name, "rules", r, side, "nodes", i)
-            for i, name in enumerate(selector.get("peers", [])):
-                ref(resource, "Peer", name, "rules", r, side, "peers", i)
-            for i, name in enumerate(selector.get("networks", [])):
-                if side == "to" or name not in federated:
-                    problems.append(
-                        Problem(
-                            resource.position("rules", r, side, "networks", i),
-                            f"{name!r} is not a federated network of network "
-                            f"{spec.get('network')!r} (spec.federation)"
-                            if side == "from"
-                            else "'to' names nodes of this network, not federated networks",
-                            str(resource.key),
-                            f"spec.rules[{r}].{side}.networks[{i}]",
-                        )
-                    )
-            for i, name in enumerate(selector.get("groups", [])):
-                if name not in groups:
-                    problems.append(
-                        Problem(
-                            resource.position("rules", r, side, "groups", i),
-                            f"group {name!r} is not defined in spec.groups",
-                            str(resource.key),
-                            f"spec.rules[{r}].{side}.groups[{i}]",
-                        )
-                    )
+            _check_selector(resource, refs, federated, ("rules", r, side), rule.get(side, {}))
     for t, test in enumerate(spec.get("tests", [])):
-        sender = test.get("from")
-        if isinstance(sender, str) and "/" in sender:
-            if sender.split("/", 1)[0] not in federated:
-                problems.append(
-                    Problem(
-                        resource.position("tests", t, "from"),
-                        f"{sender!r}: {sender.split('/', 1)[0]!r} is not a federated network "
-                        f"of network {spec.get('network')!r} (spec.federation)",
-                        str(resource.key),
-                        f"spec.tests[{t}].from",
-                    )
-                )
-        elif isinstance(sender, str) and not (
-            exists("Node", sender, ns) or exists("Peer", sender, ns)
-        ):
-            problems.append(
-                Problem(
-                    resource.position("tests", t, "from"),
-                    f"{sender!r} is neither a declared Node nor Peer",
-                    str(resource.key),
-                    f"spec.tests[{t}].from",
-                )
+        _check_policy_test(resource, refs, federated, t, test)
+    _check_policy_tests_hold(resource, refs)
+
+
+def _federated_names(policy: Resource, refs: _References) -> set[str]:
+    """The names the policy's Network gives the networks it federates with."""
+    key = ResourceKey("Network", str(policy.spec.get("network")), policy.namespace)
+    network = refs.seen.get(key)
+    return {str(f.get("name")) for f in (network.spec.get("federation", []) if network else [])}
+
+
+def _check_selector(
+    resource: Resource,
+    refs: _References,
+    federated: set[str],
+    where: tuple[str, int, str],
+    selector: dict[str, Any],
+) -> None:
+    """A rule's ``from`` or ``to`` (at ``spec.<where>``) names what is declared."""
+    side = where[-1]
+    for i, name in enumerate(selector.get("nodes", [])):
+        refs.ref(resource, "Node", name, *where, "nodes", i)
+    for i, name in enumerate(selector.get("peers", [])):
+        refs.ref(resource, "Peer", name, *where, "peers", i)
+    for i, name in enumerate(selector.get("networks", [])):
+        if side == "to":
+            message = "'to' names nodes of this network, not federated networks"
+        elif name not in federated:
+            message = (
+                f"{name!r} is not a federated network of network "
+                f"{resource.spec.get('network')!r} (spec.federation)"
             )
-        if "to" in test:
-            ref(resource, "Node", test["to"], "tests", t, "to")
-    # The policy's own tests must hold before it is accepted (as Tailscale's ACL tests).
-    for result in PolicyEngine.of(spec, resources).run_tests():
+        else:
+            continue
+        refs.report(resource, message, *where, "networks", i)
+    for i, name in enumerate(selector.get("groups", [])):
+        if name not in resource.spec.get("groups", {}):
+            message = f"group {name!r} is not defined in spec.groups"
+            refs.report(resource, message, *where, "groups", i)
+
+
+def _check_policy_test(
+    resource: Resource, refs: _References, federated: set[str], t: int, test: dict[str, Any]
+) -> None:
+    """A policy test's caller (a member, or ``NETWORK/MEMBER`` of a federated network) and
+    target are declared."""
+    sender = test.get("from")
+    if isinstance(sender, str) and "/" in sender:
+        network = sender.split("/", 1)[0]
+        if network not in federated:
+            message = (
+                f"{sender!r}: {network!r} is not a federated network "
+                f"of network {resource.spec.get('network')!r} (spec.federation)"
+            )
+            refs.report(resource, message, "tests", t, "from")
+    elif isinstance(sender, str) and not refs.member_exists(sender, resource.namespace):
+        message = f"{sender!r} is neither a declared Node nor Peer"
+        refs.report(resource, message, "tests", t, "from", unresolved=True)
+    if "to" in test:
+        refs.ref(resource, "Node", test["to"], "tests", t, "to")
+
+
+def _check_policy_tests_hold(resource: Resource, refs: _References) -> None:
+    """The policy's own tests must hold before it is accepted (as Tailscale's ACL tests)."""
+    try:
+        results = PolicyEngine.of(resource.spec, refs.declared()).run_tests()
+    except PolicyError as exc:  # a spec the schema did not check (made by a program)
+        refs.problems.append(Problem(resource.position(), str(exc), str(resource.key), "spec"))
+        return
+    for result in results:
         if not result.passed:
-            problems.append(
+            refs.problems.append(
                 Problem(
                     resource.position("tests", result.index, "expect"),
                     f"policy test {result.name!r} fails: {result.describe()}",
@@ -708,6 +723,16 @@ def _check_policy(
                     f"spec.tests[{result.index}]",
                 )
             )
+
+
+_KIND_CHECKS: dict[str, Callable[[Resource, _References], None]] = {
+    "Network": _check_network,
+    "Node": _check_node,
+    "TLD": _check_tld,
+    "Record": _check_record,
+    "InterfacePolicy": _check_policy,
+}
+"""The rules of each kind that a schema cannot say."""
 
 
 def _check_tld_name(resource: Resource, problems: list[Problem]) -> None:
