@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,6 @@ from hypermesh.chain.block import Link
 from hypermesh.errors import HyperMeshError
 from hypermesh.sdk import Mesh, PeerRef, Refused, Unverified, sync
 from hypermesh.transport.identity import Identity
-from tests.conftest import EXAMPLES, Hmctl
-
-
-@pytest.fixture
-def acme(hmctl: Hmctl, tmp_path: Path) -> Path:
-    folder = tmp_path / "example"
-    shutil.copytree(EXAMPLES / "registry-and-names", folder)
-    result = hmctl("apply", "-f", str(folder), "--timeout", "60s")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return hmctl.state
 
 
 async def until(check, limit: float = 20.0):  # type: ignore[no-untyped-def]

@@ -463,8 +463,11 @@ class Mesh:
         tree = MerkleTree(block.leaf for block, _ in chain.blocks)
         if size > tree.size or tree.root(size) != root:
             raise BadChain(f"the checkpoint (size {size}) is not a head of the chain verified")
-        author = public_key_from_node_id(chain.author)
-        keys = {public_key_from_node_id(node_id) for node_id in trusted} - {author}
+        try:
+            author = public_key_from_node_id(chain.author)
+            keys = {public_key_from_node_id(node_id) for node_id in trusted} - {author}
+        except ValueError as exc:
+            raise HyperMeshError(f"trusted witnesses: {exc}") from None
         return size, count_valid(author, size, root, cosignatures, keys)
 
     async def inclusion(
