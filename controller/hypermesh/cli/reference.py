@@ -93,9 +93,13 @@ The exception is `down`, which stops a running `up` or `controller run` and then
 |---|---|
 | 0 | success; for `diff` and `plan`, no changes |
 | 1 | `validate`: invalid; `diff`/`plan`: there are changes; `apply`: not converged in time |
-| 2 | bad input (invalid manifests given to any other command), a usage error, or a state error |
+| 2 | bad input (invalid manifests given to any other command), a usage or state error, not Linux |
 | 3 | the state directory is locked by another `hmctl` (its command and pid are named) |
 | 130 | interrupted (Ctrl-C); `up` and `controller run` stop cleanly on Ctrl-C and exit 0 |
+
+`hmctl` runs on Linux only: it holds the state with flock, tells live nodes from dead ones
+through /proc and isolates networks in network namespaces. On any other system it says so in
+one line and exits 2 before doing anything.
 
 When `apply` has not converged within `--timeout` it prints a table of the resources that are not
 ready, with the reason and message of each; the nodes it did start keep running.
