@@ -36,11 +36,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.mirror.nodes import start_node
+os.environ.setdefault("HM_OPERATOR_RECORD_INTERVAL", "60")  # the default: no drift check runs
+
+from tests.harness.nodes import start_node
 from tests.operator.harness import API, running_operator
 
+from hypermesh.drivers import StandaloneDirectory
 from hypermesh.drivers import registry as registry_driver
-from hypermesh.drivers.registry import RecordDriver
+from hypermesh.drivers.registry import RecordDriver, TLDDriver
 from hypermesh.model.loader import load_text
 from hypermesh.model.validate import build
 from hypermesh.reconcile import ApplyContext
@@ -64,7 +67,7 @@ async def _counted(self: Any, where: Any, method: str, path: str, *args: Any, **
 registry_driver._Registry.call = _counted  # type: ignore[method-assign]
 
 HANDLER_SECONDS: list[float] = []
-_original_reconcile = handlers.reconcile_registered
+_original_reconcile = handlers.reconcile_resource
 
 
 async def _timed(*args: Any, **kwargs: Any) -> Any:
@@ -75,7 +78,7 @@ async def _timed(*args: Any, **kwargs: Any) -> Any:
         HANDLER_SECONDS.append(time.perf_counter() - start)
 
 
-handlers.reconcile_registered = _timed  # type: ignore[assignment]
+handlers.reconcile_resource = _timed  # type: ignore[assignment]
 
 
 def ready(obj: Mapping[str, Any] | None) -> bool:
@@ -103,7 +106,7 @@ async def _trim(c: Any, counted: list[int], every: float = 0.2) -> None:
 
 
 async def through_operator(root: Path, address: str, identity: str, count: int) -> dict[str, Any]:
-    async with running_operator(root / "work") as c:
+    async with running_operator() as c:
         counted = [0]
         trimming = asyncio.create_task(_trim(c, counted))
         await c.create(
@@ -174,15 +177,13 @@ async def direct(root: Path, address: str, identity: str, count: int) -> dict[st
     ]
     desired, problems = build(load_text("---\n".join(text)))
     assert not problems, problems[:3]
-    state = root / "state"
-    load_or_create_identity(state / "nodes" / "owner")
-    from hypermesh.drivers.registry import TLDDriver
-
+    directory = StandaloneDirectory(root / "state")
+    load_or_create_identity(directory.node_dir("owner"))
     context = ApplyContext(desired, 1)
     tld = desired.get("TLD", "base")
     assert tld is not None
-    await TLDDriver(state).apply(tld, {}, context)
-    driver = RecordDriver(state)
+    await TLDDriver(directory).apply(tld, {}, context)
+    driver = RecordDriver(directory)
     REGISTRY_CALLS.clear()
     gate = asyncio.Semaphore(PARALLEL)
 

@@ -1,7 +1,7 @@
 """How fast a change to the registry reaches every mirror, and what a mirror's answer costs next
 to the registry's own.
 
-Real node processes on 127.0.0.1 (the helpers of ``tests/mirror/nodes.py``), in a temporary
+Real node processes on 127.0.0.1 (the helpers of ``tests/harness/nodes.py``), in a temporary
 folder: one registry and ``--mirrors`` mirrors following it. TLD ``acme`` is registered and a
 first ``www.acme.`` A record put (a warm-up, not counted); once every mirror answers it,
 ``--changes`` changes are timed, one after another:
@@ -61,14 +61,15 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.mirror.nodes
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.harness.nodes
 
 import dns.message
 import dns.rcode
-from tests.mirror.nodes import NodeProc, Owner, answer_values, start_node
+from tests.harness.nodes import NodeProc, Owner, answer_values, start_node
 
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import Upstream
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import connect_pinned, h3_get_json
 from hypermesh.transport.dns_client import DOQ_ALPN, DoqClientProtocol
 
@@ -568,7 +569,7 @@ def main() -> int:
                 root, "registry", roles=("registry",), listen=f"127.0.0.1:{free_port()}"
             )
             nodes.append(registry)
-            upstream = Upstream(registry.address, registry.identity)
+            upstream = Upstream(PeerRef(registry.address, registry.identity))
             for n in range(1, args.mirrors + 1):
                 nodes.append(start_node(root, f"m{n:02d}", registry=upstream))
             print(

@@ -8,8 +8,8 @@ Run by hand, as root, as Jepsen-style checks are (not by the tests)::
     .venv/bin/python bench/soak.py --duration 90 --nodes 6  # a short look
 
 The cluster: host 0 holds the registry, hosts 1..``--nodes`` one mirror each, every host a
-network namespace of its own on one bridge (``tests/mirror/netns.py``), every node a real
-process (``tests/mirror/nodes.py``) following the registry (``mirror_expire`` = ``--expire``)
+network namespace of its own on one bridge (``tests/harness/netns.py``), every node a real
+process (``tests/harness/nodes.py``) following the registry (``mirror_expire`` = ``--expire``)
 with up to eight other mirrors as peers, as the controller configures them. This process is
 the client of all of them, from the bridge's address.
 
@@ -91,13 +91,14 @@ import dns.exception
 import dns.message
 import dns.rcode
 import dns.rdatatype
-from tests.mirror.netns import Hosts, can_filter, can_make_namespaces
-from tests.mirror.nodes import NodeProc, start_node
+from tests.harness.netns import Hosts, can_filter, can_make_namespaces
+from tests.harness.nodes import NodeProc, start_node
 
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import Upstream
 from hypermesh.node.runtime import read_runtime
 from hypermesh.registry.client import RegistryClient
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import connect_pinned, h3_get_json
 from hypermesh.transport.dns_client import DOQ_ALPN, DoqClientProtocol
 from hypermesh.transport.identity import Identity, load_or_create_identity
@@ -592,8 +593,8 @@ class Cluster:
                 name,
                 listen=self.address(name),
                 netns=self.hosts.ns(i),
-                registry=Upstream(self.address(REGISTRY), self.ids[REGISTRY]),
-                peers=[Upstream(self.address(o), self.ids[o]) for o in others[:MAX_PEERS]],
+                registry=Upstream(PeerRef(self.address(REGISTRY), self.ids[REGISTRY])),
+                peers=[Upstream(PeerRef(self.address(o), self.ids[o])) for o in others[:MAX_PEERS]],
                 expire=self.expire,
                 wait=False,
             )

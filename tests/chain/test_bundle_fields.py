@@ -24,7 +24,7 @@ from hypermesh.cli.main import main as hmctl
 from hypermesh.inputs import path_text
 from hypermesh.sdk.mesh import Mesh
 from hypermesh.transport.identity import Identity
-from tests.chain.paths import bundle_between
+from tests.harness.provenance import bundle_between
 
 Path_ = tuple[str | int, ...]
 

@@ -1,166 +1,19 @@
-"""Fixtures for the DNS tests: a DNSSEC-signed test zone, and a real QUIC server on 127.0.0.1.
-
-The server is the node's own endpoint (``bind_endpoint`` with the node's router and DNS
-engine) run in a thread with its own event loop, so that blocking clients (dnspython's sync
-API, kdig in a subprocess) can query it from the test's thread.
-"""
+"""Fixtures for the DNS tests: the signed test zone, and one server for a module
+(:mod:`tests.harness.dns_server`)."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
-import dns.dnssec
-import dns.name
-import dns.node
-import dns.rdataset
-import dns.rrset
-import dns.zone
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from dns.dnssectypes import Algorithm
 
-from hypermesh.dns.answers import DnsEngine
 from hypermesh.dns.source import StaticZones
-from hypermesh.node.router import Router
-from hypermesh.node.routes import add_dns_routes
-from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
-from hypermesh.transport.identity import Identity
-
-ORIGIN = dns.name.from_text("hmtest.")
-ZONE_TEXT = """
-$TTL 300
-@        3600 IN SOA  ns1 hostmaster 2026010101 7200 3600 1209600 120
-@             IN NS   ns1
-ns1           IN A    192.0.2.1
-ns1           IN AAAA 2001:db8::1
-www           IN A    192.0.2.10
-www           IN AAAA 2001:db8::10
-www       60  IN TXT  "short-lived"
-alias         IN CNAME www
-loop1         IN CNAME loop2
-loop2         IN CNAME loop1
-outside       IN CNAME www.example.net.
-a.deep        IN TXT  "deep"
-*.wild        IN TXT  "wildcard"
-sub           IN NS   ns.sub
-ns.sub        IN A    192.0.2.53
-"""
-
-
-@dataclass(frozen=True)
-class SignedZone:
-    """A signed zone and the DNSKEY RRset that validates it."""
-
-    zone: dns.zone.Zone
-    keys: dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset]
-
-
-def make_zone(text: str = ZONE_TEXT, origin: dns.name.Name = ORIGIN) -> dns.zone.Zone:
-    return dns.zone.from_text(text, origin=origin, relativize=True)
-
-
-def sign(zone: dns.zone.Zone) -> SignedZone:
-    """Sign ``zone`` in place with an Ed25519 KSK and ZSK (RFC 8080), NSEC chain included."""
-    ksk, zsk = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    ksk_key = dns.dnssec.make_dnskey(ksk.public_key(), Algorithm.ED25519, flags=257)
-    zsk_key = dns.dnssec.make_dnskey(zsk.public_key(), Algorithm.ED25519, flags=256)
-    dns.dnssec.sign_zone(zone, keys=[(ksk, ksk_key), (zsk, zsk_key)], lifetime=86400)
-    assert zone.origin is not None
-    dnskeys = zone.find_rrset(zone.origin, "DNSKEY")
-    absolute = dns.rrset.from_rdata_list(zone.origin, dnskeys.ttl, list(dnskeys))
-    return SignedZone(zone, {zone.origin: absolute})
+from tests.harness.dns_server import DnsServer, ServerThread, SignedZone, make_zone, sign
 
 
 @pytest.fixture(scope="session")
 def signed_zone() -> SignedZone:
     return sign(make_zone())
-
-
-@dataclass
-class DnsServer:
-    """A running in-process endpoint: where it listens, what it serves, and its identity."""
-
-    port: int
-    zones: StaticZones
-    answerer: DnsEngine
-    identity: Identity
-    endpoint: QuicEndpoint
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-class ServerThread:
-    """Runs ``bind_endpoint`` in a thread until ``stop``; every wait is bounded."""
-
-    def __init__(
-        self,
-        zones: StaticZones,
-        *,
-        idle_timeout: float = 60.0,
-        routes: Callable[[Router], object] | None = None,
-    ) -> None:
-        self.zones = zones
-        self.idle_timeout = idle_timeout
-        self.routes = routes
-        self.server: DnsServer | None = None
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="dns-server", daemon=True)
-
-    def start(self) -> DnsServer:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise TimeoutError("the DNS server did not start within 10 s")
-        if self._error is not None:
-            raise self._error
-        assert self.server is not None
-        return self.server
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def call(self, function: object) -> None:
-        """Run ``function()`` on the server's loop (for inspecting it safely)."""
-        assert self._loop is not None and callable(function)
-        self._loop.call_soon_threadsafe(function)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        identity = Identity.generate()
-        answerer = DnsEngine(self.zones)
-        router = add_dns_routes(Router(), answerer)
-        if self.routes is not None:
-            self.routes(router)
-        endpoint = await bind_endpoint(
-            "127.0.0.1",
-            0,
-            configuration=server_configuration(identity, idle_timeout=self.idle_timeout),
-            router=router,
-            dns_answer=answerer.answer,
-        )
-        self.server = DnsServer(endpoint.port, self.zones, answerer, identity, endpoint)
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            endpoint.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,7 @@ import pytest
 
 from hypermesh.dns import DnsEngine, StaticZones, answers
 from hypermesh.dns.answers import MAX_CACHED
-
-from .conftest import ORIGIN, SignedZone, make_zone
+from tests.harness.dns_server import ORIGIN, SignedZone, make_zone
 
 
 def ask(

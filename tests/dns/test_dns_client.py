@@ -14,7 +14,7 @@ from hypermesh.cli.main import main
 from hypermesh.errors import IdentityMismatch
 from hypermesh.transport.dns_client import doh3_query, doq_query
 from hypermesh.transport.identity import Identity
-from tests.dns.conftest import DnsServer
+from tests.harness.dns_server import DnsServer
 
 
 def _ask(server: DnsServer, how: str) -> dns.message.Message:

@@ -9,8 +9,7 @@ import dns.rcode
 import pytest
 
 from hypermesh.dns import DNS_MESSAGE, DnsEngine, StaticZones, handle_doh
-
-from .conftest import make_zone
+from tests.harness.dns_server import make_zone
 
 ANSWERER = DnsEngine(StaticZones([make_zone()]))
 

@@ -17,8 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hypermesh.dns import DOQ_PROTOCOL_ERROR, DnsEngine, DoqConnection, StaticZones, handle_doh
-
-from .conftest import make_zone
+from tests.harness.dns_server import make_zone
 
 ANSWERER = DnsEngine(StaticZones([make_zone()]))
 

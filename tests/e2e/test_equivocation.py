@@ -29,9 +29,10 @@ from hypermesh.chain.wire import block_json
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import Identity, load_identity
-from tests.node.conftest import NodeStarter
+from tests.harness.node_process import NodeStarter
 
 X = Identity.generate()
 """The equivocating key."""
@@ -186,8 +187,8 @@ def test_an_equivocation_is_caught_and_gossiped_between_two_nodes(
     to_a, to_b = equivocator.addresses
     starter = NodeStarter(tmp_path)
     try:
-        a_peers = (Upstream(to_a, X.node_id), Upstream(node_dir=str(tmp_path / "b")))
-        b_peers = (Upstream(to_b, X.node_id), Upstream(node_dir=str(tmp_path / "a")))
+        a_peers = (Upstream(PeerRef(to_a, X.node_id)), Upstream(node_dir=str(tmp_path / "b")))
+        b_peers = (Upstream(PeerRef(to_b, X.node_id)), Upstream(node_dir=str(tmp_path / "a")))
         a = starter.restart(config(tmp_path, "a", a_peers))
         b = starter.restart(config(tmp_path, "b", b_peers))
 

@@ -36,7 +36,7 @@ from hypermesh.model.loader import load
 from hypermesh.model.validate import build
 from hypermesh.transport.address import parse_address
 from hypermesh.tunnel.relay import RELAY_PATH
-from tests.dns.conftest import make_zone, sign
+from tests.harness.dns_server import make_zone, sign
 
 from .node import NODES, TLD
 

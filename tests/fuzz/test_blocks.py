@@ -18,7 +18,7 @@ from hypermesh.chain.block import MAX_LINKS, Block, Link
 from hypermesh.chain.merkle import EMPTY_ROOT
 from hypermesh.chain.store import ChainStore
 from hypermesh.transport.identity import Identity
-from tests.chain.paths import bundle_between
+from tests.harness.provenance import bundle_between
 
 from .budget import fuzz
 from .corpus import run

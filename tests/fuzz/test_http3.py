@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from hypermesh.dns.source import StaticZones
 from hypermesh.transport.client import connect_pinned
-from tests.dns.conftest import DnsServer, ServerThread, make_zone
+from tests.harness.dns_server import DnsServer, ServerThread, make_zone
 
 from .budget import fuzz
 

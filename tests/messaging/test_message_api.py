@@ -26,7 +26,7 @@ from hypermesh.registry.signing import sign_request
 from hypermesh.revocation import Revocation, Revocations
 from hypermesh.transport.client import connect_h3
 from hypermesh.transport.identity import Identity
-from tests.dns.conftest import ServerThread
+from tests.harness.dns_server import ServerThread
 
 BOB = Identity.generate()
 """The node whose message API it is."""

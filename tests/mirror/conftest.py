@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from hypermesh.node.config import Upstream
-from tests.mirror.nodes import NodeProc, start_node
+from hypermesh.transport.address import PeerRef
+from tests.harness.nodes import NodeProc, start_node
 
 
 def free_port() -> int:
@@ -26,7 +27,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, NodeProc]]:
         nodes["registry"] = start_node(
             tmp_path, "registry", roles=("registry",), listen=f"127.0.0.1:{port}"
         )
-        upstream = Upstream(nodes["registry"].address, nodes["registry"].identity)
+        upstream = Upstream(PeerRef(nodes["registry"].address, nodes["registry"].identity))
         for name in ("m1", "m2"):
             nodes[name] = start_node(tmp_path, name, registry=upstream, expire=2.0)
         yield nodes

@@ -14,12 +14,12 @@ import pytest
 from hypermesh.dns.answers import DnsEngine
 from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.cache import ForwardingCache
-from hypermesh.mirror.follower import Peer
 from hypermesh.node.router import Router
 from hypermesh.node.server import bind_endpoint, server_configuration
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.dns_client import doq_query
 from hypermesh.transport.identity import Identity
-from tests.mirror.nodes import NodeProc, Owner, answer_values
+from tests.harness.nodes import NodeProc, Owner, answer_values
 
 LOCAL = DnsEngine(StaticZones())  # a mirror that holds no copy: REFUSED for everything
 
@@ -54,7 +54,7 @@ def test_answers_are_kept_for_their_ttl_and_purged_when_the_zone_arrives(
     owner.put("acme", "www", "192.0.2.1")
     clock = Clock()
     cache = ForwardingCache(
-        lambda: Peer(registry.address, registry.identity), clock=clock, identity=None
+        lambda: PeerRef(registry.address, registry.identity), clock=clock, identity=None
     )
 
     first = ask(cache, "www.acme.")
@@ -87,7 +87,9 @@ def test_names_outside_the_registry_and_an_unreachable_registry() -> None:
     assert ask(outside, "www.nowhere.").rcode() == dns.rcode.REFUSED
     assert outside.misses == 0  # not even asked
 
-    gone = ForwardingCache(lambda: Peer("127.0.0.1:9", Identity.generate().node_id), identity=None)
+    gone = ForwardingCache(
+        lambda: PeerRef("127.0.0.1:9", Identity.generate().node_id), identity=None
+    )
     failed = ask(gone, "www.acme.")
     assert failed.rcode() == dns.rcode.SERVFAIL
     codes = {o.code for o in failed.options if isinstance(o, dns.edns.EDEOption)}

@@ -17,7 +17,8 @@ import pytest
 
 from hypermesh.errors import TransportError
 from hypermesh.node.config import Upstream
-from tests.mirror.nodes import NodeProc, Owner, answer_values, start_node, wait_for
+from hypermesh.transport.address import PeerRef
+from tests.harness.nodes import NodeProc, Owner, answer_values, start_node, wait_for
 
 
 def ede_codes(message: object) -> set[int]:
@@ -83,8 +84,8 @@ def test_mirrors_follow_the_registry_and_serve_stale_when_it_is_gone(
     m3 = start_node(
         tmp_path,
         "m3",
-        registry=Upstream(registry.address, registry.identity),
-        peers=[Upstream(m1.address, m1.identity)],
+        registry=Upstream(PeerRef(registry.address, registry.identity)),
+        peers=[Upstream(PeerRef(m1.address, m1.identity))],
         expire=2.0,
     )
     network["m3"] = m3

@@ -20,10 +20,11 @@ import dns.edns
 import pytest
 
 from hypermesh.node.config import Upstream
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import load_or_create_identity
 from tests.conftest import skipped_on_request
-from tests.mirror.netns import Hosts, can_make_namespaces
-from tests.mirror.nodes import NodeProc, Owner, answer_values, start_node, wait_for
+from tests.harness.netns import Hosts, can_make_namespaces
+from tests.harness.nodes import NodeProc, Owner, answer_values, start_node, wait_for
 
 MIRRORS = 5
 PORT = 5300
@@ -65,7 +66,7 @@ def put_inside(hosts: Hosts, registry: NodeProc, key_dir: Path, name: str, value
     script = (
         "import sys; from pathlib import Path;"
         "from hypermesh.transport.identity import load_or_create_identity;"
-        "from tests.mirror.nodes import Owner, NodeProc;"
+        "from tests.harness.nodes import Owner, NodeProc;"
         f"node = NodeProc('registry', Path('.'), None, '127.0.0.1:{PORT}', {registry.identity!r});"
         f"owner = Owner(node, load_or_create_identity(Path({str(key_dir)!r})));"
         f"print(owner.put('acme', {name!r}, {value!r}))"
@@ -95,7 +96,7 @@ def test_partitioned_mirrors_answer_go_stale_and_catch_up(hosts: Hosts, tmp_path
             reach=f"{hosts.address(0)}:{PORT}",
         )
         nodes.append(registry)
-        upstream = Upstream(registry.address, registry.identity)
+        upstream = Upstream(PeerRef(registry.address, registry.identity))
         mirrors = []
         for i in range(1, 1 + MIRRORS):
             mirrors.append(
@@ -143,7 +144,7 @@ def test_partitioned_mirrors_answer_go_stale_and_catch_up(hosts: Hosts, tmp_path
             listen=f"{hosts.address(late_host)}:{PORT}",
             netns=hosts.ns(late_host),
             registry=upstream,
-            peers=[Upstream(mirrors[0].address, mirrors[0].identity)],
+            peers=[Upstream(PeerRef(mirrors[0].address, mirrors[0].identity))],
             expire=EXPIRE,
         )
         nodes.append(late)

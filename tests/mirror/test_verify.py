@@ -17,8 +17,8 @@ from hypermesh.mirror.verify import fetch_anchors, verified_query
 from hypermesh.node.router import Request, RouteResponse
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.dns_client import doq_query
-from tests.dns.conftest import ServerThread
-from tests.mirror.nodes import NodeProc, Owner, answer_values, wait_for
+from tests.harness.dns_server import ServerThread
+from tests.harness.nodes import NodeProc, Owner, answer_values, wait_for
 
 
 def ask_at(address: str, identity: str):  # type: ignore[no-untyped-def]

@@ -30,8 +30,8 @@ import pytest
 
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.limits import KIB, MIB, EndpointLimits
+from tests.harness.node_process import NodeStarter, RunningNode
 
-from .conftest import NodeStarter, RunningNode
 from .h3raw import (
     RawH3Client,
     bomb_section,

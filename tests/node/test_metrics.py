@@ -10,8 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hypermesh.node.metrics import question_type, response_code
 from hypermesh.transport.client import h3_get
 from hypermesh.transport.dns_client import doh3_query, doq_query
-
-from .conftest import NodeStarter
+from tests.harness.node_process import NodeStarter
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hypermesh.registry.client import RegistryClient, tld_path
-from tests.mirror.nodes import NodeProc, start_node
+from tests.harness.nodes import NodeProc, start_node
 from tests.operator.harness import API, MockCluster, running_operator
 
 NS = "names"
@@ -52,7 +52,7 @@ def test_tld_and_record_through_the_registry_api(tmp_path: Path) -> None:
     registry = start_node(tmp_path / "registry", "registry", roles=["registry"])
 
     async def scenario() -> None:
-        async with running_operator(tmp_path / "work") as c:
+        async with running_operator() as c:
             await declare(c, registry)
             await c.wait("the TLD registered", lambda: is_ready(c, "tlds", "acme"))
             owner = status_of(c, "nodes", "owner") or {}
@@ -96,7 +96,7 @@ def test_an_unreachable_registry_is_retried(tmp_path: Path) -> None:
     registry.stop()  # its address and key are known, but nothing answers there
 
     async def scenario() -> None:
-        async with running_operator(tmp_path / "work") as c:
+        async with running_operator() as c:
             await declare(c, registry)
             await c.wait(
                 "a temporary failure in status",

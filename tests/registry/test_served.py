@@ -36,9 +36,9 @@ from hypermesh.registry.zones import RecordSet, ZoneKeys, ZoneSpec, build_zone, 
 from hypermesh.transport.client import connect_h3
 from hypermesh.transport.dns_client import doq_query
 from hypermesh.transport.identity import Identity
-from tests.dns.conftest import DnsServer, ServerThread
-from tests.dns.test_server import kdig
-from tests.registry.zonemd import check_zonemd, tampered
+from tests.harness.dns_server import DnsServer, ServerThread
+from tests.harness.kdig import kdig
+from tests.harness.zonemd import check_zonemd, tampered
 
 KEYS = ZoneKeys.generate()
 NODE = Identity.generate()

@@ -1,5 +1,6 @@
-"""Real node processes started from hand-written configs, for the mirror tests (loopback or
-network namespaces), and the registry writes and DNS queries those tests make."""
+"""Real node processes started from hand-written configs (on loopback or in network
+namespaces), and the registry writes and DNS queries made of them: shared by the mirror and
+operator tests and the propagation, soak and operator benchmarks."""
 
 from __future__ import annotations
 
