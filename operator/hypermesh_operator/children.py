@@ -32,7 +32,6 @@ garbage collector deletes them with it.
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from hypermesh import API_VERSION, __version__
 from hypermesh.drivers.nodeconfig import interfaces_of
 from hypermesh.model.resources import DesiredState, Resource
 from hypermesh.node.config import NodeConfig, Upstream
-from hypermesh.transport.address import format_address, parse_address
+from hypermesh.transport.address import PeerRef, format_address, parse_address
 
 PUBLIC_PORT = 4433
 """The node's QUIC port in the pod when ``spec.listen`` says port 0."""
@@ -116,13 +115,6 @@ class NodeChildren:
     def all(self) -> tuple[dict[str, Any], ...]:
         """Secret and ConfigMap first: the StatefulSet mounts them."""
         return (self.secret, self.config_map, self.service, self.workload)
-
-    @property
-    def deployment(self) -> dict[str, Any]:
-        """Transitional, for callers that still apply a Deployment: the workload's pod as a
-        one-replica ``Recreate`` Deployment whose node directory is an ``emptyDir`` (its data
-        is lost with the pod). Remove once every caller applies ``workload``."""
-        return _as_deployment(self.workload)
 
 
 def object_name(node: str, suffix: str = "", limit: int = 63) -> str:
@@ -246,9 +238,9 @@ def _registry_upstream(
         if node is None or node_id is None:
             return None
         host = service_host(name, namespace, settings)
-        return Upstream(address=f"{host}:{ports_of(node.spec).public}", identity=node_id)
+        return Upstream(PeerRef(format_address(host, ports_of(node.spec).public), node_id))
     if registry.get("endpoint") and registry.get("identity"):
-        return Upstream(address=str(registry["endpoint"]), identity=str(registry["identity"]))
+        return Upstream(PeerRef(str(registry["endpoint"]), str(registry["identity"])))
     return None
 
 
@@ -519,23 +511,6 @@ def workload_ready(workload: Mapping[str, Any]) -> bool:
         return False
     updated = status.get("updatedReplicas")
     return updated is None or int(updated) >= 1
-
-
-def _as_deployment(workload: Mapping[str, Any]) -> dict[str, Any]:
-    spec = copy.deepcopy(workload["spec"])
-    pod = spec["template"]["spec"]
-    pod["volumes"] = [{"name": NODE_DIR_VOLUME, "emptyDir": {}}, *pod["volumes"]]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": copy.deepcopy(workload["metadata"]),
-        "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
-            "selector": spec["selector"],
-            "template": spec["template"],
-        },
-    }
 
 
 # -- the Service and the address it gives ------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Golden tests of what a Node becomes in a cluster (Secret, ConfigMap, Deployment, Service),
-and each child validated against Kubernetes' own schemas.
+"""Golden tests of what a Node becomes in a cluster (Secret, ConfigMap, StatefulSet, Service),
+each child validated against Kubernetes' own schemas, and the address a Service gives.
 
 Regenerate the golden files with ``HM_UPDATE_GOLDEN=1 pytest tests/operator/test_children.py``
 and read the diff before committing it.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -20,8 +21,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypermesh.model.loader import load_text
 from hypermesh.model.validate import build
 from hypermesh.node.config import NodeConfig
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity
-from hypermesh_operator.children import Cluster, Owner, node_children, object_name, ports_of
+from hypermesh_operator.children import (
+    Cluster,
+    NodeChildren,
+    Owner,
+    Ports,
+    Settings,
+    advertised_address,
+    keep_immutable,
+    node_children,
+    object_name,
+    ports_of,
+    workload_name,
+    workload_ready,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 K8S_VERSION = "1.33.0"
@@ -51,7 +66,18 @@ apiVersion: hypermesh.online/v1alpha1
 kind: Node
 metadata: {name: plain.one}
 spec: {network: demo, listen: "0.0.0.0:5000", interfaces: [public]}
+---
+apiVersion: hypermesh.online/v1alpha1
+kind: Node
+metadata: {name: edge}
+spec:
+  network: demo
+  listen: "0.0.0.0:0"
+  interfaces: [public]
+  web: {listen: "0.0.0.0:0"}
+  expose: {type: LoadBalancer}
 """
+NAMES = ["registry", "alpha", "plain.one", "edge"]
 
 
 def key(seed: int) -> tuple[bytes, str]:
@@ -67,30 +93,55 @@ def key(seed: int) -> tuple[bytes, str]:
 def cluster() -> Cluster:
     desired, problems = build(load_text(MANIFESTS))
     assert not problems, problems
-    ids = {name: key(i + 1)[1] for i, name in enumerate(["registry", "alpha", "plain.one"])}
+    ids = {name: key(i + 1)[1] for i, name in enumerate(NAMES)}
     return Cluster(desired, ids)
 
 
-def children_of(name: str, seed: int) -> list[dict[str, object]]:
+def made(name: str, seed: int, settings: Settings | None = None) -> NodeChildren:
     state = cluster()
     node = state.desired.get("Node", name)
     assert node is not None
     pem, node_id = key(seed)
     owner = Owner(name, "hm-test", f"uid-{name}", generation=3)
-    return list(node_children(node, owner, state, pem, node_id).all())
+    return node_children(node, owner, state, pem, node_id, settings or Settings())
 
 
-CASES = [("registry", 1), ("alpha", 2), ("plain.one", 3)]
+def children_of(name: str, seed: int) -> list[dict[str, object]]:
+    return list(made(name, seed).all())
+
+
+CASES = [(name, i + 1) for i, name in enumerate(NAMES)]
+
+
+def check_golden(text: str, path: Path) -> None:
+    """``text`` is ``path``'s content; with ``HM_UPDATE_GOLDEN=1`` it is written there first.
+    A missing file fails: a golden test that passes without its file tests nothing."""
+    if os.environ.get("HM_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.is_file(), f"no golden file {path}; run with HM_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{path} differs; regenerate with HM_UPDATE_GOLDEN=1"
 
 
 @pytest.mark.parametrize(("name", "seed"), CASES)
 def test_children_match_golden(name: str, seed: int) -> None:
-    text = yaml.safe_dump_all(children_of(name, seed), sort_keys=True)
-    path = GOLDEN / f"{name}.yaml"
-    if os.environ.get("HM_UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"no golden file {path}; run with HM_UPDATE_GOLDEN=1"
-    assert text == path.read_text(), f"{path} differs; regenerate with HM_UPDATE_GOLDEN=1"
+    check_golden(
+        yaml.safe_dump_all(children_of(name, seed), sort_keys=True), GOLDEN / f"{name}.yaml"
+    )
+
+
+def test_a_missing_or_different_golden_file_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HM_UPDATE_GOLDEN", raising=False)
+    with pytest.raises(AssertionError, match="no golden file"):
+        check_golden("kind: Secret\n", tmp_path / "missing.yaml")
+    (tmp_path / "other.yaml").write_text("kind: ConfigMap\n")
+    with pytest.raises(AssertionError, match="differs"):
+        check_golden("kind: Secret\n", tmp_path / "other.yaml")
+
+
+def test_every_golden_file_belongs_to_a_case() -> None:
+    assert {p.name for p in GOLDEN.glob("*.yaml")} == {f"{name}.yaml" for name, _ in CASES}
 
 
 @pytest.mark.parametrize(("name", "seed"), CASES)
@@ -125,9 +176,8 @@ def test_the_config_is_a_node_config_with_in_cluster_addresses() -> None:
     assert config.private_listen == "0.0.0.0:4434"
     assert config.ephemeral_listen == "0.0.0.0:4435"
     assert config.registry is not None
-    assert config.registry.address == "hm-registry.hm-test.svc.cluster.local:4433"
-    assert config.registry.identity == key(1)[1]
-    assert set(config.directory) == {"registry", "alpha", "plain.one"}
+    assert config.registry.peer == PeerRef("hm-registry.hm-test.svc.cluster.local:4433", key(1)[1])
+    assert set(config.directory) == set(NAMES)
     assert config.generation == 3
 
 
@@ -144,9 +194,9 @@ def test_the_service_exposes_exactly_the_enabled_interfaces() -> None:
 
 
 def test_the_key_is_in_the_secret_only() -> None:
-    secret, config_map, deployment, service = children_of("alpha", 2)
+    secret, config_map, service, workload = children_of("alpha", 2)
     pem = key(2)[0]
-    for other in (config_map, deployment, service):
+    for other in (config_map, service, workload):
         assert pem.decode() not in json.dumps(other)
     assert secret["immutable"] is True
 
@@ -155,3 +205,188 @@ def test_long_and_dotted_names_make_valid_labels() -> None:
     assert object_name("plain.one") == "hm-plain-one"
     long = object_name("a" * 80, "identity")
     assert len(long) <= 63 and long.endswith("-identity")
+
+
+# -- the StatefulSet and its volume ------------------------------------------------------------
+
+
+def pod_spec(workload: dict[str, Any]) -> Any:
+    return workload["spec"]["template"]["spec"]
+
+
+def test_the_node_runs_in_a_statefulset_with_its_directory_on_a_claim() -> None:
+    workload = made("alpha", 2).workload
+    assert workload["kind"] == "StatefulSet"
+    spec = workload["spec"]
+    assert spec["replicas"] == 1
+    assert spec["serviceName"] == "hm-alpha"
+    assert spec["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "node-dir"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"] == {"requests": {"storage": "1Gi"}}
+    assert "storageClassName" not in claim["spec"]
+    pod = pod_spec(workload)
+    assert "node-dir" not in {v["name"] for v in pod["volumes"]}
+    for container in [*pod["initContainers"], *pod["containers"]]:
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts["node-dir"] == "/var/lib/hypermesh/node"
+
+
+def test_storage_size_and_class_are_settings() -> None:
+    settings = Settings(storage_size="20Gi", storage_class="fast-ssd")
+    workload = made("alpha", 2, settings).workload
+    kubernetes_validate.validate(workload, K8S_VERSION, strict=True)
+    (claim,) = workload["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+
+
+def test_the_claim_template_has_no_version_label() -> None:
+    """Claim templates cannot change; a version label would refuse every operator upgrade."""
+    (claim,) = made("alpha", 2).workload["spec"]["volumeClaimTemplates"]
+    assert "app.kubernetes.io/version" not in claim["metadata"]["labels"]
+    assert claim["metadata"]["labels"]["app.kubernetes.io/instance"] == "alpha"
+
+
+def test_updating_keeps_the_live_immutable_fields() -> None:
+    live = made("alpha", 2).workload
+    desired = made("alpha", 2, Settings(storage_size="9Gi", image="hypermesh:9")).workload
+    kept = keep_immutable(desired, live)
+    assert kept["spec"]["volumeClaimTemplates"] == live["spec"]["volumeClaimTemplates"]
+    assert kept["spec"]["template"] == desired["spec"]["template"]
+    assert desired["spec"]["volumeClaimTemplates"] != live["spec"]["volumeClaimTemplates"]
+    assert keep_immutable(desired, None) == desired
+
+
+def test_a_long_name_gives_a_statefulset_name_its_pods_can_carry() -> None:
+    name = workload_name("n" * 70)
+    assert len(name) <= 52
+    assert name != workload_name("n" * 71)
+    assert workload_name("alpha") == object_name("alpha") == "hm-alpha"
+
+
+@pytest.mark.parametrize(
+    ("status", "generation", "ready"),
+    [
+        ({}, 1, False),
+        ({"readyReplicas": 0, "observedGeneration": 1, "updatedReplicas": 1}, 1, False),
+        ({"readyReplicas": 1, "observedGeneration": 1, "updatedReplicas": 1}, 1, True),
+        ({"readyReplicas": 1, "observedGeneration": 1, "updatedReplicas": 1}, 2, False),
+        ({"readyReplicas": 1, "observedGeneration": 2, "updatedReplicas": 0}, 2, False),
+        ({"readyReplicas": 1}, 2, True),
+    ],
+)
+def test_the_workload_is_ready_with_a_ready_pod_of_its_current_template(
+    status: dict[str, int], generation: int, ready: bool
+) -> None:
+    workload = {"metadata": {"generation": generation}, "status": status}
+    assert workload_ready(workload) is ready
+
+
+# -- exposing the node -------------------------------------------------------------------------
+
+
+def service_for(expose: str | None) -> dict[str, object]:
+    extra = f"\n  expose: {{type: {expose}}}" if expose else ""
+    text = (
+        MANIFESTS
+        + f"""---
+apiVersion: hypermesh.online/v1alpha1
+kind: Node
+metadata: {{name: outside}}
+spec:
+  network: demo
+  interfaces: [public]{extra}
+"""
+    )
+    desired, problems = build(load_text(text))
+    assert not problems, problems
+    node = desired.get("Node", "outside")
+    assert node is not None
+    pem, node_id = key(9)
+    owner = Owner("outside", "hm-test", "uid-outside")
+    return node_children(node, owner, Cluster(desired, {}), pem, node_id).service
+
+
+@pytest.mark.parametrize(
+    ("expose", "kind", "policy"),
+    [
+        (None, "ClusterIP", None),
+        ("ClusterIP", "ClusterIP", None),
+        ("NodePort", "NodePort", "Local"),
+        ("LoadBalancer", "LoadBalancer", "Local"),
+    ],
+)
+def test_the_service_is_of_the_type_the_node_asks_for(
+    expose: str | None, kind: str, policy: str | None
+) -> None:
+    service = service_for(expose)
+    kubernetes_validate.validate(service, K8S_VERSION, strict=True)
+    spec = service["spec"]
+    assert isinstance(spec, dict)
+    assert spec["type"] == kind
+    assert spec.get("externalTrafficPolicy") == policy
+    assert spec["ports"] == [
+        {"name": "quic", "port": 4433, "targetPort": "quic", "protocol": "UDP"}
+    ]
+
+
+def test_an_unknown_expose_type_is_refused_by_the_schema() -> None:
+    text = MANIFESTS.replace("expose: {type: LoadBalancer}", "expose: {type: Ingress}")
+    _, problems = build(load_text(text))
+    assert any("expose" in str(problem) for problem in problems), problems
+
+
+PORTS = Ports(public=4433, private=None, ephemeral=None, web=None)
+
+
+def returned(kind: str, **fields: object) -> dict[str, Any]:
+    """A Service as the API server returns it: cluster IP and node ports allocated."""
+    port: dict[str, object] = {"name": "quic", "port": 4433, "targetPort": "quic"}
+    port["protocol"] = "UDP"
+    if kind != "ClusterIP":
+        port["nodePort"] = 31433
+    spec = {"type": kind, "clusterIP": fields.pop("cluster_ip", "10.96.0.7"), "ports": [port]}
+    return {"apiVersion": "v1", "kind": "Service", "spec": spec, "status": fields}
+
+
+@pytest.mark.parametrize(
+    ("service", "node_host", "address"),
+    [
+        (returned("ClusterIP"), None, "10.96.0.7:4433"),
+        (returned("ClusterIP", cluster_ip="fd00:10:96::7"), None, "[fd00:10:96::7]:4433"),
+        (returned("ClusterIP", cluster_ip="None"), None, None),
+        (returned("NodePort"), "203.0.113.5", "203.0.113.5:31433"),
+        (returned("NodePort"), None, None),
+        (returned("LoadBalancer", loadBalancer={}), None, None),
+        (
+            returned("LoadBalancer", loadBalancer={"ingress": [{"ip": "198.51.100.4"}]}),
+            None,
+            "198.51.100.4:4433",
+        ),
+        (
+            returned(
+                "LoadBalancer", loadBalancer={"ingress": [{"hostname": "a1.elb.example.com"}]}
+            ),
+            "203.0.113.5",
+            "a1.elb.example.com:4433",
+        ),
+        (
+            returned("LoadBalancer", loadBalancer={"ingress": [{"ip": "2001:db8::4"}]}),
+            None,
+            "[2001:db8::4]:4433",
+        ),
+    ],
+)
+def test_the_advertised_address_is_read_from_the_returned_service(
+    service: dict[str, Any], node_host: str | None, address: str | None
+) -> None:
+    assert advertised_address(service, PORTS, node_host) == address
+
+
+def test_a_service_without_the_quic_port_gives_no_address() -> None:
+    service = returned("ClusterIP")
+    service["spec"]["ports"][0]["name"] = "web"
+    service["spec"]["ports"][0]["port"] = 8080
+    assert advertised_address(service, PORTS) is None
