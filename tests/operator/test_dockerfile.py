@@ -174,3 +174,15 @@ def test_the_operator_needs_its_extra() -> None:
 def test_the_image_runs_as_the_user_the_pods_run_as() -> None:
     users = [args for keyword, args in instructions(DOCKERFILE.read_text()) if keyword == "USER"]
     assert users[-1] == f"{RUN_AS}:{RUN_AS}"
+
+
+def test_the_build_context_keeps_what_the_image_copies() -> None:
+    """``Dockerfile.dockerignore`` ignores everything but the copied paths: each COPY source is
+    let back in (``!path``), and no later pattern takes it out again."""
+    lines = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert patterns[0] == "*"
+    for source in copied_sources():
+        assert f"!{source}" in patterns, f"COPY {source}: the build context leaves it out"
+        after = patterns[patterns.index(f"!{source}") + 1 :]
+        assert not any(p.rstrip("/") in (source, "*") for p in after), source
