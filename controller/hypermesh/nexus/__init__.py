@@ -1,4 +1,4 @@
-"""Nexus: a small language for HyperMesh networks and mesh applications (issue 8).
+"""Nexus: a small language for HyperMesh networks and mesh applications.
 
 A program declares networks, nodes, peers, TLDs, records and policies (compiled to the manifest
 kinds, checked by the project's own validator, with a source map back to the program) and

@@ -36,7 +36,8 @@ from typing import Any
 from hypermesh.drivers.targets import target_rrsets
 from hypermesh.errors import HyperMeshError
 from hypermesh.nexus import ast
-from hypermesh.nexus.compiler import Compiled, Handler, Scope, _Compiler, _dotted_name, _Fail
+from hypermesh.nexus.compiler import Compiled, Handler
+from hypermesh.nexus.evaluate import Evaluator, Fail, Scope, dotted_name
 from hypermesh.nexus.values import OPERATIONS
 from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.node.server import bind_endpoint, server_configuration
@@ -72,7 +73,7 @@ class Runner:
         self.compiled = compiled
         self.state = state
         self.out = out
-        self.evaluator = _Compiler(_NoImports())
+        self.evaluator = Evaluator()
         self.dispatched = 0
         """Handler runs so far (all handlers)."""
         self._closing: list[Callable[[], Awaitable[None] | None]] = []
@@ -232,7 +233,7 @@ class Runner:
             scope.vars[handler.alias] = (event, handler.span)
         try:
             await self._run(handler.body, Scope(scope), handler.file, call)
-        except _Fail as failed:
+        except Fail as failed:
             self.out(f"{call.label}: failed: {failed.problem or failed}")
         except HyperMeshError as exc:
             self.out(f"{call.label}: failed: {exc}")
@@ -270,10 +271,10 @@ class Runner:
         counter = iter(range(1_000_000))
 
         async def lift(node: Any) -> Any:
-            if isinstance(node, ast.Call) and _dotted_name(node.func) in OPERATIONS:
+            if isinstance(node, ast.Call) and dotted_name(node.func) in OPERATIONS:
                 args = [await lift(a) for a in node.args]
                 values = [self.evaluator.eval(a, inner, file)[0] for a in args]
-                result = await self._operation(_dotted_name(node.func), values, call, node.span)
+                result = await self._operation(dotted_name(node.func), values, call, node.span)
                 name = f"\0op{next(counter)}"
                 inner.vars[name] = (result, node.span)
                 return ast.Var(name, node.span)
@@ -314,8 +315,7 @@ class Runner:
 def _holds_call(value: Any) -> bool:
     """Whether ``value`` (part of an expression) holds an SDK operation call somewhere."""
     return any(
-        isinstance(node, ast.Call) and _dotted_name(node.func) in OPERATIONS
-        for node in _walk(value)
+        isinstance(node, ast.Call) and dotted_name(node.func) in OPERATIONS for node in _walk(value)
     )
 
 
@@ -333,11 +333,6 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, separators=(",", ":"))
-
-
-class _NoImports:
-    def resolve(self, stmt: ast.Import, importer: Any) -> Any:
-        raise RunError("handlers cannot import modules at run time")
 
 
 def run_program(compiled: Compiled, state: Path, duration: float | None) -> int:
