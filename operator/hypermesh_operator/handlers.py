@@ -1,56 +1,54 @@
-"""kopf handlers for every kind of ``hypermesh.online/v1alpha1``.
+"""kopf handlers for every kind of ``hypermesh.online/v1alpha1``: a thin shell over the drivers
+of ``hmctl``, run as its reconciler runs them.
 
 Each namespace is one manifest set: the operator keeps every HyperMesh resource of the cluster
 in kopf indexes, and builds from a namespace's entries the same ``DesiredState`` that ``hmctl``
-builds from files (``hypermesh.model.validate.build``: schema, defaults, references). Then:
+builds from files (``hypermesh.model.validate.build``: schema, defaults, references). A handler
+then does for its one resource what a pass of ``hypermesh.reconcile.Reconciler`` does for each:
+hand the desired state to the driver (``prepare``), observe the resource against the spec last
+converged, plan (``hypermesh.plan``), apply when the plan says so, and write status and the
+conditions ``Ready``, ``Reconciling`` and ``Stalled`` with ``observedGeneration``.
 
-- **Node**: a Secret (the key, made once), a ConfigMap (NodeConfig), a Deployment and a UDP
-  Service (``hypermesh_operator.children``), owned by the Node; status ``identity``,
-  ``address`` (the Service's ClusterIP and QUIC port), ``service`` and conditions.
-- **TLD**, **Record**: the registry driver of ``hmctl`` (``hypermesh.drivers.registry``), given a
-  working directory that holds what it reads in standalone mode (the owner's key from its
-  Secret, the registry's and targets' addresses and IDs from their Nodes' status). The driver's
-  handle is kept in ``status.registration``; a finalizer withdraws records and TLDs on deletion.
-- **Network**: status (mode, member count; for an ephemeral network ``createdAt`` and
-  ``expiresAt``); a timer deletes an expired ephemeral network's members and then the network
-  (the members' children go with them by owner references).
-- **Peer**, **InterfacePolicy**: validated and declared (policies reach nodes through their
-  configs, re-derived by a timer on each Node).
+The drivers are ``hmctl``'s own (``hypermesh.drivers``) for TLD, Record, Peer and
+InterfacePolicy, built on the Kubernetes ports: ``KubeDirectory`` (where nodes are, from Node
+status in the indexes; their keys, from their Secrets, read once) and the system clock. A
+Node's driver is ``KubeNodeDriver``: its children (``hypermesh_operator.children``). A driver's
+handle is kept in status (``registration`` for TLDs and Records, ``handle`` for the others),
+and the spec last converged is the spec of ``status.observedGeneration``.
 
-Status conditions (``Ready``, ``Reconciling``, ``Stalled``) carry ``observedGeneration`` as
-``hmctl``'s do. HyperMesh's ``TemporaryError`` becomes ``kopf.TemporaryError`` (retried after its
+Timers make it level-triggered: Nodes (children re-derived, readiness), Records and TLDs (drift
+at the registry re-published), InterfacePolicies (the live probe run again), ephemeral Networks
+(expiry). HyperMesh's ``TemporaryError`` becomes ``kopf.TemporaryError`` (retried after its
 delay), ``PermanentError`` becomes ``kopf.PermanentError`` (not retried until the spec changes).
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import kopf
-from cryptography.hazmat.primitives import serialization
 
-from hypermesh import API_VERSION, __version__
-from hypermesh.drivers.registry import RecordDriver, TLDDriver
+from hypermesh import API_VERSION
+from hypermesh.drivers import PeerDriver, PolicyDriver, RecordDriver, SystemClock, TLDDriver
 from hypermesh.errors import PermanentError, Problem, ReconcileError, TemporaryError
 from hypermesh.model.loader import Document, LoadResult
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.validate import build
-from hypermesh.node.runtime import RuntimeInfo, write_runtime
+from hypermesh.plan import Action, Observed, plan
 from hypermesh.plan.expiry import members
 from hypermesh.policy import parse_duration
-from hypermesh.reconcile import ApplyContext
+from hypermesh.reconcile import ApplyContext, Driver, Live
 from hypermesh.reconcile.conditions import set_standard
 from hypermesh.timefmt import parse_rfc3339, rfc3339
-from hypermesh.transport.identity import Identity
 from hypermesh_operator import children
+from hypermesh_operator.directory import ADDRESS_FIELDS, Keys, KubeDirectory
 from hypermesh_operator.kube import Connection, Kube, path_of
+from hypermesh_operator.nodes import KubeNodeDriver
 
 log = logging.getLogger("hypermesh_operator")
 
@@ -69,10 +67,11 @@ PLURALS = {
 class OperatorSettings:
     """The operator's settings, from the environment (``HM_OPERATOR_*``)."""
 
-    work_dir: Path = Path("/tmp/hypermesh-operator")  # noqa: S108 (an emptyDir in the pod)
-    """Where the registry drivers find keys and addresses (one folder per namespace, 0700)."""
     node_interval: float = 60.0
     """Seconds between re-derivations of each Node's children (members, policies, readiness)."""
+    record_interval: float = 60.0
+    """Seconds between drift checks of each Record and TLD at the registry (and of each
+    InterfacePolicy by the live probe)."""
     expiry_interval: float = 10.0
     """Seconds between checks of each ephemeral Network's expiry."""
     retry_delay: float = 10.0
@@ -83,8 +82,8 @@ class OperatorSettings:
     def from_environment(cls) -> OperatorSettings:
         env = os.environ
         return cls(
-            work_dir=Path(env.get("HM_OPERATOR_WORK_DIR", str(cls.work_dir))),
             node_interval=float(env.get("HM_OPERATOR_NODE_INTERVAL", cls.node_interval)),
+            record_interval=float(env.get("HM_OPERATOR_RECORD_INTERVAL", cls.record_interval)),
             expiry_interval=float(env.get("HM_OPERATOR_EXPIRY_INTERVAL", cls.expiry_interval)),
             retry_delay=float(env.get("HM_OPERATOR_RETRY_DELAY", cls.retry_delay)),
             children=children.Settings(
@@ -102,34 +101,17 @@ class OperatorSettings:
 SETTINGS = OperatorSettings.from_environment()
 """Read when the module is imported (``kopf run`` imports it once)."""
 NODE_INTERVAL = SETTINGS.node_interval
+RECORD_INTERVAL = SETTINGS.record_interval
 EXPIRY_INTERVAL = SETTINGS.expiry_interval
 
 
 class State:
-    """What the handlers share: the API client, the registry drivers and the keys made."""
+    """What the handlers share: the API client and the nodes' keys read or made."""
 
     def __init__(self, settings: OperatorSettings, kube: Kube) -> None:
         self.settings = settings
         self.kube = kube
-        self._tlds: dict[str, TLDDriver] = {}
-        self._records: dict[str, RecordDriver] = {}
-        self._keys: dict[tuple[str, str], bytes] = {}
-        """PEM keys by (namespace, node), read from or written to the Secrets."""
-
-    def work_dir(self, namespace: str) -> Path:
-        path = self.settings.work_dir / namespace
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return path
-
-    def tld_driver(self, namespace: str) -> TLDDriver:
-        if namespace not in self._tlds:
-            self._tlds[namespace] = TLDDriver(self.work_dir(namespace))
-        return self._tlds[namespace]
-
-    def record_driver(self, namespace: str) -> RecordDriver:
-        if namespace not in self._records:
-            self._records[namespace] = RecordDriver(self.work_dir(namespace))
-        return self._records[namespace]
+        self.keys = Keys(kube)
 
 
 def _state(memo: Any) -> State:
@@ -169,6 +151,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 # -- indexes: every HyperMesh resource of the cluster, by namespace ----------------------------
 
+INDEXED_STATUS = ("identity", *ADDRESS_FIELDS.values())
+"""The status fields the indexes keep: what the node directory answers from."""
+
 
 def _entry(kind: str, body: kopf.Body) -> dict[str, Any]:
     return {
@@ -176,7 +161,7 @@ def _entry(kind: str, body: kopf.Body) -> dict[str, Any]:
         "kind": kind,
         "metadata": {"name": body.metadata.name, "labels": dict(body.metadata.labels)},
         "spec": dict(body.spec),
-        "status": {k: body.status.get(k) for k in ("identity", "address") if k in body.status},
+        "status": {k: body.status.get(k) for k in INDEXED_STATUS if k in body.status},
     }
 
 
@@ -211,13 +196,15 @@ class View:
     desired: DesiredState
     problems: tuple[Problem, ...]
     status: Mapping[tuple[str, str], Mapping[str, Any]]
-    """``status.identity`` and ``status.address`` by (kind, name)."""
+    """The indexed status fields (``INDEXED_STATUS``) by (kind, name)."""
+
+    def node_status(self) -> dict[str, Mapping[str, Any]]:
+        """Every Node's indexed status, by name (what the node directory reads)."""
+        return {name: s for (kind, name), s in self.status.items() if kind == "Node"}
 
     def cluster(self) -> children.Cluster:
         identities = {
-            name: str(s["identity"])
-            for (kind, name), s in self.status.items()
-            if kind == "Node" and s.get("identity")
+            name: str(s["identity"]) for name, s in self.node_status().items() if s.get("identity")
         }
         return children.Cluster(self.desired, identities)
 
@@ -240,6 +227,10 @@ def view_of(entries: Iterable[Mapping[str, Any]], this: Mapping[str, Any] | None
     return View(desired, tuple(problems), status)
 
 
+REFERENCE_RETRY = 5.0
+"""Seconds before a resource naming one not seen yet is validated again."""
+
+
 def _check(view: View, kind: str, name: str) -> Resource:
     """The validated resource. A spec that is wrong in itself is a ``PermanentError`` naming
     every field path at fault; a reference to a resource the operator has not seen (yet: the
@@ -250,20 +241,76 @@ def _check(view: View, kind: str, name: str) -> Resource:
     if not found and resource is not None:
         return resource
     text = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in found)
-    if found and all(_unresolved(p) for p in found):
+    if found and all(p.unresolved for p in found):
         raise TemporaryError(text, reason="UnresolvedReference", delay=REFERENCE_RETRY)
     raise PermanentError(text or f"{label} is not valid", reason="Invalid")
 
 
-REFERENCE_RETRY = 5.0
-"""Seconds before a resource naming one not seen yet is validated again."""
+# -- the shell: one resource, as a pass of the reconciler handles it ---------------------------
 
 
-def _unresolved(problem: Problem) -> bool:
-    """True for a reference to a resource that is not declared (it may be created later)."""
-    return problem.message.split(" (did you mean")[0].endswith(
-        ("is not declared", "is neither a declared Node nor Peer")
-    )
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What reconciling one resource gives: the driver's handle, status fields, readiness."""
+
+    handle: Mapping[str, Any]
+    status: Mapping[str, Any]
+    ready: bool
+    reason: str
+    message: str = ""
+
+
+SETTLES_AFTER_APPLY = frozenset({"Node"})
+"""Kinds whose world settles after ``apply`` returns (a pod starts once its children exist):
+their readiness is observed right after applying, as ``hmctl``'s next pass would."""
+
+
+async def reconcile_one(
+    driver: Driver,
+    resource: Resource,
+    handle: Mapping[str, Any],
+    applied: Mapping[str, Any] | None,
+    context: ApplyContext,
+) -> Result:
+    """Prepare, observe against ``applied`` (the spec last converged; None: never), plan, and
+    apply when the plan says so. Raises the driver's ``TemporaryError``/``PermanentError``."""
+    driver.prepare(context.desired)
+    live = await _observe(driver, resource.key, handle, applied) if applied is not None else None
+    drift: tuple[str, ...] = ()
+    if live is not None:
+        drift = live.drift or (() if live.exists else ("missing from the world",))
+    observed = Observed(resource.key, applied, context.generation, True, drift)
+    item = plan(DesiredState.of([resource]), [observed]).items[0]
+    if item.action is Action.NOOP and live is not None:
+        return Result(handle, live.status, live.ready, _reason(live), live.message)
+    outcome = await driver.apply(resource, handle or driver.handle_for(resource), context)
+    if resource.kind not in SETTLES_AFTER_APPLY:
+        return Result(outcome.handle, outcome.status, True, "Converged", outcome.message)
+    live = await _observe(driver, resource.key, outcome.handle, resource.spec)
+    status = {**outcome.status, **live.status}
+    return Result(outcome.handle, status, live.ready, _reason(live), live.message)
+
+
+async def _observe(
+    driver: Driver, key: ResourceKey, handle: Mapping[str, Any], applied: Mapping[str, Any]
+) -> Live:
+    """What the reconciler's observation gives: a failure to look is a resource not Ready."""
+    try:
+        return await driver.observe(key, handle, applied)
+    except ReconcileError as exc:
+        return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
+
+
+def _reason(live: Live) -> str:
+    return "Converged" if live.ready else live.reason
+
+
+def kopf_error(exc: ReconcileError, retry_delay: float) -> Exception:
+    """HyperMesh's retry policy in kopf's terms (the one place they meet)."""
+    if isinstance(exc, TemporaryError):
+        delay = exc.delay if exc.delay is not None else retry_delay
+        return kopf.TemporaryError(str(exc), delay=delay)
+    return kopf.PermanentError(str(exc))
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -296,143 +343,191 @@ def conditions(
     )
 
 
-Work = Callable[[], Awaitable[tuple[dict[str, Any], bool, str, str]]]
-"""A reconciliation: returns (status fields, ready, reason, message)."""
+def _set(patch: kopf.Patch, body: kopf.Body, name: str, value: Any) -> None:
+    """Write a status field only when it changes (an unchanged status costs no API call)."""
+    if body.status.get(name) != value:
+        patch.status[name] = value
 
 
-async def converge(body: kopf.Body, patch: kopf.Patch, state: State, work: Work) -> None:
+Work = Callable[[], Awaitable[Result]]
+
+
+async def converge(body: kopf.Body, patch: kopf.Patch, state: State, work: Work) -> Result:
     """Run ``work``, record status and conditions, and map HyperMesh's retry policy to kopf's."""
     generation = int(body.metadata.get("generation") or 0)
     previous = list(body.status.get("conditions") or [])
     try:
-        fields, ready, reason, message = await work()
-    except TemporaryError as exc:
-        patch.status["conditions"] = conditions(
-            previous, generation, ready=False, reason=exc.reason, message=str(exc), reconciling=True
-        )
-        delay = exc.delay if exc.delay is not None else state.settings.retry_delay
-        raise kopf.TemporaryError(str(exc), delay=delay) from exc
+        result = await work()
     except ReconcileError as exc:
-        patch.status["conditions"] = conditions(
-            previous, generation, ready=False, reason=exc.reason, message=str(exc), stalled=True
+        temporary = isinstance(exc, TemporaryError)
+        found = conditions(
+            previous,
+            generation,
+            ready=False,
+            reason=exc.reason,
+            message=str(exc),
+            reconciling=temporary,
+            stalled=not temporary,
         )
-        raise kopf.PermanentError(str(exc)) from exc
-    for key, value in fields.items():
-        patch.status[key] = value
-    patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = conditions(
-        previous, generation, ready=ready, reason=reason, message=message, reconciling=not ready
+        _set(patch, body, "conditions", found)
+        raise kopf_error(exc, state.settings.retry_delay) from exc
+    for key, value in result.status.items():
+        _set(patch, body, key, value)
+    _set(patch, body, "observedGeneration", generation)
+    found = conditions(
+        previous,
+        generation,
+        ready=result.ready,
+        reason=result.reason,
+        message=result.message,
+        reconciling=not result.ready,
     )
+    _set(patch, body, "conditions", found)
+    return result
+
+
+# -- every kind the reconciler's drivers handle -------------------------------------------------
+
+HANDLE_FIELDS = {"TLD": "registration", "Record": "registration"}
+"""The status field keeping each kind's driver handle (``handle`` when not listed)."""
+
+
+def _handle_field(kind: str) -> str:
+    return HANDLE_FIELDS.get(kind, "handle")
 
 
 def _this(kind: str, body: kopf.Body) -> dict[str, Any]:
     return _entry(kind, body)
 
 
-# -- Node --------------------------------------------------------------------------------------
-
-
-def _pem(identity: Identity) -> bytes:
-    return identity.private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-async def _node_key(state: State, namespace: str, name: str) -> tuple[bytes, str] | None:
-    """The Node's key and ID from its Secret, or None when it has none yet."""
-    cached = state._keys.get((namespace, name))
-    secret = await state.kube.get(
-        path_of("v1", "secrets", namespace, children.object_name(name, "identity"))
-    )
-    if secret is None:
-        return None
-    data = secret.get("data") or {}
-    pem = cached or base64.b64decode(str(data.get(children.KEY_FILE, "")))
-    node_id = base64.b64decode(str(data.get(children.PUBLIC_FILE, ""))).decode().strip()
-    state._keys[(namespace, name)] = pem
-    return pem, node_id
-
-
-async def reconcile_node(
-    state: State, body: kopf.Body, namespace: str, entries: list[dict[str, Any]]
-) -> tuple[dict[str, Any], bool, str, str]:
-    name = body.metadata.name
-    view = view_of(entries, _this("Node", body))
-    node = _check(view, "Node", name)
-    owner = children.Owner(
-        name, namespace, str(body.metadata.uid), int(body.metadata.get("generation") or 1)
-    )
-    found = await _node_key(state, namespace, name)
-    if found is None:
-        identity = Identity.generate()
-        pem, node_id = _pem(identity), identity.node_id
-    else:
-        pem, node_id = found
-    cluster = view.cluster()
-    cluster = children.Cluster(cluster.desired, {**cluster.identities, name: node_id})
-    made = children.node_children(node, owner, cluster, pem, node_id, state.settings.children)
-    await state.kube.ensure(made.secret, immutable=True)
-    state._keys[(namespace, name)] = pem
-    await state.kube.ensure(made.config_map)
-    service = await state.kube.ensure(made.service)
-    deployment = await state.kube.ensure(made.deployment)
-    ports = children.ports_of(node.spec)
-    settings = state.settings.children
-    cluster_ip = (service.get("spec") or {}).get("clusterIP")
-    status: dict[str, Any] = {
-        "identity": node_id,
-        "service": f"{children.service_host(name, namespace, settings)}:{ports.public}",
+def driver_for(state: State, kind: str, namespace: str, view: View, body: kopf.Body) -> Driver:
+    """The driver of ``kind`` on the Kubernetes ports of ``namespace``."""
+    directory = KubeDirectory(namespace, view.node_status(), state.keys)
+    if kind == "Node":
+        owner = children.Owner(
+            body.metadata.name,
+            namespace,
+            str(body.metadata.uid),
+            int(body.metadata.get("generation") or 1),
+        )
+        identities = view.cluster().identities
+        return KubeNodeDriver(state.kube, state.keys, owner, identities, state.settings.children)
+    drivers: dict[str, Callable[[], Driver]] = {
+        "Peer": PeerDriver,
+        "TLD": lambda: TLDDriver(directory, SystemClock()),
+        "Record": lambda: RecordDriver(directory, SystemClock()),
+        "InterfacePolicy": lambda: PolicyDriver(directory),
     }
-    if cluster_ip and cluster_ip != "None":
-        status["address"] = f"{cluster_ip}:{ports.public}"
-    ready_replicas = int((deployment.get("status") or {}).get("readyReplicas") or 0)
-    if ready_replicas >= 1:
-        return status, True, "Running", f"serving on {status.get('address', status['service'])}"
-    return status, False, "Starting", "waiting for the node's pod to be ready"
+    return drivers[kind]()
 
 
-@kopf.on.resume(GROUP, VERSION, "nodes")
-@kopf.on.create(GROUP, VERSION, "nodes")
-@kopf.on.update(GROUP, VERSION, "nodes", field="spec")
-async def node_changed(
-    body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
-) -> None:
-    await _converge_node(body, namespace, patch, memo, kwargs)
+def _applied(body: kopf.Body, resource: Resource, handle: Mapping[str, Any]) -> Any:
+    """The spec last converged: the resource's own when its generation was converged (and,
+    for a kind that keeps a handle, the handle was recorded); None otherwise."""
+    generation = int(body.metadata.get("generation") or 0)
+    if body.status.get("observedGeneration") != generation:
+        return None
+    if resource.kind in HANDLE_FIELDS and not handle:
+        return None
+    return resource.spec
 
 
-async def _converge_node(
-    body: kopf.Body,
-    namespace: str | None,
-    patch: kopf.Patch,
-    memo: Any,
-    kwargs: Mapping[str, Any],
-) -> None:
-    state = _state(memo)
-    entries = _entries(kwargs, namespace or "")
-    await converge(
-        body, patch, state, lambda: reconcile_node(state, body, namespace or "", entries)
+def _view(kind: str, body: kopf.Body, entries: list[dict[str, Any]]) -> View:
+    """The namespace as the resource sees it. Other Records neither refer to a Record nor
+    change its checks: they are left out, so that each of N records costs O(other kinds)."""
+    if kind == "Record":
+        entries = [e for e in entries if e["kind"] != "Record"]
+    return view_of(entries, _this(kind, body))
+
+
+async def reconcile_resource(
+    state: State, kind: str, body: kopf.Body, namespace: str, entries: list[dict[str, Any]]
+) -> Result:
+    """One resource through its driver, as a pass of the reconciler would take it."""
+    view = _view(kind, body, entries)
+    resource = _check(view, kind, body.metadata.name)
+    driver = driver_for(state, kind, namespace, view, body)
+    handle = dict(body.status.get(_handle_field(kind)) or {})
+    context = ApplyContext(view.desired, int(body.metadata.get("generation") or 0))
+    result = await reconcile_one(
+        driver, resource, handle, _applied(body, resource, handle), context
     )
+    if not result.handle:
+        return result
+    status = {**result.status, _handle_field(kind): dict(result.handle)}
+    return Result(result.handle, status, result.ready, result.reason, result.message)
 
 
-@kopf.timer(GROUP, VERSION, "nodes", interval=NODE_INTERVAL, initial_delay=NODE_INTERVAL)
-async def node_timer(
-    body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
+async def withdraw(
+    state: State, kind: str, body: kopf.Body, namespace: str, entries: list[dict[str, Any]]
 ) -> None:
-    """Level-triggered: re-derive the children (members, their keys and the network's policies
-    change the config; a Deployment edited by hand is put back) and refresh readiness."""
-    if body.metadata.get("deletionTimestamp"):
+    """Delete what the driver made (the finalizer's work: unregister a TLD, withdraw a
+    Record's record sets)."""
+    handle = dict(body.status.get(_handle_field(kind)) or {})
+    if not handle:
         return
-    await _converge_node(body, namespace, patch, memo, kwargs)
+    view = view_of(entries)
+    driver = driver_for(state, kind, namespace, view, body)
+    try:
+        await driver.delete(ResourceKey(kind, body.metadata.name), handle)
+    except ReconcileError as exc:
+        raise kopf_error(exc, state.settings.retry_delay) from exc
+
+
+def _handlers(kind: str, *, interval: float | None = None, finalizer: bool = False) -> None:
+    """Register the handlers of ``kind``: reconcile on create, spec update and resume; again
+    every ``interval`` seconds (drift); with a ``finalizer``, delete on deletion."""
+    plural, name = PLURALS[kind], kind.lower()
+
+    async def changed(
+        body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
+    ) -> None:
+        state = _state(memo)
+        entries = _entries(kwargs, namespace or "")
+        await converge(
+            body,
+            patch,
+            state,
+            lambda: reconcile_resource(state, kind, body, namespace or "", entries),
+        )
+
+    async def timer(
+        body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
+    ) -> None:
+        if body.metadata.get("deletionTimestamp"):
+            return
+        await changed(body, namespace, patch, memo, **kwargs)
+
+    async def deleted(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
+        await withdraw(_state(memo), kind, body, namespace or "", _entries(kwargs, namespace or ""))
+
+    changed.__name__ = changed.__qualname__ = f"{name}_changed"
+    timer.__name__ = timer.__qualname__ = f"{name}_timer"
+    deleted.__name__ = deleted.__qualname__ = f"{name}_deleted"
+    kopf.on.resume(GROUP, VERSION, plural, id=changed.__name__)(changed)
+    kopf.on.create(GROUP, VERSION, plural, id=changed.__name__)(changed)
+    kopf.on.update(GROUP, VERSION, plural, field="spec", id=changed.__name__)(changed)
+    if interval is not None:
+        kopf.timer(
+            GROUP, VERSION, plural, id=timer.__name__, interval=interval, initial_delay=interval
+        )(timer)
+    if finalizer:
+        kopf.on.delete(GROUP, VERSION, plural, id=deleted.__name__)(deleted)
+
+
+_handlers("Node", interval=NODE_INTERVAL)
+_handlers("TLD", interval=RECORD_INTERVAL, finalizer=True)
+_handlers("Record", interval=RECORD_INTERVAL, finalizer=True)
+_handlers("Peer")
+_handlers("InterfacePolicy", interval=RECORD_INTERVAL)
 
 
 # -- Network -----------------------------------------------------------------------------------
 
 
-async def reconcile_network(
-    body: kopf.Body, entries: list[dict[str, Any]]
-) -> tuple[dict[str, Any], bool, str, str]:
+async def reconcile_network(body: kopf.Body, entries: list[dict[str, Any]]) -> Result:
+    """Status only: a network runs nothing; an ephemeral one keeps when it expires (the
+    expiry timer below deletes it then)."""
     name = body.metadata.name
     view = view_of(entries, _this("Network", body))
     network = _check(view, "Network", name)
@@ -441,7 +536,7 @@ async def reconcile_network(
     status: dict[str, Any] = {"mode": spec["mode"], "nodes": len(nodes)}
     message = f"{spec['mode']} network with {len(nodes)} node(s)"
     if spec["mode"] != "ephemeral":
-        return status, True, "Declared", message
+        return Result({}, status, True, "Declared", message)
     created = parse_rfc3339(body.status.get("createdAt")) or parse_rfc3339(
         body.metadata.get("creationTimestamp")
     )
@@ -452,7 +547,9 @@ async def reconcile_network(
         raise PermanentError(f"spec.ttl: {exc}", reason="BadTTL") from exc
     expires = rfc3339(datetime.fromtimestamp(created.timestamp() + ttl, UTC))
     status |= {"createdAt": rfc3339(created), "expiresAt": expires}
-    return status, True, "Declared", f"{message}; expires at {expires} (ttl {spec['ttl']})"
+    return Result(
+        {}, status, True, "Declared", f"{message}; expires at {expires} (ttl {spec['ttl']})"
+    )
 
 
 @kopf.on.resume(GROUP, VERSION, "networks")
@@ -498,171 +595,14 @@ async def delete_network(
     await state.kube.delete(path_of(API_VERSION, "networks", namespace, name))
 
 
-# -- TLD and Record: the registry driver, as hmctl uses it --------------------------------------
-
-
-async def _materialise(state: State, namespace: str, view: View, nodes: Iterable[str]) -> None:
-    """Write what the registry driver reads in standalone mode for ``nodes``: the key of each
-    Node whose Secret the operator holds, and the address and ID of each Node whose status has
-    them (the Service's ClusterIP and QUIC port)."""
-    root = state.work_dir(namespace) / "nodes"
-    for name in set(nodes):
-        node_dir = root / name
-        node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        found = await _node_key(state, namespace, name)
-        if found is not None:
-            _write_key(node_dir, *found)
-        status = view.status.get(("Node", name)) or {}
-        if status.get("address") and status.get("identity"):
-            info = RuntimeInfo(
-                pid=0,
-                address=str(status["address"]),
-                identity=str(status["identity"]),
-                started_at=_now(),
-                version=__version__,
-                generation=0,
-            )
-            write_runtime(node_dir, info)
-            (node_dir / "identity.pub").write_text(f"{status['identity']}\n", encoding="ascii")
-
-
-def _write_key(node_dir: Path, pem: bytes, node_id: str) -> None:
-    path = node_dir / "identity.key"
-    if path.exists() and path.read_bytes() == pem:
-        return
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        handle.write(pem)
-    (node_dir / "identity.pub").write_text(f"{node_id}\n", encoding="ascii")
-
-
-def _nodes_named(view: View, resource: Resource) -> set[str]:
-    """The Nodes the registry driver reads for ``resource``: the owner, the network's registry
-    node, a record's target."""
-    names: set[str] = set()
-    tld = resource if resource.kind == "TLD" else view.desired.get("TLD", str(resource.spec["tld"]))
-    if tld is not None:
-        if "node" in tld.spec.get("owner", {}):
-            names.add(str(tld.spec["owner"]["node"]))
-        network = view.desired.get("Network", str(tld.spec["network"]))
-        registry = (network.spec.get("registry") or {}) if network else {}
-        if "node" in registry:
-            names.add(str(registry["node"]))
-    target = resource.spec.get("target") if resource.kind == "Record" else None
-    if isinstance(target, Mapping) and target.get("node"):
-        names.add(str(target["node"]))
-    return names
-
-
-async def reconcile_registered(
-    state: State, kind: str, body: kopf.Body, namespace: str, entries: list[dict[str, Any]]
-) -> tuple[dict[str, Any], bool, str, str]:
-    # Other Records neither refer to this one nor change its checks: leave them out, so that
-    # each of N records costs O(other kinds), not O(N).
-    view = view_of([e for e in entries if e["kind"] != "Record"], _this(kind, body))
-    resource = _check(view, kind, body.metadata.name)
-    await _materialise(state, namespace, view, _nodes_named(view, resource))
-    driver = state.tld_driver(namespace) if kind == "TLD" else state.record_driver(namespace)
-    handle = dict(body.status.get("registration") or {})
-    context = ApplyContext(view.desired, int(body.metadata.get("generation") or 0))
-    outcome = await driver.apply(resource, handle, context)
-    status = dict(outcome.status) | {"registration": dict(outcome.handle)}
-    return status, True, "Registered" if kind == "TLD" else "Published", outcome.message
-
-
-async def withdraw(
-    state: State, kind: str, body: kopf.Body, namespace: str, entries: list[dict[str, Any]]
-) -> None:
-    """Unregister a TLD or withdraw a Record's record sets (the finalizer's work)."""
-    handle = dict(body.status.get("registration") or {})
-    if not handle:
-        return
-    view = view_of(entries)
-    await _materialise(state, namespace, view, [str(handle.get("ownerRef", {}).get("node", ""))])
-    registry = handle.get("registry") or {}
-    if "node" in registry:
-        await _materialise(state, namespace, view, [str(registry["node"])])
-    driver = state.tld_driver(namespace) if kind == "TLD" else state.record_driver(namespace)
-    try:
-        await driver.delete(ResourceKey(kind, body.metadata.name), handle)
-    except TemporaryError as exc:
-        delay = exc.delay if exc.delay is not None else state.settings.retry_delay
-        raise kopf.TemporaryError(str(exc), delay=delay) from exc
-    except ReconcileError as exc:
-        raise kopf.PermanentError(str(exc)) from exc
-
-
-def _registered(kind: str, plural: str) -> None:
-    """The handlers of a kind the registry holds (TLD, Record): register or publish it on
-    create, update and resume; withdraw it on deletion (kopf keeps a finalizer for that)."""
-    name = kind.lower()
-
-    async def changed(
-        body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
-    ) -> None:
-        state = _state(memo)
-        entries = _entries(kwargs, namespace or "")
-        await converge(
-            body,
-            patch,
-            state,
-            lambda: reconcile_registered(state, kind, body, namespace or "", entries),
-        )
-
-    async def deleted(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
-        await withdraw(_state(memo), kind, body, namespace or "", _entries(kwargs, namespace or ""))
-
-    changed.__name__ = changed.__qualname__ = f"{name}_changed"
-    deleted.__name__ = deleted.__qualname__ = f"{name}_deleted"
-    kopf.on.resume(GROUP, VERSION, plural, id=changed.__name__)(changed)
-    kopf.on.create(GROUP, VERSION, plural, id=changed.__name__)(changed)
-    kopf.on.update(GROUP, VERSION, plural, field="spec", id=changed.__name__)(changed)
-    kopf.on.delete(GROUP, VERSION, plural, id=deleted.__name__)(deleted)
-
-
-_registered("TLD", "tlds")
-_registered("Record", "records")
-
-
-# -- Peer and InterfacePolicy: validated and declared ------------------------------------------
-
-
-async def reconcile_declared(
-    kind: str, body: kopf.Body, entries: list[dict[str, Any]]
-) -> tuple[dict[str, Any], bool, str, str]:
-    view = view_of(entries, _this(kind, body))
-    resource = _check(view, kind, body.metadata.name)
-    if kind == "Peer":
-        fields = {
-            "identity": resource.spec.get("identity"),
-            "address": resource.spec.get("address"),
-        }
-        return fields, True, "Declared", "declared (peers are not probed yet)"
-    rules = len(resource.spec.get("rules", []))
-    return {}, True, "Accepted", f"{rules} rule(s); its tests pass; nodes get it in their config"
-
-
-@kopf.on.resume(GROUP, VERSION, "peers")
-@kopf.on.create(GROUP, VERSION, "peers")
-@kopf.on.update(GROUP, VERSION, "peers", field="spec")
-async def peer_changed(
-    body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
-) -> None:
-    entries = _entries(kwargs, namespace or "")
-    await converge(body, patch, _state(memo), lambda: reconcile_declared("Peer", body, entries))
-
-
-@kopf.on.resume(GROUP, VERSION, "interfacepolicies")
-@kopf.on.create(GROUP, VERSION, "interfacepolicies")
-@kopf.on.update(GROUP, VERSION, "interfacepolicies", field="spec")
-async def policy_changed(
-    body: kopf.Body, namespace: str | None, patch: kopf.Patch, memo: Any, **kwargs: Any
-) -> None:
-    entries = _entries(kwargs, namespace or "")
-    await converge(
-        body, patch, _state(memo), lambda: reconcile_declared("InterfacePolicy", body, entries)
-    )
-
-
-__all__ = ["OperatorSettings", "State", "View", "conditions", "delete_network", "view_of"]
+__all__ = [
+    "OperatorSettings",
+    "Result",
+    "State",
+    "View",
+    "conditions",
+    "delete_network",
+    "kopf_error",
+    "reconcile_one",
+    "view_of",
+]

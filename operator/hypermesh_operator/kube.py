@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import ssl
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,8 @@ def path_of(api_version: str, plural: str, namespace: str, name: str | None = No
 
 
 PLURALS = {"Secret": "secrets", "ConfigMap": "configmaps", "Service": "services"}
-PLURALS |= {"Deployment": "deployments", "Event": "events"}
+PLURALS |= {"Deployment": "deployments", "StatefulSet": "statefulsets", "Event": "events"}
+PLURALS |= {"PersistentVolumeClaim": "persistentvolumeclaims"}
 
 
 def path_for(obj: Mapping[str, Any], *, named: bool = True) -> str:
@@ -177,16 +178,25 @@ class Kube:
             raise self._refused("DELETE", path, status, data)
         return True
 
-    async def ensure(self, obj: Mapping[str, Any], *, immutable: bool = False) -> dict[str, Any]:
+    async def ensure(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        immutable: bool = False,
+        keep: Callable[[Mapping[str, Any], Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """Create ``obj``, or bring the live one to it with a merge patch (the fields ``obj``
-        names; others are left alone). An ``immutable`` object is only created."""
+        names; others are left alone). An ``immutable`` object is only created; ``keep``
+        (desired, live) → desired puts back the live fields the API refuses to change."""
         live = await self.get(path_for(obj))
         if live is None:
             return await self.create(obj)
         if immutable:
             return live
+        if keep is not None:
+            obj = keep(obj, live)
         body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
-        if _contains(live, body):
+        if contains(live, body):
             return live
         return await self.patch(path_for(obj), body)
 
@@ -196,17 +206,17 @@ def _plural(path: str) -> str:
     return parts[1] if len(parts) > 1 else parts[0]
 
 
-def _contains(live: Any, wanted: Any) -> bool:
+def contains(live: Any, wanted: Any) -> bool:
     """True when every field of ``wanted`` has the same value in ``live`` (maps compared by the
     keys ``wanted`` names; lists and scalars exactly)."""
     if isinstance(wanted, Mapping):
         return isinstance(live, Mapping) and all(
-            k in live and _contains(live[k], v) for k, v in wanted.items()
+            k in live and contains(live[k], v) for k, v in wanted.items()
         )
     if isinstance(wanted, list):
         return (
             isinstance(live, list)
             and len(live) == len(wanted)
-            and all(_contains(a, b) for a, b in zip(live, wanted, strict=True))
+            and all(contains(a, b) for a, b in zip(live, wanted, strict=True))
         )
     return bool(live == wanted)

@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,6 +23,7 @@ import kmock
 
 os.environ.setdefault("HM_OPERATOR_EXPIRY_INTERVAL", "0.5")
 os.environ.setdefault("HM_OPERATOR_RETRY_DELAY", "0.5")
+os.environ.setdefault("HM_OPERATOR_RECORD_INTERVAL", "1")
 
 import kopf
 
@@ -45,6 +45,7 @@ BUILTIN = {
     "v1/services": "Service",
     "v1/events": "Event",
     "apps/v1/deployments": "Deployment",
+    "apps/v1/statefulsets": "StatefulSet",
 }
 
 
@@ -131,13 +132,12 @@ class MockCluster:
 
 
 @contextlib.asynccontextmanager
-async def running_operator(work_dir: Path) -> AsyncIterator[MockCluster]:
+async def running_operator() -> AsyncIterator[MockCluster]:
     """kmock on a loopback port and the operator's handlers watching it (cluster-wide)."""
     k = emulator()
     async with k, kmock.Server(k):
         url = str(k.url).rstrip("/")
         os.environ["HM_KUBE_SERVER"] = url
-        os.environ["HM_OPERATOR_WORK_DIR"] = str(work_dir)
         stop, ready = asyncio.Event(), asyncio.Event()
         settings = kopf.OperatorSettings()
         settings.watching.server_timeout = 10

@@ -4,7 +4,6 @@ become their children, specs are validated, ephemeral networks expire."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,9 +27,9 @@ async def demo_network(c: MockCluster, mode: str = "private", **extra: Any) -> N
     await c.create("networks", NS, "demo", {"mode": mode, **extra})
 
 
-def test_a_node_becomes_its_children_with_status(tmp_path: Path) -> None:
+def test_a_node_becomes_its_children_with_status() -> None:
     async def scenario() -> None:
-        async with running_operator(tmp_path) as c:
+        async with running_operator() as c:
             await demo_network(c)
             await c.create(
                 "nodes",
@@ -44,8 +43,8 @@ def test_a_node_becomes_its_children_with_status(tmp_path: Path) -> None:
             )
             config_map = c.find("v1/configmaps", NS, "hm-alpha-config")
             service = c.find("v1/services", NS, "hm-alpha")
-            deployment = c.find("apps/v1/deployments", NS, "hm-alpha")
-            assert config_map and service and deployment
+            workload = c.find("apps/v1/statefulsets", NS, "hm-alpha")
+            assert config_map and service and workload
 
             # The children are what the builders make (the golden tests pin those) for the
             # key the operator generated and the network it saw.
@@ -84,7 +83,7 @@ def test_a_node_becomes_its_children_with_status(tmp_path: Path) -> None:
                 status["identity"],
             )
             for built, live in zip(
-                want.all(), (secret, config_map, service, deployment), strict=True
+                want.all(), (secret, config_map, service, workload), strict=True
             ):
                 for field in ("data", "spec"):
                     if field in built:
@@ -93,7 +92,7 @@ def test_a_node_becomes_its_children_with_status(tmp_path: Path) -> None:
 
             for cond in status["conditions"]:
                 assert cond["observedGeneration"] == 1
-            # kmock runs no Deployment controller: the pod never becomes ready.
+            # kmock runs no StatefulSet controller: the pod never becomes ready.
             assert condition(node, "Ready")["status"] == "False"
             assert condition(node, "Ready")["reason"] == "Starting"
             assert status["observedGeneration"] == 1
@@ -101,9 +100,9 @@ def test_a_node_becomes_its_children_with_status(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def test_the_key_is_made_once(tmp_path: Path) -> None:
+def test_the_key_is_made_once() -> None:
     async def scenario() -> None:
-        async with running_operator(tmp_path) as c:
+        async with running_operator() as c:
             await demo_network(c)
             await c.create("nodes", NS, "alpha", {"network": "demo", "listen": "127.0.0.1:0"})
             node = await c.wait("Node status", lambda: ready(c.find(f"{API}/nodes", NS, "alpha")))
@@ -132,10 +131,10 @@ def test_the_key_is_made_once(tmp_path: Path) -> None:
 
 
 def test_an_invalid_spec_is_a_permanent_error_naming_the_field(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def scenario() -> None:
-        async with running_operator(tmp_path) as c:
+        async with running_operator() as c:
             await demo_network(c)
             await c.create(
                 "nodes", NS, "bad", {"network": "demo", "listen": "127.0.0.1:0", "colour": "red"}
@@ -146,38 +145,38 @@ def test_an_invalid_spec_is_a_permanent_error_naming_the_field(
             assert stalled["reason"] == "Invalid"
             assert "spec.colour" in stalled["message"]
             assert stalled["observedGeneration"] == 1
-            assert c.find("apps/v1/deployments", NS, "hm-bad") is None
+            assert c.find("apps/v1/statefulsets", NS, "hm-bad") is None
             # kopf takes it as failed for good: not retried until the spec changes.
             assert any("failed permanently" in r.getMessage() for r in caplog.records)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def test_a_reference_not_seen_yet_is_retried(tmp_path: Path) -> None:
+def test_a_reference_not_seen_yet_is_retried() -> None:
     async def scenario() -> None:
-        async with running_operator(tmp_path) as c:
+        async with running_operator() as c:
             await c.create("nodes", NS, "early", {"network": "late", "listen": "127.0.0.1:0"})
             node = await c.wait("Node status", lambda: ready(c.find(f"{API}/nodes", NS, "early")))
             assert condition(node, "Reconciling")["reason"] == "UnresolvedReference"
             await c.create("networks", NS, "late", {"mode": "private"})
             await c.wait(
-                "the Deployment once the Network exists",
-                lambda: c.find("apps/v1/deployments", NS, "hm-early"),
+                "the StatefulSet once the Network exists",
+                lambda: c.find("apps/v1/statefulsets", NS, "hm-early"),
             )
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def test_an_ephemeral_network_is_deleted_when_its_ttl_expires(tmp_path: Path) -> None:
+def test_an_ephemeral_network_is_deleted_when_its_ttl_expires() -> None:
     async def scenario() -> None:
-        async with running_operator(tmp_path) as c:
+        async with running_operator() as c:
             await demo_network(c, "ephemeral", ttl="2s")
             await c.create("nodes", NS, "alpha", {"network": "demo", "listen": "127.0.0.1:0"})
             network = await c.wait(
                 "Network status", lambda: ready(c.find(f"{API}/networks", NS, "demo"))
             )
             assert network["status"]["expiresAt"]
-            await c.wait("the Deployment", lambda: c.find("apps/v1/deployments", NS, "hm-alpha"))
+            await c.wait("the StatefulSet", lambda: c.find("apps/v1/statefulsets", NS, "hm-alpha"))
             await c.wait(
                 "the network to be deleted",
                 lambda: c.find(f"{API}/networks", NS, "demo") is None,
