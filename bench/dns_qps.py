@@ -1,11 +1,10 @@
 """DNS over QUIC and over HTTP/3 against the node's endpoint: queries per second, latency, and
 the server's CPU per query, next to the floor of a stock aioquic server.
 
-A skeleton of the benchmark of issue 3: the server runs in a child process (``--serve``), the
-client here; each row prints queries per second, the server's CPU time per query (from
-``/proc/PID/stat``, the figure to design against: the client is often the bottleneck), the
-datagrams the server sent per query, and for one-at-a-time rows the median and 99th percentile
-round trip. Servers:
+The server runs in a child process (``--serve``), the client here; each row prints queries per
+second, the server's CPU time per query (from ``/proc/PID/stat``, the figure to design against:
+the client is often the bottleneck), the datagrams the server sent per query, and for
+one-at-a-time rows the median and 99th percentile round trip. Servers:
 
   node   the node's own endpoint (``bind_endpoint``, DoQ and DoH3) serving a generated zone
   floor  a minimal stock-aioquic DoQ server answering every query with one fixed response

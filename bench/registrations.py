@@ -1,7 +1,7 @@
 """Signed registrations and record batches per second, on SQLite and on PostgreSQL, next to the
 floor of the same database: a raw INSERT per transaction with the same durability.
 
-The benchmark of issue 3 for the registry's write path. For each backend it prints:
+The benchmark of the registry's write path. For each backend it prints:
 
   floor      one INSERT of a row as wide as a TLD's (two PEM keys) per transaction, through the
              same driver and with the same durability (SQLite: WAL, ``synchronous=FULL``;

@@ -39,7 +39,7 @@ def test_quickstart_converges_and_stops(hmctl: Hmctl) -> None:
     assert described.returncode == 0
     assert "Conditions:" in described.stdout and "Created" in described.stdout
     # Every node answers DNS over QUIC and HTTP/3, its key pinned from the state; with no zones
-    # served yet (the registry arrives with issue 3) the answer is REFUSED.
+    # served (the quickstart registers no TLD) the answer is REFUSED.
     asked = hmctl("dns", "query", "www.demo", "HTTPS")
     assert asked.returncode == 0, asked.stderr
     assert "rcode REFUSED" in asked.stdout and "(node registry," in asked.stdout

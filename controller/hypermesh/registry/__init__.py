@@ -1,5 +1,7 @@
-"""The registry: the authority for a network's TLDs (issue 3). What is here so far: which TLD
-names may be registered, and signed requests. Zones, storage and the HTTP/3 API follow."""
+"""The registry: the authority for a network's TLDs. Which TLD names may be registered
+(``names``), signed requests (``signing``) and their bodies (``requests``), the service over its
+database (``service``, ``tables``), signed zones and their journals (``zones``), and the client
+of its HTTP/3 API (``client``); the node serves that API."""
 
 from hypermesh.registry.errors import AuthError, PolicyError, RegistryError
 from hypermesh.registry.names import check_tld, root_zone_tlds, special_use
