@@ -384,7 +384,7 @@ def node_container(ports: Ports, settings: Settings) -> dict[str, Any]:
         "command": ["python", "-m", "hypermesh.node", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
         "ports": container_ports(ports),
         "readinessProbe": {
-            "exec": {"command": PROBE},
+            "exec": {"command": list(PROBE)},
             "initialDelaySeconds": 5,
             "periodSeconds": 30,
             "timeoutSeconds": 10,
@@ -567,6 +567,28 @@ def _quic_port(service: Mapping[str, Any], ports: Ports) -> Mapping[str, Any] | 
             port.get("name") is None and port.get("port") == ports.public
         ):
             return dict(port)
+    return None
+
+
+def pod_name(node: str) -> str:
+    """The name of Node ``node``'s pod: its StatefulSet's one ordinal."""
+    return f"{workload_name(node)}-0"
+
+
+NODE_ADDRESS_TYPES = ("ExternalIP", "ExternalDNS", "InternalIP")
+"""The addresses of a Kubernetes node that reach it from outside, best first (on kind, k3d and
+bare metal the internal IP is the only one, and the one that works)."""
+
+
+def node_host_of(kubernetes_node: Mapping[str, Any]) -> str | None:
+    """The host at which a Kubernetes node (the ``Node`` object the API returns, whose name is
+    the pod's ``spec.nodeName``) is reached from outside: ``advertised_address``'s ``node_host``
+    for a ``NodePort`` Service."""
+    listed = (kubernetes_node.get("status") or {}).get("addresses") or ()
+    for kind in NODE_ADDRESS_TYPES:
+        for address in listed:
+            if address.get("type") == kind and address.get("address"):
+                return str(address["address"])
     return None
 
 

@@ -32,7 +32,9 @@ from hypermesh_operator.children import (
     advertised_address,
     keep_immutable,
     node_children,
+    node_host_of,
     object_name,
+    pod_name,
     ports_of,
     workload_name,
     workload_ready,
@@ -390,3 +392,31 @@ def test_a_service_without_the_quic_port_gives_no_address() -> None:
     service["spec"]["ports"][0]["name"] = "web"
     service["spec"]["ports"][0]["port"] = 8080
     assert advertised_address(service, PORTS) is None
+
+
+@pytest.mark.parametrize(
+    ("addresses", "host"),
+    [
+        (
+            [{"type": "InternalIP", "address": "172.18.0.2"}, {"type": "Hostname", "address": "k"}],
+            "172.18.0.2",
+        ),
+        (
+            [
+                {"type": "InternalIP", "address": "10.0.0.5"},
+                {"type": "ExternalIP", "address": "203.0.113.5"},
+            ],
+            "203.0.113.5",
+        ),
+        ([{"type": "Hostname", "address": "kind-control-plane"}], None),
+        ([], None),
+    ],
+)
+def test_a_node_port_is_reached_at_the_best_outside_address_of_the_pods_node(
+    addresses: list[dict[str, str]], host: str | None
+) -> None:
+    assert node_host_of({"kind": "Node", "status": {"addresses": addresses}}) == host
+
+
+def test_the_pod_is_the_statefulsets_one_ordinal() -> None:
+    assert pod_name("plain.one") == "hm-plain-one-0"
