@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,20 @@ def test_round_trip() -> None:
 @pytest.mark.parametrize("text", [None, "", "yesterday", 17, "2026-13-01T00:00:00Z"])
 def test_what_is_not_a_moment_is_none(text: object) -> None:
     assert parse_rfc3339(text) is None
+
+
+SOURCES = Path(__file__).resolve().parent.parent
+WRITERS = re.compile(r"\.isoformat\(|strftime\([\"']%Y-%m-%dT|\.replace\([\"']\+00:00[\"']")
+
+
+def test_no_module_writes_a_timestamp_of_its_own() -> None:
+    """Every RFC 3339 text comes from ``timefmt``: a second writer would drift from it."""
+    found = [
+        f"{path.relative_to(SOURCES)}:{number}"
+        for folder in ("controller", "operator")
+        for path in sorted((SOURCES / folder).rglob("*.py"))
+        if path.name != "timefmt.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if WRITERS.search(line)
+    ]
+    assert found == []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +39,16 @@ def test_a_collected_process_does_not_run() -> None:
 @pytest.mark.parametrize("pid", [None, "1", 0, -1, True, 1.0])
 def test_what_is_not_a_pid_is_no_process(pid: object) -> None:
     assert not pid_alive(pid)
+
+
+def test_no_other_module_asks_whether_a_pid_runs() -> None:
+    """A second answer drifted before (one counted zombies, one did not): there is one."""
+    root = Path(__file__).resolve().parents[2]
+    probe = re.compile(r"os\.kill\(\w+, 0\)|/proc/\{\w+\}/stat\b|def _alive\(")
+    found = [
+        str(path.relative_to(root))
+        for folder in ("controller", "operator")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path.name != "lockfile.py" and probe.search(path.read_text())
+    ]
+    assert found == []
