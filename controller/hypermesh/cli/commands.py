@@ -44,7 +44,7 @@ from hypermesh.errors import (
 from hypermesh.model.resources import DesiredState, ResourceKey, canonical_json
 from hypermesh.model.schemas import KINDS, kind_from_alias
 from hypermesh.model.validate import ManifestSet, load_desired
-from hypermesh.node.lockfile import _alive as pid_alive
+from hypermesh.node.lockfile import pid_alive
 from hypermesh.plan import Plan
 from hypermesh.plan import plan as make_plan
 from hypermesh.reconcile import Reconciler, ReconcileSettings, gitops
