@@ -560,16 +560,6 @@ def service(owner: Owner, ports: Ports, kind: str = "ClusterIP") -> dict[str, An
     }
 
 
-def _quic_port(service: Mapping[str, Any], ports: Ports) -> Mapping[str, Any] | None:
-    listed = (service.get("spec") or {}).get("ports") or ()
-    for port in listed:
-        if port.get("name") == "quic" or (
-            port.get("name") is None and port.get("port") == ports.public
-        ):
-            return dict(port)
-    return None
-
-
 def pod_name(node: str) -> str:
     """The name of Node ``node``'s pod: its StatefulSet's one ordinal."""
     return f"{workload_name(node)}-0"
@@ -592,6 +582,32 @@ def node_host_of(kubernetes_node: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _quic_port(service: Mapping[str, Any], ports: Ports) -> Mapping[str, Any] | None:
+    listed = (service.get("spec") or {}).get("ports") or ()
+    for port in listed:
+        if port.get("name") == "quic" or (
+            port.get("name") is None and port.get("port") == ports.public
+        ):
+            return dict(port)
+    return None
+
+
+def _load_balancer_host(service: Mapping[str, Any], port: int) -> str | None:
+    """The first ingress of the Service's load balancer (its IP, else its host name) that does
+    not report an error for ``port`` over UDP (a load balancer that cannot carry UDP says so in
+    ``ingress[].ports[].error``)."""
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
+    for entry in ingress:
+        refused = any(
+            p.get("port") == port and p.get("protocol", "TCP") == "UDP" and p.get("error")
+            for p in entry.get("ports") or ()
+        )
+        host = entry.get("ip") or entry.get("hostname")
+        if host and not refused:
+            return str(host)
+    return None
+
+
 def advertised_address(
     service: Mapping[str, Any], ports: Ports, node_host: str | None = None
 ) -> str | None:
@@ -599,7 +615,8 @@ def advertised_address(
     Service as the API returned it), or None while that is not known:
 
     - ``LoadBalancer``: the first ingress of ``status.loadBalancer`` (its IP, else its host
-      name) and the Service's port; None until the load balancer is provisioned.
+      name) and the Service's port; None until the load balancer is provisioned, or when it
+      reports that it cannot carry the port over UDP.
     - ``NodePort``: ``node_host`` (the outside address of the Kubernetes node that runs the
       node's pod: with ``externalTrafficPolicy: Local`` no other node forwards) and the allocated
       ``nodePort``. The Service says nothing of nodes, so without ``node_host``: None.
@@ -612,12 +629,8 @@ def advertised_address(
         return None
     kind = spec.get("type", "ClusterIP")
     if kind == "LoadBalancer":
-        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
-        host = next(
-            (i.get("ip") or i.get("hostname") for i in ingress if i.get("ip") or i.get("hostname")),
-            None,
-        )
-        return format_address(str(host), int(quic["port"])) if host else None
+        host = _load_balancer_host(service, int(quic["port"]))
+        return format_address(host, int(quic["port"])) if host else None
     if kind == "NodePort":
         node_port = quic.get("nodePort")
         return format_address(node_host, int(node_port)) if node_host and node_port else None

@@ -379,6 +379,22 @@ def returned(kind: str, **fields: object) -> dict[str, Any]:
             None,
             "[2001:db8::4]:4433",
         ),
+        (
+            returned(
+                "LoadBalancer",
+                loadBalancer={
+                    "ingress": [
+                        {
+                            "ip": "198.51.100.4",
+                            "ports": [{"port": 4433, "protocol": "UDP", "error": "Unsupported"}],
+                        },
+                        {"ip": "198.51.100.9", "ports": [{"port": 4433, "protocol": "UDP"}]},
+                    ]
+                },
+            ),
+            None,
+            "198.51.100.9:4433",
+        ),
     ],
 )
 def test_the_advertised_address_is_read_from_the_returned_service(
