@@ -411,9 +411,8 @@ def _controller_object(args: argparse.Namespace, state: ControllerState) -> dict
     status = gitops.LoopStatus.from_json(state.status)
     holder = StateLock(state_dir(args), "hmctl controller status").holder() or {}
     running = None
-    pid = holder.get("pid")
     looping = str(holder.get("command", "")) in ("hmctl up", "hmctl controller run")
-    if looping and isinstance(pid, int) and pid > 0 and pid_alive(pid):
+    if looping and pid_alive(holder.get("pid")):
         running = {k: holder.get(k) for k in ("command", "pid", "host", "since")}
     body = status.to_json()
     spec = {
