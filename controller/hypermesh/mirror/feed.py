@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 
 HEARTBEAT = 5.0
 """Seconds between heartbeats on an idle feed (well inside QUIC's idle timeout)."""
@@ -53,7 +53,7 @@ class ZoneFeed:
             else:
                 queue.put_nowait(line)
 
-    async def watch(self) -> AsyncIterator[bytes]:
+    async def watch(self) -> AsyncGenerator[bytes, None]:
         """One subscription: the snapshot, then notices and heartbeats, until closed."""
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queues.add(queue)

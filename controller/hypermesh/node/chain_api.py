@@ -41,11 +41,11 @@ from hypermesh.chain.provenance import find_path, parse_ref
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainStore, GroupAppender
 from hypermesh.chain.wire import LINK_SCHEMA, block_json, kind_number, link_from_json
-from hypermesh.chain.witness import CosignatureStore, Witness, WitnessRefusal, checkpoint_of
+from hypermesh.chain.witness import CosignatureStore, Witness, checkpoint_of
 from hypermesh.inputs import BadInput, integer_schema, parse_json, validator, whole_number
 from hypermesh.node.owner import check_owner
-from hypermesh.node.refusals import Refused, guarded
-from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.node.refusals import Refused
+from hypermesh.node.router import Request, Route, Router, RouteResponse, get, post
 from hypermesh.registry.signing import MemoryNonceCache
 from hypermesh.revocation import NONE, Revocations
 from hypermesh.transport.identity import node_id_from_public_key, public_key_from_node_id
@@ -104,200 +104,255 @@ def add_chain_routes(
     """Route the chain API of ``store``; with ``replicas``, also the chains this node follows
     and the equivocations it knows. Appends wait for ``ready`` (set once the node has taken
     back from its peers any of its own blocks it had lost)."""
-    appender = appender or GroupAppender(store)
-    nonces = MemoryNonceCache()
-    owner = store.identity.node_id
-    me = store.identity.public_key_bytes
+    api = ChainApi(
+        store,
+        replicas=replicas,
+        ready=ready,
+        witness=witness,
+        cosignatures=cosignatures,
+        appender=appender or GroupAppender(store),
+        revocations=revocations,
+        clock=clock,
+    )
+    return router.add_all(api.routes())
 
-    def params(request: Request) -> dict[str, str]:
-        return {
-            k: v[0] for k, v in urllib.parse.parse_qs(request.query, keep_blank_values=True).items()
-        }
 
-    def author_of(values: dict[str, str]) -> bytes:
+def _params(request: Request) -> dict[str, str]:
+    """The query's parameters, the first value of each."""
+    parsed = urllib.parse.parse_qs(request.query, keep_blank_values=True)
+    return {k: v[0] for k, v in parsed.items()}
+
+
+def _author(values: dict[str, str]) -> bytes:
+    """The public key of the chain named by ``author``."""
+    try:
+        return public_key_from_node_id(values.get("author", ""))
+    except ValueError as exc:
+        raise BadInput(f"author: {str(exc)[:200]}") from None
+
+
+def _append_payload(data: dict[str, Any]) -> bytes:
+    """The payload an append carries: its text, or its base64 payload."""
+    if "text" in data:
         try:
-            return public_key_from_node_id(values.get("author", ""))
-        except ValueError as exc:
-            raise BadInput(f"author: {str(exc)[:200]}") from None
+            payload: bytes = data["text"].encode()
+        except UnicodeEncodeError:
+            raise BadInput("text: not valid Unicode (a lone surrogate)") from None
+    else:
+        payload = base64.b64decode(data.get("payload", ""))
+    if len(payload) > MAX_PAYLOAD:
+        raise Refused(413, f"payload: {len(payload)} bytes, at most {MAX_PAYLOAD}")
+    return payload
 
-    def head(_: Request) -> dict[str, Any]:
-        last = store.head
-        return {
-            "author": owner,
-            "size": store.size,
-            "root": store.root().hex(),
-            "head": None if last is None else block_json(last),
-        }
 
-    def block(request: Request) -> dict[str, Any]:
-        found = store.block(whole_number(params(request), "seq"))
-        return block_json(found, store.payload(found))
+class ChainApi:
+    """The chain API's handlers, one a route, over the node's chain and what it follows."""
 
-    def blocks(request: Request) -> dict[str, Any]:
-        values = params(request)
+    def __init__(
+        self,
+        store: ChainStore,
+        *,
+        replicas: Replicas | None,
+        ready: asyncio.Event | None,
+        witness: Witness | None,
+        cosignatures: CosignatureStore | None,
+        appender: GroupAppender,
+        revocations: Revocations,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.replicas = replicas
+        self.ready = ready
+        self.witness = witness
+        self.cosignatures = cosignatures
+        self.appender = appender
+        self.revocations = revocations
+        self.clock = clock
+        self.nonces = MemoryNonceCache()
+        self.owner = store.identity.node_id
+        self.me = store.identity.public_key_bytes
+
+    def routes(self) -> list[Route]:
+        """Each path, its handler and its methods."""
+        return [
+            get(f"{PREFIX}/head", self.head),
+            get(f"{PREFIX}/block", self.block),
+            get(f"{PREFIX}/blocks", self.blocks),
+            get(f"{PREFIX}/proof/inclusion", self.inclusion),
+            get(f"{PREFIX}/proof/consistency", self.consistency),
+            post(f"{PREFIX}/append", self.append),
+            get(f"{PREFIX}/replica", self.replica),
+            get(f"{PREFIX}/replicas", self.followed),
+            get(f"{PREFIX}/equivocations", self.equivocations),
+            get(f"{PREFIX}/provenance", self.provenance),
+            get(f"{PREFIX}/checkpoint", self.checkpoint),
+            post(f"{PREFIX}/witness", self.cosign),
+        ]
+
+    async def head(self, _: Request) -> RouteResponse:
+        store, last = self.store, self.store.head
+        return RouteResponse.json(
+            {
+                "author": self.owner,
+                "size": store.size,
+                "root": store.root().hex(),
+                "head": None if last is None else block_json(last),
+            }
+        )
+
+    async def block(self, request: Request) -> RouteResponse:
+        found = self.store.block(whole_number(_params(request), "seq"))
+        return RouteResponse.json(block_json(found, self.store.payload(found)))
+
+    async def blocks(self, request: Request) -> RouteResponse:
+        values, store = _params(request), self.store
         start = whole_number(values, "from", default=0)
         limit = min(whole_number(values, "limit", default=100), MAX_RANGE)
-        return {
-            "author": owner,
-            "size": store.size,
-            "blocks": [block_json(b, store.payload(b)) for b in store.blocks(start, start + limit)],
-        }
+        found = [block_json(b, store.payload(b)) for b in store.blocks(start, start + limit)]
+        return RouteResponse.json({"author": self.owner, "size": store.size, "blocks": found})
 
-    def inclusion(request: Request) -> dict[str, Any]:
-        values = params(request)
+    async def inclusion(self, request: Request) -> RouteResponse:
+        values, store = _params(request), self.store
         seq = whole_number(values, "seq")
         size = whole_number(values, "size", default=store.size)
         proof = store.inclusion_proof(seq, size)
-        return {
-            "seq": seq,
-            "size": size,
-            "leaf": store.tree.leaf(seq).hex(),
-            "root": store.root(size).hex(),
-            "proof": [p.hex() for p in proof],
-        }
+        return RouteResponse.json(
+            {
+                "seq": seq,
+                "size": size,
+                "leaf": store.tree.leaf(seq).hex(),
+                "root": store.root(size).hex(),
+                "proof": [p.hex() for p in proof],
+            }
+        )
 
-    def consistency(request: Request) -> dict[str, Any]:
-        values = params(request)
+    async def consistency(self, request: Request) -> RouteResponse:
+        values, store = _params(request), self.store
         old = whole_number(values, "from")
         new = whole_number(values, "to", default=store.size)
         proof = store.consistency_proof(old, new)
-        return {
-            "from": old,
-            "to": new,
-            "oldRoot": store.root(old).hex(),
-            "root": store.root(new).hex(),
-            "proof": [p.hex() for p in proof],
-        }
+        return RouteResponse.json(
+            {
+                "from": old,
+                "to": new,
+                "oldRoot": store.root(old).hex(),
+                "root": store.root(new).hex(),
+                "proof": [p.hex() for p in proof],
+            }
+        )
 
-    async def append(request: Request) -> RouteResponse:
-        check_owner(request, owner, nonces, clock)
+    async def append(self, request: Request) -> RouteResponse:
+        check_owner(request, self.owner, self.nonces, self.clock)
         data = parse_json(request.body or b"{}", APPEND)
-        if "text" in data:
-            try:
-                payload = data["text"].encode()
-            except UnicodeEncodeError:
-                raise BadInput("text: not valid Unicode (a lone surrogate)") from None
-        else:
-            payload = base64.b64decode(data.get("payload", ""))
-        if len(payload) > MAX_PAYLOAD:
-            raise Refused(413, f"payload: {len(payload)} bytes, at most {MAX_PAYLOAD}")
+        payload = _append_payload(data)
         links = [
             link_from_json(link, f"links[{i}]") for i, link in enumerate(data.get("links", []))
         ]
         kind = kind_number(data.get("kind", "note"))
-        if ready is not None:
-            await ready.wait()
-        made = await appender.append(kind, payload, links)
+        if self.ready is not None:
+            await self.ready.wait()
+        made = await self.appender.append(kind, payload, links)
         return RouteResponse.json(block_json(made), status=201)
 
-    def replica(request: Request) -> dict[str, Any]:
-        values = params(request)
+    async def replica(self, request: Request) -> RouteResponse:
+        values, store, replicas = _params(request), self.store, self.replicas
         if replicas is None:
             raise Refused(404, "this node keeps no replicas")
-        author = author_of(values)
+        author = _author(values)
         start = whole_number(values, "from", default=0)
-        if author == me:
+        if author == self.me:
             found = list(store.blocks(start, start + MAX_RANGE))
             payload = store.payload
         else:
             found = replicas.blocks(author, start, MAX_RANGE)
             payload = replicas.payload
-        return {
-            "author": node_id_from_public_key(author),
-            "forkedAt": replicas.forked_at(author),
-            "blocks": [block_json(b, payload(b)) for b in found],
-        }
+        return RouteResponse.json(
+            {
+                "author": node_id_from_public_key(author),
+                "forkedAt": replicas.forked_at(author),
+                "blocks": [block_json(b, payload(b)) for b in found],
+            }
+        )
 
-    def lookup(author: bytes, seq: int) -> Block | None:
-        if author == me:
-            return store.block(seq) if seq < store.size else None
-        return None if replicas is None else replicas.block(author, seq)
+    def _lookup(self, author: bytes, seq: int) -> Block | None:
+        if author == self.me:
+            return self.store.block(seq) if seq < self.store.size else None
+        return None if self.replicas is None else self.replicas.block(author, seq)
 
-    def trees(author: bytes) -> MerkleTree | None:
-        if author == me:
-            return store.tree
-        return None if replicas is None else replicas.tree(author)
+    def _tree(self, author: bytes) -> MerkleTree | None:
+        if author == self.me:
+            return self.store.tree
+        return None if self.replicas is None else self.replicas.tree(author)
 
-    def linked(author: bytes) -> list[int]:
-        if author == me:
-            held: list[Block] = list(store.blocks())
+    def _linked(self, author: bytes) -> list[int]:
+        if author == self.me:
+            held: list[Block] = list(self.store.blocks())
         else:
-            held = [] if replicas is None else replicas.blocks(author, 0, 1_000_000)
+            held = [] if self.replicas is None else self.replicas.blocks(author, 0, 1_000_000)
         return [b.seq for b in held if b.links]
 
-    def provenance(request: Request) -> dict[str, Any]:
-        values = params(request)
-        target = store.block(whole_number(values, "seq"))
+    async def provenance(self, request: Request) -> RouteResponse:
+        values = _params(request)
+        target = self.store.block(whole_number(values, "seq"))
         try:
             origin_author, origin_seq = parse_ref(values.get("origin", ""))
         except ValueError as exc:
             raise BadInput(f"origin: {str(exc)[:200]}") from None
-        bundle = find_path(target, origin_author, origin_seq, lookup, trees, linked)
+        bundle = find_path(
+            target, origin_author, origin_seq, self._lookup, self._tree, self._linked
+        )
         if bundle is None:
             raise Refused(
                 404,
                 f"no path from block {target.seq} to {values['origin']} through the blocks "
                 "this node holds",
             )
-        return bundle.to_json()
+        return RouteResponse.json(bundle.to_json())
 
-    def checkpoint(_: Request) -> dict[str, Any]:
-        last = store.head
+    async def checkpoint(self, _: Request) -> RouteResponse:
+        last = self.store.head
         if last is None:
             raise Refused(404, "the chain is empty: no checkpoint yet")
         size, root = checkpoint_of(last)
-        found = [] if cosignatures is None else cosignatures.for_size(size)
-        return {
-            "author": owner,
-            "size": size,
-            "root": root.hex(),
-            "block": block_json(last),
-            "cosignatures": [
-                c.to_json() for c in found if c.root == root and not revocations.of(c.witness)
-            ],
-        }
+        found = [] if self.cosignatures is None else self.cosignatures.for_size(size)
+        cosigned = [
+            c.to_json() for c in found if c.root == root and not self.revocations.of(c.witness)
+        ]
+        return RouteResponse.json(
+            {
+                "author": self.owner,
+                "size": size,
+                "root": root.hex(),
+                "block": block_json(last),
+                "cosignatures": cosigned,
+            }
+        )
 
-    def cosign(request: Request) -> RouteResponse:
-        if witness is None:
+    async def cosign(self, request: Request) -> RouteResponse:
+        if self.witness is None:
             raise Refused(404, "this node does not witness chains")
         data = parse_json(request.body or b"{}", WITNESS)
         block = Block.from_wire(base64.b64decode(data["block"]))
         proof = [bytes.fromhex(p) for p in data.get("proof", [])]
-        try:
-            made = witness.cosign(block, data.get("oldSize", 0), proof)
-        except WitnessRefusal as exc:
-            return RouteResponse.json({"error": str(exc), "held": exc.held}, status=exc.status)
+        made = self.witness.cosign(block, data.get("oldSize", 0), proof)
         return RouteResponse.json(made.to_json())
 
-    def equivocations(_: Request) -> dict[str, Any]:
+    async def equivocations(self, _: Request) -> RouteResponse:
+        replicas = self.replicas
         proofs = [] if replicas is None else [p.to_json() for p in replicas.equivocations()]
-        return {"equivocations": proofs}
+        return RouteResponse.json({"equivocations": proofs})
 
-    def followed(_: Request) -> dict[str, Any]:
+    async def followed(self, _: Request) -> RouteResponse:
+        replicas = self.replicas
         if replicas is None:
-            return {"chains": []}
-        return {
-            "chains": [
-                {
-                    "author": node_id_from_public_key(author),
-                    "size": replicas.size(author),
-                    "root": replicas.tree(author).root().hex(),
-                    "forkedAt": replicas.forked_at(author),
-                }
-                for author in replicas.authors()
-            ]
-        }
-
-    router.add(f"{PREFIX}/head", guarded(head))
-    router.add(f"{PREFIX}/block", guarded(block))
-    router.add(f"{PREFIX}/blocks", guarded(blocks))
-    router.add(f"{PREFIX}/proof/inclusion", guarded(inclusion))
-    router.add(f"{PREFIX}/proof/consistency", guarded(consistency))
-    router.add(f"{PREFIX}/append", guarded(append), methods=("POST",))
-    router.add(f"{PREFIX}/replica", guarded(replica))
-    router.add(f"{PREFIX}/replicas", guarded(followed))
-    router.add(f"{PREFIX}/equivocations", guarded(equivocations))
-    router.add(f"{PREFIX}/provenance", guarded(provenance))
-    router.add(f"{PREFIX}/checkpoint", guarded(checkpoint))
-    router.add(f"{PREFIX}/witness", guarded(cosign), methods=("POST",))
-    return router
+            return RouteResponse.json({"chains": []})
+        chains = [
+            {
+                "author": node_id_from_public_key(author),
+                "size": replicas.size(author),
+                "root": replicas.tree(author).root().hex(),
+                "forkedAt": replicas.forked_at(author),
+            }
+            for author in replicas.authors()
+        ]
+        return RouteResponse.json({"chains": chains})

@@ -27,6 +27,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -45,8 +46,8 @@ from hypermesh.messaging.envelope import (
 )
 from hypermesh.messaging.inbox import Mailbox
 from hypermesh.node.owner import check_owner
-from hypermesh.node.refusals import Refused, guarded
-from hypermesh.node.router import Handler, Request, Router, RouteResponse
+from hypermesh.node.refusals import Refused
+from hypermesh.node.router import Request, Route, Router, RouteResponse, get, post
 from hypermesh.registry.signing import MemoryNonceCache
 from hypermesh.revocation import NONE, Revocations
 from hypermesh.transport.address import parse_address
@@ -103,41 +104,88 @@ def add_message_routes(
     revocations: Revocations = NONE,
     clock: Callable[[], float] = time.time,
 ) -> Router:
-    card = key_card(identity, key)
-    nonces = MemoryNonceCache()
-    receiving: set[bytes] = set()
-    """Messages whose receipt is being appended: a second delivery meanwhile is a replay."""
+    """Route the message API of the node ``identity`` (its messaging ``key``, its ``mailbox``,
+    its chain's ``appender``, which waits for ``ready``)."""
+    api = MessageApi(identity, key, mailbox, appender, ready, revocations, clock)
+    return router.add_all(api.routes())
 
-    async def append(kind: str, payload: bytes, links: tuple[Link, ...]) -> Ref:
-        if ready is not None:
-            await ready.wait()
-        block = await appender.append(KIND_NUMBERS[kind], payload, links)
+
+class MessageApi:
+    """The message API's handlers, one a route."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        key: X25519PrivateKey,
+        mailbox: Mailbox,
+        appender: GroupAppender,
+        ready: asyncio.Event | None,
+        revocations: Revocations,
+        clock: Callable[[], float],
+    ) -> None:
+        self.identity = identity
+        self.key = key
+        self.mailbox = mailbox
+        self.appender = appender
+        self.ready = ready
+        self.revocations = revocations
+        self.clock = clock
+        self.card = key_card(identity, key)
+        self.nonces = MemoryNonceCache()
+        self.receiving: set[bytes] = set()
+        """Messages whose receipt is being appended: a second delivery meanwhile is a replay."""
+
+    def routes(self) -> list[Route]:
+        """Each path, its handler and its methods."""
+        return [
+            get(f"{PREFIX}/key", self.get_key),
+            Route(f"{PREFIX}/inbox", self.inbox, frozenset({"GET", "POST"})),
+            post(f"{PREFIX}/send", self.send),
+        ]
+
+    async def _append(self, kind: str, payload: bytes, links: tuple[Link, ...]) -> Ref:
+        if self.ready is not None:
+            await self.ready.wait()
+        block = await self.appender.append(KIND_NUMBERS[kind], payload, links)
         return Ref(block.author, block.seq, block.hash)
 
-    async def get_key(_: Request) -> RouteResponse:
-        return RouteResponse.json(card)
+    async def get_key(self, _: Request) -> RouteResponse:
+        return RouteResponse.json(self.card)
 
-    async def inbox_post(request: Request) -> RouteResponse:
+    async def inbox(self, request: Request) -> RouteResponse:
+        """``POST``: a sealed message delivered; ``GET``: what the node received."""
+        if request.method == "POST":
+            return await self.receive(request)
+        return await self.read_inbox(request)
+
+    async def receive(self, request: Request) -> RouteResponse:
         if len(request.body) > MAX_SEALED:
             raise Refused(413, f"a sealed message has at most {MAX_SEALED} bytes")
-        message = open_sealed(request.body, identity, key)
-        revocations.refuse(message.sender, "a message")
-        if message.id in receiving or mailbox.seen(message.id):
+        message = open_sealed(request.body, self.identity, self.key)
+        self.revocations.refuse(message.sender, "a message")
+        if message.id in self.receiving or self.mailbox.seen(message.id):
             raise Refused(409, "this message was delivered before")
         digest = hashlib.sha256(request.body).digest()
         link = Link(message.block.author, message.block.seq, message.block.hash)
-        receiving.add(message.id)
+        self.receiving.add(message.id)
         try:
-            receipt = await append("receipt", message.id + digest, (link,))
-            mailbox.receive(message, receipt)
+            receipt = await self._append("receipt", message.id + digest, (link,))
+            self.mailbox.receive(message, receipt)
         finally:
-            receiving.discard(message.id)
+            self.receiving.discard(message.id)
         return RouteResponse.json(
             {"id": message.id.hex(), "receipt": receipt.to_json()}, status=201
         )
 
-    async def send(request: Request) -> RouteResponse:
-        check_owner(request, identity.node_id, nonces, clock)
+    async def read_inbox(self, request: Request) -> RouteResponse:
+        check_owner(request, self.identity.node_id, self.nonces, self.clock)
+        parsed = urllib.parse.parse_qs(request.query, keep_blank_values=True)
+        values = {k: v[0] for k, v in parsed.items()}
+        limit = whole_number(values, "limit", default=100, high=MAX_INBOX_PAGE)
+        return RouteResponse.json({"messages": self.mailbox.inbox(limit)})
+
+    async def send(self, request: Request) -> RouteResponse:
+        check_owner(request, self.identity.node_id, self.nonces, self.clock)
         data = parse_json(request.body or b"{}", SEND)
         to, address = data["to"], data["address"]
         try:
@@ -148,46 +196,12 @@ def add_message_routes(
         if len(text) > MAX_TEXT:
             raise Refused(413, f"text: {len(text)} bytes, a message has at most {MAX_TEXT}")
         recipient = public_key_from_node_id(to)
-        revocations.refuse(recipient, f"sending to {to}")
-        try:
-            their_key = check_card(
-                await h3_get_json(address, f"{PREFIX}/key", expected_id=to, identity=identity),
-                to,
-            )
-            message_id = secrets.token_bytes(16)
-            sent = await append("message", b"to " + recipient + message_id, ())
-            sealed = seal(
-                identity,
-                to,
-                their_key,
-                text,
-                sent,
-                message_id=message_id,
-                timestamp_ms=int(clock() * 1000),
-            )
-            mailbox.sent(message_id, recipient, sent.seq)
-            status, answer = await h3_post(
-                address,
-                f"{PREFIX}/inbox",
-                sealed,
-                expected_id=to,
-                identity=identity,
-                content_type=SEALED,
-            )
-        except (BadMessage, TransportError) as exc:
-            raise Refused(502, f"not delivered: {exc}") from None
-        if status != 201:
-            raise Refused(502, f"{to} refused the message ({status}): {answer.get('error')}")
-        try:
-            check(RECEIPT, answer)
-        except BadInput as exc:
-            raise Refused(502, f"{to} answered with no valid receipt: {exc}") from None
-        theirs = answer["receipt"]
-        receipt = Ref(recipient, theirs["seq"], bytes.fromhex(theirs["hash"]))
-        ack = await append(
+        self.revocations.refuse(recipient, f"sending to {to}")
+        message_id, sent, receipt = await self._deliver(to, address, recipient, text)
+        ack = await self._append(
             "receipt", message_id, (Link(receipt.author, receipt.seq, receipt.hash),)
         )
-        mailbox.acknowledged(message_id, receipt, ack.seq)
+        self.mailbox.acknowledged(message_id, receipt, ack.seq)
         return RouteResponse.json(
             {
                 "id": message_id.hex(),
@@ -198,26 +212,42 @@ def add_message_routes(
             status=201,
         )
 
-    def inbox_get(request: Request) -> RouteResponse:
-        check_owner(request, identity.node_id, nonces, clock)
-        values = {
-            k: v[0] for k, v in urllib.parse.parse_qs(request.query, keep_blank_values=True).items()
-        }
-        limit = whole_number(values, "limit", default=100, high=MAX_INBOX_PAGE)
-        return RouteResponse.json({"messages": mailbox.inbox(limit)})
+    async def _deliver(
+        self, to: str, address: str, recipient: bytes, text: bytes
+    ) -> tuple[bytes, Ref, Ref]:
+        """Record the sending on the chain, seal ``text`` and deliver it: the message id, the
+        block that records the sending and the recipient's receipt."""
+        identity = self.identity
+        try:
+            card = await h3_get_json(address, f"{PREFIX}/key", expected_id=to, identity=identity)
+            their_key = check_card(card, to)
+            message_id = secrets.token_bytes(16)
+            sent = await self._append("message", b"to " + recipient + message_id, ())
+            stamp = int(self.clock() * 1000)
+            sealed = seal(
+                identity, to, their_key, text, sent, message_id=message_id, timestamp_ms=stamp
+            )
+            self.mailbox.sent(message_id, recipient, sent.seq)
+            status, answer = await h3_post(
+                address,
+                f"{PREFIX}/inbox",
+                sealed,
+                expected_id=to,
+                identity=identity,
+                content_type=SEALED,
+            )
+        except (BadMessage, TransportError) as exc:
+            raise Refused(502, f"not delivered: {exc}") from None
+        return message_id, sent, _receipt(to, recipient, status, answer)
 
-    router.add(f"{PREFIX}/key", get_key)
-    router.add(
-        f"{PREFIX}/inbox",
-        _by_method(guarded(inbox_get), guarded(inbox_post)),
-        methods=("GET", "POST"),
-    )
-    router.add(f"{PREFIX}/send", guarded(send), methods=("POST",))
-    return router
 
-
-def _by_method(get: Handler, post: Handler) -> Handler:
-    async def route(request: Request) -> RouteResponse:
-        return await (post if request.method == "POST" else get)(request)
-
-    return route
+def _receipt(to: str, recipient: bytes, status: int, answer: dict[str, Any]) -> Ref:
+    """The recipient's receipt in its answer to a delivery; 502 when there is none."""
+    if status != 201:
+        raise Refused(502, f"{to} refused the message ({status}): {answer.get('error')}")
+    try:
+        check(RECEIPT, answer)
+    except BadInput as exc:
+        raise Refused(502, f"{to} answered with no valid receipt: {exc}") from None
+    theirs = answer["receipt"]
+    return Ref(recipient, theirs["seq"], bytes.fromhex(theirs["hash"]))

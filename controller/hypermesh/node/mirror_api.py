@@ -28,8 +28,7 @@ from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.anchors import Anchors, ZoneAnchor
 from hypermesh.mirror.feed import ZoneFeed
 from hypermesh.mirror.follower import API, Follower
-from hypermesh.node.registry_api import guarded
-from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.node.router import Request, Route, Router, RouteResponse, get
 from hypermesh.registry.errors import RegistryError
 from hypermesh.registry.service import Registry
 from hypermesh.registry.zones import serial_of
@@ -73,91 +72,127 @@ def add_feed_routes(
 ) -> Router:
     """The registry node's side: anchors, increments and the change feed. ``members`` (the
     network's Nodes and Peers) are published in the anchors, for federated networks."""
-    ds: dict[str, tuple[int, tuple[str, ...]]] = {}
-    answers: dict[tuple[str, int, int], tuple[dns.zone.Zone, RouteResponse]] = {}
+    api = FeedApi(registry, zones, feed, identity, network, clock, members)
+    return router.add_all(api.routes())
 
-    def anchors(_: Request) -> RouteResponse:
-        served = zones.zones()
-        known = {o.to_text(): serial_of(z) for o, z in served.items()}
+
+class FeedApi:
+    """The registry node's handlers for mirrors, one a route."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        zones: StaticZones,
+        feed: ZoneFeed,
+        identity: Identity,
+        network: str,
+        clock: Callable[[], float],
+        members: Mapping[str, Mapping[str, Any]] | None,
+    ) -> None:
+        self.registry = registry
+        self.zones = zones
+        self.feed = feed
+        self.identity = identity
+        self.network = network
+        self.clock = clock
+        self.members = members
+        self.ds: dict[str, tuple[int, tuple[str, ...]]] = {}
+        """Each TLD's DS records at the serial they were read."""
+        self.answers: dict[tuple[str, int, int], tuple[dns.zone.Zone, RouteResponse]] = {}
+        """The last increments asked for: every mirror asks the same after a change."""
+
+    def routes(self) -> list[Route]:
+        """Each path, its handler and its methods."""
+        return [
+            get(f"{API}/anchors", self.anchors),
+            get(f"{API}/ixfr", self.ixfr),
+            get(f"{API}/watch", self.watch),
+        ]
+
+    async def anchors(self, _: Request) -> RouteResponse:
+        known = {o.to_text(): serial_of(z) for o, z in self.zones.zones().items()}
+        ds = self.ds
         if any(ds.get(name, (None,))[0] != serial for name, serial in known.items()):
             ds.clear()
-            for info in registry.list_tlds():
+            for info in self.registry.list_tlds():
                 ds[f"{info.name}."] = (info.serial, info.ds)
+        revoked = {
+            r.node_id: {"at": r.revoked_at, "reason": r.reason, "replacedBy": r.replaced_by}
+            for r in self.registry.revocations().values()
+        }
         signed = Anchors.issue(
-            identity,
-            network,
+            self.identity,
+            self.network,
             {name: ZoneAnchor(ds.get(name, (0, ()))[1], serial) for name, serial in known.items()},
-            clock(),
-            {
-                r.node_id: {"at": r.revoked_at, "reason": r.reason, "replacedBy": r.replaced_by}
-                for r in registry.revocations().values()
-            },
-            members,
+            self.clock(),
+            revoked,
+            self.members,
         )
         return RouteResponse.json(signed.signed)
 
-    def ixfr(request: Request) -> RouteResponse:
+    async def ixfr(self, request: Request) -> RouteResponse:
         name, serial = _query(request)
-        zone = zones.zones().get(dns.name.from_text(name))
+        zone = self.zones.zones().get(dns.name.from_text(name))
         if zone is None:
             return RouteResponse.error(404, f"{name} is not served here")
         current = serial_of(zone)
         key = (name, serial, current)
-        known = answers.get(key)
+        known = self.answers.get(key)
         if known is not None and known[0] is zone:
-            return known[1]  # every mirror asks the same question after a change
-        if len(answers) >= 64:
-            answers.clear()
-        response = increments(name, serial, zone, current)
-        answers[key] = (zone, response)
+            return known[1]
+        if len(self.answers) >= 64:
+            self.answers.clear()
+        response = self._increments(name, serial, zone, current)
+        self.answers[key] = (zone, response)
         return response
 
-    def increments(name: str, serial: int, zone: dns.zone.Zone, current: int) -> RouteResponse:
-        entries = registry.journal_since(name.rstrip("."), serial) if serial else None
-        if entries is not None and (not entries or entries[-1].to_serial == current):
-            return RouteResponse.json(
-                {
-                    "tld": name,
-                    "serial": current,
-                    "entries": [
-                        {
-                            "from": e.from_serial,
-                            "to": e.to_serial,
-                            "removed": list(e.removed),
-                            "added": list(e.added),
-                        }
-                        for e in entries
-                    ],
-                }
-            )
-        return RouteResponse.json({"tld": name, "serial": current, "zone": zone.to_text()})
+    def _increments(
+        self, name: str, serial: int, zone: dns.zone.Zone, current: int
+    ) -> RouteResponse:
+        """The journal's entries from ``serial`` to ``current``, else the whole zone."""
+        entries = self.registry.journal_since(name.rstrip("."), serial) if serial else None
+        if entries is None or (entries and entries[-1].to_serial != current):
+            return RouteResponse.json({"tld": name, "serial": current, "zone": zone.to_text()})
+        steps = [
+            {
+                "from": e.from_serial,
+                "to": e.to_serial,
+                "removed": list(e.removed),
+                "added": list(e.added),
+            }
+            for e in entries
+        ]
+        return RouteResponse.json({"tld": name, "serial": current, "entries": steps})
 
-    async def watch(_: Request) -> RouteResponse:
-        return RouteResponse(200, b"", "application/x-ndjson", stream=feed.watch())
-
-    router.add(f"{API}/anchors", guarded(anchors))
-    router.add(f"{API}/ixfr", guarded(ixfr))
-    router.add(f"{API}/watch", watch)
-    return router
+    async def watch(self, _: Request) -> RouteResponse:
+        return RouteResponse(200, b"", "application/x-ndjson", stream=self.feed.watch())
 
 
 def add_mirror_routes(router: Router, follower: Follower) -> Router:
     """A mirror's side: the anchors it holds and whole zones from its copies."""
+    return router.add_all(MirrorApi(follower).routes())
 
-    def anchors(_: Request) -> RouteResponse:
-        document = follower.anchors_document()
+
+class MirrorApi:
+    """A mirror's handlers, one a route."""
+
+    def __init__(self, follower: Follower) -> None:
+        self.follower = follower
+
+    def routes(self) -> list[Route]:
+        """Each path, its handler and its methods."""
+        return [get(f"{API}/anchors", self.anchors), get(f"{API}/ixfr", self.ixfr)]
+
+    async def anchors(self, _: Request) -> RouteResponse:
+        document = self.follower.anchors_document()
         if document is None:
             return RouteResponse.error(503, "this mirror holds no anchors yet")
         return RouteResponse.json(document)
 
-    def ixfr(request: Request) -> RouteResponse:
+    async def ixfr(self, request: Request) -> RouteResponse:
         name, _ = _query(request)
-        held = follower.zone_text(name)
+        held = self.follower.zone_text(name)
         if held is None:
             return RouteResponse.error(404, f"{name} is not mirrored here")
         serial, text = held
         return RouteResponse.json({"tld": name, "serial": serial, "zone": text})
-
-    router.add(f"{API}/anchors", guarded(anchors))
-    router.add(f"{API}/ixfr", guarded(ixfr))
-    return router

@@ -1,24 +1,26 @@
-"""One mapping from refusals to HTTP answers, for the node's own APIs (chains, messages).
+"""The one mapping from refusals to HTTP answers, for every route of the node.
 
-A handler raises; the error's type says the status (``status`` on the class: ``BadInput`` 400,
-``AuthError`` 401 and ``NotTheOwner`` 403, ``KeyRevoked`` 403, ``NoSuchBlock`` 404, …), and the
-message, which names the field or the rule, is the answer's ``error``. Errors are never told
-apart by their text. Anything else a handler raises is a bug: the router answers 500 and logs it.
+A handler refuses by raising; ``Router.dispatch`` answers the error by its type (``answer``):
+the status is the type's (``BadInput`` 400, ``AuthError`` 401, ``NotTheOwner`` and
+``KeyRevoked`` 403, ``NoSuchBlock`` 404, ``Refused`` and ``TunnelError`` their own, …) and the
+body is ``{"error": message}``, the message naming the field or the rule, with the registry's
+machine ``code`` for a ``RegistryError`` and the size a witness ``held`` for a
+``WitnessRefusal``. Errors are never told apart by their text. Any other error a handler raises
+is a bug: the router answers 500 and logs it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from hypermesh.chain.block import Unverified
 from hypermesh.chain.store import ChainError
+from hypermesh.chain.witness import WitnessRefusal
 from hypermesh.errors import HyperMeshError
 from hypermesh.inputs import BadInput
 from hypermesh.messaging.envelope import BadMessage
-from hypermesh.node.router import Request, RouteResponse
-from hypermesh.registry.errors import AuthError
+from hypermesh.registry.errors import RegistryError
 from hypermesh.revocation import KeyRevoked
+from hypermesh.tunnel.onion import BadTunnel
+from hypermesh.tunnel.relay import TunnelError
 
 
 class Refused(HyperMeshError):
@@ -29,30 +31,20 @@ class Refused(HyperMeshError):
         self.status = status
 
 
-REFUSALS = (Refused, BadInput, Unverified, BadMessage, ChainError, AuthError, KeyRevoked)
-"""The errors that are answers, not bugs."""
+Answer = tuple[int, dict[str, object]]
+"""An HTTP status and the JSON body to send with it."""
 
 
-def status_of(exc: HyperMeshError) -> int:
-    """The status its type carries, else 400 (data that does not check out)."""
-    status = getattr(exc, "status", None)
-    return status if isinstance(status, int) else 400
-
-
-Route = Callable[[Request], RouteResponse | dict[str, Any] | Awaitable[RouteResponse]]
-"""A handler returning a response, a JSON object (200), or an awaitable of a response."""
-
-
-def guarded(run: Route) -> Callable[[Request], Awaitable[RouteResponse]]:
-    """An async handler that answers every refusal by its type."""
-
-    async def handler(request: Request) -> RouteResponse:
-        try:
-            result = run(request)
-            if not isinstance(result, RouteResponse | dict):
-                result = await result
-        except REFUSALS as exc:
-            return RouteResponse.error(status_of(exc), str(exc))
-        return result if isinstance(result, RouteResponse) else RouteResponse.json(result)
-
-    return handler
+def answer(exc: HyperMeshError) -> Answer | None:
+    """The answer to ``exc`` when it is a refusal; None when it is not (a bug: 500)."""
+    error: dict[str, object] = {"error": str(exc)}
+    match exc:
+        case RegistryError():
+            return exc.status, {**error, "code": exc.code}
+        case WitnessRefusal():
+            return exc.status, {**error, "held": exc.held}
+        case Refused() | TunnelError() | ChainError() | KeyRevoked() | BadInput():
+            return exc.status, error
+        case Unverified() | BadMessage() | BadTunnel():
+            return 400, error  # data that does not check out
+    return None

@@ -43,14 +43,14 @@ import contextlib
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import dns.exception
 
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.registry_page import PAGE, PAGE_HEADERS, render_page
-from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.node.router import Request, Route, Router, RouteResponse, get, post
 from hypermesh.registry.errors import Forbidden, RegistryError, ZoneUnservable
 from hypermesh.registry.requests import parse_body
 from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, TldInfo
@@ -111,20 +111,6 @@ def load_zones(
     return unservable
 
 
-def guarded(
-    handler: Callable[[Request], RouteResponse],
-) -> Callable[[Request], Awaitable[RouteResponse]]:
-    """An async route handler that answers a ``RegistryError`` as its status and code."""
-
-    async def run(request: Request) -> RouteResponse:
-        try:
-            return handler(request)
-        except RegistryError as exc:
-            return RouteResponse.json({"error": str(exc), "code": exc.code}, status=exc.status)
-
-    return run
-
-
 def add_registry_routes(
     router: Router,
     registry: Registry,
@@ -135,62 +121,115 @@ def add_registry_routes(
     on_serial: Callable[[str, int], None] | None = None,
     on_revocation: Callable[[str], None] | None = None,
 ) -> Router:
-    nonces = DatabaseNonceCache(registry)
+    """Route the registry's API over ``registry``, serving its active zones in ``zones``;
+    ``on_registration``, ``on_serial`` and ``on_revocation`` are told of what it did."""
+    api = RegistryApi(registry, zones, clock, on_registration, on_serial, on_revocation)
+    return router.add_all(api.routes())
 
-    def publish(tld: str) -> None:
+
+class RegistryApi:
+    """The registry API's handlers, one a route."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        zones: StaticZones,
+        clock: Callable[[], float],
+        on_registration: Callable[[], None] | None,
+        on_serial: Callable[[str, int], None] | None,
+        on_revocation: Callable[[str], None] | None,
+    ) -> None:
+        self.registry = registry
+        self.zones = zones
+        self.clock = clock
+        self.on_registration = on_registration
+        self.on_serial = on_serial
+        self.on_revocation = on_revocation
+        self.nonces = DatabaseNonceCache(registry)
+
+    def routes(self) -> list[Route]:
+        """Each path, its handler and its methods."""
+        admin = f"{PREFIX}/admin"
+        return [
+            post(f"{PREFIX}/register", self.register),
+            post(f"{PREFIX}/rrsets", self.rrsets),
+            post(f"{PREFIX}/delete", self.delete),
+            post(f"{PREFIX}/renew", self.renew),
+            post(f"{PREFIX}/transfer", self.transfer),
+            post(f"{PREFIX}/revoke", self.revoke),
+            get(f"{PREFIX}/revocations", self.revocations),
+            post(f"{admin}/approve", self.approve),
+            post(f"{admin}/reject", self.reject),
+            post(f"{admin}/expire", self.expire),
+            post(f"{admin}/reserve", self.reserve),
+            post(f"{admin}/unreserve", self.unreserve),
+            post(f"{admin}/policy", self.set_policy),
+            get(f"{PREFIX}/tlds", self.tlds),
+            get(f"{PREFIX}/tld", self.tld),
+            get(f"{PREFIX}/policy", self.policy),
+            get(f"{PREFIX}/status", self.status),
+            Route(PAGE, self.page, frozenset({"GET", "HEAD"})),
+        ]
+
+    def _publish(self, tld: str) -> None:
         """Serve ``tld``'s zone; one whose stored data does not build is not served (what was
         asked, a renewal or an approval, is done all the same; ``Registry.health`` says why)."""
         try:
-            zone = registry.zone(tld)
+            zone = self.registry.zone(tld)
         except ZoneUnservable:
-            withdraw(tld)
+            self._withdraw(tld)
             return
-        zones.set(zone)
-        if on_serial is not None:
-            on_serial(tld, registry.get_tld(tld).serial)
+        self.zones.set(zone)
+        if self.on_serial is not None:
+            self.on_serial(tld, self.registry.get_tld(tld).serial)
 
-    def verified(request: Request, *, cosigned: bool = False) -> Signed:
+    def _withdraw(self, tld: str) -> None:
+        with contextlib.suppress(dns.exception.DNSException):  # an older release's bad name
+            self.zones.remove(tld)
+
+    def _verified(self, request: Request, *, cosigned: bool = False) -> Signed:
         full = request.path + (f"?{request.query}" if request.query else "")
         return verify_request(
             request.method,
             full,
             request.body,
             dict(request.headers),
-            now=clock(),
-            seen=nonces,
+            now=self.clock(),
+            seen=self.nonces,
             require_cosigner=cosigned,
         )
 
-    def signed(request: Request) -> str:
-        signer = verified(request).signer
-        if registry.is_revoked(signer):
+    def _signed(self, request: Request) -> str:
+        """The signer of ``request``, whose key must not be revoked."""
+        signer = self._verified(request).signer
+        if self.registry.is_revoked(signer):
             raise Forbidden(f"the key {signer} was revoked")
         return signer
 
-    def revoke(request: Request) -> RouteResponse:
-        signer = signed(request)
+    def _policy_json(self) -> dict[str, Any]:
+        return {**self.registry.policy.governance(), "admin": self.registry.admin}
+
+    async def revoke(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
         data = parse_body("revoke", request.body)
-        revocation = registry.revoke(
+        revocation = self.registry.revoke(
             data["nodeId"],
             signer=signer,
             reason=data.get("reason", ""),
             replaced_by=data.get("replacedBy"),
         )
-        if on_revocation is not None:
-            on_revocation(revocation.node_id)
+        if self.on_revocation is not None:
+            self.on_revocation(revocation.node_id)
         return RouteResponse.json(revocation.to_json())
 
-    def revocations(request: Request) -> RouteResponse:
-        return RouteResponse.json({"items": [r.to_json() for r in registry.revocations().values()]})
+    async def revocations(self, _: Request) -> RouteResponse:
+        revoked = self.registry.revocations().values()
+        return RouteResponse.json({"items": [r.to_json() for r in revoked]})
 
-    def withdraw(tld: str) -> None:
-        with contextlib.suppress(dns.exception.DNSException):  # an older release's bad name
-            zones.remove(tld)
-
-    def register(request: Request) -> RouteResponse:
-        signer = signed(request)
+    async def register(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
         data = parse_body("register", request.body)
-        info = registry.register(
+        info = self.registry.register(
             data["tld"],
             signer,
             data["network"],
@@ -198,13 +237,13 @@ def add_registry_routes(
             default_ttl=data.get("ttl", 3600),
         )
         if info.status == "active":
-            publish(info.name)
-        if on_registration is not None:
-            on_registration()
+            self._publish(info.name)
+        if self.on_registration is not None:
+            self.on_registration()
         return RouteResponse.json(info_json(info), status=201)
 
-    def rrsets(request: Request) -> RouteResponse:
-        signer = signed(request)
+    async def rrsets(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
         data = parse_body("rrsets", request.body)
         changes = [
             Change(
@@ -216,104 +255,85 @@ def add_registry_routes(
             )
             for c in data["rrsets"]
         ]
-        serial = registry.patch(data["tld"], changes, signer=signer)
-        name = registry.get_tld(data["tld"]).name
-        publish(name)
+        serial = self.registry.patch(data["tld"], changes, signer=signer)
+        name = self.registry.get_tld(data["tld"]).name
+        self._publish(name)
         return RouteResponse.json({"tld": name, "serial": serial})
 
-    def delete(request: Request) -> RouteResponse:
-        signer = signed(request)
-        tld = registry.get_tld(parse_body("tld", request.body)["tld"]).name
-        registry.delete(tld, signer=signer)
-        withdraw(tld)
+    async def delete(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
+        tld = self.registry.get_tld(parse_body("tld", request.body)["tld"]).name
+        self.registry.delete(tld, signer=signer)
+        self._withdraw(tld)
         return RouteResponse.json({"tld": tld, "deleted": True})
 
-    def renew(request: Request) -> RouteResponse:
-        signer = signed(request)
-        info = registry.renew(parse_body("tld", request.body)["tld"], signer=signer)
-        publish(info.name)
+    async def renew(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
+        info = self.registry.renew(parse_body("tld", request.body)["tld"], signer=signer)
+        self._publish(info.name)
         return RouteResponse.json(info_json(info))
 
-    def transfer(request: Request) -> RouteResponse:
-        who = verified(request, cosigned=True)
+    async def transfer(self, request: Request) -> RouteResponse:
+        who = self._verified(request, cosigned=True)
         data = parse_body("transfer", request.body)
-        info = registry.transfer(
+        info = self.registry.transfer(
             data["tld"], data["newOwner"], signer=who.signer, cosigner=who.cosigner
         )
         return RouteResponse.json(info_json(info))
 
-    def admin(
-        kind: str, action: Callable[[dict[str, Any], str], Any]
-    ) -> Callable[[Request], RouteResponse]:
-        def run(request: Request) -> RouteResponse:
-            signer = signed(request)
-            return RouteResponse.json(action(parse_body(kind, request.body), signer))
+    async def approve(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
+        info = self.registry.approve(parse_body("tld", request.body)["tld"], signer=signer)
+        self._publish(info.name)
+        return RouteResponse.json(info_json(info))
 
-        return run
+    async def reject(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
+        data = parse_body("decision", request.body)
+        info = self.registry.reject(data["tld"], data.get("reason", ""), signer=signer)
+        return RouteResponse.json(info_json(info))
 
-    def approve(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        info = registry.approve(data["tld"], signer=signer)
-        publish(info.name)
-        return info_json(info)
+    async def expire(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
+        data = parse_body("decision", request.body)
+        info = self.registry.expire(data["tld"], data.get("reason", ""), signer=signer)
+        self._withdraw(info.name)
+        return RouteResponse.json(info_json(info))
 
-    def reject(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        return info_json(registry.reject(data["tld"], data.get("reason", ""), signer=signer))
+    async def reserve(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
+        self.registry.reserve(parse_body("name", request.body)["name"], signer=signer)
+        return RouteResponse.json(self._policy_json())
 
-    def expire(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        info = registry.expire(data["tld"], data.get("reason", ""), signer=signer)
-        withdraw(info.name)
-        return info_json(info)
+    async def unreserve(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
+        self.registry.unreserve(parse_body("name", request.body)["name"], signer=signer)
+        return RouteResponse.json(self._policy_json())
 
-    def reserve(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        registry.reserve(data["name"], signer=signer)
-        return policy_json()
+    async def set_policy(self, request: Request) -> RouteResponse:
+        signer = self._signed(request)
+        self.registry.set_policy(parse_body("policy", request.body), signer=signer)
+        return RouteResponse.json(self._policy_json())
 
-    def unreserve(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        registry.unreserve(data["name"], signer=signer)
-        return policy_json()
+    async def tlds(self, _: Request) -> RouteResponse:
+        return RouteResponse.json({"items": [info_json(i) for i in self.registry.list_tlds()]})
 
-    def set_policy(data: dict[str, Any], signer: str) -> dict[str, Any]:
-        registry.set_policy(data, signer=signer)
-        return policy_json()
-
-    def policy_json() -> dict[str, Any]:
-        return {**registry.policy.governance(), "admin": registry.admin}
-
-    def tlds(request: Request) -> RouteResponse:
-        return RouteResponse.json({"items": [info_json(i) for i in registry.list_tlds()]})
-
-    def page(request: Request) -> RouteResponse:
-        html = render_page(registry.list_tlds(), registry.policy, registry.admin, clock())
-        return RouteResponse(200, html.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
-
-    def tld(request: Request) -> RouteResponse:
+    async def tld(self, request: Request) -> RouteResponse:
         name = urllib.parse.parse_qs(request.query).get("name", [""])[0]
-        info = registry.get_tld(name)
-        records = [r.to_dict() for r in registry.rrsets(name)]
+        info = self.registry.get_tld(name)
+        records = [r.to_dict() for r in self.registry.rrsets(name)]
         return RouteResponse.json({**info_json(info), "rrsets": records})
 
-    router.add(f"{PREFIX}/register", guarded(register), methods=("POST",))
-    router.add(f"{PREFIX}/rrsets", guarded(rrsets), methods=("POST",))
-    router.add(f"{PREFIX}/delete", guarded(delete), methods=("POST",))
-    router.add(f"{PREFIX}/renew", guarded(renew), methods=("POST",))
-    router.add(f"{PREFIX}/transfer", guarded(transfer), methods=("POST",))
-    router.add(f"{PREFIX}/revoke", guarded(revoke), methods=("POST",))
-    router.add(f"{PREFIX}/revocations", guarded(revocations))
-    for name, kind, action in (
-        ("approve", "tld", approve),
-        ("reject", "decision", reject),
-        ("expire", "decision", expire),
-        ("reserve", "name", reserve),
-        ("unreserve", "name", unreserve),
-        ("policy", "policy", set_policy),
-    ):
-        router.add(f"{PREFIX}/admin/{name}", guarded(admin(kind, action)), methods=("POST",))
-    router.add(f"{PREFIX}/tlds", guarded(tlds))
-    router.add(f"{PREFIX}/tld", guarded(tld))
-    router.add(f"{PREFIX}/policy", guarded(lambda _: RouteResponse.json(policy_json())))
-    router.add(f"{PREFIX}/status", guarded(lambda _: RouteResponse.json(registry.health())))
-    router.add(PAGE, guarded(page), methods=("GET", "HEAD"))
-    return router
+    async def policy(self, _: Request) -> RouteResponse:
+        return RouteResponse.json(self._policy_json())
+
+    async def status(self, _: Request) -> RouteResponse:
+        return RouteResponse.json(self.registry.health())
+
+    async def page(self, _: Request) -> RouteResponse:
+        registry = self.registry
+        html = render_page(registry.list_tlds(), registry.policy, registry.admin, self.clock())
+        return RouteResponse(200, html.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
 
 
 def expire_due(registry: Registry, zones: StaticZones) -> list[str]:

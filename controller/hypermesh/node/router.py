@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from hypermesh.errors import HyperMeshError
+from hypermesh.node.refusals import answer
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ class RouteResponse:
     """The ``content-type`` header."""
     headers: tuple[tuple[str, str], ...] = field(default=())
     """More headers to send."""
-    stream: AsyncIterator[bytes] | None = field(default=None, compare=False)
+    stream: AsyncGenerator[bytes, None] | None = field(default=None, compare=False)
     """A body sent piece by piece as it is produced (``body`` first, if any), for as long as
     the iterator runs: a subscription. None: the body is all there is."""
 
@@ -91,9 +94,20 @@ class Route:
     methods: frozenset[str]
 
 
+def get(path: str, handler: Handler) -> Route:
+    """``GET path`` answered by ``handler``."""
+    return Route(path, handler, frozenset({"GET"}))
+
+
+def post(path: str, handler: Handler) -> Route:
+    """``POST path`` answered by ``handler``."""
+    return Route(path, handler, frozenset({"POST"}))
+
+
 class Router:
-    """Exact-path routing: 404 for an unknown path, 405 (with ``allow``) for a wrong method,
-    500 (logged) when a handler raises."""
+    """Exact-path routing: 404 for an unknown path, 405 (with ``allow``) for a wrong method, a
+    refusal a handler raises answered by its type (``node.refusals``), and 500 (logged) for
+    anything else it raises."""
 
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}
@@ -103,6 +117,12 @@ class Router:
         if path in self._routes:
             raise ValueError(f"{path} is already routed")
         self._routes[path] = Route(path, handler, frozenset(m.upper() for m in methods))
+
+    def add_all(self, routes: Iterable[Route]) -> Router:
+        """Route each of ``routes`` (returned for chaining)."""
+        for route in routes:
+            self.add(route.path, route.handler, route.methods)
+        return self
 
     def paths(self) -> list[str]:
         """The routed paths, sorted."""
@@ -120,6 +140,11 @@ class Router:
             )
         try:
             return await route.handler(request)
+        except HyperMeshError as exc:
+            refused = answer(exc)
+            if refused is not None:
+                return RouteResponse.json(refused[1], status=refused[0])
+            log.exception("handler failed", extra={"path": request.path})
         except Exception:
             log.exception("handler failed", extra={"path": request.path})
-            return RouteResponse.error(500, "internal error")
+        return RouteResponse.error(500, "internal error")

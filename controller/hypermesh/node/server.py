@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -605,7 +605,7 @@ class NodeProtocol(QuicConnectionProtocol):
         self.transmit()
 
     async def _send_stream(
-        self, stream_id: int, response: RouteResponse, pieces: AsyncIterator[bytes]
+        self, stream_id: int, response: RouteResponse, pieces: AsyncGenerator[bytes, None]
     ) -> None:
         """Send the headers, then each piece as it comes, until the iterator ends (FIN), the
         client goes away or the connection ends (the task is cancelled)."""
@@ -627,9 +627,7 @@ class NodeProtocol(QuicConnectionProtocol):
             except Exception as exc:  # the client reset the stream or closed the connection
                 log.debug("stream ended", extra={"peer": self._peer, "error": str(exc)})
         finally:
-            closing = getattr(pieces, "aclose", None)
-            if closing is not None:
-                await closing()
+            await pieces.aclose()
 
 
 def _headers(response: RouteResponse) -> list[tuple[bytes, bytes]]:

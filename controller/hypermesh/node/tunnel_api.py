@@ -15,11 +15,11 @@ runs. Streamed answers (subscriptions) do not pass through tunnels (501).
 from __future__ import annotations
 
 from hypermesh.node.interfaces import operation_of
-from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.node.router import Request, Route, Router, RouteResponse, get, post
 from hypermesh.node.server import Gate
 from hypermesh.tunnel.client import KEY_PATH
-from hypermesh.tunnel.onion import BadTunnel, decode_request, encode_response
-from hypermesh.tunnel.relay import OPEN_PATH, RELAY_PATH, Deliver, TunnelError, TunnelService
+from hypermesh.tunnel.onion import decode_request, encode_response
+from hypermesh.tunnel.relay import OPEN_PATH, RELAY_PATH, Deliver, TunnelService
 
 BINARY = "application/octet-stream"
 TUNNEL_PEER = "tunnel"
@@ -39,9 +39,7 @@ def deliver_to(router: Router, gate: Gate | None) -> Deliver:
         else:
             response = await router.dispatch(request)
         if response.stream is not None:
-            closing = getattr(response.stream, "aclose", None)
-            if closing is not None:
-                await closing()
+            await response.stream.aclose()
             response = RouteResponse.error(501, "streamed answers do not pass through tunnels")
         return encode_response(
             response.status, response.content_type, response.headers, response.body
@@ -51,27 +49,26 @@ def deliver_to(router: Router, gate: Gate | None) -> Deliver:
 
 
 def add_tunnel_routes(router: Router, service: TunnelService) -> Router:
-    """Route the tunnel API for ``service`` on ``router`` (the ephemeral endpoint's)."""
+    """Route the tunnel API for ``service`` on ``router`` (the ephemeral endpoint's). A
+    refusal (``TunnelError``, ``BadTunnel``) is answered by the router, by its type."""
+    return router.add_all(TunnelApi(service).routes())
 
-    async def key(_: Request) -> RouteResponse:
-        return RouteResponse.json(service.card())
 
-    async def run(step: str, request: Request) -> RouteResponse:
-        try:
-            answer = await (service.open if step == "open" else service.relay)(request.body)
-        except TunnelError as exc:
-            return RouteResponse.error(exc.status, str(exc))
-        except BadTunnel as exc:
-            return RouteResponse.error(400, str(exc))
-        return RouteResponse(200, answer, BINARY)
+class TunnelApi:
+    """The tunnel API's handlers, one a route."""
 
-    async def open_(request: Request) -> RouteResponse:
-        return await run("open", request)
+    def __init__(self, service: TunnelService) -> None:
+        self.service = service
 
-    async def relay(request: Request) -> RouteResponse:
-        return await run("relay", request)
+    def routes(self) -> list[Route]:
+        """Each path, its handler and its methods."""
+        return [get(KEY_PATH, self.key), post(OPEN_PATH, self.open), post(RELAY_PATH, self.relay)]
 
-    router.add(KEY_PATH, key)
-    router.add(OPEN_PATH, open_, methods=("POST",))
-    router.add(RELAY_PATH, relay, methods=("POST",))
-    return router
+    async def key(self, _: Request) -> RouteResponse:
+        return RouteResponse.json(self.service.card())
+
+    async def open(self, request: Request) -> RouteResponse:
+        return RouteResponse(200, await self.service.open(request.body), BINARY)
+
+    async def relay(self, request: Request) -> RouteResponse:
+        return RouteResponse(200, await self.service.relay(request.body), BINARY)
