@@ -6,8 +6,20 @@ import asyncio
 import json
 import logging
 
+import pytest
+
+from hypermesh.chain.store import NoSuchBlock
+from hypermesh.chain.witness import WitnessRefusal
+from hypermesh.errors import HyperMeshError, TransportError
+from hypermesh.inputs import BadInput
+from hypermesh.messaging.envelope import BadMessage
 from hypermesh.node.logs import JsonFormatter
+from hypermesh.node.owner import NotTheOwner
+from hypermesh.node.refusals import Refused
 from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.registry.errors import Conflict
+from hypermesh.revocation import KeyRevoked, Revocation
+from hypermesh.tunnel.relay import TunnelError
 
 
 async def _hello(request: Request) -> RouteResponse:
@@ -33,6 +45,34 @@ def test_routes_404_405_500() -> None:
     wrong = _dispatch(router, "POST", "/hello")
     assert wrong.status == 405 and ("allow", "GET") in wrong.headers
     assert _dispatch(router, "GET", "/broken").status == 500
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "body"),
+    [
+        (BadInput("seq: not a whole number"), 400, {"error": "seq: not a whole number"}),
+        (NotTheOwner("only the node itself"), 403, {"code": "unauthorized"}),
+        (Conflict("taken"), 409, {"error": "taken", "code": "conflict"}),
+        (KeyRevoked(Revocation("k"), "a message"), 403, {}),
+        (NoSuchBlock("no block 9"), 404, {"error": "no block 9"}),
+        (WitnessRefusal("older", 409, held=7), 409, {"error": "older", "held": 7}),
+        (Refused(413, "too large"), 413, {"error": "too large"}),
+        (TunnelError(502, "the next hop refused"), 502, {}),
+        (BadMessage("cannot open"), 400, {"error": "cannot open"}),
+        (TransportError("a peer went away"), 500, {"error": "internal error"}),
+    ],
+)
+def test_a_refusal_is_answered_by_its_type(
+    error: HyperMeshError, status: int, body: dict[str, object]
+) -> None:
+    async def refuse(_: Request) -> RouteResponse:
+        raise error
+
+    router = Router()
+    router.add("/refuse", refuse)
+    answer = _dispatch(router, "GET", "/refuse")
+    assert answer.status == status
+    assert body.items() <= json.loads(answer.body).items()
 
 
 def test_json_formatter_keeps_extras() -> None:
