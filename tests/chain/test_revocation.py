@@ -125,7 +125,7 @@ def test_no_checkpoint_of_a_revoked_key_is_cosigned(tmp_path: Path) -> None:
 
 class Peer:
     def __init__(self, key: Identity) -> None:
-        self.identity, self.key, self.asked = key.node_id, key, 0
+        self.node_id, self.key, self.asked = key.node_id, key, 0
 
 
 def test_no_cosignature_by_a_revoked_witness_is_kept_or_counted(tmp_path: Path) -> None:
@@ -137,7 +137,7 @@ def test_no_cosignature_by_a_revoked_witness_is_kept_or_counted(tmp_path: Path) 
 
     async def ask(peer: Any, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         peer.asked += 1
-        db = sqlite3.connect(tmp_path / f"{peer.identity}.db", isolation_level=None)
+        db = sqlite3.connect(tmp_path / f"{peer.node_id}.db", isolation_level=None)
         witness = Witness(db, peer.key)
         made = witness.cosign(store.head, int(body["oldSize"]), [])
         return 200, made.to_json()

@@ -61,6 +61,7 @@ from hypermesh.node.routes import add_dns_routes, add_members_route
 from hypermesh.node.tunnel_api import add_tunnel_routes, deliver_to
 from hypermesh.registry.service import Registry
 from hypermesh.registry.signing import cosign, sign_request
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity
 from hypermesh.tunnel.onion import (
     DATA,
@@ -327,7 +328,7 @@ class FuzzNode:
     ) -> tuple[RouteResponse, RouteResponse | None]:
         """Open a one-hop tunnel to the node, send the request ``spec`` describes through it,
         and read the destination's answer."""
-        hop = Hop("127.0.0.1:0", NODE.node_id, TUNNEL_KEY.public_key())
+        hop = Hop(PeerRef("127.0.0.1:0", NODE.node_id), TUNNEL_KEY.public_key())
         message, circuits, keys = build_open([hop], time.time() + 60)
         opened = await self.ephemeral.dispatch(_post(OPEN_PATH, message))
         assert opened.status == 200, opened.body

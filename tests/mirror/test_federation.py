@@ -9,11 +9,11 @@ import pytest
 from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.anchors import Anchors, BadAnchors
 from hypermesh.mirror.federation import FederatedNetwork, Federation
-from hypermesh.mirror.follower import Peer
 from hypermesh.node.mirror_api import add_feed_routes, zone_feed
 from hypermesh.node.router import Router
 from hypermesh.node.server import bind_endpoint, server_configuration
 from hypermesh.registry.service import Registry
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity
 
 
@@ -46,7 +46,9 @@ def test_a_federation_follows_a_real_registry_and_drops_revoked_keys(tmp_path) -
             "127.0.0.1", 0, configuration=server_configuration(identity), router=router
         )
         try:
-            network = FederatedNetwork("partners", lambda: Peer(endpoint.address, identity.node_id))
+            network = FederatedNetwork(
+                "partners", lambda: PeerRef(endpoint.address, identity.node_id)
+            )
             federation = Federation([network], identity=None)
             await federation.refresh(network)
             assert federation.member(pnode.node_id) == "partners/pnode"
@@ -58,7 +60,7 @@ def test_a_federation_follows_a_real_registry_and_drops_revoked_keys(tmp_path) -
             assert federation.member(pnode.node_id) == "partners/pnode"
             # A registry that answers with another key is not believed; what was known stays.
             impostor = FederatedNetwork(
-                "partners", lambda: Peer(endpoint.address, Identity.generate().node_id)
+                "partners", lambda: PeerRef(endpoint.address, Identity.generate().node_id)
             )
             impostor.members = dict(network.members)
             await federation.refresh(impostor)

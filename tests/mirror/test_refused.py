@@ -26,19 +26,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hypermesh.chain.client import ChainClient, ask_witness
-from hypermesh.chain.follower import ChainFollower, ChainPeer
+from hypermesh.chain.follower import ChainFollower
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainStore
 from hypermesh.dns.source import StaticZones
 from hypermesh.errors import TransportError
 from hypermesh.mirror.cache import ForwardingCache
 from hypermesh.mirror.federation import Federation
-from hypermesh.mirror.follower import Follower, Peer
+from hypermesh.mirror.follower import Follower
 from hypermesh.mirror.verify import fetch_anchors
 from hypermesh.node.readiness import readiness
 from hypermesh.node.router import Router
 from hypermesh.node.server import bind_endpoint, server_configuration
 from hypermesh.registry.client import RegistryClient
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.certificates import self_signed_certificate
 from hypermesh.transport.client import (
     REFUSING_ALERTS,
@@ -168,7 +169,7 @@ def test_a_mirror_proves_its_key_and_is_not_ready_while_refused(answer: tuple[in
             gate=gate,
         )
         follower = Follower(
-            StaticZones(), lambda: Peer(endpoint.address, registry.node_id), identity=node
+            StaticZones(), lambda: PeerRef(endpoint.address, registry.node_id), identity=node
         )
         task = asyncio.create_task(follower.run())
         try:
@@ -226,7 +227,7 @@ def test_a_refused_certificate_is_access_denied_and_a_mirror_says_so() -> None:
                     await h3.request("GET", "/registry/v1/anchors")
             assert refused.value.status == 0
             follower = Follower(
-                StaticZones(), lambda: Peer(address, registry.node_id), identity=node
+                StaticZones(), lambda: PeerRef(address, registry.node_id), identity=node
             )
             task = asyncio.create_task(follower.run())
             try:
@@ -254,7 +255,7 @@ def test_a_chain_follower_proves_its_key_and_is_not_ready_while_refused(
         endpoint = await bind_endpoint(
             "127.0.0.1", 0, configuration=server_configuration(peer), router=Router(), gate=gate
         )
-        chains = ChainFollower(store, replicas, lambda: [ChainPeer(endpoint.address, peer.node_id)])
+        chains = ChainFollower(store, replicas, lambda: [PeerRef(endpoint.address, peer.node_id)])
         try:
             await chains.round()
             assert gate.callers and set(gate.callers) == {node.node_id}

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from hypermesh.node.config import NodeConfig
+from hypermesh.node.config import NodeConfig, Upstream
+from hypermesh.transport.address import PeerRef
 
 GOOD = {
     "name": "alpha",
@@ -35,7 +36,7 @@ def test_round_trip() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"listen": "nowhere"}, "HOST:PORT"),
+        ({"listen": "nowhere"}, "has no port"),
         ({"listen": "::1:80"}, "brackets"),
         ({"prefer_port": 70000}, "prefer_port"),
         ({"prefer_port": True}, "prefer_port"),
@@ -57,3 +58,32 @@ def test_missing_fields_are_named() -> None:
         NodeConfig.from_json(json.dumps(data))
     with pytest.raises(ValueError, match="JSON"):
         NodeConfig.from_json("{")
+
+
+NODE_ID = "hm1vl6i67ugvkxr4abg7em5bkgjpr674ddzijip464ahatw4ldj6wua"
+
+
+def test_an_upstream_is_a_peer_ref_or_a_node_dir_and_is_written_as_before() -> None:
+    peer = Upstream(PeerRef("[::1]:4433", NODE_ID))
+    local = Upstream(node_dir="/tmp/registry")
+    config = replace(NodeConfig.from_json(json.dumps(GOOD)), registry=peer, peers=(local,))
+    data = json.loads(config.to_json())
+    assert data["registry"] == {"address": "[::1]:4433", "identity": NODE_ID}
+    assert data["peers"] == [{"node_dir": "/tmp/registry"}]
+    assert NodeConfig.from_json(config.to_json()) == config
+    assert peer.now() == PeerRef("[::1]:4433", NODE_ID)
+    assert local.now() is None  # no node runs there
+
+
+@pytest.mark.parametrize(
+    ("upstream", "message"),
+    [
+        ({"address": "[::1]:4433"}, "identity is missing"),
+        ({"identity": NODE_ID}, "needs address and identity, or node_dir"),
+        ({"address": "::1:4433", "identity": NODE_ID}, "brackets"),
+        ({"address": "[::1]:4433", "identity": NODE_ID, "node_dir": "/x"}, "or a node_dir"),
+    ],
+)
+def test_a_bad_upstream_is_refused_saying_why(upstream: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        NodeConfig.from_json(json.dumps({**GOOD, "registry": upstream}))

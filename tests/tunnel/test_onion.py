@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity
 from hypermesh.tunnel.onion import (
     CLOSE,
@@ -36,7 +37,11 @@ def nodes(count: int):
     for i in range(count):
         identity, key = Identity.generate(), new_tunnel_key()
         out.append(
-            (identity, key, Hop(f"127.0.0.1:{4000 + i}", identity.node_id, key.public_key()))
+            (
+                identity,
+                key,
+                Hop(PeerRef(f"127.0.0.1:{4000 + i}", identity.node_id), key.public_key()),
+            )
         )
     return out
 
@@ -54,8 +59,8 @@ def test_each_hop_opens_only_its_layer_and_learns_only_its_neighbour() -> None:
         assert layer.circuit == circuits[i] and layer.key == keys[i]
         seen.append(layer)
         message = layer.inner
-    assert seen[0].next is not None and seen[0].next.identity == path[1][0].node_id
-    assert seen[1].next is not None and seen[1].next.address == path[2][2].address
+    assert seen[0].next is not None and seen[0].next.peer.node_id == path[1][0].node_id
+    assert seen[1].next is not None and seen[1].next.peer == path[2][2].peer
     assert seen[2].next is None and seen[2].inner == b""
 
 

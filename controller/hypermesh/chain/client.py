@@ -16,6 +16,7 @@ from hypermesh.chain.witness import Cosignature
 from hypermesh.errors import TransportError
 from hypermesh.inputs import BadInput, check, integer_schema, validator
 from hypermesh.registry.client import RegistryClient
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import h3_get_json, h3_post
 from hypermesh.transport.identity import Identity
 
@@ -183,14 +184,14 @@ class ChainClient:
 
 
 async def ask_witness(
-    peer: Any, body: dict[str, Any], *, identity: Identity | None
+    peer: PeerRef, body: dict[str, Any], *, identity: Identity | None
 ) -> tuple[int, dict[str, Any]]:
-    """POST a cosigning request to the witness ``peer`` (address, identity), proving
+    """POST a cosigning request to the witness ``peer`` (address, node ID), proving
     ``identity`` (the asking node's key)."""
     return await h3_post(
         peer.address,
         f"{API}/witness",
         json.dumps(body).encode(),
-        expected_id=peer.identity,
+        expected_id=peer.node_id,
         identity=identity,
     )

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from hypermesh.chain.block import BadBlock, Block, Unverified
@@ -38,6 +37,7 @@ from hypermesh.chain.store import ChainStore
 from hypermesh.chain.wire import block_from_json
 from hypermesh.errors import HyperMeshError
 from hypermesh.inputs import BadInput, check, validator
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import AccessDenied, h3_get_json
 from hypermesh.transport.identity import node_id_from_public_key
 
@@ -83,12 +83,6 @@ def _items(schema: Any, data: Any, key: str, peer: str) -> list[Any]:
     return list(data[key])
 
 
-@dataclass(frozen=True, slots=True)
-class ChainPeer:
-    address: str
-    identity: str
-
-
 class ChainFollower:
     """Keeps ``replicas`` of the chains ``store`` links to, from ``peers()``."""
 
@@ -96,7 +90,7 @@ class ChainFollower:
         self,
         store: ChainStore,
         replicas: Replicas,
-        peers: Callable[[], Sequence[ChainPeer]],
+        peers: Callable[[], Sequence[PeerRef]],
         *,
         interval: float = INTERVAL,
     ) -> None:
@@ -129,6 +123,8 @@ class ChainFollower:
         """One pass over the peers; returns how many blocks were taken in."""
         taken = 0
         for peer in self.peers():
+            if peer.node_id is None:  # a peer whose key is not pinned is not asked
+                continue
             refusal = None
             try:
                 taken += await self._from(peer)
@@ -136,12 +132,12 @@ class ChainFollower:
                 refusal = str(exc) if isinstance(exc, AccessDenied) else None
                 log.debug("peer unreachable", extra={"peer": peer.address, "error": str(exc)})
             if refusal is None:
-                self.refused.pop(peer.identity, None)
+                self.refused.pop(peer.node_id, None)
             else:
-                self.refused[peer.identity] = refusal
+                self.refused[peer.node_id] = refusal
         return taken
 
-    async def _from(self, peer: ChainPeer) -> int:
+    async def _from(self, peer: PeerRef) -> int:
         taken, me = 0, self.store.identity
         for author in sorted(self.followed):
             held = self.replicas.size(author)
@@ -176,7 +172,7 @@ class ChainFollower:
         proofs = await h3_get_json(
             peer.address,
             f"{API}/equivocations",
-            expected_id=peer.identity,
+            expected_id=peer.node_id,
             identity=me,
             timeout=TIMEOUT,
         )
@@ -195,23 +191,23 @@ class ChainFollower:
                 )
         return taken
 
-    async def _fetch(self, peer: ChainPeer, author: bytes, start: int) -> list[Any]:
+    async def _fetch(self, peer: PeerRef, author: bytes, start: int) -> list[Any]:
         """The blocks of ``author`` from ``start`` that ``peer`` holds (as JSON, unchecked):
         its own chain when it is the author, else its replica."""
-        if node_id_from_public_key(author) == peer.identity:
+        if node_id_from_public_key(author) == peer.node_id:
             path = f"{API}/blocks?from={start}&limit={PAGE}"
         else:
             path = f"{API}/replica?author={node_id_from_public_key(author)}&from={start}"
         data = await h3_get_json(
             peer.address,
             path,
-            expected_id=peer.identity,
+            expected_id=peer.node_id,
             identity=self.store.identity,
             timeout=TIMEOUT,
         )
         return _items(BLOCKS, data, "blocks", peer.address)
 
-    async def _prove_fork(self, peer: ChainPeer, author: bytes, height: int) -> None:
+    async def _prove_fork(self, peer: PeerRef, author: bytes, height: int) -> None:
         """``peer`` showed a block of ``author`` that builds on another block at ``height``
         than the one held: take that block from it, which makes the proof of equivocation."""
         items = await self._fetch(peer, author, height)
@@ -241,12 +237,12 @@ class ChainFollower:
         me = self.store.identity.node_id
         path = f"{API}/replica?author={me}&from={self.store.size}"
 
-        async def ask(peer: ChainPeer) -> dict[str, Any] | None:
+        async def ask(peer: PeerRef) -> dict[str, Any] | None:
             try:
                 return await h3_get_json(
                     peer.address,
                     path,
-                    expected_id=peer.identity,
+                    expected_id=peer.node_id,
                     identity=self.store.identity,
                     timeout=TIMEOUT,
                 )
@@ -254,7 +250,7 @@ class ChainFollower:
                 log.debug("peer unreachable", extra={"peer": peer.address, "error": str(exc)})
                 return None
 
-        peers = list(self.peers())
+        peers = [peer for peer in self.peers() if peer.node_id is not None]
         answers = await asyncio.gather(*(ask(peer) for peer in peers))
         recovered = 0
         for peer, data in zip(peers, answers, strict=True):

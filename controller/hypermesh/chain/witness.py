@@ -38,6 +38,7 @@ from hypermesh.chain.merkle import EMPTY_ROOT, verify_consistency
 from hypermesh.errors import HyperMeshError
 from hypermesh.inputs import BadInput, check, integer_schema, validator
 from hypermesh.revocation import NONE, Revocations
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import (
     Identity,
     node_id_from_public_key,
@@ -264,7 +265,7 @@ class CosignCollector:
         self,
         store: Any,
         cosignatures: CosignatureStore,
-        peers: Callable[[], Sequence[Any]],
+        peers: Callable[[], Sequence[PeerRef]],
         wanted: int,
         ask: Callable[[Any, dict[str, Any]], Any],
         *,
@@ -292,7 +293,9 @@ class CosignCollector:
         for peer in self.peers():
             if len(have) >= self.wanted:
                 break
-            key = public_key_from_node_id(peer.identity)
+            if peer.node_id is None:  # a witness is known by its key
+                continue
+            key = public_key_from_node_id(peer.node_id)
             if key in have or self.revocations.of(key):
                 continue
             old = self.cosignatures.last_by(key)

@@ -12,6 +12,7 @@ from typing import Any
 
 from hypermesh.model.resources import DesiredState, Resource
 from hypermesh.node.config import Federated, Upstream
+from hypermesh.transport.address import PeerRef
 
 IdentityOf = Callable[[Resource], str | None]
 """A Node of the network → its node ID (None: not known yet; it is left out)."""
@@ -76,7 +77,7 @@ def interfaces_of(
         remote = item.get("registry")
         if remote:
             upstream: Upstream | None = Upstream(
-                address=str(remote["endpoint"]), identity=str(remote["identity"])
+                PeerRef(str(remote["endpoint"]), str(remote["identity"]))
             )
         else:
             other_network = desired.get("Network", str(item.get("network")), node.namespace)

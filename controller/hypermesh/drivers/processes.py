@@ -38,7 +38,7 @@ from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import pid_alive, running_pid
 from hypermesh.node.runtime import previous_port, read_runtime
 from hypermesh.reconcile import ApplyContext, Live, Outcome
-from hypermesh.transport.address import format_address, parse_address
+from hypermesh.transport.address import PeerRef, format_address, parse_address
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import (
     KEY_FILE,
@@ -287,7 +287,7 @@ class NodeProcessDriver:
             key = ResourceKey("Node", str(registry["node"]), namespace)
             return Upstream(node_dir=str(self.node_dir(key)))
         if registry.get("endpoint") and registry.get("identity"):
-            return Upstream(address=str(registry["endpoint"]), identity=str(registry["identity"]))
+            return Upstream(PeerRef(str(registry["endpoint"]), str(registry["identity"])))
         return None
 
     def _peers_of(self, resource: Resource, context: ApplyContext) -> tuple[Upstream, ...]:

@@ -37,7 +37,7 @@ import dns.rdatatype
 import dns.rrset
 
 from hypermesh.errors import HyperMeshError
-from hypermesh.mirror.follower import Peer
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.dns_client import doq_query
 from hypermesh.transport.identity import Identity
 
@@ -65,7 +65,7 @@ class ForwardingCache:
 
     def __init__(
         self,
-        upstream: Callable[[], Peer | None],
+        upstream: Callable[[], PeerRef | None],
         covers: Callable[[dns.name.Name], bool] = lambda name: True,
         *,
         identity: Identity | None,
@@ -137,7 +137,7 @@ class ForwardingCache:
             wire = await doq_query(
                 peer.address,
                 b"\0\0" + query_wire[2:],
-                expected_id=peer.identity,
+                expected_id=peer.node_id,
                 identity=self._identity,
                 timeout=FORWARD_TIMEOUT,
             )

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from hypermesh.errors import HyperMeshError
 from hypermesh.mirror.anchors import Anchors
-from hypermesh.mirror.follower import API, Peer
+from hypermesh.mirror.follower import API
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import Identity
 
@@ -36,7 +37,7 @@ class FederatedNetwork:
     """One federated network: what this network calls it, and where its registry answers."""
 
     name: str
-    registry: Callable[[], Peer | None]
+    registry: Callable[[], PeerRef | None]
     members: dict[str, str] = field(default_factory=dict)
     """Node ID → member name, as its registry last vouched."""
     last_error: str | None = None
@@ -78,18 +79,18 @@ class Federation:
 
     async def refresh(self, network: FederatedNetwork) -> None:
         peer = network.registry()
-        if peer is None or peer.identity is None:
+        if peer is None or peer.node_id is None:
             network.last_error = "the federated registry is not running"
             return
         try:
             data = await h3_get_json(
                 peer.address,
                 f"{API}/anchors",
-                expected_id=peer.identity,
+                expected_id=peer.node_id,
                 identity=self._identity,
                 timeout=TIMEOUT,
             )
-            anchors = Anchors.verify(data, peer.identity)
+            anchors = Anchors.verify(data, peer.node_id)
         except HyperMeshError as exc:
             if network.last_error != str(exc):
                 log.warning(

@@ -39,6 +39,7 @@ from hypermesh.mirror.anchors import Anchors, BadAnchors
 from hypermesh.mirror.feed import HEARTBEAT
 from hypermesh.mirror.zonecopy import BadCopy, ZoneCopy
 from hypermesh.registry.zones import JournalEntry
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import (
     AccessDenied,
     H3ClientProtocol,
@@ -60,14 +61,6 @@ RETRY = (0.2, 0.5, 1.0, 2.0)
 """Waits between attempts to reach the registry, the last repeated."""
 ERROR_BODY = 4096
 """Bytes of a refused watch's answer kept for the message."""
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """Where a registry or another mirror answers, and the key it must hold."""
-
-    address: str
-    identity: str | None
 
 
 @dataclass(slots=True)
@@ -109,8 +102,8 @@ class Follower:
     def __init__(
         self,
         zones: StaticZones,
-        registry: Callable[[], Peer | None],
-        peers: Callable[[], Sequence[Peer]] = list,
+        registry: Callable[[], PeerRef | None],
+        peers: Callable[[], Sequence[PeerRef]] = list,
         *,
         identity: Identity | None,
         expire: float | None = None,
@@ -187,7 +180,7 @@ class Follower:
         attempt = 0
         while True:
             peer = self._registry()
-            if peer is None or peer.identity is None:
+            if peer is None or peer.node_id is None:
                 self.last_error = "the registry is not known (not running, or no identity)"
                 self.refused = None
             else:
@@ -203,7 +196,7 @@ class Follower:
                     self.refused = None
                     log.info("registry unreachable", extra={"error": self.last_error})
             self.connected = False
-            await self._from_mirrors(peer.identity if peer else None)
+            await self._from_mirrors(peer.node_id if peer else None)
             await asyncio.sleep(RETRY[min(attempt, len(RETRY) - 1)])
             attempt += 1
 
@@ -227,14 +220,14 @@ class Follower:
         expire = float(soa[0].expire) if soa is not None else 86400.0
         return expire if self.expire is None else min(expire, self.expire)
 
-    async def _follow(self, peer: Peer) -> None:
-        assert peer.identity is not None
+    async def _follow(self, peer: PeerRef) -> None:
+        assert peer.node_id is not None
         async with asyncio.timeout(CONNECT_TIMEOUT) as deadline:
             async with connect_h3(
-                peer.address, expected_id=peer.identity, identity=self.identity
+                peer.address, expected_id=peer.node_id, identity=self.identity
             ) as h3:
                 deadline.reschedule(None)
-                await self._refresh_anchors(h3, peer.identity)
+                await self._refresh_anchors(h3, peer.node_id)
                 async with h3.subscribe("GET", f"{API}/watch") as (status, _, pieces):
                     if status != 200:
                         body = await _head(pieces, ERROR_BODY)
@@ -242,7 +235,7 @@ class Follower:
                     self.connected = True
                     self.last_error = self.refused = None
                     async for notice in _lines(pieces):
-                        await self._on_notice(h3, peer.identity, notice)
+                        await self._on_notice(h3, peer.node_id, notice)
                 raise TransportError(f"{peer.address}: the registry ended the watch")
 
     async def _on_notice(self, h3: H3ClientProtocol, registry: str, notice: Any) -> None:
@@ -327,12 +320,12 @@ class Follower:
         if registry is None:
             return
         for peer in self._peers():
-            if not peer.identity:
+            if not peer.node_id:
                 continue
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     async with connect_h3(
-                        peer.address, expected_id=peer.identity, identity=self.identity
+                        peer.address, expected_id=peer.node_id, identity=self.identity
                     ) as h3:
                         await self._copy_from(h3, registry)
             except (HyperMeshError, TimeoutError, ValueError) as exc:

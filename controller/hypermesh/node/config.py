@@ -9,26 +9,47 @@ from pathlib import Path
 from typing import Any
 
 from hypermesh.node.limits import EndpointLimits
-from hypermesh.transport.address import parse_address
+from hypermesh.node.runtime import read_runtime
+from hypermesh.transport.address import PeerRef, parse_address
+from hypermesh.transport.identity import read_node_id
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """Another node this one talks to: by ``address`` and ``identity`` (its node ID, pinned),
-    or, on the same machine, by its ``node_dir``, whose runtime file and public key are read
-    each time (so a restart on a new port is followed)."""
+    """Another node this one talks to: ``peer``, where it answers and the node ID it must
+    prove; or, on the same machine, its ``node_dir``, whose runtime file and public key are
+    read each time (``now``), so that a restart on a new port is followed. Exactly one is set.
 
-    address: str | None = None
-    identity: str | None = None
+    Written in the configuration file as ``{"address", "identity"}`` or ``{"node_dir"}``.
+    """
+
+    peer: PeerRef | None = None
     node_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.node_dir is None and (self.address is None or self.identity is None):
-            raise ValueError("an upstream needs address and identity, or node_dir")
-        if self.address is not None:
-            parse_address(self.address)
+        if (self.peer is None) == (self.node_dir is None):
+            raise ValueError("an upstream is a peer (address and identity) or a node_dir")
+        if self.peer is not None and self.peer.node_id is None:
+            raise ValueError(f"upstream {self.peer.address}: its identity is missing")
+
+    def now(self) -> PeerRef | None:
+        """Where the node answers now: ``peer``, or what its ``node_dir`` says (None while
+        that node does not run; no node ID while its key is not written yet)."""
+        if self.peer is not None:
+            return self.peer
+        assert self.node_dir is not None
+        runtime = read_runtime(Path(self.node_dir))
+        if runtime is None:
+            return None
+        return PeerRef(runtime.address, read_node_id(Path(self.node_dir)))
+
+    def to_dict(self) -> dict[str, str]:
+        """The configuration file's form (``from_dict`` reads it back)."""
+        if self.peer is None:
+            return {"node_dir": str(self.node_dir)}
+        return {"address": self.peer.address, "identity": str(self.peer.node_id)}
 
     @classmethod
     def from_dict(cls, data: Any, what: str) -> Upstream:
@@ -37,7 +58,11 @@ class Upstream:
         ):
             raise ValueError(f"{what} must be an object of address, identity or node_dir")
         try:
-            return cls(data.get("address"), data.get("identity"), data.get("node_dir"))
+            if data.get("node_dir") is not None and data.get("address") is None:
+                return cls(node_dir=data["node_dir"])
+            if data.get("address") is None:
+                raise ValueError("an upstream needs address and identity, or node_dir")
+            return cls(PeerRef(data["address"], data.get("identity")), data.get("node_dir"))
         except ValueError as exc:
             raise ValueError(f"{what}: {exc}") from None
 
@@ -239,6 +264,11 @@ class NodeConfig:
         Only the endpoint limits that differ from their defaults are written, so a node whose
         limits were never set follows the defaults of the version it runs."""
         data = asdict(self)
+        data["registry"] = self.registry.to_dict() if self.registry is not None else None
+        data["peers"] = [peer.to_dict() for peer in self.peers]
+        data["federation"] = [
+            {"name": item.name, "registry": item.registry.to_dict()} for item in self.federation
+        ]
         defaults = asdict(EndpointLimits())
         limits = {k: v for k, v in data.pop("limits").items() if v != defaults[k]}
         if limits:

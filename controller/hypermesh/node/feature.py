@@ -28,21 +28,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hypermesh import __version__
-from hypermesh.chain.follower import ChainFollower, ChainPeer
+from hypermesh.chain.follower import ChainFollower
 from hypermesh.chain.store import GroupAppender
 from hypermesh.dns.doq import DnsHandler
 from hypermesh.dns.source import StaticZones
-from hypermesh.mirror.follower import Follower, Peer
+from hypermesh.mirror.follower import Follower
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.interfaces import Federated, PublicGate
 from hypermesh.node.metrics import NodeMetrics
 from hypermesh.node.router import Router
 from hypermesh.node.routes import Fallback
-from hypermesh.node.runtime import RuntimeInfo, read_runtime
+from hypermesh.node.runtime import RuntimeInfo
 from hypermesh.node.server import Gate
 from hypermesh.revocation import Lookup, Revocation, Revocations
 from hypermesh.timefmt import rfc3339
-from hypermesh.transport.identity import Identity, read_node_id
+from hypermesh.transport.address import PeerRef
+from hypermesh.transport.identity import Identity
 
 log = logging.getLogger("hypermesh.node")
 
@@ -159,26 +160,18 @@ class NodeContext:
             self._public_gate_made = True
         return self._public_gate
 
-    def upstream(self, upstream: Upstream | None) -> Peer | None:
+    def upstream(self, upstream: Upstream | None) -> PeerRef | None:
         """Where ``upstream`` answers now (a local node: from its runtime file and key)."""
-        if upstream is None:
-            return None
-        if upstream.node_dir is None:
-            assert upstream.address is not None
-            return Peer(upstream.address, upstream.identity)
-        runtime = read_runtime(Path(upstream.node_dir))
-        if runtime is None:
-            return None
-        return Peer(runtime.address, read_node_id(Path(upstream.node_dir)))
+        return None if upstream is None else upstream.now()
 
-    def mirror_peers(self) -> list[Peer]:
+    def mirror_peers(self) -> list[PeerRef]:
         """The other mirrors, as far as they answer now."""
         return [p for p in map(self.upstream, self.config.peers) if p is not None]
 
-    def chain_peers(self) -> list[ChainPeer]:
+    def chain_peers(self) -> list[PeerRef]:
         """The peers as the chain follower needs them: reachable now, key known."""
         found = [self.upstream(u) for u in (*self.config.peers, self.config.registry)]
-        return [ChainPeer(p.address, p.identity) for p in found if p is not None and p.identity]
+        return [p for p in found if p is not None and p.node_id]
 
     def runtime(self) -> RuntimeInfo:
         """What ``runtime.json`` says of the node once its public interface is bound."""

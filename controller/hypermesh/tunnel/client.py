@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from hypermesh.errors import HyperMeshError, TransportError
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.pool import ConnectionPool
 from hypermesh.tunnel.onion import (
     CLOSE,
@@ -72,13 +73,13 @@ async def fetch_hops(
             status, _, body = await pool.request(address, node_id, "GET", KEY_PATH, timeout=timeout)
             if status != 200:
                 raise TunnelFailed(f"{address}: GET {KEY_PATH} answered {status}")
-            return Hop(address, node_id, check_card(json.loads(body), node_id))
+            return Hop(PeerRef(address, node_id), check_card(json.loads(body), node_id))
         except (TransportError, BadTunnel, ValueError) as exc:
             raise TunnelFailed(f"{address} ({node_id}): no tunnel key card: {exc}") from None
 
     pairs = list(nodes)
     hops = await asyncio.gather(*(one(address, node_id) for address, node_id in pairs))
-    return {hop.identity: hop for hop in hops}
+    return {str(hop.peer.node_id): hop for hop in hops}
 
 
 class Tunnel:
@@ -167,12 +168,14 @@ class Tunnel:
         first = self.hops[0]
         try:
             status, _, answer = await self._pool.request(
-                first.address, first.identity, "POST", path, body=body, timeout=timeout
+                first.peer.address, first.peer.node_id, "POST", path, body=body, timeout=timeout
             )
         except TransportError as exc:
-            raise TunnelFailed(f"first hop {first.address}: {exc}") from None
+            raise TunnelFailed(f"first hop {first.peer.address}: {exc}") from None
         if status != 200:
-            raise TunnelFailed(f"first hop {first.address} answered {status}: {_error(answer)}")
+            raise TunnelFailed(
+                f"first hop {first.peer.address} answered {status}: {_error(answer)}"
+            )
         return answer
 
     async def __aenter__(self) -> Tunnel:

@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from hypermesh.errors import HyperMeshError
 from hypermesh.inputs import BadInput, loads
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity, is_node_id
 from hypermesh.transport.keycards import make_card, read_card
 
@@ -79,20 +80,18 @@ class BadTunnel(HyperMeshError):
 class Hop:
     """A node a tunnel passes through (or ends at): where it is, who it is, its tunnel key."""
 
-    address: str
-    """The ``host:port`` of its ephemeral interface."""
-    identity: str
-    """Its node ID, pinned in the QUIC handshake."""
+    peer: PeerRef
+    """Its ephemeral interface's ``host:port``, and its node ID, pinned in the QUIC handshake."""
     key: X25519PublicKey
     """Its tunnel key, from its signed card."""
 
 
 @dataclass(frozen=True, slots=True)
 class NextHop:
-    """Where a relay sends a circuit's messages on."""
+    """Where a relay sends a circuit's messages on: the next node, and the circuit ID it
+    knows the circuit by."""
 
-    address: str
-    identity: str
+    peer: PeerRef
     circuit: bytes
 
 
@@ -146,11 +145,17 @@ def build_open(
             "exp": expires,
             "next": None
             if following is None
-            else {"a": following.address, "i": following.identity, "c": circuits[i + 1].hex()},
+            else {
+                "a": following.peer.address,
+                "i": following.peer.node_id,
+                "c": circuits[i + 1].hex(),
+            },
             "inner": base64.b64encode(inner).decode(),
         }
         plain = json.dumps(layer, separators=(",", ":")).encode()
-        inner = SUITE.encrypt(plain, hops[i].key, info=OPEN_INFO + hops[i].identity.encode())
+        inner = SUITE.encrypt(
+            plain, hops[i].key, info=OPEN_INFO + str(hops[i].peer.node_id).encode()
+        )
     return inner, circuits, keys
 
 
@@ -171,7 +176,9 @@ def open_layer(message: bytes, me: Identity, key: X25519PrivateKey) -> Layer:
         nxt = (
             None
             if following is None
-            else NextHop(str(following["a"]), str(following["i"]), bytes.fromhex(following["c"]))
+            else NextHop(
+                PeerRef(str(following["a"]), str(following["i"])), bytes.fromhex(following["c"])
+            )
         )
     except (BadInput, ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise BadTunnel(f"malformed open layer: {exc!r}") from None
@@ -181,7 +188,9 @@ def open_layer(message: bytes, me: Identity, key: X25519PrivateKey) -> Layer:
         raise BadTunnel(f"unknown tunnel version {data.get('v')!r}")
     if len(circuit) != CIRCUIT_SIZE or len(secret) != 32:
         raise BadTunnel("malformed open layer: circuit or key of the wrong size")
-    if nxt is not None and (len(nxt.circuit) != CIRCUIT_SIZE or not is_node_id(nxt.identity)):
+    if nxt is not None and (
+        len(nxt.circuit) != CIRCUIT_SIZE or not is_node_id(str(nxt.peer.node_id))
+    ):
         raise BadTunnel("malformed open layer: bad next hop")
     if nxt is None and inner:
         raise BadTunnel("malformed open layer: the destination's layer has an inner message")

@@ -150,7 +150,9 @@ class TunnelService:
 
     async def _on(self, hop: NextHop, path: str, body: bytes) -> bytes:
         try:
-            status, _, answer = await self._forward(hop.address, hop.identity, path, body)
+            status, _, answer = await self._forward(
+                hop.peer.address, str(hop.peer.node_id), path, body
+            )
         except TransportError:
             raise TunnelError(502, "the next hop did not answer") from None
         if status != 200:

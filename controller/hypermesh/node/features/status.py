@@ -52,8 +52,8 @@ def _members(node: NodeContext, runtime: RuntimeInfo) -> list[dict[str, object]]
     known = [(node.upstream(config.registry), ["registry"])]
     known += [(node.upstream(upstream), []) for upstream in config.peers]
     others: list[dict[str, object]] = [
-        {"address": p.address, "identity": p.identity, "roles": roles}
+        {"address": p.address, "identity": p.node_id, "roles": roles}
         for p, roles in known
-        if p is not None and p.identity
+        if p is not None and p.node_id
     ]
     return [me, *others]
