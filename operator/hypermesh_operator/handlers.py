@@ -24,6 +24,7 @@ delay), ``PermanentError`` becomes ``kopf.PermanentError`` (not retried until th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -42,7 +43,7 @@ from hypermesh.model.validate import build
 from hypermesh.plan import Action, Observed, plan
 from hypermesh.plan.expiry import members
 from hypermesh.policy import parse_duration
-from hypermesh.reconcile import ApplyContext, Driver, Live
+from hypermesh.reconcile import ApplyContext, Driver, Live, ReconcileSettings
 from hypermesh.reconcile.conditions import set_standard
 from hypermesh.timefmt import parse_rfc3339, rfc3339
 from hypermesh_operator import children
@@ -112,6 +113,16 @@ class State:
         self.settings = settings
         self.kube = kube
         self.keys = Keys(kube)
+        self._gate: asyncio.Semaphore | None = None
+
+    @property
+    def gate(self) -> asyncio.Semaphore:
+        """The bound on resources reconciled at once (the reconciler's ``parallelism``): a
+        burst of creations queues here rather than opening hundreds of connections to the
+        registry at once, each then too slow to answer in time."""
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(ReconcileSettings().parallelism)
+        return self._gate
 
 
 def _state(memo: Any) -> State:
@@ -124,6 +135,10 @@ def _state(memo: Any) -> State:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/operator"
+    # kopf's own bookkeeping (the spec last handled, handler progress) goes in status, with
+    # the handler's results: one status patch a pass, not a second one for annotations.
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage()
+    settings.persistence.progress_storage = kopf.StatusProgressStorage()
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     memo["hypermesh"] = State(
@@ -449,9 +464,9 @@ async def reconcile_resource(
     driver = driver_for(state, kind, namespace, view, body)
     handle = dict(body.status.get(_handle_field(kind)) or {})
     context = ApplyContext(view.desired, int(body.metadata.get("generation") or 0))
-    result = await reconcile_one(
-        driver, resource, handle, _applied(body, resource, handle), context
-    )
+    applied = _applied(body, resource, handle)
+    async with state.gate:
+        result = await reconcile_one(driver, resource, handle, applied, context)
     if not result.handle:
         return result
     status = {**result.status, _handle_field(kind): dict(result.handle)}
