@@ -47,7 +47,7 @@ from hypermesh.model.validate import ManifestSet, load_desired
 from hypermesh.node.lockfile import pid_alive
 from hypermesh.plan import Plan
 from hypermesh.plan import plan as make_plan
-from hypermesh.reconcile import Reconciler, ReconcileSettings, gitops
+from hypermesh.reconcile import Progress, Reconciler, ReconcileSettings, gitops
 from hypermesh.reconcile.conditions import READY, Condition, condition, set_condition
 from hypermesh.reconcile.controller import (
     ControllerLoop,
@@ -56,7 +56,6 @@ from hypermesh.reconcile.controller import (
     PassReport,
     prune_guard,
 )
-from hypermesh.reconcile.reconciler import Progress
 from hypermesh.reconcile.source import FixedSource, GitSource, ManifestSource, open_source
 from hypermesh.reconcile.summary import Readiness, overlay, summarise
 from hypermesh.store import ControllerState, ResourceRecord, StateLock, StateStore

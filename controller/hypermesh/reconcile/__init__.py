@@ -2,15 +2,23 @@
 
 from hypermesh.reconcile.conditions import Condition, set_condition
 from hypermesh.reconcile.driver import ApplyContext, Driver, Live, Outcome
-from hypermesh.reconcile.reconciler import PassResult, Reconciler, ReconcileSettings
+from hypermesh.reconcile.reconciler import (
+    ItemState,
+    PassResult,
+    Progress,
+    Reconciler,
+    ReconcileSettings,
+)
 
 __all__ = [
     "ApplyContext",
     "Condition",
     "Driver",
+    "ItemState",
     "Live",
     "Outcome",
     "PassResult",
+    "Progress",
     "ReconcileSettings",
     "Reconciler",
     "set_condition",
