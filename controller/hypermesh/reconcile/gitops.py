@@ -225,45 +225,57 @@ def finished(
     failure, and call it ``Stalled`` when retrying will not help or has not for ``stall_after``
     seconds. While the attempted revision's manifests are invalid, the passes run the last good
     ones and the conditions keep saying why the attempted one is not applied."""
-    stamp = rfc3339(now)
     status = replace(
         status,
-        last_pass_at=stamp,
+        last_pass_at=rfc3339(now),
         last_pass_seconds=round(outcome.seconds, 3),
         last_pass_changes=outcome.changes,
     )
     if status.problems:
         return status
     if outcome.converged and not outcome.refused:
-        return _flags(
-            replace(
-                status,
-                last_applied_revision=outcome.revision,
-                last_attempted_revision=outcome.revision,
-                last_applied_at=stamp
-                if outcome.revision != status.last_applied_revision or not status.last_applied_at
-                else status.last_applied_at,
-                failing_since="",
-                failures=0,
-            ),
-            now,
-            ready=True,
-            reason=SUCCEEDED,
-            message=f"applied revision {outcome.revision}",
-        )
-    since = status.failing_since or stamp
+        return _converged(status, outcome, now)
+    return _failing(status, outcome, now, stall_after)
+
+
+def _converged(status: LoopStatus, outcome: PassOutcome, now: datetime) -> LoopStatus:
+    """The revision converged: it is the applied one (since now, if it is new) and Ready."""
+    stamp = rfc3339(now)
+    new = outcome.revision != status.last_applied_revision or not status.last_applied_at
+    return _flags(
+        replace(
+            status,
+            last_applied_revision=outcome.revision,
+            last_attempted_revision=outcome.revision,
+            last_applied_at=stamp if new else status.last_applied_at,
+            failing_since="",
+            failures=0,
+        ),
+        now,
+        ready=True,
+        reason=SUCCEEDED,
+        message=f"applied revision {outcome.revision}",
+    )
+
+
+def _failing(
+    status: LoopStatus, outcome: PassOutcome, now: datetime, stall_after: float
+) -> LoopStatus:
+    """The revision did not converge, or was refused: count the failure; Stalled when retrying
+    will not help (refused, a permanent failure) or has not for ``stall_after`` seconds."""
+    since = status.failing_since or rfc3339(now)
     status = replace(
         status,
         last_attempted_revision=outcome.revision,
         failing_since=since,
         failures=status.failures + 1,
     )
-    began = parse_rfc3339(since)
-    too_long = began is not None and (now - began).total_seconds() >= stall_after
     if outcome.refused:
         return _flags(
             status, now, ready=False, reason=PRUNE_REFUSED, message=outcome.refused, stalled=True
         )
+    began = parse_rfc3339(since)
+    too_long = began is not None and (now - began).total_seconds() >= stall_after
     stalled = outcome.permanent or too_long
     message = f"revision {outcome.revision}: {describe_failing(outcome.failing)}"
     if too_long and not outcome.permanent:

@@ -342,11 +342,35 @@ class Reconciler:
         key = network.key
         at = str(network.status.get("expiresAt"))
         why = f"network {key.name} expired at {at}"
-        present = [k for k in doomed if k in records]
+        gone, problems = await self._tear_members(doomed, records, why)
+        if problems:
+            return False, self._teardown_failed(network, why, problems)
+        self.backoff.succeeded(key)
+        self._stalled_at.pop(key, None)
+        summary = _summary(gone)
+        message = f"{why}: torn down {summary}"
+        mark = fingerprint(desired, key)
+        if mark is None:
+            self.store.forget(key)  # not declared any more: nothing to remember
+        else:
+            self._tombstone(network, message, mark, now)
+        self.store.add_event(key, "Normal", EXPIRED, message)
+        self._progress(Progress.DONE, key, f"expired at {at}: torn down {summary}")
+        log.info("%s", message)
+        return True, message
+
+    async def _tear_members(
+        self,
+        doomed: tuple[ResourceKey, ...],
+        records: Mapping[ResourceKey, ResourceRecord],
+        why: str,
+    ) -> tuple[Counter[str], list[str]]:
+        """Delete the members of an expired network a kind at a time, dependents first; stop
+        after a kind where something failed. How many of each kind went, and what failed."""
         local_nodes = {k.name for k in doomed if k.kind == "Node"}
         gone: Counter[str] = Counter()
         problems: list[str] = []
-        for wave in _kind_waves(present):
+        for wave in _kind_waves([k for k in doomed if k in records]):
             results = await asyncio.gather(
                 *(self._tear(records[k], local_nodes, why) for k in wave)
             )
@@ -357,45 +381,42 @@ class Reconciler:
                     problems.append(f"{member}: {problem}")
             if problems:
                 break  # what depends on the failed ones goes in a later pass
-        if problems:
-            message = f"{why}; teardown incomplete, retrying: {'; '.join(problems)}"
-            wait = self.backoff.failed(key, self.clock())
-            self._set_conditions(
-                key,
-                dict(network.status),
-                network.applied_generation,
-                ready=False,
-                reason="TearingDown",
-                message=f"{message} (retry in {wait:.1f}s)",
-                reconciling=True,
-            )
-            self.store.add_event(key, "Warning", "TeardownFailed", message)
-            self._progress(Progress.FAILED, key, message)
-            log.warning("%s", message)
-            return False, message
-        self.backoff.succeeded(key)
-        self._stalled_at.pop(key, None)
-        summary = _summary(gone)
-        message = f"{why}: torn down {summary}"
-        mark = fingerprint(desired, key)
-        if mark is None:
-            self.store.forget(key)  # not declared any more: nothing to remember
-        else:
-            status: dict[str, Any] = {"mode": "ephemeral", "expiredAt": at}
-            status = self._conditions(
-                status,
-                network.generation,
-                ready=False,
-                reason=EXPIRED,
-                message=f"{message}; apply again (or change the manifests) to create it anew",
-                reconciling=False,
-            )
-            stone = {"at": at, "tornDownAt": rfc3339(now), "fingerprint": mark}
-            self.store.tombstone(key, {TOMBSTONE: stone}, status)
-        self.store.add_event(key, "Normal", EXPIRED, message)
-        self._progress(Progress.DONE, key, f"expired at {at}: torn down {summary}")
-        log.info("%s", message)
-        return True, message
+        return gone, problems
+
+    def _teardown_failed(self, network: ResourceRecord, why: str, problems: list[str]) -> str:
+        """A teardown left members behind: the network backs off and says so; the message."""
+        key = network.key
+        message = f"{why}; teardown incomplete, retrying: {'; '.join(problems)}"
+        wait = self.backoff.failed(key, self.clock())
+        self._set_conditions(
+            key,
+            dict(network.status),
+            network.applied_generation,
+            ready=False,
+            reason="TearingDown",
+            message=f"{message} (retry in {wait:.1f}s)",
+            reconciling=True,
+        )
+        self.store.add_event(key, "Warning", "TeardownFailed", message)
+        self._progress(Progress.FAILED, key, message)
+        log.warning("%s", message)
+        return message
+
+    def _tombstone(self, network: ResourceRecord, message: str, mark: str, now: datetime) -> None:
+        """Leave a torn-down network that is still declared as a tombstone: passes honour it
+        until an apply (or a change of its manifests) lifts it."""
+        at = str(network.status.get("expiresAt"))
+        status: dict[str, Any] = {"mode": "ephemeral", "expiredAt": at}
+        status = self._conditions(
+            status,
+            network.generation,
+            ready=False,
+            reason=EXPIRED,
+            message=f"{message}; apply again (or change the manifests) to create it anew",
+            reconciling=False,
+        )
+        stone = {"at": at, "tornDownAt": rfc3339(now), "fingerprint": mark}
+        self.store.tombstone(network.key, {TOMBSTONE: stone}, status)
 
     async def _tear(self, record: ResourceRecord, local_nodes: set[str], why: str) -> str | None:
         """Delete one resource of an expired network; the problem, or None when it is gone.
