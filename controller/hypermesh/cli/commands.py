@@ -688,75 +688,93 @@ def get(args: argparse.Namespace) -> int:
     return 0
 
 
+_KIND_COLUMNS: dict[str, tuple[list[str], list[str]]] = {
+    "Node": (
+        ["NETWORK", "ADDRESS", "IDENTITY"],
+        ["PID", "ROLES", "INTERFACES", "GENERATION", "SERIAL", "LAG"],
+    ),
+    "Network": (["MODE", "NODES"], ["TTL", "EXPIRES"]),
+    "Peer": (["NETWORK", "ADDRESS"], []),
+    "TLD": (["NETWORK", "OWNER"], []),
+    "Record": (["TLD", "TYPE"], []),
+    "InterfacePolicy": (["NETWORK", "INTERFACE"], ["ENFORCED", "PROBES", "MISMATCHES"]),
+}
+"""The columns of ``hmctl get`` that a kind adds, and those it adds with ``-o wide``."""
+
+
 def _columns(
     kind: str, records: list[ResourceRecord], wide: bool
 ) -> tuple[list[str], list[list[Any]]]:
-    headers = ["NAME", "READY", "REASON"]
-    extra: list[str] = []
-    wide_extra: list[str] = []
-    if kind == "Node":
-        extra = ["NETWORK", "ADDRESS", "IDENTITY"]
-        wide_extra = ["PID", "ROLES", "INTERFACES", "GENERATION", "SERIAL", "LAG"]
-    elif kind == "Network":
-        extra = ["MODE", "NODES"]
-        wide_extra = ["TTL", "EXPIRES"]
-    elif kind == "Peer":
-        extra = ["NETWORK", "ADDRESS"]
-    elif kind == "TLD":
-        extra = ["NETWORK", "OWNER"]
-    elif kind == "Record":
-        extra = ["TLD", "TYPE"]
-    elif kind == "InterfacePolicy":
-        extra = ["NETWORK", "INTERFACE"]
-        wide_extra = ["ENFORCED", "PROBES", "MISMATCHES"]
-    headers = headers + extra + (wide_extra if wide else []) + ["AGE"]
-    rows: list[list[Any]] = []
+    """The table of ``hmctl get KIND``: name, readiness, the kind's own cells, age."""
+    extra, wide_extra = _KIND_COLUMNS.get(kind, ([], []))
+    headers = ["NAME", "READY", "REASON", *extra, *(wide_extra if wide else []), "AGE"]
     authority = _registry_serials(records) if kind == "Node" else {}
+    rows: list[list[Any]] = []
     for record in records:
         spec: Mapping[str, Any] = (
             record.desired["spec"] if record.desired else (record.applied or {})
         )
-        status = record.status
         ready, reason = _ready(record)
-        row: list[Any] = [record.key.name, ready, status.get("phase") or reason]
+        row: list[Any] = [record.key.name, ready, record.status.get("phase") or reason]
         if kind == "Node":
-            identity = str(status.get("identity") or "")
-            row += [spec.get("network"), status.get("address"), identity if wide else identity[:12]]
-            if wide:
-                row += [
-                    status.get("pid"),
-                    spec.get("roles"),
-                    spec.get("interfaces"),
-                    record.generation,
-                    *_serial_and_lag(spec, status, authority.get(str(spec.get("network")))),
-                ]
-        elif kind == "Network":
-            counted = status.get("nodes")
-            if counted is not None and status.get("readyNodes") is not None:
-                counted = f"{status['readyNodes']}/{counted}"  # ready of those in it
-            row += [spec.get("mode"), counted]
-            if wide:  # a torn-down ephemeral network keeps only when it expired
-                row += [spec.get("ttl"), status.get("expiresAt") or status.get("expiredAt")]
-        elif kind == "Peer":
-            row += [spec.get("network"), spec.get("address")]
-        elif kind == "TLD":
-            owner = spec.get("owner", {})
-            row += [spec.get("network"), "/".join(f"{k}/{v}" for k, v in owner.items())]
-        elif kind == "Record":
-            row += [spec.get("tld"), spec.get("type", "HTTPS")]
-        elif kind == "InterfacePolicy":
-            row += [spec.get("network"), spec.get("interface")]
-            if wide:
-                enforced = condition(status.get("conditions", []), "Enforced") or {}
-                mismatches = status.get("mismatches")
-                row += [
-                    enforced.get("status", "Unknown"),
-                    status.get("probes", "-"),
-                    len(mismatches) if isinstance(mismatches, list) else "-",
-                ]
-        row.append(age(status.get("startedAt") or record.updated_at))
+            network = authority.get(str(spec.get("network")))
+            row += _node_cells(record, spec, wide, network)
+        else:
+            row += _kind_cells(kind, spec, record.status, wide)
+        row.append(age(record.status.get("startedAt") or record.updated_at))
         rows.append(row)
     return headers, rows
+
+
+def _node_cells(
+    record: ResourceRecord, spec: Mapping[str, Any], wide: bool, authority: dict[str, int] | None
+) -> list[Any]:
+    """A node's cells; ``authority`` is its network's registry's zone serials, for the lag."""
+    status = record.status
+    identity = str(status.get("identity") or "")
+    cells = [spec.get("network"), status.get("address"), identity if wide else identity[:12]]
+    if wide:
+        cells += [
+            status.get("pid"),
+            spec.get("roles"),
+            spec.get("interfaces"),
+            record.generation,
+            *_serial_and_lag(spec, status, authority),
+        ]
+    return cells
+
+
+def _kind_cells(
+    kind: str, spec: Mapping[str, Any], status: Mapping[str, Any], wide: bool
+) -> list[Any]:
+    """The cells of a kind other than Node, as ``_KIND_COLUMNS`` names them."""
+    if kind == "Network":
+        counted = status.get("nodes")
+        if counted is not None and status.get("readyNodes") is not None:
+            counted = f"{status['readyNodes']}/{counted}"  # ready of those in it
+        cells = [spec.get("mode"), counted]
+        if wide:  # a torn-down ephemeral network keeps only when it expired
+            cells += [spec.get("ttl"), status.get("expiresAt") or status.get("expiredAt")]
+        return cells
+    if kind == "Peer":
+        return [spec.get("network"), spec.get("address")]
+    if kind == "TLD":
+        owner = spec.get("owner", {})
+        return [spec.get("network"), "/".join(f"{k}/{v}" for k, v in owner.items())]
+    if kind == "Record":
+        return [spec.get("tld"), spec.get("type", "HTTPS")]
+    if kind == "InterfacePolicy":
+        cells = [spec.get("network"), spec.get("interface")]
+        if wide:
+            enforced = condition(status.get("conditions", []), "Enforced") or {}
+            mismatches = status.get("mismatches")
+            cells += [
+                enforced.get("status", "Unknown"),
+                status.get("probes", "-"),
+                len(mismatches) if isinstance(mismatches, list) else "-",
+            ]
+        return cells
+    return []
 
 
 def _registry_serials(records: list[ResourceRecord]) -> dict[str, dict[str, int]]:
