@@ -46,14 +46,15 @@ from hypermesh.drivers import registry as registry_driver
 from hypermesh.drivers.registry import RecordDriver, TLDDriver
 from hypermesh.model.loader import load_text
 from hypermesh.model.validate import build
-from hypermesh.reconcile import ApplyContext
+from hypermesh.reconcile import ApplyContext, ReconcileSettings
 from hypermesh.transport.identity import load_or_create_identity
 from hypermesh_operator import handlers
 
 NS = "bench"
-PARALLEL = 16
+PARALLEL = ReconcileSettings().parallelism
+"""The parallelism of both sides: ``ReconcileSettings``' default bound, which ``hmctl``'s
+reconciler puts on one kind's wave and the operator on the resources it reconciles at once."""
 PROGRESS = bool(os.environ.get("HM_BENCH_PROGRESS"))
-"""The baseline's parallelism (``ReconcileSettings``' default bound for one kind's wave)."""
 
 REGISTRY_CALLS: Counter[str] = Counter()
 _original_call = registry_driver._Registry.call
