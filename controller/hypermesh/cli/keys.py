@@ -16,8 +16,8 @@ from hypermesh.cli.common import peer_ref, state_dir
 from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import HyperMeshError, UsageError
 from hypermesh.files import write_atomic
+from hypermesh.node.features.chain import CHAIN_DB
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock, running_pid
-from hypermesh.node.process import CHAIN_DB
 from hypermesh.node.rotation import NEXT_KEY, ROTATION_FILE, finish_rotation, read_rotation
 from hypermesh.sdk.sync import Mesh
 from hypermesh.transport.identity import (
