@@ -38,7 +38,8 @@ _QTYPES = {
 }
 _RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
-Answer = Callable[[bytes], bytes | None]
+SyncDnsHandler = Callable[[bytes], bytes | None]
+"""A ``DnsHandler`` that answers at once: query wire bytes in, answer wire bytes (or None) out."""
 
 
 def question_type(message: bytes) -> str:
@@ -125,7 +126,7 @@ class NodeMetrics:
             self.queries.labels(transport, question_type(answer), response_code(answer)).inc()
         self.latency.labels(transport).observe(seconds)
 
-    def metered(self, transport: str, answer: Answer) -> Answer:
+    def metered(self, transport: str, answer: SyncDnsHandler) -> SyncDnsHandler:
         """``answer`` with every call counted under ``transport``."""
 
         def metered_answer(query: bytes) -> bytes | None:

@@ -10,7 +10,7 @@ from hypermesh.dns.answers import DnsEngine
 from hypermesh.dns.doq import DnsHandler
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext
-from hypermesh.node.metrics import Answer
+from hypermesh.node.metrics import SyncDnsHandler
 from hypermesh.node.routes import Fallback, add_dns_routes
 
 
@@ -30,7 +30,7 @@ class DnsFeature:
         node.dns_handler = local if fallback is None else _forwarding(local, fallback)
 
 
-def _forwarding(local: Answer, fallback: Fallback) -> DnsHandler:
+def _forwarding(local: SyncDnsHandler, fallback: Fallback) -> DnsHandler:
     """``local``, with what it answers passed through ``fallback`` (a mirror forwards what
     its copies do not hold)."""
 
