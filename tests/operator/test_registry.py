@@ -1,14 +1,19 @@
-"""TLD and Record resources through the operator against a REAL registry node on loopback: the
-operator signs with the owner Node's key (from the Secret it made) and the registry's API calls
-are real; deleting the resources withdraws them (finalizers)."""
+"""TLD and Record resources through the operator against a REAL registry node on loopback (and
+kmock for the Kubernetes API: there is no API server here): the operator signs with the owner
+Node's key (from the Secret it made) and the registry's API calls are real; deleting the
+resources withdraws them (finalizers); a record withdrawn at the registry by someone else is
+put back by the drift timer."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 from typing import Any
 
+from hypermesh.registry.client import API as REGISTRY_API
 from hypermesh.registry.client import RegistryClient, tld_path
+from hypermesh_operator.directory import identity_of_pem
 from tests.harness.nodes import NodeProc, start_node
 from tests.operator.harness import API, MockCluster, running_operator
 
@@ -110,3 +115,45 @@ def test_an_unreachable_registry_is_retried(tmp_path: Path) -> None:
             )
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_the_record_timer_republishes_a_record_deleted_at_the_registry(tmp_path: Path) -> None:
+    registry = start_node(tmp_path / "registry", "registry", roles=["registry"])
+
+    async def scenario() -> None:
+        async with running_operator() as c:
+            await declare(c, registry)
+            await c.wait("the TLD registered", lambda: is_ready(c, "tlds", "acme"))
+            await c.create(
+                "records", NS, "www.acme", {"tld": "acme", "type": "A", "values": ["192.0.2.7"]}
+            )
+            await c.wait("the record published", lambda: is_ready(c, "records", "www.acme"))
+
+            # Someone withdraws it at the registry, behind the operator's back (signed with the
+            # owner's key, from the Secret the operator made).
+            secret = c.find("v1/secrets", NS, "hm-owner-identity") or {}
+            owner = identity_of_pem(base64.b64decode(secret["data"]["identity.key"]))
+            client = RegistryClient(registry.address, registry.identity, identity=owner)
+            change = {"name": "www", "type": "A", "changetype": "DELETE"}
+            status, _ = await client.call(
+                "POST", f"{REGISTRY_API}/rrsets", {"tld": "acme", "rrsets": [change]}, signer=owner
+            )
+            assert status == 200
+            assert "www" not in await names_in(registry)
+
+            # No change of spec, no restart: the drift timer (every second here) puts it back.
+            for _ in range(200):
+                if "www" in await names_in(registry):
+                    break
+                await asyncio.sleep(0.1)
+            assert "www" in await names_in(registry)
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 90))
+    finally:
+        registry.stop()
+
+
+async def names_in(registry: NodeProc) -> set[str]:
+    _, data = await zone(registry, "acme")
+    return {r["name"] for r in data.get("rrsets", [])}
