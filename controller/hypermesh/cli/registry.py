@@ -59,45 +59,60 @@ class Target:
     """Node name → its directory (its key)."""
 
 
-def target_of(args: argparse.Namespace) -> Target:
-    directory = state_dir(args)
+Registries = dict[str, tuple[str, str | None]]
+"""The registry nodes of a state: name → (address, node ID)."""
+
+
+def _read_state(directory: Path) -> tuple[dict[str, str], dict[str, Path], Registries]:
+    """The node IDs (→ names) and directories of the state's nodes, and its registry nodes."""
     node_ids: dict[str, str] = {}
     node_dirs: dict[str, Path] = {}
-    registries: dict[str, tuple[str, str | None]] = {}
-    if (directory / DB_FILE).exists():
-        store = StateStore.open(directory)
-        try:
-            for record in store.records("Node"):
-                name, status = record.key.name, record.status
-                node_dirs[name] = directory / "nodes" / name
-                if status.get("identity"):
-                    node_ids[str(status["identity"])] = name
-                roles = (record.desired or {}).get("spec", {}).get("roles", [])
-                if "registry" in roles:
-                    registries[name] = (str(status.get("address") or ""), status.get("identity"))
-        finally:
-            store.close()
+    registries: Registries = {}
+    if not (directory / DB_FILE).exists():
+        return node_ids, node_dirs, registries
+    store = StateStore.open(directory)
+    try:
+        for record in store.records("Node"):
+            name, status = record.key.name, record.status
+            node_dirs[name] = directory / "nodes" / name
+            if status.get("identity"):
+                node_ids[str(status["identity"])] = name
+            roles = (record.desired or {}).get("spec", {}).get("roles", [])
+            if "registry" in roles:
+                registries[name] = (str(status.get("address") or ""), status.get("identity"))
+    finally:
+        store.close()
+    return node_ids, node_dirs, registries
+
+
+def _registry_node(args: argparse.Namespace, registries: Registries, directory: Path) -> str:
+    """The registry node named by ``--registry``, else the state's only one."""
+    if args.registry:
+        if args.registry not in registries:
+            known = ", ".join(sorted(registries)) or "none"
+            raise UsageError(f"no registry node {args.registry!r} in {directory} (have: {known})")
+        return str(args.registry)
+    if len(registries) == 1:
+        return next(iter(registries))
+    if not registries:
+        raise UsageError(
+            f"no registry node in {directory}: apply a Node with roles [registry], or name a "
+            "remote one with --address and --identity"
+        )
+    raise UsageError(f"several registry nodes; pick one with --registry ({', '.join(registries)})")
+
+
+def target_of(args: argparse.Namespace) -> Target:
+    """The registry the options name (``--address``, ``--registry``, else the state's only
+    one), and the keys this machine holds around it."""
+    directory = state_dir(args)
+    node_ids, node_dirs, registries = _read_state(directory)
     admin_key = Path(args.admin_key) if args.admin_key else None
     if args.address:
         reader = load_identity(admin_key) if admin_key else None
         registry = peer_ref(args.address, args.identity)
         return Target(registry, reader, args.timeout, admin_key, node_ids, node_dirs)
-    if args.registry:
-        if args.registry not in registries:
-            known = ", ".join(sorted(registries)) or "none"
-            raise UsageError(f"no registry node {args.registry!r} in {directory} (have: {known})")
-        name = args.registry
-    elif len(registries) == 1:
-        (name,) = registries
-    elif not registries:
-        raise UsageError(
-            f"no registry node in {directory}: apply a Node with roles [registry], or name a "
-            "remote one with --address and --identity"
-        )
-    else:
-        raise UsageError(
-            f"several registry nodes; pick one with --registry ({', '.join(registries)})"
-        )
+    name = _registry_node(args, registries, directory)
     address, identity = registries[name]
     if not address:
         raise UsageError(f"registry node {name!r} is not running; start it with hmctl apply")
