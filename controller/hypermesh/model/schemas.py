@@ -24,6 +24,14 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.protocols import Validator
 
+from hypermesh.transport.address import (
+    HOST_PORT_PATTERN,
+    HOSTNAME_PATTERN,
+    IPV4_PATTERN,
+    IPV6_PATTERN,
+    PORT_PATTERN,
+)
+
 __all__ = [
     "API_GROUP",
     "DURATION_PATTERN",
@@ -103,51 +111,6 @@ NODE_ID_PATTERN = r"^hm1[a-z2-7]{52}$"
 DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
 """A duration such as ``90s`` or ``2h30m`` (units ms, s, m, h, d)."""
 
-
-_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-IPV4_PATTERN = rf"{_OCTET}(\.{_OCTET}){{3}}"
-"""A dotted-quad IPv4 address, each part 0-255 without leading zeros (unanchored)."""
-
-
-def _ipv6_pattern() -> str:
-    """Every text form of an IPv6 address (RFC 4291 §2.2): eight groups, or fewer around one
-    ``::``, the last two groups optionally written as an IPv4 address."""
-    group = "[0-9A-Fa-f]{1,4}"
-    forms = [f"({group}:){{7}}{group}", f"({group}:){{6}}{IPV4_PATTERN}"]
-    for left in range(8):  # groups before the "::"
-        head = "" if left == 0 else group if left == 1 else f"({group}:){{{left - 1}}}{group}"
-        tails = []
-        if left <= 6:  # then up to 7 - left groups
-            more = 6 - left
-            tails.append(f"{group}(:{group}){{0,{more}}}" if more else group)
-        if left <= 5:  # or up to 5 - left groups and an IPv4 address
-            more = 5 - left
-            tails.append(f"({group}:){{0,{more}}}{IPV4_PATTERN}" if more else IPV4_PATTERN)
-        tail = f"({'|'.join(tails)})?" if tails else ""
-        forms.append(f"{head}::{tail}")
-    return "(" + "|".join(forms) + ")"
-
-
-IPV6_PATTERN = _ipv6_pattern()
-"""An IPv6 address in any of its text forms, without brackets (unanchored)."""
-
-HOSTNAME_PATTERN = (
-    r"([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?\.)*"
-    r"([0-9][-0-9]*)?[A-Za-z]([-A-Za-z0-9]*[A-Za-z0-9])?"
-)
-"""A host name: dot-separated labels of letters, digits and '-'; the last label holds a letter,
-so that nothing shaped like an IP address (``999.1.1.1``, ``1.2.3``) passes for a name."""
-
-PORT_PATTERN = (
-    "(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-)
-"""A port, 0 to 65535 in decimal without leading zeros (unanchored)."""
-
-HOST_PORT_PATTERN = (
-    rf"^(\[{IPV6_PATTERN}(%[0-9A-Za-z_.-]+)?\]|{IPV4_PATTERN}|{HOSTNAME_PATTERN}):{PORT_PATTERN}$"
-)
-"""``host:port``, the one type of every address field (``HOST_PORT_FIELDS``): an IPv4 address,
-a bracketed IPv6 address (with an optional ``%zone``) or a host name, then a port 0-65535."""
 
 HOST_PORT_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
