@@ -367,6 +367,16 @@ def _set(patch: kopf.Patch, body: kopf.Body, name: str, value: Any) -> None:
 Work = Callable[[], Awaitable[Result]]
 
 
+def _merged(
+    previous: Iterable[Mapping[str, Any]], found: Iterable[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The conditions a driver reports (a policy's ``Enforced``) over the previous ones, by
+    type, as the reconciler merges a driver's status into the resource's."""
+    by_type = {str(c.get("type")): c for c in previous}
+    by_type |= {str(c.get("type")): c for c in found}
+    return list(by_type.values())
+
+
 async def converge(body: kopf.Body, patch: kopf.Patch, state: State, work: Work) -> Result:
     """Run ``work``, record status and conditions, and map HyperMesh's retry policy to kopf's."""
     generation = int(body.metadata.get("generation") or 0)
@@ -387,10 +397,11 @@ async def converge(body: kopf.Body, patch: kopf.Patch, state: State, work: Work)
         _set(patch, body, "conditions", found)
         raise kopf_error(exc, state.settings.retry_delay) from exc
     for key, value in result.status.items():
-        _set(patch, body, key, value)
+        if key != "conditions":
+            _set(patch, body, key, value)
     _set(patch, body, "observedGeneration", generation)
     found = conditions(
-        previous,
+        _merged(previous, result.status.get("conditions") or ()),
         generation,
         ready=result.ready,
         reason=result.reason,
