@@ -1069,16 +1069,56 @@ def mib(kib: float) -> str:
     return f"{kib / 1024:.1f}"
 
 
+@dataclass(frozen=True)
+class Losses:
+    """What the report found of acknowledged writes after the heal."""
+
+    total: int
+    caught_up: bool
+    wanted: int | None
+    differ: Mapping[str, list[str]]
+
+
 def report(
     soak: Soak,
     final: Mapping[str, Mapping[str, Read]],
     serials: tuple[int | None, Mapping[str, int | None]],
 ) -> bool:
-    args, run, cluster = soak.args, soak.run, soak.cluster
-    history = History(run.writes)
-    end = run.t0 + args.duration
+    """Print what the run did and whether each goal is met; True when all are."""
     print()
     print("== report ==")
+    crashed = report_run(soak)
+    losses = report_losses(soak, final, serials)
+    answers = report_answers(soak)
+    report_propagation(soak)
+    judged, grew = report_resources(soak)
+    goals = [
+        ("acknowledged writes lost: 0", losses.total == 0 and losses.caught_up, f"{losses.total}"),
+        ("writes answered wrongly: 0", not answers.wrong, f"{len(answers.wrong)}"),
+        ("no node died on its own", crashed == 0, f"{crashed}"),
+        (
+            "every mirror caught up after the heal, answering as the registry does",
+            losses.caught_up and not losses.differ,
+            f"serial {losses.wanted}; {len(losses.differ)} mirrors answer otherwise",
+        ),
+        (
+            f"no growth beyond {100 * GROWTH:g}% once warm (RSS, open files, CPU)",
+            bool(judged) and not grew,
+            f"{len(grew)} of {len(judged)} judged nodes grew"
+            + (f": {', '.join(g.node for g in grew)}" if grew else ""),
+        ),
+    ]
+    print()
+    for label, met, detail in goals:
+        print(f"goal: {label}: {'met' if met else 'NOT met'} ({detail})")
+    ok = all(met for _, met, _ in goals)
+    print(f"verdict: {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+def report_run(soak: Soak) -> int:
+    """The writes sent, the faults injected and the nodes that died; returns the deaths."""
+    args, run = soak.args, soak.run
     counts = {k: sum(w.outcome == k for w in run.writes) for k in ("acked", "refused", "unknown")}
     main = [w for w in run.writes if w.n >= args.keys]
     span = (main[-1].sent - main[0].sent) if len(main) > 1 else 0.0
@@ -1100,8 +1140,17 @@ def report(
         f"nodes that died on their own: {crashed}"
         + (f" ({'; '.join(run.crashes)})" if crashed else "")
     )
+    return crashed
 
-    # Acknowledged writes lost.
+
+def report_losses(
+    soak: Soak,
+    final: Mapping[str, Mapping[str, Read]],
+    serials: tuple[int | None, Mapping[str, int | None]],
+) -> Losses:
+    """Acknowledged writes lost at the registry, across its restarts and in the mirrors."""
+    run, cluster = soak.run, soak.cluster
+    history = History(run.writes)
     wanted, held = serials
     caught_up = wanted is not None and all(s == wanted for s in held.values())
     lost_registry = lost_writes(history, final.get(REGISTRY, {}))
@@ -1139,9 +1188,13 @@ def report(
         f"mirrors at the registry's serial {wanted} after the heal:"
         f" {sum(s == wanted for s in held.values())} of {len(held)}"
     )
+    return Losses(lost_total, caught_up, wanted, differ)
 
-    # Answers during the run.
-    answers = judge_reads(history, run.reads, args.expire)
+
+def report_answers(soak: Soak) -> Answers:
+    """The mirrors' answers during the run, judged against the writes' history."""
+    args, run = soak.args, soak.run
+    answers = judge_reads(History(run.writes), run.reads, args.expire)
     unanswered = ", ".join(f"{k} {v}" for k, v in sorted(answers.unanswered.items()))
     print()
     print(
@@ -1163,8 +1216,12 @@ def report(
         f"{', at ' + answers.lag_node if answers.lag_node else ''}; unmarked answers at most"
         f" {answers.max_lag_unmarked:.1f} s behind)"
     )
+    return answers
 
-    # Propagation.
+
+def report_propagation(soak: Soak) -> None:
+    """How long each write took to reach each mirror, under faults and clear of them."""
+    args, run, cluster = soak.args, soak.run, soak.cluster
     applied = {m: applied_at(cluster.procs[m].node_dir / "node.log") for m in cluster.mirrors}
     acked_main = History([w for w in run.writes if w.n >= args.keys])
     prop = propagation(acked_main, applied, run.spans, args.expire)
@@ -1182,12 +1239,15 @@ def report(
     if prop.never:
         print(f"  never installed: {prop.never} (write, mirror) pairs")
 
-    # Resources.
+
+def report_resources(soak: Soak) -> tuple[list[Growth], list[Growth]]:
+    """Each node's RSS, open files and CPU once warm against the end; (judged, grew)."""
+    args, run, cluster = soak.args, soak.run, soak.cluster
     grown = growth(
         run.samples,
         cluster.started,
         begin=run.t0,
-        end=end,
+        end=run.t0 + args.duration,
         warm=args.warm,
         window=args.window,
         spans=run.spans,
@@ -1211,31 +1271,7 @@ def report(
             f" {100 * (cpu - 1):+5.1f}%{mark}"
         )
     judged = [g for g in grown if g.judged]
-    grew = [g for g in judged if g.grew]
-
-    # Verdict.
-    goals = [
-        ("acknowledged writes lost: 0", lost_total == 0 and caught_up, f"{lost_total}"),
-        ("writes answered wrongly: 0", not answers.wrong, f"{len(answers.wrong)}"),
-        ("no node died on its own", crashed == 0, f"{crashed}"),
-        (
-            "every mirror caught up after the heal, answering as the registry does",
-            caught_up and not differ,
-            f"serial {wanted}; {len(differ)} mirrors answer otherwise",
-        ),
-        (
-            f"no growth beyond {100 * GROWTH:g}% once warm (RSS, open files, CPU)",
-            bool(judged) and not grew,
-            f"{len(grew)} of {len(judged)} judged nodes grew"
-            + (f": {', '.join(g.node for g in grew)}" if grew else ""),
-        ),
-    ]
-    print()
-    for label, met, detail in goals:
-        print(f"goal: {label}: {'met' if met else 'NOT met'} ({detail})")
-    ok = all(met for _, met, _ in goals)
-    print(f"verdict: {'PASS' if ok else 'FAIL'}")
-    return ok
+    return judged, [g for g in judged if g.grew]
 
 
 # -- the command --------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,43 @@ def test_mypy_strict() -> None:
 def test_import_layers() -> None:
     result = _run(_tool("lint-imports"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MAX_FUNCTION_LINES = 80
+"""No function of the code base (the package, the operator, the benchmarks) is longer."""
+
+
+def _functions(path: Path) -> list[tuple[str, int]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [
+        (f"{path.relative_to(ROOT)}:{node.lineno} {node.name}", node.end_lineno - node.lineno + 1)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno
+    ]
+
+
+def test_no_function_is_longer_than_80_lines() -> None:
+    sources = [p for d in ("controller", "operator", "bench") for p in (ROOT / d).rglob("*.py")]
+    assert sources
+    long = [
+        f"{where}: {lines} lines"
+        for path in sources
+        for where, lines in _functions(path)
+        if lines > MAX_FUNCTION_LINES
+    ]
+    assert not long, "split these functions:\n" + "\n".join(long)
+
+
+def test_every_node_feature_is_in_the_independence_contract() -> None:
+    """A new module under node/features/ must be listed in pyproject's contract that keeps
+    features from importing one another, or the contract would not cover it."""
+    features = {
+        f"hypermesh.node.features.{p.stem}"
+        for p in (ROOT / "controller/hypermesh/node/features").glob("*.py")
+        if p.stem != "__init__"
+    }
+    assert features
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    (independent,) = [c for c in contracts if c["type"] == "independence"]
+    assert set(independent["modules"]) == features
