@@ -12,7 +12,7 @@ import dns.message
 import pytest
 
 from hypermesh.errors import HyperMeshError
-from hypermesh.sdk import Mesh, PeerRef, Refused, VerifiedChain
+from hypermesh.sdk import Mesh, MeshNode, PeerRef, Refused, VerifiedChain
 from hypermesh.transport.identity import Identity, load_identity
 
 ADMIN_KEY = Path("nodes") / "registry" / "registry-admin" / "identity.key"
@@ -130,3 +130,18 @@ def test_the_registry_life_cycle_each_signed_by_who_may(acme: Path) -> None:
 def gone_mesh(key: Identity, like: Mesh) -> Mesh:
     """A Mesh acting as ``key`` at ``like``'s registry: a key revoking itself."""
     return Mesh(key, registry=like.registry)
+
+
+def test_a_message_without_a_question_is_refused_before_anything_is_sent() -> None:
+    nowhere = Mesh(None, node=PeerRef("127.0.0.1:9"))
+    with pytest.raises(HyperMeshError, match="has none"):
+        asyncio.run(nowhere.query(dns.message.Message()))
+
+
+def test_a_mesh_node_is_a_peer_ref_with_a_name() -> None:
+    node_id = Identity.generate().node_id
+    node = MeshNode("[::1]:4433", node_id, name="alpha", ephemeral="[::1]:4434")
+    assert isinstance(node, PeerRef) and node.host == "::1" and node.port == 4433
+    assert str(node) == "alpha" and str(MeshNode("[::1]:4433", node_id)) == "[::1]:4433"
+    with pytest.raises(ValueError, match="nowhere"):
+        MeshNode("nowhere", node_id, name="ghost")

@@ -194,8 +194,10 @@ class Mesh:
         is in the result (``verified``, ``zone``, ``failure``): a failed check still returns
         what the server said. ``resolve`` is the shorthand that raises instead."""
         server = via or self.node or self._registry()
-        question = message.question[0] if message.question else None
-        what = f"{question.name} {dns.rdatatype.to_text(question.rdtype)}" if question else "?"
+        if not message.question:
+            raise HyperMeshError("a DNS query asks one question; this message has none")
+        question = message.question[0]
+        what = f"{question.name} {dns.rdatatype.to_text(question.rdtype)}"
         if verify and anchor is None:
             anchor = self._registry().node_id
             if anchor is None:
