@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
-from hypermesh.plan import Action, DiffOp, Observed, diff, plan
+from hypermesh.plan import Action, DiffOp, Drift, DriftKind, Observed, diff, plan
 
 
 def res(kind: str, name: str, **spec: object) -> Resource:
@@ -57,11 +57,17 @@ def test_update_carries_field_level_diffs() -> None:
 
 def test_drift_without_spec_change_is_an_update_marked_as_drift() -> None:
     observed = [applied(r) for r in DESIRED]
-    observed[1] = Observed(observed[1].key, observed[1].spec, 1, drift=("process not running",))
+    observed[1] = Observed(
+        observed[1].key,
+        observed[1].spec,
+        1,
+        drift=(Drift(DriftKind.MISSING, "process not running"),),
+    )
     (item,) = plan(DESIRED, observed).changes
     assert item.action is Action.UPDATE
     assert item.diffs == ()
-    assert item.drift == ("process not running",)
+    assert item.drift == (Drift(DriftKind.MISSING, "process not running"),)
+    assert item.to_dict()["drift"] == ["process not running"]  # JSON says the words
 
 
 def test_deletes_only_with_prune_and_in_reverse_dependency_order() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from hypermesh.errors import PermanentError, TemporaryError
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
+from hypermesh.plan import Drift, DriftKind
 from hypermesh.reconcile import ApplyContext, Live, Outcome, Reconciler, ReconcileSettings
 from hypermesh.reconcile.backoff import Backoff
 from hypermesh.reconcile.conditions import condition
@@ -46,7 +47,9 @@ class MemoryDriver:
         self, key: ResourceKey, handle: Mapping[str, Any], applied: Mapping[str, Any] | None
     ) -> Live:
         exists = key in self.world.objects
-        return Live(exists=exists, drift=() if exists else ("gone",), ready=exists)
+        return Live(
+            exists=exists, drift=() if exists else (Drift(DriftKind.MISSING, "gone"),), ready=exists
+        )
 
     async def apply(
         self, resource: Resource, handle: Mapping[str, Any], context: ApplyContext

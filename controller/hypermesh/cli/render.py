@@ -98,7 +98,7 @@ def _render_item(item: PlanItem, palette: Palette) -> list[str]:
     }[item.action]
     title = f"{_SYMBOL[item.action]} {item.action.value} {item.key}"
     if item.drift:
-        title += f"  (drift: {'; '.join(item.drift)})"
+        title += f"  (drift: {'; '.join(map(str, item.drift))})"
     lines = [colour(palette.bold(title))]
     old = _object(item.key, item.observed.spec if item.observed else None)
     new = _object(item.key, item.desired.spec if item.desired else None)

@@ -12,6 +12,7 @@ from typing import Any
 
 from hypermesh.errors import PermanentError
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
+from hypermesh.plan import Drift, DriftKind
 from hypermesh.plan.expiry import expires_at
 from hypermesh.policy import parse_duration
 from hypermesh.reconcile import ApplyContext, Live, Outcome
@@ -61,7 +62,11 @@ class NetworkDriver(_Declarative):
             return Live(exists=applied is not None, reason="Declared")
         times = _lifetime(applied, handle)
         if times is None:  # applied by an hmctl that did not record the creation time
-            return Live(exists=True, drift=("no creation time recorded",), reason="Declared")
+            return Live(
+                exists=True,
+                drift=(Drift(DriftKind.INCOMPLETE, "no creation time recorded"),),
+                reason="Declared",
+            )
         return Live(True, (), times, True, "Declared", f"expires at {times['expiresAt']}")
 
     async def apply(

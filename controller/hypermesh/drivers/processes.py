@@ -37,6 +37,7 @@ from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import pid_alive, running_pid
 from hypermesh.node.runtime import previous_port, read_runtime
+from hypermesh.plan import Drift, DriftKind
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.transport.address import PeerRef, format_address, parse_address
 from hypermesh.transport.client import h3_get_json
@@ -138,7 +139,7 @@ class NodeProcessDriver:
         if pid is None:
             return Live(
                 exists=False,
-                drift=("process not running",),
+                drift=(Drift(DriftKind.MISSING, "process not running"),),
                 ready=False,
                 reason="NotRunning",
                 message="node process is not running",
@@ -158,7 +159,12 @@ class NodeProcessDriver:
         if runtime.ephemeral:
             base["ephemeralAddress"] = runtime.ephemeral
         if applied is not None and _listen_changed(applied, address):
-            return Live(True, ("listen address differs from the spec",), base, True)
+            return Live(
+                True,
+                (Drift(DriftKind.OUTDATED, "listen address differs from the spec"),),
+                base,
+                True,
+            )
         try:
             status = await h3_get_json(
                 address,
@@ -183,7 +189,9 @@ class NodeProcessDriver:
             }
         outdated = self._outdated(key, node_dir)
         if outdated is not None:
-            return Live(True, (outdated,), base, True, "Running", outdated)
+            return Live(
+                True, (Drift(DriftKind.OUTDATED, outdated),), base, True, "Running", outdated
+            )
         readiness = status.get("readiness")
         if isinstance(readiness, dict) and readiness.get("ready") is False:
             reason, why = readiness.get("reason"), readiness.get("message")

@@ -19,6 +19,7 @@ from hypermesh.drivers.ports import Clock, NodeDirectory, SystemClock
 from hypermesh.drivers.targets import owner_name, target_rrsets
 from hypermesh.errors import HyperMeshError, PermanentError, TemporaryError, TransportError
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
+from hypermesh.plan import Drift, DriftKind
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.registry.client import API, RegistryClient, tld_path
 from hypermesh.registry.zones import RecordSet
@@ -143,12 +144,28 @@ class TLDDriver:
         except TemporaryError as exc:
             return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
         if status == 404:
-            return Live(exists=False, drift=("not registered at the registry",), ready=False)
+            return Live(
+                exists=False,
+                drift=(Drift(DriftKind.MISSING, "not registered at the registry"),),
+                ready=False,
+            )
         if data.get("owner") != handle.get("owner"):
-            return Live(True, ("owned by another key at the registry",), {}, False, "WrongOwner")
+            return Live(
+                True,
+                (Drift(DriftKind.OUTDATED, "owned by another key at the registry"),),
+                {},
+                False,
+                "WrongOwner",
+            )
         trouble = _standing(data, self.clock.now())
         if trouble is not None:
-            return Live(True, (trouble,), {"serial": data.get("serial")}, False, "NotActive")
+            return Live(
+                True,
+                (Drift(DriftKind.OUTDATED, trouble),),
+                {"serial": data.get("serial")},
+                False,
+                "NotActive",
+            )
         return Live(
             True,
             (),
@@ -322,14 +339,17 @@ class RecordDriver:
         except TemporaryError as exc:
             return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
         if status != 200:
-            return Live(exists=False, drift=("the TLD is gone from the registry",), ready=False)
+            return Live(
+                exists=False,
+                drift=(Drift(DriftKind.MISSING, "the TLD is gone from the registry"),),
+                ready=False,
+            )
         live = {(r["name"], r["type"]): r for r in data.get("rrsets", [])}
         for want in handle.get("rrsets", []):
             got = live.get((want["name"], want["type"]))
             if got is None or got["values"] != want["values"] or got["ttl"] != want["ttl"]:
-                return Live(
-                    True, (f"{want['name']} {want['type']} differs at the registry",), {}, True
-                )
+                differs = f"{want['name']} {want['type']} differs at the registry"
+                return Live(True, (Drift(DriftKind.OUTDATED, differs),), {}, True)
         return Live(True, (), {"serial": data.get("serial")}, True, "Published")
 
     async def apply(

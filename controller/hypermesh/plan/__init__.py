@@ -1,6 +1,17 @@
 """The planner: ``plan(desired, observed) -> Plan``, a pure function returning a value."""
 
 from hypermesh.plan.diff import DiffItem, DiffOp, diff
-from hypermesh.plan.planner import Action, Observed, Plan, PlanItem, plan
+from hypermesh.plan.planner import Action, Drift, DriftKind, Observed, Plan, PlanItem, plan
 
-__all__ = ["Action", "DiffItem", "DiffOp", "Observed", "Plan", "PlanItem", "diff", "plan"]
+__all__ = [
+    "Action",
+    "DiffItem",
+    "DiffOp",
+    "Drift",
+    "DriftKind",
+    "Observed",
+    "Plan",
+    "PlanItem",
+    "diff",
+    "plan",
+]

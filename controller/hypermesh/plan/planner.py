@@ -23,6 +23,30 @@ class Action(StrEnum):
     NOOP = "noop"
 
 
+class DriftKind(StrEnum):
+    """How the world differs from what was applied."""
+
+    MISSING = "missing"
+    """What was applied is gone (a process not running, a TLD no longer registered)."""
+    OUTDATED = "outdated"
+    """It is there, but not as it should now be (a node's config behind its network's, a TLD
+    held by another key)."""
+    INCOMPLETE = "incomplete"
+    """The state lacks something a pass records (an ephemeral network's creation time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """One way the live world differs from the last-applied spec: its kind, and the words a
+    driver says it in (shown to people and written to JSON as the words alone)."""
+
+    kind: DriftKind
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
+
+
 @dataclass(frozen=True, slots=True)
 class Observed:
     """What is known of one resource in the world.
@@ -36,7 +60,7 @@ class Observed:
     spec: Mapping[str, Any] | None = None
     generation: int = 0
     managed: bool = True
-    drift: tuple[str, ...] = ()
+    drift: tuple[Drift, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +70,7 @@ class PlanItem:
     action: Action
     key: ResourceKey
     diffs: tuple[DiffItem, ...] = ()
-    drift: tuple[str, ...] = ()
+    drift: tuple[Drift, ...] = ()
     desired: Resource | None = field(default=None, compare=False)
     observed: Observed | None = field(default=None, compare=False)
 
@@ -63,7 +87,7 @@ class PlanItem:
         if self.diffs:
             data["diff"] = [d.to_dict() for d in self.diffs]
         if self.drift:
-            data["drift"] = list(self.drift)
+            data["drift"] = [str(d) for d in self.drift]
         return data
 
 

@@ -3,6 +3,7 @@
 from hypermesh.reconcile.conditions import Condition, set_condition
 from hypermesh.reconcile.driver import ApplyContext, Driver, Live, Outcome
 from hypermesh.reconcile.reconciler import (
+    MISSING,
     ItemState,
     PassResult,
     Progress,
@@ -11,6 +12,7 @@ from hypermesh.reconcile.reconciler import (
 )
 
 __all__ = [
+    "MISSING",
     "ApplyContext",
     "Condition",
     "Driver",

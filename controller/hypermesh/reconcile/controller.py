@@ -407,7 +407,7 @@ def pending_change(item: PlanItem) -> str:
     if item.diffs:
         return f"{what} ({', '.join(d.field for d in item.diffs)})"
     if item.drift:
-        return f"{what} ({'; '.join(item.drift)})"
+        return f"{what} ({'; '.join(map(str, item.drift))})"
     return what
 
 

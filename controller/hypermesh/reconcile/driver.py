@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
+from hypermesh.plan import Drift
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +20,7 @@ class Live:
     """
 
     exists: bool
-    drift: tuple[str, ...] = ()
+    drift: tuple[Drift, ...] = ()
     status: Mapping[str, Any] = field(default_factory=dict)
     ready: bool = True
     reason: str = "Running"

@@ -27,7 +27,7 @@ from hypermesh.errors import PermanentError, ReconcileError, TemporaryError
 from hypermesh.model.references import dependencies
 from hypermesh.model.resources import KIND_ORDER, DesiredState, Resource, ResourceKey
 from hypermesh.model.validate import resource_problems
-from hypermesh.plan import Action, Observed, Plan, PlanItem, plan
+from hypermesh.plan import Action, Drift, DriftKind, Observed, Plan, PlanItem, plan
 from hypermesh.plan.expiry import (
     EXPIRED,
     TOMBSTONE,
@@ -46,7 +46,7 @@ from hypermesh.timefmt import rfc3339
 
 log = logging.getLogger("hypermesh.reconcile")
 
-MISSING = "missing from the world"
+MISSING = Drift(DriftKind.MISSING, "missing from the world")
 """The drift of a resource that was applied and that its driver no longer finds."""
 
 
@@ -782,7 +782,7 @@ def _applied_words(item: PlanItem) -> tuple[str, str]:
     if item.action is Action.CREATE:
         return "Created", "created"
     if not item.diffs:
-        return "Repaired", f"repaired ({'; '.join(item.drift)})"
+        return "Repaired", f"repaired ({'; '.join(map(str, item.drift))})"
     return "Updated", f"updated ({', '.join(d.field for d in item.diffs)})"
 
 
