@@ -5,6 +5,7 @@ ports of ``drivers.ports``, so that the same drivers run standalone and on Kuber
 from pathlib import Path
 
 from hypermesh.drivers.declared import NetworkDriver, PeerDriver
+from hypermesh.drivers.nodeconfig import interfaces_of
 from hypermesh.drivers.policies import PolicyDriver
 from hypermesh.drivers.ports import Clock, NodeDirectory, SystemClock
 from hypermesh.drivers.processes import NodeProcessDriver
@@ -37,5 +38,6 @@ __all__ = [
     "StandaloneDirectory",
     "SystemClock",
     "TLDDriver",
+    "interfaces_of",
     "standalone_drivers",
 ]

@@ -1,6 +1,7 @@
 """The planner: ``plan(desired, observed) -> Plan``, a pure function returning a value."""
 
 from hypermesh.plan.diff import DiffItem, DiffOp, diff
+from hypermesh.plan.expiry import members
 from hypermesh.plan.planner import Action, Drift, DriftKind, Observed, Plan, PlanItem, plan
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "Plan",
     "PlanItem",
     "diff",
+    "members",
     "plan",
 ]

@@ -1,6 +1,6 @@
 """The reconciler: level-triggered passes that converge the world to the desired state."""
 
-from hypermesh.reconcile.conditions import Condition, set_condition
+from hypermesh.reconcile.conditions import Condition, set_condition, set_standard
 from hypermesh.reconcile.driver import ApplyContext, Driver, Live, Outcome
 from hypermesh.reconcile.reconciler import (
     MISSING,
@@ -24,4 +24,5 @@ __all__ = [
     "ReconcileSettings",
     "Reconciler",
     "set_condition",
+    "set_standard",
 ]
