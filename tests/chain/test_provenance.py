@@ -12,6 +12,7 @@ from hypermesh.chain.block import BadBlock, Block, Link
 from hypermesh.chain.provenance import Bundle, Step, find_path, verify_bundle
 from hypermesh.chain.store import ChainStore
 from hypermesh.transport.identity import Identity
+from tests.harness.provenance import bundle_between
 
 
 def link(block: Block) -> Link:
@@ -30,20 +31,7 @@ def test_a_path_across_three_chains(tmp_path: Path) -> None:
     b3 = b.append(1, b"and more")
     c.append(1, b"start")
     target = c.append(2, b"", [link(b3)])
-    by_author = {s.identity.public_key_bytes: s for s in stores.values()}
-
-    def lookup(author: bytes, seq: int) -> Block | None:
-        store = by_author.get(author)
-        return store.block(seq) if store is not None and seq < store.size else None
-
-    bundle = find_path(
-        target,
-        origin.author,
-        origin.seq,
-        lookup,
-        lambda author: by_author[author].tree,
-        lambda author: [x.seq for x in by_author[author].blocks() if x.links],
-    )
+    bundle = bundle_between(stores.values(), target, origin)
     assert bundle is not None
     assert [s.via for s in bundle.steps] == ["link", "history", "link"]
     assert bundle.blocks[0] == target and bundle.blocks[-1] == origin
@@ -66,14 +54,7 @@ def test_a_path_across_three_chains(tmp_path: Path) -> None:
     with pytest.raises(BadBlock):
         verify_bundle(Bundle.from_json(raw))
 
-    nowhere = find_path(
-        origin,
-        target.author,
-        target.seq,
-        lookup,
-        lambda author: by_author[author].tree,
-        lambda author: [],
-    )
+    nowhere = bundle_between(stores.values(), origin, target)
     assert nowhere is None  # the origin never saw the target
 
 

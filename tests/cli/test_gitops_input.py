@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import HEADER, Hmctl, documents, network, wait_for
+from tests.harness.git import git
 
 PEER = (
     f"{HEADER}kind: Peer\nmetadata: {{name: far}}\nspec:\n  network: demo\n"
@@ -43,18 +44,6 @@ BROKEN = {
         "port.yaml:7:3: Peer/near: spec.address: '192.0.2.10:65536': port 65536 is out of range",
     ),
 }
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.test", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return done.stdout.strip()
 
 
 def resources(state: Path) -> list[tuple[Any, ...]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from typing import Any
 
 from tests.conftest import HEADER, Hmctl, network, node, node_processes, wait_for
 from tests.e2e.conftest import items
+from tests.harness.git import git
 
 WAIT = 60.0
 
@@ -175,17 +175,6 @@ def test_a_folder_is_kept_converged(hmctl: Hmctl, tmp_path: Path) -> None:
     # One line per pass that did something, with the revision and how long it took.
     assert any(line.startswith("pass sha256:") and "created Node/n3" in line for line in output)
     assert not status(hmctl)["status"]["running"]
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout.strip()
 
 
 def test_a_git_checkout_is_pulled_and_applied(hmctl: Hmctl, tmp_path: Path) -> None:

@@ -3,23 +3,12 @@ read with git itself, pulled from a local bare repository (no network)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from hypermesh.reconcile.source import FolderSource, GitSource, open_source, public_url
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout.strip()
+from tests.harness.git import git
 
 
 def test_folder_revision_follows_the_manifests_only(tmp_path: Path) -> None:
