@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypermesh import API_VERSION, __version__
-from hypermesh.drivers.nodeconfig import interfaces_of
+from hypermesh.drivers import interfaces_of
 from hypermesh.model.resources import DesiredState, Resource
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.transport.address import PeerRef, format_address, parse_address

@@ -40,11 +40,16 @@ from hypermesh.errors import PermanentError, Problem, ReconcileError, TemporaryE
 from hypermesh.model.loader import Document, LoadResult
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.validate import build
-from hypermesh.plan import Action, Observed, plan
-from hypermesh.plan.expiry import members
+from hypermesh.plan import Action, Drift, Observed, members, plan
 from hypermesh.policy import parse_duration
-from hypermesh.reconcile import ApplyContext, Driver, Live, ReconcileSettings
-from hypermesh.reconcile.conditions import set_standard
+from hypermesh.reconcile import (
+    MISSING,
+    ApplyContext,
+    Driver,
+    Live,
+    ReconcileSettings,
+    set_standard,
+)
 from hypermesh.timefmt import parse_rfc3339, rfc3339
 from hypermesh_operator import children
 from hypermesh_operator.directory import ADDRESS_FIELDS, Keys, KubeDirectory
@@ -95,6 +100,8 @@ class OperatorSettings:
                 cluster_domain=env.get(
                     "HM_OPERATOR_CLUSTER_DOMAIN", children.Settings.cluster_domain
                 ),
+                storage_size=env.get("HM_OPERATOR_STORAGE_SIZE", children.Settings.storage_size),
+                storage_class=env.get("HM_OPERATOR_STORAGE_CLASS") or None,
             ),
         )
 
@@ -291,9 +298,9 @@ async def reconcile_one(
     apply when the plan says so. Raises the driver's ``TemporaryError``/``PermanentError``."""
     driver.prepare(context.desired)
     live = await _observe(driver, resource.key, handle, applied) if applied is not None else None
-    drift: tuple[str, ...] = ()
+    drift: tuple[Drift, ...] = ()
     if live is not None:
-        drift = live.drift or (() if live.exists else ("missing from the world",))
+        drift = live.drift or (() if live.exists else (MISSING,))
     observed = Observed(resource.key, applied, context.generation, True, drift)
     item = plan(DesiredState.of([resource]), [observed]).items[0]
     if item.action is Action.NOOP and live is not None:

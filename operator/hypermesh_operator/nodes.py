@@ -7,21 +7,30 @@ them back, reports drift (a child missing, or not what the builders make now: th
 members, keys or policies changed, or someone edited it by hand) and the node's readiness
 (its pod ready). The status fields are ``hmctl``'s: ``identity``, ``address``,
 ``privateAddress``, ``ephemeralAddress``, plus ``service``.
+
+An operator of an earlier version ran a Node in a Deployment named ``hm-NAME``: at the first
+convergence of each Node after the operator starts, such a Deployment, when the Node owns it,
+is deleted, so that its pod does not run beside the StatefulSet's with the same key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableSet
 from typing import Any
 
 from hypermesh.errors import PermanentError
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
+from hypermesh.plan import Drift, DriftKind
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.transport.address import format_address
 from hypermesh.transport.identity import Identity
 from hypermesh_operator import children
 from hypermesh_operator.directory import Keys, pem_of
-from hypermesh_operator.kube import Kube, contains, path_for
+from hypermesh_operator.kube import Kube, contains, path_for, path_of
+
+LEGACY_CHECKED: set[str] = set()
+"""The UIDs of the Nodes whose leftover Deployment this operator process has looked for (the
+upgrade happens once; a driver is made anew for every convergence, this set outlives it)."""
 
 
 class KubeNodeDriver:
@@ -37,6 +46,7 @@ class KubeNodeDriver:
         owner: children.Owner,
         identities: Mapping[str, str],
         settings: children.Settings,
+        legacy_checked: MutableSet[str] | None = None,
     ) -> None:
         self.kube = kube
         self.keys = keys
@@ -44,6 +54,8 @@ class KubeNodeDriver:
         self.identities = identities
         """The other Nodes' IDs by name (their status), for the config's member directory."""
         self.settings = settings
+        self.legacy_checked = LEGACY_CHECKED if legacy_checked is None else legacy_checked
+        """The Nodes (by UID) already rid of an earlier operator's Deployment."""
         self._desired: DesiredState | None = None
         self._live: dict[str, dict[str, Any]] = {}
         """The children as the API last returned them, by kind (reused by an ``observe``
@@ -76,12 +88,12 @@ class KubeNodeDriver:
         if node is None:
             return Live(exists=applied is not None, ready=False, reason="Unknown")
         made, identity = await self._built(node)
-        drift: list[str] = []
+        drift: list[Drift] = []
         for wanted in made.all():
             kind = str(wanted["kind"])
             live = self._live.get(kind) or await self.kube.get(path_for(wanted))
             if live is None:
-                drift.append(f"its {kind} is missing")
+                drift.append(Drift(DriftKind.MISSING, f"its {kind} is missing"))
                 continue
             self._live[kind] = live
             if kind == "Secret":
@@ -90,8 +102,12 @@ class KubeNodeDriver:
             if not contains(
                 live, {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
             ):
-                drift.append(f"its {kind} differs from what the network now derives")
-        status = self._status(node, identity.node_id)
+                drift.append(
+                    Drift(
+                        DriftKind.OUTDATED, f"its {kind} differs from what the network now derives"
+                    )
+                )
+        status = self._status(node, identity.node_id, await self._node_host(node))
         if len(drift) == len(made.all()):
             return Live(False, tuple(drift), status, False, "NotCreated")
         return self._readiness(tuple(drift), status)
@@ -100,6 +116,7 @@ class KubeNodeDriver:
         self, resource: Resource, handle: Mapping[str, Any], context: ApplyContext
     ) -> Outcome:
         self._live = {}
+        await self._retire_legacy_deployment()
         made, identity = await self._built(resource)
         for wanted in made.all():
             kind = str(wanted["kind"])
@@ -114,15 +131,48 @@ class KubeNodeDriver:
         status = self._status(resource, identity.node_id)
         return Outcome(status=status, message=f"children of {resource.name} applied")
 
-    def _status(self, node: Resource, node_id: str) -> dict[str, Any]:
-        """``identity``, ``service`` and the addresses the Service gives."""
+    async def _retire_legacy_deployment(self) -> None:
+        """Delete the Deployment an earlier operator ran this Node in, when there is one and
+        the Node owns it (a Deployment of that name owned by something else is left alone).
+        Looked for once per Node and operator process: one GET at the first convergence."""
+        if self.owner.uid in self.legacy_checked:
+            return
+        path = path_of("apps/v1", "deployments", self.owner.namespace, self.legacy_name)
+        legacy = await self.kube.get(path)
+        owners = ((legacy or {}).get("metadata") or {}).get("ownerReferences") or ()
+        if any(ref.get("uid") == self.owner.uid for ref in owners):
+            await self.kube.delete(path)
+        self.legacy_checked.add(self.owner.uid)
+
+    @property
+    def legacy_name(self) -> str:
+        """The name an earlier operator gave the Node's Deployment."""
+        return children.object_name(self.owner.name)
+
+    async def _node_host(self, node: Resource) -> str | None:
+        """For a ``NodePort`` Service: the outside host of the Kubernetes node running the
+        node's pod (its ``spec.nodeName``); None for other types (no API call), and while the
+        pod is not scheduled."""
+        if children.expose_type(node.spec) != "NodePort":
+            return None
+        pod_path = path_of("v1", "pods", self.owner.namespace, children.pod_name(node.name))
+        pod = await self.kube.get(pod_path)
+        scheduled_on = ((pod or {}).get("spec") or {}).get("nodeName")
+        if not scheduled_on:
+            return None
+        kubernetes_node = await self.kube.get(f"/api/v1/nodes/{scheduled_on}")
+        return children.node_host_of(kubernetes_node) if kubernetes_node else None
+
+    def _status(self, node: Resource, node_id: str, node_host: str | None = None) -> dict[str, Any]:
+        """``identity``, ``service`` and the addresses the Service gives (a ``NodePort``
+        Service's at ``node_host``)."""
         ports = children.ports_of(node.spec)
         host = children.service_host(node.name, self.owner.namespace, self.settings)
         status: dict[str, Any] = {"identity": node_id, "service": f"{host}:{ports.public}"}
         service = self._live.get("Service")
         if service is None:
             return status
-        address = children.advertised_address(service, ports)
+        address = children.advertised_address(service, ports, node_host)
         if address:
             status["address"] = address
         cluster_ip = (service.get("spec") or {}).get("clusterIP")
@@ -135,8 +185,8 @@ class KubeNodeDriver:
                     status[field] = format_address(str(cluster_ip), port)
         return status
 
-    def _readiness(self, drift: tuple[str, ...], status: dict[str, Any]) -> Live:
-        workload = self._live.get("StatefulSet") or self._live.get("Deployment") or {}
+    def _readiness(self, drift: tuple[Drift, ...], status: dict[str, Any]) -> Live:
+        workload = self._live.get("StatefulSet") or {}
         if children.workload_ready(workload):
             where = status.get("address", status["service"])
             return Live(True, drift, status, True, "Running", f"serving on {where}")

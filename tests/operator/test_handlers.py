@@ -185,3 +185,21 @@ def test_an_ephemeral_network_is_deleted_when_its_ttl_expires() -> None:
             assert c.find(f"{API}/nodes", NS, "alpha") is None
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_storage_size_and_class_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hypermesh_operator.handlers import OperatorSettings
+
+    monkeypatch.delenv("HM_OPERATOR_STORAGE_SIZE", raising=False)
+    monkeypatch.delenv("HM_OPERATOR_STORAGE_CLASS", raising=False)
+    default = OperatorSettings.from_environment().children
+    assert (default.storage_size, default.storage_class) == ("1Gi", None)
+    monkeypatch.setenv("HM_OPERATOR_STORAGE_SIZE", "5Gi")
+    monkeypatch.setenv("HM_OPERATOR_STORAGE_CLASS", "fast-ssd")
+    settings = OperatorSettings.from_environment().children
+    assert (settings.storage_size, settings.storage_class) == ("5Gi", "fast-ssd")
+    # An empty class is the cluster's default class, not a class named "".
+    monkeypatch.setenv("HM_OPERATOR_STORAGE_CLASS", "")
+    assert OperatorSettings.from_environment().children.storage_class is None
