@@ -3,20 +3,28 @@
     .venv/bin/python bench/operator.py                 # 1,000 records
     .venv/bin/python bench/operator.py --records 200   # quicker
 
-One registry node process on loopback; kmock (an in-memory Kubernetes API, no API server) with
-one Network, one owner Node and one TLD; the operator's kopf handlers running in this process.
-Then ``--records`` Record resources are created at once and timed until every one reports
-Ready. Each Record goes through the operator's shell over the reconciler's logic (prepare,
-observe, plan, apply) and ``hmctl``'s ``RecordDriver`` on the Kubernetes ports (the owner's key
-read once from its Secret, addresses from the Nodes' status in kopf's index). Printed: wall time,
-Kubernetes API calls per record (every request kmock served, minus the bench's own creations:
-kopf's finalizer patch and one status patch), registry API calls per record. The baseline, in the
-same run and against the same registry: the same records applied by the same driver
-(``RecordDriver.apply`` on the standalone directory), called directly with the parallelism of
-``hmctl``'s reconciler, which the operator also keeps to. Drift timers run at their default
-interval (60 s), longer than a run: none fires while it is timed.
+One registry node process on loopback. The Kubernetes API is kmock (an in-memory emulator; there
+is no API server here) in a process of its own on a loopback port, as an API server is a process
+apart from the operator (``tests.harness.kube_api``; it keeps no request history, so it costs
+the same for the thousandth record as for the first). The operator's kopf handlers run in this
+process and reach it over HTTP (``HM_KUBE_SERVER``). One Network, one owner Node and one TLD are
+created; then ``--records`` Record resources at once, timed until a LIST shows every one Ready
+(polled every ``POLL`` seconds). Each Record goes through the operator's shell over the
+reconciler's logic (prepare, observe, plan, apply) and ``hmctl``'s ``RecordDriver`` on the
+Kubernetes ports (the owner's key read once from its Secret, addresses from the Nodes' status in
+kopf's index).
 
-The machine's other load moves both figures a lot between the two runs; compare several runs.
+Printed: wall time; Kubernetes API calls per record (the requests the API process served the
+operator while timed: kopf's finalizer patch and one status patch; the bench's own creations and
+LISTs are counted apart); registry API calls per record; the CPU seconds of each process while
+timed (this one, the API process, the registry node). The baseline, in the same run and against
+the same registry: the same records applied by the same driver (``RecordDriver.apply`` on the
+standalone directory), called directly in this process with the parallelism of ``hmctl``'s
+reconciler, which the operator also keeps to. Drift timers run at their default interval
+(60 s), longer than a run: none fires while it is timed.
+
+The machine has 2 cores: the operator side runs three busy processes (operator, API, registry)
+where the baseline runs two. Other load moves both figures a lot; compare several runs.
 """
 
 # ruff: noqa: E402
@@ -45,8 +53,10 @@ sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("HM_OPERATOR_RECORD_INTERVAL", "60")  # the default: no drift check runs
 
+import aiohttp
+from tests.harness.kube_api import API, ApiClient, api_process
 from tests.harness.nodes import start_node
-from tests.operator.harness import API, running_operator
+from tests.operator.harness import operator_watching
 
 from hypermesh.drivers import StandaloneDirectory
 from hypermesh.drivers import registry as registry_driver
@@ -94,81 +104,90 @@ def ready(obj: Mapping[str, Any] | None) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
-KEEP = 1
-"""Requests of kmock's history kept while the bench runs (see ``_trim``)."""
+POLL = 0.5
+"""Seconds between the bench's LISTs of the Records while it waits for them to be Ready."""
 
 
-async def _trim(c: Any, counted: list[int], every: float = 0.02) -> None:
-    """kmock keeps every request it served and checks each new one against all of them to
-    pick a reaction (O(n) a request, so O(n²) a run: 80% of the CPU at 200 records). The bench
-    keeps the last ``KEEP`` (a request is matched as soon as it is recorded, before any other
-    task runs, so none in flight is lost) and counts the rest in
-    ``counted``, so the mock costs the same for the thousandth record as for the first."""
-    history = c.k._requests  # kmock has no public way to forget requests
-    while True:
-        await asyncio.sleep(every)
-        extra = len(history) - KEEP
-        if extra > 0:
-            del history[:extra]
-            counted[0] += extra
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user and system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def through_operator(root: Path, address: str, identity: str, count: int) -> dict[str, Any]:
-    async with running_operator() as c:
-        counted = [0]
-        trimming = asyncio.create_task(_trim(c, counted))
-        await c.create(
-            "networks",
-            NS,
-            "acme",
-            {"mode": "private", "registry": {"endpoint": address, "identity": identity}},
-        )
-        await c.create("nodes", NS, "owner", {"network": "acme", "listen": "127.0.0.1:0"})
-        await c.create("tlds", NS, "acme", {"network": "acme", "owner": {"node": "owner"}})
-        await c.wait("the TLD", lambda: ready(c.find(f"{API}/tlds", NS, "acme")), timeout=30)
-        await asyncio.sleep(0.5)
+async def until(what: str, check: Callable[[], Awaitable[bool]], limit: float) -> None:
+    """Await ``check`` every ``POLL`` seconds until it is true; fail after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit:.0f}s waiting for {what}")
+        await asyncio.sleep(POLL)
+
+
+async def declare_tld(c: ApiClient, address: str, identity: str) -> None:
+    """The Network, the owner Node and the TLD, Ready before anything is timed."""
+    registry = {"endpoint": address, "identity": identity}
+    await c.create("networks", NS, "acme", {"mode": "private", "registry": registry})
+    await c.create("nodes", NS, "owner", {"network": "acme", "listen": "127.0.0.1:0"})
+    await c.create("tlds", NS, "acme", {"network": "acme", "owner": {"node": "owner"}})
+
+    async def tld_ready() -> bool:
+        return ready((await c.all("tlds", NS)).get("acme"))
+
+    await until("the TLD", tld_ready, limit=30)
+    await asyncio.sleep(0.5)
+
+
+def record_spec(i: int) -> dict[str, Any]:
+    return {"tld": "acme", "type": "A", "values": [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"]}
+
+
+async def through_operator(
+    url: str, address: str, identity: str, count: int, pids: Mapping[str, int]
+) -> dict[str, Any]:
+    async with operator_watching(url), aiohttp.ClientSession() as session:
+        c = ApiClient(url, session)
+        await declare_tld(c, address, identity)
         REGISTRY_CALLS.clear()
         HANDLER_SECONDS.clear()
-        before = c.requests() + counted[0]
+        before, cpu = await c.served(), cpu_now(pids)
         start = time.perf_counter()
         await asyncio.gather(
-            *(
-                c.create(
-                    "records",
-                    NS,
-                    f"r{i}.acme",
-                    {
-                        "tld": "acme",
-                        "type": "A",
-                        "values": [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"],
-                    },
-                )
-                for i in range(count)
-            )
+            *(c.create("records", NS, f"r{i}.acme", record_spec(i)) for i in range(count))
         )
-        names = [f"r{i}.acme" for i in range(count)]
 
-        def all_ready() -> bool:
-            live = c.all(f"{API}/records", NS)
-            done = sum(ready(live.get(n)) for n in names)
+        async def all_ready() -> bool:
+            done = sum(ready(r) for r in (await c.all("records", NS)).values())
             if PROGRESS:
-                print(f"  {time.perf_counter() - start:6.1f} s: {done} ready, {len(c.k)} requests")
-            return done == len(names)
+                print(f"  {time.perf_counter() - start:6.1f} s: {done} ready")
+            return done == count
 
-        await c.wait("every record Ready", all_ready, timeout=max(120.0, count * 3.0), every=1.0)
+        await until("every record Ready", all_ready, limit=max(120.0, count * 3.0))
         wall = time.perf_counter() - start
-        api = c.requests() + counted[0] - before - count  # the bench's own POSTs are not
-        trimming.cancel()
+        after, used = await c.served(), cpu_since(cpu, pids)
+        used["API process"] = after["cpu"] - before["cpu"]
         return {
             "wall": wall,
-            "api": api,
+            "api": after["requests"]["operator"] - before["requests"]["operator"],
             "registry": sum(REGISTRY_CALLS.values()),
             "handler": sum(HANDLER_SECONDS),
             "runs": len(HANDLER_SECONDS),
+            "cpu": used,
         }
 
 
-async def direct(root: Path, address: str, identity: str, count: int) -> dict[str, Any]:
+def cpu_now(pids: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds so far of this process and of each of ``pids`` (by label)."""
+    return {"this process": time.process_time(), **{k: cpu_of(p) for k, p in pids.items()}}
+
+
+def cpu_since(then: Mapping[str, float], pids: Mapping[str, int]) -> dict[str, float]:
+    now = cpu_now(pids)
+    return {k: now[k] - then[k] for k in then}
+
+
+async def direct(
+    root: Path, address: str, identity: str, count: int, pids: Mapping[str, int]
+) -> dict[str, Any]:
     """The baseline: ``RecordDriver.apply`` for each record, as ``hmctl apply`` calls it."""
     text = [
         f"apiVersion: {API}\nkind: Network\nmetadata: {{name: acme}}\n"
@@ -199,9 +218,14 @@ async def direct(root: Path, address: str, identity: str, count: int) -> dict[st
         async with gate:
             await driver.apply(resource, {}, context)
 
-    start = time.perf_counter()
+    cpu, start = cpu_now(pids), time.perf_counter()
     await asyncio.gather(*(one(r) for r in desired.of_kind("Record")))
-    return {"wall": time.perf_counter() - start, "api": 0, "registry": sum(REGISTRY_CALLS.values())}
+    return {
+        "wall": time.perf_counter() - start,
+        "api": 0,
+        "registry": sum(REGISTRY_CALLS.values()),
+        "cpu": cpu_since(cpu, pids),
+    }
 
 
 def row(label: str, count: int, figures: dict[str, Any]) -> str:
@@ -211,37 +235,48 @@ def row(label: str, count: int, figures: dict[str, Any]) -> str:
     )
 
 
+DIRECT, OPERATOR = "registry driver, direct (hmctl)", "operator (kopf, kmock apart)"
+
+
+def measure(root: Path, count: int) -> dict[str, dict[str, Any]]:
+    """Both sides against one registry node; the operator's against the API process."""
+    registry = start_node(root / "registry", "registry", roles=["registry"])
+    try:
+        pids = {"registry node": registry.process.pid}
+        address, identity = registry.address, registry.identity
+        results = {DIRECT: asyncio.run(direct(root, address, identity, count, pids))}
+        with api_process() as url:
+            results[OPERATOR] = asyncio.run(through_operator(url, address, identity, count, pids))
+        return results
+    finally:
+        registry.stop()
+
+
+def report(count: int, results: Mapping[str, dict[str, Any]]) -> None:
+    print(f"{count} Record resources, one TLD, one registry node on loopback")
+    print(f"{'':<34} {'wall':>10} {'rate':>11} {'API/rec':>10} {'reg/rec':>10}")
+    for label, figures in results.items():
+        print(row(label, count, figures))
+    for label, figures in results.items():
+        used = ", ".join(f"{k} {v:.2f} s" for k, v in figures["cpu"].items())
+        print(f"CPU while timed, {label}: {used}")
+    direct_wall, op = results[DIRECT]["wall"], results[OPERATOR]
+    print(f"operator / direct wall time: {op['wall'] / direct_wall:.2f}x")
+    each = op["handler"] / max(op["runs"], 1) * 1000
+    print(
+        f"operator: {op['runs']} Record handler runs, {each:.1f} ms a run"
+        " (overlapping, the wait for the reconciler's parallelism included)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        registry = start_node(root / "registry", "registry", roles=["registry"])
-        try:
-            run: Callable[..., Awaitable[dict[str, Any]]]
-            results = {}
-            for label, run in (
-                ("registry driver, direct (hmctl)", direct),
-                ("operator (kopf + kmock)", through_operator),
-            ):
-                results[label] = asyncio.run(
-                    run(root, registry.address, registry.identity, args.records)
-                )
-        finally:
-            registry.stop()
-    print(f"{args.records} Record resources, one TLD, one registry node on loopback")
-    print(f"{'':<34} {'wall':>10} {'rate':>11} {'API/rec':>10} {'reg/rec':>10}")
-    for label, figures in results.items():
-        print(row(label, args.records, figures))
-    op = results["operator (kopf + kmock)"]
-    print(
-        f"operator: {op['runs']} handler runs, {op['handler']:.2f} s inside the Record handler "
-        f"in all ({op['handler'] / max(op['runs'], 1) * 1000:.1f} ms a run, overlapping); the "
-        "rest of the wall time is kopf and kmock (its history trimmed to the last "
-        f"{KEEP} requests, so its matching costs the same throughout)"
-    )
+        results = measure(Path(tmp), args.records)
+    report(args.records, results)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""The operator against kmock: a mock Kubernetes API (kmock's ``KubernetesEmulator``) that kopf
-watches and patches, with the operator's handlers running in the same event loop.
+"""The operator against kmock: a mock Kubernetes API (kmock's ``KubernetesEmulator``, with the
+kinds of ``tests.harness.kube_api``) that kopf watches and patches, with the operator's handlers
+running in the same event loop.
 
 There is no API server on this machine; kmock keeps objects in memory, serves lists and watch
-streams, honours finalizers, and records every request. It does not assign ``uid``,
-``generation`` or a Service's ``clusterIP`` and runs no controllers (no pods, no garbage
-collector): tests create custom resources with ``uid`` and ``generation`` set, and check owner
-references rather than cascades.
+streams, honours finalizers, and records every request (the tests look at them). It does not
+assign ``uid``, ``generation`` or a Service's ``clusterIP`` and runs no controllers (no pods, no
+garbage collector): tests create custom resources with ``uid`` and ``generation`` set, and check
+owner references rather than cascades. ``operator_watching`` runs the operator against any API
+URL (the benchmark's mock API in a process of its own).
 """
 
 from __future__ import annotations
@@ -28,41 +30,9 @@ os.environ.setdefault("HM_OPERATOR_RECORD_INTERVAL", "1")
 import kopf
 
 import hypermesh_operator.handlers  # noqa: F401 (registers the handlers)
+from tests.harness.kube_api import API, body_of, collection_url, emulator
 
-API = "hypermesh.online/v1alpha1"
-KINDS = {
-    "networks": "Network",
-    "nodes": "Node",
-    "peers": "Peer",
-    "tlds": "TLD",
-    "records": "Record",
-    "interfacepolicies": "InterfacePolicy",
-}
-VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
-BUILTIN = {
-    "v1/secrets": "Secret",
-    "v1/configmaps": "ConfigMap",
-    "v1/services": "Service",
-    "v1/events": "Event",
-    "apps/v1/deployments": "Deployment",
-    "apps/v1/statefulsets": "StatefulSet",
-}
-
-
-def emulator() -> kmock.KubernetesEmulator:
-    k = kmock.KubernetesEmulator()
-    k.resources["v1/namespaces"] = kmock.ResourceInfo(
-        kind="Namespace", singular="namespace", namespaced=False, verbs={"get", "list", "watch"}
-    )
-    for plural, kind in KINDS.items():
-        k.resources[f"{API}/{plural}"] = kmock.ResourceInfo(
-            kind=kind, singular=kind.lower(), namespaced=True, verbs=VERBS, subresources={"status"}
-        )
-    for ref, kind in BUILTIN.items():
-        k.resources[ref] = kmock.ResourceInfo(
-            kind=kind, singular=kind.lower(), namespaced=True, verbs=VERBS
-        )
-    return k
+__all__ = ["API", "MockCluster", "emulator", "operator_watching", "running_operator"]
 
 
 @dataclass
@@ -90,19 +60,8 @@ class MockCluster:
         }
 
     async def create(self, plural: str, namespace: str, name: str, spec: dict[str, Any]) -> None:
-        body = {
-            "apiVersion": API,
-            "kind": KINDS[plural],
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "uid": f"uid-{plural}-{name}",
-                "generation": 1,
-                "resourceVersion": "1",  # kmock keeps it as is; kopf's patches test it
-            },
-            "spec": spec,
-        }
-        url = f"{self.url}/apis/{API}/namespaces/{namespace}/{plural}"
+        body = body_of(plural, namespace, name, spec)
+        url = collection_url(self.url, plural, namespace)
         async with self.session.post(url, json=body) as response:
             assert response.status in (200, 201), await response.text()
 
@@ -132,30 +91,36 @@ class MockCluster:
 
 
 @contextlib.asynccontextmanager
+async def operator_watching(url: str) -> AsyncIterator[None]:
+    """The operator's handlers watching the API at ``url`` (cluster-wide), in this event loop."""
+    os.environ["HM_KUBE_SERVER"] = url
+    stop, ready = asyncio.Event(), asyncio.Event()
+    settings = kopf.OperatorSettings()
+    settings.watching.server_timeout = 10
+    operator = asyncio.create_task(
+        kopf.operator(
+            clusterwide=True,
+            standalone=True,
+            stop_flag=stop,
+            ready_flag=ready,
+            settings=settings,
+        )
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), 15)
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(operator, 15)
+        os.environ.pop("HM_KUBE_SERVER", None)
+
+
+@contextlib.asynccontextmanager
 async def running_operator() -> AsyncIterator[MockCluster]:
-    """kmock on a loopback port and the operator's handlers watching it (cluster-wide)."""
+    """kmock on a loopback port, in this process, and the operator watching it."""
     k = emulator()
     async with k, kmock.Server(k):
         url = str(k.url).rstrip("/")
-        os.environ["HM_KUBE_SERVER"] = url
-        stop, ready = asyncio.Event(), asyncio.Event()
-        settings = kopf.OperatorSettings()
-        settings.watching.server_timeout = 10
-        operator = asyncio.create_task(
-            kopf.operator(
-                clusterwide=True,
-                standalone=True,
-                stop_flag=stop,
-                ready_flag=ready,
-                settings=settings,
-            )
-        )
-        try:
-            await asyncio.wait_for(ready.wait(), 15)
-            async with aiohttp.ClientSession() as session:
-                yield MockCluster(k, url, session)
-        finally:
-            stop.set()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(operator, 15)
-            os.environ.pop("HM_KUBE_SERVER", None)
+        async with operator_watching(url), aiohttp.ClientSession() as session:
+            yield MockCluster(k, url, session)
