@@ -21,7 +21,7 @@ from hypermesh_operator.directory import Keys
 from hypermesh_operator.handlers import Result, reconcile_one
 from hypermesh_operator.kube import Connection, Kube
 from hypermesh_operator.nodes import KubeNodeDriver
-from tests.operator.harness import emulator
+from tests.harness.kube_api import emulator
 
 NS = "hm-test"
 MANIFESTS = """
