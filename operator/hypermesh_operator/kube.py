@@ -202,8 +202,14 @@ class Kube:
 
 
 def _plural(path: str) -> str:
-    parts = path.split("/namespaces/", 1)[-1].split("/")
-    return parts[1] if len(parts) > 1 else parts[0]
+    """The resource a request is about: ``pods`` for ``/api/v1/namespaces/NS/pods/NAME``,
+    ``nodes`` for the cluster-scoped ``/api/v1/nodes/NAME``."""
+    if "/namespaces/" in path:
+        parts = path.split("/namespaces/", 1)[1].split("/")
+        return parts[1] if len(parts) > 1 else "namespaces"
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    skip = 2 if parts[0] == "api" else 3  # api/VERSION or apis/GROUP/VERSION
+    return parts[skip] if len(parts) > skip else parts[-1]
 
 
 def contains(live: Any, wanted: Any) -> bool:
