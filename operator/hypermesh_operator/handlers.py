@@ -187,8 +187,12 @@ def _entry(kind: str, body: kopf.Body) -> dict[str, Any]:
     }
 
 
-def _indexer(kind: str) -> Callable[..., dict[str, dict[str, Any]]]:
-    def index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
+def _indexer(kind: str) -> Callable[..., Awaitable[dict[str, dict[str, Any]]]]:
+    """An index function of ``kind``. It is a coroutine function so that kopf calls it in its
+    event loop: a plain function kopf runs in a thread of its executor, a thread hand-off (and a
+    wait for the GIL) on every watch event of every resource."""
+
+    async def index(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
         return {namespace or "": _entry(kind, body)}
 
     index.__name__ = index.__qualname__ = f"hm_{PLURALS[kind]}"
