@@ -11,8 +11,8 @@ garbage collector): objects are created with ``uid`` and ``generation`` set (``b
 The process of its own serves ``CountingEmulator``: it forgets each request once it is matched
 (kmock matches a new request against every request it kept, so a long run would cost O(n²))
 and counts requests instead, by client: a request with the header ``CLIENT_HEADER`` counts under
-that header's value, any other under ``operator``. ``GET /_hypermesh/served`` answers the counts
-and the server's CPU seconds; it is not counted.
+that header's value, any other under ``operator``. ``GET /_hypermesh/served`` answers the counts,
+the server's CPU seconds and how many objects of each plural are Ready; it is not counted.
 """
 
 from __future__ import annotations
@@ -99,13 +99,25 @@ class CountingEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     served: Counter[str] = attrs.field(factory=Counter, init=False)
 
+    def ready(self) -> dict[str, int]:
+        """How many live objects of each plural report the condition Ready (a client waiting
+        for many objects asks this rather than LIST them all again and again)."""
+        found: Counter[str] = Counter()
+        for (resource, _, _), obj in self.objects.items():
+            conditions = (obj.raw.get("status") or {}).get("conditions") or []
+            if not obj.deleted and any(
+                c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+            ):
+                found[resource.plural] += 1
+        return dict(found)
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         # kmock appends the request to its history and calls this at once (no await between):
         # the history is this request alone, which is all the matching needs to see.
         del self._requests[:-1]
         if request.url.path == SERVED_PATH:
             return aiohttp.web.json_response(
-                {"requests": dict(self.served), "cpu": time.process_time()}
+                {"requests": dict(self.served), "cpu": time.process_time(), "ready": self.ready()}
             )
         self.served[request.headers.get(CLIENT_HEADER, "operator")] += 1
         return await super()._handle(request)  # type: ignore[no-any-return]
@@ -172,7 +184,8 @@ class ApiClient:
         return {item["metadata"]["name"]: item for item in items}
 
     async def served(self) -> dict[str, Any]:
-        """The requests served by client, and the server's CPU seconds so far."""
+        """The requests served by client, the server's CPU seconds so far, and the number of
+        Ready objects by plural."""
         async with self.session.get(self.url + SERVED_PATH) as response:
             return dict(await response.json())
 
