@@ -120,6 +120,8 @@ class State:
         self.settings = settings
         self.kube = kube
         self.keys = Keys(kube)
+        self.legacy_checked: set[str] = set()
+        """Nodes (by UID) whose leftover Deployment of an earlier operator was looked for."""
         self._gate: asyncio.Semaphore | None = None
 
     @property
@@ -448,7 +450,14 @@ def driver_for(state: State, kind: str, namespace: str, view: View, body: kopf.B
             int(body.metadata.get("generation") or 1),
         )
         identities = view.cluster().identities
-        return KubeNodeDriver(state.kube, state.keys, owner, identities, state.settings.children)
+        return KubeNodeDriver(
+            state.kube,
+            state.keys,
+            owner,
+            identities,
+            state.settings.children,
+            state.legacy_checked,
+        )
     drivers: dict[str, Callable[[], Driver]] = {
         "Peer": PeerDriver,
         "TLD": lambda: TLDDriver(directory, SystemClock()),

@@ -28,10 +28,6 @@ from hypermesh_operator import children
 from hypermesh_operator.directory import Keys, pem_of
 from hypermesh_operator.kube import Kube, contains, path_for, path_of
 
-LEGACY_CHECKED: set[str] = set()
-"""The UIDs of the Nodes whose leftover Deployment this operator process has looked for (the
-upgrade happens once; a driver is made anew for every convergence, this set outlives it)."""
-
 
 class KubeNodeDriver:
     """Converges one Node of a namespace into its children."""
@@ -46,7 +42,7 @@ class KubeNodeDriver:
         owner: children.Owner,
         identities: Mapping[str, str],
         settings: children.Settings,
-        legacy_checked: MutableSet[str] | None = None,
+        legacy_checked: MutableSet[str],
     ) -> None:
         self.kube = kube
         self.keys = keys
@@ -54,8 +50,9 @@ class KubeNodeDriver:
         self.identities = identities
         """The other Nodes' IDs by name (their status), for the config's member directory."""
         self.settings = settings
-        self.legacy_checked = LEGACY_CHECKED if legacy_checked is None else legacy_checked
-        """The Nodes (by UID) already rid of an earlier operator's Deployment."""
+        self.legacy_checked = legacy_checked
+        """The Nodes (by UID) already rid of an earlier operator's Deployment: kept by the
+        caller, as a driver is made anew for every convergence and the upgrade happens once."""
         self._desired: DesiredState | None = None
         self._live: dict[str, dict[str, Any]] = {}
         """The children as the API last returned them, by kind (reused by an ``observe``
