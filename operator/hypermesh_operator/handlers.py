@@ -4,10 +4,10 @@ of ``hmctl``, run as its reconciler runs them.
 Each namespace is one manifest set: the operator keeps every HyperMesh resource of the cluster
 in kopf indexes, and builds from a namespace's entries the same ``DesiredState`` that ``hmctl``
 builds from files (``hypermesh.model.validate.build``: schema, defaults, references). A handler
-then does for its one resource what a pass of ``hypermesh.reconcile.Reconciler`` does for each:
-hand the desired state to the driver (``prepare``), observe the resource against the spec last
-converged, plan (``hypermesh.plan``), apply when the plan says so, and write status and the
-conditions ``Ready``, ``Reconciling`` and ``Stalled`` with ``observedGeneration``.
+then converges its one resource with ``hypermesh.reconcile.converge_one``, the observation and
+judgement a pass of the ``Reconciler`` uses for each: hand the desired state to the driver
+(``prepare``), observe the resource against the spec last converged, plan, apply when the plan
+says so; and writes status and the conditions ``Ready``, ``Reconciling`` and ``Stalled`` with ``observedGeneration``.
 
 The drivers are ``hmctl``'s own (``hypermesh.drivers``) for TLD, Record, Peer and
 InterfacePolicy, built on the Kubernetes ports: ``KubeDirectory`` (where nodes are, from Node
@@ -40,14 +40,14 @@ from hypermesh.errors import PermanentError, Problem, ReconcileError, TemporaryE
 from hypermesh.model.loader import Document, LoadResult
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.validate import build
-from hypermesh.plan import Action, Drift, Observed, members, plan
+from hypermesh.plan import members
 from hypermesh.policy import parse_duration
 from hypermesh.reconcile import (
-    MISSING,
     ApplyContext,
+    Converged,
     Driver,
-    Live,
     ReconcileSettings,
+    converge_one,
     set_standard,
 )
 from hypermesh.timefmt import parse_rfc3339, rfc3339
@@ -277,60 +277,9 @@ def _check(view: View, kind: str, name: str) -> Resource:
 # -- the shell: one resource, as a pass of the reconciler handles it ---------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What reconciling one resource gives: the driver's handle, status fields, readiness."""
-
-    handle: Mapping[str, Any]
-    status: Mapping[str, Any]
-    ready: bool
-    reason: str
-    message: str = ""
-
-
 SETTLES_AFTER_APPLY = frozenset({"Node"})
 """Kinds whose world settles after ``apply`` returns (a pod starts once its children exist):
 their readiness is observed right after applying, as ``hmctl``'s next pass would."""
-
-
-async def reconcile_one(
-    driver: Driver,
-    resource: Resource,
-    handle: Mapping[str, Any],
-    applied: Mapping[str, Any] | None,
-    context: ApplyContext,
-) -> Result:
-    """Prepare, observe against ``applied`` (the spec last converged; None: never), plan, and
-    apply when the plan says so. Raises the driver's ``TemporaryError``/``PermanentError``."""
-    driver.prepare(context.desired)
-    live = await _observe(driver, resource.key, handle, applied) if applied is not None else None
-    drift: tuple[Drift, ...] = ()
-    if live is not None:
-        drift = live.drift or (() if live.exists else (MISSING,))
-    observed = Observed(resource.key, applied, context.generation, True, drift)
-    item = plan(DesiredState.of([resource]), [observed]).items[0]
-    if item.action is Action.NOOP and live is not None:
-        return Result(handle, live.status, live.ready, _reason(live), live.message)
-    outcome = await driver.apply(resource, handle or driver.handle_for(resource), context)
-    if resource.kind not in SETTLES_AFTER_APPLY:
-        return Result(outcome.handle, outcome.status, True, "Converged", outcome.message)
-    live = await _observe(driver, resource.key, outcome.handle, resource.spec)
-    status = {**outcome.status, **live.status}
-    return Result(outcome.handle, status, live.ready, _reason(live), live.message)
-
-
-async def _observe(
-    driver: Driver, key: ResourceKey, handle: Mapping[str, Any], applied: Mapping[str, Any]
-) -> Live:
-    """What the reconciler's observation gives: a failure to look is a resource not Ready."""
-    try:
-        return await driver.observe(key, handle, applied)
-    except ReconcileError as exc:
-        return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
-
-
-def _reason(live: Live) -> str:
-    return "Converged" if live.ready else live.reason
 
 
 def kopf_error(exc: ReconcileError, retry_delay: float) -> Exception:
@@ -377,7 +326,7 @@ def _set(patch: kopf.Patch, body: kopf.Body, name: str, value: Any) -> None:
         patch.status[name] = value
 
 
-Work = Callable[[], Awaitable[Result]]
+Work = Callable[[], Awaitable[Converged]]
 
 
 def _merged(
@@ -390,7 +339,7 @@ def _merged(
     return list(by_type.values())
 
 
-async def converge(body: kopf.Body, patch: kopf.Patch, state: State, work: Work) -> Result:
+async def converge(body: kopf.Body, patch: kopf.Patch, state: State, work: Work) -> Converged:
     """Run ``work``, record status and conditions, and map HyperMesh's retry policy to kopf's."""
     generation = int(body.metadata.get("generation") or 0)
     previous = list(body.status.get("conditions") or [])
@@ -488,7 +437,7 @@ def _view(kind: str, body: kopf.Body, entries: list[dict[str, Any]]) -> View:
 
 async def reconcile_resource(
     state: State, kind: str, body: kopf.Body, namespace: str, entries: list[dict[str, Any]]
-) -> Result:
+) -> Converged:
     """One resource through its driver, as a pass of the reconciler would take it."""
     view = _view(kind, body, entries)
     resource = _check(view, kind, body.metadata.name)
@@ -497,11 +446,13 @@ async def reconcile_resource(
     context = ApplyContext(view.desired, int(body.metadata.get("generation") or 0))
     applied = _applied(body, resource, handle)
     async with state.gate:
-        result = await reconcile_one(driver, resource, handle, applied, context)
+        result = await converge_one(
+            driver, resource, handle, applied, context, settles=kind in SETTLES_AFTER_APPLY
+        )
     if not result.handle:
         return result
     status = {**result.status, _handle_field(kind): dict(result.handle)}
-    return Result(result.handle, status, result.ready, result.reason, result.message)
+    return Converged(result.handle, status, result.ready, result.reason, result.message)
 
 
 async def withdraw(
@@ -571,7 +522,7 @@ _handlers("InterfacePolicy", interval=RECORD_INTERVAL)
 # -- Network -----------------------------------------------------------------------------------
 
 
-async def reconcile_network(body: kopf.Body, entries: list[dict[str, Any]]) -> Result:
+async def reconcile_network(body: kopf.Body, entries: list[dict[str, Any]]) -> Converged:
     """Status only: a network runs nothing; an ephemeral one keeps when it expires (the
     expiry timer below deletes it then)."""
     name = body.metadata.name
@@ -582,7 +533,7 @@ async def reconcile_network(body: kopf.Body, entries: list[dict[str, Any]]) -> R
     status: dict[str, Any] = {"mode": spec["mode"], "nodes": len(nodes)}
     message = f"{spec['mode']} network with {len(nodes)} node(s)"
     if spec["mode"] != "ephemeral":
-        return Result({}, status, True, "Declared", message)
+        return Converged({}, status, True, "Declared", message)
     created = parse_rfc3339(body.status.get("createdAt")) or parse_rfc3339(
         body.metadata.get("creationTimestamp")
     )
@@ -593,7 +544,7 @@ async def reconcile_network(body: kopf.Body, entries: list[dict[str, Any]]) -> R
         raise PermanentError(f"spec.ttl: {exc}", reason="BadTTL") from exc
     expires = rfc3339(datetime.fromtimestamp(created.timestamp() + ttl, UTC))
     status |= {"createdAt": rfc3339(created), "expiresAt": expires}
-    return Result(
+    return Converged(
         {}, status, True, "Declared", f"{message}; expires at {expires} (ttl {spec['ttl']})"
     )
 
@@ -643,12 +594,10 @@ async def delete_network(
 
 __all__ = [
     "OperatorSettings",
-    "Result",
     "State",
     "View",
     "conditions",
     "delete_network",
     "kopf_error",
-    "reconcile_one",
     "view_of",
 ]

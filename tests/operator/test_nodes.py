@@ -1,5 +1,5 @@
 """``KubeNodeDriver`` against kmock (a mock Kubernetes API; no API server here), run as a
-handler runs it (``reconcile_one``): the address a ``NodePort`` Node advertises is read from the
+handler runs it (``converge_one``): the address a ``NodePort`` Node advertises is read from the
 Kubernetes node its pod runs on, and the Deployment an earlier operator ran a Node in is deleted
 once, when the Node owns it."""
 
@@ -15,10 +15,9 @@ import kmock
 from hypermesh.model.loader import load_text
 from hypermesh.model.resources import DesiredState
 from hypermesh.model.validate import build
-from hypermesh.reconcile import ApplyContext
+from hypermesh.reconcile import ApplyContext, Converged, converge_one
 from hypermesh_operator import children
 from hypermesh_operator.directory import Keys
-from hypermesh_operator.handlers import Result, reconcile_one
 from hypermesh_operator.kube import Connection, Kube
 from hypermesh_operator.nodes import KubeNodeDriver
 from tests.harness.kube_api import emulator
@@ -76,15 +75,15 @@ def driver(kube: Kube, name: str, checked: set[str]) -> KubeNodeDriver:
     )
 
 
-async def converge(kube: Kube, name: str, checked: set[str], *, first: bool = True) -> Result:
+async def converge(kube: Kube, name: str, checked: set[str], *, first: bool = True) -> Converged:
     """One convergence of Node ``name`` as its handler runs it (``first``: never converged,
     so applied; else observed against its spec and applied only on drift)."""
     state = desired()
     node = state.get("Node", name)
     assert node is not None
     applied = None if first else node.spec
-    return await reconcile_one(
-        driver(kube, name, checked), node, {}, applied, ApplyContext(state, 1)
+    return await converge_one(
+        driver(kube, name, checked), node, {}, applied, ApplyContext(state, 1), settles=True
     )
 
 

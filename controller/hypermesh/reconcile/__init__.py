@@ -2,8 +2,8 @@
 
 from hypermesh.reconcile.conditions import Condition, set_condition, set_standard
 from hypermesh.reconcile.driver import ApplyContext, Driver, Live, Outcome
+from hypermesh.reconcile.one import MISSING, Converged, converge_one
 from hypermesh.reconcile.reconciler import (
-    MISSING,
     ItemState,
     PassResult,
     Progress,
@@ -15,6 +15,7 @@ __all__ = [
     "MISSING",
     "ApplyContext",
     "Condition",
+    "Converged",
     "Driver",
     "ItemState",
     "Live",
@@ -23,6 +24,7 @@ __all__ = [
     "Progress",
     "ReconcileSettings",
     "Reconciler",
+    "converge_one",
     "set_condition",
     "set_standard",
 ]

@@ -27,7 +27,7 @@ from hypermesh.errors import PermanentError, ReconcileError, TemporaryError
 from hypermesh.model.references import dependencies
 from hypermesh.model.resources import KIND_ORDER, DesiredState, Resource, ResourceKey
 from hypermesh.model.validate import resource_problems
-from hypermesh.plan import Action, Drift, DriftKind, Observed, Plan, PlanItem, plan
+from hypermesh.plan import Action, Observed, Plan, PlanItem, plan
 from hypermesh.plan.expiry import (
     EXPIRED,
     TOMBSTONE,
@@ -40,14 +40,12 @@ from hypermesh.plan.expiry import (
 from hypermesh.reconcile.backoff import Backoff
 from hypermesh.reconcile.conditions import set_standard
 from hypermesh.reconcile.driver import ApplyContext, Driver, Live, Outcome
+from hypermesh.reconcile.one import observe, observed_of
 from hypermesh.reconcile.summary import Readiness, own_readiness, summarise
 from hypermesh.store import ResourceRecord, StateStore
 from hypermesh.timefmt import rfc3339
 
 log = logging.getLogger("hypermesh.reconcile")
-
-MISSING = Drift(DriftKind.MISSING, "missing from the world")
-"""The drift of a resource that was applied and that its driver no longer finds."""
 
 
 class Progress(Enum):
@@ -192,16 +190,13 @@ class Reconciler:
         live_by_key: dict[ResourceKey, Live] = {}
         for record, live in zip(records, lives, strict=True):
             live_by_key[record.key] = live
-            drift = live.drift
-            if not live.exists and record.applied is not None:
-                drift = drift or (MISSING,)
             observed.append(
-                Observed(
-                    key=record.key,
-                    spec=record.applied,
-                    generation=record.applied_generation,
+                observed_of(
+                    record.key,
+                    record.applied,
+                    record.applied_generation,
+                    live,
                     managed=record.managed,
-                    drift=drift,
                 )
             )
         return observed, live_by_key
@@ -211,10 +206,7 @@ class Reconciler:
         if driver is None:
             return Live(exists=record.applied is not None)
         async with self._semaphore:
-            try:
-                return await driver.observe(record.key, record.handle, record.applied)
-            except ReconcileError as exc:
-                return Live(exists=True, ready=False, reason=exc.reason, message=str(exc))
+            return await observe(driver, record.key, record.handle, record.applied)
 
     async def plan(self, desired: DesiredState, *, prune: bool = False) -> Plan:
         """Observe and plan, without acting (``hmctl diff``, and what ``apply`` announces).
