@@ -7,7 +7,8 @@ builds from files (``hypermesh.model.validate.build``: schema, defaults, referen
 then converges its one resource with ``hypermesh.reconcile.converge_one``, the observation and
 judgement a pass of the ``Reconciler`` uses for each: hand the desired state to the driver
 (``prepare``), observe the resource against the spec last converged, plan, apply when the plan
-says so; and writes status and the conditions ``Ready``, ``Reconciling`` and ``Stalled`` with ``observedGeneration``.
+says so; and writes status and the conditions ``Ready``, ``Reconciling`` and ``Stalled`` with
+``observedGeneration``.
 
 The drivers are ``hmctl``'s own (``hypermesh.drivers``) for TLD, Record, Peer and
 InterfacePolicy, built on the Kubernetes ports: ``KubeDirectory`` (where nodes are, from Node
