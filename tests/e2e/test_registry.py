@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,6 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
-import pytest
 from dns.dnssectypes import DSDigest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -30,6 +27,7 @@ from hypermesh.transport.dns_client import doh3_query, doq_query
 from hypermesh.transport.identity import load_or_create_identity
 from tests.conftest import Hmctl
 from tests.e2e.conftest import items, ready
+from tests.harness.kdig import kdig
 from tests.harness.zonemd import check_zonemd
 
 
@@ -99,26 +97,12 @@ def test_registered_names_resolve_with_valid_dnssec(hmctl: Hmctl, applied: Path)
 
     # kdig +quic, an independent DNS client, sees the same records (CI installs it: the check
     # fails rather than skips without it).
-    if shutil.which("kdig") is None:
-        pytest.fail("kdig is missing: apt-get install knot-dnsutils (.ci/run does)")
-    out = subprocess.run(
-        [
-            "kdig",
-            "+quic",
-            "@127.0.0.1",
-            "-p",
-            str(parse_address(address)[1]),
-            "api.acme",
-            "A",
-            "+short",
-            "+timeout=5",
-            "+retry=0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout.split()
-    assert sorted(out) == ["192.0.2.10", "192.0.2.11"]
+    answer = kdig(parse_address(address)[1], "api.acme", "A")
+    assert answer["rcode"] == "NOERROR"
+    answers = answer["sections"]
+    assert isinstance(answers, dict)
+    found = [line.split()[-1] for line in answers.get("ANSWER", []) if line.split()[3] == "A"]
+    assert sorted(found) == ["192.0.2.10", "192.0.2.11"]
 
     # ZONEMD over the wire, judged by dnspython alone: at the registry node and at a mirror,
     # the digest of the zone each serves over HTTP/3 is the ZONEMD it serves over DoQ, signed
