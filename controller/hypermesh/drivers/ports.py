@@ -18,9 +18,6 @@ from typing import Protocol
 from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity
 
-INTERFACES = ("public", "private", "ephemeral")
-"""The interfaces a node may be located on (``public`` is its QUIC endpoint)."""
-
 
 class NodeDirectory(Protocol):
     """Where the nodes of a manifest set are, and the keys this controller holds for them.
@@ -29,7 +26,8 @@ class NodeDirectory(Protocol):
     """
 
     async def locate(self, name: str, namespace: str, interface: str = "public") -> PeerRef | None:
-        """Where Node ``name`` answers on ``interface`` and the node ID it proves there; None
+        """Where Node ``name`` answers on ``interface`` (``public``, its QUIC endpoint;
+        ``private``; ``ephemeral``) and the node ID it proves there; None
         when it does not serve (not running, no such interface, no address yet)."""
         ...
 
@@ -62,4 +60,4 @@ class SystemClock:
         return time.time()
 
 
-__all__ = ["INTERFACES", "Clock", "NodeDirectory", "SystemClock"]
+__all__ = ["Clock", "NodeDirectory", "SystemClock"]
