@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,12 @@ from hypermesh.transport.address import PeerRef, parse_address
 from hypermesh.transport.identity import read_node_id
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+NETWORK_MODES = ("public", "private", "ephemeral")
+MAX_ADVERTISE = 16
+RECORD_LIFETIME_RANGE = (1.0, 86400.0)
+"""Seconds a published node record lives: the contract's range is 10..86400, but tests use
+records of a few seconds, so the floor is 1."""
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +150,16 @@ class NodeConfig:
     limits: EndpointLimits = field(default_factory=EndpointLimits)
     """What callers may make each of the node's QUIC endpoints hold (unanswered requests,
     header sections, stalled requests); ``limits`` in the file, any subset of the fields."""
+    host_name: str | None = None
+    """The host that runs the node (the Node's ``spec.host``), published in its record."""
+    advertise: tuple[str, ...] = ()
+    """Where the public interface is reached from other hosts (``spec.advertise``, host:port
+    each): published in the node record instead of the bound address."""
+    record_lifetime: float = 600.0
+    """Seconds the node's published record lives; it is re-published at half of it."""
+    network_mode: str = "private"
+    """The Network's mode (public, private or ephemeral): a registry of a public network
+    admits node records from any key."""
 
     def __post_init__(self) -> None:
         for name in ("name", "network", "listen", "node_dir", "log_file"):
@@ -177,6 +194,45 @@ class NodeConfig:
             raise ValueError("limits must be an object of endpoint limits")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        self._check_directory_fields()
+
+    def _check_directory_fields(self) -> None:
+        """The fields of the node directory (issue 16): host name, advertised addresses,
+        record lifetime and network mode."""
+        if self.host_name is not None and not (
+            isinstance(self.host_name, str) and _LABEL.match(self.host_name)
+        ):
+            raise ValueError(
+                f"host_name must be null or a DNS label (a-z, 0-9, '-', at most 63): "
+                f"{self.host_name!r}"
+            )
+        if not isinstance(self.advertise, tuple) or not all(
+            isinstance(v, str) for v in self.advertise
+        ):
+            raise ValueError("advertise must be a list of host:port strings")
+        if len(self.advertise) > MAX_ADVERTISE:
+            raise ValueError(f"advertise has {len(self.advertise)} addresses, at most 16")
+        for i, address in enumerate(self.advertise):
+            try:
+                _host, port = parse_address(address)
+            except ValueError as exc:
+                raise ValueError(f"advertise[{i}]: {exc}") from None
+            if port == 0:
+                raise ValueError(f"advertise[{i}]: {address!r} needs a non-zero port")
+        low, high = RECORD_LIFETIME_RANGE
+        if (
+            not isinstance(self.record_lifetime, int | float)
+            or isinstance(self.record_lifetime, bool)
+            or not low <= self.record_lifetime <= high
+        ):
+            raise ValueError(
+                f"record_lifetime must be a number of seconds {low:g}..{high:g}: "
+                f"{self.record_lifetime!r}"
+            )
+        if self.network_mode not in NETWORK_MODES:
+            raise ValueError(
+                f"network_mode must be one of {', '.join(NETWORK_MODES)}: {self.network_mode!r}"
+            )
 
     @property
     def host(self) -> str:
@@ -248,6 +304,10 @@ class NodeConfig:
             ),
             witnesses=int(data.get("witnesses", 0)),
             limits=EndpointLimits.from_dict(data.get("limits")),
+            host_name=data.get("host_name"),
+            advertise=_strings(data, "advertise"),
+            record_lifetime=data.get("record_lifetime", 600.0),
+            network_mode=data.get("network_mode", "private"),
         )
 
     @classmethod
@@ -286,6 +346,14 @@ def _list(data: dict[str, Any], key: str) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError(f"{key} must be a list")
     return value
+
+
+def _strings(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    """An optional list of strings as a tuple; ``ValueError`` naming ``key`` otherwise."""
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key} must be a list of strings")
+    return tuple(value)
 
 
 def _is_int(value: object) -> bool:
