@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hypermesh.node.feature import Feature
 from hypermesh.node.features.chain import ChainFeature
+from hypermesh.node.features.directory import DirectoryFeature
 from hypermesh.node.features.dns import DnsFeature
 from hypermesh.node.features.federation import FederationFeature
 from hypermesh.node.features.messaging import MessagingFeature
@@ -32,6 +33,7 @@ FEATURES: tuple[Feature, ...] = (
     PrivateInterface(),  # needs: the same
     TunnelsFeature(),  # needs: the public gate
     StatusFeature(),  # needs: the interfaces' addresses
+    DirectoryFeature(),  # needs: the interfaces' addresses (publishes the node record)
     WebFeature(),  # needs: the public interface's port
 )
 """Every feature a node may have, in opening order (each opens only if its config asks)."""
