@@ -235,6 +235,11 @@ FIELD_DOCUMENTS: dict[tuple[str, str], tuple[str, tuple[int, int]]] = {
         'spec:\n  network: acme\n  listen: "VALUE"\n',
         (6, 3),
     ),
+    ("Node", "spec.advertise[]"): (
+        "apiVersion: hypermesh.online/v1alpha1\nkind: Node\nmetadata: {name: a}\n"
+        'spec:\n  network: acme\n  advertise:\n  - "VALUE"\n',
+        (7, 5),
+    ),
     ("Node", "spec.web.listen"): (
         "apiVersion: hypermesh.online/v1alpha1\nkind: Node\nmetadata: {name: a}\n"
         'spec:\n  network: acme\n  web:\n    listen: "VALUE"\n',

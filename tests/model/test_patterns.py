@@ -65,7 +65,10 @@ COMPLETE: dict[str, list[dict[str, Any]]] = {
             "metadata": META,
             "spec": {
                 "network": "acme",
+                "host": "edge-1",
+                "identity": NODE_ID,
                 "listen": "127.0.0.1:0",
+                "advertise": ["203.0.113.7:4433"],
                 "web": {"listen": "127.0.0.1:8080"},
                 "tags": ["edge"],
             },

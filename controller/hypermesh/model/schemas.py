@@ -115,7 +115,7 @@ DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
 HOST_PORT_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "Network": ("spec.registry.endpoint", "spec.federation[].registry.endpoint"),
-        "Node": ("spec.listen", "spec.web.listen"),
+        "Node": ("spec.listen", "spec.advertise[]", "spec.web.listen"),
         "Peer": ("spec.address",),
     }
 )

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from hypermesh import API_VERSION
 from hypermesh.errors import ManifestError, Position, Problem
 from hypermesh.model.loader import Document, FieldPath, FileCache, LoadResult, dotted, load
+from hypermesh.model.placement import node_host, reachable_address
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.model.schemas import (
     DURATION_PATTERN,
@@ -436,7 +437,10 @@ class _References:
         self.problems: list[Problem] = []
         self.seen: dict[ResourceKey, Resource] = {}
         self.invalid = invalid
-        self.listeners: dict[tuple[str, int], Resource] = {}
+        self.listeners: dict[tuple[str | None, str, int], Resource] = {}
+        """(host the node is placed on, listen host, port) → the Node listening there."""
+        self.identities: dict[str, Resource] = {}
+        """Pinned node IDs (``Node.spec.identity``) → the first Node pinning it."""
         for resource in resources:
             self._declare(resource)
 
@@ -496,6 +500,58 @@ class _References:
 
 def _check_node(resource: Resource, refs: _References) -> None:
     _check_listen(resource, refs.listeners, refs.problems)
+    _check_identity(resource, refs)
+
+
+def _check_identity(resource: Resource, refs: _References) -> None:
+    """A node ID is pinned by one Node: two Nodes with one key would be one member under two
+    names, and one of them a node its host cannot be."""
+    identity = resource.spec.get("identity")
+    if not isinstance(identity, str):
+        return
+    first = refs.identities.get(identity)
+    if first is None:
+        refs.identities[identity] = resource
+        return
+    message = (
+        f"identity {identity} is already pinned by {first.key} at {first.position('identity')}"
+    )
+    refs.report(resource, message, "identity")
+
+
+def _check_remote_registry(network: Resource, refs: _References) -> None:
+    """A registry node placed on one host and reached by nodes on another must be found from
+    there without asking anyone: by its pinned key (``identity``) and an address others can
+    dial (``advertise``, or a ``listen`` with a concrete host and port)."""
+    name = (network.spec.get("registry") or {}).get("node")
+    registry = refs.seen.get(ResourceKey("Node", str(name), network.namespace)) if name else None
+    if registry is None:
+        return
+    elsewhere = sorted(
+        str(node.spec.get("host") or "(no host)")
+        for node in refs.declared()
+        if node.kind == "Node"
+        and node.spec.get("network") == network.name
+        and node.namespace == network.namespace
+        and node_host(node) != node_host(registry)
+    )
+    if not elsewhere:
+        return
+    where = f"nodes on host {elsewhere[0]} reach it from another host"
+    if not registry.spec.get("identity"):
+        message = (
+            f"registry node {registry.name!r} is remote to other hosts ({where}): it needs "
+            "'identity' (its node ID, from `hmctl keys show "
+            f"{registry.name}` on host {registry.spec.get('host') or '(no host)'})"
+        )
+        refs.report(registry, message, "host" if registry.spec.get("host") else "network")
+    if reachable_address(registry) is None:
+        message = (
+            f"registry node {registry.name!r} is remote to other hosts ({where}): it needs a "
+            "reachable address: 'advertise', or a 'listen' with a concrete host and a port "
+            f"other than 0 (not {registry.spec.get('listen')})"
+        )
+        refs.report(registry, message, "listen")
 
 
 def _check_tld(resource: Resource, refs: _References) -> None:
@@ -537,6 +593,7 @@ def _check_record(resource: Resource, refs: _References) -> None:
 
 def _check_network(resource: Resource, refs: _References) -> None:
     _check_registry(resource, refs)
+    _check_remote_registry(resource, refs)
     _check_federation(resource, refs)
     spec = resource.spec
     if spec.get("mode") == "ephemeral" and "ttl" not in spec:
@@ -590,8 +647,11 @@ def _check_federation(resource: Resource, refs: _References) -> None:
 
 
 def _check_listen(
-    resource: Resource, listeners: dict[tuple[str, int], Resource], problems: list[Problem]
+    resource: Resource,
+    listeners: dict[tuple[str | None, str, int], Resource],
+    problems: list[Problem],
 ) -> None:
+    """Two Nodes on one host cannot listen on one port (Nodes on different hosts may)."""
     listen = resource.spec.get("listen", "")
     try:
         host, port = parse_address(listen)
@@ -602,8 +662,9 @@ def _check_listen(
         return
     if port == 0:
         return
-    for (other_host, other_port), other in listeners.items():
-        if other_port == port and _hosts_overlap(host, other_host):
+    placed = node_host(resource)
+    for (other_place, other_host, other_port), other in listeners.items():
+        if other_place == placed and other_port == port and _hosts_overlap(host, other_host):
             problems.append(
                 Problem(
                     resource.position("listen"),
@@ -614,7 +675,7 @@ def _check_listen(
                 )
             )
             return
-    listeners[(host, port)] = resource
+    listeners[(placed, host, port)] = resource
 
 
 def _hosts_overlap(a: str, b: str) -> bool:
