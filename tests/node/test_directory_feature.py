@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypermesh.dns.source import StaticZones
+from hypermesh.mirror.anchors import Anchors
+from hypermesh.mirror.follower import Follower
 from hypermesh.node.features.directory import expand_wildcard, is_wildcard, next_seq
+from hypermesh.node.interfaces import PrivateGate
+from hypermesh.transport.identity import Identity
 
 HOST = ["127.0.0.1", "192.0.2.2", "fd00::2", "fe80::1", "::1", "198.18.1.3"]
 
@@ -32,3 +37,58 @@ def test_seq_only_grows_across_restarts_and_clock_steps(tmp_path: Path) -> None:
     assert next_seq(tmp_path, 10.0) == first + 2  # the clock stepped back
     assert (tmp_path / "record.seq").read_text().strip() == str(first + 2)
     assert next_seq(tmp_path, 2000.0) == 2_000_000
+
+
+def _follower_holding(members: dict[str, dict[str, object]], revoked: list[str]) -> Follower:
+    """A mirror's follower that holds anchors the registry signed with these members."""
+    registry = Identity.generate()
+    follower = Follower(StaticZones(), lambda: None, identity=None)
+    follower.state.anchors = Anchors.verify(
+        Anchors.issue(
+            registry,
+            "acme",
+            {},
+            1.0,
+            revoked={k: {"at": 1.0, "reason": "lost"} for k in revoked},
+            members=members,
+        ).signed,
+        registry.node_id,
+    )
+    return follower
+
+
+def test_members_named_only_in_the_anchors_are_admitted_on_the_private_interface() -> None:
+    joined, gone, stranger = (Identity.generate().node_id for _ in range(3))
+    follower = _follower_holding(
+        {
+            "delta": {"identity": joined, "kind": "Node", "tags": ["edge"]},
+            "omega": {"identity": gone, "kind": "Node", "tags": []},
+            "alpha": {"identity": stranger, "kind": "Node", "tags": []},  # the config's name
+        },
+        revoked=[gone],
+    )
+    assert follower.members() == {joined: "delta", gone: "omega", stranger: "alpha"}
+    directory = {"alpha": {"kind": "Node", "identity": "hm1alpha", "tags": []}}
+    gate = PrivateGate.of(
+        "alpha", directory, None, follower.revoked, listed=follower.member_entries
+    )
+    assert gate.check(joined, "10.0.0.2:1", "chain.write") == (0, "")
+    assert gate.named(joined) == "delta"
+    status, why = gate.check(gone, "10.0.0.3:1", "status.read")
+    assert status == 403 and "revoked" in why
+    status, why = gate.check(Identity.generate().node_id, "10.0.0.4:1", "status.read")
+    assert status == 403 and "not a member" in why
+    # a name the config gives one key is not taken by another key in the anchors
+    status, why = gate.check(stranger, "10.0.0.5:1", "status.read")
+    assert status == 403 and "not a member" in why
+    # policies see the anchors' tags
+    policy = {"default": "deny", "rules": [{"from": {"tags": ["edge"]}, "operations": ["*"]}]}
+    ruled = PrivateGate.of("alpha", directory, policy, listed=follower.member_entries)
+    assert ruled.check(joined, "10.0.0.2:1", "dns.query") == (0, "")
+
+
+def test_no_anchors_no_members_from_them() -> None:
+    follower = Follower(StaticZones(), lambda: None, identity=None)
+    assert follower.members() == {}
+    gate = PrivateGate.of("alpha", {}, None, listed=follower.member_entries)
+    assert gate.check(Identity.generate().node_id, "10.0.0.2:1", "status.read")[0] == 403

@@ -26,7 +26,7 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,6 +166,21 @@ class Follower:
         """Whether the registry's anchors (the newest this node holds) revoke ``node_id``."""
         anchors = self.state.anchors
         return anchors is not None and node_id in anchors.revoked
+
+    def member_entries(self) -> Mapping[str, Mapping[str, Any]]:
+        """The network's members as the registry's anchors (the newest this node holds) name
+        them: ``{name: {"identity", "kind", "tags"}}``; empty before any anchors."""
+        anchors = self.state.anchors
+        return {} if anchors is None else anchors.members
+
+    def members(self) -> dict[str, str]:
+        """Node ID → name of every member the registry's anchors name (static members of the
+        registry node's config and the nodes that joined with a token)."""
+        return {
+            identity: name
+            for name, entry in self.member_entries().items()
+            if isinstance(identity := entry.get("identity"), str)
+        }
 
     def knows(self, name: dns.name.Name) -> bool:
         """Whether ``name`` falls in a zone the registry serves (by its anchors and notices)."""

@@ -156,6 +156,7 @@ class NodeContext:
                     revoked,
                     self.federated,
                     frozenset(self.operators),
+                    self.mirror.member_entries if self.mirror is not None else None,
                 ).check
             self._public_gate_made = True
         return self._public_gate

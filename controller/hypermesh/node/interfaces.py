@@ -4,7 +4,9 @@
 in. Every client must prove a node key in the handshake (``transport.pinning``); the caller is
 the member whose node ID that key is (the Network's Nodes and Peers, from the node's config), or
 ``NETWORK/MEMBER`` when a federated network's registry vouches for the key
-(``hypermesh.mirror.federation``).
+(``hypermesh.mirror.federation``). Members the registry's anchors name (``listed``: its static
+members and the nodes that joined with a token, as the node's mirror holds them) are members
+too; a name the node's config gives one key is not taken by another key in the anchors.
 Each request is mapped to an operation (``operation_of``) and decided by the network's private
 InterfacePolicy; without one, members may do anything and everyone else nothing.
 
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -40,6 +42,14 @@ Revoked = Callable[[str], bool]
 
 Federated = Callable[[str], str | None]
 """``NETWORK/MEMBER`` for a key a federated network's registry vouches for, else None."""
+
+
+Listed = Callable[[], Mapping[str, Mapping[str, Any]]]
+"""The members the registry's anchors name now: ``{name: {"identity", "kind", "tags"}}``."""
+
+
+def _none_listed() -> Mapping[str, Mapping[str, Any]]:
+    return {}
 
 
 def _never(_: str) -> bool:
@@ -93,14 +103,42 @@ def _members(directory: Mapping[str, Any]) -> dict[str, str]:
     return {str(e["identity"]): name for name, e in directory.items() if e.get("identity")}
 
 
-def _engine(directory: Mapping[str, Any], policy: Mapping[str, Any]) -> PolicyEngine:
-    return PolicyEngine.from_spec(
-        policy,
-        {
-            name: Member(str(entry.get("kind", "Node")), frozenset(entry.get("tags", ())))
-            for name, entry in directory.items()
-        },
-    )
+def _member(entry: Mapping[str, Any]) -> Member:
+    return Member(str(entry.get("kind", "Node")), frozenset(entry.get("tags", ())))
+
+
+class _MemberTags(Mapping[str, Member]):
+    """The kinds and tags of the members by name, for policies: the config's directory, then
+    the registry's anchors (read at each question, so a member who joins later is known)."""
+
+    def __init__(self, directory: Mapping[str, Any], listed: Listed) -> None:
+        self.static = {name: _member(entry) for name, entry in directory.items()}
+        self.listed = listed
+
+    def _all(self) -> dict[str, Member]:
+        listed = {n: _member(e) for n, e in self.listed().items() if isinstance(e, Mapping)}
+        return listed | self.static
+
+    def __getitem__(self, name: str) -> Member:
+        found = self.static.get(name)
+        if found is not None:
+            return found
+        entry = self.listed().get(name)
+        if not isinstance(entry, Mapping):
+            raise KeyError(name)
+        return _member(entry)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+def _engine(
+    directory: Mapping[str, Any], policy: Mapping[str, Any], listed: Listed
+) -> PolicyEngine:
+    return PolicyEngine.from_spec(policy, _MemberTags(directory, listed))
 
 
 @dataclass
@@ -129,6 +167,9 @@ class _Gate:
     federated: Federated = _nobody
     operators: frozenset[str] = frozenset()
     """Keys that act for this node's operator besides its own (a registry's administrator)."""
+    listed: Listed = _none_listed
+    """The members the registry's anchors name (as the node's mirror holds them)."""
+    _listed_seen: tuple[object, dict[str, str]] | None = field(default=None, repr=False)
 
     @classmethod
     def of(
@@ -139,11 +180,13 @@ class _Gate:
         revoked: Revoked | None = None,
         federated: Federated | None = None,
         operators: frozenset[str] = frozenset(),
+        listed: Listed | None = None,
     ) -> Self:
         """From the node config's ``directory`` ({name: {"kind", "identity", "tags"}}), the
-        interface's InterfacePolicy spec if one is declared, and where revoked keys and
-        federated members are known."""
-        engine = None if policy is None else _engine(directory, policy)
+        interface's InterfacePolicy spec if one is declared, and where revoked keys, members
+        named in the registry's anchors and federated members are known."""
+        listed = listed or _none_listed
+        engine = None if policy is None else _engine(directory, policy, listed)
         return cls(
             me,
             _members(directory),
@@ -151,14 +194,35 @@ class _Gate:
             revoked=revoked or _never,
             federated=federated or _nobody,
             operators=operators,
+            listed=listed,
         )
+
+    def _listed_names(self) -> dict[str, str]:
+        """Node ID → name of the anchors' members, but for the names the config gives to
+        other keys; worked out again only when the anchors change."""
+        listed = self.listed()
+        if self._listed_seen is None or self._listed_seen[0] is not listed:
+            taken = set(self.members.values())
+            names = {
+                str(entry["identity"]): name
+                for name, entry in listed.items()
+                if isinstance(entry, Mapping)
+                and isinstance(entry.get("identity"), str)
+                and name not in taken
+            }
+            self._listed_seen = (listed, names)
+        return self._listed_seen[1]
 
     def named(self, caller_id: str | None) -> str | None:
         """The member (or ``NETWORK/MEMBER`` of a federated network) whose key
         ``caller_id`` is; None for an anonymous caller or a key nobody vouches for."""
         if caller_id is None:
             return None
-        return self.members.get(caller_id) or self.federated(caller_id)
+        return (
+            self.members.get(caller_id)
+            or self._listed_names().get(caller_id)
+            or self.federated(caller_id)
+        )
 
     def who(self, caller_id: str | None, source: str) -> str:
         """Who a caller is for counting (rate limits, what it may hold): the member its key

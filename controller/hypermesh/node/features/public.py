@@ -21,7 +21,10 @@ class PublicInterface:
 
     async def open(self, node: NodeContext, stack: contextlib.AsyncExitStack) -> None:
         config = node.config
-        counted_as = PublicGate.of(config.name, config.directory, None, federated=node.federated)
+        listed = node.mirror.member_entries if node.mirror is not None else None
+        counted_as = PublicGate.of(
+            config.name, config.directory, None, federated=node.federated, listed=listed
+        )
         endpoint = await bind_endpoint(
             config.host,
             config.port,

@@ -70,7 +70,12 @@ def _tunnel_gate(node: NodeContext) -> Gate | None:
     if config.ephemeral_policy is None:
         return node.public_gate()
     return PublicGate.of(
-        config.name, config.directory, config.ephemeral_policy, node.revoked(), node.federated
+        config.name,
+        config.directory,
+        config.ephemeral_policy,
+        node.revoked(),
+        node.federated,
+        listed=node.mirror.member_entries if node.mirror is not None else None,
     ).check
 
 
