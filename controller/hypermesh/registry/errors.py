@@ -57,3 +57,21 @@ class ZoneUnservable(RegistryError):
 
     status = 503
     code = "zone_unservable"
+
+
+class TokenRefused(Forbidden):
+    """A join token that is unknown, wrong, expired, used or revoked; nothing was stored."""
+
+    code = "token_refused"
+
+
+class NameTaken(Conflict):
+    """Another key is already a member under this name."""
+
+    code = "name_taken"
+
+
+class Stale(Conflict):
+    """A node record no newer than the one stored (its ``seq``)."""
+
+    code = "stale"

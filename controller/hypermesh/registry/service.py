@@ -8,6 +8,7 @@ entry). Callers check signatures first (``signing.verify_request``) and pass the
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -54,9 +55,11 @@ from hypermesh.registry.zones import (
     RESIGN_AFTER,
     JournalEntry,
     NodeDigests,
+    Parsed,
     RecordSet,
     ZoneKeys,
     ZoneSpec,
+    apply_rdatasets,
     build_zone,
     diff_zones,
     ds_records,
@@ -196,6 +199,10 @@ class Registry:
         self._unservable: dict[str, str] = {}
         """TLDs whose stored data does not build into a zone, with why: not served, reported
         by ``health``, their rows kept as they are."""
+        self._internal: dict[str, Callable[[Session], Parsed]] = {}
+        """The registry's own zones (the node directory, ``_nodes``), by name, with what reads
+        their record sets: built, signed, journalled and served like a TLD's, but outside the
+        TLD rules (their name need not be a TLD) and left out of ``list_tlds``."""
 
     @classmethod
     def open(
@@ -309,6 +316,16 @@ class Registry:
             else:
                 self.policy = self.policy.governed(json.loads(stored.value))
 
+    def transaction(self) -> contextlib.AbstractContextManager[Session]:
+        """One transaction over the registry's database, for the registry's own modules
+        (``tokens``, ``directory``): committed when the block ends, rolled back when it raises
+        (database errors become ``RegistryError``, a conflicting write ``Conflict``)."""
+        return self._transaction()
+
+    def check_admin(self, signer: str) -> None:
+        """``Forbidden`` unless ``signer`` is the registry's administrator."""
+        self._check_admin(signer)
+
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
         try:
@@ -373,10 +390,78 @@ class Registry:
         with self._transaction() as session:
             return self._info(self._tld(session, tld))
 
-    def list_tlds(self) -> list[TldInfo]:
+    def list_tlds(self, *, internal: bool = False) -> list[TldInfo]:
+        """Every TLD by name; with ``internal``, the registry's own zones too."""
         with self._transaction() as session:
             rows = session.exec(select(TldRow).order_by(TldRow.name)).all()
-            return [self._info(r) for r in rows]
+            return [self._info(r) for r in rows if internal or r.name not in self._internal]
+
+    # -- the registry's own zones -------------------------------------------------------------
+
+    def add_internal_zone(
+        self, name: str, network: str, records: Callable[[Session], Parsed]
+    ) -> None:
+        """Serve the registry's own zone ``name`` (``_nodes``), whose record sets ``records``
+        reads; made (empty, with its own keys) when the database has none. Nobody owns it:
+        it changes only through ``change_internal``."""
+        self._internal[name] = records
+        with self._transaction() as session:
+            if session.get(TldRow, name) is None:
+                ksk, zsk = ZoneKeys.generate().to_pem()
+                now = datetime.fromtimestamp(self.clock(), UTC)
+                session.add(
+                    TldRow(
+                        name=name,
+                        network=network,
+                        owner="",
+                        expires_at=now + timedelta(days=365 * 100),
+                        default_ttl=60,
+                        ksk_pem=ksk.decode(),
+                        zsk_pem=zsk.decode(),
+                    )
+                )
+
+    def change_internal(self, session: Session, name: str, changes: Parsed) -> Callable[[], None]:
+        """In ``session``, before the caller flushes its own row changes: sign ``changes`` into
+        the internal zone ``name`` under the next serial, journalled. Returns what to call once
+        the transaction committed (it serves the new zone from the cache)."""
+        row = session.get(TldRow, name)
+        if row is None or name not in self._internal:
+            raise NotFound(f"{name!r} is not one of the registry's own zones")
+        with session.no_autoflush:
+            old = self._current_zone(row, None, session)
+        cached = self._zones.get(name)
+        digests = cached.digests if cached is not None and cached.zone is old else NodeDigests()
+        signed_at = cached.signed_at if cached is not None else self.clock()
+        new = apply_rdatasets(
+            old,
+            self._spec(row, row.serial + 1),
+            changes,
+            self._keys(row),
+            now=int(self.clock()),
+            digests=digests,
+        )
+        session.add(_journal_row(name, diff_zones(old, new)))
+        row.serial += 1
+        session.add(row)
+        serial = row.serial
+
+        def install() -> None:
+            self._zones[name] = _Signed(serial, new, signed_at, digests)
+
+        return install
+
+    def prune_journal(self, name: str, keep: int) -> int:
+        """Drop the journal entries of ``name`` older than its last ``keep`` serials (mirrors
+        further behind take the whole zone); returns how many were dropped."""
+        with self._transaction() as session:
+            row = self._tld(session, name)
+            done = session.exec(
+                delete(JournalRow).where(
+                    col(JournalRow.tld) == row.name, col(JournalRow.to_serial) <= row.serial - keep
+                )
+            )
+            return int(done.rowcount)
 
     def renew(self, tld: str, *, signer: str) -> TldInfo:
         """Extend the registration by one term from its expiry (or from now, once expired);
@@ -649,9 +734,9 @@ class Registry:
                         self._zones.pop(tld, None)
                         continue
                     rrsets = [_rrset(r) for r in self._rows(session, tld)]
-                    old_zone = self._current_zone(row, rrsets)
+                    old_zone = self._current_zone(row, rrsets, session)
                     row.serial += 1
-                    new_zone = self._build(row, rrsets)
+                    new_zone = self._build(row, rrsets, session=session)
                     session.add(_journal_row(tld, diff_zones(old_zone, new_zone)))
                     session.add(row)
                     serial = row.serial
@@ -749,7 +834,7 @@ class Registry:
             assert session is not None
             rrsets = [_rrset(r) for r in self._rows(session, row.name)]
         try:
-            zone = self._build(row, rrsets)
+            zone = self._build(row, rrsets, session=session)
         except RegistryError as exc:
             raise self._unservable_zone(row.name, exc) from None
         self._zones[row.name] = _Signed(row.serial, zone, self.clock())
@@ -837,15 +922,28 @@ class Registry:
     def _keys(row: TldRow) -> ZoneKeys:
         return ZoneKeys.from_pem(row.ksk_pem.encode(), row.zsk_pem.encode())
 
+    def _build_internal(self, row: TldRow, spec: ZoneSpec, session: Session) -> dns.zone.Zone:
+        """An internal zone in full: the signed apex, then every record set, signed."""
+        keys, now = self._keys(row), int(self.clock())
+        apex = build_zone(spec, [], keys, now=now)
+        return apply_rdatasets(apex, spec, self._internal[row.name](session), keys, now=now)
+
     def _build(
-        self, row: TldRow, rrsets: list[RecordSet], serial: int | None = None
+        self,
+        row: TldRow,
+        rrsets: list[RecordSet],
+        serial: int | None = None,
+        session: Session | None = None,
     ) -> dns.zone.Zone:
         """The zone of ``row`` with ``rrsets``; ``RegistryError`` when they break the rule or
         anything stored (the TLD's name, its keys) is unusable."""
         try:
+            spec = self._spec(row, serial)
+            if row.name in self._internal:
+                assert session is not None
+                return self._build_internal(row, spec, session)
             if tld_label(row.name) != row.name:
                 raise RegistryError(f"the TLD's name {row.name!r} is not canonical")
-            spec = self._spec(row, serial)
             return build_zone(spec, rrsets, self._keys(row), now=int(self.clock()))
         except RegistryError:
             raise

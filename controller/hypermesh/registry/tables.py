@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import MetaData, UniqueConstraint
+from sqlalchemy import BigInteger, MetaData, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: the first tables. 2: ``registry_tlds.note`` (why a TLD was rejected or expired).
 3: ``registry_signed_zones`` (the signed zones as they were served, kept over a restart; a new
 table, which ``create_all`` makes). 4: ``registry_revocations`` (revoked node keys; a new
-table).
+table). 5: ``registry_join_tokens``, ``registry_members`` and ``registry_node_records`` (join
+tokens, the members that joined with them, and the node directory; new tables).
 ``Registry.open`` upgrades older databases in place (``MIGRATIONS``), keeping their data."""
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -110,3 +111,52 @@ class RevocationRow(RegistryBase, table=True):
     """Who revoked it: the administrator, or the key itself."""
     replaced_by: str | None = None
     """The key that took its place, when it was rotated."""
+
+
+class JoinTokenRow(RegistryBase, table=True):
+    """A join token. Only the SHA-256 of its secret is kept: the token itself is shown once,
+    when it is made, and cannot be read back."""
+
+    __tablename__ = "registry_join_tokens"
+    id: str = Field(primary_key=True)
+    """12 hex digits: the public part of ``hmjoin-<id>-<secret>``."""
+    secret_hash: str
+    tags: str = "[]"
+    """JSON list of the tags a member that joins with it gets."""
+    reusable: bool = False
+    ephemeral: bool = False
+    description: str = ""
+    created_at: float
+    expires_at: float
+    uses: int = 0
+    revoked_at: float | None = None
+
+
+class MemberRow(RegistryBase, table=True):
+    """A node that joined the network with a token (static members live in the registry node's
+    configuration, not here)."""
+
+    __tablename__ = "registry_members"
+    node_id: str = Field(primary_key=True)
+    name: str = Field(unique=True)
+    tags: str = "[]"
+    """JSON list of labels."""
+    host: str | None = None
+    ephemeral: bool = False
+    """Its membership ends when its node record expires."""
+    joined_at: float
+    token_id: str | None = None
+
+
+class NodeRecordRow(RegistryBase, table=True):
+    """The live node record of one key, as the node signed it (``hypermesh.transport.
+    noderecord``)."""
+
+    __tablename__ = "registry_node_records"
+    node_id: str = Field(primary_key=True)
+    name: str = Field(index=True)
+    seq: int = Field(sa_type=BigInteger)
+    issued_at: float
+    expires_at: float = Field(index=True)
+    signed: str
+    """JSON ``{"document", "signature"}``."""

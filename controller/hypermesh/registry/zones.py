@@ -388,6 +388,32 @@ def update_zone(
     if not spec.dnssec or _has_delegation(old, checked):
         return None
     _check_owners(old, checked)
+    parsed = {
+        (_relative(owner), dns.rdatatype.from_text(kind)): (
+            None if rrset is None else rrset.rdataset(origin)
+        )
+        for (owner, kind), rrset in checked.items()
+    }
+    return apply_rdatasets(old, spec, parsed, keys, now=now, digests=digests)
+
+
+Parsed = Mapping[tuple[dns.name.Name, dns.rdatatype.RdataType], "dns.rdataset.Rdataset | None"]
+"""Record sets by (relative owner name, type), parsed: the new set, or None to delete it."""
+
+
+def apply_rdatasets(
+    old: dns.zone.Zone,
+    spec: ZoneSpec,
+    changes: Parsed,
+    keys: ZoneKeys,
+    *,
+    now: int,
+    digests: NodeDigests | None = None,
+) -> dns.zone.Zone:
+    """``update_zone`` of record sets already parsed and checked: the caller vouches that they
+    keep the zone's rules (no delegation, no CNAME beside other data). The registry's own zones
+    (the node directory) change through it, without a round trip through zone-file text."""
+    origin = spec.name
     zone = dns.zone.Zone(origin, relativize=True)
     zone.nodes = dict(old.nodes)
     owned: set[dns.name.Name] = set()
@@ -403,17 +429,14 @@ def update_zone(
             owned.add(name)
         return zone.nodes[name]
 
-    touched: dict[dns.name.Name, str] = {}
-    for (owner, rdtype_text), rrset in checked.items():
-        name = _relative(owner)
-        rdtype = dns.rdatatype.from_text(rdtype_text)
+    touched: set[dns.name.Name] = set()
+    for (name, rdtype), rdataset in changes.items():
         node = own(name)
-        touched[name] = owner
-        if rrset is None:
+        touched.add(name)
+        if rdataset is None:
             node.delete_rdataset(dns.rdataclass.IN, rdtype)
             node.delete_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
         else:
-            rdataset = rrset.rdataset(origin)
             node.replace_rdataset(rdataset)
             node.replace_rdataset(signer.sign(name, rdataset))
         if not any(r.rdtype not in (dns.rdatatype.RRSIG, dns.rdatatype.NSEC) for r in node):
