@@ -11,13 +11,16 @@ from hypermesh.drivers.ports import Clock, NodeDirectory, SystemClock
 from hypermesh.drivers.processes import NodeProcessDriver
 from hypermesh.drivers.registry import RecordDriver, TLDDriver
 from hypermesh.drivers.standalone import StandaloneDirectory
+from hypermesh.model.placement import Placement
 from hypermesh.reconcile import Driver
 
 
-def standalone_drivers(state_dir: Path) -> dict[str, Driver]:
+def standalone_drivers(
+    state_dir: Path, *, host: str | None = None, join_token: str | None = None
+) -> dict[str, Driver]:
     """The drivers of standalone mode: nodes as local processes under ``state_dir``, and the
     drivers of TLDs, Records and policies finding them through the same node folders."""
-    nodes = NodeProcessDriver(state_dir)
+    nodes = NodeProcessDriver(state_dir, placement=Placement(host), join_token=join_token)
     directory = nodes.directory
     clock = SystemClock()
     drivers: dict[str, Driver] = {"Network": NetworkDriver(), "Node": nodes, "Peer": PeerDriver()}

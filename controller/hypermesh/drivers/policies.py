@@ -423,7 +423,10 @@ class PolicyDriver:
                 key = await self.directory.signer(name, namespace)
                 if key is not None and key.node_id == entry.get("identity"):
                     keys[name] = key
-            peer = await self.directory.locate(name, namespace, interface)
+            try:  # a node on another host is found through the directory, which may be down
+                peer = await self.directory.locate(name, namespace, interface)
+            except HyperMeshError:
+                peer = None
             if peer is not None and (
                 interface == "ephemeral" or interface in entry.get("interfaces", ())
             ):

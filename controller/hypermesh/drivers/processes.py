@@ -5,6 +5,14 @@ runtime file. The node process holds an ``flock`` on ``node.lock`` for its whole
 is never more than one process per node, and whether a node runs is a question the kernel
 answers (a crashed ``hmctl apply`` leaves no stale pid file to trust). The controller pins each
 node's identity (``identity.pub``) when it reads the node's status over HTTP/3.
+
+Only the Nodes placed on this controller's host are started here (the reconciler hands over no
+other); a Node placed elsewhere is a member of its network by its pinned ``identity`` (left out
+without one: it joins by token and is found through the registry), and a registry placed
+elsewhere is reached at its pinned address and key. A node with a pinned identity starts only
+with that key; a node without one whose registry is elsewhere joins it with the controller's
+join token before its first start (``joined.json`` remembers it, so a single-use token is
+spent once).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from hypermesh.drivers.bootstrap import BootstrapError, load_bootstrap
 from hypermesh.drivers.nodeconfig import interfaces_of
 from hypermesh.drivers.standalone import StandaloneDirectory
 from hypermesh.errors import (
@@ -33,22 +42,29 @@ from hypermesh.errors import (
     TransportError,
 )
 from hypermesh.files import write_atomic
+from hypermesh.model.placement import Placement, node_host, reachable_address
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import pid_alive, running_pid
 from hypermesh.node.runtime import previous_port, read_runtime
 from hypermesh.plan import Drift, DriftKind
 from hypermesh.reconcile import ApplyContext, Live, Outcome
+from hypermesh.registry.client import API, RegistryClient, refusal
 from hypermesh.transport.address import PeerRef, format_address, parse_address
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import (
     KEY_FILE,
     Identity,
     load_identity,
+    load_or_create_identity,
     read_node_id,
 )
 
 CONFIG = "config.json"
+JOINED = "joined.json"
+"""In a node's folder once it joined its remote registry by token: it is not asked again."""
+RECORD_LIFETIME_ENV = "HM_RECORD_LIFETIME"
+"""Seconds a node's record lives (default the node's own, 600): short in labs and tests."""
 LOG = "node.log"
 MAX_PEERS = 8
 """Other mirrors named in a node's config for failover."""
@@ -68,9 +84,15 @@ class NodeProcessDriver:
         start_timeout: float = 20.0,
         probe_timeout: float = 3.0,
         stop_timeout: float = 5.0,
+        placement: Placement | None = None,
+        join_token: str | None = None,
     ) -> None:
         self.state_dir = state_dir
-        self.directory = StandaloneDirectory(state_dir)
+        self.placement = placement or Placement()
+        """The host this controller runs for: its Nodes are started here, the others not."""
+        self.join_token = join_token
+        """The token nodes join a remote registry with (never logged or put in a status)."""
+        self.directory = StandaloneDirectory(state_dir, self.placement)
         """Where the nodes' folders are; other members' keys are read (or made) through it."""
         self.python = python
         self.start_timeout = start_timeout
@@ -102,6 +124,7 @@ class NodeProcessDriver:
         """The desired state of this pass, to tell when a node's derived config is outdated."""
         self._desired = desired
         self._node_ids = {}
+        self.directory.prepare(desired)
 
     def _outdated(self, key: ResourceKey, node_dir: Path) -> str | None:
         """Why the node's running config no longer matches what its network says (members
@@ -206,6 +229,8 @@ class NodeProcessDriver:
         key = resource.key
         node_dir = self._dir(key, handle)
         node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _check_pinned(resource, node_dir)
+        await self._join(resource, context, node_dir)
         await self._stop_dir(node_dir)
         listen = str(resource.spec["listen"])
         try:
@@ -245,6 +270,10 @@ class NodeProcessDriver:
             log_file=str(node_dir / LOG),
             web_listen=_web_listen(resource.spec, listen),
             registry=self._registry_of(resource, context),
+            host_name=node_host(resource),
+            advertise=tuple(str(a) for a in resource.spec.get("advertise", ())),
+            network_mode=_mode_of(resource, context.desired),
+            **_record_lifetime(),
             **self._interfaces_of(resource, context, listen),
             chain=bool((resource.spec.get("chain") or {}).get("enabled", True)),
             witnesses=int((resource.spec.get("chain") or {}).get("witnesses", 0)),
@@ -259,6 +288,11 @@ class NodeProcessDriver:
         registry = dict((network.spec.get("registry") or {}) if network else {})
         if registry.get("node") == resource.name:
             return None
+        if not registry and network is not None and network.spec.get("mode") == "public":
+            try:
+                registry = load_bootstrap().registry()  # the public registry
+            except BootstrapError as exc:
+                raise PermanentError(str(exc), reason="BadBootstrap") from None
         return self._upstream(registry, resource.namespace)
 
     def _interfaces_of(
@@ -279,9 +313,14 @@ class NodeProcessDriver:
             ephemeral_listen=any_port,
         )
 
-    def _node_id(self, node: Resource) -> str:
+    def _node_id(self, node: Resource) -> str | None:
         """A member's node ID, its key made here if the node has not started yet (so every
         member is known to every other from the first start on); read once per pass."""
+        pinned = node.spec.get("identity")
+        if pinned:
+            return str(pinned)  # what the manifests say (a local key must match: _check_pinned)
+        if not self.placement.is_local(node):
+            return None  # a remote node joins by token; its key is on its own host
         found = self._node_ids.get(node.key)
         if found is None:
             found = self.directory.ensure_node_id(node.name, node.namespace)
@@ -293,6 +332,12 @@ class NodeProcessDriver:
         restart on another port is followed), a remote one by its endpoint and key."""
         if "node" in registry:
             key = ResourceKey("Node", str(registry["node"]), namespace)
+            node = self._desired.get("Node", key.name, namespace) if self._desired else None
+            if node is not None and not self.placement.is_local(node):
+                address, pinned = reachable_address(node), node.spec.get("identity")
+                if address and pinned:
+                    return Upstream(PeerRef(address, str(pinned)))
+                return None  # validation asks for both; nothing to dial without them
             return Upstream(node_dir=str(self.node_dir(key)))
         if registry.get("endpoint") and registry.get("identity"):
             return Upstream(PeerRef(str(registry["endpoint"]), str(registry["identity"])))
@@ -305,10 +350,49 @@ class NodeProcessDriver:
             Upstream(node_dir=str(self.node_dir(other.key)))
             for other in context.desired.of_kind("Node")
             if other.key != resource.key
+            and self.placement.is_local(other)
             and other.spec.get("network") == resource.spec.get("network")
             and "registry" not in other.spec.get("roles", ())
         ]
         return tuple(peers[:MAX_PEERS])
+
+    async def _join(self, resource: Resource, context: ApplyContext, node_dir: Path) -> None:
+        """Join a registry on another host with the join token, once, before the first start
+        (``POST /registry/v1/join``, signed by the node's own key): for a node without a pinned
+        identity whose registry is not a node of this host. Without a token nothing is asked
+        (a public network registers any key). A refusal stalls the Node with the registry's
+        words; the token itself never appears in an error, a status or a log."""
+        if self.join_token is None or resource.spec.get("identity") or (node_dir / JOINED).exists():
+            return
+        upstream = self._registry_of(resource, context)
+        if upstream is None or upstream.peer is None:
+            return  # its registry is a node of this host, or none is reachable from here
+        where = upstream.peer
+        key = resource.key
+        identity = load_or_create_identity(node_dir)
+        body = {"token": self.join_token, "name": resource.name, "host": node_host(resource)}
+        client = RegistryClient(where.address, where.node_id, identity=identity)
+        try:
+            status, data = await client.call("POST", f"{API}/join", body, signer=identity)
+        except TransportError as exc:
+            raise TemporaryError(
+                f"{key}: joining the registry at {where.address}: {exc}", reason="JoinPending"
+            ) from exc
+        if status in (200, 201):
+            member = data.get("member") if isinstance(data.get("member"), dict) else {}
+            joined = {"registry": where.node_id, "address": where.address, "member": member}
+            write_atomic(node_dir / JOINED, json.dumps(joined, indent=2) + "\n")
+            return
+        words = refusal(status, data)
+        if status >= 500:
+            raise TemporaryError(
+                f"{key}: the registry failed the join: {words}", reason="JoinFailed"
+            )
+        raise PermanentError(
+            f"{key}: the registry at {where.address} refused the join token: {words}; the node "
+            "is not started (give a valid token: --join-token-file or $HM_JOIN_TOKEN)",
+            reason="JoinRefused",
+        )
 
     def _spawn(self, node_dir: Path) -> subprocess.Popen[bytes]:
         with (node_dir / LOG).open("ab") as log:
@@ -413,6 +497,43 @@ class NodeProcessDriver:
         shutil.rmtree(node_dir, ignore_errors=True)
         if node_dir.exists():
             raise TemporaryError(f"could not remove {node_dir}", reason="DeleteFailed")
+
+
+def _check_pinned(resource: Resource, node_dir: Path) -> None:
+    """A Node with ``spec.identity`` starts only with that key: its key here (made now if it
+    has none) must be the pinned one, or nothing is started and the error names both."""
+    pinned = resource.spec.get("identity")
+    if not pinned:
+        return
+    actual = load_or_create_identity(node_dir).node_id
+    if actual != pinned:
+        raise PermanentError(
+            f"{resource.key}: spec.identity pins {pinned}, but the node's key on this host is "
+            f"{actual} ({node_dir / KEY_FILE}); install the pinned key there, or pin this one "
+            f"(hmctl keys show {resource.name}); the node is not started",
+            reason="IdentityMismatch",
+        )
+
+
+def _mode_of(resource: Resource, desired: DesiredState) -> str:
+    """The mode of the node's Network (private when it is not declared)."""
+    network = desired.get("Network", str(resource.spec["network"]), resource.namespace)
+    return str(network.spec.get("mode", "private")) if network is not None else "private"
+
+
+def _record_lifetime() -> dict[str, Any]:
+    """``record_lifetime`` from ``$HM_RECORD_LIFETIME`` when set (the node config bounds it),
+    else nothing (the node's default)."""
+    text = os.environ.get(RECORD_LIFETIME_ENV)
+    if not text:
+        return {}
+    try:
+        return {"record_lifetime": float(text)}
+    except ValueError:
+        raise PermanentError(
+            f"${RECORD_LIFETIME_ENV} must be a number of seconds: {text[:40]!r}",
+            reason="InvalidConfig",
+        ) from None
 
 
 def _listen_changed(applied: Mapping[str, Any], address: str) -> bool:

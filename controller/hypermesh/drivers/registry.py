@@ -3,7 +3,12 @@
 The registry is the network's registry node (located through the ``NodeDirectory`` port: where
 it answers and the key it must prove) or a remote endpoint with its identity. Writes are signed
 with the owner's key: the owner is a Node this controller runs, so the directory holds its key.
-A TLD owned by a Peer cannot be written from here (its key is elsewhere): that is Stalled.
+A TLD owned by a Peer cannot be written from here (its key is elsewhere): that is Stalled. A
+TLD owned by a Node placed on another host is never handed to this driver: that host's
+controller holds the key (``hypermesh.model.placement``). A registry node on another host is
+located at its pinned address and key, and a public network without a registry uses the public
+registry of the bootstrap data (``drivers.bootstrap``); a Record's target on another host is
+found by its record in the network's node directory (``drivers.standalone``).
 
 Every request proves the owner's key in the handshake too, reads included, so that the
 registry's gates know which member asks (a public InterfacePolicy's ``from: nodes`` rules
@@ -15,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hypermesh.drivers.bootstrap import BootstrapError, load_bootstrap
 from hypermesh.drivers.ports import Clock, NodeDirectory, SystemClock
 from hypermesh.drivers.targets import owner_name, target_rrsets
 from hypermesh.errors import HyperMeshError, PermanentError, TemporaryError, TransportError
@@ -47,8 +53,7 @@ class _Registry:
             identity = registry.get("identity")
             return PeerRef(str(registry["endpoint"]), str(identity) if identity else None)
         raise PermanentError(
-            "the network names no registry; the public registry dns.hypermesh.online is not "
-            "reachable from here",
+            "the network names no registry, and only a public network uses the public registry",
             reason="NoRegistry",
         )
 
@@ -103,10 +108,18 @@ class _Registry:
 def _network_registry(
     desired: DesiredState, network: str, namespace: str = ""
 ) -> Mapping[str, Any]:
+    """Network ``network``'s registry as ``spec.registry`` names it; for a public network
+    that names none, the public registry of the bootstrap data (``$HM_BOOTSTRAP``)."""
     found = desired.get("Network", network, namespace)
     if found is None:
         raise PermanentError(f"Network {network!r} is not declared")
-    return dict(found.spec.get("registry") or {})
+    registry = dict(found.spec.get("registry") or {})
+    if not registry and found.spec.get("mode") == "public":
+        try:
+            return load_bootstrap().registry()
+        except BootstrapError as exc:
+            raise PermanentError(str(exc), reason="BadBootstrap") from None
+    return registry
 
 
 def _refused(status: int, data: Mapping[str, Any], what: str) -> Exception:

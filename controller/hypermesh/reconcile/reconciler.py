@@ -9,6 +9,12 @@ waits. ``converge`` runs passes until nothing is left to do, or the time is up.
 Before planning, a pass tears down every ephemeral network whose ``expiresAt`` has passed and
 leaves its Network as a tombstone that the loop's passes honour and an apply (``converge``)
 lifts; the planner never sees the network's resources meanwhile (``hypermesh.plan.expiry``).
+
+A reconciler runs for one host (``placement``, ``hypermesh.model.placement``): the resources
+another host's controller converges (Nodes placed there, TLDs their nodes own, and those TLDs'
+Records) are neither planned nor observed, so never started, stopped or pruned here; their
+status says where they are converged. The drivers still see the whole desired state: a remote
+Node is a member of its network, a remote registry is where a local node's registry is.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from enum import Enum
 from typing import Any
 
 from hypermesh.errors import PermanentError, ReconcileError, TemporaryError
+from hypermesh.model.placement import REMOTE, Placement
 from hypermesh.model.references import dependencies
 from hypermesh.model.resources import KIND_ORDER, DesiredState, Resource, ResourceKey
 from hypermesh.model.validate import resource_problems
@@ -148,8 +155,12 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_progress: ProgressCallback | None = None,
+        placement: Placement | None = None,
     ) -> None:
         self.store = store
+        self.placement = placement or Placement()
+        """The host this reconciler converges; resources placed elsewhere are left alone."""
+        self._remote: dict[ResourceKey, str] = {}
         self.drivers = drivers
         self.settings = settings or ReconcileSettings()
         self.clock = clock
@@ -212,8 +223,9 @@ class Reconciler:
         """Observe and plan, without acting (``hmctl diff``, and what ``apply`` announces).
         The resources of ephemeral networks past their expiry are shown as deletes."""
         self._show(desired)
-        observed, _ = await self.observe()
-        return plan(desired, observed, prune=prune, expired=self._due(desired))
+        local, remote = self.placement.split(desired)
+        observed, _ = await self.observe(skip=frozenset(remote))
+        return plan(local, observed, prune=prune, expired=self._due(desired))
 
     def _show(self, desired: DesiredState) -> None:
         """Hand the desired state to every driver before observing (``Driver.prepare``):
@@ -244,8 +256,9 @@ class Reconciler:
             )
         generations = self.store.save_desired(desired, hold=expiry.hidden)
         self._show(desired)
-        observed, lives = await self.observe(skip=expiry.hidden)
-        the_plan = plan(desired, observed, prune=prune)
+        local, self._remote = self.placement.split(desired)
+        observed, lives = await self.observe(skip=expiry.hidden | frozenset(self._remote))
+        the_plan = plan(local, observed, prune=prune)
         records = {r.key: r for r in self.store.records()}
         contexts = {k: ApplyContext(desired, g) for k, g in generations.items()}
         unchanged = _unchanged(the_plan, lives)
@@ -268,6 +281,7 @@ class Reconciler:
                     blocked[item.key] = state
                     messages[state][item.key] = message
         self._summarise(unchanged, generations)
+        self._mark_remote(generations)
         return PassResult(
             the_plan,
             tuple(done),
@@ -277,6 +291,29 @@ class Reconciler:
             unready=messages[ItemState.UNREADY],
             expired=dict(expiry.expired),
         )
+
+    def _mark_remote(self, generations: Mapping[ResourceKey, int]) -> None:
+        """Say of each resource another host converges where it is converged: Ready (it is
+        nothing this host waits for), reason ``Remote``; written only when it changes."""
+        records = {r.key: r for r in self.store.records()}
+        for key, message in self._remote.items():
+            record = records.get(key)
+            if record is None:
+                continue
+            was = own_readiness(record)
+            if (was.ready, was.reason, was.message) == (True, REMOTE, message):
+                continue
+            status = {k: v for k, v in record.status.items() if k == "conditions"}
+            generation = generations.get(key, record.generation)
+            self._set_conditions(
+                key,
+                status,
+                generation,
+                ready=True,
+                reason=REMOTE,
+                message=message,
+                reconciling=False,
+            )
 
     # -- ephemeral networks ---------------------------------------------------------------
 
@@ -633,7 +670,7 @@ class Reconciler:
         on them left them, each Network counted from its members and each TLD, Record and
         policy held back by what it stands on (``reconcile.summary``). Nothing is left over
         from an earlier pass; a status that did not change is not written again."""
-        records = self.store.records()
+        records = [r for r in self.store.records() if r.key not in self._remote]
         own = {
             key: Readiness(live.ready, "Converged" if live.ready else live.reason, live.message)
             for key, live in observed.items()
