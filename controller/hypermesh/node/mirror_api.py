@@ -33,6 +33,7 @@ from hypermesh.registry.errors import RegistryError
 from hypermesh.registry.service import Registry
 from hypermesh.registry.zones import serial_of
 from hypermesh.transport.identity import Identity
+from hypermesh.transport.noderecord import DIRECTORY_ZONE
 from hypermesh.zonedata import ZoneDataError, tld_label
 
 
@@ -44,6 +45,8 @@ def _query(request: Request) -> tuple[str, int]:
         raise RegistryError("serial must be a whole number below 2^32, 0 for the whole zone")
     if not name:
         raise RegistryError("tld is required")
+    if name in (DIRECTORY_ZONE, DIRECTORY_ZONE.rstrip(".")):
+        return DIRECTORY_ZONE, int(text)  # the registry's own zone, outside the TLD rules
     try:
         label = tld_label(name.removesuffix("."))
     except ZoneDataError as exc:
@@ -51,12 +54,24 @@ def _query(request: Request) -> tuple[str, int]:
     return f"{label}.", int(text)
 
 
-def zone_feed(zones: StaticZones) -> ZoneFeed:
-    """The feed of ``zones``' serials, told of every zone set or removed."""
-    feed = ZoneFeed(lambda: {o.to_text(): serial_of(z) for o, z in zones.zones().items()})
-    zones.listen(
-        lambda origin, zone: feed.notify(origin.to_text(), serial_of(zone) if zone else None)
+Members = Mapping[str, Mapping[str, Any]] | Callable[[], Mapping[str, Mapping[str, Any]]] | None
+"""The network's members for the anchors: fixed, or read anew for each anchors document."""
+
+
+def zone_feed(zones: StaticZones, hidden: frozenset[str] = frozenset()) -> ZoneFeed:
+    """The feed of ``zones``' serials, told of every zone set or removed; zones in ``hidden``
+    (left out of the anchors) are left out of it too, or followers would ask for them."""
+    feed = ZoneFeed(
+        lambda: {
+            o.to_text(): serial_of(z) for o, z in zones.zones().items() if o.to_text() not in hidden
+        }
     )
+
+    def told(origin: dns.name.Name, zone: dns.zone.Zone | None) -> None:
+        if origin.to_text() not in hidden:
+            feed.notify(origin.to_text(), serial_of(zone) if zone else None)
+
+    zones.listen(told)
     return feed
 
 
@@ -68,11 +83,14 @@ def add_feed_routes(
     identity: Identity,
     network: str,
     clock: Callable[[], float] = time.time,
-    members: Mapping[str, Mapping[str, Any]] | None = None,
+    members: Members = None,
+    hidden: frozenset[str] = frozenset(),
 ) -> Router:
     """The registry node's side: anchors, increments and the change feed. ``members`` (the
-    network's Nodes and Peers) are published in the anchors, for federated networks."""
-    api = FeedApi(registry, zones, feed, identity, network, clock, members)
+    network's Nodes and Peers: static ones, or what reads static and joined ones now) are
+    published in the anchors, for federated networks and the gates. Zones in ``hidden``
+    (``_nodes.`` of a public network) are served but left out of the anchors."""
+    api = FeedApi(registry, zones, feed, identity, network, clock, members, hidden)
     return router.add_all(api.routes())
 
 
@@ -87,7 +105,8 @@ class FeedApi:
         identity: Identity,
         network: str,
         clock: Callable[[], float],
-        members: Mapping[str, Mapping[str, Any]] | None,
+        members: Members,
+        hidden: frozenset[str] = frozenset(),
     ) -> None:
         self.registry = registry
         self.zones = zones
@@ -96,6 +115,7 @@ class FeedApi:
         self.network = network
         self.clock = clock
         self.members = members
+        self.hidden = hidden
         self.ds: dict[str, tuple[int, tuple[str, ...]]] = {}
         """Each TLD's DS records at the serial they were read."""
         self.answers: dict[tuple[str, int, int], tuple[dns.zone.Zone, RouteResponse]] = {}
@@ -110,12 +130,17 @@ class FeedApi:
         ]
 
     async def anchors(self, _: Request) -> RouteResponse:
-        known = {o.to_text(): serial_of(z) for o, z in self.zones.zones().items()}
+        known = {
+            o.to_text(): serial_of(z)
+            for o, z in self.zones.zones().items()
+            if o.to_text() not in self.hidden
+        }
         ds = self.ds
         if any(ds.get(name, (None,))[0] != serial for name, serial in known.items()):
             ds.clear()
-            for info in self.registry.list_tlds():
+            for info in self.registry.list_tlds(internal=True):
                 ds[f"{info.name}."] = (info.serial, info.ds)
+        members = self.members() if callable(self.members) else self.members
         revoked = {
             r.node_id: {"at": r.revoked_at, "reason": r.reason, "replacedBy": r.replaced_by}
             for r in self.registry.revocations().values()
@@ -126,7 +151,7 @@ class FeedApi:
             {name: ZoneAnchor(ds.get(name, (0, ()))[1], serial) for name, serial in known.items()},
             self.clock(),
             revoked,
-            self.members,
+            members,
         )
         return RouteResponse.json(signed.signed)
 

@@ -17,6 +17,19 @@ Paths are exact (the router has no path parameters): the TLD travels in the body
     GET  /registry/v1/revocations                every revoked node key
     GET  /registry/v1/status                     whether every active TLD's zone is served
 
+Joining and the node directory (``registry.tokens``, ``registry.directory``):
+
+    POST /registry/v1/tokens         {"ttl", "reusable"?, "ephemeral"?, "tags"?,  administrator
+                                      "description"?} -> 201 {"id", "token", …}
+    POST /registry/v1/tokens/list    {}                                          administrator
+    POST /registry/v1/tokens/revoke  {"id"}                                      administrator
+    POST /registry/v1/join           {"token", "name", "host"?}  signed by the joining node's key
+    POST /registry/v1/nodes          a signed node record -> {"stored": true, "expiresAt"}
+    GET  /registry/v1/node?id=NODE_ID | ?name=MEMBER     the live signed record, or 404
+    GET  /registry/v1/nodes?after=NODE_ID&limit=N        {"items": [records], "next"}
+
+A token is shown once, in the answer that makes it; it is never logged.
+
 A revoked key signs nothing more here (403), and the revocation travels to every node with the
 registry's signed anchors (``hypermesh.mirror.anchors``), whose gates then refuse the key.
 
@@ -51,12 +64,15 @@ import dns.exception
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.registry_page import PAGE, PAGE_HEADERS, render_page
 from hypermesh.node.router import Request, Route, Router, RouteResponse, get, post
+from hypermesh.registry.directory import ZONE, Directory
 from hypermesh.registry.errors import Forbidden, RegistryError, ZoneUnservable
 from hypermesh.registry.requests import parse_body
 from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, TldInfo
 from hypermesh.registry.signing import Signed, verify_request
+from hypermesh.registry.tokens import JoinTokens
 from hypermesh.registry.zones import serial_of
-from hypermesh.timefmt import rfc3339
+from hypermesh.timefmt import rfc3339, rfc3339_epoch
+from hypermesh.transport.identity import is_node_id
 
 PREFIX = "/registry/v1"
 
@@ -120,11 +136,16 @@ def add_registry_routes(
     on_registration: Callable[[], None] | None = None,
     on_serial: Callable[[str, int], None] | None = None,
     on_revocation: Callable[[str], None] | None = None,
+    directory: Directory | None = None,
 ) -> Router:
     """Route the registry's API over ``registry``, serving its active zones in ``zones``;
-    ``on_registration``, ``on_serial`` and ``on_revocation`` are told of what it did."""
+    ``on_registration``, ``on_serial`` and ``on_revocation`` are told of what it did. With
+    ``directory``, also the join tokens and the node directory (and its zone, served)."""
     api = RegistryApi(registry, zones, clock, on_registration, on_serial, on_revocation)
-    return router.add_all(api.routes())
+    routes = api.routes()
+    if directory is not None:
+        routes += DirectoryApi(api, directory).routes()
+    return router.add_all(routes)
 
 
 class RegistryApi:
@@ -146,6 +167,8 @@ class RegistryApi:
         self.on_serial = on_serial
         self.on_revocation = on_revocation
         self.nonces = DatabaseNonceCache(registry)
+        self.directory: Directory | None = None
+        """The node directory, whose records a revoked key loses at once (``DirectoryApi``)."""
 
     def routes(self) -> list[Route]:
         """Each path, its handler and its methods."""
@@ -218,6 +241,8 @@ class RegistryApi:
             reason=data.get("reason", ""),
             replaced_by=data.get("replacedBy"),
         )
+        if self.directory is not None:
+            self.directory.withdraw(revocation.node_id)
         if self.on_revocation is not None:
             self.on_revocation(revocation.node_id)
         return RouteResponse.json(revocation.to_json())
@@ -357,3 +382,119 @@ def publish_zones(
         zones.set(zone)
         if on_serial is not None:
             on_serial(name, serial_of(zone))
+
+
+def _param(request: Request, name: str) -> str | None:
+    values = urllib.parse.parse_qs(request.query).get(name)
+    return values[0] if values else None
+
+
+def _node_id(text: str, what: str) -> str:
+    if not is_node_id(text):
+        raise RegistryError(f"{what} {text[:80]!r} is not a node ID (hm1 and 52 base32 letters)")
+    return text
+
+
+class DirectoryApi:
+    """The join tokens and the node directory's handlers, beside the registry's (``RegistryApi``,
+    whose request checks they share)."""
+
+    def __init__(self, api: RegistryApi, directory: Directory) -> None:
+        self.api = api
+        self.directory = directory
+        self.tokens = JoinTokens(api.registry)
+        api.directory = directory
+        directory.listeners.append(self._serve)
+
+    def routes(self) -> list[Route]:
+        return [
+            post(f"{PREFIX}/tokens", self.create_token),
+            post(f"{PREFIX}/tokens/list", self.list_tokens),
+            post(f"{PREFIX}/tokens/revoke", self.revoke_token),
+            post(f"{PREFIX}/join", self.join),
+            post(f"{PREFIX}/nodes", self.publish),
+            get(f"{PREFIX}/node", self.node),
+            get(f"{PREFIX}/nodes", self.nodes),
+        ]
+
+    def _members_changed(self, node_id: str) -> None:
+        """Tell followers to fetch the anchors anew (their ``members`` changed): the feed's
+        revocation notice is the one that makes them do it."""
+        if self.api.on_revocation is not None:
+            self.api.on_revocation(node_id)
+
+    def _serve(self) -> None:
+        """Serve the directory zone as it is now (after a change)."""
+        self.api._publish(ZONE)
+
+    async def create_token(self, request: Request) -> RouteResponse:
+        signer = self.api._signed(request)
+        data = parse_body("token_create", request.body)
+        token, info = self.tokens.create(
+            ttl=data["ttl"],
+            signer=signer,
+            reusable=data.get("reusable", False),
+            ephemeral=data.get("ephemeral", False),
+            tags=tuple(data.get("tags", ())),
+            description=data.get("description", ""),
+        )
+        log.info("join token made", extra={"token_id": info.id, "reusable": info.reusable})
+        body = {
+            "id": info.id,
+            "token": token,
+            "expiresAt": rfc3339_epoch(info.expires_at),
+            "reusable": info.reusable,
+            "ephemeral": info.ephemeral,
+            "tags": list(info.tags),
+        }
+        return RouteResponse.json(body, status=201)
+
+    async def list_tokens(self, request: Request) -> RouteResponse:
+        signer = self.api._signed(request)
+        parse_body("empty", request.body)
+        items = [i.to_json() for i in self.tokens.list(signer=signer)]
+        return RouteResponse.json({"items": items})
+
+    async def revoke_token(self, request: Request) -> RouteResponse:
+        signer = self.api._signed(request)
+        data = parse_body("token_revoke", request.body)
+        info = self.tokens.revoke(data["id"], signer=signer)
+        log.info("join token revoked", extra={"token_id": info.id})
+        return RouteResponse.json(info.to_json())
+
+    async def join(self, request: Request) -> RouteResponse:
+        signer = self.api._signed(request)
+        data = parse_body("join", request.body)
+        member, made = self.tokens.join(
+            data["token"], data["name"], data.get("host"), signer=signer
+        )
+        if made:
+            log.info("member joined", extra={"member": member.name, "node_id": signer})
+            self._members_changed(signer)
+        return RouteResponse.json({"member": member.to_json()}, status=201 if made else 200)
+
+    async def publish(self, request: Request) -> RouteResponse:
+        record = self.directory.publish(parse_body("node_record", request.body))
+        expires = rfc3339_epoch(record.expires_at)
+        return RouteResponse.json({"stored": True, "expiresAt": expires})
+
+    async def node(self, request: Request) -> RouteResponse:
+        node_id, name = _param(request, "id"), _param(request, "name")
+        if (node_id is None) == (name is None):
+            raise RegistryError("give exactly one of id (a node ID) or name (a member's name)")
+        if node_id is not None:
+            found = self.directory.get(_node_id(node_id, "id"))
+        else:
+            assert name is not None
+            found = self.directory.by_name(name[:253])
+        return RouteResponse.json(dict(found.signed))
+
+    async def nodes(self, request: Request) -> RouteResponse:
+        after, text = _param(request, "after"), _param(request, "limit") or "100"
+        if not (text.isascii() and text.isdigit() and len(text) <= 4 and 1 <= int(text) <= 1000):
+            raise RegistryError(f"limit must be a whole number 1 to 1000, not {text[:20]!r}")
+        page, following = self.directory.page(
+            None if after is None else _node_id(after, "after"), int(text)
+        )
+        items = [dict(s.signed) for s in page]
+        return RouteResponse.json({"items": items, "next": following})

@@ -40,6 +40,8 @@ def _string(most: int, least: int = 1) -> dict[str, Any]:
 
 
 _NAME = _string(253)
+_LABEL = {**_string(63), "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}
+"""A DNS-1123 label: a member's name, a host, a tag."""
 _NODE_ID = _string(64)
 _REASON = _string(MAX_TEXT, 0)
 _CHANGE = {
@@ -100,6 +102,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         nodeId=_NODE_ID,
         reason=_string(256, 0),
         replacedBy={"anyOf": [_NODE_ID, {"type": "null"}]},
+    ),
+    "token_create": _object(
+        ["ttl"],
+        ttl={"type": "integer", "minimum": 60, "maximum": 31_536_000},
+        reusable={"type": "boolean"},
+        ephemeral={"type": "boolean"},
+        tags={"type": "array", "maxItems": 16, "items": _LABEL},
+        description=_string(200, 0),
+    ),
+    "empty": _object([]),
+    "token_revoke": _object(["id"], id={"type": "string", "pattern": "^[0-9a-f]{12}$"}),
+    "join": _object(
+        ["token", "name"],
+        token=_string(128),
+        name=_LABEL,
+        host={"anyOf": [_LABEL, {"type": "null"}]},
+    ),
+    "node_record": _object(
+        ["document", "signature"], document=_string(2048), signature=_string(128)
     ),
 }
 """The schema of each kind of body (draft 2020-12), by name."""

@@ -6,17 +6,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from hypermesh.dns.source import StaticZones
 from hypermesh.errors import HyperMeshError
+from hypermesh.mirror.feed import ZoneFeed
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext, start_task
 from hypermesh.node.mirror_api import add_feed_routes, zone_feed
 from hypermesh.node.registry_api import add_registry_routes, expire_due, load_zones, publish_zones
+from hypermesh.registry.directory import Directory
 from hypermesh.registry.service import Registry
 from hypermesh.revocation import Lookup, Revocation
 from hypermesh.transport.identity import load_or_create_identity
+from hypermesh.transport.noderecord import DIRECTORY_ZONE
 
 log = logging.getLogger("hypermesh.node")
 
@@ -28,6 +32,11 @@ created with the registry. ``hmctl registry`` signs administration requests with
 EXPIRY_INTERVAL = 60.0
 """Seconds between the registry's sweeps: registrations whose term ran out, zones due to be
 signed again in full."""
+SWEEP = 30.0
+"""The longest the node directory's expiry timer waits (it wakes at the next record's expiry,
+and anew after each change)."""
+LATE = 0.05
+"""Seconds after a record's expiry when it is swept (so the clock has passed it)."""
 
 
 class RegistryFeature:
@@ -44,11 +53,14 @@ class RegistryFeature:
         stack.callback(registry.close)
         node.operators.add(admin.node_id)
         node.revocation_sources.append(revocation_in(registry))
-        metrics, zones = node.metrics, node.zones
+        metrics, zones, config = node.metrics, node.zones, node.config
+        public = getattr(config, "network_mode", "private") == "public"
+        directory = Directory(registry, config.network, static=config.directory, public=public)
         expire_due(registry, zones)
         load_zones(registry, zones, metrics.zone_serial, metrics.zone_problem)
         start_task(stack, _sweep(registry, zones, metrics.zone_serial))
-        feed = zone_feed(zones)
+        hidden = frozenset({DIRECTORY_ZONE}) if public else frozenset()
+        feed = zone_feed(zones, hidden)
         add_registry_routes(
             node.router,
             registry,
@@ -56,15 +68,18 @@ class RegistryFeature:
             on_registration=metrics.registration,
             on_serial=metrics.zone_serial,
             on_revocation=feed.revoked,
+            directory=directory,
         )
+        start_task(stack, _expire_records(directory, feed))
         add_feed_routes(
             node.router,
             registry,
             zones,
             feed,
             node.identity,
-            node.config.network,
-            members=node.config.directory,
+            config.network,
+            members=directory.members,
+            hidden=hidden,
         )
 
 
@@ -76,6 +91,34 @@ def revocation_in(registry: Registry) -> Lookup:
         return None if found is None else Revocation(node_id, found.replaced_by)
 
     return of
+
+
+async def _expire_records(directory: Directory, feed: ZoneFeed) -> None:
+    """Remove node records as they expire: a timer set for the next expiry, set anew after each
+    change of the directory (a new record may expire sooner). The sweep runs on the event loop,
+    as the directory's handlers do, since it serves the changed zone."""
+    changed = asyncio.Event()
+    directory.listeners.append(changed.set)
+    while True:
+        changed.clear()
+        try:
+            due = directory.next_expiry()
+            wait = SWEEP if due is None else min(SWEEP, max(0.0, due - time.time()) + LATE)
+        except HyperMeshError as exc:
+            log.warning("node directory sweep failed", extra={"error": str(exc)})
+            wait = SWEEP
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), wait)
+        if changed.is_set():
+            continue
+        try:
+            removed = directory.sweep()
+        except HyperMeshError as exc:
+            log.warning("node directory sweep failed", extra={"error": str(exc)})
+            continue
+        if removed:
+            log.info("node records expired", extra={"nodes": len(removed)})
+            feed.revoked(removed[0])  # the anchors' members may have changed: followers refetch
 
 
 async def _sweep(
