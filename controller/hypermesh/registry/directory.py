@@ -105,11 +105,14 @@ class Directory:
         *,
         static: Mapping[str, Mapping[str, Any]] | None = None,
         public: bool = False,
+        trusted: Iterable[str] = (),
     ) -> None:
         self.registry = registry
         self.network = network
         self.static = dict(static or {})
         self.public = public
+        self.trusted = frozenset(trusted)
+        """Keys that are members without being listed (the registry node's own)."""
         self.listeners: list[Callable[[], None]] = []
         """Told after every change of the zone (the node serves the new zone)."""
         registry.add_internal_zone(ZONE, network, self._all_rdatasets)
@@ -130,7 +133,9 @@ class Directory:
         return out
 
     def is_member(self, node_id: str) -> bool:
-        if any(entry.get("identity") == node_id for entry in self.static.values()):
+        if node_id in self.trusted or any(
+            entry.get("identity") == node_id for entry in self.static.values()
+        ):
             return True
         with self.registry.transaction() as session:
             return session.get(MemberRow, node_id) is not None

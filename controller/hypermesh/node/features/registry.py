@@ -55,7 +55,13 @@ class RegistryFeature:
         node.revocation_sources.append(revocation_in(registry))
         metrics, zones, config = node.metrics, node.zones, node.config
         public = getattr(config, "network_mode", "private") == "public"
-        directory = Directory(registry, config.network, static=config.directory, public=public)
+        directory = Directory(
+            registry,
+            config.network,
+            static=config.directory,
+            public=public,
+            trusted=(node.identity.node_id,),
+        )
         expire_due(registry, zones)
         load_zones(registry, zones, metrics.zone_serial, metrics.zone_problem)
         start_task(stack, _sweep(registry, zones, metrics.zone_serial))
