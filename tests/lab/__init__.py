@@ -1,0 +1,1 @@
+"""The network lab: namespaces as hosts, an internet namespace between them (see lab.py)."""
