@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.status import Status
 
 from hypermesh import API_VERSION
-from hypermesh.cli.common import nothing_declared, state_dir
+from hypermesh.cli.common import host_of, join_token_of, nothing_declared, state_dir
+from hypermesh.cli.directory import remote_statuses
 from hypermesh.cli.logs import setup_logging
 from hypermesh.cli.render import (
     Palette,
@@ -41,6 +42,7 @@ from hypermesh.errors import (
     StateError,
     UsageError,
 )
+from hypermesh.model.placement import Placement
 from hypermesh.model.resources import DesiredState, ResourceKey, canonical_json
 from hypermesh.model.schemas import KINDS, kind_from_alias
 from hypermesh.model.validate import ManifestSet, load_desired
@@ -78,11 +80,14 @@ def make_reconciler(
     args: argparse.Namespace, store: StateStore, printer: _ProgressPrinter | None = None
 ) -> Reconciler:
     settings = ReconcileSettings(parallelism=max(1, getattr(args, "parallelism", 8)))
+    host = host_of(args)
+    drivers = standalone_drivers(state_dir(args), host=host, join_token=join_token_of(args))
     return Reconciler(
         store,
-        standalone_drivers(state_dir(args)),
+        drivers,
         settings,
         on_progress=printer.show if printer else None,
+        placement=Placement(host),
     )
 
 
@@ -150,7 +155,7 @@ def diff(args: argparse.Namespace) -> int:
     desired = _desired(args, allow_empty=args.prune)
     store = open_store(args, create=False)
     if store is None:
-        the_plan = make_plan(desired, [], prune=args.prune)
+        the_plan = make_plan(Placement(host_of(args)).split(desired)[0], [], prune=args.prune)
     else:
         reconciler = make_reconciler(args, store)
         the_plan = asyncio.run(reconciler.plan(desired, prune=args.prune))
@@ -563,6 +568,11 @@ def _live_records(
 
     async def refresh() -> list[ResourceRecord]:
         _, lives = await reconciler.observe()
+        remote = (
+            await remote_statuses(store.records("Node"), host_of(args), state_dir(args))
+            if "Node" in kinds
+            else {}
+        )
         # Networks count their nodes as they are now; what stands on them follows.
         nodes = {k: v for k, v in lives.items() if k.kind == "Node"}
         summaries = summarise(
@@ -581,6 +591,9 @@ def _live_records(
                 record = _with_status(record, overlay(record, summary, now))
             if live is not None and record.key.kind == "InterfacePolicy":
                 out.append(_with_status(record, _probed(record.status, live.status, live.reason)))
+                continue
+            if record.key in remote:
+                out.append(_with_status(record, dict(record.status) | remote[record.key]))
                 continue
             if live is None or record.key.kind != "Node":
                 out.append(record)
@@ -707,7 +720,9 @@ def _columns(
 ) -> tuple[list[str], list[list[Any]]]:
     """The table of ``hmctl get KIND``: name, readiness, the kind's own cells, age."""
     extra, wide_extra = _KIND_COLUMNS.get(kind, ([], []))
-    headers = ["NAME", "READY", "REASON", *extra, *(wide_extra if wide else []), "AGE"]
+    placed = kind == "Node" and any(_spec_of(r).get("host") for r in records)
+    hosts = ["HOST", "RECORD AGE"] if placed else []
+    headers = ["NAME", "READY", "REASON", *extra, *(wide_extra if wide else []), *hosts, "AGE"]
     authority = _registry_serials(records) if kind == "Node" else {}
     rows: list[list[Any]] = []
     for record in records:
@@ -721,9 +736,19 @@ def _columns(
             row += _node_cells(record, spec, wide, network)
         else:
             row += _kind_cells(kind, spec, record.status, wide)
+        if placed:
+            record_age = record.status.get("recordAge")
+            row += [
+                spec.get("host") or "-",
+                f"{record_age}s" if isinstance(record_age, int) else "-",
+            ]
         row.append(age(record.status.get("startedAt") or record.updated_at))
         rows.append(row)
     return headers, rows
+
+
+def _spec_of(record: ResourceRecord) -> Mapping[str, Any]:
+    return record.desired["spec"] if record.desired else (record.applied or {})
 
 
 def _node_cells(

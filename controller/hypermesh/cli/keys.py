@@ -1,10 +1,12 @@
-"""``hmctl keys rotate``: give a node a new key, recorded on its chain, the old one revoked."""
+"""``hmctl keys rotate``: give a node a new key, recorded on its chain, the old one revoked.
+``hmctl keys show``: a node's ID, for pinning it in ``spec.identity`` on other hosts."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import signal
 import time
 from functools import partial
@@ -25,6 +27,7 @@ from hypermesh.transport.identity import (
     Identity,
     create_key_file,
     load_identity,
+    load_or_create_identity,
     short_id,
 )
 
@@ -111,3 +114,30 @@ def _stop(path: Path) -> None:
         time.sleep(0.05)
     if running_pid(path) is not None:
         raise HyperMeshError(f"{path}: the node did not stop within {STOP_TIMEOUT:g}s")
+
+
+def show(args: argparse.Namespace) -> int:
+    """``hmctl keys show NODE``: the node's ID, to pin in ``spec.identity`` on other hosts.
+    The key is made (0600) when the node has none yet, so a node can be pinned before it is
+    first started; nothing else is touched."""
+    name, namespace = str(args.node), str(args.namespace or "")
+    if not _LABELS.match(name) or (namespace and not _LABELS.match(namespace)):
+        raise UsageError(f"not a node name: {name!r} (a DNS name: a-z, 0-9, '-', '.')")
+    node_dir = state_dir(args).joinpath("nodes", *([namespace, name] if namespace else [name]))
+    created = not (node_dir / KEY_FILE).exists()
+    identity = load_or_create_identity(node_dir)
+    if args.output == "json":
+        info = {
+            "node": name,
+            "namespace": namespace or None,
+            "identity": identity.node_id,
+            "keyFile": str(node_dir / KEY_FILE),
+            "created": created,
+        }
+        print(json.dumps(info, indent=2))
+        return 0
+    print(identity.node_id)
+    return 0
+
+
+_LABELS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_message,
         _add_policy,
         _add_tunnel,
+        _add_ping,
         _add_keys,
+        _add_network,
         _add_version,
     ):
         add(sub)
@@ -151,6 +153,7 @@ def _add_diff(sub: Subparsers) -> None:
             f"hmctl {name} -f examples/quickstart -o json",
         )
         _add_files(p)
+        _add_host(p)
         p.add_argument("--prune", action="store_true", help="include deletes of undeclared")
         _add_output(
             p,
@@ -206,6 +209,7 @@ def _add_get(sub: Subparsers) -> None:
     )
     p.add_argument("kind", help="node, network, peer, tld, record, policy, or all")
     p.add_argument("name", nargs="?", help="one resource")
+    _add_host(p)
     _add_output(
         p,
         ["table", "wide", "yaml", "json", "name"],
@@ -428,6 +432,29 @@ def _add_tunnel(sub: Subparsers) -> None:
     _add_timeout(p, 30.0)
 
 
+def _add_ping(sub: Subparsers) -> None:
+    p = _command(
+        sub,
+        "ping",
+        ("hypermesh.cli.ping", "ping"),
+        "reach a node by its key (node directory, happy eyeballs over its record's addresses) "
+        "and time round trips on one connection; exit 1 when it cannot be reached",
+        "hmctl ping gamma -c 5 --via alpha",
+    )
+    p.add_argument("node", help="a node ID (hm1…), a node of this state, or a member name")
+    p.add_argument(
+        "-c", "--count", type=int, default=3, metavar="N", help="requests to time (default 3)"
+    )
+    p.add_argument(
+        "--via",
+        metavar="NODE",
+        help="the node of this state that looks the node up (its DNS) and whose key is proven "
+        "(default: the registry, anonymously)",
+    )
+    _add_output(p, ["text", "json"])
+    _add_timeout(p, 10.0)
+
+
 def _add_keys(sub: Subparsers) -> None:
     parent = _command(
         sub,
@@ -449,6 +476,86 @@ def _add_keys(sub: Subparsers) -> None:
     p.add_argument("--registry", metavar="NODE", help="the registry node (default: the only one)")
     p.set_defaults(address=None, identity=None, admin_key=None)
     _add_timeout(p, 10.0)
+    p = _command(
+        actions,
+        "show",
+        ("hypermesh.cli.keys", "show"),
+        "print a node's ID, for spec.identity on other hosts (its key is made, 0600, if it "
+        "has none yet)",
+        "hmctl keys show edge",
+    )
+    p.add_argument("node", help="the node's name (its folder under the state directory)")
+    p.add_argument("-n", "--namespace", default="", help="the node's namespace, if it has one")
+    _add_output(p, ["text", "json"], "text: the node ID alone (default); json: with its key file")
+
+
+NETWORK = "hypermesh.cli.network"
+
+
+def _add_network(sub: Subparsers) -> None:
+    parent = _command(
+        sub,
+        "network",
+        (NETWORK, "list_tokens"),
+        "a network's join tokens, on its registry's host: create, list, revoke",
+        "hmctl network token create --ttl 1h --tags edge",
+    )
+    groups = parent.add_subparsers(dest="group", metavar="GROUP", required=True)
+    token = _command(
+        groups,
+        "token",
+        (NETWORK, "list_tokens"),
+        "join tokens: a node on another host joins the network with one "
+        "(--join-token-file or $HM_JOIN_TOKEN)",
+        "hmctl network token create --ttl 1h",
+    )
+    actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _network_action(
+        actions,
+        "create",
+        "create_token",
+        "create a join token; it is printed once, alone on its line, and never again",
+        "hmctl network token create --ttl 24h --reusable --tags edge,eu",
+    )
+    p.add_argument("--ttl", type=duration, default=3600.0, metavar="DURATION", help="1h")
+    p.add_argument("--reusable", action="store_true", help="usable by many nodes")
+    p.add_argument("--ephemeral", action="store_true", help="members end with their node record")
+    p.add_argument("--tags", default="", metavar="A,B", help="tags the members get")
+    p.add_argument("--description", default="", metavar="TEXT", help="what it is for")
+    p = _network_action(
+        actions,
+        "list",
+        "list_tokens",
+        "list the tokens (never their secrets)",
+        "hmctl network token list -o json",
+    )
+    p = _network_action(
+        actions,
+        "revoke",
+        "revoke_token",
+        "revoke a token by its ID",
+        "hmctl network token revoke 0123456789ab",
+    )
+    p.add_argument("id", help="the token's ID (12 hex digits, as list shows it)")
+
+
+def _network_action(
+    actions: Subparsers, name: str, function: str, summary: str, example: str
+) -> argparse.ArgumentParser:
+    """An action of ``hmctl network token``, with the options that say which registry."""
+    p = _command(actions, name, (NETWORK, function), summary, example)
+    p.add_argument(
+        "--registry", metavar="NODE", help="the registry node of this state (default: the only one)"
+    )
+    p.add_argument(
+        "--admin-key",
+        metavar="FILE",
+        help="the administrator's key (default: registry-admin/identity.key of the node)",
+    )
+    p.set_defaults(address=None, identity=None)
+    _add_output(p, ["text", "json"], "text (default) or json")
+    _add_timeout(p, 10.0)
+    return p
 
 
 MESSAGE = "hypermesh.cli.message"
@@ -737,7 +844,24 @@ def _add_controller_run(actions: Subparsers) -> None:
     )
 
 
+def _add_host(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--host",
+        metavar="NAME",
+        help="the host this controller runs for (default: $HM_HOST): only the Nodes whose "
+        "spec.host is NAME are started here; the others are remote members",
+    )
+
+
 def _add_apply_flags(p: argparse.ArgumentParser) -> None:
+    _add_host(p)
+    p.add_argument(
+        "--join-token-file",
+        metavar="PATH",
+        help="a join token (hmctl network token create) in a file, for local nodes whose "
+        "registry is on another host and whose identity is not pinned (default: "
+        "$HM_JOIN_TOKEN, the token itself)",
+    )
     p.add_argument(
         "--prune",
         action="store_true",
