@@ -412,9 +412,8 @@ class DirectoryApi:
             post(f"{PREFIX}/tokens/list", self.list_tokens),
             post(f"{PREFIX}/tokens/revoke", self.revoke_token),
             post(f"{PREFIX}/join", self.join),
-            post(f"{PREFIX}/nodes", self.publish),
+            Route(f"{PREFIX}/nodes", self.nodes_route, frozenset({"GET", "POST"})),
             get(f"{PREFIX}/node", self.node),
-            get(f"{PREFIX}/nodes", self.nodes),
         ]
 
     def _members_changed(self, node_id: str) -> None:
@@ -472,6 +471,12 @@ class DirectoryApi:
             log.info("member joined", extra={"member": member.name, "node_id": signer})
             self._members_changed(signer)
         return RouteResponse.json({"member": member.to_json()}, status=201 if made else 200)
+
+    async def nodes_route(self, request: Request) -> RouteResponse:
+        """One path, two methods: POST publishes a record, GET lists a page of them."""
+        if request.method == "POST":
+            return await self.publish(request)
+        return await self.nodes(request)
 
     async def publish(self, request: Request) -> RouteResponse:
         record = self.directory.publish(parse_body("node_record", request.body))
