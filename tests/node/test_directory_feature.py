@@ -10,6 +10,10 @@ from hypermesh.mirror.follower import Follower
 from hypermesh.node.features.directory import expand_wildcard, is_wildcard, next_seq
 from hypermesh.node.interfaces import PrivateGate
 from hypermesh.transport.identity import Identity
+from hypermesh.transport.noderecord import NodeRecord
+from tests.harness import directory
+from tests.harness.node_process import NodeStarter
+from tests.harness.nodes import wait_for
 
 HOST = ["127.0.0.1", "192.0.2.2", "fd00::2", "fe80::1", "::1", "198.18.1.3"]
 
@@ -92,3 +96,51 @@ def test_no_anchors_no_members_from_them() -> None:
     assert follower.members() == {}
     gate = PrivateGate.of("alpha", {}, None, listed=follower.member_entries)
     assert gate.check(Identity.generate().node_id, "10.0.0.2:1", "status.read")[0] == 403
+
+
+def test_a_node_publishes_its_record_to_the_registry_and_again_before_it_expires(
+    nodes: NodeStarter,
+) -> None:
+    registry = directory.start(nodes, "registry", roles=("registry",), members=("gamma",))
+    gamma = directory.start(nodes, "gamma", registry="registry", record_lifetime=4)
+    record = directory.wait_record(registry, gamma.identity)
+    assert record.name == "gamma" and record.network == "acme"
+    assert record.addresses == (gamma.address,)  # a concrete host: the bound address
+    assert record.expires_at - record.issued_at == 4
+    # re-published at half its lifetime, with a higher seq
+    later = wait_for(
+        lambda: (r := directory.wait_record(registry, gamma.identity)).seq > record.seq and r,
+        what="a newer record",
+    )
+    assert later.issued_at > record.issued_at
+    assert int((gamma.node_dir / "record.seq").read_text()) >= later.seq
+    # the registry publishes its own record to itself; looked up by name too
+    assert directory.wait_record(registry, registry.identity).name == "registry"
+    status, data = directory.lookup(registry, "name=gamma")
+    assert status == 200 and NodeRecord.verify(data).node_id == gamma.identity
+    assert "node record published" in gamma.log_file.read_text()
+
+
+def test_a_node_the_registry_does_not_know_is_refused_and_keeps_trying(
+    nodes: NodeStarter,
+) -> None:
+    registry = directory.start(nodes, "registry", roles=("registry",))
+    stranger = directory.start(nodes, "stranger", registry="registry", record_lifetime=4)
+    wait_for(
+        lambda: "node record not published" in stranger.log_file.read_text(),
+        what="the refusal in the log",
+    )
+    status, _ = directory.lookup(registry, f"id={stranger.identity}")
+    assert status == 404
+    assert "not a member" in stranger.log_file.read_text()
+
+
+def test_advertised_addresses_replace_the_bound_one(nodes: NodeStarter) -> None:
+    registry = directory.start(nodes, "registry", roles=("registry",), members=("gamma",))
+    advertise = ("198.18.1.3:4433", "[2001:db8::3]:4433")
+    gamma = directory.start(
+        nodes, "gamma", registry="registry", advertise=advertise, private_listen="127.0.0.1:0"
+    )
+    record = directory.wait_record(registry, gamma.identity)
+    assert record.addresses == advertise
+    assert record.interfaces["private"] == (gamma.runtime["private"],)

@@ -4,7 +4,14 @@ See ``hypermesh.sdk.mesh`` and docs/sdk.md."""
 
 from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.sdk.mesh import Mesh, Unverified
-from hypermesh.sdk.results import DnsResult, MeshNode, NodeResponse, Refused, VerifiedChain
+from hypermesh.sdk.results import (
+    DnsResult,
+    MeshNode,
+    NodeResponse,
+    PingResult,
+    Refused,
+    VerifiedChain,
+)
 from hypermesh.transport.address import PeerRef
 from hypermesh.tunnel.client import Tunnel, TunnelFailed
 
@@ -15,6 +22,7 @@ __all__ = [
     "MeshNode",
     "NodeResponse",
     "PeerRef",
+    "PingResult",
     "Refused",
     "TransportError",
     "Tunnel",

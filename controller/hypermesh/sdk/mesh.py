@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -34,6 +35,8 @@ from typing import Any
 
 import dns.exception
 import dns.message
+import dns.name
+import dns.rdataclass
 import dns.rdatatype
 
 from hypermesh.chain import verify as chain_verify
@@ -47,11 +50,25 @@ from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.mirror.verify import Unverified
 from hypermesh.registry.client import API as REGISTRY_API
 from hypermesh.registry.client import RegistryClient, refusal, tld_path
+from hypermesh.sdk.dial import dial
 from hypermesh.sdk.names import Asker, DnsTransport, ask, endpoint_of, node_id_of
-from hypermesh.sdk.results import DnsResult, MeshNode, NodeResponse, Refused, VerifiedChain
+from hypermesh.sdk.results import (
+    DnsResult,
+    MeshNode,
+    NodeResponse,
+    PingResult,
+    Refused,
+    VerifiedChain,
+)
 from hypermesh.transport.address import PeerRef, format_address
 from hypermesh.transport.client import connect_h3
-from hypermesh.transport.identity import Identity, load_identity, public_key_from_node_id
+from hypermesh.transport.identity import (
+    Identity,
+    is_node_id,
+    load_identity,
+    public_key_from_node_id,
+)
+from hypermesh.transport.noderecord import BadNodeRecord, NodeRecord, directory_name
 from hypermesh.transport.pool import ConnectionPool
 from hypermesh.tunnel.client import Tunnel, fetch_hops
 
@@ -61,6 +78,7 @@ __all__ = [
     "Mesh",
     "MeshNode",
     "NodeResponse",
+    "PingResult",
     "Refused",
     "Unverified",
     "VerifiedChain",
@@ -533,6 +551,116 @@ class Mesh:
                 seen.add(message["id"])
                 yield message
             await asyncio.sleep(poll)
+
+    # -- the node directory -------------------------------------------------------------
+
+    async def locate(self, node_id: str, *, via: PeerRef | None = None) -> NodeRecord:
+        """The node record of ``node_id``: asked as TXT ``<id>._nodes.`` of ``via`` (default:
+        the own node, else the registry), else of the registry's ``GET /registry/v1/node``;
+        its signature (by that very key) and expiry checked. ``HyperMeshError`` saying what
+        each source answered when no live record is found."""
+        if not is_node_id(node_id):
+            raise HyperMeshError(f"{node_id!r} is not a node ID (hm1 and 52 base32 characters)")
+        tried: list[str] = []
+        server = via or self.node or self.registry
+        if server is not None:
+            try:
+                return await self._locate_in_dns(node_id, server)
+            except (HyperMeshError, BadNodeRecord) as exc:
+                tried.append(f"DNS at {server}: {exc}")
+        if self.registry is not None:
+            try:
+                data = await self._at_registry("GET", f"/node?id={node_id}", signed=False)
+                return self._checked(NodeRecord.verify(data, now=time.time()), node_id)
+            except (HyperMeshError, BadNodeRecord) as exc:
+                tried.append(f"registry: {exc}")
+        if not tried:
+            raise HyperMeshError("locating a node needs a node or a registry (Mesh(node=…))")
+        raise HyperMeshError(f"no node record of {node_id} found ({'; '.join(tried)})")
+
+    async def _locate_in_dns(self, node_id: str, server: PeerRef) -> NodeRecord:
+        query = dns.message.make_query(directory_name(node_id), dns.rdatatype.TXT)
+        result = await self.query(query, via=server)
+        answer = result.response.get_rrset(
+            result.response.answer,
+            dns.name.from_text(directory_name(node_id)),
+            dns.rdataclass.IN,
+            dns.rdatatype.TXT,
+        )
+        if answer is None or not len(answer):
+            raise HyperMeshError(f"no TXT record ({result.rcode})")
+        errors = []
+        for rdata in answer:
+            try:
+                record = NodeRecord.from_txt(list(rdata.strings), now=time.time())
+                return self._checked(record, node_id)
+            except BadNodeRecord as exc:
+                errors.append(str(exc))
+        raise BadNodeRecord("; ".join(errors))
+
+    @staticmethod
+    def _checked(record: NodeRecord, node_id: str) -> NodeRecord:
+        if record.node_id != node_id:
+            raise BadNodeRecord(f"the record found is {record.node_id}'s, not {node_id}'s")
+        return record
+
+    async def _target(self, target: str, via: PeerRef | None) -> tuple[str, str, list[str]]:
+        """``(node ID, name, addresses)`` of a node ID (its record), a node of this Mesh's
+        directory, or a member name (its record at the registry, ``?name=``)."""
+        if is_node_id(target):
+            record = await self.locate(target, via=via)
+            return record.node_id, record.name, list(record.addresses)
+        known = self.directory.get(target)
+        if known is not None and known.node_id:
+            return known.node_id, target, [known.address]
+        if self.registry is None:
+            names = ", ".join(sorted(self.directory)) or "none"
+            raise HyperMeshError(
+                f"{target!r} is neither a node ID nor a node known here (nodes: {names}), "
+                "and no registry is known to look the name up"
+            )
+        query = urllib.parse.urlencode({"name": target})
+        try:
+            data = await self._at_registry("GET", f"/node?{query}", signed=False)
+            record = NodeRecord.verify(data, now=time.time())
+        except (HyperMeshError, BadNodeRecord) as exc:
+            raise HyperMeshError(f"no node record for the member {target!r}: {exc}") from None
+        return record.node_id, record.name, list(record.addresses)
+
+    async def connect(self, target: str, *, via: PeerRef | None = None) -> MeshNode:
+        """The node ``target`` (a node ID, a node of this Mesh's directory, or a member name)
+        at the address of its record that answers first as its key (happy eyeballs: one
+        handshake, the next 250 ms later, the first to prove the key wins)."""
+        node_id, name, addresses = await self._target(target, via)
+        async with dial(addresses, node_id, identity=self.identity, timeout=self.timeout) as (
+            address,
+            _,
+        ):
+            return MeshNode(address, node_id, name=name)
+
+    async def ping(self, target: str, count: int = 3, *, via: PeerRef | None = None) -> PingResult:
+        """Connect to ``target`` (as ``connect``) and time ``count`` requests (``GET
+        /healthz``) on that one connection."""
+        if not 1 <= count <= 1000:
+            raise HyperMeshError(f"count must be 1..1000, not {count}")
+        node_id, name, addresses = await self._target(target, via)
+        started = time.perf_counter()
+        rtts: list[float] = []
+        async with dial(addresses, node_id, identity=self.identity, timeout=self.timeout) as (
+            address,
+            h3,
+        ):
+            handshake = (time.perf_counter() - started) * 1000
+            with _boundary(f"pinging {target} at {address}"):
+                for _ in range(count):
+                    sent = time.perf_counter()
+                    async with asyncio.timeout(self.timeout):
+                        status, _, body = await h3.request("GET", "/healthz")
+                    rtts.append((time.perf_counter() - sent) * 1000)
+                    if status != 200:
+                        reason = body[:200].decode(errors="replace")
+                        raise Refused(status, f"{address}: GET /healthz: {status} {reason}")
+        return PingResult(node_id, address, "direct", tuple(rtts), name, handshake)
 
     # -- tunnels ------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from hypermesh.chain.block import Block
 from hypermesh.errors import HyperMeshError
 from hypermesh.transport.address import PeerRef
 
-__all__ = ["DnsResult", "MeshNode", "NodeResponse", "Refused", "VerifiedChain"]
+__all__ = ["DnsResult", "MeshNode", "NodeResponse", "PingResult", "Refused", "VerifiedChain"]
 
 
 class Refused(HyperMeshError):
@@ -89,3 +89,43 @@ class VerifiedChain:
     payloads_checked: int
     blocks: list[tuple[Block, bytes | None]] = field(repr=False, compare=False)
     """Every block with its payload (None: redacted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    """What ``Mesh.ping`` measured of a node: where it answered as its key, and how fast."""
+
+    node_id: str
+    address: str
+    """The address whose handshake won (``host:port``)."""
+    path: str
+    """How it was reached: ``direct`` (one QUIC connection to the node itself)."""
+    rtt_ms: tuple[float, ...]
+    """The round trip of each request on that connection, in milliseconds."""
+    name: str = ""
+    """The node's name, as its record or the directory gives it (empty when unknown)."""
+    handshake_ms: float = 0.0
+    """How long the winning connection took to open (happy eyeballs included)."""
+
+    @property
+    def rtt_min(self) -> float:
+        return min(self.rtt_ms)
+
+    @property
+    def rtt_avg(self) -> float:
+        return sum(self.rtt_ms) / len(self.rtt_ms)
+
+    @property
+    def rtt_max(self) -> float:
+        return max(self.rtt_ms)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields as JSON (``hmctl ping -o json``)."""
+        return {
+            "node": self.node_id,
+            "name": self.name,
+            "address": self.address,
+            "path": self.path,
+            "rttMs": list(self.rtt_ms),
+            "handshakeMs": self.handshake_ms,
+        }

@@ -19,9 +19,10 @@ from hypermesh.chain.client import Head
 from hypermesh.chain.provenance import Bundle
 from hypermesh.sdk import mesh as aio
 from hypermesh.sdk.names import DnsTransport
-from hypermesh.sdk.results import DnsResult, MeshNode, NodeResponse, VerifiedChain
+from hypermesh.sdk.results import DnsResult, MeshNode, NodeResponse, PingResult, VerifiedChain
 from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity
+from hypermesh.transport.noderecord import NodeRecord
 
 T = TypeVar("T")
 
@@ -76,6 +77,23 @@ class Mesh:
         return _run(call())
 
     # -- names --------------------------------------------------------------------------
+
+    # -- nodes by key -------------------------------------------------------------------
+
+    def locate(self, node_id: str, *, via: PeerRef | None = None) -> NodeRecord:
+        """``Mesh.locate``: a node's signed record, by its key."""
+        record: NodeRecord = self._do("locate", node_id, via=via)
+        return record
+
+    def connect(self, target: str, *, via: PeerRef | None = None) -> MeshNode:
+        """``Mesh.connect``: where a node (ID or name) answers as its key."""
+        node: MeshNode = self._do("connect", target, via=via)
+        return node
+
+    def ping(self, target: str, count: int = 3, *, via: PeerRef | None = None) -> PingResult:
+        """``Mesh.ping``: round trips to a node on one connection."""
+        result: PingResult = self._do("ping", target, count, via=via)
+        return result
 
     def resolve(self, name: str, type: str = "A", **kwargs: Any) -> DnsResult:
         """``Mesh.resolve``: a name checked from the registry's key."""

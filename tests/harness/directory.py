@@ -1,0 +1,98 @@
+"""A network whose nodes publish node records (issue 16): a registry node and members on
+127.0.0.1, each key made before its node starts so that the registry's config names it as a
+static member. Shared by the node, SDK and CLI tests of the node directory."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hypermesh.node.config import NodeConfig, Upstream
+from hypermesh.registry.client import RegistryClient
+from hypermesh.transport.identity import Identity, load_or_create_identity
+from hypermesh.transport.noderecord import NodeRecord
+from tests.harness.node_process import NodeStarter, RunningNode
+
+NETWORK = "acme"
+
+
+def free_udp_port() -> int:
+    """A UDP port nothing listens on (for now): for a fixed listen or a dead address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_key(base: Path, name: str) -> Identity:
+    """The key of node ``name`` (in ``base/name``), made now if missing."""
+    folder = base / name
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return load_or_create_identity(folder)
+
+
+def start(
+    starter: NodeStarter,
+    name: str,
+    *,
+    members: Sequence[str] = (),
+    roles: Sequence[str] = (),
+    registry: str | None = None,
+    listen: str = "127.0.0.1:0",
+    advertise: Sequence[str] = (),
+    private_listen: str | None = None,
+    record_lifetime: float = 600.0,
+) -> RunningNode:
+    """Start node ``name``; ``members`` (names of nodes under the same base) make the config's
+    directory, with their keys; ``registry`` names the node that is the registry."""
+    base = starter.base
+    make_key(base, name)
+    directory = {
+        member: {"kind": "Node", "identity": make_key(base, member).node_id, "tags": []}
+        for member in {*members, name}
+    }
+    node_dir = base / name
+    config = NodeConfig(
+        name=name,
+        network=NETWORK,
+        listen=listen,
+        prefer_port=None,
+        interfaces=("public",) + (("private",) if private_listen else ()),
+        roles=tuple(roles),
+        tags=(),
+        generation=1,
+        node_dir=str(node_dir),
+        log_file=str(node_dir / "node.log"),
+        log_level="debug",
+        registry=Upstream(node_dir=str(base / registry)) if registry else None,
+        directory=directory,
+        private_listen=private_listen,
+        advertise=tuple(advertise),
+        record_lifetime=record_lifetime,
+        chain=False,
+    )
+    path = node_dir / "config.json"
+    path.write_text(config.to_json())
+    return starter.restart(path)
+
+
+def lookup(registry: RunningNode, query: str) -> tuple[int, dict[str, Any]]:
+    """``GET /registry/v1/node?<query>`` at the registry, anonymously."""
+    client = RegistryClient(registry.address, registry.identity, identity=None, timeout=5.0)
+    return asyncio.run(client.call("GET", f"/registry/v1/node?{query}"))
+
+
+def wait_record(registry: RunningNode, node_id: str, timeout: float = 20.0) -> NodeRecord:
+    """The record of ``node_id`` once the registry holds one (``AssertionError`` if not)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        status, data = lookup(registry, f"id={node_id}")
+        if status == 200:
+            return NodeRecord.verify(data, now=time.time())
+        last = (status, data)
+        time.sleep(0.1)
+    raise AssertionError(f"no record of {node_id} at the registry: {last}")
