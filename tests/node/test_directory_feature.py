@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from hypermesh.dns.source import StaticZones
@@ -9,6 +10,7 @@ from hypermesh.mirror.anchors import Anchors
 from hypermesh.mirror.follower import Follower
 from hypermesh.node.features.directory import expand_wildcard, is_wildcard, next_seq
 from hypermesh.node.interfaces import PrivateGate
+from hypermesh.transport.client import h3_get
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.noderecord import NodeRecord
 from tests.harness import directory
@@ -144,3 +146,24 @@ def test_advertised_addresses_replace_the_bound_one(nodes: NodeStarter) -> None:
     record = directory.wait_record(registry, gamma.identity)
     assert record.addresses == advertise
     assert record.interfaces["private"] == (gamma.runtime["private"],)
+
+
+def test_a_member_known_only_from_the_anchors_gets_in_on_a_mirrors_private_interface(
+    nodes: NodeStarter,
+) -> None:
+    delta = directory.make_key(nodes.base, "delta")  # a member at the registry alone
+    directory.start(nodes, "registry", roles=("registry",), members=("alpha", "delta"))
+    alpha = directory.start(
+        nodes, "alpha", registry="registry", private_listen="127.0.0.1:0"
+    )  # its own config names no delta
+    private = str(alpha.runtime["private"])
+
+    def status_as(key: Identity) -> int:
+        status, _, _ = asyncio.run(
+            h3_get(private, "/status", expected_id=alpha.identity, identity=key)
+        )
+        return status
+
+    assert wait_for(lambda: status_as(delta) == 200, what="delta admitted from the anchors")
+    assert status_as(Identity.generate()) == 403  # a stranger is refused
+    assert status_as(directory.make_key(nodes.base, "registry")) == 200  # a static member
