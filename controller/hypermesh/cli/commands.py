@@ -569,7 +569,7 @@ def _live_records(
     async def refresh() -> list[ResourceRecord]:
         _, lives = await reconciler.observe()
         remote = (
-            await remote_statuses(store.records("Node"), host_of(args), state_dir(args))
+            await remote_statuses(store.records(), host_of(args), state_dir(args))
             if "Node" in kinds
             else {}
         )
