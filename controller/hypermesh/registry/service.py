@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dns.exception
+import dns.name
 import dns.zone
 from sqlalchemy import delete, event, func, text
 from sqlalchemy.engine import Engine
@@ -433,6 +434,7 @@ class Registry:
         cached = self._zones.get(name)
         digests = cached.digests if cached is not None and cached.zone is old else NodeDigests()
         signed_at = cached.signed_at if cached is not None else self.clock()
+        changed: set[dns.name.Name] = set()
         new = apply_rdatasets(
             old,
             self._spec(row, row.serial + 1),
@@ -440,8 +442,9 @@ class Registry:
             self._keys(row),
             now=int(self.clock()),
             digests=digests,
+            changed=changed,
         )
-        session.add(_journal_row(name, diff_zones(old, new)))
+        session.add(_journal_row(name, diff_zones(old, new, changed)))
         row.serial += 1
         session.add(row)
         serial = row.serial
@@ -450,6 +453,20 @@ class Registry:
             self._zones[name] = _Signed(serial, new, signed_at, digests)
 
         return install
+
+    def rebuild_internal(self, name: str) -> int:
+        """Sign the internal zone ``name`` again in full from its rows, under the next serial
+        (after a bulk load; no journal entry, so mirrors take the whole zone); the serial."""
+        with self._transaction() as session:
+            row = session.get(TldRow, name)
+            if row is None or name not in self._internal:
+                raise NotFound(f"{name!r} is not one of the registry's own zones")
+            row.serial += 1
+            zone = self._build(row, [], session=session)
+            session.add(row)
+            serial = row.serial
+        self._zones[name] = _Signed(serial, zone, self.clock())
+        return serial
 
     def prune_journal(self, name: str, keep: int) -> int:
         """Drop the journal entries of ``name`` older than its last ``keep`` serials (mirrors

@@ -328,12 +328,15 @@ def serial_of(zone: dns.zone.Zone) -> int:
     return int(soa[0].serial)
 
 
-def diff_zones(old: dns.zone.Zone, new: dns.zone.Zone) -> JournalEntry:
+def diff_zones(
+    old: dns.zone.Zone, new: dns.zone.Zone, names: Iterable[dns.name.Name] | None = None
+) -> JournalEntry:
     """The journal entry that turns ``old`` into ``new``. Names whose node is the very same
-    object in both (what ``update_zone`` shares) are skipped without a look."""
-    differ = [
-        n for n in old.nodes.keys() | new.nodes.keys() if old.nodes.get(n) is not new.nodes.get(n)
-    ]
+    object in both (what ``update_zone`` shares) are skipped without a look; with ``names``
+    (the only ones that may differ, as ``apply_rdatasets`` reports them), only those are
+    looked at."""
+    candidates = old.nodes.keys() | new.nodes.keys() if names is None else set(names)
+    differ = [n for n in candidates if old.nodes.get(n) is not new.nodes.get(n)]
     before, after = zone_records(old, differ), zone_records(new, differ)
     return JournalEntry(
         origin=str(new.origin),
@@ -409,10 +412,12 @@ def apply_rdatasets(
     *,
     now: int,
     digests: NodeDigests | None = None,
+    changed: set[dns.name.Name] | None = None,
 ) -> dns.zone.Zone:
     """``update_zone`` of record sets already parsed and checked: the caller vouches that they
     keep the zone's rules (no delegation, no CNAME beside other data). The registry's own zones
-    (the node directory) change through it, without a round trip through zone-file text."""
+    (the node directory) change through it, without a round trip through zone-file text.
+    ``changed`` is given the names whose nodes differ from ``old``'s (for ``diff_zones``)."""
     origin = spec.name
     zone = dns.zone.Zone(origin, relativize=True)
     zone.nodes = dict(old.nodes)
@@ -448,8 +453,11 @@ def apply_rdatasets(
     apex.replace_rdataset(new_soa)
     apex.replace_rdataset(signer.sign(dns.name.empty, new_soa))
 
-    names = sorted(zone.nodes, key=_canonical)
-    order = [_canonical(n) for n in names]
+    digests = digests or NodeDigests()
+    known = digests.order
+    ordered = known.moved(zone, touched) if known is not None and known.zone is old else None
+    ordered = ordered or _Order.of(zone)
+    names, order = ordered.names, ordered.keys
     nsec_ttl = soa[0].minimum
     for name in touched:
         at = bisect.bisect_left(order, _canonical(name))
@@ -457,10 +465,14 @@ def apply_rdatasets(
             _refresh_nsec(zone, own, signer, names[at], names[(at + 1) % len(names)], nsec_ttl)
         _refresh_nsec(zone, own, signer, names[at - 1], names[at % len(names)], nsec_ttl)
 
-    digest = (digests or NodeDigests()).zonemd(zone, names, spec.serial)
+    ordered.refresh(owned)
+    digest = digests.zonemd(zone, names, spec.serial, ordered.nodes)
+    digests.order = ordered
     zonemd = dns.rdataset.from_rdata(soa.ttl, digest)
     apex.replace_rdataset(zonemd)
     apex.replace_rdataset(signer.sign(dns.name.empty, zonemd))
+    if changed is not None:
+        changed |= owned | touched
     return zone
 
 
@@ -580,15 +592,25 @@ class NodeDigests:
 
     def __init__(self) -> None:
         self._wire: dict[int, tuple[dns.node.Node, bytes]] = {}
+        self.order: _Order | None = None
+        """The canonical order of the names of the zone it was last used for (with that
+        zone), so the next serial's order is that one plus what changed, not a new sort."""
 
-    def zonemd(self, zone: dns.zone.Zone, names: list[dns.name.Name], serial: int) -> ZONEMD:
-        """The digest of ``zone``, whose owner ``names`` are given in canonical order."""
+    def zonemd(
+        self,
+        zone: dns.zone.Zone,
+        names: list[dns.name.Name],
+        serial: int,
+        nodes: list[dns.node.Node] | None = None,
+    ) -> ZONEMD:
+        """The digest of ``zone``, whose owner ``names`` are given in canonical order (with
+        their ``nodes`` when the caller has them: a name is hashed anew at each lookup)."""
         origin = zone.origin
         assert origin is not None
         hasher = hashlib.sha384()
         kept: dict[int, tuple[dns.node.Node, bytes]] = {}
-        for name in names:
-            node = zone.nodes[name]
+        for i, name in enumerate(names):
+            node = zone.nodes[name] if nodes is None else nodes[i]
             known = self._wire.get(id(node))
             wire = known[1] if known is not None and known[0] is node else None
             if wire is None:
@@ -605,6 +627,46 @@ class NodeDigests:
             DigestHashAlgorithm.SHA384,
             hasher.digest(),
         )
+
+
+@dataclass(slots=True)
+class _Order:
+    """A zone's owner names in canonical order, their sort keys, and their nodes."""
+
+    zone: dns.zone.Zone
+    names: list[dns.name.Name]
+    keys: list[tuple[bytes, ...]]
+    nodes: list[dns.node.Node]
+
+    @classmethod
+    def of(cls, zone: dns.zone.Zone) -> _Order:
+        items = sorted(zone.nodes.items(), key=lambda item: _canonical(item[0]))
+        return cls(
+            zone, [n for n, _ in items], [_canonical(n) for n, _ in items], [v for _, v in items]
+        )
+
+    def moved(self, zone: dns.zone.Zone, touched: Iterable[dns.name.Name]) -> _Order:
+        """The order of ``zone``, which differs from this one's zone at ``touched`` names
+        only (nodes there added, removed or replaced)."""
+        out = _Order(zone, list(self.names), list(self.keys), list(self.nodes))
+        for name in touched:
+            key = _canonical(name)
+            at = bisect.bisect_left(out.keys, key)
+            held = at < len(out.keys) and out.keys[at] == key
+            node = zone.nodes.get(name)
+            if node is None and held:
+                del out.names[at], out.keys[at], out.nodes[at]
+            elif node is not None and not held:
+                out.names.insert(at, name)
+                out.keys.insert(at, key)
+                out.nodes.insert(at, node)
+        return out
+
+    def refresh(self, names: Iterable[dns.name.Name]) -> None:
+        """Take the current nodes of ``names`` (replaced since the order was made)."""
+        for name in names:
+            at = bisect.bisect_left(self.keys, _canonical(name))
+            self.nodes[at] = self.zone.nodes[name]
 
 
 def _digestable(origin: dns.name.Name, name: dns.name.Name, node: dns.node.Node) -> bytes:

@@ -1,0 +1,164 @@
+"""The node directory at scale: what one node-record update and one lookup cost with 100,000
+records in the registry, next to a 1,000-record directory, on SQLite and on PostgreSQL.
+
+For each backend and size it fills a fresh registry (``Directory.bulk_load``: rows inserted in
+batches, the ``_nodes.`` zone signed once in full), then times, in process, through the
+registry's Python API:
+
+  update   ``Directory.publish`` of a newer record (seq + 1) of a random stored node: the
+           signature checked, the row replaced, the zone re-signed incrementally (the changed
+           record sets, the NSEC around them, SOA and the ZONEMD over the whole zone) and a
+           journal entry written, in one transaction
+  lookup   ``Directory.get`` of a random node ID (the API's ``GET /registry/v1/node?id=``)
+
+and prints p50/p99 of each, with the time the fill took. Run by hand, not by the tests::
+
+    .venv/bin/python bench/directory.py                      # 1,000 and 100,000, both backends
+    .venv/bin/python bench/directory.py --sizes 1000,10000 --ops 100 --backends sqlite
+
+PostgreSQL: a database of its own (``hm_bench_directory``) on the server of this machine,
+created when missing and emptied first (``--postgres`` names the server's URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from hypermesh.registry.directory import ZONE, Directory
+from hypermesh.registry.service import Registry
+from hypermesh.transport.identity import Identity
+from hypermesh.transport.noderecord import NodeRecord
+
+SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+DATABASE = "hm_bench_directory"
+LIFETIME = 86400.0
+
+
+def fresh_postgres(server: str) -> str:
+    """The benchmark's own database, created when missing, its tables dropped."""
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if conn.execute(text(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'")).first():
+            conn.execute(text(f"DROP DATABASE {DATABASE} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {DATABASE}"))
+    admin.dispose()
+    return f"{server}/{DATABASE}"
+
+
+def records(count: int, now: float) -> list[tuple[Identity, NodeRecord]]:
+    """``count`` nodes, each with a signed record (two addresses, as a node publishes)."""
+    out = []
+    for i in range(count):
+        key = Identity.generate()
+        address = f"198.18.{i // 250 % 250}.{i % 250 + 1}"
+        out.append((key, issue(key, address, now, 1)))
+    return out
+
+
+def issue(key: Identity, address: str, now: float, seq: int) -> NodeRecord:
+    return NodeRecord.issue(
+        key,
+        network="bench",
+        name=f"n-{key.node_id[3:15]}",
+        interfaces={"public": [f"{address}:4433"], "private": [f"{address}:4434"]},
+        issued_at=now,
+        lifetime=LIFETIME,
+        seq=seq,
+        host="h",
+        roles=("mirror",),
+        version="0.1.0",
+    )
+
+
+def timed(operation: Callable[[int], object], ops: int) -> list[float]:
+    out = []
+    for i in range(ops):
+        start = time.perf_counter()
+        operation(i)
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def run(where: str, nodes: list[tuple[Identity, NodeRecord]], ops: int) -> dict[str, object]:
+    now = time.time()
+    registry = Registry.open(where, admin=Identity.generate().node_id)
+    try:
+        directory = Directory(registry, "bench", public=True)
+        start = time.perf_counter()
+        directory.bulk_load(record for _, record in nodes)
+        fill = time.perf_counter() - start
+        rng = random.Random(7)
+        picked = [rng.randrange(len(nodes)) for _ in range(ops)]
+        seqs: dict[int, int] = {}
+
+        def update(i: int) -> None:
+            key, record = nodes[picked[i]]
+            seqs[picked[i]] = seqs.get(picked[i], 1) + 1
+            fresh = issue(key, record.addresses[0].split(":")[0], now, seqs[picked[i]])
+            directory.publish(fresh.to_json())
+
+        directory.publish(issue(nodes[0][0], "198.18.0.1", now, 2).to_json())  # warm-up:
+        # the first change after a full signing encodes every node for the ZONEMD once
+        seqs[0] = 2
+        updates = timed(update, ops)
+        lookups = timed(lambda i: directory.get(nodes[picked[i]][1].node_id), ops)
+        assert registry.get_tld(ZONE).serial >= ops + 2
+        return {"fill": fill, "update": updates, "lookup": lookups}
+    finally:
+        registry.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,100000", help="comma-separated record counts")
+    parser.add_argument("--ops", type=int, default=200, help="updates and lookups per size")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated")
+    parser.add_argument("--postgres", default=SERVER, help="PostgreSQL server URL")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    started = time.perf_counter()
+    everyone = records(max(sizes), time.time())
+    print(f"{max(sizes)} signed node records made in {time.perf_counter() - started:.1f} s")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for backend in args.backends.split(","):
+            for size in sizes:
+                if backend == "sqlite":
+                    where = str(Path(folder) / f"directory-{size}.db")
+                elif backend == "postgresql":
+                    where = fresh_postgres(args.postgres)
+                else:
+                    parser.error(f"unknown backend {backend!r}: sqlite or postgresql")
+                result = run(where, everyone[:size], args.ops)
+                rows.append((backend, size, result))
+                print(f"  {backend} {size}: filled in {result['fill']:.1f} s", flush=True)
+    print()
+    print(f"{'backend':<11}{'records':>9}  {'op':<7}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
+    for backend, size, result in rows:
+        for op in ("update", "lookup"):
+            samples = result[op]
+            assert isinstance(samples, list)
+            print(
+                f"{backend:<11}{size:>9}  {op:<7}{pct(samples, 50):>9.2f}{pct(samples, 99):>9.2f}"
+                f"{statistics.fmean(samples):>9.2f}"
+            )
+    print(f"\ntotal {time.perf_counter() - started:.0f} s, {args.ops} operations of each kind")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
