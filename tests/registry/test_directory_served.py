@@ -57,7 +57,7 @@ def txt_record(node: NodeProc, node_id: str) -> NodeRecord | None:
 
 
 def test_join_publish_find_by_key_expire_and_withdraw(network: dict[str, NodeProc]) -> None:
-    registry, mirror = network["registry"], network["m1"]
+    registry = network["registry"]
     api = Api(registry)
     status, made = api.call("POST", "tokens", {"ttl": 600, "tags": ["web"]}, api.admin)
     assert status == 201 and made["token"].startswith(f"hmjoin-{made['id']}-")
@@ -74,6 +74,13 @@ def test_join_publish_find_by_key_expire_and_withdraw(network: dict[str, NodePro
     assert listed["items"][0]["uses"] == 1 and token not in str(listed)
     assert api.call("POST", "tokens/list", {}, other)[0] == 403
 
+    check_records(registry, network["m1"], api, node, other)
+
+
+def check_records(
+    registry: NodeProc, mirror: NodeProc, api: Api, node: Identity, other: Identity
+) -> None:
+    """``node`` (a member) and ``other`` (not one) publish; found, expired, withdrawn."""
     # A stranger's record is refused; the member's is stored and found by key and name.
     stranger = NodeRecord.issue(
         other,
