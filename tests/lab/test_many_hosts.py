@@ -43,6 +43,7 @@ class Mesh:
     lab: Lab
     root: Path
     repo: ManifestRepo
+    delay_ms: float = 0.0
     controllers: dict[str, HostController] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
     token_file: Path | None = None
@@ -140,7 +141,9 @@ def mesh(
         for host in ("reg", "b", "c", "d"):
             lab.add_host(host)
         root = tmp_path_factory.mktemp(f"mesh-{request.param}")
-        made = Mesh(lab=lab, root=root, repo=ManifestRepo(root / "git"))
+        made = Mesh(
+            lab, root, ManifestRepo(root / "git"), CONDITIONS[request.param].get("delay_ms", 0)
+        )
         try:
             _build(made)
             yield made
@@ -177,6 +180,8 @@ def test_a_node_is_dialled_by_key_from_another_host(mesh: Mesh) -> None:
     assert result["node"] == beta["identity"] and result["path"] == "direct"
     assert result["address"].startswith(mesh.lab.host("c").address)
     assert len(result["rttMs"]) == 3
+    # Two links of delay_ms each way: a lower bound only.
+    assert min(result["rttMs"]) >= 4 * mesh.delay_ms, result["rttMs"]
 
 
 def test_a_cut_host_leaves_the_directory_and_comes_back(mesh: Mesh) -> None:
