@@ -8,6 +8,7 @@ never wait for a writer (``hmctl apply``).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, create_engine, delete, select
 
 from hypermesh.errors import StateError
@@ -32,6 +33,8 @@ from hypermesh.store.tables import (
 )
 
 DB_FILE = "state.db"
+MIGRATE_ATTEMPTS = 5
+"""Tries at making a new store's tables while other processes make them too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,7 @@ class StateStore:
             if url.startswith("sqlite"):
                 event.listen(engine, "connect", _sqlite_pragmas)
             store = cls(engine, url)
-            store._migrate()
+            store._migrate_racing()
         except SQLAlchemyError as exc:
             raise StateError(
                 f"cannot open state store {url}: {exc.__class__.__name__}: {exc}"
@@ -116,6 +119,20 @@ class StateStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def _migrate_racing(self) -> None:
+        """``_migrate``, again when another process made a table between this one's check and
+        its ``CREATE TABLE``, or stamped the version first (two hmctl commands opening a new
+        store at once): the next try sees what the other made and goes on."""
+        for attempt in range(MIGRATE_ATTEMPTS):
+            try:
+                self._migrate()
+                return
+            except SQLAlchemyError as exc:
+                raced = isinstance(exc, IntegrityError) or "already exists" in str(exc)
+                if not raced or attempt == MIGRATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
 
     def _migrate(self) -> None:
         """Refuse a store newer than this code; bring an older one up to date (every step so
