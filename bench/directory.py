@@ -122,6 +122,20 @@ def run(where: str, nodes: list[tuple[Identity, NodeRecord]], ops: int) -> dict[
         registry.close()
 
 
+def table(rows: list[tuple[str, int, dict[str, object]]]) -> None:
+    """p50, p99 and mean of each operation, a line per backend, size and operation."""
+    print(f"{'backend':<11}{'records':>9}  {'op':<7}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
+    for backend, size, result in rows:
+        for op in ("update", "lookup"):
+            samples = result[op]
+            assert isinstance(samples, list)
+            print(
+                f"{backend:<11}{size:>9}  {op:<7}{pct(samples, 50):>9.2f}{pct(samples, 99):>9.2f}"
+                f"{statistics.fmean(samples):>9.2f}",
+                flush=True,
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,100000", help="comma-separated record counts")
@@ -146,16 +160,9 @@ def main() -> int:
                 result = run(where, everyone[:size], args.ops)
                 rows.append((backend, size, result))
                 print(f"  {backend} {size}: filled in {result['fill']:.1f} s", flush=True)
+                table(rows[-1:])
     print()
-    print(f"{'backend':<11}{'records':>9}  {'op':<7}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}")
-    for backend, size, result in rows:
-        for op in ("update", "lookup"):
-            samples = result[op]
-            assert isinstance(samples, list)
-            print(
-                f"{backend:<11}{size:>9}  {op:<7}{pct(samples, 50):>9.2f}{pct(samples, 99):>9.2f}"
-                f"{statistics.fmean(samples):>9.2f}"
-            )
+    table(rows)
     print(f"\ntotal {time.perf_counter() - started:.0f} s, {args.ops} operations of each kind")
     return 0
 
