@@ -1,5 +1,6 @@
-"""The node's own chain: its store, the chains it follows, the witnesses it asks to cosign,
-and the chain API. Appends wait until the node has taken back its own lost blocks."""
+"""The node's own chain: its store, the chains it follows (from its peers, and from the authors
+themselves, found by key in the node directory: ``hypermesh.node.authors``), the witnesses it asks
+to cosign, and the chain API. Appends wait until the node has taken back its own lost blocks."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypermesh.chain.follower import ChainFollower
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainStore, GroupAppender
 from hypermesh.chain.witness import CosignatureStore, CosignCollector, Witness
+from hypermesh.node.authors import DirectoryPeers
 from hypermesh.node.chain_api import add_chain_routes
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import ChainWriter, NodeContext, start_task
@@ -42,7 +44,10 @@ class ChainFeature:
         start_successor_chain(node.node_dir, chain)
         replicas = Replicas.open(node.node_dir / REPLICAS_DB, node.revocations)
         stack.callback(replicas.close)
-        follower = ChainFollower(chain, replicas, node.chain_peers)
+        # The peers, and the followed authors on other hosts found by key in the directory.
+        authors = DirectoryPeers(node, lambda: follower.followed)
+        follower = ChainFollower(chain, replicas, authors.peers)
+        start_task(stack, authors.run())
         ready = asyncio.Event()
         start_task(stack, _follow_chains(follower, ready))
         cosignatures = CosignatureStore(chain.connection)
