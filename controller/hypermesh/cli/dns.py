@@ -23,6 +23,7 @@ import dns.rdatatype
 
 from hypermesh.cli.common import peer_ref, state_dir
 from hypermesh.cli.state import nodes_and_networks
+from hypermesh.drivers.bootstrap import load_bootstrap
 from hypermesh.errors import UsageError
 from hypermesh.sdk.results import DnsResult
 from hypermesh.sdk.sync import Mesh
@@ -123,7 +124,9 @@ def _verdict(result: DnsResult, registry: str) -> str:
 
 
 def _registry_id(args: argparse.Namespace) -> str:
-    """The registry's node ID from the state: the Network's registry node, or its identity."""
+    """The registry's node ID from the state: the Network's registry node (its key as it runs
+    here, or, on another host, as its manifest pins it), the Network's registry identity, or
+    for a public Network without a registry the bootstrap registry's key."""
     directory = state_dir(args)
     nodes, networks = nodes_and_networks(directory, "give --registry-id with --verify")
     for network in networks:
@@ -131,8 +134,15 @@ def _registry_id(args: argparse.Namespace) -> str:
         if registry.get("identity"):
             return str(registry["identity"])
         record = nodes.get(registry.get("node", ""))
-        if record is not None and record.status.get("identity"):
-            return str(record.status["identity"])
+        if record is None:
+            continue
+        pinned = (record.desired or {}).get("spec", {}).get("identity")
+        if record.status.get("identity") or pinned:
+            return str(record.status.get("identity") or pinned)
+    for network in networks:
+        spec = (network.desired or {}).get("spec", {})
+        if spec.get("mode") == "public" and not spec.get("registry"):
+            return load_bootstrap().identity  # the public registry's key ($HM_BOOTSTRAP)
     raise UsageError(f"no registry with a known key in {directory}: give --registry-id")
 
 
