@@ -13,6 +13,7 @@ is left when it closes.
 from __future__ import annotations
 
 import functools
+import json
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from tests.harness.git import git
 from tests.lab.lab import Host, python_env
@@ -134,6 +136,19 @@ class HostController:
     ) -> subprocess.CompletedProcess[str]:
         """``hmctl ARGS`` in the host's namespace, with this host's state and name."""
         return self.host.run([*HMCTL, *args], env=self.env(), timeout=timeout, input=input)
+
+    def python(self, code: str, timeout: float = 120, **values: Any) -> Any:
+        """Run Python ``code`` in the host (this host's state and name in the environment,
+        ``values`` as the JSON object ``ARGS``); what it printed last, as JSON. Fails with
+        what it printed when it exits non-zero."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        prelude = "import json, os\nARGS = json.loads(os.environ['HM_LAB_ARGS'])\n"
+        env = {**self.env(), "HM_LAB_ARGS": json.dumps(values)}
+        done = self.host.run(
+            [sys.executable, "-c", prelude + code], env=env, timeout=timeout, cwd=self.folder
+        )
+        assert done.returncode == 0, f"python in {self.host.name}:\n{done.stdout}{done.stderr}"
+        return json.loads(done.stdout.strip().splitlines()[-1])
 
     def output(self) -> str:
         """The controller's log so far."""
