@@ -44,7 +44,7 @@ def test_a_forged_mirror_is_caught(
     wait_for(lambda: answer_values(m1.ask("www.acme.")) == {"192.0.2.1"}, what="m1 to mirror")
     # The anchors come from the mirror itself and check out against the registry's key.
     anchors = asyncio.run(fetch_anchors(m1.address, m1.identity, registry.identity, caller=None))
-    assert set(anchors.zones) == {"acme."}
+    assert set(anchors.zones) == {"acme.", "_nodes."}  # the TLD and the node directory
 
     honest = check(m1.address, m1.identity, "www.acme.", "A", anchors)
     assert honest.failure is None and honest.zone == "acme."
