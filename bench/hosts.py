@@ -381,7 +381,7 @@ def site(
         for i, (host, node) in enumerate(names.items()):
             role = "registry" if i == 0 else "mirror"
             files[f"{node}.yaml"] = node_yaml(node, host, made.address(host), role, made.ids[node])
-        files.update(extra_files(hosts))
+        files.update(extra_files())
         commit = made.repo.write(files, "the network")
         for controller in made.controllers.values():
             controller.start(wait=0)
@@ -398,7 +398,7 @@ def site(
         made.close()
 
 
-def extra_files(hosts: Sequence[str]) -> dict[str, str | None]:
+def extra_files() -> dict[str, str | None]:
     """The TLD ``bench`` (owned by the registry node) and its first ``v.bench`` value."""
     tld = (
         f"{HEADER}kind: TLD\nmetadata: {{name: bench}}\n"
