@@ -9,9 +9,11 @@ from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.anchors import Anchors
 from hypermesh.mirror.follower import Follower
 from hypermesh.node.features.directory import expand_wildcard, is_wildcard, next_seq
+from hypermesh.node.features.registry import REGISTRY_ADMIN_DIR
 from hypermesh.node.interfaces import PrivateGate
+from hypermesh.registry.client import RegistryClient
 from hypermesh.transport.client import h3_get
-from hypermesh.transport.identity import Identity
+from hypermesh.transport.identity import Identity, load_or_create_identity
 from hypermesh.transport.noderecord import NodeRecord
 from tests.harness import directory
 from tests.harness.node_process import NodeStarter
@@ -167,3 +169,30 @@ def test_a_member_known_only_from_the_anchors_gets_in_on_a_mirrors_private_inter
     assert wait_for(lambda: status_as(delta) == 200, what="delta admitted from the anchors")
     assert status_as(Identity.generate()) == 403  # a stranger is refused
     assert status_as(directory.make_key(nodes.base, "registry")) == 200  # a static member
+
+
+def test_a_key_that_joined_with_a_token_gets_in_on_the_registrys_own_private_interface(
+    nodes: NodeStarter,
+) -> None:
+    registry = directory.start(nodes, "registry", roles=("registry",), private_listen="127.0.0.1:0")
+    private = str(registry.runtime["private"])
+    admin = load_or_create_identity(nodes.base / "registry" / REGISTRY_ADMIN_DIR)
+    client = RegistryClient(registry.address, registry.identity, identity=None, timeout=10.0)
+    status, made = asyncio.run(
+        client.call("POST", "/registry/v1/tokens", {"ttl": 600}, signer=admin)
+    )
+    assert status == 201, made
+    joiner = Identity.generate()
+
+    def status_as(key: Identity) -> int:
+        answer, _, _ = asyncio.run(
+            h3_get(private, "/status", expected_id=registry.identity, identity=key)
+        )
+        return answer
+
+    assert status_as(joiner) == 403  # not a member yet
+    body = {"token": made["token"], "name": "late", "host": None}
+    status, joined = asyncio.run(client.call("POST", "/registry/v1/join", body, signer=joiner))
+    assert status == 201, joined
+    assert wait_for(lambda: status_as(joiner) == 200, what="the joined key admitted")
+    assert status_as(Identity.generate()) == 403  # a stranger still is not

@@ -22,7 +22,7 @@ import datetime
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -115,6 +115,9 @@ class NodeContext:
     chain_writer: ChainWriter | None = None
     federated: Federated | None = None
     """Who a key is in a federated network (``NETWORK/MEMBER``), when the node federates."""
+    member_source: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
+    """The members the registry itself knows (static and joined), on the registry's node,
+    which holds no mirror of its own anchors."""
     addresses: Addresses = field(default_factory=Addresses)
     _public_gate: Gate | None = field(default=None, init=False)
     _public_gate_made: bool = field(default=False, init=False)
@@ -156,10 +159,15 @@ class NodeContext:
                     revoked,
                     self.federated,
                     frozenset(self.operators),
-                    self.mirror.member_entries if self.mirror is not None else None,
+                    self.listed_members(),
                 ).check
             self._public_gate_made = True
         return self._public_gate
+
+    def listed_members(self) -> Callable[[], Mapping[str, Mapping[str, Any]]] | None:
+        """Where the gates read the members the registry names beyond the node's config: the
+        anchors its mirror holds, or the registry's own list on the registry's node."""
+        return self.mirror.member_entries if self.mirror is not None else self.member_source
 
     def upstream(self, upstream: Upstream | None) -> PeerRef | None:
         """Where ``upstream`` answers now (a local node: from its runtime file and key)."""

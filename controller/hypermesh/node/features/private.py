@@ -31,7 +31,7 @@ class PrivateInterface:
             node.revoked(),
             node.federated,
             frozenset(node.operators),
-            node.mirror.member_entries if node.mirror is not None else None,
+            node.listed_members(),
         )
         host, port = parse_address(config.private_listen)
         endpoint = await bind_endpoint(

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from hypermesh.dns.source import StaticZones
 from hypermesh.errors import HyperMeshError
@@ -23,6 +24,7 @@ from hypermesh.transport.identity import load_or_create_identity
 from hypermesh.transport.noderecord import DIRECTORY_ZONE
 
 log = logging.getLogger("hypermesh.node")
+_T = TypeVar("_T")
 
 REGISTRY_DB = "registry.db"
 """Under the node's directory: the registry's database."""
@@ -37,6 +39,9 @@ SWEEP = 30.0
 and anew after each change)."""
 LATE = 0.05
 """Seconds after a record's expiry when it is swept (so the clock has passed it)."""
+MEMBERS_HELD = 1.0
+"""Seconds the registry node's gates reuse one reading of its members (a key that joined is
+admitted on its interfaces within this long, and a connection costs no database query)."""
 
 
 class RegistryFeature:
@@ -54,7 +59,7 @@ class RegistryFeature:
         node.operators.add(admin.node_id)
         node.revocation_sources.append(revocation_in(registry))
         metrics, zones, config = node.metrics, node.zones, node.config
-        public = getattr(config, "network_mode", "private") == "public"
+        public = config.network_mode == "public"
         directory = Directory(
             registry,
             config.network,
@@ -62,6 +67,7 @@ class RegistryFeature:
             public=public,
             trusted=(node.identity.node_id,),
         )
+        node.member_source = held_for(MEMBERS_HELD, directory.members)
         expire_due(registry, zones)
         load_zones(registry, zones, metrics.zone_serial, metrics.zone_problem)
         start_task(stack, _sweep(registry, zones, metrics.zone_serial))
@@ -87,6 +93,20 @@ class RegistryFeature:
             members=directory.members,
             hidden=hidden,
         )
+
+
+def held_for(seconds: float, read: Callable[[], _T]) -> Callable[[], _T]:
+    """``read``, called again only when its last answer is ``seconds`` old (the same object
+    meanwhile, so the gates' own cache of it holds)."""
+    last: list[tuple[float, _T]] = []
+
+    def now() -> _T:
+        at = time.monotonic()
+        if not last or at - last[0][0] >= seconds:
+            last[:] = [(at, read())]
+        return last[0][1]
+
+    return now
 
 
 def revocation_in(registry: Registry) -> Lookup:

@@ -75,7 +75,7 @@ def _tunnel_gate(node: NodeContext) -> Gate | None:
         config.ephemeral_policy,
         node.revoked(),
         node.federated,
-        listed=node.mirror.member_entries if node.mirror is not None else None,
+        listed=node.listed_members(),
     ).check
 
 
