@@ -145,6 +145,11 @@ def test_two_hosts_each_converge_their_share(hosts: tuple[Hmctl, Hmctl], tmp_pat
     table = a("get", "nodes", "--host", "a")
     assert "HOST" in table.stdout and "RECORD AGE" in table.stdout
 
+    # From host b, whose state holds no registry, a node of its own looks the key up.
+    pinged = b("ping", registry_id, "-c", "2", "--timeout", "10")
+    assert pinged.returncode == 0, pinged.stdout + pinged.stderr
+    assert pinged.stdout.startswith("registry (") and " direct " in pinged.stdout
+
 
 def test_a_pinned_identity_the_key_does_not_match_is_refused(
     hosts: tuple[Hmctl, Hmctl], tmp_path: Path

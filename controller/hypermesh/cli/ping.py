@@ -30,9 +30,14 @@ def ping(args: argparse.Namespace) -> int:
     if not 1 <= args.count <= 1000:
         raise UsageError(f"-c/--count must be 1 to 1000, not {args.count}")
     inner = Mesh.from_state(state_dir(args), node=args.via)
+    resolver = args.via
+    if resolver is None and inner.registry is None and inner.directory:
+        # The registry is on another host: a node of this host looks the key up.
+        resolver = sorted(inner.directory)[0]
+        inner = Mesh.from_state(state_dir(args), node=resolver)
     inner.timeout = args.timeout
     mesh = SyncMesh(inner)
-    via = inner.node if args.via else None
+    via = inner.node if resolver else None
     try:
         result = mesh.ping(args.node, args.count, via=via)
     except HyperMeshError as exc:
