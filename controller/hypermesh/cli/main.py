@@ -517,7 +517,13 @@ def _add_network(sub: Subparsers) -> None:
         "create a join token; it is printed once, alone on its line, and never again",
         "hmctl network token create --ttl 24h --reusable --tags edge,eu",
     )
-    p.add_argument("--ttl", type=duration, default=3600.0, metavar="DURATION", help="1h")
+    p.add_argument(
+        "--ttl",
+        type=duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="how long the token can be used (default 1h; 1m to 365d)",
+    )
     p.add_argument("--reusable", action="store_true", help="usable by many nodes")
     p.add_argument("--ephemeral", action="store_true", help="members end with their node record")
     p.add_argument("--tags", default="", metavar="A,B", help="tags the members get")
