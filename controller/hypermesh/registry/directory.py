@@ -6,11 +6,15 @@ expiry, the network, that the key is not revoked and is a member (static members
 registry node's configuration, members that joined with a token; any key in a public network),
 and that the record is newer (``seq``) than the one it holds. Each record is served as
 ``<node ID>._nodes. TXT`` (the signed record, in chunks) with A/AAAA for its public addresses
-that are IP literals, TTL 60, in a zone signed like a TLD's and journalled, so mirrors follow it
-by increments. Expired records leave at the next ``sweep`` (an ephemeral member's membership
-with them); a revoked key's record leaves at once (``withdraw``).
+that are IP literals, TTL 60, in a zone signed like a TLD's. In a private network mirrors copy
+that zone whole, so it carries a ZONEMD and is journalled (they follow it by increments); a
+public network's zone is never copied (nodes look records up on demand, each checked with
+DNSSEC), so it has neither and an update costs what it changes, not the whole zone. Expired
+records leave at the next ``sweep`` (an ephemeral member's membership with them); a revoked
+key's record leaves at once (``withdraw``).
 
-Every change is one transaction: the record rows, the zone's serial and its journal entry.
+Every change is one transaction: the record rows, the zone's serial and its journal entry
+(private networks).
 """
 
 from __future__ import annotations
@@ -115,7 +119,7 @@ class Directory:
         """Keys that are members without being listed (the registry node's own)."""
         self.listeners: list[Callable[[], None]] = []
         """Told after every change of the zone (the node serves the new zone)."""
-        registry.add_internal_zone(ZONE, network, self._all_rdatasets)
+        registry.add_internal_zone(ZONE, network, self._all_rdatasets, copied=not public)
         registry.zone(ZONE)  # built (or read back) now, so each change is signed incrementally
 
     # -- membership -----------------------------------------------------------------------------

@@ -204,6 +204,10 @@ class Registry:
         """The registry's own zones (the node directory, ``_nodes``), by name, with what reads
         their record sets: built, signed, journalled and served like a TLD's, but outside the
         TLD rules (their name need not be a TLD) and left out of ``list_tlds``."""
+        self._undigested: set[str] = set()
+        """Internal zones built without ZONEMD (nobody copies them whole)."""
+        self._unjournalled: set[str] = set()
+        """Internal zones without a journal (no mirror applies their increments)."""
 
     @classmethod
     def open(
@@ -400,12 +404,21 @@ class Registry:
     # -- the registry's own zones -------------------------------------------------------------
 
     def add_internal_zone(
-        self, name: str, network: str, records: Callable[[Session], Parsed]
+        self,
+        name: str,
+        network: str,
+        records: Callable[[Session], Parsed],
+        *,
+        copied: bool = True,
     ) -> None:
         """Serve the registry's own zone ``name`` (``_nodes``), whose record sets ``records``
         reads; made (empty, with its own keys) when the database has none. Nobody owns it:
-        it changes only through ``change_internal``."""
+        it changes only through ``change_internal``. ``copied``: mirrors copy the zone whole
+        and follow its increments, so it carries a ZONEMD and a journal; a zone only looked up
+        name by name (``copied=False``) has neither, and a change costs what it changes."""
         self._internal[name] = records
+        for kept in (self._undigested, self._unjournalled):
+            (kept.discard if copied else kept.add)(name)
         with self._transaction() as session:
             if session.get(TldRow, name) is None:
                 ksk, zsk = ZoneKeys.generate().to_pem()
@@ -444,7 +457,8 @@ class Registry:
             digests=digests,
             changed=changed,
         )
-        session.add(_journal_row(name, diff_zones(old, new, changed)))
+        if name not in self._unjournalled:
+            session.add(_journal_row(name, diff_zones(old, new, changed)))
         row.serial += 1
         session.add(row)
         serial = row.serial
@@ -754,7 +768,8 @@ class Registry:
                     old_zone = self._current_zone(row, rrsets, session)
                     row.serial += 1
                     new_zone = self._build(row, rrsets, session=session)
-                    session.add(_journal_row(tld, diff_zones(old_zone, new_zone)))
+                    if tld not in self._unjournalled:
+                        session.add(_journal_row(tld, diff_zones(old_zone, new_zone)))
                     session.add(row)
                     serial = row.serial
             except RegistryError as exc:  # one zone that no longer builds holds no other back
@@ -772,7 +787,10 @@ class Registry:
             return self._current_zone(row, None, session)
 
     def journal_since(self, tld: str, serial: int) -> list[JournalEntry] | None:
-        """The increments from ``serial`` to now, or None when the journal does not reach back."""
+        """The increments from ``serial`` to now, or None when the journal does not reach back
+        (or the zone keeps none)."""
+        if tld in self._unjournalled:
+            return None
         with self._transaction() as session:
             row = self._tld(session, tld)
             rows = session.exec(
@@ -933,6 +951,7 @@ class Registry:
             self.policy.glue,
             default_ttl=row.default_ttl,
             dnssec=row.dnssec,
+            zonemd=row.name not in self._undigested,
         )
 
     @staticmethod

@@ -1,5 +1,8 @@
 """A TLD's zone: built from record sets, signed with DNSSEC (Ed25519, RFC 8080), digested with
-ZONEMD (RFC 8976), and diffed serial to serial into a journal that mirrors can apply.
+ZONEMD (RFC 8976), and diffed serial to serial into a journal that mirrors can apply. A zone
+that is never transferred whole (a public network's node directory, looked up name by name)
+goes without ZONEMD (``ZoneSpec.zonemd``): the digest covers the whole zone, so keeping it costs
+a pass over every record at each serial, and it protects only whole-zone copies.
 
 dnspython does the DNS work: record parsing, ``dns.dnssec.sign_zone`` (KSK over the DNSKEY RRset,
 ZSK over the rest, an NSEC chain), ``Zone.compute_digest`` and ``Zone.verify_digest``. Pure:
@@ -108,6 +111,10 @@ class ZoneSpec:
     expire: int = 1209600
     minimum: int = 300
     """Negative-caching TTL (RFC 2308)."""
+    zonemd: bool = True
+    """Whether the apex holds a ZONEMD (RFC 8976). Off only for a zone nobody copies whole:
+    its records are checked one by one with DNSSEC, and a digest over the whole zone would
+    make every change cost the whole zone."""
 
     @property
     def name(self) -> dns.name.Name:
@@ -118,7 +125,8 @@ def build_zone(
     spec: ZoneSpec, rrsets: Iterable[RecordSet], keys: ZoneKeys | None, *, now: int
 ) -> dns.zone.Zone:
     """The complete zone: SOA, NS and glue at the apex, the records, and (with ``dnssec``)
-    DNSKEY, NSEC and RRSIGs; always a ZONEMD (SHA-384, SIMPLE), itself signed."""
+    DNSKEY, NSEC and RRSIGs; a ZONEMD (SHA-384, SIMPLE), itself signed, unless the spec
+    turns it off."""
     origin = spec.name
     zone = dns.zone.Zone(origin, relativize=True)
     soa = (
@@ -140,7 +148,8 @@ def build_zone(
         raise RegistryError(f"{origin}: {exc}") from None
     for rrset in [*apex, *owned]:
         zone.replace_rdataset(_relative(rrset.name), rrset.rdataset(origin))
-    _add_zonemd(zone, spec.serial, placeholder=True)
+    if spec.zonemd:
+        _add_zonemd(zone, spec.serial, placeholder=True)
     if spec.dnssec:
         if keys is None:
             raise RegistryError(f"{spec.origin}: DNSSEC is on but the zone has no keys")
@@ -152,8 +161,9 @@ def build_zone(
             inception=now - CLOCK_SKEW,
             expiration=now + SIGNATURE_LIFETIME,
         )
-    _add_zonemd(zone, spec.serial)
-    if spec.dnssec:
+    if spec.zonemd:
+        _add_zonemd(zone, spec.serial)
+    if spec.dnssec and spec.zonemd:
         assert keys is not None
         _resign(zone, dns.rdatatype.ZONEMD, keys, now)
     return zone
@@ -215,9 +225,17 @@ Keyring = dict[dns.name.Name, dns.node.Node | dns.rdataset.Rdataset]
 """DNSKEY RRsets by zone name, as ``dns.dnssec.validate`` takes them."""
 
 
-def verify_zone(zone: dns.zone.Zone, ds: Iterable[str] = (), *, now: float | None = None) -> None:
+def verify_zone(
+    zone: dns.zone.Zone,
+    ds: Iterable[str] = (),
+    *,
+    now: float | None = None,
+    digest: bool = True,
+) -> None:
     """Check a zone before trusting it: the DNSKEY RRset matches ``ds`` (when given), every
-    RRSIG verifies at ``now`` (default: the clock), and the ZONEMD digest matches. Raises
+    RRSIG verifies at ``now`` (default: the clock), and the ZONEMD digest matches. With
+    ``digest`` False (a zone built without ZONEMD, never copied whole) a zone without ZONEMD
+    passes on its signatures alone; one that has a ZONEMD must still match it. Raises
     ``RegistryError``."""
     origin = zone.origin
     assert origin is not None
@@ -235,6 +253,8 @@ def verify_zone(zone: dns.zone.Zone, ds: Iterable[str] = (), *, now: float | Non
     cuts = delegations(zone)
     for name, node in zone.nodes.items():
         verify_node(origin, name, node, keyring, when, cut_above(name, cuts))
+    if not digest and zone.get_rdataset("@", dns.rdatatype.ZONEMD) is None:
+        return
     try:
         zone.verify_digest()
     except dns.zone.DigestVerificationFailure as exc:
@@ -452,6 +472,8 @@ def apply_rdatasets(
     new_soa = dns.rdataset.from_rdata(soa.ttl, soa[0].replace(serial=spec.serial))
     apex.replace_rdataset(new_soa)
     apex.replace_rdataset(signer.sign(dns.name.empty, new_soa))
+    if _switch_zonemd(apex, spec):
+        touched.add(dns.name.empty)  # the apex NSEC lists ZONEMD, or no longer does
 
     digests = digests or NodeDigests()
     known = digests.order
@@ -466,14 +488,37 @@ def apply_rdatasets(
         _refresh_nsec(zone, own, signer, names[at - 1], names[at % len(names)], nsec_ttl)
 
     ordered.refresh(owned)
-    digest = digests.zonemd(zone, names, spec.serial, ordered.nodes)
     digests.order = ordered
-    zonemd = dns.rdataset.from_rdata(soa.ttl, digest)
-    apex.replace_rdataset(zonemd)
-    apex.replace_rdataset(signer.sign(dns.name.empty, zonemd))
+    if spec.zonemd:
+        digest = digests.zonemd(zone, names, spec.serial, ordered.nodes)
+        zonemd = dns.rdataset.from_rdata(soa.ttl, digest)
+        apex.replace_rdataset(zonemd)
+        apex.replace_rdataset(signer.sign(dns.name.empty, zonemd))
     if changed is not None:
         changed |= owned | touched
     return zone
+
+
+def _switch_zonemd(apex: dns.node.Node, spec: ZoneSpec) -> bool:
+    """Make the (owned) apex hold a ZONEMD placeholder exactly when ``spec`` wants a digest
+    (the real one is set once the NSEC chain is done); whether that changed its types."""
+    held = apex.get_rdataset(dns.rdataclass.IN, dns.rdatatype.ZONEMD) is not None
+    if held == spec.zonemd:
+        return False
+    if spec.zonemd:
+        placeholder = ZONEMD(  # type: ignore[no-untyped-call]
+            dns.rdataclass.IN,
+            dns.rdatatype.ZONEMD,
+            spec.serial,
+            DigestScheme.SIMPLE,
+            DigestHashAlgorithm.SHA384,
+            bytes(48),
+        )
+        apex.replace_rdataset(dns.rdataset.from_rdata(spec.default_ttl, placeholder))
+    else:
+        apex.delete_rdataset(dns.rdataclass.IN, dns.rdatatype.ZONEMD)
+        apex.delete_rdataset(dns.rdataclass.IN, dns.rdatatype.RRSIG, dns.rdatatype.ZONEMD)
+    return True
 
 
 def _checked_changes(origin: str, changes: Changes) -> dict[tuple[str, str], RecordSet | None]:
@@ -615,7 +660,7 @@ class NodeDigests:
             wire = known[1] if known is not None and known[0] is node else None
             if wire is None:
                 wire = _digestable(origin, name, node)
-            if name != dns.name.empty:  # the apex changes with every serial
+            if len(name):  # the apex (the empty name) changes with every serial
                 kept[id(node)] = (node, wire)
             hasher.update(wire)
         self._wire = kept
