@@ -213,13 +213,13 @@ def test_open_registration_in_a_public_network(opened: Registry, clock: Clock) -
 
 def test_the_zone_is_read_back_after_a_restart(where: str, clock: Clock) -> None:
     registry = Registry.open(where, admin=ADMIN.node_id, clock=clock)
-    key = Identity.generate()
-    Directory(registry, "acme", public=True).publish(record(key, clock))
+    key = Identity.generate()  # a private directory: mirrors follow its journal
+    Directory(registry, "acme", trusted=(key.node_id,)).publish(record(key, clock))
     serial = registry.get_tld(ZONE).serial
     registry.close()
     reopened = Registry.open(where, admin=ADMIN.node_id, clock=clock)
     try:
-        directory = Directory(reopened, "acme", public=True)
+        directory = Directory(reopened, "acme", trusted=(key.node_id,))
         zone = reopened.zone(ZONE)
         verify_zone(zone, now=clock.now)
         assert zone.get_rdataset(key.node_id, "TXT") is not None

@@ -257,6 +257,8 @@ def verify_zone(
         return
     try:
         zone.verify_digest()
+    except dns.zone.NoDigest:
+        raise RegistryError(f"{origin}: the zone has no ZONEMD") from None
     except dns.zone.DigestVerificationFailure as exc:
         raise RegistryError(f"{origin}: ZONEMD does not match the zone: {exc}") from None
 
