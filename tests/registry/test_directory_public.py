@@ -190,3 +190,55 @@ def test_a_public_directory_is_read_back_after_a_restart(where: str) -> None:
         assert NodeRecord.from_txt([s for r in txt for s in r.strings], now=NOW).seq == 2
     finally:
         reopened.close()
+
+
+def test_a_batch_of_updates_is_one_serial_with_each_outcome(where: str) -> None:
+    registry = Registry.open(where, admin=ADMIN.node_id, clock=lambda: NOW)
+    try:
+        keys = [Identity.generate() for _ in range(4)]
+        member, stranger = keys[:3], keys[3]
+        directory = Directory(registry, "acme", trusted=[k.node_id for k in member])
+        directory.publish(record(member[0], seq=5))
+        serial, journalled = registry.get_tld(ZONE).serial, journal_rows(registry)
+        forged = dict(record(member[2]))
+        forged["signature"] = record(member[1])["signature"]
+        outcomes = directory.publish_many(
+            [
+                record(member[0], seq=4),  # older than the one held
+                record(member[1], seq=1, address="192.0.2.1"),
+                record(member[1], seq=2, address="192.0.2.2"),  # newer, in the same batch
+                record(member[1], seq=2, address="192.0.2.3"),  # not newer than the one before
+                forged,
+                record(stranger),
+                record(member[0], seq=6, address="198.51.100.6"),
+            ]
+        )
+        kinds = [type(o).__name__ for o in outcomes]
+        assert kinds == [
+            "Stale",
+            "NodeRecord",
+            "NodeRecord",
+            "Stale",
+            "RegistryError",
+            "Forbidden",
+            "NodeRecord",
+        ]
+        assert registry.get_tld(ZONE).serial == serial + 1  # one signing pass
+        assert journal_rows(registry) == journalled + 1  # private: one journal entry
+        zone = registry.zone(ZONE)
+        verify_zone(zone, now=NOW + 1)
+        addresses = {
+            k.node_id: {r.to_text() for r in zone.find_rdataset(k.node_id, "A")} for k in member[:2]
+        }
+        assert addresses == {
+            member[0].node_id: {"198.51.100.6"},
+            member[1].node_id: {"192.0.2.2"},
+        }
+        assert directory.get(member[1].node_id).seq == 2
+        assert zone.get_rdataset(member[2].node_id, "TXT") is None
+        assert zone.get_rdataset(stranger.node_id, "TXT") is None
+        before = registry.get_tld(ZONE).serial
+        assert [type(o).__name__ for o in directory.publish_many([forged])] == ["RegistryError"]
+        assert registry.get_tld(ZONE).serial == before  # nothing admitted: no new serial
+    finally:
+        registry.close()
