@@ -478,7 +478,7 @@ def apply_rdatasets(
         touched.add(dns.name.empty)  # the apex NSEC lists ZONEMD, or no longer does
 
     digests = digests or NodeDigests()
-    known = digests.order
+    known, digests.order = digests.order, None  # until the new order is whole
     ordered = known.moved(zone, touched) if known is not None and known.zone is old else None
     ordered = ordered or _Order.of(zone)
     names, order = ordered.names, ordered.keys
@@ -694,8 +694,11 @@ class _Order:
 
     def moved(self, zone: dns.zone.Zone, touched: Iterable[dns.name.Name]) -> _Order:
         """The order of ``zone``, which differs from this one's zone at ``touched`` names
-        only (nodes there added, removed or replaced)."""
-        out = _Order(zone, list(self.names), list(self.keys), list(self.nodes))
+        only (nodes there added, removed or replaced). Made in place, without copying the
+        lists (a copy costs milliseconds at 100,000 names): this order is spent, and its owner
+        (``NodeDigests.order``) holds no order until the new one is whole."""
+        out = _Order(zone, self.names, self.keys, self.nodes)
+        self.names, self.keys, self.nodes = [], [], []
         for name in touched:
             key = _canonical(name)
             at = bisect.bisect_left(out.keys, key)
