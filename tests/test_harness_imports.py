@@ -1,5 +1,6 @@
 """No test or benchmark reaches into another concern's conftest or helpers: what more than one
-concern needs lives in ``tests/harness``."""
+concern needs lives in ``tests/harness`` — or is the network lab (``tests/lab``), a harness of its
+own that the lab's tests, the many-hosts benchmark and people at a shell use."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 IMPORT = re.compile(r"^\s*from (tests\.\w+)[.\w]* import|^\s*from (\.\.\w+)[.\w]* import", re.M)
-SHARED = {"tests.harness", "tests.conftest"}
+SHARED = {"tests.harness", "tests.conftest", "tests.lab"}
 
 
 def _concern(path: Path) -> str:
