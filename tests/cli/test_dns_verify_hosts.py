@@ -6,28 +6,10 @@ Network without a registry the bootstrap registry's key (``$HM_BOOTSTRAP``) — 
 from __future__ import annotations
 
 import json
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import HEADER, Hmctl, wait_for
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[tuple[Hmctl, Hmctl]]:
-    a, b = Hmctl(tmp_path / "state-a", tmp_path), Hmctl(tmp_path / "state-b", tmp_path)
-    yield a, b
-    for host in (b, a):  # never leave a node behind
-        if (host.state / "state.db").exists():
-            host("down", timeout=120)
+from tests.harness.directory import free_udp_port
 
 
 def network(mode: str, registry: str) -> str:
@@ -65,7 +47,7 @@ def test_verified_from_the_pinned_key_of_a_registry_on_another_host(
     beta_id = b("keys", "show", "beta").stdout.strip()
     files = [
         network("private", ", registry: {node: registry}"),
-        node("registry", "a", "registry", f"127.0.0.1:{free_port()}", registry_id),
+        node("registry", "a", "registry", f"127.0.0.1:{free_udp_port()}", registry_id),
         node("alpha", "a", "mirror", "127.0.0.1:0"),
         node("beta", "b", "mirror", "127.0.0.1:0", beta_id),
         tld("alpha"),
@@ -83,7 +65,7 @@ def test_verified_from_the_bootstrap_key_in_a_public_network(
     hosts: tuple[Hmctl, Hmctl], tmp_path: Path
 ) -> None:
     a, b = hosts
-    registry_id, port = a("keys", "show", "registry").stdout.strip(), free_port()
+    registry_id, port = a("keys", "show", "registry").stdout.strip(), free_udp_port()
     on_a = tmp_path / "a.yaml"
     on_a.write_text(
         "---\n".join(

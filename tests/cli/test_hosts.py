@@ -8,23 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import HEADER, Hmctl, node_processes, wait_for
+from tests.harness.directory import free_udp_port
 
 OTHER_ID = "hm1vl6i67ugvkxr4abg7em5bkgjpr674ddzijip464ahatw4ldj6wua"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def node(name: str, *lines: str) -> str:
@@ -54,15 +45,6 @@ def manifest(registry_id: str, gamma_id: str, port: int) -> str:
     )
 
 
-@pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[tuple[Hmctl, Hmctl]]:
-    a, b = Hmctl(tmp_path / "state-a", tmp_path), Hmctl(tmp_path / "state-b", tmp_path)
-    yield a, b
-    for host in (b, a):  # never leave a node behind
-        if (host.state / "state.db").exists():
-            host("down", timeout=120)
-
-
 def items(hmctl: Hmctl, *args: str) -> dict[str, dict[str, Any]]:
     result = hmctl("get", "nodes", "-o", "json", *args)
     assert result.returncode == 0, result.stderr
@@ -87,7 +69,7 @@ def test_two_hosts_each_converge_their_share(hosts: tuple[Hmctl, Hmctl], tmp_pat
     registry_id = a("keys", "show", "registry").stdout.strip()
     gamma_id = b("keys", "show", "gamma").stdout.strip()
     path = tmp_path / "acme.yaml"
-    path.write_text(manifest(registry_id, gamma_id, free_port()))
+    path.write_text(manifest(registry_id, gamma_id, free_udp_port()))
 
     on_a = a("apply", "-f", str(path), "--host", "a", "--timeout", "60s")
     assert on_a.returncode == 0, on_a.stdout + on_a.stderr
