@@ -64,6 +64,7 @@ import dns.exception
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.registry_page import PAGE, PAGE_HEADERS, render_page
 from hypermesh.node.router import Request, Route, Router, RouteResponse, get, post
+from hypermesh.registry.batching import PublishBatcher
 from hypermesh.registry.directory import ZONE, Directory
 from hypermesh.registry.errors import Forbidden, RegistryError, ZoneUnservable
 from hypermesh.registry.requests import parse_body
@@ -402,6 +403,7 @@ class DirectoryApi:
     def __init__(self, api: RegistryApi, directory: Directory) -> None:
         self.api = api
         self.directory = directory
+        self.batcher = PublishBatcher(directory.publish_many)
         self.tokens = JoinTokens(api.registry)
         api.directory = directory
         directory.listeners.append(self._serve)
@@ -479,7 +481,7 @@ class DirectoryApi:
         return await self.nodes(request)
 
     async def publish(self, request: Request) -> RouteResponse:
-        record = self.directory.publish(parse_body("node_record", request.body))
+        record = await self.batcher.publish(parse_body("node_record", request.body))
         expires = rfc3339_epoch(record.expires_at)
         return RouteResponse.json({"stored": True, "expiresAt": expires})
 
