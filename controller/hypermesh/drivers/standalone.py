@@ -14,17 +14,15 @@ registry node is found by what its manifest pins (``advertise[0]`` or a concrete
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 from hypermesh.drivers.bootstrap import load_bootstrap
-from hypermesh.errors import TemporaryError, TransportError
+from hypermesh.errors import HyperMeshError, TemporaryError, TransportError
 from hypermesh.model.placement import Placement, reachable_address
 from hypermesh.model.resources import DesiredState, Resource
 from hypermesh.node.lockfile import running_pid
 from hypermesh.node.runtime import read_runtime
-from hypermesh.registry.client import API, RegistryClient, refusal
+from hypermesh.registry.client import RegistryClient
 from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import (
     PUBLIC_FILE,
@@ -118,20 +116,29 @@ class StandaloneDirectory:
         if where is None:
             return None
         pinned = node.spec.get("identity")
-        query = f"id={pinned}" if pinned else f"name={node.name}"
         client = RegistryClient(where.address, where.node_id, identity=None)
         try:
-            status, data = await client.call("GET", f"{API}/node?{query}")
+            if pinned:
+                record = await client.node_record(node_id=str(pinned))
+            else:
+                record = await client.node_record(name=node.name)
         except TransportError as exc:
             raise TemporaryError(str(exc), reason="RegistryDown") from exc
-        if status == 404:
-            return None
-        if status != 200:
+        except BadNodeRecord as exc:
             raise TemporaryError(
-                f"looking up node {node.name!r} in the directory: {refusal(status, data)}",
-                reason="DirectoryError",
+                f"the directory's record of node {node.name!r} is not valid: {exc}",
+                reason="BadNodeRecord",
+            ) from None
+        except HyperMeshError as exc:
+            raise TemporaryError(
+                f"looking up node {node.name!r} in the directory: {exc}", reason="DirectoryError"
+            ) from None
+        if record is not None and record.network != node.spec.get("network"):
+            raise TemporaryError(
+                f"the directory's record of node {node.name!r} is of network {record.network!r}",
+                reason="BadNodeRecord",
             )
-        return _verified(node, data)
+        return record
 
     async def node_id(self, name: str, namespace: str) -> str | None:
         remote = self.remote_node(name, namespace)
@@ -156,31 +163,6 @@ class StandaloneDirectory:
         """Node ``name``'s ID, its key made now if the node has not started yet (so every
         member is known to every other from the first start on)."""
         return load_or_create_identity(self.node_dir(name, namespace)).node_id
-
-
-def _verified(node: Resource, data: Any) -> NodeRecord:
-    """The directory's answer as a verified record of ``node``; ``TemporaryError`` naming the
-    node when it is not one (forged, expired, another key, another network)."""
-    try:
-        record = NodeRecord.verify(data, now=time.time())
-    except BadNodeRecord as exc:
-        raise TemporaryError(
-            f"the directory's record of node {node.name!r} is not valid: {exc}",
-            reason="BadNodeRecord",
-        ) from None
-    pinned = node.spec.get("identity")
-    if pinned and record.node_id != pinned:
-        raise TemporaryError(
-            f"the directory's record of node {node.name!r} is signed by {record.node_id}, "
-            f"not its pinned identity {pinned}",
-            reason="BadNodeRecord",
-        )
-    if record.network != node.spec.get("network"):
-        raise TemporaryError(
-            f"the directory's record of node {node.name!r} is of network {record.network!r}",
-            reason="BadNodeRecord",
-        )
-    return record
 
 
 __all__ = ["StandaloneDirectory"]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.feature import NodeContext
-from hypermesh.registry.client import API, RegistryClient, refusal
+from hypermesh.registry.client import RegistryClient
 from hypermesh.transport.address import PeerRef, format_address, parse_address
 from hypermesh.transport.identity import node_id_from_public_key
 from hypermesh.transport.noderecord import BadNodeRecord, NodeRecord
@@ -96,15 +96,7 @@ class DirectoryPeers:
         client = RegistryClient(
             registry.address, registry.node_id, identity=self.node.identity, timeout=TIMEOUT
         )
-        status, data = await client.call("GET", f"{API}/node?id={node_id}")
-        if status == 404:
-            return None
-        if status != 200:
-            raise HyperMeshError(f"the registry answered {status}: {refusal(status, data)}")
-        record = NodeRecord.verify(data, now=time.time())
-        if record.node_id != node_id:
-            raise BadNodeRecord(f"the record found is {record.node_id}'s, not {node_id}'s")
-        return record
+        return await client.node_record(node_id=node_id)
 
     async def run(self, interval: float = INTERVAL) -> None:
         """Keep the located authors fresh until cancelled."""

@@ -14,10 +14,11 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from hypermesh.errors import TransportError
+from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.registry.signing import cosign, sign_request
 from hypermesh.transport.client import connect_h3
 from hypermesh.transport.identity import Identity
+from hypermesh.transport.noderecord import NodeRecord
 
 API = "/registry/v1"
 
@@ -99,6 +100,22 @@ class RegistryClient:
         except ValueError:
             data = {"error": answer[:200].decode(errors="replace")}
         return status, data if isinstance(data, dict) else {"data": data}
+
+    async def node_record(
+        self, *, node_id: str | None = None, name: str | None = None
+    ) -> NodeRecord | None:
+        """The live record of the key ``node_id`` (or of the member ``name``) in the registry's
+        node directory, verified: its signature, its expiry and, asked by key, that it is that
+        key's. None when the directory holds none; ``HyperMeshError`` for another answer,
+        ``BadNodeRecord`` for a record that does not verify, ``TransportError`` when the
+        registry cannot be reached."""
+        query = urllib.parse.urlencode({"id": node_id} if node_id else {"name": name})
+        status, data = await self.call("GET", f"{API}/node?{query}")
+        if status == 404:
+            return None
+        if status != 200:
+            raise HyperMeshError(f"the node directory answered {refusal(status, data)}")
+        return NodeRecord.verify(data, now=time.time(), node_id=node_id)
 
 
 def refusal(status: int, data: Mapping[str, Any]) -> str:

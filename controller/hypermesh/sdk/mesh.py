@@ -571,7 +571,7 @@ class Mesh:
         if self.registry is not None:
             try:
                 data = await self._at_registry("GET", f"/node?id={node_id}", signed=False)
-                return self._checked(NodeRecord.verify(data, now=time.time()), node_id)
+                return NodeRecord.verify(data, now=time.time(), node_id=node_id)
             except (HyperMeshError, BadNodeRecord) as exc:
                 tried.append(f"registry: {exc}")
         if not tried:
@@ -592,17 +592,10 @@ class Mesh:
         errors = []
         for rdata in answer:
             try:
-                record = NodeRecord.from_txt(list(rdata.strings), now=time.time())
-                return self._checked(record, node_id)
+                return NodeRecord.from_txt(list(rdata.strings), now=time.time(), node_id=node_id)
             except BadNodeRecord as exc:
                 errors.append(str(exc))
         raise BadNodeRecord("; ".join(errors))
-
-    @staticmethod
-    def _checked(record: NodeRecord, node_id: str) -> NodeRecord:
-        if record.node_id != node_id:
-            raise BadNodeRecord(f"the record found is {record.node_id}'s, not {node_id}'s")
-        return record
 
     async def _target(self, target: str, via: PeerRef | None) -> tuple[str, str, list[str]]:
         """``(node ID, name, addresses)`` of a node ID (its record), a node of this Mesh's

@@ -116,9 +116,12 @@ class NodeRecord:
         return _parsed(document, signature)
 
     @classmethod
-    def verify(cls, signed: Any, *, now: float | None = None) -> NodeRecord:
+    def verify(
+        cls, signed: Any, *, now: float | None = None, node_id: str | None = None
+    ) -> NodeRecord:
         """The record in ``signed`` (``{"document", "signature"}``) after checking its shape
-        and its node's signature, and, given ``now``, that it has not expired."""
+        and its node's signature; given ``now``, that it has not expired; given ``node_id``,
+        that it is that key's record (not another node's, answered for it)."""
         if not isinstance(signed, Mapping):
             raise BadNodeRecord("a node record is a JSON object of document and signature")
         document, signature = signed.get("document"), signed.get("signature")
@@ -135,6 +138,8 @@ class NodeRecord:
             raise BadNodeRecord(f"the node record is not signed by {record.node_id}")
         if now is not None and record.expired(now):
             raise BadNodeRecord(f"the node record of {record.node_id} has expired")
+        if node_id is not None and record.node_id != node_id:
+            raise BadNodeRecord(f"the record found is {record.node_id}'s, not {node_id}'s")
         return record
 
     def to_json(self) -> dict[str, str]:
@@ -148,14 +153,16 @@ class NodeRecord:
         return [text[i : i + _TXT_CHUNK] for i in range(0, len(text), _TXT_CHUNK)]
 
     @classmethod
-    def from_txt(cls, strings: Sequence[str | bytes], *, now: float | None = None) -> NodeRecord:
+    def from_txt(
+        cls, strings: Sequence[str | bytes], *, now: float | None = None, node_id: str | None = None
+    ) -> NodeRecord:
         """``txt_strings`` read back from a TXT record, then ``verify``."""
         joined = "".join(s.decode() if isinstance(s, bytes) else s for s in strings)
         try:
             signed = json.loads(base64.b64decode(joined, validate=True))
         except (binascii.Error, ValueError, UnicodeDecodeError):
             raise BadNodeRecord("the TXT record does not hold a node record") from None
-        return cls.verify(signed, now=now)
+        return cls.verify(signed, now=now, node_id=node_id)
 
 
 def directory_name(node_id: str) -> str:

@@ -1,0 +1,63 @@
+"""The node record's own checks: what a record from a mirror or a registry must pass before its
+addresses are used."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hypermesh.transport.identity import Identity
+from hypermesh.transport.noderecord import MAX_LIFETIME, BadNodeRecord, NodeRecord
+
+NOW = 1_800_000_000.0
+KEY = Identity.generate()
+
+
+def issued(**changes: object) -> NodeRecord:
+    fields: dict[str, object] = {
+        "network": "acme",
+        "name": "gamma",
+        "interfaces": {"public": ["198.18.1.3:4433"]},
+        "issued_at": NOW,
+        "seq": 1,
+    }
+    return NodeRecord.issue(KEY, **{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_a_record_reads_back_from_its_txt_strings_as_the_same_record() -> None:
+    record = issued(host="c")
+    back = NodeRecord.from_txt(record.txt_strings(), now=NOW + 1, node_id=KEY.node_id)
+    assert back == record and back.addresses == ("198.18.1.3:4433",) and back.host == "c"
+
+
+def test_an_expired_record_or_another_keys_record_is_refused() -> None:
+    record = issued()
+    with pytest.raises(BadNodeRecord, match="expired"):
+        NodeRecord.verify(record.to_json(), now=NOW + 601)
+    other = Identity.generate().node_id
+    with pytest.raises(BadNodeRecord, match=f"not {other}'s"):
+        NodeRecord.verify(record.to_json(), now=NOW + 1, node_id=other)
+
+
+def test_a_changed_document_no_longer_verifies() -> None:
+    signed = issued().to_json()
+    body = json.loads(signed["document"])
+    body["interfaces"]["public"] = ["203.0.113.9:4433"]  # a mirror redirecting callers
+    forged = {**signed, "document": json.dumps(body, separators=(",", ":"), sort_keys=True)}
+    with pytest.raises(BadNodeRecord, match="not signed by"):
+        NodeRecord.verify(forged)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"lifetime": MAX_LIFETIME + 1}, "at most"),
+        ({"interfaces": {"public": ["not an address"]}}, "malformed"),
+        ({"interfaces": {"secret": ["198.18.1.3:4433"]}}, "unknown interface"),
+        ({"seq": -1}, "seq"),
+    ],
+)
+def test_out_of_bounds_fields_are_refused(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(BadNodeRecord, match=message):
+        issued(**changes)
