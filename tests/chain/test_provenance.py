@@ -3,6 +3,7 @@ with nothing but the bundle; any tampering caught."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def test_a_path_across_three_chains(tmp_path: Path) -> None:
     with pytest.raises(BadBlock, match="does not link"):
         verify_bundle(skipped)
     raw = bundle.to_json()
-    raw["blocks"][1] = raw["blocks"][1][:-4] + "AAA="
+    wire = bytearray(base64.b64decode(raw["blocks"][1]))
+    wire[-1] ^= 0x01  # one bit of the signature: always a change (zeroing bytes was not)
+    raw["blocks"][1] = base64.b64encode(bytes(wire)).decode()
     with pytest.raises(BadBlock):
         verify_bundle(Bundle.from_json(raw))
 
