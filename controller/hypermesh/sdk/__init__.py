@@ -4,6 +4,7 @@ See ``hypermesh.sdk.mesh`` and docs/sdk.md."""
 
 from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.sdk.mesh import Mesh, Unverified
+from hypermesh.sdk.paths import BadPaths, HomeRelay, PathsView, PeerPath, PunchStats
 from hypermesh.sdk.results import (
     DnsResult,
     MeshNode,
@@ -16,13 +17,18 @@ from hypermesh.transport.address import PeerRef
 from hypermesh.tunnel.client import Tunnel, TunnelFailed
 
 __all__ = [
+    "BadPaths",
     "DnsResult",
+    "HomeRelay",
     "HyperMeshError",
     "Mesh",
     "MeshNode",
     "NodeResponse",
+    "PathsView",
+    "PeerPath",
     "PeerRef",
     "PingResult",
+    "PunchStats",
     "Refused",
     "TransportError",
     "Tunnel",

@@ -52,6 +52,7 @@ from hypermesh.registry.client import API as REGISTRY_API
 from hypermesh.registry.client import RegistryClient, refusal, tld_path
 from hypermesh.sdk.dial import dial
 from hypermesh.sdk.names import Asker, DnsTransport, ask, endpoint_of, node_id_of
+from hypermesh.sdk.paths import BadPaths, NodePing, PathsView
 from hypermesh.sdk.results import (
     DnsResult,
     MeshNode,
@@ -78,6 +79,7 @@ __all__ = [
     "Mesh",
     "MeshNode",
     "NodeResponse",
+    "PathsView",
     "PingResult",
     "Refused",
     "Unverified",
@@ -631,11 +633,25 @@ class Mesh:
         ):
             return MeshNode(address, node_id, name=name)
 
-    async def ping(self, target: str, count: int = 3, *, via: PeerRef | None = None) -> PingResult:
-        """Connect to ``target`` (as ``connect``) and time ``count`` requests (``GET
-        /healthz``) on that one connection."""
+    async def ping(
+        self,
+        target: str,
+        count: int = 3,
+        *,
+        via: PeerRef | None = None,
+        from_node: bool | None = None,
+    ) -> PingResult:
+        """Time ``count`` round trips to ``target`` on one connection. ``from_node``: the own
+        node pings (``POST /paths/v1/ping``) on whichever path it has — direct or through a
+        relay — and the result says which (``path``, ``relay``, ``upgraded``); else this
+        process connects (as ``connect``) and times ``GET /healthz``, always direct. By
+        default the own node pings when this Mesh holds its key."""
         if not 1 <= count <= 1000:
             raise HyperMeshError(f"count must be 1..1000, not {count}")
+        if from_node is None:
+            from_node = self._is_own_node()
+        if from_node:
+            return await self._ping_from_node(target, count)
         node_id, name, addresses = await self._target(target, via)
         started = time.perf_counter()
         rtts: list[float] = []
@@ -654,6 +670,68 @@ class Mesh:
                         reason = body[:200].decode(errors="replace")
                         raise Refused(status, f"{address}: GET /healthz: {status} {reason}")
         return PingResult(node_id, address, "direct", tuple(rtts), name, handshake)
+
+    # -- paths --------------------------------------------------------------------------
+
+    def _is_own_node(self) -> bool:
+        """This Mesh holds its own node's key (so that node admits it to its paths API)."""
+        return (
+            self.identity is not None
+            and self.node is not None
+            and self.node.node_id == self.identity.node_id
+        )
+
+    async def paths(self, of: PeerRef | None = None) -> PathsView:
+        """How the own node (or ``of``, whose key or operator key this Mesh holds) reaches
+        each peer now — direct or relayed, the address pair, the RTT, since when — with its
+        NAT kind, reflexive addresses and home relay (``GET /paths/v1``, checked field by
+        field: ``BadPaths`` names what is wrong)."""
+        node = of or self._own()[1]
+        data = await self._call(node, "GET", "/paths/v1")
+        try:
+            return PathsView.parse(data)
+        except BadPaths as exc:
+            raise BadPaths(f"{node}: GET /paths/v1: {exc}") from None
+
+    async def _ping_from_node(self, target: str, count: int) -> PingResult:
+        """The own node pings ``target`` (at most 10 round trips per request, as its API
+        takes them), then says from which address and over which relay transport."""
+        _, node = self._own()
+        known = self.directory.get(target)
+        asked = known.node_id if known is not None and known.node_id else target
+        rtts: list[float] = []
+        upgraded = False
+        answer: NodePing | None = None
+        while len(rtts) < count:  # each answer holds at least one: at most ``count`` turns
+            batch = min(10, count - len(rtts))
+            data = await self._call(node, "POST", "/paths/v1/ping", {"node": asked, "count": batch})
+            try:
+                answer = NodePing.parse(data, batch)
+            except BadPaths as exc:
+                raise BadPaths(f"{node}: POST /paths/v1/ping: {exc}") from None
+            rtts.extend(answer.rtt_ms)
+            upgraded = upgraded or answer.upgraded
+        assert answer is not None
+        local = transport = None
+        with contextlib.suppress(HyperMeshError):  # the path's details are a bonus
+            view = await self.paths(node)
+            peer = view.peer(answer.node_id)
+            local = peer.local if peer is not None else None
+            if view.relay is not None and view.relay.node_id == answer.relay:
+                transport = view.relay.transport
+        name = answer.name or (known.name if known is not None else "")
+        return PingResult(
+            answer.node_id,
+            answer.remote or "",
+            answer.path,
+            tuple(rtts),
+            name,
+            relay=answer.relay,
+            relay_transport=transport,
+            local=local,
+            upgraded=upgraded,
+            via=node.node_id,
+        )
 
     # -- tunnels ------------------------------------------------------------------------
 

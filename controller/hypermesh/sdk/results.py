@@ -99,13 +99,25 @@ class PingResult:
     address: str
     """The address whose handshake won (``host:port``)."""
     path: str
-    """How it was reached: ``direct`` (one QUIC connection to the node itself)."""
+    """How it was reached: ``direct`` (a QUIC connection to the node itself) or ``relayed``
+    (the same end-to-end connection, its packets forwarded by ``relay``)."""
     rtt_ms: tuple[float, ...]
     """The round trip of each request on that connection, in milliseconds."""
     name: str = ""
     """The node's name, as its record or the directory gives it (empty when unknown)."""
     handshake_ms: float = 0.0
     """How long the winning connection took to open (happy eyeballs included)."""
+    relay: str | None = None
+    """On a relayed path, the relay's node ID."""
+    relay_transport: str | None = None
+    """How the pinging node reaches that relay, when it is its home relay: ``udp`` or ``tcp``."""
+    local: str | None = None
+    """The address the pinging node sent from, when it says."""
+    upgraded: bool = False
+    """The path moved from the relay to a direct one during the ping."""
+    via: str | None = None
+    """The node ID of the node that pinged (``Mesh.ping`` through the own node); None: this
+    process pinged, directly."""
 
     @property
     def rtt_min(self) -> float:
@@ -128,4 +140,9 @@ class PingResult:
             "path": self.path,
             "rttMs": list(self.rtt_ms),
             "handshakeMs": self.handshake_ms,
+            "relay": self.relay,
+            "relayTransport": self.relay_transport,
+            "local": self.local,
+            "upgraded": self.upgraded,
+            "via": self.via,
         }

@@ -19,6 +19,7 @@ from hypermesh.chain.client import Head
 from hypermesh.chain.provenance import Bundle
 from hypermesh.sdk import mesh as aio
 from hypermesh.sdk.names import DnsTransport
+from hypermesh.sdk.paths import PathsView
 from hypermesh.sdk.results import DnsResult, MeshNode, NodeResponse, PingResult, VerifiedChain
 from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity
@@ -90,10 +91,22 @@ class Mesh:
         node: MeshNode = self._do("connect", target, via=via)
         return node
 
-    def ping(self, target: str, count: int = 3, *, via: PeerRef | None = None) -> PingResult:
-        """``Mesh.ping``: round trips to a node on one connection."""
-        result: PingResult = self._do("ping", target, count, via=via)
+    def ping(
+        self,
+        target: str,
+        count: int = 3,
+        *,
+        via: PeerRef | None = None,
+        from_node: bool | None = None,
+    ) -> PingResult:
+        """``Mesh.ping``: round trips to a node on one connection, and the path they took."""
+        result: PingResult = self._do("ping", target, count, via=via, from_node=from_node)
         return result
+
+    def paths(self, of: PeerRef | None = None) -> PathsView:
+        """``Mesh.paths``: how the own node reaches each peer now."""
+        view: PathsView = self._do("paths", of)
+        return view
 
     def resolve(self, name: str, type: str = "A", **kwargs: Any) -> DnsResult:
         """``Mesh.resolve``: a name checked from the registry's key."""
