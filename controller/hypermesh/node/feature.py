@@ -39,10 +39,11 @@ from hypermesh.node.metrics import NodeMetrics
 from hypermesh.node.router import Router
 from hypermesh.node.routes import Fallback
 from hypermesh.node.runtime import RuntimeInfo
-from hypermesh.node.server import Gate
+from hypermesh.node.server import Gate, RelayServe
 from hypermesh.revocation import Lookup, Revocation, Revocations
 from hypermesh.timefmt import rfc3339
 from hypermesh.transport.address import PeerRef
+from hypermesh.transport.endpoint import MeshEndpoint
 from hypermesh.transport.identity import Identity
 
 log = logging.getLogger("hypermesh.node")
@@ -119,6 +120,16 @@ class NodeContext:
     """The members the registry itself knows (static and joined), on the registry's node,
     which holds no mirror of its own anchors."""
     addresses: Addresses = field(default_factory=Addresses)
+    endpoint: MeshEndpoint | None = None
+    """The public interface's endpoint: the node's one UDP socket, which also carries its
+    outgoing connections to peers, relayed paths and hole-punch probes."""
+    relay_serve: RelayServe | None = None
+    """How a relay attachment is served, on a node with role ``relay`` (set by the relay
+    feature, which opens before the public interface)."""
+    relay_hub: Any = None
+    """The relay's hub (``node.relay_hub.RelayHub``), on a node with role ``relay``."""
+    paths: Any = None
+    """The node's paths to its peers (``node.paths.PathManager``), once opened."""
     _public_gate: Gate | None = field(default=None, init=False)
     _public_gate_made: bool = field(default=False, init=False)
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
-from aioquic.asyncio.server import QuicServer
 from aioquic.h3.connection import H3_ALPN, ErrorCode
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
@@ -54,6 +53,7 @@ from hypermesh.node.qpack import section_size
 from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
+from hypermesh.transport.endpoint import MeshEndpoint
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.pinning import ask_for_client_certificates, client_node_id
 from hypermesh.transport.udp import tune_datagram_transport
@@ -73,6 +73,13 @@ IDLE_TIMEOUT = 60.0
 Gate = Callable[[str | None, str, str], tuple[int, str]]
 """(the caller's proven node ID or None, its host:port, the operation) → (0, "") when allowed,
 else (the HTTP status to refuse with, why)."""
+RelayServe = Callable[
+    [asyncio.StreamReader, Callable[[bytes], None], Callable[[], None], str], Awaitable[None]
+]
+"""(the stream's reader, write, close, the client's address as seen) → one relay attachment
+served until it ends (``node.relay_hub.RelayHub.serve_stream``)."""
+RELAY_ALPN = "hm-relay"
+"""The ALPN of a relay attachment over QUIC (a node with role ``relay``)."""
 PeerOf = Callable[[str | None, str], str]
 """(the caller's proven node ID or None, its host:port) → who the caller is for its budget of
 unanswered requests: a member's name, else its source address (``source_key``)."""
@@ -83,14 +90,22 @@ def _by_source(_: str | None, source: str) -> str:
 
 
 def server_configuration(
-    identity: Identity, *, doq: bool = True, idle_timeout: float = IDLE_TIMEOUT
+    identity: Identity,
+    *,
+    doq: bool = True,
+    relay: bool = False,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> QuicConfiguration:
     """A server configuration presenting a fresh self-signed certificate for ``identity``,
-    offering ALPN ``h3`` and, with ``doq``, ``doq``; connections idle for ``idle_timeout``
-    seconds are dropped."""
+    offering ALPN ``h3`` and, with ``doq``, ``doq`` (with ``relay``, ``hm-relay``); connections
+    idle for ``idle_timeout`` seconds are dropped."""
     return QuicConfiguration(
         is_client=False,
-        alpn_protocols=[*H3_ALPN, *([DOQ_ALPN] if doq else [])],
+        alpn_protocols=[
+            *H3_ALPN,
+            *([DOQ_ALPN] if doq else []),
+            *([RELAY_ALPN] if relay else []),
+        ],
         certificate=self_signed_certificate(identity),
         private_key=identity.private_key,
         idle_timeout=idle_timeout,
@@ -228,9 +243,12 @@ class NodeProtocol(QuicConnectionProtocol):
         peer_of: PeerOf | None = None,
         limits: EndpointLimits | None = None,
         stats: EndpointStats | None = None,
+        relay: Callable[[], RelayServe | None] | None = None,
     ) -> None:
         super().__init__(quic, stream_handler)
         ask_for_client_certificates(quic)
+        self._relay = relay
+        self._relayed: _RelayStream | None = None
         self._limits = limits or EndpointLimits()
         _limit_streams(quic, self._limits.max_streams)
         self._router = router
@@ -282,6 +300,9 @@ class NodeProtocol(QuicConnectionProtocol):
             if isinstance(event, ConnectionTerminated):
                 self._terminated = True
             return  # datagram_received (or the timer) transmits once all events are handled
+        if self._relayed is not None:
+            self._relayed.handle_event(event)
+            return
         if isinstance(event, ProtocolNegotiated):
             if event.alpn_protocol in H3_ALPN:
                 self._http = BoundedH3Connection(
@@ -302,6 +323,8 @@ class NodeProtocol(QuicConnectionProtocol):
                         max_buffered=self._limits.max_connection_buffered,
                         hold=self._hold_query,
                     )
+            elif event.alpn_protocol == RELAY_ALPN:
+                self._open_relay()
         elif isinstance(event, ConnectionTerminated):
             self._release_all()
         elif isinstance(event, StreamReset):
@@ -318,6 +341,14 @@ class NodeProtocol(QuicConnectionProtocol):
             )
             if isinstance(event, StreamDataReceived) and event.stream_id & 0x2:
                 self._check_h3_buffer(event.stream_id)
+
+    def _open_relay(self) -> None:
+        """Serve a relay attachment on this connection (ALPN ``hm-relay``)."""
+        serve = self._relay() if self._relay is not None else None
+        if serve is None:
+            self._quic.close(error_code=ErrorCode.H3_INTERNAL_ERROR, reason_phrase="not a relay")
+            return
+        self._relayed = _RelayStream(self, serve)
 
     def _gated_dns(self) -> DnsHandler:
         """The DNS engine, behind the gate when there is one: a query from a caller the gate
@@ -630,6 +661,52 @@ class NodeProtocol(QuicConnectionProtocol):
             await pieces.aclose()
 
 
+class _RelayStream:
+    """A relay attachment on a QUIC connection: the client's first bidirectional stream,
+    handed to the relay hub as a byte stream once the client has opened it."""
+
+    def __init__(self, protocol: NodeProtocol, serve: RelayServe) -> None:
+        self._protocol = protocol
+        self._serve = serve
+        self._reader = asyncio.StreamReader(limit=1 << 20)
+        self._stream_id: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def handle_event(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived):
+            if self._stream_id is None and event.stream_id % 4 == 0:
+                self._start(event.stream_id)
+            if event.stream_id == self._stream_id:
+                self._reader.feed_data(event.data)
+                if event.end_stream:
+                    self._reader.feed_eof()
+        elif isinstance(event, ConnectionTerminated) or (
+            isinstance(event, StreamReset) and event.stream_id == self._stream_id
+        ):
+            self._reader.feed_eof()
+
+    def _start(self, stream_id: int) -> None:
+        self._stream_id = stream_id
+        protocol = self._protocol
+        quic = protocol._quic
+
+        def write(data: bytes) -> None:
+            if not protocol._terminated and quic._close_event is None:
+                quic.send_stream_data(stream_id, data)
+                protocol.transmit()
+
+        def close() -> None:
+            protocol.close()
+
+        self._task = asyncio.ensure_future(self._serve(self._reader, write, close, protocol._peer))
+        self._task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("relay attachment failed", extra={"error": repr(task.exception())})
+
+
 def _headers(response: RouteResponse) -> list[tuple[bytes, bytes]]:
     return [
         (b":status", str(response.status).encode()),
@@ -642,8 +719,9 @@ def _headers(response: RouteResponse) -> list[tuple[bytes, bytes]]:
 class QuicEndpoint:
     """A bound QUIC server."""
 
-    server: QuicServer
-    """aioquic's server protocol (holds the connections)."""
+    server: MeshEndpoint
+    """The node's endpoint: aioquic's server protocol (holds the connections), which also
+    carries the node's outgoing connections and relayed paths."""
     transport: asyncio.DatagramTransport
     """The UDP socket's transport."""
     host: str
@@ -674,6 +752,7 @@ async def bind_endpoint(
     gate: Gate | None = None,
     peer_of: PeerOf | None = None,
     limits: EndpointLimits | None = None,
+    relay: Callable[[], RelayServe | None] | None = None,
 ) -> QuicEndpoint:
     """Bind the QUIC server on ``host:port``; HTTP/3 requests go to ``router``, DoQ queries
     to ``dns_answer`` (a ``doq`` connection is closed when there is none); ``gate`` decides
@@ -693,12 +772,13 @@ async def bind_endpoint(
         peer_of=peer_of,
         limits=limits or EndpointLimits(),
         stats=stats,
+        relay=relay,
     )
     candidates = [prefer_port, 0] if port == 0 and prefer_port else [port]
     for candidate in candidates:
         try:
             transport, server = await loop.create_datagram_endpoint(
-                lambda: QuicServer(configuration=configuration, create_protocol=create_protocol),
+                lambda: MeshEndpoint(configuration=configuration, create_protocol=create_protocol),
                 local_addr=(host, candidate),
             )
             break

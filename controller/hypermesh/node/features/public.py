@@ -28,13 +28,15 @@ class PublicInterface:
         endpoint = await bind_endpoint(
             config.host,
             config.port,
-            configuration=server_configuration(node.identity),
+            configuration=server_configuration(node.identity, relay="relay" in config.roles),
             router=node.router,
             dns_answer=node.dns_handler,
             prefer_port=config.prefer_port,
             gate=node.public_gate(),
             peer_of=counted_as.who,
             limits=config.limits,
+            relay=lambda: node.relay_serve,
         )
         stack.callback(endpoint.close)
         node.addresses.public = endpoint.address
+        node.endpoint = endpoint.server

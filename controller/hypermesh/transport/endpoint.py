@@ -1,0 +1,219 @@
+"""The node's one UDP socket: its QUIC server, its outgoing connections and its relayed paths.
+
+A node behind a NAT is reachable at the address its packets appear to come from only if the
+packets it sends and the ones it receives use the same socket: the NAT's mapping (and, for most
+NATs, the filter that lets answers in) belongs to that one local port. ``MeshEndpoint`` is
+aioquic's ``QuicServer`` grown three ways:
+
+- **outgoing connections** (``connect``, ``dial``): a client connection is registered under its
+  connection IDs exactly as the server registers the ones it accepts, so the server's demultiplexer
+  (by destination connection ID) hands each packet to the right connection, client or server;
+- **relayed paths**: a QUIC packet may also arrive through a relay (``inject``), from a
+  *virtual address* ``("<peer ID>@<relay ID>", 0)``; what a connection sends to such an address
+  goes to the relay's link (``add_relay_route``), so one QUIC connection runs end to end between
+  two nodes whatever carries its packets;
+- **hole-punch probes**: datagrams beginning with ``PROBE_MAGIC`` (whose first byte has QUIC's
+  fixed bit clear, so no QUIC v1 packet starts like it) go to ``probe_handler``, and
+  ``send_datagram`` sends one from the same socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import NetworkAddress, QuicConnection
+
+from hypermesh.transport.address import format_address
+from hypermesh.transport.client import (
+    H3ClientProtocol,
+    client_configuration,
+    closed_error,
+)
+from hypermesh.transport.identity import Identity
+from hypermesh.transport.pinning import check_peer
+
+log = logging.getLogger(__name__)
+
+PROBE_MAGIC = b"\x00HMPUNCH1"
+"""How a hole-punch probe begins (never a QUIC packet: the fixed bit 0x40 is clear)."""
+VIRTUAL_SEPARATOR = "@"
+
+P = TypeVar("P", bound=QuicConnectionProtocol)
+RelaySend = Callable[[str, bytes], None]
+"""(the peer's node ID, one QUIC packet) → sent through a relay (or dropped)."""
+ProbeHandler = Callable[[bytes, NetworkAddress], None]
+
+
+def virtual_address(peer_id: str, relay_id: str) -> tuple[str, int]:
+    """The address a connection through ``relay_id`` to (or from) ``peer_id`` has."""
+    return (f"{peer_id}{VIRTUAL_SEPARATOR}{relay_id}", 0)
+
+
+def parse_virtual(addr: Any) -> tuple[str, str] | None:
+    """``(peer ID, relay ID)`` of a virtual address; None for a real one."""
+    try:
+        host = addr[0]
+    except (TypeError, IndexError):
+        return None
+    if not isinstance(host, str) or VIRTUAL_SEPARATOR not in host:
+        return None
+    peer, _, relay = host.partition(VIRTUAL_SEPARATOR)
+    return peer, relay
+
+
+def describe(addr: Any) -> str:
+    """``host:port`` of a real address, ``via relay <ID>`` for a virtual one (for people)."""
+    virtual = parse_virtual(addr)
+    if virtual is not None:
+        return f"relay {virtual[1]}"
+    return format_address(str(addr[0]), int(addr[1]))
+
+
+class _Routing:
+    """The transport every connection of the endpoint writes to: real addresses go to the UDP
+    socket, virtual ones to their relay's link."""
+
+    def __init__(self, endpoint: MeshEndpoint, socket: asyncio.DatagramTransport) -> None:
+        self._endpoint = endpoint
+        self.socket = socket
+
+    def sendto(self, data: bytes, addr: NetworkAddress) -> None:
+        virtual = parse_virtual(addr)
+        if virtual is None:
+            self.socket.sendto(data, addr)
+            return
+        send = self._endpoint.relay_routes.get(virtual[1])
+        if send is not None:
+            send(virtual[0], data)
+        # no link to that relay (now): the packet is lost, and QUIC's recovery resends it
+
+    def close(self) -> None:
+        self.socket.close()
+
+    def is_closing(self) -> bool:
+        return self.socket.is_closing()
+
+    def abort(self) -> None:
+        self.socket.abort()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.socket.get_extra_info(name, default)
+
+
+class MeshEndpoint(QuicServer):
+    """A QUIC server whose socket also carries the node's own outgoing connections, its
+    relayed paths and hole-punch probes (see the module's docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.relay_routes: dict[str, RelaySend] = {}
+        """Relay ID → how a packet reaches a peer through it."""
+        self.probe_handler: ProbeHandler | None = None
+        self.socket: asyncio.DatagramTransport | None = None
+        self.clients = 0
+        """Outgoing connections opened (for diagnostics and tests)."""
+
+    # -- the socket ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.socket = cast(asyncio.DatagramTransport, transport)
+        super().connection_made(cast(asyncio.BaseTransport, _Routing(self, self.socket)))
+
+    @property
+    def local_address(self) -> str:
+        """The ``host:port`` the socket is bound to."""
+        assert self.socket is not None, "not bound"
+        host, port = self.socket.get_extra_info("sockname")[:2]
+        return format_address(str(host), int(port))
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        if isinstance(data, bytes) and data[:1] == b"\x00":
+            if data.startswith(PROBE_MAGIC) and self.probe_handler is not None:
+                self.probe_handler(data, addr)
+            return  # never QUIC v1; dropped
+        super().datagram_received(data, addr)
+
+    def send_datagram(self, data: bytes, addr: NetworkAddress) -> None:
+        """Send one raw datagram from the node's socket (a probe)."""
+        if self.socket is not None and not self.socket.is_closing():
+            self.socket.sendto(data, addr)
+
+    # -- relayed paths -----------------------------------------------------------------------
+
+    def add_relay_route(self, relay_id: str, send: RelaySend) -> None:
+        """Send what connections address to ``<peer>@relay_id`` with ``send(peer, packet)``."""
+        self.relay_routes[relay_id] = send
+
+    def remove_relay_route(self, relay_id: str, send: RelaySend | None = None) -> None:
+        """Forget the route through ``relay_id`` (only if it is still ``send``, when given)."""
+        if send is None or self.relay_routes.get(relay_id) is send:
+            self.relay_routes.pop(relay_id, None)
+
+    def inject(self, packet: bytes, peer_id: str, relay_id: str) -> None:
+        """A QUIC packet from ``peer_id`` that arrived through relay ``relay_id``."""
+        if packet[:1] == b"\x00":
+            return
+        super().datagram_received(packet, virtual_address(peer_id, relay_id))
+
+    # -- outgoing connections ----------------------------------------------------------------
+
+    def connect(
+        self,
+        addr: NetworkAddress,
+        configuration: QuicConfiguration,
+        protocol: Callable[[QuicConnection], P],
+    ) -> P:
+        """Start a client connection to ``addr`` from the node's socket; the caller awaits
+        ``wait_connected()`` and checks the peer's key (``dial`` does both)."""
+        quic = QuicConnection(configuration=configuration)
+        client = protocol(quic)
+        client.connection_made(cast(asyncio.BaseTransport, self._transport))
+        client._connection_id_issued_handler = functools.partial(
+            self._connection_id_issued, protocol=client
+        )
+        client._connection_id_retired_handler = functools.partial(
+            self._connection_id_retired, protocol=client
+        )
+        client._connection_terminated_handler = functools.partial(
+            self._connection_terminated, protocol=client
+        )
+        self._protocols[quic.host_cid] = client
+        self.clients += 1
+        client.connect(addr)
+        return client
+
+    async def dial(
+        self,
+        addr: NetworkAddress,
+        *,
+        expected_id: str | None,
+        identity: Identity | None,
+        alpn: str = "h3",
+        protocol: Callable[[QuicConnection], P] = H3ClientProtocol,  # type: ignore[assignment]
+    ) -> P:
+        """A connection to ``addr`` whose peer proved ``expected_id``'s key, the client proving
+        ``identity``'s; bound the wait with ``asyncio.timeout``. ``TransportError`` (or
+        ``IdentityMismatch``) when it fails; the half-open connection is closed then."""
+        label = describe(addr)
+        configuration = client_configuration(expected_id, alpn, identity=identity)
+        client = self.connect(addr, configuration, protocol)
+        if isinstance(client, H3ClientProtocol):
+            client.address = label
+        try:
+            try:
+                await client.wait_connected()
+            except ConnectionError as exc:
+                event = client._quic._close_event
+                raise closed_error(label, event, f"QUIC handshake failed: {exc}") from exc
+            check_peer(client._quic, expected_id, label)
+        except BaseException:
+            client.close()
+            raise
+        return client
