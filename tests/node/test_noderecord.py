@@ -61,3 +61,18 @@ def test_a_changed_document_no_longer_verifies() -> None:
 def test_out_of_bounds_fields_are_refused(changes: dict[str, object], message: str) -> None:
     with pytest.raises(BadNodeRecord, match=message):
         issued(**changes)
+
+
+def test_reflexive_addresses_and_the_home_relay_read_back_and_are_checked() -> None:
+    relay = Identity.generate().node_id
+    record = issued(reflexive=["203.0.113.7:61002"], relay=(relay, ["198.18.1.9:4433"]))
+    back = NodeRecord.verify(record.to_json(), now=NOW + 1)
+    assert back.reflexive == ("203.0.113.7:61002",)
+    assert (back.relay_id, back.relay_addresses) == (relay, ("198.18.1.9:4433",))
+    assert issued().reflexive == () and issued().relay_id is None
+    with pytest.raises(BadNodeRecord, match="relay.node is not a node ID"):
+        issued(relay=("not-a-key", ["198.18.1.9:4433"]))
+    with pytest.raises(BadNodeRecord, match="relay.addresses"):
+        issued(relay=(relay, []))
+    with pytest.raises(BadNodeRecord, match="port"):
+        issued(reflexive=["203.0.113.7"])

@@ -13,7 +13,13 @@ The document (keys sorted, no spaces)::
     {"network": "acme", "node": "<node ID>", "name": "gamma", "host": "c",
      "interfaces": {"public": ["198.18.1.3:4433"], "private": ["198.18.1.3:4434"]},
      "alpn": ["doq", "h3"], "roles": ["mirror"], "version": "0.1.0",
-     "issuedAt": 1764633600.0, "expiresAt": 1764634200.0, "seq": 3}
+     "issuedAt": 1764633600.0, "expiresAt": 1764634200.0, "seq": 3,
+     "reflexive": ["203.0.113.7:61002"],
+     "relay": {"node": "<relay's node ID>", "addresses": ["198.18.1.9:4433"]}}
+
+``reflexive`` (optional) lists the addresses the node's packets were seen to come from by the
+relay and the registry (its NAT's outside mapping of its one UDP port); ``relay`` (optional) is
+its home relay, where it is reachable when nothing answers directly.
 
 ``seq`` only grows for one key: the registry keeps the record with the highest ``seq`` (then
 the latest ``issuedAt``), so an old record replayed never replaces a newer one. Pure: no I/O.
@@ -69,6 +75,12 @@ class NodeRecord:
     seq: int
     signed: Mapping[str, str]
     """``{"document": …, "signature": …}`` as the node signed it."""
+    reflexive: tuple[str, ...] = ()
+    """Where the node's packets were seen to come from (its NAT's mapping), best first."""
+    relay_id: str | None = None
+    """Its home relay's node ID, where it is attached."""
+    relay_addresses: tuple[str, ...] = ()
+    """Where that relay answers (UDP, and TCP on the same port numbers)."""
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -96,6 +108,8 @@ class NodeRecord:
         alpn: Sequence[str] = ("doq", "h3"),
         roles: Sequence[str] = (),
         version: str = "",
+        reflexive: Sequence[str] = (),
+        relay: tuple[str, Sequence[str]] | None = None,
     ) -> NodeRecord:
         """Sign a record as ``identity``; ``BadNodeRecord`` when a field is out of bounds."""
         body: dict[str, Any] = {
@@ -111,6 +125,10 @@ class NodeRecord:
             "expiresAt": float(issued_at) + float(lifetime),
             "seq": int(seq),
         }
+        if reflexive:
+            body["reflexive"] = list(reflexive)
+        if relay is not None:
+            body["relay"] = {"node": relay[0], "addresses": list(relay[1])}
         document = json.dumps(body, separators=(",", ":"), sort_keys=True)
         signature = base64.b64encode(identity.sign(CONTEXT + document.encode())).decode()
         return _parsed(document, signature)
@@ -204,6 +222,7 @@ def _record(body: dict[str, Any], document: str, signature: str) -> NodeRecord:
     if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
         raise ValueError("seq is a non-negative integer")
     host = body.get("host")
+    relay_id, relay_addresses = _relay(body.get("relay"))
     return NodeRecord(
         node_id=node_id,
         network=_text(body["network"], "network", 253),
@@ -217,7 +236,29 @@ def _record(body: dict[str, Any], document: str, signature: str) -> NodeRecord:
         expires_at=float(expires),
         seq=seq,
         signed={"document": document, "signature": signature},
+        reflexive=_addresses(body.get("reflexive", []), "reflexive", least=0),
+        relay_id=relay_id,
+        relay_addresses=relay_addresses,
     )
+
+
+def _addresses(value: Any, what: str, least: int = 1) -> tuple[str, ...]:
+    if not isinstance(value, list) or not least <= len(value) <= MAX_ADDRESSES:
+        raise ValueError(f"{what}: {least} to {MAX_ADDRESSES} addresses")
+    for address in value:
+        parse_address(_text(address, "an address", 261))
+    return tuple(value)
+
+
+def _relay(value: Any) -> tuple[str | None, tuple[str, ...]]:
+    if value is None:
+        return None, ()
+    if not isinstance(value, dict):
+        raise ValueError("relay is an object of node and addresses")
+    relay_id = value.get("node")
+    if not isinstance(relay_id, str) or not is_node_id(relay_id):
+        raise ValueError("relay.node is not a node ID")
+    return relay_id, _addresses(value.get("addresses"), "relay.addresses")
 
 
 def _list(value: Any, what: str) -> list[Any]:
