@@ -23,6 +23,7 @@ from hypermesh import API_VERSION
 from hypermesh.cli.common import host_of, join_token_of, nothing_declared, state_dir
 from hypermesh.cli.directory import remote_statuses
 from hypermesh.cli.logs import setup_logging
+from hypermesh.cli.paths import get_paths
 from hypermesh.cli.render import (
     Palette,
     age,
@@ -661,6 +662,8 @@ def _ready(record: ResourceRecord) -> tuple[str, str]:
 
 
 def get(args: argparse.Namespace) -> int:
+    if args.kind in ("paths", "path"):
+        return get_paths(args)  # not a resource: each local node's view (cli/paths.py)
     kinds = _kinds(args.kind)
     store = open_store(args, create=False)
     records: list[ResourceRecord] = []

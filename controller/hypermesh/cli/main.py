@@ -204,10 +204,10 @@ def _add_get(sub: Subparsers) -> None:
         sub,
         "get",
         (HEAVY, "get"),
-        "list resources with their live status",
-        "hmctl get nodes -o wide",
+        "list resources with their live status; `get paths`: how each local node reaches its peers",
+        "hmctl get nodes -o wide   |   hmctl get paths -o wide",
     )
-    p.add_argument("kind", help="node, network, peer, tld, record, policy, or all")
+    p.add_argument("kind", help="node, network, peer, tld, record, policy, all, or paths")
     p.add_argument("name", nargs="?", help="one resource")
     _add_host(p)
     _add_output(
@@ -448,8 +448,8 @@ def _add_ping(sub: Subparsers) -> None:
     p.add_argument(
         "--via",
         metavar="NODE",
-        help="the node of this state that looks the node up (its DNS) and whose key is proven "
-        "(default: the registry, anonymously)",
+        help="the node of this state that pings and says which path it took (default: the "
+        "first local node; without one, this process pings, directly)",
     )
     _add_output(p, ["text", "json"])
     _add_timeout(p, 10.0)
