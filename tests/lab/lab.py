@@ -14,6 +14,13 @@ Layout (one lab; ``TAG`` is random, so several labs run at once without collidin
   root namespace), host K (1..63) the K-th (``.4K+1`` internet side, ``.4K+2`` the host,
   which routes everything through ``.4K+1``). The root namespace (the tests) routes the lab's
   /24 through the internet, so a test talks to the nodes of every host, and they to it.
+- NAT (``add_host(name, nat=KIND)``, kinds in ``tests/lab/nat.py``): the host's link goes to a
+  router namespace ``TAG-NAME.rK`` instead (its ``lan0``), and the router takes the host's slot
+  K of the lab's /24 on its ``eth0``, the link into the internet (the one ``delay_ms``, ``loss``
+  and ``cut`` act on). LANs are /30s of a second /24 of 198.18.0.0/15 the lab takes (never
+  routed outside its routers); a ``"double"`` host's home router sits behind a carrier-grade
+  NAT ``TAG-NAME.cK`` whose inside networks are /30s of a /24 of 100.64.0.0/10 the lab takes.
+  ``move`` re-homes a host (new LAN, new outside address) keeping its processes.
 
 ``close()`` kills every process started in the lab's namespaces, removes the namespaces, the
 links, the route and with them the nftables table; it is idempotent, runs on ``with`` exit, at
@@ -42,8 +49,13 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any
 
+from tests.lab import nat as natmod
+from tests.lab.nat import Router
+
 RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 """Where every lab takes its /24 (RFC 2544: set aside for benchmarking, never routed)."""
+CARRIER = ipaddress.IPv4Network("100.64.0.0/10")
+"""Where every lab takes the /24 of its carrier-grade NATs' inside networks (RFC 6598)."""
 PREFERRED = ipaddress.IPv4Network("198.18.0.0/16")
 """Taken first: tests/harness/netns.py's bridges pick from 198.19.0.0/16 without asking."""
 RECORDS = Path("/run/hmlab")
@@ -75,20 +87,30 @@ def in_ns(namespace: str, argv: Sequence[str]) -> list[str]:
 
 @dataclass
 class Host:
-    """One host of a lab: a namespace with one link to the internet."""
+    """One host of a lab: a namespace with one link to the internet, or to its NAT router."""
 
     lab: Lab
     name: str
     index: int
+    """The slot of its uplink (its own link, or its outermost router's) in the lab's /24."""
     namespace: str
     address: str
+    """Its own address (on its LAN when behind NAT)."""
     gateway: str
     outer: str
-    """The name of the host's link inside the internet namespace."""
+    """The name of its uplink inside the internet namespace."""
     delay_ms: float | None = None
     jitter_ms: float = 0.0
     loss: float = 0.0
     forwarder: subprocess.Popen[str] | None = field(default=None, repr=False)
+    """The delay forwarder of its uplink (a TUN link)."""
+    nat: str | None = None
+    """Its NAT kind (``tests/lab/nat.py``), None when its address is public."""
+    public_address: str = ""
+    """The address the internet sees its packets come from: ``address`` when public, its
+    outermost router's outside address behind NAT."""
+    routers: list[Router] = field(default_factory=list)
+    """Its NAT routers, the nearest first (none when public, two for ``"double"``)."""
 
     def run(
         self,
@@ -162,9 +184,14 @@ class Lab:
         self.closed = False
         self.internet = f"{self.tag}-inet"
         self.root_link = f"{self.tag}r0"
+        self.used = {"slot": 0, "lan": 0, "carrier": 0}
+        """How many /30s of each block were handed out (slots are never reused, even by
+        ``move``)."""
+        self.retired: list[subprocess.Popen[str]] = []
+        """Delay forwarders of links that ``move`` replaced (stopped there; again on close)."""
         _guard(self)
         try:
-            self.block = _allocate(self.tag)
+            self.block, self.lan_block, self.carrier_block = _allocate(self.tag)
             self._make_internet()
         except BaseException:
             self.close()
@@ -174,6 +201,14 @@ class Lab:
 
     def _address(self, index: int, offset: int) -> str:
         return str(self.block.network_address + 4 * index + offset)
+
+    def _take(self, kind: str) -> int:
+        """The next free /30 of ``kind`` (``"slot"``: the lab's /24; ``"lan"``, ``"carrier"``)."""
+        if self.used[kind] >= MAX_HOSTS:
+            what = {"slot": "links to the internet", "lan": "LANs", "carrier": "carrier LANs"}
+            raise LabError(f"lab {self.tag} is full ({MAX_HOSTS} {what[kind]})")
+        self.used[kind] += 1
+        return self.used[kind]
 
     @property
     def root_address(self) -> str:
@@ -223,37 +258,58 @@ class Lab:
         delay_ms: float | None = None,
         jitter_ms: float | None = None,
         loss: float | None = None,
+        nat: str | None = None,
     ) -> Host:
         """A new host ``name`` (lowercase letters, digits, dashes; at most 20). With
         ``delay_ms`` (even 0) its link is a TUN pair through a delay forwarder, whose delay and
         jitter ``set_link`` may change later; without, a veth pair. ``loss`` (0..1, per
-        direction, resolution 0.001) applies to either."""
+        direction, resolution 0.001) applies to either. With ``nat`` (a kind of
+        ``tests/lab/nat.py``: ``"full-cone"``, ``"port-restricted"``, ``"symmetric"``,
+        ``"double"``, ``"udp-blocked"``) the host sits behind NAT router(s) and that link is
+        its outermost router's."""
         if self.closed:
             raise LabError(f"lab {self.tag} is closed: make a new one")
         if not NAME.match(name):
             raise LabError(f"host name {name!r}: 1-20 of a-z, 0-9 and '-', not at either end")
         if name in self.hosts:
             raise LabError(f"lab {self.tag} already has a host {name!r}")
-        if len(self.hosts) >= MAX_HOSTS:
-            raise LabError(f"lab {self.tag} is full ({MAX_HOSTS} hosts)")
+        _check_kind(name, nat)
         default_delay, default_jitter, default_loss = self.defaults
-        delay_ms = default_delay if delay_ms is None else delay_ms
-        index = len(self.hosts) + 1
         host = Host(
             lab=self,
             name=name,
-            index=index,
+            index=0,
             namespace=f"{self.tag}-{name}",
-            address=self._address(index, 2),
-            gateway=self._address(index, 1),
-            outer=f"{self.tag}h{index}",
-            delay_ms=delay_ms,
+            address="",
+            gateway="",
+            outer="",
+            delay_ms=default_delay if delay_ms is None else delay_ms,
             jitter_ms=default_jitter if jitter_ms is None else jitter_ms,
         )
         sh("ip", "netns", "add", host.namespace)
         self.hosts[name] = host  # removed by close() from here on, whatever fails next
         sh("ip", "-n", host.namespace, "link", "set", "lo", "up")
-        if delay_ms is None:
+        self._attach(host, nat, default_loss if loss is None else loss)
+        return host
+
+    def _attach(self, host: Host, nat: str | None, loss: float) -> None:
+        """Join ``host`` to the internet: its own uplink at a new slot, or through new NAT
+        routers of kind ``nat`` whose outermost takes that slot."""
+        index = self._take("slot")
+        host.index, host.outer, host.nat = index, f"{self.tag}h{index}", nat
+        if nat is None:
+            self._uplink(host, host.namespace)
+            host.address, host.gateway = self._address(index, 2), self._address(index, 1)
+        else:
+            self._routers(host, nat)
+        host.public_address = host.routers[-1].outside if host.routers else host.address
+        self.set_link(host.name, loss=loss)
+
+    def _uplink(self, host: Host, namespace: str) -> None:
+        """The link at ``host``'s slot between ``namespace`` (its ``eth0``, default route
+        through the internet) and the internet (``host.outer``, a loss chain)."""
+        index = host.index
+        if host.delay_ms is None:
             sh(
                 "ip",
                 "link",
@@ -267,14 +323,15 @@ class Lab:
                 "name",
                 "eth0",
                 "netns",
-                host.namespace,
+                namespace,
             )
         else:
-            self._tun_link(host)
-        sh("ip", "-n", host.namespace, "addr", "add", f"{host.address}/30", "dev", "eth0")
-        sh("ip", "-n", host.namespace, "link", "set", "eth0", "up")
-        sh("ip", "-n", host.namespace, "route", "add", "default", "via", host.gateway)
-        sh("ip", "-n", self.internet, "addr", "add", f"{host.gateway}/30", "dev", host.outer)
+            self._tun_link(host, namespace)
+        sh("ip", "-n", namespace, "addr", "add", f"{self._address(index, 2)}/30", "dev", "eth0")
+        sh("ip", "-n", namespace, "link", "set", "eth0", "up")
+        sh("ip", "-n", namespace, "route", "add", "default", "via", self._address(index, 1))
+        gateway = f"{self._address(index, 1)}/30"
+        sh("ip", "-n", self.internet, "addr", "add", gateway, "dev", host.outer)
         sh("ip", "-n", self.internet, "link", "set", host.outer, "up")
         chain = f"link{index}"
         sh(
@@ -285,11 +342,10 @@ class Lab:
                 f'add rule inet {TABLE} forward oifname "{host.outer}" jump {chain}\n'
             ),
         )
-        self.set_link(name, loss=default_loss if loss is None else loss)
-        return host
 
-    def _tun_link(self, host: Host) -> None:
-        """Join ``host`` by two TUN devices and a delay forwarder (``tests/lab/delay.py``)."""
+    def _tun_link(self, host: Host, namespace: str) -> None:
+        """Join ``namespace`` (the host's, or its outermost router's) to the internet by two
+        TUN devices and a delay forwarder (``tests/lab/delay.py``)."""
         inside, outside = f"{self.tag}t{host.index}a", f"{self.tag}t{host.index}b"
         forwarder = subprocess.Popen(
             [
@@ -316,10 +372,125 @@ class Lab:
             forwarder.kill()
             forwarder.wait()
             raise LabError(f"host {host.name}: the delay forwarder did not start ({ready!r})")
-        sh("ip", "link", "set", inside, "netns", host.namespace)
-        sh("ip", "-n", host.namespace, "link", "set", inside, "name", "eth0")
+        sh("ip", "link", "set", inside, "netns", namespace)
+        sh("ip", "-n", namespace, "link", "set", inside, "name", "eth0")
         sh("ip", "link", "set", outside, "netns", self.internet)
         sh("ip", "-n", self.internet, "link", "set", outside, "name", host.outer)
+
+    # -- NAT -----------------------------------------------------------------------------------
+
+    def _routers(self, host: Host, kind: str) -> None:
+        """Put ``host`` behind new router(s) of ``kind``: for ``"double"`` a home router behind
+        a carrier-grade NAT, else one router; the outermost takes ``host``'s slot."""
+        slot, lan = host.index, self.lan_block
+        lan_index = self._take("lan")
+        lan_net = f"{lan.network_address + 4 * lan_index}/30"
+        home = Router(
+            name=f"{host.name}.r{slot}",
+            namespace=f"{self.tag}-{host.name}.r{slot}",
+            role="home" if kind == "double" else kind,
+            outside=self._address(slot, 2),
+            inside=str(lan.network_address + 4 * lan_index + 1),
+            lan=lan_net,
+        )
+        host.address = str(lan.network_address + 4 * lan_index + 2)
+        host.gateway = home.inside
+        if kind == "double":
+            carrier_index, carrier = self._take("carrier"), self.carrier_block
+            base = carrier.network_address + 4 * carrier_index
+            outer = Router(
+                name=f"{host.name}.c{slot}",
+                namespace=f"{self.tag}-{host.name}.c{slot}",
+                role="carrier",
+                outside=self._address(slot, 2),
+                inside=str(base + 1),
+                lan=f"{base}/30",
+            )
+            home.outside = str(base + 2)
+            self._router(host, outer, upper=None, behind=home.outside)
+            self._router(host, home, upper=outer, behind=host.address)
+        else:
+            self._router(host, home, upper=None, behind=host.address)
+        host.routers.sort(key=lambda r: r.role == "carrier")  # the nearest first
+        _lan_link(home, host.namespace, host.address)
+
+    def _router(self, host: Host, router: Router, upper: Router | None, behind: str) -> None:
+        """Make ``router``'s namespace: forwarding, its outside link (the host's uplink, or a
+        LAN link from the ``upper`` router) and its rules (``behind``: the address it serves)."""
+        sh("ip", "netns", "add", router.namespace)
+        host.routers.append(router)  # removed by close() or move() from here on
+        sh("ip", "-n", router.namespace, "link", "set", "lo", "up")
+        self._sysctl(router.namespace, "net.ipv4.ip_forward=1")
+        if upper is None:
+            self._uplink(host, router.namespace)
+        else:
+            _lan_link(upper, router.namespace, router.outside)
+        script = natmod.rules(router.role, router.outside, behind)
+        sh(*in_ns(router.namespace, ["nft", "-f", "-"]), input=script)
+
+    def move(
+        self,
+        name: str,
+        nat: str | None = None,
+        delay_ms: float | None = None,
+        jitter_ms: float | None = None,
+        loss: float | None = None,
+    ) -> Host:
+        """Re-home host ``name`` behind new router(s) of kind ``nat`` (None: a new public
+        address): a new LAN address, a new outside address, new (empty) mappings, as a laptop
+        moving to another network. Its processes keep running (sockets bound to the old
+        address stop working; those bound to 0.0.0.0 go on with the new one). Its link keeps
+        its delay, jitter and loss unless given; a cut is not carried over."""
+        host = self.host(name)
+        _check_kind(name, nat)
+        if delay_ms is not None:
+            host.delay_ms = delay_ms
+        host.jitter_ms = host.jitter_ms if jitter_ms is None else jitter_ms
+        self._detach(host)
+        self._attach(host, nat, host.loss if loss is None else loss)
+        return host
+
+    def _detach(self, host: Host) -> None:
+        """Take ``host`` off its network: its uplink's forwarder, its routers, its ``eth0``."""
+        if host.forwarder is not None:
+            self.retired.append(host.forwarder)
+            with contextlib.suppress(OSError):
+                if host.forwarder.stdin is not None:
+                    host.forwarder.stdin.close()  # its TUN devices go with it
+            _stop([host.forwarder], grace=2.0)
+            host.forwarder = None
+        for router in host.routers:
+            _kill_namespace(router.namespace)
+            sh("ip", "netns", "del", router.namespace, check=False)
+        host.routers = []
+        sh("ip", "-n", self.internet, "link", "del", host.outer, check=False)
+        sh("ip", "-n", host.namespace, "link", "del", "eth0", check=False)
+        self.heal(host.name)
+
+    def flush_conntrack(self, name: str) -> int:
+        """Drop the NAT mappings of host ``name``'s routers (their whole conntrack tables, as
+        ``conntrack -F`` would, over netlink): what a router reboot or a mapping timeout does.
+        The number of routers flushed (0 for a public host)."""
+        for router in self.host(name).routers:
+            done = subprocess.run(
+                in_ns(router.namespace, [sys.executable, "-m", "tests.lab.nat", "flush"]),
+                env=python_env(),
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+            if done.returncode != 0:
+                raise LabError(f"router {router.name}: {done.stderr.strip() or 'flush failed'}")
+        return len(self.host(name).routers)
+
+    def mappings(self, name: str) -> list[str]:
+        """The conntrack entries of host ``name``'s routers (``/proc/net/nf_conntrack`` lines,
+        each prefixed with its router's name): its NAT mappings, to look at."""
+        found = []
+        for router in self.host(name).routers:
+            text = sh(*in_ns(router.namespace, ["cat", "/proc/net/nf_conntrack"]), check=False)
+            found += [f"{router.name}: {line}" for line in text.splitlines() if line]
+        return found
 
     def host(self, name: str) -> Host:
         """The host called ``name``."""
@@ -378,7 +549,9 @@ class Lab:
     # -- the end -------------------------------------------------------------------------------
 
     def namespaces(self) -> list[str]:
-        return [h.namespace for h in self.hosts.values()] + [self.internet]
+        """Every namespace of the lab: hosts, their routers, the internet."""
+        routers = [r.namespace for h in self.hosts.values() for r in h.routers]
+        return [h.namespace for h in self.hosts.values()] + routers + [self.internet]
 
     def close(self) -> None:
         """Stop everything the lab started and remove everything it made (idempotent)."""
@@ -387,6 +560,7 @@ class Lab:
         self.closed = True
         _stop(self.processes)
         forwarders = [h.forwarder for h in self.hosts.values() if h.forwarder is not None]
+        forwarders += self.retired
         _remove(self.tag, self.namespaces(), self.root_link, forwarders)
         if getattr(self, "block", None) is not None:
             sh("ip", "route", "del", str(self.block), check=False)
@@ -404,12 +578,39 @@ class Lab:
     def describe(self) -> Iterator[str]:
         """Lines telling a person what the lab is and how to enter its hosts."""
         yield f"lab {self.tag}: {self.block}, the root namespace at {self.root_address}"
+        if any(h.routers for h in self.hosts.values()):
+            yield f"  LANs in {self.lan_block}, carrier-grade NAT insides in {self.carrier_block}"
         for host in self.hosts.values():
             link = "veth" if host.delay_ms is None else f"tun {host.delay_ms}±{host.jitter_ms} ms"
+            behind = f" behind {host.nat} NAT, seen as {host.public_address}" if host.nat else ""
             yield (
-                f"  {host.name:<12} {host.address:<15} ({link}, loss {host.loss:g})  "
+                f"  {host.name:<12} {host.address:<15}{behind} ({link}, loss {host.loss:g})  "
                 f"{host.shell_hint()}"
             )
+            for router in host.routers:
+                yield (
+                    f"    router {router.name} ({router.role}): outside {router.outside}, "
+                    f"inside {router.inside} ({router.lan})  {router.shell_hint()}"
+                )
+
+
+def _check_kind(name: str, nat: str | None) -> None:
+    try:
+        natmod.check_kind(nat)
+    except ValueError as exc:
+        raise LabError(f"host {name}: {exc}") from None
+
+
+def _lan_link(upper: Router, namespace: str, address: str) -> None:
+    """A veth from ``upper``'s ``lan0`` (its inside address) to ``namespace``'s ``eth0``
+    (``address``, default route through ``upper``)."""
+    veth = ["type", "veth", "peer", "name", "eth0", "netns", namespace]
+    sh("ip", "link", "add", "lan0", "netns", upper.namespace, *veth)
+    sh("ip", "-n", upper.namespace, "addr", "add", f"{upper.inside}/30", "dev", "lan0")
+    sh("ip", "-n", upper.namespace, "link", "set", "lan0", "up")
+    sh("ip", "-n", namespace, "addr", "add", f"{address}/30", "dev", "eth0")
+    sh("ip", "-n", namespace, "link", "set", "eth0", "up")
+    sh("ip", "-n", namespace, "route", "add", "default", "via", upper.inside)
 
 
 # -- processes and removal ---------------------------------------------------------------------
@@ -488,27 +689,48 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
     return found
 
 
-def _allocate(tag: str) -> ipaddress.IPv4Network:
-    """A /24 of 198.18.0.0/15 nothing on this machine uses, recorded as this lab's (under a
-    lock, so labs made at once take different ones)."""
+def _allocate(
+    tag: str,
+) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Network, ipaddress.IPv4Network]:
+    """The lab's blocks, recorded as its own (under a lock, so labs made at once take
+    different ones): a /24 of 198.18.0.0/15 nothing on this machine uses (its hosts and routers'
+    outsides), another for its LANs, and a /24 of 100.64.0.0/10 for its carrier-grade NATs'
+    insides (those two are never routed outside the lab's namespaces: only other labs matter)."""
     RECORDS.mkdir(parents=True, exist_ok=True)
     with (RECORDS / "lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         sweep()
-        taken = {r.get("block") for r in _records()}
+        records = _records()
+        taken = {r.get(key) for r in records for key in ("block", "lan")}
         used = _used_networks()
         free = [
             block
             for block in RANGE.subnets(new_prefix=24)
             if str(block) not in taken and not any(block.overlaps(u) for u in used)
         ]
-        if not free:
-            raise LabError("no free /24 left in 198.18.0.0/15 for a lab")
-        preferred = [b for b in free if b.subnet_of(PREFERRED)] or free
-        block = preferred[secrets.randbelow(len(preferred))]
+        if len(free) < 2:
+            raise LabError("no two free /24s left in 198.18.0.0/15 for a lab")
+        preferred = [b for b in free if b.subnet_of(PREFERRED)]
+        preferred = preferred if len(preferred) >= 2 else free
+        block, lan = (preferred[i] for i in _two_of(len(preferred)))
+        carriers = {r.get("carrier") for r in records}
+        for _ in range(1000):
+            start = CARRIER.network_address + (secrets.randbelow(CARRIER.num_addresses >> 8) << 8)
+            carrier = ipaddress.IPv4Network(f"{start}/24")
+            if str(carrier) not in carriers:
+                break
+        else:
+            raise LabError("no free /24 left in 100.64.0.0/10 for a lab")
         record = {"tag": tag, "pid": os.getpid(), "start": _start_time(os.getpid())}
-        (RECORDS / f"{tag}.json").write_text(json.dumps({**record, "block": str(block)}))
-        return block
+        blocks = {"block": str(block), "lan": str(lan), "carrier": str(carrier)}
+        (RECORDS / f"{tag}.json").write_text(json.dumps({**record, **blocks}))
+        return block, lan, carrier
+
+
+def _two_of(n: int) -> tuple[int, int]:
+    """Two different indexes below ``n`` (at least 2), at random."""
+    first = secrets.randbelow(n)
+    return first, (first + 1 + secrets.randbelow(n - 1)) % n
 
 
 def _records() -> list[dict[str, Any]]:
