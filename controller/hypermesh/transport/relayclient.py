@@ -72,9 +72,11 @@ STABLE_ATTACHMENT = 10.0
 MAX_QUEUED = 1 << 20
 """Bytes waiting to be sent beyond which ``send`` drops packets (the carrier is congested)."""
 
-REFRESH_SHARE = 0.8
-"""Share of the reservation's TTL after which a new attachment replaces the current one (the
-relay extends a reservation by a new AUTH on a new stream)."""
+RENEW_SHARE = 0.8
+"""Share of the reservation's TTL after which the node renews it (AUTH again on the stream,
+for the same challenge; the relay answers WELCOME)."""
+RENEW_RETRY = 30.0
+"""Seconds before a renewal the relay did not answer is sent again."""
 
 
 class RelayRefused(TransportError):
@@ -331,6 +333,8 @@ def _sockaddr_for(endpoint: MeshEndpoint, candidates: Iterable[Any]) -> tuple[st
 # -- the link ----------------------------------------------------------------------------------
 
 OnPacket = Callable[[str, bytes], None]
+_Dialed = tuple["_Carrier", Welcome, bytes]
+"""An attached carrier, the relay's WELCOME and its challenge's nonce."""
 OnGone = Callable[[str], None]
 OnLimit = Callable[[str, str], None]
 
@@ -350,11 +354,14 @@ class RelayStats:
 class _Attachment:
     """One live attachment: its carrier, its clocks and its keepalive state."""
 
-    def __init__(self, carrier: _Carrier, welcome: Welcome) -> None:
+    def __init__(self, carrier: _Carrier, welcome: Welcome, nonce: bytes) -> None:
         self.carrier = carrier
         self.welcome = welcome
+        self.nonce = nonce
+        """The relay's challenge, which a renewing AUTH answers again."""
         now = time.monotonic()
         self.since = now
+        self.renew_at = now + welcome.ttl * RENEW_SHARE
         self.last_sent = now
         self.last_received = now
         self.ping: tuple[bytes, float] | None = None
@@ -483,12 +490,12 @@ class RelayLink:
         lives until it dies or ``aclose``; ``run`` is what reconnects it."""
         if self._closing.is_set():
             raise TransportError(f"{self._label}: the link is closed")
-        carrier, welcome = await self._dial()
+        carrier, welcome, nonce = await self._dial()
         if self._closing.is_set():
             carrier.close()
             raise TransportError(f"{self._label}: the link is closed")
         self._detach("replaced")
-        self._attach(carrier, welcome)
+        self._attach(carrier, welcome, nonce)
 
     async def run(self) -> None:
         """Stay attached until ``aclose``: renew the reservation before its TTL runs out, and
@@ -514,31 +521,15 @@ class RelayLink:
             delay = min(delay * 2, BACKOFF_MAX)
 
     async def _hold(self) -> _Attachment | None:
-        """Wait while attached, renewing the reservation (a new attachment replaces the old
-        one) past ``REFRESH_SHARE`` of its TTL; the attachment that ended, None on close."""
-        retry = BACKOFF_INITIAL
-        renew_at: float | None = None
-        while not self._closing.is_set():
-            attachment = self._attachment
-            if attachment is None:
-                return None
-            if renew_at is None or renew_at < attachment.since:
-                renew_at = attachment.since + attachment.welcome.ttl * REFRESH_SHARE
-            timeout = max(0.0, renew_at - time.monotonic())
-            await self._wait(asyncio.wait_for(attachment.ended.wait(), timeout))
-            if attachment.ended.is_set():
-                self._detach("ended")
-                return attachment
-            if self._closing.is_set():
-                return None
-            try:
-                await self.connect_once()
-                retry = BACKOFF_INITIAL
-            except TransportError as exc:  # the old attachment lives on; try again soon
-                log.info("%s: could not renew the reservation: %s", self._label, exc)
-                renew_at = time.monotonic() + retry
-                retry = min(retry * 2, BACKOFF_MAX)
-        return None
+        """Wait while attached: the attachment that ended, None on ``aclose``."""
+        attachment = self._attachment
+        if attachment is None:
+            return None
+        await self._wait(attachment.ended.wait())
+        if self._closing.is_set():
+            return None
+        self._detach("ended")
+        return attachment
 
     async def aclose(self) -> None:
         """Detach and stop ``run``; the link cannot attach again."""
@@ -557,8 +548,8 @@ class RelayLink:
                 task.cancel()
             await asyncio.gather(waiter, closing, return_exceptions=True)
 
-    def _attach(self, carrier: _Carrier, welcome: Welcome) -> None:
-        attachment = _Attachment(carrier, welcome)
+    def _attach(self, carrier: _Carrier, welcome: Welcome, nonce: bytes) -> None:
+        attachment = _Attachment(carrier, welcome, nonce)
         self._attachment = attachment
         self.stats.attachments += 1
         self.last_error = None
@@ -603,16 +594,16 @@ class RelayLink:
 
     # -- dialing -----------------------------------------------------------------------------
 
-    async def _dial(self) -> tuple[_Carrier, Welcome]:
+    async def _dial(self) -> _Dialed:
         """Race the carriers (QUIC at once, TCP 250 ms later) to every address; the first
         attachment wins and the others are closed. A refusal ends the race."""
-        attempts: list[asyncio.Task[tuple[_Carrier, Welcome]]] = []
+        attempts: list[asyncio.Task[_Dialed]] = []
         for transport in self.transports:
             delay = HAPPY_EYEBALLS_DELAY if transport == "tcp" and "udp" in self.transports else 0
             for address in self.addresses:
                 attempts.append(asyncio.ensure_future(self._attempt(transport, address, delay)))
-        errors: list[str] = []
-        winner: tuple[_Carrier, Welcome] | None = None
+        errors: list[Exception] = []
+        winner: _Dialed | None = None
         try:
             for next_done in asyncio.as_completed(attempts):
                 try:
@@ -620,7 +611,7 @@ class RelayLink:
                 except RelayRefused:
                     raise
                 except (TransportError, OSError, TimeoutError, ValueError) as exc:
-                    errors.append(str(exc) or type(exc).__name__)
+                    errors.append(exc)
                 else:
                     return winner
         finally:
@@ -631,11 +622,14 @@ class RelayLink:
                     other = await attempt
                     if winner is None or other[0] is not winner[0]:
                         other[0].close()
-        raise TransportError(f"{self._label}: cannot attach: {'; '.join(errors)}")
+        message = "; ".join(str(error) or type(error).__name__ for error in errors)
+        # every carrier met another key: say so by the type (a wrong pin is not an outage)
+        mismatch = all(isinstance(error, IdentityMismatch) for error in errors)
+        raise (IdentityMismatch if mismatch else TransportError)(
+            f"{self._label}: cannot attach: {message}"
+        )
 
-    async def _attempt(
-        self, transport: str, address: str, delay: float
-    ) -> tuple[_Carrier, Welcome]:
+    async def _attempt(self, transport: str, address: str, delay: float) -> _Dialed:
         """One carrier to one address, through the relay's challenge, within CONNECT_TIMEOUT."""
         if delay:
             await asyncio.sleep(delay)
@@ -647,7 +641,7 @@ class RelayLink:
                     carrier = await open_quic(self.endpoint, address, self.relay_id, self.identity)
                 else:
                     carrier = await open_tcp(address, self.relay_id)
-                welcome = await self._handshake(carrier)
+                welcome, nonce = await self._handshake(carrier)
         except TimeoutError:
             if carrier is not None:
                 carrier.close()
@@ -658,10 +652,11 @@ class RelayLink:
             if carrier is not None:
                 carrier.close()
             raise
-        return carrier, welcome
+        return carrier, welcome, nonce
 
-    async def _handshake(self, carrier: _Carrier) -> Welcome:
-        """CHALLENGE → AUTH → WELCOME (or REFUSED, raised as ``RelayRefused``)."""
+    async def _handshake(self, carrier: _Carrier) -> tuple[Welcome, bytes]:
+        """CHALLENGE → AUTH → WELCOME (or REFUSED, raised as ``RelayRefused``); the WELCOME
+        and the relay's nonce (for renewals)."""
         label = carrier.label
         if carrier.transport == "udp":
             # The relay learns the stream from its first data: a PING opens it.
@@ -683,7 +678,7 @@ class RelayLink:
                 raise RelayRefused(status, f"{label}: {error[:500] or 'no reason given'}")
             if frame.type != relaywire.WELCOME:
                 raise TransportError(f"{label}: expected WELCOME, got {frame.name}")
-            return relaywire.parse_welcome(frame.payload)
+            return relaywire.parse_welcome(frame.payload), nonce
         except RelayProtocolError as exc:
             raise TransportError(f"{label}: {exc}") from None
 
@@ -743,6 +738,12 @@ class RelayLink:
                 self.rtt = time.monotonic() - ping[1]
                 attachment.ping = None
                 attachment.pong.set()
+        elif kind == relaywire.WELCOME:  # a renewal accepted
+            attachment.welcome = relaywire.parse_welcome(payload)
+            attachment.renew_at = time.monotonic() + attachment.welcome.ttl * RENEW_SHARE
+        elif kind == relaywire.REFUSED:  # a renewal refused; the relay closes the stream
+            status, error = relaywire.parse_refused(payload)
+            raise RelayRefused(status, f"{attachment.carrier.label}: {error[:500]}")
         else:
             raise RelayProtocolError(f"{frame.name} is not a frame a relay sends once attached")
 
@@ -756,25 +757,33 @@ class RelayLink:
             log.exception("%s: a callback failed", self._label)
 
     async def _keepalive(self, attachment: _Attachment) -> None:
-        """PING at once (the first RTT), then whenever the link was idle for 25 s; no PONG
-        within 10 s ends the attachment."""
-        next_ping = time.monotonic()
+        """PING at once (the first RTT), then whenever the link was idle for 25 s (no PONG
+        within 10 s ends the attachment); renew the reservation past ``RENEW_SHARE`` of its
+        TTL. Each turn either acts, which moves its deadline on, or sleeps until the next."""
         while not attachment.ended.is_set():
-            await asyncio.sleep(max(0.0, next_ping - time.monotonic()))
             now = time.monotonic()
             idle_since = min(attachment.last_sent, attachment.last_received)
-            if now - idle_since < KEEPALIVE_INTERVAL and attachment.rtt_known:
-                next_ping = idle_since + KEEPALIVE_INTERVAL
-                continue
-            nonce = secrets.token_bytes(relaywire.PING_BYTES)
-            attachment.ping = (nonce, now)
-            attachment.pong.clear()
-            attachment.write(relaywire.ping(nonce))
-            try:
-                async with asyncio.timeout(PONG_TIMEOUT):
-                    await attachment.pong.wait()
-            except TimeoutError:
-                self._lost(attachment, f"no PONG within {PONG_TIMEOUT:g} s")
-                return
-            attachment.rtt_known = True
-            next_ping = time.monotonic() + KEEPALIVE_INTERVAL
+            ping_at = idle_since + KEEPALIVE_INTERVAL if attachment.rtt_known else now
+            if now >= attachment.renew_at:
+                attachment.write(relaywire.auth(self.identity, attachment.nonce, self.relay_id))
+                attachment.renew_at = now + min(RENEW_RETRY, attachment.welcome.ttl)
+            elif now >= ping_at:
+                if not await self._ping(attachment):
+                    self._lost(attachment, f"no PONG within {PONG_TIMEOUT:g} s")
+                    return
+            else:
+                await asyncio.sleep(min(ping_at, attachment.renew_at) - now)
+
+    async def _ping(self, attachment: _Attachment) -> bool:
+        """One PING; False when its PONG did not come within ``PONG_TIMEOUT``."""
+        nonce = secrets.token_bytes(relaywire.PING_BYTES)
+        attachment.ping = (nonce, time.monotonic())
+        attachment.pong.clear()
+        attachment.write(relaywire.ping(nonce))
+        try:
+            async with asyncio.timeout(PONG_TIMEOUT):
+                await attachment.pong.wait()
+        except TimeoutError:
+            return False
+        attachment.rtt_known = True
+        return True
