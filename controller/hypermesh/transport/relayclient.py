@@ -23,7 +23,6 @@ connection closed) is reconnected with backoff from 0.5 s to 30 s.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import socket
@@ -534,7 +533,10 @@ class RelayLink:
     async def aclose(self) -> None:
         """Detach and stop ``run``; the link cannot attach again."""
         self._closing.set()
+        attachment = self._attachment
         self._detach("closed")
+        if attachment is not None:
+            await asyncio.gather(*attachment.tasks, return_exceptions=True)
 
     async def _wait(self, awaitable: Any) -> None:
         """Await ``awaitable`` or ``aclose``, whichever comes first (a timeout of
@@ -617,11 +619,10 @@ class RelayLink:
         finally:
             for attempt in attempts:
                 attempt.cancel()
-            for attempt in attempts:
-                with contextlib.suppress(BaseException):
-                    other = await attempt
-                    if winner is None or other[0] is not winner[0]:
-                        other[0].close()
+            # attempts that attached while the winner was being taken: close their carriers
+            for outcome in await asyncio.gather(*attempts, return_exceptions=True):
+                if isinstance(outcome, tuple) and (winner is None or outcome[0] is not winner[0]):
+                    outcome[0].close()
         message = "; ".join(str(error) or type(error).__name__ for error in errors)
         # every carrier met another key: say so by the type (a wrong pin is not an outage)
         mismatch = all(isinstance(error, IdentityMismatch) for error in errors)
@@ -714,6 +715,9 @@ class RelayLink:
             reason = f"{carrier.label}: {exc}"
         except (TransportError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
+        except Exception as exc:  # a bug here must not leave the link half dead
+            log.exception("%s: reading the relay's frames failed", self._label)
+            reason = f"internal error: {exc!r}"
         finally:
             self._lost(attachment, reason)
 
