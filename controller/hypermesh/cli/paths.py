@@ -140,6 +140,8 @@ def _name(node_id: str | None, names: dict[str, str]) -> str | None:
 
 
 def _relay_text(relay: HomeRelay, names: dict[str, str]) -> str:
+    if relay.transport is None:
+        return f"{_name(relay.node_id, names)} (connecting)"
     rtt = f", rtt {_rtt(relay.rtt_ms)}" if relay.rtt_ms is not None else ""
     return f"{_name(relay.node_id, names)} ({relay.transport} {relay.address}{rtt})"
 
@@ -162,13 +164,23 @@ def _rtt(value: float | None) -> str | None:
     return None if value is None else f"{value:.1f} ms"
 
 
-def _row(local: str, peer: PeerPath, names: dict[str, str], wide: bool) -> list[Any]:
+def _remote(peer: PeerPath, home: HomeRelay | None) -> str | None:
+    """Where the packets go: the peer's address, or on a relayed path the relay's address
+    when it is the node's home relay (the node says ``relay <ID>``: the RELAY column has it)."""
+    if peer.path != "relayed":
+        return peer.remote
+    if home is not None and peer.relay == home.node_id and home.address:
+        return home.address
+    return None if (peer.remote or "").startswith("relay ") else peer.remote
+
+
+def _row(answer: Answer, peer: PeerPath, names: dict[str, str], wide: bool) -> list[Any]:
     row: list[Any] = [
-        local,
+        answer.name,
         peer.name or _name(peer.node_id, names),
         peer.path,
         peer.local,
-        peer.remote,
+        _remote(peer, answer.view.relay if answer.view else None),
         _name(peer.relay, names),
         _rtt(peer.rtt_ms),
         age(peer.since) if peer.since else None,
@@ -187,7 +199,7 @@ def render_rows(answers: Sequence[Answer], names: dict[str, str], *, wide: bool)
         if answer.view is None:
             continue
         peers = sorted(answer.view.peers, key=lambda p: (p.name or "~", p.node_id))
-        rows.extend(_row(answer.name, peer, names, wide) for peer in peers)
+        rows.extend(_row(answer, peer, names, wide) for peer in peers)
     return rows
 
 

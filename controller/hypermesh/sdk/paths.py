@@ -60,6 +60,10 @@ def _kind(value: Any, where: str) -> str:
     return value
 
 
+def _optional_kind(value: Any, where: str) -> str | None:
+    return None if value is None else _kind(value, where)
+
+
 def _node_id(value: Any, where: str, *, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
@@ -114,11 +118,10 @@ class PunchStats:
     def parse(cls, data: Any, where: str) -> PunchStats:
         if data is None:
             return cls()
-        last = _field(data, "last")
         return cls(
             _count(_field(data, "attempts") or 0, f"{where}.attempts"),
             _count(_field(data, "successes") or 0, f"{where}.successes"),
-            None if last is None else _kind(last, f"{where}.last"),
+            _optional_kind(_field(data, "last"), f"{where}.last"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -182,9 +185,10 @@ class HomeRelay:
     """The relay a node keeps a connection to, and is reachable through."""
 
     node_id: str
-    transport: str
-    """``udp`` (QUIC) or ``tcp`` (TLS over TCP, where UDP is blocked)."""
-    address: str
+    transport: str | None
+    """``udp`` (QUIC) or ``tcp`` (TLS over TCP, where UDP is blocked); None while the node
+    is (re)connecting to it."""
+    address: str | None
     observed: str | None
     """The node's address as the relay sees it (a reflexive address)."""
     rtt_ms: float | None
@@ -195,8 +199,8 @@ class HomeRelay:
             return None
         return cls(
             str(_node_id(_field(data, "node"), f"{where}.node")),
-            _kind(_field(data, "transport"), f"{where}.transport"),
-            str(_text(_field(data, "address"), f"{where}.address")),
+            _optional_kind(_field(data, "transport"), f"{where}.transport"),
+            _text(_field(data, "address"), f"{where}.address", optional=True),
             _text(_field(data, "observed"), f"{where}.observed", optional=True),
             _rtt(_field(data, "rtt_ms"), f"{where}.rtt_ms"),
         )
