@@ -241,7 +241,7 @@ def test_ping_lines_say_relayed_over_which_transport_and_upgraded() -> None:
         ({"nat": "Symmetric NAT!"}, "nat: not a kind"),
         ({"local": ["1.2.3.4:5"] * 65}, "local: not a list of at most 64"),
         ({"peers": {"not": "a list"}}, "peers: not a list"),
-        ({"relay": {"node": RELAY, "transport": "udp"}}, "relay.address: not a string"),
+        ({"relay": {"node": RELAY, "transport": "UDP!"}}, "relay.transport: not a kind"),
     ],
 )
 def test_a_bad_answer_is_refused_naming_the_field(change: dict[str, object], field: str) -> None:
