@@ -514,6 +514,7 @@ class Lab:
                 raise LabError(f"host {name}: loss {loss} is not between 0 and 1")
             per_mille = round(loss * 1000)
             rule = f"numgen random mod 1000 < {per_mille} drop\n" if per_mille else ""
+            rule = "drop\n" if per_mille >= 1000 else rule  # nft refuses "< 1000" (0..999)
             chain = f"inet {TABLE} link{host.index}"
             script = f"flush chain {chain}\n" + (f"add rule {chain} {rule}" if rule else "")
             sh(*in_ns(self.internet, ["nft", "-f", "-"]), input=script)

@@ -121,7 +121,7 @@ def agent(port: int) -> None:
         sock.bind(("0.0.0.0", port))
         print(f"ready {sock.getsockname()[1]}", flush=True)
         for line in sys.stdin:
-            words = line.split(maxsplit=3)
+            words = line.strip().split(maxsplit=3)
             try:
                 answer = _command(sock, words)
             except (OSError, ValueError, IndexError) as exc:
