@@ -41,6 +41,8 @@ log = logging.getLogger("hypermesh.relay")
 READ_SIZE = 65536
 MAX_COOLING = 65536
 """Pairs remembered as cooling down after a limit (the oldest forgotten beyond)."""
+MAX_EARLY_PINGS = 8
+"""PINGs answered before AUTH (over QUIC, the client's first data, a PING, opens the stream)."""
 MAX_SOURCES = 16384
 """Sources whose attach rate is counted (the oldest forgotten beyond)."""
 
@@ -261,11 +263,17 @@ class RelayHub:
         observed: str,
         buffered: Buffered | None,
     ) -> _Session:
-        """Challenge the stream and attach the node that answers; ``_Refusal`` otherwise."""
+        """Challenge the stream and attach the node that answers (PINGs before its AUTH are
+        answered, a few); ``_Refusal`` otherwise."""
         nonce = secrets.token_bytes(wire.NONCE_BYTES)
         write(wire.challenge(nonce, self.node_id))
         async with asyncio.timeout(self.limits.auth_timeout):
             frame = await frames.next()
+            for _ in range(MAX_EARLY_PINGS):
+                if frame is None or frame.type != wire.PING:
+                    break
+                write(wire.pong(frame.payload))
+                frame = await frames.next()
         if frame is None:
             raise ConnectionResetError("closed before AUTH")
         if frame.type != wire.AUTH:
@@ -315,7 +323,7 @@ class RelayHub:
                     self._renew(session, frame.payload)
                     loop = asyncio.get_running_loop()
                     deadline.reschedule(loop.time() + self.limits.reservation_ttl)
-                else:
+                elif frame.type != wire.PONG:  # a PONG needs nothing
                     raise RelayProtocolError(f"a node does not send {frame.name} to a relay")
 
     def _renew(self, session: _Session, payload: bytes) -> None:
