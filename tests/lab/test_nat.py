@@ -32,7 +32,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.lab.conftest import require_lab
-from tests.lab.lab import Host, Lab, LabError, python_env, sh
+from tests.lab.lab import REPO, Host, Lab, LabError, python_env, sh
 
 REFLECT = (3478, 3479)
 """The ports of the reflectors on each public host."""
@@ -296,3 +296,31 @@ def test_close_removes_routers_too() -> None:
     assert not [n for n in sh("ip", "netns", "list").splitlines() if n.startswith(lab.tag)]
     assert lab.tag not in sh("ip", "-o", "link", "show")
     assert str(lab.block) not in sh("ip", "route", "show")
+
+
+HELD = """
+import time
+from tests.lab.lab import Lab
+lab = Lab()
+lab.add_host("a", nat="double", delay_ms=1)
+lab.add_host("b", nat="full-cone")
+print(lab.tag, flush=True)
+time.sleep(60)
+"""
+
+
+def test_routers_of_a_killed_owner_are_swept() -> None:
+    """SIGKILL leaves the routers behind; the next lab made on the machine removes them."""
+    require_lab()
+    owner = subprocess.Popen(
+        [sys.executable, "-c", HELD], cwd=REPO, env=python_env(), stdout=subprocess.PIPE, text=True
+    )
+    assert owner.stdout is not None
+    tag = owner.stdout.readline().strip()
+    left = [n for n in sh("ip", "netns", "list").split() if n.startswith(f"{tag}-")]
+    assert len(left) == 6, left  # a, its home router and carrier, b, its router, the internet
+    owner.kill()
+    owner.wait(timeout=30)
+    Lab().close()
+    assert not [n for n in sh("ip", "netns", "list").split() if n.startswith(tag)]
+    assert tag not in sh("ip", "-o", "link", "show")
