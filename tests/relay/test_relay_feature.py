@@ -83,7 +83,14 @@ async def _attach_quic(port: int, relay_id: str, identity: Identity) -> Frame:
         assert named == relay_id
         writer.write(wire.auth(identity, nonce, relay_id))
         [answer] = await _frames(reader, 1)
+        writer.close()
         return answer
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
 
 
 def test_a_relay_node_serves_members_over_quic_and_tcp_and_counts(tmp_path: Path) -> None:
@@ -119,7 +126,7 @@ def test_a_relay_node_serves_members_over_quic_and_tcp_and_counts(tmp_path: Path
             assert 'hypermesh_relay_refused_total{reason="member"} 1.0' in text
             assert "hypermesh_relay_bytes_total 0.0" in text
             for each in (writer, other):
-                each.close()
+                await _close(each)
         assert hub.attached() == []
         # the TCP port is free again, and the metrics are gone with the hub
         with socket.socket() as tcp:
@@ -145,7 +152,7 @@ def test_a_public_networks_relay_admits_anyone_under_public_limits(tmp_path: Pat
             answer, writer = await _attach_tcp(parse_address(node.addresses.public)[1], stranger)
             assert answer.type == wire.WELCOME
             assert wire.parse_welcome(answer.payload).limits["circuit_bytes"] == 1 << 20
-            writer.close()
+            await _close(writer)
 
     asyncio.run(asyncio.wait_for(main(), 60))
 
