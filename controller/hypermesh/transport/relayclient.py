@@ -770,7 +770,10 @@ class RelayLink:
             ping_at = idle_since + KEEPALIVE_INTERVAL if attachment.rtt_known else now
             if now >= attachment.renew_at:
                 attachment.write(relaywire.auth(self.identity, attachment.nonce, self.relay_id))
-                attachment.renew_at = now + min(RENEW_RETRY, attachment.welcome.ttl)
+                # retry well before the TTL ends; the WELCOME moves renew_at on (never earlier
+                # than this, so the sleep below never oversleeps a deadline)
+                ttl = attachment.welcome.ttl
+                attachment.renew_at = now + min(RENEW_RETRY, ttl * (1 - RENEW_SHARE) / 2)
             elif now >= ping_at:
                 if not await self._ping(attachment):
                     self._lost(attachment, f"no PONG within {PONG_TIMEOUT:g} s")
