@@ -11,8 +11,6 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import pytest
-
 from hypermesh.node.relay_hub import RelayHub
 from hypermesh.node.relay_tcp import open_tcp_listener
 from hypermesh.node.router import Request, Router, RouteResponse
@@ -20,16 +18,8 @@ from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configurat
 from hypermesh.transport.client import H3ClientProtocol
 from hypermesh.transport.endpoint import virtual_address
 from hypermesh.transport.identity import Identity
-from hypermesh.transport.relayclient import RelayLink, RelayRefused
+from hypermesh.transport.relayclient import RelayLink
 from tests.relay_client.relay import Relay, make_link, until
-
-PING_BEFORE_AUTH = pytest.mark.xfail(
-    raises=RelayRefused,
-    strict=True,
-    reason="the relay must answer the PING that opens a QUIC stream before AUTH (relay_hub)",
-)
-"""Over QUIC the client speaks first (the relay learns the stream from its first data): it
-sends a PING, which ``RelayHub`` does not accept before AUTH yet. Remove once it does."""
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
@@ -86,7 +76,6 @@ async def quic_relay(*, udp: bool = True) -> AsyncIterator[Relay]:
         served.close()
 
 
-@PING_BEFORE_AUTH
 def test_two_links_over_quic_exchange_packets_both_ways() -> None:
     async def test() -> None:
         a_id, b_id = Identity.generate(), Identity.generate()
@@ -115,7 +104,6 @@ def test_two_links_over_quic_exchange_packets_both_ways() -> None:
     run(test)
 
 
-@PING_BEFORE_AUTH
 def test_happy_eyeballs_prefers_quic_and_falls_back_to_tcp() -> None:
     async def test() -> None:
         me = Identity.generate()
@@ -151,7 +139,6 @@ def injector(served: QuicEndpoint, relay_id: str) -> Callable[[str, bytes], None
     return inject
 
 
-@PING_BEFORE_AUTH
 def test_an_http3_request_through_the_relay() -> None:
     """Alice dials Bob's virtual address through the relay: the QUIC connection runs end to
     end (Bob sees Alice's key), its packets carried by the two links."""
