@@ -422,3 +422,33 @@ def test_a_slow_readers_packets_are_dropped(slow: bool) -> None:
         assert all(t.done() for t in tasks)
 
     run(main())
+
+
+def test_the_listener_holds_a_bounded_number_of_connections() -> None:
+    async def main() -> None:
+        hub = RelayHub(Identity.generate(), None)
+        server = await open_tcp_listener(hub, "127.0.0.1", 0, hub.identity, max_connections=1)
+        port = server.sockets[0].getsockname()[1]
+        first = await Client.connect(port)
+        second: Client | None = None
+        try:
+            await first.expect(wire.CHALLENGE)
+            second = await Client.connect(port)
+            assert await second.frame() is None  # closed before a byte of the protocol
+            await first.close()
+            for _ in range(200):  # the first one's slot is given back once its stream ended
+                if not hub._streams:
+                    break
+                await asyncio.sleep(0.01)
+            third = await Client.connect(port)
+            await third.expect(wire.CHALLENGE)
+            await third.close()
+        finally:
+            for client in (first, second):
+                if client is not None:
+                    await client.close()
+            server.close()
+            hub.close()
+            await server.wait_closed()
+
+    run(main())
