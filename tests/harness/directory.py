@@ -45,9 +45,13 @@ def start(
     advertise: Sequence[str] = (),
     private_listen: str | None = None,
     record_lifetime: float = 600.0,
+    relays: Sequence[str] = (),
+    path_keepalive: float = 25.0,
+    path_observe: float = 30.0,
 ) -> RunningNode:
     """Start node ``name``; ``members`` (names of nodes under the same base) make the config's
-    directory, with their keys; ``registry`` names the node that is the registry."""
+    directory, with their keys; ``registry`` names the node that is the registry; ``relays``
+    the nodes (under the same base) it attaches to, its home relay first."""
     base = starter.base
     make_key(base, name)
     directory = {
@@ -73,6 +77,9 @@ def start(
         advertise=tuple(advertise),
         record_lifetime=record_lifetime,
         chain=False,
+        relays=tuple(Upstream(node_dir=str(base / relay)) for relay in relays),
+        path_keepalive=path_keepalive,
+        path_observe=path_observe,
     )
     path = node_dir / "config.json"
     path.write_text(config.to_json())

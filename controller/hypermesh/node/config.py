@@ -160,6 +160,13 @@ class NodeConfig:
     network_mode: str = "private"
     """The Network's mode (public, private or ephemeral): a registry of a public network
     admits node records from any key."""
+    relays: tuple[Upstream, ...] = ()
+    """Relays to attach to (the first that answers is the home relay); none: the relay-role
+    nodes of the node directory."""
+    path_keepalive: float = 25.0
+    """Seconds between keepalives on direct paths and to the home relay (NAT mappings)."""
+    path_observe: float = 30.0
+    """Seconds between looks at where the node's packets are seen to come from."""
 
     def __post_init__(self) -> None:
         for name in ("name", "network", "listen", "node_dir", "log_file"):
@@ -233,6 +240,10 @@ class NodeConfig:
             raise ValueError(
                 f"network_mode must be one of {', '.join(NETWORK_MODES)}: {self.network_mode!r}"
             )
+        for name in ("path_keepalive", "path_observe"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0.1:
+                raise ValueError(f"{name} must be a number of seconds, at least 0.1: {value!r}")
 
     @property
     def host(self) -> str:
@@ -308,6 +319,12 @@ class NodeConfig:
             advertise=_strings(data, "advertise"),
             record_lifetime=data.get("record_lifetime", 600.0),
             network_mode=data.get("network_mode", "private"),
+            relays=tuple(
+                Upstream.from_dict(relay, f"relays[{i}]")
+                for i, relay in enumerate(_list(data, "relays"))
+            ),
+            path_keepalive=data.get("path_keepalive", 25.0),
+            path_observe=data.get("path_observe", 30.0),
         )
 
     @classmethod
@@ -326,6 +343,7 @@ class NodeConfig:
         data = asdict(self)
         data["registry"] = self.registry.to_dict() if self.registry is not None else None
         data["peers"] = [peer.to_dict() for peer in self.peers]
+        data["relays"] = [relay.to_dict() for relay in self.relays]
         data["federation"] = [
             {"name": item.name, "registry": item.registry.to_dict()} for item in self.federation
         ]

@@ -14,9 +14,11 @@ from hypermesh.node.features.federation import FederationFeature
 from hypermesh.node.features.messaging import MessagingFeature
 from hypermesh.node.features.metrics import MetricsFeature
 from hypermesh.node.features.mirror import MirrorFeature
+from hypermesh.node.features.paths import PathsFeature
 from hypermesh.node.features.private import PrivateInterface
 from hypermesh.node.features.public import PublicInterface
 from hypermesh.node.features.registry import RegistryFeature
+from hypermesh.node.features.relay import RelayFeature
 from hypermesh.node.features.status import StatusFeature
 from hypermesh.node.features.tunnels import TunnelsFeature
 from hypermesh.node.features.web import WebFeature
@@ -31,9 +33,11 @@ FEATURES: tuple[Feature, ...] = (
     MetricsFeature(),
     PublicInterface(),  # needs: revocations, operators, federation, the DNS handler
     PrivateInterface(),  # needs: the same
+    RelayFeature(),  # needs: the public interface's port (TCP on the same number)
+    PathsFeature(),  # needs: the public endpoint; offers: the paths (reflexive, home relay)
     TunnelsFeature(),  # needs: the public gate
     StatusFeature(),  # needs: the interfaces' addresses
-    DirectoryFeature(),  # needs: the interfaces' addresses (publishes the node record)
+    DirectoryFeature(),  # needs: the interfaces' addresses and the paths (publishes the record)
     WebFeature(),  # needs: the public interface's port
 )
 """Every feature a node may have, in opening order (each opens only if its config asks)."""

@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import socket
-import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ from hypermesh import __version__
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext, start_task
+from hypermesh.node.hostaddresses import expand_wildcard, is_wildcard, local_addresses
 from hypermesh.registry.client import RegistryClient, refusal
 from hypermesh.transport.address import PeerRef, format_address, parse_address
 from hypermesh.transport.noderecord import MAX_ADDRESSES, NodeRecord
@@ -46,14 +44,8 @@ CHECK_INTERVAL = 5.0
 """Seconds between looks at the host's addresses and the registry's, between publications."""
 
 
-def is_wildcard(host: str) -> bool:
-    """Whether ``host`` binds every address of the host (``0.0.0.0``, ``::`` or empty)."""
-    if not host:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_unspecified
-    except ValueError:
-        return False
+PathsKnown = tuple[tuple[str, ...], tuple[str, tuple[str, ...]] | None]
+"""What the node's paths know of it: its reflexive addresses, its home relay (ID, addresses)."""
 
 
 class DirectoryFeature:
@@ -119,16 +111,23 @@ class Publisher:
                     out[interface] = found[:MAX_ADDRESSES]
         return out
 
+    def paths(self) -> PathsKnown:
+        """What the node's paths know of it: its reflexive addresses and its home relay."""
+        paths = self.node.paths
+        if paths is None:
+            return (), None
+        return tuple(paths.reflexive), paths.home_relay()
+
     async def run(self) -> None:
         """Publish, then again at half the lifetime, on a change, or after a backoff."""
         backoff = BACKOFF_FIRST
         while True:
-            registry, interfaces = self.registry(), self.interfaces()
+            registry, interfaces, paths = self.registry(), self.interfaces(), self.paths()
             if registry is None:
                 await asyncio.sleep(BACKOFF_FIRST)
                 continue
             try:
-                await self.publish(registry, interfaces)
+                await self.publish(registry, interfaces, paths)
             except (HyperMeshError, OSError) as exc:
                 self.last_error = str(exc)
                 log.warning(
@@ -139,21 +138,29 @@ class Publisher:
                 backoff = min(backoff * 2, BACKOFF_MOST)
                 continue
             backoff = BACKOFF_FIRST
-            await self._wait_for_refresh(registry, interfaces)
+            await self._wait_for_refresh(registry, interfaces, paths)
 
-    async def _wait_for_refresh(self, registry: PeerRef, interfaces: dict[str, list[str]]) -> None:
+    async def _wait_for_refresh(
+        self, registry: PeerRef, interfaces: dict[str, list[str]], paths: PathsKnown
+    ) -> None:
         """Sleep until half the lifetime has passed or the addresses or registry changed."""
         due = time.monotonic() + self.node.config.record_lifetime / 2
         while (left := due - time.monotonic()) > 0:
             await asyncio.sleep(min(left, CHECK_INTERVAL))
-            if self.registry() != registry or self.interfaces() != interfaces:
+            if (registry, interfaces, paths) != (self.registry(), self.interfaces(), self.paths()):
                 log.info("node addresses or registry changed: publishing again")
                 return
 
-    async def publish(self, registry: PeerRef, interfaces: Mapping[str, Sequence[str]]) -> None:
+    async def publish(
+        self,
+        registry: PeerRef,
+        interfaces: Mapping[str, Sequence[str]],
+        paths: PathsKnown = ((), None),
+    ) -> None:
         """Sign a record with the next ``seq`` and send it; ``HyperMeshError`` on a refusal."""
         node, config = self.node, self.node.config
         now = time.time()
+        reflexive, relay = paths
         record = NodeRecord.issue(
             node.identity,
             network=config.network,
@@ -165,6 +172,8 @@ class Publisher:
             host=config.host_name,
             roles=config.roles,
             version=__version__,
+            reflexive=reflexive,
+            relay=relay,
         )
         client = RegistryClient(registry.address, registry.node_id, identity=node.identity)
         status, data = await client.call(
@@ -197,53 +206,3 @@ def next_seq(node_dir: Path, now: float) -> int:
     temporary.write_text(f"{seq}\n")
     temporary.replace(path)
     return seq
-
-
-def expand_wildcard(address: str, host_addresses: Callable[[], list[str]]) -> list[str]:
-    """``address`` as others reach it: itself, or with a wildcard host each of the host's
-    non-loopback addresses (of the family the wildcard binds: ``0.0.0.0`` IPv4, ``::`` both),
-    loopback only when there is no other."""
-    host, port = parse_address(address)
-    if not is_wildcard(host):
-        return [address]
-    ipv4_only = ":" not in host
-    found = [ipaddress.ip_address(a) for a in host_addresses()]
-    if ipv4_only:
-        found = [a for a in found if a.version == 4]
-    usable = [a for a in found if not a.is_loopback and not a.is_link_local]
-    if not usable:
-        usable = [ipaddress.ip_address("127.0.0.1" if ipv4_only else "::1")]
-    usable.sort(key=lambda a: (a.version == 6, a.packed))
-    return [format_address(str(a), port) for a in dict.fromkeys(usable)]
-
-
-def local_addresses() -> list[str]:
-    """The host's IP addresses: IPv4 from each interface (``SIOCGIFADDR``), IPv6 from
-    ``/proc/net/if_inet6``; on other systems what the host name resolves to."""
-    found: list[str] = []
-    with contextlib.suppress(OSError):
-        found += _ipv4_of_interfaces()
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/net/if_inet6").read_text().splitlines():
-            raw = line.split()[0]
-            found.append(str(ipaddress.IPv6Address(bytes.fromhex(raw))))
-    if not found:
-        with contextlib.suppress(OSError):
-            found = [str(i[4][0]) for i in socket.getaddrinfo(socket.gethostname(), None)]
-    return list(dict.fromkeys(found))
-
-
-def _ipv4_of_interfaces() -> list[str]:
-    import fcntl  # Unix only; callers suppress the OSError elsewhere
-
-    siocgifaddr = 0x8915
-    out = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for _, name in socket.if_nameindex():
-            request = struct.pack("256s", name.encode()[:15])
-            try:
-                answer = fcntl.ioctl(sock.fileno(), siocgifaddr, request)
-            except OSError:
-                continue  # no IPv4 address on this interface
-            out.append(socket.inet_ntoa(answer[20:24]))
-    return out

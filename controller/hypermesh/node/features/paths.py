@@ -1,0 +1,246 @@
+"""Paths to peers (``node.paths``): every node with a registry dials its peers by key from its
+one UDP socket, attaches to a home relay, learns where its packets are seen to come from, and
+answers the paths API (``node.paths_api``). It opens after the public interface (whose
+endpoint it uses) and before the directory (which publishes what it learns).
+
+- **Home relay**: the first of the configured ``relays`` that answers, else the relay-role
+  nodes of the network's directory (asked at the registry); a relay-role node is its own relay.
+- **Observation**, every ``path_observe`` seconds: a fresh QUIC connection from the node's
+  socket to the registry asks ``GET /paths/v1/observed``; with the home relay's view (when it is
+  attached over UDP) that gives the reflexive addresses and the NAT kind (``node.punch``). A
+  change punches every relayed peer again and makes the directory publish the record anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+
+from prometheus_client import Counter, Gauge
+
+from hypermesh.errors import HyperMeshError
+from hypermesh.node.config import NodeConfig
+from hypermesh.node.feature import NodeContext, start_task
+from hypermesh.node.hostaddresses import expand_wildcard, is_wildcard, local_addresses
+from hypermesh.node.paths import PathManager
+from hypermesh.node.paths_api import add_paths_routes
+from hypermesh.registry.client import API, RegistryClient
+from hypermesh.transport.address import PeerRef, format_address, parse_address
+from hypermesh.transport.client import H3ClientProtocol
+from hypermesh.transport.identity import is_node_id
+from hypermesh.transport.noderecord import BadNodeRecord, NodeRecord
+
+log = logging.getLogger("hypermesh.paths")
+
+OBSERVE_TIMEOUT = 3.0
+RELAY_RETRY = 10.0
+
+
+class PathsFeature:
+    """A node with a registry (or that is one) keeps paths to its peers."""
+
+    name = "paths"
+
+    def enabled(self, config: NodeConfig) -> bool:
+        return config.registry is not None or "registry" in config.roles or bool(config.relays)
+
+    async def open(self, node: NodeContext, stack: contextlib.AsyncExitStack) -> None:
+        if node.endpoint is None:
+            return
+        metrics = PathMetrics(node)
+        paths = PathManager(
+            identity=node.identity,
+            endpoint=node.endpoint,
+            locate=lambda target: _locate(node, target),
+            keepalive=node.config.path_keepalive,
+            on_event=metrics.event,
+        )
+        metrics.watch(paths)
+        node.paths = paths
+        add_paths_routes(
+            node.router,
+            paths,
+            own=lambda: {node.identity.node_id, *node.operators},
+            admits=_admits(node),
+        )
+        stack.push_async_callback(paths.aclose)
+        start_task(stack, paths.upkeep())
+        start_task(stack, _keep_home_relay(node, paths))
+        start_task(stack, _observe(node, paths))
+
+
+def registry_of(node: NodeContext) -> PeerRef | None:
+    """Where the node's registry answers (itself on the registry's node)."""
+    if "registry" in node.config.roles and node.addresses.public:
+        host, port = parse_address(node.addresses.public)
+        if is_wildcard(host):
+            host = "::1" if ":" in host else "127.0.0.1"
+        return PeerRef(format_address(host, port), node.identity.node_id)
+    found = node.upstream(node.config.registry)
+    return found if found is not None and found.node_id else None
+
+
+async def _locate(node: NodeContext, target: str) -> NodeRecord | None:
+    registry = registry_of(node)
+    if registry is None:
+        raise HyperMeshError("this node has no registry to find peers in")
+    client = RegistryClient(registry.address, registry.node_id, identity=node.identity)
+    if is_node_id(target):
+        return await client.node_record(node_id=target)
+    return await client.node_record(name=target)
+
+
+def _admits(node: NodeContext) -> Callable[[str], bool]:
+    """Who may ask this node for a punch: anyone in a public network, else a member."""
+    config = node.config
+    if config.network_mode == "public":
+        return lambda _key: True
+    static = {str(e.get("identity")) for e in config.directory.values() if e.get("identity")}
+    listed = node.listed_members()
+
+    def admits(key: str) -> bool:
+        if key in static or key in node.operators:
+            return True
+        if listed is None:
+            return False
+        return any(e.get("identity") == key for e in listed().values())
+
+    return admits
+
+
+async def _relay_candidates(node: NodeContext) -> list[tuple[str, tuple[str, ...]]]:
+    """Relays to attach to: the configured ones, else the directory's relay-role nodes."""
+    found = [node.upstream(u) for u in node.config.relays]
+    configured: list[tuple[str, tuple[str, ...]]] = [
+        (p.node_id, (p.address,)) for p in found if p is not None and p.node_id
+    ]
+    if configured or node.config.relays:
+        return configured
+    registry = registry_of(node)
+    if registry is None:
+        return []
+    client = RegistryClient(registry.address, registry.node_id, identity=node.identity)
+    status, data = await client.call("GET", f"{API}/nodes?limit=100")
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for item in data.get("items", []) if status == 200 else []:
+        with contextlib.suppress(BadNodeRecord):
+            record = NodeRecord.verify(item)
+            if "relay" in record.roles and record.addresses:
+                out.append((record.node_id, record.addresses))
+    return out
+
+
+async def _keep_home_relay(node: NodeContext, paths: PathManager) -> None:
+    """Attach to a home relay, and to another when it stays unreachable."""
+    if "relay" in node.config.roles:
+        return  # a relay is reached directly: it is nobody's client
+    while True:
+        try:
+            candidates = [c for c in await _relay_candidates(node) if c[0] != node.identity.node_id]
+        except (HyperMeshError, OSError) as exc:
+            log.info("no relay list yet", extra={"error": str(exc)})
+            candidates = []
+        for relay_id, addresses in candidates:
+            link = paths.set_home(relay_id, addresses)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RELAY_RETRY):
+                    await link.ready.wait()
+                await asyncio.Event().wait()  # RelayLink.run reconnects it from here on
+        await asyncio.sleep(RELAY_RETRY)
+
+
+async def _observe(node: NodeContext, paths: PathManager) -> None:
+    """Every ``path_observe`` seconds: where the node's packets are seen to come from."""
+    while True:
+        public = node.addresses.public
+        local = expand_wildcard(public, local_addresses) if public else []
+        seen, udp = await _observations(node, paths)
+        paths.observed(local, seen, udp)
+        await asyncio.sleep(node.config.path_observe)
+
+
+async def _observations(node: NodeContext, paths: PathManager) -> tuple[list[str], bool]:
+    seen: list[str] = []
+    udp = False
+    registry = registry_of(node)
+    if registry is not None and "registry" not in node.config.roles:
+        address = parse_address(registry.address)
+        try:
+            async with asyncio.timeout(OBSERVE_TIMEOUT):
+                h3 = await paths.endpoint.dial(
+                    address,
+                    expected_id=registry.node_id,
+                    identity=node.identity,
+                    protocol=H3ClientProtocol,
+                )
+                try:
+                    status, _, body = await h3.request("GET", "/paths/v1/observed")
+                finally:
+                    h3.close()
+            udp = True
+            observed = json.loads(body).get("observed") if status == 200 else None
+            if isinstance(observed, str):
+                seen.append(observed)
+        except (TimeoutError, HyperMeshError, OSError, ValueError) as exc:
+            log.debug("registry did not observe us over UDP", extra={"error": str(exc)})
+    home = paths.relays.get(paths.home) if paths.home else None
+    if home is not None and home.transport == "udp" and home.observed:
+        udp = True
+        seen.append(home.observed)
+    if registry is None or "registry" in node.config.roles or "relay" in node.config.roles:
+        udp = True  # the authority and relays are reached at their own addresses
+    return seen, udp
+
+
+def _counter(paths: PathManager, kind: str) -> Callable[[], float]:
+    return lambda: float(sum(1 for link in paths.links.values() if link.path == kind))
+
+
+class PathMetrics:
+    """The paths' Prometheus metrics, on the node's registry."""
+
+    def __init__(self, node: NodeContext) -> None:
+        registry = node.metrics.registry
+        self.connections = Counter(
+            "hypermesh_path_connections",
+            "Connections to peers established, by path (direct or relayed).",
+            ["path"],
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "hypermesh_holepunch_attempts",
+            "Hole-punch attempts, by this node's and the peer's NAT kind.",
+            ["local_nat", "remote_nat"],
+            registry=registry,
+        )
+        self.successes = Counter(
+            "hypermesh_holepunch_successes",
+            "Hole-punch attempts that ended on a direct path, by NAT kinds.",
+            ["local_nat", "remote_nat"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "hypermesh_path_fallbacks",
+            "Direct paths lost (the link fell back to its relay).",
+            registry=registry,
+        )
+        self.paths = Gauge(
+            "hypermesh_paths", "Peers by their current path.", ["path"], registry=registry
+        )
+
+    def watch(self, paths: PathManager) -> None:
+        for kind in ("direct", "relayed"):
+            self.paths.labels(kind).set_function(_counter(paths, kind))
+
+    def event(self, name: str, labels: dict[str, str]) -> None:
+        if name == "connection":
+            self.connections.labels(labels["path"]).inc()
+        elif name == "punch":
+            self.attempts.labels(labels["local_nat"], labels["remote_nat"]).inc()
+        elif name == "punched":
+            self.successes.labels(labels["local_nat"], labels["remote_nat"]).inc()
+        elif name == "fallback":
+            self.fallbacks.inc()

@@ -1,0 +1,137 @@
+"""The node's paths over HTTP/3: what ``hmctl get paths``, ``hmctl ping`` and peers ask.
+
+- ``GET /paths/v1``: every peer's path (direct or relayed, the addresses, RTT, since when), the
+  node's NAT kind, reflexive addresses and home relay. The node's own key or its operators only.
+- ``POST /paths/v1/ping`` ``{"node": ID or name, "count": 1..10}``: dial the node (if need be)
+  and time ``count`` requests; says the path taken and whether it moved to a direct one. The
+  node's own key or its operators only: it makes the node dial out.
+- ``POST /paths/v1/punch``: a peer, over a relayed connection, asks for a hole punch
+  (``PathManager.punch_requested``); a proven key that ``admits`` (a member, in a private
+  network) only.
+- ``GET /paths/v1/observed``: the caller's address as this node sees it (its reflexive
+  address, when the caller is behind a NAT); anyone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+from hypermesh.errors import HyperMeshError, TransportError
+from hypermesh.node.paths import PathManager, PeerNotFound
+from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.transport.endpoint import describe
+
+MAX_BODY = 4096
+MAX_COUNT = 10
+
+
+def add_paths_routes(
+    router: Router,
+    paths: PathManager,
+    *,
+    own: Callable[[], Collection[str]],
+    admits: Callable[[str], bool],
+) -> None:
+    """Route the paths API to ``paths``; ``own()`` are the keys that may read and ping (the
+    node's and its operators'), ``admits`` says who may ask for a punch."""
+
+    def mine(request: Request) -> RouteResponse | None:
+        if request.peer_id is None or request.peer_id not in own():
+            return RouteResponse.error(403, "only the node's own key or its operators may do this")
+        return None
+
+    async def view(request: Request) -> RouteResponse:
+        return mine(request) or RouteResponse.json(paths.view())
+
+    async def observed(request: Request) -> RouteResponse:
+        return RouteResponse.json({"observed": request.peer})
+
+    async def punch(request: Request) -> RouteResponse:
+        if request.peer_id is None or not admits(request.peer_id):
+            return RouteResponse.error(403, "only a member of the network may ask for a punch")
+        try:
+            body = _json(request.body)
+            return RouteResponse.json(paths.punch_requested(request.peer_id, body))
+        except ValueError as exc:
+            return RouteResponse.error(400, f"punch: {exc}")
+
+    async def ping(request: Request) -> RouteResponse:
+        refused = mine(request)
+        if refused is not None:
+            return refused
+        try:
+            target, count = _ping_body(_json(request.body))
+        except ValueError as exc:
+            return RouteResponse.error(400, f"ping: {exc}")
+        try:
+            return RouteResponse.json(await ping_peer(paths, target, count))
+        except PeerNotFound as exc:
+            return RouteResponse.error(404, str(exc))
+        except TransportError as exc:
+            return RouteResponse.error(504, str(exc))
+        except HyperMeshError as exc:
+            return RouteResponse.error(400, str(exc))
+
+    router.add("/paths/v1", view)
+    router.add("/paths/v1/observed", observed)
+    router.add("/paths/v1/punch", punch, methods=("POST",))
+    router.add("/paths/v1/ping", ping, methods=("POST",))
+
+
+async def ping_peer(paths: PathManager, target: str, count: int) -> dict[str, Any]:
+    """Dial ``target`` and time ``count`` requests to it; after the first, a punch in flight
+    is given its time, so that the answer says where the path ended."""
+    link = await paths.link(target)
+    first_path = link.path
+    rtts: list[float] = []
+    for index in range(count):
+        started = time.perf_counter()
+        status, _, body = await paths.request(link.node_id, "GET", "/paths/v1/observed")
+        rtts.append(round((time.perf_counter() - started) * 1000, 3))
+        if status != 200:
+            raise TransportError(f"{target}: answered {status}: {body[:200]!r}")
+        if index == 0 and link.punching is not None and not link.punching.done():
+            await _settle(link.punching)
+    current = link.current()
+    where = None
+    if current is link.direct and link.direct_addr is not None:
+        where = describe(link.direct_addr)
+    return {
+        "node": link.node_id,
+        "name": link.name,
+        "path": link.path,
+        "remote": where,
+        "relay": link.relay_id if link.path == "relayed" else None,
+        "rtt_ms": rtts,
+        "upgraded": first_path == "relayed" and link.path == "direct",
+    }
+
+
+async def _settle(task: Any) -> None:
+    import asyncio
+
+    await asyncio.wait({task}, timeout=5.0)
+
+
+def _json(body: bytes) -> Any:
+    if len(body) > MAX_BODY:
+        raise ValueError(f"the body has more than {MAX_BODY} bytes")
+    try:
+        return json.loads(body or b"{}")
+    except ValueError:
+        raise ValueError("the body is not JSON") from None
+
+
+def _ping_body(body: Any) -> tuple[str, int]:
+    if not isinstance(body, dict):
+        raise ValueError('the body is a JSON object: {"node": ID or name, "count": 1..10}')
+    target = body.get("node")
+    if not isinstance(target, str) or not 0 < len(target) <= 253:
+        raise ValueError("node: a node ID or a member's name")
+    count = body.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_COUNT:
+        raise ValueError(f"count: an integer from 1 to {MAX_COUNT}")
+    return target, count

@@ -1,0 +1,111 @@
+"""Paths between real node processes on 127.0.0.1: dialled by key from the node's one socket,
+through the home relay when the peer's addresses are dead, then moved to the direct path once
+the punch (over the relayed connection) finds the peer's real address."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from hypermesh.transport.client import h3_get_json, h3_post
+from hypermesh.transport.identity import load_identity
+from tests.harness import directory
+from tests.harness.directory import free_udp_port
+from tests.harness.node_process import NodeStarter, RunningNode
+
+MEMBERS = ("relay", "alpha", "beta")
+
+
+def _key(node: RunningNode) -> Any:
+    return load_identity(node.node_dir / "identity.key")
+
+
+def ping(node: RunningNode, target: str, count: int = 1) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"node": target, "count": count}).encode()
+    return asyncio.run(
+        h3_post(
+            node.address,
+            "/paths/v1/ping",
+            body,
+            expected_id=node.identity,
+            identity=_key(node),
+            timeout=15,
+        )
+    )
+
+
+def paths_of(node: RunningNode) -> dict[str, Any]:
+    return asyncio.run(
+        h3_get_json(node.address, "/paths/v1", expected_id=node.identity, identity=_key(node))
+    )
+
+
+def _network(nodes: NodeStarter, beta_advertise: tuple[str, ...] = ()) -> dict[str, RunningNode]:
+    registry = directory.start(nodes, "registry", roles=("registry",), members=MEMBERS)
+    relay = directory.start(nodes, "relay", roles=("relay",), registry="registry")
+    common: dict[str, Any] = {"registry": "registry", "relays": ("relay",), "path_observe": 1.0}
+    alpha = directory.start(nodes, "alpha", **common)
+    beta = directory.start(nodes, "beta", advertise=beta_advertise, **common)
+    for node in (relay, alpha, beta):
+        directory.wait_record(registry, node.identity)
+    return {"registry": registry, "relay": relay, "alpha": alpha, "beta": beta}
+
+
+def test_a_reachable_peer_is_dialled_directly(nodes: NodeStarter) -> None:
+    net = _network(nodes)
+    status, answer = ping(net["alpha"], "beta", count=2)
+    assert status == 200, answer
+    assert answer["path"] == "direct" and answer["name"] == "beta"
+    assert answer["remote"] == net["beta"].address and len(answer["rtt_ms"]) == 2
+    view = paths_of(net["alpha"])
+    (peer,) = view["peers"]
+    assert peer["node"] == net["beta"].identity and peer["path"] == "direct"
+    assert view["nat"] == "public"
+
+
+def test_a_peer_whose_addresses_are_dead_is_reached_through_the_relay_then_directly(
+    nodes: NodeStarter,
+) -> None:
+    dead = f"127.0.0.1:{free_udp_port()}"
+    net = _network(nodes, beta_advertise=(dead,))
+    record = directory.wait_record(net["registry"], net["beta"].identity)
+    assert record.addresses == (dead,)
+    assert record.relay_id == net["relay"].identity or _wait_relay(net, record)
+    status, answer = ping(net["alpha"], net["beta"].identity, count=3)
+    assert status == 200, answer
+    assert answer["upgraded"] is True, answer
+    assert answer["path"] == "direct" and answer["remote"] == net["beta"].address
+    (peer,) = paths_of(net["alpha"])["peers"]
+    assert peer["punch"] == {"attempts": 1, "successes": 1, "last": "ok"}
+
+
+def _wait_relay(net: dict[str, RunningNode], record: Any) -> bool:
+    import time
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        record = directory.wait_record(net["registry"], net["beta"].identity)
+        if record.relay_id == net["relay"].identity:
+            return True
+        time.sleep(0.2)
+    raise AssertionError(f"beta's record never named its relay: {record}")
+
+
+def test_ping_of_an_unknown_node_is_404_and_only_the_nodes_key_may_ping(
+    nodes: NodeStarter,
+) -> None:
+    net = _network(nodes)
+    status, answer = ping(net["alpha"], "nobody")
+    assert status == 404 and "nobody" in answer["error"]
+    body = json.dumps({"node": "beta"}).encode()
+    status, answer = asyncio.run(
+        h3_post(
+            net["alpha"].address,
+            "/paths/v1/ping",
+            body,
+            expected_id=net["alpha"].identity,
+            identity=_key(net["beta"]),
+        )
+    )
+    assert status == 403
