@@ -42,17 +42,14 @@ from hypermesh.transport import relaywire
 from hypermesh.transport.address import parse_address
 from hypermesh.transport.certificates import DNS_SUFFIX, node_id_from_certificate
 from hypermesh.transport.endpoint import MeshEndpoint
-from hypermesh.transport.identity import (
-    Identity,
-    public_key_from_node_id,
-    short_id,
-)
+from hypermesh.transport.identity import Identity, public_key_from_node_id, short_id
 from hypermesh.transport.relaywire import RelayProtocolError, Welcome
 
 log = logging.getLogger(__name__)
 
 ALPN = relaywire.RELAY_ALPN
 TRANSPORTS = ("udp", "tcp")
+"""The carriers, in the order they are tried."""
 HAPPY_EYEBALLS_DELAY = 0.25
 """Seconds the TCP attempt waits for the QUIC one before it starts too."""
 CONNECT_TIMEOUT = 10.0
@@ -332,10 +329,11 @@ def _sockaddr_for(endpoint: MeshEndpoint, candidates: Iterable[Any]) -> tuple[st
 # -- the link ----------------------------------------------------------------------------------
 
 OnPacket = Callable[[str, bytes], None]
-_Dialed = tuple["_Carrier", Welcome, bytes]
-"""An attached carrier, the relay's WELCOME and its challenge's nonce."""
+"""(the sending peer's node ID, one QUIC packet)."""
 OnGone = Callable[[str], None]
 OnLimit = Callable[[str, str], None]
+_Dialed = tuple["_Carrier", Welcome, bytes]
+"""An attached carrier, the relay's WELCOME and its challenge's nonce."""
 
 
 @dataclass(slots=True)
