@@ -70,9 +70,9 @@ def test_reflexive_addresses_and_the_home_relay_read_back_and_are_checked() -> N
     assert back.reflexive == ("203.0.113.7:61002",)
     assert (back.relay_id, back.relay_addresses) == (relay, ("198.18.1.9:4433",))
     assert issued().reflexive == () and issued().relay_id is None
-    with pytest.raises(BadNodeRecord, match="relay.node is not a node ID"):
+    with pytest.raises(BadNodeRecord, match=r"relay\.node is not a node ID"):
         issued(relay=("not-a-key", ["198.18.1.9:4433"]))
-    with pytest.raises(BadNodeRecord, match="relay.addresses"):
+    with pytest.raises(BadNodeRecord, match=r"relay\.addresses"):
         issued(relay=(relay, []))
     with pytest.raises(BadNodeRecord, match="port"):
         issued(reflexive=["203.0.113.7"])

@@ -63,13 +63,13 @@ def _addr(served: QuicEndpoint) -> tuple[str, int]:
 def test_an_outgoing_connection_leaves_from_the_server_port() -> None:
     async def test() -> None:
         async with endpoint(A) as a, endpoint(B) as b:
-            h3 = await a.server.dial(_addr(b), expected_id=B.node_id, identity=A)
+            h3 = await a.server.dial_h3(_addr(b), expected_id=B.node_id, identity=A)
             status, _, body = await h3.request("GET", "/whoami")
             assert status == 200
             assert f'"peer":"127.0.0.1:{a.port}"' in body.decode()
             assert f'"id":"{A.node_id}"' in body.decode()
             # and b can still dial a from its own port while a's client connection is open
-            back = await b.server.dial(_addr(a), expected_id=A.node_id, identity=B)
+            back = await b.server.dial_h3(_addr(a), expected_id=A.node_id, identity=B)
             status, _, body = await back.request("GET", "/whoami")
             assert f'"peer":"127.0.0.1:{b.port}"' in body.decode()
             h3.close()
@@ -82,7 +82,7 @@ def test_a_wrong_key_is_refused_and_the_connection_dropped() -> None:
     async def test() -> None:
         async with endpoint(A) as a, endpoint(B) as b:
             with pytest.raises(IdentityMismatch):
-                await a.server.dial(_addr(b), expected_id=A.node_id, identity=A)
+                await a.server.dial_h3(_addr(b), expected_id=A.node_id, identity=A)
             # the half-open client connection closes: a holds nothing for it once it drained
             for _ in range(100):
                 if not any(p._quic._is_client for p in a.server._protocols.values()):
@@ -112,7 +112,7 @@ def test_a_connection_over_a_relayed_path() -> None:
             a.server.add_relay_route(relay, a_to_b)
             b.server.add_relay_route(relay, b_to_a)
             via = virtual_address(B.node_id, relay)
-            h3 = await a.server.dial(via, expected_id=B.node_id, identity=A)
+            h3 = await a.server.dial_h3(via, expected_id=B.node_id, identity=A)
             status, _, body = await h3.request("GET", "/whoami")
             assert status == 200
             assert f"{A.node_id}@{relay}" in body.decode()

@@ -59,8 +59,11 @@ def test_a_reachable_peer_is_dialled_directly(nodes: NodeStarter) -> None:
     assert answer["path"] == "direct" and answer["name"] == "beta"
     assert answer["remote"] == net["beta"].address and len(answer["rtt_ms"]) == 2
     view = paths_of(net["alpha"])
-    (peer,) = view["peers"]
-    assert peer["node"] == net["beta"].identity and peer["path"] == "direct"
+    peers = {p["node"]: p for p in view["peers"]}
+    peer = peers[net["beta"].identity]
+    assert peer["path"] == "direct" and peer["name"] == "beta"
+    # the registry is reached over the node's paths too (for its record, for lookups)
+    assert peers[net["registry"].identity]["path"] == "direct"
     assert view["nat"] == "public"
 
 
@@ -76,8 +79,10 @@ def test_a_peer_whose_addresses_are_dead_is_reached_through_the_relay_then_direc
     assert status == 200, answer
     assert answer["upgraded"] is True, answer
     assert answer["path"] == "direct" and answer["remote"] == net["beta"].address
-    (peer,) = paths_of(net["alpha"])["peers"]
+    peers = {p["node"]: p for p in paths_of(net["alpha"])["peers"]}
+    peer = peers[net["beta"].identity]
     assert peer["punch"] == {"attempts": 1, "successes": 1, "last": "ok"}
+    assert answer["direct_after_ms"] is not None and answer["direct_after_ms"] > 0
 
 
 def _wait_relay(net: dict[str, RunningNode], record: Any) -> bool:

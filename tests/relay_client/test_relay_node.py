@@ -118,7 +118,7 @@ def test_members_attach_over_quic_and_tcp_and_reach_each_other(relay_node: Runni
                 await until(lambda: all(inbox.packets for inbox in inboxes.values()))
                 assert inboxes[BETA.node_id].packets == [(ALPHA.node_id, b"\x00to beta")]
                 assert inboxes[ALPHA.node_id].packets == [(BETA.node_id, b"\x00to alpha")]
-                h3: H3ClientProtocol = await b.server.dial(
+                h3: H3ClientProtocol = await b.server.dial_h3(
                     virtual_address(ALPHA.node_id, relay_id),
                     expected_id=ALPHA.node_id,
                     identity=BETA,

@@ -155,7 +155,7 @@ def test_an_http3_request_through_the_relay() -> None:
                 await link.connect_once()
                 links.append(link)
             try:
-                h3: H3ClientProtocol = await a.server.dial(
+                h3: H3ClientProtocol = await a.server.dial_h3(
                     virtual_address(b_id.node_id, relay_id), expected_id=b_id.node_id, identity=a_id
                 )
                 status, _, body = await h3.request("GET", "/whoami")

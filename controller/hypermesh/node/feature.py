@@ -125,7 +125,8 @@ class NodeContext:
     outgoing connections to peers, relayed paths and hole-punch probes."""
     relay_serve: RelayServe | None = None
     """How a relay attachment is served, on a node with role ``relay`` (set by the relay
-    feature, which opens before the public interface)."""
+    feature, which opens after the public interface: the endpoint asks for it per
+    connection)."""
     relay_hub: Any = None
     """The relay's hub (``node.relay_hub.RelayHub``), on a node with role ``relay``."""
     paths: Any = None

@@ -35,7 +35,7 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,29 @@ Locate = Callable[[str], Awaitable[NodeRecord | None]]
 """A node ID (or a member's name) → its verified, live node record, or None."""
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a peer may be reached: what ``_connect`` needs of a node record."""
+
+    node_id: str
+    name: str
+    addresses: tuple[str, ...]
+    reflexive: tuple[str, ...] = ()
+    relay_id: str | None = None
+    relay_addresses: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, record: NodeRecord) -> Target:
+        return cls(
+            record.node_id,
+            record.name,
+            record.addresses,
+            record.reflexive,
+            record.relay_id,
+            record.relay_addresses,
+        )
+
+
 class PeerNotFound(HyperMeshError):
     """The peer has no live record in the node directory."""
 
@@ -109,6 +132,10 @@ class PeerLink:
     last: str | None = None
     punching: asyncio.Task[None] | None = None
     next_punch: float = 0.0
+    relayed_at: float | None = None
+    """When (monotonic) the relayed connection was made."""
+    direct_after: float | None = None
+    """Seconds from the relayed connection to the direct one, once upgraded."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -216,10 +243,54 @@ class PathManager:
             return link
         async with link.lock:
             if link.current() is None:
-                await self._connect(link, record)
+                await self._connect(link, Target.of(record))
         return link
 
-    async def _connect(self, link: PeerLink, record: NodeRecord) -> None:
+    async def connection(
+        self, node_id: str, addresses: Sequence[str], *, name: str | None = None
+    ) -> H3ClientProtocol:
+        """A connection to a node whose addresses are known without the directory (the
+        registry itself): direct, or through this node's home relay (where the registry is
+        attached too); kept as a link like any peer's."""
+        link = self.links.setdefault(node_id, PeerLink(node_id, name))
+        link.used = time.monotonic()
+        if link.current() is None:
+            async with link.lock:
+                if link.current() is None:
+                    home = self.home_relay()
+                    target = Target(
+                        node_id,
+                        name or node_id[:12],
+                        tuple(addresses),
+                        relay_id=home[0] if home else None,
+                        relay_addresses=home[1] if home else (),
+                    )
+                    await self._connect(link, target)
+        found = link.current()
+        if found is None:
+            raise TransportError(f"{name or node_id}: no path")
+        return found
+
+    def opener(
+        self, node_id: str, address: str, name: str
+    ) -> Callable[[], contextlib.AbstractAsyncContextManager[H3ClientProtocol]]:
+        """A ``RegistryClient`` opener for the node at ``address``: the kept connection."""
+
+        @contextlib.asynccontextmanager
+        async def opened() -> AsyncIterator[H3ClientProtocol]:
+            yield await self.connection(node_id, [address], name=name)
+
+        return opened
+
+    def forget(self, node_id: str) -> bool:
+        """Close the link to ``node_id`` (the next dial starts afresh); whether there was one."""
+        link = self.links.get(node_id)
+        if link is None:
+            return False
+        self._close_link(link)
+        return True
+
+    async def _connect(self, link: PeerLink, record: Target) -> None:
         addresses = punch.candidates([*record.addresses, *record.reflexive])
         attempts: list[asyncio.Task[Won]] = [
             asyncio.create_task(self._direct(record.node_id, address, i * STAGGER))
@@ -236,6 +307,7 @@ class PathManager:
             link.direct, link.direct_addr = protocol, where
         else:
             link.relayed, link.relay_id = protocol, record.relay_id
+            link.relayed_at = time.monotonic()
         link.since = time.time()
         log.info(
             "peer connected",
@@ -244,18 +316,14 @@ class PathManager:
         if kind == "relayed":
             self.punch_soon(link)
 
-    async def _direct(
-        self, node_id: str, address: NetworkAddress, delay: float
-    ) -> tuple[str, H3ClientProtocol, NetworkAddress]:
+    async def _direct(self, node_id: str, address: NetworkAddress, delay: float) -> Won:
         await asyncio.sleep(delay)
         protocol = await self.endpoint.dial(
             address, expected_id=node_id, identity=self.identity, protocol=H3ClientProtocol
         )
         return "direct", protocol, address
 
-    async def _relayed(
-        self, record: NodeRecord, delay: float
-    ) -> tuple[str, H3ClientProtocol, NetworkAddress]:
+    async def _relayed(self, record: Target, delay: float) -> Won:
         await asyncio.sleep(delay)
         assert record.relay_id is not None
         relay = self.relay_link(record.relay_id, record.relay_addresses)
@@ -404,6 +472,8 @@ class PathManager:
         old = link.relayed
         link.direct, link.direct_addr = protocol, address
         link.since = time.time()
+        if link.relayed_at is not None:
+            link.direct_after = time.monotonic() - link.relayed_at
         self._count("connection", {"path": "direct"})
         log.info(
             "upgraded to a direct path", extra={"peer": link.name, "remote": describe(address)}
@@ -556,7 +626,7 @@ class PathManager:
 
 async def _first(
     attempts: list[asyncio.Task[Won]],
-    record: NodeRecord,
+    record: Target,
     timeout: float,  # noqa: ASYNC109 - bounds the race
 ) -> Won:
     """The first attempt to succeed; the others cancelled, and closed if they connect."""
@@ -681,4 +751,7 @@ def _link_view(link: PeerLink, endpoint: MeshEndpoint) -> dict[str, Any]:
         "rtt_ms": rtt,
         "since": rfc3339(datetime.datetime.fromtimestamp(link.since, datetime.UTC)),
         "punch": {"attempts": link.attempts, "successes": link.successes, "last": link.last},
+        "direct_after_ms": (
+            None if link.direct_after is None else round(link.direct_after * 1000, 3)
+        ),
     }

@@ -8,12 +8,15 @@
 - ``POST /paths/v1/punch``: a peer, over a relayed connection, asks for a hole punch
   (``PathManager.punch_requested``); a proven key that ``admits`` (a member, in a private
   network) only.
+- ``POST /paths/v1/forget`` ``{"node": ID or name}``: close the link to that node, so that the
+  next request dials afresh (for benchmarks and after a change). The node's own key only.
 - ``GET /paths/v1/observed``: the caller's address as this node sees it (its reflexive
   address, when the caller is behind a NAT); anyone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Collection
@@ -80,6 +83,25 @@ def add_paths_routes(
     router.add("/paths/v1/punch", punch, methods=("POST",))
     router.add("/paths/v1/ping", ping, methods=("POST",))
 
+    async def forget(request: Request) -> RouteResponse:
+        refused = mine(request)
+        if refused is not None:
+            return refused
+        try:
+            target, _ = _ping_body(_json(request.body))
+        except ValueError as exc:
+            return RouteResponse.error(400, f"forget: {exc}")
+        try:
+            record = await paths.locate(target)
+        except PeerNotFound as exc:
+            return RouteResponse.error(404, str(exc))
+        except HyperMeshError as exc:
+            return RouteResponse.error(504, str(exc))
+        forgotten = paths.forget(record.node_id)
+        return RouteResponse.json({"node": record.node_id, "forgotten": forgotten})
+
+    router.add("/paths/v1/forget", forget, methods=("POST",))
+
 
 async def ping_peer(paths: PathManager, target: str, count: int) -> dict[str, Any]:
     """Dial ``target`` and time ``count`` requests to it; after the first, a punch in flight
@@ -107,12 +129,13 @@ async def ping_peer(paths: PathManager, target: str, count: int) -> dict[str, An
         "relay": link.relay_id if link.path == "relayed" else None,
         "rtt_ms": rtts,
         "upgraded": first_path == "relayed" and link.path == "direct",
+        "direct_after_ms": (
+            None if link.direct_after is None else round(link.direct_after * 1000, 3)
+        ),
     }
 
 
-async def _settle(task: Any) -> None:
-    import asyncio
-
+async def _settle(task: asyncio.Task[None]) -> None:
     await asyncio.wait({task}, timeout=5.0)
 
 

@@ -22,7 +22,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
 from aioquic.h3.connection import H3_ALPN, ErrorCode
@@ -73,11 +73,24 @@ IDLE_TIMEOUT = 60.0
 Gate = Callable[[str | None, str, str], tuple[int, str]]
 """(the caller's proven node ID or None, its host:port, the operation) → (0, "") when allowed,
 else (the HTTP status to refuse with, why)."""
-RelayServe = Callable[
-    [asyncio.StreamReader, Callable[[bytes], None], Callable[[], None], str], Awaitable[None]
-]
-"""(the stream's reader, write, close, the client's address as seen) → one relay attachment
-served until it ends (``node.relay_hub.RelayHub.serve_stream``)."""
+
+
+class RelayServe(Protocol):
+    """One relay attachment served until it ends (``node.relay_hub.RelayHub.serve_stream``):
+    the stream's reader, how to write and close it, the client's address as seen, and how
+    many bytes the transport still holds (so a slow reader's packets are dropped, not piled)."""
+
+    def __call__(
+        self,
+        reader: asyncio.StreamReader,
+        write: Callable[[bytes], None],
+        close: Callable[[], None],
+        observed: str,
+        *,
+        buffered: Callable[[], int] | None = None,
+    ) -> Awaitable[None]: ...
+
+
 RELAY_ALPN = "hm-relay"
 """The ALPN of a relay attachment over QUIC (a node with role ``relay``)."""
 PeerOf = Callable[[str | None, str], str]
@@ -698,7 +711,13 @@ class _RelayStream:
         def close() -> None:
             protocol.close()
 
-        self._task = asyncio.ensure_future(self._serve(self._reader, write, close, protocol._peer))
+        def buffered() -> int:
+            stream = quic._streams.get(stream_id)
+            return len(stream.sender._buffer) if stream is not None else 0
+
+        self._task = asyncio.ensure_future(
+            self._serve(self._reader, write, close, protocol._peer, buffered=buffered)
+        )
         self._task.add_done_callback(_log_failure)
 
 

@@ -11,12 +11,13 @@ import asyncio
 import json
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.registry.signing import cosign, sign_request
-from hypermesh.transport.client import connect_h3
+from hypermesh.transport.client import H3ClientProtocol, connect_h3
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.noderecord import NodeRecord
 
@@ -26,6 +27,10 @@ API = "/registry/v1"
 def tld_path(name: str) -> str:
     """The path that reads one TLD with its record sets."""
     return f"{API}/tld?{urllib.parse.urlencode({'name': name})}"
+
+
+Opener = Callable[[], AbstractAsyncContextManager[H3ClientProtocol]]
+"""A connection to the registry for one request (kept open or not, as the opener decides)."""
 
 
 class RegistryClient:
@@ -43,6 +48,7 @@ class RegistryClient:
         identity: Identity | None,
         timeout: float = 10.0,
         label: str = "registry",
+        opener: Opener | None = None,
     ) -> None:
         self.address = address
         self.expected_id = expected_id
@@ -51,6 +57,10 @@ class RegistryClient:
         self.timeout = timeout
         self.label = label
         """What the errors call the other end (the client serves any signed JSON API)."""
+        self.opener = opener
+        """Where the connection comes from when not a fresh one of its own: a node's paths
+        (``PathManager.opener``), so a node behind a NAT or without UDP reaches its registry
+        the way it reaches any peer. The connection proves the node's key then."""
 
     async def call(
         self,
@@ -76,8 +86,12 @@ class RegistryClient:
         try:
             async with (
                 asyncio.timeout(self.timeout),
-                connect_h3(
-                    self.address, expected_id=self.expected_id, identity=signer or self.identity
+                (
+                    self.opener()
+                    if self.opener is not None
+                    else connect_h3(
+                        self.address, expected_id=self.expected_id, identity=signer or self.identity
+                    )
                 ) as h3,
             ):
                 status, _, answer = await h3.request(

@@ -189,14 +189,22 @@ class MeshEndpoint(QuicServer):
         client.connect(addr)
         return client
 
+    async def dial_h3(
+        self, addr: NetworkAddress, *, expected_id: str | None, identity: Identity | None
+    ) -> H3ClientProtocol:
+        """``dial`` for an HTTP/3 connection."""
+        return await self.dial(
+            addr, expected_id=expected_id, identity=identity, protocol=H3ClientProtocol
+        )
+
     async def dial(
         self,
         addr: NetworkAddress,
         *,
         expected_id: str | None,
         identity: Identity | None,
+        protocol: Callable[[QuicConnection], P],
         alpn: str = "h3",
-        protocol: Callable[[QuicConnection], P] = H3ClientProtocol,  # type: ignore[assignment]
     ) -> P:
         """A connection to ``addr`` whose peer proved ``expected_id``'s key, the client proving
         ``identity``'s; bound the wait with ``asyncio.timeout``. ``TransportError`` (or

@@ -175,7 +175,12 @@ class Publisher:
             reflexive=reflexive,
             relay=relay,
         )
-        client = RegistryClient(registry.address, registry.node_id, identity=node.identity)
+        opener = None
+        if node.paths is not None and "registry" not in config.roles:
+            opener = node.paths.opener(registry.node_id, registry.address, "registry")
+        client = RegistryClient(
+            registry.address, registry.node_id, identity=node.identity, opener=opener
+        )
         status, data = await client.call(
             "POST", PUBLISH_PATH, record.to_json(), signer=node.identity
         )

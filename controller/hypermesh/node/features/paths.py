@@ -83,11 +83,21 @@ def registry_of(node: NodeContext) -> PeerRef | None:
     return found if found is not None and found.node_id else None
 
 
+def registry_client(node: NodeContext, registry: PeerRef) -> RegistryClient:
+    """A client of the node's registry, over the node's paths (direct, or through its home
+    relay when UDP does not get through) unless the node is the registry."""
+    opener = None
+    if node.paths is not None and "registry" not in node.config.roles:
+        assert registry.node_id is not None
+        opener = node.paths.opener(registry.node_id, registry.address, "registry")
+    return RegistryClient(registry.address, registry.node_id, identity=node.identity, opener=opener)
+
+
 async def _locate(node: NodeContext, target: str) -> NodeRecord | None:
     registry = registry_of(node)
     if registry is None:
         raise HyperMeshError("this node has no registry to find peers in")
-    client = RegistryClient(registry.address, registry.node_id, identity=node.identity)
+    client = registry_client(node, registry)
     if is_node_id(target):
         return await client.node_record(node_id=target)
     return await client.node_record(name=target)
@@ -122,8 +132,7 @@ async def _relay_candidates(node: NodeContext) -> list[tuple[str, tuple[str, ...
     registry = registry_of(node)
     if registry is None:
         return []
-    client = RegistryClient(registry.address, registry.node_id, identity=node.identity)
-    status, data = await client.call("GET", f"{API}/nodes?limit=100")
+    status, data = await registry_client(node, registry).call("GET", f"{API}/nodes?limit=100")
     out: list[tuple[str, tuple[str, ...]]] = []
     for item in data.get("items", []) if status == 200 else []:
         with contextlib.suppress(BadNodeRecord):
