@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
+from hypermesh.node.paths import PathManager, PeerLink
+from hypermesh.node.router import Router
+from hypermesh.node.server import bind_endpoint, server_configuration
+from hypermesh.registry.client import RegistryClient
 from hypermesh.transport.client import h3_get_json, h3_post
 from hypermesh.transport.identity import load_identity
 from tests.harness import directory
@@ -86,8 +91,6 @@ def test_a_peer_whose_addresses_are_dead_is_reached_through_the_relay_then_direc
 
 
 def _wait_relay(net: dict[str, RunningNode], record: Any) -> bool:
-    import time
-
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         record = directory.wait_record(net["registry"], net["beta"].identity)
@@ -114,3 +117,64 @@ def test_ping_of_an_unknown_node_is_404_and_only_the_nodes_key_may_ping(
         )
     )
     assert status == 403
+
+
+def test_requests_in_flight_during_the_upgrade_all_complete(nodes: NodeStarter) -> None:
+    """A node in this process (alpha's key, its own endpoint and paths) keeps eight requests
+    in flight to beta, reached first through the relay, while the link moves to the direct
+    path: every request is answered, some on each path, and the relayed connection had
+    requests in flight when the move happened (it drained, it was not cut)."""
+    dead = f"127.0.0.1:{free_udp_port()}"
+    net = _network(nodes, beta_advertise=(dead,))
+    _wait_relay(net, None)
+    asyncio.run(_load_across_the_upgrade(net))
+
+
+class _Watched(PathManager):
+    in_flight_at_upgrade: int | None = None
+
+    def _upgrade(self, link: PeerLink, protocol: Any, address: Any) -> None:
+        if link.relayed is not None:
+            self.in_flight_at_upgrade = len(link.relayed._exchanges)
+        super()._upgrade(link, protocol, address)
+
+
+async def _load_across_the_upgrade(net: dict[str, RunningNode]) -> None:
+    alpha = _key(net["alpha"])
+    registry = RegistryClient(net["registry"].address, net["registry"].identity, identity=alpha)
+    served = await bind_endpoint(
+        "127.0.0.1", 0, configuration=server_configuration(alpha), router=Router()
+    )
+    paths = _Watched(
+        identity=alpha,
+        endpoint=served.server,
+        locate=lambda target: registry.node_record(node_id=target),
+    )
+    try:
+        async with asyncio.timeout(60):
+            await paths.set_home(net["relay"].identity, [net["relay"].address]).ready.wait()
+            beta = net["beta"].identity
+            link = await paths.link(beta)
+            assert link.path == "relayed"
+            used: dict[str, int] = {"direct": 0, "relayed": 0}
+            stop = asyncio.Event()
+
+            async def worker() -> None:
+                while not stop.is_set():
+                    path = link.path
+                    status, _, _ = await paths.request(beta, "GET", "/paths/v1/observed")
+                    assert status == 200
+                    used[path] += 1
+
+            workers = [asyncio.create_task(worker()) for _ in range(8)]
+            assert link.punching is not None  # a relayed link punches at once
+            await asyncio.wait({link.punching})
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.gather(*workers)  # any failed request fails the test here
+            assert link.path == "direct", link.last
+            assert used["relayed"] > 0 and used["direct"] > 0, used
+            assert paths.in_flight_at_upgrade, "no request was in flight on the relay"
+    finally:
+        await paths.aclose()
+        served.close()
