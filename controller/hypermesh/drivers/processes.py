@@ -66,6 +66,8 @@ JOINED = "joined.json"
 RECORD_LIFETIME_ENV = "HM_RECORD_LIFETIME"
 """Seconds a node's record lives (default the node's own, 600): short in labs and tests."""
 LOG = "node.log"
+MAX_RELAYS = 4
+"""Relays named in one node's config at most."""
 MAX_PEERS = 8
 """Other mirrors named in a node's config for failover."""
 
@@ -278,6 +280,7 @@ class NodeProcessDriver:
             chain=bool((resource.spec.get("chain") or {}).get("enabled", True)),
             witnesses=int((resource.spec.get("chain") or {}).get("witnesses", 0)),
             peers=self._peers_of(resource, context),
+            relays=self._relays_of(resource, context),
         )
 
     def _registry_of(self, resource: Resource, context: ApplyContext) -> Upstream | None:
@@ -355,6 +358,21 @@ class NodeProcessDriver:
             and "registry" not in other.spec.get("roles", ())
         ]
         return tuple(peers[:MAX_PEERS])
+
+    def _relays_of(self, resource: Resource, context: ApplyContext) -> tuple[Upstream, ...]:
+        """The relay-role Nodes of the same network (at most ``MAX_RELAYS``, by name), which
+        the node attaches to (the first that answers is its home relay); none for a relay.
+        Without any, a node looks for relays in the node directory."""
+        if "relay" in resource.spec.get("roles", ()):
+            return ()
+        found = [
+            self._upstream({"node": other.name}, resource.namespace)
+            for other in sorted(context.desired.of_kind("Node"), key=lambda n: n.name)
+            if other.key != resource.key
+            and other.spec.get("network") == resource.spec.get("network")
+            and "relay" in other.spec.get("roles", ())
+        ]
+        return tuple(u for u in found if u is not None)[:MAX_RELAYS]
 
     async def _join(self, resource: Resource, context: ApplyContext, node_dir: Path) -> None:
         """Join a registry on another host with the join token, once, before the first start
