@@ -749,7 +749,9 @@ def _link_view(link: PeerLink, endpoint: MeshEndpoint) -> dict[str, Any]:
         "remote": remote or (f"relay {link.relay_id}" if link.relay_id else None),
         "relay": link.relay_id if link.path == "relayed" else None,
         "rtt_ms": rtt,
-        "since": rfc3339(datetime.datetime.fromtimestamp(link.since, datetime.UTC)),
+        "since": rfc3339(
+            datetime.datetime.fromtimestamp(link.since, datetime.UTC), milliseconds=True
+        ),
         "punch": {"attempts": link.attempts, "successes": link.successes, "last": link.last},
         "direct_after_ms": (
             None if link.direct_after is None else round(link.direct_after * 1000, 3)

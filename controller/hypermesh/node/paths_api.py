@@ -106,7 +106,9 @@ def add_paths_routes(
 async def ping_peer(paths: PathManager, target: str, count: int) -> dict[str, Any]:
     """Dial ``target`` and time ``count`` requests to it; after the first, a punch in flight
     is given its time, so that the answer says where the path ended."""
+    dial_started = time.perf_counter()
     link = await paths.link(target)
+    dialled_ms = round((time.perf_counter() - dial_started) * 1000, 3)
     first_path = link.path
     rtts: list[float] = []
     for index in range(count):
@@ -128,6 +130,7 @@ async def ping_peer(paths: PathManager, target: str, count: int) -> dict[str, An
         "remote": where,
         "relay": link.relay_id if link.path == "relayed" else None,
         "rtt_ms": rtts,
+        "dial_ms": dialled_ms,
         "upgraded": first_path == "relayed" and link.path == "direct",
         "direct_after_ms": (
             None if link.direct_after is None else round(link.direct_after * 1000, 3)

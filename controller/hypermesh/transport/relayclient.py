@@ -528,6 +528,12 @@ class RelayLink:
         self._detach("ended")
         return attachment
 
+    def reattach(self, reason: str = "the node's addresses changed") -> None:
+        """End the attachment so that ``run`` attaches again (within its first backoff): the
+        relay then sees the node's new address at once and says it (``observed``), instead of
+        learning it at the next keepalive."""
+        self._detach(reason)
+
     async def aclose(self) -> None:
         """Detach and stop ``run``; the link cannot attach again."""
         self._closing.set()

@@ -166,9 +166,23 @@ async def _observe(node: NodeContext, paths: PathManager) -> None:
     while True:
         public = node.addresses.public
         local = expand_wildcard(public, local_addresses) if public else []
+        if paths.local and local != paths.local:
+            await _reattach(paths)  # the relays saw the old address: they must see the new
         seen, udp = await _observations(node, paths)
         paths.observed(local, seen, udp)
         await asyncio.sleep(node.config.path_observe)
+
+
+async def _reattach(paths: PathManager) -> None:
+    """Attach to every relay again (a new network): wait a little for the home relay."""
+    for link in paths.relays.values():
+        link.reattach()
+    home = paths.relays.get(paths.home) if paths.home else None
+    if home is None:
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(OBSERVE_TIMEOUT):
+            await home.ready.wait()
 
 
 async def _observations(node: NodeContext, paths: PathManager) -> tuple[list[str], bool]:
