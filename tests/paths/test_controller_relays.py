@@ -7,10 +7,25 @@ import json
 from pathlib import Path
 
 from hypermesh.node.config import NodeConfig
-from tests.cli.test_ping import NETWORK
 from tests.conftest import Hmctl
 from tests.harness.nodes import wait_for
 
+NETWORK = """\
+apiVersion: hypermesh.online/v1alpha1
+kind: Network
+metadata: {name: acme}
+spec: {mode: private, registry: {node: registry}}
+---
+apiVersion: hypermesh.online/v1alpha1
+kind: Node
+metadata: {name: registry}
+spec: {network: acme, listen: "127.0.0.1:0", roles: [registry]}
+---
+apiVersion: hypermesh.online/v1alpha1
+kind: Node
+metadata: {name: alpha}
+spec: {network: acme, listen: "127.0.0.1:0", roles: [mirror]}
+"""
 RELAY = """\
 ---
 apiVersion: hypermesh.online/v1alpha1
