@@ -8,8 +8,9 @@ from pathlib import Path
 from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.anchors import Anchors
 from hypermesh.mirror.follower import Follower
-from hypermesh.node.features.directory import expand_wildcard, is_wildcard, next_seq
+from hypermesh.node.features.directory import next_seq
 from hypermesh.node.features.registry import REGISTRY_ADMIN_DIR
+from hypermesh.node.hostaddresses import expand_wildcard, is_wildcard
 from hypermesh.node.interfaces import PrivateGate
 from hypermesh.registry.client import RegistryClient
 from hypermesh.transport.client import h3_get

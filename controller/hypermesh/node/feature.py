@@ -34,15 +34,17 @@ from hypermesh.dns.doq import DnsHandler
 from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.follower import Follower
 from hypermesh.node.config import NodeConfig, Upstream
-from hypermesh.node.interfaces import Federated, PublicGate
+from hypermesh.node.hostaddresses import is_wildcard
+from hypermesh.node.interfaces import Federated, PrivateGate, PublicGate
 from hypermesh.node.metrics import NodeMetrics
 from hypermesh.node.router import Router
 from hypermesh.node.routes import Fallback
 from hypermesh.node.runtime import RuntimeInfo
 from hypermesh.node.server import Gate, RelayServe
+from hypermesh.registry.client import RegistryClient
 from hypermesh.revocation import Lookup, Revocation, Revocations
 from hypermesh.timefmt import rfc3339
-from hypermesh.transport.address import PeerRef
+from hypermesh.transport.address import PeerRef, format_address, parse_address
 from hypermesh.transport.endpoint import MeshEndpoint
 from hypermesh.transport.identity import Identity
 
@@ -184,6 +186,53 @@ class NodeContext:
     def upstream(self, upstream: Upstream | None) -> PeerRef | None:
         """Where ``upstream`` answers now (a local node: from its runtime file and key)."""
         return None if upstream is None else upstream.now()
+
+    def registry_ref(self) -> PeerRef | None:
+        """Where the node's registry answers now: the configured upstream (with its key), or
+        this node itself on the registry's node (a wildcard bind asked on loopback)."""
+        if "registry" in self.config.roles:
+            address = self.addresses.public
+            if address is None:
+                return None
+            host, port = parse_address(address)
+            if is_wildcard(host):
+                host = "::1" if ":" in host else "127.0.0.1"
+            return PeerRef(format_address(host, port), self.identity.node_id)
+        found = self.upstream(self.config.registry)
+        return found if found is not None and found.node_id else None
+
+    def registry_client(self, registry: PeerRef) -> RegistryClient:
+        """A client of ``registry`` proving the node's key, over the node's paths once they
+        are open (direct, or through its home relay when UDP does not get through), unless
+        the node is the registry."""
+        opener = None
+        if self.paths is not None and registry.node_id and "registry" not in self.config.roles:
+            opener = self.paths.opener(registry.node_id, registry.address, "registry")
+        return RegistryClient(
+            registry.address, registry.node_id, identity=self.identity, opener=opener
+        )
+
+    def admits_member(self) -> Callable[[str], bool]:
+        """Whether a node ID is a member of the node's network now (its config's directory,
+        the registry's listed members, federated members, the node itself and its operators;
+        never a revoked key), asked at each question so later joins and revocations count."""
+        config = self.config
+        gate = PrivateGate.of(
+            config.name,
+            config.directory,
+            None,
+            revoked=self.revoked(),
+            federated=self.federated,
+            listed=self.listed_members(),
+        )
+        own = self.identity.node_id
+
+        def admits(node_id: str) -> bool:
+            if gate.revoked(node_id):
+                return False
+            return node_id == own or node_id in self.operators or gate.named(node_id) is not None
+
+        return admits
 
     def mirror_peers(self) -> list[PeerRef]:
         """The other mirrors, as far as they answer now."""

@@ -28,9 +28,9 @@ from hypermesh import __version__
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext, start_task
-from hypermesh.node.hostaddresses import expand_wildcard, is_wildcard, local_addresses
-from hypermesh.registry.client import RegistryClient, refusal
-from hypermesh.transport.address import PeerRef, format_address, parse_address
+from hypermesh.node.hostaddresses import expand_wildcard, local_addresses
+from hypermesh.registry.client import refusal
+from hypermesh.transport.address import PeerRef
 from hypermesh.transport.noderecord import MAX_ADDRESSES, NodeRecord
 
 log = logging.getLogger("hypermesh.node")
@@ -80,18 +80,8 @@ class Publisher:
         self.last_error: str | None = None
 
     def registry(self) -> PeerRef | None:
-        """Where the registry answers now: the configured upstream, or this node itself."""
-        node = self.node
-        if "registry" in node.config.roles:
-            address = node.addresses.public
-            if address is None:
-                return None
-            host, port = parse_address(address)
-            if is_wildcard(host):
-                host = "::1" if ":" in host else "127.0.0.1"
-            return PeerRef(format_address(host, port), node.identity.node_id)
-        found = node.upstream(node.config.registry)
-        return found if found is not None and found.node_id else None
+        """Where the registry answers now (``NodeContext.registry_ref``)."""
+        return self.node.registry_ref()
 
     def interfaces(self) -> dict[str, list[str]]:
         """What the record says of each interface now (see the module's docstring)."""
@@ -175,12 +165,7 @@ class Publisher:
             reflexive=reflexive,
             relay=relay,
         )
-        opener = None
-        if node.paths is not None and "registry" not in config.roles:
-            opener = node.paths.opener(registry.node_id, registry.address, "registry")
-        client = RegistryClient(
-            registry.address, registry.node_id, identity=node.identity, opener=opener
-        )
+        client = node.registry_client(registry)
         status, data = await client.call(
             "POST", PUBLISH_PATH, record.to_json(), signer=node.identity
         )

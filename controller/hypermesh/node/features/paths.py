@@ -24,11 +24,11 @@ from prometheus_client import Counter, Gauge
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext, start_task
-from hypermesh.node.hostaddresses import expand_wildcard, is_wildcard, local_addresses
+from hypermesh.node.hostaddresses import expand_wildcard, local_addresses
 from hypermesh.node.paths import PathManager
 from hypermesh.node.paths_api import add_paths_routes
-from hypermesh.registry.client import API, RegistryClient
-from hypermesh.transport.address import PeerRef, format_address, parse_address
+from hypermesh.registry.client import API
+from hypermesh.transport.address import parse_address
 from hypermesh.transport.client import H3ClientProtocol
 from hypermesh.transport.identity import is_node_id
 from hypermesh.transport.noderecord import BadNodeRecord, NodeRecord
@@ -72,32 +72,11 @@ class PathsFeature:
         start_task(stack, _observe(node, paths))
 
 
-def registry_of(node: NodeContext) -> PeerRef | None:
-    """Where the node's registry answers (itself on the registry's node)."""
-    if "registry" in node.config.roles and node.addresses.public:
-        host, port = parse_address(node.addresses.public)
-        if is_wildcard(host):
-            host = "::1" if ":" in host else "127.0.0.1"
-        return PeerRef(format_address(host, port), node.identity.node_id)
-    found = node.upstream(node.config.registry)
-    return found if found is not None and found.node_id else None
-
-
-def registry_client(node: NodeContext, registry: PeerRef) -> RegistryClient:
-    """A client of the node's registry, over the node's paths (direct, or through its home
-    relay when UDP does not get through) unless the node is the registry."""
-    opener = None
-    if node.paths is not None and "registry" not in node.config.roles:
-        assert registry.node_id is not None
-        opener = node.paths.opener(registry.node_id, registry.address, "registry")
-    return RegistryClient(registry.address, registry.node_id, identity=node.identity, opener=opener)
-
-
 async def _locate(node: NodeContext, target: str) -> NodeRecord | None:
-    registry = registry_of(node)
+    registry = node.registry_ref()
     if registry is None:
         raise HyperMeshError("this node has no registry to find peers in")
-    client = registry_client(node, registry)
+    client = node.registry_client(registry)
     if is_node_id(target):
         return await client.node_record(node_id=target)
     return await client.node_record(name=target)
@@ -105,20 +84,9 @@ async def _locate(node: NodeContext, target: str) -> NodeRecord | None:
 
 def _admits(node: NodeContext) -> Callable[[str], bool]:
     """Who may ask this node for a punch: anyone in a public network, else a member."""
-    config = node.config
-    if config.network_mode == "public":
+    if node.config.network_mode == "public":
         return lambda _key: True
-    static = {str(e.get("identity")) for e in config.directory.values() if e.get("identity")}
-    listed = node.listed_members()
-
-    def admits(key: str) -> bool:
-        if key in static or key in node.operators:
-            return True
-        if listed is None:
-            return False
-        return any(e.get("identity") == key for e in listed().values())
-
-    return admits
+    return node.admits_member()
 
 
 async def _relay_candidates(node: NodeContext) -> list[tuple[str, tuple[str, ...]]]:
@@ -129,10 +97,10 @@ async def _relay_candidates(node: NodeContext) -> list[tuple[str, tuple[str, ...
     ]
     if configured or node.config.relays:
         return configured
-    registry = registry_of(node)
+    registry = node.registry_ref()
     if registry is None:
         return []
-    status, data = await registry_client(node, registry).call("GET", f"{API}/nodes?limit=100")
+    status, data = await node.registry_client(registry).call("GET", f"{API}/nodes?limit=100")
     out: list[tuple[str, tuple[str, ...]]] = []
     for item in data.get("items", []) if status == 200 else []:
         with contextlib.suppress(BadNodeRecord):
@@ -188,7 +156,7 @@ async def _reattach(paths: PathManager) -> None:
 async def _observations(node: NodeContext, paths: PathManager) -> tuple[list[str], bool]:
     seen: list[str] = []
     udp = False
-    registry = registry_of(node)
+    registry = node.registry_ref()
     if registry is not None and "registry" not in node.config.roles:
         address = parse_address(registry.address)
         try:

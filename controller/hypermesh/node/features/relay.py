@@ -17,14 +17,13 @@ Its counters are the node's metrics: ``hypermesh_relay_attached``,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext
-from hypermesh.node.interfaces import PrivateGate
 from hypermesh.node.relay_hub import RelayHub, RelayLimits
 from hypermesh.node.relay_tcp import open_tcp_listener
 from hypermesh.transport.address import parse_address
@@ -46,7 +45,7 @@ class RelayFeature:
         public = config.network_mode == "public"
         hub = RelayHub(
             node.identity,
-            None if public else members_of(node),
+            None if public else node.admits_member(),
             RelayLimits.public() if public else RelayLimits(),
             network=config.network,
         )
@@ -72,28 +71,6 @@ class RelayFeature:
         stack.callback(node.metrics.registry.unregister, collector)
         node.relay_hub = hub
         node.relay_serve = hub.serve_stream
-
-
-def members_of(node: NodeContext) -> Callable[[str], bool]:
-    """Whether a node ID may attach to the relay of a private network (asked at each
-    attachment, so members who join later and keys revoked later count)."""
-    config = node.config
-    gate = PrivateGate.of(
-        config.name,
-        config.directory,
-        None,
-        revoked=node.revoked(),
-        federated=node.federated,
-        listed=node.listed_members(),
-    )
-    own = node.identity.node_id
-
-    def admits(node_id: str) -> bool:
-        if gate.revoked(node_id):
-            return False
-        return node_id == own or node_id in node.operators or gate.named(node_id) is not None
-
-    return admits
 
 
 class RelayCollector(Collector):
