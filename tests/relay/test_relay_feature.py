@@ -1,5 +1,5 @@
-"""The relay role on a node: the hub behind the public endpoint (QUIC, ALPN ``hm-relay``) and its
-TLS listener on the same port number over TCP, members only in a private network, its counters
+"""The relay role on a node: the hub behind the public endpoint (QUIC, ALPN ``hm-relay``) and the
+node's TLS listener on the same port number over TCP (``features.tls_tcp``, which serves it), members only in a private network, its counters
 among the node's metrics, everything closed with the node."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext
 from hypermesh.node.features.public import PublicInterface
 from hypermesh.node.features.relay import RelayFeature
+from hypermesh.node.features.tls_tcp import TlsTcpFeature
 from hypermesh.node.relay_hub import RelayHub, RelayLimits
 from hypermesh.transport import relaywire as wire
 from hypermesh.transport.address import parse_address
@@ -100,7 +101,7 @@ def test_a_relay_node_serves_members_over_quic_and_tcp_and_counts(tmp_path: Path
     async def main() -> None:
         node = NodeContext.starting(config, Identity.generate())
         async with contextlib.AsyncExitStack() as stack:
-            for feature in (PublicInterface(), RelayFeature()):
+            for feature in (PublicInterface(), RelayFeature(), TlsTcpFeature()):
                 assert feature.enabled(config)
                 await feature.open(node, stack)
             hub: Any = node.relay_hub
@@ -144,7 +145,7 @@ def test_a_public_networks_relay_admits_anyone_under_public_limits(tmp_path: Pat
     async def main() -> None:
         node = NodeContext.starting(config, Identity.generate())
         async with contextlib.AsyncExitStack() as stack:
-            for feature in (PublicInterface(), RelayFeature()):
+            for feature in (PublicInterface(), RelayFeature(), TlsTcpFeature()):
                 await feature.open(node, stack)
             hub: Any = node.relay_hub
             assert hub.limits == RelayLimits.public() and hub.admits is None

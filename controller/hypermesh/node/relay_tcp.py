@@ -1,71 +1,80 @@
 """The relay over TLS on TCP, for nodes whose network lets no UDP through.
 
-The listener speaks TLS 1.3 with the node's own Ed25519 key in a self-signed certificate
-(``transport.certificates``), as its QUIC endpoint does: a client authenticates the relay by
-comparing the certificate's key with the node ID it pinned, and the relay authenticates the
-client with the relay protocol's challenge (``transport.relaywire``), so no client certificate
-is asked for. ALPN is ``hm-relay``; a connection that negotiates anything else is closed. Each
-connection is one stream served by ``RelayHub.serve_stream``.
+A relay-role node serves relay attachments on its TLS listener (``node.tls_tcp``) under ALPN
+``hm-relay``, beside DNS over TLS and over HTTP/2: ``relay_stream`` is that service. The
+relay authenticates the client with the relay protocol's challenge (``transport.relaywire``),
+so no client certificate is asked for; a client authenticates the relay by comparing the
+certificate's key with the node ID it pinned. Each connection is one stream served by
+``RelayHub.serve_stream``.
 
-Bounds: the TLS handshake must end within ``handshake_timeout``; at most ``max_connections``
-connections are open at once (more are closed at once, before any byte is read).
+Bounds: at most ``max_connections`` relay connections are open at once (more are closed at
+once, before any byte is read), besides the listener's own bound on all connections.
+``open_tcp_listener`` is a listener that serves the relay alone (tests and tools).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import secrets
 import ssl
-import tempfile
-from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
 
 from hypermesh.node.relay_hub import RelayHub
-from hypermesh.transport.address import format_address
-from hypermesh.transport.certificates import self_signed_certificate
+from hypermesh.node.tls_tcp import (
+    StreamHandler,
+    TlsLimits,
+    TlsListener,
+    TlsService,
+    observed,
+    open_tls_listener,
+)
+from hypermesh.node.tls_tcp import tls_context as _tls_context
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.relaywire import RELAY_ALPN
 
 log = logging.getLogger("hypermesh.relay")
 
-HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = TlsLimits().handshake_timeout
 
 
 def tls_context(identity: Identity) -> ssl.SSLContext:
-    """A TLS 1.3 server context with ``identity``'s self-signed certificate and ALPN ``hm-relay``.
+    """A TLS 1.3 server context with ``identity``'s self-signed certificate and ALPN
+    ``hm-relay`` alone."""
+    return _tls_context(identity, [RELAY_ALPN])
 
-    The ssl module loads keys only from files: the key is written encrypted with a one-time
-    password to a private temporary directory, loaded, and the directory removed at once.
+
+def relay_stream(hub: RelayHub, max_connections: int | None = None) -> StreamHandler:
+    """The relay's service on a TLS listener: each connection one ``hub.serve_stream``.
+
+    ``max_connections`` defaults to twice the hub's reservations (room for nodes re-attaching
+    while their old stream closes, and for streams still authenticating).
     """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.set_alpn_protocols([RELAY_ALPN])
-    certificate = self_signed_certificate(identity)
-    password = secrets.token_bytes(32)
-    key_pem = identity.private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(password),
-    )
-    with tempfile.TemporaryDirectory(prefix="hm-relay-") as folder:
-        cert_file, key_file = Path(folder) / "cert.pem", Path(folder) / "key.pem"
-        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(key_pem)
-        context.load_cert_chain(cert_file, key_file, password=password)
-    return context
+    most = max_connections if max_connections is not None else hub.limits.max_reservations * 2
+    open_count = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_count
+        if open_count >= most:
+            log.info("relay: %s refused over TCP: %d connections open", observed(writer), most)
+            return
+        open_count += 1
+        try:
+            await hub.serve_stream(
+                reader,
+                writer.write,
+                writer.close,
+                observed(writer),
+                buffered=writer.transport.get_write_buffer_size,
+            )
+        finally:
+            open_count -= 1
+
+    return serve
 
 
-def _observed(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return format_address(str(peer[0]), int(peer[1]))
-    return "unknown:0"
+def relay_service(hub: RelayHub) -> TlsService:
+    """The relay on the node's TLS listener: required (a relay that cannot listen on TCP
+    does not start)."""
+    return TlsService(RELAY_ALPN, relay_stream(hub), required=True)
 
 
 async def open_tcp_listener(
@@ -77,46 +86,9 @@ async def open_tcp_listener(
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
     max_connections: int | None = None,
 ) -> asyncio.Server:
-    """Listen for relay connections over TLS on ``host:port`` (port 0: any free one).
-
-    ``max_connections`` defaults to twice the hub's reservations (room for nodes re-attaching
-    while their old stream closes, and for streams still authenticating).
-    """
-    most = max_connections if max_connections is not None else hub.limits.max_reservations * 2
-    open_count = 0
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal open_count
-        if open_count >= most:
-            log.info("relay: %s refused over TCP: %d connections open", _observed(writer), most)
-            writer.close()
-            return
-        ssl_object = writer.get_extra_info("ssl_object")
-        if ssl_object is None or ssl_object.selected_alpn_protocol() != RELAY_ALPN:
-            writer.close()
-            return
-        open_count += 1
-        transport = writer.transport
-        try:
-            await hub.serve_stream(
-                reader,
-                writer.write,
-                writer.close,
-                _observed(writer),
-                buffered=transport.get_write_buffer_size,
-            )
-        finally:
-            open_count -= 1
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await asyncio.wait_for(writer.wait_closed(), handshake_timeout)
-
-    return await asyncio.start_server(
-        serve,
-        host,
-        port,
-        ssl=tls_context(identity),
-        ssl_handshake_timeout=handshake_timeout,
-        ssl_shutdown_timeout=handshake_timeout,
-        reuse_address=True,
+    """Listen for relay connections alone over TLS on ``host:port`` (port 0: any free one)."""
+    listener = TlsListener(
+        [TlsService(RELAY_ALPN, relay_stream(hub, max_connections), required=True)],
+        limits=TlsLimits(handshake_timeout=handshake_timeout),
     )
+    return await open_tls_listener(host, port, identity, listener)

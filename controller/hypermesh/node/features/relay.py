@@ -3,7 +3,10 @@
 With ``relay`` among its roles, a node holds a ``RelayHub`` (``node.relay_hub``) and serves
 relay attachments two ways: over QUIC on its public endpoint (ALPN ``hm-relay``, dispatched by
 ``node.server`` to ``node.relay_serve``) and over TLS on TCP, on the public interface's host and
-the same port number as its UDP port, for nodes whose network lets no UDP through.
+the same port number as its UDP port, for nodes whose network lets no UDP through: it leaves
+that service (``node.relay_tcp.relay_service``) in ``node.tls_services`` for the node's TLS
+listener (``features.tls_tcp``), which opens after it and, for a relay, fails the node's start
+when it cannot listen.
 
 In a private network only members attach: the Nodes and Peers of the node's config, the members
 the registry's anchors name, members of federated networks, the node's own key and its
@@ -25,15 +28,16 @@ from prometheus_client.registry import Collector
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext
 from hypermesh.node.relay_hub import RelayHub, RelayLimits
-from hypermesh.node.relay_tcp import open_tcp_listener
-from hypermesh.transport.address import parse_address
+from hypermesh.node.relay_tcp import relay_service
+from hypermesh.transport.relaywire import RELAY_ALPN
 
 ROLE = "relay"
 
 
 class RelayFeature:
     """A relay for the network's nodes (role ``relay``); opens after the public interface,
-    whose address it shares."""
+    whose endpoint asks it for attachments, and before the TLS listener, which serves its
+    attachments over TCP."""
 
     name = ROLE
 
@@ -50,22 +54,8 @@ class RelayFeature:
             network=config.network,
         )
         stack.callback(hub.close)
-        if node.addresses.public is None:
-            raise RuntimeError("the relay opens after the public interface, whose port it shares")
-        host, port = parse_address(node.addresses.public)
-        try:
-            server = await open_tcp_listener(hub, host, port, node.identity)
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"the relay cannot listen on TCP {node.addresses.public}: {exc.strerror}"
-            ) from exc
-
-        async def close_listener() -> None:
-            server.close()
-            hub.close()
-            await server.wait_closed()
-
-        stack.push_async_callback(close_listener)
+        node.tls_services[RELAY_ALPN] = relay_service(hub)
+        stack.callback(node.tls_services.pop, RELAY_ALPN, None)
         collector = RelayCollector(hub)
         node.metrics.registry.register(collector)
         stack.callback(node.metrics.registry.unregister, collector)

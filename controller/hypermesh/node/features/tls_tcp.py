@@ -1,0 +1,147 @@
+"""The node's TLS listener on TCP: DNS over TLS and DNS over HTTPS on HTTP/2 on every node, and
+the relay on a relay-role node, on the public interface's host and UDP port number.
+
+ALPN ``dot``, or none, is DNS over TLS (RFC 7858, ``dns.dot``) answered by the node's DNS
+handler (the same as over QUIC, a mirror's forwarding included); ``h2`` is DNS over HTTPS
+(RFC 8484, ``dns.doh2``) answered by the node's own ``/dns-query`` route, so the answers,
+status codes and ``cache-control`` are those of HTTP/3; other paths are 404. Both are behind
+the public gate, as over QUIC: a client over TCP presents no key, so it is judged by its
+address (operation ``dns.query``). What the features before it offer over TLS (the relay's
+``hm-relay``) is served beside them.
+
+The port number is the UDP port's, on TCP. When something else holds it, a node that only
+serves DNS here starts without it, with a warning in its log; a node with a service that
+requires the listener (a relay) fails to start, as it always has. Its address is left on
+``node.addresses.tls`` (None when it is not open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+
+from hypermesh.dns.doh import DOH_PATH
+from hypermesh.dns.doh2 import H2_ALPN, Doh2Limits, HttpRequest, HttpResponse, serve_doh2
+from hypermesh.dns.doq import DnsHandler
+from hypermesh.dns.dot import DOT_ALPN, serve_dot
+from hypermesh.node.config import NodeConfig
+from hypermesh.node.feature import NodeContext
+from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.node.server import Gate
+from hypermesh.node.tls_tcp import (
+    StreamHandler,
+    TlsListener,
+    TlsService,
+    observed,
+    open_tls_listener,
+)
+from hypermesh.transport.address import format_address, parse_address
+
+log = logging.getLogger("hypermesh.tls")
+
+DOH2_LIMITS = Doh2Limits()
+"""The bounds of one HTTP/2 connection (100 streams, 16 KiB of headers, 30 s idle)."""
+
+
+class TlsTcpFeature:
+    """Every node listens on TCP; opens after the public interface (whose host and port
+    number it shares), the DNS feature and the relay."""
+
+    name = "tls"
+
+    def enabled(self, config: NodeConfig) -> bool:
+        return True
+
+    async def open(self, node: NodeContext, stack: contextlib.AsyncExitStack) -> None:
+        if node.addresses.public is None:
+            raise RuntimeError("the TLS listener opens after the public interface")
+        host, port = parse_address(node.addresses.public)
+        services = list(node.tls_services.values())
+        if node.dns_handler is not None:
+            gate = node.public_gate()
+            services.append(TlsService(DOT_ALPN, dot_service(node.dns_handler, gate)))
+            services.append(TlsService(H2_ALPN, doh2_service(node.router, gate)))
+        if not services:
+            return
+        listener = TlsListener(
+            services, without_alpn=DOT_ALPN if node.dns_handler is not None else None
+        )
+        address = format_address(host, port)
+        try:
+            server = await open_tls_listener(host, port, node.identity, listener)
+        except OSError as exc:
+            required = [service.alpn for service in services if service.required]
+            if required:
+                raise OSError(
+                    exc.errno,
+                    f"{', '.join(required)} cannot listen on TCP {address}: {exc.strerror}",
+                ) from exc
+            log.warning(
+                "DNS over TLS and HTTP/2 are off: cannot listen on TCP %s: %s",
+                address,
+                exc.strerror,
+            )
+            return
+
+        async def close() -> None:
+            server.close()
+            listener.close_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), listener.limits.handshake_timeout)
+
+        stack.push_async_callback(close)
+        node.addresses.tls = address
+        log.info("listening on TCP %s (%s)", address, ", ".join(listener.services))
+
+
+def dot_service(handler: DnsHandler, gate: Gate | None) -> StreamHandler:
+    """DNS over TLS with ``handler``'s answers; a query the gate refuses closes the
+    connection unanswered (as its DoQ stream is reset)."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if gate is None:
+            await serve_dot(reader, writer, handler)
+            return
+        peer = observed(writer)
+
+        def gated(query: bytes) -> bytes | Awaitable[bytes | None] | None:
+            return handler(query) if gate(None, peer, "dns.query")[0] == 0 else None
+
+        await serve_dot(reader, writer, gated)
+
+    return serve
+
+
+def doh2_service(router: Router, gate: Gate | None) -> StreamHandler:
+    """DNS over HTTPS on HTTP/2, answered by ``router``'s ``/dns-query`` route."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = observed(writer)
+
+        async def respond(request: HttpRequest) -> HttpResponse:
+            if request.path != DOH_PATH:
+                routed = RouteResponse.error(404, f"no such path: {request.path}")
+            elif gate is not None and (verdict := gate(None, peer, "dns.query"))[0]:
+                routed = RouteResponse.error(*verdict)
+            else:
+                routed = await router.dispatch(_request(request, peer))
+            headers = (("content-type", routed.content_type), *routed.headers)
+            return HttpResponse(routed.status, routed.body, headers)
+
+        await serve_doh2(reader, writer, respond, DOH2_LIMITS)
+
+    return serve
+
+
+def _request(request: HttpRequest, peer: str) -> Request:
+    return Request(
+        method=request.method,
+        path=request.path,
+        query=request.query,
+        headers=request.headers,
+        body=request.body,
+        peer=peer,
+        peer_id=None,
+    )
