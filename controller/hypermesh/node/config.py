@@ -17,6 +17,7 @@ from hypermesh.transport.identity import read_node_id
 LOG_LEVELS = ("debug", "info", "warning", "error")
 NETWORK_MODES = ("public", "private", "ephemeral")
 MAX_ADVERTISE = 16
+MAX_UPSTREAMS = 8
 RECORD_LIFETIME_RANGE = (1.0, 86400.0)
 """Seconds a published node record lives: the contract's range is 10..86400, but tests use
 records of a few seconds, so the floor is 1."""
@@ -87,6 +88,70 @@ class Federated:
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             raise ValueError(f"{what} must be an object with a name and a registry")
         return cls(data["name"], Upstream.from_dict(data.get("registry"), f"{what}.registry"))
+
+
+RESOLVER_LISTEN = "127.0.0.53:53"
+"""Where a node's stub resolver listens unless told (systemd-resolved's stub address)."""
+SYSTEM_RESOLV_CONF = "/etc/resolv.conf"
+"""Where the system's upstream resolvers are read unless told."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverConfig:
+    """The node's local validating stub resolver (``spec.resolver`` of the Node): plain DNS
+    over UDP and TCP, HyperMesh names answered verified, others forwarded or refused.
+
+    Written in the configuration file as ``{"listen", "upstreams", "resolv_conf",
+    "forward"}``."""
+
+    listen: str = RESOLVER_LISTEN
+    """Where it listens, UDP and TCP, ``host:port`` (port 0: any free port, the same for both)."""
+    upstreams: tuple[str, ...] | None = None
+    """The resolvers other names go to (``host:port`` each); None: the system's, the
+    ``nameserver`` lines of ``resolv_conf`` (without the stub's own address)."""
+    resolv_conf: str = SYSTEM_RESOLV_CONF
+    """The resolv.conf read when ``upstreams`` is None."""
+    forward: bool = True
+    """Whether names outside the mesh are forwarded (False: REFUSED)."""
+
+    def __post_init__(self) -> None:
+        try:
+            parse_address(self.listen)
+            for address in self.upstreams or ():
+                if parse_address(address)[1] == 0:
+                    raise ValueError(f"upstream {address!r} needs a port")
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"resolver: {exc}") from None
+        if self.upstreams is not None and len(self.upstreams) > MAX_UPSTREAMS:
+            raise ValueError(f"resolver: at most {MAX_UPSTREAMS} upstreams")
+        if not isinstance(self.resolv_conf, str) or not self.resolv_conf.startswith("/"):
+            raise ValueError("resolver.resolv_conf must be an absolute path")
+        if not isinstance(self.forward, bool):
+            raise ValueError("resolver.forward must be true or false")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "listen": self.listen,
+            "upstreams": list(self.upstreams) if self.upstreams is not None else None,
+            "resolv_conf": self.resolv_conf,
+            "forward": self.forward,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ResolverConfig:
+        if not isinstance(data, dict):
+            raise ValueError("resolver must be an object")
+        upstreams = data.get("upstreams")
+        if upstreams is not None and (
+            not isinstance(upstreams, list) or not all(isinstance(u, str) for u in upstreams)
+        ):
+            raise ValueError("resolver.upstreams must be null or a list of host:port")
+        return cls(
+            listen=data.get("listen", RESOLVER_LISTEN),
+            upstreams=tuple(upstreams) if upstreams is not None else None,
+            resolv_conf=data.get("resolv_conf", SYSTEM_RESOLV_CONF),
+            forward=data.get("forward", True),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +232,8 @@ class NodeConfig:
     """Seconds between keepalives on direct paths and to the home relay (NAT mappings)."""
     path_observe: float = 30.0
     """Seconds between looks at where the node's packets are seen to come from."""
+    resolver: ResolverConfig | None = None
+    """The node's local stub resolver (``spec.resolver``); None: the node runs none."""
 
     def __post_init__(self) -> None:
         for name in ("name", "network", "listen", "node_dir", "log_file"):
@@ -199,6 +266,8 @@ class NodeConfig:
             raise ValueError("mirror_expire must be null or a positive number of seconds")
         if not isinstance(self.limits, EndpointLimits):
             raise ValueError("limits must be an object of endpoint limits")
+        if self.resolver is not None and not isinstance(self.resolver, ResolverConfig):
+            raise ValueError("resolver must be null or a resolver object")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         self._check_directory_fields()
@@ -325,6 +394,11 @@ class NodeConfig:
             ),
             path_keepalive=data.get("path_keepalive", 25.0),
             path_observe=data.get("path_observe", 30.0),
+            resolver=(
+                ResolverConfig.from_dict(data["resolver"])
+                if data.get("resolver") is not None
+                else None
+            ),
         )
 
     @classmethod
@@ -339,11 +413,16 @@ class NodeConfig:
     def to_json(self) -> str:
         """The JSON text ``from_json`` reads back (lists for tuples, sorted keys, newline).
         Only the endpoint limits that differ from their defaults are written, so a node whose
-        limits were never set follows the defaults of the version it runs."""
+        limits were never set follows the defaults of the version it runs; ``resolver`` only
+        when set."""
         data = asdict(self)
         data["registry"] = self.registry.to_dict() if self.registry is not None else None
         data["peers"] = [peer.to_dict() for peer in self.peers]
         data["relays"] = [relay.to_dict() for relay in self.relays]
+        if self.resolver is None:
+            del data["resolver"]  # written only when the node runs one
+        else:
+            data["resolver"] = self.resolver.to_dict()
         data["federation"] = [
             {"name": item.name, "registry": item.registry.to_dict()} for item in self.federation
         ]
