@@ -30,8 +30,10 @@ ping's answer, so not here), ``up`` (``direct_after_ms``: from the relayed conne
 one), ``rtt r`` and ``rtt d`` (the later requests' times on a relayed and a direct path),
 p50/p99 in ms. Then the goals of the issue, each met or NOT met, and the relay's CPU time
 (``/proc/PID/stat`` of its node, idle included) per MB it relayed (its
-``hypermesh_relay_bytes_total``). Throughput is not measured: the node's API has no request
-with a body the size of a transfer to send to a peer (say so in docs/benchmarks.md).
+``hypermesh_relay_bytes_total``). **Throughput**: in the first ``--bulk-attempts`` attempts of
+each pair (default 2) the ping then fetches ``--bulk`` bytes (default 1 MiB) from the peer's
+``/paths/v1/bulk`` on the path the link ended on; the table's ``Mbit/s`` is their median, and
+the goals' lines compare relayed with direct.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class Outcome:
     ttfb: list[float] = field(default_factory=list)
     up: list[float] = field(default_factory=list)
     rtt: dict[str, list[float]] = field(default_factory=lambda: {"relayed": [], "direct": []})
+    mbit: dict[str, list[float]] = field(default_factory=lambda: {"relayed": [], "direct": []})
     errors: list[str] = field(default_factory=list)
 
 
@@ -91,6 +94,10 @@ def pct(values: Sequence[float], p: float) -> float | None:
 
 def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
+
+
+def mbit(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def rounds(pairs: Sequence[Pair]) -> list[list[Pair]]:
@@ -129,9 +136,9 @@ def forget_mappings(net: PathsNet, a: str, b: str) -> None:
                 )
 
 
-def attempt(net: PathsNet, a: str, b: str, count: int) -> dict[str, Any]:
-    """One ping ``a`` → ``b``, with ``a``'s view of the link after it."""
-    got = net.ping(a, b, count=count)
+def attempt(net: PathsNet, a: str, b: str, count: int, size: int) -> dict[str, Any]:
+    """One ping ``a`` → ``b`` (then ``size`` bulk bytes), with ``a``'s view of the link."""
+    got = net.ping(a, b, count=count, size=size)
     got["peer"] = net.peer(a, b) if got.get("status") == 200 else None
     return got
 
@@ -156,6 +163,9 @@ def record(outcome: Outcome, got: dict[str, Any]) -> None:
         outcome.up.append(float(answer["direct_after_ms"]))
     if path in outcome.rtt:
         outcome.rtt[path] += [float(r) for r in rtts[1:]]
+    bulk = answer.get("bulk") or {}
+    if bulk.get("path") in outcome.mbit:
+        outcome.mbit[bulk["path"]].append(float(bulk["mbit_s"]))
 
 
 def run(net: PathsNet, pairs: Sequence[Pair], args: argparse.Namespace) -> dict[Pair, Outcome]:
@@ -172,7 +182,10 @@ def run(net: PathsNet, pairs: Sequence[Pair], args: argparse.Namespace) -> dict[
                 if not args.warm:
                     time.sleep(0.2)  # the closes are out before the mappings go
                     list(pool.map(lambda p: forget_mappings(net, *p), batch))
-                results = pool.map(lambda p: attempt(net, p[0], p[1], args.count), batch)
+                size = args.bulk if number < args.bulk_attempts else 0
+                results = pool.map(
+                    lambda p, size=size: attempt(net, p[0], p[1], args.count, size), batch
+                )
                 for pair, got in zip(batch, results, strict=True):
                     record(outcomes[pair], got)
             print(f"  attempt {number + 1}/{args.attempts}: {time.monotonic() - started:.0f}s")
@@ -208,7 +221,7 @@ def report(outcomes: dict[Pair, Outcome], args: argparse.Namespace) -> None:
     """The table per pair, then the goals."""
     print(
         f"\n{'dialer':16} {'target':16} {'ok':>4} {'direct':>6} {'1st':>4} {'want':8} "
-        f"{'req1 p50/p99':>13} {'up p50/p99':>11} {'rtt r':>6} {'rtt d':>6}"
+        f"{'req1 p50/p99':>13} {'up p50/p99':>11} {'rtt r':>6} {'rtt d':>6} {'Mbit/s':>7}"
     )
     for (a, b), o in sorted(outcomes.items()):
         want = expected(a, b)[0]
@@ -216,7 +229,8 @@ def report(outcomes: dict[Pair, Outcome], args: argparse.Namespace) -> None:
             f"{a:16} {b:16} {o.ok:>2}/{o.attempts:<2}{o.direct:>5} {o.first:>4} {want:8} "
             f"{ms(pct(o.ttfb, 50)):>6}/{ms(pct(o.ttfb, 99)):<6} "
             f"{ms(pct(o.up, 50)):>5}/{ms(pct(o.up, 99)):<5} "
-            f"{ms(pct(o.rtt['relayed'], 50)):>6} {ms(pct(o.rtt['direct'], 50)):>6}"
+            f"{ms(pct(o.rtt['relayed'], 50)):>6} {ms(pct(o.rtt['direct'], 50)):>6} "
+            f"{mbit(pct(o.mbit['relayed'] + o.mbit['direct'], 50)):>7}"
         )
         for error in o.errors[:3]:
             print(f"    error: {error}")
@@ -263,6 +277,15 @@ def goals(outcomes: dict[Pair, Outcome], args: argparse.Namespace) -> None:
             f"  RTT {kind:8}: p50 {ms(pct(values, 50))} ms, p99 {ms(pct(values, 99))} ms "
             f"({len(values)} requests)"
         )
+    rates = {k: [r for o in outcomes.values() for r in o.mbit[k]] for k in ("relayed", "direct")}
+    for kind, values in rates.items():
+        print(
+            f"  throughput {kind:8}: p50 {mbit(pct(values, 50))} Mbit/s, min "
+            f"{mbit(min(values, default=None))} ({len(values)} fetches of {args.bulk} bytes)"
+        )
+    relayed, direct = pct(rates["relayed"], 50), pct(rates["direct"], 50)
+    if relayed and direct:
+        print(f"  throughput relayed / direct (p50): {relayed / direct:.2f}x")
 
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[Pair]]:
@@ -274,6 +297,10 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[Pair]]:
     parser.add_argument("--delay-ms", type=float, default=5.0, help="each way, per link (5)")
     parser.add_argument("--loss", type=float, default=0.005, help="per link, each way (0.005)")
     parser.add_argument("--pairs", default="", help="dialer:target,... (default: all 30)")
+    parser.add_argument("--bulk", type=int, default=1 << 20, help="bytes fetched (1 MiB)")
+    parser.add_argument(
+        "--bulk-attempts", type=int, default=2, help="attempts per pair that fetch --bulk (2)"
+    )
     parser.add_argument("--warm", action="store_true", help="keep NAT mappings between attempts")
     args = parser.parse_args(argv)
     if not 1 <= args.attempts <= 1000 or not 2 <= args.count <= 10:
@@ -333,7 +360,6 @@ def main(argv: list[str] | None = None) -> int:
             net.close()
     report(outcomes, args)
     print(f"  {relay}")
-    print("  throughput relayed vs direct: not measured (no bulk request in the node API)")
     print(f"total {time.monotonic() - started:.0f}s")
     return 0
 

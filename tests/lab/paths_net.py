@@ -203,10 +203,12 @@ class PathsNet:
         assert agent is not None, f"{name}: no agent"
         return agent.call(request, timeout)
 
-    def ping(self, dialer: str, target: str, count: int = 3) -> dict[str, Any]:
-        """``POST /paths/v1/ping`` at ``dialer``'s node: ``{"status", "answer", "wall_ms"}``."""
+    def ping(self, dialer: str, target: str, count: int = 3, size: int = 0) -> dict[str, Any]:
+        """``POST /paths/v1/ping`` at ``dialer``'s node (with ``size`` bulk bytes after the
+        requests): ``{"status", "answer", "wall_ms"}``."""
         answer: dict[str, Any] = self.call(
-            dialer, {"op": "ping", "node": target, "count": count, "timeout": 30}
+            dialer,
+            {"op": "ping", "node": target, "count": count, "bytes": size, "timeout": 60},
         )
         return answer
 
@@ -371,7 +373,13 @@ async def _answer(node_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
     node_id = read_node_id(node_dir)
     if request.get("op") == "ping":
         method, path = "POST", "/paths/v1/ping"
-        body = json.dumps({"node": request["node"], "count": request.get("count", 1)}).encode()
+        body = json.dumps(
+            {
+                "node": request["node"],
+                "count": request.get("count", 1),
+                "bytes": request.get("bytes", 0),
+            }
+        ).encode()
     elif request.get("op") == "forget":
         method, path = "POST", "/paths/v1/forget"
         body = json.dumps({"node": request["node"]}).encode()

@@ -16,6 +16,7 @@ import pytest
 from hypermesh.errors import IdentityMismatch
 from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
+from hypermesh.transport.client import H3ClientProtocol
 from hypermesh.transport.endpoint import (
     PROBE_MAGIC,
     describe,
@@ -138,5 +139,49 @@ def test_probes_reach_the_handler_and_never_quic() -> None:
             await asyncio.sleep(0.1)
             assert got.empty()
             assert not b.server._protocols  # no connection was made of either
+
+    run(test)
+
+
+def test_a_first_flight_the_peer_never_saw_is_sent_again_byte_for_byte() -> None:
+    """A hole punch's first Initials die at the peer's NAT; ``resend_first_flight`` sends the
+    same datagrams again once the way is open, and the handshake completes on the copies."""
+
+    async def test() -> None:
+        async with endpoint(A) as a, endpoint(B) as b:
+            clients: list[H3ClientProtocol] = []
+            dropped: list[bytes] = []
+            accepted: list[bytes] = []
+            lost = asyncio.Event()
+            receive = b.server.datagram_received
+
+            def closed_nat(data: bytes | str, addr: tuple[str, int]) -> None:
+                assert isinstance(data, bytes)
+                if not accepted and len(dropped) < 1:
+                    dropped.append(data)  # the first flight (one padded Initial) never arrives
+                    lost.set()
+                    return
+                accepted.append(data)
+                receive(data, addr)
+
+            b.server.datagram_received = closed_nat  # type: ignore[method-assign]
+            dialing = asyncio.ensure_future(
+                a.server.dial(
+                    _addr(b),
+                    expected_id=B.node_id,
+                    identity=A,
+                    protocol=H3ClientProtocol,
+                    started=clients.append,
+                )
+            )
+            await lost.wait()
+            assert not b.server._protocols  # b saw nothing of it
+            assert a.server.resend_first_flight(clients[0])
+            h3 = await dialing
+            assert accepted[0] == dropped[0]  # the same bytes, sent again
+            assert not a.server.resend_first_flight(h3)  # nothing to resend once connected
+            status, _, _ = await h3.request("GET", "/whoami")
+            assert status == 200
+            h3.close()
 
     run(test)

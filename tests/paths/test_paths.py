@@ -13,8 +13,8 @@ from hypermesh.node.paths import PathManager, PeerLink
 from hypermesh.node.router import Router
 from hypermesh.node.server import bind_endpoint, server_configuration
 from hypermesh.registry.client import RegistryClient
-from hypermesh.transport.client import h3_get_json, h3_post
-from hypermesh.transport.identity import load_identity
+from hypermesh.transport.client import h3_get, h3_get_json, h3_post
+from hypermesh.transport.identity import Identity, load_identity
 from tests.harness import directory
 from tests.harness.directory import free_udp_port
 from tests.harness.node_process import NodeStarter, RunningNode
@@ -26,8 +26,10 @@ def _key(node: RunningNode) -> Any:
     return load_identity(node.node_dir / "identity.key")
 
 
-def ping(node: RunningNode, target: str, count: int = 1) -> tuple[int, dict[str, Any]]:
-    body = json.dumps({"node": target, "count": count}).encode()
+def ping(
+    node: RunningNode, target: str, count: int = 1, size: int = 0
+) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"node": target, "count": count, "bytes": size}).encode()
     return asyncio.run(
         h3_post(
             node.address,
@@ -59,9 +61,11 @@ def _network(nodes: NodeStarter, beta_advertise: tuple[str, ...] = ()) -> dict[s
 
 def test_a_reachable_peer_is_dialled_directly(nodes: NodeStarter) -> None:
     net = _network(nodes)
-    status, answer = ping(net["alpha"], "beta", count=2)
+    status, answer = ping(net["alpha"], "beta", count=2, size=300_000)
     assert status == 200, answer
     assert answer["path"] == "direct" and answer["name"] == "beta"
+    bulk = answer["bulk"]
+    assert bulk["bytes"] == 300_000 and bulk["path"] == "direct" and bulk["mbit_s"] > 0
     assert answer["remote"] == net["beta"].address and len(answer["rtt_ms"]) == 2
     view = paths_of(net["alpha"])
     peers = {p["node"]: p for p in view["peers"]}
@@ -117,6 +121,23 @@ def test_ping_of_an_unknown_node_is_404_and_only_the_nodes_key_may_ping(
         )
     )
     assert status == 403
+    # bulk bytes (a path's throughput) only for members, and never more than the bound
+    stranger = Identity.generate()
+    beta = net["beta"]
+    for who, query, expected in (
+        (stranger, "bytes=10", 403),
+        (_key(net["alpha"]), "bytes=99999999999", 400),
+        (_key(net["alpha"]), "bytes=-1", 400),
+        (_key(net["alpha"]), "", 400),
+        (_key(net["alpha"]), "bytes=10", 200),
+    ):
+        status, _, got = asyncio.run(
+            h3_get(beta.address, f"/paths/v1/bulk?{query}", expected_id=beta.identity, identity=who)
+        )
+        assert status == expected, (query, got[:200])
+    assert got == bytes(10)
+    status, answer = ping(net["alpha"], "beta", size=5 * 1024 * 1024)
+    assert status == 400 and "bytes" in answer["error"]
 
 
 def test_requests_in_flight_during_the_upgrade_all_complete(nodes: NodeStarter) -> None:

@@ -12,11 +12,15 @@ first handshake whose peer proves the key wins; the others are closed.
 DCUtR does, over the relayed connection itself: ``POST /paths/v1/punch`` gives the peer this
 node's candidates (local and reflexive addresses) and a token; the peer answers with its own
 and starts sending probes (``node.punch``) to this node's candidates, which opens its NAT for
-them. On the answer — one relayed round trip later, when the peer's probes are already on
-their way — this node probes the peer's candidates (opening its own NAT) and starts QUIC
-handshakes to each of them, and to every address a probe of the peer's arrives from (the
-peer-reflexive address: where a NAT that maps each destination anew really sends from). The
-first handshake that completes is the direct path.
+them. This node does not wait for the answer: with the request it probes the candidates the
+peer's record names and starts QUIC handshakes to them (opening its own NAT; the peer's NAT
+drops these first Initials unless it filters nothing). When a probe of the peer's arrives —
+half a relayed round trip later, the peer's NAT now open — the handshake to that address sends
+its first flight again, byte for byte (``MeshEndpoint.resend_first_flight``), rather than wait
+the second that QUIC's own recovery would; a probe from an address not yet tried (the
+peer-reflexive address: where a NAT that maps each destination anew really sends from) starts
+a handshake there; the answer does the same for the candidates it names. The first handshake
+that completes is the direct path.
 
 **Upgrade without failing a request.** New requests go to the direct connection at once; the
 relayed one is closed once the requests in flight on it have been answered (at most 30 s).
@@ -136,6 +140,8 @@ class PeerLink:
     """When (monotonic) the relayed connection was made."""
     direct_after: float | None = None
     """Seconds from the relayed connection to the direct one, once upgraded."""
+    candidates: tuple[str, ...] = ()
+    """The peer's addresses as its record names them (a punch's first handshakes)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -301,6 +307,7 @@ class PathManager:
             attempts.append(asyncio.create_task(self._relayed(record, delay)))
         if not attempts:
             raise TransportError(f"{record.name}: its record names no address and no relay")
+        link.candidates = (*record.reflexive, *record.addresses)
         kind, protocol, where = await _first(attempts, record, DIAL_TIMEOUT)
         self._count("connection", {"path": kind})
         if kind == "direct":
@@ -316,10 +323,20 @@ class PathManager:
         if kind == "relayed":
             self.punch_soon(link)
 
-    async def _direct(self, node_id: str, address: NetworkAddress, delay: float) -> Won:
+    async def _direct(
+        self,
+        node_id: str,
+        address: NetworkAddress,
+        delay: float,
+        started: Callable[[H3ClientProtocol], None] | None = None,
+    ) -> Won:
         await asyncio.sleep(delay)
         protocol = await self.endpoint.dial(
-            address, expected_id=node_id, identity=self.identity, protocol=H3ClientProtocol
+            address,
+            expected_id=node_id,
+            identity=self.identity,
+            protocol=H3ClientProtocol,
+            started=started,
         )
         return "direct", protocol, address
 
@@ -399,10 +416,7 @@ class PathManager:
         labels = {"local_nat": self.nat, "remote_nat": link.remote_nat or "unknown"}
         try:
             async with asyncio.timeout(PUNCH_TIMEOUT):
-                theirs = await self._ask_to_punch(link, token)
-                labels["remote_nat"] = link.remote_nat or "unknown"
-                self._count("punch", labels)
-                protocol, address = await self._race_direct(link, theirs, token, dialing)
+                protocol, address = await self._race_direct(link, token, dialing, labels)
         except (TimeoutError, HyperMeshError, OSError, ValueError) as exc:
             link.failures += 1
             link.last = "failed"
@@ -442,29 +456,31 @@ class PathManager:
         return punch.candidates(str(c) for c in data["candidates"])
 
     async def _race_direct(
-        self,
-        link: PeerLink,
-        theirs: list[tuple[str, int]],
-        token: bytes,
-        dialing: _Dialing,
+        self, link: PeerLink, token: bytes, dialing: _Dialing, labels: dict[str, str]
     ) -> tuple[H3ClientProtocol, NetworkAddress]:
-        """Probe ``theirs`` and race handshakes to them and to every address the peer's probes
-        come from; the first to complete wins."""
-        self._spawn(self._send_probes(token, theirs, punch.PROBE))
-        attempts: set[asyncio.Task[Won]] = set()
-        tried: set[NetworkAddress] = set()
+        """Race handshakes to the peer's candidates: those its record names at once, with
+        the punch request; those its answer names; every address its probes come from. The
+        answer and each probe mean the way may now be open: the handshakes to those
+        addresses send their first flight again. The first to complete wins."""
+        known = punch.candidates(link.candidates)
+        self._spawn(self._send_probes(token, known, punch.PROBE))
+        race = _Race(self, link.node_id)
+        for address in known:
+            race.start_or_resend(address)
+        asked = asyncio.ensure_future(self._ask_to_punch(link, token))
 
-        def start(address: NetworkAddress) -> None:
-            if address not in tried:
-                tried.add(address)
-                attempts.add(asyncio.create_task(self._direct(link.node_id, address, 0.0)))
+        def answered(theirs: list[tuple[str, int]]) -> None:
+            labels["remote_nat"] = link.remote_nat or "unknown"
+            self._count("punch", labels)
+            self._spawn(self._send_probes(token, theirs, punch.PROBE))
+            for address in dict.fromkeys([*race.attempts, *theirs]):
+                race.start_or_resend(address)
 
-        for address in theirs:
-            start(address)
         try:
-            return await _race_with_arrivals(attempts, dialing.seen, start)
+            return await race.run(asked, dialing.seen, answered)
         except BaseException:
-            _close_losers(attempts, None)
+            asked.cancel()
+            _close_losers(race.attempts.values(), None)
             raise
 
     def _upgrade(self, link: PeerLink, protocol: H3ClientProtocol, address: NetworkAddress) -> None:
@@ -670,28 +686,60 @@ def _close_losers(attempts: Iterable[asyncio.Future[Won]], winner: object) -> No
         task.add_done_callback(close)
 
 
-async def _race_with_arrivals(
-    attempts: set[asyncio.Task[Won]],
-    seen: asyncio.Queue[NetworkAddress],
-    start: Callable[[NetworkAddress], None],
-) -> tuple[H3ClientProtocol, NetworkAddress]:
-    """Wait for the first handshake to complete, starting one more to every address the
-    peer's probes arrive from meanwhile (until the caller's timeout)."""
-    while True:
-        arrival = asyncio.ensure_future(seen.get())
-        try:
-            pending = {a for a in attempts if not a.done()}
-            done, _ = await asyncio.wait({arrival, *pending}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not arrival.done():
-                arrival.cancel()
-        if arrival in done and not arrival.cancelled():
-            start(arrival.result())
-        for task in attempts:
-            won = _result(task) if task.done() else None
-            if won is not None:
-                _close_losers(attempts, task)
-                return won[1], won[2]
+class _Race:
+    """The direct handshakes of one punch attempt, by address."""
+
+    def __init__(self, paths: PathManager, node_id: str) -> None:
+        self.paths, self.node_id = paths, node_id
+        self.attempts: dict[NetworkAddress, asyncio.Task[Won]] = {}
+        self.clients: dict[NetworkAddress, H3ClientProtocol] = {}
+
+    def start_or_resend(self, address: NetworkAddress) -> None:
+        """A handshake to ``address``; if one runs, its first flight sent again."""
+        if address in self.attempts:
+            client = self.clients.get(address)
+            if client is not None:
+                self.paths.endpoint.resend_first_flight(client)
+            return
+
+        def started(client: H3ClientProtocol) -> None:
+            self.clients[address] = client
+
+        self.attempts[address] = asyncio.create_task(
+            self.paths._direct(self.node_id, address, 0.0, started)
+        )
+
+    async def run(
+        self,
+        asked: asyncio.Future[list[tuple[str, int]]],
+        seen: asyncio.Queue[NetworkAddress],
+        answered: Callable[[list[tuple[str, int]]], None],
+    ) -> tuple[H3ClientProtocol, NetworkAddress]:
+        """Wait for the first handshake to complete, acting on the punch answer (``asked``:
+        its failure is the attempt's) and on every probe that arrives meanwhile (until the
+        caller's timeout)."""
+        pending_answer = True
+        while True:
+            arrival = asyncio.ensure_future(seen.get())
+            waiting: set[asyncio.Future[Any]] = {arrival}
+            waiting.update(a for a in self.attempts.values() if not a.done())
+            if pending_answer:
+                waiting.add(asked)
+            try:
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not arrival.done():
+                    arrival.cancel()
+            if arrival in done and not arrival.cancelled():
+                self.start_or_resend(arrival.result())
+            if pending_answer and asked in done:
+                pending_answer = False
+                answered(asked.result())
+            for task in self.attempts.values():
+                won = _result(task) if task.done() else None
+                if won is not None:
+                    _close_losers(self.attempts.values(), task)
+                    return won[1], won[2]
 
 
 async def _drain(protocol: H3ClientProtocol) -> None:

@@ -2,9 +2,13 @@
 
 - ``GET /paths/v1``: every peer's path (direct or relayed, the addresses, RTT, since when), the
   node's NAT kind, reflexive addresses and home relay. The node's own key or its operators only.
-- ``POST /paths/v1/ping`` ``{"node": ID or name, "count": 1..10}``: dial the node (if need be)
-  and time ``count`` requests; says the path taken and whether it moved to a direct one. The
-  node's own key or its operators only: it makes the node dial out.
+- ``POST /paths/v1/ping`` ``{"node": ID or name, "count": 1..10, "bytes": 0..4 MiB}``: dial
+  the node (if need be) and time ``count`` requests; says the path taken and whether it moved
+  to a direct one; with ``bytes``, then fetches that many from the peer's ``/paths/v1/bulk``
+  and says the throughput and on which path. The node's own key or its operators only: it makes
+  the node dial out.
+- ``GET /paths/v1/bulk?bytes=N``: N zero bytes (at most 4 MiB), to measure a path's throughput;
+  a proven key that ``admits`` (a member, in a private network) only.
 - ``POST /paths/v1/punch``: a peer, over a relayed connection, asks for a hole punch
   (``PathManager.punch_requested``); a proven key that ``admits`` (a member, in a private
   network) only.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.parse
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -29,6 +34,8 @@ from hypermesh.transport.endpoint import describe
 
 MAX_BODY = 4096
 MAX_COUNT = 10
+MAX_BULK = 4 * 1024 * 1024
+"""Bytes ``/paths/v1/bulk`` sends at most (one answer, held in memory while it is sent)."""
 
 
 def add_paths_routes(
@@ -66,11 +73,13 @@ def add_paths_routes(
         if refused is not None:
             return refused
         try:
-            target, count = _ping_body(_json(request.body))
+            body = _json(request.body)
+            target, count = _ping_body(body)
+            size = _bulk_size(body.get("bytes", 0), "bytes")
         except ValueError as exc:
             return RouteResponse.error(400, f"ping: {exc}")
         try:
-            return RouteResponse.json(await ping_peer(paths, target, count))
+            return RouteResponse.json(await ping_peer(paths, target, count, size))
         except PeerNotFound as exc:
             return RouteResponse.error(404, str(exc))
         except TransportError as exc:
@@ -78,8 +87,18 @@ def add_paths_routes(
         except HyperMeshError as exc:
             return RouteResponse.error(400, str(exc))
 
+    async def bulk(request: Request) -> RouteResponse:
+        if request.peer_id is None or not admits(request.peer_id):
+            return RouteResponse.error(403, "only a member of the network may fetch bulk bytes")
+        try:
+            size = _bulk_size(_query_int(request.query, "bytes"), "bytes")
+        except ValueError as exc:
+            return RouteResponse.error(400, f"bulk: {exc}")
+        return RouteResponse(200, bytes(size), content_type="application/octet-stream")
+
     router.add("/paths/v1", view)
     router.add("/paths/v1/observed", observed)
+    router.add("/paths/v1/bulk", bulk)
     router.add("/paths/v1/punch", punch, methods=("POST",))
     router.add("/paths/v1/ping", ping, methods=("POST",))
 
@@ -103,9 +122,10 @@ def add_paths_routes(
     router.add("/paths/v1/forget", forget, methods=("POST",))
 
 
-async def ping_peer(paths: PathManager, target: str, count: int) -> dict[str, Any]:
+async def ping_peer(paths: PathManager, target: str, count: int, size: int = 0) -> dict[str, Any]:
     """Dial ``target`` and time ``count`` requests to it; after the first, a punch in flight
-    is given its time, so that the answer says where the path ended."""
+    is given its time, so that the answer says where the path ended. With ``size``, then time
+    a fetch of that many bytes (``bulk`` in the answer)."""
     dial_started = time.perf_counter()
     link = await paths.link(target)
     dialled_ms = round((time.perf_counter() - dial_started) * 1000, 3)
@@ -119,6 +139,7 @@ async def ping_peer(paths: PathManager, target: str, count: int) -> dict[str, An
             raise TransportError(f"{target}: answered {status}: {body[:200]!r}")
         if index == 0 and link.punching is not None and not link.punching.done():
             await _settle(link.punching)
+    bulk = None if size == 0 else await _fetch_bulk(paths, link.node_id, target, size)
     current = link.current()
     where = None
     if current is link.direct and link.direct_addr is not None:
@@ -135,6 +156,26 @@ async def ping_peer(paths: PathManager, target: str, count: int) -> dict[str, An
         "direct_after_ms": (
             None if link.direct_after is None else round(link.direct_after * 1000, 3)
         ),
+        "bulk": bulk,
+    }
+
+
+async def _fetch_bulk(paths: PathManager, node_id: str, target: str, size: int) -> dict[str, Any]:
+    """Fetch ``size`` bytes of the peer's ``/paths/v1/bulk``: how long, how fast, which path."""
+    link = await paths.link(node_id)
+    path = link.path
+    started = time.perf_counter()
+    status, _, body = await paths.request(
+        node_id, "GET", f"/paths/v1/bulk?bytes={size}", timeout=60.0
+    )
+    seconds = time.perf_counter() - started
+    if status != 200 or len(body) != size:
+        raise TransportError(f"{target}: bulk answered {status} with {len(body)} bytes")
+    return {
+        "bytes": size,
+        "ms": round(seconds * 1000, 3),
+        "mbit_s": round(size * 8 / seconds / 1e6, 3),
+        "path": path if path == link.path else f"{path}, then {link.path}",
     }
 
 
@@ -149,6 +190,20 @@ def _json(body: bytes) -> Any:
         return json.loads(body or b"{}")
     except ValueError:
         raise ValueError("the body is not JSON") from None
+
+
+def _bulk_size(value: Any, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_BULK:
+        raise ValueError(f"{field}: an integer from 0 to {MAX_BULK}")
+    return value
+
+
+def _query_int(query: str, name: str) -> int:
+    """The one integer ``name`` of a request's query (``ValueError`` naming it otherwise)."""
+    values = urllib.parse.parse_qs(query[:256]).get(name, [])
+    if len(values) != 1 or not values[0].isdigit() or len(values[0]) > 10:
+        raise ValueError(f"{name}: one integer in the query (?{name}=N)")
+    return int(values[0])
 
 
 def _ping_body(body: Any) -> tuple[str, int]:

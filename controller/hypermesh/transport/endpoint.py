@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -83,8 +84,12 @@ class _Routing:
     def __init__(self, endpoint: MeshEndpoint, socket: asyncio.DatagramTransport) -> None:
         self._endpoint = endpoint
         self.socket = socket
+        self.recording: list[bytes] | None = None
+        """While set: every datagram sent is also appended here (a dial's first flight)."""
 
     def sendto(self, data: bytes, addr: NetworkAddress) -> None:
+        if self.recording is not None:
+            self.recording.append(data)
         virtual = parse_virtual(addr)
         if virtual is None:
             self.socket.sendto(data, addr)
@@ -119,6 +124,9 @@ class MeshEndpoint(QuicServer):
         self.socket: asyncio.DatagramTransport | None = None
         self.clients = 0
         """Outgoing connections opened (for diagnostics and tests)."""
+        self._first_flights: weakref.WeakKeyDictionary[
+            QuicConnectionProtocol, tuple[NetworkAddress, tuple[bytes, ...]]
+        ] = weakref.WeakKeyDictionary()
 
     # -- the socket ------------------------------------------------------------------------
 
@@ -186,8 +194,31 @@ class MeshEndpoint(QuicServer):
         )
         self._protocols[quic.host_cid] = client
         self.clients += 1
-        client.connect(addr)
+        routing = cast(_Routing, self._transport)
+        routing.recording = []
+        try:
+            client.connect(addr)
+        finally:
+            flight, routing.recording = tuple(routing.recording), None
+        self._first_flights[client] = (addr, flight)
         return client
+
+    def resend_first_flight(self, client: QuicConnectionProtocol) -> bool:
+        """Send ``client``'s first datagrams (its Initial) again, byte for byte, while its
+        handshake has not completed; whether anything was sent.
+
+        A hole punch starts its handshakes before the peer's NAT lets them in; sending the
+        same Initial again once the peer's probes show the way is open saves the PTO (about
+        1 s for a first flight) that QUIC's own recovery would wait. A copy the peer already
+        has is a duplicate packet number, which QUIC ignores."""
+        held = self._first_flights.get(client)
+        if held is None or client._connected or client._quic._close_event is not None:
+            return False
+        addr, flight = held
+        routing = cast(_Routing, self._transport)
+        for data in flight:
+            routing.sendto(data, addr)
+        return bool(flight)
 
     async def dial_h3(
         self, addr: NetworkAddress, *, expected_id: str | None, identity: Identity | None
@@ -205,13 +236,17 @@ class MeshEndpoint(QuicServer):
         identity: Identity | None,
         protocol: Callable[[QuicConnection], P],
         alpn: str = "h3",
+        started: Callable[[P], None] | None = None,
     ) -> P:
         """A connection to ``addr`` whose peer proved ``expected_id``'s key, the client proving
-        ``identity``'s; bound the wait with ``asyncio.timeout``. ``TransportError`` (or
+        ``identity``'s; bound the wait with ``asyncio.timeout``. ``started`` is given the connection
+        as soon as its first flight is sent (to ``resend_first_flight`` it). ``TransportError`` (or
         ``IdentityMismatch``) when it fails; the half-open connection is closed then."""
         label = describe(addr)
         configuration = client_configuration(expected_id, alpn, identity=identity)
         client = self.connect(addr, configuration, protocol)
+        if started is not None:
+            started(client)
         if isinstance(client, H3ClientProtocol):
             client.address = label
         try:
