@@ -11,7 +11,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hypermesh.model.resources import DesiredState, Resource
-from hypermesh.node.config import Federated, Upstream
+from hypermesh.node.config import (
+    RESOLVER_LISTEN,
+    SYSTEM_RESOLV_CONF,
+    Federated,
+    ResolverConfig,
+    Upstream,
+)
 from hypermesh.transport.address import PeerRef
 
 IdentityOf = Callable[[Resource], str | None]
@@ -33,7 +39,44 @@ def interfaces_of(
     listens and the private InterfacePolicy; for an ephemeral interface (or role relay), the
     same for tunnels; for a public InterfacePolicy, its spec; for any of them, the network's
     members by node ID and the registries of federated networks. A registry node gets the
-    members too: it publishes them in its anchors, for the networks federated with its own."""
+    members too: it publishes them in its anchors, for the networks federated with its own.
+    A Node with ``spec.resolver`` gets its stub resolver's config too (``resolver_of``)."""
+    resolver = resolver_of(node.spec)
+    gates = _gates_of(
+        node,
+        desired,
+        identity_of=identity_of,
+        registry_upstream=registry_upstream,
+        private_listen=private_listen,
+        ephemeral_listen=ephemeral_listen,
+    )
+    return gates if resolver is None else {**gates, "resolver": resolver}
+
+
+def resolver_of(spec: Mapping[str, Any]) -> ResolverConfig | None:
+    """The stub resolver ``spec.resolver`` asks for (its defaults filled in); None without
+    one. The schema has checked the fields."""
+    wanted = spec.get("resolver")
+    if wanted is None:
+        return None
+    upstreams = wanted.get("upstreams")
+    return ResolverConfig(
+        listen=str(wanted.get("listen", RESOLVER_LISTEN)),
+        upstreams=tuple(str(u) for u in upstreams) if upstreams is not None else None,
+        resolv_conf=str(wanted.get("resolvConf", SYSTEM_RESOLV_CONF)),
+        forward=bool(wanted.get("forward", True)),
+    )
+
+
+def _gates_of(
+    node: Resource,
+    desired: DesiredState,
+    *,
+    identity_of: IdentityOf,
+    registry_upstream: RegistryUpstream,
+    private_listen: str,
+    ephemeral_listen: str,
+) -> dict[str, Any]:
     spec = node.spec
     network_name = spec.get("network")
     network = desired.get("Network", str(network_name), node.namespace)
