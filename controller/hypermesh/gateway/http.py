@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 
 import h11
 
@@ -31,6 +32,13 @@ HOP_BY_HOP = frozenset(
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 
 
+def _phrase(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
 class TooBig(Exception):
     """A request's body is over the bound."""
 
@@ -51,11 +59,22 @@ class Incoming:
 
 def forwardable(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """The headers to pass on: lower-case names that are tokens, printable values, no
-    hop-by-hop ones."""
+    hop-by-hop ones (nor those the ``connection`` header names)."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
     kept = []
     for name, value in headers:
         lowered = name.lower()
-        if lowered in HOP_BY_HOP or lowered.startswith(":") or not _TOKEN.match(lowered):
+        if (
+            lowered in HOP_BY_HOP
+            or lowered in named
+            or lowered.startswith(":")
+            or not _TOKEN.match(lowered)
+        ):
             continue
         if "\r" in value or "\n" in value or "\0" in value:
             continue
@@ -77,6 +96,7 @@ class HttpStream:
         self.reader = reader
         self.writer = writer
         self.idle_timeout = idle_timeout
+        self.max_header_bytes = max_header_bytes
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
 
     async def _event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
@@ -100,6 +120,13 @@ class HttpStream:
         if not isinstance(event, h11.Request):
             raise h11.RemoteProtocolError("expected a request", error_status_hint=400)
         headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers)
+        if len(event.target) + sum(len(n) + len(v) + 4 for n, v in headers) > self.max_header_bytes:
+            # h11 bounds only what has not arrived whole; a request that came in one read is
+            # bounded here.
+            raise h11.RemoteProtocolError("the request's headers are too big", 431)
+        declared = dict(headers).get("content-length", "0")
+        if declared.isdigit() and int(declared) > max_body:  # h11 checked it is a number
+            raise TooBig(f"the request body is over {max_body} bytes")
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -130,7 +157,8 @@ class HttpStream:
         fields = [*forwardable(headers), ("content-length", str(len(body)))]
         if close:
             fields.append(("connection", "close"))
-        out = self.conn.send(h11.Response(status_code=status, headers=fields))
+        phrase = _phrase(status)
+        out = self.conn.send(h11.Response(status_code=status, headers=fields, reason=phrase))
         if not head and body:
             out = (out or b"") + (self.conn.send(h11.Data(data=body)) or b"")
         out = (out or b"") + (self.conn.send(h11.EndOfMessage()) or b"")

@@ -22,7 +22,7 @@ from typing import Any
 import h11
 
 from hypermesh.gateway.authority import Authority, AuthorityError
-from hypermesh.gateway.http import Closed, HttpStream, Incoming, TooBig
+from hypermesh.gateway.http import Closed, HttpStream, Incoming, TooBig, forwardable
 from hypermesh.gateway.leaves import Leaves
 from hypermesh.gateway.pac import pac_file
 from hypermesh.gateway.pages import Page, error_page, index_page, reason
@@ -243,7 +243,7 @@ class Gateway:
         try:
             route = await self.upstream.route(target.host, None if secure else target.port)
             answer = await self.upstream.request(
-                route, incoming.method, target.path, incoming.headers, incoming.body
+                route, incoming.method, target.path, forwardable(incoming.headers), incoming.body
             )
         except UpstreamFailure as exc:
             await self._failed(http, target.host, exc, head)
