@@ -68,7 +68,7 @@ def test_the_defaults_and_the_config_file(tmp_path: Path) -> None:
         generation=1,
         node_dir=str(tmp_path),
         log_file=str(tmp_path / "log"),
-        resolver=chosen,  # type: ignore[arg-type]
+        resolver=chosen,
     )
     assert NodeConfig.from_json(config.to_json()) == config
     without = NodeConfig.from_json(config.to_json().replace('"resolver"', '"_resolver"'))
