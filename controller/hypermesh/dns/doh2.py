@@ -12,10 +12,12 @@ one: at most ``max_streams`` requests at once (SETTINGS_MAX_CONCURRENT_STREAMS; 
 it, before the client has acknowledged the setting, is refused with REFUSED_STREAM); a header
 section of at most ``max_header_list`` bytes (SETTINGS_MAX_HEADER_LIST_SIZE); a body of at
 most ``max_body`` bytes (a larger one, or a ``content-length`` that says so, is answered 413
-at once and the rest of the request is not read); the connection closes (GOAWAY) after
-``idle_timeout`` seconds without a byte and no request being answered. A request without
+at once and the rest of the body dropped as it comes, its stream reset past a MiB); the
+connection closes (GOAWAY) after ``idle_timeout`` seconds without a byte and no request being answered. A request without
 ``:method`` or ``:path`` is answered 400; a frame that breaks HTTP/2 ends the connection with
-the GOAWAY the state machine chooses (PROTOCOL_ERROR, FRAME_SIZE_ERROR, …), never a traceback.
+the GOAWAY the state machine chooses (PROTOCOL_ERROR, FRAME_SIZE_ERROR, …), never a traceback;
+a frame announcing more than 16 KiB (SETTINGS_MAX_FRAME_SIZE) ends it as soon as its header
+comes, before its payload is held.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ log = logging.getLogger(__name__)
 H2_ALPN = "h2"
 """The ALPN token of HTTP/2 over TLS."""
 READ_SIZE = 65536
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+"""What an HTTP/2 client sends first (RFC 9113 §3.4)."""
+MAX_FRAME = 16384
+"""The largest frame payload a client may send (SETTINGS_MAX_FRAME_SIZE left at its default)."""
+DROP_AT_MOST = 1 << 20
+"""Bytes of a body answered 413 dropped as they come before its stream is reset (CANCEL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,9 @@ class Doh2Connection:
         self._incoming: dict[int, _Incoming] = {}
         self._answering: set[int] = set()
         self._outgoing: dict[int, bytes] = {}
+        self._dropping: dict[int, int] = {}
+        self._frames = _FrameLengths(MAX_FRAME)
+        """Bytes dropped of the bodies of requests answered 413 while still arriving."""
         """Body bytes of responses waiting for the client's flow-control window."""
         self.closed = False
         """The connection ended (GOAWAY sent or received): send what is queued and close."""
@@ -137,6 +148,12 @@ class Doh2Connection:
         """The requests ``data`` completes (answer each with ``respond``)."""
         if self.closed:
             return []
+        if not self._frames.check(data):
+            log.debug("DoH2: connection ended: a frame over %d bytes", MAX_FRAME)
+            self.closed = True
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._h2.close_connection(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+            return []
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:  # the GOAWAY is queued
@@ -161,6 +178,7 @@ class Doh2Connection:
         elif isinstance(event, h2.events.StreamEnded):
             if event.stream_id in self._incoming:
                 return self._complete(event.stream_id)
+            self._dropping.pop(event.stream_id or 0, None)
         elif isinstance(event, h2.events.StreamReset):
             self._forget(event.stream_id)
         elif isinstance(event, h2.events.WindowUpdated):
@@ -198,7 +216,12 @@ class Doh2Connection:
 
     def _data(self, stream_id: int, data: bytes) -> None:
         incoming = self._incoming.get(stream_id)
-        if incoming is None:  # refused already: its bytes are acknowledged and dropped
+        if incoming is None:  # answered already (413): its bytes are acknowledged and dropped
+            dropped = self._dropping.get(stream_id, 0) + len(data)
+            if dropped > DROP_AT_MOST:
+                self._reset(stream_id, h2.errors.ErrorCodes.CANCEL)
+            elif stream_id in self._dropping:
+                self._dropping[stream_id] = dropped
             return
         if len(incoming.body) + len(data) > self.limits.max_body:
             del self._incoming[stream_id]
@@ -207,8 +230,10 @@ class Doh2Connection:
         incoming.body += data
 
     def _too_large(self, stream_id: int) -> None:
+        """Answer 413 at once; the rest of the body is dropped as it comes (clients do not all
+        take a reset of a stream they are still sending on), up to ``DROP_AT_MOST`` bytes."""
         self.respond(stream_id, _error(413, f"a request body has at most {self.limits.max_body}"))
-        self._reset(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        self._dropping[stream_id] = 0
 
     def _complete(self, stream_id: int) -> HttpRequest:
         incoming = self._incoming.pop(stream_id)
@@ -269,11 +294,43 @@ class Doh2Connection:
             self._incoming.pop(stream_id, None)
             self._outgoing.pop(stream_id, None)
             self._answering.discard(stream_id)
+            self._dropping.pop(stream_id, None)
 
     def _reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
         self._forget(stream_id)
         with contextlib.suppress(h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError):
             self._h2.reset_stream(stream_id, code)
+
+
+class _FrameLengths:
+    """Reads the length of every frame as its header arrives, so that one announcing more than
+    ``limit`` bytes ends the connection at once: the ``h2`` state machine would keep its bytes
+    until the whole frame had come (up to 16 MiB) before refusing it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._skip = len(PREFACE)
+        self._header = bytearray()
+
+    def check(self, data: bytes) -> bool:
+        """False when ``data`` holds a frame header announcing more than ``limit`` bytes."""
+        at = 0
+        while at < len(data):
+            if self._skip:
+                taken = min(self._skip, len(data) - at)
+                self._skip -= taken
+                at += taken
+                continue
+            taken = min(9 - len(self._header), len(data) - at)
+            self._header += data[at : at + taken]
+            at += taken
+            if len(self._header) == 9:
+                length = int.from_bytes(self._header[:3], "big")
+                if length > self.limit:
+                    return False
+                self._skip = length
+                self._header.clear()
+        return True
 
 
 def _text(part: object) -> str:

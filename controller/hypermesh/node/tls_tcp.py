@@ -19,7 +19,9 @@ is read). Each service bounds what it holds itself (idle timeouts, queries in fl
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -33,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
-from hypermesh.transport.identity import Identity
+from hypermesh.transport.identity import Identity, public_key_from_node_id
 
 log = logging.getLogger("hypermesh.tls")
 
@@ -178,3 +180,15 @@ async def open_tls_listener(
         ssl_shutdown_timeout=limits.handshake_timeout,
         reuse_address=True,
     )
+
+
+_ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+"""DER of an Ed25519 SubjectPublicKeyInfo up to its 32-byte key (RFC 8410)."""
+
+
+def spki_pin(node_id: str) -> str:
+    """The key pin of a node's TLS certificate (RFC 7858 §4.2, ``kdig +tls-pin``, Android and
+    stubby's ``tls_pubkey_pinset``): base64 of the SHA-256 of its SubjectPublicKeyInfo, made
+    from the node ID alone. ``ValueError`` for a malformed node ID."""
+    raw = public_key_from_node_id(node_id)
+    return base64.b64encode(hashlib.sha256(_ED25519_SPKI_PREFIX + raw).digest()).decode("ascii")
