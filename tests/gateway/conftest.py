@@ -7,6 +7,7 @@ HOME in the test's directory, where ``hmctl gateway trust`` made the CA and its 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -77,9 +78,9 @@ def _start_gateway(hmctl: Hmctl) -> tuple[subprocess.Popen[str], str]:
     return process, line.split()[2]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("gateway")
+@contextlib.contextmanager
+def running_lab(base: Path) -> Iterator[Lab]:
+    """The network applied and the gateway started under ``base``; everything stopped after."""
     home = base / "home"
     home.mkdir()
     hmctl = Hmctl(base / "state", base)
@@ -116,6 +117,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 process.kill()
         hmctl("down", timeout=120)
         decoy.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with running_lab(tmp_path_factory.mktemp("gateway")) as running:
+        yield running
 
 
 def curl(lab: Lab, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
