@@ -9,6 +9,9 @@ import json
 import time
 from typing import Any
 
+import pytest
+
+from hypermesh.errors import TransportError
 from hypermesh.node.paths import PathManager, PeerLink
 from hypermesh.node.router import Router
 from hypermesh.node.server import bind_endpoint, server_configuration
@@ -140,11 +143,15 @@ def test_ping_of_an_unknown_node_is_404_and_only_the_nodes_key_may_ping(
     assert status == 400 and "bytes" in answer["error"]
 
 
-def test_requests_in_flight_during_the_upgrade_all_complete(nodes: NodeStarter) -> None:
+def test_requests_in_flight_during_the_upgrade_all_complete_and_a_dead_direct_path_falls_back(
+    nodes: NodeStarter,
+) -> None:
     """A node in this process (alpha's key, its own endpoint and paths) keeps eight requests
     in flight to beta, reached first through the relay, while the link moves to the direct
     path: every request is answered, some on each path, and the relayed connection had
-    requests in flight when the move happened (it drained, it was not cut)."""
+    requests in flight when the move happened (it drained, it was not cut). Then the direct
+    path goes dead (beta's packets no longer arrive from its address): a GET is answered
+    through the relay, a POST fails saying why (it is not sent twice)."""
     dead = f"127.0.0.1:{free_udp_port()}"
     net = _network(nodes, beta_advertise=(dead,))
     _wait_relay(net, None)
@@ -196,6 +203,26 @@ async def _load_across_the_upgrade(net: dict[str, RunningNode]) -> None:
             assert link.path == "direct", link.last
             assert used["relayed"] > 0 and used["direct"] > 0, used
             assert paths.in_flight_at_upgrade, "no request was in flight on the relay"
+            await _direct_path_dies(paths, served.server, link, beta)
     finally:
         await paths.aclose()
         served.close()
+
+
+async def _direct_path_dies(paths: PathManager, endpoint: Any, link: PeerLink, beta: str) -> None:
+    dead = link.direct_addr
+    receive = endpoint.datagram_received
+
+    def blackhole(data: bytes, addr: Any) -> None:
+        if addr != dead:
+            receive(data, addr)
+
+    endpoint.datagram_received = blackhole
+    # a POST on a path that dies under it is not sent again: the caller hears why at once
+    with pytest.raises(TransportError, match="not sent again"):
+        await paths.request(beta, "POST", "/paths/v1/punch", body=b"{}")
+    assert link.last == "direct path lost" and link.direct is None
+    # a GET goes through the relay, dialled again
+    status, _, _ = await paths.request(beta, "GET", "/paths/v1/observed")
+    assert status == 200
+    assert link.path == "relayed", link.path

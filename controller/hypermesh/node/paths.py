@@ -24,8 +24,8 @@ that completes is the direct path.
 
 **Upgrade without failing a request.** New requests go to the direct connection at once; the
 relayed one is closed once the requests in flight on it have been answered (at most 30 s).
-When the direct path dies (a keepalive unanswered, a request failing), the link falls back to
-the relay and punches again, with a backoff; a change of the node's own addresses punches
+When the direct path dies (a keepalive unanswered, a request failing, or a request unanswered
+for a second while a PING goes unacknowledged for two more), the link falls back to the relay and punches again, with a backoff; a change of the node's own addresses punches
 again at once. Keepalives (QUIC PING) go on direct paths and to the home relay every
 ``keepalive`` seconds (25 by default, below the 30 s that NATs commonly keep an idle UDP
 mapping), and only while the link is in use: a link idle for 5 minutes is closed.
@@ -70,6 +70,14 @@ IDLE_LINK = 300.0
 REPUNCH_BACKOFF = (5.0, 30.0, 120.0, 600.0)
 """Seconds before punching again after 1, 2, 3, 4+ failed attempts."""
 RECORD_CACHE = 30.0
+STALL = 1.0
+"""Seconds a request on a direct path waits for its answer before asking whether the path is
+alive (a PING; the request itself goes on waiting)."""
+STALL_PING = 2.0
+"""Seconds that PING may take before the direct path is taken for dead."""
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+"""Methods sent again through the relay after the direct path died under them (RFC 9110
+§9.2.2)."""
 RELAY_READY = 5.0
 """Seconds to wait for a relay attachment before a relayed handshake gives up."""
 
@@ -100,6 +108,10 @@ class Target:
             record.relay_id,
             record.relay_addresses,
         )
+
+
+class _PathDead(Exception):
+    """A direct path stopped answering under a request."""
 
 
 class PeerNotFound(HyperMeshError):
@@ -367,8 +379,10 @@ class PathManager:
         headers: Sequence[tuple[str, str]] = (),
         timeout: float = 10.0,  # noqa: ASYNC109 - bounds the whole, the message names it
     ) -> tuple[int, dict[str, str], bytes]:
-        """One request to ``target`` on its best path; a failure on the direct path falls back
-        to the relay and tries once more."""
+        """One request to ``target`` on its best path. A direct path that fails, or that
+        stops answering (``_watched``), falls back to the relay; the request is tried once
+        more there unless it was sent on a dead path and is not idempotent (it may have been
+        carried out: ``TransportError`` says so)."""
         try:
             async with asyncio.timeout(timeout):
                 for attempt in (1, 2):
@@ -377,7 +391,14 @@ class PathManager:
                     if protocol is None:
                         continue
                     try:
-                        return await protocol.request(method, path, headers=headers, body=body)
+                        return await self._watched(link, protocol, method, path, headers, body)
+                    except _PathDead:
+                        self._lost(link, protocol)
+                        if method not in IDEMPOTENT:
+                            raise TransportError(
+                                f"{target}: the direct path died during {method} {path}; "
+                                "not sent again, it may have been carried out"
+                            ) from None
                     except TransportError:
                         self._lost(link, protocol)
                         if attempt == 2:
@@ -387,6 +408,36 @@ class PathManager:
                 f"{target}: no answer to {method} {path} within {timeout:g}s"
             ) from None
         raise TransportError(f"{target}: no path")
+
+    async def _watched(
+        self,
+        link: PeerLink,
+        protocol: H3ClientProtocol,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """The request on ``protocol``. On a direct path, while no answer has come for
+        ``STALL`` seconds, a QUIC PING asks whether the path still carries anything; one
+        unacknowledged for ``STALL_PING`` seconds means it does not (``_PathDead``) — long
+        before the request's own timeout, and before the next keepalive would notice."""
+        exchange = asyncio.ensure_future(protocol.request(method, path, headers=headers, body=body))
+        try:
+            while True:
+                done, _ = await asyncio.wait({exchange}, timeout=STALL)
+                if done:
+                    return exchange.result()
+                if protocol is not link.direct:
+                    continue
+                try:
+                    async with asyncio.timeout(STALL_PING):
+                        await protocol.ping()
+                except (TimeoutError, ConnectionError, TransportError):
+                    raise _PathDead from None
+        finally:
+            if not exchange.done():
+                exchange.cancel()
 
     def _lost(self, link: PeerLink, protocol: H3ClientProtocol) -> None:
         """``protocol`` failed: drop it (a dead direct path falls back to the relay)."""
