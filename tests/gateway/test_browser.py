@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,29 @@ def test_pac_file_and_status(lab: Lab) -> None:
     text = lab.hmctl("gateway", "status").stdout
     assert "COUNTER" in text and "verification_failures" in text and "may sign" in text
     assert (lab.home / ".local/share/hypermesh/gateway/ca.key").read_text() not in text
+
+
+def test_a_gateway_with_no_state_reaches_names_through_the_registry(
+    lab: Lab, tmp_path: Path
+) -> None:
+    listed = lab.hmctl("get", "nodes", "-o", "json")
+    (registry,) = [
+        i for i in json.loads(listed.stdout)["items"] if i["metadata"]["name"] == "registry"
+    ]
+    address, identity = registry["status"]["address"], registry["status"]["identity"]
+    env = {**lab.hmctl.env, "HM_STATE": str(tmp_path / "none")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hypermesh.cli.main", "gateway", "run", "--listen", "127.0.0.1:0",
+         "--registry", address, "--registry-id", identity],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("gateway on "), line + process.stdout.read()
+        laptop = Lab(lab.hmctl, lab.home, line.split()[2], lab.ca_pem, lab.decoy)
+        page = curl(laptop, "--cacert", str(lab.ca_pem), "https://www.acme/status")
+        assert page.returncode == 0 and json.loads(page.stdout)["name"] == "alpha"
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from hypermesh.cli.common import state_dir
+from hypermesh.cli.common import peer_ref, state_dir
 from hypermesh.cli.render import table
 from hypermesh.errors import HyperMeshError, UsageError
 from hypermesh.files import write_atomic
@@ -49,9 +49,19 @@ def _files(args: argparse.Namespace) -> AuthorityFiles:
     return AuthorityFiles(Path(args.ca_dir) if args.ca_dir else default_directory())
 
 
+def _mesh(args: argparse.Namespace) -> Mesh:
+    """The network to reach: ``--registry`` and ``--registry-id`` (no state needed: a laptop
+    that runs no node), else the state's registry and, with ``--via``, that node."""
+    if args.registry is not None:
+        if args.registry_id is None:
+            raise UsageError("--registry needs --registry-id (the registry's node ID, hm1…)")
+        return Mesh(None, registry=peer_ref(args.registry, args.registry_id))
+    return Mesh.from_state(state_dir(args), node=getattr(args, "via", None))
+
+
 def _tlds_from_network(args: argparse.Namespace) -> tuple[str, ...]:
-    """The active TLDs of the registry of the state (``--tld`` not given)."""
-    mesh = Mesh.from_state(state_dir(args))
+    """The active TLDs of the registry (``--tld`` not given)."""
+    mesh = _mesh(args)
     if mesh.registry is None:
         raise UsageError("no registry known in the state: name the TLDs with --tld")
 
@@ -125,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     files = _files(args)
     authority = files.load()
     settings = GatewaySettings(listen=args.listen, upstream_timeout=args.timeout)
-    mesh = Mesh.from_state(state_dir(args), node=args.via)
+    mesh = _mesh(args)
     mesh.timeout = args.timeout
     upstream = Upstream(mesh, route_ttl=settings.route_ttl, timeout=settings.upstream_timeout)
     gateway = Gateway(settings, authority, upstream, files.places())
