@@ -150,6 +150,11 @@ class TlsListener:
             await service.serve(reader, writer)
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             log.debug("TLS: %s ended: %s", observed(writer), exc)
+        except asyncio.CancelledError:
+            # The loop is ending. asyncio (3.11) asks a cancelled client_connected_cb task for
+            # its exception and logs the CancelledError as an unhandled one: end quietly.
+            writer.transport.abort()
+            return
         finally:
             self.open.discard(writer)
             writer.close()
@@ -157,9 +162,10 @@ class TlsListener:
                 await asyncio.wait_for(writer.wait_closed(), self.limits.handshake_timeout)
 
     def close_all(self) -> None:
-        """Close every connection being served (the node is stopping)."""
+        """Drop every connection being served (the node is stopping): their services see the
+        connection lost at once and end."""
         for writer in list(self.open):
-            writer.close()
+            writer.transport.abort()
 
 
 async def open_tls_listener(
