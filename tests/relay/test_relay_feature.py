@@ -1,6 +1,7 @@
-"""The relay role on a node: the hub behind the public endpoint (QUIC, ALPN ``hm-relay``) and the
-node's TLS listener on the same port number over TCP (``features.tls_tcp``, which serves it), members only in a private network, its counters
-among the node's metrics, everything closed with the node."""
+"""The relay role on a node: the hub behind the public endpoint (QUIC, ALPN ``hm-relay``) and
+the node's TLS listener on the same port number over TCP (``features.tls_tcp``, which serves
+it), members only in a private network, its counters among the node's metrics, everything
+closed with the node."""
 
 from __future__ import annotations
 

@@ -13,11 +13,12 @@ it, before the client has acknowledged the setting, is refused with REFUSED_STRE
 section of at most ``max_header_list`` bytes (SETTINGS_MAX_HEADER_LIST_SIZE); a body of at
 most ``max_body`` bytes (a larger one, or a ``content-length`` that says so, is answered 413
 at once and the rest of the body dropped as it comes, its stream reset past a MiB); the
-connection closes (GOAWAY) after ``idle_timeout`` seconds without a byte and no request being answered. A request without
-``:method`` or ``:path`` is answered 400; a frame that breaks HTTP/2 ends the connection with
-the GOAWAY the state machine chooses (PROTOCOL_ERROR, FRAME_SIZE_ERROR, …), never a traceback;
-a frame announcing more than 16 KiB (SETTINGS_MAX_FRAME_SIZE) ends it as soon as its header
-comes, before its payload is held.
+connection closes (GOAWAY) after ``idle_timeout`` seconds without a byte and no request being
+answered. A frame that breaks HTTP/2 (a request without ``:method`` or ``:path`` among them)
+ends the connection with the GOAWAY the state machine chooses (PROTOCOL_ERROR,
+FRAME_SIZE_ERROR, …), never a traceback; a frame announcing more than 16 KiB
+(SETTINGS_MAX_FRAME_SIZE) ends it as soon as its header comes, before its payload is held. A
+request whose ``:path`` does not start with ``/`` is answered 400.
 """
 
 from __future__ import annotations
