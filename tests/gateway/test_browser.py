@@ -166,6 +166,7 @@ def test_pac_file_and_status(lab: Lab) -> None:
     gateway = status["gateway"]
     assert isinstance(gateway, dict) and gateway["listen"] == lab.proxy
     text = lab.hmctl("gateway", "status").stdout
+    assert "may sign    *.acme (no IP addresses)" in text
     assert "COUNTER" in text and "verification_failures" in text and "may sign" in text
     assert (lab.home / ".local/share/hypermesh/gateway/ca.key").read_text() not in text
 
@@ -194,3 +195,9 @@ def test_a_gateway_with_no_state_reaches_names_through_the_registry(
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_trust_reads_the_tlds_from_the_registry(lab: Lab, tmp_path: Path) -> None:
+    made = lab.hmctl("gateway", "trust", "--no-nss", "--ca-dir", str(tmp_path / "ca"))
+    assert made.returncode == 0, made.stderr
+    assert "may sign    *.acme (no IP addresses)" in made.stdout

@@ -73,8 +73,8 @@ def test_only_end_to_end_headers_pass_on() -> None:
 
 def test_the_pac_file_sends_only_the_tlds_to_the_gateway() -> None:
     text = pac_file(("beta", "acme"), "127.0.0.1:7443")
-    assert 'dnsDomainIs(host, ".acme") || host == "acme"' in text
-    assert 'dnsDomainIs(host, ".beta") || host == "beta"' in text
+    assert 'if (dnsDomainIs(host, ".acme") ||\n        dnsDomainIs(host, ".beta")) {' in text
+    assert '"acme"' not in text  # a bare TLD names no host: DIRECT
     assert text.count('return "PROXY 127.0.0.1:7443";') == 1 and 'return "DIRECT";' in text
     with pytest.raises(AuthorityError):
         pac_file(('acme") || true || ("',), "127.0.0.1:7443")

@@ -7,9 +7,9 @@ from hypermesh.gateway.authority import check_tlds
 
 def pac_file(tlds: tuple[str, ...], proxy: str) -> str:
     """``FindProxyForURL`` sending every name under ``tlds`` to ``proxy`` (``HOST:PORT``) and
-    everything else ``DIRECT``."""
+    everything else ``DIRECT`` (a bare TLD too: it names no host the gateway could serve)."""
     tlds = check_tlds(tlds)
-    tests = " ||\n        ".join(f'dnsDomainIs(host, ".{tld}") || host == "{tld}"' for tld in tlds)
+    tests = " ||\n        ".join(f'dnsDomainIs(host, ".{tld}")' for tld in tlds)
     return (
         "// HyperMesh gateway: names under "
         + ", ".join(f".{t}" for t in tlds)
