@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import ssl
 import time
@@ -76,6 +77,28 @@ def test_a_relay_whose_tcp_port_is_taken_does_not_start(tmp_path: Path) -> None:
 
     with taken_tcp_port() as holder:
         asyncio.run(asyncio.wait_for(main(holder.getsockname()[1]), 60))
+
+
+def test_the_web_listener_asked_on_the_same_port_number_keeps_it(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = dataclasses.replace(
+        node_config(tmp_path, "web", f"127.0.0.1:{port}"), web_listen=f"127.0.0.1:{port}"
+    )
+
+    async def main() -> None:
+        node = NodeContext.starting(config, Identity.generate())
+        node.dns_handler = lambda query: None
+        async with contextlib.AsyncExitStack() as stack:
+            for feature in (PublicInterface(), TlsTcpFeature()):
+                await feature.open(node, stack)
+            assert node.addresses.tls is None
+            with socket.socket() as tcp:  # free for the web listener
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                tcp.bind(("127.0.0.1", port))
+
+    asyncio.run(asyncio.wait_for(main(), 60))
 
 
 def _client_context() -> ssl.SSLContext:

@@ -9,7 +9,8 @@ the public gate, as over QUIC: a client over TCP presents no key, so it is judge
 address (operation ``dns.query``). What the features before it offer over TLS (the relay's
 ``hm-relay``) is served beside them.
 
-The port number is the UDP port's, on TCP. When something else holds it, a node that only
+The port number is the UDP port's, on TCP. When something else holds it, or the node's own
+HTTP/1.1 listener asks for it (``spec.web.listen`` on the same port number), a node that only
 serves DNS here starts without it, with a warning in its log; a node with a service that
 requires the listener (a relay) fails to start, as it always has. Its address is left on
 ``node.addresses.tls`` (None when it is not open).
@@ -65,14 +66,17 @@ class TlsTcpFeature:
             services.append(TlsService(H2_ALPN, doh2_service(node.router, gate)))
         if not services:
             return
+        required = [service.alpn for service in services if service.required]
+        address = format_address(host, port)
+        if not required and _web_takes(node.config.web_listen, port):
+            log.warning("DNS over TLS and HTTP/2 are off: the web listener takes TCP %s", address)
+            return
         listener = TlsListener(
             services, without_alpn=DOT_ALPN if node.dns_handler is not None else None
         )
-        address = format_address(host, port)
         try:
             server = await open_tls_listener(host, port, node.identity, listener)
         except OSError as exc:
-            required = [service.alpn for service in services if service.required]
             if required:
                 raise OSError(
                     exc.errno,
@@ -94,6 +98,13 @@ class TlsTcpFeature:
         stack.push_async_callback(close)
         node.addresses.tls = address
         log.info("listening on TCP %s (%s)", address, ", ".join(listener.services))
+
+
+def _web_takes(web_listen: str | None, port: int) -> bool:
+    """Whether the node's HTTP/1.1 listener (``spec.web.listen``, opened later) asks for the
+    same TCP port number: it was asked for by name, so it keeps it (QUIC and HTTP/1.1 on one
+    port number, as web servers announce with ``alt-svc``)."""
+    return web_listen is not None and parse_address(web_listen)[1] == port
 
 
 def dot_service(handler: DnsHandler, gate: Gate | None) -> StreamHandler:
