@@ -25,8 +25,8 @@ that completes is the direct path.
 **Upgrade without failing a request.** New requests go to the direct connection at once; the
 relayed one is closed once the requests in flight on it have been answered (at most 30 s).
 When the direct path dies (a keepalive unanswered, a request failing, or a request unanswered
-for a second while a PING goes unacknowledged for two more), the link falls back to the relay and punches again, with a backoff; a change of the node's own addresses punches
-again at once. Keepalives (QUIC PING) go on direct paths and to the home relay every
+for a second while a PING goes unacknowledged for two more), the link falls back to the relay
+and punches again, with a backoff; a change of the node's own addresses punches again at once. Keepalives (QUIC PING) go on direct paths and to the home relay every
 ``keepalive`` seconds (25 by default, below the 30 s that NATs commonly keep an idle UDP
 mapping), and only while the link is in use: a link idle for 5 minutes is closed.
 """

@@ -24,7 +24,7 @@ import asyncio
 import json
 import time
 import urllib.parse
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from hypermesh.errors import HyperMeshError, TransportError
@@ -87,18 +87,9 @@ def add_paths_routes(
         except HyperMeshError as exc:
             return RouteResponse.error(400, str(exc))
 
-    async def bulk(request: Request) -> RouteResponse:
-        if request.peer_id is None or not admits(request.peer_id):
-            return RouteResponse.error(403, "only a member of the network may fetch bulk bytes")
-        try:
-            size = _bulk_size(_query_int(request.query, "bytes"), "bytes")
-        except ValueError as exc:
-            return RouteResponse.error(400, f"bulk: {exc}")
-        return RouteResponse(200, bytes(size), content_type="application/octet-stream")
-
     router.add("/paths/v1", view)
     router.add("/paths/v1/observed", observed)
-    router.add("/paths/v1/bulk", bulk)
+    router.add("/paths/v1/bulk", _bulk_route(admits))
     router.add("/paths/v1/punch", punch, methods=("POST",))
     router.add("/paths/v1/ping", ping, methods=("POST",))
 
@@ -120,6 +111,21 @@ def add_paths_routes(
         return RouteResponse.json({"node": record.node_id, "forgotten": forgotten})
 
     router.add("/paths/v1/forget", forget, methods=("POST",))
+
+
+def _bulk_route(admits: Callable[[str], bool]) -> Callable[[Request], Awaitable[RouteResponse]]:
+    """``GET /paths/v1/bulk?bytes=N``: N zero bytes, for members only."""
+
+    async def bulk(request: Request) -> RouteResponse:
+        if request.peer_id is None or not admits(request.peer_id):
+            return RouteResponse.error(403, "only a member of the network may fetch bulk bytes")
+        try:
+            size = _bulk_size(_query_int(request.query, "bytes"), "bytes")
+        except ValueError as exc:
+            return RouteResponse.error(400, f"bulk: {exc}")
+        return RouteResponse(200, bytes(size), content_type="application/octet-stream")
+
+    return bulk
 
 
 async def ping_peer(paths: PathManager, target: str, count: int, size: int = 0) -> dict[str, Any]:
