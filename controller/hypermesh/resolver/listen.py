@@ -36,6 +36,11 @@ class _Udp(asyncio.DatagramProtocol):
         tune_datagram_transport(transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        quick = self.resolver.quick(data, udp=True)
+        if quick is not None and self.transport is not None:
+            self.resolver.counts.udp += 1
+            self.transport.sendto(quick, addr)
+            return
         if self.resolver.busy:
             self.resolver.counts.dropped += 1
             return

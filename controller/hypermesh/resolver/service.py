@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,6 +39,11 @@ log = logging.getLogger("hypermesh.resolver")
 
 MAX_KEYS_TTL = 300
 """Seconds a zone's DNSKEY answer is kept (less when its TTL says so)."""
+WIRE_FRESH = 1.0
+"""Seconds a rendered answer is sent again as it is to the same query bytes (its TTLs then
+count down by whole seconds through the answer cache)."""
+MAX_WIRE = 10_000
+"""Rendered answers kept for ``WIRE_FRESH``."""
 
 
 class MeshSource(Protocol):
@@ -128,6 +134,7 @@ class Resolver:
         self._keys: dict[dns.name.Name, _Keys] = {}
         self._inflight = 0
         self._serial: tuple[tuple[str, int], ...] = ()
+        self._wire: OrderedDict[bytes, tuple[bytes, float, Outcome]] = OrderedDict()
 
     @property
     def busy(self) -> bool:
@@ -137,7 +144,11 @@ class Resolver:
     async def handle(self, wire: bytes, *, udp: bool) -> bytes | None:
         """The answer to the client's ``wire`` (fitted to UDP when ``udp``); None: send
         nothing. Never raises."""
+        quick = self.quick(wire, udp=udp)
+        if quick is not None:
+            return quick
         self.counts.queries += 1
+        key = (b"u" if udp else b"t") + wire[2:]
         self._inflight += 1
         try:
             parsed = core.parse(wire)
@@ -147,9 +158,12 @@ class Resolver:
             if isinstance(parsed, Reply):
                 self.counts.count(parsed.outcome)
                 return parsed.wire
-            reply = await self._answer(parsed)
+            reply, outcome = await self._answer(parsed)
+            self.counts.count(outcome)
             data, truncated = core.fit(reply, parsed.udp_limit() if udp else core.MAX_MESSAGE)
             self.counts.truncated += truncated
+            if outcome in (Outcome.VERIFIED, Outcome.FORWARDED):
+                self._keep_rendered(key, data, reply, outcome)
             return data
         except Exception as exc:  # a bug here must cost one answer, never the listener
             log.exception("resolver failed on a query")
@@ -158,27 +172,45 @@ class Resolver:
         finally:
             self._inflight -= 1
 
-    async def _answer(self, query: Query) -> dns.message.Message:
+    def quick(self, wire: bytes, *, udp: bool) -> bytes | None:
+        """The answer rendered less than ``WIRE_FRESH`` ago for the same query bytes (but the
+        ID), with this query's ID; None when there is none (ask ``handle``). Counted as
+        answered when found."""
+        rendered = self._wire.get((b"u" if udp else b"t") + wire[2:])
+        if rendered is None or len(wire) < 12 or self._clock() >= rendered[1]:
+            return None
+        self.counts.queries += 1
+        self.counts.cache_hits += 1
+        self.counts.count(rendered[2])
+        return wire[:2] + rendered[0][2:]
+
+    def _keep_rendered(
+        self, key: bytes, data: bytes, reply: dns.message.Message, outcome: Outcome
+    ) -> None:
+        ttl = core.cache_ttl(reply)
+        if ttl > 0:
+            self._wire[key] = (data, self._clock() + min(WIRE_FRESH, ttl), outcome)
+            while len(self._wire) > MAX_WIRE:
+                self._wire.popitem(last=False)
+
+    async def _answer(self, query: Query) -> tuple[dns.message.Message, Outcome]:
         anchors = await self._anchors()
         zones = anchors.zones if anchors is not None else {}
         where = core.route(query, zones, forward=self.settings.forward)
         if where is Route.REFUSE:
-            self.counts.refused += 1
-            return core.refused(query)
+            return core.refused(query), Outcome.REFUSED
         cached = self.cache.get(query, self._clock())
         if cached is not None:
             self.counts.cache_hits += 1
-            self.counts.count(cached[1])
-            return cached[0]
+            return cached
         if where is Route.MESH:
             assert anchors is not None
             reply, outcome = await self._from_mesh(query, anchors)
         else:
             reply, outcome = await self._forwarded(query)
-        self.counts.count(outcome)
         if outcome in (Outcome.VERIFIED, Outcome.FORWARDED):
             self.cache.put(query, reply, outcome, self._clock())
-        return reply
+        return reply, outcome
 
     async def _anchors(self) -> Anchors | None:
         try:
@@ -192,6 +224,7 @@ class Resolver:
                 self._serial = serial
                 self.cache.clear()
                 self._keys.clear()
+                self._wire.clear()
         return anchors
 
     async def _from_mesh(
