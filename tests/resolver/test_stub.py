@@ -147,10 +147,9 @@ def test_kdig_asks_over_udp_and_tcp(stub: StubThread) -> None:
         assert "192.0.2.1" in done.stdout
 
 
-@pytest.fixture(scope="module")
-def forged(mesh: dict[str, NodeProc]) -> Iterator[ServerThread]:
-    """A node serving acme with www's address altered, its signatures kept as they were, and
-    relaying the registry's true anchors."""
+def copy_of_m1(mesh: dict[str, NodeProc], altered: bool) -> ServerThread:
+    """A node serving m1's copy of acme (with www's address altered, its signatures kept as
+    they were, when ``altered``) and relaying the registry's true anchors; started."""
     registry, m1 = mesh["registry"], mesh["m1"]
     anchors = asyncio.run(fetch_anchors(m1.address, m1.identity, registry.identity, caller=None))
     data = asyncio.run(
@@ -161,7 +160,7 @@ def forged(mesh: dict[str, NodeProc]) -> Iterator[ServerThread]:
             identity=None,
         )
     )
-    text = data["zone"].replace("192.0.2.1", "203.0.113.66")
+    text = data["zone"].replace("192.0.2.1", "203.0.113.66") if altered else data["zone"]
     zone = dns.zone.from_text(text, origin="acme.", relativize=True)
 
     async def relayed(_: Request) -> RouteResponse:
@@ -171,6 +170,12 @@ def forged(mesh: dict[str, NodeProc]) -> Iterator[ServerThread]:
         StaticZones([zone]), routes=lambda router: router.add("/registry/v1/anchors", relayed)
     )
     thread.start()
+    return thread
+
+
+@pytest.fixture(scope="module")
+def forged(mesh: dict[str, NodeProc]) -> Iterator[ServerThread]:
+    thread = copy_of_m1(mesh, altered=True)
     try:
         yield thread
     finally:
@@ -223,3 +228,35 @@ def test_the_stub_survives_its_upstream(stub: StubThread, upstream: FakeUpstream
     # the only one).
     back = dns.query.udp(query("b.example.test."), "127.0.0.1", timeout=5, port=stub.port)
     assert answer_values(back) == {UPSTREAM_ADDRESS}
+
+
+def test_the_stub_survives_its_node(mesh: dict[str, NodeProc], upstream: FakeUpstream) -> None:
+    thread = copy_of_m1(mesh, altered=False)
+    server = thread.server
+    assert server is not None
+    node = NodeProc(
+        "copy", mesh["m1"].node_dir, mesh["m1"].process, server.address, server.identity.node_id
+    )
+    stub = StubThread(doq_source(node, mesh["registry"]), (upstream.address,)).start()
+    stopped = False
+    try:
+        first = dns.query.udp(query("www.acme."), "127.0.0.1", timeout=5, port=stub.port)
+        assert answer_values(first) == {"192.0.2.1"} and first.flags & dns.flags.AD
+        thread.stop()  # the node is gone
+        stopped = True
+        gone = dns.query.udp(
+            query("nothing.acme.", use_edns=0), "127.0.0.1", timeout=8, port=stub.port
+        )
+        assert gone.rcode() == dns.rcode.SERVFAIL
+        assert ede(gone) == [dns.edns.EDECode.NO_REACHABLE_AUTHORITY]
+        # The anchors it held still say acme is the mesh's: never sent to the upstream; other
+        # names are still forwarded, and what it had verified is still in its cache.
+        assert dns.query.udp(
+            query("c.example.test."), "127.0.0.1", timeout=5, port=stub.port
+        ).answer
+        kept = dns.query.udp(query("www.acme."), "127.0.0.1", timeout=5, port=stub.port)
+        assert answer_values(kept) == {"192.0.2.1"}
+    finally:
+        stub.stop()
+        if not stopped:
+            thread.stop()
