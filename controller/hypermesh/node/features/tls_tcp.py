@@ -97,7 +97,6 @@ class TlsTcpFeature:
 
         stack.push_async_callback(close)
         node.addresses.tls = address
-        log.info("listening on TCP %s (%s)", address, ", ".join(listener.services))
 
 
 def _web_takes(web_listen: str | None, port: int) -> bool:
