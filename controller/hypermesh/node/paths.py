@@ -26,9 +26,10 @@ that completes is the direct path.
 relayed one is closed once the requests in flight on it have been answered (at most 30 s).
 When the direct path dies (a keepalive unanswered, a request failing, or a request unanswered
 for a second while a PING goes unacknowledged for two more), the link falls back to the relay
-and punches again, with a backoff; a change of the node's own addresses punches again at once. Keepalives (QUIC PING) go on direct paths and to the home relay every
-``keepalive`` seconds (25 by default, below the 30 s that NATs commonly keep an idle UDP
-mapping), and only while the link is in use: a link idle for 5 minutes is closed.
+and punches again, with a backoff; a change of the node's own addresses punches again at once.
+Keepalives (QUIC PING) go on direct paths and to the home relay every ``keepalive`` seconds
+(25 by default, below the 30 s that NATs commonly keep an idle UDP mapping), and only while
+the link is in use: a link idle for 5 minutes is closed.
 """
 
 from __future__ import annotations
