@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_describe,
         _add_delete,
         _add_dns,
+        _add_resolver,
         _add_registry,
         _add_chain,
         _add_message,
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_ping,
         _add_keys,
         _add_network,
+        _add_gateway,
         _add_version,
     ):
         add(sub)
@@ -271,6 +273,106 @@ def _add_dns(sub: Subparsers) -> None:
     )
     _add_timeout(p, 5.0)
     _add_output(p, ["text", "json"], "text: as dig prints it (default); json: for scripts")
+
+
+RESOLVER = "hypermesh.cli.resolver"
+
+
+def _add_resolver(sub: Subparsers) -> None:
+    parent = _command(
+        sub,
+        "resolver",
+        (RESOLVER, "status"),
+        "a local validating stub resolver: plain DNS for the operating system, HyperMesh names "
+        "verified from the registry's key, other names forwarded",
+        "hmctl resolver run --listen 127.0.0.53:53 --via alpha",
+    )
+    actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _add_resolver_run(actions)
+    _add_resolver_status_and_setup(actions)
+
+
+def _add_resolver_run(actions: Subparsers) -> None:
+    p = _command(
+        actions,
+        "run",
+        (RESOLVER, "run"),
+        "serve DNS over UDP and TCP on --listen until interrupted, asking a node over DoQ",
+        "hmctl resolver run --listen 127.0.0.1:5353 --via alpha --upstream 192.0.2.53:53",
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.53:53",
+        metavar="HOST:PORT",
+        help="where to listen, UDP and TCP (default 127.0.0.53:53; port 0: any free port)",
+    )
+    p.add_argument(
+        "--via", metavar="NODE", help="the node of the state to ask (default: the registry)"
+    )
+    p.add_argument(
+        "--address", metavar="HOST:PORT", help="ask this node instead of one of the state"
+    )
+    p.add_argument("--identity", metavar="NODE_ID", help="with --address: the key to pin")
+    p.add_argument(
+        "--registry-id",
+        metavar="NODE_ID",
+        help="the registry's node ID, which answers are checked from (default: from the state)",
+    )
+    p.add_argument(
+        "--upstream",
+        action="append",
+        metavar="HOST:PORT",
+        help="a resolver for other names (repeatable; default: the nameservers of --resolv-conf)",
+    )
+    p.add_argument(
+        "--resolv-conf",
+        default="/etc/resolv.conf",
+        metavar="PATH",
+        help="where the system's resolvers are read without --upstream (default /etc/resolv.conf)",
+    )
+    p.add_argument(
+        "--no-forward", action="store_true", help="answer names outside the mesh REFUSED"
+    )
+    p.add_argument(
+        "--status-file",
+        metavar="PATH",
+        help="where to keep the status (default: resolver/status.json in the state directory)",
+    )
+
+
+def _add_resolver_status_and_setup(actions: Subparsers) -> None:
+    p = _command(
+        actions,
+        "status",
+        (RESOLVER, "status"),
+        "what the stubs running here serve, where, their upstreams and counts",
+        "hmctl resolver status -o json",
+    )
+    p.add_argument("--status-file", metavar="PATH", help="read this status file only")
+    _add_output(p, ["table", "json"])
+    p = _command(
+        actions,
+        "setup",
+        (RESOLVER, "setup"),
+        "print what sends HyperMesh names to the stub: a systemd-resolved drop-in, "
+        "NetworkManager's dnsmasq lines, or a resolv.conf",
+        "hmctl resolver setup --print resolved --listen 127.0.0.2:53",
+    )
+    p.add_argument(
+        "--print",
+        required=True,
+        choices=["resolved", "networkmanager", "resolv.conf"],
+        help="which configuration to print",
+    )
+    p.add_argument(
+        "--listen", default="127.0.0.53:53", metavar="HOST:PORT", help="where the stub listens"
+    )
+    p.add_argument(
+        "--domain",
+        action="append",
+        metavar="TLD",
+        help="a HyperMesh TLD to send to the stub (repeatable; default: the state's TLDs)",
+    )
 
 
 REGISTRY = "hypermesh.cli.registry"
@@ -430,6 +532,110 @@ def _add_tunnel(sub: Subparsers) -> None:
     )
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     _add_timeout(p, 30.0)
+
+
+GATEWAY = "hypermesh.cli.gateway"
+
+
+def _add_ca_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ca-dir",
+        metavar="DIR",
+        help="the CA directory (default: $XDG_DATA_HOME or ~/.local/share, then hypermesh/gateway)",
+    )
+
+
+def _add_registry_ref(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry", metavar="HOST:PORT", help="the registry to ask (default: the state's)"
+    )
+    parser.add_argument("--registry-id", metavar="NODE_ID", help="with --registry: its key")
+
+
+def _add_gateway_run(actions: Subparsers) -> None:
+    p = _command(
+        actions,
+        "run",
+        (GATEWAY, "run"),
+        "serve the proxy: HyperMesh names over the verified path, a 403 for any other name",
+        "hmctl gateway run --listen 127.0.0.1:7443 --via alpha",
+    )
+    p.add_argument(
+        "--listen",
+        default="127.0.0.1:7443",
+        metavar="HOST:PORT",
+        help="where to listen (default 127.0.0.1:7443)",
+    )
+    p.add_argument("--via", metavar="NODE", help="the node that resolves (default: the registry)")
+    _add_ca_dir(p)
+    _add_registry_ref(p)
+    _add_timeout(p, 15.0)
+
+
+def _add_gateway(sub: Subparsers) -> None:
+    parent = _command(
+        sub,
+        "gateway",
+        (GATEWAY, "status"),
+        "browsers reach HyperMesh names: a local proxy and a CA constrained to the HyperMesh TLDs",
+        "hmctl gateway trust --tld acme && hmctl gateway run",
+    )
+    actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _command(
+        actions,
+        "trust",
+        (GATEWAY, "trust"),
+        "make the local CA once (key 0600, never printed) and install it in the NSS databases "
+        "of Chromium and Firefox (and with --system, the system store)",
+        "hmctl gateway trust --tld acme",
+    )
+    p.add_argument(
+        "--tld",
+        action="append",
+        metavar="TLD",
+        help="a TLD the CA may sign for (repeatable; default: the registry's active TLDs)",
+    )
+    p.add_argument(
+        "--system",
+        action="store_true",
+        help="also install in /usr/local/share/ca-certificates (as root)",
+    )
+    p.add_argument("--no-nss", action="store_true", help="do not touch the NSS databases")
+    _add_ca_dir(p)
+    _add_registry_ref(p)
+    p = _command(
+        actions,
+        "untrust",
+        (GATEWAY, "untrust"),
+        "remove the CA from every store trust put it in, and delete it and its key",
+        "hmctl gateway untrust",
+    )
+    _add_ca_dir(p)
+    _add_gateway_run(actions)
+    p = _command(
+        actions,
+        "pac",
+        (GATEWAY, "pac"),
+        "print the PAC file: names under the CA's TLDs to the gateway, the rest DIRECT",
+        "hmctl gateway pac --proxy 127.0.0.1:7443 > hypermesh.pac",
+    )
+    p.add_argument(
+        "--proxy", metavar="HOST:PORT", help="the gateway's address (default 127.0.0.1:7443)"
+    )
+    _add_ca_dir(p)
+    p = _command(
+        actions,
+        "status",
+        (GATEWAY, "status"),
+        "the CA (subject, fingerprint, what it may sign, where installed) and the running "
+        "gateway's counts",
+        "hmctl gateway status -o json",
+    )
+    p.add_argument(
+        "--gateway", metavar="HOST:PORT", help="ask this gateway (default: the one running)"
+    )
+    _add_ca_dir(p)
+    _add_output(p, ["text", "json"], "text: tables (default); json: for scripts")
 
 
 def _add_ping(sub: Subparsers) -> None:

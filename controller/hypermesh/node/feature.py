@@ -41,6 +41,7 @@ from hypermesh.node.router import Router
 from hypermesh.node.routes import Fallback
 from hypermesh.node.runtime import RuntimeInfo
 from hypermesh.node.server import Gate, RelayServe
+from hypermesh.node.tls_tcp import TlsService
 from hypermesh.registry.client import RegistryClient
 from hypermesh.revocation import Lookup, Revocation, Revocations
 from hypermesh.timefmt import rfc3339
@@ -87,6 +88,8 @@ class Addresses:
     private: str | None = None
     ephemeral: str | None = None
     web: str | None = None
+    tls: str | None = None
+    """The TLS listener on TCP (DNS over TLS and HTTP/2, the relay), when it is open."""
 
 
 @dataclass(eq=False)
@@ -129,6 +132,9 @@ class NodeContext:
     """How a relay attachment is served, on a node with role ``relay`` (set by the relay
     feature, which opens after the public interface: the endpoint asks for it per
     connection)."""
+    tls_services: dict[str, TlsService] = field(default_factory=dict)
+    """What the node serves on its TLS listener on TCP besides DNS, by ALPN (the relay's
+    ``hm-relay``), left by the features that open before the listener (``features.tls_tcp``)."""
     relay_hub: Any = None
     """The relay's hub (``node.relay_hub.RelayHub``), on a node with role ``relay``."""
     paths: Any = None

@@ -19,7 +19,9 @@ from hypermesh.node.features.private import PrivateInterface
 from hypermesh.node.features.public import PublicInterface
 from hypermesh.node.features.registry import RegistryFeature
 from hypermesh.node.features.relay import RelayFeature
+from hypermesh.node.features.resolver import ResolverFeature
 from hypermesh.node.features.status import StatusFeature
+from hypermesh.node.features.tls_tcp import TlsTcpFeature
 from hypermesh.node.features.tunnels import TunnelsFeature
 from hypermesh.node.features.web import WebFeature
 
@@ -30,10 +32,12 @@ FEATURES: tuple[Feature, ...] = (
     MessagingFeature(),  # needs: the chain writer
     FederationFeature(),  # offers: who federated keys are
     DnsFeature(),  # needs: the DNS fallback; offers: the DNS over QUIC handler
+    ResolverFeature(),  # needs: the DNS handler, the mirror's anchors (or the registry's)
     MetricsFeature(),
     PublicInterface(),  # needs: revocations, operators, federation, the DNS handler
     PrivateInterface(),  # needs: the same
-    RelayFeature(),  # needs: the public interface's port (TCP on the same number)
+    RelayFeature(),  # needs: the public endpoint; offers: its service over TLS on TCP
+    TlsTcpFeature(),  # needs: the public port (TCP, same number), the DNS handler, the relay
     PathsFeature(),  # needs: the public endpoint; offers: the paths (reflexive, home relay)
     TunnelsFeature(),  # needs: the public gate
     StatusFeature(),  # needs: the interfaces' addresses
