@@ -13,8 +13,8 @@ paths are noticed within seconds.
 The paths API (``/paths/v1``) answers only the node's own key, and a NATed node is reached only
 from inside its host, so each host runs an **agent** (``python -m tests.lab.paths_net agent
 NODE_DIR``): one process that reads JSON requests on its standard input, one per line
-(``{"op": "ping", "node": NAME, "count": n}``, ``{"op": "forget", "node": NAME}`` or
-``{"op": "paths"}``), makes them to its node
+(``{"op": "ping", "node": NAME, "count": n}``, ``{"op": "forget", "node": NAME}``,
+``{"op": "paths"}`` or ``{"op": "metrics"}``: then ``{"status", "text"}``), makes them to its node
 over HTTP/3 with the node's key, and writes one JSON line per request (``{"status", "answer",
 "wall_ms"}``; ``status`` 0 and ``error`` when the node did not answer). One agent per host
 saves a Python start per request.
@@ -38,6 +38,7 @@ from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import load_or_create_identity
 from tests.lab.lab import Host, Lab, python_env
+from tests.lab.nat import PortMap, add_portmap
 
 KINDS = ("public", "full-cone", "port-restricted", "symmetric", "double", "udp-blocked")
 """The NAT kinds, each a host and a node of that name (``public``: no NAT)."""
@@ -126,6 +127,8 @@ class PathsNet:
     base: Path
     members: dict[str, Member] = field(default_factory=dict)
     logs: list[IO[str]] = field(default_factory=list)
+    portmaps: dict[str, PortMap] = field(default_factory=dict)
+    """miniupnpd in the router of each host built with ``portmap`` (by host name)."""
 
     @property
     def reg(self) -> Member:
@@ -285,10 +288,12 @@ def build(
     base: Path,
     kinds: Sequence[str] = KINDS,
     extra: Mapping[str, str | None] | None = None,
+    portmap: Iterable[str] = (),
 ) -> PathsNet:
     """Add the hosts to ``lab`` and start every node (files under ``base``): ``reg``,
-    ``relay``, one per kind of ``kinds``, and ``extra`` (name → NAT kind, None: public).
-    Waits for the nodes' runtime files only: see ``wait_published``."""
+    ``relay``, one per kind of ``kinds``, and ``extra`` (name → NAT kind, None: public); the
+    routers of the hosts named in ``portmap`` run miniupnpd (``tests.lab.nat.add_portmap``:
+    NAT-PMP). Waits for the nodes' runtime files only: see ``wait_published``."""
     net = PathsNet(lab, base)
     hosts: list[tuple[str, str | None, tuple[str, ...]]] = [
         ("reg", None, ("registry",)),
@@ -302,6 +307,8 @@ def build(
         node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         identity = load_or_create_identity(node_dir)
         net.members[name] = Member(name, host, node_dir, identity.node_id, roles)
+    for name in portmap:
+        net.portmaps[name] = add_portmap(lab, net.members[name].host, base / f"{name}.router")
     try:
         for name, _, _ in hosts:
             net.launch(name)
@@ -385,8 +392,10 @@ async def _answer(node_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps({"node": request["node"]}).encode()
     elif request.get("op") == "paths":
         method, path, body = "GET", "/paths/v1", b""
+    elif request.get("op") == "metrics":
+        method, path, body = "GET", "/metrics", b""
     else:
-        return {"status": 0, "error": f"unknown op {request.get('op')!r}: ping or paths"}
+        return {"status": 0, "error": f"unknown op {request.get('op')!r}: ping, paths, metrics"}
     timeout = float(request.get("timeout", 20))
     async with asyncio.timeout(timeout):
         async with connect_h3(f"127.0.0.1:{port}", expected_id=node_id, identity=identity) as h3:
@@ -394,6 +403,8 @@ async def _answer(node_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
             started = time.perf_counter()
             status, _, answer = await h3.request(method, path, headers=headers, body=body)
             wall = (time.perf_counter() - started) * 1000
+    if path == "/metrics":
+        return {"status": status, "text": answer.decode(errors="replace")}
     return {"status": status, "answer": json.loads(answer or b"{}"), "wall_ms": round(wall, 3)}
 
 

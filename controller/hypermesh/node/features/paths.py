@@ -9,12 +9,18 @@ endpoint it uses) and before the directory (which publishes what it learns).
   socket to the registry asks ``GET /paths/v1/observed``; with the home relay's view (when it is
   attached over UDP) that gives the reflexive addresses and the NAT kind (``node.punch``). A
   change punches every relayed peer again and makes the directory publish the record anew.
+- **Port mapping** (``transport.portmap``): the node asks its default gateway for a NAT-PMP
+  mapping of its UDP port (IPv4; not when it listens on loopback or IPv6 only); the mapped
+  address is its first reflexive address while the mapping is held, and dropped when it is
+  lost or deleted (on close). Where nothing answers within 1.75 s the node goes on without.
+  ``hypermesh_port_mapping{protocol}`` is 1 while a mapping is held.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 from collections.abc import Callable
@@ -32,6 +38,7 @@ from hypermesh.transport.address import parse_address
 from hypermesh.transport.client import H3ClientProtocol
 from hypermesh.transport.identity import is_node_id
 from hypermesh.transport.noderecord import BadNodeRecord, NodeRecord
+from hypermesh.transport.portmap import NatPmpClient, PortMapping
 
 log = logging.getLogger("hypermesh.paths")
 
@@ -69,7 +76,13 @@ class PathsFeature:
         stack.push_async_callback(paths.aclose)
         start_task(stack, paths.upkeep())
         start_task(stack, _keep_home_relay(node, paths))
-        start_task(stack, _observe(node, paths))
+        observer = _Observer(node, paths)
+        mapper = _port_mapper(paths.endpoint.local_address, observer, metrics)
+        if mapper is not None:
+            stack.push_async_callback(mapper.aclose)  # after its task: the mapping deleted
+        start_task(stack, observer.run())
+        if mapper is not None:
+            start_task(stack, mapper.run())
 
 
 async def _locate(node: NodeContext, target: str) -> NodeRecord | None:
@@ -129,16 +142,52 @@ async def _keep_home_relay(node: NodeContext, paths: PathManager) -> None:
         await asyncio.sleep(RELAY_RETRY)
 
 
-async def _observe(node: NodeContext, paths: PathManager) -> None:
-    """Every ``path_observe`` seconds: where the node's packets are seen to come from."""
-    while True:
-        public = node.addresses.public
-        local = expand_wildcard(public, local_addresses) if public else []
-        if paths.local and local != paths.local:
-            await _reattach(paths)  # the relays saw the old address: they must see the new
-        seen, udp = await _observations(node, paths)
-        paths.observed(local, seen, udp)
-        await asyncio.sleep(node.config.path_observe)
+class _Observer:
+    """Every ``path_observe`` seconds, and at once when the port mapping changes: where the
+    node's packets are seen to come from (and the mapping), told to the paths."""
+
+    def __init__(self, node: NodeContext, paths: PathManager) -> None:
+        self.node, self.paths = node, paths
+        self.mapping: PortMapping | None = None
+        self.wake = asyncio.Event()
+
+    def mapped(self, mapping: PortMapping | None) -> None:
+        """The port mapping was granted, changed or lost: observe again now."""
+        self.mapping = mapping
+        self.wake.set()
+
+    async def run(self) -> None:
+        node, paths = self.node, self.paths
+        while True:
+            self.wake.clear()
+            public = node.addresses.public
+            local = expand_wildcard(public, local_addresses) if public else []
+            if paths.local and local != paths.local:
+                await _reattach(paths)  # the relays saw the old address: they must see the new
+            seen, udp = await _observations(node, paths)
+            paths.observed(local, seen, udp, self.mapping)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(node.config.path_observe):
+                    await self.wake.wait()
+
+
+def _port_mapper(bound: str, observer: _Observer, metrics: PathMetrics) -> NatPmpClient | None:
+    """A NAT-PMP client for the node's UDP port, asking from the address the node's socket is
+    bound to; None where a mapping means nothing (loopback, IPv6)."""
+    try:
+        host, port = parse_address(bound)
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.is_loopback or (ip.version == 6 and not ip.is_unspecified):
+        return None
+    bind = str(ip) if ip.version == 4 and not ip.is_unspecified else "0.0.0.0"  # noqa: S104
+
+    def changed(mapping: PortMapping | None) -> None:
+        metrics.port_mapping.labels("nat-pmp").set(0 if mapping is None else 1)
+        observer.mapped(mapping)
+
+    return NatPmpClient(port, bind=bind, on_change=changed)
 
 
 async def _reattach(paths: PathManager) -> None:
@@ -221,6 +270,13 @@ class PathMetrics:
         self.paths = Gauge(
             "hypermesh_paths", "Peers by their current path.", ["path"], registry=registry
         )
+        self.port_mapping = Gauge(
+            "hypermesh_port_mapping",
+            "1 while the node's router maps its UDP port for anyone (by protocol: nat-pmp).",
+            ["protocol"],
+            registry=registry,
+        )
+        self.port_mapping.labels("nat-pmp").set(0)
 
     def watch(self, paths: PathManager) -> None:
         for kind in ("direct", "relayed"):
