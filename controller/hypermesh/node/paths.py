@@ -54,6 +54,7 @@ from hypermesh.transport.client import H3ClientProtocol
 from hypermesh.transport.endpoint import MeshEndpoint, describe, virtual_address
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.noderecord import NodeRecord
+from hypermesh.transport.portmap import PortMapping
 from hypermesh.transport.relayclient import RelayLink
 
 log = logging.getLogger("hypermesh.paths")
@@ -602,13 +603,22 @@ class PathManager:
         """Where peers may reach this node directly: its reflexive, then its local addresses."""
         return list(dict.fromkeys([*self.reflexive, *self.local]))[: punch.MAX_CANDIDATES]
 
-    def observed(self, local: Sequence[str], seen: Sequence[str], udp: bool) -> bool:
-        """Record the node's addresses and where UDP observers saw it; True when that changed
-        what the node knows (its record must be published again, punching redone)."""
+    def observed(
+        self,
+        local: Sequence[str],
+        seen: Sequence[str],
+        udp: bool,
+        mapping: PortMapping | None = None,
+    ) -> bool:
+        """Record the node's addresses and where UDP observers saw it (and the port mapping
+        its router granted, whose address comes first: it admits anyone); True when that
+        changed what the node knows (its record must be published again, punching redone)."""
         nat = punch.classify(local, seen, udp)
-        reflexive = [a for a in dict.fromkeys(seen) if a not in set(local)]
+        mapped = [mapping.address] if mapping is not None else []
+        reflexive = [a for a in dict.fromkeys([*mapped, *seen]) if a not in set(local)]
         changed = (nat, reflexive, list(local)) != (self.nat, self.reflexive, self.local)
         self.nat, self.reflexive, self.local = nat, reflexive, list(local)
+        self.mapping = mapping
         if changed:
             log.info(
                 "own addresses observed",
@@ -671,11 +681,20 @@ class PathManager:
     def view(self) -> dict[str, Any]:
         """``GET /paths/v1``."""
         home = self.relays.get(self.home) if self.home else None
+        mapping: PortMapping | None = getattr(self, "mapping", None)  # set by ``observed``
         return {
             "node": self.identity.node_id,
             "nat": self.nat,
             "local": self.local,
             "reflexive": self.reflexive,
+            "mapping": None
+            if mapping is None
+            else {
+                "protocol": mapping.protocol,
+                "address": mapping.address,
+                "gateway": mapping.gateway,
+                "lifetime": mapping.lifetime,
+            },
             "relay": None if home is None else _relay_view(home),
             "peers": [_link_view(link, self.endpoint) for link in self.links.values()],
         }
