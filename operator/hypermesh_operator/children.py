@@ -19,7 +19,9 @@ Service. Pure: no API calls, no clock, no randomness (the key comes in).
   a symlink farm the node will not follow). Readiness is an ``exec`` probe over HTTP/3 (see
   ``PROBE``): the kubelet's ``httpGet`` speaks HTTP/1.1 over TCP, the node serves HTTP/3 on UDP.
 - ``Service`` ``hm-NAME``: the node's QUIC ports over UDP (public; private and ephemeral when
-  enabled) and its read-only web port over TCP when it serves one; of the type
+  enabled), the public port's number over TCP too (``tls``: DNS over TLS, DNS over HTTPS on
+  HTTP/2 and, on a relay, the relay for nodes without UDP) and its read-only web port over TCP
+  when it serves one; of the type
   ``spec.expose.type`` says (``ClusterIP`` by default; ``NodePort`` or ``LoadBalancer`` to reach
   the node from outside the cluster, with ``externalTrafficPolicy: Local`` so that the node sees
   its callers' own addresses, by which it counts the budgets of anonymous callers).
@@ -346,8 +348,9 @@ NODE_DIR_MOUNT: Mapping[str, Any] = {"name": NODE_DIR_VOLUME, "mountPath": NODE_
 
 def container_ports(ports: Ports) -> list[dict[str, Any]]:
     """The node container's named ports (the Service targets them by name)."""
-    named = [("quic", ports.public, "UDP"), ("private", ports.private, "UDP")]
-    named += [("ephemeral", ports.ephemeral, "UDP"), ("web", ports.web, "TCP")]
+    named = [("quic", ports.public, "UDP"), ("tls", ports.public, "TCP")]
+    named += [("private", ports.private, "UDP"), ("ephemeral", ports.ephemeral, "UDP")]
+    named += [("web", ports.web, "TCP")]
     return [
         {"name": name, "containerPort": port, "protocol": protocol}
         for name, port, protocol in named

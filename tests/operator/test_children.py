@@ -189,6 +189,7 @@ def test_the_service_exposes_exactly_the_enabled_interfaces() -> None:
     assert isinstance(spec, dict)
     assert [(p["name"], p["port"], p["protocol"]) for p in spec["ports"]] == [
         ("quic", 4433, "UDP"),
+        ("tls", 4433, "TCP"),  # DNS over TLS and HTTPS, and a relay, on the same number
         ("private", 4434, "UDP"),
         ("ephemeral", 4435, "UDP"),
     ]
@@ -330,7 +331,8 @@ def test_the_service_is_of_the_type_the_node_asks_for(
     assert spec["type"] == kind
     assert spec.get("externalTrafficPolicy") == policy
     assert spec["ports"] == [
-        {"name": "quic", "port": 4433, "targetPort": "quic", "protocol": "UDP"}
+        {"name": "quic", "port": 4433, "targetPort": "quic", "protocol": "UDP"},
+        {"name": "tls", "port": 4433, "targetPort": "tls", "protocol": "TCP"},
     ]
 
 
