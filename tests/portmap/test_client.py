@@ -192,3 +192,18 @@ def test_a_restarted_gateway_is_asked_again_at_once() -> None:
         assert len(gateway.maps()) == 2  # well before half of 7200 s
 
     with_gateway(test)
+
+
+def test_a_node_asks_from_its_own_address_and_not_on_loopback_or_ipv6() -> None:
+    from hypermesh.node.features.paths import _port_mapper
+
+    class Metrics:
+        port_mapping = None
+
+    observer = object()
+    for bound in ("127.0.0.1:4433", "[::1]:4433", "[2001:db8::1]:4433", "nonsense"):
+        assert _port_mapper(bound, observer, Metrics()) is None, bound  # type: ignore[arg-type]
+    mapper = _port_mapper("192.168.1.20:4433", observer, Metrics())  # type: ignore[arg-type]
+    assert mapper is not None and (mapper.bind, mapper.internal_port) == ("192.168.1.20", 4433)
+    anywhere = _port_mapper("0.0.0.0:5000", observer, Metrics())  # type: ignore[arg-type]
+    assert anywhere is not None and (anywhere.bind, anywhere.internal_port) == ("0.0.0.0", 5000)

@@ -392,6 +392,8 @@ class NatPmpClient:
         ``NoGateway`` when nothing answers, ``Refused`` when the answer is not a success."""
         async with self._lock:
             transport, answers = await self._open()
+            while not answers.queue.empty():
+                answers.queue.get_nowait()  # late answers to an earlier exchange
             wire = request.to_wire()
             expected = RESPONSE + (
                 OP_EXTERNAL if isinstance(request, ExternalAddressRequest) else wire[1]
