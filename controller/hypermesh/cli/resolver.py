@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -24,6 +23,7 @@ from hypermesh.cli.common import peer_ref, state_dir
 from hypermesh.cli.dns import _registry_id, _server
 from hypermesh.cli.render import table
 from hypermesh.errors import UsageError
+from hypermesh.node.lockfile import pid_alive
 from hypermesh.resolver import (
     DoqSource,
     Resolver,
@@ -157,14 +157,10 @@ def _statuses(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
 
 def _state(body: dict[str, Any]) -> str:
     pid = body.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return "unknown"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return "stopped"
-    except PermissionError:
-        pass
     updated = body.get("updatedAt")
     if isinstance(updated, int | float) and time.time() - updated > 3600:
         return "running (quiet for over an hour)"
