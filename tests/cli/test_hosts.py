@@ -6,12 +6,17 @@ refused with nothing started; ``hmctl keys show`` and ``hmctl network token``.""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
+from hypermesh.transport.identity import load_identity
 from tests.conftest import HEADER, Hmctl, node_processes, wait_for
 from tests.harness.directory import free_udp_port
 
@@ -158,4 +163,9 @@ def test_keys_show_makes_the_key_once(hosts: tuple[Hmctl, Hmctl]) -> None:
     shown = json.loads(a("keys", "show", "edge", "-o", "json").stdout)
     assert shown["identity"] == first.stdout.strip() and shown["created"] is False
     assert (key.parent / "identity.pub").read_text().strip() == shown["identity"]
+    # the DNS-over-TLS pin (RFC 7858): SHA-256 of the key's SubjectPublicKeyInfo, in base64
+    spki = load_identity(key).private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert shown["spkiPin"] == base64.b64encode(hashlib.sha256(spki).digest()).decode()
     assert a("keys", "show", "../x").returncode == 2

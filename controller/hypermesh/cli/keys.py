@@ -21,6 +21,7 @@ from hypermesh.files import write_atomic
 from hypermesh.node.features.chain import CHAIN_DB
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock, running_pid
 from hypermesh.node.rotation import NEXT_KEY, ROTATION_FILE, finish_rotation, read_rotation
+from hypermesh.node.tls_tcp import spki_pin
 from hypermesh.sdk.sync import Mesh
 from hypermesh.transport.identity import (
     KEY_FILE,
@@ -117,7 +118,8 @@ def _stop(path: Path) -> None:
 
 
 def show(args: argparse.Namespace) -> int:
-    """``hmctl keys show NODE``: the node's ID, to pin in ``spec.identity`` on other hosts.
+    """``hmctl keys show NODE``: the node's ID, to pin in ``spec.identity`` on other hosts
+    (with ``-o json``, also the pin DNS-over-TLS clients use: ``spkiPin``).
     The key is made (0600) when the node has none yet, so a node can be pinned before it is
     first started; nothing else is touched."""
     name, namespace = str(args.node), str(args.namespace or "")
@@ -131,6 +133,7 @@ def show(args: argparse.Namespace) -> int:
             "node": name,
             "namespace": namespace or None,
             "identity": identity.node_id,
+            "spkiPin": spki_pin(identity.node_id),
             "keyFile": str(node_dir / KEY_FILE),
             "created": created,
         }
