@@ -23,16 +23,14 @@ Kinds:
   only TCP (and ICMP) passes.
 
 **Port mapping** (``add_portmap``, after ``Lab.add_host``): the router of a ``"full-cone"``,
-``"port-restricted"`` or ``"symmetric"`` host also runs a real NAT-PMP (and PCP) server,
-Debian's ``miniupnpd`` (package ``miniupnpd-nftables``), listening on ``lan0``, adding its
-``dnat`` and ``accept`` rules to a table ``inet miniupnpd`` of the router's namespace; the
-router's ``forward`` chain then also lets in what such a ``dnat`` admitted. miniupnpd refuses
-to map (result 3, network failure) when its outside address is private or reserved —
-198.18.0.0/15 included — as it should behind another NAT, so such a router's outside
-becomes a /32 outside those ranges, ``11.18.X.K`` for the lab's ``198.18.X.0/24`` and slot K
-(``11.19.X.K`` for ``198.19.X.0/24``): routed to the router by the lab's internet namespace
-and, from the root namespace, into the lab (so nothing on the machine sends it elsewhere); it
-exists only in the lab's namespaces.
+``"port-restricted"`` or ``"symmetric"`` host also runs the lab's own NAT-PMP server
+(``tests/lab/natpmp_router.py``, RFC 6886) on its ``lan0`` address, port 5351. It answers the
+router's outside address (in 198.18.0.0/15, as every router's) as the external one, writes a
+``dnat`` per mapping into a table ``ip hmpmp`` of the router's namespace, and logs each
+mapping added, renewed and deleted (at the host's request, expired, or the server stopped)
+as a JSON line; the router's ``forward`` chain then also lets in what such a ``dnat``
+admitted. Real routers run miniupnpd or their own; miniupnpd refuses to map when its outside
+address is reserved, as the lab's are, hence a server of the lab's own.
 
 Unsolicited packets to a router's own address are dropped in its ``input`` chain (a home router
 answers nothing from outside). That also keeps them out of conntrack: an unconfirmed entry is
@@ -44,7 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
+import json
 import os
 import socket
 import struct
@@ -53,7 +51,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tests.lab.lab import Host, Lab
@@ -130,62 +128,29 @@ def rules(role: str, outside: str, behind: str) -> str:
     )
 
 
-# -- port mapping: miniupnpd in a router -----------------------------------------------------
+# -- port mapping: the lab's NAT-PMP server in a router ------------------------------------
 
-MINIUPNPD = "/usr/sbin/miniupnpd"
 PORTMAP_KINDS = ("full-cone", "port-restricted", "symmetric")
-"""The kinds whose (single) router may run miniupnpd."""
-PORTMAP_TABLE = "miniupnpd"
-"""The nftables table (family inet) where miniupnpd adds its rules."""
+"""The kinds whose (single) router may run the lab's NAT-PMP server."""
+PORTMAP_TABLE = "hmpmp"
+"""The nftables table (family ip) where the server writes its ``dnat`` rules
+(``tests.lab.natpmp_router.TABLE``)."""
 PORTMAP_START = 10.0
-"""Seconds miniupnpd may take to listen."""
-
-
-def mapped_outside(block: ipaddress.IPv4Network, slot: int) -> str:
-    """The outside address of the port-mapping router at ``slot`` of the lab's /24 ``block``:
-    ``11.18.X.K`` for ``198.18.X.0/24`` (outside every range miniupnpd calls reserved)."""
-    second, third = block.network_address.packed[1:3]
-    return f"11.{second}.{third}.{slot}"
+"""Seconds the server may take to listen."""
 
 
 def portmap_rules() -> str:
-    """The nftables script of a port-mapping router, on top of ``rules``: miniupnpd's table
-    (its chains empty, filled by miniupnpd) and, in ``hmnat``, inbound packets a ``dnat``
-    admitted let through (miniupnpd's own ``forward`` chain then decides)."""
+    """What a port-mapping router adds to ``rules``: inbound packets a ``dnat`` admitted (the
+    server's mappings; full cone's own) let through its ``forward`` chain."""
     return (
         f'add rule ip {TABLE} forward iifname "{OUTSIDE}" oifname "{INSIDE}"'
         " ct status dnat accept\n"
-        f"table inet {PORTMAP_TABLE} {{\n"
-        "  chain forward { type filter hook forward priority filter; policy drop;\n"
-        f'    iifname "{INSIDE}" accept\n    ct state established,related accept\n'
-        "    jump miniupnpd\n  }\n"
-        "  chain miniupnpd {\n  }\n"
-        "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;\n"
-        "    jump prerouting_miniupnpd\n  }\n"
-        "  chain postrouting { type nat hook postrouting priority srcnat; policy accept;\n"
-        "    jump postrouting_miniupnpd\n  }\n"
-        "  chain prerouting_miniupnpd {\n  }\n"
-        "  chain postrouting_miniupnpd {\n  }\n}\n"
-    )
-
-
-def miniupnpd_config(lease_file: Path) -> str:
-    """miniupnpd's configuration: NAT-PMP and PCP on ``lan0``, no UPnP, mappings only for the
-    asking address, ports 1024-65535, its rules in ``PORTMAP_TABLE``."""
-    return (
-        f"ext_ifname={OUTSIDE}\nlistening_ip={INSIDE}\nipv6_disable=yes\n"
-        "enable_natpmp=yes\nenable_upnp=no\nsecure_mode=yes\nsystem_uptime=no\n"
-        f"lease_file={lease_file}\n"
-        f"upnp_table_name={PORTMAP_TABLE}\nupnp_nat_table_name={PORTMAP_TABLE}\n"
-        "upnp_forward_chain=miniupnpd\nupnp_nat_chain=prerouting_miniupnpd\n"
-        "upnp_nat_postrouting_chain=postrouting_miniupnpd\n"
-        "allow 1024-65535 0.0.0.0/0 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n"
     )
 
 
 @dataclass
 class PortMap:
-    """miniupnpd running in a host's router: where, its files and its process."""
+    """The lab's NAT-PMP server running in a host's router: where, its files, its process."""
 
     router: Router
     address: str
@@ -194,31 +159,48 @@ class PortMap:
     process: subprocess.Popen[str]
 
     @property
-    def lease_file(self) -> Path:
-        return self.directory / "leases"
+    def log_file(self) -> Path:
+        """The server's events, one JSON object a line (``tests.lab.natpmp_router``)."""
+        return self.directory / "natpmp.log"
 
     @property
-    def log_file(self) -> Path:
-        return self.directory / "miniupnpd.log"
+    def output_file(self) -> Path:
+        """What the server printed (its errors)."""
+        return self.directory / "natpmp.out"
 
-    def leases(self) -> list[str]:
-        """miniupnpd's lease file: a line per mapping (``UDP:EXT:HOST:PORT:EXPIRY:DESC``)."""
+    def events(self) -> list[dict[str, Any]]:
+        """The server's log, parsed (a line cut short by a write in progress is left out)."""
+        found: list[dict[str, Any]] = []
         with contextlib.suppress(OSError):
-            return [line for line in self.lease_file.read_text().splitlines() if line]
-        return []
+            for line in self.log_file.read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    found.append(json.loads(line))
+        return found
+
+    def held(self) -> list[dict[str, Any]]:
+        """The mappings held now, by the log: the last ``add`` or ``renew`` of each protocol
+        and internal address not deleted since."""
+        current: dict[tuple[str, str], dict[str, Any]] = {}
+        for event in self.events():
+            key = (str(event.get("protocol")), str(event.get("internal")))
+            if event.get("event") in {"add", "renew"}:
+                current[key] = event
+            elif event.get("event") == "delete":
+                current.pop(key, None)
+        return list(current.values())
 
     def redirects(self) -> list[str]:
-        """The ``dnat`` rules miniupnpd holds now in the router (one line each)."""
+        """The ``dnat`` rules the server holds now in the router (one line each)."""
         from tests.lab.lab import in_ns, sh
 
         text = sh(
-            *in_ns(self.router.namespace, ["nft", "list", "table", "inet", PORTMAP_TABLE]),
+            *in_ns(self.router.namespace, ["nft", "list", "table", "ip", PORTMAP_TABLE]),
             check=False,
         )
         return [line.strip() for line in text.splitlines() if "dnat" in line]
 
     def stop(self) -> None:
-        """Stop miniupnpd (SIGTERM: it removes its rules; then SIGKILL if it lingers)."""
+        """Stop the server (SIGTERM: it deletes its mappings and its table; then SIGKILL)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -229,52 +211,49 @@ class PortMap:
 
 
 def add_portmap(lab: Lab, host: Host, directory: Path) -> PortMap:
-    """Make ``host``'s router (of a kind of ``PORTMAP_KINDS``) run miniupnpd (see the module's
-    docstring): its outside renumbered to ``mapped_outside``, miniupnpd's table, its files
-    under ``directory``; returns once miniupnpd listens. The lab stops it on close."""
-    from tests.lab.lab import LabError, in_ns, python_env, sh
+    """Make ``host``'s router (of a kind of ``PORTMAP_KINDS``) run the lab's NAT-PMP server
+    (``python -m tests.lab.natpmp_router``) on its ``lan0`` address, port 5351, answering its
+    own outside address (198.18.0.0/15, like every router's) as the external one; its log
+    under ``directory``. Returns once it listens; the lab stops it on close."""
+    from tests.lab.lab import LabError, in_ns, sh
 
     if host.nat not in PORTMAP_KINDS or len(host.routers) != 1:
         raise LabError(f"host {host.name}: port mapping needs one router of {PORTMAP_KINDS}")
-    if not Path(MINIUPNPD).exists():
-        raise LabError(f"{MINIUPNPD} is missing: apt-get install -y miniupnpd-nftables")
     router = host.routers[0]
-    gateway = str(ipaddress.ip_address(router.outside) - 1)
-    outside = mapped_outside(lab.block, host.index)
-    ns = router.namespace
-    sh("ip", "-n", ns, "addr", "flush", "dev", OUTSIDE)
-    sh("ip", "-n", ns, "addr", "add", f"{outside}/32", "dev", OUTSIDE)
-    sh("ip", "-n", ns, "route", "add", "default", "via", gateway, "dev", OUTSIDE, "onlink")
-    sh("ip", "-n", lab.internet, "route", "add", f"{outside}/32", "dev", host.outer)
-    root_gateway = str(ipaddress.ip_address(lab.root_address) - 1)
-    sh("ip", "route", "add", f"{outside}/32", "via", root_gateway, "dev", lab.root_link)
-    router.outside = host.public_address = outside
-    sh(*in_ns(ns, ["nft", "-f", "-"]), input=portmap_rules())
+    sh(*in_ns(router.namespace, ["nft", "-f", "-"]), input=portmap_rules())
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config = directory / "miniupnpd.conf"
-    config.write_text(miniupnpd_config(directory / "leases"))
-    log = (directory / "miniupnpd.log").open("w")
-    process = subprocess.Popen(
-        in_ns(ns, [MINIUPNPD, "-f", str(config), "-P", str(directory / "pid"), "-d"]),
-        env=python_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    log.close()
-    lab.processes.append(process)
-    mapper = PortMap(router, outside, directory, process)
+    mapper = PortMap(router, router.outside, directory, _start_server(router, directory))
+    lab.processes.append(mapper.process)
     deadline = time.monotonic() + PORTMAP_START
-    while "Listening for NAT-PMP" not in mapper.log_file.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
+    while not any(e.get("event") == "listening" for e in mapper.events()):
+        if mapper.process.poll() is not None or time.monotonic() > deadline:
             mapper.stop()
             raise LabError(
-                f"miniupnpd in {router.name} did not start:\n{mapper.log_file.read_text()}"
+                f"the NAT-PMP server in {router.name} did not start:\n"
+                + mapper.output_file.read_text(errors="replace")
             )
         time.sleep(0.05)
     return mapper
+
+
+def _start_server(router: Router, directory: Path) -> subprocess.Popen[str]:
+    from tests.lab.lab import in_ns, python_env
+
+    argv = [
+        sys.executable, "-m", "tests.lab.natpmp_router", "--listen", router.inside,
+        "--lan", router.lan, "--external", router.outside,
+        "--log", str(directory / "natpmp.log"),
+    ]  # fmt: skip
+    with (directory / "natpmp.out").open("w") as output:
+        return subprocess.Popen(
+            in_ns(router.namespace, argv),
+            env=python_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
 
 # -- dropping mappings: a ctnetlink flush, no conntrack tool needed ----------------------------

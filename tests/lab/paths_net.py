@@ -128,7 +128,7 @@ class PathsNet:
     members: dict[str, Member] = field(default_factory=dict)
     logs: list[IO[str]] = field(default_factory=list)
     portmaps: dict[str, PortMap] = field(default_factory=dict)
-    """miniupnpd in the router of each host built with ``portmap`` (by host name)."""
+    """The NAT-PMP server in the router of each host built with ``portmap`` (by host name)."""
 
     @property
     def reg(self) -> Member:
@@ -292,8 +292,9 @@ def build(
 ) -> PathsNet:
     """Add the hosts to ``lab`` and start every node (files under ``base``): ``reg``,
     ``relay``, one per kind of ``kinds``, and ``extra`` (name → NAT kind, None: public); the
-    routers of the hosts named in ``portmap`` run miniupnpd (``tests.lab.nat.add_portmap``:
-    NAT-PMP). Waits for the nodes' runtime files only: see ``wait_published``."""
+    routers of the hosts named in ``portmap`` run the lab's NAT-PMP server
+    (``tests.lab.nat.add_portmap``). Waits for the nodes' runtime files only: see
+    ``wait_published``."""
     net = PathsNet(lab, base)
     hosts: list[tuple[str, str | None, tuple[str, ...]]] = [
         ("reg", None, ("registry",)),

@@ -1,18 +1,24 @@
 """Port mapping in the lab (issue 17, point 3): a node behind a port-restricted NAT whose router
-runs a real NAT-PMP server (miniupnpd, ``tests.lab.nat.add_portmap``) gets its UDP port
-mapped, publishes the mapped address first among its reflexive ones, and a node behind a
-*symmetric* NAT — which without the mapping stays on the relay (``test_paths_matrix.py``)
-— reaches it directly on its first dial; the mapping is deleted from miniupnpd when the node
-stops.
+runs a NAT-PMP server (the lab's own, ``tests.lab.natpmp_router``, started by
+``tests.lab.nat.add_portmap``) gets its UDP port mapped, publishes the mapped address first
+among its reflexive ones, and a node behind a *symmetric* NAT — which without the mapping stays
+on the relay (``test_paths_matrix.py``) — reaches it directly on its first dial; a mapping
+leads a datagram from the internet to its host and is deleted when it expires; the node's
+mapping is deleted at its request when it stops.
 
 One network (registry, relay, ``symmetric``, and ``pmp`` behind a port-restricted router with
-miniupnpd); about 15 s.
+the NAT-PMP server); about 20 s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import select
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,16 +26,13 @@ from pathlib import Path
 import pytest
 
 from tests.lab.conftest import require_lab
-from tests.lab.lab import Lab
-from tests.lab.nat import MINIUPNPD
+from tests.lab.lab import Lab, python_env
 from tests.lab.paths_net import PORT, PathsNet, build, stop, wait_published
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PathsNet]:
     require_lab()
-    if not Path(MINIUPNPD).exists():
-        pytest.fail("needs miniupnpd: apt-get install -y miniupnpd-nftables", pytrace=False)
     base = tmp_path_factory.mktemp("portmap")
     lab = Lab()
     made: PathsNet | None = None
@@ -79,11 +82,15 @@ def test_the_mapped_address_is_published_and_a_symmetric_nat_dials_it_directly(
     portmap = net.portmaps["pmp"]
     mapped = f"{portmap.address}:{PORT}"
     host = net.members["pmp"].host
-    rule = f"dnat ip to {host.address}:{PORT}"
+    rule = f"udp dport {PORT} dnat to {host.address}:{PORT}"
     assert until(lambda: any(rule in r for r in portmap.redirects()), 10), (
-        f"miniupnpd holds no redirect to the node: {portmap.redirects()}\n" + net.tail("pmp")
+        f"the router holds no redirect to the node: {portmap.redirects()}\n" + net.tail("pmp")
     )
-    assert any(f":{PORT}:{host.address}:{PORT}:" in lease for lease in portmap.leases())
+    internal = f"{host.address}:{PORT}"
+    assert [(m["event"], m["external"]) for m in portmap.held() if m["internal"] == internal] in (
+        [("add", mapped)],
+        [("renew", mapped)],
+    ), portmap.events()
     view = net.view("pmp")
     assert view["mapping"]["protocol"] == "nat-pmp", view
     assert view["mapping"]["address"] == mapped
@@ -103,6 +110,70 @@ def test_the_mapped_address_is_published_and_a_symmetric_nat_dials_it_directly(
     assert answer["remote"] == mapped
 
 
+MAPPER = """
+import asyncio, json, socket, sys
+from hypermesh.transport.portmap import NatPmpClient
+
+port, lifetime = int(sys.argv[1]), int(sys.argv[2])
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("0.0.0.0", port))
+sock.settimeout(15)
+client = NatPmpClient(port, lifetime=lifetime)
+
+
+async def ask():
+    try:
+        return await client.map()
+    finally:
+        await client.aclose()
+
+
+mapping = asyncio.run(ask())
+print(json.dumps({"address": mapping.address, "lifetime": mapping.lifetime}), flush=True)
+data, source = sock.recvfrom(100)
+print(json.dumps({"got": data.decode(), "from": source[0]}), flush=True)
+"""
+"""Run in a host: map UDP ``port`` for ``lifetime`` s (the node's client, alone), say the
+mapping, then the first datagram that reaches the port."""
+
+
+def line_of(process: subprocess.Popen[str], seconds: float) -> dict[str, object]:
+    """The next JSON line ``process`` prints, within ``seconds`` (``{}`` when none)."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], seconds)
+    text = process.stdout.readline() if ready else ""
+    found: dict[str, object] = json.loads(text) if text.startswith("{") else {}
+    return found
+
+
+def test_a_mapping_leads_the_internet_to_the_host_and_expires(net: PathsNet) -> None:
+    portmap, host = net.portmaps["pmp"], net.members["pmp"].host
+    port, internal = 5000, f"{host.address}:5000"
+    process = host.popen(
+        [sys.executable, "-c", MAPPER, str(port), "3"], env=python_env(), stderr=subprocess.PIPE
+    )
+    try:
+        granted = line_of(process, 10)
+        assert granted == {"address": f"{portmap.address}:{port}", "lifetime": 3}, (
+            process.poll(),
+            process.stderr.read() if process.poll() is not None and process.stderr else "",
+        )
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for _ in range(10):  # a datagram from the root namespace, as from the internet
+                sender.sendto(b"hello", (portmap.address, port))
+                heard = line_of(process, 0.5)
+                if heard:
+                    break
+        assert heard == {"got": "hello", "from": net.lab.root_address}, heard
+    finally:
+        stop(process)
+    assert until(lambda: not any(f"dnat to {internal}" in r for r in portmap.redirects()), 10)
+    deletions = [
+        e for e in portmap.events() if e["event"] == "delete" and e["internal"] == internal
+    ]
+    assert [e["reason"] for e in deletions] == ["expired"], portmap.events()
+
+
 def test_the_mapping_is_deleted_when_the_node_stops(net: PathsNet) -> None:
     portmap = net.portmaps["pmp"]
     member = net.members["pmp"]
@@ -110,7 +181,9 @@ def test_the_mapping_is_deleted_when_the_node_stops(net: PathsNet) -> None:
     assert member.proc is not None
     stop(member.proc)
     assert until(lambda: not portmap.redirects(), 5) is True, portmap.redirects()
-    assert portmap.leases() == []
-    log = portmap.log_file.read_text()
-    assert f"port mapping request : 0->{member.host.address}:{PORT} udp lifetime=0s" in log
-    assert f"NAT-PMP UDP port {PORT} mapping removed" in log  # asked by the node, not expired
+    assert portmap.held() == []
+    internal = f"{member.host.address}:{PORT}"
+    deletions = [
+        e for e in portmap.events() if e["event"] == "delete" and e["internal"] == internal
+    ]
+    assert [e["reason"] for e in deletions] == ["request"], portmap.events()  # not expired
