@@ -95,11 +95,8 @@ def check_answer(
     dnskeys = _find(keys_response.answer, zone, dns.rdatatype.DNSKEY)
     if dnskeys is None:
         raise Unverified(f"{zone}: no DNSKEY in the answer")
-    ds = set(anchors.zones[zone.to_text()].ds)
-    if not {dns.dnssec.make_ds(zone, k, DSDigest.SHA256).to_text() for k in dnskeys} & ds:
-        raise Unverified(f"{zone}: no DNSKEY matches the DS the registry signed")
+    _check_keys(zone, dnskeys, keys_response.answer, anchors, when)
     keyring = {zone: dnskeys}
-    _validate(keys_response.answer, dnskeys, keyring, when)
     rcode = response.rcode()
     if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         raise Unverified(f"the answer is {dns.rcode.to_text(rcode)}: nothing to verify")
@@ -120,6 +117,56 @@ def check_answer(
         proven = any(n.name == question.name and not _has_type(n, question.rdtype) for n in nsecs)
         if not proven:
             raise Unverified(f"{question.name}: no answer and no NSEC that proves none exists")
+
+
+_CHECKED_KEYS: dict[tuple[str, frozenset[str], bytes], tuple[float, float]] = {}
+"""DNSKEY sets already checked, by (zone, the DS the registry signed, the set and its RRSIG as
+wire bytes) → the window (inception, expiration) their RRSIG holds for. A stub or mirror asks
+the same zone's keys for every answer: this checks each set once, not per answer."""
+MAX_CHECKED_KEYS = 256
+
+
+def _check_keys(
+    zone: dns.name.Name,
+    dnskeys: dns.rrset.RRset,
+    section: list[dns.rrset.RRset],
+    anchors: Anchors,
+    when: float,
+) -> None:
+    """``dnskeys`` match the registry's DS for ``zone`` and are signed by one of themselves
+    (``Unverified`` otherwise); a set checked before is trusted within its RRSIG's window."""
+    ds = anchors.zones[zone.to_text()].ds
+    sigs = _find_sigs(section, dnskeys)
+    key = None
+    if sigs is not None:
+        parts = [r.to_digestable(dns.name.root) for r in (*dnskeys, *sigs)]
+        wire = len(dnskeys).to_bytes(2, "big") + b"".join(
+            len(part).to_bytes(2, "big") + part for part in parts
+        )
+        key = (zone.to_text(), frozenset(ds), wire)
+        window = _CHECKED_KEYS.get(key)
+        if window is not None and window[0] <= when <= window[1]:
+            return
+    if not {dns.dnssec.make_ds(zone, k, DSDigest.SHA256).to_text() for k in dnskeys} & set(ds):
+        raise Unverified(f"{zone}: no DNSKEY matches the DS the registry signed")
+    _validate(section, dnskeys, {zone: dnskeys}, when)
+    if key is not None and sigs is not None:
+        if len(_CHECKED_KEYS) >= MAX_CHECKED_KEYS:
+            _CHECKED_KEYS.pop(next(iter(_CHECKED_KEYS)))
+        inception = max(float(sig.inception) for sig in sigs)
+        expiration = min(float(sig.expiration) for sig in sigs)
+        _CHECKED_KEYS[key] = (inception, expiration)
+
+
+def _find_sigs(section: list[dns.rrset.RRset], rrset: dns.rrset.RRset) -> dns.rrset.RRset | None:
+    return next(
+        (
+            r
+            for r in section
+            if r.rdtype == dns.rdatatype.RRSIG and r.name == rrset.name and r.covers == rrset.rdtype
+        ),
+        None,
+    )
 
 
 def _zone_of(name: dns.name.Name, anchors: Anchors) -> dns.name.Name:
@@ -145,14 +192,7 @@ def _validate(
     keyring: dict[dns.name.Name, dns.rrset.RRset],
     now: float,
 ) -> None:
-    sigs = next(
-        (
-            r
-            for r in section
-            if r.rdtype == dns.rdatatype.RRSIG and r.name == rrset.name and r.covers == rrset.rdtype
-        ),
-        None,
-    )
+    sigs = _find_sigs(section, rrset)
     what = f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)}"
     if sigs is None:
         raise Unverified(f"{what}: not signed")
