@@ -168,11 +168,14 @@ ARABIC_INDIC = str.maketrans("0123456789", "".join(chr(0x660 + d) for d in range
 
 
 @pytest.mark.parametrize(
-    "timestamp", [str(int(time.time())).translate(ARABIC_INDIC), "\u00b2", "17\u00b2", "-1", "+17"]
+    "timestamp", ["now in Arabic-Indic digits", "\u00b2", "17\u00b2", "-1", "+17"]
 )
 def test_a_timestamp_that_is_not_ascii_decimal_is_refused(
     registry: Registry, timestamp: str
 ) -> None:
+    if timestamp.startswith("now"):  # made here: the test's ID stays the same from run to run
+        timestamp = str(int(time.time())).translate(ARABIC_INDIC)
+
     async def scenario(r: Running) -> None:
         body = {"tld": "acme", "network": "demo"}
         path = f"{API}/register"
