@@ -164,8 +164,10 @@ def test_keys_show_makes_the_key_once(hosts: tuple[Hmctl, Hmctl]) -> None:
     assert shown["identity"] == first.stdout.strip() and shown["created"] is False
     assert (key.parent / "identity.pub").read_text().strip() == shown["identity"]
     # the DNS-over-TLS pin (RFC 7858): SHA-256 of the key's SubjectPublicKeyInfo, in base64
-    spki = load_identity(key).private_key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    spki = (
+        load_identity(key)
+        .private_key.public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     assert shown["spkiPin"] == base64.b64encode(hashlib.sha256(spki).digest()).decode()
     assert a("keys", "show", "../x").returncode == 2
