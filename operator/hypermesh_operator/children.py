@@ -348,7 +348,8 @@ NODE_DIR_MOUNT: Mapping[str, Any] = {"name": NODE_DIR_VOLUME, "mountPath": NODE_
 
 def container_ports(ports: Ports) -> list[dict[str, Any]]:
     """The node container's named ports (the Service targets them by name)."""
-    named = [("quic", ports.public, "UDP"), ("tls", ports.public, "TCP")]
+    named: list[tuple[str, int | None, str]] = [("quic", ports.public, "UDP")]
+    named += [("tls", ports.public, "TCP")]
     named += [("private", ports.private, "UDP"), ("ephemeral", ports.ephemeral, "UDP")]
     named += [("web", ports.web, "TCP")]
     return [
