@@ -16,6 +16,7 @@ from hypermesh.node.config import (
     SYSTEM_RESOLV_CONF,
     Federated,
     ResolverConfig,
+    TlsConfig,
     Upstream,
 )
 from hypermesh.transport.address import PeerRef
@@ -40,8 +41,9 @@ def interfaces_of(
     same for tunnels; for a public InterfacePolicy, its spec; for any of them, the network's
     members by node ID and the registries of federated networks. A registry node gets the
     members too: it publishes them in its anchors, for the networks federated with its own.
-    A Node with ``spec.resolver`` gets its stub resolver's config too (``resolver_of``)."""
-    resolver = resolver_of(node.spec)
+    A Node with ``spec.resolver`` gets its stub resolver's config too (``resolver_of``), and
+    one with ``spec.tls`` its certified TLS listener's (``tls_of``)."""
+    resolver, tls = resolver_of(node.spec), tls_of(node.spec)
     gates = _gates_of(
         node,
         desired,
@@ -50,7 +52,8 @@ def interfaces_of(
         private_listen=private_listen,
         ephemeral_listen=ephemeral_listen,
     )
-    return gates if resolver is None else {**gates, "resolver": resolver}
+    own = {key: value for key, value in (("resolver", resolver), ("tls", tls)) if value is not None}
+    return {**gates, **own}
 
 
 def resolver_of(spec: Mapping[str, Any]) -> ResolverConfig | None:
@@ -65,6 +68,21 @@ def resolver_of(spec: Mapping[str, Any]) -> ResolverConfig | None:
         upstreams=tuple(str(u) for u in upstreams) if upstreams is not None else None,
         resolv_conf=str(wanted.get("resolvConf", SYSTEM_RESOLV_CONF)),
         forward=bool(wanted.get("forward", True)),
+    )
+
+
+def tls_of(spec: Mapping[str, Any]) -> TlsConfig | None:
+    """The TLS listener with the operator's certificate ``spec.tls`` asks for; None without
+    one. The schema has checked the fields; the files are read by the node when it starts
+    (paths on the node's host, or inside its pod)."""
+    wanted = spec.get("tls")
+    if wanted is None:
+        return None
+    listen = wanted.get("listen")
+    return TlsConfig(
+        certificate=str(wanted["certificate"]),
+        key=str(wanted["key"]),
+        listen=str(listen) if listen is not None else None,
     )
 
 

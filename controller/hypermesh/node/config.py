@@ -11,7 +11,7 @@ from typing import Any
 
 from hypermesh.node.limits import EndpointLimits
 from hypermesh.node.runtime import read_runtime
-from hypermesh.transport.address import PeerRef, parse_address
+from hypermesh.transport.address import PeerRef, format_address, parse_address
 from hypermesh.transport.identity import read_node_id
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -154,6 +154,58 @@ class ResolverConfig:
         )
 
 
+TLS_DOT_PORT = 853
+"""The DNS-over-TLS port (RFC 7858): where ``spec.tls`` listens unless told."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """A TLS listener on TCP with the operator's certificate (``spec.tls`` of the Node): DNS
+    over TLS and DNS over HTTPS on HTTP/2 for clients that verify a certificate chain and a
+    host name instead of pinning the node's key (Android's Private DNS, browsers).
+
+    Written in the configuration file as ``{"certificate", "key", "listen"}``; the files are
+    read and checked when the node starts (``node.tls_tcp.read_certified``), not here."""
+
+    certificate: str
+    """The PEM certificate chain, the server's certificate first (an absolute path)."""
+    key: str
+    """The PEM private key of the first certificate (an absolute path; unencrypted; not
+    readable by group or others)."""
+    listen: str | None = None
+    """Where it listens on TCP, ``host:port`` (port 0: any free one); None: the public
+    interface's host, port 853."""
+
+    def __post_init__(self) -> None:
+        for name in ("certificate", "key"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.startswith("/"):
+                raise ValueError(f"tls.{name} must be an absolute path: {value!r}")
+        if self.listen is not None:
+            if not isinstance(self.listen, str):
+                raise ValueError("tls.listen must be null or host:port")
+            try:
+                parse_address(self.listen)
+            except ValueError as exc:
+                raise ValueError(f"tls.listen: {exc}") from None
+
+    def listen_on(self, public_host: str) -> str:
+        """Where to listen: ``listen``, or ``public_host`` on port 853."""
+        return self.listen if self.listen is not None else format_address(public_host, TLS_DOT_PORT)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"certificate": self.certificate, "key": self.key, "listen": self.listen}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TlsConfig:
+        if not isinstance(data, dict):
+            raise ValueError("tls must be an object of certificate, key and listen")
+        missing = [k for k in ("certificate", "key") if k not in data]
+        if missing:
+            raise ValueError(f"tls: missing field(s): {', '.join(missing)}")
+        return cls(data["certificate"], data["key"], data.get("listen"))
+
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything a node process needs to start; validated at construction."""
@@ -234,6 +286,9 @@ class NodeConfig:
     """Seconds between looks at where the node's packets are seen to come from."""
     resolver: ResolverConfig | None = None
     """The node's local stub resolver (``spec.resolver``); None: the node runs none."""
+    tls: TlsConfig | None = None
+    """A second TLS listener on TCP with the operator's certificate (``spec.tls``), beside
+    the self-signed one on the public port; None: only the self-signed one."""
 
     def __post_init__(self) -> None:
         for name in ("name", "network", "listen", "node_dir", "log_file"):
@@ -268,6 +323,8 @@ class NodeConfig:
             raise ValueError("limits must be an object of endpoint limits")
         if self.resolver is not None and not isinstance(self.resolver, ResolverConfig):
             raise ValueError("resolver must be null or a resolver object")
+        if self.tls is not None and not isinstance(self.tls, TlsConfig):
+            raise ValueError("tls must be null or a tls object")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         self._check_directory_fields()
@@ -399,6 +456,7 @@ class NodeConfig:
                 if data.get("resolver") is not None
                 else None
             ),
+            tls=TlsConfig.from_dict(data["tls"]) if data.get("tls") is not None else None,
         )
 
     @classmethod
@@ -413,8 +471,8 @@ class NodeConfig:
     def to_json(self) -> str:
         """The JSON text ``from_json`` reads back (lists for tuples, sorted keys, newline).
         Only the endpoint limits that differ from their defaults are written, so a node whose
-        limits were never set follows the defaults of the version it runs; ``resolver`` only
-        when set."""
+        limits were never set follows the defaults of the version it runs; ``resolver`` and
+        ``tls`` only when set."""
         data = asdict(self)
         data["registry"] = self.registry.to_dict() if self.registry is not None else None
         data["peers"] = [peer.to_dict() for peer in self.peers]
@@ -423,6 +481,10 @@ class NodeConfig:
             del data["resolver"]  # written only when the node runs one
         else:
             data["resolver"] = self.resolver.to_dict()
+        if self.tls is None:
+            del data["tls"]  # written only when the node has one
+        else:
+            data["tls"] = self.tls.to_dict()
         data["federation"] = [
             {"name": item.name, "registry": item.registry.to_dict()} for item in self.federation
         ]

@@ -14,6 +14,14 @@ a client is served as one that offered none.
 Bounds (``TlsLimits``): the TLS handshake must end within ``handshake_timeout``; at most
 ``max_connections`` connections are open at once (more are closed at once, before any byte
 is read). Each service bounds what it holds itself (idle timeouts, queries in flight).
+
+A node may have a second listener with the operator's certificate (``spec.tls``,
+``TlsConfig``) for clients that verify a chain and a host name instead of pinning a key. Its
+files are read and checked by ``read_certified`` (I/O: the key's permissions, sizes) and
+``check_certified`` (pure: PEM, the key matches the first certificate, the validity period),
+each refusal a ``CertificateError`` naming the manifest field and the file.
+``CertifiedContexts`` holds the context new connections get, so a renewed certificate is
+served without a restart (``watch_certified`` reloads it when the files change).
 """
 
 from __future__ import annotations
@@ -21,18 +29,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import hashlib
 import logging
 import os
 import secrets
 import ssl
+import stat
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from watchfiles import awatch
 
+from hypermesh.errors import HyperMeshError
+from hypermesh.node.config import TlsConfig
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
 from hypermesh.transport.identity import Identity, public_key_from_node_id
@@ -80,20 +96,26 @@ def tls_context(identity: Identity, alpns: Sequence[str]) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.set_alpn_protocols(list(alpns))
     certificate = self_signed_certificate(identity)
+    _load_chain(context, certificate.public_bytes(serialization.Encoding.PEM), identity.private_key)
+    return context
+
+
+def _load_chain(context: ssl.SSLContext, chain_pem: bytes, key: PrivateKeyTypes) -> None:
+    """Load ``chain_pem`` and ``key`` into ``context``: the key is written encrypted with a
+    one-time password to a private temporary directory, loaded, and the directory removed."""
     password = secrets.token_bytes(32)
-    key_pem = identity.private_key.private_bytes(
+    key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(password),
     )
     with tempfile.TemporaryDirectory(prefix="hm-tls-") as folder:
         cert_file, key_file = Path(folder) / "cert.pem", Path(folder) / "key.pem"
-        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        cert_file.write_bytes(chain_pem)
         descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as out:
             out.write(key_pem)
         context.load_cert_chain(cert_file, key_file, password=password)
-    return context
 
 
 def observed(writer: asyncio.StreamWriter) -> str:
@@ -171,21 +193,200 @@ class TlsListener:
 async def open_tls_listener(
     host: str,
     port: int,
-    identity: Identity,
+    identity: Identity | ssl.SSLContext,
     listener: TlsListener,
 ) -> asyncio.Server:
     """Listen on ``host:port`` over TCP (port 0: any free one), serving ``listener``'s
-    services; raises ``OSError`` when the address is taken."""
+    services with ``identity``'s self-signed certificate (or a context of its own, such as
+    ``CertifiedContexts.front``); raises ``OSError`` when the address is taken."""
     limits = listener.limits
+    context = (
+        identity if isinstance(identity, ssl.SSLContext) else tls_context(identity, listener.alpns)
+    )
     return await asyncio.start_server(
         listener.serve,
         host,
         port,
-        ssl=tls_context(identity, listener.alpns),
+        ssl=context,
         ssl_handshake_timeout=limits.handshake_timeout,
         ssl_shutdown_timeout=limits.handshake_timeout,
         reuse_address=True,
     )
+
+
+# -- the operator's certificate (spec.tls) ------------------------------------------------------
+
+MAX_CHAIN_BYTES = 1 << 20
+"""The largest certificate chain file read (a chain of a few certificates is a few KiB)."""
+MAX_KEY_BYTES = 64 << 10
+"""The largest private key file read (an RSA-8192 key in PEM is under 7 KiB)."""
+CERTIFICATE_FIELD = "spec.tls.certificate"
+KEY_FIELD = "spec.tls.key"
+
+
+class CertificateError(HyperMeshError):
+    """The operator's certificate or key cannot be served; the message names the manifest
+    field and the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Certified:
+    """A checked certificate chain and its key, as read from the files."""
+
+    chain_pem: bytes
+    """The chain file's bytes (served as they are)."""
+    key: PrivateKeyTypes
+    """The first certificate's private key."""
+    serial: int
+    """The first certificate's serial number."""
+    subject: str
+    """The first certificate's subject, RFC 4514."""
+    not_after: datetime.datetime
+    """When the first certificate expires (UTC)."""
+    files: bytes
+    """Both files' bytes, to tell whether they changed since."""
+
+
+def check_certified(
+    chain_pem: bytes, key_pem: bytes, now: datetime.datetime, config: TlsConfig
+) -> Certified:
+    """Parse and check a chain and its key (no I/O): PEM, an unencrypted key that matches the
+    first certificate, which is valid at ``now``. ``CertificateError`` naming the field and
+    the file otherwise."""
+    cert_at, key_at = f"{CERTIFICATE_FIELD} {config.certificate}", f"{KEY_FIELD} {config.key}"
+    try:
+        chain = x509.load_pem_x509_certificates(chain_pem)
+    except ValueError:
+        raise CertificateError(f"{cert_at}: no PEM certificate in it") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        raise CertificateError(f"{key_at}: the key is encrypted; give it unencrypted") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise CertificateError(f"{key_at}: not a PEM private key") from None
+    leaf = chain[0]
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    if leaf.public_key().public_bytes(
+        serialization.Encoding.DER, spki
+    ) != key.public_key().public_bytes(serialization.Encoding.DER, spki):
+        raise CertificateError(
+            f"{key_at}: does not match the first certificate of {config.certificate}"
+        )
+    if now >= leaf.not_valid_after_utc:
+        raise CertificateError(
+            f"{cert_at}: expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    if now < leaf.not_valid_before_utc:
+        raise CertificateError(
+            f"{cert_at}: not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    return Certified(
+        chain_pem,
+        key,
+        leaf.serial_number,
+        leaf.subject.rfc4514_string(),
+        leaf.not_valid_after_utc,
+        chain_pem + b"\0" + key_pem,
+    )
+
+
+def read_certified(config: TlsConfig, now: datetime.datetime | None = None) -> Certified:
+    """Read and check ``config``'s files (symbolic links followed, as Let's Encrypt's
+    ``live/`` and a Kubernetes Secret's volume use): the key must not be readable by group or
+    others. ``CertificateError`` naming the field and the file."""
+    chain_pem = _read(config.certificate, CERTIFICATE_FIELD, MAX_CHAIN_BYTES, private=False)
+    key_pem = _read(config.key, KEY_FIELD, MAX_KEY_BYTES, private=True)
+    return check_certified(chain_pem, key_pem, now or datetime.datetime.now(datetime.UTC), config)
+
+
+def _read(path: str, field: str, limit: int, *, private: bool) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            if private and mode & 0o077:
+                raise CertificateError(
+                    f"{field} {path}: permissions {mode:04o} are too open; the private key "
+                    f"must not be readable by group or others (chmod 600 {path})"
+                )
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise CertificateError(f"{field} {path}: cannot read it: {exc.strerror}") from None
+    if len(data) > limit:
+        raise CertificateError(f"{field} {path}: larger than {limit} bytes")
+    return data
+
+
+def certified_context(certified: Certified, alpns: Sequence[str]) -> ssl.SSLContext:
+    """A server context with the operator's chain and key: TLS 1.2 or 1.3 (Android 9 speaks
+    TLS 1.2 only), ``alpns`` in the server's order of preference."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(list(alpns))
+    try:
+        _load_chain(context, certified.chain_pem, certified.key)
+    except ssl.SSLError as exc:
+        raise CertificateError(
+            f"{CERTIFICATE_FIELD}: the ssl module refuses this chain and key: {exc.reason}"
+        ) from None
+    return context
+
+
+class CertifiedContexts:
+    """The context each new connection of the certified listener gets: ``front`` is the
+    listening one, whose server-name callback (called for every ClientHello, with a name or
+    without) hands the connection the ``current`` context; ``reload`` replaces ``current``.
+    Connections already open keep the certificate they were given."""
+
+    def __init__(self, config: TlsConfig, alpns: Sequence[str], certified: Certified) -> None:
+        self.config, self.alpns = config, list(alpns)
+        self.certified = certified
+        self.current = certified_context(certified, self.alpns)
+        self.front = certified_context(certified, self.alpns)
+        self.front.sni_callback = self._choose
+        self.reloads = 0
+        """Certificates replaced since the node started."""
+
+    def _choose(self, connection: ssl.SSLObject, _name: str | None, _front: ssl.SSLContext) -> None:
+        connection.context = self.current
+
+    def reload(self) -> bool:
+        """Read the files again and serve them to new connections when they changed and pass
+        the checks; True when the certificate was replaced. A file that fails the checks
+        (a renewal half written, an expired certificate) leaves the one being served, with a
+        warning."""
+        try:
+            certified = read_certified(self.config)
+            if certified.files == self.certified.files:
+                return False
+            context = certified_context(certified, self.alpns)
+        except CertificateError as exc:
+            log.warning(
+                "TLS certificate not reloaded, still serving serial %x: %s",
+                self.certified.serial,
+                exc,
+            )
+            return False
+        self.certified, self.current = certified, context
+        self.reloads += 1
+        log.info(
+            "TLS certificate reloaded: %s, serial %x, expires %s",
+            certified.subject,
+            certified.serial,
+            certified.not_after.isoformat(),
+        )
+        return True
+
+
+async def watch_certified(contexts: CertifiedContexts, stop: asyncio.Event) -> None:
+    """Reload ``contexts`` whenever something changes in the folders of its two files (a
+    renewal, a Secret's volume updated) until ``stop`` is set."""
+    config = contexts.config
+    folders = sorted({str(Path(config.certificate).parent), str(Path(config.key).parent)})
+    try:
+        async for _ in awatch(*folders, stop_event=stop, debounce=200, step=50, recursive=False):
+            contexts.reload()
+    except OSError as exc:
+        log.warning("TLS certificate files not watched (reloaded on restart only): %s", exc)
 
 
 _ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")

@@ -14,6 +14,13 @@ HTTP/1.1 listener asks for it (``spec.web.listen`` on the same port number), a n
 serves DNS here starts without it, with a warning in its log; a node with a service that
 requires the listener (a relay) fails to start, as it always has. Its address is left on
 ``node.addresses.tls`` (None when it is not open).
+
+With ``spec.tls`` (``NodeConfig.tls``) a second listener serves DNS over TLS and HTTP/2 (not
+the relay) with the operator's certificate chain, on ``spec.tls.listen`` (by default the
+public host, port 853), TLS 1.2 or 1.3, behind the same gate. It was asked for by name: a
+certificate or key that fails its checks, or an address that is taken, fails the start with
+the field and the file named. The files are watched: a renewed certificate is served to new
+connections without a restart (``node.tls_tcp.watch_certified``).
 """
 
 from __future__ import annotations
@@ -27,16 +34,20 @@ from hypermesh.dns.doh import DOH_PATH
 from hypermesh.dns.doh2 import H2_ALPN, Doh2Limits, HttpRequest, HttpResponse, serve_doh2
 from hypermesh.dns.doq import DnsHandler
 from hypermesh.dns.dot import DOT_ALPN, serve_dot
-from hypermesh.node.config import NodeConfig
+from hypermesh.errors import HyperMeshError
+from hypermesh.node.config import NodeConfig, TlsConfig
 from hypermesh.node.feature import NodeContext
 from hypermesh.node.router import Request, Router, RouteResponse
 from hypermesh.node.server import Gate
 from hypermesh.node.tls_tcp import (
+    CertifiedContexts,
     StreamHandler,
     TlsListener,
     TlsService,
     observed,
     open_tls_listener,
+    read_certified,
+    watch_certified,
 )
 from hypermesh.transport.address import format_address, parse_address
 
@@ -58,45 +69,102 @@ class TlsTcpFeature:
     async def open(self, node: NodeContext, stack: contextlib.AsyncExitStack) -> None:
         if node.addresses.public is None:
             raise RuntimeError("the TLS listener opens after the public interface")
-        host, port = parse_address(node.addresses.public)
-        services = list(node.tls_services.values())
-        if node.dns_handler is not None:
-            gate = node.public_gate()
-            services.append(TlsService(DOT_ALPN, dot_service(node.dns_handler, gate)))
-            services.append(TlsService(H2_ALPN, doh2_service(node.router, gate)))
-        if not services:
-            return
-        required = [service.alpn for service in services if service.required]
-        address = format_address(host, port)
-        if not required and _web_takes(node.config.web_listen, port):
-            log.warning("DNS over TLS and HTTP/2 are off: the web listener takes TCP %s", address)
-            return
-        listener = TlsListener(
-            services, without_alpn=DOT_ALPN if node.dns_handler is not None else None
+        await _open_self_signed(node, stack)
+        if node.config.tls is not None:
+            await _open_certified(node, stack, node.config.tls)
+
+
+async def _open_self_signed(node: NodeContext, stack: contextlib.AsyncExitStack) -> None:
+    """The listener with the node's own key, on the public port's number."""
+    assert node.addresses.public is not None
+    host, port = parse_address(node.addresses.public)
+    services = list(node.tls_services.values())
+    if node.dns_handler is not None:
+        gate = node.public_gate()
+        services.append(TlsService(DOT_ALPN, dot_service(node.dns_handler, gate)))
+        services.append(TlsService(H2_ALPN, doh2_service(node.router, gate)))
+    if not services:
+        return
+    required = [service.alpn for service in services if service.required]
+    address = format_address(host, port)
+    if not required and _web_takes(node.config.web_listen, port):
+        log.warning("DNS over TLS and HTTP/2 are off: the web listener takes TCP %s", address)
+        return
+    listener = TlsListener(
+        services, without_alpn=DOT_ALPN if node.dns_handler is not None else None
+    )
+    try:
+        server = await open_tls_listener(host, port, node.identity, listener)
+    except OSError as exc:
+        if required:
+            raise OSError(
+                exc.errno,
+                f"{', '.join(required)} cannot listen on TCP {address}: {exc.strerror}",
+            ) from exc
+        log.warning(
+            "DNS over TLS and HTTP/2 are off: cannot listen on TCP %s: %s",
+            address,
+            exc.strerror,
         )
-        try:
-            server = await open_tls_listener(host, port, node.identity, listener)
-        except OSError as exc:
-            if required:
-                raise OSError(
-                    exc.errno,
-                    f"{', '.join(required)} cannot listen on TCP {address}: {exc.strerror}",
-                ) from exc
-            log.warning(
-                "DNS over TLS and HTTP/2 are off: cannot listen on TCP %s: %s",
-                address,
-                exc.strerror,
-            )
-            return
+        return
 
-        async def close() -> None:
-            server.close()
-            listener.close_all()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), listener.limits.handshake_timeout)
+    async def close() -> None:
+        server.close()
+        listener.close_all()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), listener.limits.handshake_timeout)
 
-        stack.push_async_callback(close)
-        node.addresses.tls = address
+    stack.push_async_callback(close)
+    node.addresses.tls = address
+
+
+async def _open_certified(
+    node: NodeContext, stack: contextlib.AsyncExitStack, tls: TlsConfig
+) -> None:
+    """The listener with the operator's certificate (``spec.tls``): DNS over TLS and HTTP/2
+    only, its files watched for renewals. Fails the start when it cannot serve."""
+    assert node.addresses.public is not None
+    if node.dns_handler is None:
+        raise HyperMeshError("spec.tls: this node serves no DNS to serve over TLS")
+    gate = node.public_gate()
+    listener = TlsListener(
+        [
+            TlsService(DOT_ALPN, dot_service(node.dns_handler, gate)),
+            TlsService(H2_ALPN, doh2_service(node.router, gate)),
+        ],
+        without_alpn=DOT_ALPN,
+    )
+    contexts = CertifiedContexts(tls, listener.alpns, read_certified(tls))
+    host, port = parse_address(tls.listen_on(parse_address(node.addresses.public)[0]))
+    try:
+        server = await open_tls_listener(host, port, contexts.front, listener)
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"spec.tls.listen: cannot listen on TCP {format_address(host, port)}: {exc.strerror}",
+        ) from exc
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_certified(contexts, stop), name="tls-certificate-watch")
+
+    async def close() -> None:
+        stop.set()
+        server.close()
+        listener.close_all()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), listener.limits.handshake_timeout)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(watcher, listener.limits.handshake_timeout)
+
+    stack.push_async_callback(close)
+    bound = server.sockets[0].getsockname()
+    certified = contexts.certified
+    log.info(
+        "DNS over TLS and HTTP/2 with %s (serial %x, expires %s) on TCP %s",
+        certified.subject,
+        certified.serial,
+        certified.not_after.isoformat(),
+        format_address(str(bound[0]), int(bound[1])),
+    )
 
 
 def _web_takes(web_listen: str | None, port: int) -> bool:
