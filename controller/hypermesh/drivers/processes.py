@@ -143,6 +143,7 @@ class NodeProcessDriver:
         derived = self._interfaces_of(
             resource, ApplyContext(self._desired, 0), str(resource.spec["listen"])
         )
+        derived = {k: v for k, v in derived.items() if k in _DERIVED}  # values of its own
         if "federation" in derived:
             derived["federation"] = [asdict(f) for f in derived["federation"]]
         wanted = json.loads(json.dumps(derived))
