@@ -245,6 +245,22 @@ FIELD_DOCUMENTS: dict[tuple[str, str], tuple[str, tuple[int, int]]] = {
         'spec:\n  network: acme\n  web:\n    listen: "VALUE"\n',
         (7, 5),
     ),
+    ("Node", "spec.resolver.listen"): (
+        "apiVersion: hypermesh.online/v1alpha1\nkind: Node\nmetadata: {name: a}\n"
+        'spec:\n  network: acme\n  resolver:\n    listen: "VALUE"\n',
+        (7, 5),
+    ),
+    ("Node", "spec.resolver.upstreams[]"): (
+        "apiVersion: hypermesh.online/v1alpha1\nkind: Node\nmetadata: {name: a}\n"
+        'spec:\n  network: acme\n  resolver:\n    upstreams:\n    - "VALUE"\n',
+        (8, 7),
+    ),
+    ("Node", "spec.tls.listen"): (
+        "apiVersion: hypermesh.online/v1alpha1\nkind: Node\nmetadata: {name: a}\n"
+        "spec:\n  network: acme\n  tls:\n    certificate: /c.pem\n    key: /k.pem\n"
+        '    listen: "VALUE"\n',
+        (9, 5),
+    ),
     ("Peer", "spec.address"): (
         "apiVersion: hypermesh.online/v1alpha1\nkind: Peer\nmetadata: {name: far}\n"
         f'spec:\n  network: acme\n  identity: {NODE_ID}\n  address: "VALUE"\n',

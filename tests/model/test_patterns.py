@@ -71,6 +71,17 @@ COMPLETE: dict[str, list[dict[str, Any]]] = {
                 "advertise": ["203.0.113.7:4433"],
                 "web": {"listen": "127.0.0.1:8080"},
                 "tags": ["edge"],
+                "resolver": {
+                    "listen": "127.0.0.53:53",
+                    "upstreams": ["192.0.2.53:53"],
+                    "resolvConf": "/etc/resolv.conf",
+                    "forward": False,
+                },
+                "tls": {
+                    "certificate": "/etc/tls/tls.crt",
+                    "key": "/etc/tls/tls.key",
+                    "listen": "0.0.0.0:853",
+                },
             },
         }
     ],

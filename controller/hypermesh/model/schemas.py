@@ -115,7 +115,14 @@ DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
 HOST_PORT_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "Network": ("spec.registry.endpoint", "spec.federation[].registry.endpoint"),
-        "Node": ("spec.listen", "spec.advertise[]", "spec.web.listen"),
+        "Node": (
+            "spec.listen",
+            "spec.advertise[]",
+            "spec.web.listen",
+            "spec.resolver.listen",
+            "spec.resolver.upstreams[]",
+            "spec.tls.listen",
+        ),
         "Peer": ("spec.address",),
     }
 )
