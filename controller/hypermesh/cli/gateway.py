@@ -41,6 +41,7 @@ from hypermesh.gateway.truststores import (
 )
 from hypermesh.gateway.upstream import Upstream
 from hypermesh.sdk.mesh import Mesh
+from hypermesh.timefmt import rfc3339
 
 STATUS_TIMEOUT = 3.0
 
@@ -214,7 +215,7 @@ def _authority_json(authority: Authority, places: list[dict[str, str]]) -> dict[
     return {
         "subject": certificate.subject.rfc4514_string(),
         "fingerprint": authority.fingerprint,
-        "notAfter": certificate.not_valid_after_utc.isoformat(),
+        "notAfter": rfc3339(certificate.not_valid_after_utc),
         "permitted": list(authority.tlds),
         "installed": places,
     }

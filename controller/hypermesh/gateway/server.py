@@ -29,7 +29,7 @@ from hypermesh.gateway.pages import Page, error_page, index_page, reason
 from hypermesh.gateway.settings import GatewaySettings
 from hypermesh.gateway.targets import Forward, Local, Refusal, Tunnel, classify, inner_target
 from hypermesh.gateway.upstream import Upstream, UpstreamFailure
-from hypermesh.timefmt import rfc3339_epoch
+from hypermesh.timefmt import rfc3339, rfc3339_epoch
 from hypermesh.transport.address import format_address, parse_address
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class Gateway:
             "ca": {
                 "subject": certificate.subject.rfc4514_string(),
                 "fingerprint": self.authority.fingerprint,
-                "notAfter": certificate.not_valid_after_utc.isoformat(),
+                "notAfter": rfc3339(certificate.not_valid_after_utc),
                 "permitted": list(self.tlds),
                 "installed": self.installed,
             },

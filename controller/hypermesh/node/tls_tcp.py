@@ -49,6 +49,7 @@ from watchfiles import awatch
 
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import TlsConfig
+from hypermesh.timefmt import rfc3339
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
 from hypermesh.transport.identity import Identity, public_key_from_node_id
@@ -372,7 +373,7 @@ class CertifiedContexts:
             "TLS certificate reloaded: %s, serial %x, expires %s",
             certified.subject,
             certified.serial,
-            certified.not_after.isoformat(),
+            rfc3339(certified.not_after),
         )
         return True
 

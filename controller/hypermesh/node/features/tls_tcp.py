@@ -49,6 +49,7 @@ from hypermesh.node.tls_tcp import (
     read_certified,
     watch_certified,
 )
+from hypermesh.timefmt import rfc3339
 from hypermesh.transport.address import format_address, parse_address
 
 log = logging.getLogger("hypermesh.tls")
@@ -162,7 +163,7 @@ async def _open_certified(
         "DNS over TLS and HTTP/2 with %s (serial %x, expires %s) on TCP %s",
         certified.subject,
         certified.serial,
-        certified.not_after.isoformat(),
+        rfc3339(certified.not_after),
         format_address(str(bound[0]), int(bound[1])),
     )
 
