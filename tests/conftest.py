@@ -43,6 +43,29 @@ def _postgres_problem(url: str) -> str | None:
     return None
 
 
+@functools.cache
+def _per_worker(url: str) -> str:
+    """``url`` for this test process: under pytest-xdist each worker gets a database of its
+    own (``test_gw0``, …, created on first use), since the tests empty the tables they use."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+    conninfo = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception:
+        return url  # _postgres_problem says what is wrong with the server
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 def require_postgres() -> str:
     """The test database URL (``HM_TEST_POSTGRES``, else the local server).
 
@@ -52,7 +75,7 @@ def require_postgres() -> str:
     """
     if skipped_on_request("postgres"):
         pytest.skip("HM_TEST_POSTGRES=skip: the PostgreSQL tests are skipped on request")
-    url = os.environ.get("HM_TEST_POSTGRES") or PG_DEFAULT
+    url = _per_worker(os.environ.get("HM_TEST_POSTGRES") or PG_DEFAULT)
     problem = _postgres_problem(url)
     if problem is not None:
         pytest.fail(
