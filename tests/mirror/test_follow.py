@@ -100,7 +100,10 @@ def test_mirrors_follow_the_registry_and_serve_stale_when_it_is_gone(
 
     # The registry comes back on its address, serving the very zone it saved on closing: a
     # change reaches every mirror by an increment, none needs the whole zone again.
-    full = {n.name: n.status()["mirror"]["transfers"]["full"] for n in (m1, m2, m3)}
+    full = {
+        n.name: n.status()["mirror"]["transfers"]["fullByZone"].get("acme.", 0)
+        for n in (m1, m2, m3)
+    }
     network["registry"] = registry = start_node(
         tmp_path, "registry", roles=("registry",), listen=registry.address
     )
@@ -114,5 +117,9 @@ def test_mirrors_follow_the_registry_and_serve_stale_when_it_is_gone(
         )
         wait_for(lambda n=node: not ede_codes(n.ask("www.acme.")), what="fresh answers again")
         transfers = node.status()["mirror"]["transfers"]
-        assert transfers["full"] == full[node.name], f"{node.name} needed a full transfer"
+        # (acme.: the zone the registry saved; the node directory's zone may need a whole copy
+        # when a mirror's copy came from another mirror behind the registry's last change)
+        assert transfers["fullByZone"].get("acme.", 0) == full[node.name], (
+            f"{node.name} needed a full transfer of acme."
+        )
         assert transfers["refused"] == 0

@@ -71,13 +71,16 @@ class Transfers:
     full: int = 0
     refused: int = 0
     from_mirrors: int = 0
+    full_by_zone: dict[str, int] = field(default_factory=dict)
+    """Whole copies taken from the registry, per zone."""
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "incremental": self.incremental,
             "full": self.full,
             "refused": self.refused,
             "fromMirrors": self.from_mirrors,
+            "fullByZone": dict(self.full_by_zone),
         }
 
 
@@ -307,6 +310,7 @@ class Follower:
                         ZoneCopy.from_text, str(data.get("zone", "")), name, ds
                     )
                     self.transfers.full += 1
+                    self.transfers.full_by_zone[name] = self.transfers.full_by_zone.get(name, 0) + 1
             except BadCopy as exc:
                 # Refused, the last good copy kept. An increment that does not apply (the
                 # registry re-signed its zones on a restart) is followed by a whole zone.
