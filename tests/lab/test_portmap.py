@@ -168,10 +168,13 @@ def test_a_mapping_leads_the_internet_to_the_host_and_expires(net: PathsNet) -> 
     finally:
         stop(process)
     assert until(lambda: not any(f"dnat to {internal}" in r for r in portmap.redirects()), 10)
-    deletions = [
-        e for e in portmap.events() if e["event"] == "delete" and e["internal"] == internal
-    ]
-    assert [e["reason"] for e in deletions] == ["expired"], portmap.events()
+
+    def deletions() -> list[object]:
+        events = portmap.events()
+        return [e["reason"] for e in events if e["event"] == "delete" and e["internal"] == internal]
+
+    # the server logs a deletion just after it takes the rule away: wait for the line too
+    assert until(deletions, 5) == ["expired"], portmap.events()
 
 
 def test_the_mapping_is_deleted_when_the_node_stops(net: PathsNet) -> None:
