@@ -179,13 +179,17 @@ def test_incremental_signing_equals_a_full_build(
                 current.pop(key, None)
             else:
                 current[key] = rrset
-        updated = update_zone(zone, spec(serial), delta, KEYS, now=NOW, digests=digests)
+        changed: set[dns.name.Name] = set()
+        updated = update_zone(
+            zone, spec(serial), delta, KEYS, now=NOW, digests=digests, changed=changed
+        )
         assert updated is not None
         full = build_zone(spec(serial), list(current.values()), KEYS, now=NOW)
         assert zone_records(updated) == zone_records(full)
         entry = diff_zones(zone, updated)  # the shortcut over shared nodes
         assert set(entry.added) == zone_records(full) - zone_records(zone)
         assert set(entry.removed) == zone_records(zone) - zone_records(full)
+        assert diff_zones(zone, updated, changed) == entry  # only the names the batch changed
         updated.verify_digest()  # dnspython's own ZONEMD check
         zone = updated
     verify_zone(zone, ds_records(KEYS, "acme."), now=NOW)

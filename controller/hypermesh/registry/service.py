@@ -711,6 +711,7 @@ class Registry:
             cached = self._zones.get(row.name)
             new_zone: dns.zone.Zone | None = None
             old_zone: dns.zone.Zone | None = None
+            changed: set[dns.name.Name] | None = set()
             if (
                 not legacy
                 and cached is not None
@@ -726,8 +727,10 @@ class Registry:
                     self._keys(row),
                     now=int(now),
                     digests=digests,
+                    changed=changed,
                 )
             if new_zone is None:  # in full
+                changed = None
                 stored = _grouped(self._rows(session, row.name), origin)
                 for key, error in legacy.items():
                     if key not in stored:
@@ -742,7 +745,7 @@ class Registry:
             for key, rrset in wanted.items():
                 _store(session, row.name, stored.get(key, []), rrset)
             if old_zone is not None:
-                session.add(_journal_row(row.name, diff_zones(old_zone, new_zone)))
+                session.add(_journal_row(row.name, diff_zones(old_zone, new_zone, changed)))
             session.add(row)
             name, serial = row.name, row.serial
         self._zones[name] = _Signed(serial, new_zone, signed_at, digests)

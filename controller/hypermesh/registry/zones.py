@@ -17,7 +17,7 @@ import struct
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import dns.dnssec
 import dns.exception
@@ -395,6 +395,7 @@ def update_zone(
     *,
     now: int,
     digests: NodeDigests | None = None,
+    changed: set[dns.name.Name] | None = None,
 ) -> dns.zone.Zone | None:
     """``old`` with ``changes`` applied and the new ``spec.serial``, signing only what changed:
     the changed record sets, the NSEC records around them, SOA and ZONEMD. Everything else,
@@ -406,11 +407,15 @@ def update_zone(
     whose signing rules (glue unsigned, no NSEC below a cut) the full build owns.
 
     ``digests`` carries the ZONEMD input of unchanged nodes from one serial to the next, so
-    that the digest, which covers the whole zone, encodes only what changed.
+    that the digest, which covers the whole zone, encodes only what changed; it also remembers
+    that ``old`` holds no delegation, so that a batch does not look at every node to learn it.
+    ``changed`` is given the names whose nodes differ from ``old``'s (for ``diff_zones``).
     """
     origin = spec.name
     checked = _checked_changes(origin.to_text(), changes)
-    if not spec.dnssec or _has_delegation(old, checked):
+    if not spec.dnssec or _adds_delegation(checked):
+        return None
+    if (digests is None or digests.undelegated is not old) and _has_delegation(old):
         return None
     _check_owners(old, checked)
     parsed = {
@@ -419,7 +424,10 @@ def update_zone(
         )
         for (owner, kind), rrset in checked.items()
     }
-    return apply_rdatasets(old, spec, parsed, keys, now=now, digests=digests)
+    digests = digests or NodeDigests()
+    new = apply_rdatasets(old, spec, parsed, keys, now=now, digests=digests, changed=changed)
+    digests.undelegated = new  # no NS below the apex before, none added
+    return new
 
 
 Parsed = Mapping[tuple[dns.name.Name, dns.rdatatype.RdataType], "dns.rdataset.Rdataset | None"]
@@ -492,7 +500,7 @@ def apply_rdatasets(
     ordered.refresh(owned)
     digests.order = ordered
     if spec.zonemd:
-        digest = digests.zonemd(zone, names, spec.serial, ordered.nodes)
+        digest = ordered.zonemd(spec.serial)
         zonemd = dns.rdataset.from_rdata(soa.ttl, digest)
         apex.replace_rdataset(zonemd)
         apex.replace_rdataset(signer.sign(dns.name.empty, zonemd))
@@ -561,9 +569,11 @@ def _check_owners(old: dns.zone.Zone, changes: Mapping[tuple[str, str], RecordSe
         raise RegistryError(f"{old.origin}: {exc}") from None
 
 
-def _has_delegation(old: dns.zone.Zone, changes: Changes) -> bool:
-    if any(t == "NS" and n != APEX for n, t in changes):
-        return True
+def _adds_delegation(changes: Changes) -> bool:
+    return any(t == "NS" and n != APEX for n, t in changes)
+
+
+def _has_delegation(old: dns.zone.Zone) -> bool:
     ns = dns.rdatatype.NS
     return any(
         len(name) and any(r.rdtype == ns for r in node.rdatasets)  # the apex's name is empty
@@ -642,6 +652,9 @@ class NodeDigests:
         self.order: _Order | None = None
         """The canonical order of the names of the zone it was last used for (with that
         zone), so the next serial's order is that one plus what changed, not a new sort."""
+        self.undelegated: dns.zone.Zone | None = None
+        """The last zone ``update_zone`` made, which holds no delegation (so the next batch
+        need not look at every node to know it)."""
 
     def zonemd(
         self,
@@ -678,18 +691,42 @@ class NodeDigests:
 
 @dataclass(slots=True)
 class _Order:
-    """A zone's owner names in canonical order, their sort keys, and their nodes."""
+    """A zone's owner names in canonical order, their sort keys, their nodes, and each node's
+    ZONEMD input once it was encoded (None until then, and again once the node is replaced)."""
 
     zone: dns.zone.Zone
     names: list[dns.name.Name]
     keys: list[tuple[bytes, ...]]
     nodes: list[dns.node.Node]
+    wires: list[bytes | None]
 
     @classmethod
     def of(cls, zone: dns.zone.Zone) -> _Order:
         items = sorted(zone.nodes.items(), key=lambda item: _canonical(item[0]))
         return cls(
-            zone, [n for n, _ in items], [_canonical(n) for n, _ in items], [v for _, v in items]
+            zone,
+            [n for n, _ in items],
+            [_canonical(n) for n, _ in items],
+            [v for _, v in items],
+            [None] * len(items),
+        )
+
+    def zonemd(self, serial: int) -> ZONEMD:
+        """The zone's digest (RFC 8976, SIMPLE, SHA-384), encoding only the nodes replaced
+        since the last one: the rest of the input is the previous serial's, position by
+        position, so a batch costs one SHA-384 pass over the zone and no walk of its names."""
+        origin = self.zone.origin
+        assert origin is not None
+        wires = self.wires
+        for at in [i for i, wire in enumerate(wires) if wire is None]:
+            wires[at] = _digestable(origin, self.names[at], self.nodes[at])
+        return ZONEMD(  # type: ignore[no-untyped-call]
+            dns.rdataclass.IN,
+            dns.rdatatype.ZONEMD,
+            serial,
+            DigestScheme.SIMPLE,
+            DigestHashAlgorithm.SHA384,
+            hashlib.sha384(b"".join(cast(list[bytes], wires))).digest(),
         )
 
     def moved(self, zone: dns.zone.Zone, touched: Iterable[dns.name.Name]) -> _Order:
@@ -697,26 +734,29 @@ class _Order:
         only (nodes there added, removed or replaced). Made in place, without copying the
         lists (a copy costs milliseconds at 100,000 names): this order is spent, and its owner
         (``NodeDigests.order``) holds no order until the new one is whole."""
-        out = _Order(zone, self.names, self.keys, self.nodes)
-        self.names, self.keys, self.nodes = [], [], []
+        out = _Order(zone, self.names, self.keys, self.nodes, self.wires)
+        self.names, self.keys, self.nodes, self.wires = [], [], [], []
         for name in touched:
             key = _canonical(name)
             at = bisect.bisect_left(out.keys, key)
             held = at < len(out.keys) and out.keys[at] == key
             node = zone.nodes.get(name)
             if node is None and held:
-                del out.names[at], out.keys[at], out.nodes[at]
+                del out.names[at], out.keys[at], out.nodes[at], out.wires[at]
             elif node is not None and not held:
                 out.names.insert(at, name)
                 out.keys.insert(at, key)
                 out.nodes.insert(at, node)
+                out.wires.insert(at, None)
         return out
 
     def refresh(self, names: Iterable[dns.name.Name]) -> None:
-        """Take the current nodes of ``names`` (replaced since the order was made)."""
+        """Take the current nodes of ``names`` (replaced since the order was made), whose
+        ZONEMD input is to be encoded anew."""
         for name in names:
             at = bisect.bisect_left(self.keys, _canonical(name))
             self.nodes[at] = self.zone.nodes[name]
+            self.wires[at] = None
 
 
 def _digestable(origin: dns.name.Name, name: dns.name.Name, node: dns.node.Node) -> bytes:
