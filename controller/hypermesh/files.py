@@ -6,7 +6,33 @@ import contextlib
 import os
 import secrets
 import sqlite3
+import stat
 from pathlib import Path
+
+
+class FileCheckError(ValueError):
+    """A file that could be read but is not acceptable: larger than its bound, or a private
+    file that group or others may read. The message says what, not which file: callers name it."""
+
+
+def read_bounded(
+    path: Path | str, limit: int, *, private: bool = False, follow: bool = True
+) -> bytes:
+    """The bytes of ``path``, at most ``limit`` of them (``FileCheckError`` when there are
+    more). ``private``: the file must be readable by its owner alone (a key), checked on the
+    open file. ``follow=False`` refuses a symbolic link. ``OSError`` when it cannot be read."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    with os.fdopen(os.open(path, flags), "rb") as handle:
+        mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+        if private and mode & 0o077:
+            raise FileCheckError(
+                f"permissions {mode:04o} are too open; the private key must not be readable "
+                f"by group or others (chmod 600 {path})"
+            )
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise FileCheckError(f"larger than {limit} bytes")
+    return data
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:

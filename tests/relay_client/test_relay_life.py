@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from hypermesh.node.relay_hub import RelayHub, RelayLimits
-from hypermesh.node.relay_tcp import tls_context
+from hypermesh.node.tls_tcp import tls_context
 from hypermesh.transport import relayclient
 from hypermesh.transport import relaywire as wire
 from hypermesh.transport.identity import Identity
@@ -85,7 +85,9 @@ async def silent_relay() -> AsyncIterator[Relay]:
         writer.write(wire.welcome("127.0.0.1:1", 3600, {}))
         await asyncio.sleep(60)  # reads nothing more (cancelled when the server closes)
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls_context(identity))
+    server = await asyncio.start_server(
+        serve, "127.0.0.1", 0, ssl=tls_context(identity, [wire.RELAY_ALPN])
+    )
     relay = Relay(identity, RelayHub(identity, None), server)
     try:
         yield relay

@@ -36,8 +36,9 @@ Server = tuple[PeerRef, str, Identity | None]
 anonymous)."""
 
 
-def _server(args: argparse.Namespace) -> Server:
-    """The node to ask."""
+def server_of(args: argparse.Namespace) -> Server:
+    """The node to ask, from --address (with --identity), --via or the state: the registry
+    node first, else any running node."""
     if args.address:
         return peer_ref(args.address, args.identity), args.address, None
     directory = state_dir(args)
@@ -82,11 +83,11 @@ def _request(args: argparse.Namespace) -> dns.message.Message:
 
 def query(args: argparse.Namespace) -> int:
     request = _request(args)
-    server, label, key = _server(args)
+    server, label, key = server_of(args)
     transport = "DoH3" if args.doh else "DoQ"
     if args.doh:
         transport += " GET" if args.get else " POST"
-    registry = (args.registry_id or _registry_id(args)) if args.verify else None
+    registry = (args.registry_id or registry_id_of(args)) if args.verify else None
     mesh = Mesh.of(key, timeout=args.timeout)
     started = time.perf_counter()
     result = mesh.query(
@@ -123,7 +124,7 @@ def _verdict(result: DnsResult, registry: str) -> str:
     return f"zone {result.zone} checked from the registry key {short_id(registry)}…"
 
 
-def _registry_id(args: argparse.Namespace) -> str:
+def registry_id_of(args: argparse.Namespace) -> str:
     """The registry's node ID from the state: the Network's registry node (its key as it runs
     here, or, on another host, as its manifest pins it), the Network's registry identity, or
     for a public Network without a registry the bootstrap registry's key."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hypermesh.cli.common import peer_ref, state_dir
-from hypermesh.cli.dns import _registry_id, _server
+from hypermesh.cli.dns import registry_id_of, server_of
 from hypermesh.cli.render import table
 from hypermesh.errors import UsageError
 from hypermesh.node.lockfile import pid_alive
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--listen: {exc}") from None
     if args.address and not args.registry_id:
         raise UsageError("with --address, give --registry-id (the registry's node ID)")
-    server, label, key = _server(args)
-    registry = args.registry_id or _registry_id(args)
+    server, label, key = server_of(args)
+    registry = args.registry_id or registry_id_of(args)
     source = DoqSource(server, registry, identity=key, label=label)
     if args.upstream:
         upstreams = tuple(args.upstream)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hypermesh.files import write_atomic
+from hypermesh.files import FileCheckError, read_bounded, write_atomic
 from hypermesh.gateway.authority import (
     Authority,
     AuthorityError,
@@ -118,10 +118,8 @@ class AuthorityFiles:
 
 def _read(path: Path) -> bytes:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE + 1)
+        return read_bounded(path, MAX_FILE)
+    except FileCheckError as exc:
+        raise AuthorityError(f"{path}: {exc}: not a CA file") from None
     except OSError as exc:
         raise AuthorityError(f"{path}: {exc.strerror}") from None
-    if len(data) > MAX_FILE:
-        raise AuthorityError(f"{path}: bigger than {MAX_FILE} bytes: not a CA file")
-    return data

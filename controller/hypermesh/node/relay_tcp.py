@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 
 from hypermesh.node.relay_hub import RelayHub
 from hypermesh.node.tls_tcp import (
@@ -27,19 +26,12 @@ from hypermesh.node.tls_tcp import (
     observed,
     open_tls_listener,
 )
-from hypermesh.node.tls_tcp import tls_context as _tls_context
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.relaywire import RELAY_ALPN
 
 log = logging.getLogger("hypermesh.relay")
 
 HANDSHAKE_TIMEOUT = TlsLimits().handshake_timeout
-
-
-def tls_context(identity: Identity) -> ssl.SSLContext:
-    """A TLS 1.3 server context with ``identity``'s self-signed certificate and ALPN
-    ``hm-relay`` alone."""
-    return _tls_context(identity, [RELAY_ALPN])
 
 
 def relay_stream(hub: RelayHub, max_connections: int | None = None) -> StreamHandler:
@@ -71,10 +63,10 @@ def relay_stream(hub: RelayHub, max_connections: int | None = None) -> StreamHan
     return serve
 
 
-def relay_service(hub: RelayHub) -> TlsService:
+def relay_service(hub: RelayHub, max_connections: int | None = None) -> TlsService:
     """The relay on the node's TLS listener: required (a relay that cannot listen on TCP
     does not start)."""
-    return TlsService(RELAY_ALPN, relay_stream(hub), required=True)
+    return TlsService(RELAY_ALPN, relay_stream(hub, max_connections), required=True)
 
 
 async def open_tcp_listener(
@@ -88,7 +80,7 @@ async def open_tcp_listener(
 ) -> asyncio.Server:
     """Listen for relay connections alone over TLS on ``host:port`` (port 0: any free one)."""
     listener = TlsListener(
-        [TlsService(RELAY_ALPN, relay_stream(hub, max_connections), required=True)],
+        [relay_service(hub, max_connections)],
         limits=TlsLimits(handshake_timeout=handshake_timeout),
     )
     return await open_tls_listener(host, port, identity, listener)

@@ -35,7 +35,6 @@ import logging
 import os
 import secrets
 import ssl
-import stat
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from watchfiles import awatch
 
 from hypermesh.errors import HyperMeshError
+from hypermesh.files import FileCheckError, read_bounded
 from hypermesh.node.config import TlsConfig
 from hypermesh.timefmt import rfc3339
 from hypermesh.transport.address import format_address
@@ -302,19 +302,11 @@ def read_certified(config: TlsConfig, now: datetime.datetime | None = None) -> C
 
 def _read(path: str, field: str, limit: int, *, private: bool) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-            if private and mode & 0o077:
-                raise CertificateError(
-                    f"{field} {path}: permissions {mode:04o} are too open; the private key "
-                    f"must not be readable by group or others (chmod 600 {path})"
-                )
-            data = handle.read(limit + 1)
+        return read_bounded(path, limit, private=private)
+    except FileCheckError as exc:
+        raise CertificateError(f"{field} {path}: {exc}") from None
     except OSError as exc:
         raise CertificateError(f"{field} {path}: cannot read it: {exc.strerror}") from None
-    if len(data) > limit:
-        raise CertificateError(f"{field} {path}: larger than {limit} bytes")
-    return data
 
 
 def certified_context(certified: Certified, alpns: Sequence[str]) -> ssl.SSLContext:

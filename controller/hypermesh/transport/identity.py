@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from hypermesh.errors import HyperMeshError
-from hypermesh.files import write_atomic
+from hypermesh.files import FileCheckError, read_bounded, write_atomic
 
 NODE_ID_PREFIX = "hm1"
 NODE_ID_LENGTH = 55
@@ -35,6 +35,8 @@ KEY_FILE = "identity.key"
 PUBLIC_FILE = "identity.pub"
 _KEY_MODE = 0o600
 _PUBLIC_MODE = 0o644
+MAX_KEY_FILE = 64 * 1024
+"""An Ed25519 key in PEM is 119 bytes; a file far bigger is not a key."""
 
 
 def node_id_from_public_key(raw: bytes) -> str:
@@ -228,15 +230,10 @@ def read_node_id(directory: Path) -> str | None:
 
 
 def _load_key(path: Path) -> Identity:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-        if mode & 0o077:
-            raise HyperMeshError(
-                f"{path}: permissions {mode:04o} are too open; the private key must not be "
-                f"readable by others (chmod 600 {path})"
-            )
-        data = handle.read()
+    try:
+        data = read_bounded(path, MAX_KEY_FILE, private=True, follow=False)
+    except FileCheckError as exc:
+        raise HyperMeshError(f"{path}: {exc}") from None
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
