@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -39,6 +38,7 @@ from hypermesh.node.tls_tcp import CertificateError, check_certified, read_certi
 from hypermesh.transport.address import parse_address
 from tests.dns_tcp.conftest import NodeThread, node_config
 from tests.harness.dns_server import SignedZone, make_zone, sign
+from tests.harness.kdig import answer_lines, rr_lines, run_kdig
 
 TIMEOUT = 5.0
 NAME = "dns.hmtest.example"
@@ -171,33 +171,6 @@ def certified(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertifiedNod
         thread.stop()
 
 
-def kdig(port: int, name: str, rdtype: str, *options: str) -> subprocess.CompletedProcess[str]:
-    if shutil.which("kdig") is None:
-        pytest.fail("kdig is missing: apt-get install knot-dnsutils (.ci/run does)")
-    command = ["kdig", "@127.0.0.1", "-p", str(port), name, rdtype, "+timeout=5", "+retry=0"]
-    return subprocess.run(
-        [*command, *options], capture_output=True, text=True, timeout=30, check=False
-    )
-
-
-def answer_lines(output: str) -> list[str]:
-    lines, inside = [], False
-    for line in output.splitlines():
-        if line.startswith(";; ANSWER SECTION:"):
-            inside = True
-        elif inside and line.strip() and not line.startswith(";;"):
-            lines.append(" ".join(line.split()))
-        elif inside:
-            break
-    return sorted(lines)
-
-
-def rr_lines(rrsets: list[dns.rrset.RRset]) -> list[str]:
-    return sorted(
-        " ".join(line.split()) for rrset in rrsets for line in rrset.to_text().split("\n")
-    )
-
-
 def doq(node: CertifiedNode, query: dns.message.Message) -> dns.message.Message:
     return dns.query.quic(query, "127.0.0.1", port=node.public_port, verify=False, timeout=TIMEOUT)
 
@@ -230,7 +203,7 @@ def test_kdig_verifying_the_chain_and_name_gets_the_doq_answer(
     expected = doq(certified, dns.message.make_query(name, rdtype))
     verify = [f"+tls-ca={certified.ca_file}", f"+tls-hostname={NAME}"]
     for transport in (["+tls"], ["+https"], ["+https", "+https-get"]):
-        result = kdig(certified.port, name, rdtype, *transport, *verify)
+        result = run_kdig(certified.port, name, rdtype, *transport, *verify)
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"status: {dns.rcode.to_text(expected.rcode())}" in result.stdout
         assert answer_lines(result.stdout) == rr_lines(expected.answer), transport
@@ -244,7 +217,7 @@ def test_kdig_without_the_ca_or_with_another_name_refuses_the_node(
         ["+https", "+tls-ca", f"+tls-hostname={NAME}"],
         ["+tls", f"+tls-ca={certified.ca_file}", "+tls-hostname=other.hmtest.example"],
     ):
-        result = kdig(certified.port, "www.hmtest.", "A", *options)
+        result = run_kdig(certified.port, "www.hmtest.", "A", *options)
         assert "ANSWER SECTION" not in result.stdout, options
         assert "certificate" in (result.stdout + result.stderr).lower(), options
 
@@ -319,7 +292,9 @@ def test_tls_1_2_is_served_and_the_relay_is_not(certified: CertifiedNode) -> Non
 
 def test_the_self_signed_listener_still_answers_with_the_pin(certified: CertifiedNode) -> None:
     expected = doq(certified, dns.message.make_query("www.hmtest.", "A"))
-    result = kdig(certified.public_port, "www.hmtest.", "A", "+tls", f"+tls-pin={certified.pin}")
+    result = run_kdig(
+        certified.public_port, "www.hmtest.", "A", "+tls", f"+tls-pin={certified.pin}"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert answer_lines(result.stdout) == rr_lines(expected.answer)
     assert "TLS1.3" in result.stdout
@@ -345,7 +320,7 @@ def test_a_renewed_certificate_is_served_without_a_restart(certified: CertifiedN
     )
     time.sleep(0.5)
     assert served_serial(certified.port, certified.ca_file) == renewed.serial_number
-    result = kdig(
+    result = run_kdig(
         certified.port,
         "www.hmtest.",
         "A",

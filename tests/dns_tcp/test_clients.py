@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import shutil
 import socket
 import ssl
-import subprocess
 from collections.abc import Iterator
 
 import dns.flags
@@ -21,37 +19,10 @@ import httpx2
 import pytest
 
 from tests.dns_tcp.conftest import TcpNode
+from tests.harness.kdig import answer_lines, rr_lines, run_kdig
 
 TIMEOUT = 5.0
 NAMES = [("www.hmtest.", "A"), ("alias.hmtest.", "AAAA"), ("nothing.hmtest.", "A")]
-
-
-def kdig(node: TcpNode, name: str, rdtype: str, *options: str) -> subprocess.CompletedProcess[str]:
-    if shutil.which("kdig") is None:
-        pytest.fail("kdig is missing: apt-get install knot-dnsutils (.ci/run does)")
-    command = ["kdig", "@127.0.0.1", "-p", str(node.port), name, rdtype, "+timeout=5", "+retry=0"]
-    return subprocess.run(
-        [*command, *options], capture_output=True, text=True, timeout=30, check=False
-    )
-
-
-def answer_lines(output: str) -> list[str]:
-    """The ANSWER section as kdig prints it, one RR a line, fields joined by one space."""
-    lines, inside = [], False
-    for line in output.splitlines():
-        if line.startswith(";; ANSWER SECTION:"):
-            inside = True
-        elif inside and line.strip() and not line.startswith(";;"):
-            lines.append(" ".join(line.split()))
-        elif inside:
-            break
-    return sorted(lines)
-
-
-def rr_lines(rrsets: list[dns.rrset.RRset]) -> list[str]:
-    return sorted(
-        " ".join(line.split()) for rrset in rrsets for line in rrset.to_text().split("\n")
-    )
 
 
 def doq(node: TcpNode, query: dns.message.Message) -> dns.message.Message:
@@ -87,16 +58,16 @@ def test_kdig_over_tls_and_https_with_the_key_pinned_gets_the_doq_answer(
     expected = doq(tcp_node, dns.message.make_query(name, rdtype))
     pin = f"+tls-pin={tcp_node.pin}"
     for transport in (["+tls"], ["+https"], ["+https", "+https-get"]):
-        result = kdig(tcp_node, name, rdtype, *transport, pin)
+        result = run_kdig(tcp_node.port, name, rdtype, *transport, pin)
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"status: {dns.rcode.to_text(expected.rcode())}" in result.stdout
         assert answer_lines(result.stdout) == rr_lines(expected.answer), transport
-    assert "TLS1.3" in kdig(tcp_node, name, rdtype, "+tls", pin).stdout
+    assert "TLS1.3" in run_kdig(tcp_node.port, name, rdtype, "+tls", pin).stdout
 
 
 def test_kdig_refuses_a_node_whose_key_is_not_the_pinned_one(tcp_node: TcpNode) -> None:
     wrong = base64.b64encode(b"\x01" * 32).decode()
-    result = kdig(tcp_node, "www.hmtest.", "A", "+tls", f"+tls-pin={wrong}")
+    result = run_kdig(tcp_node.port, "www.hmtest.", "A", "+tls", f"+tls-pin={wrong}")
     assert "ANSWER SECTION" not in result.stdout
     assert "error in the certificate" in (result.stdout + result.stderr).lower()
 

@@ -26,10 +26,11 @@ import asyncio
 import contextlib
 import json
 import select
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -365,6 +366,33 @@ def wait_published(net: PathsNet, names: Iterable[str], timeout: float = 30.0) -
         if waiting:
             time.sleep(0.5)
     return waiting
+
+
+@contextlib.contextmanager
+def published_net(
+    base: Path, keep: Path, waited: Iterable[str] | None = None, timeout: float = 30.0, **built: Any
+) -> Iterator[PathsNet]:
+    """A new lab with ``build(lab, base, **built)`` in it, once ``waited`` (default: every node
+    but the registry) are published; everything stopped and removed at the end whatever
+    happened, and the nodes' files (not their keys) copied to ``keep`` to read afterwards."""
+    started = time.monotonic()
+    lab = Lab()
+    made: PathsNet | None = None
+    try:
+        made = build(lab, base, **built)
+        names = [n for n in made.members if n != "reg"] if waited is None else list(waited)
+        lacking = wait_published(made, names, timeout=timeout)
+        print(f"\nnetwork up and published in {time.monotonic() - started:.1f}s")
+        assert not lacking, f"nodes not published: {lacking}\n" + "\n".join(
+            f"--- {name}\n{made.tail(name)}" for name in lacking
+        )
+        yield made
+    finally:
+        if made is not None:
+            made.close()
+        lab.close()
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.copytree(base, keep, ignore=shutil.ignore_patterns("*.key"), dirs_exist_ok=True)
 
 
 # -- the agent ------------------------------------------------------------------------------

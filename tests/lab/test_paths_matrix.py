@@ -11,7 +11,6 @@ rounds where each node dials one peer at a time and no two nodes dial each other
 from __future__ import annotations
 
 import itertools
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,7 @@ from typing import Any
 import pytest
 
 from tests.lab.conftest import require_lab
-from tests.lab.lab import Lab
-from tests.lab.paths_net import KINDS, PathsNet, build, wait_published
+from tests.lab.paths_net import KINDS, PathsNet, published_net
 
 OPEN = ("public", "full-cone")
 """Endpoint-independent filtering: anyone's packets get in, so whoever dials them (with UDP)
@@ -66,25 +64,13 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PathsNet]:
     """The network of ``paths_net`` plus a second port-restricted host ``pr2`` (for the
     recovery test), every node published; logs kept under the module's tmp folder."""
     require_lab()
-    started = time.monotonic()
-    base = tmp_path_factory.mktemp("paths")
-    lab = Lab()
-    made: PathsNet | None = None
-    try:
-        made = build(lab, base, extra={"pr2": "port-restricted"})
-        lacking = wait_published(made, [n for n in made.members if n != "reg"], timeout=40)
-        print(f"\nnetwork up and published in {time.monotonic() - started:.1f}s")
-        assert not lacking, f"nodes not published: {lacking}\n" + "\n".join(
-            f"--- {name}\n{made.tail(name)}" for name in lacking
-        )
+    with published_net(
+        tmp_path_factory.mktemp("paths"),
+        Path("/tmp/hm-paths-matrix-logs"),
+        timeout=40,
+        extra={"pr2": "port-restricted"},
+    ) as made:
         yield made
-    finally:
-        if made is not None:
-            made.close()
-        lab.close()
-        keep = Path("/tmp/hm-paths-matrix-logs")
-        shutil.rmtree(keep, ignore_errors=True)
-        shutil.copytree(base, keep, ignore=shutil.ignore_patterns("*.key"), dirs_exist_ok=True)
 
 
 def rounds() -> list[list[tuple[str, str]]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import select
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,34 +25,22 @@ from pathlib import Path
 import pytest
 
 from tests.lab.conftest import require_lab
-from tests.lab.lab import Lab, python_env
-from tests.lab.paths_net import PORT, PathsNet, build, stop, wait_published
+from tests.lab.lab import python_env
+from tests.lab.paths_net import PORT, PathsNet, published_net, stop
 
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PathsNet]:
     require_lab()
-    base = tmp_path_factory.mktemp("portmap")
-    lab = Lab()
-    made: PathsNet | None = None
-    try:
-        made = build(
-            lab,
-            base,
-            kinds=("symmetric",),
-            extra={"pmp": "port-restricted"},
-            portmap=("pmp",),
-        )
-        lacking = wait_published(made, ["symmetric", "pmp", "relay"], timeout=30)
-        assert not lacking, f"not published: {lacking}\n" + made.tail("pmp")
+    with published_net(
+        tmp_path_factory.mktemp("portmap"),
+        Path("/tmp/hm-portmap-logs"),
+        ["symmetric", "pmp", "relay"],
+        kinds=("symmetric",),
+        extra={"pmp": "port-restricted"},
+        portmap=("pmp",),
+    ) as made:
         yield made
-    finally:
-        if made is not None:
-            made.close()
-        lab.close()
-        keep = Path("/tmp/hm-portmap-logs")
-        shutil.rmtree(keep, ignore_errors=True)
-        shutil.copytree(base, keep, ignore=shutil.ignore_patterns("*.key"), dirs_exist_ok=True)
 
 
 def until(check: Callable[[], object], seconds: float) -> object:
