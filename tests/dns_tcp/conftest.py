@@ -4,9 +4,7 @@ opens them, so that blocking clients (dnspython, kdig in a subprocess) can query
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from hypermesh.node.tls_tcp import spki_pin
 from hypermesh.transport.address import parse_address
 from hypermesh.transport.identity import Identity
 from tests.harness.dns_server import SignedZone, make_zone, sign
+from tests.harness.loop_thread import LoopThread
 
 
 @dataclass(frozen=True)
@@ -57,49 +56,25 @@ def node_config(
     )
 
 
-class NodeThread:
+class NodeThread(LoopThread):
     """Opens the features in a thread with its own loop until ``stop``; every wait bounded."""
 
     def __init__(self, config: NodeConfig, zones: StaticZones) -> None:
+        super().__init__("the node", timeout=20.0)
         self.config, self.zones = config, zones
         self.node: NodeContext | None = None
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="dns-tcp-node", daemon=True)
 
     def start(self) -> NodeContext:
-        self._thread.start()
-        if not self._ready.wait(20):
-            raise TimeoutError("the node did not start within 20 s")
-        if self._error is not None:
-            raise self._error
+        self.start_serving()
         assert self.node is not None
         return self.node
 
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(20)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+    async def open(self, stack: contextlib.AsyncExitStack) -> None:
         node = NodeContext.starting(self.config, Identity.generate())
         node.zones = self.zones
-        async with contextlib.AsyncExitStack() as stack:
-            for feature in (DnsFeature(), PublicInterface(), TlsTcpFeature()):
-                await feature.open(node, stack)
-            self.node = node
-            self._ready.set()
-            await self._stop.wait()
+        for feature in (DnsFeature(), PublicInterface(), TlsTcpFeature()):
+            await feature.open(node, stack)
+        self.node = node
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ showing different histories to different peers would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -28,10 +28,11 @@ from hypermesh.chain.replica import Equivocation
 from hypermesh.chain.wire import block_json
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.router import Request, Router, RouteResponse
-from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
+from hypermesh.node.server import bind_endpoint, server_configuration
 from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import Identity, load_identity
+from tests.harness.loop_thread import LoopThread
 from tests.harness.node_process import NodeStarter
 
 X = Identity.generate()
@@ -84,39 +85,27 @@ def serving(blocks: list[Block]) -> Router:
     return router
 
 
-class Equivocator:
+class Equivocator(LoopThread):
     """Two QUIC endpoints holding X's key in a thread: one shows A's history, one B's."""
 
     def __init__(self) -> None:
+        super().__init__("the equivocator's endpoints")
         self.addresses: list[str] = []
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
 
-    async def _serve(self) -> None:
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        endpoints: list[QuicEndpoint] = []
+    async def open(self, stack: contextlib.AsyncExitStack) -> None:
         for shown in (SHOWN_TO_A, SHOWN_TO_B):
             endpoint = await bind_endpoint(
                 "127.0.0.1", 0, configuration=server_configuration(X), router=serving(shown)
             )
-            endpoints.append(endpoint)
+            stack.callback(endpoint.close)
             self.addresses.append(endpoint.address)
-        self._ready.set()
-        await self._stop.wait()
-        for endpoint in endpoints:
-            endpoint.close()
 
     def __enter__(self) -> Equivocator:
-        self._thread.start()
-        assert self._ready.wait(10), "the equivocator's endpoints did not start"
+        self.start_serving()
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        self.stop()
 
 
 @pytest.fixture

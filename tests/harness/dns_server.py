@@ -8,8 +8,7 @@ mirror, messaging, node and fuzz tests.
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from hypermesh.node.router import Router
 from hypermesh.node.routes import add_dns_routes
 from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
 from hypermesh.transport.identity import Identity
+from tests.harness.loop_thread import LoopThread
 
 ORIGIN = dns.name.from_text("hmtest.")
 ZONE_TEXT = """
@@ -89,7 +89,7 @@ class DnsServer:
         return f"127.0.0.1:{self.port}"
 
 
-class ServerThread:
+class ServerThread(LoopThread):
     """Runs ``bind_endpoint`` in a thread until ``stop``; every wait is bounded."""
 
     def __init__(
@@ -99,45 +99,18 @@ class ServerThread:
         idle_timeout: float = 60.0,
         routes: Callable[[Router], object] | None = None,
     ) -> None:
+        super().__init__("the DNS server")
         self.zones = zones
         self.idle_timeout = idle_timeout
         self.routes = routes
         self.server: DnsServer | None = None
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="dns-server", daemon=True)
 
     def start(self) -> DnsServer:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise TimeoutError("the DNS server did not start within 10 s")
-        if self._error is not None:
-            raise self._error
+        self.start_serving()
         assert self.server is not None
         return self.server
 
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def call(self, function: object) -> None:
-        """Run ``function()`` on the server's loop (for inspecting it safely)."""
-        assert self._loop is not None and callable(function)
-        self._loop.call_soon_threadsafe(function)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def open(self, stack: contextlib.AsyncExitStack) -> None:
         identity = Identity.generate()
         answerer = DnsEngine(self.zones)
         router = add_dns_routes(Router(), answerer)
@@ -150,9 +123,5 @@ class ServerThread:
             router=router,
             dns_answer=answerer.answer,
         )
+        stack.callback(endpoint.close)
         self.server = DnsServer(endpoint.port, self.zones, answerer, identity, endpoint)
-        self._ready.set()
-        try:
-            await self._stop.wait()
-        finally:
-            endpoint.close()

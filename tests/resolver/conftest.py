@@ -4,7 +4,7 @@ real DNS server on UDP and TCP, answering ``*.example.test``), and stubs run in 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import socket
 import socketserver
 import struct
@@ -23,6 +23,7 @@ from hypermesh.node.config import Upstream
 from hypermesh.resolver import MeshSource, Resolver, Settings, Upstreams, running
 from hypermesh.resolver.sources import DoqSource
 from hypermesh.transport.address import PeerRef
+from tests.harness.loop_thread import LoopThread
 from tests.harness.nodes import NodeProc, Owner, answer_values, start_node, wait_for
 
 UPSTREAM_ADDRESS = "192.0.2.99"
@@ -169,7 +170,7 @@ def upstream() -> Iterator[FakeUpstream]:
         fake.stop()
 
 
-class StubThread:
+class StubThread(LoopThread):
     """A ``Resolver`` listening on 127.0.0.1 (a free port) in a thread with its own loop."""
 
     def __init__(
@@ -180,6 +181,7 @@ class StubThread:
         forward: bool = True,
         status: Path | None = None,
     ) -> None:
+        super().__init__("the stub")
         self._source, self._upstreams, self._forward, self._status = (
             source,
             upstreams,
@@ -188,54 +190,27 @@ class StubThread:
         )
         self.address = ""
         self.resolver: Resolver | None = None
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     @property
     def port(self) -> int:
         return int(self.address.rsplit(":", 1)[1])
 
     def start(self) -> StubThread:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise TimeoutError("the stub did not start within 10 s")
-        if self._error is not None:
-            raise self._error
+        self.start_serving()
         return self
 
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def open(self, stack: contextlib.AsyncExitStack) -> None:
         source = self._source()
+        close = getattr(source, "close", None)
+        if close is not None:
+            stack.push_async_callback(close)
         self.resolver = Resolver(
             Settings(listen="127.0.0.1:0", forward=self._forward, mesh_timeout=2.0),
             source,
             Upstreams(self._upstreams, timeout=1.0),
         )
-        try:
-            async with running(self.resolver, self._status) as bound:
-                self.address = bound.address
-                self._ready.set()
-                await self._stop.wait()
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                await close()
+        bound = await stack.enter_async_context(running(self.resolver, self._status))
+        self.address = bound.address
 
 
 def doq_source(node: NodeProc, registry: NodeProc) -> Callable[[], MeshSource]:
