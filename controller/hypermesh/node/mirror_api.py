@@ -6,12 +6,16 @@ On the registry node (``add_feed_routes``):
     GET /registry/v1/ixfr?tld=ZONE&serial=N   {"tld", "serial", "entries": [{from, to, removed,
                                               added}, …]} from serial N on, or {"tld", "serial",
                                               "zone": TEXT} when the journal does not reach back
+                                              (N older than its horizon, ``journal_keep``)
     GET /registry/v1/watch                    the change feed, streamed (``hypermesh.mirror.feed``)
 
 On every other node of the network, from its mirror (``add_mirror_routes``): the same
 ``anchors`` (relayed exactly as the registry signed them) and ``ixfr`` (always the whole zone),
 so that a node without a copy can take one from any mirror and check it against the registry's
 key. Reads are open: zones are public within their network.
+
+The registry node reads its journal, and writes a whole zone as text, on the registry's writer
+thread (``Registry.worker``), not on the event loop.
 """
 
 from __future__ import annotations
@@ -137,8 +141,9 @@ class FeedApi:
         }
         ds = self.ds
         if any(ds.get(name, (None,))[0] != serial for name, serial in known.items()):
+            infos = await self.registry.worker.run(self.registry.list_tlds, internal=True)
             ds.clear()
-            for info in self.registry.list_tlds(internal=True):
+            for info in infos:
                 ds[f"{info.name}."] = (info.serial, info.ds)
         members = self.members() if callable(self.members) else self.members
         revoked = {
@@ -167,14 +172,15 @@ class FeedApi:
             return known[1]
         if len(self.answers) >= 64:
             self.answers.clear()
-        response = self._increments(name, serial, zone, current)
+        response = await self.registry.worker.run(self._increments, name, serial, zone, current)
         self.answers[key] = (zone, response)
         return response
 
     def _increments(
         self, name: str, serial: int, zone: dns.zone.Zone, current: int
     ) -> RouteResponse:
-        """The journal's entries from ``serial`` to ``current``, else the whole zone."""
+        """The journal's entries from ``serial`` to ``current``, else the whole zone (a mirror
+        behind the journal's horizon takes a full transfer). On the writer thread."""
         entries = self.registry.journal_since(name.rstrip("."), serial) if serial else None
         if entries is None or (entries and entries[-1].to_serial != current):
             return RouteResponse.json({"tld": name, "serial": current, "zone": zone.to_text()})

@@ -48,18 +48,26 @@ Every body is parsed against its JSON Schema (``registry.requests``) before use:
 does not match is answered 400 naming the field (413 past ``MAX_BODY``), and names and records
 then meet the one rule of ``hypermesh.zonedata``, so nothing the zone build would refuse is
 ever stored.
+
+The registry's database is never touched on the event loop: each handler runs its registry
+calls on the registry's writer thread (``Registry.worker``, one thread, calls in order) and
+awaits them, then serves the changed zone on the loop. Node records published in the same few
+milliseconds are stored in one transaction (``registry.batching``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import dns.exception
+import dns.zone
 
 from hypermesh.dns.source import StaticZones
 from hypermesh.node.registry_page import PAGE, PAGE_HEADERS, render_page
@@ -68,7 +76,7 @@ from hypermesh.registry.batching import PublishBatcher
 from hypermesh.registry.directory import ZONE, Directory
 from hypermesh.registry.errors import Forbidden, RegistryError, ZoneUnservable
 from hypermesh.registry.requests import parse_body
-from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, TldInfo
+from hypermesh.registry.service import Change, DatabaseNonceCache, Registry, Revocation, TldInfo
 from hypermesh.registry.signing import Signed, verify_request
 from hypermesh.registry.tokens import JoinTokens
 from hypermesh.registry.zones import serial_of
@@ -78,6 +86,8 @@ from hypermesh.transport.identity import is_node_id
 PREFIX = "/registry/v1"
 
 log = logging.getLogger("hypermesh.registry")
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 def info_json(info: TldInfo) -> dict[str, Any]:
@@ -150,7 +160,8 @@ def add_registry_routes(
 
 
 class RegistryApi:
-    """The registry API's handlers, one a route."""
+    """The registry API's handlers, one a route. Each runs its registry calls on the
+    registry's writer thread (``_db``) and serves what changed on the event loop."""
 
     def __init__(
         self,
@@ -170,6 +181,8 @@ class RegistryApi:
         self.nonces = DatabaseNonceCache(registry)
         self.directory: Directory | None = None
         """The node directory, whose records a revoked key loses at once (``DirectoryApi``)."""
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: int | None = None
 
     def routes(self) -> list[Route]:
         """Each path, its handler and its methods."""
@@ -195,17 +208,37 @@ class RegistryApi:
             Route(PAGE, self.page, frozenset({"GET", "HEAD"})),
         ]
 
-    def _publish(self, tld: str) -> None:
-        """Serve ``tld``'s zone; one whose stored data does not build is not served (what was
-        asked, a renewal or an approval, is done all the same; ``Registry.health`` says why)."""
+    async def _db(self, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``call`` on the registry's writer thread, the loop serving meanwhile."""
+        if self.loop is None:
+            self.loop, self.loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        return await self.registry.worker.run(call, *args, **kwargs)
+
+    def on_loop(self, call: Callable[[], None]) -> None:
+        """Run ``call`` on the event loop: now when already there, else at its next turn
+        (before the handler that awaits the writer's answer resumes)."""
+        if self.loop is None or threading.get_ident() == self.loop_thread:
+            call()
+        else:
+            self.loop.call_soon_threadsafe(call)
+
+    def _zone_of(self, tld: str) -> dns.zone.Zone | None:
+        """On the writer: ``tld``'s current zone, or None when its stored data does not build
+        (what was asked, a renewal or an approval, is done all the same; ``Registry.health``
+        says why)."""
         try:
-            zone = self.registry.zone(tld)
+            return self.registry.zone(tld)
         except ZoneUnservable:
+            return None
+
+    def _serve(self, tld: str, zone: dns.zone.Zone | None) -> None:
+        """On the loop: serve ``zone`` as ``tld``'s (None: withdraw it)."""
+        if zone is None:
             self._withdraw(tld)
             return
         self.zones.set(zone)
         if self.on_serial is not None:
-            self.on_serial(tld, self.registry.get_tld(tld).serial)
+            self.on_serial(tld, serial_of(zone))
 
     def _withdraw(self, tld: str) -> None:
         with contextlib.suppress(dns.exception.DNSException):  # an older release's bad name
@@ -223,19 +256,21 @@ class RegistryApi:
             require_cosigner=cosigned,
         )
 
-    def _signed(self, request: Request) -> str:
-        """The signer of ``request``, whose key must not be revoked."""
+    def _signed_now(self, request: Request) -> str:
         signer = self._verified(request).signer
         if self.registry.is_revoked(signer):
             raise Forbidden(f"the key {signer} was revoked")
         return signer
 
+    async def _signed(self, request: Request) -> str:
+        """The signer of ``request``, whose key must not be revoked (the nonce is stored on
+        the writer)."""
+        return await self._db(self._signed_now, request)
+
     def _policy_json(self) -> dict[str, Any]:
         return {**self.registry.policy.governance(), "admin": self.registry.admin}
 
-    async def revoke(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
-        data = parse_body("revoke", request.body)
+    def _revoke(self, signer: str, data: dict[str, Any]) -> Revocation:
         revocation = self.registry.revoke(
             data["nodeId"],
             signer=signer,
@@ -244,6 +279,12 @@ class RegistryApi:
         )
         if self.directory is not None:
             self.directory.withdraw(revocation.node_id)
+        return revocation
+
+    async def revoke(self, request: Request) -> RouteResponse:
+        signer = await self._signed(request)
+        data = parse_body("revoke", request.body)
+        revocation = await self._db(self._revoke, signer, data)
         if self.on_revocation is not None:
             self.on_revocation(revocation.node_id)
         return RouteResponse.json(revocation.to_json())
@@ -252,9 +293,7 @@ class RegistryApi:
         revoked = self.registry.revocations().values()
         return RouteResponse.json({"items": [r.to_json() for r in revoked]})
 
-    async def register(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
-        data = parse_body("register", request.body)
+    def _register(self, signer: str, data: dict[str, Any]) -> tuple[TldInfo, dns.zone.Zone | None]:
         info = self.registry.register(
             data["tld"],
             signer,
@@ -262,14 +301,27 @@ class RegistryApi:
             dnssec=data.get("dnssec", True),
             default_ttl=data.get("ttl", 3600),
         )
+        return info, self._zone_of(info.name) if info.status == "active" else None
+
+    async def register(self, request: Request) -> RouteResponse:
+        signer = await self._signed(request)
+        data = parse_body("register", request.body)
+        info, zone = await self._db(self._register, signer, data)
         if info.status == "active":
-            self._publish(info.name)
+            self._serve(info.name, zone)
         if self.on_registration is not None:
             self.on_registration()
         return RouteResponse.json(info_json(info), status=201)
 
+    def _patch(
+        self, signer: str, tld: str, changes: list[Change]
+    ) -> tuple[str, int, dns.zone.Zone | None]:
+        serial = self.registry.patch(tld, changes, signer=signer)
+        name = self.registry.get_tld(tld).name
+        return name, serial, self._zone_of(name)
+
     async def rrsets(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
+        signer = await self._signed(request)
         data = parse_body("rrsets", request.body)
         changes = [
             Change(
@@ -281,84 +333,112 @@ class RegistryApi:
             )
             for c in data["rrsets"]
         ]
-        serial = self.registry.patch(data["tld"], changes, signer=signer)
-        name = self.registry.get_tld(data["tld"]).name
-        self._publish(name)
+        name, serial, zone = await self._db(self._patch, signer, data["tld"], changes)
+        self._serve(name, zone)
         return RouteResponse.json({"tld": name, "serial": serial})
 
+    def _delete(self, signer: str, tld: str) -> str:
+        name = self.registry.get_tld(tld).name
+        self.registry.delete(name, signer=signer)
+        return name
+
     async def delete(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
-        tld = self.registry.get_tld(parse_body("tld", request.body)["tld"]).name
-        self.registry.delete(tld, signer=signer)
+        signer = await self._signed(request)
+        tld = await self._db(self._delete, signer, parse_body("tld", request.body)["tld"])
         self._withdraw(tld)
         return RouteResponse.json({"tld": tld, "deleted": True})
 
+    def _then_zone(
+        self, call: Callable[..., TldInfo], tld: str, signer: str
+    ) -> tuple[TldInfo, dns.zone.Zone | None]:
+        """``call(tld, signer=signer)`` (a renewal, an approval), then the zone to serve."""
+        info = call(tld, signer=signer)
+        return info, self._zone_of(info.name)
+
     async def renew(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
-        info = self.registry.renew(parse_body("tld", request.body)["tld"], signer=signer)
-        self._publish(info.name)
+        signer = await self._signed(request)
+        tld = parse_body("tld", request.body)["tld"]
+        info, zone = await self._db(self._then_zone, self.registry.renew, tld, signer)
+        self._serve(info.name, zone)
         return RouteResponse.json(info_json(info))
 
     async def transfer(self, request: Request) -> RouteResponse:
-        who = self._verified(request, cosigned=True)
+        who = await self._db(self._verified, request, cosigned=True)
         data = parse_body("transfer", request.body)
-        info = self.registry.transfer(
-            data["tld"], data["newOwner"], signer=who.signer, cosigner=who.cosigner
+        info = await self._db(
+            self.registry.transfer,
+            data["tld"],
+            data["newOwner"],
+            signer=who.signer,
+            cosigner=who.cosigner,
         )
         return RouteResponse.json(info_json(info))
 
     async def approve(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
-        info = self.registry.approve(parse_body("tld", request.body)["tld"], signer=signer)
-        self._publish(info.name)
+        signer = await self._signed(request)
+        tld = parse_body("tld", request.body)["tld"]
+        info, zone = await self._db(self._then_zone, self.registry.approve, tld, signer)
+        self._serve(info.name, zone)
         return RouteResponse.json(info_json(info))
 
     async def reject(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
+        signer = await self._signed(request)
         data = parse_body("decision", request.body)
-        info = self.registry.reject(data["tld"], data.get("reason", ""), signer=signer)
+        info = await self._db(
+            self.registry.reject, data["tld"], data.get("reason", ""), signer=signer
+        )
         return RouteResponse.json(info_json(info))
 
     async def expire(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
+        signer = await self._signed(request)
         data = parse_body("decision", request.body)
-        info = self.registry.expire(data["tld"], data.get("reason", ""), signer=signer)
+        info = await self._db(
+            self.registry.expire, data["tld"], data.get("reason", ""), signer=signer
+        )
         self._withdraw(info.name)
         return RouteResponse.json(info_json(info))
 
     async def reserve(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
-        self.registry.reserve(parse_body("name", request.body)["name"], signer=signer)
+        signer = await self._signed(request)
+        name = parse_body("name", request.body)["name"]
+        await self._db(self.registry.reserve, name, signer=signer)
         return RouteResponse.json(self._policy_json())
 
     async def unreserve(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
-        self.registry.unreserve(parse_body("name", request.body)["name"], signer=signer)
+        signer = await self._signed(request)
+        name = parse_body("name", request.body)["name"]
+        await self._db(self.registry.unreserve, name, signer=signer)
         return RouteResponse.json(self._policy_json())
 
     async def set_policy(self, request: Request) -> RouteResponse:
-        signer = self._signed(request)
-        self.registry.set_policy(parse_body("policy", request.body), signer=signer)
+        signer = await self._signed(request)
+        changes = parse_body("policy", request.body)
+        await self._db(self.registry.set_policy, changes, signer=signer)
         return RouteResponse.json(self._policy_json())
 
     async def tlds(self, _: Request) -> RouteResponse:
-        return RouteResponse.json({"items": [info_json(i) for i in self.registry.list_tlds()]})
+        infos = await self._db(self.registry.list_tlds)
+        return RouteResponse.json({"items": [info_json(i) for i in infos]})
+
+    def _tld_json(self, name: str) -> dict[str, Any]:
+        info = self.registry.get_tld(name)
+        records = [r.to_dict() for r in self.registry.rrsets(name)]
+        return {**info_json(info), "rrsets": records}
 
     async def tld(self, request: Request) -> RouteResponse:
         name = urllib.parse.parse_qs(request.query).get("name", [""])[0]
-        info = self.registry.get_tld(name)
-        records = [r.to_dict() for r in self.registry.rrsets(name)]
-        return RouteResponse.json({**info_json(info), "rrsets": records})
+        return RouteResponse.json(await self._db(self._tld_json, name))
 
     async def policy(self, _: Request) -> RouteResponse:
         return RouteResponse.json(self._policy_json())
 
     async def status(self, _: Request) -> RouteResponse:
-        return RouteResponse.json(self.registry.health())
+        return RouteResponse.json(await self._db(self.registry.health))
 
     async def page(self, _: Request) -> RouteResponse:
         registry = self.registry
-        html = render_page(registry.list_tlds(), registry.policy, registry.admin, self.clock())
+        tlds = await self._db(registry.list_tlds)
+        html = render_page(tlds, registry.policy, registry.admin, self.clock())
         return RouteResponse(200, html.encode(), "text/html; charset=utf-8", PAGE_HEADERS)
 
 
@@ -398,14 +478,15 @@ def _node_id(text: str, what: str) -> str:
 
 class DirectoryApi:
     """The join tokens and the node directory's handlers, beside the registry's (``RegistryApi``,
-    whose request checks they share)."""
+    whose request checks and writer thread they share)."""
 
     def __init__(self, api: RegistryApi, directory: Directory) -> None:
         self.api = api
         self.directory = directory
-        self.batcher = PublishBatcher(directory.publish_many)
+        self.batcher = PublishBatcher(directory.publish_many, run=api._db)
         self.tokens = JoinTokens(api.registry)
         api.directory = directory
+        directory.dispatch = api.on_loop
         directory.listeners.append(self._serve)
 
     def routes(self) -> list[Route]:
@@ -425,13 +506,16 @@ class DirectoryApi:
             self.api.on_revocation(node_id)
 
     def _serve(self) -> None:
-        """Serve the directory zone as it is now (after a change)."""
-        self.api._publish(ZONE)
+        """On the loop, after a change: serve the directory zone as the writer left it."""
+        zone = self.api.registry.cached_zone(ZONE)
+        if zone is not None:
+            self.api._serve(ZONE, zone)
 
     async def create_token(self, request: Request) -> RouteResponse:
-        signer = self.api._signed(request)
+        signer = await self.api._signed(request)
         data = parse_body("token_create", request.body)
-        token, info = self.tokens.create(
+        token, info = await self.api._db(
+            self.tokens.create,
             ttl=data["ttl"],
             signer=signer,
             reusable=data.get("reusable", False),
@@ -451,23 +535,23 @@ class DirectoryApi:
         return RouteResponse.json(body, status=201)
 
     async def list_tokens(self, request: Request) -> RouteResponse:
-        signer = self.api._signed(request)
+        signer = await self.api._signed(request)
         parse_body("empty", request.body)
-        items = [i.to_json() for i in self.tokens.list(signer=signer)]
-        return RouteResponse.json({"items": items})
+        infos = await self.api._db(self.tokens.list, signer=signer)
+        return RouteResponse.json({"items": [i.to_json() for i in infos]})
 
     async def revoke_token(self, request: Request) -> RouteResponse:
-        signer = self.api._signed(request)
+        signer = await self.api._signed(request)
         data = parse_body("token_revoke", request.body)
-        info = self.tokens.revoke(data["id"], signer=signer)
+        info = await self.api._db(self.tokens.revoke, data["id"], signer=signer)
         log.info("join token revoked", extra={"token_id": info.id})
         return RouteResponse.json(info.to_json())
 
     async def join(self, request: Request) -> RouteResponse:
-        signer = self.api._signed(request)
+        signer = await self.api._signed(request)
         data = parse_body("join", request.body)
-        member, made = self.tokens.join(
-            data["token"], data["name"], data.get("host"), signer=signer
+        member, made = await self.api._db(
+            self.tokens.join, data["token"], data["name"], data.get("host"), signer=signer
         )
         if made:
             log.info("member joined", extra={"member": member.name, "node_id": signer})
@@ -490,18 +574,18 @@ class DirectoryApi:
         if (node_id is None) == (name is None):
             raise RegistryError("give exactly one of id (a node ID) or name (a member's name)")
         if node_id is not None:
-            found = self.directory.get(_node_id(node_id, "id"))
+            found = await self.api._db(self.directory.get, _node_id(node_id, "id"))
         else:
             assert name is not None
-            found = self.directory.by_name(name[:253])
+            found = await self.api._db(self.directory.by_name, name[:253])
         return RouteResponse.json(dict(found.signed))
 
     async def nodes(self, request: Request) -> RouteResponse:
         after, text = _param(request, "after"), _param(request, "limit") or "100"
         if not (text.isascii() and text.isdigit() and len(text) <= 4 and 1 <= int(text) <= 1000):
             raise RegistryError(f"limit must be a whole number 1 to 1000, not {text[:20]!r}")
-        page, following = self.directory.page(
-            None if after is None else _node_id(after, "after"), int(text)
+        page, following = await self.api._db(
+            self.directory.page, None if after is None else _node_id(after, "after"), int(text)
         )
         items = [dict(s.signed) for s in page]
         return RouteResponse.json({"items": items, "next": following})

@@ -47,8 +47,6 @@ ZONE = DIRECTORY_ZONE.rstrip(".")
 """The directory zone's name in the registry's tables (``_nodes``)."""
 TTL = 60
 MAX_PAGE = 1000
-JOURNAL_KEPT = 1000
-"""Serials of the directory zone's journal kept for mirrors' increments."""
 _TYPES = (dns.rdatatype.TXT, dns.rdatatype.A, dns.rdatatype.AAAA)
 
 
@@ -100,6 +98,10 @@ def _row(row: NodeRecordRow | None, record: NodeRecord) -> NodeRecordRow:
     return row
 
 
+def _call(listener: Callable[[], None]) -> None:
+    listener()
+
+
 def _changes(node_id: str, signed: Mapping[str, str] | None) -> Parsed:
     """The zone changes that make ``node_id``'s name hold ``signed`` (None: nothing)."""
     name = dns.name.Name([node_id.encode()])
@@ -128,7 +130,12 @@ class Directory:
         self.trusted = frozenset(trusted)
         """Keys that are members without being listed (the registry node's own)."""
         self.listeners: list[Callable[[], None]] = []
-        """Told after every change of the zone (the node serves the new zone)."""
+        """Told after every change of the zone (the node serves the new zone), through
+        ``dispatch``."""
+        self.dispatch: Callable[[Callable[[], None]], None] = _call
+        """How each listener is called: at once, on the thread that changed the zone (the
+        default); the node hands them to its event loop, since the change is made on the
+        registry's writer thread (``Registry.worker``)."""
         registry.add_internal_zone(ZONE, network, self._all_rdatasets, copied=not public)
         registry.zone(ZONE)  # built (or read back) now, so each change is signed incrementally
 
@@ -325,8 +332,7 @@ class Directory:
                 changes.update(_changes(node_id, None))
             install = self.registry.change_internal(session, ZONE, changes)
             self._drop(session, due, ephemeral_only=True)
-        self._installed(install)
-        self.registry.prune_journal(ZONE, JOURNAL_KEPT)
+        self._installed(install)  # the journal is pruned with the change (``journal_keep``)
         return list(due)
 
     def withdraw(self, node_id: str) -> bool:
@@ -358,7 +364,7 @@ class Directory:
     def _installed(self, install: Callable[[], None]) -> None:
         install()
         for listener in self.listeners:
-            listener()
+            self.dispatch(listener)
 
     def _all_rdatasets(self, session: Session) -> Parsed:
         """Every live record's record sets, for a build of the whole zone."""

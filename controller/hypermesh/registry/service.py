@@ -52,6 +52,7 @@ from hypermesh.registry.tables import (
     SignedZoneRow,
     TldRow,
 )
+from hypermesh.registry.worker import Worker
 from hypermesh.registry.zones import (
     RESIGN_AFTER,
     JournalEntry,
@@ -78,6 +79,13 @@ from hypermesh.zonedata import (
 )
 
 log = logging.getLogger("hypermesh.registry")
+
+JOURNAL_KEEP = 1000
+"""Serials of each zone's journal kept by default for mirrors' increments: a mirror further
+behind takes the whole zone (``journal_since`` answers None past the horizon)."""
+PRUNE_EVERY = 16
+"""The journal is pruned in the transaction of every ``PRUNE_EVERY``-th serial of a zone, so
+a zone holds from ``journal_keep`` to ``journal_keep + PRUNE_EVERY - 1`` entries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,10 +196,23 @@ class Registry:
     (approval mode, term, reserved names) lives in the database too, so it survives restarts.
     """
 
-    def __init__(self, engine: Engine, policy: Policy, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        policy: Policy,
+        clock: Callable[[], float],
+        *,
+        journal_keep: int = JOURNAL_KEEP,
+        worker: Worker | None = None,
+    ) -> None:
         self.engine = engine
         self.policy = policy
         self.clock = clock
+        self.journal_keep = journal_keep
+        """Serials of each zone's journal kept (the horizon of mirrors' increments)."""
+        self.worker = worker or Worker()
+        """The one thread the node runs the registry's calls on (``await registry.worker.
+        run(registry.patch, …)``), off its event loop."""
         self.admin: str | None = None
         self._revoked: dict[str, Revocation] = {}
         self._zones: dict[str, _Signed] = {}
@@ -217,13 +238,21 @@ class Registry:
         policy: Policy | None = None,
         admin: str | None = None,
         clock: Callable[[], float] = time.time,
+        journal_keep: int = JOURNAL_KEEP,
+        worker: Worker | None = None,
     ) -> Registry:
         """Open (creating when new) the registry at a file path or database URL.
 
         ``policy`` is the starting policy of a new registry; once stored, the stored governance
         wins. ``admin`` is recorded when the database has no administrator yet; a different
-        admin given later is refused (hand it over with ``set_admin``).
+        admin given later is refused (hand it over with ``set_admin``). ``journal_keep``: the
+        serials of each zone's journal kept for mirrors (at least 1). ``worker``: the thread
+        its calls run on (``Worker(inline=True)``: the caller's).
         """
+        if isinstance(journal_keep, bool) or not isinstance(journal_keep, int) or journal_keep < 1:
+            raise RegistryError(
+                f"journal_keep must be a whole number of serials ≥ 1, not {journal_keep!r}"
+            )
         url = str(where)
         if "://" not in url:
             path = Path(url)
@@ -236,7 +265,9 @@ class Registry:
             if url.startswith("sqlite"):
                 event.listen(engine, "connect", _sqlite_pragmas)
             RegistryBase.metadata.create_all(engine)
-            registry = cls(engine, policy or Policy(), clock)
+            registry = cls(
+                engine, policy or Policy(), clock, journal_keep=journal_keep, worker=worker
+            )
             registry._check_schema()
             registry._load_governance(admin)
             registry._load_revocations()
@@ -245,7 +276,9 @@ class Registry:
         return registry
 
     def close(self) -> None:
-        """Save the signed zones as served (``SignedZoneRow``), then close the database."""
+        """Finish the calls under way, save the signed zones as served (``SignedZoneRow``),
+        then close the database."""
+        self.worker.close()
         try:
             self.save_signed()
         except RegistryError as exc:
@@ -439,7 +472,7 @@ class Registry:
         """In ``session``, before the caller flushes its own row changes: sign ``changes`` into
         the internal zone ``name`` under the next serial, journalled. Returns what to call once
         the transaction committed (it serves the new zone from the cache)."""
-        row = session.get(TldRow, name)
+        row = session.get(TldRow, name, with_for_update=True)
         if row is None or name not in self._internal:
             raise NotFound(f"{name!r} is not one of the registry's own zones")
         with session.no_autoflush:
@@ -462,6 +495,7 @@ class Registry:
         row.serial += 1
         session.add(row)
         serial = row.serial
+        self._prune(session, name, serial)
 
         def install() -> None:
             self._zones[name] = _Signed(serial, new, signed_at, digests)
@@ -472,7 +506,7 @@ class Registry:
         """Sign the internal zone ``name`` again in full from its rows, under the next serial
         (after a bulk load; no journal entry, so mirrors take the whole zone); the serial."""
         with self._transaction() as session:
-            row = session.get(TldRow, name)
+            row = session.get(TldRow, name, with_for_update=True)
             if row is None or name not in self._internal:
                 raise NotFound(f"{name!r} is not one of the registry's own zones")
             row.serial += 1
@@ -493,6 +527,17 @@ class Registry:
                 )
             )
             return int(done.rowcount)
+
+    def _prune(self, session: Session, name: str, serial: int) -> None:
+        """In the transaction that moved ``name`` to ``serial``: at every ``PRUNE_EVERY``-th
+        serial, drop the journal entries older than the last ``journal_keep`` serials."""
+        if serial % PRUNE_EVERY == 0:
+            session.exec(
+                delete(JournalRow).where(
+                    col(JournalRow.tld) == name,
+                    col(JournalRow.to_serial) <= serial - self.journal_keep,
+                )
+            )
 
     def renew(self, tld: str, *, signer: str) -> TldInfo:
         """Extend the registration by one term from its expiry (or from now, once expired);
@@ -538,7 +583,7 @@ class Registry:
         """Activate a pending TLD (manual approval mode)."""
         self._check_admin(signer)
         with self._transaction() as session:
-            row = self._tld(session, tld)
+            row = self._tld(session, tld, lock=True)
             if row.status != "pending":
                 raise Conflict(f"{tld!r} is {row.status}, not pending")
             row.status, row.note = "active", ""
@@ -550,7 +595,7 @@ class Registry:
         deletes it, so the owner learns why and nobody else takes the name meanwhile."""
         self._check_admin(signer)
         with self._transaction() as session:
-            row = self._tld(session, tld)
+            row = self._tld(session, tld, lock=True)
             if row.status != "pending":
                 raise Conflict(f"{tld!r} is {row.status}, not pending")
             row.status, row.note = "rejected", reason[:500] or "rejected by the administrator"
@@ -561,7 +606,7 @@ class Registry:
         """End a registration now: the zone is no longer served; the owner may renew."""
         self._check_admin(signer)
         with self._transaction() as session:
-            row = self._tld(session, tld)
+            row = self._tld(session, tld, lock=True)
             if row.status != "active":
                 raise Conflict(f"{tld!r} is {row.status}, not active")
             row.status = "expired"
@@ -748,6 +793,7 @@ class Registry:
                 session.add(_journal_row(row.name, diff_zones(old_zone, new_zone, changed)))
             session.add(row)
             name, serial = row.name, row.serial
+            self._prune(session, name, serial)
         self._zones[name] = _Signed(serial, new_zone, signed_at, digests)
         self._unservable.pop(name, None)
         return serial
@@ -763,7 +809,7 @@ class Registry:
         for tld in due:
             try:
                 with self._transaction() as session:
-                    row = session.get(TldRow, tld)
+                    row = session.get(TldRow, tld, with_for_update=True)
                     if row is None or row.status != "active" or not row.dnssec:
                         self._zones.pop(tld, None)
                         continue
@@ -775,6 +821,7 @@ class Registry:
                         session.add(_journal_row(tld, diff_zones(old_zone, new_zone)))
                     session.add(row)
                     serial = row.serial
+                    self._prune(session, tld, serial)
             except RegistryError as exc:  # one zone that no longer builds holds no other back
                 self._zones.pop(tld, None)
                 self._unservable_zone(tld, exc)
@@ -782,6 +829,12 @@ class Registry:
             self._zones[tld] = _Signed(serial, new_zone, now)
             done.append(tld)
         return done
+
+    def cached_zone(self, tld: str) -> dns.zone.Zone | None:
+        """The signed zone of ``tld`` as last made, without a database read (None: none made
+        yet); what the event loop serves after the writer thread changed it."""
+        cached = self._zones.get(tld)
+        return None if cached is None else cached.zone
 
     def zone(self, tld: str) -> dns.zone.Zone:
         """The signed zone at its current serial (rebuilt only when the serial moved)."""
@@ -820,14 +873,22 @@ class Registry:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _tld(self, session: Session, tld: str) -> TldRow:
-        row = session.get(TldRow, _lookup(tld)) if isinstance(tld, str) else None
+    def _tld(self, session: Session, tld: str, *, lock: bool = False) -> TldRow:
+        """The row of ``tld``; with ``lock``, locked until the transaction ends (``SELECT … FOR
+        UPDATE`` on PostgreSQL, so two writers of one TLD take turns and neither loses the
+        other's serial; SQLite lets one writer at a time anyway and ignores it)."""
+        row = (
+            session.get(TldRow, _lookup(tld), with_for_update=lock)
+            if isinstance(tld, str)
+            else None
+        )
         if row is None:
             raise NotFound(f"{tld!r} is not registered here")
         return row
 
     def _owned(self, session: Session, tld: str, signer: str) -> TldRow:
-        row = self._tld(session, tld)
+        """The row of ``tld``, locked for a write, if ``signer`` owns it."""
+        row = self._tld(session, tld, lock=True)
         if row.owner != signer:
             raise Forbidden(f"{tld!r} belongs to {row.owner}, not to the signer {signer}")
         return row
