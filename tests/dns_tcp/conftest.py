@@ -17,6 +17,7 @@ from hypermesh.node.feature import NodeContext
 from hypermesh.node.features.dns import DnsFeature
 from hypermesh.node.features.public import PublicInterface
 from hypermesh.node.features.tls_tcp import TlsTcpFeature
+from hypermesh.node.metrics import NodeMetrics
 from hypermesh.node.tls_tcp import spki_pin
 from hypermesh.transport.address import parse_address
 from hypermesh.transport.identity import Identity
@@ -31,10 +32,22 @@ class TcpNode:
     port: int
     node_id: str
     signed: SignedZone
+    metrics: NodeMetrics
 
     @property
     def pin(self) -> str:
         return spki_pin(self.node_id)
+
+    def answered(self, transport: str) -> float:
+        """Queries the node counted under ``transport`` (``hypermesh_dns_queries_total``)."""
+        registry = self.metrics.registry
+        return sum(
+            sample.value
+            for metric in registry.collect()
+            if metric.name == "hypermesh_dns_queries"
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels["transport"] == transport
+        )
 
 
 def node_config(
@@ -87,6 +100,7 @@ def tcp_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TcpNode]:
         node = thread.start()
         assert node.addresses.public is not None
         assert node.addresses.tls == node.addresses.public, "TCP on the UDP port's number"
-        yield TcpNode(parse_address(node.addresses.public)[1], node.identity.node_id, signed)
+        port = parse_address(node.addresses.public)[1]
+        yield TcpNode(port, node.identity.node_id, signed, node.metrics)
     finally:
         thread.stop()

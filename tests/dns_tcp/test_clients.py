@@ -103,6 +103,18 @@ def test_dnspython_over_tls_and_http2_gets_the_doq_answer(
         assert response.authority == expected.authority
 
 
+def test_queries_are_counted_under_their_transport(tcp_node: TcpNode) -> None:
+    before = {t: tcp_node.answered(t) for t in ("dot", "doq", "doh")}
+    query = dns.message.make_query("www.hmtest.", "A")
+    for _ in range(2):
+        dns.query.tls(query, "127.0.0.1", port=tcp_node.port, timeout=TIMEOUT, verify=False)
+    doq(tcp_node, query)
+    after = {t: tcp_node.answered(t) for t in ("dot", "doq", "doh")}
+    assert after["dot"] - before["dot"] == 2, (before, after)
+    assert after["doq"] - before["doq"] == 1, (before, after)
+    assert after["doh"] == before["doh"]
+
+
 def test_padded_queries_get_padded_answers_over_tls(tcp_node: TcpNode) -> None:
     query = dns.message.make_query("www.hmtest.", "A", use_edns=0, pad=128)
     response = dns.query.tls(query, "127.0.0.1", port=tcp_node.port, timeout=TIMEOUT, verify=False)

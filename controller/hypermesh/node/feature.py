@@ -116,6 +116,9 @@ class NodeContext:
     """Where a mirror forwards the DNS queries its copies do not answer."""
     dns_handler: DnsHandler | None = None
     """What answers DNS over QUIC on the public and private interfaces."""
+    dns_handler_for: Callable[[str], DnsHandler] | None = None
+    """What answers DNS over another transport (``dot``; ``stub``, the node's own stub
+    resolver), its queries counted under that transport's name."""
     mirror: Follower | None = None
     chains: ChainFollower | None = None
     chain_writer: ChainWriter | None = None

@@ -25,9 +25,14 @@ class DnsFeature:
     async def open(self, node: NodeContext, stack: contextlib.AsyncExitStack) -> None:
         engine = DnsEngine(node.zones)
         add_dns_routes(node.router, engine, node.metrics, node.dns_fallback)
-        local = node.metrics.metered("doq", engine.answer)
         fallback = node.dns_fallback
-        node.dns_handler = local if fallback is None else _forwarding(local, fallback)
+
+        def handler(transport: str) -> DnsHandler:
+            local = node.metrics.metered(transport, engine.answer)
+            return local if fallback is None else _forwarding(local, fallback)
+
+        node.dns_handler = handler("doq")
+        node.dns_handler_for = handler
 
 
 def _forwarding(local: SyncDnsHandler, fallback: Fallback) -> DnsHandler:

@@ -60,6 +60,9 @@ class NodeSource:
 
     def __init__(self, node: NodeContext) -> None:
         self.node = node
+        self._handler: DnsHandler | None = None
+        """The node's DNS, counted as ``stub`` (made at the first question: the DNS feature
+        may open after this one)."""
         self.kept = KeptAnchors(self._fetch_own)
 
     def describe(self) -> str:
@@ -80,7 +83,9 @@ class NodeSource:
         )
 
     async def ask(self, query: dns.message.Message) -> dns.message.Message:
-        handler: DnsHandler | None = self.node.dns_handler
+        if self._handler is None and self.node.dns_handler_for is not None:
+            self._handler = self.node.dns_handler_for("stub")
+        handler = self._handler
         if handler is None:
             raise TransportError("the node does not answer DNS")
         answer = handler(query.to_wire())

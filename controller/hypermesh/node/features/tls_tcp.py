@@ -80,9 +80,9 @@ async def _open_self_signed(node: NodeContext, stack: contextlib.AsyncExitStack)
     assert node.addresses.public is not None
     host, port = parse_address(node.addresses.public)
     services = list(node.tls_services.values())
-    if node.dns_handler is not None:
+    if node.dns_handler_for is not None:
         gate = node.public_gate()
-        services.append(TlsService(DOT_ALPN, dot_service(node.dns_handler, gate)))
+        services.append(TlsService(DOT_ALPN, dot_service(node.dns_handler_for("dot"), gate)))
         services.append(TlsService(H2_ALPN, doh2_service(node.router, gate)))
     if not services:
         return
@@ -92,7 +92,7 @@ async def _open_self_signed(node: NodeContext, stack: contextlib.AsyncExitStack)
         log.warning("DNS over TLS and HTTP/2 are off: the web listener takes TCP %s", address)
         return
     listener = TlsListener(
-        services, without_alpn=DOT_ALPN if node.dns_handler is not None else None
+        services, without_alpn=DOT_ALPN if node.dns_handler_for is not None else None
     )
     try:
         server = await open_tls_listener(host, port, node.identity, listener)
@@ -125,12 +125,12 @@ async def _open_certified(
     """The listener with the operator's certificate (``spec.tls``): DNS over TLS and HTTP/2
     only, its files watched for renewals. Fails the start when it cannot serve."""
     assert node.addresses.public is not None
-    if node.dns_handler is None:
+    if node.dns_handler_for is None:
         raise HyperMeshError("spec.tls: this node serves no DNS to serve over TLS")
     gate = node.public_gate()
     listener = TlsListener(
         [
-            TlsService(DOT_ALPN, dot_service(node.dns_handler, gate)),
+            TlsService(DOT_ALPN, dot_service(node.dns_handler_for("dot"), gate)),
             TlsService(H2_ALPN, doh2_service(node.router, gate)),
         ],
         without_alpn=DOT_ALPN,
