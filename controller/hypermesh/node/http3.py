@@ -13,11 +13,16 @@ Two things aioquic leaves open, closed here with the least of its internals:
   encoder is told the section will not be decoded (Stream Cancellation, RFC 9204 §4.4.2), the
   client is asked to stop sending (STOP_SENDING with H3_NO_ERROR, RFC 9114 §4.1.1), and
   whatever still arrives on it is discarded as it comes.
+- **A request stream can be paced** (``pace``): the client's credit on it (MAX_STREAM_DATA)
+  is raised only as far as the reader allows, instead of aioquic's doubling as data arrives,
+  so that a handler reading the body as it comes (``router.BodyStream``) back-pressures the
+  client.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pylsqpack
@@ -30,8 +35,11 @@ from aioquic.h3.connection import (
     Setting,
 )
 from aioquic.h3.events import H3Event, Headers
-from aioquic.quic.connection import QuicConnection
+from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection
 from aioquic.quic.events import QuicEvent, StreamDataReceived, StreamReset
+from aioquic.quic.packet import QuicFrameType
+from aioquic.quic.packet_builder import QuicPacketBuilder
+from aioquic.quic.stream import QuicStream
 
 from hypermesh.node.qpack import MAX_STRING, MalformedSection, bound_section, section_size
 
@@ -68,11 +76,17 @@ class BoundedH3Connection(H3Connection):
         """The largest header section decoded so far (RFC 9114 size)."""
         self.sections_refused = 0
         """Header sections refused without being decoded."""
+        self._paced: dict[int, int] = {}
+        self._aioquic_limits: Callable[..., None] | None = None
         super().__init__(quic)
 
     def handle_event(self, event: QuicEvent) -> list[H3Event]:
         """aioquic's, but for the events of dropped streams (ignored) and refused header
         sections (a ``RequestRefused`` event)."""
+        if isinstance(event, StreamReset) or (
+            isinstance(event, StreamDataReceived) and event.end_stream
+        ):
+            self._paced.pop(event.stream_id, None)  # nothing more to give credit for
         if isinstance(event, StreamDataReceived | StreamReset) and event.stream_id in self._dropped:
             if isinstance(event, StreamReset) or event.end_stream:
                 self._dropped.discard(event.stream_id)
@@ -95,6 +109,7 @@ class BoundedH3Connection(H3Connection):
             stream.frame_size = None
             stream.frame_type = None
             stream.receiving_ended = True
+        self._paced.pop(stream_id, None)
         cancel = self._decoder.cancel_stream(stream_id)
         if cancel and self._local_decoder_stream_id is not None:
             self._quic.send_stream_data(self._local_decoder_stream_id, cancel)
@@ -111,6 +126,41 @@ class BoundedH3Connection(H3Connection):
         """Bytes buffered for ``stream_id`` in a frame not yet complete."""
         stream = self._stream.get(stream_id)
         return len(stream.buffer) if stream is not None else 0
+
+    def pace(self, stream_id: int, limit: int | None) -> bool:
+        """Let the client send on request stream ``stream_id`` up to offset ``limit`` at most
+        (never less than it was already allowed); None: aioquic's own credit again. True when
+        the credit grows (transmit to send it)."""
+        if limit is None:
+            self._paced.pop(stream_id, None)
+            return False
+        if self._aioquic_limits is None:  # aioquic 1.7 raises stream credit in this method
+            self._aioquic_limits = self._quic._write_stream_limits
+            setattr(self._quic, "_write_stream_limits", self._write_stream_limits)  # noqa: B010
+        self._paced[stream_id] = limit
+        stream = self._quic._streams.get(stream_id)
+        return stream is not None and limit > stream.max_stream_data_local
+
+    def _write_stream_limits(
+        self, builder: QuicPacketBuilder, space: object, stream: QuicStream
+    ) -> None:
+        stream_id = stream.stream_id
+        limit = None if stream_id is None else self._paced.get(stream_id)
+        if stream_id is None or limit is None:
+            assert self._aioquic_limits is not None
+            self._aioquic_limits(builder=builder, space=space, stream=stream)
+            return
+        stream.max_stream_data_local = max(stream.max_stream_data_local, limit)
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self._quic._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local
 
     # -- aioquic's hooks ----------------------------------------------------------------
 

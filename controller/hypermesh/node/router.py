@@ -6,8 +6,10 @@ back into frames. Adding an API is ``router.add("/path", handler)``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,9 @@ class Request:
     """The client's ``host:port``."""
     peer_id: str | None = None
     """The client's node ID when it presented a certificate, else None."""
+    stream: BodyStream | None = field(default=None, compare=False)
+    """The body as it arrives, for a route added with ``streams=True`` (``body`` is then
+    empty); None for the others."""
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (case-insensitive)."""
@@ -82,6 +87,72 @@ class RouteResponse:
         return cls.json({"error": message}, status=status, headers=headers)
 
 
+class BodyAborted(HyperMeshError):
+    """The request's body will not arrive whole (the client reset it, the connection ended,
+    or the server refused it on the way)."""
+
+
+class BodyStream:
+    """A request's body read as it arrives: ``async for piece in request.stream``. The server
+    feeds it; ``on_taken`` hears of each piece taken, so that the server gives the client
+    credit for more only as the handler reads (the handler's pace is the client's)."""
+
+    def __init__(self, on_taken: Callable[[int], None] | None = None) -> None:
+        self._pieces: deque[bytes] = deque()
+        self._ended = False
+        self._error: Exception | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_taken = on_taken
+        self.pending = 0
+        """Bytes arrived and not yet taken."""
+        self.high_water = 0
+        """The most bytes ever pending at once."""
+        self.taken = 0
+        """Bytes taken so far."""
+
+    def feed(self, data: bytes, end: bool) -> None:
+        """More of the body arrived (``end``: all of it has)."""
+        if data:
+            self._pieces.append(data)
+            self.pending += len(data)
+            self.high_water = max(self.high_water, self.pending)
+        self._ended = self._ended or end
+        self._wake()
+
+    def fail(self, error: Exception) -> None:
+        """The body will not arrive whole: the reader gets ``error``."""
+        if not self._ended:
+            self._error = error
+            self._wake()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the whole body has arrived (or failed)."""
+        return self._ended or self._error is not None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._pieces:
+            if self._error is not None:
+                raise self._error
+            if self._ended:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        piece = self._pieces.popleft()
+        self.pending -= len(piece)
+        self.taken += len(piece)
+        if self._on_taken is not None:
+            self._on_taken(len(piece))
+        return piece
+
+
 Handler = Callable[[Request], Awaitable[RouteResponse]]
 
 
@@ -92,6 +163,8 @@ class Route:
     path: str
     handler: Handler
     methods: frozenset[str]
+    streams: bool = False
+    """Whether the handler reads the body as it arrives (``Request.stream``)."""
 
 
 def get(path: str, handler: Handler) -> Route:
@@ -104,6 +177,13 @@ def post(path: str, handler: Handler) -> Route:
     return Route(path, handler, frozenset({"POST"}))
 
 
+def post_streamed(path: str, handler: Handler) -> Route:
+    """``POST path`` answered by ``handler``, which reads the body as it arrives: it is
+    called once the headers are in (``Request.stream``), and the body is bounded by the
+    handler, not by the server's request body limit."""
+    return Route(path, handler, frozenset({"POST"}), streams=True)
+
+
 class Router:
     """Exact-path routing: 404 for an unknown path, 405 (with ``allow``) for a wrong method, a
     refusal a handler raises answered by its type (``node.refusals``), and 500 (logged) for
@@ -112,17 +192,32 @@ class Router:
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}
 
-    def add(self, path: str, handler: Handler, methods: Iterable[str] = ("GET",)) -> None:
-        """Route ``path`` to ``handler`` for ``methods``; a path is routed once."""
+    def add(
+        self,
+        path: str,
+        handler: Handler,
+        methods: Iterable[str] = ("GET",),
+        *,
+        streams: bool = False,
+    ) -> None:
+        """Route ``path`` to ``handler`` for ``methods``; a path is routed once. ``streams``:
+        the handler reads the body as it arrives (``post_streamed``)."""
         if path in self._routes:
             raise ValueError(f"{path} is already routed")
-        self._routes[path] = Route(path, handler, frozenset(m.upper() for m in methods))
+        self._routes[path] = Route(
+            path, handler, frozenset(m.upper() for m in methods), streams=streams
+        )
 
     def add_all(self, routes: Iterable[Route]) -> Router:
         """Route each of ``routes`` (returned for chaining)."""
         for route in routes:
-            self.add(route.path, route.handler, route.methods)
+            self.add(route.path, route.handler, route.methods, streams=route.streams)
         return self
+
+    def streams(self, method: str, path: str) -> bool:
+        """Whether ``method path`` goes to a handler that reads the body as it arrives."""
+        route = self._routes.get(path)
+        return route is not None and route.streams and method in route.methods
 
     def paths(self) -> list[str]:
         """The routed paths, sorted."""

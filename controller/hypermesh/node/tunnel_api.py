@@ -5,6 +5,9 @@ else.
     POST /tunnel/v1/open    an open message (``hypermesh.tunnel.onion``); answers 200 with
                             the confirmation sealed by this hop
     POST /tunnel/v1/relay   circuit ID || layer; answers 200 with the answer sealed by this hop
+    POST /tunnel/v2/relay   circuit ID || records (``tunnel.records``), read and passed on as
+                            they arrive; answers 200 with the answer's records, each sealed
+                            by this hop, as they come back
 
 At the destination, a request that arrives through a tunnel is answered by the node's own API
 (the same router as its public interface), as an anonymous caller: the ephemeral
@@ -14,12 +17,28 @@ runs. Streamed answers (subscriptions) do not pass through tunnels (501).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from hypermesh.node.interfaces import operation_of
-from hypermesh.node.router import Request, Route, Router, RouteResponse, get, post
+from hypermesh.node.router import (
+    Request,
+    Route,
+    Router,
+    RouteResponse,
+    get,
+    post,
+    post_streamed,
+)
 from hypermesh.node.server import Gate
 from hypermesh.tunnel.client import KEY_PATH
 from hypermesh.tunnel.onion import decode_request, encode_response
-from hypermesh.tunnel.relay import OPEN_PATH, RELAY_PATH, Deliver, TunnelService
+from hypermesh.tunnel.relay import (
+    OPEN_PATH,
+    RELAY_PATH,
+    RELAY_STREAM_PATH,
+    Deliver,
+    TunnelService,
+)
 
 BINARY = "application/octet-stream"
 TUNNEL_PEER = "tunnel"
@@ -62,7 +81,12 @@ class TunnelApi:
 
     def routes(self) -> list[Route]:
         """Each path, its handler and its methods."""
-        return [get(KEY_PATH, self.key), post(OPEN_PATH, self.open), post(RELAY_PATH, self.relay)]
+        return [
+            get(KEY_PATH, self.key),
+            post(OPEN_PATH, self.open),
+            post(RELAY_PATH, self.relay),
+            post_streamed(RELAY_STREAM_PATH, self.relay_stream),
+        ]
 
     async def key(self, _: Request) -> RouteResponse:
         return RouteResponse.json(self.service.card())
@@ -72,3 +96,13 @@ class TunnelApi:
 
     async def relay(self, request: Request) -> RouteResponse:
         return RouteResponse(200, await self.service.relay(request.body), BINARY)
+
+    async def relay_stream(self, request: Request) -> RouteResponse:
+        answer = await self.service.relay_stream(request.stream or _once(request.body))
+        if isinstance(answer, bytes):
+            return RouteResponse(200, answer, BINARY)
+        return RouteResponse(200, b"", BINARY, stream=answer)
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body

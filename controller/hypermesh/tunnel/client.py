@@ -36,7 +36,8 @@ from hypermesh.tunnel.onion import (
     unwrap,
     wrap,
 )
-from hypermesh.tunnel.relay import OPEN_PATH, RELAY_PATH
+from hypermesh.tunnel.records import Opener, Sealer, open_records, seal_records
+from hypermesh.tunnel.relay import OPEN_PATH, RELAY_PATH, RELAY_STREAM_PATH
 
 KEY_PATH = "/tunnel/v1/key"
 MIN_RELAYS = 2
@@ -99,6 +100,9 @@ class Tunnel:
         self._circuits = tuple(circuits)
         self._keys = tuple(keys)
         self._closed = False
+        self.streaming = True
+        """Send requests as version 2 messages (records each relay passes on as they
+        arrive); False: version 1 (each relay stores the whole message, then forwards it)."""
 
     @classmethod
     async def open(
@@ -145,15 +149,29 @@ class Tunnel:
         if time.time() >= self.expires:
             raise TunnelFailed("the tunnel's TTL has run out")
         payload = encode_request(method, path, headers, body)
-        message = wrap(self._keys, self._circuits, DATA, payload)
-        answer = await self._post(RELAY_PATH, self._circuits[0] + message, timeout)
         try:
-            status, content_type, answered, data = decode_response(
-                unwrap(self._keys, self._circuits, answer)
-            )
+            if self.streaming:
+                padded = await self._exchange(payload, timeout)
+            else:
+                message = wrap(self._keys, self._circuits, DATA, payload)
+                answer = await self._post(RELAY_PATH, self._circuits[0] + message, timeout)
+                padded = unwrap(self._keys, self._circuits, answer)
+            status, content_type, answered, data = decode_response(padded)
         except BadTunnel as exc:
             raise TunnelFailed(f"the answer through the tunnel does not check out: {exc}") from None
         return TunnelResponse(status, content_type, answered, data)
+
+    async def _exchange(self, payload: bytes, timeout: float) -> bytes:  # noqa: ASYNC109
+        """``payload`` as a version 2 message (records), and the answer's padded payload."""
+        pairs = list(zip(self._keys, self._circuits, strict=True))
+        sealers = [Sealer(key, circuit, forward=True) for key, circuit in pairs]
+        message = b"".join((self._circuits[0], *seal_records(sealers, payload)))
+        answer = await self._post(RELAY_STREAM_PATH, message, timeout)
+        openers = [Opener(key, circuit, forward=False) for key, circuit in pairs]
+        padded = b"".join(open_records(openers, answer))
+        for opener in openers:
+            opener.finish()
+        return padded
 
     async def close(self) -> None:
         """Tear the circuits down at every hop now, rather than at expiry (best effort)."""

@@ -5,13 +5,21 @@ when the tunnel closes or its expiry passes, whichever comes first. What a relay
 circuit is what its own layer told it: the circuit ID, the key, the expiry and the next hop.
 It never learns who opened the tunnel (the client connects without a certificate), nor, unless
 it is the last relay, where the tunnel ends, nor what the messages say.
+
+Messages come in two forms. Version 1 (``RELAY_PATH``): the whole message in one AEAD layer per
+hop, which a relay receives whole before sending it on (store and forward). Version 2
+(``RELAY_STREAM_PATH``, ``tunnel.records``): records of at most ``RECORD_DATA`` bytes, each
+sealed per hop, which a relay opens and sends on as they arrive, no faster than the next hop
+takes them (``tunnel.stream``); it holds one record at most besides what flow control lets in.
+Both use the circuits an open made.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -31,6 +39,8 @@ from hypermesh.tunnel.onion import (
     peel_layer,
     seal_layer,
 )
+from hypermesh.tunnel.records import Framer, Opener, Sealer, pieces
+from hypermesh.tunnel.stream import Outgoing, StreamPool
 
 MAX_TTL = 24 * 3600.0
 """The longest a tunnel may be opened for (seconds)."""
@@ -39,8 +49,12 @@ MAX_CIRCUITS = 10_000
 FORWARD_TIMEOUT = 30.0
 """Seconds a relay waits for the next hop's answer."""
 
+MAX_MESSAGE = 16 * 1024 * 1024
+"""The longest padded request the destination takes through a version 2 message (413)."""
+
 OPEN_PATH = "/tunnel/v1/open"
 RELAY_PATH = "/tunnel/v1/relay"
+RELAY_STREAM_PATH = "/tunnel/v2/relay"
 
 Forward = Callable[[str, str, str, bytes], Awaitable[tuple[int, Headers, bytes]]]
 """(next hop's address, its node ID, path, body) → (status, headers, body): a POST on."""
@@ -77,6 +91,8 @@ class TunnelService:
         max_ttl: float = MAX_TTL,
         max_circuits: int = MAX_CIRCUITS,
         clock: Callable[[], float] = time.time,
+        streams: StreamPool | None = None,
+        max_message: int = MAX_MESSAGE,
     ) -> None:
         self.identity = identity
         self._key = key
@@ -88,6 +104,11 @@ class TunnelService:
         self._max_circuits = max_circuits
         self._clock = clock
         self._circuits: dict[bytes, Circuit] = {}
+        self._streams = streams if streams is not None else StreamPool()
+        """Anonymous connections to next hops for version 2 messages."""
+        self.max_message = max_message
+        self.sending: set[Outgoing] = set()
+        """Version 2 messages being passed on (each bounded by the next hop's pace)."""
 
     def card(self) -> dict[str, str]:
         """The node's tunnel key card."""
@@ -127,12 +148,7 @@ class TunnelService:
         """Take one message of a circuit: pass it on (a relay) or answer it (the destination);
         returns the answer sealed with this hop's key."""
         circuit_id, layer = body[:CIRCUIT_SIZE], body[CIRCUIT_SIZE:]
-        circuit = self._circuits.get(circuit_id)
-        if circuit is not None and circuit.expires <= self._clock():
-            del self._circuits[circuit_id]
-            circuit = None
-        if circuit is None:
-            raise TunnelError(404, "no such tunnel here (closed or expired)")
+        circuit = self._circuit(circuit_id)
         kind, inner = peel_layer(circuit.key, circuit_id, layer, forward=True)
         if kind == CLOSE:
             del self._circuits[circuit_id]
@@ -147,6 +163,77 @@ class TunnelService:
         else:
             reply = await self._on(circuit.next, RELAY_PATH, circuit.next.circuit + inner)
         return seal_layer(circuit.key, circuit_id, DATA, reply, forward=False)
+
+    def _circuit(self, circuit_id: bytes) -> Circuit:
+        circuit = self._circuits.get(circuit_id)
+        if circuit is not None and circuit.expires <= self._clock():
+            del self._circuits[circuit_id]
+            circuit = None
+        if circuit is None:
+            raise TunnelError(404, "no such tunnel here (closed or expired)")
+        return circuit
+
+    async def relay_stream(self, body: AsyncIterator[bytes]) -> bytes | AsyncGenerator[bytes, None]:
+        """Take one version 2 message of a circuit as it arrives (circuit ID || records): pass
+        each record on as it opens (a relay; the answer's records come back as they arrive,
+        an iterator) or gather the request and answer it (the destination; bytes)."""
+        head = b""
+        source = aiter(body)
+        while len(head) < CIRCUIT_SIZE:
+            piece = await anext(source, None)
+            if piece is None:
+                raise BadTunnel("tunnel message too short")
+            head += piece
+        circuit_id, rest = head[:CIRCUIT_SIZE], head[CIRCUIT_SIZE:]
+        circuit = self._circuit(circuit_id)
+        opener = Opener(circuit.key, circuit_id, forward=True)
+        if circuit.next is None:
+            return await self._end(circuit_id, circuit, opener, _prepend(rest, source))
+        return await self._pass_on(circuit_id, circuit, opener, _prepend(rest, source))
+
+    async def _end(
+        self, circuit_id: bytes, circuit: Circuit, opener: Opener, source: AsyncIterator[bytes]
+    ) -> bytes:
+        padded = bytearray()
+        async for piece in source:
+            for inner in opener.feed(piece):
+                padded += inner
+            if len(padded) > self.max_message:
+                raise TunnelError(413, f"a tunnel message is at most {self.max_message} bytes here")
+        opener.finish()
+        reply = await self._deliver(bytes(padded))
+        sealer = Sealer(circuit.key, circuit_id, forward=False)
+        return b"".join(sealer.seal(piece, last=last) for last, piece in pieces(reply))
+
+    async def _pass_on(
+        self, circuit_id: bytes, circuit: Circuit, opener: Opener, source: AsyncIterator[bytes]
+    ) -> AsyncGenerator[bytes, None]:
+        hop = circuit.next
+        assert hop is not None
+        try:
+            async with asyncio.timeout(FORWARD_TIMEOUT):
+                out = await self._streams.open(
+                    hop.peer.address, str(hop.peer.node_id), RELAY_STREAM_PATH
+                )
+        except (TransportError, TimeoutError):
+            raise TunnelError(502, "the next hop did not answer") from None
+        self.sending.add(out)
+        try:
+            await _send_on(out, hop.circuit, opener, source)
+            async with asyncio.timeout(FORWARD_TIMEOUT):
+                status, _ = await out.answer()
+        except (TransportError, TimeoutError):
+            out.abort()
+            raise TunnelError(502, "the next hop did not answer") from None
+        except BaseException:
+            out.abort()
+            raise
+        finally:
+            self.sending.discard(out)
+        if status != 200:
+            out.abort()
+            raise TunnelError(502, f"the next hop refused ({status})")
+        return _seal_back(out, Sealer(circuit.key, circuit_id, forward=False))
 
     async def _on(self, hop: NextHop, path: str, body: bytes) -> bytes:
         try:
@@ -170,3 +257,38 @@ class TunnelService:
     def clear(self) -> None:
         """Forget every circuit (the node is stopping)."""
         self._circuits.clear()
+        self._streams.close_now()
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for piece in rest:
+        yield piece
+
+
+async def _send_on(
+    out: Outgoing, circuit: bytes, opener: Opener, source: AsyncIterator[bytes]
+) -> None:
+    """Open each record of ``source`` and send what is inside on, at the next hop's pace;
+    stops early when the next hop answers before the end (a refusal)."""
+    if not await out.send(circuit):
+        return
+    async for piece in source:
+        for inner in opener.feed(piece):
+            if not await out.send(inner):
+                return
+    opener.finish()
+    out.end()
+
+
+async def _seal_back(out: Outgoing, sealer: Sealer) -> AsyncGenerator[bytes, None]:
+    """The next hop's answer, each record sealed with this hop's layer as it arrives; cut short
+    (the client sees a message without its last record) when the next hop's is malformed."""
+    framer = Framer()
+    try:
+        async for piece in out.pieces():
+            for last, header, body in framer.feed(piece):
+                yield sealer.seal(header + body, last=last)
+    except (BadTunnel, TransportError):
+        out.abort()

@@ -1,0 +1,214 @@
+"""Requests whose body is sent as it is produced, with back-pressure: a relay's way on to the
+next hop (tunnel data v2, ``tunnel.records``).
+
+``StreamPool.open`` sends a request's headers on a kept-open anonymous connection and returns
+an ``Outgoing``: ``await send(piece)`` queues the piece once the stream holds fewer than
+``window`` bytes not yet acknowledged by the peer (so a slow next hop slows the sender instead
+of filling its memory), ``end()`` finishes the body, ``answer()`` waits for the status and
+``pieces()`` gives the answer's body as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aioquic.quic.connection import NetworkAddress
+from aioquic.quic.events import QuicEvent
+
+from hypermesh.errors import TransportError
+from hypermesh.transport.client import (
+    USER_AGENT,
+    H3ClientProtocol,
+    Headers,
+    _Exchange,
+    connect_pinned,
+)
+
+WINDOW = 256 * 1024
+"""Bytes a stream may hold not yet acknowledged by the next hop before ``send`` waits."""
+
+Key = tuple[str, str]
+
+
+class StreamingH3(H3ClientProtocol):
+    """An HTTP/3 client connection that can stream a request's body: it wakes the senders
+    waiting for the peer to acknowledge what they sent."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
+        super().datagram_received(data, addr)
+        self._wake()
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        super().quic_event_received(event)
+        if self.close_reason is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def progress(self) -> None:
+        """Wait for the next packet from the peer (or the connection's end)."""
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def unacknowledged(self, stream_id: int) -> int:
+        """Bytes queued on ``stream_id`` that the peer has not acknowledged yet."""
+        stream = self._quic._streams.get(stream_id)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return sender._buffer_stop - sender._buffer_start
+
+    def open(self, path: str) -> Outgoing:
+        """Send a POST's headers on a new stream; the body follows through the ``Outgoing``."""
+        if self._http is None:
+            raise TransportError(f"{self.address}: HTTP/3 was not negotiated")
+        if self.close_reason is not None:
+            raise TransportError(f"{self.address}: connection closed: {self.close_reason}")
+        stream_id = self._quic.get_next_available_stream_id()
+        exchange = _Exchange(self._loop.create_future(), streamed=True)
+        self._exchanges[stream_id] = exchange
+        headers = [
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":authority", self.address.encode()),
+            (b":path", path.encode()),
+            (b"user-agent", USER_AGENT.encode()),
+        ]
+        self._http.send_headers(stream_id, headers, end_stream=False)
+        return Outgoing(self, stream_id, exchange)
+
+
+class Outgoing:
+    """A request whose body is being sent."""
+
+    def __init__(self, h3: StreamingH3, stream_id: int, exchange: _Exchange) -> None:
+        self._h3 = h3
+        self.stream_id = stream_id
+        self._exchange = exchange
+        self.high_water = 0
+        """The most bytes the stream held unacknowledged after a ``send``."""
+
+    @property
+    def answered(self) -> bool:
+        """Whether the answer's headers came (the peer may answer before the body is all
+        sent: a refusal)."""
+        return self._exchange.future.done()
+
+    async def send(self, piece: bytes, *, window: int = WINDOW) -> bool:
+        """Queue ``piece`` once fewer than ``window`` bytes wait for the peer's ACK; False
+        (nothing sent) when the peer answered already. ``TransportError`` when the connection
+        ended."""
+        h3 = self._h3
+        while h3.unacknowledged(self.stream_id) >= window and not self.answered:
+            if h3.close_reason is not None:
+                raise TransportError(f"{h3.address}: connection closed: {h3.close_reason}")
+            await h3.progress()
+        if self.answered:
+            return False
+        assert h3._http is not None
+        h3._http.send_data(self.stream_id, piece, end_stream=False)
+        h3.transmit()
+        self.high_water = max(self.high_water, h3.unacknowledged(self.stream_id))
+        return True
+
+    def end(self) -> None:
+        """The body is complete."""
+        if not self.answered:
+            assert self._h3._http is not None
+            self._h3._http.send_data(self.stream_id, b"", end_stream=True)
+            self._h3.transmit()
+
+    def abort(self) -> None:
+        """Give the request up: the stream is reset, the next hop sees no complete message."""
+        with contextlib.suppress(Exception):  # already reset or the connection ended
+            self._h3._quic.reset_stream(self.stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+            self._h3.transmit()
+        self._h3._exchanges.pop(self.stream_id, None)
+
+    async def answer(self) -> tuple[int, Headers]:
+        """The answer's status and headers."""
+        status, headers, _ = await self._exchange.future
+        return status, headers
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        """The answer's body as it arrives."""
+        queue = self._exchange.pieces
+        assert queue is not None
+        try:
+            while True:
+                piece = await queue.get()
+                if piece is None:
+                    return
+                if isinstance(piece, Exception):
+                    raise piece
+                yield piece
+        finally:
+            self._h3._exchanges.pop(self.stream_id, None)
+
+    async def body(self, limit: int) -> bytes:
+        """The whole answer's body, at most ``limit`` bytes of it."""
+        data = bytearray()
+        async for piece in self.pieces():
+            data += piece[: max(0, limit - len(data))]
+        return bytes(data)
+
+
+class StreamPool:
+    """Kept-open anonymous connections for streamed requests, by (address, node ID)."""
+
+    def __init__(self, max_connections: int = 256) -> None:
+        self._max = max_connections
+        self._open: dict[Key, tuple[contextlib.AsyncExitStack, StreamingH3]] = {}
+        self._locks: dict[Key, asyncio.Lock] = {}
+
+    async def open(self, address: str, node_id: str, path: str) -> Outgoing:
+        """A streamed POST of ``path`` to ``address`` (pinned to ``node_id``)."""
+        return (await self._connection((address, node_id))).open(path)
+
+    async def _connection(self, key: Key) -> StreamingH3:
+        held = self._open.get(key)
+        if held is not None and held[1].close_reason is None:
+            return held[1]
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            held = self._open.get(key)
+            if held is not None and held[1].close_reason is None:
+                return held[1]
+            if held is not None:
+                await self._drop(key)
+            if len(self._open) >= self._max:
+                await self._drop(next(iter(self._open)))
+            stack = contextlib.AsyncExitStack()
+            h3 = await stack.enter_async_context(
+                connect_pinned(key[0], expected_id=key[1], protocol=StreamingH3, identity=None)
+            )
+            self._open[key] = (stack, h3)
+            return h3
+
+    async def _drop(self, key: Key) -> None:
+        held = self._open.pop(key, None)
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await held[0].aclose()
+
+    def close_now(self) -> None:
+        """Close every connection at once (CONNECTION_CLOSE is sent; no waiting)."""
+        for _, h3 in self._open.values():
+            with contextlib.suppress(Exception):
+                h3.close()
+        self._open.clear()
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        for key in list(self._open):
+            await self._drop(key)
