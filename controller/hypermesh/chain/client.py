@@ -1,8 +1,12 @@
-"""The chain API's client: reads from any node, appends signed by the node's own key."""
+"""The chain API's client: reads from any node, appends signed by the node's own key, and
+hears of every change of the node's chain as it happens (``watch``, ``heads``: the head feed,
+``GET /chain/v1/watch``)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -11,17 +15,21 @@ from typing import Any
 
 from hypermesh.chain.block import BadBlock, Block, Link, Unverified
 from hypermesh.chain.merkle import verify_consistency, verify_inclusion
-from hypermesh.chain.wire import block_from_json, link_json
+from hypermesh.chain.wire import WATCH_SILENCE, block_from_json, link_json
 from hypermesh.chain.witness import Cosignature
 from hypermesh.errors import TransportError
 from hypermesh.inputs import BadInput, check, integer_schema, validator
 from hypermesh.registry.client import RegistryClient
 from hypermesh.transport.address import PeerRef
-from hypermesh.transport.client import h3_get_json, h3_post
+from hypermesh.transport.client import AccessDenied, connect_h3, h3_get_json, h3_post, status_error
 from hypermesh.transport.identity import Identity
 
 API = "/chain/v1"
 PAGE = 500
+MAX_LINE = 1 << 20
+"""Bytes of one line of the head feed, at most (a longer one ends the watch)."""
+RETRY = (0.2, 0.5, 1.0, 2.0, 5.0, 15.0, 30.0)
+"""Waits before reconnecting a lost head feed (``heads``), the last repeated."""
 
 _HEX32 = {"type": "string", "format": "hex32"}
 _PROOF = {"type": "array", "items": _HEX32, "maxItems": 64}
@@ -64,6 +72,37 @@ class Head:
     root: bytes
 
 
+class NoFeed(TransportError):
+    """The node serves no head feed (404: it keeps no chain, or predates the feed)."""
+
+
+async def feed_lines(
+    pieces: AsyncIterator[bytes], silence: float = WATCH_SILENCE
+) -> AsyncIterator[dict[str, Any]]:
+    """The JSON objects of an NDJSON feed, heartbeats (``{}``) left out; ``TransportError``
+    when nothing (not even a heartbeat) arrives for ``silence`` seconds, or a line is too long.
+    Lines that are not JSON objects are skipped."""
+    buffer = b""
+    iterator = pieces.__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(silence):
+                piece = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise TransportError(f"the feed was silent for {silence:g}s") from None
+        buffer += piece
+        *complete, buffer = buffer.split(b"\n")
+        if len(buffer) > MAX_LINE:
+            raise TransportError(f"a line of the feed is longer than {MAX_LINE} bytes")
+        for line in complete:
+            with contextlib.suppress(ValueError):
+                data = json.loads(line) if line.strip() else None
+                if isinstance(data, dict) and data:
+                    yield data
+
+
 class ChainClient:
     """The chain of the node at ``address`` whose key is ``identity`` (pinned), read proving
     ``caller``'s key in the handshake (``None``: anonymous)."""
@@ -95,6 +134,52 @@ class ChainClient:
         """The head, its fields checked; ``Unverified`` when malformed."""
         data = _checked(HEAD, await self._get("/head"), "head")
         return Head(str(data["author"]), int(data["size"]), bytes.fromhex(data["root"]))
+
+    async def watch(self) -> AsyncIterator[dict[str, Any]]:
+        """The node's head feed (``GET /chain/v1/watch``), one notice at a time as it comes
+        (see ``hypermesh.node.chain_api``), heartbeats left out, over one connection kept
+        open; ``TransportError`` (``AccessDenied``: refused) when it cannot be had or is lost."""
+        async with (
+            asyncio.timeout(self.timeout) as deadline,
+            connect_h3(self.address, expected_id=self.identity, identity=self.caller) as h3,
+            h3.subscribe("GET", f"{API}/watch") as (status, _, pieces),
+        ):
+            if status != 200:
+                body = b""
+                with contextlib.suppress(TransportError):
+                    async for piece in pieces:
+                        body += piece
+                error = status_error(self.address, f"GET {API}/watch", status, body[:4096])
+                raise NoFeed(str(error)) if status == 404 else error
+            deadline.reschedule(None)  # answered: the feed's silence is watched from now
+            async for notice in feed_lines(pieces):
+                yield notice
+        raise TransportError(f"{self.address}: the node ended the watch")
+
+    async def heads(self) -> AsyncIterator[Head]:
+        """The node's head now, then each new one as the node announces it (pushed over the
+        head feed: nothing is polled). A lost feed is reconnected after ``RETRY`` waits, and
+        the head then heard is yielded when it differs from the last; a refusal (403, 429:
+        ``AccessDenied``) or a malformed head (``Unverified``) ends the iteration with it."""
+        last: Head | None = None
+        attempt = 0
+        while True:
+            try:
+                async for notice in self.watch():
+                    attempt = 0
+                    if "author" not in notice:
+                        continue
+                    data = _checked(HEAD, notice, "head")
+                    head = Head(str(data["author"]), int(data["size"]), bytes.fromhex(data["root"]))
+                    if head != last:
+                        last = head
+                        yield head
+            except AccessDenied:
+                raise
+            except (TransportError, TimeoutError, OSError):
+                pass
+            await asyncio.sleep(RETRY[min(attempt, len(RETRY) - 1)])
+            attempt += 1
 
     async def block(self, seq: int) -> tuple[Block, bytes | None]:
         return block_from_json(await self._get(f"/block?seq={seq}"))

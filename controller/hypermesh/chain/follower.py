@@ -1,8 +1,10 @@
 """A node following the chains its own chain links to, from its peers, and its own chain back
 from them after a loss.
 
-Every ``interval`` seconds, ``ChainFollower.round`` asks each peer (another node of the
-network, by address and pinned key) for:
+``ChainFollower.run`` watches each peer's head feed (``GET /chain/v1/watch``: another node of
+the network, by address and pinned key, announcing its head, the sizes of the replicas it holds
+and the proofs of equivocation it records as they change) and, when a peer announces more than
+is held, or the node starts following another author, asks that peer for:
 
 - its own chain, for every author this node follows that the peer *is*, from the height held
   (``GET /chain/v1/blocks``), and the replicas the peer holds of authors this node follows but
@@ -18,6 +20,12 @@ it. When a peer's block at the next height builds on another block than the one 
 equivocation. Every answer of a peer is checked against a schema; a peer that misbehaves is
 logged and skipped, never the end of following.
 
+Nothing is polled: an idle network wakes no follower, but for the feeds' heartbeats (every
+``WATCH_HEARTBEAT`` s, for QUIC's idle timeout) and one safety round over every peer each
+``RESYNC`` seconds. A lost feed is watched again after ``RETRY`` waits (a peer with no feed at
+all, 404, after ``RESYNC``); each new subscription starts with a snapshot, so nothing announced
+while it was away is missed. ``round`` is one pass over every peer, as the safety round makes.
+
 ``recover_own`` runs before a node appends anything after it starts: it asks every peer for the
 node's own chain past the height it holds. Blocks the node signed and published but lost (a
 restored backup, a disk that lied about ``fsync``) come back, checked, so the node never signs a
@@ -32,6 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hypermesh.chain.block import BadBlock, Block, Unverified
+from hypermesh.chain.client import ChainClient, NoFeed
 from hypermesh.chain.replica import Diverged, Equivocation, ReplicaError, Replicas
 from hypermesh.chain.store import ChainStore
 from hypermesh.chain.wire import block_from_json
@@ -44,8 +53,10 @@ from hypermesh.transport.identity import node_id_from_public_key
 log = logging.getLogger("hypermesh.chain")
 
 API = "/chain/v1"
-INTERVAL = 2.0
-"""Seconds between rounds of following."""
+RESYNC = 300.0
+"""Seconds between safety rounds over every peer (what the feeds announce is taken at once)."""
+RETRY = (0.2, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0)
+"""Waits before watching a lost feed again, the last repeated."""
 TIMEOUT = 5.0
 PAGE = 500
 """Blocks asked of a peer at once."""
@@ -83,6 +94,46 @@ def _items(schema: Any, data: Any, key: str, peer: str) -> list[Any]:
     return list(data[key])
 
 
+class _Wants:
+    """What one peer's worker is to fetch from it next, and the event that wakes it."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.everything = False
+        self.authors: set[bytes] = set()
+        self.proofs = False
+
+    def want(self, author: bytes | None = None, *, everything: bool = False) -> None:
+        """Ask for ``author``'s blocks, or the proofs (None), or ``everything``."""
+        if everything:
+            self.everything = True
+        elif author is None:
+            self.proofs = True
+        else:
+            self.authors.add(author)
+        self.event.set()
+
+    def take(self) -> tuple[bool, set[bytes], bool]:
+        taken = (self.everything, self.authors, self.proofs)
+        self.everything, self.authors, self.proofs = False, set(), False
+        self.event.clear()
+        return taken
+
+
+class _Watch:
+    """A peer watched: where it answered when the watch began, its wants, its two tasks."""
+
+    def __init__(self, peer: PeerRef) -> None:
+        self.peer = peer
+        self.wants = _Wants()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
 class ChainFollower:
     """Keeps ``replicas`` of the chains ``store`` links to, from ``peers()``."""
 
@@ -92,15 +143,21 @@ class ChainFollower:
         replicas: Replicas,
         peers: Callable[[], Sequence[PeerRef]],
         *,
-        interval: float = INTERVAL,
+        resync: float = RESYNC,
     ) -> None:
         self.store = store
         self.replicas = replicas
         self.peers = peers
-        self.interval = interval
+        self.resync = resync
         self.followed: set[bytes] = set(replicas.authors())
         self.refused: dict[str, str] = {}
         """Peers (by node ID) that refused this node's key at their last round, and why."""
+        self.syncs = 0
+        """Exchanges with a peer made (one a wake of a peer's worker, or a peer in a round)."""
+        self.wakes = 0
+        """Times the watch of the peers woke (a poke, or the safety round)."""
+        self._watches: dict[str, _Watch] = {}
+        self._poked = asyncio.Event()
         for block in store.blocks():
             self.note_links(block)
         store.on_append(self.note_links)
@@ -109,15 +166,126 @@ class ChainFollower:
         """Follow the authors ``block`` (of this node's chain) links to."""
         for link in block.links:
             if link.author != self.store.identity.public_key_bytes:
+                if link.author not in self.followed:
+                    for watch in self._watches.values():
+                        watch.wants.want(link.author)
+                    self._poked.set()  # the peers may change with it (an author located)
                 self.followed.add(link.author)
 
+    def poke(self) -> None:
+        """The peers may have changed: watch the new ones now."""
+        self._poked.set()
+
     async def run(self) -> None:
+        """Watch every peer's feed until cancelled; a safety round each ``resync`` s."""
+        try:
+            while True:
+                await self._watch_peers()
+                self._poked.clear()
+                try:
+                    async with asyncio.timeout(self.resync):
+                        await self._poked.wait()
+                except TimeoutError:
+                    for watch in self._watches.values():
+                        watch.wants.want(everything=True)
+                self.wakes += 1
+        finally:
+            for watch in self._watches.values():
+                await watch.stop()
+            self._watches.clear()
+
+    async def _watch_peers(self) -> None:
+        """Watch each peer with a pinned key not watched yet (again if it moved); stop
+        watching those no longer peers."""
+        now = {p.node_id: p for p in self.peers() if p.node_id is not None}
+        for node_id, watch in list(self._watches.items()):
+            if now.get(node_id) != watch.peer:
+                del self._watches[node_id]
+                await watch.stop()
+        for node_id, peer in now.items():
+            if node_id not in self._watches:
+                watch = self._watches[node_id] = _Watch(peer)
+                watch.tasks = [
+                    asyncio.create_task(self._listen(watch)),
+                    asyncio.create_task(self._work(watch)),
+                ]
+
+    def _current(self, node_id: str) -> PeerRef | None:
+        return next((p for p in self.peers() if p.node_id == node_id), None)
+
+    async def _listen(self, watch: _Watch) -> None:
+        """Read the peer's feed, marking what it announces that is not held; watch it again
+        after a loss."""
+        peer, attempt = watch.peer, 0
+        assert peer.node_id is not None
         while True:
+            client = ChainClient(
+                peer.address, peer.node_id, caller=self.store.identity, timeout=TIMEOUT
+            )
+            wait = RETRY[min(attempt, len(RETRY) - 1)]
             try:
-                await self.round()
+                async for notice in client.watch():
+                    attempt = 0
+                    self.refused.pop(peer.node_id, None)
+                    self._on_notice(watch, notice)
+            except AccessDenied as exc:
+                self.refused[peer.node_id] = str(exc)
+                log.debug("peer refused the watch", extra={"peer": peer.address})
+            except NoFeed:
+                wait = self.resync  # no chain there (yet): tried again at the safety pace
+            except (HyperMeshError, TimeoutError, OSError, ValueError) as exc:
+                log.debug("peer's feed lost", extra={"peer": peer.address, "error": str(exc)})
+            if self._current(peer.node_id) != peer:
+                self.poke()  # moved or gone: the watch of the peers makes a new one
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    def _on_notice(self, watch: _Watch, notice: dict[str, Any]) -> None:
+        """Mark for fetching what ``notice`` (a line of the peer's feed) shows is not held."""
+        peer_id, wants = str(watch.peer.node_id), watch.wants
+        followed = {node_id_from_public_key(a): a for a in self.followed}
+        sizes: dict[str, Any] = {}
+        if isinstance(notice.get("replicas"), dict):  # a snapshot: all it holds
+            sizes = dict(notice["replicas"])
+            wants.want(None)
+        if notice.get("author") == peer_id:
+            sizes[peer_id] = notice.get("size")
+        if isinstance(notice.get("replica"), str):
+            sizes[notice["replica"]] = notice.get("size")
+        if isinstance(notice.get("equivocation"), str) and notice["equivocation"] in followed:
+            wants.want(None)
+        for node_id, size in sizes.items():
+            author = followed.get(node_id)
+            if (
+                author is not None
+                and isinstance(size, int)
+                and size > self.replicas.size(author)
+                and self.replicas.forked_at(author) is None
+            ):
+                wants.want(author)
+
+    async def _work(self, watch: _Watch) -> None:
+        """Fetch from the peer what its feed (or a new link) asked for, when asked."""
+        peer = watch.peer
+        assert peer.node_id is not None
+        while True:
+            await watch.wants.event.wait()
+            everything, authors, proofs = watch.wants.take()
+            self.syncs += 1
+            try:
+                if everything:
+                    await self._from(peer)
+                else:
+                    for author in sorted(authors & self.followed):
+                        await self._author_from(peer, author)
+                    if proofs:
+                        await self._proofs_from(peer)
+            except AccessDenied as exc:
+                self.refused[peer.node_id] = str(exc)
+            except (HyperMeshError, TimeoutError, ValueError, KeyError) as exc:
+                log.debug("peer unreachable", extra={"peer": peer.address, "error": str(exc)})
             except Exception:  # a bug must not end following for the node's lifetime
-                log.exception("chain following round failed")
-            await asyncio.sleep(self.interval)
+                log.exception("chain following failed")
 
     async def round(self) -> int:
         """One pass over the peers; returns how many blocks were taken in."""
@@ -126,6 +294,7 @@ class ChainFollower:
             if peer.node_id is None:  # a peer whose key is not pinned is not asked
                 continue
             refusal = None
+            self.syncs += 1
             try:
                 taken += await self._from(peer)
             except (HyperMeshError, TimeoutError, ValueError, KeyError) as exc:
@@ -138,42 +307,53 @@ class ChainFollower:
         return taken
 
     async def _from(self, peer: PeerRef) -> int:
-        taken, me = 0, self.store.identity
+        """Every followed chain and the proofs from ``peer``; how many blocks were taken."""
+        taken = 0
         for author in sorted(self.followed):
-            held = self.replicas.size(author)
-            if self.replicas.forked_at(author) is not None:
-                continue
-            for item in await self._fetch(peer, author, held):
-                try:
-                    block, payload = block_from_json(item)
-                    if block.author != author:
-                        raise BadBlock("a block of another author")
-                    result = self.replicas.ingest(block, payload)
-                except Diverged as exc:
-                    await self._prove_fork(peer, author, exc.height)
-                    break
-                except (BadBlock, ReplicaError) as exc:
-                    log.warning(
-                        "block refused",
-                        extra={
-                            "peer": peer.address,
-                            "author": node_id_from_public_key(author),
-                            "error": str(exc),
-                        },
-                    )
-                    break
-                if result == "equivocation":
-                    log.warning(
-                        "equivocation",
-                        extra={"author": node_id_from_public_key(author), "seq": block.seq},
-                    )
-                    break
-                taken += result == "added"
+            taken += await self._author_from(peer, author)
+        await self._proofs_from(peer)
+        return taken
+
+    async def _author_from(self, peer: PeerRef, author: bytes) -> int:
+        """The blocks of ``author`` past those held, from ``peer``; how many were taken."""
+        held, taken = self.replicas.size(author), 0
+        if self.replicas.forked_at(author) is not None:
+            return 0
+        for item in await self._fetch(peer, author, held):
+            try:
+                block, payload = block_from_json(item)
+                if block.author != author:
+                    raise BadBlock("a block of another author")
+                result = self.replicas.ingest(block, payload)
+            except Diverged as exc:
+                await self._prove_fork(peer, author, exc.height)
+                break
+            except (BadBlock, ReplicaError) as exc:
+                log.warning(
+                    "block refused",
+                    extra={
+                        "peer": peer.address,
+                        "author": node_id_from_public_key(author),
+                        "error": str(exc),
+                    },
+                )
+                break
+            if result == "equivocation":
+                log.warning(
+                    "equivocation",
+                    extra={"author": node_id_from_public_key(author), "seq": block.seq},
+                )
+                break
+            taken += result == "added"
+        return taken
+
+    async def _proofs_from(self, peer: PeerRef) -> None:
+        """The proofs of equivocation ``peer`` holds about chains this node follows."""
         proofs = await h3_get_json(
             peer.address,
             f"{API}/equivocations",
             expected_id=peer.node_id,
-            identity=me,
+            identity=self.store.identity,
             timeout=TIMEOUT,
         )
         for item in _items(PROOFS, proofs, "equivocations", peer.address):
@@ -189,7 +369,6 @@ class ChainFollower:
                     "equivocation heard",
                     extra={"author": proof.first.author_id, "seq": proof.first.seq},
                 )
-        return taken
 
     async def _fetch(self, peer: PeerRef, author: bytes, start: int) -> list[Any]:
         """The blocks of ``author`` from ``start`` that ``peer`` holds (as JSON, unchecked):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,7 @@ class Replicas:
         self._db = db
         self.revocations = revocations
         self._chains: dict[bytes, _Chain] = {}
+        self._listeners: list[Callable[[bytes, str], None]] = []
         for (author,) in db.execute("SELECT DISTINCT author FROM replica_blocks"):
             chain = self._chain(author)
             for (wire,) in db.execute(
@@ -162,6 +163,15 @@ class Replicas:
     def connection(self) -> sqlite3.Connection:
         """The database, for what lives beside the replicas (a witness's state)."""
         return self._db
+
+    def on_change(self, listener: Callable[[bytes, str], None]) -> None:
+        """Call ``listener(author, what)`` whenever a replica changes from now on: ``block``
+        once a block is taken in (committed), ``equivocation`` once a proof is recorded."""
+        self._listeners.append(listener)
+
+    def _changed(self, author: bytes, what: str) -> None:
+        for listener in self._listeners:
+            listener(author, what)
 
     def _chain(self, author: bytes) -> _Chain:
         chain = self._chains.get(author)
@@ -279,6 +289,7 @@ class Replicas:
         self._db.execute("COMMIT")
         chain.tree.append(block.leaf)
         chain.last = block
+        self._changed(block.author, "block")
         return "added"
 
     def _hands_over(self, block: Block) -> bool:
@@ -316,3 +327,4 @@ class Replicas:
         chain = self._chain(first.author)
         seq = first.seq
         chain.forked_at = seq if chain.forked_at is None else min(chain.forked_at, seq)
+        self._changed(first.author, "equivocation")

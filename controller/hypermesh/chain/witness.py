@@ -25,7 +25,10 @@ A cosignature is Ed25519 by the witness's key over::
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import itertools
+import logging
 import sqlite3
 import struct
 import time
@@ -45,6 +48,8 @@ from hypermesh.transport.identity import (
     public_key_from_node_id,
     verify_with_key,
 )
+
+log = logging.getLogger("hypermesh.chain")
 
 CONTEXT = b"hypermesh-cosignature-v1\0"
 
@@ -258,8 +263,15 @@ def count_valid(
     return len(good)
 
 
+RETRY = (1.0, 2.0, 5.0, 15.0, 60.0, 300.0)
+"""Waits before asking the witnesses again while fewer than wanted have cosigned, the last
+repeated (a new checkpoint asks at once)."""
+
+
 class CosignCollector:
-    """Asks peers to witness this node's latest checkpoint until ``wanted`` have cosigned it."""
+    """Asks peers to witness this node's latest checkpoint until ``wanted`` have cosigned it:
+    ``run`` asks as soon as a new checkpoint is durable (``on_append``), and again after
+    ``RETRY`` waits only while fewer than ``wanted`` have cosigned it; else it sleeps."""
 
     def __init__(
         self,
@@ -278,6 +290,32 @@ class CosignCollector:
         self.ask = ask
         """``ask(peer, body)`` → awaitable of (status, JSON answer)."""
         self.revocations = revocations
+        self.rounds = 0
+        """Rounds ``run`` made."""
+
+    async def run(self) -> None:
+        """Ask for cosignatures of each new checkpoint as it is made, until cancelled."""
+        new = asyncio.Event()
+        new.set()  # the checkpoint there is at the start
+        self.store.on_append(lambda _block: new.set())
+        while True:
+            await new.wait()
+            new.clear()
+            for attempt in itertools.count():
+                self.rounds += 1
+                try:
+                    have = await self.round()
+                except Exception:  # a peer's bad answer must not end the task
+                    log.exception("cosigning round failed")
+                    have = 0
+                if have >= self.wanted or self.store.head is None or new.is_set():
+                    break  # done until the next checkpoint (or on to it now)
+                try:
+                    async with asyncio.timeout(RETRY[min(attempt, len(RETRY) - 1)]):
+                        await new.wait()
+                    break
+                except TimeoutError:
+                    continue
 
     async def round(self) -> int:
         """Ask the peers that have not cosigned the latest checkpoint; returns how many have."""

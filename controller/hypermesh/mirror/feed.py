@@ -1,15 +1,20 @@
-"""The registry's change feed: every subscriber hears of every new serial at once.
+"""Change feeds streamed as NDJSON: every subscriber hears of every change at once.
 
-``GET /registry/v1/watch`` streams it as NDJSON, one object a line:
+``Feed`` is the fan-out: a first line (a snapshot of the current state), then each notice as it
+is published, and an empty object ``{}`` as a heartbeat when the feed has been idle for
+``heartbeat`` seconds (so an idle QUIC connection is not dropped; nothing else runs while
+nothing changes). A subscriber that falls more than ``BACKLOG`` notices behind is sent a fresh
+snapshot instead of the notices it missed, so a slow reader costs bounded memory. The chain
+head feed (``GET /chain/v1/watch``, ``hypermesh.node.chain_api``) is one; the registry's change
+feed below is another.
+
+``GET /registry/v1/watch`` streams ``ZoneFeed``, one object a line:
 
     {"serials": {"acme.": 7, "shop.": 3}}     first: every zone served and its serial
     {"zone": "acme.", "serial": 8}            a zone changed (or appeared)
     {"zone": "shop.", "serial": null}          a zone is no longer served
     {"revoked": "<node ID>"}                   a key was revoked: fetch the anchors again
     {}                                         a heartbeat, every ``HEARTBEAT`` seconds
-
-A subscriber that falls more than ``BACKLOG`` notices behind is sent a fresh ``serials`` line
-instead of the notices it missed, so a slow reader costs bounded memory.
 """
 
 from __future__ import annotations
@@ -19,30 +24,32 @@ import json
 from collections.abc import AsyncGenerator, Callable, Mapping
 
 HEARTBEAT = 5.0
-"""Seconds between heartbeats on an idle feed (well inside QUIC's idle timeout)."""
+"""Seconds between heartbeats on an idle zone feed (well inside QUIC's idle timeout)."""
 BACKLOG = 1024
-"""Notices queued for one subscriber before it is resynchronised with a ``serials`` line."""
+"""Notices queued for one subscriber before it is resynchronised with a snapshot."""
 
 
 def _line(data: object) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode() + b"\n"
 
 
-class ZoneFeed:
-    """Fan-out of zone serials to subscribers; ``serials`` gives the current ones."""
+class Feed:
+    """Fan-out of notices to subscribers; ``snapshot()`` is each subscription's first line."""
 
-    def __init__(self, serials: Callable[[], Mapping[str, int]], heartbeat: float = HEARTBEAT):
-        self._serials = serials
+    def __init__(self, snapshot: Callable[[], object], heartbeat: float) -> None:
+        self._snapshot = snapshot
         self._heartbeat = heartbeat
         self._queues: set[asyncio.Queue[bytes | None]] = set()
 
-    def notify(self, zone: str, serial: int | None) -> None:
-        """Tell every subscriber that ``zone`` is at ``serial`` now (None: withdrawn)."""
-        self._send(_line({"zone": zone, "serial": serial}))
+    @property
+    def subscribers(self) -> int:
+        """How many subscriptions are open now."""
+        return len(self._queues)
 
-    def revoked(self, node_id: str) -> None:
-        """Tell every subscriber that the key ``node_id`` was revoked."""
-        self._send(_line({"revoked": node_id}))
+    def publish(self, notice: object) -> None:
+        """Send ``notice`` (a JSON object) to every subscriber."""
+        if self._queues:
+            self._send(_line(notice))
 
     def _send(self, line: bytes) -> None:
         for queue in self._queues:
@@ -58,12 +65,27 @@ class ZoneFeed:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queues.add(queue)
         try:
-            yield _line({"serials": dict(self._serials())})
+            yield _line(self._snapshot())
             while True:
                 try:
                     line = await asyncio.wait_for(queue.get(), self._heartbeat)
                 except TimeoutError:
                     line = b"{}\n"
-                yield _line({"serials": dict(self._serials())}) if line is None else line
+                yield _line(self._snapshot()) if line is None else line
         finally:
             self._queues.discard(queue)
+
+
+class ZoneFeed(Feed):
+    """Fan-out of zone serials to subscribers; ``serials`` gives the current ones."""
+
+    def __init__(self, serials: Callable[[], Mapping[str, int]], heartbeat: float = HEARTBEAT):
+        super().__init__(lambda: {"serials": dict(serials())}, heartbeat)
+
+    def notify(self, zone: str, serial: int | None) -> None:
+        """Tell every subscriber that ``zone`` is at ``serial`` now (None: withdrawn)."""
+        self.publish({"zone": zone, "serial": serial})
+
+    def revoked(self, node_id: str) -> None:
+        """Tell every subscriber that the key ``node_id`` was revoked."""
+        self.publish({"revoked": node_id})

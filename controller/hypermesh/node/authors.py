@@ -9,6 +9,10 @@ expiry, that very key) says where it answers. ``DirectoryPeers`` looks up each f
 that is not already a peer, keeps where it was found for ``REFRESH`` seconds (or until its
 record expires, whichever is first; a 404 forgets it), and gives the follower its peers plus
 those authors, each pinned to its key.
+
+Nothing runs on a fixed interval: ``run`` looks again when a location falls due (the earliest
+of those times), when the node's chain links to another author (``wake``), and, while some
+author is not located, after ``RETRY`` waits.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ log = logging.getLogger("hypermesh.chain")
 
 REFRESH = 30.0
 """Seconds an author's address found in the directory is used before it is looked up again."""
-INTERVAL = 2.0
-"""Seconds between looks at the followed authors (as often as the follower's rounds)."""
+RETRY = (2.0, 5.0, 15.0, 30.0, 60.0, 300.0)
+"""Waits before looking again for authors not located, the last repeated."""
 TIMEOUT = 5.0
 MAX_AUTHORS = 256
 """Authors looked up in the directory at most (the rest are followed through the peers only)."""
@@ -40,11 +44,21 @@ class DirectoryPeers:
     """The chain follower's peers: the node's own (``NodeContext.chain_peers``) and the authors
     it follows, located by key in the node directory."""
 
-    def __init__(self, node: NodeContext, followed: Callable[[], Iterable[bytes]]) -> None:
+    def __init__(
+        self,
+        node: NodeContext,
+        followed: Callable[[], Iterable[bytes]],
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self.node = node
         self.followed = followed
+        self.on_change = on_change
+        """Called when where an author answers changed (the follower watches it there)."""
         self.found: dict[str, tuple[PeerRef, float]] = {}
         """Author node ID -> (where it answers, until when that is used: monotonic)."""
+        self.looks = 0
+        """Times ``run`` looked at the followed authors."""
+        self._wake = asyncio.Event()
 
     def peers(self) -> list[PeerRef]:
         """The node's peers, then each located author that is not one of them."""
@@ -71,10 +85,8 @@ class DirectoryPeers:
         registry = self.registry()
         if registry is None:
             return 0
-        known = {p.node_id for p in self.node.chain_peers()} | {self.node.identity.node_id}
-        wanted = sorted({node_id_from_public_key(a) for a in self.followed()} - known)
         asked = 0
-        for node_id in wanted[:MAX_AUTHORS]:
+        for node_id in self._wanted():
             held = self.found.get(node_id)
             if held is not None and held[1] > now:
                 continue
@@ -85,11 +97,34 @@ class DirectoryPeers:
                 log.debug("author not located", extra={"author": node_id, "error": str(exc)})
                 continue
             if record is None or not record.addresses:
-                self.found.pop(node_id, None)
+                if self.found.pop(node_id, None) is not None:
+                    self.on_change()
                 continue
             until = now + min(REFRESH, max(0.0, record.expires_at - time.time()))
-            self.found[node_id] = (PeerRef(record.addresses[0], node_id), until)
+            where = PeerRef(record.addresses[0], node_id)
+            moved = held is None or held[0] != where
+            self.found[node_id] = (where, until)
+            if moved:
+                self.on_change()
         return asked
+
+    def _wanted(self) -> list[str]:
+        """The followed authors to locate: neither this node nor one of its peers."""
+        known = {p.node_id for p in self.node.chain_peers()} | {self.node.identity.node_id}
+        return sorted({node_id_from_public_key(a) for a in self.followed()} - known)[:MAX_AUTHORS]
+
+    def due(self, now: float | None = None) -> tuple[float | None, bool]:
+        """(Seconds until a location falls due, or None: none held; whether some author
+        wanted is not located.)"""
+        now = time.monotonic() if now is None else now
+        wanted = self._wanted()
+        held = [self.found[n][1] for n in wanted if n in self.found]
+        missing = any(n not in self.found or self.found[n][1] <= now for n in wanted)
+        return (max(0.0, min(held) - now) if held else None), missing
+
+    def wake(self) -> None:
+        """Look at the followed authors now (the node's chain linked to another)."""
+        self._wake.set()
 
     async def lookup(self, registry: PeerRef, node_id: str) -> NodeRecord | None:
         """``node_id``'s record at ``registry``, verified as that key's; None when it has none."""
@@ -98,11 +133,28 @@ class DirectoryPeers:
         )
         return await client.node_record(node_id=node_id)
 
-    async def run(self, interval: float = INTERVAL) -> None:
-        """Keep the located authors fresh until cancelled."""
+    async def run(self) -> None:
+        """Keep the located authors fresh until cancelled: look when a location falls due,
+        when woken, and after ``RETRY`` waits while an author is not located."""
+        attempt = 0
         while True:
+            self._wake.clear()
+            self.looks += 1
             try:
                 await self.refresh()
+                until, missing = self.due()
             except Exception:  # a bug must not end following for the node's lifetime
                 log.exception("locating followed authors failed")
-            await asyncio.sleep(interval)
+                until, missing = None, True
+            wait = until
+            if missing:
+                retry = RETRY[min(attempt, len(RETRY) - 1)]
+                wait, attempt = (retry if wait is None else min(wait, retry)), attempt + 1
+            else:
+                attempt = 0
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+                attempt = 0  # woken: a new author, looked for at once and soon again
+            except TimeoutError:
+                pass

@@ -11,6 +11,7 @@
     GET  /chain/v1/provenance?seq=N&origin=ID:SEQ    a bundle of proofs from block N back to
                                                      block SEQ of chain ID (``chain.provenance``)
     GET  /chain/v1/checkpoint                        the latest checkpoint and its cosignatures
+    GET  /chain/v1/watch                             the head feed, streamed as NDJSON (below)
     POST /chain/v1/witness {"block", "oldSize", "proof"}   cosign another chain's checkpoint
                                                      (``chain.witness``: C2SP tlog-witness rules)
     POST /chain/v1/append  {"kind", "payload" (base64) | "text", "links"?}    signed by the node
@@ -24,6 +25,16 @@ Every number in a query is a whole number in ASCII digits within its width in th
 its schema (``APPEND``, ``WITNESS``) before anything reads it: what does not hold is 400 naming
 the field. A height past the head is 404, whatever its size. A witness cosigns nothing for a
 revoked key (403), and a checkpoint shows no cosignature made by one.
+
+``GET /chain/v1/watch`` pushes what changes (``hypermesh.mirror.feed.Feed``), one object a line,
+so that nobody need poll:
+
+    {"author": ID, "size": 7, "root": HEX, "replicas": {ID: 3, …}}   first (and after a reader
+                                       fell behind): the node's head and the replicas' sizes
+    {"author": ID, "size": 8, "root": HEX}      the node's own chain grew (a new checkpoint)
+    {"replica": ID, "size": 4}                  a chain the node follows grew
+    {"equivocation": ID}                        a proof of equivocation about ID was recorded
+    {}                                          a heartbeat, after ``WATCH_HEARTBEAT`` s idle
 """
 
 from __future__ import annotations
@@ -40,9 +51,16 @@ from hypermesh.chain.merkle import MerkleTree
 from hypermesh.chain.provenance import find_path, parse_ref
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainStore, GroupAppender
-from hypermesh.chain.wire import LINK_SCHEMA, block_json, kind_number, link_from_json
+from hypermesh.chain.wire import (
+    LINK_SCHEMA,
+    WATCH_HEARTBEAT,
+    block_json,
+    kind_number,
+    link_from_json,
+)
 from hypermesh.chain.witness import CosignatureStore, Witness, checkpoint_of
 from hypermesh.inputs import BadInput, integer_schema, parse_json, validator, whole_number
+from hypermesh.mirror.feed import Feed
 from hypermesh.node.owner import check_owner
 from hypermesh.node.refusals import Refused
 from hypermesh.node.router import Request, Route, Router, RouteResponse, get, post
@@ -171,6 +189,35 @@ class ChainApi:
         self.nonces = MemoryNonceCache()
         self.owner = store.identity.node_id
         self.me = store.identity.public_key_bytes
+        self.feed = Feed(self._snapshot, WATCH_HEARTBEAT)
+        store.on_append(self._appended)
+        if replicas is not None:
+            replicas.on_change(self._replica_changed)
+
+    def _own_head(self) -> dict[str, Any]:
+        return {"author": self.owner, "size": self.store.size, "root": self.store.root().hex()}
+
+    def _snapshot(self) -> dict[str, Any]:
+        """The feed's first line: the node's head and the size of every replica it holds."""
+        replicas = self.replicas
+        held = (
+            {}
+            if replicas is None
+            else {node_id_from_public_key(a): replicas.size(a) for a in replicas.authors()}
+        )
+        return {**self._own_head(), "replicas": held}
+
+    def _appended(self, block: Block) -> None:
+        if block.seq == self.store.size - 1:  # once per batch made durable together
+            self.feed.publish(self._own_head())
+
+    def _replica_changed(self, author: bytes, what: str) -> None:
+        node_id = node_id_from_public_key(author)
+        if what == "block":
+            assert self.replicas is not None
+            self.feed.publish({"replica": node_id, "size": self.replicas.size(author)})
+        else:
+            self.feed.publish({"equivocation": node_id})
 
     def routes(self) -> list[Route]:
         """Each path, its handler and its methods."""
@@ -187,7 +234,11 @@ class ChainApi:
             get(f"{PREFIX}/provenance", self.provenance),
             get(f"{PREFIX}/checkpoint", self.checkpoint),
             post(f"{PREFIX}/witness", self.cosign),
+            get(f"{PREFIX}/watch", self.watch),
         ]
+
+    async def watch(self, _: Request) -> RouteResponse:
+        return RouteResponse(200, b"", "application/x-ndjson", stream=self.feed.watch())
 
     async def head(self, _: Request) -> RouteResponse:
         store, last = self.store, self.store.head

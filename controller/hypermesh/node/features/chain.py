@@ -1,6 +1,10 @@
 """The node's own chain: its store, the chains it follows (from its peers, and from the authors
 themselves, found by key in the node directory: ``hypermesh.node.authors``), the witnesses it asks
-to cosign, and the chain API. Appends wait until the node has taken back its own lost blocks."""
+to cosign, and the chain API. Appends wait until the node has taken back its own lost blocks.
+
+Nothing here polls: the follower watches its peers' head feeds, the witnesses are asked when a
+new checkpoint is durable, and the authors are looked up when the chain links to a new one or
+a location falls due."""
 
 from __future__ import annotations
 
@@ -45,14 +49,15 @@ class ChainFeature:
         replicas = Replicas.open(node.node_dir / REPLICAS_DB, node.revocations)
         stack.callback(replicas.close)
         # The peers, and the followed authors on other hosts found by key in the directory.
-        authors = DirectoryPeers(node, lambda: follower.followed)
+        authors = DirectoryPeers(node, lambda: follower.followed, lambda: follower.poke())
         follower = ChainFollower(chain, replicas, authors.peers)
+        chain.on_append(lambda block: authors.wake() if block.links else None)
         start_task(stack, authors.run())
         ready = asyncio.Event()
         start_task(stack, _follow_chains(follower, ready))
         cosignatures = CosignatureStore(chain.connection)
         if node.config.witnesses:
-            start_task(stack, _collect_cosignatures(_collector(node, chain, cosignatures)))
+            start_task(stack, _collector(node, chain, cosignatures).run())
         appender = GroupAppender(chain)
         add_chain_routes(
             node.router,
@@ -92,13 +97,3 @@ async def _follow_chains(follower: ChainFollower, ready: asyncio.Event) -> None:
     finally:
         ready.set()
     await follower.run()
-
-
-async def _collect_cosignatures(collector: CosignCollector, interval: float = 1.0) -> None:
-    """Keep asking peers to witness the latest checkpoint."""
-    while True:
-        try:
-            await collector.round()
-        except Exception:  # a peer's bad answer must not end the task
-            log.exception("cosigning round failed")
-        await asyncio.sleep(interval)
