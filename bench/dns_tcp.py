@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import ssl
 import subprocess
 import sys
@@ -49,6 +48,9 @@ from hypermesh.node.features.public import PublicInterface
 from hypermesh.node.features.tls_tcp import TlsTcpFeature
 from hypermesh.transport.address import parse_address
 from hypermesh.transport.identity import Identity
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.harness
+from tests.harness.proc import cpu_seconds
 
 ZONE_RECORDS = 1000
 QUERY_NAME = "host7.bench."
@@ -198,12 +200,6 @@ class Doh2Client:
 
 
 # -- rows -------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run_row(ask: Ask, queries: int, in_flight: int, seconds: float) -> tuple[int, float]:

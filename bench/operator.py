@@ -56,6 +56,7 @@ os.environ.setdefault("HM_OPERATOR_RECORD_INTERVAL", "60")  # the default: no dr
 import aiohttp
 from tests.harness.kube_api import API, ApiClient, api_process
 from tests.harness.nodes import start_node
+from tests.harness.proc import cpu_seconds
 from tests.operator.harness import operator_watching
 
 from hypermesh.drivers import StandaloneDirectory
@@ -108,12 +109,6 @@ POLL = 0.25
 """Seconds between the bench's questions to the API process while it waits for the Records to
 be Ready (how many are, counted there: a LIST of every Record each time would cost both
 processes more than the records themselves at 1,000)."""
-
-
-def cpu_of(pid: int) -> float:
-    """CPU seconds (user and system) process ``pid`` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def until(what: str, check: Callable[[], Awaitable[bool]], limit: float) -> None:
@@ -179,7 +174,7 @@ async def through_operator(
 
 def cpu_now(pids: Mapping[str, int]) -> dict[str, float]:
     """CPU seconds so far of this process and of each of ``pids`` (by label)."""
-    return {"this process": time.process_time(), **{k: cpu_of(p) for k, p in pids.items()}}
+    return {"this process": time.process_time(), **{k: cpu_seconds(p) for k, p in pids.items()}}
 
 
 def cpu_since(then: Mapping[str, float], pids: Mapping[str, int]) -> dict[str, float]:

@@ -49,7 +49,6 @@ sys.path.insert(0, str(_HERE.parent))  # for tests.lab
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import itertools  # noqa: E402
-import os  # noqa: E402
 import re  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -59,11 +58,11 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Any  # noqa: E402
 
+from tests.harness.proc import cpu_seconds  # noqa: E402
 from tests.lab.lab import Lab, in_ns  # noqa: E402
 from tests.lab.paths_net import KINDS, PathsNet, build, wait_published  # noqa: E402
 from tests.lab.test_paths_matrix import expected  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
 IDLE = 5.0
 """Seconds the relay's idle CPU rate is sampled for."""
 Pair = tuple[str, str]
@@ -190,12 +189,6 @@ def run(net: PathsNet, pairs: Sequence[Pair], args: argparse.Namespace) -> dict[
                     record(outcomes[pair], got)
             print(f"  attempt {number + 1}/{args.attempts}: {time.monotonic() - started:.0f}s")
     return outcomes
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def relayed_bytes(net: PathsNet) -> float:

@@ -51,7 +51,6 @@ import json
 import math
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -66,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.har
 import dns.message
 import dns.rcode
 from tests.harness.nodes import NodeProc, Owner, answer_values, start_node
+from tests.harness.proc import cpu_seconds, free_udp_port
 
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import Upstream
@@ -83,19 +83,6 @@ QUERY_TIMEOUT = 3.0
 PAUSE = 0.1
 """Seconds between one change seen everywhere and the next write."""
 MAX_FAILURES_IN_A_ROW = 3
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -566,7 +553,7 @@ def main() -> int:
         try:
             begin = time.perf_counter()
             registry = start_node(
-                root, "registry", roles=("registry",), listen=f"127.0.0.1:{free_port()}"
+                root, "registry", roles=("registry",), listen=f"127.0.0.1:{free_udp_port()}"
             )
             nodes.append(registry)
             upstream = Upstream(PeerRef(registry.address, registry.identity))

@@ -51,6 +51,7 @@ from dataclasses import dataclass  # noqa: E402
 import dns.message  # noqa: E402
 import dns.rcode  # noqa: E402
 from tests.harness.nodes import NodeProc, Owner, start_node, wait_for  # noqa: E402
+from tests.harness.proc import cpu_seconds, free_udp_port  # noqa: E402
 
 from hypermesh.node.config import Upstream  # noqa: E402
 from hypermesh.transport.address import PeerRef  # noqa: E402
@@ -62,19 +63,6 @@ BATCH = 100
 """Records registered per registry call."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process ``pid`` (``/proc/PID/stat``)."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @contextmanager
 def mesh(names: int) -> Iterator[tuple[NodeProc, NodeProc]]:
     """A registry and a mirror with ``host0.acme`` … registered, the mirror holding them."""
@@ -82,7 +70,7 @@ def mesh(names: int) -> Iterator[tuple[NodeProc, NodeProc]]:
     nodes: list[NodeProc] = []
     try:
         registry = start_node(
-            root, "registry", roles=("registry",), listen=f"127.0.0.1:{free_port()}"
+            root, "registry", roles=("registry",), listen=f"127.0.0.1:{free_udp_port()}"
         )
         nodes.append(registry)
         m1 = start_node(root, "m1", registry=Upstream(PeerRef(registry.address, registry.identity)))
@@ -114,7 +102,7 @@ def knot(names: int) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
         lines += ["ns1 IN A 192.0.2.1"]
         lines += [f"host{n} IN A 198.51.{n // 256 % 256}.{n % 256}" for n in range(names)]
         Path(folder, "bench.zone").write_text("\n".join(lines) + "\n")
-        port = free_port()
+        port = free_udp_port()
         Path(folder, "knot.conf").write_text(
             f"server:\n    rundir: {folder}\n    listen: 127.0.0.1@{port}\n"
             "    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n"

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from tests.conftest import HEADER, Hmctl, wait_for
-from tests.harness.directory import free_udp_port
+from tests.harness.proc import free_udp_port
 
 
 def network(mode: str, registry: str) -> str:

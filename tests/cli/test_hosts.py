@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 
 from hypermesh.transport.identity import load_identity
 from tests.conftest import HEADER, Hmctl, node_processes, wait_for
-from tests.harness.directory import free_udp_port
+from tests.harness.proc import free_udp_port
 
 OTHER_ID = "hm1vl6i67ugvkxr4abg7em5bkgjpr674ddzijip464ahatw4ldj6wua"
 

@@ -5,7 +5,6 @@ static member. Shared by the node, SDK and CLI tests of the node directory."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,13 +17,6 @@ from hypermesh.transport.noderecord import NodeRecord
 from tests.harness.node_process import NodeStarter, RunningNode
 
 NETWORK = "acme"
-
-
-def free_udp_port() -> int:
-    """A UDP port nothing listens on (for now): for a fixed listen or a dead address."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_key(base: Path, name: str) -> Identity:

@@ -19,8 +19,8 @@ from hypermesh.registry.client import RegistryClient
 from hypermesh.transport.client import h3_get, h3_get_json, h3_post
 from hypermesh.transport.identity import Identity, load_identity
 from tests.harness import directory
-from tests.harness.directory import free_udp_port
 from tests.harness.node_process import NodeStarter, RunningNode
+from tests.harness.proc import free_udp_port
 
 MEMBERS = ("relay", "alpha", "beta")
 

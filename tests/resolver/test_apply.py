@@ -13,8 +13,8 @@ import dns.query
 import dns.rcode
 
 from tests.conftest import Hmctl
-from tests.harness.directory import free_udp_port
 from tests.harness.nodes import wait_for
+from tests.harness.proc import free_udp_port
 
 NETWORK = """\
 apiVersion: hypermesh.online/v1alpha1
