@@ -15,6 +15,11 @@ each printed side by side with its baseline:
 ``throughput``
     a POST of ``--payload`` bytes to /healthz (answered 405 once the whole body has reached
     the destination through every hop): MB/s of payload in the request direction
+
+Both take each tunnel path twice, side by side: ``v1`` messages (one AEAD layer over the whole
+message per hop: each relay stores the message, then forwards it; the baseline) and ``v2``
+(records of 16 KiB each relay opens and passes on as they arrive, ``tunnel.records``), chosen
+per tunnel by ``Tunnel.streaming`` on the same nodes.
 ``open``
     ``Tunnel.open`` through 1, 2 and 3 relays (an HPKE layer per hop plus one round trip
     through the path), each tunnel closed after (not timed)
@@ -275,10 +280,14 @@ class Bench:
             raise SystemExit(f"direct {method} /healthz answered {status}, not {expect}")
 
     async def open_tunnels(self) -> list[Tunnel]:
-        return [
-            await Tunnel.open(self.path(n), ttl=TTL, pool=self.pool, min_relays=1)
-            for n in (1, 2, 3)
-        ]
+        """Tunnels through 1, 2, 3 relays sending v1 messages, then the same sending v2."""
+        tunnels = []
+        for streaming in (False, True):
+            for n in (1, 2, 3):
+                tunnel = await Tunnel.open(self.path(n), ttl=TTL, pool=self.pool, min_relays=1)
+                tunnel.streaming = streaming
+                tunnels.append(tunnel)
+        return tunnels
 
     def paths(
         self, tunnels: list[Tunnel], method: str, body: bytes, expect: int
@@ -297,8 +306,8 @@ class Bench:
             return op
 
         return [("direct (kept conn.)", direct)] + [
-            (f"tunnel, {n} relay{'s' if n > 1 else ''}", through(t))
-            for n, t in zip((1, 2, 3), tunnels, strict=True)
+            (f"{'v2' if t.streaming else 'v1'}, {n} relay{'s' if n > 1 else ''}", through(t))
+            for n, t in zip((1, 2, 3, 1, 2, 3), tunnels, strict=True)
         ]
 
     async def rtt(self) -> None:
@@ -316,20 +325,21 @@ class Bench:
                 self.paths(tunnels, "GET", b"", 200),
                 args.requests,
                 args.time_limit,
-                [self.pids(n) for n in (0, 1, 2, 3)],
+                [self.pids(n) for n in (0, 1, 2, 3, 1, 2, 3)],
             )
         finally:
             for tunnel in tunnels:
                 await tunnel.close()
         latency_table(series)
         base = series[0].median()
-        steps = [s.median() for s in series]
-        added = ", ".join(f"{1e3 * (b - a):.2f}" for a, b in itertools.pairwise(steps[1:]))
-        print(
-            f"  first relay adds {1e3 * (steps[1] - base):.2f} ms to direct (median); "
-            f"each further relay adds {added} ms",
-            flush=True,
-        )
+        for label, part in (("v1", series[1:4]), ("v2", series[4:7])):
+            steps = [s.median() for s in part]
+            added = ", ".join(f"{1e3 * (b - a):.2f}" for a, b in itertools.pairwise(steps))
+            print(
+                f"  {label}: first relay adds {1e3 * (steps[0] - base):.2f} ms to direct "
+                f"(median); each further relay adds {added} ms",
+                flush=True,
+            )
 
     async def throughput(self) -> None:
         args = self.args
@@ -349,7 +359,7 @@ class Bench:
                 self.paths(tunnels, "POST", body, 405),
                 args.transfers,
                 args.time_limit,
-                [self.pids(n) for n in (0, 1, 2, 3)],
+                [self.pids(n) for n in (0, 1, 2, 3, 1, 2, 3)],
             )
         finally:
             for tunnel in tunnels:

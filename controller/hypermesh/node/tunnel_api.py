@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 
 from hypermesh.node.interfaces import operation_of
 from hypermesh.node.router import (
+    BodyAborted,
     Request,
     Route,
     Router,
@@ -98,7 +99,10 @@ class TunnelApi:
         return RouteResponse(200, await self.service.relay(request.body), BINARY)
 
     async def relay_stream(self, request: Request) -> RouteResponse:
-        answer = await self.service.relay_stream(request.stream or _once(request.body))
+        try:
+            answer = await self.service.relay_stream(request.stream or _once(request.body))
+        except BodyAborted as exc:  # nobody is left to read the answer
+            return RouteResponse.error(400, str(exc))
         if isinstance(answer, bytes):
             return RouteResponse(200, answer, BINARY)
         return RouteResponse(200, b"", BINARY, stream=answer)

@@ -88,13 +88,13 @@ class Framer:
         self.ended = False
         """Whether the ``LAST`` record was taken."""
 
-    def feed(self, data: bytes) -> list[tuple[bool, bytes, bytes]]:
-        """Each record ``data`` completes: ``(last, header, body)``; ``BadTunnel`` naming the
+    def feed(self, data: bytes) -> list[tuple[int, bool, bytes, bytes]]:
+        """Each record ``data`` completes: ``(index, last, header, body)``; ``BadTunnel`` naming the
         record when one is malformed or oversized, or when bytes follow the last."""
         buffer = self._buffer
         buffer += data
         records = []
-        while len(buffer) >= HEADER_SIZE:
+        while len(buffer) >= HEADER_SIZE or (self.ended and buffer):
             if self.ended:
                 raise BadTunnel(f"{len(buffer)} bytes after the last record")
             (word,) = HEADER.unpack_from(buffer)
@@ -113,9 +113,9 @@ class Framer:
             header = bytes(buffer[:HEADER_SIZE])
             body = bytes(buffer[HEADER_SIZE : HEADER_SIZE + size])
             del buffer[: HEADER_SIZE + size]
-            self.count += 1
             self.ended = bool(flags & LAST)
-            records.append((self.ended, header, body))
+            records.append((self.count, self.ended, header, body))
+            self.count += 1
         return records
 
     @property
@@ -148,8 +148,7 @@ class Opener:
         """The inner bytes of each record ``data`` completes; ``BadTunnel`` naming the record
         that is malformed, oversized or does not open."""
         inners = []
-        for _, header, body in self.framer.feed(data):
-            index = self.framer.count - 1
+        for index, _, header, body in self.framer.feed(data):
             if index == 0:
                 self._base, body = body[:NONCE_SIZE], body[NONCE_SIZE:]
             try:

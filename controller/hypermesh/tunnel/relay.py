@@ -288,7 +288,7 @@ async def _seal_back(out: Outgoing, sealer: Sealer) -> AsyncGenerator[bytes, Non
     framer = Framer()
     try:
         async for piece in out.pieces():
-            for last, header, body in framer.feed(piece):
+            for _, last, header, body in framer.feed(piece):
                 yield sealer.seal(header + body, last=last)
     except (BadTunnel, TransportError):
         out.abort()
