@@ -204,6 +204,8 @@ class PathManager:
         self.nat = "unknown"
         self.local: list[str] = []
         self.reflexive: list[str] = []
+        self.mapping: PortMapping | None = None
+        """The port mapping the router granted (NAT-PMP), while one is held."""
         self._records: dict[str, tuple[float, NodeRecord]] = {}
         self._attempts: dict[bytes, Attempt] = {}
         self._dialing: dict[bytes, _Dialing] = {}
@@ -681,7 +683,7 @@ class PathManager:
     def view(self) -> dict[str, Any]:
         """``GET /paths/v1``."""
         home = self.relays.get(self.home) if self.home else None
-        mapping: PortMapping | None = getattr(self, "mapping", None)  # set by ``observed``
+        mapping = self.mapping
         return {
             "node": self.identity.node_id,
             "nat": self.nat,
