@@ -10,15 +10,18 @@ median of ``--repeat`` rounds:
   (b) ``hmctl validate``'s work on the compiled YAML, in process: ``load()`` + ``build()``
   (c) ``nexus compile FILE -o OUT`` and ``hmctl validate -f OUT`` as real subprocesses (wall
       time, interpreter start included)
-  (d) ``nexus run``'s dispatch: one handler run (a loop, an if, interpolation, a ``log``) by the
-      runtime's interpreter in process, ``--dispatches`` times, against the same work written
-      in Python (the floor); the SDK operations themselves are the network's cost, measured in
+  (d) ``nexus run``'s dispatch: one handler run (a loop, an if, interpolation, a ``log``)
+      ``--dispatches`` times in process: compiled to Python at load (what ``nexus run`` does),
+      walked as a tree for every event (``Runner(interpret=True)``, what it did before), and the
+      same work written in Python by hand (the floor), side by side, each the median of
+      ``--repeat`` rounds; the SDK operations themselves are the network's cost, measured in
       bench/chain.py and bench/tunnels.py
 
 Run by hand, not by the tests::
 
     .venv/bin/python bench/nexus.py
     .venv/bin/python bench/nexus.py --lines 2000 --repeat 3
+    .venv/bin/python bench/nexus.py --dispatch-only
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ on schedule every "1h" at "a" as tick {
 """
 
 
-def dispatch_rates(count: int, folder: Path) -> tuple[float, float]:
-    """(handler runs per second through the runtime, the same work per second in Python)."""
+def dispatch_rates(count: int, folder: Path, repeat: int = 1) -> tuple[float, float, float]:
+    """Handler runs per second: compiled (what ``nexus run`` does), walked as a tree (what it
+    did before), and the same work hand-written in Python; each the median of ``repeat``."""
     import asyncio
 
     program = folder / "handler.nx"
@@ -59,25 +63,55 @@ def dispatch_rates(count: int, folder: Path) -> tuple[float, float]:
     compiled = compile_file(str(program), validate=False)
     (handler,) = compiled.handlers
     sink: list[str] = []
-    runner = Runner(compiled, folder, out=sink.append)
     call = _Call(None, "h", out=sink.append)  # type: ignore[arg-type]
 
-    async def many() -> float:
-        start = time.perf_counter()
-        for _ in range(count):
-            await runner.dispatch(handler, {"time": "noon"}, call)
-        return time.perf_counter() - start
+    def runtime(interpret: bool) -> float:
+        runner = Runner(compiled, folder, out=sink.append, interpret=interpret)
 
-    through_runtime = asyncio.run(many())
-    assert len(sink) == 2 * count, sink[:3]
-    start = time.perf_counter()
-    for _ in range(count):
-        tick = {"time": "noon"}
-        for i in range(3):
-            if i % 2 == 0:
-                sink.append(f"h: hello {i} at {tick['time']}")
-    floor = time.perf_counter() - start
-    return count / through_runtime, count / floor
+        async def many() -> float:
+            start = time.perf_counter()
+            for _ in range(count):
+                await runner.dispatch(handler, {"time": "noon"}, call)
+            return time.perf_counter() - start
+
+        sink.clear()
+        took = asyncio.run(many())
+        assert sink[:2] == ["h: hello 0 at noon", "h: hello 2 at noon"], sink[:3]
+        assert len(sink) == 2 * count, sink[:3]
+        return took
+
+    def python() -> float:
+        sink.clear()
+
+        async def handler_in_python(tick: dict[str, Any], call: _Call) -> None:
+            greeting = "hello"
+            for i in range(3):
+                if i % 2 == 0:
+                    call.out(f"{call.label}: {greeting} {i} at {tick['time']}")
+
+        async def many() -> float:
+            start = time.perf_counter()
+            for _ in range(count):
+                await handler_in_python({"time": "noon"}, call)
+            return time.perf_counter() - start
+
+        took = asyncio.run(many())
+        assert sink[:2] == ["h: hello 0 at noon", "h: hello 2 at noon"], sink[:3]
+        return took
+
+    rounds = [(runtime(False), runtime(True), python()) for _ in range(repeat)]
+    return tuple(count / statistics.median(r[i] for r in rounds) for i in range(3))  # type: ignore[return-value]
+
+
+def print_dispatch(count: int, rates: tuple[float, float, float]) -> None:
+    compiled, walked, python = rates
+    print(f"(d) nexus run dispatch, in process ({count} handler runs)")
+    print(f"    compiled at load (nexus run)               {compiled:8.0f} runs/s")
+    print(f"    walked as a tree (before)                  {walked:8.0f} runs/s")
+    print(f"    the same handler in Python (the floor)     {python:8.0f} runs/s")
+    print(f"    compiled / Python                          {python / compiled:8.1f} x slower")
+    print(f"    tree walker / Python                       {python / walked:8.1f} x slower")
+    print(f"    compiled vs tree walker                    {compiled / walked:8.1f} x faster")
 
 
 def generate(lines: int) -> str:
@@ -168,7 +202,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dispatches", type=int, default=20_000)
+    parser.add_argument("--dispatch-only", action="store_true", help="only (d)")
     args = parser.parse_args()
+    if args.dispatch_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            print_dispatch(args.dispatches, dispatch_rates(args.dispatches, Path(tmp), args.repeat))
+        return
     text = generate(args.lines)
     with tempfile.TemporaryDirectory() as tmp:
         program = Path(tmp) / "bench.nx"
@@ -200,7 +239,7 @@ def main() -> None:
             run([*hmctl, "validate", "-f", str(out)]) for _ in range(args.repeat)
         )
         t_sub_start = statistics.median(run([*nexus, "run", "--help"]) for _ in range(args.repeat))
-        rate, floor = dispatch_rates(args.dispatches, Path(tmp))
+        rates = dispatch_rates(args.dispatches, Path(tmp), args.repeat)
 
     lines = text.count("\n")
     resources = len(compiled.documents)
@@ -223,10 +262,7 @@ def main() -> None:
     print(f"    nexus compile FILE -o OUT                  {t_sub_compile * 1000:8.0f} ms")
     print(f"    hmctl validate -f OUT                      {t_sub_validate * 1000:8.0f} ms")
     print(f"    nexus start-up alone (nexus run --help)    {t_sub_start * 1000:8.0f} ms")
-    print(f"(d) nexus run dispatch, in process ({args.dispatches} handler runs)")
-    print(f"    through the runtime's interpreter          {rate:8.0f} runs/s")
-    print(f"    the same work in Python (the floor)        {floor:8.0f} runs/s")
-    print(f"    interpreter / Python                       {floor / rate:8.1f} x slower")
+    print_dispatch(args.dispatches, rates)
 
 
 if __name__ == "__main__":

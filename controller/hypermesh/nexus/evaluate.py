@@ -262,8 +262,11 @@ class Evaluator:
         if op in ("and", "or"):
             return self.logical(expr, left, scope, file)
         right, _ = self.eval(expr.right, scope, file)
+        return self.operate(op, left, right, expr.op_span, file)
+
+    def operate(self, op: str, left: Any, right: Any, at: ast.Span, file: str) -> Any:
+        """``left op right`` for every operator but ``and`` and ``or``; a mistake at ``at``."""
         lt, rt = type_name(left), type_name(right)
-        at = expr.op_span
         if op == "in":
             if isinstance(right, list | dict):
                 return left in right

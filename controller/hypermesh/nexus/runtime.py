@@ -11,10 +11,13 @@ Each ``on`` handler becomes one task:
   the node that owns NAME's TLD; NAME's HTTPS, A and TLSA records are pointed at it (signed by
   that key), so ``https://NAME/…`` reaches the handler from any node, the key pinned from TLSA.
 
-The body is evaluated by the compiler's own evaluator (the same values, errors and built-ins as
-at compile time); the SDK operations (``log``, ``send``, ``reply``, ``chain.append``,
-``dns.query``) are awaited where they appear. A failing run of a handler is logged with its
-``FILE:LINE:COL`` and the handler goes on with the next event.
+Each body is compiled to a Python function once, when the runner is made
+(``hypermesh.nexus.codegen``), with the evaluator's values, errors and built-ins; the tree
+walker the runtime used before stays as ``Runner(interpret=True)``, the reference the tests
+compare with. The SDK operations (``log``, ``send``, ``reply``, ``chain.append``,
+``dns.query``) are done where they appear. A failing run of a handler is logged with its
+``FILE:LINE:COL`` and the handler goes on with the next event; loop iterations are counted
+against ``MAX_ITERATIONS`` in each run.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from hypermesh.drivers.targets import target_rrsets
 from hypermesh.errors import HyperMeshError
 from hypermesh.nexus import ast
+from hypermesh.nexus.codegen import CompiledHandler, compile_handler
 from hypermesh.nexus.compiler import Compiled, Handler
 from hypermesh.nexus.evaluate import Evaluator, Fail, Scope, dotted_name
 from hypermesh.nexus.values import OPERATIONS
@@ -69,14 +73,43 @@ class _Call:
 class Runner:
     """Runs the handlers of a compiled program against the network in ``state``."""
 
-    def __init__(self, compiled: Compiled, state: Path, out: Callable[[str], None] = print):
+    def __init__(
+        self,
+        compiled: Compiled,
+        state: Path,
+        out: Callable[[str], None] = print,
+        *,
+        interpret: bool = False,
+    ) -> None:
         self.compiled = compiled
         self.state = state
         self.out = out
         self.evaluator = Evaluator()
+        self.interpret = interpret
+        """Walk each body's syntax tree for every event instead of running it compiled."""
         self.dispatched = 0
         """Handler runs so far (all handlers)."""
         self._closing: list[Callable[[], Awaitable[None] | None]] = []
+        self._bodies: dict[int, tuple[Handler, CompiledHandler | None]] = {}
+        if not interpret:
+            for handler in compiled.handlers:
+                self.compiled_body(handler)
+
+    def compiled_body(self, handler: Handler) -> CompiledHandler | None:
+        """``handler``'s body as a Python function, compiled on first use (None: Python
+        could not compile it, and the tree walker runs it)."""
+        known = self._bodies.get(id(handler))
+        if known is not None and known[0] is handler:
+            return known[1]
+        body = compile_handler(
+            handler.body,
+            handler.file,
+            dict(handler.env),
+            handler.alias,
+            (self._operation_now, self._operation),
+        )
+        self._bodies[id(handler)] = (handler, body)
+        return body
 
     # -- running ----------------------------------------------------------------------------
 
@@ -226,6 +259,18 @@ class Runner:
     async def dispatch(self, handler: Handler, event: dict[str, Any], call: _Call) -> None:
         """Run ``handler``'s body once for ``event``; a failure is reported, not raised."""
         self.dispatched += 1
+        compiled = None if self.interpret else self.compiled_body(handler)
+        if compiled is not None:
+            try:
+                done = compiled.function(event, call)
+                if compiled.awaits:
+                    await done
+            except Fail as failed:
+                self.out(f"{call.label}: failed: {failed.problem or failed}")
+            except HyperMeshError as exc:
+                self.out(f"{call.label}: failed: {exc}")
+            return
+        self.evaluator.iterations = 0
         scope = Scope()
         for name, value in handler.env.items():
             scope.vars[name] = (value, handler.span)
@@ -274,7 +319,7 @@ class Runner:
             if isinstance(node, ast.Call) and dotted_name(node.func) in OPERATIONS:
                 args = [await lift(a) for a in node.args]
                 values = [self.evaluator.eval(a, inner, file)[0] for a in args]
-                result = await self._operation(dotted_name(node.func), values, call, node.span)
+                result = await self._operation(call, dotted_name(node.func), values, node.span)
                 name = f"\0op{next(counter)}"
                 inner.vars[name] = (result, node.span)
                 return ast.Var(name, node.span)
@@ -291,17 +336,23 @@ class Runner:
 
         return await lift(expr), inner
 
-    async def _operation(self, name: str, args: list[Any], call: _Call, span: ast.Span) -> Any:
-        mesh = call.mesh
+    def _operation_now(self, call: _Call, name: str, args: list[Any], span: ast.Span) -> Any:
+        """``log`` and ``reply``: nothing to wait for."""
         if name == "log":
             call.out(f"{call.label}: {_text(args[0])}")
-            return None
-        if name == "send":
-            await mesh.send(mesh.peer(str(args[0])), _text(args[1]))
             return None
         if name == "reply":
             status, body = (200, args[0]) if len(args) == 1 else (int(args[0]), args[1])
             call.reply = (status, _text(body))
+            return None
+        raise AssertionError(name)  # the checker knows every operation
+
+    async def _operation(self, call: _Call, name: str, args: list[Any], span: ast.Span) -> Any:
+        mesh = call.mesh
+        if name in ("log", "reply"):
+            return self._operation_now(call, name, args, span)
+        if name == "send":
+            await mesh.send(mesh.peer(str(args[0])), _text(args[1]))
             return None
         if name == "chain.append":
             await mesh.append(_text(args[0]).encode())
