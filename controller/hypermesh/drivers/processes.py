@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hypermesh.drivers.bootstrap import BootstrapError, load_bootstrap
+from hypermesh.drivers.forkserver import Child, ForkServer, ForkServerError
 from hypermesh.drivers.nodeconfig import interfaces_of
 from hypermesh.drivers.standalone import StandaloneDirectory
 from hypermesh.errors import (
@@ -100,7 +101,9 @@ class NodeProcessDriver:
         self.start_timeout = start_timeout
         self.probe_timeout = probe_timeout
         self.stop_timeout = stop_timeout
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: dict[int, Child] = {}
+        self._forks = ForkServer(python)
+        """Where nodes are forked from (``drivers.forkserver``), the plain spawn without it."""
         self._desired: DesiredState | None = None
         self._node_ids: dict[ResourceKey, str] = {}
         """Members' node IDs, read once per pass (every node's config names every member)."""
@@ -413,9 +416,21 @@ class NodeProcessDriver:
             reason="JoinRefused",
         )
 
-    def _spawn(self, node_dir: Path) -> subprocess.Popen[bytes]:
+    def _spawn(self, node_dir: Path) -> Child:
+        """Start the node of ``node_dir``: forked from the fork server when there is one, else
+        ``python -m hypermesh.node``; either way a process of its own, in its own session."""
+        child: Child | None = None
+        if self._forks.available():
+            with contextlib.suppress(ForkServerError):
+                child = self._forks.spawn(node_dir / CONFIG, node_dir, node_dir / LOG)
+        if child is None:
+            child = self._popen(node_dir)
+        self._children[child.pid] = child
+        return child
+
+    def _popen(self, node_dir: Path) -> subprocess.Popen[bytes]:
         with (node_dir / LOG).open("ab") as log:
-            child = subprocess.Popen(
+            return subprocess.Popen(
                 [self.python, "-m", "hypermesh.node", "--config", str(node_dir / CONFIG)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -424,12 +439,8 @@ class NodeProcessDriver:
                 close_fds=True,
                 cwd=node_dir,
             )
-        self._children[child.pid] = child
-        return child
 
-    async def _wait_started(
-        self, key: ResourceKey, node_dir: Path, child: subprocess.Popen[bytes]
-    ) -> dict[str, Any]:
+    async def _wait_started(self, key: ResourceKey, node_dir: Path, child: Child) -> dict[str, Any]:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             code = child.poll()

@@ -3,7 +3,8 @@
 Start-up order: read the config (exit 2 when bad), take the node lock (exit 3 when another
 process holds it), load or create the identity, open the node's features (``node.features``:
 its registry or mirror, chain, messaging, DNS, metrics, its QUIC interfaces, …, in that order,
-each on one exit stack), publish ``runtime.json``. SIGTERM or SIGINT closes the features in the
+each on one exit stack, and each feature's module imported only then), publish
+``runtime.json``. SIGTERM or SIGINT closes the features in the
 reverse order (the interfaces before the databases), withdraws ``runtime.json`` and releases
 the lock, in that order, and exits 0. Any other failure to start exits 1 with one line on
 stderr (which the controller appends to the node's log).
@@ -26,7 +27,6 @@ from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import Feature, NodeContext
 from hypermesh.node.features import FEATURES
-from hypermesh.node.features.chain import CHAIN_DB
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
 from hypermesh.node.rotation import finish_rotation
@@ -34,6 +34,9 @@ from hypermesh.node.runtime import remove_runtime, write_runtime
 from hypermesh.transport.identity import Identity, load_or_create_identity
 
 log = logging.getLogger("hypermesh.node")
+
+CHAIN_DB = "chain.db"
+"""The node's chain (``features.chain``, not imported here: a node loads only its features)."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -1,0 +1,173 @@
+"""The fork server's side (``python -m hypermesh.node.forkserver``): one process that has
+imported a node's common core and forks each node from it; the controller's side, and why, is
+``hypermesh.drivers.forkserver``.
+
+It imports the node's core and the features most nodes open (``node.features.preload``),
+freezes them for the collector (``gc.freeze``: the pages stay shared with every node,
+copy-on-write), writes ``ready`` and then reads one JSON request a line on stdin, answering
+each with one line on stdout:
+
+    {"op": "spawn", "config": PATH, "cwd": DIR, "log": FILE, "env": {...}}  -> {"pid": N}
+    {"op": "poll", "pid": N}                      -> {"code": EXIT_CODE or null (running)}
+
+A spawned node is a process of its own, as with the plain spawn: its own session (``setsid``),
+stdin from ``/dev/null``, stdout and stderr appended to its log, its own folder as working
+directory, the environment the controller had when it asked, its command line rewritten to
+``python -m hypermesh.node --config PATH`` (what ``ps`` and the tools that look for nodes see),
+then ``node.process.main``. The server collects its exited nodes (SIGCHLD), so none is left a
+zombie, and keeps their exit codes for ``poll``. It exits when its stdin closes (the controller
+exited); the nodes live on. It lives here, under ``hypermesh.node``, so that starting it loads
+nothing of the controller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+READY = b"ready\n"
+TITLE_ROOM = 4096
+"""Bytes the server's command line keeps for a node's own (``_retitle``)."""
+
+
+class _Server:
+    """The server's state: exit codes of the nodes it forked, collected on SIGCHLD."""
+
+    def __init__(self) -> None:
+        self.children: set[int] = set()
+        self.codes: dict[int, int] = {}
+
+    def reap(self, signum: int = 0, frame: object = None) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            self.codes[pid] = os.waitstatus_to_exitcode(status)
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("op") == "spawn":
+            forked = _fork_node(request)
+            self.children.add(forked)
+            return {"pid": forked}
+        if request.get("op") == "poll":
+            pid = request.get("pid")
+            self.reap()
+            if isinstance(pid, int) and pid in self.codes:
+                return {"code": self.codes[pid]}
+            return {"code": None}
+        return {"error": f"unknown op {request.get('op')!r}"}
+
+
+def _fork_node(request: dict[str, Any]) -> int:
+    config, cwd, log = str(request["config"]), str(request["cwd"]), str(request["log"])
+    env = request.get("env")
+    log_fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the node
+            _become_node(config, cwd, log_fd, env if isinstance(env, dict) else None)
+    finally:
+        os.close(log_fd)
+    return pid
+
+
+def _become_node(config: str, cwd: str, log_fd: int, env: dict[str, str] | None) -> None:
+    """In the forked child: become a node process of its own, run it, exit with its code."""
+    code = 1
+    try:
+        os.setsid()
+        for signum in (signal.SIGCHLD, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.closerange(3, _max_fd())
+        os.chdir(cwd)
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        argv = [sys.executable, "-m", "hypermesh.node", "--config", config]
+        sys.argv = argv[2:]
+        _retitle(argv)
+        from hypermesh.node.process import main
+
+        code = main(["--config", config])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # the child never returns into the server's loop
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _max_fd() -> int:
+    try:
+        return int(os.sysconf("SC_OPEN_MAX"))
+    except (OSError, ValueError):
+        return 1024
+
+
+def _retitle(argv: list[str]) -> None:
+    """Write ``argv`` over the process's command line (``/proc/self/cmdline``), in the room the
+    server's own command line leaves (``TITLE_ROOM``); a no-op where that cannot be done."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (fields 48, 49)
+        title = b"\0".join(a.encode() for a in argv) + b"\0"
+        if len(title) > end - start:
+            return
+        with open("/proc/self/mem", "r+b", buffering=0) as memory:
+            memory.seek(start)
+            memory.write(title + b"\0" * (end - start - len(title)))
+
+
+def preload() -> None:
+    """Import what most nodes run, then freeze it for the collector (shared pages stay so)."""
+    import hypermesh.node.process  # noqa: F401
+    from hypermesh.node.features import preload as preload_features
+
+    preload_features()
+    gc.collect()
+    gc.freeze()
+
+
+def serve(requests: BinaryIO, answer_fd: int) -> None:
+    """Answer ``requests`` (JSON lines) on ``answer_fd`` until they end."""
+    server = _Server()
+    signal.signal(signal.SIGCHLD, server.reap)
+    for line in iter(requests.readline, b""):
+        try:
+            request = json.loads(line)
+            reply = server.answer(request) if isinstance(request, dict) else {"error": "not {}"}
+        except (OSError, ValueError, KeyError) as exc:
+            reply = {"error": str(exc)}
+        os.write(answer_fd, json.dumps(reply).encode() + b"\n")
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    preload()
+    os.write(1, READY)
+    serve(sys.stdin.buffer, 1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
