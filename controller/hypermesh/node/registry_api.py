@@ -267,6 +267,14 @@ class RegistryApi:
         the writer)."""
         return await self._db(self._signed_now, request)
 
+    def _signed_body_now(self, request: Request, schema: str) -> tuple[str, dict[str, Any]]:
+        return self._signed_now(request), parse_body(schema, request.body)
+
+    async def _signed_body(self, request: Request, schema: str) -> tuple[str, dict[str, Any]]:
+        """The signer of ``request`` (checked first) and its body parsed against ``schema``,
+        both on the writer (a large body costs milliseconds to check)."""
+        return await self._db(self._signed_body_now, request, schema)
+
     def _policy_json(self) -> dict[str, Any]:
         return {**self.registry.policy.governance(), "admin": self.registry.admin}
 
@@ -282,8 +290,7 @@ class RegistryApi:
         return revocation
 
     async def revoke(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        data = parse_body("revoke", request.body)
+        signer, data = await self._signed_body(request, "revoke")
         revocation = await self._db(self._revoke, signer, data)
         if self.on_revocation is not None:
             self.on_revocation(revocation.node_id)
@@ -293,7 +300,8 @@ class RegistryApi:
         revoked = self.registry.revocations().values()
         return RouteResponse.json({"items": [r.to_json() for r in revoked]})
 
-    def _register(self, signer: str, data: dict[str, Any]) -> tuple[TldInfo, dns.zone.Zone | None]:
+    def _register(self, request: Request) -> tuple[TldInfo, dns.zone.Zone | None]:
+        signer, data = self._signed_body_now(request, "register")
         info = self.registry.register(
             data["tld"],
             signer,
@@ -304,25 +312,15 @@ class RegistryApi:
         return info, self._zone_of(info.name) if info.status == "active" else None
 
     async def register(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        data = parse_body("register", request.body)
-        info, zone = await self._db(self._register, signer, data)
+        info, zone = await self._db(self._register, request)
         if info.status == "active":
             self._serve(info.name, zone)
         if self.on_registration is not None:
             self.on_registration()
         return RouteResponse.json(info_json(info), status=201)
 
-    def _patch(
-        self, signer: str, tld: str, changes: list[Change]
-    ) -> tuple[str, int, dns.zone.Zone | None]:
-        serial = self.registry.patch(tld, changes, signer=signer)
-        name = self.registry.get_tld(tld).name
-        return name, serial, self._zone_of(name)
-
-    async def rrsets(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        data = parse_body("rrsets", request.body)
+    def _patch(self, request: Request) -> tuple[str, int, dns.zone.Zone | None]:
+        signer, data = self._signed_body_now(request, "rrsets")
         changes = [
             Change(
                 c["name"],
@@ -333,7 +331,12 @@ class RegistryApi:
             )
             for c in data["rrsets"]
         ]
-        name, serial, zone = await self._db(self._patch, signer, data["tld"], changes)
+        serial = self.registry.patch(data["tld"], changes, signer=signer)
+        name = self.registry.get_tld(data["tld"]).name
+        return name, serial, self._zone_of(name)
+
+    async def rrsets(self, request: Request) -> RouteResponse:
+        name, serial, zone = await self._db(self._patch, request)
         self._serve(name, zone)
         return RouteResponse.json({"tld": name, "serial": serial})
 
@@ -343,8 +346,8 @@ class RegistryApi:
         return name
 
     async def delete(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        tld = await self._db(self._delete, signer, parse_body("tld", request.body)["tld"])
+        signer, data = await self._signed_body(request, "tld")
+        tld = await self._db(self._delete, signer, data["tld"])
         self._withdraw(tld)
         return RouteResponse.json({"tld": tld, "deleted": True})
 
@@ -356,15 +359,14 @@ class RegistryApi:
         return info, self._zone_of(info.name)
 
     async def renew(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        tld = parse_body("tld", request.body)["tld"]
-        info, zone = await self._db(self._then_zone, self.registry.renew, tld, signer)
+        signer, data = await self._signed_body(request, "tld")
+        info, zone = await self._db(self._then_zone, self.registry.renew, data["tld"], signer)
         self._serve(info.name, zone)
         return RouteResponse.json(info_json(info))
 
     async def transfer(self, request: Request) -> RouteResponse:
         who = await self._db(self._verified, request, cosigned=True)
-        data = parse_body("transfer", request.body)
+        data = await self._db(parse_body, "transfer", request.body)
         info = await self._db(
             self.registry.transfer,
             data["tld"],
@@ -375,23 +377,20 @@ class RegistryApi:
         return RouteResponse.json(info_json(info))
 
     async def approve(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        tld = parse_body("tld", request.body)["tld"]
-        info, zone = await self._db(self._then_zone, self.registry.approve, tld, signer)
+        signer, data = await self._signed_body(request, "tld")
+        info, zone = await self._db(self._then_zone, self.registry.approve, data["tld"], signer)
         self._serve(info.name, zone)
         return RouteResponse.json(info_json(info))
 
     async def reject(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        data = parse_body("decision", request.body)
+        signer, data = await self._signed_body(request, "decision")
         info = await self._db(
             self.registry.reject, data["tld"], data.get("reason", ""), signer=signer
         )
         return RouteResponse.json(info_json(info))
 
     async def expire(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        data = parse_body("decision", request.body)
+        signer, data = await self._signed_body(request, "decision")
         info = await self._db(
             self.registry.expire, data["tld"], data.get("reason", ""), signer=signer
         )
@@ -399,20 +398,17 @@ class RegistryApi:
         return RouteResponse.json(info_json(info))
 
     async def reserve(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        name = parse_body("name", request.body)["name"]
-        await self._db(self.registry.reserve, name, signer=signer)
+        signer, data = await self._signed_body(request, "name")
+        await self._db(self.registry.reserve, data["name"], signer=signer)
         return RouteResponse.json(self._policy_json())
 
     async def unreserve(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        name = parse_body("name", request.body)["name"]
-        await self._db(self.registry.unreserve, name, signer=signer)
+        signer, data = await self._signed_body(request, "name")
+        await self._db(self.registry.unreserve, data["name"], signer=signer)
         return RouteResponse.json(self._policy_json())
 
     async def set_policy(self, request: Request) -> RouteResponse:
-        signer = await self._signed(request)
-        changes = parse_body("policy", request.body)
+        signer, changes = await self._signed_body(request, "policy")
         await self._db(self.registry.set_policy, changes, signer=signer)
         return RouteResponse.json(self._policy_json())
 
@@ -512,8 +508,7 @@ class DirectoryApi:
             self.api._serve(ZONE, zone)
 
     async def create_token(self, request: Request) -> RouteResponse:
-        signer = await self.api._signed(request)
-        data = parse_body("token_create", request.body)
+        signer, data = await self.api._signed_body(request, "token_create")
         token, info = await self.api._db(
             self.tokens.create,
             ttl=data["ttl"],
@@ -535,21 +530,18 @@ class DirectoryApi:
         return RouteResponse.json(body, status=201)
 
     async def list_tokens(self, request: Request) -> RouteResponse:
-        signer = await self.api._signed(request)
-        parse_body("empty", request.body)
+        signer, _ = await self.api._signed_body(request, "empty")
         infos = await self.api._db(self.tokens.list, signer=signer)
         return RouteResponse.json({"items": [i.to_json() for i in infos]})
 
     async def revoke_token(self, request: Request) -> RouteResponse:
-        signer = await self.api._signed(request)
-        data = parse_body("token_revoke", request.body)
+        signer, data = await self.api._signed_body(request, "token_revoke")
         info = await self.api._db(self.tokens.revoke, data["id"], signer=signer)
         log.info("join token revoked", extra={"token_id": info.id})
         return RouteResponse.json(info.to_json())
 
     async def join(self, request: Request) -> RouteResponse:
-        signer = await self.api._signed(request)
-        data = parse_body("join", request.body)
+        signer, data = await self.api._signed_body(request, "join")
         member, made = await self.api._db(
             self.tokens.join, data["token"], data["name"], data.get("host"), signer=signer
         )
