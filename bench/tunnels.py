@@ -79,6 +79,7 @@ REQUEST_TIMEOUT = 30.0
 DEFAULTS = {"requests": 500, "payload": 256 * 1024, "transfers": 40, "opens": 50, "handshakes": 200}
 QUICK = {"requests": 40, "payload": 64 * 1024, "transfers": 8, "opens": 8, "handshakes": 20}
 TICK = os.sysconf("SC_CLK_TCK")
+SECTIONS = {"rtt": "rtt", "throughput": "throughput", "open": "opens", "handshake": "handshakes"}
 
 
 # -- the network -------------------------------------------------------------------------------
@@ -477,10 +478,8 @@ class Bench:
         try:
             await self.setup()
             await self.idle()
-            await self.rtt()
-            await self.throughput()
-            await self.opens()
-            await self.handshakes()
+            for section in self.args.sections:
+                await getattr(self, SECTIONS[section])()
         finally:
             await self.pool.aclose()
 
@@ -509,6 +508,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--apply-timeout", type=float, default=120.0, help="seconds (120)")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=list(SECTIONS),
+        default=list(SECTIONS),
+        help="which sections to run (default: all)",
+    )
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else DEFAULTS).items():
         if getattr(args, key) is None:

@@ -207,7 +207,7 @@ class TunnelService:
 
     async def _pass_on(
         self, circuit_id: bytes, circuit: Circuit, opener: Opener, source: AsyncIterator[bytes]
-    ) -> AsyncGenerator[bytes, None]:
+    ) -> bytes | AsyncGenerator[bytes, None]:
         hop = circuit.next
         assert hop is not None
         try:
@@ -233,7 +233,7 @@ class TunnelService:
         if status != 200:
             out.abort()
             raise TunnelError(502, f"the next hop refused ({status})")
-        return _seal_back(out, Sealer(circuit.key, circuit_id, forward=False))
+        return await _seal_back(out, Sealer(circuit.key, circuit_id, forward=False))
 
     async def _on(self, hop: NextHop, path: str, body: bytes) -> bytes:
         try:
@@ -282,13 +282,27 @@ async def _send_on(
     out.end()
 
 
-async def _seal_back(out: Outgoing, sealer: Sealer) -> AsyncGenerator[bytes, None]:
-    """The next hop's answer, each record sealed with this hop's layer as it arrives; cut short
-    (the client sees a message without its last record) when the next hop's is malformed."""
+async def _seal_back(out: Outgoing, sealer: Sealer) -> bytes | AsyncGenerator[bytes, None]:
+    """The next hop's answer, each record sealed with this hop's layer: whole when it is all
+    there already (a small answer: sent in one go), else as it arrives; cut short (the client
+    sees a message without its last record) when the next hop's is malformed."""
     framer = Framer()
-    try:
-        async for piece in out.pieces():
-            for _, last, header, body in framer.feed(piece):
-                yield sealer.seal(header + body, last=last)
-    except (BadTunnel, TransportError):
-        out.abort()
+    ready = out.ready()
+    if ready is not None:
+        try:
+            return b"".join(
+                sealer.seal(header + body, last=last)
+                for _, last, header, body in framer.feed(ready)
+            )
+        except BadTunnel:
+            pass  # the answer ends here: what the next hop sent does not frame
+
+    async def rest() -> AsyncGenerator[bytes, None]:
+        try:
+            async for piece in out.pieces():
+                for _, last, header, body in framer.feed(piece):
+                    yield sealer.seal(header + body, last=last)
+        except (BadTunnel, TransportError):
+            out.abort()
+
+    return rest()

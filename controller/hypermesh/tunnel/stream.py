@@ -39,6 +39,18 @@ class StreamingH3(H3ClientProtocol):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._waiters: list[asyncio.Future[None]] = []
+        self._flush_pending = False
+
+    def transmit_soon(self) -> None:
+        """Transmit once the loop has run what is ready: what several sends queue in one go
+        (headers, a record, the end of the body) leaves in one packet."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        self.transmit()
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
         super().datagram_received(data, addr)
@@ -98,6 +110,7 @@ class Outgoing:
         self._exchange = exchange
         self.high_water = 0
         """The most bytes the stream held unacknowledged after a ``send``."""
+        self._early: list[bytes] = []
 
     @property
     def answered(self) -> bool:
@@ -118,7 +131,7 @@ class Outgoing:
             return False
         assert h3._http is not None
         h3._http.send_data(self.stream_id, piece, end_stream=False)
-        h3.transmit()
+        h3.transmit_soon()
         self.high_water = max(self.high_water, h3.unacknowledged(self.stream_id))
         return True
 
@@ -127,7 +140,7 @@ class Outgoing:
         if not self.answered:
             assert self._h3._http is not None
             self._h3._http.send_data(self.stream_id, b"", end_stream=True)
-            self._h3.transmit()
+            self._h3.transmit_soon()
 
     def abort(self) -> None:
         """Give the request up: the stream is reset, the next hop sees no complete message."""
@@ -141,11 +154,30 @@ class Outgoing:
         status, headers, _ = await self._exchange.future
         return status, headers
 
+    def ready(self) -> bytes | None:
+        """The answer's whole body when all of it has arrived already, else None (and
+        ``pieces`` gives it as it comes)."""
+        queue = self._exchange.pieces
+        assert queue is not None
+        while not queue.empty():
+            piece = queue.get_nowait()
+            if piece is None:
+                self._h3._exchanges.pop(self.stream_id, None)
+                return b"".join(self._early)
+            if isinstance(piece, Exception):
+                queue.put_nowait(piece)
+                break
+            self._early.append(piece)
+        return None
+
     async def pieces(self) -> AsyncIterator[bytes]:
         """The answer's body as it arrives."""
         queue = self._exchange.pieces
         assert queue is not None
         try:
+            for early in self._early:
+                yield early
+            self._early.clear()
             while True:
                 piece = await queue.get()
                 if piece is None:
