@@ -43,6 +43,7 @@ from hypermesh.errors import (
     StateError,
     UsageError,
 )
+from hypermesh.model.loader import missing_inputs
 from hypermesh.model.placement import Placement
 from hypermesh.model.resources import DesiredState, ResourceKey, canonical_json
 from hypermesh.model.schemas import KINDS, kind_from_alias
@@ -340,6 +341,9 @@ def _stdin_digest(desired: DesiredState) -> str:
 
 
 def _run_loop(args: argparse.Namespace, purpose: str, *, stop_nodes: bool) -> int:
+    problems = missing_inputs(args.files)
+    if problems:  # said before the state directory is made
+        raise ManifestError(problems)
     directory = state_dir(args)
     with StateLock(directory, purpose):
         setup_logging(directory, verbose=args.verbose)

@@ -70,7 +70,7 @@ def _command(
         epilog=f"example:\n  {example}",
         formatter_class=_Formatter,
     )
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(handler=handler, command_parser=parser)
     return parser
 
 
@@ -1129,7 +1129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(unsupported)
         return EXIT_ERROR
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said with the usage of the command given, not hmctl's
+        command: argparse.ArgumentParser = getattr(args, "command_parser", None) or parser
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_ERROR

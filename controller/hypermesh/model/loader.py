@@ -144,15 +144,30 @@ def load_text(text: str, file: str = "<string>") -> LoadResult:
 
 def _expand(name: str, result: LoadResult) -> Iterator[Path]:
     path = Path(name)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
-        if not files:
-            result.problems.append(Problem(Position(name), "folder holds no *.yaml or *.yml files"))
-        yield from files
-    elif path.exists():
-        yield path
-    else:
-        result.problems.append(Problem(Position(name), "no such file or folder"))
+    files = _yaml_files(path) if path.is_dir() else [path] if path.exists() else []
+    if not files:
+        result.problems.append(_nothing_at(name))
+    yield from files
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+
+
+def _nothing_at(name: str) -> Problem:
+    path = Path(name)
+    what = "folder holds no *.yaml or *.yml files" if path.is_dir() else "no such file or folder"
+    return Problem(Position(name), what)
+
+
+def missing_inputs(names: Iterable[str]) -> list[Problem]:
+    """What is wrong with ``-f`` paths before any is read: one that does not exist, or a folder
+    without manifests (standard input, ``-``, is not looked at)."""
+    return [_nothing_at(name) for name in names if name != "-" and not _holds_input(Path(name))]
+
+
+def _holds_input(path: Path) -> bool:
+    return bool(_yaml_files(path)) if path.is_dir() else path.exists()
 
 
 def _load_bytes(file: str, raw: bytes, result: LoadResult) -> None:

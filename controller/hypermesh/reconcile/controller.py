@@ -203,7 +203,8 @@ class ControllerLoop:
         held = self.manifests
         held.bad, held.bad_revision, held.invalid_error = snap.digest, snap.revision, exc
         problems = [str(p) for p in exc.problems]
-        self.events.revision_invalid(snap.revision, held.revision, problems)
+        if held.loaded:  # else nothing runs yet: ``first`` raises the problems to its caller
+            self.events.revision_invalid(snap.revision, held.revision, problems)
         self.status = gitops.invalid(self.status, snap.revision, problems, _utcnow())
 
     # -- passes ---------------------------------------------------------------------------
