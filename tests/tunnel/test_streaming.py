@@ -24,7 +24,7 @@ from hypermesh.tunnel.records import (
     open_records,
     seal_records,
 )
-from hypermesh.tunnel.relay import RELAY_STREAM_PATH
+from hypermesh.tunnel.relay import RELAY_PATH, RELAY_STREAM_PATH
 from hypermesh.tunnel.stream import WINDOW
 from tests.tunnel.test_tunnels import Node, mesh, open_through, run
 
@@ -52,9 +52,11 @@ def streams_seen(node: Node) -> list[BodyStream]:
     return [r.stream for r in node.router.seen if r.stream is not None]
 
 
-@pytest.mark.parametrize("streaming", [True, False])
-def test_a_large_body_arrives_intact_through_two_relays(streaming: bool) -> None:
-    size = 6 * MIB if streaming else 512 * 1024  # v1 is held to the node's 1 MiB request body
+@pytest.mark.parametrize("streaming", [True, False, None])
+def test_a_large_body_arrives_intact_through_two_relays(streaming: bool | None) -> None:
+    """Forced to v2, to v1, and left to choose (None: v2 for the large body, v1 for a small
+    request after it)."""
+    size = 512 * 1024 if streaming is False else 6 * MIB  # v1: the node's 1 MiB body limit
     body = os.urandom(size)
 
     async def scenario() -> None:
@@ -74,7 +76,16 @@ def test_a_large_body_arrives_intact_through_two_relays(streaming: bool) -> None
                 assert small.json()["got"] == "after the large one"
             finally:
                 await pool.aclose()
-            if streaming:  # each relay read the message as it came: never all of it at once
+            paths = [r.path for r in nodes["r1"].router.seen if r.path.endswith("/relay")]
+            assert (
+                paths
+                == {
+                    True: [RELAY_STREAM_PATH] * 2,
+                    False: [RELAY_PATH] * 2,
+                    None: [RELAY_STREAM_PATH, RELAY_PATH],
+                }[streaming]
+            )
+            if streaming is not False:  # each relay read the message as it came, never whole
                 for name in ("r1", "r2"):
                     seen = streams_seen(nodes[name])
                     assert seen and max(s.taken for s in seen) > size
@@ -201,6 +212,7 @@ def test_malformed_and_oversized_records_are_refused_with_a_clear_error() -> Non
                 status, answer = await _post(pool, r1, b"short")
                 assert status == 400 and b"too short" in answer
                 # the tunnel still works after all that
+                tunnel.streaming = True
                 echoed = await tunnel.request("POST", "/echo", body=b"still here")
                 assert echoed.json()["got"] == "still here"
             finally:

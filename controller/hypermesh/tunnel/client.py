@@ -36,7 +36,7 @@ from hypermesh.tunnel.onion import (
     unwrap,
     wrap,
 )
-from hypermesh.tunnel.records import Opener, Sealer, open_records, seal_records
+from hypermesh.tunnel.records import RECORD_DATA, Opener, Sealer, open_records, seal_records
 from hypermesh.tunnel.relay import OPEN_PATH, RELAY_PATH, RELAY_STREAM_PATH
 
 KEY_PATH = "/tunnel/v1/key"
@@ -100,9 +100,12 @@ class Tunnel:
         self._circuits = tuple(circuits)
         self._keys = tuple(keys)
         self._closed = False
-        self.streaming = True
-        """Send requests as version 2 messages (records each relay passes on as they
-        arrive); False: version 1 (each relay stores the whole message, then forwards it)."""
+        self.streaming: bool | None = None
+        """True: send requests as version 2 messages (records each relay passes on as they
+        arrive); False: as version 1 (each relay stores the whole message, then forwards
+        it); None: version 2 for a request padded to more than one record
+        (``RECORD_DATA``), version 1 for a smaller one (a little cheaper a hop, and as small
+        to store)."""
 
     @classmethod
     async def open(
@@ -150,7 +153,7 @@ class Tunnel:
             raise TunnelFailed("the tunnel's TTL has run out")
         payload = encode_request(method, path, headers, body)
         try:
-            if self.streaming:
+            if self.streaming or (self.streaming is None and len(payload) > RECORD_DATA):
                 padded = await self._exchange(payload, timeout)
             else:
                 message = wrap(self._keys, self._circuits, DATA, payload)
