@@ -38,14 +38,21 @@ def test_quickstart_converges_and_stops(hmctl: Hmctl) -> None:
     described = hmctl("describe", "node", "alpha")
     assert described.returncode == 0
     assert "Conditions:" in described.stdout and "Created" in described.stdout
-    # Every node answers DNS over QUIC and HTTP/3, its key pinned from the state; with no zones
-    # served (the quickstart registers no TLD) the answer is REFUSED.
-    asked = hmctl("dns", "query", "www.demo", "HTTPS")
+    # Every node answers DNS over QUIC and HTTP/3, its key pinned from the state: www.demo is
+    # alpha's address, checked from the registry's key, from the registry and from a mirror.
+    alpha = next(i for i in listed if i["metadata"]["name"] == "alpha")
+    asked = hmctl("dns", "query", "www.demo", "A", "--verify")
     assert asked.returncode == 0, asked.stderr
-    assert "rcode REFUSED" in asked.stdout and "(node registry," in asked.stdout
-    via = hmctl("dns", "query", "www.demo", "--via", "alpha", "--doh", "-o", "json")
+    assert "rcode NOERROR" in asked.stdout and "(node registry," in asked.stdout
+    assert f"www.demo. 3600 IN A {alpha['status']['address'].rsplit(':', 1)[0]}" in asked.stdout
+    assert ";; VERIFIED: zone demo. checked from the registry key" in asked.stdout
+    via = hmctl("dns", "query", "www.demo", "HTTPS", "--via", "beta", "--doh", "-o", "json")
     assert via.returncode == 0, via.stderr
-    assert json.loads(via.stdout)["server"].split()[1:3] == ["(node", "alpha,"]
+    answered = json.loads(via.stdout)
+    assert answered["server"].split()[1:3] == ["(node", "beta,"]
+    assert answered["rcode"] == "NOERROR", answered
+    port = alpha["status"]["address"].rsplit(":", 1)[1]
+    assert any(f'port="{port}"' in line for line in answered["answer"]), answered
     unknown = hmctl("dns", "query", "www.demo", "--via", "ghost")
     assert unknown.returncode == 2 and "no node 'ghost'" in unknown.stderr
     assert hmctl("down").returncode == 0
