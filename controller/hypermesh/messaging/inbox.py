@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ class Mailbox:
             is not None
         )
 
-    def receive(self, message: Message, receipt: Ref) -> None:
+    def receive(self, message: Message, receipt: Ref) -> dict[str, Any]:
+        """Store ``message``, received with ``receipt``; returns it as ``inbox`` lists it."""
         self._db.execute(
             "INSERT INTO inbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -69,6 +71,22 @@ class Mailbox:
                 time.time(),
             ),
         )
+        return _entry(
+            (
+                message.id,
+                message.sender,
+                message.timestamp_ms,
+                message.text,
+                message.block.seq,
+                message.block.hash,
+                receipt.seq,
+                receipt.hash,
+            )
+        )
+
+    def count(self) -> int:
+        """Messages received so far."""
+        return int(self._db.execute("SELECT count(*) FROM inbox").fetchone()[0])
 
     def sent(self, message_id: bytes, recipient: bytes, message_seq: int) -> None:
         self._db.execute(
@@ -88,14 +106,16 @@ class Mailbox:
             "FROM inbox ORDER BY received_at DESC LIMIT ?",
             (limit,),
         ).fetchall()
-        return [
-            {
-                "id": bytes(r[0]).hex(),
-                "from": node_id_from_public_key(bytes(r[1])),
-                "sentMs": r[2],
-                "text": bytes(r[3]).decode("utf-8", "replace"),
-                "messageBlock": {"seq": r[4], "hash": bytes(r[5]).hex()},
-                "receiptBlock": {"seq": r[6], "hash": bytes(r[7]).hex()},
-            }
-            for r in rows
-        ]
+        return [_entry(r) for r in rows]
+
+
+def _entry(r: Sequence[Any]) -> dict[str, Any]:
+    """A received message as the inbox lists it (id, sender, time, text, the two blocks)."""
+    return {
+        "id": bytes(r[0]).hex(),
+        "from": node_id_from_public_key(bytes(r[1])),
+        "sentMs": r[2],
+        "text": bytes(r[3]).decode("utf-8", "replace"),
+        "messageBlock": {"seq": r[4], "hash": bytes(r[5]).hex()},
+        "receiptBlock": {"seq": r[6], "hash": bytes(r[7]).hex()},
+    }

@@ -2,11 +2,14 @@
 
 Each ``on`` handler becomes one task:
 
-- ``on message to NODE [from WHO]``: NODE's inbox, followed (``Mesh.messages``); the handler acts
-  as NODE (its key signs what it sends and appends).
-- ``on block of NODE``: NODE's chain, polled; each new block, checked on arrival, runs the body
-  as NODE.
+- ``on message to NODE [from WHO]``: NODE's inbox, followed (``Mesh.messages``: the node pushes
+  each message over its message feed); the handler acts as NODE (its key signs what it sends
+  and appends).
+- ``on block of NODE``: NODE's chain, followed (``ChainClient.heads``: the node pushes each new
+  head over its head feed); each new block, checked on arrival, runs the body as NODE.
 - ``on schedule every DURATION at NODE``: a timer, as NODE.
+
+Nothing polls: between events a handler waits on a feed or its timer.
 - ``on request to NAME [path P] [method M]``: an HTTP/3 endpoint of this process, with the key of
   the node that owns NAME's TLD; NAME's HTTPS, A and TLSA records are pointed at it (signed by
   that key), so ``https://NAME/…`` reaches the handler from any node, the key pinned from TLSA.
@@ -52,7 +55,7 @@ from hypermesh.transport.identity import load_identity
 log = logging.getLogger("hypermesh.nexus.run")
 
 POLL = 0.5
-"""Seconds between looks at a followed chain or inbox."""
+"""Seconds between looks at the inbox of a node from before the message feed."""
 RECORD_TTL = 60
 
 
@@ -177,11 +180,12 @@ class Runner:
         node = handler.params["of"]
         mesh = self._mesh(node)
         chain = mesh.chain(mesh.peer(node))
-        seen = int((await chain.head())["size"])
-        while True:
-            await asyncio.sleep(POLL)
-            size = int((await chain.head())["size"])
-            for seq in range(seen, size):
+        seen: int | None = None
+        async for head in chain.heads():  # the head now, then each new one, pushed
+            if seen is None:
+                seen = head.size
+                continue
+            for seq in range(seen, head.size):
                 block, payload = await chain.block(seq)
                 event = {
                     "author": node,
@@ -192,7 +196,7 @@ class Runner:
                     "links": [{"seq": link.seq, "hash": link.hash.hex()} for link in block.links],
                 }
                 await self.dispatch(handler, event, _Call(mesh, label, out=self.out))
-            seen = size
+            seen = max(seen, head.size)
 
     async def _schedule(self, handler: Handler, label: str) -> None:
         mesh = self._mesh(handler.params["at"])

@@ -6,6 +6,8 @@
                                               receipt block appended to this node's chain
     POST /message/v1/send  {"to", "address", "text"}     signed by the node itself: send one
     GET  /message/v1/inbox?limit=N            signed by the node itself: what it received
+    GET  /message/v1/watch                    signed by the node itself: each message as it
+                                              arrives, streamed as NDJSON (below)
 
 Sending, as the sender's node does it: take the recipient's key card (its signature checked
 against the recipient's pinned node ID); append a ``message`` block recording the sending (the
@@ -17,6 +19,15 @@ with 400 and nothing is stored; a message signed by a revoked key is refused wit
 (``hypermesh.revocation``), and so is sending to a revoked key (its key card is its word).
 Bodies and queries are parsed strictly (``hypermesh.inputs``): what does not hold is 400 naming
 the field.
+
+``GET /message/v1/watch`` pushes each message the moment it is stored (``hypermesh.mirror.feed``'s
+``Feed``), one object a line, so a reader waits instead of polling the inbox:
+
+    {"received": 12}                          first (and after falling behind): messages so far;
+                                              read the inbox for what came before
+    {"message": {"id", "from", "sentMs", "text", "messageBlock", "receiptBlock"}}
+                                              a message received, as the inbox lists it
+    {}                                        a heartbeat, every ``WATCH_HEARTBEAT`` seconds
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hypermesh.chain.block import KIND_NUMBERS, MAX_STORED, Link
 from hypermesh.chain.store import GroupAppender
+from hypermesh.chain.wire import WATCH_HEARTBEAT
 from hypermesh.errors import TransportError
 from hypermesh.inputs import BadInput, check, integer_schema, parse_json, validator, whole_number
 from hypermesh.messaging.envelope import (
@@ -45,6 +57,7 @@ from hypermesh.messaging.envelope import (
     seal,
 )
 from hypermesh.messaging.inbox import Mailbox
+from hypermesh.mirror.feed import Feed
 from hypermesh.node.owner import check_owner
 from hypermesh.node.refusals import Refused
 from hypermesh.node.router import Request, Route, Router, RouteResponse, get, post
@@ -134,6 +147,8 @@ class MessageApi:
         self.nonces = MemoryNonceCache()
         self.receiving: set[bytes] = set()
         """Messages whose receipt is being appended: a second delivery meanwhile is a replay."""
+        self.feed = Feed(lambda: {"received": mailbox.count()}, WATCH_HEARTBEAT)
+        """Each message received, announced to the node's own watchers."""
 
     def routes(self) -> list[Route]:
         """Each path, its handler and its methods."""
@@ -141,6 +156,7 @@ class MessageApi:
             get(f"{PREFIX}/key", self.get_key),
             Route(f"{PREFIX}/inbox", self.inbox, frozenset({"GET", "POST"})),
             post(f"{PREFIX}/send", self.send),
+            get(f"{PREFIX}/watch", self.watch),
         ]
 
     async def _append(self, kind: str, payload: bytes, links: tuple[Link, ...]) -> Ref:
@@ -170,12 +186,18 @@ class MessageApi:
         self.receiving.add(message.id)
         try:
             receipt = await self._append("receipt", message.id + digest, (link,))
-            self.mailbox.receive(message, receipt)
+            stored = self.mailbox.receive(message, receipt)
         finally:
             self.receiving.discard(message.id)
+        self.feed.publish({"message": stored})
         return RouteResponse.json(
             {"id": message.id.hex(), "receipt": receipt.to_json()}, status=201
         )
+
+    async def watch(self, request: Request) -> RouteResponse:
+        """The node's own message feed: only the node's key may read it."""
+        check_owner(request, self.identity.node_id, self.nonces, self.clock)
+        return RouteResponse(200, b"", "application/x-ndjson", stream=self.feed.watch())
 
     async def read_inbox(self, request: Request) -> RouteResponse:
         check_owner(request, self.identity.node_id, self.nonces, self.clock)

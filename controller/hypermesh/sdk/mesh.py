@@ -42,7 +42,7 @@ import dns.rdatatype
 from hypermesh.chain import verify as chain_verify
 from hypermesh.chain.block import Block, Link
 from hypermesh.chain.block import Unverified as BadChain
-from hypermesh.chain.client import ChainClient, Head
+from hypermesh.chain.client import RETRY, ChainClient, Head, NoFeed, feed_lines
 from hypermesh.chain.merkle import MerkleTree
 from hypermesh.chain.provenance import Bundle, verify_bundle
 from hypermesh.chain.witness import count_valid
@@ -50,6 +50,7 @@ from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.mirror.verify import Unverified
 from hypermesh.registry.client import API as REGISTRY_API
 from hypermesh.registry.client import RegistryClient, refusal, tld_path
+from hypermesh.registry.signing import sign_request
 from hypermesh.sdk.dial import dial
 from hypermesh.sdk.names import Asker, DnsTransport, ask, endpoint_of, node_id_of
 from hypermesh.sdk.paths import BadPaths, NodePing, PathsView
@@ -62,7 +63,7 @@ from hypermesh.sdk.results import (
     VerifiedChain,
 )
 from hypermesh.transport.address import PeerRef, format_address
-from hypermesh.transport.client import connect_h3
+from hypermesh.transport.client import AccessDenied, connect_h3, status_error
 from hypermesh.transport.identity import (
     Identity,
     is_node_id,
@@ -542,17 +543,71 @@ class Mesh:
     async def messages(
         self, *, poll: float = 0.5, since_now: bool = False
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every message the own node receives, oldest first, as it arrives (polled every
-        ``poll`` seconds); with ``since_now``, only those that arrive from now on."""
+        """Every message the own node receives, oldest first, as it arrives; with
+        ``since_now``, only those that arrive from now on. The node pushes each one over its
+        message feed (``GET /message/v1/watch``): nothing is polled. The inbox is read when the
+        feed opens (and after a resynchronisation), so nothing sent meanwhile is missed; a lost
+        feed is watched again after ``RETRY`` waits. A node without the feed (404) has its
+        inbox read every ``poll`` seconds instead; a refusal (``AccessDenied``) ends it."""
+        identity, node = self._own()
         seen: set[str] = set()
         if since_now:
             seen = {m["id"] for m in await self.inbox()}
+        attempt = 0
         while True:
-            fresh = [m for m in reversed(await self.inbox()) if m["id"] not in seen]
-            for message in fresh:
-                seen.add(message["id"])
+            try:
+                async for message in self._pushed(identity, node, seen):
+                    attempt = 0
+                    yield message
+            except NoFeed:
+                break
+            except AccessDenied:
+                raise
+            except (TransportError, TimeoutError, OSError):
+                pass
+            await asyncio.sleep(RETRY[min(attempt, len(RETRY) - 1)])
+            attempt += 1
+        while True:  # a node from before the feed
+            for message in await self._unseen(seen):
                 yield message
             await asyncio.sleep(poll)
+
+    async def _unseen(self, seen: set[str]) -> list[dict[str, Any]]:
+        """The inbox's messages not in ``seen``, oldest first; they join ``seen``."""
+        fresh = [m for m in reversed(await self.inbox()) if m["id"] not in seen]
+        seen.update(m["id"] for m in fresh)
+        return fresh
+
+    async def _pushed(
+        self, identity: Identity, node: PeerRef, seen: set[str]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The messages of one watch of the node's message feed not in ``seen``: the inbox's
+        on each snapshot line, then each one announced."""
+        path = "/message/v1/watch"
+        headers = sign_request(identity, "GET", path, b"", now=time.time())
+        async with (
+            asyncio.timeout(self.timeout) as deadline,
+            connect_h3(node.address, expected_id=node.node_id, identity=identity) as h3,
+            h3.subscribe("GET", path, headers=list(headers.items())) as (status, _, pieces),
+        ):
+            if status != 200:
+                body = b""
+                with contextlib.suppress(TransportError):
+                    async for piece in pieces:
+                        body += piece
+                error = status_error(node.address, f"GET {path}", status, body[:4096])
+                raise NoFeed(str(error)) if status == 404 else error
+            deadline.reschedule(None)  # answered: the feed's silence is watched from now
+            async for notice in feed_lines(pieces):
+                message = notice.get("message")
+                if isinstance(message, dict) and "id" in message:
+                    if message["id"] not in seen:
+                        seen.add(message["id"])
+                        yield message
+                elif "received" in notice:  # the first line, or a resynchronisation
+                    for message in await self._unseen(seen):
+                        yield message
+        raise TransportError(f"{node}: the node ended the message feed")
 
     # -- the node directory -------------------------------------------------------------
 

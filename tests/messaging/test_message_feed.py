@@ -1,0 +1,182 @@
+"""The message feed over a real QUIC socket: ``GET /message/v1/watch`` pushes each message the
+moment it is stored, to the node's own key only; ``Mesh.messages`` and a ``nexus run`` message
+handler wait on it instead of polling the inbox. The issue asks that a message be seen within
+100 ms of its delivery: each delay is printed, and asserted under a generous 1 s (the test
+processes share two cores with others), far below the poll it replaces would allow — each
+reader is set to poll every 30 s, so only a push can be that quick."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hypermesh.chain.store import ChainStore, GroupAppender
+from hypermesh.dns.source import StaticZones
+from hypermesh.messaging.envelope import load_or_create_message_key
+from hypermesh.messaging.inbox import Mailbox
+from hypermesh.nexus.compiler import compile_source
+from hypermesh.nexus.runtime import Runner
+from hypermesh.node.message_api import SEALED, add_message_routes
+from hypermesh.registry.signing import sign_request
+from hypermesh.sdk import Mesh, PeerRef
+from hypermesh.transport.client import connect_h3
+from hypermesh.transport.identity import Identity
+from tests.harness.dns_server import ServerThread
+from tests.messaging.test_message_api import ALICE, BOB, Node
+
+WATCH = "/message/v1/watch"
+BOUND = 1.0
+"""Seconds a pushed message may take here (the goal is 100 ms; see the module's docstring)."""
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    chain = ChainStore.open(tmp_path / "chain.db", BOB)
+    mailbox = Mailbox.open(tmp_path / "messages.db")
+    key = load_or_create_message_key(tmp_path)
+
+    def routes(router: Any) -> None:
+        add_message_routes(router, BOB, key, mailbox, GroupAppender(chain))
+
+    thread = ServerThread(StaticZones(), routes=routes)
+    server = thread.start()
+    try:
+        yield Node(server.address, server.identity.node_id, chain, mailbox, key)
+    finally:
+        thread.stop()
+        chain.close()
+        mailbox.close()
+
+
+async def deliver(node: Node, text: bytes) -> float:
+    """Deliver a message from ALICE; returns when the delivery began (perf_counter)."""
+    started = time.perf_counter()
+    status, error = await node._request(
+        "POST", "/message/v1/inbox", node.sealed_from(ALICE, text), {"content-type": SEALED}
+    )
+    assert status == 201, error
+    return started
+
+
+async def watch_status(node: Node, signer: Identity | None) -> int:
+    headers = sign_request(signer, "GET", WATCH, b"", now=time.time()) if signer else {}
+    async with (
+        asyncio.timeout(10),
+        connect_h3(node.address, expected_id=node.pin, identity=signer) as h3,
+        h3.subscribe("GET", WATCH, headers=list(headers.items())) as (status, _, _pieces),
+    ):
+        return status
+
+
+def test_the_feed_pushes_each_message_to_the_owner_as_it_is_stored(node: Node) -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], float]:
+        headers = sign_request(BOB, "GET", WATCH, b"", now=time.time())
+        async with (
+            asyncio.timeout(20),
+            connect_h3(node.address, expected_id=node.pin, identity=BOB) as h3,
+            h3.subscribe("GET", WATCH, headers=list(headers.items())) as (status, _, pieces),
+        ):
+            assert status == 200
+            lines: list[dict[str, Any]] = []
+            buffer = b""
+            started = 0.0
+            async for piece in pieces:
+                buffer += piece
+                *complete, buffer = buffer.split(b"\n")
+                lines += [json.loads(line) for line in complete]
+                if len(lines) == 1 and not started:
+                    started = await deliver(node, b"pushed")
+                if len(lines) == 2:
+                    return lines, time.perf_counter() - started
+        raise AssertionError("the feed ended")
+
+    lines, delay = asyncio.run(scenario())
+    print(f"GET {WATCH}: a message announced {delay * 1000:.1f} ms after its delivery began")
+    assert lines[0] == {"received": 0}
+    assert lines[1] == {"message": node.mailbox.inbox()[0]}
+    assert lines[1]["message"]["text"] == "pushed" and lines[1]["message"]["from"] == ALICE.node_id
+    assert delay < BOUND
+
+
+def test_only_the_node_itself_may_watch_its_messages(node: Node) -> None:
+    assert asyncio.run(watch_status(node, None)) == 401
+    assert asyncio.run(watch_status(node, ALICE)) == 403
+    assert asyncio.run(watch_status(node, BOB)) == 200
+
+
+def test_mesh_messages_sees_a_message_pushed(node: Node) -> None:
+    mesh = Mesh(BOB, node=PeerRef(node.address, node.pin))
+
+    async def scenario() -> tuple[list[str], float]:
+        await deliver(node, b"before")  # in the inbox already: left out with since_now
+        seen: list[str] = []
+        arrived = asyncio.Event()
+
+        async def read() -> None:
+            async for message in mesh.messages(poll=30, since_now=True):
+                seen.append(str(message["text"]))
+                arrived.set()
+
+        reader = asyncio.create_task(read())
+        try:
+            async with asyncio.timeout(20):
+                await deliver(node, b"warm-up")  # read from the inbox or pushed: the feed is open
+                await arrived.wait()
+                arrived.clear()
+                started = await deliver(node, b"measured")
+                await arrived.wait()
+                return seen, time.perf_counter() - started
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    seen, delay = asyncio.run(scenario())
+    print(f"Mesh.messages: a message seen {delay * 1000:.1f} ms after its delivery began")
+    assert seen == ["warm-up", "measured"]
+    assert delay < BOUND
+
+
+def test_a_nexus_message_handler_runs_on_a_message_pushed(node: Node, tmp_path: Path) -> None:
+    program = 'on message to "bob" as msg {\n  log("${msg.body} (${len(msg.body)})")\n}\n'
+    compiled = compile_source(program, str(tmp_path / "m.nx"), validate=False)
+    assert len(compiled.handlers) == 1, compiled.problems
+    times: dict[str, float] = {}
+    measured = asyncio.Event()
+
+    class AtBob(Runner):
+        def _mesh(self, name: str) -> Mesh:
+            assert name == "bob"
+            return Mesh(BOB, node=PeerRef(node.address, node.pin))
+
+    def out(line: str) -> None:
+        times.setdefault(line, time.perf_counter())
+        if line == "on message to bob: measured (8)":
+            measured.set()
+
+    async def scenario() -> float:
+        runner = AtBob(compiled, tmp_path, out=out)
+        running = asyncio.create_task(runner.run())
+        try:
+            async with asyncio.timeout(20):
+                sent = 0
+                while not any("warm-up" in line for line in times):  # until the feed is open
+                    sent += 1
+                    await deliver(node, f"warm-up {sent}".encode())
+                    await asyncio.sleep(0.2)
+                started = await deliver(node, b"measured")
+                await measured.wait()
+                return times["on message to bob: measured (8)"] - started
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+
+    delay = asyncio.run(scenario())
+    print(f"nexus run, on message: the handler ran {delay * 1000:.1f} ms after the delivery")
+    assert delay < BOUND
+    assert not [line for line in times if "failed" in line]
