@@ -26,6 +26,10 @@ fails the AEAD and the message is dropped) and sends ``circuit_i+1 || layer_i+1`
 comes back the same way, each hop adding a layer with its key and the ``backward`` label; the
 client removes them all. ``kind`` is ``DATA`` or ``CLOSE`` (tear the circuit down).
 
+That is data version 1: a relay holds a whole message before it can open it. Version 2
+(``tunnel.records``) carries the same padded request in records of 16 KiB, each sealed per hop,
+which a relay passes on as they arrive; circuits are opened the same way for both.
+
 The tunnel keys of the nodes are X25519 keys made at each process start and never written to
 disk; a node publishes the public half as a card signed by its node key (``key_card``).
 """
