@@ -64,11 +64,31 @@ def log(args: argparse.Namespace) -> int:
     return 0
 
 
+PREVIEW = 40
+"""Characters of a text payload shown in ``chain log``; a binary one shows half as many bytes
+in hex."""
+
+
 def _preview(payload: bytes | None) -> str:
+    """A text payload's start, printable; a binary one (not UTF-8, or with control characters
+    other than whitespace) as ``hex:`` and its first bytes: never raw bytes on a terminal."""
     if payload is None:
         return "(redacted)"
-    text = payload[:40].decode("utf-8", "replace")
-    return "".join(c if c.isprintable() else "." for c in text) + ("…" if len(payload) > 40 else "")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:  # cut inside a character past the preview is still text
+        text = payload[: exc.start].decode() if exc.start >= PREVIEW else ""
+        if not text:
+            return _hex(payload)
+    if any(not (c.isprintable() or c in "\t\n\r") for c in text[:PREVIEW]):
+        return _hex(payload)
+    start = text[:PREVIEW]
+    return " ".join(start.split()) + ("…" if len(start.encode()) < len(payload) else "")
+
+
+def _hex(payload: bytes) -> str:
+    half = PREVIEW // 2
+    return f"hex:{payload[:half].hex()}" + ("…" if len(payload) > half else "")
 
 
 def show(args: argparse.Namespace) -> int:
