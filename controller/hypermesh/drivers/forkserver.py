@@ -131,6 +131,8 @@ class ForkServer:
 
     def spawn(self, config: Path, cwd: Path, log: Path) -> ForkedChild:
         """Fork a node running ``config`` (raises ``ForkServerError`` when that fails)."""
+        if not self.available():
+            raise ForkServerError("no fork server")
         request = {
             "op": "spawn",
             "config": str(config),
