@@ -201,6 +201,18 @@ def test_the_generated_source_holds_none_of_the_program_text(tmp_path: Path) -> 
     assert lines == [f"h: {evil} {evil}"]
 
 
+def test_a_body_nested_deeper_than_python_compiles_stays_with_the_walker(tmp_path: Path) -> None:
+    shallow, deep = "[" * 20 + "1" + "]" * 20, "[" * 400 + "1" + "]" * 400
+    text = "".join(
+        f'on schedule every "1h" at "a" {{\n  log(str(len({e})))\n}}\n' for e in (shallow, deep)
+    )
+    compiled = compile_source(text, str(tmp_path / "d.nx"), validate=False)
+    first, second = compiled.handlers
+    runner = Runner(compiled, tmp_path)
+    assert runner.compiled_body(first) is not None and runner.compiled_body(second) is None
+    assert run_once(runner, second, EVENTS["schedule"])[0] == ["h: 1"]
+
+
 # -- generated expressions ------------------------------------------------------------------
 
 LEAVES = st.sampled_from(

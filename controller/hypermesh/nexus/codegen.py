@@ -530,12 +530,12 @@ def compile_handler(
         base.vars[name] = generator.const(value)
     if alias is not None:
         base.vars[alias] = "event"
-    generator.body(body, _Names(base), 1)
-    head = "async def handler(event, call):" if generator.awaits else "def handler(event, call):"
-    source = "\n".join([head, "    n_ = 0", *generator.lines]) + "\n"
     try:
-        code = compile(source, f"<nexus handler {file}>", "exec")
-    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        generator.body(body, _Names(base), 1)
+        head = "async def " if generator.awaits else "def "
+        source = "\n".join([head + "handler(event, call):", "    n_ = 0", *generator.lines])
+        code = compile(source + "\n", f"<nexus handler {file}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError, ValueError):  # nested too deeply
         return None
     exec(code, generator.namespace)  # noqa: S102 - our own source, user values only as constants
     return CompiledHandler(generator.namespace["handler"], generator.awaits, source)
