@@ -43,6 +43,7 @@ from hypermesh.errors import (
     StateError,
     UsageError,
 )
+from hypermesh.model.advice import warnings
 from hypermesh.model.loader import missing_inputs
 from hypermesh.model.placement import Placement
 from hypermesh.model.resources import DesiredState, ResourceKey, canonical_json
@@ -147,6 +148,8 @@ def _desired(args: argparse.Namespace, *, allow_empty: bool = False) -> DesiredS
     desired = load_desired(args.files, sys.stdin.buffer)
     if not len(desired) and not allow_empty:
         raise ManifestError(nothing_declared(list(desired.files)))
+    for warning in warnings(desired):
+        sys.stderr.write(f"{warning}\n")
     return desired
 
 

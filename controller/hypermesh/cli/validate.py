@@ -9,6 +9,7 @@ import sys
 from hypermesh import API_VERSION, __version__
 from hypermesh.cli.common import nothing_declared
 from hypermesh.cli.render import error
+from hypermesh.model.advice import warnings
 from hypermesh.model.loader import load
 from hypermesh.model.validate import build
 
@@ -24,6 +25,8 @@ def validate(args: argparse.Namespace) -> int:
         n = len(problems)
         error(f"{n} problem{'s' if n != 1 else ''} found")
         return 1
+    for warning in warnings(desired):
+        sys.stderr.write(f"{warning}\n")
     kinds: dict[str, int] = {}
     for resource in desired:
         kinds[resource.kind] = kinds.get(resource.kind, 0) + 1
