@@ -95,7 +95,10 @@ class BodyAborted(HyperMeshError):
 class BodyStream:
     """A request's body read as it arrives: ``async for piece in request.stream``. The server
     feeds it; ``on_taken`` hears of each piece taken, so that the server gives the client
-    credit for more only as the handler reads (the handler's pace is the client's)."""
+    credit for more only as the handler reads (the handler's pace is the client's). Each
+    piece given is what has arrived since the last, once at least ``batch`` bytes have (or the
+    body ended): a handler that works in units (records) is woken once a unit, not once a
+    packet."""
 
     def __init__(self, on_taken: Callable[[int], None] | None = None) -> None:
         self._pieces: deque[bytes] = deque()
@@ -109,6 +112,8 @@ class BodyStream:
         """The most bytes ever pending at once."""
         self.taken = 0
         """Bytes taken so far."""
+        self.batch = 1
+        """Bytes to wait for before giving a piece (the handler may set it)."""
 
     def feed(self, data: bytes, end: bool) -> None:
         """More of the body arrived (``end``: all of it has)."""
@@ -117,7 +122,8 @@ class BodyStream:
             self.pending += len(data)
             self.high_water = max(self.high_water, self.pending)
         self._ended = self._ended or end
-        self._wake()
+        if self.pending >= self.batch or self._ended:
+            self._wake()
 
     def fail(self, error: Exception) -> None:
         """The body will not arrive whole: the reader gets ``error``."""
@@ -138,14 +144,16 @@ class BodyStream:
         return self
 
     async def __anext__(self) -> bytes:
-        while not self._pieces:
+        while (self.pending < self.batch and not self._ended) or not self._pieces:
             if self._error is not None:
                 raise self._error
-            if self._ended:
+            if self._ended and not self._pieces:
                 raise StopAsyncIteration
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        piece = self._pieces.popleft()
+        pieces = self._pieces
+        piece = pieces.popleft() if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()
         self.pending -= len(piece)
         self.taken += len(piece)
         if self._on_taken is not None:

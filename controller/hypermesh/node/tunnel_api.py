@@ -33,6 +33,7 @@ from hypermesh.node.router import (
 from hypermesh.node.server import Gate
 from hypermesh.tunnel.client import KEY_PATH
 from hypermesh.tunnel.onion import decode_request, encode_response
+from hypermesh.tunnel.records import RECORD_DATA
 from hypermesh.tunnel.relay import (
     OPEN_PATH,
     RELAY_PATH,
@@ -99,6 +100,8 @@ class TunnelApi:
         return RouteResponse(200, await self.service.relay(request.body), BINARY)
 
     async def relay_stream(self, request: Request) -> RouteResponse:
+        if request.stream is not None:
+            request.stream.batch = RECORD_DATA  # woken about once a record, not once a packet
         try:
             answer = await self.service.relay_stream(request.stream or _once(request.body))
         except BodyAborted as exc:  # nobody is left to read the answer

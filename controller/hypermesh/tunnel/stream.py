@@ -38,7 +38,7 @@ class StreamingH3(H3ClientProtocol):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._flush_pending = False
 
     def transmit_soon(self) -> None:
@@ -62,15 +62,24 @@ class StreamingH3(H3ClientProtocol):
             self._wake()
 
     def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
+        closed = self.close_reason is not None
+        waiting = []
+        for stream_id, below, waiter in self._waiters:
+            if waiter.done():
+                continue
+            exchange = self._exchanges.get(stream_id)
+            answered = exchange is None or exchange.future.done()
+            if closed or answered or self.unacknowledged(stream_id) < below:
                 waiter.set_result(None)
+            else:
+                waiting.append((stream_id, below, waiter))
+        self._waiters = waiting
 
-    async def progress(self) -> None:
-        """Wait for the next packet from the peer (or the connection's end)."""
+    async def drained(self, stream_id: int, below: int) -> None:
+        """Wait until fewer than ``below`` bytes of ``stream_id`` are unacknowledged, or the
+        peer answered, or the connection ended: woken once, not at every ACK."""
         waiter = self._loop.create_future()
-        self._waiters.append(waiter)
+        self._waiters.append((stream_id, below, waiter))
         await waiter
 
     def unacknowledged(self, stream_id: int) -> int:
@@ -126,7 +135,7 @@ class Outgoing:
         while h3.unacknowledged(self.stream_id) >= window and not self.answered:
             if h3.close_reason is not None:
                 raise TransportError(f"{h3.address}: connection closed: {h3.close_reason}")
-            await h3.progress()
+            await h3.drained(self.stream_id, window // 2)
         if self.answered:
             return False
         assert h3._http is not None
