@@ -278,3 +278,33 @@ def test_heads_yields_the_head_now_then_each_new_one(tmp_path: Path) -> None:
         assert heard[-1].root == chains.a.root()
     finally:
         chains.close()
+
+
+def test_a_peer_that_starts_late_then_moves_is_watched_where_it_answers(tmp_path: Path) -> None:
+    """B starts before A runs (its configured peer is missing: B looks again after ``LOOK``
+    waits), then A restarts on another port (its feed closes: B watches it anew there)."""
+    chains = Chains(tmp_path)
+    chains.link_b_to_a()
+    where: list[PeerRef] = []
+    follower = ChainFollower(
+        chains.b, chains.b_replicas, lambda: where, resync=3600.0, incomplete=lambda: not where
+    )
+
+    async def main() -> None:
+        task = asyncio.create_task(follower.run())
+        await asyncio.sleep(0.3)
+        async with serving(chains.a.identity, chains.routes) as (endpoint, node_id):
+            where.append(PeerRef(endpoint.address, node_id))  # A's runtime file appears
+            await until(lambda: 1 in chains.taken, chains.changed, "B took A's block in")
+        where.clear()  # A stopped: its feed was closed, and its runtime file is gone
+        async with serving(chains.a.identity, chains.routes) as (endpoint, node_id):
+            where.append(PeerRef(endpoint.address, node_id))
+            chains.a.append(1, b"after the move")
+            await until(lambda: 2 in chains.taken, chains.changed, "B took the block in")
+        await stopped(task)
+
+    try:
+        asyncio.run(main())
+    finally:
+        chains.close()
+    assert follower.wakes >= 2  # looked again while A was missing

@@ -9,7 +9,7 @@ import base64
 import contextlib
 import json
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,14 @@ from hypermesh.errors import TransportError
 from hypermesh.inputs import BadInput, check, integer_schema, validator
 from hypermesh.registry.client import RegistryClient
 from hypermesh.transport.address import PeerRef
-from hypermesh.transport.client import AccessDenied, connect_h3, h3_get_json, h3_post, status_error
+from hypermesh.transport.client import (
+    AccessDenied,
+    H3ClientProtocol,
+    connect_h3,
+    h3_get_json,
+    h3_post,
+    status_error,
+)
 from hypermesh.transport.identity import Identity
 
 API = "/chain/v1"
@@ -135,10 +142,14 @@ class ChainClient:
         data = _checked(HEAD, await self._get("/head"), "head")
         return Head(str(data["author"]), int(data["size"]), bytes.fromhex(data["root"]))
 
-    async def watch(self) -> AsyncIterator[dict[str, Any]]:
+    async def watch(
+        self, connected: Callable[[H3ClientProtocol], None] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """The node's head feed (``GET /chain/v1/watch``), one notice at a time as it comes
         (see ``hypermesh.node.chain_api``), heartbeats left out, over one connection kept
-        open; ``TransportError`` (``AccessDenied``: refused) when it cannot be had or is lost."""
+        open (given to ``connected`` once the feed is answered, for other requests to the
+        node while it lasts); ``TransportError`` (``AccessDenied``: refused) when it cannot be
+        had or is lost."""
         async with (
             asyncio.timeout(self.timeout) as deadline,
             connect_h3(self.address, expected_id=self.identity, identity=self.caller) as h3,
@@ -152,6 +163,8 @@ class ChainClient:
                 error = status_error(self.address, f"GET {API}/watch", status, body[:4096])
                 raise NoFeed(str(error)) if status == 404 else error
             deadline.reschedule(None)  # answered: the feed's silence is watched from now
+            if connected is not None:
+                connected(h3)
             async for notice in feed_lines(pieces):
                 yield notice
         raise TransportError(f"{self.address}: the node ended the watch")

@@ -35,7 +35,11 @@ second block at a height the world has already seen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,7 +51,12 @@ from hypermesh.chain.wire import block_from_json
 from hypermesh.errors import HyperMeshError
 from hypermesh.inputs import BadInput, check, validator
 from hypermesh.transport.address import PeerRef
-from hypermesh.transport.client import AccessDenied, h3_get_json
+from hypermesh.transport.client import (
+    AccessDenied,
+    H3ClientProtocol,
+    h3_get_json,
+    status_error,
+)
 from hypermesh.transport.identity import node_id_from_public_key
 
 log = logging.getLogger("hypermesh.chain")
@@ -57,7 +66,10 @@ RESYNC = 300.0
 """Seconds between safety rounds over every peer (what the feeds announce is taken at once)."""
 RETRY = (0.2, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0)
 """Waits before watching a lost feed again, the last repeated."""
+LOOK = (0.5, 1.0, 2.0, 5.0, 15.0, 60.0)
+"""Waits before looking at the peers again while one is not running, the last repeated."""
 TIMEOUT = 5.0
+JSON = "application/json"
 PAGE = 500
 """Blocks asked of a peer at once."""
 MAX_PROOFS = 1000
@@ -144,11 +156,14 @@ class ChainFollower:
         peers: Callable[[], Sequence[PeerRef]],
         *,
         resync: float = RESYNC,
+        incomplete: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.replicas = replicas
         self.peers = peers
         self.resync = resync
+        self.incomplete = incomplete
+        """Whether some peer the node is configured with is not running (not in ``peers()``)."""
         self.followed: set[bytes] = set(replicas.authors())
         self.refused: dict[str, str] = {}
         """Peers (by node ID) that refused this node's key at their last round, and why."""
@@ -157,6 +172,8 @@ class ChainFollower:
         self.wakes = 0
         """Times the watch of the peers woke (a poke, or the safety round)."""
         self._watches: dict[str, _Watch] = {}
+        self._open: dict[PeerRef, H3ClientProtocol] = {}
+        """The connection of each peer's watch, while it lasts: fetches go over it."""
         self._poked = asyncio.Event()
         for block in store.blocks():
             self.note_links(block)
@@ -177,31 +194,41 @@ class ChainFollower:
         self._poked.set()
 
     async def run(self) -> None:
-        """Watch every peer's feed until cancelled; a safety round each ``resync`` s."""
+        """Watch every peer's feed until cancelled; a safety round each ``resync`` s. While
+        ``incomplete()`` (a peer is not running yet), look at the peers again after ``LOOK``
+        waits, from the first again each time they change."""
+        attempt, due = 0, time.monotonic() + self.resync
         try:
             while True:
-                await self._watch_peers()
                 self._poked.clear()
-                try:
-                    async with asyncio.timeout(self.resync):
+                if await self._watch_peers():
+                    attempt = 0
+                wait = due - time.monotonic()
+                if self.incomplete():
+                    wait, attempt = min(wait, LOOK[min(attempt, len(LOOK) - 1)]), attempt + 1
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, wait)):
                         await self._poked.wait()
-                except TimeoutError:
+                if time.monotonic() >= due:
                     for watch in self._watches.values():
                         watch.wants.want(everything=True)
+                    due = time.monotonic() + self.resync
                 self.wakes += 1
         finally:
             for watch in self._watches.values():
                 await watch.stop()
             self._watches.clear()
 
-    async def _watch_peers(self) -> None:
+    async def _watch_peers(self) -> bool:
         """Watch each peer with a pinned key not watched yet (again if it moved); stop
-        watching those no longer peers."""
+        watching those no longer peers. Whether anything changed."""
         now = {p.node_id: p for p in self.peers() if p.node_id is not None}
+        changed = False
         for node_id, watch in list(self._watches.items()):
             if now.get(node_id) != watch.peer:
                 del self._watches[node_id]
                 await watch.stop()
+                changed = True
         for node_id, peer in now.items():
             if node_id not in self._watches:
                 watch = self._watches[node_id] = _Watch(peer)
@@ -209,6 +236,8 @@ class ChainFollower:
                     asyncio.create_task(self._listen(watch)),
                     asyncio.create_task(self._work(watch)),
                 ]
+                changed = True
+        return changed
 
     def _current(self, node_id: str) -> PeerRef | None:
         return next((p for p in self.peers() if p.node_id == node_id), None)
@@ -224,7 +253,7 @@ class ChainFollower:
             )
             wait = RETRY[min(attempt, len(RETRY) - 1)]
             try:
-                async for notice in client.watch():
+                async for notice in client.watch(functools.partial(self._open.__setitem__, peer)):
                     attempt = 0
                     self.refused.pop(peer.node_id, None)
                     self._on_notice(watch, notice)
@@ -235,6 +264,8 @@ class ChainFollower:
                 wait = self.resync  # no chain there (yet): tried again at the safety pace
             except (HyperMeshError, TimeoutError, OSError, ValueError) as exc:
                 log.debug("peer's feed lost", extra={"peer": peer.address, "error": str(exc)})
+            finally:
+                self._open.pop(peer, None)
             if self._current(peer.node_id) != peer:
                 self.poke()  # moved or gone: the watch of the peers makes a new one
             await asyncio.sleep(wait)
@@ -349,13 +380,7 @@ class ChainFollower:
 
     async def _proofs_from(self, peer: PeerRef) -> None:
         """The proofs of equivocation ``peer`` holds about chains this node follows."""
-        proofs = await h3_get_json(
-            peer.address,
-            f"{API}/equivocations",
-            expected_id=peer.node_id,
-            identity=self.store.identity,
-            timeout=TIMEOUT,
-        )
+        proofs = await self._get(peer, f"{API}/equivocations")
         for item in _items(PROOFS, proofs, "equivocations", peer.address):
             try:
                 proof = Equivocation.from_json(item)
@@ -377,14 +402,31 @@ class ChainFollower:
             path = f"{API}/blocks?from={start}&limit={PAGE}"
         else:
             path = f"{API}/replica?author={node_id_from_public_key(author)}&from={start}"
-        data = await h3_get_json(
-            peer.address,
-            path,
-            expected_id=peer.node_id,
-            identity=self.store.identity,
-            timeout=TIMEOUT,
-        )
-        return _items(BLOCKS, data, "blocks", peer.address)
+        return _items(BLOCKS, await self._get(peer, path), "blocks", peer.address)
+
+    async def _get(self, peer: PeerRef, path: str) -> dict[str, Any]:
+        """GET ``path`` of ``peer`` as JSON: over its watch's connection when one is open
+        (no handshake), else over a new one."""
+        h3 = self._open.get(peer)
+        if h3 is None or h3.close_reason is not None:
+            return await h3_get_json(
+                peer.address,
+                path,
+                expected_id=peer.node_id,
+                identity=self.store.identity,
+                timeout=TIMEOUT,
+            )
+        async with asyncio.timeout(TIMEOUT):
+            status, _, body = await h3.request("GET", path, headers=[("accept", JSON)])
+        if status != 200:
+            raise status_error(peer.address, f"GET {path}", status, body)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise Unverified(f"{peer.address}: GET {path} answered something not a JSON object")
+        return data
 
     async def _prove_fork(self, peer: PeerRef, author: bytes, height: int) -> None:
         """``peer`` showed a block of ``author`` that builds on another block at ``height``

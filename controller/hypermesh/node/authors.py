@@ -66,6 +66,14 @@ class DirectoryPeers:
         known = {p.node_id for p in own}
         return own + [p for node_id, (p, _) in sorted(self.found.items()) if node_id not in known]
 
+    def incomplete(self) -> bool:
+        """Whether a peer the node is configured with (a node of its host, its registry) is
+        not running now, or its key is not written yet."""
+        node = self.node
+        configured = [u for u in (*node.config.peers, node.config.registry) if u is not None]
+        found = [node.upstream(u) for u in configured]
+        return any(p is None or not p.node_id for p in found)
+
     def registry(self) -> PeerRef | None:
         """Where the network's registry answers now: the node's upstream, or the node itself
         when it is the registry."""

@@ -50,7 +50,7 @@ class ChainFeature:
         stack.callback(replicas.close)
         # The peers, and the followed authors on other hosts found by key in the directory.
         authors = DirectoryPeers(node, lambda: follower.followed, lambda: follower.poke())
-        follower = ChainFollower(chain, replicas, authors.peers)
+        follower = ChainFollower(chain, replicas, authors.peers, incomplete=authors.incomplete)
         chain.on_append(lambda block: authors.wake() if block.links else None)
         start_task(stack, authors.run())
         ready = asyncio.Event()
