@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hypermesh.node.router import BodyStream, Request, RouteResponse
+from hypermesh.node.router import BodyStream, Request, Router, RouteResponse, post_streamed
+from hypermesh.node.server import bind_endpoint, server_configuration
+from hypermesh.transport.identity import Identity
 from hypermesh.transport.pool import ConnectionPool
 from hypermesh.tunnel.onion import encode_request
 from hypermesh.tunnel.records import (
@@ -244,3 +246,55 @@ def test_records_open_only_in_order_for_their_hop() -> None:
         backward.feed(records[0])
     framer = Framer()
     assert [last for _, last, _, _ in framer.feed(stream)] == [False] * 5 + [True]
+
+
+def test_a_streamed_route_reads_as_it_comes_and_may_answer_before_the_end() -> None:
+    """The node's HTTP/3 server and a route added with ``post_streamed``: the handler runs
+    once the headers are in and reads the body in pieces of at least ``batch`` bytes; one that
+    answers before reading the rest is answered at once, the rest is dropped, and the
+    connection goes on. Other routes keep the request body limit (413)."""
+    got: list[int] = []
+
+    async def count(request: Request) -> RouteResponse:
+        assert request.stream is not None and request.body == b""
+        request.stream.batch = 64 * 1024
+        async for piece in request.stream:
+            got.append(len(piece))
+        return RouteResponse.json({"size": sum(got)})
+
+    async def refuse(request: Request) -> RouteResponse:
+        return RouteResponse.error(403, "not this one")
+
+    async def whole(request: Request) -> RouteResponse:
+        return RouteResponse.json({"size": len(request.body)})
+
+    async def scenario() -> None:
+        identity = Identity.generate()
+        router = Router().add_all(
+            [post_streamed("/count", count), post_streamed("/refuse", refuse)]
+        )
+        router.add("/whole", whole, methods=("POST",))
+        endpoint = await bind_endpoint(
+            "127.0.0.1", 0, configuration=server_configuration(identity, doq=False), router=router
+        )
+        pool = ConnectionPool(None)
+        try:
+            body = os.urandom(3 * MIB)
+
+            async def post(path: str, data: bytes) -> tuple[int, bytes]:
+                status, _, answer = await pool.request(
+                    endpoint.address, identity.node_id, "POST", path, body=data, timeout=30
+                )
+                return status, answer
+
+            assert await post("/count", body) == (200, b'{"size":%d}\n' % len(body))
+            assert len(got) > 1 and min(got[:-1]) >= 64 * 1024
+            status, answer = await post("/refuse", body)
+            assert status == 403 and b"not this one" in answer
+            assert (await post("/whole", body))[0] == 413
+            assert await post("/whole", b"abc") == (200, b'{"size":3}\n')
+        finally:
+            await pool.aclose()
+            endpoint.close()
+
+    run(scenario())
