@@ -18,6 +18,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -130,6 +131,7 @@ def _started(node: NodeContext, features: list[str]) -> None:
             "generation": node.config.generation,
             "version": __version__,
             "features": features,
+            "cpu": round(time.process_time(), 4),  # CPU seconds the start took (bench/footprint)
         },
     )
 
