@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -213,6 +214,11 @@ class Registry:
         self.worker = worker or Worker()
         """The one thread the node runs the registry's calls on (``await registry.worker.
         run(registry.patch, …)``), off its event loop."""
+        self._lock = threading.RLock()
+        """Held through every transaction (and the zone signing done in it): a call made on
+        another thread than the writer waits for the writer's transaction to end rather than
+        change the same signed zone at the same time. Calls belong on the writer all the
+        same; this only keeps a stray one correct."""
         self.admin: str | None = None
         self._revoked: dict[str, Revocation] = {}
         self._zones: dict[str, _Signed] = {}
@@ -367,7 +373,7 @@ class Registry:
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
         try:
-            with Session(self.engine) as session:
+            with self._lock, Session(self.engine) as session:
                 yield session
                 session.commit()
         except IntegrityError as exc:
@@ -804,7 +810,7 @@ class Registry:
         in between are signed incrementally and share the older signatures). Returns the TLDs
         re-signed; their new zones come from ``zone()``."""
         now = self.clock()
-        due = [t for t, s in self._zones.items() if now - s.signed_at >= RESIGN_AFTER]
+        due = [t for t, s in list(self._zones.items()) if now - s.signed_at >= RESIGN_AFTER]
         done = []
         for tld in due:
             try:
