@@ -144,7 +144,7 @@ class DoqConnection:
         except Exception:  # the engine never raises; if it does, only this stream fails
             log.exception("DoQ query not answered")
             return self._refuse(stream_id, True, code=DOQ_INTERNAL_ERROR)
-        if inspect.isawaitable(answer):
+        if answer is not None and type(answer) is not bytes and inspect.isawaitable(answer):
             task = asyncio.ensure_future(self._later(stream_id, answer))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
