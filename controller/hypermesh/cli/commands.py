@@ -30,6 +30,7 @@ from hypermesh.cli.render import (
     error,
     mask_secrets,
     plan_json,
+    render_markdown,
     render_plan,
     table,
     to_json,
@@ -167,6 +168,8 @@ def diff(args: argparse.Namespace) -> int:
         store.close()
     if args.output == "json":
         sys.stdout.write(plan_json(the_plan) + "\n")
+    elif args.output == "markdown":
+        sys.stdout.write(render_markdown(the_plan))
     else:
         sys.stdout.write(render_plan(the_plan, Palette(use_colour(sys.stdout)), verbose=args.all))
     return 1 if the_plan.has_changes else 0

@@ -42,7 +42,8 @@ def _add_files(parser: argparse.ArgumentParser, required: bool = True) -> None:
         action="append",
         required=required,
         metavar="PATH",
-        help="a manifest file, a folder of *.yaml/*.yml, or - for standard input (repeatable)",
+        help="a manifest file, a folder of *.yaml/*.yml (and its subfolders, not those whose "
+        "names start with a dot, like .github), or - for standard input (repeatable)",
     )
 
 
@@ -159,8 +160,9 @@ def _add_diff(sub: Subparsers) -> None:
         p.add_argument("--prune", action="store_true", help="include deletes of undeclared")
         _add_output(
             p,
-            ["text", "json"],
-            "text: a unified diff per resource (default); json: the plan as data",
+            ["text", "json", "markdown"],
+            "text: a unified diff per resource (default); json: the plan as data; markdown: "
+            "a pull-request comment (creates, changes, prunes and drift in sections)",
         )
         p.add_argument("-a", "--all", action="store_true", help="also list unchanged resources")
 

@@ -100,24 +100,11 @@ def _render_item(item: PlanItem, palette: Palette) -> list[str]:
     if item.drift:
         title += f"  (drift: {'; '.join(map(str, item.drift))})"
     lines = [colour(palette.bold(title))]
-    old = _object(item.key, item.observed.spec if item.observed else None)
-    new = _object(item.key, item.desired.spec if item.desired else None)
-    if item.action is Action.DELETE:
-        new = ""
-    elif item.action is Action.CREATE:
-        old = ""
-    if old == new:
+    diff = _diff(item)
+    if not diff:
         if item.drift:
             lines.append(palette.dim("  spec unchanged; the live object will be repaired"))
         return lines
-    diff = difflib.unified_diff(
-        old.splitlines(),
-        new.splitlines(),
-        fromfile=f"{item.key} (applied)" if old else "/dev/null",
-        tofile=f"{item.key} (desired)" if new else "/dev/null",
-        lineterm="",
-        n=3,
-    )
     for line in diff:
         if line.startswith(("+++", "---")):
             lines.append(palette.bold(line))
@@ -132,10 +119,83 @@ def _render_item(item: PlanItem, palette: Palette) -> list[str]:
     return lines
 
 
+def _diff(item: PlanItem) -> list[str]:
+    """The item's spec, applied against desired, as unified diff lines (none: unchanged)."""
+    old = _object(item.key, item.observed.spec if item.observed else None)
+    new = _object(item.key, item.desired.spec if item.desired else None)
+    if item.action is Action.DELETE:
+        new = ""
+    elif item.action is Action.CREATE:
+        old = ""
+    if old == new:
+        return []
+    return list(
+        difflib.unified_diff(
+            old.splitlines(),
+            new.splitlines(),
+            fromfile=f"{item.key} (applied)" if old else "/dev/null",
+            tofile=f"{item.key} (desired)" if new else "/dev/null",
+            lineterm="",
+            n=3,
+        )
+    )
+
+
+_SECTIONS = (
+    (Action.CREATE, "Creates"),
+    (Action.UPDATE, "Changes"),
+    (Action.DELETE, "Prunes"),
+)
+
+
+def render_markdown(plan: Plan, title: str = "HyperMesh plan") -> str:
+    """A plan as a pull-request comment: its summary, then creates, changes, prunes and drift
+    in sections of their own, each resource's diff folded in a ``<details>`` block (secrets
+    masked as in the text diff)."""
+    out = [f"### {title}: {plan.summary()}", ""]
+    if not plan.has_changes and not plan.orphans:
+        out.append("No changes: the live network matches the manifests.")
+    for action, heading in _SECTIONS:
+        diffs = [(i, _diff(i)) for i in plan.items if i.action is action]
+        diffs = [(i, d) for i, d in diffs if d]  # an update for drift alone is under Drift
+        if diffs:
+            out += [f"#### {heading} ({len(diffs)})", ""]
+            for item, diff in diffs:
+                out += _markdown_item(item, diff)
+    drifted = [i for i in plan.items if i.drift]
+    if drifted:
+        out += [f"#### Drift ({len(drifted)}): the live objects are put back as declared", ""]
+        out += [f"- `{i.key}`: {'; '.join(map(str, i.drift))}" for i in drifted]
+        out.append("")
+    if plan.orphans:
+        out += [f"#### No longer declared ({len(plan.orphans)})", ""]
+        out += [f"- `{key}` (kept: apply with `--prune` deletes it)" for key in plan.orphans]
+        out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _markdown_item(item: PlanItem, diff: list[str]) -> list[str]:
+    body = "\n".join(diff[2:])  # the ---/+++ header says nothing the summary does not
+    fence = "~~~" if "```" in body else "```"
+    return [
+        f"<details><summary><code>{item.key}</code></summary>",
+        "",
+        f"{fence}diff",
+        body,
+        fence,
+        "",
+        "</details>",
+        "",
+    ]
+
+
 def _object(key: Any, spec: Mapping[str, Any] | None) -> str:
+    """The object as the diff shows it: keys sorted at every level, so the applied spec (as
+    stored) and the desired one (as written) differ only where their values do."""
     if spec is None:
         return ""
-    return to_yaml({"kind": key.kind, "name": key.name, "spec": mask_secrets(dict(spec))})
+    shown = {"kind": key.kind, "name": key.name, "spec": mask_secrets(dict(spec))}
+    return yaml.safe_dump(shown, sort_keys=True, default_flow_style=False, allow_unicode=True)
 
 
 def plan_json(plan: Plan) -> str:

@@ -144,14 +144,22 @@ def load_text(text: str, file: str = "<string>") -> LoadResult:
 
 def _expand(name: str, result: LoadResult) -> Iterator[Path]:
     path = Path(name)
-    files = _yaml_files(path) if path.is_dir() else [path] if path.exists() else []
+    files = yaml_files(path) if path.is_dir() else [path] if path.exists() else []
     if not files:
         result.problems.append(_nothing_at(name))
     yield from files
 
 
-def _yaml_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+def yaml_files(folder: Path) -> list[Path]:
+    """The manifests in ``folder`` and below, in name order; what hides under a name starting
+    with a dot (``.github/workflows``, ``.git``) is not a manifest and is left alone."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix in YAML_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _nothing_at(name: str) -> Problem:
@@ -167,7 +175,7 @@ def missing_inputs(names: Iterable[str]) -> list[Problem]:
 
 
 def _holds_input(path: Path) -> bool:
-    return bool(_yaml_files(path)) if path.is_dir() else path.exists()
+    return bool(yaml_files(path)) if path.is_dir() else path.exists()
 
 
 def _load_bytes(file: str, raw: bytes, result: LoadResult) -> None:

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from watchfiles import Change, awatch
 
+from hypermesh.model.loader import YAML_SUFFIXES, yaml_files
 from hypermesh.reconcile.gitops import content_digest, git_revision
 
-YAML_SUFFIXES = (".yaml", ".yml")
 GIT_TIMEOUT = 10.0
 """Seconds for a local git command (rev-parse, status)."""
 
@@ -79,9 +79,7 @@ def manifest_files(paths: Sequence[str]) -> list[tuple[str, Path]]:
         path = Path(name)
         prefix = f"{index}:" if len(paths) > 1 else ""
         if path.is_dir():
-            for file in sorted(path.rglob("*")):
-                if file.suffix in YAML_SUFFIXES and file.is_file():
-                    out.append((prefix + file.relative_to(path).as_posix(), file))
+            out += [(prefix + f.relative_to(path).as_posix(), f) for f in yaml_files(path)]
         elif path.is_file():
             out.append((prefix + path.name, path))
     return out
