@@ -16,6 +16,7 @@ from hypermesh.node.router import BodyStream, Request, Router, RouteResponse, po
 from hypermesh.node.server import bind_endpoint, server_configuration
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.pool import ConnectionPool
+from hypermesh.tunnel.client import TunnelFailed
 from hypermesh.tunnel.onion import encode_request
 from hypermesh.tunnel.records import (
     MAX_RECORD,
@@ -296,5 +297,28 @@ def test_a_streamed_route_reads_as_it_comes_and_may_answer_before_the_end() -> N
         finally:
             await pool.aclose()
             endpoint.close()
+
+    run(scenario())
+
+
+def test_a_message_over_the_destinations_limit_is_refused_through_the_relays() -> None:
+    """The destination refuses a v2 message past its ``max_message`` (413) before the end of
+    it; each relay stops sending on and answers 502, and the tunnel goes on working."""
+
+    async def scenario() -> None:
+        async with mesh("r1", "r2", "dest", relay=False) as nodes:
+            nodes["dest"].service.max_message = MIB
+            pool = ConnectionPool(None)
+            try:
+                tunnel = await open_through(nodes, ["r1", "r2", "dest"], pool)
+                tunnel.streaming = True
+                with pytest.raises(TunnelFailed, match=r"answered 502.*next hop refused"):
+                    await tunnel.request("POST", "/echo", body=bytes(4 * MIB), timeout=30)
+                sent = max(s.taken for s in streams_seen(nodes["r2"]))
+                assert sent < 3 * MIB  # r2 stopped reading when the destination refused
+                echoed = await tunnel.request("POST", "/echo", body=b"x" * 40_000)
+                assert echoed.json()["got"] == "x" * 40_000
+            finally:
+                await pool.aclose()
 
     run(scenario())

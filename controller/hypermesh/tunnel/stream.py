@@ -138,18 +138,23 @@ class Outgoing:
             await h3.drained(self.stream_id, window // 2)
         if self.answered:
             return False
-        assert h3._http is not None
-        h3._http.send_data(self.stream_id, piece, end_stream=False)
-        h3.transmit_soon()
+        self._send(piece, end=False)
         self.high_water = max(self.high_water, h3.unacknowledged(self.stream_id))
         return True
 
     def end(self) -> None:
         """The body is complete."""
         if not self.answered:
-            assert self._h3._http is not None
-            self._h3._http.send_data(self.stream_id, b"", end_stream=True)
-            self._h3.transmit_soon()
+            self._send(b"", end=True)
+
+    def _send(self, data: bytes, *, end: bool) -> None:
+        h3 = self._h3
+        assert h3._http is not None
+        try:
+            h3._http.send_data(self.stream_id, data, end_stream=end)
+        except Exception as exc:  # the peer stopped the stream, or the connection ended
+            raise TransportError(f"{h3.address}: the request's stream is closed: {exc}") from exc
+        h3.transmit_soon()
 
     def abort(self) -> None:
         """Give the request up: the stream is reset, the next hop sees no complete message."""
