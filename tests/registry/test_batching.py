@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,33 @@ def test_a_lone_record_is_stored_at_once_and_turns_make_separate_batches(
     asyncio.run(one_after_another())
     assert batcher.batches == 3
     assert directory.registry.get_tld(ZONE).serial == before + 3
+
+
+def test_on_the_writer_the_records_that_arrive_during_a_batch_make_the_next(
+    directory: Directory,
+) -> None:
+    """With the batches stored on the registry's writer thread (as the node does), the loop
+    takes requests while one batch is stored, and they are stored together next: 1 + 8
+    records in 2 batches, not 9."""
+    registry = directory.registry
+    keys = [Identity.generate() for _ in range(8)]
+    before = registry.get_tld(ZONE).serial
+
+    async def first_then_eight() -> list[NodeRecord]:
+        storing = asyncio.Event()
+
+        async def on_the_writer(call: Any, batch: Any) -> Any:
+            storing.set()
+            return await registry.worker.run(call, batch)
+
+        batcher = PublishBatcher(directory.publish_many, run=on_the_writer)
+        first = asyncio.ensure_future(batcher.publish(signed(ADMIN, seq=1)))
+        await asyncio.wait_for(storing.wait(), 30)  # the first batch is on the writer
+        rest = [batcher.publish(signed(key, seq=1)) for key in keys]
+        outcomes = await asyncio.wait_for(asyncio.gather(first, *rest), 30)
+        assert batcher.batches == 2
+        return outcomes
+
+    outcomes = asyncio.run(first_then_eight())
+    assert [o.node_id for o in outcomes] == [ADMIN.node_id] + [k.node_id for k in keys]
+    assert registry.get_tld(ZONE).serial == before + 2
