@@ -301,13 +301,15 @@ def test_a_streamed_route_reads_as_it_comes_and_may_answer_before_the_end() -> N
     run(scenario())
 
 
-def test_a_message_over_the_destinations_limit_is_refused_through_the_relays() -> None:
-    """The destination refuses a v2 message past its ``max_message`` (413) before the end of
-    it; each relay stops sending on and answers 502, and the tunnel goes on working."""
+@pytest.mark.parametrize("limit", ["max_message", "max_gathering"])
+def test_a_message_over_the_destinations_limit_is_refused_through_the_relays(limit: str) -> None:
+    """The destination refuses a v2 message past its ``max_message`` (413), or past what it
+    gathers of all tunnels' messages at once (503), before the end of it; each relay stops
+    sending on and answers 502, and the tunnel goes on working."""
 
     async def scenario() -> None:
         async with mesh("r1", "r2", "dest", relay=False) as nodes:
-            nodes["dest"].service.max_message = MIB
+            setattr(nodes["dest"].service, limit, MIB)
             pool = ConnectionPool(None)
             try:
                 tunnel = await open_through(nodes, ["r1", "r2", "dest"], pool)
@@ -316,6 +318,7 @@ def test_a_message_over_the_destinations_limit_is_refused_through_the_relays() -
                     await tunnel.request("POST", "/echo", body=bytes(4 * MIB), timeout=30)
                 sent = max(s.taken for s in streams_seen(nodes["r2"]))
                 assert sent < 3 * MIB  # r2 stopped reading when the destination refused
+                assert nodes["dest"].service.gathering == 0
                 echoed = await tunnel.request("POST", "/echo", body=b"x" * 40_000)
                 assert echoed.json()["got"] == "x" * 40_000
             finally:

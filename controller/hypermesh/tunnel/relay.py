@@ -51,6 +51,9 @@ FORWARD_TIMEOUT = 30.0
 
 MAX_MESSAGE = 16 * 1024 * 1024
 """The longest padded request the destination takes through a version 2 message (413)."""
+MAX_GATHERING = 64 * 1024 * 1024
+"""Bytes of version 2 requests the destination gathers at once, all tunnels together (503
+past it): what the node's request budgets bound for version 1."""
 
 OPEN_PATH = "/tunnel/v1/open"
 RELAY_PATH = "/tunnel/v1/relay"
@@ -107,6 +110,9 @@ class TunnelService:
         self._streams = streams if streams is not None else StreamPool()
         """Anonymous connections to next hops for version 2 messages."""
         self.max_message = max_message
+        self.max_gathering = MAX_GATHERING
+        self.gathering = 0
+        """Bytes of version 2 requests being gathered here (at the destination)."""
         self.sending: set[Outgoing] = set()
         """Version 2 messages being passed on (each bounded by the next hop's pace)."""
 
@@ -195,12 +201,20 @@ class TunnelService:
         self, circuit_id: bytes, circuit: Circuit, opener: Opener, source: AsyncIterator[bytes]
     ) -> bytes:
         padded = bytearray()
-        async for piece in source:
-            for inner in opener.feed(piece):
-                padded += inner
-            if len(padded) > self.max_message:
-                raise TunnelError(413, f"a tunnel message is at most {self.max_message} bytes here")
-        opener.finish()
+        try:
+            async for piece in source:
+                for inner in opener.feed(piece):
+                    padded += inner
+                    self.gathering += len(inner)
+                if len(padded) > self.max_message:
+                    raise TunnelError(
+                        413, f"a tunnel message is at most {self.max_message} bytes here"
+                    )
+                if self.gathering > self.max_gathering:
+                    raise TunnelError(503, "too many tunnel messages arriving here; try later")
+            opener.finish()
+        finally:
+            self.gathering -= len(padded)
         reply = await self._deliver(bytes(padded))
         sealer = Sealer(circuit.key, circuit_id, forward=False)
         return b"".join(sealer.seal(piece, last=last) for last, piece in pieces(reply))
