@@ -19,7 +19,8 @@ each printed side by side with its baseline:
 Both take each tunnel path twice, side by side: ``v1`` messages (one AEAD layer over the whole
 message per hop: each relay stores the message, then forwards it; the baseline) and ``v2``
 (records of 16 KiB each relay opens and passes on as they arrive, ``tunnel.records``), chosen
-per tunnel by ``Tunnel.streaming`` on the same nodes.
+per tunnel by ``Tunnel.streaming`` on the same nodes. (Left to itself, a client sends v1 for a
+request padded to one record or less, such as [rtt]'s, and v2 for larger ones.)
 ``open``
     ``Tunnel.open`` through 1, 2 and 3 relays (an HPKE layer per hop plus one round trip
     through the path), each tunnel closed after (not timed)
@@ -37,6 +38,7 @@ Run by hand, not by the tests::
 
     .venv/bin/python bench/tunnels.py              # 500 requests, 40 x 256 KiB, 50 opens, 200
     .venv/bin/python bench/tunnels.py --quick      # a smoke run: small counts
+    .venv/bin/python bench/tunnels.py --sections rtt throughput   # only those
 """
 
 from __future__ import annotations
