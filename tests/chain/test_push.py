@@ -308,3 +308,57 @@ def test_a_peer_that_starts_late_then_moves_is_watched_where_it_answers(tmp_path
     finally:
         chains.close()
     assert follower.wakes >= 2  # looked again while A was missing
+
+
+class Noted(dict[str, str]):
+    """A follower's ``refused``, setting ``changed`` at every change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        self.changed.set()
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        self.changed.set()
+        return super().pop(key, default)
+
+
+def test_a_refusal_of_the_watch_is_reported_until_the_peer_stops_refusing(tmp_path: Path) -> None:
+    """A peer's gate refusing this node's key (403) makes ``refused`` say so (the node is not
+    Ready); once the peer stops refusing, the next watch clears it, even when the peer then
+    serves no feed at all (404: unhelpful, not refusing)."""
+    chains = Chains(tmp_path)
+    peer = Identity.generate()
+    refusing = {chains.b.identity.node_id}
+    callers: list[str | None] = []
+
+    def gate(caller: str | None, _address: str, _operation: str) -> tuple[int, str]:
+        callers.append(caller)
+        return (403, "not you") if caller in refusing else (0, "")
+
+    async def main() -> None:
+        endpoint = await bind_endpoint(
+            "127.0.0.1", 0, configuration=server_configuration(peer), router=Router(), gate=gate
+        )
+        follower = ChainFollower(
+            chains.b, chains.b_replicas, lambda: [PeerRef(endpoint.address, peer.node_id)]
+        )
+        refused = follower.refused = Noted()
+        task = asyncio.create_task(follower.run())
+        try:
+            await until(lambda: peer.node_id in refused, refused.changed, "the refusal")
+            assert "not you" in refused[peer.node_id]
+            refusing.clear()
+            await until(lambda: not refused, refused.changed, "the refusal cleared")
+        finally:
+            await stopped(task)
+            endpoint.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        chains.close()
+    assert set(callers) == {chains.b.identity.node_id}  # the watch proves the node's key

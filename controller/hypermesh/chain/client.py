@@ -9,7 +9,7 @@ import base64
 import contextlib
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +144,7 @@ class ChainClient:
 
     async def watch(
         self, connected: Callable[[H3ClientProtocol], None] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """The node's head feed (``GET /chain/v1/watch``), one notice at a time as it comes
         (see ``hypermesh.node.chain_api``), heartbeats left out, over one connection kept
         open (given to ``connected`` once the feed is answered, for other requests to the

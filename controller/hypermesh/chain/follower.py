@@ -261,8 +261,10 @@ class ChainFollower:
                 self.refused[peer.node_id] = str(exc)
                 log.debug("peer refused the watch", extra={"peer": peer.address})
             except NoFeed:
+                self.refused.pop(peer.node_id, None)  # unhelpful, not refusing
                 wait = self.resync  # no chain there (yet): tried again at the safety pace
             except (HyperMeshError, TimeoutError, OSError, ValueError) as exc:
+                self.refused.pop(peer.node_id, None)
                 log.debug("peer's feed lost", extra={"peer": peer.address, "error": str(exc)})
             finally:
                 self._open.pop(peer, None)

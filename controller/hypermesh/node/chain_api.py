@@ -208,10 +208,12 @@ class ChainApi:
         return {**self._own_head(), "replicas": held}
 
     def _appended(self, block: Block) -> None:
-        if block.seq == self.store.size - 1:  # once per batch made durable together
+        if self.feed.subscribers and block.seq == self.store.size - 1:  # once per batch
             self.feed.publish(self._own_head())
 
     def _replica_changed(self, author: bytes, what: str) -> None:
+        if not self.feed.subscribers:
+            return
         node_id = node_id_from_public_key(author)
         if what == "block":
             assert self.replicas is not None
