@@ -171,8 +171,12 @@ def network(env: dict[str, str], nodes: int, timeout: float) -> Iterator[Network
                 found.ready += int(ready)
         yield found
     finally:
-        hmctl(env, "--state", str(state), "down", timeout=300)
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            hmctl(env, "--state", str(state), "down", timeout=120 + 3 * nodes)
+        except subprocess.TimeoutExpired:
+            print(f"  hmctl down timed out: nodes may be left; hmctl --state {state} down")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def median(values: list[float]) -> float:
@@ -262,9 +266,10 @@ def run_variant(name: str, env: dict[str, str], args: argparse.Namespace) -> Fig
 
 
 def baseline_tree(rev: str, into: Path) -> Path:
-    """The package of ``rev`` (``git archive``), for PYTHONPATH."""
+    """The package of ``rev`` (``git archive``; its schemas are a link to the top folder's),
+    for PYTHONPATH."""
     data = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "controller"],
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "controller", "schemas"],
         capture_output=True,
         check=True,
     ).stdout

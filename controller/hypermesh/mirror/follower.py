@@ -59,6 +59,10 @@ SILENCE = 3 * HEARTBEAT
 """A feed silent this long (three heartbeats missed) is taken for dead."""
 RETRY = (0.2, 0.5, 1.0, 2.0)
 """Waits between attempts to reach the registry, the last repeated."""
+STALE_MARGIN = 0.05
+"""Seconds past a copy's expiry the stale marker wakes (so that the expiry has passed)."""
+STALE_LOOK_MOST = 3600.0
+"""The stale marker looks at the copies at least this often (a clock set back, say)."""
 ERROR_BODY = 4096
 """Bytes of a refused watch's answer kept for the message."""
 
@@ -128,6 +132,8 @@ class Follower:
         self.refused: str | None = None
         """Why the registry refused this node's key at the last attempt (None: it did not)."""
         self._texts: dict[str, tuple[ZoneCopy, str]] = {}
+        self._copies_changed = asyncio.Event()
+        """Set when a copy was taken or refreshed: the stale marker looks at its due time anew."""
 
     # -- what the node shows ----------------------------------------------------------------
 
@@ -218,13 +224,33 @@ class Follower:
             await asyncio.sleep(RETRY[min(attempt, len(RETRY) - 1)])
             attempt += 1
 
-    async def keep_marking_stale(self, interval: float = 1.0) -> None:
-        """Mark copies past their expiry as stale (and fresh ones not), until cancelled."""
+    async def keep_marking_stale(self) -> None:
+        """Mark copies past their expiry as stale (and fresh ones not), until cancelled: it
+        wakes when the next fresh copy comes to its expiry, or when a copy is taken or
+        refreshed (``mark_stale``), and not otherwise."""
         while True:
-            self.mark_stale()
-            await asyncio.sleep(interval)
+            self._copies_changed.clear()
+            self._mark()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._copies_changed.wait(), self.next_expiry())
+
+    def next_expiry(self) -> float:
+        """Seconds until the next fresh copy passes its expiry (a little after, so that it
+        has passed when looked at); ``STALE_LOOK_MOST`` when no copy is fresh."""
+        now = self.clock()
+        left = [
+            self.state.fresh_at.get(name, 0.0) + self._expire_of(copy) - now
+            for name, copy in self.state.copies.items()
+        ]
+        due = min((t for t in left if t >= 0), default=STALE_LOOK_MOST)
+        return min(due + STALE_MARGIN, STALE_LOOK_MOST)
 
     def mark_stale(self) -> None:
+        """Mark copies past their expiry as stale now; the stale marker then waits anew."""
+        self._mark()
+        self._copies_changed.set()
+
+    def _mark(self) -> None:
         now = self.clock()
         stale = [
             dns.name.from_text(name)

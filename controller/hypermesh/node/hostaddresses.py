@@ -1,8 +1,12 @@
 """The host's own addresses, and what a wildcard bind (``0.0.0.0``, ``::``) stands for: where
-the node's record says it is reached, and what its paths call its local candidates."""
+the node's record says it is reached, and what its paths call its local candidates.
+
+``AddressWatch`` tells when they change, as the kernel announces it (a netlink socket joined to
+the address groups, read on the event loop): nothing is asked of the host until then."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import socket
@@ -71,3 +75,80 @@ def _ipv4_of_interfaces() -> list[str]:
                 continue  # no IPv4 address on this interface
             out.append(socket.inet_ntoa(answer[20:24]))
     return out
+
+
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV6_IFADDR = 0x100
+"""The rtnetlink multicast groups of address events (``linux/rtnetlink.h``)."""
+NETLINK_BUFFER = 65536
+
+
+class AddressWatch:
+    """The host's addresses, looked up again only when the kernel says they changed: a raw
+    ``AF_NETLINK`` socket joined to ``RTMGRP_IPV4_IFADDR`` and ``RTMGRP_IPV6_IFADDR``, read on
+    the event loop (``loop.add_reader``). Any message there (an address added or removed, or
+    an overflow of the socket's queue) sets ``changed`` and marks the list for a new look.
+    ``open`` returns None where netlink cannot be had (not Linux, or refused): the caller
+    then looks at the addresses on a timer as before."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        loop: asyncio.AbstractEventLoop,
+        lookup: Callable[[], list[str]] = local_addresses,
+    ) -> None:
+        self._sock = sock
+        self._loop = loop
+        self._lookup = lookup
+        self._known: list[str] | None = None
+        self.changed = asyncio.Event()
+        """Set on every change the kernel announces; the waiter clears it."""
+        self.events = 0
+        """How many announcements were read (for the tests)."""
+
+    @classmethod
+    def open(
+        cls,
+        lookup: Callable[[], list[str]] = local_addresses,
+        groups: int = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR,
+    ) -> AddressWatch | None:
+        """A watch on the running loop, or None without netlink."""
+        family = getattr(socket, "AF_NETLINK", None)
+        if family is None:
+            return None
+        try:
+            sock = socket.socket(family, socket.SOCK_RAW, getattr(socket, "NETLINK_ROUTE", 0))
+        except OSError:
+            return None
+        try:
+            sock.setblocking(False)
+            sock.bind((0, groups))
+            loop = asyncio.get_running_loop()
+            watch = cls(sock, loop, lookup)
+            loop.add_reader(sock.fileno(), watch._readable)
+        except (OSError, RuntimeError):
+            sock.close()
+            return None
+        return watch
+
+    def addresses(self) -> list[str]:
+        """The host's addresses (``local_addresses``), as of the last change announced."""
+        if self._known is None:
+            self._known = self._lookup()
+        return list(self._known)
+
+    def _readable(self) -> None:
+        try:
+            while self._sock.recv(NETLINK_BUFFER):
+                self.events += 1
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:  # ENOBUFS: announcements were lost; look again all the same
+            self.events += 1
+        self._known = None
+        self.changed.set()
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError, OSError, RuntimeError):
+            self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()

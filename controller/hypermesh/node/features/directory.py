@@ -6,8 +6,11 @@ The record names where each of the node's interfaces is reached: for the public 
 configured ``advertise`` addresses when given (what other hosts dial: a NAT's or a load
 balancer's), otherwise the bound address; a wildcard host (``0.0.0.0``, ``::``) stands for every
 non-loopback address of the host (loopback only when it has no other). It is published when the
-node starts, again at half of its lifetime, at once when the addresses or the registry's
-address change, and after a failure with a backoff (1 s doubling to 30 s).
+node starts, again at half of its lifetime, when the addresses or the registry's address
+change, and after a failure with a backoff (1 s doubling to 30 s). A change of the host's
+addresses is announced by the kernel (``hostaddresses.AddressWatch``, netlink) and acted on at
+once; the registry's address and the node's paths are looked at every ``CHECK_INTERVAL``
+(cheap: no question to the host), and the host's addresses too where netlink is unavailable.
 
 ``seq`` only grows for one key, also across restarts: it is the larger of the wall clock in
 milliseconds and the last one used plus one, remembered in the node's folder (``record.seq``),
@@ -28,7 +31,7 @@ from hypermesh import __version__
 from hypermesh.errors import HyperMeshError
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext, start_task
-from hypermesh.node.hostaddresses import expand_wildcard, local_addresses
+from hypermesh.node.hostaddresses import AddressWatch, expand_wildcard, local_addresses
 from hypermesh.registry.client import refusal
 from hypermesh.transport.address import PeerRef
 from hypermesh.transport.noderecord import MAX_ADDRESSES, NodeRecord
@@ -57,7 +60,10 @@ class DirectoryFeature:
         return config.registry is not None or "registry" in config.roles
 
     async def open(self, node: NodeContext, stack: contextlib.AsyncExitStack) -> None:
-        publisher = Publisher(node)
+        watch = AddressWatch.open()
+        if watch is not None:
+            stack.callback(watch.close)
+        publisher = Publisher(node, watch=watch)
         start_task(stack, publisher.run())
 
 
@@ -73,9 +79,17 @@ class Published:
 class Publisher:
     """Keeps the node's record at its registry fresh."""
 
-    def __init__(self, node: NodeContext, host_addresses: Callable[[], list[str]] | None = None):
+    def __init__(
+        self,
+        node: NodeContext,
+        host_addresses: Callable[[], list[str]] | None = None,
+        *,
+        watch: AddressWatch | None = None,
+    ):
         self.node = node
-        self.host_addresses = host_addresses or local_addresses
+        self.watch = watch
+        """Where the kernel's word of an address change arrives (None: no netlink here)."""
+        self.host_addresses = host_addresses or (watch.addresses if watch else local_addresses)
         self.last: Published | None = None
         self.last_error: str | None = None
 
@@ -136,10 +150,20 @@ class Publisher:
         """Sleep until half the lifetime has passed or the addresses or registry changed."""
         due = time.monotonic() + self.node.config.record_lifetime / 2
         while (left := due - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, CHECK_INTERVAL))
+            await self._wake(min(left, CHECK_INTERVAL))
             if (registry, interfaces, paths) != (self.registry(), self.interfaces(), self.paths()):
                 log.info("node addresses or registry changed: publishing again")
                 return
+
+    async def _wake(self, most: float) -> None:
+        """Sleep ``most`` seconds, or until the kernel announces an address change."""
+        if self.watch is None:
+            await asyncio.sleep(most)
+            return
+        changed = self.watch.changed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), most)
+        changed.clear()
 
     async def publish(
         self,

@@ -20,6 +20,11 @@ from hypermesh.transport.pool import ConnectionPool
 from hypermesh.tunnel.onion import new_tunnel_key
 from hypermesh.tunnel.relay import FORWARD_TIMEOUT, TunnelService
 
+SWEEP_BUSY = 1.0
+"""Seconds between sweeps of expired circuits while there are circuits."""
+SWEEP_IDLE = 30.0
+"""Seconds between sweeps while there are none: an idle node wakes no more often."""
+
 
 class TunnelsFeature:
     """A node with ``ephemeral_listen`` serves tunnels (and relays them with role ``relay``)."""
@@ -79,8 +84,13 @@ def _tunnel_gate(node: NodeContext) -> Gate | None:
     ).check
 
 
-async def _sweep_tunnels(tunnels: TunnelService, interval: float = 1.0) -> None:
-    """Drop the circuits whose expiry has passed, with their keys."""
+async def _sweep_tunnels(
+    tunnels: TunnelService, busy: float = SWEEP_BUSY, idle: float = SWEEP_IDLE
+) -> None:
+    """Drop the circuits whose expiry has passed, with their keys: every ``busy`` seconds
+    while the node holds circuits, every ``idle`` seconds while it holds none (a circuit past
+    its expiry is refused when used whether it was swept or not: the sweep only frees its
+    memory)."""
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(busy if len(tunnels) else idle)
         tunnels.sweep()
