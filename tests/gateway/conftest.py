@@ -21,14 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.conftest import EXAMPLES, Hmctl
+from tests.harness.proc import free_udp_port
 
 START_TIMEOUT = 30.0
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _record(name: str, owner: str, type_: str, value: str) -> str:
@@ -88,7 +83,7 @@ def running_lab(base: Path) -> Iterator[Lab]:
     hmctl.env.pop("XDG_DATA_HOME", None)
     folder = base / "example"
     shutil.copytree(EXAMPLES / "registry-and-names", folder)
-    alpha_port = _free_udp_port()
+    alpha_port = free_udp_port()
     network = (folder / "network.yaml").read_text()
     marker = "  name: alpha\nspec:\n  network: acme\n  listen: 127.0.0.1:0\n"
     assert marker in network

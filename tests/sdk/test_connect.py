@@ -19,6 +19,7 @@ from hypermesh.transport.identity import Identity
 from tests.harness import directory
 from tests.harness.node_process import NodeStarter, RunningNode
 from tests.harness.nodes import wait_for
+from tests.harness.proc import free_udp_port
 
 
 @dataclass
@@ -42,7 +43,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
             starter, "registry", roles=("registry",), members=("gamma", "delta")
         )
         gamma = directory.start(starter, "gamma", registry="registry")
-        port, dead = directory.free_udp_port(), f"127.0.0.1:{directory.free_udp_port()}"
+        port, dead = free_udp_port(), f"127.0.0.1:{free_udp_port()}"
         delta = directory.start(
             starter,
             "delta",
