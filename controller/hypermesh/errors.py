@@ -104,6 +104,14 @@ class TemporaryError(ReconcileError):
         self.delay = delay
 
 
+class AwaitingPerson(ReconcileError):
+    """Waits on a person (a registry administrator's approval), whom the message tells what to
+    run: said once, not retried within an apply (what depends on it waits with it), tried
+    again at the next apply or pass of the loop."""
+
+    reason = "AwaitingPerson"
+
+
 class PermanentError(ReconcileError):
     """Retrying will not help until the desired state changes."""
 

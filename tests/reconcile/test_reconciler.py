@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hypermesh.errors import PermanentError, TemporaryError
+from hypermesh.errors import AwaitingPerson, PermanentError, TemporaryError
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.plan import Drift, DriftKind
 from hypermesh.reconcile import ApplyContext, Live, Outcome, Reconciler, ReconcileSettings
@@ -140,6 +140,32 @@ def test_permanent_failure_stalls_until_the_spec_changes(
         ]
     )
     assert asyncio.run(reconciler.converge(changed, timeout=10)).converged
+
+
+def test_a_resource_awaiting_a_person_is_told_once_and_not_retried_within_an_apply(
+    reconciler: Reconciler, world: World
+) -> None:
+    waiting = "n awaits the administrator's approval: they run `approve n`"
+    world.failures["n"] = [AwaitingPerson(waiting), AwaitingPerson(waiting)]
+    said: list[tuple[str, str]] = []
+    reconciler.on_progress = lambda progress, key, text: said.append((str(key), text))
+    network, node = ResourceKey("Network", "n"), ResourceKey("Node", "a")
+
+    first = asyncio.run(reconciler.converge(desired("a"), timeout=30))
+    assert not first.converged and network in first.stalled and node in first.stalled
+    assert world.calls == [("apply", "Network/n")]  # one try, the node behind it untouched
+    cond = ready(reconciler, network)
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "AwaitingPerson", waiting)
+
+    second = asyncio.run(reconciler.converge(desired("a"), timeout=30))  # the next apply
+    assert network in second.stalled
+    assert world.calls.count(("apply", "Network/n")) == 2  # asked again, said no more
+    assert [text for key, text in said if key == "Network/n" and "awaits" in text] == [waiting]
+    events = [e.reason for e in reconciler.store.events(network)]
+    assert events.count("AwaitingPerson") == 1
+
+    third = asyncio.run(reconciler.converge(desired("a"), timeout=30))  # approved since
+    assert third.converged and node in world.objects
 
 
 def test_dependents_wait_for_a_failed_dependency(reconciler: Reconciler, world: World) -> None:

@@ -23,7 +23,13 @@ from typing import Any
 from hypermesh.drivers.bootstrap import BootstrapError, load_bootstrap
 from hypermesh.drivers.ports import Clock, NodeDirectory, SystemClock
 from hypermesh.drivers.targets import owner_name, target_rrsets
-from hypermesh.errors import HyperMeshError, PermanentError, TemporaryError, TransportError
+from hypermesh.errors import (
+    AwaitingPerson,
+    HyperMeshError,
+    PermanentError,
+    TemporaryError,
+    TransportError,
+)
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.plan import Drift, DriftKind
 from hypermesh.reconcile import ApplyContext, Live, Outcome
@@ -246,11 +252,10 @@ class TLDDriver:
         """Renew a registration close to its end; refuse to pretend about any other state."""
         state, note = data.get("status"), data.get("note") or ""
         if state == "pending":
-            raise TemporaryError(
-                f"{name!r} awaits the registry administrator's approval "
-                f"(hmctl registry approve {name})",
+            raise AwaitingPerson(
+                f"{name!r} awaits the registry administrator's approval: they run "
+                f"`hmctl registry approve {name}`; the next apply (or pass of hmctl up) goes on",
                 reason="AwaitingApproval",
-                delay=5,
             )
         if state == "rejected":
             raise PermanentError(

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from hypermesh.errors import PermanentError, ReconcileError, TemporaryError
+from hypermesh.errors import AwaitingPerson, PermanentError, ReconcileError, TemporaryError
 from hypermesh.model.placement import REMOTE, Placement
 from hypermesh.model.references import dependencies
 from hypermesh.model.resources import KIND_ORDER, DesiredState, Resource, ResourceKey
@@ -172,6 +172,8 @@ class Reconciler:
         )
         self.on_progress = on_progress
         self._stalled_at: dict[ResourceKey, int] = {}
+        self._told: dict[ResourceKey, str] = {}
+        """What each resource awaiting a person last said (said again only when it changes)."""
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
     @property
@@ -515,6 +517,7 @@ class Reconciler:
                 log.exception("driver for %s crashed", key)
                 return self._failed(key, status, generation, TemporaryError(repr(exc)))
         self._applied(item, driver, status, generation, outcome)
+        self._told.pop(key, None)
         return ItemState.DONE, ""
 
     def _held_back(
@@ -628,8 +631,11 @@ class Reconciler:
         generation: int,
         exc: ReconcileError,
     ) -> tuple[ItemState, str]:
-        """A driver failed: stall until the spec changes (PermanentError), or back off."""
+        """A driver failed: stall until the spec changes (PermanentError), wait for a person
+        (AwaitingPerson), or back off."""
         message = str(exc)
+        if isinstance(exc, AwaitingPerson):
+            return self._awaiting(key, status, generation, exc)
         if isinstance(exc, PermanentError):
             self._stalled_at[key] = generation
             status["stalledMessage"] = message
@@ -661,6 +667,23 @@ class Reconciler:
         self.store.add_event(key, "Warning", exc.reason, message)
         self._progress(Progress.FAILED, key, text)
         return ItemState.FAILED, message
+
+    def _awaiting(
+        self, key: ResourceKey, status: dict[str, Any], generation: int, exc: AwaitingPerson
+    ) -> tuple[ItemState, str]:
+        """Held for a person: not Ready, not retried in this apply (it stands as stalled, and
+        what depends on it with it), told once (the event and the progress line) until what
+        it says changes."""
+        message = str(exc)
+        self._set_conditions(
+            key, status, generation, ready=False, reason=exc.reason, message=message,
+            reconciling=False,
+        )  # fmt: skip
+        if self._told.get(key) != message:
+            self._told[key] = message
+            self.store.add_event(key, "Warning", exc.reason, message)
+            self._progress(Progress.STALLED, key, message)
+        return ItemState.STALLED, message
 
     def _summarise(
         self, observed: Mapping[ResourceKey, Live], generations: Mapping[ResourceKey, int]
