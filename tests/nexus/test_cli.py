@@ -50,8 +50,17 @@ def test_compile_reports_problems_and_exits_1() -> None:
 
 def test_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(QUICKSTART)]) == 0
+    assert capsys.readouterr().out == f"{QUICKSTART}: ok (1 Network, 3 Node, 1 TLD, 1 Record)\n"
     assert main(["check", str(QUICKSTART), str(ERRORS / "unknown_field.nx")]) == 1
-    assert "unknown field 'mdoe'" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "unknown field 'mdoe'" in said.err
+    assert said.out == f"{QUICKSTART}: ok (1 Network, 3 Node, 1 TLD, 1 Record)\n"  # not the other
+
+
+def test_version() -> None:
+    done = nexus("--version")
+    assert done.returncode == 0
+    assert done.stdout.startswith("nexus ") and "hypermesh.online/v1alpha1" in done.stdout
 
 
 def test_run_refuses_a_program_without_handlers() -> None:

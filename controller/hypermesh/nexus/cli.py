@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from hypermesh import API_VERSION, __version__
 from hypermesh.nexus.compiler import compile_file, to_yaml
 from hypermesh.nexus.errors import NexusError, Problem
 from hypermesh.nexus.formatter import format_source
@@ -37,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         "compiled to the manifests hmctl applies. See docs/nexus.md.",
         epilog="example:\n  nexus compile network.nx -o net.yaml && hmctl apply -f net.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"nexus {__version__} (HyperMesh API {API_VERSION})"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -136,11 +141,19 @@ def _compile(file: str, output: str | None, *, validate: bool) -> int:
 
 
 def _check(files: Sequence[str]) -> int:
+    """Every problem of every file; a file without any is said to be fine, with what it
+    declares (on stdout: the problems go to stderr)."""
     bad = 0
     for file in files:
         compiled = compile_file(file)
         _report(compiled.problems)
         bad += bool(compiled.problems)
+        if not compiled.problems:
+            kinds = Counter(str(d.get("kind")) for d in compiled.manifests)
+            declared = ", ".join(f"{n} {kind}" for kind, n in kinds.items()) or "no resources"
+            handlers = len(compiled.handlers)
+            more = f", {handlers} handler{'s' if handlers != 1 else ''}" if handlers else ""
+            print(f"{file}: ok ({declared}{more})")
     return 1 if bad else 0
 
 
