@@ -3,6 +3,7 @@ run end to end against its network started by `hmctl apply`: real node processes
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,29 @@ def test_h3_service_by_name(hmctl: Hmctl, tmp_path: Path) -> None:
     assert "verified: True" in fetched.stderr and 'alpn="h3"' in fetched.stderr
     missing = app(hmctl, "h3-service/fetch.py", "https://nope.hmshop/status", "--as", "client")
     assert missing.returncode == 1 and "error:" in missing.stderr
+
+
+def test_the_sdk_sample_in_the_docs_runs_against_its_example(hmctl: Hmctl, tmp_path: Path) -> None:
+    apply(hmctl, "registry-and-names")
+    text = (EXAMPLES.parent / "docs" / "sdk.md").read_text()
+    sample = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "examples/registry-and-names" in sample
+    script = tmp_path / "sample.py"
+    script.write_text(sample.replace('".hypermesh"', repr(str(hmctl.state))))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=hmctl.cwd,
+        env=hmctl.env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "['192.0.2.10', '192.0.2.11'] True", done.stdout
+    nodes = json.loads(hmctl("get", "nodes", "-o", "json").stdout)["items"]
+    (alpha,) = [n for n in nodes if n["metadata"]["name"] == "alpha"]
+    assert lines[1] == f"200 {alpha['status']['identity']}"
+    assert lines[2].startswith("block ") and lines[3].startswith("sent ")
+    asked = hmctl("dns", "query", "build.acme", "TXT")
+    assert '"v2"' in asked.stdout, asked.stdout + asked.stderr
