@@ -16,7 +16,8 @@ The poll loops the node ran before sit side by side with the push paths, in one 
     (A, B, W and their loops, all in it) used per second, and the requests A and W served
 
 Each delay row gives p50, p90 and max over ``--events`` appends, each made after a random wait
-(0 … the poll interval) so the appends fall at every phase of the poll. A, B and W are real
+(0 … the poll interval) so the appends fall at every phase of the poll, with only that row's
+loop running (the idle row runs both). A, B and W are real
 QUIC endpoints on 127.0.0.1 in this process's event loop, their chains real SQLite files in a
 temporary folder, removed at the end. Every loop is bounded by ``--events`` and by a 10 s wait
 per event.
@@ -183,6 +184,12 @@ async def idle(rig: Rig, seconds: float) -> tuple[float, int]:
     return used, after - before
 
 
+async def stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def measure(mode: str, events: int, idle_s: float, base: Path) -> dict[str, Any]:
     rig = Rig(base)
     try:
@@ -194,21 +201,21 @@ async def measure(mode: str, events: int, idle_s: float, base: Path) -> dict[str
 
         collector = CosignCollector(rig.a, rig.cosignatures, lambda: [w], 1, ask)
         if mode == "poll":
-            tasks = [
-                asyncio.create_task(every(2.0, follower.round)),
-                asyncio.create_task(every(1.0, collector.round)),
-            ]
+            following = functools.partial(every, 2.0, follower.round)
+            cosigning = functools.partial(every, 1.0, collector.round)
         else:
-            tasks = [asyncio.create_task(follower.run()), asyncio.create_task(collector.run())]
-        await until(lambda: 1 in rig.taken, rig.changed)
+            following, cosigning = follower.run, collector.run
         spread = 2.0 if mode == "poll" else 0.2
+        tasks = [asyncio.create_task(following())]  # the block row: the follower alone
+        await until(lambda: 1 in rig.taken, rig.changed)
         block = await delays(rig, events, spread, witness=False)
+        await stop(tasks)
+        tasks = [asyncio.create_task(cosigning())]  # the checkpoint row: the cosigner alone
         checkpoint = await delays(rig, events, spread / 2, witness=True)
-        await asyncio.sleep(1.0)  # the last event's tail
+        tasks.append(asyncio.create_task(following()))  # the idle row: both
+        await asyncio.sleep(2.0)  # the follower catches up, the last event's tail
         cpu, served = await idle(rig, idle_s)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop(tasks)
         return {"block": block, "checkpoint": checkpoint, "cpu": cpu, "served": served}
     finally:
         rig.close()
