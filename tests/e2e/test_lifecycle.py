@@ -147,16 +147,36 @@ def test_prune_guard(hmctl: Hmctl, tmp_path: Path) -> None:
     assert len(node_processes(hmctl.state)) == 1
 
 
-def test_second_apply_is_told_who_holds_the_lock(hmctl: Hmctl, tmp_path: Path) -> None:
-    manifest = tmp_path / "net.yaml"
+def test_an_apply_while_a_loop_runs_is_handed_to_it_or_told_what_to_do(
+    hmctl: Hmctl, tmp_path: Path
+) -> None:
+    manifest, other = tmp_path / "net.yaml", tmp_path / "other.yaml"
     write(manifest, "a")
-    controller = hmctl.popen("controller", "run", "-f", str(manifest), "--interval", "1s")
+    write(other, "a")
+    controller = hmctl.popen("controller", "run", "-f", str(manifest), "--interval", "30s")
     try:
         assert controller.stdout is not None
         wait_for(lambda: "reconciling every" in controller.stdout.readline(), timeout=60)
-        second = hmctl("apply", "-f", str(manifest))
-        assert second.returncode == 3
-        assert f"locked by hmctl controller run (pid {controller.pid}" in second.stderr
+        same = hmctl("apply", "-f", str(manifest))
+        assert same.returncode == 0, same.stdout + same.stderr
+        assert f"hmctl controller run (pid {controller.pid}) already applied" in same.stdout
+        # An edit of the files the loop applies: applied by the loop, which sees it at once
+        # (not in 30 s); the apply waits for it (cli.handover's own tests: the waiting) or
+        # finds it applied already.
+        write(manifest, "a", "b")
+        handed = hmctl("apply", "-f", str(manifest), "--timeout", "60s")
+        assert handed.returncode == 0, handed.stdout + handed.stderr
+        assert f"hmctl controller run (pid {controller.pid})" in handed.stdout
+        assert "converged: 3 resources ready" in handed.stdout
+        assert len(node_processes(hmctl.state)) == 2
+        # Other files: not the loop's to apply; the error says what it applies and what to do.
+        refused = hmctl("apply", "-f", str(other))
+        assert refused.returncode == 3
+        assert (
+            f"hmctl controller run (pid {controller.pid}) holds this state and applies "
+            f"{manifest.resolve()}: edit those files" in refused.stderr
+        ), refused.stderr
+        assert "hmctl down" in refused.stderr
     finally:
         controller.send_signal(signal.SIGTERM)
         controller.wait(timeout=30)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -22,6 +23,7 @@ from rich.status import Status
 from hypermesh import API_VERSION
 from hypermesh.cli.common import host_of, join_token_of, nothing_declared, state_dir
 from hypermesh.cli.directory import remote_statuses
+from hypermesh.cli.handover import hand_to_loop
 from hypermesh.cli.logs import setup_logging
 from hypermesh.cli.paths import get_paths
 from hypermesh.cli.render import (
@@ -181,7 +183,14 @@ def diff(args: argparse.Namespace) -> int:
 def apply(args: argparse.Namespace) -> int:
     desired = _desired(args, allow_empty=args.prune)
     directory = state_dir(args)
-    with StateLock(directory, "hmctl apply"):
+    lock = StateLock(directory, "hmctl apply")
+    try:
+        lock.acquire()
+    except LockHeldError as held:
+        if args.dry_run:
+            raise
+        return _handed(args, directory, lock, held)
+    with lock:  # held already: released at the end
         setup_logging(directory, verbose=args.verbose)
         store = StateStore.open(directory)
         printer = _ProgressPrinter(sys.stdout)
@@ -209,6 +218,18 @@ def apply(args: argparse.Namespace) -> int:
         finally:
             printer.close()
             store.close()
+
+
+def _handed(args: argparse.Namespace, directory: Path, lock: StateLock, held: LockHeldError) -> int:
+    """An apply while ``hmctl up`` or ``controller run`` holds the state: handed to that loop
+    when it applies these very files (``cli.handover``), else ``held`` or what to do."""
+    store = StateStore.open(directory)
+    try:
+        return hand_to_loop(args, store, lock.holder(), _report)
+    except LockHeldError as refused:
+        raise (refused if str(refused) else held) from None
+    finally:
+        store.close()
 
 
 def _report(store: StateStore) -> int:

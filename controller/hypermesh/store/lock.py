@@ -77,7 +77,8 @@ class StateLock:
         )
 
     def __enter__(self) -> StateLock:
-        self.acquire()
+        if self._fd is None:  # not acquired already
+            self.acquire()
         return self
 
     def __exit__(
