@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hypermesh.node.forkserver import READY, TITLE_ROOM
+from hypermesh.node.lockfile import pid_alive
 
 ENV = "HM_FORKSERVER"
 """``0`` turns the fork server off: every node is started by ``python -m hypermesh.node``."""
@@ -60,7 +61,9 @@ class ForkedChild:
         self._code: int | None = None
 
     def poll(self) -> int | None:
-        if self._code is None:
+        """None while the node runs (asked of /proc, not of the server: no round trip while
+        it runs); once it is gone, its exit code as the server collected it."""
+        if self._code is None and not pid_alive(self.pid):
             self._code = self._server.poll(self.pid)
         return self._code
 
@@ -73,26 +76,43 @@ class ForkServer:
         self.timeout = timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._failed = False
+        self._ready = False
 
     @staticmethod
     def wanted() -> bool:
         return os.environ.get(ENV, "1").strip().lower() not in ("0", "no", "false", "off")
 
+    def prestart(self) -> None:
+        """Start the server now without waiting for it (it imports while the controller does
+        its other work), unless it runs, failed or is turned off."""
+        if self._failed or not self.wanted() or self._process is not None:
+            return
+        try:
+            self._launch()
+        except OSError:
+            self._failed = True
+
     def available(self) -> bool:
         """Whether nodes can be forked now (the server started, or starts now)."""
         if self._failed or not self.wanted():
             return False
-        if self._process is not None and self._process.poll() is None:
+        if self._process is not None and self._process.poll() is not None:
+            self.close()  # it died (killed, say): a new one
+        if self._ready and self._process is not None:
             return True
         try:
-            self._start()
+            if self._process is None:
+                self._launch()
+            if self._line() != READY:
+                raise ForkServerError("the fork server did not start")
         except (OSError, ForkServerError):
             self._failed = True  # the plain spawn from now on
             self.close()
             return False
+        self._ready = True
         return True
 
-    def _start(self) -> None:
+    def _launch(self) -> None:
         self._process = subprocess.Popen(
             [self.python, "-m", "hypermesh.node.forkserver", " " * TITLE_ROOM],
             stdin=subprocess.PIPE,
@@ -102,8 +122,6 @@ class ForkServer:
             close_fds=True,
         )
         atexit.register(self.close)
-        if self._line() != READY:
-            raise ForkServerError("the fork server did not start")
 
     def _line(self) -> bytes:
         process = self._process
@@ -148,8 +166,6 @@ class ForkServer:
     def poll(self, pid: int) -> int | None:
         """The exit code of a node the server forked, None while it runs. Without a server to
         ask, a node no longer alive has exited with a code no one knows (-1)."""
-        from hypermesh.node.lockfile import pid_alive
-
         try:
             code = self._ask({"op": "poll", "pid": pid})["code"]
         except (ForkServerError, ValueError):
@@ -158,7 +174,7 @@ class ForkServer:
 
     def close(self) -> None:
         """Stop the server (its nodes live on): close its stdin, wait a moment for it."""
-        process, self._process = self._process, None
+        process, self._process, self._ready = self._process, None, False
         if process is None:
             return
         with contextlib.suppress(OSError):

@@ -130,6 +130,8 @@ class NodeProcessDriver:
         self._desired = desired
         self._node_ids = {}
         self.directory.prepare(desired)
+        if any(self.placement.is_local(n) for n in desired.of_kind("Node")):
+            self._forks.prestart()  # it imports while the pass plans and observes
 
     def _outdated(self, key: ResourceKey, node_dir: Path) -> str | None:
         """Why the node's running config no longer matches what its network says (members
