@@ -68,8 +68,11 @@ def test_a_location_is_looked_up_again_when_its_record_expires_and_not_before() 
     run_for(locator, 2.5)
     gaps = [round(t - started, 2) for t in locator.asked]
     print(f"\nlookups at {gaps} s (record lifetime 1 s)")
-    assert len(locator.asked) == 3, gaps  # at 0, at its expiry (1 s), at the next (2 s)
-    assert all(0.9 <= b - a <= 1.5 for a, b in zip(locator.asked, locator.asked[1:], strict=False))
+    # At 0, at its expiry (1 s), at the next (2 s): never before a record expires, and soon
+    # after (the former fixed interval of 2 s looked at 0, 2, 4 s). The upper bounds leave
+    # room for a loaded machine.
+    assert 2 <= len(locator.asked) <= 3, gaps
+    assert all(0.9 <= b - a <= 1.8 for a, b in zip(locator.asked, locator.asked[1:], strict=False))
     assert locator.peers() == [PeerRef("127.0.0.1:4433", AUTHOR.node_id)]
     assert locator.moves == 1  # the follower was told once, when it was found
 
@@ -89,6 +92,6 @@ def test_nothing_to_locate_wakes_nothing_until_a_new_author_is_linked() -> None:
 
 def test_an_author_not_found_is_looked_for_again_after_a_backoff() -> None:
     locator = Locator({AUTHOR.public_key_bytes}, lifetime=None)
-    run_for(locator, 2.5)
-    assert len(locator.asked) == 2  # at 0 and after the first wait (2 s), not every 2 s since
+    run_for(locator, 3.5)
+    assert len(locator.asked) == 2  # at 0 and after the first wait (2 s); the next after 5 s
     assert locator.peers() == []
