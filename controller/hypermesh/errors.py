@@ -75,6 +75,11 @@ class PruneRefused(HyperMeshError):
     """A prune would delete too much; ``--force`` overrides."""
 
 
+class MoveRefused(PruneRefused):
+    """A plan would move resources from one network to another (the same names applied from
+    other manifests, most often); ``--force`` overrides."""
+
+
 class TransportError(HyperMeshError):
     """A QUIC/HTTP/3 exchange with a peer failed (unreachable, reset, bad answer)."""
 

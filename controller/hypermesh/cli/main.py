@@ -1084,7 +1084,8 @@ def _add_apply_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force",
         action="store_true",
-        help="let --prune delete more than half of the inventory, or all of it",
+        help="let --prune delete more than half of the inventory, or all of it, and let the "
+        "manifests move resources this state applied to another network into theirs",
     )
     p.add_argument(
         "--timeout",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from hypermesh.errors import ManifestError, PruneRefused, StateError
+from hypermesh.errors import ManifestError, MoveRefused, PruneRefused, StateError
 from hypermesh.model.resources import DesiredState, ResourceKey
 from hypermesh.plan import Action, Plan, PlanItem
 from hypermesh.reconcile import gitops
@@ -368,9 +368,32 @@ def _utcnow() -> datetime:
 
 def prune_guard(the_plan: Plan, desired: DesiredState, store: StateStore, force: bool) -> None:
     """Raise PruneRefused when the deletes of ``the_plan`` would empty the inventory, or
-    delete more than half of it (unless ``force``)."""
+    delete more than half of it, and MoveRefused when it would move resources to another
+    network (unless ``force``)."""
     deletes = [i.key for i in the_plan.items if i.action is Action.DELETE]
     check_prune(deletes, desired, store, force)
+    if not force:
+        check_moves(the_plan)
+
+
+def check_moves(the_plan: Plan) -> None:
+    """Raise MoveRefused naming every resource the plan would move to another network: the
+    same names applied to one state from two sets of manifests (two examples) would otherwise
+    take each other's nodes without a word."""
+    moves = []
+    for item in the_plan.items:
+        if item.action is not Action.UPDATE or item.desired is None or item.observed is None:
+            continue
+        old, new = (item.observed.spec or {}).get("network"), item.desired.spec.get("network")
+        if old and new and old != new:
+            moves.append(f"{item.key} ({item.desired.position()}) from {old} to {new}")
+    if moves:
+        raise MoveRefused(
+            f"refusing to move {'; '.join(moves)}: this state applied "
+            f"{'it' if len(moves) == 1 else 'them'} to another network, from other manifests "
+            "perhaps; give these manifests a state of their own (--state DIR, or $HM_STATE), "
+            "or pass --force to move"
+        )
 
 
 def undeclared(desired: DesiredState, store: StateStore) -> list[ResourceKey]:
