@@ -362,3 +362,54 @@ def test_a_refusal_of_the_watch_is_reported_until_the_peer_stops_refusing(tmp_pa
     finally:
         chains.close()
     assert set(callers) == {chains.b.identity.node_id}  # the watch proves the node's key
+
+
+def test_a_block_reaches_a_node_that_follows_the_author_only_through_a_replica(
+    tmp_path: Path,
+) -> None:
+    """C peers with B alone; B follows A. A block on A is announced by A's feed to B, which
+    takes it in and announces its replica's growth (``{"replica": …}``) to C, which fetches it
+    from B's replica: pushed over two hops, polled nowhere."""
+    chains = Chains(tmp_path)
+    c_store = ChainStore.open(tmp_path / "c.db", Identity.generate())
+    c_replicas = Replicas.open(tmp_path / "c-replicas.db")
+    first = chains.a.block(0)
+    c_store.append(2, b"", [Link(first.author, first.seq, first.hash)])
+    author = chains.a.identity.public_key_bytes
+    changed = asyncio.Event()
+    c_replicas.on_change(lambda _a, _w: changed.set())
+
+    def b_routes(router: Router) -> None:
+        add_chain_routes(router, chains.b, replicas=chains.b_replicas)
+
+    def held(size: int) -> bool:
+        return c_replicas.size(author) == size
+
+    async def main() -> list[float]:
+        async with (
+            serving(chains.a.identity, chains.routes) as (a, a_id),
+            serving(chains.b.identity, b_routes) as (b, b_id),
+        ):
+            _, b_task = await follow(chains, a.address, a_id)
+            c = ChainFollower(c_store, c_replicas, lambda: [PeerRef(b.address, b_id)])
+            c_task = asyncio.create_task(c.run())
+            await until(lambda: c_replicas.size(author) == 1, changed, "C took block 0 from B")
+            delays = []
+            for n in range(5):
+                started = time.perf_counter()
+                chains.a.append(1, f"block {n}".encode())
+                size = chains.a.size
+                await until(functools.partial(held, size), changed, f"C holds {size}")
+                delays.append(time.perf_counter() - started)
+            await stopped(c_task)
+            await stopped(b_task)
+            return delays
+
+    try:
+        delays = asyncio.run(main())
+    finally:
+        chains.close()
+        c_store.close()
+        c_replicas.close()
+    print(f"\nA -> B -> C (a replica relayed): p50 {statistics.median(delays) * 1000:.1f} ms")
+    assert max(delays) < BOUND, delays
