@@ -24,7 +24,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamHandler
+from aioquic.asyncio.protocol import QuicStreamHandler
 from aioquic.h3.connection import H3_ALPN, ErrorCode
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
@@ -50,10 +50,10 @@ from hypermesh.node.interfaces import operation_of, source_key
 from hypermesh.node.limits import EndpointLimits
 from hypermesh.node.memory import give_back_memory
 from hypermesh.node.qpack import section_size
-from hypermesh.node.router import Request, Router, RouteResponse
+from hypermesh.node.router import BodyAborted, BodyStream, Request, Router, RouteResponse
 from hypermesh.transport.address import format_address
 from hypermesh.transport.certificates import self_signed_certificate
-from hypermesh.transport.endpoint import MeshEndpoint
+from hypermesh.transport.endpoint import EndpointProtocol, MeshEndpoint
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.pinning import ask_for_client_certificates, client_node_id
 from hypermesh.transport.udp import tune_datagram_transport
@@ -69,6 +69,9 @@ GIVE_BACK_EVERY = 10.0
 """Seconds between two such returns at the least."""
 IDLE_TIMEOUT = 60.0
 """Seconds without a packet after which a connection is dropped (QUIC max_idle_timeout)."""
+STREAMED_WINDOW = 256 * 1024
+"""Bytes a request read as it arrives (``router.post_streamed``) may have in flight beyond
+what its handler took (past the stream's initial credit)."""
 
 Gate = Callable[[str | None, str, str], tuple[int, str]]
 """(the caller's proven node ID or None, its host:port, the operation) → (0, "") when allowed,
@@ -203,7 +206,7 @@ class _Head:
 class _Incoming:
     """A request from its first byte until it is answered."""
 
-    __slots__ = ("body", "head", "held", "timer")
+    __slots__ = ("body", "feed", "head", "held", "timer")
 
     def __init__(self, timer: asyncio.TimerHandle) -> None:
         self.held = 0
@@ -212,6 +215,8 @@ class _Incoming:
         self.body = bytearray()
         self.timer = timer
         """Fires ``request_timeout`` after the first byte; cancelled once it is complete."""
+        self.feed: BodyStream | None = None
+        """The body as it arrives, when its route reads it so (the handler runs already)."""
 
 
 def _give_back(stats: EndpointStats, loop: asyncio.AbstractEventLoop) -> None:
@@ -233,7 +238,7 @@ def _limit_streams(quic: QuicConnection, count: int) -> None:
         limit.value = limit.sent = count
 
 
-class NodeProtocol(QuicConnectionProtocol):
+class NodeProtocol(EndpointProtocol):
     """One client connection to the node; answers each HTTP/3 request through ``router``.
 
     A request is held from its first byte: its stream's bytes and, once decoded, its header
@@ -344,6 +349,8 @@ class NodeProtocol(QuicConnectionProtocol):
             incoming = self._incoming.pop(event.stream_id, None)
             if incoming is not None:  # the client gave the request up
                 self._release(incoming)
+                if incoming.feed is not None:
+                    incoming.feed.fail(BodyAborted("the client reset the request"))
         elif isinstance(event, StreamDataReceived) and not self._take(event):
             return  # refused: its bytes go no further
         if self._http is not None:
@@ -527,6 +534,11 @@ class NodeProtocol(QuicConnectionProtocol):
             refusal = self._hold(incoming, section_size(event.headers))
             if refusal is None and incoming.head is None:
                 refusal = self._admit(incoming, event.headers)
+                if refusal is None and incoming.head is not None:
+                    self._stream_body(event.stream_id, incoming)
+        elif incoming.feed is not None:
+            refusal = None
+            incoming.feed.feed(event.data, event.stream_ended)
         else:
             refusal = None
             if len(incoming.body) + len(event.data) > self._limits.max_request_body:
@@ -535,8 +547,32 @@ class NodeProtocol(QuicConnectionProtocol):
                 incoming.body += event.data
         if refusal is not None:
             self._refuse(event.stream_id, *refusal, ended=event.stream_ended)
+        elif event.stream_ended and incoming.feed is not None:
+            incoming.feed.feed(b"", True)
+            del self._incoming[event.stream_id]  # its answer's task holds it
+            incoming.timer.cancel()
         elif event.stream_ended:
             self._complete(event.stream_id, incoming)
+
+    def _stream_body(self, stream_id: int, incoming: _Incoming) -> None:
+        """Answer now a request whose route reads the body as it arrives: its bytes are freed
+        as the handler takes them, and the client's credit grows only as it does."""
+        assert incoming.head is not None and self._http is not None
+        if not self._router.streams(incoming.head.method, incoming.head.path):
+            return
+        http = self._http
+
+        def taken(count: int) -> None:
+            count = min(count, incoming.held)  # nothing once the request was released
+            incoming.held -= count
+            self._held -= count
+            self._stats.take(self._who(), -count)
+            if http.pace(stream_id, feed.taken + STREAMED_WINDOW) and not self._terminated:
+                self.transmit()
+
+        feed = incoming.feed = BodyStream(taken)
+        http.pace(stream_id, STREAMED_WINDOW)
+        self._start_answer(stream_id, incoming)
 
     def _admit(
         self, incoming: _Incoming, fields: list[tuple[bytes, bytes]]
@@ -582,6 +618,8 @@ class NodeProtocol(QuicConnectionProtocol):
         incoming = self._incoming.pop(stream_id, None)
         if incoming is not None:
             self._release(incoming)
+            if incoming.feed is not None:
+                incoming.feed.fail(BodyAborted(reason))
         if self._http is not None and not dropped:
             self._http.drop(stream_id, ended=ended)
         self._stats.refused[status] += 1
@@ -594,6 +632,9 @@ class NodeProtocol(QuicConnectionProtocol):
     def _complete(self, stream_id: int, incoming: _Incoming) -> None:
         del self._incoming[stream_id]
         incoming.timer.cancel()
+        self._start_answer(stream_id, incoming)
+
+    def _start_answer(self, stream_id: int, incoming: _Incoming) -> None:
         task = asyncio.ensure_future(self._answer(stream_id, incoming))
         self._answers_started = True
         self._answering[task] = incoming
@@ -603,6 +644,16 @@ class NodeProtocol(QuicConnectionProtocol):
         incoming = self._answering.pop(task, None)
         if incoming is not None:
             self._release(incoming)
+            if incoming.feed is not None:  # answered before the body was all read
+                self._drop_streamed(incoming)
+
+    def _drop_streamed(self, incoming: _Incoming) -> None:
+        for stream_id, held in list(self._incoming.items()):
+            if held is incoming and self._http is not None and not self._terminated:
+                del self._incoming[stream_id]
+                self._http.pace(stream_id, None)
+                self._http.drop(stream_id, ended=False)
+                self.transmit()
 
     async def _answer(self, stream_id: int, incoming: _Incoming) -> None:
         head = incoming.head
@@ -616,6 +667,7 @@ class NodeProtocol(QuicConnectionProtocol):
             body=body,
             peer=self._peer,
             peer_id=client_node_id(self._quic),
+            stream=incoming.feed,
         )
         response = await self._router.dispatch(request)
         if response.stream is None:
