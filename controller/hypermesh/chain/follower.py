@@ -24,7 +24,10 @@ Nothing is polled: an idle network wakes no follower, but for the feeds' heartbe
 ``WATCH_HEARTBEAT`` s, for QUIC's idle timeout) and one safety round over every peer each
 ``RESYNC`` seconds. A lost feed is watched again after ``RETRY`` waits (a peer with no feed at
 all, 404, after ``RESYNC``); each new subscription starts with a snapshot, so nothing announced
-while it was away is missed. ``round`` is one pass over every peer, as the safety round makes.
+while it was away is missed. While a peer the node is configured with is not running yet
+(``incomplete``), the peers are looked at again after ``LOOK`` waits. Fetches go over the
+watch's own connection while it is open (no handshake per fetch). ``round`` is one pass over
+every peer, as the safety round makes.
 
 ``recover_own`` runs before a node appends anything after it starts: it asks every peer for the
 node's own chain past the height it holds. Blocks the node signed and published but lost (a
