@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from hypermesh.chain.block import Block, Link
-from hypermesh.chain.client import ChainClient, Head, ask_witness
+from hypermesh.chain.client import ChainClient, Head, NoFeed, ask_witness
 from hypermesh.chain.follower import ChainFollower
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainStore
@@ -413,3 +413,18 @@ def test_a_block_reaches_a_node_that_follows_the_author_only_through_a_replica(
         c_replicas.close()
     print(f"\nA -> B -> C (a replica relayed): p50 {statistics.median(delays) * 1000:.1f} ms")
     assert max(delays) < BOUND, delays
+
+
+def test_heads_of_a_node_without_the_feed_says_so() -> None:
+    """A node that serves no head feed (404) ends ``heads`` with ``NoFeed`` at once, so that
+    a caller can fall back to asking for the head."""
+
+    async def main() -> None:
+        async with serving(Identity.generate(), lambda _router: None) as (endpoint, node_id):
+            client = ChainClient(endpoint.address, node_id, caller=None)
+            async with asyncio.timeout(WAIT):
+                with pytest.raises(NoFeed, match="404"):
+                    async for _ in client.heads():
+                        raise AssertionError("a head from a node without the feed")
+
+    asyncio.run(main())

@@ -173,7 +173,9 @@ class ChainClient:
         """The node's head now, then each new one as the node announces it (pushed over the
         head feed: nothing is polled). A lost feed is reconnected after ``RETRY`` waits, and
         the head then heard is yielded when it differs from the last; a refusal (403, 429:
-        ``AccessDenied``) or a malformed head (``Unverified``) ends the iteration with it."""
+        ``AccessDenied``), a node that serves no feed (404: ``NoFeed``, for a caller that falls
+        back to asking ``checked_head``) or a malformed head (``Unverified``) ends the
+        iteration with it."""
         last: Head | None = None
         attempt = 0
         while True:
@@ -187,7 +189,7 @@ class ChainClient:
                     if head != last:
                         last = head
                         yield head
-            except AccessDenied:
+            except (AccessDenied, NoFeed):
                 raise
             except (TransportError, TimeoutError, OSError):
                 pass
