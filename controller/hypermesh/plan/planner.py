@@ -33,6 +33,9 @@ class DriftKind(StrEnum):
     held by another key)."""
     INCOMPLETE = "incomplete"
     """The state lacks something a pass records (an ephemeral network's creation time)."""
+    DERIVED = "derived"
+    """What it must be follows from other resources' desired state, which changed (a node
+    whose network's members or policies changed): applied under every drift policy."""
 
 
 @dataclass(frozen=True, slots=True)

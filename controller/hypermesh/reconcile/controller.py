@@ -21,6 +21,7 @@ from hypermesh.errors import ManifestError, MoveRefused, PruneRefused, StateErro
 from hypermesh.model.resources import DesiredState, ResourceKey
 from hypermesh.plan import Action, Plan, PlanItem
 from hypermesh.reconcile import gitops
+from hypermesh.reconcile.notify import Notifier, NotifySettings, Tracker
 from hypermesh.reconcile.reconciler import PassResult, Reconciler
 from hypermesh.reconcile.source import ManifestSource, Snapshot
 from hypermesh.store import StateStore
@@ -53,6 +54,9 @@ class LoopSettings:
     """Seconds between pulls; the pass interval when not given."""
     pull_timeout: float = PULL_TIMEOUT
     suspend_poll: float = SUSPEND_POLL
+    notify: NotifySettings | None = None
+    """Where to POST the resources' Ready, Stalled and Drifted transitions
+    (``hypermesh.reconcile.notify``), if anywhere."""
 
     @property
     def pull_every(self) -> float:
@@ -143,8 +147,14 @@ class ControllerLoop:
             source.describe(),
             settings.interval,
             settings.prune,
+            reconciler.settings.drift.value,
         )
         self.changed = asyncio.Event()
+        self.notifier = Notifier(settings.notify) if settings.notify else None
+        self.tracker = Tracker()
+        if self.notifier is not None:  # what holds at start is no transition
+            with contextlib.suppress(StateError):
+                self.tracker.changes(store.records(), "", _utcnow())
 
     @property
     def revision(self) -> str:
@@ -283,7 +293,19 @@ class ControllerLoop:
             self.status, outcome, _utcnow(), stall_after=self.settings.timeout
         )
         self._save()
+        self._notify()
         self.events.pass_done(PassReport(outcome, invalid=bool(self.status.problems)))
+
+    def _notify(self) -> None:
+        """Queue the transitions since the last pass for the webhook (never waits for it)."""
+        if self.notifier is None:
+            return
+        try:
+            records = self.store.records()
+        except StateError as exc:
+            self.events.store_failed(exc)
+            return
+        self.notifier.post(self.tracker.changes(records, self.revision, _utcnow()))
 
     async def observe_only(self, reason: str = "") -> None:
         """A pass while suspended: observe and plan, report drift, change nothing."""
@@ -357,6 +379,8 @@ class ControllerLoop:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            if self.notifier is not None:
+                await self.notifier.close()
 
 
 def _utcnow() -> datetime:
@@ -453,6 +477,7 @@ def pass_outcome(
         where = sources.get(key)
         return f"{key} ({where})" if where else str(key)
 
+    drifted = {name(k): v for k, v in result.drifted.items()}
     failing: dict[str, str] = {}
     if not result.converged:
         for group in (result.waiting, result.unready, result.failed, result.stalled):
@@ -465,4 +490,5 @@ def pass_outcome(
         failing=failing,
         permanent=bool(result.stalled),
         refused=refused,
+        drifted=drifted,
     )

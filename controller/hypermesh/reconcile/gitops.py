@@ -87,6 +87,8 @@ class PassOutcome:
     """A resource failed in a way retries will not fix (it waits for a change of spec)."""
     refused: str = ""
     """Why the revision was not applied at all (the prune guard), or empty."""
+    drifted: Mapping[str, str] = field(default_factory=dict)
+    """``Kind/name (file:line:col)`` → the drift left alone (drift policy ``detect``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,10 @@ class LoopStatus:
     pending: tuple[str, ...] = ()
     """While suspended: what a pass would change."""
     conditions: tuple[Mapping[str, Any], ...] = ()
+    drift: str = "correct"
+    """The loop's drift policy (``hypermesh.reconcile.drift``)."""
+    drifted: tuple[str, ...] = ()
+    """What the last pass left drifted, ``Kind/name (file:line:col): drift``."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +136,8 @@ class LoopStatus:
             "problems": list(self.problems),
             "pending": list(self.pending),
             "conditions": [dict(c) for c in self.conditions],
+            "drift": self.drift,
+            "drifted": list(self.drifted),
         }
 
     @classmethod
@@ -154,6 +162,8 @@ class LoopStatus:
             problems=texts("problems"),
             pending=texts("pending"),
             conditions=tuple(dict(c) for c in conditions) if isinstance(conditions, list) else (),
+            drift=str(data.get("drift") or "correct"),
+            drifted=texts("drifted"),
         )
 
     def condition(self, type_: str) -> Mapping[str, Any] | None:
@@ -197,10 +207,14 @@ def _flags(
 
 
 def started(
-    status: LoopStatus, source: Mapping[str, Any], interval: float, prune: bool
+    status: LoopStatus,
+    source: Mapping[str, Any],
+    interval: float,
+    prune: bool,
+    drift: str = "correct",
 ) -> LoopStatus:
     """The loop (re)starts: what it watches and how; the rest is kept from the last run."""
-    return replace(status, source=dict(source), interval=interval, prune=prune)
+    return replace(status, source=dict(source), interval=interval, prune=prune, drift=drift)
 
 
 def applying(status: LoopStatus, revision: str, now: datetime) -> LoopStatus:
@@ -230,6 +244,7 @@ def finished(
         last_pass_at=rfc3339(now),
         last_pass_seconds=round(outcome.seconds, 3),
         last_pass_changes=outcome.changes,
+        drifted=tuple(f"{name}: {why}" for name, why in sorted(outcome.drifted.items())),
     )
     if status.problems:
         return status

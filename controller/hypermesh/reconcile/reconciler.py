@@ -45,7 +45,8 @@ from hypermesh.plan.expiry import (
     specs_of,
 )
 from hypermesh.reconcile.backoff import Backoff
-from hypermesh.reconcile.conditions import set_standard
+from hypermesh.reconcile.conditions import Condition, condition, set_condition, set_standard
+from hypermesh.reconcile.drift import DRIFTED, IN_SYNC, DriftPolicy, held, policy_of, words
 from hypermesh.reconcile.driver import ApplyContext, Driver, Live, Outcome
 from hypermesh.reconcile.one import observe, observed_of
 from hypermesh.reconcile.summary import Readiness, own_readiness, summarise
@@ -94,6 +95,9 @@ class ReconcileSettings:
     """Seconds before the first retry of a failed resource; doubles with each failure."""
     backoff_cap: float = 60.0
     """The longest wait between retries."""
+    drift: DriftPolicy = DriftPolicy.CORRECT
+    """What a pass does with drift of the world: put it back, or only report it (a resource's
+    ``hypermesh.online/drift`` annotation overrides it; ``hypermesh.reconcile.drift``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +116,24 @@ class PassResult:
     """Resources that need no change but are not Ready (a node not answering)."""
     expired: Mapping[ResourceKey, str] = field(default_factory=dict)
     """Ephemeral networks torn down in this pass, with what went."""
+    drifted: Mapping[ResourceKey, str] = field(default_factory=dict)
+    """Resources whose drift was left alone (drift policy ``detect``), with the drift."""
 
     @property
     def converged(self) -> bool:
-        """Nothing left to do and nothing failing."""
-        open_items = [i for i in self.plan.changes if i.key not in self.done]
+        """Nothing left to do and nothing failing (drift left alone by policy is not to do)."""
+        open_items = [
+            i for i in self.plan.changes if i.key not in self.done and i.key not in self.drifted
+        ]
         return not open_items and not self.failed and not self.stalled and not self.unready
 
     @property
     def settled(self) -> bool:
         """Nothing more will happen without a change of spec: converged, or only stalled left."""
         open_items = [
-            i for i in self.plan.changes if i.key not in self.done and i.key not in self.stalled
+            i
+            for i in self.plan.changes
+            if i.key not in self.done and i.key not in self.stalled and i.key not in self.drifted
         ]
         return not open_items and not self.failed and not self.waiting
 
@@ -263,16 +273,19 @@ class Reconciler:
         the_plan = plan(local, observed, prune=prune)
         records = {r.key: r for r in self.store.records()}
         contexts = {k: ApplyContext(desired, g) for k, g in generations.items()}
-        unchanged = _unchanged(the_plan, lives)
+        drifted = self._detected(the_plan)
+        unchanged = _unchanged(the_plan, lives, drifted)
         blocked = {k: ItemState.UNREADY for k, live in unchanged.items() if not live.ready}
         messages: dict[ItemState, dict[ResourceKey, str]] = {
             ItemState.FAILED: dict(expiry.failed),
             ItemState.STALLED: {},
             ItemState.WAITING: dict(expiry.waiting),
-            ItemState.UNREADY: {k: unchanged[k].message or unchanged[k].reason for k in blocked},
+            ItemState.UNREADY: {
+                k: unchanged[k].message or unchanged[k].reason for k in blocked if k not in drifted
+            },
         }
         done: list[ResourceKey] = []
-        for wave in _waves(the_plan):
+        for wave in _waves(the_plan, drifted):
             results = await asyncio.gather(
                 *(self._act(item, records.get(item.key), contexts, blocked) for item in wave)
             )
@@ -283,6 +296,7 @@ class Reconciler:
                     blocked[item.key] = state
                     messages[state][item.key] = message
         self._summarise(unchanged, generations)
+        self._mark_drift(drifted, generations)
         self._mark_remote(generations)
         return PassResult(
             the_plan,
@@ -292,7 +306,46 @@ class Reconciler:
             waiting=messages[ItemState.WAITING],
             unready=messages[ItemState.UNREADY],
             expired=dict(expiry.expired),
+            drifted=drifted,
         )
+
+    def _detected(self, the_plan: Plan) -> dict[ResourceKey, str]:
+        """The updates this pass leaves alone, drift of the world under ``detect``, each with
+        its drift (an annotation with a bad value holds nothing back: applying it stalls)."""
+        out: dict[ResourceKey, str] = {}
+        for item in the_plan.changes:
+            try:
+                if held(item, self.settings.drift):
+                    out[item.key] = words(item)
+            except PermanentError:
+                continue
+        return out
+
+    def _mark_drift(
+        self, drifted: Mapping[ResourceKey, str], generations: Mapping[ResourceKey, int]
+    ) -> None:
+        """``Drifted=True`` with the drift's words on each resource left drifted (and a
+        ``Drifted`` event when that is news); ``Drifted=False`` once one matches again."""
+        for record in self.store.records():
+            was = condition(record.status.get("conditions", []), DRIFTED)
+            text = drifted.get(record.key)
+            generation = generations.get(record.key, record.applied_generation)
+            if text is not None:
+                if was is not None and (was.get("status"), was.get("message")) == ("True", text):
+                    continue
+                new = Condition(DRIFTED, "True", DRIFTED, text, generation)
+                self.store.add_event(record.key, "Warning", DRIFTED, f"left as it is: {text}")
+                self._progress(Progress.DONE, record.key, f"drifted, left as it is: {text}")
+            elif was is not None and was.get("status") == "True":
+                new = Condition(DRIFTED, "False", IN_SYNC, "matches its spec", generation)
+                self.store.add_event(record.key, "Normal", IN_SYNC, "matches its spec again")
+            else:
+                continue
+            status = dict(record.status)
+            status["conditions"] = set_condition(
+                list(status.get("conditions", [])), new, _now_text()
+            )
+            self.store.set_status(record.key, status)
 
     def _mark_remote(self, generations: Mapping[ResourceKey, int]) -> None:
         """Say of each resource another host converges where it is converged: Ready (it is
@@ -584,6 +637,7 @@ class Reconciler:
         handle) before the driver creates it, so that a crash in between leaves it prunable."""
         assert item.desired is not None
         _require_valid(item.desired)
+        policy_of(item.desired, self.settings.drift)  # a bad annotation stalls, named
         handle = (record.handle if record and record.handle else None) or (
             driver.handle_for(item.desired)
         )
@@ -819,12 +873,15 @@ class Reconciler:
         return stopped
 
 
-def _unchanged(the_plan: Plan, lives: Mapping[ResourceKey, Live]) -> dict[ResourceKey, Live]:
-    """The resources the plan leaves alone, as this pass observed them."""
+def _unchanged(
+    the_plan: Plan, lives: Mapping[ResourceKey, Live], drifted: Mapping[ResourceKey, str]
+) -> dict[ResourceKey, Live]:
+    """The resources the pass leaves alone (no change, or drift left by policy), as this pass
+    observed them."""
     return {
         item.key: lives[item.key]
         for item in the_plan.items
-        if item.action is Action.NOOP and item.key in lives
+        if (item.action is Action.NOOP or item.key in drifted) and item.key in lives
     }
 
 
@@ -878,12 +935,15 @@ def _summary(gone: Counter[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _waves(the_plan: Plan) -> list[list[PlanItem]]:
-    """Changes grouped so that each group may run in parallel: creates and updates a kind at a
-    time in dependency order, then deletes a kind at a time in reverse order."""
+def _waves(the_plan: Plan, skip: Mapping[ResourceKey, str]) -> list[list[PlanItem]]:
+    """Changes (but ``skip``) grouped so that each group may run in parallel: creates and
+    updates a kind at a time in dependency order, then deletes a kind at a time in reverse
+    order."""
     forward: dict[int, list[PlanItem]] = {}
     backward: dict[int, list[PlanItem]] = {}
     for item in the_plan.changes:
+        if item.key in skip:
+            continue
         rank = KIND_ORDER.get(item.key.kind, len(KIND_ORDER))
         target = backward if item.action is Action.DELETE else forward
         target.setdefault(rank, []).append(item)
