@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -71,6 +72,20 @@ async def probe(stop: asyncio.Event, lags: list[float], every: float = 0.001) ->
         started = time.perf_counter()
         await asyncio.sleep(every)
         lags.append(max(0.0, time.perf_counter() - started - every))
+
+
+class GcPauses:
+    """The garbage collector's pauses (``gc.callbacks``): both threads wait through one."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._started)
 
 
 def signed(path: str, body: dict[str, object]) -> Request:
@@ -246,6 +261,8 @@ def main() -> int:
         print(f"{'idle':10} {percentiles(lags)}", flush=True)
         for label, inline in (("on-loop", True), ("writer", False)):
             where = where_for(args.backend, folder, label, args.postgres)
+            pauses = GcPauses()
+            gc.callbacks.append(pauses)
             lags, done, elapsed = asyncio.run(
                 loop_lag(
                     where,
@@ -255,7 +272,12 @@ def main() -> int:
                     writers=args.writers,
                 )
             )
-            print(f"{label:10} {percentiles(lags)}  {done / elapsed:6.1f} writes/s", flush=True)
+            gc.callbacks.remove(pauses)
+            print(
+                f"{label:10} {percentiles(lags)}  {done / elapsed:6.1f} writes/s  "
+                f"longest gc pause {1e3 * pauses.longest:.1f} ms",
+                flush=True,
+            )
         tree = old_tree(args.before, folder / "before")
         for label, code in (("before", tree), ("now", None)):
             if label == "before" and code is None:
