@@ -138,12 +138,28 @@ def _retitle(argv: list[str]) -> None:
             memory.write(title + b"\0" * (end - start - len(title)))
 
 
+WARM_MODULES = (
+    "concurrent.futures.thread",  # asyncio's default executor (to_thread)
+    "cryptography.hazmat.backends.openssl.backend",
+    "dns.rdtypes.txtbase",
+)
+"""Modules every node imports at run time, not at import: imported here once for all."""
+
+
 def preload() -> None:
-    """Import what most nodes run, then freeze it for the collector (shared pages stay so)."""
+    """Import what most nodes run, compile what every start compiles (the address pattern),
+    then freeze it all for the collector (the shared pages stay shared)."""
+    import importlib
+
     import hypermesh.node.process  # noqa: F401
     from hypermesh.node.features import preload as preload_features
+    from hypermesh.transport.address import parse_address
 
     preload_features()
+    for name in WARM_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    parse_address("127.0.0.1:1")  # compiles the (large) address pattern, cached
     gc.collect()
     gc.freeze()
 
