@@ -127,6 +127,12 @@ async def serve(mode: str) -> None:
             local_addr=("127.0.0.1", 0),
         )
         tune_datagram_transport(transport)
+    await answer_counts(transport)
+
+
+async def answer_counts(transport: Any) -> None:
+    """Print the server's port, then, for each line read, the datagrams it has sent so far."""
+    loop = asyncio.get_running_loop()
     sent = [0]
     original = transport.sendto
 
