@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.reconcile import Reconciler, ReconcileSettings
@@ -153,3 +154,29 @@ def test_the_loop_counts_drift_in_its_status(tmp_path: Path) -> None:
     assert status.drifted == ("Node/a (<unknown>:1:1): gone",)
     ready = status.condition("Ready")
     assert ready is not None and ready["status"] == "True"  # drift left by policy is no failure
+
+
+def test_the_metrics_file_counts_drift(tmp_path: Path) -> None:
+    world = World()
+    rec = make(tmp_path, world, DriftPolicy.DETECT)
+    source = ScriptedSource(manifests())
+    path = tmp_path / "metrics" / "controller.prom"
+    settings = LoopSettings(interval=3600.0, timeout=10.0, metrics_file=path)
+    loop = ControllerLoop(
+        settings, source, source.load, rec.store, rec, Recorder(), asyncio.Event()
+    )
+
+    async def go() -> None:
+        await loop.first()
+        del world.objects[A]
+        del world.objects[B]
+        await loop.tick()
+
+    asyncio.run(go())
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(path.read_text())
+        for s in family.samples
+    }
+    assert samples[("hypermesh_controller_drifted_resources", (("policy", "detect"),))] == 2
+    assert samples[("hypermesh_controller_converged", ())] == 1

@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 from hypermesh.errors import ManifestError, MoveRefused, PruneRefused, StateError
 from hypermesh.model.resources import DesiredState, ResourceKey
 from hypermesh.plan import Action, Plan, PlanItem
-from hypermesh.reconcile import gitops
+from hypermesh.reconcile import gitops, metrics
 from hypermesh.reconcile.notify import Notifier, NotifySettings, Tracker
 from hypermesh.reconcile.reconciler import PassResult, Reconciler
 from hypermesh.reconcile.source import ManifestSource, Snapshot
 from hypermesh.store import StateStore
+
+log = logging.getLogger("hypermesh.reconcile")
 
 PULL_TIMEOUT = 60.0
 """Seconds a ``git pull`` may take before it is killed and reported as failed."""
@@ -57,6 +61,8 @@ class LoopSettings:
     notify: NotifySettings | None = None
     """Where to POST the resources' Ready, Stalled and Drifted transitions
     (``hypermesh.reconcile.notify``), if anywhere."""
+    metrics_file: Path | None = None
+    """Where to write the loop's figures after each pass, as a Prometheus textfile."""
 
     @property
     def pull_every(self) -> float:
@@ -294,7 +300,24 @@ class ControllerLoop:
         )
         self._save()
         self._notify()
+        self._write_metrics(outcome)
         self.events.pass_done(PassReport(outcome, invalid=bool(self.status.problems)))
+
+    def _write_metrics(self, outcome: gitops.PassOutcome) -> None:
+        path = self.settings.metrics_file
+        if path is None:
+            return
+        try:
+            metrics.write(
+                path,
+                drift=self.status.drift,
+                drifted=len(outcome.drifted),
+                converged=outcome.converged,
+                at=time.time(),
+                notifier=self.notifier,
+            )
+        except OSError as exc:
+            log.warning("cannot write the metrics file %s: %s", path, exc)
 
     def _notify(self) -> None:
         """Queue the transitions since the last pass for the webhook (never waits for it)."""
