@@ -71,8 +71,9 @@ p.status==='True'?'ok':'bad'],p.reason,p.message]]),s.policies?'no policy':
 table('tlds',((s.tlds||{}).items||[]).map(t=>['tld-'+t.name,[t.name,[t.status,
 t.status==='active'?'ok':t.status==='pending'?'warn':'bad'],(t.owner||'').slice(0,12),
 t.serial,t.expiresAt]]),s.tlds?'no TLD':'not a registry node');
-table('events',(s.events||[]).map(e=>[null,[new Date(e.at*1000).toLocaleTimeString(),
-e.text]]),'nothing yet')}
+const ev=[...(s.events||[]),...(s.controller_events||[])].map(e=>[String(e.at).includes(
+'T')?new Date(e.at):new Date(e.at*1000),e.text]).sort((a,b)=>b[0]-a[0]).slice(0,50);
+table('events',ev.map(e=>[null,[e[0].toLocaleTimeString(),e[1]]]),'nothing yet')}
 function connect(){const es=new EventSource('events');es.addEventListener('state',
 e=>{$('live').className='';$('live').textContent='live';draw(JSON.parse(e.data))});
 es.onerror=()=>{$('live').className='off';$('live').textContent='reconnecting'}}
