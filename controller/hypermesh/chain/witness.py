@@ -212,6 +212,11 @@ class CosignatureStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         db.executescript(SCHEMA)
+        self._listeners: list[Callable[[Cosignature], None]] = []
+
+    def on_add(self, listener: Callable[[Cosignature], None]) -> None:
+        """Call ``listener`` with every cosignature added from now on, once it is stored."""
+        self._listeners.append(listener)
 
     def add(self, cosignature: Cosignature) -> None:
         self._db.execute(
@@ -225,6 +230,8 @@ class CosignatureStore:
                 cosignature.signature,
             ),
         )
+        for listener in self._listeners:
+            listener(cosignature)
 
     def for_size(self, size: int) -> list[Cosignature]:
         return [

@@ -33,6 +33,7 @@ so that nobody need poll:
                                        fell behind): the node's head and the replicas' sizes
     {"author": ID, "size": 8, "root": HEX}      the node's own chain grew (a new checkpoint)
     {"replica": ID, "size": 4}                  a chain the node follows grew
+    {"cosigned": 8, "root": HEX, "witness": ID} a witness cosigned the checkpoint of that size
     {"equivocation": ID}                        a proof of equivocation about ID was recorded
     {}                                          a heartbeat, after ``WATCH_HEARTBEAT`` s idle
 """
@@ -58,7 +59,7 @@ from hypermesh.chain.wire import (
     kind_number,
     link_from_json,
 )
-from hypermesh.chain.witness import CosignatureStore, Witness, checkpoint_of
+from hypermesh.chain.witness import Cosignature, CosignatureStore, Witness, checkpoint_of
 from hypermesh.inputs import BadInput, integer_schema, parse_json, validator, whole_number
 from hypermesh.mirror.feed import Feed
 from hypermesh.node.owner import check_owner
@@ -193,6 +194,8 @@ class ChainApi:
         store.on_append(self._appended)
         if replicas is not None:
             replicas.on_change(self._replica_changed)
+        if cosignatures is not None:
+            cosignatures.on_add(self._cosigned)
 
     def _own_head(self) -> dict[str, Any]:
         return {"author": self.owner, "size": self.store.size, "root": self.store.root().hex()}
@@ -210,6 +213,16 @@ class ChainApi:
     def _appended(self, block: Block) -> None:
         if self.feed.subscribers and block.seq == self.store.size - 1:  # once per batch
             self.feed.publish(self._own_head())
+
+    def _cosigned(self, cosignature: Cosignature) -> None:
+        if self.feed.subscribers and not self.revocations.of(cosignature.witness):
+            self.feed.publish(
+                {
+                    "cosigned": cosignature.size,
+                    "root": cosignature.root.hex(),
+                    "witness": node_id_from_public_key(cosignature.witness),
+                }
+            )
 
     def _replica_changed(self, author: bytes, what: str) -> None:
         if not self.feed.subscribers:
