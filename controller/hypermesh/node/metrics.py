@@ -7,12 +7,17 @@ the rcode straight from the answer's bytes: no message is parsed again on the ho
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from hypermesh.node.readiness import readiness
 from hypermesh.node.router import Request, Router, RouteResponse
 
 _QTYPES = {
@@ -151,6 +156,137 @@ class NodeMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def watch_node(self, node: NodeState) -> None:
+        """Export, read at each scrape, whether ``node`` is ready and how fresh its mirror's
+        copies are (``hypermesh_node_ready``, ``hypermesh_mirror_*``)."""
+        self.registry.register(NodeStateCollector(node))
+
+    def watch_registry(self, registry: TldSource, directory: RecordSource) -> None:
+        """Export, read at each scrape, the registry's TLD expiries and how fresh the node
+        records in its directory are (``hypermesh_registry_tld_expiry_timestamp_seconds``,
+        ``hypermesh_directory_*``)."""
+        self.registry.register(RegistryCollector(registry, directory))
+
+
+class NodeState(Protocol):
+    """What ``NodeStateCollector`` reads of a running node (a ``NodeContext``)."""
+
+    mirror: Any
+    chains: Any
+
+
+class NodeStateCollector(Collector):
+    """Readiness and the mirror's freshness, read at scrape time (nothing on the hot path)."""
+
+    def __init__(self, node: NodeState) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        ready = readiness(self.node.mirror, self.node.chains).get("ready") is True
+        yield GaugeMetricFamily(
+            "hypermesh_node_ready",
+            "1 when the node is ready (its /status readiness), 0 when its network refuses it.",
+            value=1 if ready else 0,
+        )
+        follower = self.node.mirror
+        if follower is None:
+            return
+        yield GaugeMetricFamily(
+            "hypermesh_mirror_connected",
+            "1 while this mirror holds a connection to its registry (or a peer mirror).",
+            value=1 if follower.connected else 0,
+        )
+        age = GaugeMetricFamily(
+            "hypermesh_mirror_zone_age_seconds",
+            "Seconds since this mirror's copy of each zone was last confirmed current.",
+            labels=["zone"],
+        )
+        now = follower.clock()
+        fresh_at: Mapping[str, float] = follower.state.fresh_at
+        for zone in sorted(follower.state.copies):
+            age.add_metric([zone], max(0.0, now - fresh_at.get(zone, 0.0)))
+        yield age
+
+
+class TldSource(Protocol):
+    clock: Callable[[], float]
+
+    def list_tlds(self) -> Iterable[Any]: ...
+
+
+class RecordSource(Protocol):
+    def page(self, after: str | None = ..., limit: int = ...) -> tuple[list[Any], str | None]: ...
+
+    def next_expiry(self) -> float | None: ...
+
+
+DIRECTORY_SCAN_MOST = 50_000
+"""The most node records one scrape looks at (in pages of 1000) to count the stale ones."""
+STALE_PART = 0.75
+"""A live record past this part of its lifetime is stale: its node refreshes it at half."""
+
+
+class RegistryCollector(Collector):
+    """The registry's TLD expiries and its directory's freshness, read at scrape time."""
+
+    def __init__(self, registry: TldSource, directory: RecordSource) -> None:
+        self.registry = registry
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        expiry = GaugeMetricFamily(
+            "hypermesh_registry_tld_expiry_timestamp_seconds",
+            "When each active TLD's registration expires, seconds since the epoch.",
+            labels=["tld"],
+        )
+        for tld in self.registry.list_tlds():
+            if tld.status == "active":
+                expiry.add_metric([tld.name], tld.expires_at.timestamp())
+        yield expiry
+        live, stale = self._records(self.registry.clock())
+        yield GaugeMetricFamily(
+            "hypermesh_directory_records",
+            "Live node records in this registry's directory.",
+            value=live,
+        )
+        yield GaugeMetricFamily(
+            "hypermesh_directory_records_stale",
+            "Live node records past three quarters of their lifetime (their node did not "
+            "refresh them at half): the node is down or cannot reach its registry.",
+            value=stale,
+        )
+        next_expiry = self.directory.next_expiry()
+        if next_expiry is not None:
+            yield GaugeMetricFamily(
+                "hypermesh_directory_next_expiry_timestamp_seconds",
+                "When the next node record (a node key's entry in the directory) expires.",
+                value=next_expiry,
+            )
+
+    def _records(self, now: float) -> tuple[int, int]:
+        live = stale = 0
+        after: str | None = None
+        while live < DIRECTORY_SCAN_MOST:
+            records, after = self.directory.page(after, 1000)
+            for record in records:
+                live += 1
+                issued = _issued_at(record)
+                if issued is not None and now > issued + STALE_PART * (record.expires_at - issued):
+                    stale += 1
+            if after is None:
+                break
+        return live, stale
+
+
+def _issued_at(record: Any) -> float | None:
+    """``issuedAt`` of a stored record's document (verified by the registry when it took it)."""
+    document = record.signed.get("document") if isinstance(record.signed, Mapping) else None
+    try:
+        issued = json.loads(document).get("issuedAt") if isinstance(document, str) else None
+    except (ValueError, AttributeError):
+        return None
+    return float(issued) if isinstance(issued, int | float) else None
 
 
 def add_metrics_route(router: Router, metrics: NodeMetrics) -> Router:
