@@ -25,6 +25,7 @@ from sqlmodel import col, select
 from hypermesh.dns import StaticZones
 from hypermesh.node.registry_api import PREFIX, add_registry_routes
 from hypermesh.node.router import Request, Router
+from hypermesh.registry import worker
 from hypermesh.registry.service import Change, Registry
 from hypermesh.registry.signing import sign_request
 from hypermesh.registry.tables import JournalRow
@@ -177,3 +178,4 @@ def _restore_the_interpreter() -> Any:
     yield
     sys.setswitchinterval(saved)
     gc.unfreeze()
+    worker._frozen = False  # the next test's writer freezes anew

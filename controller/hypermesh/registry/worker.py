@@ -21,7 +21,8 @@ zone of 10,000 record sets is a few hundred thousand) while both threads wait; m
 with a zone of 1,000. When the writer starts, the objects made so far (the node's modules, the
 zones loaded at start) are moved out of the collector's reach (``gc.freeze``, as servers that
 preload do; objects whose last reference goes are still freed), so a full collection walks
-only what was made since.
+only what was made since. That is done once a process (a test process opens many
+registries: garbage in cycles that is frozen is never collected).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ _P = ParamSpec("_P")
 SWITCH_INTERVAL = 0.0005
 """Seconds the interpreter lets one thread run before another may take the lock (Python's
 default is 0.005): at most this long the loop waits while the writer signs a zone."""
+_frozen = False
+"""Whether a writer of this process froze the objects made before it (``gc.freeze``)."""
 
 
 class Worker:
@@ -68,8 +71,7 @@ class Worker:
             if self._executor is None:
                 if self.switch_interval is not None:
                     sys.setswitchinterval(min(sys.getswitchinterval(), self.switch_interval))
-                if self.freeze:
-                    gc.freeze()
+                _freeze_once(self.freeze)
                 self._executor = ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="hm-registry", initializer=self._named
                 )
@@ -95,3 +97,10 @@ class Worker:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)
+
+
+def _freeze_once(wanted: bool) -> None:
+    global _frozen
+    if wanted and not _frozen:
+        _frozen = True
+        gc.freeze()
