@@ -3,10 +3,10 @@ export and the metric names a PromQL expression reads."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +20,8 @@ from hypermesh.node.features.paths import PathMetrics
 from hypermesh.node.features.relay import RelayCollector
 from hypermesh.node.metrics import NodeMetrics
 from hypermesh.node.relay_hub import RelayStats
+from hypermesh.registry.service import Registry
+from hypermesh.transport.identity import Identity
 from tests.conftest import ROOT
 
 MONITORING = ROOT / "manifests" / "monitoring"
@@ -69,17 +71,17 @@ def exported_names() -> set[str]:
         state=SimpleNamespace(copies={"demo": object()}, fresh_at={"demo": 90.0}),
     )
     metrics.watch_node(SimpleNamespace(mirror=follower, chains=None))
-    expires = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
-    tlds = [SimpleNamespace(name="demo", status="active", expires_at=expires)]
-    record = SimpleNamespace(expires_at=700.0, signed={"document": "{\"issuedAt\": 100.0}"})
-    registry = SimpleNamespace(clock=lambda: 200.0, list_tlds=lambda: tlds)
-    directory = SimpleNamespace(
-        page=lambda after, limit: ([record], None), next_expiry=lambda: 700.0
-    )
-    metrics.watch_registry(registry, directory)
     metrics.registry.register(RelayCollector(SimpleNamespace(stats=RelayStats())))
     PathMetrics(SimpleNamespace(metrics=metrics))
-    return series_names(metrics.render().decode())
+    with tempfile.TemporaryDirectory() as folder:
+        admin = Identity.generate().node_id
+        registry = Registry.open(str(Path(folder) / "registry.db"), admin=admin)
+        try:
+            registry.register("demo", Identity.generate().node_id, "demo")
+            metrics.watch_registry(registry)
+            return series_names(metrics.render().decode())
+        finally:
+            registry.close()
 
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')

@@ -52,7 +52,7 @@ def test_tld_expiry_and_directory_freshness(registry: Registry) -> None:
         )
         directory.publish(record.to_json())
     metrics = NodeMetrics(name="registry", network="demo", identity="hm1x", version="0")
-    metrics.watch_registry(registry, directory)
+    metrics.watch_registry(registry)
 
     seen = samples(metrics)
     (tld,) = registry.list_tlds()
@@ -70,7 +70,7 @@ def test_an_expired_tld_is_not_exported(registry: Registry) -> None:
     registry.register("gone", owner.node_id, "demo")
     registry.expire("gone", "test", signer=registry.admin)
     metrics = NodeMetrics(name="registry", network="demo", identity="hm1x", version="0")
-    metrics.watch_registry(registry, Directory(registry, "demo"))
+    metrics.watch_registry(registry)
     tlds = {
         labels
         for name, labels in samples(metrics)

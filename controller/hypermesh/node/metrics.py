@@ -7,7 +7,7 @@ the rcode straight from the answer's bytes: no message is parsed again on the ho
 
 from __future__ import annotations
 
-import json
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
@@ -162,11 +162,11 @@ class NodeMetrics:
         copies are (``hypermesh_node_ready``, ``hypermesh_mirror_*``)."""
         self.registry.register(NodeStateCollector(node))
 
-    def watch_registry(self, registry: TldSource, directory: RecordSource) -> None:
+    def watch_registry(self, registry: RegistrySource) -> None:
         """Export, read at each scrape, the registry's TLD expiries and how fresh the node
         records in its directory are (``hypermesh_registry_tld_expiry_timestamp_seconds``,
         ``hypermesh_directory_*``)."""
-        self.registry.register(RegistryCollector(registry, directory))
+        self.registry.register(RegistryCollector(registry))
 
 
 class NodeState(Protocol):
@@ -209,30 +209,26 @@ class NodeStateCollector(Collector):
         yield age
 
 
-class TldSource(Protocol):
+class RegistrySource(Protocol):
+    """What ``RegistryCollector`` reads of a registry (``hypermesh.registry.service.Registry``)."""
+
     clock: Callable[[], float]
 
     def list_tlds(self) -> Iterable[Any]: ...
 
-
-class RecordSource(Protocol):
-    def page(self, after: str | None = ..., limit: int = ...) -> tuple[list[Any], str | None]: ...
-
-    def next_expiry(self) -> float | None: ...
+    def transaction(self) -> contextlib.AbstractContextManager[Any]: ...
 
 
-DIRECTORY_SCAN_MOST = 50_000
-"""The most node records one scrape looks at (in pages of 1000) to count the stale ones."""
 STALE_PART = 0.75
 """A live record past this part of its lifetime is stale: its node refreshes it at half."""
 
 
 class RegistryCollector(Collector):
-    """The registry's TLD expiries and its directory's freshness, read at scrape time."""
+    """The registry's TLD expiries and its directory's freshness, read at scrape time (the
+    directory's in one aggregate query, whatever its size)."""
 
-    def __init__(self, registry: TldSource, directory: RecordSource) -> None:
+    def __init__(self, registry: RegistrySource) -> None:
         self.registry = registry
-        self.directory = directory
 
     def collect(self) -> Iterator[Metric]:
         expiry = GaugeMetricFamily(
@@ -244,7 +240,7 @@ class RegistryCollector(Collector):
             if tld.status == "active":
                 expiry.add_metric([tld.name], tld.expires_at.timestamp())
         yield expiry
-        live, stale = self._records(self.registry.clock())
+        live, stale, next_expiry = self._records(self.registry.clock())
         yield GaugeMetricFamily(
             "hypermesh_directory_records",
             "Live node records in this registry's directory.",
@@ -256,37 +252,30 @@ class RegistryCollector(Collector):
             "refresh them at half): the node is down or cannot reach its registry.",
             value=stale,
         )
-        next_expiry = self.directory.next_expiry()
+        first = GaugeMetricFamily(
+            "hypermesh_directory_next_expiry_timestamp_seconds",
+            "When the next live node record (a node key's entry in the directory) expires "
+            "(no sample while there is none).",
+        )
         if next_expiry is not None:
-            yield GaugeMetricFamily(
-                "hypermesh_directory_next_expiry_timestamp_seconds",
-                "When the next node record (a node key's entry in the directory) expires.",
-                value=next_expiry,
-            )
+            first.add_metric([], next_expiry)
+        yield first
 
-    def _records(self, now: float) -> tuple[int, int]:
-        live = stale = 0
-        after: str | None = None
-        while live < DIRECTORY_SCAN_MOST:
-            records, after = self.directory.page(after, 1000)
-            for record in records:
-                live += 1
-                issued = _issued_at(record)
-                if issued is not None and now > issued + STALE_PART * (record.expires_at - issued):
-                    stale += 1
-            if after is None:
-                break
-        return live, stale
+    def _records(self, now: float) -> tuple[int, int, float | None]:
+        # Imported here: only a registry's node reads its directory (others never load them).
+        from sqlalchemy import case, func, select
+        from sqlmodel import col
 
+        from hypermesh.registry.tables import NodeRecordRow as Row
 
-def _issued_at(record: Any) -> float | None:
-    """``issuedAt`` of a stored record's document (verified by the registry when it took it)."""
-    document = record.signed.get("document") if isinstance(record.signed, Mapping) else None
-    try:
-        issued = json.loads(document).get("issuedAt") if isinstance(document, str) else None
-    except (ValueError, AttributeError):
-        return None
-    return float(issued) if isinstance(issued, int | float) else None
+        issued, expires = col(Row.issued_at), col(Row.expires_at)
+        due = (1 - STALE_PART) * issued + STALE_PART * expires
+        query = select(
+            func.count(), func.sum(case((due < now, 1), else_=0)), func.min(expires)
+        ).where(expires > now)
+        with self.registry.transaction() as session:
+            live, stale, first = session.execute(query).one()
+        return int(live), int(stale or 0), None if first is None else float(first)
 
 
 def add_metrics_route(router: Router, metrics: NodeMetrics) -> Router:
