@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hypermesh.node.dashboard import DashboardHub, add_dashboard_routes
+from hypermesh.node.dashboard import EVENTS, QUEUE, DashboardHub, add_dashboard_routes, changes
 from hypermesh.node.router import Router
 from hypermesh.node.server import bind_endpoint, server_configuration
 from hypermesh.node.web import start_web
@@ -186,3 +186,56 @@ async def _viewers_are_bounded() -> None:
         status, body = await http1("127.0.0.1", s.tcp_port, "/dashboard/events")
         assert status == 503 and b"viewers" in body
         writer.close()
+
+
+def test_a_slow_viewer_holds_a_bounded_queue_of_whole_views() -> None:
+    asyncio.run(_a_slow_viewer_holds_a_bounded_queue_of_whole_views())
+
+
+async def _a_slow_viewer_holds_a_bounded_queue_of_whole_views() -> None:
+    count = 0
+
+    async def gather() -> dict[str, Any]:
+        nonlocal count
+        count += 1
+        return {"node": {"name": "n1", "version": str(count)}}
+
+    hub = DashboardHub(gather, interval=0.01)
+    stream = hub.watch()
+    assert await anext(stream) == b"retry: 2000\n\n"
+    for _ in range(200):  # a viewer that reads nothing while the view changes 50 times
+        if hub.views >= 50:
+            break
+        await asyncio.sleep(0.01)
+    queued = [await anext(stream) for _ in range(QUEUE)]
+    versions = [json.loads(q.split(b"data: ", 1)[1])["node"]["version"] for q in queued]
+    assert int(versions[-1]) >= 50 and versions == sorted(versions, key=int)  # the newest
+    assert len(hub.events) <= EVENTS
+    await stream.aclose()
+    assert not hub.sampling and hub.viewers == 0
+
+
+def test_changes_are_told_in_words() -> None:
+    before = {
+        "records": [{"name": "alpha"}, {"name": "gone"}],
+        "tlds": {"items": [{"name": "acme", "status": "pending"}]},
+        "paths": {"peers": [{"name": "beta", "path": "relayed"}]},
+        "chain": {"size": 3},
+    }
+    after = {
+        "records": [{"name": "alpha"}, {"name": "beta"}],
+        "tlds": {
+            "items": [{"name": "acme", "status": "active"}, {"name": "shop", "status": "pending"}]
+        },
+        "paths": {"peers": [{"name": "beta", "path": "direct"}]},
+        "chain": {"size": 4},
+    }
+    assert changes(before, after) == [
+        "node beta appeared",
+        "node gone left",
+        "TLD acme is active",
+        "TLD shop is pending",
+        "path to beta is direct",
+        "chain grew to 4",
+    ]
+    assert changes(None, after) == [] and changes(after, after) == []

@@ -134,3 +134,8 @@ def test_hmctl_dashboard_serve_merges_the_controllers_view(hmctl: Hmctl, tmp_pat
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_hmctl_dashboard_without_a_network_says_what_to_do(hmctl: Hmctl) -> None:
+    result = hmctl("dashboard")
+    assert result.returncode != 0 and "apply a network first" in result.stderr
