@@ -3,7 +3,7 @@
 Each node serves ``GET /metrics`` over HTTP/3 on its QUIC endpoint and, when it has a web
 listener (``spec.web.listen``; a registry gets one by default), over HTTP/1.1 on TCP, which is
 what Prometheus scrapes. The targets are the web addresses the nodes reported
-(``status.webAddress`` in the state store, as ``hmctl get nodes -o wide`` shows them), one group
+(``status.webAddress`` in the state store, as ``hmctl get nodes -o yaml`` shows them), one group
 per node labelled with its network, node, host and roles. Nodes without a web listener are
 named on stderr with what to add. The file is replaced atomically, so a Prometheus watching it
 never reads half of one.
