@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.name
 import dns.zone
@@ -34,11 +34,13 @@ from hypermesh.mirror.feed import ZoneFeed
 from hypermesh.mirror.follower import API, Follower
 from hypermesh.node.router import Request, Route, Router, RouteResponse, get
 from hypermesh.registry.errors import RegistryError
-from hypermesh.registry.service import Registry
 from hypermesh.registry.zones import serial_of
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.noderecord import DIRECTORY_ZONE
 from hypermesh.zonedata import ZoneDataError, tld_label
+
+if TYPE_CHECKING:  # the registry's node only: a mirror loads no database layer
+    from hypermesh.registry.service import Registry
 
 
 def _query(request: Request) -> tuple[str, int]:
