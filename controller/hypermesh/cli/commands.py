@@ -64,6 +64,8 @@ from hypermesh.reconcile.controller import (
     PassReport,
     prune_guard,
 )
+from hypermesh.reconcile.drift import DriftPolicy
+from hypermesh.reconcile.notify import NotifySettings, check_url
 from hypermesh.reconcile.source import FixedSource, GitSource, ManifestSource, open_source
 from hypermesh.reconcile.summary import Readiness, overlay, summarise
 from hypermesh.store import ControllerState, ResourceRecord, StateLock, StateStore
@@ -85,7 +87,10 @@ def open_store(args: argparse.Namespace, *, create: bool = True) -> StateStore |
 def make_reconciler(
     args: argparse.Namespace, store: StateStore, printer: _ProgressPrinter | None = None
 ) -> Reconciler:
-    settings = ReconcileSettings(parallelism=max(1, getattr(args, "parallelism", 8)))
+    settings = ReconcileSettings(
+        parallelism=max(1, getattr(args, "parallelism", 8)),
+        drift=DriftPolicy(getattr(args, "drift", None) or "correct"),
+    )
     host = host_of(args)
     drivers = standalone_drivers(state_dir(args), host=host, join_token=join_token_of(args))
     return Reconciler(
@@ -334,7 +339,19 @@ def _loop_settings(args: argparse.Namespace) -> LoopSettings:
         timeout=float(args.timeout),
         git_pull=bool(getattr(args, "git_pull", False)),
         pull_interval=getattr(args, "pull_interval", None),
+        notify=_notify_settings(args),
+        metrics_file=getattr(args, "metrics_file", None),
     )
+
+
+def _notify_settings(args: argparse.Namespace) -> NotifySettings | None:
+    url = getattr(args, "notify", None)
+    if not url:
+        return None
+    try:
+        return NotifySettings(check_url(url))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _loop_source(args: argparse.Namespace, settings: LoopSettings) -> tuple[ManifestSource, Loader]:
@@ -529,6 +546,11 @@ def controller_status(args: argparse.Namespace) -> int:
     ]
     if status["pending"]:
         lines.append("Waiting changes: " + "; ".join(status["pending"]))
+    drifted = status["drifted"]
+    lines.append(
+        f"Drift:           {status['drift']}, "
+        + (f"{len(drifted)} drifted: {'; '.join(drifted)}" if drifted else "none left drifted")
+    )
     conditions = status["conditions"]
     lines.append("Conditions:")
     lines.append(_indent(_conditions_table(conditions)))

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TypeAlias
 
 from hypermesh import __version__
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_keys,
         _add_network,
         _add_gateway,
+        _add_prometheus,
+        _add_dashboard,
         _add_version,
     ):
         add(sub)
@@ -140,6 +143,26 @@ def _add_validate(sub: Subparsers) -> None:
         "hmctl validate -f examples/quickstart",
     )
     _add_files(p)
+
+
+def _add_dashboard(sub: Subparsers) -> None:
+    p = _command(
+        sub,
+        "dashboard",
+        ("hypermesh.cli.dashboard", "dashboard"),
+        "the network's live dashboard: print its URL (--open: in a browser)",
+        "hmctl dashboard --open",
+    )
+    p.add_argument("--node", metavar="NAME", help="this node's dashboard (default: the registry's)")
+    p.add_argument("--network", metavar="NAME", help="only this network's nodes")
+    p.add_argument("--open", action="store_true", help="open it in a browser (webbrowser)")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve it on 127.0.0.1 with the state store's view merged in (Ready as the "
+        "controller sees it, the policy probe's findings, the controller's events)",
+    )
+    p.add_argument("--port", type=int, default=0, help="--serve on this port (default: any)")
 
 
 def _add_version(sub: Subparsers) -> None:
@@ -572,6 +595,28 @@ def _add_gateway_run(actions: Subparsers) -> None:
     _add_ca_dir(p)
     _add_registry_ref(p)
     _add_timeout(p, 15.0)
+
+
+def _add_prometheus(sub: Subparsers) -> None:
+    parent = _command(
+        sub,
+        "prometheus",
+        ("hypermesh.cli.prometheus", "sd"),
+        "monitoring: the nodes as Prometheus targets (file-based service discovery)",
+        "hmctl prometheus sd -o /etc/prometheus/hypermesh.json",
+    )
+    actions = parent.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _command(
+        actions,
+        "sd",
+        ("hypermesh.cli.prometheus", "sd"),
+        "write the nodes' /metrics addresses as file_sd JSON (nodes need spec.web.listen)",
+        "hmctl prometheus sd -o targets.json --network demo",
+    )
+    p.add_argument(
+        "-o", "--output", dest="output_file", metavar="FILE", help="write here (default stdout)"
+    )
+    p.add_argument("--network", metavar="NAME", help="only this network's nodes")
 
 
 def _add_gateway(sub: Subparsers) -> None:
@@ -1110,6 +1155,28 @@ def _add_loop_flags(p: argparse.ArgumentParser) -> None:
         default=5.0,
         metavar="DURATION",
         help="re-observe the world this often (default 5s)",
+    )
+    p.add_argument(
+        "--drift",
+        choices=("detect", "correct"),
+        default="correct",
+        help="what a pass does with drift of the world (a node process gone, a record changed "
+        "at the registry): put it back (correct, the default), or only report it as the "
+        "condition Drifted, an event and a count in `hmctl controller status` (detect); "
+        "the annotation hypermesh.online/drift overrides it per resource",
+    )
+    p.add_argument(
+        "--notify",
+        metavar="URL",
+        help="POST each resource's Ready, Stalled and Drifted transitions to this webhook, "
+        "one JSON object each (in the background: a dead webhook never holds up a pass)",
+    )
+    p.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="PATH",
+        help="after each pass, write the controller's figures (drifted resources, converged, "
+        "notifications) here as a Prometheus textfile",
     )
 
 

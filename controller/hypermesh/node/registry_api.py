@@ -447,20 +447,6 @@ def expire_due(registry: Registry, zones: StaticZones) -> list[str]:
     return expired
 
 
-def publish_zones(
-    registry: Registry,
-    zones: StaticZones,
-    names: list[str],
-    on_serial: Callable[[str, int], None] | None = None,
-) -> None:
-    """Serve the current zone of each of ``names`` (after ``Registry.resign_due``, say)."""
-    for name in names:
-        zone = registry.zone(name)
-        zones.set(zone)
-        if on_serial is not None:
-            on_serial(name, serial_of(zone))
-
-
 def _param(request: Request, name: str) -> str | None:
     values = urllib.parse.parse_qs(request.query).get(name)
     return values[0] if values else None

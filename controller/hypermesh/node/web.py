@@ -25,7 +25,7 @@ from hypermesh.transport.address import format_address, parse_address
 
 log = logging.getLogger(__name__)
 
-WEB_PATHS = ("/registry/", "/metrics", "/status", "/healthz")
+WEB_PATHS = ("/registry/", "/metrics", "/status", "/healthz", "/dashboard/")
 """Paths (and, for those ending in ``/``, everything under them) served over TCP."""
 
 MAX_CONNECTIONS = 256
@@ -104,6 +104,12 @@ async def _serve_connection(
         target = event.target.decode("ascii", "replace")
         path, _, query = target.partition("?")
         response = await _respond(router, method, path, query, peer_text, event.headers)
+        if response.stream is not None:
+            if method == "HEAD":
+                await response.stream.aclose()
+            else:
+                await _send_stream(conn, reader, writer, response, alt_svc)
+                return
         body = b"" if method == "HEAD" else response.body
         headers = [
             ("content-type", response.content_type),
@@ -124,6 +130,46 @@ async def _serve_connection(
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
             return
         conn.start_next_cycle()
+
+
+async def _send_stream(
+    conn: h11.Connection,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    response: RouteResponse,
+    alt_svc: str,
+) -> None:
+    """A body sent piece by piece as the route produces it (server-sent events), until the
+    route ends it or the client goes (then the connection closes)."""
+    assert response.stream is not None
+    stream = response.stream
+    headers = [("content-type", response.content_type), ("alt-svc", alt_svc), *response.headers]
+    gone = asyncio.ensure_future(reader.read(1))  # anything more, or the end, ends the stream
+    piece: asyncio.Future[bytes] | None = None
+    try:
+        writer.write(conn.send(h11.Response(status_code=response.status, headers=headers)))
+        if response.body:
+            writer.write(conn.send(h11.Data(data=response.body)))
+        while True:
+            piece = asyncio.ensure_future(stream.__anext__())
+            await asyncio.wait((piece, gone), return_when=asyncio.FIRST_COMPLETED)
+            if not piece.done():
+                return
+            try:
+                data = piece.result()
+            except StopAsyncIteration:
+                break
+            writer.write(conn.send(h11.Data(data=data)))
+            await writer.drain()
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
+    finally:
+        gone.cancel()
+        if piece is not None and not piece.done():
+            piece.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await piece
+        await stream.aclose()
 
 
 def _refuse(conn: h11.Connection, writer: asyncio.StreamWriter, exc: h11.ProtocolError) -> None:

@@ -93,6 +93,8 @@ FEATURES: tuple[LazyFeature, ...] = (
     LazyFeature("status", "status", "StatusFeature", _always),
     # needs: the interfaces' addresses and the paths (publishes the record)
     LazyFeature("directory", "directory", "DirectoryFeature", _has_registry),
+    # needs: the paths, the registry's and the chain's routes (reads them through the router)
+    LazyFeature("dashboard", "dashboard", "DashboardFeature", _always),
     # needs: the public interface's port
     LazyFeature("web", "web", "WebFeature", lambda c: c.web_listen is not None),
 )
@@ -100,7 +102,7 @@ FEATURES: tuple[LazyFeature, ...] = (
 
 COMMON: tuple[str, ...] = (
     *("mirror", "chain", "messaging", "dns", "metrics", "public", "private"),
-    *("tls", "paths", "status", "directory"),
+    *("tls", "paths", "status", "directory", "dashboard"),
 )
 """The features most nodes open (a mirror of a network with its chain, on public and private
 interfaces): what a parent that forks nodes imports beforehand."""

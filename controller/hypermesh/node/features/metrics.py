@@ -19,3 +19,4 @@ class MetricsFeature:
 
     async def open(self, node: NodeContext, stack: contextlib.AsyncExitStack) -> None:
         add_metrics_route(node.router, node.metrics)
+        node.metrics.watch_node(node)

@@ -10,15 +10,18 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import dns.zone
+
 from hypermesh.dns.source import StaticZones
 from hypermesh.errors import HyperMeshError
 from hypermesh.mirror.feed import ZoneFeed
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext, start_task
 from hypermesh.node.mirror_api import add_feed_routes, zone_feed
-from hypermesh.node.registry_api import add_registry_routes, expire_due, load_zones, publish_zones
+from hypermesh.node.registry_api import add_registry_routes, expire_due, load_zones
 from hypermesh.registry.directory import Directory
 from hypermesh.registry.service import Registry
+from hypermesh.registry.zones import serial_of
 from hypermesh.revocation import Lookup, Revocation
 from hypermesh.transport.identity import load_or_create_identity
 from hypermesh.transport.noderecord import DIRECTORY_ZONE
@@ -68,6 +71,7 @@ class RegistryFeature:
             trusted=(node.identity.node_id,),
         )
         node.member_source = held_for(MEMBERS_HELD, directory.members)
+        metrics.watch_registry(registry)
         expire_due(registry, zones)
         load_zones(registry, zones, metrics.zone_serial, metrics.zone_problem)
         start_task(stack, _sweep(registry, zones, metrics.zone_serial))
@@ -128,7 +132,7 @@ async def _expire_records(directory: Directory, feed: ZoneFeed) -> None:
     while True:
         changed.clear()
         try:
-            due = directory.next_expiry()
+            due = await directory.registry.worker.run(directory.next_expiry)
             wait = SWEEP if due is None else min(SWEEP, max(0.0, due - time.time()) + LATE)
         except HyperMeshError as exc:
             log.warning("node directory sweep failed", extra={"error": str(exc)})
@@ -150,13 +154,18 @@ async def _expire_records(directory: Directory, feed: ZoneFeed) -> None:
 async def _sweep(
     registry: Registry, zones: StaticZones, on_serial: Callable[[str, int], None]
 ) -> None:
-    """Expire the registrations whose term ran out; sign again the zones due for it."""
+    """Expire the registrations whose term ran out; sign again the zones due for it. The work
+    is the registry's writer thread's (in turn with the API's writes); the zones are served on
+    the loop."""
     while True:
         await asyncio.sleep(EXPIRY_INTERVAL)
         try:
-            expired = await asyncio.to_thread(registry.expire_due)
-            resigned = await asyncio.to_thread(registry.resign_due)
-            publish_zones(registry, zones, resigned, on_serial)
+            expired = await registry.worker.run(registry.expire_due)
+            resigned = await registry.worker.run(registry.resign_due)
+            signed = await registry.worker.run(_zones_of, registry, resigned)
+            for name, zone in zip(resigned, signed, strict=True):
+                zones.set(zone)
+                on_serial(name, serial_of(zone))
         except HyperMeshError as exc:
             log.warning("registry sweep failed", extra={"error": str(exc)})
             continue
@@ -165,3 +174,8 @@ async def _sweep(
             log.info("registration expired", extra={"tld": name})
         for name in resigned:
             log.info("zone signed again in full", extra={"tld": name})
+
+
+def _zones_of(registry: Registry, names: list[str]) -> list[dns.zone.Zone]:
+    """The current zone of each of ``names`` (on the registry's writer thread)."""
+    return [registry.zone(name) for name in names]
