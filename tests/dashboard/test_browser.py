@@ -127,6 +127,9 @@ def test_hmctl_dashboard_serve_merges_the_controllers_view(hmctl: Hmctl, tmp_pat
                 await page.goto(url)
                 await page.wait_for(_row("registry", "Ready"), 30)
                 await page.wait_for(_row("alpha", "Ready"), 30)
+                # every local node's paths, as hmctl get paths asks them
+                await page.wait_for("document.querySelector('[id^=\"path-alpha-\"]') !== null", 30)
+                (tmp_path / "served.png").write_bytes(await page.screenshot())
                 return str(await page.evaluate("document.getElementById('events').textContent"))
 
         events = asyncio.run(run())

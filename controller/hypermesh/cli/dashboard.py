@@ -9,7 +9,8 @@ and, with ``--open``, opens it in a browser.
 What no node knows (whether the controller finds each node Ready, the policy probe's findings,
 the controller's events) lives in hmctl's state store. ``--serve`` serves the same page on
 127.0.0.1 with the node's view and the store's merged: one sampler, while somebody watches,
-reads the node's ``/dashboard/state`` and the store at most once a second.
+reads the node's ``/dashboard/state``, the store and every local node's paths to its peers
+(as ``hmctl get paths`` does) at most once a second.
 """
 
 from __future__ import annotations
@@ -22,18 +23,23 @@ import sys
 import urllib.request
 import webbrowser
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from hypermesh.cli.commands import open_store
 from hypermesh.cli.common import state_dir
-from hypermesh.errors import UsageError
+from hypermesh.cli.paths import local_nodes
+from hypermesh.errors import HyperMeshError, UsageError
 from hypermesh.node.dashboard import MAX_ITEMS, DashboardHub, add_dashboard_routes
 from hypermesh.node.router import Router
 from hypermesh.node.web import start_web
+from hypermesh.sdk.mesh import Mesh
 from hypermesh.store import ResourceRecord, StateStore
 from hypermesh.timefmt import rfc3339
 
 FETCH_TIMEOUT = 5.0
+MAX_LOCAL = 50
+"""Local nodes asked for their paths, at most."""
 NO_WEB = (
     "no node of this state serves its pages over TCP: a registry's node does by default, "
     "others with spec.web.listen (for example 127.0.0.1:9464)"
@@ -106,6 +112,29 @@ def _fetch(url: str) -> dict[str, Any]:
         return found
 
 
+async def _paths_of(state: Path, name: str) -> list[dict[str, Any]]:
+    """Local node ``name``'s paths to its peers (``GET /paths/v1`` as its own key, as
+    ``hmctl get paths`` asks), each named ``from`` it; none when it does not answer."""
+    try:
+        mesh = Mesh.from_state(state, node=name)
+        mesh.timeout = FETCH_TIMEOUT
+        async with mesh:
+            view = await mesh.paths()
+    except HyperMeshError:
+        return []
+    return [{"from": name} | peer.to_json() for peer in view.peers]
+
+
+async def network_paths(state: Path) -> list[dict[str, Any]]:
+    """Every local node's paths to its peers (the first ``MAX_LOCAL`` nodes)."""
+    try:
+        names = list(local_nodes(state))[:MAX_LOCAL]
+    except HyperMeshError:
+        return []
+    found = await asyncio.gather(*(_paths_of(state, name) for name in names))
+    return [peer for peers in found for peer in peers][:MAX_ITEMS]
+
+
 async def serve(args: argparse.Namespace, node_url: str) -> None:
     """The merged dashboard on 127.0.0.1 until interrupted."""
 
@@ -116,6 +145,7 @@ async def serve(args: argparse.Namespace, node_url: str) -> None:
             view = {"node": {"name": "?", "readiness": {"ready": False, "reason": str(exc)}}}
         view.pop("events", None)
         view.pop("at", None)
+        view["network_paths"] = await network_paths(state_dir(args))
         store = open_store(args, create=False)
         if store is not None:
             try:

@@ -53,8 +53,9 @@ $('title').textContent='HyperMesh '+(me.network||'')+' \u2014 seen from '+(me.na
 const rd=me.readiness||{};$('meta').textContent='version '+(me.version||'?')+
 ' \u00b7 '+(rd.ready===false?'not ready: '+(rd.reason||''):'ready')+' \u00b7 updated '+
 new Date((s.at||0)*1000).toLocaleTimeString();nodes(s);
-table('paths',((s.paths||{}).peers||[]).map(p=>['path-'+(p.name||p.node),[p.name||
-(p.node||'').slice(0,12),[p.path,p.path==='direct'?'ok':'warn'],p.rtt_ms==null?'':
+const ps=s.network_paths||((s.paths||{}).peers||[]).map(p=>({...p,from:me.name}));
+table('paths',ps.map(p=>['path-'+p.from+'-'+(p.name||p.node),[p.from+' \u2192 '+(p.name||
+(p.node||'').slice(0,12)),[p.path,p.path==='direct'?'ok':'warn'],p.rtt_ms==null?'':
 p.rtt_ms+' ms',p.remote]]),'no peer path');
 const m=me.mirror;table('mirror',m?Object.entries(m.zones||{}).map(([z,v])=>{
 const lag=v.registrySerial==null?'':v.registrySerial-v.serial;return['zone-'+z,[z,
