@@ -23,13 +23,11 @@ from hypermesh.transport.client import (
     H3ClientProtocol,
     Headers,
     _Exchange,
-    connect_pinned,
 )
+from hypermesh.transport.pool import KeptConnections
 
 WINDOW = 256 * 1024
 """Bytes a stream may hold not yet acknowledged by the next hop before ``send`` waits."""
-
-Key = tuple[str, str]
 
 
 class StreamingH3(H3ClientProtocol):
@@ -210,51 +208,12 @@ class Outgoing:
         return bytes(data)
 
 
-class StreamPool:
+class StreamPool(KeptConnections[StreamingH3]):
     """Kept-open anonymous connections for streamed requests, by (address, node ID)."""
 
     def __init__(self, max_connections: int = 256) -> None:
-        self._max = max_connections
-        self._open: dict[Key, tuple[contextlib.AsyncExitStack, StreamingH3]] = {}
-        self._locks: dict[Key, asyncio.Lock] = {}
+        super().__init__(None, StreamingH3, max_connections)
 
     async def open(self, address: str, node_id: str, path: str) -> Outgoing:
         """A streamed POST of ``path`` to ``address`` (pinned to ``node_id``)."""
-        return (await self._connection((address, node_id))).open(path)
-
-    async def _connection(self, key: Key) -> StreamingH3:
-        held = self._open.get(key)
-        if held is not None and held[1].close_reason is None:
-            return held[1]
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            held = self._open.get(key)
-            if held is not None and held[1].close_reason is None:
-                return held[1]
-            if held is not None:
-                await self._drop(key)
-            if len(self._open) >= self._max:
-                await self._drop(next(iter(self._open)))
-            stack = contextlib.AsyncExitStack()
-            h3 = await stack.enter_async_context(
-                connect_pinned(key[0], expected_id=key[1], protocol=StreamingH3, identity=None)
-            )
-            self._open[key] = (stack, h3)
-            return h3
-
-    async def _drop(self, key: Key) -> None:
-        held = self._open.pop(key, None)
-        if held is not None:
-            with contextlib.suppress(Exception):
-                await held[0].aclose()
-
-    def close_now(self) -> None:
-        """Close every connection at once (CONNECTION_CLOSE is sent; no waiting)."""
-        for _, h3 in self._open.values():
-            with contextlib.suppress(Exception):
-                h3.close()
-        self._open.clear()
-
-    async def aclose(self) -> None:
-        """Close every connection."""
-        for key in list(self._open):
-            await self._drop(key)
+        return (await self.connection((address, node_id))).open(path)
