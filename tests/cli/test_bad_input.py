@@ -48,6 +48,18 @@ CASES: list[tuple[str, bytes | str, str]] = [
         "bad.yaml:11:3: Node/a: spec.listen: expected string, got integer 4433",
     ),
     (
+        "drift-annotation",
+        documents(
+            NET.replace(
+                "metadata: {name: demo}",
+                "metadata:\n  name: demo\n  annotations: {hypermesh.online/drift: ignore}",
+            ),
+            NODE_A,
+        ),
+        "bad.yaml:5:17: Network/demo: metadata.annotations.hypermesh.online/drift: 'ignore' is "
+        "not a drift policy: detect or correct",
+    ),
+    (
         "unknown-field",
         documents(NET, node("a", colour="blue")),
         "bad.yaml:12:3: Node/a: spec.colour: unknown field 'colour'",

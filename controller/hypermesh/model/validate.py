@@ -50,6 +50,11 @@ __all__ = [
 ]
 
 
+DRIFT_ANNOTATION = "hypermesh.online/drift"
+"""The annotation that sets one resource's drift policy (``reconcile.drift``)."""
+DRIFT_POLICIES = ("detect", "correct")
+
+
 def load_desired(paths: Iterable[str], stdin: BinaryIO | None = None) -> DesiredState:
     """Load, validate and default every manifest; raise ManifestError with every problem."""
     loaded = load(paths, stdin)
@@ -208,6 +213,17 @@ def _resource(document: Document, problems: list[Problem]) -> Resource | None:
         problems.extend(found)
         return None
     assert isinstance(meta, dict) and isinstance(name, str)
+    drift = (meta.get("annotations") or {}).get(DRIFT_ANNOTATION)
+    if drift is not None and drift not in DRIFT_POLICIES:
+        problems.append(
+            Problem(
+                document.position(("metadata", "annotations", DRIFT_ANNOTATION)),
+                f"{drift!r} is not a drift policy: {' or '.join(DRIFT_POLICIES)}",
+                label,
+                f"metadata.annotations.{DRIFT_ANNOTATION}",
+            )
+        )
+        return None
     spec = _with_defaults(load_schema(kind)["properties"]["spec"], data["spec"])
     return Resource(
         kind=kind,

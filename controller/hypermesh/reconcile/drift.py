@@ -15,10 +15,11 @@ from enum import StrEnum
 
 from hypermesh.errors import PermanentError
 from hypermesh.model.resources import Resource
+from hypermesh.model.validate import DRIFT_ANNOTATION
 from hypermesh.plan import Action, Drift, DriftKind, PlanItem
 
-ANNOTATION = "hypermesh.online/drift"
-"""The annotation that sets one resource's drift policy."""
+ANNOTATION = DRIFT_ANNOTATION
+"""The annotation that sets one resource's drift policy (``hmctl validate`` checks its value)."""
 
 DRIFTED = "Drifted"
 """The condition (and the event reason) of drift left alone under ``detect``."""
