@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import text
 
 from hypermesh.dns import DnsEngine, StaticZones
 from hypermesh.node.registry_api import PREFIX, add_registry_routes
@@ -51,9 +50,11 @@ from hypermesh.node.routes import add_dns_routes
 from hypermesh.node.server import bind_endpoint, server_configuration
 from hypermesh.registry.service import Change, DatabaseNonceCache, Policy, Registry
 from hypermesh.registry.signing import sign_request, verify_request
-from hypermesh.registry.tables import RegistryBase
 from hypermesh.transport.client import connect_h3
 from hypermesh.transport.identity import Identity
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.harness
+from tests.harness.registry_db import emptied
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 OWNER = Identity.generate()
@@ -120,19 +121,6 @@ def floor_postgres(url: str, count: int) -> float:
 
 ONE_OWNER = Policy(max_tlds_per_owner=1_000_000)
 """One key registers every TLD of the run: the quota of TLDs per owner key lifted."""
-
-
-def empty_postgres(url: str) -> str:
-    Registry.open(url).close()
-    cleaner = Registry.open(url)
-    with cleaner.engine.begin() as conn:
-        for table in reversed(RegistryBase.metadata.sorted_tables):
-            if table.name == "registry_meta":
-                conn.execute(text("DELETE FROM registry_meta WHERE key <> 'schema_version'"))
-            else:
-                conn.execute(text(f"DELETE FROM {table.name}"))
-    cleaner.close()
-    return url
 
 
 def in_process(where: str, count: int, backend: str, records: int) -> None:
@@ -286,8 +274,8 @@ def main() -> int:
                 asyncio.run(over_http3(str(folder / "api.db"), args.count, backend, args.records))
             elif backend == "postgresql":
                 report(backend, "floor", args.count, floor_postgres(args.postgres, args.count))
-                in_process(empty_postgres(args.postgres), args.count, backend, args.records)
-                where = empty_postgres(args.postgres)
+                in_process(emptied(args.postgres), args.count, backend, args.records)
+                where = emptied(args.postgres)
                 asyncio.run(over_http3(where, args.count, backend, args.records))
             else:
                 parser.error(f"unknown backend {backend!r}: sqlite or postgresql")

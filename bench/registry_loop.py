@@ -38,15 +38,15 @@ import time
 from io import BytesIO
 from pathlib import Path
 
-from sqlalchemy import text
-
 from hypermesh.dns import StaticZones
 from hypermesh.node.registry_api import PREFIX, add_registry_routes
 from hypermesh.node.router import Request, Router
 from hypermesh.registry.service import Change, Policy, Registry
 from hypermesh.registry.signing import sign_request
-from hypermesh.registry.tables import RegistryBase
 from hypermesh.transport.identity import Identity
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.harness
+from tests.harness.registry_db import emptied
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 OWNER = Identity.generate()
@@ -93,19 +93,6 @@ def signed(path: str, body: dict[str, object]) -> Request:
     headers = {"content-type": "application/json"}
     headers |= sign_request(OWNER, "POST", path, raw, now=time.time())
     return Request("POST", path, headers=tuple(headers.items()), body=raw)
-
-
-def empty_postgres(url: str) -> str:
-    Registry.open(url).close()
-    cleaner = Registry.open(url)
-    with cleaner.engine.begin() as conn:
-        for table in reversed(RegistryBase.metadata.sorted_tables):
-            if table.name == "registry_meta":
-                conn.execute(text("DELETE FROM registry_meta WHERE key <> 'schema_version'"))
-            else:
-                conn.execute(text(f"DELETE FROM {table.name}"))
-    cleaner.close()
-    return url
 
 
 def filled(where: str, records: int, inline: bool) -> Registry:
@@ -232,7 +219,7 @@ def old_tree(revision: str, folder: Path) -> Path | None:
 def where_for(backend: str, folder: Path, name: str, postgres: str) -> str:
     if backend == "sqlite":
         return str(folder / f"{name}.db")
-    return empty_postgres(postgres)
+    return emptied(postgres)
 
 
 def main() -> int:

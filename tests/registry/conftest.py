@@ -6,12 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from hypermesh.registry.service import Registry
-from hypermesh.registry.tables import RegistryBase
 from hypermesh.transport.identity import Identity
 from tests.conftest import require_postgres
+from tests.harness.registry_db import emptied
 
 NOW = 1_800_000_000.0
 ADMIN = Identity.generate()
@@ -21,17 +20,7 @@ OTHER = Identity.generate()
 
 def fresh_postgres() -> str:
     """The test database, with every registry row removed (the schema version kept)."""
-    url = require_postgres()
-    Registry.open(url).close()  # creates (or upgrades) the tables
-    cleaner = Registry.open(url)
-    with cleaner.engine.begin() as conn:
-        for table in reversed(RegistryBase.metadata.sorted_tables):
-            if table.name == "registry_meta":
-                conn.execute(text("DELETE FROM registry_meta WHERE key <> 'schema_version'"))
-            else:
-                conn.execute(text(f"DELETE FROM {table.name}"))
-    cleaner.close()
-    return url
+    return emptied(require_postgres())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
