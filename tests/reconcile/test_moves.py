@@ -1,6 +1,8 @@
-"""The move guard: a plan that would move a resource to another network (the same names applied
-to one state from two sets of manifests, such as two examples) is refused, naming each resource,
-where it is declared, the two networks and what to do; ``--force`` moves them."""
+"""The move guard: a plan that would move a resource to another network, declared in another
+file than the one this state applied it from (the same names applied to one state from two sets
+of manifests, such as two examples), is refused, naming each resource, where it is declared, the
+two networks, where it came from and what to do; ``--force`` moves them. A move written in the
+file it came from is an edit, and goes ahead."""
 
 from __future__ import annotations
 
@@ -24,13 +26,16 @@ def test_a_node_applied_to_another_network_is_not_moved_without_a_word() -> None
         Observed(alpha.key, {**alpha.spec, "network": "demo"}),
         Observed(acme.key, acme.spec),
     ]
+    elsewhere = {alpha.key: "/examples/quickstart/network.yaml:24:1"}
     with pytest.raises(MoveRefused) as refused:
-        check_moves(plan(desired, applied))
+        check_moves(plan(desired, applied), elsewhere)
     assert str(refused.value) == (
-        "refusing to move Node/alpha (b.yaml:6:1) from demo to acme: this state applied it to "
-        "another network, from other manifests perhaps; give these manifests a state of their "
-        "own (--state DIR, or $HM_STATE), or pass --force to move"
+        "refusing to move Node/alpha (b.yaml:6:1) from demo, applied from "
+        "/examples/quickstart/network.yaml, to acme: the same names from other manifests; give "
+        "these manifests a state of their own (--state DIR, or $HM_STATE), or pass --force to "
+        "move"
     )
+    check_moves(plan(desired, applied), {alpha.key: "b.yaml:6:1"})  # an edit of its own file
 
 
 def test_a_change_within_the_network_is_no_move() -> None:
@@ -39,4 +44,4 @@ def test_a_change_within_the_network_is_no_move() -> None:
     alpha = desired.get("Node", "alpha")
     assert alpha is not None
     applied = [Observed(alpha.key, {**alpha.spec, "listen": "127.0.0.1:9"})]
-    check_moves(plan(desired, applied))  # an update, not a move: nothing raised
+    check_moves(plan(desired, applied), {alpha.key: "other.yaml:1:1"})  # an update, not a move

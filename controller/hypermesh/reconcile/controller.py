@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -420,27 +420,38 @@ def prune_guard(the_plan: Plan, desired: DesiredState, store: StateStore, force:
     deletes = [i.key for i in the_plan.items if i.action is Action.DELETE]
     check_prune(deletes, desired, store, force)
     if not force:
-        check_moves(the_plan)
+        check_moves(the_plan, {r.key: r.source for r in store.records()})
 
 
-def check_moves(the_plan: Plan) -> None:
-    """Raise MoveRefused naming every resource the plan would move to another network: the
-    same names applied to one state from two sets of manifests (two examples) would otherwise
-    take each other's nodes without a word."""
+def check_moves(the_plan: Plan, sources: Mapping[ResourceKey, str]) -> None:
+    """Raise MoveRefused naming every resource the plan would move to another network that
+    this state applied from another file (``sources``: where each was declared, as the store
+    keeps it): the same names applied to one state from two sets of manifests (two examples)
+    would otherwise take each other's nodes without a word. A move written in the same file
+    is an edit, and goes ahead."""
     moves = []
     for item in the_plan.items:
         if item.action is not Action.UPDATE or item.desired is None or item.observed is None:
             continue
         old, new = (item.observed.spec or {}).get("network"), item.desired.spec.get("network")
-        if old and new and old != new:
-            moves.append(f"{item.key} ({item.desired.position()}) from {old} to {new}")
+        applied_from = _file_of(sources.get(item.key, ""))
+        here = item.desired.position()
+        if old and new and old != new and applied_from and applied_from != _file_of(str(here)):
+            moves.append(f"{item.key} ({here}) from {old}, applied from {applied_from}, to {new}")
     if moves:
         raise MoveRefused(
-            f"refusing to move {'; '.join(moves)}: this state applied "
-            f"{'it' if len(moves) == 1 else 'them'} to another network, from other manifests "
-            "perhaps; give these manifests a state of their own (--state DIR, or $HM_STATE), "
-            "or pass --force to move"
+            f"refusing to move {'; '.join(moves)}: the same names from other manifests; give "
+            "these manifests a state of their own (--state DIR, or $HM_STATE), or pass --force "
+            "to move"
         )
+
+
+def _file_of(source: str) -> str:
+    """The file of a ``FILE:LINE:COL`` position, resolved (empty for none or standard input)."""
+    file = source.rsplit(":", 2)[0] if source.count(":") >= 2 else source
+    if not file or file.startswith("<"):
+        return ""
+    return str(Path(file).resolve())
 
 
 def undeclared(desired: DesiredState, store: StateStore) -> list[ResourceKey]:
