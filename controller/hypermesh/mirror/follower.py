@@ -292,6 +292,7 @@ class Follower:
                     self._drop(name)
             for name, serial in serials.items():
                 await self._sync(h3, registry, name, serial)
+                self._fresh([name])  # caught up: fresh now, not after the other zones' syncs
         elif isinstance(notice.get("revoked"), str):
             await self._refresh_anchors(h3, registry)
         elif isinstance(notice.get("zone"), str):
@@ -300,9 +301,15 @@ class Follower:
                 self._drop(name)
             else:
                 await self._sync(h3, registry, name, int(announced))
+        self._fresh(list(self.state.copies))
+
+    def _fresh(self, names: list[str]) -> None:
+        """The registry has just spoken: each of ``names`` whose copy is at the serial it
+        knows is fresh as of now; the stale marks follow at once."""
         now = self.clock()
-        for name, copy in self.state.copies.items():
-            if copy.serial >= self.state.known.get(name, 0):
+        for name in names:
+            copy = self.state.copies.get(name)
+            if copy is not None and copy.serial >= self.state.known.get(name, 0):
                 self.state.fresh_at[name] = now
         self.mark_stale()
 
