@@ -5,15 +5,12 @@ opened in a real browser (Debian's headless Chromium) over TCP."""
 from __future__ import annotations
 
 import json
-import shutil
 import stat
-import subprocess
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import Hmctl
 from tests.e2e.conftest import items, ready
+from tests.harness.chromium import dump_dom
 
 BETA = """\
 apiVersion: hypermesh.online/v1alpha1
@@ -114,30 +111,9 @@ def test_administration_from_the_command_line(hmctl: Hmctl, applied: Path) -> No
 
 
 def test_the_registry_page_opens_in_a_browser(hmctl: Hmctl, applied: Path, tmp_path: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.fail("chromium is missing: apt-get install chromium (.ci/run does)")
     web = items(hmctl, "nodes")["registry"]["status"]["webAddress"]
     registry_id = items(hmctl, "nodes")["alpha"]["status"]["identity"]
-    dom = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium'}",
-            "--dump-dom",
-            f"http://{web}/registry/",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    ).stdout
+    dom = dump_dom(f"http://{web}/registry/", tmp_path / "chromium")
     assert "<title>HyperMesh registry</title>" in dom
     row = dom.split('<tr id="tld-acme">', 1)[1].split("</tr>", 1)[0]
     assert "acme" in row and ">active<" in row

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,6 +43,19 @@ def program() -> str:
     if found is None:
         pytest.fail("chromium is missing: apt-get install chromium (.ci/run does)")
     return found
+
+
+def dump_dom(url: str, profile: Path, timeout: float = 90.0) -> str:
+    """The DOM of ``url`` once loaded, as headless Chromium prints it (``--dump-dom``), with a
+    profile of its own in ``profile``."""
+    flags = [f for f in FLAGS if not f.startswith(("--remote-debugging", "--window-size"))]
+    done = subprocess.run(
+        [program(), *flags, f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return done.stdout
 
 
 class Page:
