@@ -22,8 +22,9 @@ SETTLE_SECONDS = 5.0
 IDLE_GOAL_MS_PER_S = 0.5
 RSS_GOAL_MIB = 35.0
 PSS_GOAL_MIB = 15.0
-IDLE_BOUND_MS_PER_S = 3.0
-"""What the tests hold: a node polling every second (7.9 ms/s before) is well above it."""
+IDLE_BOUND_MS_PER_S = 5.0
+"""What the tests hold: a node polling every second (7.9 ms/s before) is above it; the registry
+measured 1.8-2.3 ms/s alone and 3.2 with CI's three test processes beside it."""
 RSS_BOUND_MIB = 70.0
 PSS_BOUND_MIB = 40.0
 """What the tests hold: an eager import of every feature and SQLAlchemy (90 / 66 MiB) is above."""

@@ -159,12 +159,24 @@ def test_requests_in_flight_during_the_upgrade_all_complete_and_a_dead_direct_pa
 
 
 class _Watched(PathManager):
+    """Counts the requests in flight on the relay when the link moves; the move waits (every
+    10 ms, 3 s at most) until one is, so that the test does not depend on the punch being
+    slower than the first requests (CI once punched before any was sent)."""
+
     in_flight_at_upgrade: int | None = None
+    held: int = 0
+    moved: asyncio.Event | None = None
 
     def _upgrade(self, link: PeerLink, protocol: Any, address: Any) -> None:
-        if link.relayed is not None:
-            self.in_flight_at_upgrade = len(link.relayed._exchanges)
+        in_flight = len(link.relayed._exchanges) if link.relayed is not None else 0
+        if not in_flight and self.held < 300:
+            self.held += 1
+            asyncio.get_running_loop().call_later(0.01, self._upgrade, link, protocol, address)
+            return
+        self.in_flight_at_upgrade = in_flight
         super()._upgrade(link, protocol, address)
+        if self.moved is not None:
+            self.moved.set()
 
 
 async def _load_across_the_upgrade(net: dict[str, RunningNode]) -> None:
@@ -178,6 +190,7 @@ async def _load_across_the_upgrade(net: dict[str, RunningNode]) -> None:
         endpoint=served.server,
         locate=lambda target: registry.node_record(node_id=target),
     )
+    paths.moved = asyncio.Event()
     try:
         async with asyncio.timeout(60):
             await paths.set_home(net["relay"].identity, [net["relay"].address]).ready.wait()
@@ -197,6 +210,7 @@ async def _load_across_the_upgrade(net: dict[str, RunningNode]) -> None:
             workers = [asyncio.create_task(worker()) for _ in range(8)]
             assert link.punching is not None  # a relayed link punches at once
             await asyncio.wait({link.punching})
+            await paths.moved.wait()  # the move, held as above
             await asyncio.sleep(0.3)
             stop.set()
             await asyncio.gather(*workers)  # any failed request fails the test here
