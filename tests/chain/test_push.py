@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from hypermesh.chain.block import Block, Link
-from hypermesh.chain.client import ChainClient, Head, NoFeed, ask_witness
+from hypermesh.chain.client import ChainClient, Head, ask_witness
 from hypermesh.chain.follower import ChainFollower
 from hypermesh.chain.replica import Replicas
 from hypermesh.chain.store import ChainStore
@@ -40,6 +40,7 @@ from hypermesh.node.chain_api import add_chain_routes
 from hypermesh.node.router import Router
 from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
 from hypermesh.transport.address import PeerRef
+from hypermesh.transport.feeds import NoFeed
 from hypermesh.transport.identity import Identity
 
 EVENTS = 20

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -24,16 +23,14 @@ from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import (
     AccessDenied,
     H3ClientProtocol,
-    connect_h3,
     h3_get_json,
     h3_post,
-    status_error,
 )
+from hypermesh.transport.feeds import NoFeed, watched
 from hypermesh.transport.identity import Identity
 
 API = "/chain/v1"
 PAGE = 500
-MAX_LINE = 1 << 20
 """Bytes of one line of the head feed, at most (a longer one ends the watch)."""
 RETRY = (0.2, 0.5, 1.0, 2.0, 5.0, 15.0, 30.0)
 """Waits before reconnecting a lost head feed (``heads``), the last repeated."""
@@ -79,37 +76,6 @@ class Head:
     root: bytes
 
 
-class NoFeed(TransportError):
-    """The node serves no head feed (404: it keeps no chain, or predates the feed)."""
-
-
-async def feed_lines(
-    pieces: AsyncIterator[bytes], silence: float = WATCH_SILENCE
-) -> AsyncIterator[dict[str, Any]]:
-    """The JSON objects of an NDJSON feed, heartbeats (``{}``) left out; ``TransportError``
-    when nothing (not even a heartbeat) arrives for ``silence`` seconds, or a line is too long.
-    Lines that are not JSON objects are skipped."""
-    buffer = b""
-    iterator = pieces.__aiter__()
-    while True:
-        try:
-            async with asyncio.timeout(silence):
-                piece = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise TransportError(f"the feed was silent for {silence:g}s") from None
-        buffer += piece
-        *complete, buffer = buffer.split(b"\n")
-        if len(buffer) > MAX_LINE:
-            raise TransportError(f"a line of the feed is longer than {MAX_LINE} bytes")
-        for line in complete:
-            with contextlib.suppress(ValueError):
-                data = json.loads(line) if line.strip() else None
-                if isinstance(data, dict) and data:
-                    yield data
-
-
 class ChainClient:
     """The chain of the node at ``address`` whose key is ``identity`` (pinned), read proving
     ``caller``'s key in the handshake (``None``: anonymous)."""
@@ -150,22 +116,17 @@ class ChainClient:
         open (given to ``connected`` once the feed is answered, for other requests to the
         node while it lasts); ``TransportError`` (``AccessDenied``: refused) when it cannot be
         had or is lost."""
-        async with (
-            asyncio.timeout(self.timeout) as deadline,
-            connect_h3(self.address, expected_id=self.identity, identity=self.caller) as h3,
-            h3.subscribe("GET", f"{API}/watch") as (status, _, pieces),
-        ):
-            if status != 200:
-                body = b""
-                with contextlib.suppress(TransportError):
-                    async for piece in pieces:
-                        body += piece
-                error = status_error(self.address, f"GET {API}/watch", status, body[:4096])
-                raise NoFeed(str(error)) if status == 404 else error
-            deadline.reschedule(None)  # answered: the feed's silence is watched from now
+        async with watched(
+            self.address,
+            self.identity,
+            f"{API}/watch",
+            identity=self.caller,
+            silence=WATCH_SILENCE,
+            timeout=self.timeout,
+        ) as (h3, notices):
             if connected is not None:
                 connected(h3)
-            async for notice in feed_lines(pieces):
+            async for notice in notices:
                 yield notice
         raise TransportError(f"{self.address}: the node ended the watch")
 

@@ -47,7 +47,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from hypermesh.chain.block import BadBlock, Block, Unverified
-from hypermesh.chain.client import ChainClient, NoFeed
+from hypermesh.chain.client import ChainClient
 from hypermesh.chain.replica import Diverged, Equivocation, ReplicaError, Replicas
 from hypermesh.chain.store import ChainStore
 from hypermesh.chain.wire import block_from_json
@@ -60,6 +60,7 @@ from hypermesh.transport.client import (
     h3_get_json,
     status_error,
 )
+from hypermesh.transport.feeds import NoFeed
 from hypermesh.transport.identity import node_id_from_public_key
 
 log = logging.getLogger("hypermesh.chain")

@@ -46,6 +46,7 @@ from hypermesh.transport.client import (
     connect_h3,
     status_error,
 )
+from hypermesh.transport.feeds import feed_lines
 from hypermesh.transport.identity import Identity
 
 log = logging.getLogger("hypermesh.mirror")
@@ -278,7 +279,7 @@ class Follower:
                         raise status_error(peer.address, f"GET {API}/watch", status, body)
                     self.connected = True
                     self.last_error = self.refused = None
-                    async for notice in _lines(pieces):
+                    async for notice in feed_lines(pieces, SILENCE, heartbeats=True):
                         await self._on_notice(h3, peer.node_id, notice)
                 raise TransportError(f"{peer.address}: the registry ended the watch")
 
@@ -463,26 +464,3 @@ def _entries(name: str, raw: Any) -> list[JournalEntry]:
         ]
     except (KeyError, TypeError, ValueError) as exc:
         raise BadCopy(f"{name}: an increment is malformed: {exc!r}") from None
-
-
-async def _lines(pieces: AsyncIterator[bytes]) -> AsyncIterator[Any]:
-    """Decoded NDJSON lines; ``TransportError`` when nothing (not even a heartbeat) arrives
-    for ``SILENCE`` seconds."""
-    buffer = b""
-    iterator = pieces.__aiter__()
-    while True:
-        try:
-            async with asyncio.timeout(SILENCE):
-                piece = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise TransportError(f"the feed was silent for {SILENCE:g}s") from None
-        buffer += piece
-        *complete, buffer = buffer.split(b"\n")
-        for line in complete:
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    log.warning("bad line on the feed", extra={"line": line[:200].decode()})

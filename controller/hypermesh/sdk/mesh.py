@@ -42,9 +42,10 @@ import dns.rdatatype
 from hypermesh.chain import verify as chain_verify
 from hypermesh.chain.block import Block, Link
 from hypermesh.chain.block import Unverified as BadChain
-from hypermesh.chain.client import RETRY, ChainClient, Head, NoFeed, feed_lines
+from hypermesh.chain.client import RETRY, ChainClient, Head
 from hypermesh.chain.merkle import MerkleTree
 from hypermesh.chain.provenance import Bundle, verify_bundle
+from hypermesh.chain.wire import WATCH_SILENCE
 from hypermesh.chain.witness import count_valid
 from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.mirror.verify import Unverified
@@ -63,7 +64,8 @@ from hypermesh.sdk.results import (
     VerifiedChain,
 )
 from hypermesh.transport.address import PeerRef, format_address
-from hypermesh.transport.client import AccessDenied, connect_h3, status_error
+from hypermesh.transport.client import AccessDenied, connect_h3
+from hypermesh.transport.feeds import NoFeed, watched
 from hypermesh.transport.identity import (
     Identity,
     is_node_id,
@@ -585,20 +587,16 @@ class Mesh:
         on each snapshot line, then each one announced."""
         path = "/message/v1/watch"
         headers = sign_request(identity, "GET", path, b"", now=time.time())
-        async with (
-            asyncio.timeout(self.timeout) as deadline,
-            connect_h3(node.address, expected_id=node.node_id, identity=identity) as h3,
-            h3.subscribe("GET", path, headers=list(headers.items())) as (status, _, pieces),
-        ):
-            if status != 200:
-                body = b""
-                with contextlib.suppress(TransportError):
-                    async for piece in pieces:
-                        body += piece
-                error = status_error(node.address, f"GET {path}", status, body[:4096])
-                raise NoFeed(str(error)) if status == 404 else error
-            deadline.reschedule(None)  # answered: the feed's silence is watched from now
-            async for notice in feed_lines(pieces):
+        async with watched(
+            node.address,
+            node.node_id,
+            path,
+            identity=identity,
+            silence=WATCH_SILENCE,
+            headers=headers.items(),
+            timeout=self.timeout,
+        ) as (_, notices):
+            async for notice in notices:
                 message = notice.get("message")
                 if isinstance(message, dict) and "id" in message:
                     if message["id"] not in seen:
