@@ -45,6 +45,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.harness
+from tests.harness.proc import cpu_seconds, proc_mib
+
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "apiVersion: hypermesh.online/v1alpha1\n"
 NETWORK = "bench"
@@ -73,33 +76,12 @@ def network_yaml(nodes: int) -> str:
     return "---\n".join(docs)
 
 
-def proc_kib(pid: int, file: str, name: str) -> float | None:
-    """A ``kB`` figure of ``/proc/<pid>/<file>``, in MiB."""
+def cpu_of(pid: int) -> float | None:
+    """CPU seconds ``pid`` has used, every thread's; None once it is gone."""
     try:
-        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
-            if line.startswith(name + ":"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError):
+        return cpu_seconds(pid)
+    except OSError:
         return None
-    return None
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU seconds ``pid`` has used, every thread's: ``/proc/<pid>/task/*/schedstat``
-    (nanoseconds), else ``/proc/<pid>/stat`` (clock ticks, 10 ms each)."""
-    with suppress(OSError, ValueError, IndexError):
-        return (
-            sum(
-                int((task / "schedstat").read_text().split()[0])
-                for task in Path(f"/proc/{pid}/task").iterdir()
-            )
-            / 1e9
-        )
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -213,23 +195,23 @@ def small(env: dict[str, str], args: argparse.Namespace, figures: Figures) -> No
         figures.startup = median(
             [s for n in net.pids if n != "node-000" and (s := net.started_cpu(n)) is not None]
         )
-        figures.converged = median([s for pid in mirrors if (s := cpu_seconds(pid)) is not None])
+        figures.converged = median([s for pid in mirrors if (s := cpu_of(pid)) is not None])
         time.sleep(args.settle)
-        before = {pid: cpu_seconds(pid) for pid in net.pids.values()}
+        before = {pid: cpu_of(pid) for pid in net.pids.values()}
         began = time.monotonic()
         time.sleep(args.idle)
         spent = time.monotonic() - began
         idle = []
         for pid, was in before.items():
-            now = cpu_seconds(pid)
+            now = cpu_of(pid)
             if was is not None and now is not None:
                 idle.append((now - was) * 1000 / spent)
         figures.idle, figures.idle_max = median(idle), max(idle, default=float("nan"))
-        figures.rss = median([v for p in mirrors if (v := proc_kib(p, "status", "VmRSS"))])
-        figures.pss = median([v for p in mirrors if (v := proc_kib(p, "smaps_rollup", "Pss"))])
+        figures.rss = median([v for p in mirrors if (v := proc_mib(p, "status", "VmRSS"))])
+        figures.pss = median([v for p in mirrors if (v := proc_mib(p, "smaps_rollup", "Pss"))])
         if registry is not None:
-            figures.registry_rss = proc_kib(registry, "status", "VmRSS") or float("nan")
-            figures.registry_pss = proc_kib(registry, "smaps_rollup", "Pss") or float("nan")
+            figures.registry_rss = proc_mib(registry, "status", "VmRSS") or float("nan")
+            figures.registry_pss = proc_mib(registry, "smaps_rollup", "Pss") or float("nan")
         print(
             f"      mirror RSS {figures.rss:.1f} MiB, Pss {figures.pss:.1f} MiB; registry RSS "
             f"{figures.registry_rss:.1f}, Pss {figures.registry_pss:.1f}; start-up CPU "
@@ -243,7 +225,7 @@ def small(env: dict[str, str], args: argparse.Namespace, figures: Figures) -> No
 def many(env: dict[str, str], count: int, timeout: float) -> tuple[Network, float, float]:
     with network(env, count, timeout) as net:
         cpu = median([s for n in net.pids if (s := net.started_cpu(n)) is not None])
-        pss = median([v for p in net.pids.values() if (v := proc_kib(p, "smaps_rollup", "Pss"))])
+        pss = median([v for p in net.pids.values() if (v := proc_mib(p, "smaps_rollup", "Pss"))])
         print(
             f"      {count} nodes: apply {net.wall:.2f} s wall, {net.hmctl_cpu:.2f} s CPU of hmctl "
             f"(and its fork server), {net.ready}/{count} Ready, start-up CPU median {cpu:.3f} s, "

@@ -5,13 +5,12 @@ says of a process's CPU and memory."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import HEADER, Hmctl, documents, node
+from tests.harness.proc import proc_mib
 
 NODES = ("registry", "alpha", "beta")
 
@@ -50,24 +49,7 @@ def network3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int
         hmctl("down", timeout=120)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time ``pid`` has used, every thread's, in seconds: from ``/proc/<pid>/task/*/
-    schedstat`` (nanoseconds), or ``/proc/<pid>/stat`` (clock ticks) where that is missing."""
-    total = 0
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            total += int((task / "schedstat").read_text().split()[0])
-        return total / 1e9
-    except (OSError, ValueError, IndexError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def memory_mib(pid: int) -> dict[str, float]:
-    """``Rss`` and ``Pss`` of ``pid`` from ``/proc/<pid>/smaps_rollup``, in MiB."""
-    found: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("Rss", "Pss"):
-            found[name] = int(rest.split()[0]) / 1024
-    return found
+    """``Rss`` and ``Pss`` of ``pid`` from ``/proc/<pid>/smaps_rollup``, in MiB (0 when not
+    read)."""
+    return {name: proc_mib(pid, "smaps_rollup", name) or 0.0 for name in ("Rss", "Pss")}

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 
-from tests.footprint.conftest import cpu_seconds, memory_mib
+from tests.footprint.conftest import memory_mib
+from tests.harness.proc import cpu_seconds
 
 IDLE_SECONDS = 30.0
 """How long the network is left alone (the issue's 30 s)."""

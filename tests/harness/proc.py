@@ -10,10 +10,27 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time process ``pid`` (all its threads) has used so far, from
-    ``/proc/PID/stat``; ``OSError`` when there is no such process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    """CPU time process ``pid`` (all its threads) has used so far: from
+    ``/proc/PID/task/*/schedstat`` (nanoseconds), else user + system of ``/proc/PID/stat``
+    (clock ticks); ``OSError`` when there is no such process."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks) / 1e9
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_mib(pid: int, file: str, name: str) -> float | None:
+    """A ``kB`` figure of ``/proc/PID/FILE`` (``status`` VmRSS, ``smaps_rollup`` Pss…), in
+    MiB; None when the process or the figure is not there."""
+    try:
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def free_udp_port() -> int:
