@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -79,6 +79,8 @@ class NodeMetrics:
 
     def __init__(self, *, name: str, network: str, identity: str, version: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._before_render: list[Callable[[], Awaitable[None]]] = []
+        """What reads figures off the event loop before each render (the registry's)."""
         self.queries = Counter(
             "hypermesh_dns_queries",
             "DNS queries answered, by transport, query type and rcode.",
@@ -157,6 +159,13 @@ class NodeMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    async def render_now(self) -> bytes:
+        """``render``, the registry's figures first read on its writer thread (a scrape never
+        holds the event loop on the registry's database)."""
+        for read in self._before_render:
+            await read()
+        return self.render()
+
     def watch_node(self, node: NodeState) -> None:
         """Export, read at each scrape, whether ``node`` is ready and how fresh its mirror's
         copies are (``hypermesh_node_ready``, ``hypermesh_mirror_*``)."""
@@ -166,7 +175,9 @@ class NodeMetrics:
         """Export, read at each scrape, the registry's TLD expiries and how fresh the node
         records in its directory are (``hypermesh_registry_tld_expiry_timestamp_seconds``,
         ``hypermesh_directory_*``)."""
-        self.registry.register(RegistryCollector(registry))
+        collector = RegistryCollector(registry)
+        self.registry.register(collector)
+        self._before_render.append(collector.read)
 
 
 class NodeState(Protocol):
@@ -214,10 +225,16 @@ class RegistrySource(Protocol):
 
     clock: Callable[[], float]
 
+    worker: Any
+    """Where the registry's database calls run (``registry.worker.Worker``)."""
+
     def list_tlds(self) -> Iterable[Any]: ...
 
     def transaction(self) -> contextlib.AbstractContextManager[Any]: ...
 
+
+_RegistryFigures = tuple[list[tuple[str, float]], int, int, float | None]
+"""The active TLDs' expiries; the directory's live and stale records and its next expiry."""
 
 STALE_PART = 0.75
 """A live record past this part of its lifetime is stale: its node refreshes it at half."""
@@ -229,18 +246,31 @@ class RegistryCollector(Collector):
 
     def __init__(self, registry: RegistrySource) -> None:
         self.registry = registry
+        self._figures: _RegistryFigures | None = None
+
+    async def read(self) -> None:
+        """Read the figures on the registry's writer thread, for the next ``collect``."""
+        self._figures = await self.registry.worker.run(self._read)
+
+    def _read(self) -> _RegistryFigures:
+        expiries = [
+            (tld.name, tld.expires_at.timestamp())
+            for tld in self.registry.list_tlds()
+            if tld.status == "active"
+        ]
+        return expiries, *self._records(self.registry.clock())
 
     def collect(self) -> Iterator[Metric]:
+        figures, self._figures = self._figures or self._read(), None
+        expiries, live, stale, next_expiry = figures
         expiry = GaugeMetricFamily(
             "hypermesh_registry_tld_expiry_timestamp_seconds",
             "When each active TLD's registration expires, seconds since the epoch.",
             labels=["tld"],
         )
-        for tld in self.registry.list_tlds():
-            if tld.status == "active":
-                expiry.add_metric([tld.name], tld.expires_at.timestamp())
+        for name, expires in expiries:
+            expiry.add_metric([name], expires)
         yield expiry
-        live, stale, next_expiry = self._records(self.registry.clock())
         yield GaugeMetricFamily(
             "hypermesh_directory_records",
             "Live node records in this registry's directory.",
@@ -282,7 +312,7 @@ def add_metrics_route(router: Router, metrics: NodeMetrics) -> Router:
     """``GET /metrics``: the Prometheus text exposition format."""
 
     async def serve_metrics(_: Request) -> RouteResponse:
-        return RouteResponse(200, metrics.render(), CONTENT_TYPE_LATEST)
+        return RouteResponse(200, await metrics.render_now(), CONTENT_TYPE_LATEST)
 
     router.add("/metrics", serve_metrics)
     return router
