@@ -133,6 +133,21 @@ class H3ClientProtocol(QuicConnectionProtocol):
         """The underlying QUIC connection (for pinning and diagnostics)."""
         return self._quic
 
+    async def ping(self) -> None:
+        """A QUIC PING, answered when the peer acknowledges it; ``ConnectionError`` if the
+        connection ends first. Unlike aioquic's (which shields its waiter), a wait cut short by
+        a timeout takes its waiter away: the connection's end later fails no orphaned future
+        ("Future exception was never retrieved" in the log)."""
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        uid = id(waiter)
+        self._ping_waiters[uid] = waiter
+        self._quic.send_ping(uid)
+        self.transmit()
+        try:
+            await waiter
+        finally:
+            self._ping_waiters.pop(uid, None)
+
     async def request(
         self,
         method: str,
