@@ -45,6 +45,7 @@ class StaticZones:
         self._stale: frozenset[dns.name.Name] = frozenset()
         self._edits = 0
         self._listeners: list[Callable[[dns.name.Name, dns.zone.Zone | None], None]] = []
+        self._watchers: list[Callable[[], None]] = []
 
     @property
     def version(self) -> int:
@@ -58,6 +59,16 @@ class StaticZones:
     def listen(self, listener: Callable[[dns.name.Name, dns.zone.Zone | None], None]) -> None:
         """Call ``listener(origin, zone)`` after each zone is set (None: removed)."""
         self._listeners.append(listener)
+
+    def watch(self, watcher: Callable[[], None]) -> None:
+        """Call ``watcher()`` after every change of ``version`` (zones set, replaced or
+        removed, edited in place, marked stale), once the change is complete."""
+        self._watchers.append(watcher)
+
+    def _bumped(self) -> None:
+        self._version += 1
+        for watcher in self._watchers:
+            watcher()
 
     def set(self, zone: dns.zone.Zone) -> None:
         """Add ``zone``, or replace the zone with the same origin."""
@@ -98,7 +109,7 @@ class StaticZones:
         stale = frozenset(origins)
         if stale != self._stale:
             self._stale = stale
-            self._version += 1
+            self._bumped()
 
     @property
     def edits(self) -> int:
@@ -109,11 +120,11 @@ class StaticZones:
     def touch(self) -> None:
         """Bump the version after a zone was edited in place."""
         self._edits += 1
-        self._version += 1
+        self._bumped()
 
     def _publish(self, zones: dict[dns.name.Name, dns.zone.Zone]) -> None:
         self._zones = MappingProxyType(zones)
-        self._version += 1
+        self._bumped()
 
 
 def _origin(zone: dns.zone.Zone) -> dns.name.Name:
