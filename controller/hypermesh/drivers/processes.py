@@ -13,6 +13,13 @@ elsewhere is reached at its pinned address and key. A node with a pinned identit
 with that key; a node without one whose registry is elsewhere joins it with the controller's
 join token before its first start (``joined.json`` remembers it, so a single-use token is
 spent once).
+
+A node whose config changes only in what its network gives it (the members and their keys, the
+interface policies, federation, the other mirrors: ``node.reload``) is not restarted: its new
+config is written and the node told to reload it (SIGHUP); it keeps its pid, its connections
+and its port. The driver waits for the node's ``/status`` to report the new config's digest,
+and restarts the node when it refuses the file or does not answer in time. Any other change
+(the node's own spec, an address to listen on, a policy declared or withdrawn) restarts it.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +54,8 @@ from hypermesh.model.placement import Placement, node_host, reachable_address
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.node.lockfile import pid_alive, running_pid
-from hypermesh.node.runtime import previous_port, read_runtime
+from hypermesh.node.reload import config_digest, fields_of, reloadable
+from hypermesh.node.runtime import RuntimeInfo, previous_port, read_runtime
 from hypermesh.plan import Drift, DriftKind
 from hypermesh.reconcile import ApplyContext, Live, Outcome
 from hypermesh.registry.client import API, RegistryClient, refusal
@@ -71,10 +79,13 @@ MAX_RELAYS = 4
 """Relays named in one node's config at most."""
 MAX_PEERS = 8
 """Other mirrors named in a node's config for failover."""
+RELOAD_ENV = "HM_RELOAD"
+"""``off``: a node whose network changed is restarted, as before live reloads (benchmarks
+compare the two); otherwise it reloads its config in place when only its network changed."""
 
 
 class NodeProcessDriver:
-    """Starts, observes, restarts and stops node processes."""
+    """Starts, observes, reloads, restarts and stops node processes."""
 
     kinds: tuple[str, ...] = ("Node",)
     manages_world: bool = True
@@ -87,6 +98,7 @@ class NodeProcessDriver:
         start_timeout: float = 20.0,
         probe_timeout: float = 3.0,
         stop_timeout: float = 5.0,
+        reload_timeout: float = 5.0,
         placement: Placement | None = None,
         join_token: str | None = None,
     ) -> None:
@@ -101,6 +113,8 @@ class NodeProcessDriver:
         self.start_timeout = start_timeout
         self.probe_timeout = probe_timeout
         self.stop_timeout = stop_timeout
+        self.reload_timeout = reload_timeout
+        """Seconds a node has to report the config it was told to reload, before a restart."""
         self._children: dict[int, Child] = {}
         self._forks = ForkServer(python)
         """Where nodes are forked from (``drivers.forkserver``), the plain spawn without it."""
@@ -239,7 +253,6 @@ class NodeProcessDriver:
         node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         _check_pinned(resource, node_dir)
         await self._join(resource, context, node_dir)
-        await self._stop_dir(node_dir)
         listen = str(resource.spec["listen"])
         try:
             config = self._config(resource, context, node_dir, listen)
@@ -247,14 +260,65 @@ class NodeProcessDriver:
             raise PermanentError(
                 f"{key}: the node's config is invalid: {exc}", reason="InvalidConfig"
             ) from exc
-        write_atomic(node_dir / CONFIG, config.to_json())
+        text = config.to_json()
+        reloaded, why = await self._reload(node_dir, text)
+        if reloaded is not None:
+            return Outcome(
+                handle={"dir": str(node_dir)},
+                status=reloaded,
+                message=f"node reloaded its config on {reloaded['address']} "
+                f"(pid {reloaded['pid']})",
+            )
+        await self._stop_dir(node_dir)
+        write_atomic(node_dir / CONFIG, text)
         child = self._spawn(node_dir)
         status = await self._wait_started(key, node_dir, child)
+        started = f"node started on {status['address']} (pid {status['pid']})"
         return Outcome(
             handle={"dir": str(node_dir)},
             status=status,
-            message=f"node started on {status['address']} (pid {status['pid']})",
+            message=started if why is None else f"{started}; {why}",
         )
+
+    async def _reload(self, node_dir: Path, text: str) -> tuple[dict[str, Any] | None, str | None]:
+        """Have the running node take ``text`` without a restart, when only what a running
+        node can take differs from the config it runs (``node.reload``: members, policies,
+        federation, peers) and the node can reload (its ``/status`` reports a
+        ``configDigest``; a node of an older version would die of SIGHUP): write it, send
+        SIGHUP and wait (at most ``reload_timeout``) for its ``/status`` to report the new
+        config's digest. (its status, None) once it does; (None, why) when the node is to be
+        restarted instead (why None: no reload was tried)."""
+        if os.environ.get(RELOAD_ENV, "").lower() in ("off", "restart", "0", "no"):
+            return None, None
+        pid, runtime = running_pid(node_dir), read_runtime(node_dir)
+        if pid is None or runtime is None or runtime.pid != pid:
+            return None, None
+        try:
+            running = fields_of(NodeConfig.load(node_dir / CONFIG).to_json())
+        except (OSError, ValueError):
+            return None, None
+        if not reloadable(running, fields_of(text)):
+            return None, None
+        probe = _Probe(
+            runtime.address, read_node_id(node_dir), _operator(node_dir), pid, self.probe_timeout
+        )
+        first = await probe.status()
+        if first is None or "configDigest" not in first:
+            return None, None
+        write_atomic(node_dir / CONFIG, text)
+        digest = config_digest(text)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + self.reload_timeout
+        while time.monotonic() < deadline and pid_alive(pid):
+            status = await probe.status()
+            if status is not None and status.get("configDigest") == digest:
+                return _started_status(runtime, probe.identity, pid), None
+            refused = status.get("reloadRefused") if status is not None else None
+            if isinstance(refused, dict) and refused.get("digest") == digest:
+                return None, f"restarted: the node refused the reload ({refused.get('error')})"
+            await asyncio.sleep(0.02)
+        return None, f"restarted: the node did not reload within {self.reload_timeout:g}s"
 
     def _config(
         self,
@@ -467,18 +531,7 @@ class NodeProcessDriver:
                         f"node started but its status endpoint failed: {exc}",
                         reason="Unreachable",
                     ) from exc
-                started = {
-                    "address": runtime.address,
-                    "identity": identity,
-                    "pid": child.pid,
-                    "startedAt": runtime.started_at,
-                }
-                return (
-                    started
-                    | ({"webAddress": runtime.web} if runtime.web else {})
-                    | ({"privateAddress": runtime.private} if runtime.private else {})
-                    | ({"ephemeralAddress": runtime.ephemeral} if runtime.ephemeral else {})
-                )
+                return _started_status(runtime, identity, child.pid)
             await asyncio.sleep(0.05)
         await self._stop_dir(node_dir)
         raise TemporaryError(
@@ -545,6 +598,48 @@ def _check_pinned(resource: Resource, node_dir: Path) -> None:
             f"(hmctl keys show {resource.name}); the node is not started",
             reason="IdentityMismatch",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """Asks one node process for its ``/status``, as its operator."""
+
+    address: str
+    identity: str | None
+    operator: Identity | None
+    pid: int
+    wait: float
+    """Seconds one answer may take."""
+
+    async def status(self) -> dict[str, Any] | None:
+        """The node's status; None when it does not answer, or another process does."""
+        try:
+            status = await h3_get_json(
+                self.address,
+                "/status",
+                expected_id=self.identity,
+                timeout=self.wait,
+                identity=self.operator,
+            )
+        except TransportError:
+            return None
+        return status if status.get("pid") == self.pid else None
+
+
+def _started_status(runtime: RuntimeInfo, identity: str | None, pid: int) -> dict[str, Any]:
+    """What the Node's status says of a node that serves: where, as whom, which process."""
+    started = {
+        "address": runtime.address,
+        "identity": identity,
+        "pid": pid,
+        "startedAt": runtime.started_at,
+    }
+    return (
+        started
+        | ({"webAddress": runtime.web} if runtime.web else {})
+        | ({"privateAddress": runtime.private} if runtime.private else {})
+        | ({"ephemeralAddress": runtime.ephemeral} if runtime.ephemeral else {})
+    )
 
 
 def _mode_of(resource: Resource, desired: DesiredState) -> str:

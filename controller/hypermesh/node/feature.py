@@ -92,6 +92,11 @@ class Addresses:
     """The TLS listener on TCP (DNS over TLS and HTTP/2, the relay), when it is open."""
 
 
+Reloader = Callable[[NodeConfig], Callable[[], None]]
+"""Prepares to take a reloaded config (``ValueError`` when it cannot, nothing changed yet) and
+returns the call that swaps it in."""
+
+
 @dataclass(eq=False)
 class NodeContext:
     """The node being started, as its features see it: what it was given, and what each
@@ -142,6 +147,13 @@ class NodeContext:
     """The relay's hub (``node.relay_hub.RelayHub``), on a node with role ``relay``."""
     paths: Any = None
     """The node's paths to its peers (``node.paths.PathManager``), once opened."""
+    config_digest: str = ""
+    """The digest of the config file the node runs (``node.reload``), in ``GET /status``."""
+    reload_refused: dict[str, str] | None = None
+    """The last config the node refused to reload (``{"digest", "error"}``), until one loads."""
+    reloaders: list[Reloader] = field(default_factory=list)
+    """What takes a reloaded config's members, policies and federation (``reload``): each
+    feature that holds them adds its own as it opens."""
     _public_gate: Gate | None = field(default=None, init=False)
     _public_gate_made: bool = field(default=False, init=False)
 
@@ -169,13 +181,35 @@ class NodeContext:
         """The gates' test of a revoked key; None when the node knows of no revocations."""
         return self.revocations.is_revoked if self.revocation_sources else None
 
+    def follow(
+        self,
+        gate: PrivateGate | PublicGate,
+        policy: Callable[[NodeConfig], Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        """Keep ``gate`` on the members of the config the node runs (and on the policy
+        ``policy`` picks from it), across reloads."""
+
+        def reloader(config: NodeConfig) -> Callable[[], None]:
+            return gate.swap(config.directory, policy(config) if policy is not None else None)
+
+        self.reloaders.append(reloader)
+
+    def reload(self, config: NodeConfig) -> None:
+        """Run ``config`` from now on: every reloader prepares first (``ValueError`` when one
+        cannot take it: nothing is changed then), then all swap at once, on the event loop.
+        Only the fields of ``node.reload.RELOADED`` may differ (the caller checks)."""
+        swaps = [prepare(config) for prepare in self.reloaders]
+        self.config = config
+        for swap in swaps:
+            swap()
+
     def public_gate(self) -> Gate | None:
         """The public interface's gate (made once: it counts rate limits), also the tunnels'
         when the ephemeral interface has no policy of its own. None: it admits everyone."""
         if not self._public_gate_made:
             config, revoked = self.config, self.revoked()
             if config.public_policy is not None or revoked is not None:
-                self._public_gate = PublicGate.of(
+                gate = PublicGate.of(
                     config.name,
                     config.directory,
                     config.public_policy,
@@ -183,7 +217,9 @@ class NodeContext:
                     self.federated,
                     frozenset(self.operators),
                     self.listed_members(),
-                ).check
+                )
+                self.follow(gate, lambda c: c.public_policy)
+                self._public_gate = gate.check
             self._public_gate_made = True
         return self._public_gate
 
@@ -234,6 +270,7 @@ class NodeContext:
             federated=self.federated,
             listed=self.listed_members(),
         )
+        self.follow(gate)
         own = self.identity.node_id
 
         def admits(node_id: str) -> bool:

@@ -197,6 +197,20 @@ class _Gate:
             listed=listed,
         )
 
+    def swap(
+        self, directory: Mapping[str, Any], policy: Mapping[str, Any] | None
+    ) -> Callable[[], None]:
+        """Prepare to take a reloaded config's members and policy (``ValueError`` for a
+        policy that does not compile, nothing changed); the returned call swaps them in. The
+        rate counts, revocations, federation and operators stay as they are."""
+        members = _members(directory)
+        engine = None if policy is None else _engine(directory, policy, self.listed)
+
+        def commit() -> None:
+            self.members, self.policy, self._listed_seen = members, engine, None
+
+        return commit
+
     def _listed_names(self) -> dict[str, str]:
         """Node ID → name of the anchors' members, but for the names the config gives to
         other keys; worked out again only when the anchors change."""

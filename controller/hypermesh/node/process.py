@@ -4,10 +4,12 @@ Start-up order: read the config (exit 2 when bad), take the node lock (exit 3 wh
 process holds it), load or create the identity, open the node's features (``node.features``:
 its registry or mirror, chain, messaging, DNS, metrics, its QUIC interfaces, …, in that order,
 each on one exit stack, and each feature's module imported only then), publish
-``runtime.json``. SIGTERM or SIGINT closes the features in the
-reverse order (the interfaces before the databases), withdraws ``runtime.json`` and releases
-the lock, in that order, and exits 0. Any other failure to start exits 1 with one line on
-stderr (which the controller appends to the node's log).
+``runtime.json``. SIGHUP then reads the config again and takes what a running node can (the
+network's members and policies: ``node.reload``), or refuses it and keeps the config it runs.
+SIGTERM or SIGINT closes the features in the reverse order (the interfaces before the
+databases), withdraws ``runtime.json`` and releases the lock, in that order, and exits 0. Any
+other failure to start exits 1 with one line on stderr (which the controller appends to the
+node's log).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -30,6 +33,7 @@ from hypermesh.node.feature import Feature, NodeContext
 from hypermesh.node.features import FEATURES
 from hypermesh.node.lockfile import AlreadyRunning, NodeLock
 from hypermesh.node.logs import log_to_file
+from hypermesh.node.reload import config_digest, fields_of, restart_needs
 from hypermesh.node.rotation import finish_rotation
 from hypermesh.node.runtime import remove_runtime, write_runtime
 from hypermesh.transport.identity import Identity, load_or_create_identity
@@ -53,9 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", required=True, type=Path, help="the node's JSON config")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_quietly)  # until the event loop takes over
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before the node serves: nothing
 
     try:
-        config = NodeConfig.load(args.config)
+        text = args.config.read_text(encoding="utf-8")
+        config = NodeConfig.from_json(text)
     except (OSError, ValueError) as exc:
         return _fail(f"bad config {args.config}: {exc}", EXIT_BAD_CONFIG)
 
@@ -73,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if finish_rotation(node_dir, CHAIN_DB):
             log.info("key rotated", extra={"node": config.name})
         identity = load_or_create_identity(node_dir)
-        return asyncio.run(serve(config, identity))
+        reload = ConfigFile(args.config, config_digest(text))
+        return asyncio.run(serve(config, identity, reload=reload))
     except (HyperMeshError, OSError) as exc:
         log.error("node failed", extra={"node": config.name, "error": str(exc)})
         return _fail(f"node {config.name}: {exc}", EXIT_FAILED)
@@ -82,21 +89,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock.release()
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """Where the node's config was read, and the digest of what was read."""
+
+    path: Path
+    digest: str
+
+
 async def serve(
-    config: NodeConfig, identity: Identity, features: Sequence[Feature] = FEATURES
+    config: NodeConfig,
+    identity: Identity,
+    features: Sequence[Feature] = FEATURES,
+    *,
+    reload: ConfigFile | None = None,
 ) -> int:
     """Open the ``features`` the config asks for, in order, publish ``runtime.json`` and serve
     until SIGTERM or SIGINT; then close them in the reverse order and withdraw the file. A
-    feature that fails to open closes the ones opened before it and fails the start."""
+    feature that fails to open closes the ones opened before it and fails the start. With
+    ``reload``, SIGHUP reads that file again once the node serves (``reload_config``)."""
     stop = _stop_on_signals()
     node = NodeContext.starting(config, identity)
     opened: list[str] = []
+    if reload is not None:
+        node.config_digest = reload.digest
     try:
         async with contextlib.AsyncExitStack() as stack:
             for feature in features:
                 if feature.enabled(config):
                     await feature.open(node, stack)
                     opened.append(feature.name)
+            if reload is not None:
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGHUP, reload_config, node, reload.path)
+                stack.callback(loop.remove_signal_handler, signal.SIGHUP)
             _started(node, opened)
             await stop.wait()
             log.info("node stopping", extra={"node": config.name})
@@ -104,6 +130,35 @@ async def serve(
         remove_runtime(node.node_dir)
     log.info("node stopped", extra={"node": config.name})
     return EXIT_OK
+
+
+def reload_config(node: NodeContext, path: Path) -> bool:
+    """Read the config at ``path`` again and run it (``NodeContext.reload``) when only what a
+    running node can take changed (``node.reload``); else refuse it: the node keeps the config
+    it runs, logs why and says so in ``GET /status`` (``reloadRefused``). True when it runs
+    the file's config now."""
+    name, digest = node.config.name, ""
+    try:
+        data = path.read_bytes()
+        digest = config_digest(data)
+        config = NodeConfig.from_json(data.decode("utf-8"))
+        needs = restart_needs(fields_of(node.config.to_json()), fields_of(config.to_json()))
+        if needs:
+            raise ValueError(f"only a restart applies a change of {', '.join(needs)}")
+        node.reload(config)
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and PolicyError are ValueErrors
+        node.reload_refused = {"digest": digest, "error": str(exc)[:500]}
+        log.error(
+            "config reload refused; the node keeps its config",
+            extra={"node": name, "config": str(path), "error": str(exc)[:500]},
+        )
+        return False
+    node.config_digest, node.reload_refused = digest, None
+    log.info(
+        "config reloaded",
+        extra={"node": name, "members": len(config.directory), "digest": digest[:16]},
+    )
+    return True
 
 
 def _stop_on_signals() -> asyncio.Event:

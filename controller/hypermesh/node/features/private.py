@@ -33,6 +33,7 @@ class PrivateInterface:
             frozenset(node.operators),
             node.listed_members(),
         )
+        node.follow(gate, lambda c: c.private_policy)
         host, port = parse_address(config.private_listen)
         endpoint = await bind_endpoint(
             host,

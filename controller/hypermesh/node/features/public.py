@@ -25,6 +25,7 @@ class PublicInterface:
         counted_as = PublicGate.of(
             config.name, config.directory, None, federated=node.federated, listed=listed
         )
+        node.follow(counted_as)
         endpoint = await bind_endpoint(
             config.host,
             config.port,

@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import dns.zone
 
@@ -71,6 +71,7 @@ class RegistryFeature:
             trusted=(node.identity.node_id,),
         )
         node.member_source = held_for(MEMBERS_HELD, directory.members)
+        node.reloaders.append(_static_members(directory))
         metrics.watch_registry(registry)
         expire_due(registry, zones)
         load_zones(registry, zones, metrics.zone_serial, metrics.zone_problem)
@@ -97,6 +98,21 @@ class RegistryFeature:
             members=directory.members,
             hidden=hidden,
         )
+
+
+def _static_members(directory: Directory) -> Callable[[NodeConfig], Callable[[], None]]:
+    """The registry's static members follow the config the node runs (``NodeContext.reload``):
+    a member added to the network may publish its record, a removed one no longer."""
+
+    def prepare(config: NodeConfig) -> Callable[[], None]:
+        static: dict[str, Mapping[str, Any]] = dict(config.directory)
+
+        def swap() -> None:
+            directory.static = static  # one reference: the writer thread sees old or new
+
+        return swap
+
+    return prepare
 
 
 def held_for(seconds: float, read: Callable[[], _T]) -> Callable[[], _T]:

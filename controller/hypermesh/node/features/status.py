@@ -30,10 +30,14 @@ class StatusFeature:
 
 
 def _served(node: NodeContext) -> dict[str, object]:
-    """What ``/status`` says of the zones served: each serial, the mirror's state, and whether
-    the node is ready (``node.readiness``)."""
+    """What ``/status`` says of the zones served: each serial, the mirror's state, whether
+    the node is ready (``node.readiness``), and the config it runs (``configDigest``, and
+    ``reloadRefused`` while the last config it was told to reload is refused: ``node.reload``)."""
     zones = sorted(node.zones.zones().items())
     out: dict[str, object] = {"zones": {origin.to_text(): serial_of(z) for origin, z in zones}}
+    out["configDigest"] = node.config_digest
+    if node.reload_refused is not None:
+        out["reloadRefused"] = node.reload_refused
     if node.mirror is not None:
         out["mirror"] = node.mirror.status()
     out["readiness"] = readiness(node.mirror, node.chains)

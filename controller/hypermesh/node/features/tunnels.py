@@ -74,14 +74,16 @@ def _tunnel_gate(node: NodeContext) -> Gate | None:
     config = node.config
     if config.ephemeral_policy is None:
         return node.public_gate()
-    return PublicGate.of(
+    gate = PublicGate.of(
         config.name,
         config.directory,
         config.ephemeral_policy,
         node.revoked(),
         node.federated,
         listed=node.listed_members(),
-    ).check
+    )
+    node.follow(gate, lambda c: c.ephemeral_policy)
+    return gate.check
 
 
 async def _sweep_tunnels(
