@@ -3,14 +3,16 @@
 Real node processes from real configs (``tests.harness.node_process.write_config``): the node
 reaches ``runtime.json``, runs in its own session with its own log, shows the command line of
 a node, outlives the server, stops on SIGTERM with its exit code known; without the server the
-driver falls back to the plain spawn.
+driver falls back to the plain spawn. The server's warm-up runs to its end and leaves nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -118,3 +120,36 @@ def test_without_a_fork_server_the_driver_spawns_nodes_plainly(
     started.append(child2.pid)
     assert not isinstance(child2, ForkedChild)
     wait(lambda: read_runtime(config2.parent) is not None, START_TIMEOUT, "the node starts")
+
+
+WARM_PROBE = """
+import json, os, tempfile, threading
+from pathlib import Path
+from hypermesh.node.forkserver import warm_up
+def held():
+    return sorted(os.listdir("/proc/self/fd")), threading.active_count(), sorted(
+        os.listdir(tempfile.gettempdir()))
+before = held()
+status = warm_up()
+print(json.dumps({"status": status.decode(), "before": before, "after": held()}))
+"""
+
+
+def test_the_warm_up_answers_in_memory_and_leaves_nothing_behind() -> None:
+    """The fork server's warm-up (``preload`` runs it with its failures ignored) runs to its
+    end: a real QUIC handshake and HTTP/3 answer between a node's configurations, with no
+    descriptor, thread or temporary file left."""
+    out = subprocess.run(
+        [sys.executable, "-c", WARM_PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found["status"] == "200"
+    before_fds, before_threads, before_tmp = found["before"]
+    after_fds, after_threads, after_tmp = found["after"]
+    assert after_fds == before_fds
+    assert after_threads == before_threads
+    assert not [name for name in after_tmp if name.startswith("hm-") and name not in before_tmp]
