@@ -35,6 +35,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import cProfile
 import os
 import socket
 import ssl
@@ -130,6 +132,18 @@ async def serve(mode: str) -> None:
     await answer_counts(transport)
 
 
+def serve_profiled(mode: str, path: str) -> None:
+    """``serve`` under cProfile (timed in CPU seconds), its statistics written to ``path`` at
+    the end of stdin."""
+    profile = cProfile.Profile(time.process_time)  # CPU time: a wait in a system call is not
+    profile.enable()
+    try:
+        asyncio.run(serve(mode))
+    finally:
+        profile.disable()
+        profile.dump_stats(path)
+
+
 async def answer_counts(transport: Any) -> None:
     """Print the server's port, then, for each line read, the datagrams it has sent so far."""
     loop = asyncio.get_running_loop()
@@ -183,8 +197,9 @@ def _doq_configuration() -> QuicConfiguration:
 class Server:
     """A ``--serve`` child process and its counters."""
 
-    def __init__(self, mode: str, base: str | None = None) -> None:
+    def __init__(self, mode: str, base: str | None = None, profile: str | None = None) -> None:
         self.mode = mode
+        self.profile = profile
         script, env = __file__, None
         if mode == "base":  # the other checkout's code, its own bench script serving "node"
             if base is None:
@@ -192,7 +207,10 @@ class Server:
             script = str(Path(base) / "bench" / "dns_qps.py")
             env = {**os.environ, "PYTHONPATH": str(Path(base) / "controller")}
         self.proc = subprocess.Popen(
-            [sys.executable, script, "--serve", "node" if mode == "base" else mode],
+            [
+                *(sys.executable, script, "--serve", "node" if mode == "base" else mode),
+                *(("--profile", f"{profile}/{mode}.prof") if profile else ()),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -213,6 +231,10 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
+        if self.profile and self.proc.stdin is not None:  # let it write its profile
+            self.proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(30)
         self.proc.kill()
         self.proc.wait()
 
@@ -303,6 +325,8 @@ class Figures:
 
 RESULTS: dict[tuple[str, str], list[Figures]] = {}
 """Every repetition of every row, by (server, row), in the order first measured."""
+ONLY: set[str] = set()
+"""The rows to measure (``--only``); empty: every row."""
 
 
 async def measure(
@@ -312,6 +336,8 @@ async def measure(
     one: Callable[[], Awaitable[None]],
     in_flight: int,
 ) -> None:
+    if ONLY and label not in ONLY:
+        return
     for _ in range(min(50, count)):  # warm up
         await one()
     await asyncio.sleep(0.05)
@@ -446,6 +472,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", choices=["node", "floor"], help=argparse.SUPPRESS)
     parser.add_argument(
+        "--profile", help="a folder: each server writes its cProfile statistics there (MODE.prof)"
+    )
+    parser.add_argument("--only", default="", help="comma-separated rows to measure (doq-1...)")
+    parser.add_argument(
         "--servers", default="floor,node,knot", help="comma-separated: floor,node,knot,base"
     )
     parser.add_argument("--base", help="a checkout whose node is served as 'base'")
@@ -461,14 +491,18 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.serve:
-        asyncio.run(serve(args.serve))
+        if args.profile:
+            serve_profiled(args.serve, args.profile)
+        else:
+            asyncio.run(serve(args.serve))
         return 0
+    ONLY.update(row for row in args.only.split(",") if row)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     servers: list[Server | KnotServer] = []
     try:
         for mode in args.servers.split(","):
             if mode != "knot":
-                servers.append(Server(mode, args.base))
+                servers.append(Server(mode, args.base, args.profile))
             elif os.path.exists(KNOTD):
                 servers.append(KnotServer())
             else:

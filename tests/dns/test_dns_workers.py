@@ -150,3 +150,21 @@ def test_a_node_with_two_dns_workers(nodes: NodeStarter, tmp_path: Path) -> None
     node.proc.send_signal(signal.SIGKILL)
     node.proc.wait(5)
     _wait(lambda: all(_gone(pid) for pid in pids), "the workers exit with the killed node")
+
+
+def test_spec_dns_becomes_the_node_config_fields(tmp_path: Path) -> None:
+    from hypermesh.drivers.nodeconfig import dns_of
+    from hypermesh.node.config import NodeConfig
+
+    assert dns_of({}) == {}
+    assert dns_of({"dns": {"workers": 1}}) == {}
+    fields = dns_of({"dns": {"workers": 4, "listen": "0.0.0.0:8853"}})
+    assert fields == {"dns_workers": 4, "dns_listen": "0.0.0.0:8853"}
+    config = NodeConfig.load(write_config(tmp_path, "spec"))
+    assert config.dns_workers == 1 and "dns_workers" not in config.to_json()  # old files alike
+    changed = NodeConfig.from_dict({**json.loads(config.to_json()), **fields})
+    assert NodeConfig.from_json(changed.to_json()) == changed
+    assert (changed.dns_workers, changed.dns_listen) == (4, "0.0.0.0:8853")
+    for wrong, field in (({"dns_workers": 0}, "dns_workers"), ({"dns_listen": "x"}, "dns_listen")):
+        with pytest.raises(ValueError, match=field):
+            NodeConfig.from_dict({**json.loads(config.to_json()), **wrong})
