@@ -39,7 +39,8 @@ def test_the_node_process_imports_no_feature_before_it_opens() -> None:
 def test_a_mirror_loads_no_database_layer_resolver_or_relay() -> None:
     loaded = loaded_after("from hypermesh.node.features import preload\npreload()")
     assert "hypermesh.node.features.mirror" in loaded  # preloaded: a mirror's features
-    for heavy in ("sqlmodel", "sqlalchemy", "hypermesh.registry.service", "hypermesh.resolver"):
+    heavy_modules = ("sqlmodel", "sqlalchemy", "hypermesh.registry.service", "hypermesh.resolver")
+    for heavy in (*heavy_modules, "watchfiles"):  # watchfiles: only spec.tls's certificate
         assert heavy not in loaded, heavy
     assert "hypermesh.node.features.relay" not in loaded
 
