@@ -17,6 +17,7 @@ from hypermesh.transport.client import connect_h3, h3_get_json
 from hypermesh.transport.identity import Identity, load_identity, load_or_create_identity
 from tests import conftest as c
 from tests.conftest import Hmctl
+from tests.e2e import test_federation as federation
 from tests.e2e.conftest import items
 
 NODES = ("n1", "n2", "n3")
@@ -32,7 +33,8 @@ def manifests(folder: Path, *nodes: str, tagged: str | None = None) -> None:
 
 
 def apply(hmctl: Hmctl, folder: Path, *flags: str) -> dict[str, dict[str, Any]]:
-    result = hmctl("apply", "-f", str(folder), "--timeout", "60s", *flags)
+    args = flags if "-f" in flags else ("-f", str(folder), *flags)
+    result = hmctl("apply", *args, "--timeout", "90s")
     assert result.returncode == 0, result.stdout + result.stderr
     return {name: item["status"] for name, item in items(hmctl, "nodes").items()}
 
@@ -131,3 +133,28 @@ def test_a_malformed_config_is_refused_and_the_old_one_kept(hmctl: Hmctl, tmp_pa
     os.kill(nodes["n1"]["pid"], signal.SIGHUP)
     c.wait_for(lambda: "reloadRefused" not in status_of(nodes["n1"], own), 10)
     assert status_of(nodes["n1"], own)["pid"] == nodes["n1"]["pid"]
+
+
+def test_a_federated_network_added_reloads_and_a_second_apply_restarts_nothing(
+    hmctl: Hmctl, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "federation.yaml"
+    manifest.write_text(federation.MANIFEST)
+    first = apply(hmctl, tmp_path, "-f", str(manifest))
+    same = hmctl("diff", "-f", str(manifest))
+    assert same.returncode == 0, same.stdout  # a federated node's config is not seen outdated
+    again = apply(hmctl, tmp_path, "-f", str(manifest))
+    assert {n: s["pid"] for n, s in again.items()} == {n: s["pid"] for n, s in first.items()}
+
+    onode = load_identity(hmctl.state / "nodes" / "onode" / "identity.key")
+    status, words = federation.private_get(first["alpha"], onode, "/status")
+    assert (status, "not a member" in words) == (403, True), words
+    partners = "    - {name: partners, network: partners}\n"
+    both = partners + "    - {name: other, network: other}\n"
+    manifest.write_text(federation.MANIFEST.replace(partners, both))
+    after = apply(hmctl, tmp_path, "-f", str(manifest))
+    assert after["alpha"]["pid"] == first["alpha"]["pid"]  # reloaded, not restarted
+    # onode is now known (as other/onode), and the policy, which names only partners, denies it.
+    c.wait_for(
+        lambda: "other/onode" in federation.private_get(after["alpha"], onode, "/status")[1], 20
+    )

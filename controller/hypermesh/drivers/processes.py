@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ class NodeProcessDriver:
 
     def _outdated(self, key: ResourceKey, node_dir: Path) -> str | None:
         """Why the node's running config no longer matches what its network says (members
-        and their keys, interface policies), or None."""
+        and their keys, interface policies, federation, the other mirrors), or None."""
         if self._desired is None:
             return None
         resource = self._desired.get("Node", key.name, key.namespace)
@@ -159,12 +159,14 @@ class NodeProcessDriver:
             running = json.loads((node_dir / CONFIG).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        derived = self._interfaces_of(
-            resource, ApplyContext(self._desired, 0), str(resource.spec["listen"])
-        )
+        context = ApplyContext(self._desired, 0)
+        derived = self._interfaces_of(resource, context, str(resource.spec["listen"]))
         derived = {k: v for k, v in derived.items() if k in _DERIVED}  # values of its own
-        if "federation" in derived:
-            derived["federation"] = [asdict(f) for f in derived["federation"]]
+        if "federation" in derived:  # as the config file has it (``NodeConfig.to_json``)
+            derived["federation"] = [
+                {"name": f.name, "registry": f.registry.to_dict()} for f in derived["federation"]
+            ]
+        derived["peers"] = [peer.to_dict() for peer in self._peers_of(resource, context)]
         wanted = json.loads(json.dumps(derived))
         changed = [
             field
@@ -702,6 +704,7 @@ _DERIVED: dict[str, Any] = {
     "ephemeral_listen": None,
     "ephemeral_policy": None,
     "federation": [],
+    "peers": [],
 }
 """Fields of a node's config that come from other resources, with their value when absent."""
 
