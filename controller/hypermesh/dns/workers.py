@@ -151,6 +151,7 @@ class DnsWorkers:
         self._sent: dict[dns.name.Name, tuple[dns.zone.Zone, int]] = {}
         self._stale: frozenset[dns.name.Name] = frozenset()
         self._sync_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.address = ""
         """Where the workers listen, ``host:port`` with the real port, once started."""
 
@@ -166,20 +167,17 @@ class DnsWorkers:
         """Bind the sockets, start the workers, send them the zones; return once every worker
         serves. ``OSError`` when the address cannot be bound, ``RuntimeError`` when a worker
         does not start."""
+        self._loop = asyncio.get_running_loop()
         sockets = reuseport_sockets(self._host, self._port, self._count)
         self._port = sockets[0].getsockname()[1]
         self.address = format_address(self._host, self._port)
         try:
             for udp in sockets:
                 self._workers.append(await self._spawn(udp))
-        finally:
-            for udp in sockets:
-                udp.close()  # each worker holds its own copy now
-        self._zones.watch(self._changed)
-        self._send_zones()
-        for worker in self._workers:
-            worker.writer.write(frame(GO))
-        try:
+            self._zones.watch(self._changed)  # every worker is there: what changes from now on
+            self._send_zones()
+            for worker in self._workers:
+                worker.writer.write(frame(GO))
             async with asyncio.timeout(START_TIMEOUT):
                 for worker in self._workers:
                     assert worker.ready is not None
@@ -187,6 +185,12 @@ class DnsWorkers:
         except (TimeoutError, RuntimeError) as exc:
             await self.close()
             raise RuntimeError(f"DNS workers did not start: {exc or 'timed out'}") from None
+        except BaseException:  # OSError starting one, or cancelled: none is left behind
+            await self.close()
+            raise
+        finally:
+            for udp in sockets:
+                udp.close()  # each worker holds its own copy now
 
     async def _spawn(self, udp: socket.socket) -> _Worker:
         ours, theirs = socket.socketpair()
@@ -229,9 +233,9 @@ class DnsWorkers:
     def _changed(self) -> None:
         """The zones changed: send the workers what did, once this turn of the loop is over
         (a replace of many zones is one sync)."""
-        if not self._sync_pending:
+        if not self._sync_pending and self._loop is not None:
             self._sync_pending = True
-            asyncio.get_running_loop().call_soon(self._send_zones)
+            self._loop.call_soon_threadsafe(self._send_zones)  # from any thread
 
     def _send_zones(self) -> None:
         self._sync_pending = False
