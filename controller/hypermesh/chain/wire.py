@@ -11,9 +11,10 @@ from hypermesh.chain.block import KIND_NUMBERS, MAX_BLOCK_TEXT, BadBlock, Block,
 from hypermesh.inputs import BadInput, check, integer_schema, validator
 from hypermesh.transport.identity import node_id_from_public_key, public_key_from_node_id
 
-WATCH_HEARTBEAT = 20.0
-"""Seconds between heartbeats on an idle chain head feed (``GET /chain/v1/watch``): a third of
-the QUIC idle timeout (60 s), so a watching connection stays open with no other traffic."""
+WATCH_HEARTBEAT = 25.0
+"""Seconds between heartbeats on an idle chain head feed (``GET /chain/v1/watch``): twice
+within the QUIC idle timeout (60 s), so a watching connection stays open with no other traffic,
+and within the 30 s a UDP NAT mapping is commonly kept for (25 s, the usual keepalive)."""
 WATCH_SILENCE = 3 * WATCH_HEARTBEAT
 """A chain head feed silent this long (three heartbeats missed) is taken for dead."""
 

@@ -23,8 +23,11 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator, Callable, Mapping
 
-HEARTBEAT = 5.0
-"""Seconds between heartbeats on an idle zone feed (well inside QUIC's idle timeout)."""
+HEARTBEAT = 25.0
+"""Seconds between heartbeats on an idle zone feed: twice within the QUIC idle timeout (60 s),
+so a following connection stays open with no other traffic, and within the 30 s a UDP NAT
+mapping is commonly kept for (the mirror's ACK of each heartbeat refreshes it; 25 s is the
+usual keepalive). The chain head feed's (``chain.wire.WATCH_HEARTBEAT``) is the same."""
 BACKLOG = 1024
 """Notices queued for one subscriber before it is resynchronised with a snapshot."""
 

@@ -57,7 +57,8 @@ CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 30.0
 """Seconds one transfer may take."""
 SILENCE = 3 * HEARTBEAT
-"""A feed silent this long (three heartbeats missed) is taken for dead."""
+"""A feed silent this long (three heartbeats missed: 75 s) is taken for dead: the mirror
+connects again, and meanwhile takes what it lacks from other mirrors."""
 RETRY = (0.2, 0.5, 1.0, 2.0)
 """Waits between attempts to reach the registry, the last repeated."""
 STALE_MARGIN = 0.05
@@ -134,6 +135,8 @@ class Follower:
         """Why the registry refused this node's key at the last attempt (None: it did not)."""
         self._texts: dict[str, tuple[ZoneCopy, str]] = {}
         self._copies_changed = asyncio.Event()
+        self._marker_due = float("inf")
+        """When (``clock``) the stale marker wakes next, if nothing wakes it before."""
         """Set when a copy was taken or refreshed: the stale marker looks at its due time anew."""
 
     # -- what the node shows ----------------------------------------------------------------
@@ -232,8 +235,10 @@ class Follower:
         while True:
             self._copies_changed.clear()
             self._mark()
+            wait = self.next_expiry()
+            self._marker_due = self.clock() + wait
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._copies_changed.wait(), self.next_expiry())
+                await asyncio.wait_for(self._copies_changed.wait(), wait)
 
     def next_expiry(self) -> float:
         """Seconds until the next fresh copy passes its expiry (a little after, so that it
@@ -306,13 +311,24 @@ class Follower:
 
     def _fresh(self, names: list[str]) -> None:
         """The registry has just spoken: each of ``names`` whose copy is at the serial it
-        knows is fresh as of now; the stale marks follow at once."""
+        knows is fresh as of now; the stale marks follow at once. A copy that was fresh
+        already only expires later now: the stale marker, armed for its earlier expiry, is
+        not woken for it (a heartbeat wakes nothing but the feed's reader)."""
         now = self.clock()
+        wake = False
         for name in names:
             copy = self.state.copies.get(name)
             if copy is not None and copy.serial >= self.state.known.get(name, 0):
+                before, expire = self.state.fresh_at.get(name), self._expire_of(copy)
+                wake = (
+                    wake
+                    or before is None
+                    or now - before > expire  # it was stale
+                    or now + expire + STALE_MARGIN < self._marker_due  # a shorter expire
+                )
                 self.state.fresh_at[name] = now
-        self.mark_stale()
+        if wake:
+            self.mark_stale()
 
     async def _refresh_anchors(self, h3: H3ClientProtocol, registry: str) -> Anchors:
         data = await _get_json(h3, f"{API}/anchors")

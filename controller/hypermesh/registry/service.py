@@ -804,6 +804,19 @@ class Registry:
         self._unservable.pop(name, None)
         return serial
 
+    def next_due(self) -> float | None:
+        """When (the registry's clock, seconds) ``expire_due`` or ``resign_due`` has work
+        next: the earliest term of an active TLD running out, or a served zone's full signing
+        coming to ``RESIGN_AFTER``; None when neither will."""
+        with self._transaction() as session:
+            term = session.exec(
+                select(func.min(TldRow.expires_at)).where(TldRow.status == "active")
+            ).one()
+        due = [signed.signed_at + RESIGN_AFTER for signed in list(self._zones.values())]
+        if term is not None:
+            due.append(_aware(term).timestamp())
+        return min(due, default=None)
+
     def resign_due(self) -> list[str]:
         """Sign again, in full and under a new serial, every served zone whose last full
         signing is ``RESIGN_AFTER`` old, so its signatures never near their expiry (changes

@@ -9,8 +9,10 @@ non-loopback address of the host (loopback only when it has no other). It is pub
 node starts, again at half of its lifetime, when the addresses or the registry's address
 change, and after a failure with a backoff (1 s doubling to 30 s). A change of the host's
 addresses is announced by the kernel (``hostaddresses.AddressWatch``, netlink) and acted on at
-once; the registry's address and the node's paths are looked at every ``CHECK_INTERVAL``
-(cheap: no question to the host), and the host's addresses too where netlink is unavailable.
+once, and so is the home relay's attachment (its link's ``ready``); the registry's address and
+what the node's paths observed are looked at every ``CHECK_INTERVAL`` (30 s), or every
+``path_observe`` when that is shorter (the paths learn the node's reflexive addresses no more
+often than that), and the host's addresses too where netlink is unavailable.
 
 ``seq`` only grows for one key, also across restarts: it is the larger of the wall clock in
 milliseconds and the last one used plus one, remembered in the node's folder (``record.seq``),
@@ -43,8 +45,9 @@ SEQ_FILE = "record.seq"
 """Under the node's directory: the last ``seq`` the node signed a record with."""
 BACKOFF_FIRST = 1.0
 BACKOFF_MOST = 30.0
-CHECK_INTERVAL = 5.0
-"""Seconds between looks at the host's addresses and the registry's, between publications."""
+CHECK_INTERVAL = 30.0
+"""Seconds between looks at the registry's address and the paths' observations (and the
+host's addresses without netlink), between publications; ``path_observe`` when shorter."""
 
 
 PathsKnown = tuple[tuple[str, ...], tuple[str, tuple[str, ...]] | None]
@@ -149,21 +152,37 @@ class Publisher:
     ) -> None:
         """Sleep until half the lifetime has passed or the addresses or registry changed."""
         due = time.monotonic() + self.node.config.record_lifetime / 2
+        look = min(CHECK_INTERVAL, self.node.config.path_observe)
         while (left := due - time.monotonic()) > 0:
-            await self._wake(min(left, CHECK_INTERVAL))
+            await self._wake(min(left, look))
             if (registry, interfaces, paths) != (self.registry(), self.interfaces(), self.paths()):
                 log.info("node addresses or registry changed: publishing again")
                 return
 
+    def _attaching(self) -> asyncio.Event | None:
+        """The home relay's ``ready`` while the node is attaching to it (set once attached,
+        which the record then says), else None."""
+        paths = self.node.paths
+        link = paths.relays.get(paths.home) if paths is not None and paths.home else None
+        return link.ready if link is not None and not link.ready.is_set() else None
+
     async def _wake(self, most: float) -> None:
-        """Sleep ``most`` seconds, or until the kernel announces an address change."""
-        if self.watch is None:
+        """Sleep ``most`` seconds, or until the kernel announces an address change or the home
+        relay is attached."""
+        attaching = self._attaching()
+        events = [self.watch.changed] if self.watch is not None else []
+        events += [attaching] if attaching is not None else []
+        if not events:
             await asyncio.sleep(most)
             return
-        changed = self.watch.changed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), most)
-        changed.clear()
+        waits = [asyncio.ensure_future(event.wait()) for event in events]
+        try:
+            await asyncio.wait(waits, timeout=most, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        if self.watch is not None:
+            self.watch.changed.clear()
 
     async def publish(
         self,

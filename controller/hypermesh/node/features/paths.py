@@ -5,10 +5,15 @@ endpoint it uses) and before the directory (which publishes what it learns).
 
 - **Home relay**: the first of the configured ``relays`` that answers, else the relay-role
   nodes of the network's directory (asked at the registry); a relay-role node is its own relay.
+  While the directory names none, the registry is asked again when the directory zone changes
+  (a record published), else after 10 s doubling to ``RELAY_LOOK_MOST`` (5 min).
 - **Observation**, every ``path_observe`` seconds: a fresh QUIC connection from the node's
   socket to the registry asks ``GET /paths/v1/observed``; with the home relay's view (when it is
   attached over UDP) that gives the reflexive addresses and the NAT kind (``node.punch``). A
-  change punches every relayed peer again and makes the directory publish the record anew.
+  change punches every relayed peer again and makes the directory publish the record anew. A
+  node seen at its own address (NAT kind ``public``: no mapping to lose) is observed every
+  ``OBSERVE_PUBLIC`` times ``path_observe``; one nobody observed yet (its registry not running
+  or not answering) again after 1 s doubling up to ``path_observe``.
 - **Port mapping** (``transport.portmap``): the node asks its default gateway for a NAT-PMP
   mapping of its UDP port (IPv4; not when it listens on loopback or IPv6 only); the mapped
   address is its first reflexive address while the mapping is held, and dropped when it is
@@ -25,6 +30,7 @@ import json
 import logging
 from collections.abc import Callable
 
+import dns.name
 from prometheus_client import Counter, Gauge
 
 from hypermesh.errors import HyperMeshError
@@ -37,13 +43,26 @@ from hypermesh.registry.client import API
 from hypermesh.transport.address import parse_address
 from hypermesh.transport.client import H3ClientProtocol
 from hypermesh.transport.identity import is_node_id
-from hypermesh.transport.noderecord import BadNodeRecord, NodeRecord
+from hypermesh.transport.noderecord import DIRECTORY_ZONE, BadNodeRecord, NodeRecord
 from hypermesh.transport.portmap import NatPmpClient, PortMapping
 
 log = logging.getLogger("hypermesh.paths")
 
 OBSERVE_TIMEOUT = 3.0
+OBSERVE_RETRY = 1.0
+"""Seconds before observing again when nobody observed the node (doubling to
+``path_observe``): a node learns its reflexive address soon after its registry answers."""
+OBSERVE_PUBLIC = 4
+"""A node seen at its own address (NAT kind ``public``) is observed every this many times
+``path_observe`` (2 min by default): each observation is a QUIC handshake with the registry,
+and without a NAT there is no mapping to change or lose."""
 RELAY_RETRY = 10.0
+"""Seconds before relays that did not answer are tried again."""
+RELAY_LOOK_MOST = 300.0
+"""While the directory names no relay, the registry is asked again when the directory zone
+changes (a node published its record) and after this long; where the node does not hold the
+zone (a public network's mirrors, or before its first copy), after ``RELAY_RETRY`` doubling to
+this."""
 
 
 class PathsFeature:
@@ -124,22 +143,34 @@ async def _relay_candidates(node: NodeContext) -> list[tuple[str, tuple[str, ...
 
 
 async def _keep_home_relay(node: NodeContext, paths: PathManager) -> None:
-    """Attach to a home relay, and to another when it stays unreachable."""
+    """Attach to a home relay, and to another when it stays unreachable; while there is none
+    to attach to, look again when the directory changes (``RELAY_LOOK_MOST``)."""
     if "relay" in node.config.roles:
         return  # a relay is reached directly: it is nobody's client
+    directory = dns.name.from_text(DIRECTORY_ZONE)
+    changed = asyncio.Event()
+    node.zones.listen(lambda origin, _zone: changed.set() if origin == directory else None)
+    wait = RELAY_RETRY
     while True:
+        changed.clear()
         try:
             candidates = [c for c in await _relay_candidates(node) if c[0] != node.identity.node_id]
         except (HyperMeshError, OSError) as exc:
             log.info("no relay list yet", extra={"error": str(exc)})
-            candidates = []
+            candidates, wait = [], RELAY_RETRY
         for relay_id, addresses in candidates:
             link = paths.set_home(relay_id, addresses)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(RELAY_RETRY):
                     await link.ready.wait()
                 await asyncio.Event().wait()  # RelayLink.run reconnects it from here on
-        await asyncio.sleep(RELAY_RETRY)
+        if candidates:
+            wait = RELAY_RETRY  # none answered: try them again soon
+        elif directory in node.zones.zones():
+            wait = RELAY_LOOK_MOST  # the node follows the directory: its changes wake this
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), wait)
+        wait = min(wait * 2, RELAY_LOOK_MOST)
 
 
 class _Observer:
@@ -150,6 +181,7 @@ class _Observer:
         self.node, self.paths = node, paths
         self.mapping: PortMapping | None = None
         self.wake = asyncio.Event()
+        self.retry = OBSERVE_RETRY
 
     def mapped(self, mapping: PortMapping | None) -> None:
         """The port mapping was granted, changed or lost: observe again now."""
@@ -167,8 +199,20 @@ class _Observer:
             seen, udp = await _observations(node, paths)
             paths.observed(local, seen, udp, self.mapping)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(node.config.path_observe):
+                every = self.next_look(bool(seen) or "registry" in node.config.roles)
+                async with asyncio.timeout(every):
                     await self.wake.wait()
+
+    def next_look(self, observed: bool) -> float:
+        """Seconds to the next observation: ``path_observe``, ``OBSERVE_PUBLIC`` times that for
+        a node seen at its own address; while nobody observed the node (its registry not
+        known or not answering yet), ``OBSERVE_RETRY`` doubling up to ``path_observe``."""
+        every = self.node.config.path_observe
+        if not observed:
+            wait, self.retry = self.retry, min(self.retry * 2, every)
+            return min(wait, every)
+        self.retry = OBSERVE_RETRY
+        return every * OBSERVE_PUBLIC if self.paths.nat == "public" else every
 
 
 def _port_mapper(bound: str, observer: _Observer, metrics: PathMetrics) -> NatPmpClient | None:

@@ -34,12 +34,21 @@ REGISTRY_DB = "registry.db"
 REGISTRY_ADMIN_DIR = "registry-admin"
 """Under the node's directory: the registry administrator's key (``identity.key``, 0600),
 created with the registry. ``hmctl registry`` signs administration requests with it."""
-EXPIRY_INTERVAL = 60.0
-"""Seconds between the registry's sweeps: registrations whose term ran out, zones due to be
-signed again in full."""
-SWEEP = 30.0
-"""The longest the node directory's expiry timer waits (it wakes at the next record's expiry,
-and anew after each change)."""
+SWEEP_MOST = 3600.0
+"""The longest the registry's sweep waits: it wakes when the next term runs out or the next
+zone is due to be signed again in full (``Registry.next_due``), reckoned anew after each sweep.
+Writes do not re-arm it: a term is whole days and a full signing lasts days, so a write hardly
+ever makes anything due sooner; the hour bounds how late such a case, or a clock stepped
+forward, is swept."""
+SWEEP_RETRY = 60.0
+"""Seconds before the registry's sweep is tried again after a failure."""
+SWEEP_LEAST = 1.0
+"""Seconds the registry's sweep waits at the least (a due time that does not go away when
+swept makes no busy loop)."""
+SWEEP = 600.0
+"""The longest the node directory's expiry timer waits: it wakes at the next record's expiry,
+and anew after each change of the directory; this bounds only how late a record is swept
+after a step of the wall clock (a record's default lifetime)."""
 LATE = 0.05
 """Seconds after a record's expiry when it is swept (so the clock has passed it)."""
 MEMBERS_HELD = 1.0
@@ -170,11 +179,18 @@ async def _expire_records(directory: Directory, feed: ZoneFeed) -> None:
 async def _sweep(
     registry: Registry, zones: StaticZones, on_serial: Callable[[str, int], None]
 ) -> None:
-    """Expire the registrations whose term ran out; sign again the zones due for it. The work
-    is the registry's writer thread's (in turn with the API's writes); the zones are served on
+    """Expire the registrations whose term ran out; sign again the zones due for it; each when
+    it is due, not on a fixed interval (``SWEEP_MOST``). The work is the registry's writer
+    thread's (in turn with the API's writes); the zones are served on
     the loop."""
     while True:
-        await asyncio.sleep(EXPIRY_INTERVAL)
+        try:
+            due = await registry.worker.run(registry.next_due)
+            wait = SWEEP_MOST if due is None else min(SWEEP_MOST, due - registry.clock() + LATE)
+        except HyperMeshError as exc:
+            log.warning("registry sweep failed", extra={"error": str(exc)})
+            wait = SWEEP_RETRY
+        await asyncio.sleep(max(SWEEP_LEAST, wait))
         try:
             expired = await registry.worker.run(registry.expire_due)
             resigned = await registry.worker.run(registry.resign_due)
