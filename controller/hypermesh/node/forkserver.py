@@ -146,6 +146,9 @@ WARM_MODULES = (
     "concurrent.futures.thread",  # asyncio's default executor (to_thread)
     "cryptography.hazmat.backends.openssl.backend",
     "dns.rdtypes.txtbase",
+    "dns.rdtypes.ANY.TXT",  # the directory's records, read by dnspython on a mirror's first copy
+    "dns.rdtypes.IN.A",
+    "encodings.ascii",
 )
 """Modules every node imports at run time, not at import: imported here once for all."""
 
