@@ -2,7 +2,8 @@
 both ways, in the lab (``tests/lab/paths_net.py``: a registry, a relay and one node per kind,
 each on its own host). Every pair must answer, and end on a direct path exactly where the
 network allows one (the table ``EXPECTED``, with the reason per pair); a NAT mapping dropped
-(conntrack flushed) or a host moved to another network recovers its path within seconds.
+(conntrack flushed) or a host moved to another network recovers its path within seconds (at
+most ``RECOVERY``: the relay keepalive's bound).
 
 One network for the module (about 15 s to start and publish); the pings of the matrix run in
 rounds where each node dials one peer at a time and no two nodes dial each other at once.
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from hypermesh.transport import relayclient
 from tests.lab.conftest import require_lab
 from tests.lab.paths_net import KINDS, PathsNet, published_net
 
@@ -142,14 +144,20 @@ def direct(got: dict[str, Any]) -> bool:
     return answers(got) and got["answer"].get("path") == "direct"
 
 
+RECOVERY = relayclient.KEEPALIVE_INTERVAL + relayclient.PONG_TIMEOUT + 7.0
+"""Seconds a node whose NAT lost its mappings may stay unreachable: until its relay keepalive
+goes out (after at most ``KEEPALIVE_INTERVAL`` of silence), is not answered in time (the relay's
+QUIC backed off while its packets were dropped) and the node attaches afresh; then a dial."""
+
+
 def test_a_flushed_nat_mapping_recovers_the_direct_path(net: PathsNet) -> None:
     took, got = ping_until(net, "pr2", "port-restricted", direct, 15)
     assert direct(got), f"pr2 → port-restricted never direct: {got}"
     for flushed in ("port-restricted", "pr2"):  # the target's NAT, then the dialer's
         assert net.lab.flush_conntrack(flushed) == 1
-        took, got = ping_until(net, "pr2", "port-restricted", answers, 10)
+        took, got = ping_until(net, "pr2", "port-restricted", answers, RECOVERY)
         print(f"\n{flushed} flushed: answered after {took:.1f}s on {got.get('answer', {})}")
-        assert answers(got), f"no answer within 10s of flushing {flushed}: {got}"
+        assert answers(got), f"no answer within {RECOVERY:g}s of flushing {flushed}: {got}"
         took, got = ping_until(net, "pr2", "port-restricted", direct, 15)
         print(f"{flushed} flushed: direct again after {took:.1f}s")
         assert direct(got), f"not direct within 15s of flushing {flushed}: {got}"
@@ -177,6 +185,6 @@ def test_a_moved_host_is_noticed_and_reached_again(net: PathsNet) -> None:
     # A fresh dial to pr2 goes through its home relay first, which pr2 attached to again from
     # its new address when it noticed the move: reached again within seconds.
     for dialer, target in (("port-restricted", "pr2"), ("pr2", "port-restricted")):
-        took, got = ping_until(net, dialer, target, answers, 10)
+        took, got = ping_until(net, dialer, target, answers, RECOVERY)
         print(f"{dialer} → {target} after the move: {took:.1f}s, {got.get('answer', got)}")
-        assert answers(got), f"{dialer} → {target}: no answer within 10s of the move: {got}"
+        assert answers(got), f"{dialer} → {target}: no answer within {RECOVERY:g}s: {got}"

@@ -115,3 +115,33 @@ def test_a_relay_that_stops_answering_is_reattached(monkeypatch: pytest.MonkeyPa
                     await running
 
     asyncio.run(scenario())
+
+
+def test_check_asks_the_relay_at_once_and_detaches_when_it_is_silent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``check`` (what a node asks when its handshake through the relay goes unanswered): a
+    relay that answers says so, with the round trip; a silent one ends the attachment."""
+    monkeypatch.setattr(relayclient, "PONG_TIMEOUT", 0.5)
+
+    async def scenario() -> None:
+        async with running_relay() as relay:
+            alice, _ = make_link(relay, transports=("tcp",))
+            await alice.connect_once()
+            try:
+                assert await alice.check()
+                assert alice.rtt is not None and alice.ready.is_set()
+            finally:
+                await alice.aclose()
+        async with silent_relay() as relay:
+            alice, _ = make_link(relay, transports=("tcp",))
+            await alice.connect_once()
+            try:
+                assert not await alice.check()
+                assert not alice.ready.is_set()
+                assert alice.last_error is not None and "PONG" in alice.last_error
+                assert not await alice.check()  # detached: nothing to ask
+            finally:
+                await alice.aclose()
+
+    asyncio.run(scenario())

@@ -82,6 +82,8 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 §9.2.2)."""
 RELAY_READY = 5.0
 """Seconds to wait for a relay attachment before a relayed handshake gives up."""
+RELAYED_CHECK = 1.0
+"""Seconds a handshake through a relay goes unanswered before the relay link is checked."""
 
 Won = tuple[str, H3ClientProtocol, NetworkAddress]
 """How a handshake won a race: ``direct`` or ``relayed``, the connection, where it goes."""
@@ -366,10 +368,42 @@ class PathManager:
         except TimeoutError:
             raise TransportError(f"relay {record.relay_id[:12]}…: not attached") from None
         via = virtual_address(record.node_id, record.relay_id)
-        protocol = await self.endpoint.dial(
-            via, expected_id=record.node_id, identity=self.identity, protocol=H3ClientProtocol
+        started: list[H3ClientProtocol] = []
+        dial = asyncio.ensure_future(
+            self.endpoint.dial(
+                via,
+                expected_id=record.node_id,
+                identity=self.identity,
+                protocol=H3ClientProtocol,
+                started=started.append,
+            )
         )
+        watch = self._spawn(self._unstick(relay, dial, started))
+        try:
+            protocol = await dial
+        finally:
+            watch.cancel()
+            if not dial.done():
+                dial.cancel()
         return "relayed", protocol, via
+
+    async def _unstick(
+        self, relay: RelayLink, dial: asyncio.Future[Any], started: list[H3ClientProtocol]
+    ) -> None:
+        """A handshake through ``relay`` unanswered for ``RELAYED_CHECK`` seconds: ask the
+        relay link whether it still carries packets both ways (this node's NAT may have dropped
+        its mapping: the relay's packets are lost until the node sends again, and its QUIC
+        backs off meanwhile). An unanswered PING attaches the link afresh; then the first
+        flight goes again, byte for byte, rather than wait QUIC's backed-off retransmission."""
+        await asyncio.sleep(RELAYED_CHECK)
+        if dial.done() or not started:
+            return
+        if not await relay.check():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RELAY_READY):
+                    await relay.ready.wait()
+        if not dial.done():
+            self.endpoint.resend_first_flight(started[0])
 
     # -- requests -----------------------------------------------------------------------------
 

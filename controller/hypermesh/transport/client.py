@@ -39,6 +39,7 @@ from hypermesh.transport.address import parse_address
 from hypermesh.transport.certificates import DNS_SUFFIX, self_signed_certificate
 from hypermesh.transport.identity import Identity, public_key_from_node_id
 from hypermesh.transport.pinning import check_peer
+from hypermesh.transport.recovery import cap_backoff
 from hypermesh.transport.udp import tune_datagram_transport
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
@@ -120,6 +121,7 @@ class H3ClientProtocol(QuicConnectionProtocol):
 
     def __init__(self, quic: QuicConnection, stream_handler: QuicStreamHandler | None = None):
         super().__init__(quic, stream_handler)
+        cap_backoff(quic)
         self.address = "?"
         """The peer's ``host:port``, for messages."""
         self._http: H3Connection | None = None

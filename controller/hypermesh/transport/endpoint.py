@@ -51,6 +51,7 @@ from hypermesh.transport.client import (
 )
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.pinning import check_peer
+from hypermesh.transport.recovery import cap_backoff
 from hypermesh.transport.udp import RECEIVE_SIZE
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ class EndpointProtocol(QuicConnectionProtocol):
         self, quic: QuicConnection, stream_handler: QuicStreamHandler | None = None
     ) -> None:
         super().__init__(quic, stream_handler)
+        cap_backoff(quic)
         self._due: float | None = None
         """When the timer set (``_timer``) fires; ``_timer_at`` is when it must."""
 

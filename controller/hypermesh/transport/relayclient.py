@@ -16,8 +16,8 @@ Two carriers, raced as happy eyeballs do:
 The first one to finish the relay's challenge (CHALLENGE → AUTH signed by the node's key →
 WELCOME) wins; a REFUSED answer raises ``RelayRefused``. The relay's key is pinned on both
 carriers before a byte of the protocol is sent. ``run`` keeps the link up: PING when idle (a
-keepalive for NAT mappings, and the RTT), a dead link (no PONG within 10 s, the stream or the
-connection closed) is reconnected with backoff from 0.5 s to 30 s.
+keepalive for NAT mappings, and the RTT), a dead link (no PONG within 3 s, the stream or the
+connection closed) is reconnected with backoff from 0.5 s to 30 s; ``check`` asks at once.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from hypermesh.transport.address import parse_address
 from hypermesh.transport.certificates import DNS_SUFFIX, node_id_from_certificate
 from hypermesh.transport.endpoint import MeshEndpoint
 from hypermesh.transport.identity import Identity, public_key_from_node_id, short_id
+from hypermesh.transport.recovery import cap_backoff
 from hypermesh.transport.relaywire import RelayProtocolError, Welcome
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,16 @@ HAPPY_EYEBALLS_DELAY = 0.25
 """Seconds the TCP attempt waits for the QUIC one before it starts too."""
 CONNECT_TIMEOUT = 10.0
 """Seconds one attempt (connection, pinning and the relay's challenge) may take."""
-KEEPALIVE_INTERVAL = 25.0
-"""A PING goes out when nothing was sent or nothing received for this long (NAT mappings of
-UDP commonly last 30 s or more)."""
-PONG_TIMEOUT = 10.0
-"""Seconds without the PONG after which the attachment is taken for dead."""
+KEEPALIVE_INTERVAL = 10.0
+"""A PING goes out when nothing was sent or nothing received for this long. It holds the NAT
+mapping (UDP mappings commonly last 30 s or more), and it bounds how long a node stays
+unreachable through its relay after its NAT dropped the mapping (a router's reboot, a flushed
+table): the relay's packets are lost until the node sends again, and the relay's QUIC backs
+off meanwhile, so the PING's PONG is late and the node attaches afresh (about 10 + 3 s)."""
+PONG_TIMEOUT = 3.0
+"""Seconds without the PONG after which the attachment is taken for dead (at least; four
+round trips when the relay is farther than that)."""
+PONG_RTTS = 4
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
 FORBIDDEN_BACKOFF = 300.0
@@ -147,6 +153,7 @@ class RelayStreamProtocol(QuicConnectionProtocol):
 
     def __init__(self, quic: QuicConnection, stream_handler: QuicStreamHandler | None = None):
         super().__init__(quic, stream_handler)
+        cap_backoff(quic)
         self.reader = asyncio.StreamReader(limit=1 << 20)
         self._eof = False
         self.stream_id: int | None = None
@@ -780,21 +787,39 @@ class RelayLink:
                 attachment.renew_at = now + min(RENEW_RETRY, ttl * (1 - RENEW_SHARE) / 2)
             elif now >= ping_at:
                 if not await self._ping(attachment):
-                    self._lost(attachment, f"no PONG within {PONG_TIMEOUT:g} s")
+                    self._lost(attachment, f"no PONG within {self.pong_timeout():g} s")
                     return
             else:
                 await asyncio.sleep(min(ping_at, attachment.renew_at) - now)
 
     async def _ping(self, attachment: _Attachment) -> bool:
-        """One PING; False when its PONG did not come within ``PONG_TIMEOUT``."""
-        nonce = secrets.token_bytes(relaywire.PING_BYTES)
-        attachment.ping = (nonce, time.monotonic())
-        attachment.pong.clear()
-        attachment.write(relaywire.ping(nonce))
+        """One PING (or the one in flight); False when its PONG did not come in time."""
+        if attachment.ping is None:
+            nonce = secrets.token_bytes(relaywire.PING_BYTES)
+            attachment.ping = (nonce, time.monotonic())
+            attachment.pong.clear()
+            attachment.write(relaywire.ping(nonce))
         try:
-            async with asyncio.timeout(PONG_TIMEOUT):
+            async with asyncio.timeout(self.pong_timeout()):
                 await attachment.pong.wait()
         except TimeoutError:
             return False
         attachment.rtt_known = True
         return True
+
+    def pong_timeout(self) -> float:
+        """Seconds a PING's PONG may take: ``PONG_TIMEOUT``, or four round trips if longer."""
+        return max(PONG_TIMEOUT, PONG_RTTS * (self.rtt or 0.0))
+
+    async def check(self) -> bool:
+        """Whether the attachment carries packets both ways now: a PING answered (one in
+        flight is shared). An unanswered one ends the attachment, and ``run`` attaches again
+        at once: what a caller whose packets through the relay go unanswered asks (the
+        node's NAT may have dropped its mapping, which only a new flight of its own mends)."""
+        attachment = self._attachment
+        if attachment is None or not self.ready.is_set():
+            return False
+        if await self._ping(attachment):
+            return True
+        self._lost(attachment, f"no PONG within {self.pong_timeout():g} s")
+        return False
