@@ -80,13 +80,13 @@ class RegistryFeature:
             trusted=(node.identity.node_id,),
         )
         node.member_source = held_for(MEMBERS_HELD, directory.members)
-        node.reloaders.append(_static_members(directory))
         metrics.watch_registry(registry)
         expire_due(registry, zones)
         load_zones(registry, zones, metrics.zone_serial, metrics.zone_problem)
         start_task(stack, _sweep(registry, zones, metrics.zone_serial))
         hidden = frozenset({DIRECTORY_ZONE}) if public else frozenset()
         feed = zone_feed(zones, hidden)
+        node.reloaders.append(_static_members(directory, feed))
         add_registry_routes(
             node.router,
             registry,
@@ -109,15 +109,22 @@ class RegistryFeature:
         )
 
 
-def _static_members(directory: Directory) -> Callable[[NodeConfig], Callable[[], None]]:
+def _static_members(
+    directory: Directory, feed: ZoneFeed
+) -> Callable[[NodeConfig], Callable[[], None]]:
     """The registry's static members follow the config the node runs (``NodeContext.reload``):
-    a member added to the network may publish its record, a removed one no longer."""
+    a member added to the network may publish its record, a removed one no longer. When they
+    change, the feed says so (``{"members": N}``), so that mirrors fetch the anchors, which
+    list the members, again."""
 
     def prepare(config: NodeConfig) -> Callable[[], None]:
         static: dict[str, Mapping[str, Any]] = dict(config.directory)
 
         def swap() -> None:
+            changed = static != directory.static
             directory.static = static  # one reference: the writer thread sees old or new
+            if changed:
+                feed.publish({"members": len(static)})
 
         return swap
 
