@@ -19,7 +19,9 @@ and prints, for each:
       per node, memory per node
   (3) ``--huge`` nodes (default 0, off; 200 for the goal): the same, to show they converge
 
-then a table side by side with the goals of issue 19. The machine is assumed otherwise idle.
+then a table side by side with the goals of issue 19. First, the floor: RSS and Pss of a fresh
+interpreter that only imports aioquic and cryptography (``FLOORS``). The machine is assumed
+otherwise idle.
 
     .venv/bin/python bench/footprint.py                           # ~4 minutes
     .venv/bin/python bench/footprint.py --huge 200                # and 200 nodes converging
@@ -159,6 +161,34 @@ def network(env: dict[str, str], nodes: int, timeout: float) -> Iterator[Network
             print(f"  hmctl down timed out: nodes may be left; hmctl --state {state} down")
         else:
             shutil.rmtree(root, ignore_errors=True)
+
+
+FLOORS = (
+    ("Python alone", "pass"),
+    ("aioquic + cryptography", "import aioquic.asyncio, aioquic.h3.connection, cryptography.x509"),
+    (
+        "+ ssl, sqlite3, asyncio, dnspython",
+        "import aioquic.asyncio, aioquic.h3.connection, cryptography.x509, ssl, sqlite3, "
+        "asyncio, dns.message",
+    ),
+    ("a node's imports (node.process)", "import hypermesh.node.process"),
+)
+"""What a fresh interpreter holds having imported only these: the floor under a node's RSS."""
+
+
+def floors() -> None:
+    """Print RSS and Pss of a fresh interpreter for each of ``FLOORS`` (one process each)."""
+    probe = "\nimport os\nos.write(1, open('/proc/self/smaps_rollup', 'rb').read())"
+    for label, code in FLOORS:
+        out = subprocess.run(
+            [sys.executable, "-c", code + probe], capture_output=True, text=True, timeout=60
+        ).stdout
+        rows = [line.split() for line in out.splitlines()]
+        kib = {row[0]: int(row[1]) for row in rows if len(row) == 3 and row[1].isdigit()}
+        print(
+            f"  floor, {label}: RSS {kib.get('Rss:', 0) / 1024:.1f} MiB, "
+            f"Pss {kib.get('Pss:', 0) / 1024:.1f} MiB"
+        )
 
 
 def median(values: list[float]) -> float:
@@ -306,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         f"footprint: {time.strftime('%Y-%m-%d %H:%M')}, Python {sys.version.split()[0]}, "
         f"{os.cpu_count()} CPUs, baseline {args.baseline_rev}"
     )
+    floors()
     results: dict[str, Figures] = {}
     with tempfile.TemporaryDirectory(prefix="hm-bench-base-") as tmp:
         for name in args.variants.split(","):
