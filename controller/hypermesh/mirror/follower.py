@@ -299,8 +299,8 @@ class Follower:
             for name, serial in serials.items():
                 await self._sync(h3, registry, name, serial)
                 self._fresh([name])  # caught up: fresh now, not after the other zones' syncs
-        elif isinstance(notice.get("revoked"), str):
-            await self._refresh_anchors(h3, registry)
+        elif isinstance(notice.get("revoked"), str) or "members" in notice:
+            await self._refresh_anchors(h3, registry)  # the anchors list both
         elif isinstance(notice.get("zone"), str):
             name, announced = notice["zone"], notice.get("serial")
             if announced is None:
