@@ -261,6 +261,11 @@ FIELD_DOCUMENTS: dict[tuple[str, str], tuple[str, tuple[int, int]]] = {
         '    listen: "VALUE"\n',
         (9, 5),
     ),
+    ("Node", "spec.dns.listen"): (
+        "apiVersion: hypermesh.online/v1alpha1\nkind: Node\nmetadata: {name: a}\n"
+        'spec:\n  network: acme\n  dns:\n    listen: "VALUE"\n',
+        (7, 5),
+    ),
     ("Peer", "spec.address"): (
         "apiVersion: hypermesh.online/v1alpha1\nkind: Peer\nmetadata: {name: far}\n"
         f'spec:\n  network: acme\n  identity: {NODE_ID}\n  address: "VALUE"\n',

@@ -82,6 +82,7 @@ COMPLETE: dict[str, list[dict[str, Any]]] = {
                     "key": "/etc/tls/tls.key",
                     "listen": "0.0.0.0:853",
                 },
+                "dns": {"workers": 2, "listen": "0.0.0.0:853"},
             },
         }
     ],

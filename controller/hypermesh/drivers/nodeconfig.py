@@ -42,7 +42,8 @@ def interfaces_of(
     members by node ID and the registries of federated networks. A registry node gets the
     members too: it publishes them in its anchors, for the networks federated with its own.
     A Node with ``spec.resolver`` gets its stub resolver's config too (``resolver_of``), and
-    one with ``spec.tls`` its certified TLS listener's (``tls_of``)."""
+    one with ``spec.tls`` its certified TLS listener's (``tls_of``), and one with ``spec.dns``
+    its DNS workers' (``dns_of``)."""
     resolver, tls = resolver_of(node.spec), tls_of(node.spec)
     gates = _gates_of(
         node,
@@ -53,7 +54,19 @@ def interfaces_of(
         ephemeral_listen=ephemeral_listen,
     )
     own = {key: value for key, value in (("resolver", resolver), ("tls", tls)) if value is not None}
-    return {**gates, **own}
+    return {**gates, **own, **dns_of(node.spec)}
+
+
+def dns_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The NodeConfig fields of the DNS workers ``spec.dns`` asks for (``dns_workers``,
+    ``dns_listen``); none without it. The schema has checked the fields."""
+    wanted = spec.get("dns") or {}
+    out: dict[str, Any] = {}
+    if int(wanted.get("workers", 1)) > 1:
+        out["dns_workers"] = int(wanted["workers"])
+    if wanted.get("listen") is not None:
+        out["dns_listen"] = str(wanted["listen"])
+    return out
 
 
 def resolver_of(spec: Mapping[str, Any]) -> ResolverConfig | None:

@@ -122,6 +122,7 @@ HOST_PORT_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "spec.resolver.listen",
             "spec.resolver.upstreams[]",
             "spec.tls.listen",
+            "spec.dns.listen",
         ),
         "Peer": ("spec.address",),
     }

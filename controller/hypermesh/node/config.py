@@ -154,6 +154,11 @@ class ResolverConfig:
         )
 
 
+MAX_DNS_WORKERS = 64
+"""The most DNS worker processes a node may run (``dns_workers``)."""
+DOQ_PORT = 853
+"""DNS over QUIC's UDP port (RFC 9250): where the DNS workers listen unless told."""
+
 TLS_DOT_PORT = 853
 """The DNS-over-TLS port (RFC 7858): where ``spec.tls`` listens unless told."""
 
@@ -289,6 +294,13 @@ class NodeConfig:
     tls: TlsConfig | None = None
     """A second TLS listener on TCP with the operator's certificate (``spec.tls``), beside
     the self-signed one on the public port; None: only the self-signed one."""
+    dns_workers: int = 1
+    """Worker processes answering DNS over QUIC on ``dns_listen``, each on its own socket of
+    that UDP port (``SO_REUSEPORT``: the kernel spreads clients over them by address); 1:
+    none, DoQ only on the node's own port (``hypermesh.dns.workers``)."""
+    dns_listen: str | None = None
+    """Where the DNS workers listen on UDP, ``host:port`` (port 0: any free one); None: the
+    public interface's host, port 853 (DNS over QUIC's port, RFC 9250)."""
 
     def __post_init__(self) -> None:
         for name in ("name", "network", "listen", "node_dir", "log_file"):
@@ -328,6 +340,20 @@ class NodeConfig:
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
         self._check_directory_fields()
+        self._check_dns_workers()
+
+    def _check_dns_workers(self) -> None:
+        if not _is_int(self.dns_workers) or not 1 <= self.dns_workers <= MAX_DNS_WORKERS:
+            raise ValueError(
+                f"dns_workers must be a whole number 1-{MAX_DNS_WORKERS}: {self.dns_workers!r}"
+            )
+        if self.dns_listen is not None:
+            if not isinstance(self.dns_listen, str):
+                raise ValueError("dns_listen must be null or host:port")
+            try:
+                parse_address(self.dns_listen)
+            except ValueError as exc:
+                raise ValueError(f"dns_listen: {exc}") from None
 
     def _check_directory_fields(self) -> None:
         """The fields of the node directory (issue 16): host name, advertised addresses,
@@ -457,6 +483,8 @@ class NodeConfig:
                 else None
             ),
             tls=TlsConfig.from_dict(data["tls"]) if data.get("tls") is not None else None,
+            dns_workers=data.get("dns_workers", 1),
+            dns_listen=data.get("dns_listen"),
         )
 
     @classmethod
@@ -485,6 +513,9 @@ class NodeConfig:
             del data["tls"]  # written only when the node has one
         else:
             data["tls"] = self.tls.to_dict()
+        for name, default in (("dns_workers", 1), ("dns_listen", None)):
+            if data[name] == default:
+                del data[name]  # written only when set
         data["federation"] = [
             {"name": item.name, "registry": item.registry.to_dict()} for item in self.federation
         ]
