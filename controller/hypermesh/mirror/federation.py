@@ -3,33 +3,44 @@
 A network may federate with others (``Network.spec.federation``), each named by its registry's
 key. Every node of the network that gates an interface keeps, for each federated network, the
 members that registry lists in its signed anchors (``hypermesh.mirror.anchors``), minus the keys
-it revoked, fetched again every ``REFRESH`` seconds. A caller whose key is among them is known
-as ``NETWORK/MEMBER``, ``NETWORK`` being the name this network gives the federated one.
+it revoked. A caller whose key is among them is known as ``NETWORK/MEMBER``, ``NETWORK`` being
+the name this network gives the federated one.
 
-When a federated registry cannot be reached, the last members it vouched for are kept: a
-federation outage does not lock partners out, and a revocation there reaches this network at
-the next refresh that succeeds.
+Nothing is polled: the node keeps one connection to each federated registry with its change
+feed open (``GET /registry/v1/watch``, ``hypermesh.mirror.feed``) and fetches the anchors over
+it when it connects and at every notice (a revocation, a zone changed: a member published its
+record), so a revocation there is acted on here within a round trip; the feed's heartbeats
+keep the connection, and it is opened afresh every ``SAFETY`` seconds (a member added with no
+notice). When a federated registry cannot be reached, the last members it vouched for are
+kept: a federation outage does not lock partners out, and the node connects again after
+``RETRY`` waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from hypermesh.errors import HyperMeshError
+from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.mirror.anchors import Anchors
-from hypermesh.mirror.follower import API
+from hypermesh.mirror.follower import API, SILENCE
 from hypermesh.transport.address import PeerRef
-from hypermesh.transport.client import h3_get_json
+from hypermesh.transport.client import H3ClientProtocol, h3_get_json, status_error
+from hypermesh.transport.feeds import watched
 from hypermesh.transport.identity import Identity
 
 log = logging.getLogger("hypermesh.mirror")
 
-REFRESH = 5.0
-"""Seconds between fetches of each federated registry's anchors."""
 TIMEOUT = 5.0
+"""Seconds to connect to a federated registry and have its feed answered, or an anchors fetch."""
+SAFETY = 300.0
+"""Seconds a watch of a federated registry is kept before it is opened afresh (and the anchors
+fetched again): members added without a notice on the feed are known within this long."""
+RETRY = (1.0, 2.0, 5.0, 15.0, 30.0)
+"""Waits before connecting again to a federated registry that failed, the last repeated."""
 
 
 @dataclass(slots=True)
@@ -50,13 +61,24 @@ class Federation:
     def __init__(
         self,
         networks: Sequence[FederatedNetwork],
-        refresh: float = REFRESH,
+        safety: float = SAFETY,
         *,
         identity: Identity | None,
     ) -> None:
-        self.networks = list(networks)
-        self._refresh = refresh
+        self._networks = list(networks)
+        self._changed = asyncio.Event()
+        self._safety = safety
         self._identity = identity
+
+    @property
+    def networks(self) -> list[FederatedNetwork]:
+        """The federated networks followed (set anew on a reload: ``run`` follows the new)."""
+        return self._networks
+
+    @networks.setter
+    def networks(self, networks: Sequence[FederatedNetwork]) -> None:
+        self._networks = list(networks)
+        self._changed.set()
 
     def member(self, node_id: str) -> str | None:
         """``NETWORK/MEMBER`` when a federated registry vouches for ``node_id``."""
@@ -72,12 +94,68 @@ class Federation:
         }
 
     async def run(self) -> None:
-        """Refresh every federated network's members, forever."""
+        """Follow every federated network (``follow``), forever; those a reload adds too,
+        and no more those it removes."""
+        following: dict[int, tuple[FederatedNetwork, asyncio.Task[None]]] = {}
+        try:
+            while True:
+                self._changed.clear()
+                now = {id(network): network for network in self._networks}
+                for key in following.keys() - now.keys():
+                    following.pop(key)[1].cancel()
+                for key in now.keys() - following.keys():
+                    following[key] = (now[key], asyncio.create_task(self.follow(now[key])))
+                await self._changed.wait()
+        finally:
+            for _, task in following.values():
+                task.cancel()
+
+    async def follow(self, network: FederatedNetwork) -> None:
+        """Watch ``network``'s registry and take its members at every notice, forever."""
+        attempt = 0
         while True:
-            await asyncio.gather(*(self.refresh(n) for n in self.networks))
-            await asyncio.sleep(self._refresh)
+            try:
+                async with asyncio.timeout(self._safety) as safety:
+                    await self._watch(network)
+            except TimeoutError:
+                if safety.expired():
+                    attempt = 0  # kept for ``SAFETY`` seconds: opened afresh at once
+                    continue
+                error = "no answer in time"
+            except (HyperMeshError, OSError) as exc:
+                error = str(exc) or type(exc).__name__
+            if network.last_error is None:
+                attempt = 0  # it was following: the first wait again
+            self._failed(network, error)
+            await asyncio.sleep(RETRY[min(attempt, len(RETRY) - 1)])
+            attempt += 1
+
+    async def _watch(self, network: FederatedNetwork) -> None:
+        peer = network.registry()
+        if peer is None or peer.node_id is None:
+            raise HyperMeshError("the federated registry is not running")
+        async with watched(
+            peer.address,
+            peer.node_id,
+            f"{API}/watch",
+            identity=self._identity,
+            silence=SILENCE,
+            timeout=TIMEOUT,
+        ) as (h3, notices):
+            async for _notice in notices:  # the first: the feed's snapshot
+                self._take(network, await _anchors(h3, peer.node_id))
+        raise TransportError(f"{peer.address}: the federated registry ended the watch")
+
+    def _failed(self, network: FederatedNetwork, error: str) -> None:
+        if network.last_error != error:
+            log.warning(
+                "federated registry unreachable",
+                extra={"network": network.name, "error": error},
+            )
+        network.last_error = error
 
     async def refresh(self, network: FederatedNetwork) -> None:
+        """Fetch ``network``'s anchors once, on a connection of their own."""
         peer = network.registry()
         if peer is None or peer.node_id is None:
             network.last_error = "the federated registry is not running"
@@ -92,16 +170,31 @@ class Federation:
             )
             anchors = Anchors.verify(data, peer.node_id)
         except HyperMeshError as exc:
-            if network.last_error != str(exc):
-                log.warning(
-                    "federated registry unreachable",
-                    extra={"network": network.name, "error": str(exc)},
-                )
-            network.last_error = str(exc)
+            self._failed(network, str(exc))
             return
+        self._take(network, anchors)
+
+    @staticmethod
+    def _take(network: FederatedNetwork, anchors: Anchors) -> None:
+        """The members ``anchors`` vouch for, minus the keys they list as revoked."""
         network.members = {
             str(entry["identity"]): name
             for name, entry in anchors.members.items()
             if entry.get("identity") and str(entry["identity"]) not in anchors.revoked
         }
         network.last_error = None
+
+
+async def _anchors(h3: H3ClientProtocol, registry: str) -> Anchors:
+    """The anchors of ``registry``, asked over the watch's connection and checked."""
+    async with asyncio.timeout(TIMEOUT):
+        status, _, body = await h3.request("GET", f"{API}/anchors")
+    if status != 200:
+        raise status_error(h3.address, f"GET {API}/anchors", status, body)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise TransportError(f"{h3.address}: GET {API}/anchors answered something not an object")
+    return Anchors.verify(data, registry)
