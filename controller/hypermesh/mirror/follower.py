@@ -284,7 +284,7 @@ class Follower:
                         raise status_error(peer.address, f"GET {API}/watch", status, body)
                     self.connected = True
                     self.last_error = self.refused = None
-                    async for notice in feed_lines(pieces, SILENCE, heartbeats=True):
+                    async for notice in feed_lines(pieces, SILENCE, heartbeats=True, probe=h3.ping):
                         await self._on_notice(h3, peer.node_id, notice)
                 raise TransportError(f"{peer.address}: the registry ended the watch")
 
