@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -57,8 +56,8 @@ from hypermesh.transport.address import PeerRef
 from hypermesh.transport.client import (
     AccessDenied,
     H3ClientProtocol,
+    get_json,
     h3_get_json,
-    status_error,
 )
 from hypermesh.transport.feeds import NoFeed
 from hypermesh.transport.identity import node_id_from_public_key
@@ -422,17 +421,7 @@ class ChainFollower:
                 identity=self.store.identity,
                 timeout=TIMEOUT,
             )
-        async with asyncio.timeout(TIMEOUT):
-            status, _, body = await h3.request("GET", path, headers=[("accept", JSON)])
-        if status != 200:
-            raise status_error(peer.address, f"GET {path}", status, body)
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise Unverified(f"{peer.address}: GET {path} answered something not a JSON object")
-        return data
+        return await get_json(h3, path, timeout=TIMEOUT)
 
     async def _prove_fork(self, peer: PeerRef, author: bytes, height: int) -> None:
         """``peer`` showed a block of ``author`` that builds on another block at ``height``

@@ -19,7 +19,6 @@ kept: a federation outage does not lock partners out, and the node connects agai
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.mirror.anchors import Anchors
 from hypermesh.mirror.follower import API, SILENCE
 from hypermesh.transport.address import PeerRef
-from hypermesh.transport.client import H3ClientProtocol, h3_get_json, status_error
+from hypermesh.transport.client import H3ClientProtocol, get_json, h3_get_json
 from hypermesh.transport.feeds import watched
 from hypermesh.transport.identity import Identity
 
@@ -187,14 +186,4 @@ class Federation:
 
 async def _anchors(h3: H3ClientProtocol, registry: str) -> Anchors:
     """The anchors of ``registry``, asked over the watch's connection and checked."""
-    async with asyncio.timeout(TIMEOUT):
-        status, _, body = await h3.request("GET", f"{API}/anchors")
-    if status != 200:
-        raise status_error(h3.address, f"GET {API}/anchors", status, body)
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise TransportError(f"{h3.address}: GET {API}/anchors answered something not an object")
-    return Anchors.verify(data, registry)
+    return Anchors.verify(await get_json(h3, f"{API}/anchors", timeout=TIMEOUT), registry)

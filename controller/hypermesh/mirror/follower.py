@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import urllib.parse
@@ -44,6 +43,7 @@ from hypermesh.transport.client import (
     AccessDenied,
     H3ClientProtocol,
     connect_h3,
+    get_json,
     status_error,
 )
 from hypermesh.transport.feeds import feed_lines
@@ -439,17 +439,7 @@ class Follower:
 
 
 async def _get_json(h3: H3ClientProtocol, path: str) -> dict[str, Any]:
-    async with asyncio.timeout(REQUEST_TIMEOUT):
-        status, _, body = await h3.request("GET", path, headers=[("accept", "application/json")])
-    if status != 200:
-        raise status_error(h3.address, f"GET {path}", status, body)
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise TransportError(f"{h3.address}: GET {path} answered something not a JSON object")
-    return data
+    return await get_json(h3, path, timeout=REQUEST_TIMEOUT)
 
 
 async def _head(pieces: AsyncIterator[bytes], limit: int) -> bytes:

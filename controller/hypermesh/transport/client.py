@@ -470,6 +470,19 @@ async def h3_get_json(
     status, _, body = await h3_get(
         address, path, expected_id=expected_id, timeout=timeout, identity=identity
     )
+    return json_object(address, path, status, body)
+
+
+async def get_json(h3: H3ClientProtocol, path: str, *, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+    """GET ``path`` on an open connection and decode a JSON object (``json_object``)."""
+    async with asyncio.timeout(timeout):
+        status, _, body = await h3.request("GET", path, headers=[("accept", "application/json")])
+    return json_object(h3.address, path, status, body)
+
+
+def json_object(address: str, path: str, status: int, body: bytes) -> dict[str, Any]:
+    """The JSON object a ``GET path`` answered; ``TransportError`` (``AccessDenied`` for 403
+    and 429) for any status but 200, a body that is not JSON, or JSON that is no object."""
     if status != 200:
         raise status_error(address, f"GET {path}", status, body)
     try:
