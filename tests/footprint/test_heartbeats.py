@@ -5,38 +5,23 @@ served stale is fresh again at once. And the feeds' silence bounds follow their 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import dns.name
 import dns.zone
 
 from hypermesh.chain.wire import WATCH_HEARTBEAT, WATCH_SILENCE
-from hypermesh.dns.source import StaticZones
 from hypermesh.mirror.feed import HEARTBEAT
-from hypermesh.mirror.follower import SILENCE, Follower
+from hypermesh.mirror.follower import SILENCE
 from hypermesh.mirror.zonecopy import ZoneCopy
 from hypermesh.node.server import IDLE_TIMEOUT
+from tests.footprint.test_timers import ZONE, counted_follower
 
-ZONE = """\
-@ 3600 IN SOA ns.demo. admin.demo. 1 3600 600 86400 60
-@ 3600 IN NS ns.demo.
-ns 3600 IN A 192.0.2.1
-"""
 EXPIRE = 0.6
 """The mirror's ``expire``: a copy not confirmed for this long is served stale."""
 
 
 def test_a_heartbeat_does_not_wake_the_stale_marker_until_a_copy_was_stale() -> None:
-    zones = StaticZones()
-    follower = Follower(zones, lambda: None, identity=None, expire=EXPIRE)
-    looks: list[float] = []
-    mark = follower._mark
-
-    def counted() -> None:
-        looks.append(time.monotonic())
-        mark()
-
-    follower._mark = counted  # type: ignore[method-assign]
+    follower, zones, looks = counted_follower(EXPIRE)
     demo = dns.name.from_text("demo.")
 
     async def scenario() -> None:

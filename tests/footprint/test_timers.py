@@ -22,9 +22,10 @@ EXPIRE = 0.4
 """The mirror's ``expire``: a copy not refreshed for this long is served stale."""
 
 
-def _follower() -> tuple[Follower, StaticZones, list[float]]:
+def counted_follower(expire: float = EXPIRE) -> tuple[Follower, StaticZones, list[float]]:
+    """A mirror's follower (no registry) whose stale marker's every look is counted."""
     zones = StaticZones()
-    follower = Follower(zones, lambda: None, identity=None, expire=EXPIRE)
+    follower = Follower(zones, lambda: None, identity=None, expire=expire)
     looks: list[float] = []
     mark = follower._mark
 
@@ -37,7 +38,7 @@ def _follower() -> tuple[Follower, StaticZones, list[float]]:
 
 
 def test_with_no_copy_the_stale_marker_sleeps_until_a_copy_comes() -> None:
-    follower, zones, looks = _follower()
+    follower, zones, looks = counted_follower()
 
     async def scenario() -> None:
         task = asyncio.create_task(follower.keep_marking_stale())
@@ -63,7 +64,7 @@ def test_with_no_copy_the_stale_marker_sleeps_until_a_copy_comes() -> None:
 
 
 def test_the_next_wake_is_the_nearest_expiry() -> None:
-    follower, _, _ = _follower()
+    follower, _, _ = counted_follower()
     now = time.time()
     for name, age in (("a.", 0.1), ("b.", 0.3), ("c.", 5.0)):  # c. is stale already
         follower.state.copies[name] = ZoneCopy(dns.zone.from_text(ZONE, name), ())
