@@ -5,7 +5,10 @@ Service. Pure: no API calls, no clock, no randomness (the key comes in).
   by the operator, immutable, never logged.
 - ``ConfigMap`` ``hm-NAME-config``: the node's ``NodeConfig`` JSON (``config.json``), derived
   from the Node, its Network, the network's members and InterfacePolicies as the standalone
-  driver derives it, with in-cluster addresses (Services) instead of local directories.
+  driver derives it, with in-cluster addresses (Services) instead of local directories. It is
+  mounted as a directory (not a ``subPath``, which the kubelet never updates), and the node
+  watches it (``watch_config``): a change of the network's members, policies or federation
+  reloads in the running node; only the rest changes the pod template's digest and rolls it.
 - ``StatefulSet`` ``hm-NAME``: one replica running ``python -m hypermesh.node --config …``, its
   directory (key, chain, mirror copies, message databases) on a PersistentVolumeClaim
   ``node-dir-hm-NAME-0`` made from the StatefulSet's ``volumeClaimTemplates``. A StatefulSet, not
@@ -43,6 +46,7 @@ from hypermesh import API_VERSION, __version__
 from hypermesh.drivers import interfaces_of
 from hypermesh.model.resources import DesiredState, Resource
 from hypermesh.node.config import NodeConfig, Upstream
+from hypermesh.node.reload import restart_digest
 from hypermesh.transport.address import PeerRef, format_address, parse_address
 
 PUBLIC_PORT = 4433
@@ -289,6 +293,7 @@ def node_config(
         chain=bool(chain.get("enabled", True)),
         witnesses=int(chain.get("witnesses", 0)),
         peers=(),
+        watch_config=True,  # the kubelet updates the ConfigMap volume: reload, no SIGHUP
         **derived,
     )
 
@@ -323,8 +328,12 @@ def config_map(owner: Owner, config: NodeConfig) -> dict[str, Any]:
 
 
 def config_digest(config: NodeConfig) -> str:
-    """A digest of the config, put on the pod template so that a changed config rolls the pod."""
-    return hashlib.sha256(config.to_json().encode()).hexdigest()[:16]
+    """A digest of what of the config only a restart applies (``node.reload.restart_digest``:
+    all but the network's members, policies, federation and peers), put on the pod template so
+    that such a change rolls the pod. The rest reaches the running node through the ConfigMap
+    volume, which the kubelet updates in place and the node watches (``watch_config``): adding
+    a member to a network rolls none of its other pods."""
+    return restart_digest(config.to_json())[:16]
 
 
 # -- the workload ------------------------------------------------------------------------------
@@ -423,7 +432,8 @@ def pod_volumes(owner: Owner) -> list[dict[str, Any]]:
 def pod_template(
     owner: Owner, ports: Ports, config: NodeConfig, settings: Settings
 ) -> dict[str, Any]:
-    """The node's pod; the config digest on it rolls the pod when the config changes."""
+    """The node's pod; the config digest on it rolls the pod when the config changes in what
+    only a restart applies (``config_digest``)."""
     return {
         "metadata": {
             "labels": labels(owner.name),

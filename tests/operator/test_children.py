@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypermesh.model.loader import load_text
 from hypermesh.model.validate import build
 from hypermesh.node.config import NodeConfig
+from hypermesh.node.reload import fields_of, restart_needs
 from hypermesh.transport.address import PeerRef
 from hypermesh.transport.identity import Identity
 from hypermesh_operator.children import (
@@ -30,6 +31,7 @@ from hypermesh_operator.children import (
     Ports,
     Settings,
     advertised_address,
+    config_digest,
     keep_immutable,
     node_children,
     node_host_of,
@@ -438,3 +440,137 @@ def test_a_node_port_is_reached_at_the_best_outside_address_of_the_pods_node(
 
 def test_the_pod_is_the_statefulsets_one_ordinal() -> None:
     assert pod_name("plain.one") == "hm-plain-one-0"
+
+
+# -- what reloads in the pod and what rolls it -------------------------------------------------
+
+JOINER = """
+---
+apiVersion: hypermesh.online/v1alpha1
+kind: Node
+metadata: {name: gamma}
+spec: {network: demo, listen: "0.0.0.0:0", interfaces: [public, private]}
+"""
+PUBLIC_POLICY = """
+---
+apiVersion: hypermesh.online/v1alpha1
+kind: InterfacePolicy
+metadata: {name: open}
+spec: {network: demo, interface: public, default: allow}
+"""
+
+
+def rendered(manifests: str, ids: dict[str, str] | None = None) -> dict[str, NodeChildren]:
+    """The children of every Node of ``manifests`` (the Nodes of MANIFESTS keyed as there)."""
+    desired, problems = build(load_text(manifests))
+    assert not problems, problems
+    known = {name: key(i + 1)[1] for i, name in enumerate(NAMES)} | (ids or {})
+    state = Cluster(desired, known)
+    out = {}
+    for node in desired.of_kind("Node"):
+        pem = key(NAMES.index(node.name) + 1 if node.name in NAMES else 99)[0]
+        owner = Owner(node.name, "hm-test", f"uid-{node.name}", generation=3)
+        out[node.name] = node_children(node, owner, state, pem, known[node.name])
+    return out
+
+
+def digest_of(children: NodeChildren) -> str:
+    return str(children.workload["spec"]["template"]["metadata"]["annotations"][DIGEST])
+
+
+def config_of(children: NodeChildren) -> NodeConfig:
+    return NodeConfig.from_json(children.config_map["data"]["config.json"])
+
+
+DIGEST = "hypermesh.online/config-digest"
+
+
+def test_a_member_added_changes_the_configmaps_but_rolls_no_other_pod() -> None:
+    before = rendered(MANIFESTS)
+    after = rendered(MANIFESTS + JOINER, {"gamma": key(99)[1]})
+    assert set(after) == {*NAMES, "gamma"}
+    for name in NAMES:
+        assert digest_of(after[name]) == digest_of(before[name]), name
+        assert after[name].workload == before[name].workload, name  # nothing to patch
+    # the nodes with a gate learn of the new member through their ConfigMap (and reload it)
+    for name in ("registry", "alpha"):
+        assert "gamma" not in config_of(before[name]).directory
+        assert config_of(after[name]).directory["gamma"]["identity"] == key(99)[1]
+        assert after[name].config_map != before[name].config_map
+
+
+@pytest.mark.parametrize(
+    ("node", "old", "new"),
+    [
+        (
+            "alpha",
+            "metadata: {name: alpha}\nspec:\n",
+            "metadata: {name: alpha}\nspec:\n  tags: [x]\n",
+        ),
+        ("plain.one", 'listen: "0.0.0.0:5000"', 'listen: "0.0.0.0:5001"'),
+        ("alpha", "interfaces: [public, private, ephemeral]", "interfaces: [public, private]"),
+        ("alpha", "roles: [mirror]", "roles: [mirror, relay]"),
+    ],
+)
+def test_a_change_of_a_nodes_own_spec_rolls_its_pod_only(node: str, old: str, new: str) -> None:
+    """Its own pod rolls; the others whose config changed with it (a member's tags or address
+    in their directory) reload."""
+    assert old in MANIFESTS
+    before, after = rendered(MANIFESTS), rendered(MANIFESTS.replace(old, new))
+    rolled = {n for n in NAMES if digest_of(after[n]) != digest_of(before[n])}
+    assert rolled == {node}
+
+
+def test_a_generation_or_a_public_policy_declared_rolls_the_pod() -> None:
+    before = rendered(MANIFESTS)
+    bumped = made("alpha", 2)  # generation 3
+    later = node_children(
+        cluster().desired.get("Node", "alpha"),  # type: ignore[arg-type]
+        Owner("alpha", "hm-test", "uid-alpha", generation=4),
+        cluster(),
+        key(2)[0],
+        key(2)[1],
+    )
+    assert digest_of(later) != digest_of(bumped)
+    # a public policy gives the public interface a gate only a restart opens
+    policed = rendered(MANIFESTS + PUBLIC_POLICY)
+    assert all(digest_of(policed[n]) != digest_of(before[n]) for n in NAMES)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"directory": {}},
+        {"private_policy": {"default": "deny"}},
+        {"public_policy": {"default": "allow"}},
+        {"federation": [{"name": "b", "registry": {"address": "r:1", "identity": "hm1r"}}]},
+        {"peers": [{"address": "p:1", "identity": "hm1p"}]},
+        {"tags": ["moved"]},
+        {"generation": 4},
+    ],
+)
+def test_the_digest_changes_exactly_when_the_node_would_refuse_the_reload(
+    change: dict[str, Any],
+) -> None:
+    """The digest on the pod template is the same for two configs exactly when a node running
+    one takes the other by a reload (``node.reload.restart_needs`` empty): what it refuses
+    rolls the pod, and nothing else does."""
+    old = config_of(made("alpha", 2))
+    old_fields = fields_of(old.to_json())
+    new_fields = old_fields | change
+    new = NodeConfig.from_dict(new_fields)
+    assert (config_digest(new) != config_digest(old)) is bool(
+        restart_needs(old_fields, fields_of(new.to_json()))
+    )
+
+
+def test_the_node_watches_its_configmap_mounted_as_a_directory() -> None:
+    """A ``subPath`` mount is never updated by the kubelet; the config's directory is the
+    ConfigMap volume, and the node is told to watch it (standalone nodes are not)."""
+    children = made("alpha", 2)
+    assert config_of(children).watch_config is True
+    (node,) = pod_spec(children.workload)["containers"]
+    (mount,) = [m for m in node["volumeMounts"] if m["name"] == "config"]
+    assert "subPath" not in mount
+    config_path = node["command"][node["command"].index("--config") + 1]
+    assert Path(config_path).parent == Path(mount["mountPath"])

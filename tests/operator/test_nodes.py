@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypermesh.model.loader import load_text
 from hypermesh.model.resources import DesiredState
 from hypermesh.model.validate import build
 from hypermesh.reconcile import ApplyContext, Converged, converge_one
+from hypermesh.transport.identity import Identity
 from hypermesh_operator import children
 from hypermesh_operator.directory import Keys
 from hypermesh_operator.kube import Connection, Kube
@@ -251,5 +253,95 @@ def test_without_a_leftover_deployment_one_get_per_node_and_process() -> None:
                 f"/apis/apps/v1/namespaces/{NS}/deployments/hm-balanced",
                 f"/apis/apps/v1/namespaces/{NS}/deployments/hm-inside",
             ]
+
+    run(scenario)
+
+
+# -- a member added reloads the others, it rolls none of their pods ----------------------------
+
+PRIVATE_NETWORK = """
+apiVersion: hypermesh.online/v1alpha1
+kind: Network
+metadata: {name: demo}
+spec: {mode: private}
+---
+apiVersion: hypermesh.online/v1alpha1
+kind: Node
+metadata: {name: alpha}
+spec: {network: demo, listen: "0.0.0.0:0", interfaces: [public, private]}
+---
+apiVersion: hypermesh.online/v1alpha1
+kind: Node
+metadata: {name: beta}
+spec: {network: demo, listen: "0.0.0.0:0", interfaces: [public, private]}
+"""
+GAMMA = """
+---
+apiVersion: hypermesh.online/v1alpha1
+kind: Node
+metadata: {name: gamma}
+spec: {network: demo, listen: "0.0.0.0:0", interfaces: [public, private]}
+"""
+
+
+async def apply_alpha(kube: Kube, manifests: str, identities: dict[str, str]) -> None:
+    """Converge Node alpha of ``manifests`` (applied, as after a change of its network), the
+    other Nodes' IDs being ``identities``."""
+    state, problems = build(load_text(manifests))
+    assert not problems, problems
+    node = state.get("Node", "alpha")
+    assert node is not None
+    drive = KubeNodeDriver(
+        kube, Keys(kube), owner("alpha"), identities, children.Settings(), legacy_checked=set()
+    )
+    await converge_one(drive, node, {}, None, ApplyContext(state, 1), settles=True)
+
+
+def alpha_children(k: kmock.KubernetesEmulator) -> tuple[dict[str, Any], str]:
+    """Alpha's config (its ConfigMap's) and its pod template's digest, as the API holds them."""
+    (config_map,) = [dict(o.raw) for (r, _, n), o in k.objects.items() if n == "hm-alpha-config"]
+    (workload,) = [
+        dict(o.raw)
+        for (r, _, n), o in k.objects.items()
+        if r.plural == "statefulsets" and n == "hm-alpha"
+    ]
+    annotations = workload["spec"]["template"]["metadata"]["annotations"]
+    return json.loads(config_map["data"]["config.json"]), annotations[DIGEST]
+
+
+DIGEST = "hypermesh.online/config-digest"
+
+
+def patches(k: kmock.KubernetesEmulator, plural: str) -> int:
+    return sum(1 for method, path in requests(k) if method == "PATCH" and f"/{plural}/" in path)
+
+
+def test_a_member_added_patches_the_configmap_and_not_the_statefulset() -> None:
+    """A Node joins alpha's network: the operator patches alpha's ConfigMap with the new member
+    (the node in the pod reloads it, tests/node/test_watch_config.py) and leaves its
+    StatefulSet as it is, so its pod does not roll; a change of alpha's own spec does roll it."""
+    ids = {name: Identity.generate().node_id for name in ("beta", "gamma")}
+
+    async def scenario() -> None:
+        async with api() as (k, kube):
+            await apply_alpha(kube, PRIVATE_NETWORK, {"beta": ids["beta"]})
+            config, digest = alpha_children(k)
+            assert set(config["directory"]) == {"alpha", "beta"} and config["watch_config"]
+            maps, workloads = patches(k, "configmaps"), patches(k, "statefulsets")
+
+            await apply_alpha(kube, PRIVATE_NETWORK + GAMMA, ids)
+            config, after = alpha_children(k)
+            assert config["directory"]["gamma"]["identity"] == ids["gamma"]
+            assert patches(k, "configmaps") == maps + 1
+            assert patches(k, "statefulsets") == workloads and after == digest
+
+            moved = PRIVATE_NETWORK.replace(
+                "metadata: {name: alpha}\nspec: {", "metadata: {name: alpha}\nspec: {tags: [x], "
+            )
+            assert moved != PRIVATE_NETWORK
+            await apply_alpha(kube, moved + GAMMA, ids)
+            config, rolled = alpha_children(k)
+            assert config["tags"] == ["x"] and rolled != digest
+            assert patches(k, "statefulsets") == workloads + 1
 
     run(scenario)

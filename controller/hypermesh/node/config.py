@@ -301,6 +301,10 @@ class NodeConfig:
     dns_listen: str | None = None
     """Where the DNS workers listen on UDP, ``host:port`` (port 0: any free one); None: the
     public interface's host, port 853 (DNS over QUIC's port, RFC 9250)."""
+    watch_config: bool = False
+    """Watch the config file's directory (inotify) and reload the file, as on ``SIGHUP``, when
+    its content changes: a node in a pod, whose ConfigMap volume the kubelet updates in place
+    (``node.reload``). False: ``SIGHUP`` only (the standalone controller sends it)."""
 
     def __post_init__(self) -> None:
         for name in ("name", "network", "listen", "node_dir", "log_file"):
@@ -339,6 +343,8 @@ class NodeConfig:
             raise ValueError("tls must be null or a tls object")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if not isinstance(self.watch_config, bool):
+            raise ValueError(f"watch_config must be true or false: {self.watch_config!r}")
         self._check_directory_fields()
         self._check_dns_workers()
 
@@ -485,6 +491,7 @@ class NodeConfig:
             tls=TlsConfig.from_dict(data["tls"]) if data.get("tls") is not None else None,
             dns_workers=data.get("dns_workers", 1),
             dns_listen=data.get("dns_listen"),
+            watch_config=data.get("watch_config", False),
         )
 
     @classmethod
@@ -513,7 +520,7 @@ class NodeConfig:
             del data["tls"]  # written only when the node has one
         else:
             data["tls"] = self.tls.to_dict()
-        for name, default in (("dns_workers", 1), ("dns_listen", None)):
+        for name, default in (("dns_workers", 1), ("dns_listen", None), ("watch_config", False)):
             if data[name] == default:
                 del data[name]  # written only when set
         data["federation"] = [

@@ -5,7 +5,9 @@ process holds it), load or create the identity, open the node's features (``node
 its registry or mirror, chain, messaging, DNS, metrics, its QUIC interfaces, …, in that order,
 each on one exit stack, and each feature's module imported only then), publish
 ``runtime.json``. SIGHUP then reads the config again and takes what a running node can (the
-network's members and policies: ``node.reload``), or refuses it and keeps the config it runs.
+network's members and policies: ``node.reload``), or refuses it and keeps the config it runs;
+with ``watch_config`` (a node in a pod) so does a change of the file's content, which the node
+watches (inotify, through ``watchfiles``, imported only then).
 SIGTERM or SIGINT closes the features in the reverse order (the interfaces before the
 databases), withdraws ``runtime.json`` and releases the lock, in that order, and exits 0. Any
 other failure to start exits 1 with one line on stderr (which the controller appends to the
@@ -107,7 +109,8 @@ async def serve(
     """Open the ``features`` the config asks for, in order, publish ``runtime.json`` and serve
     until SIGTERM or SIGINT; then close them in the reverse order and withdraw the file. A
     feature that fails to open closes the ones opened before it and fails the start. With
-    ``reload``, SIGHUP reads that file again once the node serves (``reload_config``)."""
+    ``reload``, SIGHUP reads that file again once the node serves (``reload_config``), and so
+    does a change of its content with ``watch_config`` (``watch_config_file``)."""
     stop = _stop_on_signals()
     node = NodeContext.starting(config, identity)
     opened: list[str] = []
@@ -120,9 +123,7 @@ async def serve(
                     await feature.open(node, stack)
                     opened.append(feature.name)
             if reload is not None:
-                loop = asyncio.get_running_loop()
-                loop.add_signal_handler(signal.SIGHUP, reload_config, node, reload.path)
-                stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+                _reload_on_change(node, reload.path, stack)
             _started(node, opened)
             await stop.wait()
             log.info("node stopping", extra={"node": config.name})
@@ -130,6 +131,73 @@ async def serve(
         remove_runtime(node.node_dir)
     log.info("node stopped", extra={"node": config.name})
     return EXIT_OK
+
+
+WATCH_STEP_MS = 500
+"""How often the thread of the config watch wakes to look at what inotify queued (watchfiles
+sleeps between looks, taking the GIL only then) and at its stop: a ConfigMap's change reaches
+the volume tens of seconds after it is made, so half a second more is nothing."""
+WATCH_DEBOUNCE_MS = 2000
+"""The most the watch gathers changes before it reloads (the kubelet's swap is a few)."""
+
+
+def _reload_on_change(node: NodeContext, path: Path, stack: contextlib.AsyncExitStack) -> None:
+    """SIGHUP reloads the config at ``path``; with ``watch_config`` a change of its content
+    does too (``watch_config_file``), until the stack closes."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload_config, node, path)
+    stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+    if node.config.watch_config:
+        halt = asyncio.Event()
+        watch = asyncio.create_task(watch_config_file(node, path, halt), name="config watch")
+
+        async def stop_watching() -> None:
+            halt.set()  # the watch thread sees it within WATCH_STEP_MS and ends
+            await watch
+
+        stack.push_async_callback(stop_watching)
+
+
+async def watch_config_file(node: NodeContext, path: Path, halt: asyncio.Event) -> None:
+    """Watch the directory of the config file at ``path`` (inotify, not recursive) until
+    ``halt`` is set, and reload the file (``reload_config``) whenever its content's digest
+    differs from the last one seen. A ConfigMap volume's files are symlinks through ``..data``,
+    which the kubelet swaps for a new directory: the events are of the directory's entries,
+    the digest is of what ``path`` reads now."""
+    from watchfiles import awatch  # only a node with watch_config imports it
+
+    seen = node.config_digest
+    try:
+        seen = _reload_if_changed(node, path, seen)  # changed since it was read at the start
+        async for _ in awatch(
+            path.parent,
+            stop_event=halt,
+            watch_filter=None,
+            recursive=False,
+            debounce=WATCH_DEBOUNCE_MS,
+            step=WATCH_STEP_MS,
+            rust_timeout=0,
+        ):
+            seen = _reload_if_changed(node, path, seen)
+    except OSError as exc:
+        log.warning(
+            "config file not watched; it is reloaded on SIGHUP only",
+            extra={"node": node.config.name, "config": str(path), "error": str(exc)},
+        )
+
+
+def _reload_if_changed(node: NodeContext, path: Path, seen: str) -> str:
+    """Reload the config at ``path`` when its digest is not ``seen``; the digest seen now (a
+    file refused is not refused again until it changes)."""
+    try:
+        digest = config_digest(path.read_bytes())
+    except OSError:
+        return seen  # between two steps of a swap: the next event reads it
+    if digest == seen:
+        return seen
+    reload_config(node, path)
+    refused = node.reload_refused
+    return str(refused["digest"]) if refused and refused.get("digest") else node.config_digest
 
 
 def reload_config(node: NodeContext, path: Path) -> bool:

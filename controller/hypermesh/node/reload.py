@@ -13,7 +13,13 @@ node keeps running the config it had, says so in its log and in ``GET /status``
 ``GET /status`` says which config the node runs (``configDigest``: the SHA-256 of the file's
 bytes as the node read them), so the controller can tell that a reload took effect.
 
-Kept small and free of the node's features: the controller imports it to decide.
+A node in a pod (``watch_config``) is not sent ``SIGHUP``: it watches its config file's
+directory, where the kubelet swaps in a changed ConfigMap, and runs the same reload when the
+file's digest changes. The operator puts ``restart_digest`` on the pod template, so that what
+only a restart applies rolls the pod and the rest is reloaded in it.
+
+Kept small and free of the node's features: the controller and the operator import it to
+decide.
 """
 
 from __future__ import annotations
@@ -71,6 +77,25 @@ def restart_needs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     if not old.get("federation") and new.get("federation"):
         needs.add("federation")  # the federation feature opens only at start
     return sorted(needs)
+
+
+def restart_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a config (``fields_of``) only a restart applies: every field a reload does not
+    take, and whether each of those whose presence a reload cannot change is set. Two configs
+    with the same ``restart_fields`` differ at most in what a running node reloads
+    (``restart_needs`` of them is empty). Going from some federated networks to none changes
+    them too: a restart the node would not need, where keeping them would need the history."""
+    kept = {name: value for name, value in fields.items() if name not in RELOADED}
+    present = {name: fields.get(name) is not None for name in GATED_BY_PRESENCE}
+    return {"fields": kept, "present": present, "federated": bool(fields.get("federation"))}
+
+
+def restart_digest(text: str) -> str:
+    """A digest of ``restart_fields`` of a config's JSON text (SHA-256, hex). When two configs
+    have the same, a node running either takes the other by a reload; when they differ, it
+    would refuse it (but for the last federated network withdrawn), so a pod rolls."""
+    canonical = json.dumps(restart_fields(fields_of(text)), sort_keys=True, separators=(",", ":"))
+    return config_digest(canonical)
 
 
 def reloadable(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
