@@ -35,9 +35,12 @@ def read_bounded(
     return data
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o644, *, durable: bool = True) -> None:
     """Replace ``path`` with ``text`` so that readers see the old or the new file, never a part
-    of one, even across a crash; the file gets ``mode`` whatever the umask says."""
+    of one, even across a crash of the process; the file gets ``mode`` whatever the umask says.
+    ``durable``: synced before the rename, so that this holds across a crash of the machine
+    too; without it (a file derived from others and written anew when lost) no write waits for
+    the disk, and after a power loss the file may be empty or partly written."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, mode)
     try:
@@ -45,7 +48,8 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
             os.fchmod(handle.fileno(), mode)
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         tmp.replace(path)
     finally:
         with contextlib.suppress(FileNotFoundError):

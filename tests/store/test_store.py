@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,24 +12,6 @@ from sqlalchemy import text
 from hypermesh.errors import LockHeldError, StateError
 from hypermesh.model.resources import DesiredState, Resource, ResourceKey
 from hypermesh.store import StateLock, StateStore
-from hypermesh.store.tables import SCHEMA_VERSION
-from tests.conftest import require_postgres
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    if request.param == "sqlite":
-        opened = StateStore.open(tmp_path / "state")
-        yield opened
-        opened.close()
-        return
-    opened = StateStore.open(tmp_path, url=require_postgres())
-    with opened.engine.begin() as conn:
-        for table in ("events", "resources", "meta"):
-            conn.execute(text(f"DELETE FROM {table}"))
-        conn.execute(text(f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}')"))
-    yield opened
-    opened.close()
 
 
 def node(name: str, listen: str = "127.0.0.1:0") -> Resource:

@@ -272,7 +272,7 @@ class NodeProcessDriver:
                 f"(pid {reloaded['pid']})",
             )
         await self._stop_dir(node_dir)
-        write_atomic(node_dir / CONFIG, text)
+        write_atomic(node_dir / CONFIG, text, durable=False)
         child = self._spawn(node_dir)
         status = await self._wait_started(key, node_dir, child)
         started = f"node started on {status['address']} (pid {status['pid']})"
@@ -307,7 +307,7 @@ class NodeProcessDriver:
         first = await probe.status()
         if first is None or "configDigest" not in first:
             return None, None
-        write_atomic(node_dir / CONFIG, text)
+        write_atomic(node_dir / CONFIG, text, durable=False)
         digest = config_digest(text)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGHUP)
@@ -509,6 +509,10 @@ class NodeProcessDriver:
             )
 
     async def _wait_started(self, key: ResourceKey, node_dir: Path, child: Child) -> dict[str, Any]:
+        """Wait for the node to report its address and answer its ``/status``; a node that
+        runs but does not answer in time (its host busy starting its peers) is asked again
+        until ``start_timeout``, rather than failing the pass (which would then observe
+        every node once more)."""
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             code = child.poll()
@@ -529,10 +533,12 @@ class NodeProcessDriver:
                         identity=_operator(node_dir),
                     )
                 except TransportError as exc:
-                    raise TemporaryError(
-                        f"node started but its status endpoint failed: {exc}",
-                        reason="Unreachable",
-                    ) from exc
+                    if isinstance(exc, IdentityMismatch) or time.monotonic() >= deadline:
+                        raise TemporaryError(
+                            f"node started but its status endpoint failed: {exc}",
+                            reason="Unreachable",
+                        ) from exc
+                    continue  # it runs but has not answered yet (a loaded host): ask again
                 return _started_status(runtime, identity, child.pid)
             await asyncio.sleep(0.05)
         await self._stop_dir(node_dir)

@@ -29,7 +29,13 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from hypermesh.errors import AwaitingPerson, PermanentError, ReconcileError, TemporaryError
+from hypermesh.errors import (
+    AwaitingPerson,
+    PermanentError,
+    ReconcileError,
+    StateError,
+    TemporaryError,
+)
 from hypermesh.model.placement import REMOTE, Placement
 from hypermesh.model.references import dependencies
 from hypermesh.model.resources import KIND_ORDER, DesiredState, Resource, ResourceKey
@@ -185,6 +191,8 @@ class Reconciler:
         self._told: dict[ResourceKey, str] = {}
         """What each resource awaiting a person last said (said again only when it changes)."""
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._entered: dict[ResourceKey, Mapping[str, Any]] = {}
+        """What ``_enter_inventory`` put in the inventory for the wave acting now."""
 
     @property
     def _semaphore(self) -> asyncio.Semaphore:
@@ -286,18 +294,21 @@ class Reconciler:
         }
         done: list[ResourceKey] = []
         for wave in _waves(the_plan, drifted):
+            self._enter_inventory(wave, records, contexts, blocked)
             results = await asyncio.gather(
                 *(self._act(item, records.get(item.key), contexts, blocked) for item in wave)
             )
+            self._entered.clear()
             for item, (state, message) in zip(wave, results, strict=True):
                 if state is ItemState.DONE:
                     done.append(item.key)
                 else:
                     blocked[item.key] = state
                     messages[state][item.key] = message
-        self._summarise(unchanged, generations)
-        self._mark_drift(drifted, generations)
-        self._mark_remote(generations)
+        with self.store.batch(durable=False):  # status alone: the next observe rebuilds it
+            self._summarise(unchanged, generations)
+            self._mark_drift(drifted, generations)
+            self._mark_remote(generations)
         return PassResult(
             the_plan,
             tuple(done),
@@ -550,7 +561,7 @@ class Reconciler:
         after, with why when it is not done."""
         key = item.key
         driver = self.drivers.get(key.kind)
-        generation = contexts[key].generation if key in contexts else 0
+        generation = _generation(contexts, key)
         status = dict(record.status) if record is not None else {}
         if driver is None:
             return ItemState.STALLED, f"no driver for kind {key.kind}"
@@ -572,6 +583,49 @@ class Reconciler:
         self._applied(item, driver, status, generation, outcome)
         self._told.pop(key, None)
         return ItemState.DONE, ""
+
+    def _enter_inventory(
+        self,
+        wave: list[PlanItem],
+        records: Mapping[ResourceKey, ResourceRecord],
+        contexts: Mapping[ResourceKey, ApplyContext],
+        blocked: Mapping[ResourceKey, ItemState],
+    ) -> None:
+        """Before a wave acts, put every resource of it that a driver will create in the
+        world, and that the inventory does not hold yet, in the inventory with its handle, in
+        one durable transaction (what ``_apply`` does for one, for the whole wave at once).
+        Left to ``_apply``: what is held back (``_held_back``) or refused before any driver
+        sees it (an invalid spec, a bad drift annotation)."""
+        entries: dict[ResourceKey, Mapping[str, Any]] = {}
+        for item in wave:
+            driver = self.drivers.get(item.key.kind)
+            record = records.get(item.key)
+            if (
+                item.desired is None
+                or item.action is Action.DELETE
+                or driver is None
+                or not driver.manages_world
+                or (record is not None and record.managed)
+                or self._stalled_at.get(item.key) == _generation(contexts, item.key)
+                or any(d in blocked for d in dependencies(item.desired))
+                or not self.backoff.ready(item.key, self.clock())
+            ):
+                continue
+            try:
+                _require_valid(item.desired)
+                policy_of(item.desired, self.settings.drift)
+            except PermanentError:
+                continue
+            entries[item.key] = _handle(driver, item.desired, record)
+        if not entries:
+            return
+        try:
+            with self.store.batch():
+                for key, handle in entries.items():
+                    self.store.mark_managed(key, handle)
+        except StateError:
+            return  # none entered: each ``_apply`` tries its own, and fails as its resource
+        self._entered.update(entries)
 
     def _held_back(
         self,
@@ -621,8 +675,9 @@ class Reconciler:
     ) -> None:
         """Prune: delete from the world, then forget."""
         await driver.delete(key, record.handle if record else {})
-        self.store.forget(key)
-        self.store.add_event(key, "Normal", "Deleted", "pruned: no longer declared")
+        with self.store.batch():
+            self.store.forget(key)
+            self.store.add_event(key, "Normal", "Deleted", "pruned: no longer declared")
         self.backoff.succeeded(key)
         self._progress(Progress.DONE, key, "deleted")
 
@@ -638,10 +693,9 @@ class Reconciler:
         assert item.desired is not None
         _require_valid(item.desired)
         policy_of(item.desired, self.settings.drift)  # a bad annotation stalls, named
-        handle = (record.handle if record and record.handle else None) or (
-            driver.handle_for(item.desired)
-        )
-        if driver.manages_world and not (record and record.managed):
+        handle = _handle(driver, item.desired, record)
+        entered = self._entered.pop(item.key, None) is not None
+        if driver.manages_world and not (record and record.managed) and not entered:
             self.store.mark_managed(item.key, handle)
         return await driver.apply(item.desired, handle, context)
 
@@ -669,11 +723,13 @@ class Reconciler:
             message=outcome.message,
             reconciling=False,
         )
-        self.store.record_applied(
-            key, item.desired.spec, generation, outcome.handle, status, managed=driver.manages_world
-        )
         reason, verb = _applied_words(item)
-        self.store.add_event(key, "Normal", reason, outcome.message or verb)
+        with self.store.batch():
+            self.store.record_applied(
+                key, item.desired.spec, generation, outcome.handle, status,
+                managed=driver.manages_world,
+            )  # fmt: skip
+            self.store.add_event(key, "Normal", reason, outcome.message or verb)
         self._progress(
             Progress.DONE, key, f"{verb}: {outcome.message}" if outcome.message else verb
         )
@@ -893,6 +949,15 @@ def _applied_words(item: PlanItem) -> tuple[str, str]:
     if not item.diffs:
         return "Repaired", f"repaired ({'; '.join(map(str, item.drift))})"
     return "Updated", f"updated ({', '.join(d.field for d in item.diffs)})"
+
+
+def _generation(contexts: Mapping[ResourceKey, ApplyContext], key: ResourceKey) -> int:
+    return contexts[key].generation if key in contexts else 0
+
+
+def _handle(driver: Driver, resource: Resource, record: ResourceRecord | None) -> Mapping[str, Any]:
+    """Where the driver finds the resource: the handle the store has, else a new one."""
+    return (record.handle if record and record.handle else None) or driver.handle_for(resource)
 
 
 def _require_valid(resource: Resource) -> None:

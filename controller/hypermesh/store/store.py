@@ -1,8 +1,16 @@
 """The state store over SQLModel: SQLite under the state directory, or a database URL.
 
 Every write is one transaction, so ``kill -9`` at any moment leaves either the state before or
-the state after it. SQLite runs in WAL mode with ``synchronous=FULL``: readers (``hmctl get``)
-never wait for a writer (``hmctl apply``).
+the state after it; ``batch`` makes several writes one transaction (all or none of them). SQLite
+runs in WAL mode: readers (``hmctl get``) never wait for a writer (``hmctl apply``).
+
+What must not be lost is committed with ``synchronous=FULL`` (synced to disk before the call
+returns): the declared specs, the inventory, the last-applied specs, tombstones and forgets, the
+loop's suspension. Status and events, which the next pass's observe writes again, are committed
+with ``synchronous=NORMAL`` (PostgreSQL: ``synchronous_commit=off``): a crash of the process
+loses none of them (the operating system has them), a crash of the machine may lose the last
+ones, never a durable write before or after them (the WAL is replayed in order), and no commit
+waits for the disk. A durable commit makes every earlier one durable too.
 """
 
 from __future__ import annotations
@@ -98,6 +106,9 @@ class StateStore:
     def __init__(self, engine: Engine, location: str) -> None:
         self.engine = engine
         self.location = location
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._batch: Session | None = None
+        """The session of the open ``batch``, which every write joins."""
 
     @classmethod
     def open(cls, state_dir: Path, url: str | None = None) -> StateStore:
@@ -161,13 +172,50 @@ class StateStore:
             return int(meta.value) if meta is not None else 0
 
     @contextmanager
-    def _session(self) -> Iterator[Session]:
+    def _session(self, *, durable: bool | None = None) -> Iterator[Session]:
+        """One transaction (reads: ``durable`` None), or the open ``batch``'s session, which
+        the batch commits. ``durable``: the commit is on disk when it returns (``FULL``);
+        False: it is with the operating system, and on disk at the next durable commit."""
+        if self._batch is not None:
+            yield self._batch
+            return
         try:
             with Session(self.engine) as session:
+                if durable is not None:
+                    self._set_durability(session, durable)
                 yield session
                 session.commit()
         except SQLAlchemyError as exc:
             raise StateError(f"state store {self.location}: {exc}") from exc
+
+    @contextmanager
+    def batch(self, *, durable: bool = True) -> Iterator[None]:
+        """Make every write inside one transaction, committed at the end (``durable`` as for
+        one write): all of them or, when anything inside raises or the commit fails, none.
+        Reads inside see the batch's writes. Only for code that does not await meanwhile
+        (other tasks' writes would join the batch); a batch inside a batch joins it."""
+        if self._batch is not None:
+            yield
+            return
+        try:
+            with Session(self.engine) as session:
+                self._set_durability(session, durable)
+                self._batch = session
+                try:
+                    yield
+                finally:
+                    self._batch = None
+                session.commit()
+        except SQLAlchemyError as exc:
+            raise StateError(f"state store {self.location}: {exc}") from exc
+
+    def _set_durability(self, session: Session, durable: bool) -> None:
+        """Set, before the transaction writes, whether its commit waits for the disk."""
+        connection = session.connection()
+        if self._sqlite:  # outside a transaction: pysqlite begins one at the first write
+            connection.exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        elif not durable and connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
     @staticmethod
     def _row(session: Session, key: ResourceKey) -> ResourceRow | None:
@@ -220,7 +268,7 @@ class StateStore:
         exactly as they are, and no row is made for them (an expired network's resources).
         """
         generations: dict[ResourceKey, int] = {}
-        with self._session() as session:
+        with self._session(durable=True) as session:
             rows = {
                 ResourceKey(r.kind, r.name, r.namespace): r
                 for r in session.exec(select(ResourceRow)).all()
@@ -265,7 +313,7 @@ class StateStore:
     def mark_managed(self, key: ResourceKey, handle: Mapping[str, Any]) -> None:
         """Put ``key`` in the inventory *before* its driver creates it in the world, so that a
         crash between the two leaves something the next apply can find and adopt."""
-        with self._session() as session:
+        with self._session(durable=True) as session:
             row = self._row(session, key) or ResourceRow(
                 kind=key.kind, namespace=key.namespace, name=key.name
             )
@@ -285,7 +333,7 @@ class StateStore:
         managed: bool = True,
     ) -> None:
         """After a driver converged ``key``: last-applied spec, inventory and status at once."""
-        with self._session() as session:
+        with self._session(durable=True) as session:
             row = self._row(session, key) or ResourceRow(
                 kind=key.kind, namespace=key.namespace, name=key.name
             )
@@ -298,7 +346,7 @@ class StateStore:
             session.add(row)
 
     def set_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
-        with self._session() as session:
+        with self._session(durable=False) as session:
             row = self._row(session, key)
             if row is None:
                 return
@@ -313,7 +361,7 @@ class StateStore:
     ) -> None:
         """``key`` was torn down but is still declared: keep its row only as a marker, with no
         inventory entry, no last-applied spec, and ``handle`` and ``status`` replaced."""
-        with self._session() as session:
+        with self._session(durable=True) as session:
             row = self._row(session, key)
             if row is None:
                 return
@@ -326,13 +374,13 @@ class StateStore:
     def forget(self, key: ResourceKey) -> None:
         """The driver deleted ``key`` from the world: drop it from the store altogether (a later
         apply that still declares it starts afresh)."""
-        with self._session() as session:
+        with self._session(durable=True) as session:
             row = self._row(session, key)
             if row is not None:
                 session.delete(row)
 
     def add_event(self, key: ResourceKey, type_: str, reason: str, message: str) -> None:
-        with self._session() as session:
+        with self._session(durable=False) as session:
             session.add(
                 EventRow(
                     at=datetime.now(UTC),
@@ -363,7 +411,7 @@ class StateStore:
 
     def set_suspended(self, suspended: bool, reason: str = "") -> bool:
         """Suspend (or resume) the loop; False when it already was so (nothing changed)."""
-        with self._session() as session:
+        with self._session(durable=True) as session:
             row = session.get(ControllerRow, "default") or ControllerRow()
             if row.suspended == suspended and (not suspended or row.suspend_reason == reason):
                 return False
@@ -376,7 +424,7 @@ class StateStore:
 
     def set_controller_status(self, status: Mapping[str, Any]) -> None:
         """What the loop writes after each pass; the suspension columns are left alone."""
-        with self._session() as session:
+        with self._session(durable=False) as session:
             row = session.get(ControllerRow, "default") or ControllerRow()
             row.status = canonical_json(dict(status))
             row.updated_at = datetime.now(UTC)
@@ -384,7 +432,7 @@ class StateStore:
 
     def prune_events(self, keep: int = 10_000) -> None:
         """Keep the newest ``keep`` events."""
-        with self._session() as session:
+        with self._session(durable=False) as session:
             newest = session.exec(
                 select(EventRow.id).order_by(col(EventRow.id).desc()).offset(keep).limit(1)
             ).first()
