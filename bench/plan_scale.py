@@ -17,6 +17,8 @@ Run by hand, not by the tests::
     .venv/bin/python bench/plan_scale.py                      # full size, about 2.5 minutes
     .venv/bin/python bench/plan_scale.py --records 1000 --nodes 10 --skip-nodes
     .venv/bin/python bench/plan_scale.py --profile            # where (b)+(c) spend their time
+    .venv/bin/python bench/plan_scale.py --skip-plan --baseline-rev HEAD~1 --node-rounds 3
+                                            # (f) alone, this code and HEAD~1's in turns
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import io
 import json
 import os
 import pstats
@@ -32,6 +35,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +54,7 @@ from hypermesh.plan import Action, Observed, Plan, plan
 HEADER = "apiVersion: hypermesh.online/v1alpha1\n"
 NETWORK = "bench"
 HMCTL = [sys.executable, "-m", "hypermesh.cli.main"]
+ROOT = Path(__file__).resolve().parents[1]
 
 GOAL_VALIDATE_PLAN = 3.0
 """(b)+(c) should take at most this many times the floor (a)."""
@@ -379,10 +384,38 @@ def state_dir() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def bench_nodes(args: argparse.Namespace) -> None:
+@dataclass
+class Converged:
+    """One ``hmctl apply`` of ``--converge`` nodes from nothing."""
+
+    wall: float
+    cpu: float
+    code: int
+    ready: int
+    load: float
+    """The 1-minute load average just before it started."""
+    retried: int = 0
+    """Resources the apply reported failed and retried (a probe timed out: one more pass)."""
+
+
+def baseline_tree(rev: str, into: Path) -> Path:
+    """The package of ``rev`` (``git archive``: the controller and the schemas), for
+    PYTHONPATH, so that the code before a change runs in the same invocation as this one."""
+    data = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "controller", "schemas"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "controller"
+
+
+def converge_once(args: argparse.Namespace, env: dict[str, str], *, measure: bool) -> Converged:
+    """Apply ``--converge`` nodes into a fresh state, count the Ready ones (with ``measure``,
+    print the node processes' memory and CPU too), then ``hmctl down``."""
     count = args.converge
-    print(f"\n(f) {count} nodes converged from nothing by `hmctl apply` (real node processes)")
-    env = {**os.environ, "NO_COLOR": "1"}
+    load = os.getloadavg()[0]
     with state_dir() as root:
         manifests = root / "manifests"
         manifests.mkdir()
@@ -390,48 +423,86 @@ def bench_nodes(args: argparse.Namespace) -> None:
         state = root / "state"
         try:
             apply = hmctl(
-                "--state",
-                str(state),
-                "apply",
-                "-f",
-                str(manifests),
-                "--timeout",
-                f"{args.apply_timeout:g}s",
-                timeout=args.apply_timeout + 60,
-                env=env,
-            )
-            print(f"  {'hmctl apply, wall time':<48}{apply.wall:9.2f} s   exit {apply.code}")
-            print(f"  {'hmctl apply, its own CPU time':<48}{apply.cpu:9.2f} s")
-            print(f"  {'':<48}{apply.last_line()}")
+                "--state", str(state), "apply", "-f", str(manifests),
+                "--timeout", f"{args.apply_timeout:g}s",
+                timeout=args.apply_timeout + 60, env=env,
+            )  # fmt: skip
             if apply.code != 0:
                 sys.stdout.write(apply.stdout[-2000:] + apply.stderr[-2000:])
             got = hmctl("--state", str(state), "get", "nodes", "-o", "json", timeout=120, env=env)
             if got.code != 0:
                 print(f"  hmctl get nodes failed (exit {got.code}): {got.stderr.strip()}")
-                return
+                return Converged(apply.wall, apply.cpu, apply.code, 0, load)
             items = json.loads(got.stdout)["items"]
-            pids = [p for i in items if isinstance(p := i["status"].get("pid"), int)]
             ready = sum(
                 1
                 for i in items
                 for c in i["status"].get("conditions", [])
                 if c.get("type") == "Ready" and c.get("status") == "True"
             )
-            print(f"  {'nodes Ready':<48}{ready:9d} of {len(items)}")
-            rss = [kib / 1024 for pid in pids if (kib := proc_kib(pid, "status", "VmRSS"))]
-            pss = [kib / 1024 for pid in pids if (kib := proc_kib(pid, "smaps_rollup", "Pss"))]
-            cpu = [s for pid in pids if (s := cpu_seconds(pid)) is not None]
-            if not rss:
-                print("  no running node processes found to measure")
-                return
-            spread("node resident memory (VmRSS), MiB", rss, "MiB")
-            if pss:
-                spread("node proportional memory (Pss), MiB", pss, "MiB")
-            if cpu:
-                spread("node CPU time so far (user + system), s", cpu, "s")
+            if measure:
+                print(f"  {'hmctl apply, wall time':<48}{apply.wall:9.2f} s   exit {apply.code}")
+                print(f"  {'hmctl apply, its own CPU time':<48}{apply.cpu:9.2f} s")
+                print(f"  {'':<48}{apply.last_line()}")
+                print(f"  {'nodes Ready':<48}{ready:9d} of {len(items)}")
+                node_figures([p for i in items if isinstance(p := i["status"].get("pid"), int)])
+            retried = apply.stdout.count("\u2717 ")  # the failure mark of hmctl's progress
+            return Converged(apply.wall, apply.cpu, apply.code, ready, load, retried)
         finally:
             down = hmctl("--state", str(state), "down", timeout=180, env=env)
-            print(f"  {'hmctl down':<48}{down.wall:9.2f} s   exit {down.code}: {down.last_line()}")
+            if measure or down.code != 0:
+                print(f"  {'hmctl down':<48}{down.wall:9.2f} s   exit {down.code}")
+
+
+def node_figures(pids: list[int]) -> None:
+    """Each running node process's resident and proportional memory and CPU so far."""
+    rss = [kib / 1024 for pid in pids if (kib := proc_kib(pid, "status", "VmRSS"))]
+    pss = [kib / 1024 for pid in pids if (kib := proc_kib(pid, "smaps_rollup", "Pss"))]
+    cpu = [s for pid in pids if (s := cpu_seconds(pid)) is not None]
+    if not rss:
+        print("  no running node processes found to measure")
+        return
+    spread("node resident memory (VmRSS), MiB", rss, "MiB")
+    if pss:
+        spread("node proportional memory (Pss), MiB", pss, "MiB")
+    if cpu:
+        spread("node CPU time so far (user + system), s", cpu, "s")
+
+
+def bench_nodes(args: argparse.Namespace) -> None:
+    """(f): ``--node-rounds`` rounds, each applying this code and (with ``--baseline-rev``)
+    the code of that revision one after the other, so that both see the same load."""
+    count = args.converge
+    print(f"\n(f) {count} nodes converged from nothing by `hmctl apply` (real node processes)")
+    env = {**os.environ, "NO_COLOR": "1"}
+    variants = {"now": env}
+    with tempfile.TemporaryDirectory(prefix="hm-bench-baseline-") as tmp:
+        if args.baseline_rev:
+            tree = baseline_tree(args.baseline_rev, Path(tmp))
+            path = os.pathsep.join(p for p in (str(tree), env.get("PYTHONPATH")) if p)
+            variants = {args.baseline_rev: {**env, "PYTHONPATH": path}, **variants}
+        runs: dict[str, list[Converged]] = {name: [] for name in variants}
+        for round_ in range(args.node_rounds):
+            order = list(variants.items())  # ABBA: neither goes first in every round
+            for name, variant_env in order[:: -1 if round_ % 2 else 1]:
+                last = name == "now" and round_ == args.node_rounds - 1  # measured in full
+                run = converge_once(args, variant_env, measure=last)
+                runs[name].append(run)
+                print(
+                    f"  round {round_ + 1} {name:<12} load {run.load:4.1f}: apply {run.wall:6.2f} s"
+                    f" (its CPU {run.cpu:5.2f} s), {run.ready}/{count} Ready, exit {run.code}"
+                    f", {run.retried} retried",
+                    flush=True,
+                )
+    if len(variants) > 1 or args.node_rounds > 1:
+        print(f"\n  {'':<12}{'apply, s (median, min-max)':>32}{'hmctl CPU, s':>16}{'Ready':>10}")
+        for name, done in runs.items():
+            walls = [r.wall for r in done]
+            print(
+                f"  {name:<12}{statistics.median(walls):>14.2f} ({min(walls):.2f}-{max(walls):.2f})"
+                f"{statistics.median(r.cpu for r in done):>16.2f}"
+                f"{min(r.ready for r in done):>7}/{count}"
+            )
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -449,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
         "--apply-timeout", type=float, default=300, help="seconds (f) may take (default 300)"
     )
     parser.add_argument("--skip-nodes", action="store_true", help="skip (f), the node processes")
+    parser.add_argument("--skip-plan", action="store_true", help="skip (a)-(e), only (f)")
+    parser.add_argument(
+        "--baseline-rev",
+        help="also run (f) with the code of this git revision, side by side (e.g. HEAD~1)",
+    )
+    parser.add_argument("--node-rounds", type=int, default=1, help="rounds of (f) (default 1)")
     parser.add_argument("--profile", action="store_true", help="cProfile (b)+(c) and print it")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.tlds < 1 or args.records < 2 or args.record_files < 1:
@@ -459,8 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         f"PyYAML {yaml.__version__} (libyaml {'yes' if yaml.__with_libyaml__ else 'no'}), "
         f"{os.cpu_count()} CPUs\n"
     )
-    with tempfile.TemporaryDirectory(prefix="hm-bench-plan-") as tmp:
-        bench_plan(args, Path(tmp))
+    if not args.skip_plan:
+        with tempfile.TemporaryDirectory(prefix="hm-bench-plan-") as tmp:
+            bench_plan(args, Path(tmp))
     if not args.skip_nodes:
         bench_nodes(args)
     return 0
