@@ -459,7 +459,8 @@ async def mirror_state(
         held = data["mirror"]["zones"].get(f"{TLD}.", {}).get("serial")
         serials[held] = serials.get(held, 0) + 1
         for kind, number in data["mirror"]["transfers"].items():
-            totals[kind] = totals.get(kind, 0) + number
+            if isinstance(number, int):  # "fullByZone" is a breakdown of "full", not a count
+                totals[kind] = totals.get(kind, 0) + number
     return wanted, totals, serials
 
 
