@@ -40,7 +40,8 @@ def test_a_mirror_loads_no_database_layer_resolver_or_relay() -> None:
     loaded = loaded_after("from hypermesh.node.features import preload\npreload()")
     assert "hypermesh.node.features.mirror" in loaded  # preloaded: a mirror's features
     heavy_modules = ("sqlmodel", "sqlalchemy", "hypermesh.registry.service", "hypermesh.resolver")
-    for heavy in (*heavy_modules, "watchfiles"):  # watchfiles: only spec.tls's certificate
+    watches = ("watchfiles", "hypermesh.node.filewatch")  # only spec.tls and watch_config
+    for heavy in (*heavy_modules, *watches):
         assert heavy not in loaded, heavy
     assert "hypermesh.node.features.relay" not in loaded
 

@@ -7,7 +7,7 @@ each on one exit stack, and each feature's module imported only then), publish
 ``runtime.json``. SIGHUP then reads the config again and takes what a running node can (the
 network's members and policies: ``node.reload``), or refuses it and keeps the config it runs;
 with ``watch_config`` (a node in a pod) so does a change of the file's content, which the node
-watches (inotify, through ``watchfiles``, imported only then).
+watches (inotify on its event loop, ``node.filewatch``, imported only then).
 SIGTERM or SIGINT closes the features in the reverse order (the interfaces before the
 databases), withdraws ``runtime.json`` and releases the lock, in that order, and exits 0. Any
 other failure to start exits 1 with one line on stderr (which the controller appends to the
@@ -133,12 +133,9 @@ async def serve(
     return EXIT_OK
 
 
-WATCH_STEP_MS = 500
-"""How often the thread of the config watch wakes to look at what inotify queued (watchfiles
-sleeps between looks, taking the GIL only then) and at its stop: a ConfigMap's change reaches
-the volume tens of seconds after it is made, so half a second more is nothing."""
-WATCH_DEBOUNCE_MS = 2000
-"""The most the watch gathers changes before it reloads (the kubelet's swap is a few)."""
+WATCH_DEBOUNCE = 1.0
+"""Seconds without another change after which the watch reloads (a kubelet's swap is a few
+changes at once)."""
 
 
 def _reload_on_change(node: NodeContext, path: Path, stack: contextlib.AsyncExitStack) -> None:
@@ -148,36 +145,22 @@ def _reload_on_change(node: NodeContext, path: Path, stack: contextlib.AsyncExit
     loop.add_signal_handler(signal.SIGHUP, reload_config, node, path)
     stack.callback(loop.remove_signal_handler, signal.SIGHUP)
     if node.config.watch_config:
-        halt = asyncio.Event()
-        watch = asyncio.create_task(watch_config_file(node, path, halt), name="config watch")
-
-        async def stop_watching() -> None:
-            halt.set()  # the watch thread sees it within WATCH_STEP_MS and ends
-            await watch
-
-        stack.push_async_callback(stop_watching)
+        watch = asyncio.create_task(watch_config_file(node, path), name="config watch")
+        stack.callback(watch.cancel)
 
 
-async def watch_config_file(node: NodeContext, path: Path, halt: asyncio.Event) -> None:
-    """Watch the directory of the config file at ``path`` (inotify, not recursive) until
-    ``halt`` is set, and reload the file (``reload_config``) whenever its content's digest
+async def watch_config_file(node: NodeContext, path: Path) -> None:
+    """Watch the directory of the config file at ``path`` (inotify, not recursive: ``filewatch``)
+    until cancelled, and reload the file (``reload_config``) whenever its content's digest
     differs from the last one seen. A ConfigMap volume's files are symlinks through ``..data``,
     which the kubelet swaps for a new directory: the events are of the directory's entries,
     the digest is of what ``path`` reads now."""
-    from watchfiles import awatch  # only a node with watch_config imports it
+    from hypermesh.node.filewatch import changes  # only a node with watch_config
 
     seen = node.config_digest
     try:
         seen = _reload_if_changed(node, path, seen)  # changed since it was read at the start
-        async for _ in awatch(
-            path.parent,
-            stop_event=halt,
-            watch_filter=None,
-            recursive=False,
-            debounce=WATCH_DEBOUNCE_MS,
-            step=WATCH_STEP_MS,
-            rust_timeout=0,
-        ):
+        async for _ in changes([path.parent], WATCH_DEBOUNCE):
             seen = _reload_if_changed(node, path, seen)
     except OSError as exc:
         log.warning(

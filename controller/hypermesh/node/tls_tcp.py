@@ -372,15 +372,23 @@ class CertifiedContexts:
 async def watch_certified(contexts: CertifiedContexts, stop: asyncio.Event) -> None:
     """Reload ``contexts`` whenever something changes in the folders of its two files (a
     renewal, a Secret's volume updated) until ``stop`` is set."""
-    from watchfiles import awatch  # only a node with spec.tls watches files: 2 MiB less
+    from hypermesh.node.filewatch import changes  # only a node with spec.tls watches files
 
     config = contexts.config
-    folders = sorted({str(Path(config.certificate).parent), str(Path(config.key).parent)})
+    folders = sorted({Path(config.certificate).parent, Path(config.key).parent})
+
+    async def reload_on_changes() -> None:
+        try:
+            async for _ in changes(folders, 0.2):
+                contexts.reload()
+        except OSError as exc:
+            log.warning("TLS certificate files not watched (reloaded on restart only): %s", exc)
+
+    watching = asyncio.ensure_future(reload_on_changes())
     try:
-        async for _ in awatch(*folders, stop_event=stop, debounce=200, step=50, recursive=False):
-            contexts.reload()
-    except OSError as exc:
-        log.warning("TLS certificate files not watched (reloaded on restart only): %s", exc)
+        await stop.wait()
+    finally:
+        watching.cancel()
 
 
 _ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
