@@ -7,7 +7,8 @@ on the loop asks to wake every millisecond and keeps how late it woke. Each writ
 hundred record sets (a few hundred milliseconds of work). On the loop (``Worker(inline=True)``,
 the old way) the probe waits out whole writes; with the writer thread it must never wait 100 ms
 (the bound is generous: on this 2-core machine, loaded with other test processes, the longest
-wait measured was 12-35 ms, most of it the scheduler's; p99 6-16 ms, p50 under 1 ms)."""
+wait measured was 12-35 ms, most of it the scheduler's; p99 6-16 ms, p50 under 1 ms), nor half
+the shortest write, on a machine so loaded that writes take seconds."""
 
 from __future__ import annotations
 
@@ -114,9 +115,11 @@ def test_the_loop_turns_while_the_registry_writes(where: str) -> None:
     print(f"\non the loop (before): {_figures(*before)}\nwriter thread (now): {_figures(*after)}")
     # The load is heavy enough to show: on the loop, the probe waited out whole writes ...
     assert max(before[0]) > BOUND
-    # ... and with the writer thread it never waits long, though each write is as long.
-    assert max(after[0]) < BOUND, _figures(*after)
+    # ... and with the writer thread it never waits long, though each write is as long: never
+    # BOUND, nor half the shortest write when the machine is so loaded that writes take seconds
+    # (a CI run beside a 200-node benchmark: writes 0.5-1.2 s, the probe's longest wait 104 ms)
     assert min(after[1]) > BOUND
+    assert max(after[0]) < max(BOUND, min(after[1]) / 2), _figures(*after)
 
 
 # -- two writers of one TLD on PostgreSQL ----------------------------------------------------

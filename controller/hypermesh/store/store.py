@@ -16,6 +16,7 @@ waits for the disk. A durable commit makes every earlier one durable too.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -440,6 +441,25 @@ class StateStore:
                 session.exec(delete(EventRow).where(col(EventRow.id) <= newest))
 
 
+WAL_WAIT = 30.0
+"""Seconds a connection tries to put a new database in WAL mode while others hold it."""
+
+
+def _wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, tried again while another process holds the database (it
+    is making a new store's tables): changing the journal mode does not wait for a lock as
+    other statements do (the busy timeout), it fails at once with "database is locked"."""
+    deadline = time.monotonic() + WAL_WAIT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _connect_args(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"check_same_thread": False, "timeout": 30}
@@ -448,7 +468,7 @@ def _connect_args(url: str) -> dict[str, Any]:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _wal(cursor)
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
