@@ -15,6 +15,7 @@ from typing import Any
 from hypermesh.node.config import NodeConfig
 from hypermesh.node.reload import config_digest
 from hypermesh.transport.client import fetch_status
+from tests.conftest import wait_for as poll
 from tests.harness.node_process import NodeStarter, RunningNode, wait_runtime, write_config
 
 WAIT = 30.0
@@ -139,5 +140,6 @@ def test_only_a_node_with_the_option_watches(nodes: NodeStarter) -> None:
     assert '"watch_config"' not in plain.to_json()  # the standalone file's bytes are as before
     node = run(nodes, plain)
     watching, _ = started(nodes, "watching")
+    # the watch starts as a task beside the node's start: its descriptor may come just after
+    poll(lambda: inotify_descriptors(watching.proc.pid) == 1, timeout=WAIT)
     assert inotify_descriptors(node.proc.pid) == 0
-    assert inotify_descriptors(watching.proc.pid) == 1
