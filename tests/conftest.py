@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.harness.node_process import NodeStarter
+
 settings.register_profile("hypermesh", deadline=None)
 """Hypothesis's 200 ms deadline per example is a timing assertion: on a loaded machine (CI beside
 other work) a pure function's example took 268 ms once. Tests here assert no timing."""
@@ -148,6 +150,16 @@ class Hmctl:
             stderr=subprocess.STDOUT,
             text=True,
         )
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[NodeStarter]:
+    """Node processes (:mod:`tests.harness.node_process`) stopped at teardown whatever happened."""
+    starter = NodeStarter(tmp_path)
+    try:
+        yield starter
+    finally:
+        starter.stop_all()
 
 
 @pytest.fixture

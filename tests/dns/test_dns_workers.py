@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dns.message
@@ -94,15 +93,6 @@ def test_workers_answer_from_the_zones_and_follow_their_changes() -> None:
         assert all(_gone(pid) for pid in pids)
 
     asyncio.run(run())
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[NodeStarter]:
-    starter = NodeStarter(tmp_path)
-    try:
-        yield starter
-    finally:
-        starter.stop_all()
 
 
 def _worker_queries(address: str, pin: str) -> dict[str, float]:

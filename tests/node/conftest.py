@@ -5,20 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.harness.node_process import NodeStarter, RunningNode
-
-
-@pytest.fixture
-def nodes(tmp_path: Path) -> Iterator[NodeStarter]:
-    starter = NodeStarter(tmp_path)
-    try:
-        yield starter
-    finally:
-        starter.stop_all()
 
 
 @pytest.fixture(scope="module")
