@@ -22,6 +22,7 @@ Pure: dnspython and idna, no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -156,6 +157,14 @@ def owner_name(name: object, origin: str) -> str:
     lowercase, ``@`` for the apex. Raises ``ZoneDataError`` saying what is wrong."""
     if not isinstance(name, str):
         raise ZoneDataError(f"an owner name is a string, not {_shown(name)}", "name")
+    return _owner_name(name, origin)
+
+
+@functools.lru_cache(maxsize=4096)
+def _owner_name(name: str, origin: str) -> str:
+    """``owner_name`` of a string, remembered: a zone asks for its names again and again (each
+    Record validated, each record set of a batch, each row of a rebuilt zone), and dnspython's
+    name parsing is most of the cost. Errors are raised, not remembered."""
     zone = origin.rstrip(".").lower()
     if name == APEX:
         return APEX
@@ -179,7 +188,7 @@ def owner_name(name: object, origin: str) -> str:
         out.append(_owner_label(name, label, wildcard_ok=i == 0))
     relative = ".".join(out)
     try:
-        dns.name.from_text(relative, dns.name.from_text(zone))
+        dns.name.from_text(relative, _origin(f"{zone}."))
     except dns.exception.DNSException as exc:
         message = f"{_shown(name)} is not a valid name in {zone}.: {exc}"
         raise ZoneDataError(message, "name") from None
@@ -240,17 +249,40 @@ def canonical_value(rdtype: dns.rdatatype.RdataType, value: object, origin: str)
             f"{_shown(value)} holds a control character (a newline, NUL, tab…): one value is "
             "one record, written on one line"
         )
-    tokens = dns.tokenizer.Tokenizer(value)
     try:
-        while not (token := tokens.get(want_comment=True)).is_eol_or_eof():
-            if token.is_comment():
-                raise ZoneDataError(f"{_shown(value)} holds a zone-file comment (';')")
+        if ";" in value:  # a comment starts with one, unless it is quoted
+            tokens = dns.tokenizer.Tokenizer(value)
+            while not (token := tokens.get(want_comment=True)).is_eol_or_eof():
+                if token.is_comment():
+                    raise ZoneDataError(f"{_shown(value)} holds a zone-file comment (';')")
         rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, value, None)
-        dns.rdata.from_text(dns.rdataclass.IN, rdtype, value, dns.name.from_text(origin))
+        if rdtype not in NAMELESS_TYPES:  # its relative names must fit under the origin too
+            dns.rdata.from_text(dns.rdataclass.IN, rdtype, value, _origin(origin))
     except dns.exception.DNSException as exc:
         kind = dns.rdatatype.to_text(rdtype)
         raise ZoneDataError(f"{_shown(value)} is not a valid {kind} value: {exc}") from None
     return str(rdata.to_text())
+
+
+NAMELESS_TYPES = frozenset(
+    {
+        dns.rdatatype.A,
+        dns.rdatatype.AAAA,
+        dns.rdatatype.TXT,
+        dns.rdatatype.SPF,
+        dns.rdatatype.CAA,
+        dns.rdatatype.TLSA,
+        dns.rdatatype.SMIMEA,
+        dns.rdatatype.SSHFP,
+        dns.rdatatype.OPENPGPKEY,
+    }
+)
+"""Types whose data holds no domain name: parsed under an origin they read the same."""
+
+
+@functools.lru_cache(maxsize=256)
+def _origin(origin: str) -> dns.name.Name:
+    return dns.name.from_text(origin)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import ipaddress
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, BinaryIO
 
@@ -441,7 +441,8 @@ def check_references(
         check = _KIND_CHECKS.get(resource.kind)
         if check is not None:
             check(resource, refs)
-    _check_record_owners([r for r in refs.declared() if r.kind == "Record"], refs.problems)
+    records = [r for r in refs.declared() if r.kind == "Record"]
+    _check_record_owners(records, refs.problems, refs.record_owners)
     return refs.problems
 
 
@@ -457,6 +458,8 @@ class _References:
         """(host the node is placed on, listen host, port) → the Node listening there."""
         self.identities: dict[str, Resource] = {}
         """Pinned node IDs (``Node.spec.identity``) → the first Node pinning it."""
+        self.record_owners: dict[ResourceKey, tuple[str, str, str]] = {}
+        """Records whose data holds → ``(tld, canonical owner name, type)``."""
         for resource in resources:
             self._declare(resource)
 
@@ -604,7 +607,9 @@ def _check_record(resource: Resource, refs: _References) -> None:
             )
         )
     else:
-        _check_record_data(resource, refs.problems)
+        canonical = _check_record_data(resource, refs.problems)
+        if canonical is not None:
+            refs.record_owners[resource.key] = (spec["tld"], canonical.name, canonical.type)
 
 
 def _check_network(resource: Resource, refs: _References) -> None:
@@ -844,12 +849,17 @@ def _record_owner(resource: Resource) -> tuple[str, str, str] | None:
         return None  # reported by _check_record_data
 
 
-def _check_record_owners(records: list[Resource], problems: list[Problem]) -> None:
+def _check_record_owners(
+    records: list[Resource],
+    problems: list[Problem],
+    known: Mapping[ResourceKey, tuple[str, str, str]],
+) -> None:
     """The registry's rules across Records at one name (``zonedata.check_owner``: a CNAME
-    stands alone), and one Record per name and type: what validates, the registry stores."""
+    stands alone), and one Record per name and type: what validates, the registry stores.
+    ``known`` holds the owners ``_check_record_data`` already made canonical."""
     at: dict[tuple[str, str], list[tuple[str, Resource]]] = {}
     for resource in records:
-        owner = _record_owner(resource)
+        owner = known.get(resource.key) or _record_owner(resource)
         if owner is None:
             continue
         tld, name, kind = owner
@@ -879,20 +889,21 @@ def _check_record_owners(records: list[Resource], problems: list[Problem]) -> No
             )
 
 
-def _check_record_data(resource: Resource, problems: list[Problem]) -> None:
+def _check_record_data(resource: Resource, problems: list[Problem]) -> RecordSet | None:
     """A Record's owner name, type and values under the registry's own rule
-    (``hypermesh.zonedata``): what validates here, the registry stores."""
+    (``hypermesh.zonedata``): what validates here, the registry stores. Returns the canonical
+    record set, or None (with its problem reported)."""
     spec = resource.spec
     tld = spec.get("tld")
     if not isinstance(tld, str):
-        return
+        return None
     name = spec.get("name")
     if name is None:  # as the Record driver derives it
         name = "@" if resource.name == tld else resource.name.removesuffix(f".{tld}")
     ttl = spec.get("ttl", 0)
     rrset = RecordSet(name, str(spec["type"]), ttl, tuple(spec.get("values") or ()))
     try:
-        rrset.canonical(f"{tld}.")
+        return rrset.canonical(f"{tld}.")
     except ZoneDataError as exc:
         path: tuple[str | int, ...]
         if exc.field.startswith("values["):
@@ -906,3 +917,4 @@ def _check_record_data(resource: Resource, problems: list[Problem]) -> None:
         else:
             position, where = resource.position(*path), dotted(("spec", *path))
         problems.append(Problem(position, exc.message, str(resource.key), where))
+        return None
