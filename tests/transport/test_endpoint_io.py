@@ -1,6 +1,8 @@
 """How the node's endpoint (``transport.endpoint``) reads and sends: a burst of datagrams
-waiting in the socket is read at once and the connections it reached send once, after it;
-a connection's timer is set again only when it must fire earlier, and still fires on time.
+waiting in the socket is read at once and the connections it reached send once, after it
+(an HTTP/3 answer once its handler has run: one datagram per request, whichever of the
+request's datagrams came first); a connection's timer is set again only when it must fire
+earlier, and still fires on time.
 
 A real DoQ server (``bind_endpoint`` with a DNS engine) on 127.0.0.1, and a stock aioquic
 client in the same event loop: the client's datagrams all wait in the server's socket until
@@ -23,7 +25,9 @@ from aioquic.quic.events import QuicEvent, StreamDataReceived
 
 from hypermesh.dns import DnsEngine, StaticZones
 from hypermesh.node.router import Router
+from hypermesh.node.routes import add_dns_routes
 from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
+from hypermesh.transport.client import connect_h3
 from hypermesh.transport.endpoint import BURST, EndpointProtocol
 from hypermesh.transport.identity import Identity
 from tests.harness.dns_server import make_zone
@@ -78,10 +82,12 @@ def query_wire(name: str) -> bytes:
 
 @asynccontextmanager
 async def doq_server(idle_timeout: float = 60.0) -> AsyncIterator[tuple[QuicEndpoint, list[int]]]:
-    """The server, and a one-item list counting the datagrams its socket sent."""
+    """The server (DoQ, and DoH3 at ``/dns-query``), and a one-item list counting the
+    datagrams its socket sent."""
     configuration = server_configuration(Identity.generate(), idle_timeout=idle_timeout)
+    router = add_dns_routes(Router(), ENGINE)
     served = await bind_endpoint(
-        "127.0.0.1", 0, configuration=configuration, router=Router(), dns_answer=ENGINE.answer
+        "127.0.0.1", 0, configuration=configuration, router=router, dns_answer=ENGINE.answer
     )
     sent = [0]
     sendto = served.transport.sendto
@@ -139,6 +145,29 @@ def test_answers_to_a_burst_of_queries_leave_together() -> None:
             # aioquic's server sends one datagram per datagram read (32 or more here); the
             # endpoint reads the waiting ones at once and sends the 32 answers together
             assert 1 <= answered_in <= 4, answered_in
+
+    run(test)
+
+
+def test_an_http3_answer_leaves_in_one_datagram_with_what_its_request_queued() -> None:
+    async def test() -> None:
+        async with (
+            doq_server() as (served, sent),
+            connect_h3(f"127.0.0.1:{served.port}", expected_id=None, identity=None) as h3,
+        ):
+            wire = query_wire("www.hmtest.")
+            headers = [("content-type", "application/dns-message")]
+            for _ in range(10):  # the handshake, SETTINGS and the QPACK table settle
+                await h3.request("POST", "/dns-query", headers=headers, body=wire)
+            await asyncio.sleep(0.05)
+            before = sent[0]
+            for _ in range(50):
+                status, _, body = await h3.request("POST", "/dns-query", headers=headers, body=wire)
+                assert status == 200 and dns.message.from_wire(body).answer
+            # The client's QPACK encoder instructions and its request come in two datagrams,
+            # read in one burst; the server's QPACK decoder acknowledgements and its ACK wait
+            # for the answer's packet (sent alone, they made 1.3 datagrams a request).
+            assert sent[0] - before <= 55, sent[0] - before
 
     run(test)
 

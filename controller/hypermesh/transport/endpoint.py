@@ -148,8 +148,7 @@ class EndpointProtocol(QuicConnectionProtocol):
     def transmit(self) -> None:
         burst = getattr(self._transport, "burst", None)
         if burst is not None:  # the endpoint is reading a burst: send once it is read
-            self._transmit_task = None
-            burst[self] = None
+            burst[self] = None  # (or when a transmit already scheduled runs: see send_burst)
             return
         self._transmit_task = None
         quic, loop = self._quic, self._loop
@@ -175,6 +174,17 @@ class EndpointProtocol(QuicConnectionProtocol):
             return  # fired before anything is due (the deadline moved later meanwhile)
         self._due = None
         super()._handle_timer()
+
+
+def send_burst(protocols: dict[EndpointProtocol, None]) -> None:
+    """Transmit for each connection a burst reached, except those whose transmit is already
+    scheduled (``_transmit_soon``): a connection defers it until the answers a datagram
+    started have had their first step, so that what the requests made it queue (the ACK, QPACK
+    decoder instructions) leaves in the answer's packet, and sending now would send that
+    alone, one packet more per request, whichever datagram of the burst came first."""
+    for protocol in protocols:
+        if protocol._transmit_task is None:
+            protocol.transmit()
 
 
 class MeshEndpoint(QuicServer):
@@ -246,8 +256,7 @@ class MeshEndpoint(QuicServer):
                 self._dispatch(data, addr)
         finally:
             routing.burst = None
-            for protocol in burst:
-                protocol.transmit()
+            send_burst(burst)
 
     def _dispatch(self, data: bytes, addr: NetworkAddress) -> None:
         first = data[0] if data else 0
