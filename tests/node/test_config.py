@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from hypermesh.node import config as config_module
 from hypermesh.node.config import NodeConfig, Upstream
+from hypermesh.node.runtime import RuntimeInfo, remove_runtime, write_runtime
 from hypermesh.transport.address import PeerRef
+from hypermesh.transport.identity import load_or_create_identity
 
 GOOD = {
     "name": "alpha",
@@ -73,6 +77,32 @@ def test_an_upstream_is_a_peer_ref_or_a_node_dir_and_is_written_as_before() -> N
     assert NodeConfig.from_json(config.to_json()) == config
     assert peer.now() == PeerRef("[::1]:4433", NODE_ID)
     assert local.now() is None  # no node runs there
+
+
+def test_a_local_upstream_follows_its_node_as_it_starts_moves_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[Path] = []
+    real = config_module.read_runtime
+    monkeypatch.setattr(config_module, "read_runtime", lambda d: reads.append(d) or real(d))
+    local = Upstream(node_dir=str(tmp_path))
+    assert local.now() is None
+
+    def started(port: int) -> None:
+        info = RuntimeInfo(1, f"127.0.0.1:{port}", "hm1", "2026-12-04T00:00:00Z", "0", 1)
+        write_runtime(tmp_path, info)
+
+    started(4433)  # its key is not written yet
+    assert local.now() == PeerRef("127.0.0.1:4433", None)
+    identity = load_or_create_identity(tmp_path)
+    assert local.now() == PeerRef("127.0.0.1:4433", identity.node_id)
+    read = len(reads)
+    assert local.now() == PeerRef("127.0.0.1:4433", identity.node_id)
+    assert len(reads) == read  # unchanged files are not read again
+    started(4434)  # restarted on another port: a new file in the old one's place
+    assert local.now() == PeerRef("127.0.0.1:4434", identity.node_id)
+    remove_runtime(tmp_path)
+    assert local.now() is None
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from hypermesh.transport import noderecord
 from hypermesh.transport.identity import Identity
 from hypermesh.transport.noderecord import MAX_LIFETIME, BadNodeRecord, NodeRecord
 
@@ -47,6 +48,30 @@ def test_a_changed_document_no_longer_verifies() -> None:
     forged = {**signed, "document": json.dumps(body, separators=(",", ":"), sort_keys=True)}
     with pytest.raises(BadNodeRecord, match="not signed by"):
         NodeRecord.verify(forged)
+
+
+def test_a_record_read_again_is_not_checked_again_but_a_forgery_always_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checked: list[str] = []
+    real = noderecord.verify_signature
+
+    def counting(node_id: str, message: bytes, signature: bytes) -> bool:
+        checked.append(node_id)
+        return real(node_id, message, signature)
+
+    monkeypatch.setattr(noderecord, "verify_signature", counting)
+    signed = issued(seq=7).to_json()
+    first, again = NodeRecord.verify(signed), NodeRecord.verify(dict(signed))
+    assert first == again and len(checked) == 1
+    # Expiry and the node asked for are still checked each time, against the caller's values.
+    with pytest.raises(BadNodeRecord, match="expired"):
+        NodeRecord.verify(signed, now=NOW + 601)
+    forged = {**signed, "signature": issued(seq=8).to_json()["signature"]}
+    for _ in range(2):
+        with pytest.raises(BadNodeRecord, match="not signed by"):
+            NodeRecord.verify(forged)
+    assert len(checked) == 3
 
 
 @pytest.mark.parametrize(

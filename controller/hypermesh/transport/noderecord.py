@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ MAX_LIFETIME = 86400.0
 """The longest a record may live (seconds from ``issuedAt`` to ``expiresAt``)."""
 DEFAULT_LIFETIME = 600.0
 """How long a node's records live unless configured otherwise; refreshed at half of it."""
+VERIFIED_KEPT = 512
+"""Verified records remembered (at most ``MAX_DOCUMENT`` bytes each: about 1.5 MiB at most)."""
 MAX_DOCUMENT = 2048
 """Bytes of one document."""
 _TXT_CHUNK = 250
@@ -147,13 +150,7 @@ class NodeRecord:
             raise BadNodeRecord("a node record needs a document and a signature (strings)")
         if len(document.encode()) > MAX_DOCUMENT:
             raise BadNodeRecord(f"a node record's document has at most {MAX_DOCUMENT} bytes")
-        record = _parsed(document, signature)
-        try:
-            raw = base64.b64decode(signature, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadNodeRecord("the node record's signature is not base64") from None
-        if not verify_signature(record.node_id, CONTEXT + document.encode(), raw):
-            raise BadNodeRecord(f"the node record is not signed by {record.node_id}")
+        record = _signed(document, signature)
         if now is not None and record.expired(now):
             raise BadNodeRecord(f"the node record of {record.node_id} has expired")
         if node_id is not None and record.node_id != node_id:
@@ -186,6 +183,21 @@ class NodeRecord:
 def directory_name(node_id: str) -> str:
     """The DNS name a node's record is served at (absolute)."""
     return f"{node_id}.{DIRECTORY_ZONE}"
+
+
+@functools.lru_cache(maxsize=VERIFIED_KEPT)
+def _signed(document: str, signature: str) -> NodeRecord:
+    """The record of a document whose signature checks out, remembered: a node reads the
+    same records again and again (the directory after each change, members, relays), and
+    the Ed25519 check is most of the cost. A record that fails is checked again each time."""
+    record = _parsed(document, signature)
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadNodeRecord("the node record's signature is not base64") from None
+    if not verify_signature(record.node_id, CONTEXT + document.encode(), raw):
+        raise BadNodeRecord(f"the node record is not signed by {record.node_id}")
+    return record
 
 
 def _parsed(document: str, signature: str) -> NodeRecord:

@@ -6,7 +6,8 @@ endpoint it uses) and before the directory (which publishes what it learns).
 - **Home relay**: the first of the configured ``relays`` that answers, else the relay-role
   nodes of the network's directory (asked at the registry); a relay-role node is its own relay.
   While the directory names none, the registry is asked again when the directory zone changes
-  (a record published), else after 10 s doubling to ``RELAY_LOOK_MOST`` (5 min).
+  (a record published; once for the changes of ``RELAY_SETTLE``, so that a network of 50
+  starting asks a few times, not 50), else after 10 s doubling to ``RELAY_LOOK_MOST`` (5 min).
 - **Observation**, every ``path_observe`` seconds: a fresh QUIC connection from the node's
   socket to the registry asks ``GET /paths/v1/observed``; with the home relay's view (when it is
   attached over UDP) that gives the reflexive addresses and the NAT kind (``node.punch``). A
@@ -58,6 +59,8 @@ OBSERVE_PUBLIC = 4
 and without a NAT there is no mapping to change or lose."""
 RELAY_RETRY = 10.0
 """Seconds before relays that did not answer are tried again."""
+RELAY_SETTLE = 1.0
+"""Seconds a directory change waits for the next before the registry is asked for relays."""
 RELAY_LOOK_MOST = 300.0
 """While the directory names no relay, the registry is asked again when the directory zone
 changes (a node published its record) and after this long; where the node does not hold the
@@ -170,6 +173,7 @@ async def _keep_home_relay(node: NodeContext, paths: PathManager) -> None:
             wait = RELAY_LOOK_MOST  # the node follows the directory: its changes wake this
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), wait)
+            await asyncio.sleep(RELAY_SETTLE)  # the changes of a burst (nodes starting): one look
         wait = min(wait * 2, RELAY_LOOK_MOST)
 
 
