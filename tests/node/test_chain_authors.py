@@ -18,9 +18,10 @@ from tests.harness.node_process import NodeStarter, RunningNode
 from tests.harness.nodes import wait_for
 
 
-def _with_chain(nodes: NodeStarter, name: str) -> RunningNode:
+def _with_chain(nodes: NodeStarter, name: str, *, new_key: bool = False) -> RunningNode:
     """Node ``name`` with its chain on: a member whose registry is ``registry`` and which has
-    no other peer (as the directory harness makes one, which turns chains off)."""
+    no other peer (as the directory harness makes one, which turns chains off). ``new_key``:
+    its key is made by its own start (not the one the directory lists, then)."""
     node_dir = nodes.base / name
     registry = directory.make_key(nodes.base, "registry").node_id
     config = NodeConfig(
@@ -43,6 +44,9 @@ def _with_chain(nodes: NodeStarter, name: str) -> RunningNode:
         record_lifetime=10,
     )
     (node_dir / "config.json").write_text(config.to_json())
+    if new_key:
+        for made in ("identity.key", "identity.pub"):
+            (node_dir / made).unlink()
     return nodes.restart(node_dir / "config.json")
 
 

@@ -54,7 +54,7 @@ class ChainFeature:
         chain.on_append(lambda block: authors.wake() if block.links else None)
         start_task(stack, authors.run())
         ready = asyncio.Event()
-        start_task(stack, _follow_chains(follower, ready))
+        start_task(stack, _follow_chains(follower, ready, recover=not node.new_key))
         cosignatures = CosignatureStore(chain.connection)
         if node.config.witnesses:
             start_task(stack, _collector(node, chain, cosignatures).run())
@@ -87,11 +87,13 @@ def _collector(
     )
 
 
-async def _follow_chains(follower: ChainFollower, ready: asyncio.Event) -> None:
-    """Take back lost own blocks from the peers (bounded), allow appends, then follow."""
+async def _follow_chains(follower: ChainFollower, ready: asyncio.Event, *, recover: bool) -> None:
+    """Take back lost own blocks from the peers (bounded; not with a key made by this start,
+    which nobody can hold blocks of), allow appends, then follow."""
     try:
         async with asyncio.timeout(RECOVERY_TIMEOUT):
-            await follower.recover_own()
+            if recover:
+                await follower.recover_own()
     except TimeoutError:
         log.warning("peers did not answer about the node's own chain in time")
     finally:
