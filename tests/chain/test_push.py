@@ -332,6 +332,7 @@ def test_a_refusal_of_the_watch_is_reported_until_the_peer_stops_refusing(tmp_pa
     Ready); once the peer stops refusing, the next watch clears it, even when the peer then
     serves no feed at all (404: unhelpful, not refusing)."""
     chains = Chains(tmp_path)
+    chains.link_b_to_a()  # B follows a chain: it has a reason to watch its peers
     peer = Identity.generate()
     refusing = {chains.b.identity.node_id}
     callers: list[str | None] = []
@@ -363,6 +364,49 @@ def test_a_refusal_of_the_watch_is_reported_until_the_peer_stops_refusing(tmp_pa
     finally:
         chains.close()
     assert set(callers) == {chains.b.identity.node_id}  # the watch proves the node's key
+
+
+def test_a_node_that_follows_no_chain_watches_no_peer_until_its_first_link(
+    tmp_path: Path,
+) -> None:
+    """B links to nothing: it opens no feed to its peer (in a network of n new nodes, n(n -
+    1) feeds held for nothing). Its first link starts the watch, and A's chain comes in."""
+    chains = Chains(tmp_path)
+    peer = chains.a.identity
+    callers: list[str | None] = []
+
+    def gate(caller: str | None, _address: str, _operation: str) -> tuple[int, str]:
+        callers.append(caller)
+        return (0, "")
+
+    async def main() -> None:
+        router = Router()
+        chains.routes(router)
+        endpoint = await bind_endpoint(
+            "127.0.0.1", 0, configuration=server_configuration(peer), router=router, gate=gate
+        )
+        follower = ChainFollower(
+            chains.b, chains.b_replicas, lambda: [PeerRef(endpoint.address, peer.node_id)]
+        )
+        task = asyncio.create_task(follower.run())
+        try:
+            await asyncio.sleep(1.0)  # time enough for a watch to begin (it takes a few ms)
+            assert callers == [] and follower.syncs == 0
+            chains.link_b_to_a()
+            await until(
+                lambda: chains.b_replicas.size(peer.public_key_bytes) == 1,
+                chains.changed,
+                "A's block in B's replica",
+            )
+            assert set(callers) == {chains.b.identity.node_id}
+        finally:
+            await stopped(task)
+            endpoint.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        chains.close()
 
 
 def test_a_block_reaches_a_node_that_follows_the_author_only_through_a_replica(

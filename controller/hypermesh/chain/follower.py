@@ -20,6 +20,7 @@ it. When a peer's block at the next height builds on another block than the one 
 equivocation. Every answer of a peer is checked against a schema; a peer that misbehaves is
 logged and skipped, never the end of following.
 
+A node that follows no chain watches no peer (its first link starts the watches).
 Nothing is polled: an idle network wakes no follower, but for the feeds' heartbeats (every
 ``WATCH_HEARTBEAT`` s, for QUIC's idle timeout) and one safety round over every peer each
 ``RESYNC`` seconds. A lost feed is watched again after ``RETRY`` waits (a peer with no feed at
@@ -29,7 +30,8 @@ while it was away is missed. While a peer the node is configured with is not run
 watch's own connection while it is open (no handshake per fetch). ``round`` is one pass over
 every peer, as the safety round makes.
 
-``recover_own`` runs before a node appends anything after it starts: it asks every peer for the
+``recover_own`` runs before a node appends anything after it starts (unless the start created
+its key: then nobody can hold its blocks): it asks every peer for the
 node's own chain past the height it holds. Blocks the node signed and published but lost (a
 restored backup, a disk that lied about ``fsync``) come back, checked, so the node never signs a
 second block at a height the world has already seen.
@@ -224,8 +226,11 @@ class ChainFollower:
 
     async def _watch_peers(self) -> bool:
         """Watch each peer with a pinned key not watched yet (again if it moved); stop
-        watching those no longer peers. Whether anything changed."""
-        now = {p.node_id: p for p in self.peers() if p.node_id is not None}
+        watching those no longer peers. None while the node follows no chain: there is nothing
+        to fetch (a network of n new nodes would hold n(n - 1) feeds for nothing). Whether
+        anything changed."""
+        peers = self.peers() if self.followed else ()
+        now = {p.node_id: p for p in peers if p.node_id is not None}
         changed = False
         for node_id, watch in list(self._watches.items()):
             if now.get(node_id) != watch.peer:
