@@ -1,7 +1,8 @@
 """Who asks the peers for its own chain at start (``ChainFollower.recover_own``): a node whose
-key was there before it started asks them (it may have lost blocks it signed); a node whose
-key this start created does not (nobody can hold blocks of a key that did not exist), which
-spares a network of new nodes a request to every peer each. Real node processes; the asks
+key a node process used before asks them (it may have lost blocks it signed); a node whose key
+is new (``identity.new`` beside it: made by its own start, or beforehand as the controller
+makes them) does not, since nobody can hold blocks of a key never used, which spares a network
+of new nodes a request to every peer each. Real node processes; the asks
 are read from the registry's request log (the registry is each node's chain peer)."""
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import asyncio
 from pathlib import Path
 
 from hypermesh.chain.client import ChainClient
-from hypermesh.transport.identity import load_identity
+from hypermesh.transport.identity import NEW_KEY_MARK, load_identity
 from tests.harness import directory
-from tests.harness.node_process import NodeStarter, RunningNode
+from tests.harness.node_process import NodeStarter, RunningNode, stop
 from tests.node.test_chain_authors import _with_chain
 
 
@@ -33,14 +34,29 @@ def _appended(node: RunningNode) -> None:
     asyncio.run(asyncio.wait_for(client.append(key, "note", b"after the start"), 30))
 
 
-def test_only_a_node_whose_key_it_did_not_create_asks_its_peers(nodes: NodeStarter) -> None:
-    registry = directory.start(nodes, "registry", roles=("registry",), members=("alpha", "beta"))
+def test_only_a_node_whose_key_was_used_before_asks_its_peers(nodes: NodeStarter) -> None:
+    members = ("alpha", "beta", "gamma")
+    registry = directory.start(nodes, "registry", roles=("registry",), members=members)
     assert _recovery_asks(registry) == 0
 
-    alpha = _with_chain(nodes, "alpha")  # its key was made before it started
+    # alpha's key was used before (its mark gone, as after a first start, or a key restored
+    # from a backup): it asks
+    directory.make_key(nodes.base, "alpha")
+    (nodes.base / "alpha" / NEW_KEY_MARK).unlink()
+    alpha = _with_chain(nodes, "alpha")
     _appended(alpha)
     assert _recovery_asks(registry) == 1
+    assert not (nodes.base / "alpha" / NEW_KEY_MARK).exists()
 
-    beta = _with_chain(nodes, "beta", new_key=True)  # its key is made by its own start
+    beta = _with_chain(nodes, "beta")  # its key made beforehand, as the controller makes them
     _appended(beta)
+    gamma = _with_chain(nodes, "gamma", new_key=True)  # its key made by its own start
+    _appended(gamma)
     assert _recovery_asks(registry) == 1
+    assert not (nodes.base / "beta" / NEW_KEY_MARK).exists()
+
+    # beta again: its key is no longer new, so a restart asks
+    stop(beta.proc)
+    beta = nodes.restart(beta.config_path)
+    _appended(beta)
+    assert _recovery_asks(registry) == 2

@@ -30,8 +30,8 @@ while it was away is missed. While a peer the node is configured with is not run
 watch's own connection while it is open (no handshake per fetch). ``round`` is one pass over
 every peer, as the safety round makes.
 
-``recover_own`` runs before a node appends anything after it starts (unless the start created
-its key: then nobody can hold its blocks): it asks every peer for the
+``recover_own`` runs before a node appends anything after it starts (unless no node started
+with its key before: then nobody can hold its blocks): it asks every peer for the
 node's own chain past the height it holds. Blocks the node signed and published but lost (a
 restored backup, a disk that lied about ``fsync``) come back, checked, so the node never signs a
 second block at a height the world has already seen.

@@ -113,8 +113,9 @@ class NodeContext:
     started_monotonic: float = field(default_factory=time.monotonic)
     operators: set[str] = field(default_factory=set)
     new_key: bool = False
-    """The node's key was created by this start: no peer can hold a block it signed, so there
-    is none of its own chain to take back from them (``ChainFollower.recover_own``)."""
+    """No node process had started with the node's key before this one (``NEW_KEY_MARK``): no
+    peer can hold a block it signed, so there is none of its own chain to take back from them
+    (``ChainFollower.recover_own``)."""
     """Keys the gates admit as this node's own besides its key (a registry's administrator)."""
     revocation_sources: list[Lookup] = field(default_factory=list)
     """Where revoked keys are known: the registry's table, or its anchors as a mirror holds

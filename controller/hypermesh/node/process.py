@@ -38,7 +38,7 @@ from hypermesh.node.logs import log_to_file
 from hypermesh.node.reload import config_digest, fields_of, restart_needs
 from hypermesh.node.rotation import finish_rotation
 from hypermesh.node.runtime import remove_runtime, write_runtime
-from hypermesh.transport.identity import KEY_FILE, Identity, load_or_create_identity
+from hypermesh.transport.identity import NEW_KEY_MARK, Identity, load_or_create_identity
 
 log = logging.getLogger("hypermesh.node")
 
@@ -80,8 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         remove_runtime(node_dir)  # left behind by a process that died; it is not ours
         if finish_rotation(node_dir, CHAIN_DB):
             log.info("key rotated", extra={"node": config.name})
-        new_key = not (node_dir / KEY_FILE).exists()
         identity = load_or_create_identity(node_dir)
+        new_key = (node_dir / NEW_KEY_MARK).exists()  # made here or by the controller, unused
+        with contextlib.suppress(OSError):
+            (node_dir / NEW_KEY_MARK).unlink()
         reload = ConfigFile(args.config, config_digest(text))
         return asyncio.run(serve(config, identity, reload=reload, new_key=new_key))
     except (HyperMeshError, OSError) as exc:
@@ -113,7 +115,7 @@ async def serve(
     feature that fails to open closes the ones opened before it and fails the start. With
     ``reload``, SIGHUP reads that file again once the node serves (``reload_config``), and so
     does a change of its content with ``watch_config`` (``watch_config_file``). ``new_key``:
-    this start created the node's key (``NodeContext.new_key``)."""
+    no node started with this key before (``NodeContext.new_key``)."""
     stop = _stop_on_signals()
     node = NodeContext.starting(config, identity)
     node.new_key = new_key

@@ -33,6 +33,9 @@ NODE_ID_PATTERN = re.compile(r"hm1[a-z2-7]{52}")
 """A node ID, checked with ``fullmatch`` (``match`` with ``$`` would take a trailing newline)."""
 KEY_FILE = "identity.key"
 PUBLIC_FILE = "identity.pub"
+NEW_KEY_MARK = "identity.new"
+"""Made beside a key ``load_or_create_identity`` created, removed by the first node process
+that starts with it: until then nobody can have seen anything that key signed."""
 _KEY_MODE = 0o600
 _PUBLIC_MODE = 0o644
 MAX_KEY_FILE = 64 * 1024
@@ -169,6 +172,7 @@ def load_or_create_identity(directory: Path) -> Identity:
         identity = _load_key(key_path)
     except FileNotFoundError:
         identity = _create_key(key_path)
+        (directory / NEW_KEY_MARK).touch()
     _write_public(directory / PUBLIC_FILE, identity.node_id)
     return identity
 

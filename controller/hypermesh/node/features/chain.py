@@ -88,8 +88,8 @@ def _collector(
 
 
 async def _follow_chains(follower: ChainFollower, ready: asyncio.Event, *, recover: bool) -> None:
-    """Take back lost own blocks from the peers (bounded; not with a key made by this start,
-    which nobody can hold blocks of), allow appends, then follow."""
+    """Take back lost own blocks from the peers (bounded; not with a key no node started with
+    before, which nobody can hold blocks of), allow appends, then follow."""
     try:
         async with asyncio.timeout(RECOVERY_TIMEOUT):
             if recover:
