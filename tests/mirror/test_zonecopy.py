@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hypermesh.mirror.zonecopy import BadCopy, ZoneCopy
+from hypermesh.mirror.zonecopy import BadCopy, ZoneCopy, merged
 from hypermesh.registry.zones import (
     JournalEntry,
     NodeDigests,
@@ -18,6 +18,7 @@ from hypermesh.registry.zones import (
     build_zone,
     diff_zones,
     ds_records,
+    serial_of,
     update_zone,
     zone_records,
 )
@@ -71,8 +72,9 @@ changes = st.lists(
 @settings(max_examples=25, deadline=None)
 @given(st.lists(changes, min_size=1, max_size=3))
 def test_increments_move_the_copy_to_exactly_the_registry_zone(batches: list) -> None:
-    copy = first_copy()
+    copy = start = first_copy()
     zone, digests = build_zone(spec(1), RECORDS, KEYS, now=NOW), NodeDigests()
+    entries: list[JournalEntry] = []
     for serial, batch in enumerate(batches, start=2):
         changed = {
             (name, rdtype): None
@@ -85,11 +87,20 @@ def test_increments_move_the_copy_to_exactly_the_registry_zone(batches: list) ->
         new = update_zone(zone, spec(serial), changed, KEYS, now=NOW, digests=digests)
         assert new is not None
         entry = diff_zones(zone, new)
+        entries.append(entry)
         before = copy
         copy = copy.advanced([entry], now=NOW)
         assert zone_records(copy.zone) == zone_records(new)
         assert before.serial == serial - 1  # the old copy is left as it was
         zone = new
+    # All at once (merged into one increment first): the same zone, parsing fewer lines.
+    at_once = start.advanced(entries, now=NOW)
+    assert zone_records(at_once.zone) == zone_records(zone) and at_once.serial == serial_of(zone)
+    one = merged(entries, 1)
+    assert one is not None and (one.from_serial, one.to_serial) == (1, len(batches) + 1)
+    if len(entries) > 1:  # each serial's SOA and ZONEMD (and signatures) in between drop out
+        lines = sum(len(e.removed) + len(e.added) for e in entries)
+        assert len(one.removed) + len(one.added) < lines
 
 
 def test_an_increment_that_does_not_check_out_is_refused_and_the_copy_kept() -> None:
@@ -125,6 +136,10 @@ def test_an_increment_that_does_not_check_out_is_refused_and_the_copy_kept() -> 
 
 def test_an_increment_that_does_not_follow_on_is_refused() -> None:
     copy = first_copy()
+    gap = [JournalEntry("acme.", 1, 2, (), ()), JournalEntry("acme.", 3, 4, (), ())]
+    with pytest.raises(BadCopy, match="starts at serial 3, the copy is at 2"):
+        copy.advanced(gap, now=NOW)
+    assert copy.advanced([], now=NOW) is copy
     with pytest.raises(BadCopy, match="starts at serial 5"):
         copy.advanced([JournalEntry("acme.", 5, 6, (), ())], now=NOW)
     with pytest.raises(BadCopy, match="does not parse"):

@@ -87,23 +87,19 @@ class ZoneCopy:
 
     def advanced(self, entries: Iterable[JournalEntry], *, now: float | None = None) -> ZoneCopy:
         """A new copy with ``entries`` applied in order and checked; this copy is unchanged.
-        ``BadCopy`` when an entry does not follow on or the result does not check out."""
-        zone = self.zone
-        touched: dict[dns.name.Name, set[dns.rdatatype.RdataType]] = {}
-        for entry in entries:
-            if entry.from_serial != serial_of(zone):
-                raise BadCopy(
-                    f"{entry.origin}: the increment starts at serial {entry.from_serial}, "
-                    f"the copy is at {serial_of(zone)}"
-                )
-            zone, changed = _applied(zone, entry)
-            for name, types in changed.items():
-                touched.setdefault(name, set()).update(types)
-            if serial_of(zone) != entry.to_serial:
-                raise BadCopy(
-                    f"{entry.origin}: the increment to serial {entry.to_serial} leaves the SOA "
-                    f"at {serial_of(zone)}"
-                )
+        ``BadCopy`` when an entry does not follow on or the result does not check out.
+
+        The entries are merged first (``merged``): what one adds and a later one removes
+        (each serial's SOA, ZONEMD and their signatures) is never parsed."""
+        entry = merged(entries, serial_of(self.zone))
+        if entry is None:
+            return self
+        zone, touched = _applied(self.zone, entry)
+        if serial_of(zone) != entry.to_serial:
+            raise BadCopy(
+                f"{entry.origin}: the increment to serial {entry.to_serial} leaves the SOA "
+                f"at {serial_of(zone)}"
+            )
         copy = ZoneCopy(zone=zone, ds=self.ds, digests=self.digests)
         copy._check(touched, now)
         return copy
@@ -146,6 +142,39 @@ class ZoneCopy:
         expected = self.digests.zonemd(zone, ordered, self.serial)
         if zonemd[0].digest != expected.digest or zonemd[0].serial != self.serial:
             raise BadCopy(f"{origin}: the ZONEMD digest does not match the zone")
+
+
+def merged(entries: Iterable[JournalEntry], serial: int) -> JournalEntry | None:
+    """One increment from ``serial`` doing what ``entries`` do in turn (None when there are
+    none): a record added by one and removed by a later one (or the other way round) is left
+    out. ``BadCopy`` when an entry does not start where the one before it ended."""
+    first: JournalEntry | None = None
+    last: JournalEntry | None = None
+    removed: dict[str, None] = {}
+    added: dict[str, None] = {}
+    for entry in entries:
+        at = serial if last is None else last.to_serial
+        if entry.from_serial != at:
+            raise BadCopy(
+                f"{entry.origin}: the increment starts at serial {entry.from_serial}, "
+                f"the copy is at {at}"
+            )
+        first, last = first or entry, entry
+        for line in entry.removed:
+            if line in added:
+                del added[line]
+            else:
+                removed[line] = None
+        for line in entry.added:
+            if line in removed:
+                del removed[line]
+            else:
+                added[line] = None
+    if first is None or last is None:
+        return None
+    return JournalEntry(
+        first.origin, first.from_serial, last.to_serial, tuple(removed), tuple(added)
+    )
 
 
 def _applied(
