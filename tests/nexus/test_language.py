@@ -34,6 +34,10 @@ def describe(expr: str, prelude: str = "") -> str:
         ('"${7 / 2} ${-7 / 2} ${7 % 3}"', "3 -4 1"),
         ('"${1 < 2 and not (2 < 1) or false}"', "true"),
         ('"${"b" in ["a", "b"]} ${"ell" in "hello"} " + str("k" in {k: 1})', "true true true"),
+        (
+            'join([str([1] in {k: 1}), str(1 in {k: 1}), str([1] in [[1]])], " ")',
+            "false false true",
+        ),
         ('join(["a", "b"] + ["c"], "-")', "a-b-c"),
         ('format("{}:{}", "h", 80)', "h:80"),
         ('str(len({a: 1, b: 2})) + "${upper("x")}${lower("Y")}"', "2Xy"),

@@ -268,7 +268,9 @@ class Evaluator:
         """``left op right`` for every operator but ``and`` and ``or``; a mistake at ``at``."""
         lt, rt = type_name(left), type_name(right)
         if op == "in":
-            if isinstance(right, list | dict):
+            if isinstance(right, dict):  # a key of the map: only a string can be one
+                return isinstance(left, str) and left in right
+            if isinstance(right, list):
                 return left in right
             if isinstance(right, str) and isinstance(left, str):
                 return left in right
