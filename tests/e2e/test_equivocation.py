@@ -1,7 +1,9 @@
 """Equivocation between real node processes: a key signs two blocks at one height and shows one
-history to node A and the other to node B. One of them, following that chain, catches the fork
-in the other's copy (a block built on another block than the one it holds) and keeps the proof;
-the other learns of it by gossip. Both then hold the proof, and both mark the chain forked.
+history to node A and the other to node B. Following that chain, a node catches the fork in the
+other's copy (a block built on another block than the one it holds) and keeps the proof; a node
+that did not catch it learns of it by gossip. Node C follows the chain through A alone, whose
+copy holds one history: C can only hear of the fork, and does. All three then hold the proof,
+and all three mark the chain forked.
 
 The equivocating key is not a node: its two histories are crafted with the chain library and
 served by two in-process QUIC endpoints holding that key (one for A, one for B), as an author
@@ -180,10 +182,13 @@ def test_an_equivocation_is_caught_and_gossiped_between_two_nodes(
         b_peers = (Upstream(PeerRef(to_b, X.node_id)), Upstream(node_dir=str(tmp_path / "a")))
         a = starter.restart(config(tmp_path, "a", a_peers))
         b = starter.restart(config(tmp_path, "b", b_peers))
+        c = starter.restart(config(tmp_path, "c", (Upstream(node_dir=str(tmp_path / "a")),)))
 
-        # A follows X and takes the history shown to it.
+        # A follows X and takes the history shown to it; C takes it from A's copy.
         link_from(a, SHOWN_TO_A[1])
         wait(lambda: followed(a)["size"] == 2, "A holds the 2 blocks X showed it")
+        link_from(c, SHOWN_TO_A[1])
+        wait(lambda: followed(c)["size"] == 2, "C holds A's copy of X's chain")
         # B follows X too, and takes the history shown to it (or A's copy, if it asks A
         # first). Either way the node holding the shorter history then sees in the other's copy
         # a block 2 built on another block 1 than its own, asks for that block 1 — two blocks
@@ -191,18 +196,20 @@ def test_an_equivocation_is_caught_and_gossiped_between_two_nodes(
         link_from(b, SHOWN_TO_B[2])
         wait(lambda: followed(a)["forkedAt"] == 1, "A knows of the fork")
         wait(lambda: followed(b)["forkedAt"] == 1, "B knows of the fork")
+        wait(lambda: followed(c)["forkedAt"] == 1, "C heard of the fork")
         forks = {SHOWN_TO_A[1].hash, SHOWN_TO_B[1].hash}
-        for node in (a, b):
+        for node in (a, b, c):
             (proof,) = proofs(node)
             assert proof.first.author == X.public_key_bytes and proof.first.seq == 1
             assert {proof.first.hash, proof.second.hash} == forks
             held = get(node, f"/chain/v1/replica?author={X.node_id}&from=1")["blocks"]
             assert bytes.fromhex(held[0]["hash"]) in forks  # the first taken, never overwritten
 
-        said = {n.node_dir.name: messages(n.log_file) for n in (a, b)}
-        caught = [name for name, lines in said.items() if "equivocation" in lines]
-        assert len(caught) == 1, said  # one caught it in the other's copy ...
-        (other,) = set(said) - set(caught)
-        assert "equivocation heard" in said[other]  # ... and the other heard of it: gossip
+        said = {n.node_dir.name: messages(n.log_file) for n in (a, b, c)}
+        caught = {name for name, lines in said.items() if "equivocation" in lines}
+        assert caught and caught <= {"a", "b"}, said  # caught in the other's copy (A or B) ...
+        for other in set(said) - caught:
+            assert "equivocation heard" in said[other], said  # ... the others heard: gossip
+        assert "c" not in caught and "equivocation heard" in said["c"]
     finally:
         starter.stop_all()

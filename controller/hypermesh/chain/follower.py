@@ -240,6 +240,8 @@ class ChainFollower:
         for node_id, peer in now.items():
             if node_id not in self._watches:
                 watch = self._watches[node_id] = _Watch(peer)
+                for author in self.followed:  # as note_links asks of the watches it finds
+                    watch.wants.want(author)
                 watch.tasks = [
                     asyncio.create_task(self._listen(watch)),
                     asyncio.create_task(self._work(watch)),
