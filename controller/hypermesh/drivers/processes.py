@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -42,6 +43,7 @@ from hypermesh.drivers.bootstrap import BootstrapError, load_bootstrap
 from hypermesh.drivers.forkserver import Child, ForkServer, ForkServerError
 from hypermesh.drivers.nodeconfig import interfaces_of
 from hypermesh.drivers.standalone import StandaloneDirectory
+from hypermesh.drivers.statuses import StatusConnections
 from hypermesh.errors import (
     HyperMeshError,
     IdentityMismatch,
@@ -121,6 +123,15 @@ class NodeProcessDriver:
         self._desired: DesiredState | None = None
         self._node_ids: dict[ResourceKey, str] = {}
         """Members' node IDs, read once per pass (every node's config names every member)."""
+        self.statuses = StatusConnections()
+        """The nodes' ``/status``, on connections kept while a converge holds them."""
+
+    def hold_connections(self) -> None:
+        """Keep a connection to each node observed until ``release_connections``."""
+        self.statuses.hold()
+
+    async def release_connections(self) -> None:
+        await self.statuses.release()
 
     def node_dir(self, key: ResourceKey) -> Path:
         return self.directory.node_dir(key.name, key.namespace)
@@ -213,12 +224,8 @@ class NodeProcessDriver:
                 True,
             )
         try:
-            status = await h3_get_json(
-                address,
-                "/status",
-                expected_id=identity,
-                timeout=self.probe_timeout,
-                identity=_operator(node_dir),
+            status = await self.statuses.status(
+                address, identity, pid, functools.partial(_operator, node_dir), self.probe_timeout
             )
         except IdentityMismatch as exc:
             return Live(True, (), base, False, "IdentityMismatch", str(exc))
@@ -525,12 +532,12 @@ class NodeProcessDriver:
             if runtime is not None and runtime.pid == child.pid:
                 identity = read_node_id(node_dir)
                 try:
-                    await h3_get_json(
+                    await self.statuses.status(
                         runtime.address,
-                        "/status",
-                        expected_id=identity,
-                        timeout=self.probe_timeout,
-                        identity=_operator(node_dir),
+                        identity,
+                        child.pid,
+                        functools.partial(_operator, node_dir),
+                        self.probe_timeout,
                     )
                 except TransportError as exc:
                     if isinstance(exc, IdentityMismatch) or time.monotonic() >= deadline:

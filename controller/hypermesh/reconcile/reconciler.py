@@ -20,10 +20,11 @@ Node is a member of its network, a remote registry is where a local node's regis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -890,16 +891,35 @@ class Reconciler:
             for key in self.revive_expired():
                 log.info("network %s expired earlier: creating it anew", key.name)
         deadline = self.clock() + timeout
-        while True:
-            result = await self.run_pass(desired, prune=prune)
-            if result.converged or (result.settled and not result.unready):
-                return result
-            now = self.clock()
-            if now >= deadline:
-                return result
-            due = self.backoff.next_due()
-            pause = 0.2 if due is None else max(0.05, min(due - now, 2.0))
-            await asyncio.sleep(min(pause, max(0.0, deadline - now)))
+        async with self._connections_held():
+            while True:
+                result = await self.run_pass(desired, prune=prune)
+                if result.converged or (result.settled and not result.unready):
+                    return result
+                now = self.clock()
+                if now >= deadline:
+                    return result
+                due = self.backoff.next_due()
+                pause = 0.2 if due is None else max(0.05, min(due - now, 2.0))
+                await asyncio.sleep(min(pause, max(0.0, deadline - now)))
+
+    @contextlib.asynccontextmanager
+    async def _connections_held(self) -> AsyncIterator[None]:
+        """While the passes of one converge run: drivers that keep connections to what they
+        observe (``hold_connections``/``release_connections``, the node driver's ``/status``)
+        keep them from pass to pass, and close them at the end."""
+        releases: list[Callable[[], Awaitable[None]]] = []
+        for driver in {id(d): d for d in self.drivers.values()}.values():
+            hold = getattr(driver, "hold_connections", None)
+            release = getattr(driver, "release_connections", None)
+            if hold is not None and release is not None:
+                hold()
+                releases.append(release)
+        try:
+            yield
+        finally:
+            for release in releases:
+                await release()
 
     async def stop_all(self) -> list[ResourceKey]:
         """Stop every running thing this state started, keeping the inventory (``down``)."""
