@@ -31,7 +31,6 @@ otherwise idle.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource
@@ -39,7 +38,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -48,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.harness
+from tests.harness.git import archived_package
 from tests.harness.proc import cpu_seconds, proc_mib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,19 +279,6 @@ def run_variant(name: str, env: dict[str, str], args: argparse.Namespace) -> Fig
     return figures
 
 
-def baseline_tree(rev: str, into: Path) -> Path:
-    """The package of ``rev`` (``git archive``; its schemas are a link to the top folder's),
-    for PYTHONPATH."""
-    data = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "controller", "schemas"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "controller"
-
-
 def table(results: dict[str, Figures]) -> None:
     names = list(results)
     rows = [
@@ -342,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.variants.split(","):
             env = {**os.environ, "NO_COLOR": "1"}
             if name == "baseline":
-                tree = baseline_tree(args.baseline_rev, Path(tmp))
+                tree = archived_package(ROOT, args.baseline_rev, Path(tmp))
                 env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")])
             env["HM_FORKSERVER"] = "1" if name == "forked" else "0"
             results[name] = run_variant(name, env, args)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import io
 import json
 import os
 import pstats
@@ -35,7 +34,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.harness
+from tests.harness.git import archived_package
 
 from hypermesh.model.loader import load
 from hypermesh.model.resources import DesiredState
@@ -398,19 +399,6 @@ class Converged:
     """Resources the apply reported failed and retried (a probe timed out: one more pass)."""
 
 
-def baseline_tree(rev: str, into: Path) -> Path:
-    """The package of ``rev`` (``git archive``: the controller and the schemas), for
-    PYTHONPATH, so that the code before a change runs in the same invocation as this one."""
-    data = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "controller", "schemas"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "controller"
-
-
 def converge_once(args: argparse.Namespace, env: dict[str, str], *, measure: bool) -> Converged:
     """Apply ``--converge`` nodes into a fresh state, count the Ready ones (with ``measure``,
     print the node processes' memory and CPU too), then ``hmctl down``."""
@@ -478,7 +466,7 @@ def bench_nodes(args: argparse.Namespace) -> None:
     variants = {"now": env}
     with tempfile.TemporaryDirectory(prefix="hm-bench-baseline-") as tmp:
         if args.baseline_rev:
-            tree = baseline_tree(args.baseline_rev, Path(tmp))
+            tree = archived_package(ROOT, args.baseline_rev, Path(tmp))
             path = os.pathsep.join(p for p in (str(tree), env.get("PYTHONPATH")) if p)
             variants = {args.baseline_rev: {**env, "PYTHONPATH": path}, **variants}
         runs: dict[str, list[Converged]] = {name: [] for name in variants}

@@ -545,8 +545,9 @@ class NodeProcessDriver:
                             f"node started but its status endpoint failed: {exc}",
                             reason="Unreachable",
                         ) from exc
-                    continue  # it runs but has not answered yet (a loaded host): ask again
-                return _started_status(runtime, identity, child.pid)
+                    # it runs but has not answered yet (a loaded host): ask again, after a pause
+                else:
+                    return _started_status(runtime, identity, child.pid)
             await asyncio.sleep(0.05)
         await self._stop_dir(node_dir)
         raise TemporaryError(

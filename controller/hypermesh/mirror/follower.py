@@ -57,7 +57,7 @@ CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 30.0
 """Seconds one transfer may take."""
 SILENCE = 3 * HEARTBEAT
-"""A feed silent this long (three heartbeats missed: 75 s) is taken for dead: the mirror
+"""A feed silent this long (three heartbeats missed: 30 s) is taken for dead: the mirror
 connects again, and meanwhile takes what it lacks from other mirrors."""
 RETRY = (0.2, 0.5, 1.0, 2.0)
 """Waits between attempts to reach the registry, the last repeated."""
@@ -135,9 +135,9 @@ class Follower:
         """Why the registry refused this node's key at the last attempt (None: it did not)."""
         self._texts: dict[str, tuple[ZoneCopy, str]] = {}
         self._copies_changed = asyncio.Event()
+        """Set when a copy was taken or refreshed: the stale marker looks at its due time anew."""
         self._marker_due = float("inf")
         """When (``clock``) the stale marker wakes next, if nothing wakes it before."""
-        """Set when a copy was taken or refreshed: the stale marker looks at its due time anew."""
 
     # -- what the node shows ----------------------------------------------------------------
 

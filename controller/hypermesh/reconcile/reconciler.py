@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from hypermesh.errors import (
     AwaitingPerson,
@@ -607,9 +607,7 @@ class Reconciler:
                 or driver is None
                 or not driver.manages_world
                 or (record is not None and record.managed)
-                or self._stalled_at.get(item.key) == _generation(contexts, item.key)
-                or any(d in blocked for d in dependencies(item.desired))
-                or not self.backoff.ready(item.key, self.clock())
+                or self._hold(item, _generation(contexts, item.key), blocked) is not None
             ):
                 continue
             try:
@@ -635,17 +633,31 @@ class Reconciler:
         generation: int,
         blocked: Mapping[ResourceKey, ItemState],
     ) -> tuple[ItemState, str] | None:
-        """Why a change must not be tried in this pass: stalled at this generation, a
-        dependency not through yet, or backing off after a failure. None when it may go."""
+        """Why a change must not be tried in this pass (``_hold``), said in the status when
+        it waits for dependencies. None when it may go."""
+        hold = self._hold(item, generation, blocked)
+        if hold is None:
+            return None
+        if hold == "stalled":
+            return ItemState.STALLED, str(status.get("stalledMessage", "stalled"))
+        if hold == "backoff":
+            return ItemState.WAITING, "backing off after a failure"
+        missing = [d for d in dependencies(item.desired) if d in blocked] if item.desired else []
+        return self._waiting(item.key, status, generation, missing, blocked)
+
+    def _hold(
+        self, item: PlanItem, generation: int, blocked: Mapping[ResourceKey, ItemState]
+    ) -> Hold | None:
+        """Why a change must not be tried in this pass, and nothing more: ``"stalled"`` at
+        this generation, ``"waiting"`` for a dependency not through yet, ``"backoff"`` after a
+        failure; None when it may go."""
         key = item.key
         if item.action is not Action.DELETE and self._stalled_at.get(key) == generation:
-            return ItemState.STALLED, str(status.get("stalledMessage", "stalled"))
-        if item.desired is not None:
-            missing = [d for d in dependencies(item.desired) if d in blocked]
-            if missing:
-                return self._waiting(key, status, generation, missing, blocked)
+            return "stalled"
+        if item.desired is not None and any(d in blocked for d in dependencies(item.desired)):
+            return "waiting"
         if not self.backoff.ready(key, self.clock()):
-            return ItemState.WAITING, "backing off after a failure"
+            return "backoff"
         return None
 
     def _waiting(
@@ -969,6 +981,10 @@ def _applied_words(item: PlanItem) -> tuple[str, str]:
     if not item.diffs:
         return "Repaired", f"repaired ({'; '.join(map(str, item.drift))})"
     return "Updated", f"updated ({', '.join(d.field for d in item.diffs)})"
+
+
+Hold = Literal["stalled", "waiting", "backoff"]
+"""Why a change is held back in a pass (``Reconciler._hold``)."""
 
 
 def _generation(contexts: Mapping[ResourceKey, ApplyContext], key: ResourceKey) -> int:
