@@ -84,6 +84,11 @@ class TransportError(HyperMeshError):
     """A QUIC/HTTP/3 exchange with a peer failed (unreachable, reset, bad answer)."""
 
 
+class NotReady(TransportError):
+    """The peer is up but cannot answer this yet (503): a node that has just started and not
+    yet copied what the request needs. Asking again in a moment may succeed."""
+
+
 class IdentityMismatch(TransportError):
     """The peer presented a key whose node ID is not the one we pinned."""
 

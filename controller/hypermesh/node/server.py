@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
@@ -812,6 +813,33 @@ class QuicEndpoint:
         self.server.close()
 
 
+TWIN_TRIES = 8
+"""Port numbers free on TCP tried for a UDP port asked as any (the last try takes any)."""
+
+
+def twin_ports(host: str, avoid: Collection[int], tries: int = TWIN_TRIES) -> list[int]:
+    """Port numbers free on TCP at ``host`` now, as the kernel picks them, none in ``avoid``:
+    the UDP port a node binds when its config says any, so that the TLS listener it opens on
+    the same number over TCP finds that number free. The kernel picks UDP and TCP ports
+    independently, and a loopback busy with TCP connections made a node's DoT listener miss
+    its number now and then. Empty when TCP cannot be bound at ``host`` at all."""
+    found: list[int] = []
+    try:
+        family = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0][0]
+    except OSError:
+        return found
+    for _ in range(tries):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, 0))
+            except OSError:
+                return found
+            number = int(probe.getsockname()[1])
+        if number not in avoid and number not in found:
+            found.append(number)
+    return found
+
+
 async def bind_endpoint(
     host: str,
     port: int,
@@ -824,6 +852,7 @@ async def bind_endpoint(
     peer_of: PeerOf | None = None,
     limits: EndpointLimits | None = None,
     relay: Callable[[], RelayServe | None] | None = None,
+    tcp_twin: Collection[int] | None = None,
 ) -> QuicEndpoint:
     """Bind the QUIC server on ``host:port``; HTTP/3 requests go to ``router``, DoQ queries
     to ``dns_answer`` (a ``doq`` connection is closed when there is none); ``gate`` decides
@@ -831,7 +860,10 @@ async def bind_endpoint(
     source address) may make it hold.
 
     With ``port`` 0 and a ``prefer_port``, that port is tried first and any free port taken
-    if it is busy. ``OSError`` when the socket cannot be bound.
+    if it is busy. With ``port`` 0 and ``tcp_twin`` (port numbers to keep clear of), the
+    free port taken is one free on TCP too and not among those: the node's TLS listener
+    takes the same number on TCP (``twin_ports``). ``OSError`` when the socket cannot be
+    bound.
     """
     loop = asyncio.get_running_loop()
     stats = EndpointStats()
@@ -846,6 +878,8 @@ async def bind_endpoint(
         relay=relay,
     )
     candidates = [prefer_port, 0] if port == 0 and prefer_port else [port]
+    if port == 0 and tcp_twin is not None:
+        candidates[-1:] = [*twin_ports(host, tcp_twin), 0]
     for candidate in candidates:
         try:
             transport, server = await loop.create_datagram_endpoint(

@@ -2,7 +2,7 @@
 
 See ``hypermesh.sdk.mesh`` and docs/sdk.md."""
 
-from hypermesh.errors import HyperMeshError, TransportError
+from hypermesh.errors import HyperMeshError, NotReady, TransportError
 from hypermesh.sdk.mesh import Mesh, Unverified
 from hypermesh.sdk.paths import BadPaths, HomeRelay, PathsView, PeerPath, PunchStats
 from hypermesh.sdk.results import (
@@ -24,6 +24,7 @@ __all__ = [
     "Mesh",
     "MeshNode",
     "NodeResponse",
+    "NotReady",
     "PathsView",
     "PeerPath",
     "PeerRef",

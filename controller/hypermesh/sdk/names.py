@@ -4,6 +4,8 @@ endpoint (for ``Mesh.fetch``)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Literal
 
 import dns.exception
@@ -14,7 +16,8 @@ import dns.rdtypes.svcbbase
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
-from hypermesh.errors import HyperMeshError, TransportError
+from hypermesh.errors import HyperMeshError, NotReady, TransportError
+from hypermesh.mirror.anchors import Anchors
 from hypermesh.mirror.verify import fetch_anchors, verified_query
 from hypermesh.sdk.results import DnsResult
 from hypermesh.transport.address import PeerRef
@@ -75,8 +78,7 @@ async def ask(asker: Asker, query: dns.message.Message, anchor: str | None) -> D
     zone: str | None = None
     failure: str | None = None
     if anchor is not None:
-        server = asker.server
-        anchors = await fetch_anchors(server.address, server.node_id, anchor, caller=asker.identity)
+        anchors = await anchors_when_ready(asker, anchor)
         checked = await verified_query(asker, query, anchors)
         response, zone, failure = checked.response, checked.zone, checked.failure
     else:
@@ -96,6 +98,30 @@ async def ask(asker: Asker, query: dns.message.Message, anchor: str | None) -> D
         zone=str(zone) if zone is not None else None,
         failure=failure,
     )
+
+
+READY_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.5)
+"""Pauses between asks while a node answers that it holds no anchors yet; the last repeats."""
+
+
+async def anchors_when_ready(asker: Asker, anchor: str) -> Anchors:
+    """The registry's anchors as ``asker``'s node holds them. A node started a moment ago
+    answers 503 until its mirror has copied them from the registry (right after ``hmctl
+    apply``, most often): it is asked again for up to ``asker.timeout`` seconds before the
+    ``NotReady`` is raised, saying how long it was waited for."""
+    server = asker.server
+    deadline = time.monotonic() + asker.timeout
+    for attempt in range(1_000):
+        try:
+            return await fetch_anchors(
+                server.address, server.node_id, anchor, caller=asker.identity
+            )
+        except NotReady as exc:
+            pause = READY_PAUSES[min(attempt, len(READY_PAUSES) - 1)]
+            if time.monotonic() + pause > deadline:
+                raise NotReady(f"{exc} (still so after {asker.timeout:g} s)") from exc
+            await asyncio.sleep(pause)
+    raise NotReady(f"{server.address}: no anchors after 1,000 asks")
 
 
 def endpoint_of(response: dns.message.Message, name: str, port: int | None) -> tuple[str, int]:

@@ -34,7 +34,7 @@ from aioquic.tls import AlertDescription
 from cryptography import x509
 
 from hypermesh import __version__
-from hypermesh.errors import TransportError
+from hypermesh.errors import NotReady, TransportError
 from hypermesh.transport.address import parse_address
 from hypermesh.transport.certificates import DNS_SUFFIX, self_signed_certificate
 from hypermesh.transport.identity import Identity, public_key_from_node_id
@@ -80,10 +80,13 @@ class AccessDenied(TransportError):
 
 def status_error(address: str, what: str, status: int, body: bytes) -> TransportError:
     """The error for an answer to ``what`` (``GET /path``) that is not the one wanted:
-    ``AccessDenied`` for a refusal of the caller (403, 429), else ``TransportError``."""
+    ``AccessDenied`` for a refusal of the caller (403, 429), ``NotReady`` for 503 (the peer
+    cannot answer yet), else ``TransportError``."""
     message = f"{address}: {what} answered {status}: {_error_text(body)}"
     if status in REFUSING_STATUSES:
         return AccessDenied(message, status)
+    if status == 503:
+        return NotReady(message)
     return TransportError(message)
 
 

@@ -9,6 +9,7 @@ from hypermesh.node.config import NodeConfig
 from hypermesh.node.feature import NodeContext
 from hypermesh.node.interfaces import PublicGate
 from hypermesh.node.server import bind_endpoint, server_configuration
+from hypermesh.transport.address import parse_address
 
 
 class PublicInterface:
@@ -37,7 +38,20 @@ class PublicInterface:
             peer_of=counted_as.who,
             limits=config.limits,
             relay=lambda: node.relay_serve,
+            tcp_twin=_fixed_tcp_ports(config),
         )
         stack.callback(endpoint.close)
         node.addresses.public = endpoint.address
         node.endpoint = endpoint.server
+
+
+def _fixed_tcp_ports(config: NodeConfig) -> set[int]:
+    """The TCP port numbers the node's config names for listeners of its own (the operator's
+    certificate's, the web listener's): never the public UDP port's number when that is any,
+    since the TLS listener takes that number on TCP too."""
+    ports: set[int] = set()
+    if config.tls is not None:
+        ports.add(parse_address(config.tls.listen_on(config.host))[1])
+    if config.web_listen is not None:
+        ports.add(parse_address(config.web_listen)[1])
+    return ports
