@@ -289,7 +289,8 @@ def _add_dns(sub: Subparsers) -> None:
     p.add_argument(
         "--verify",
         action="store_true",
-        help="check the answer's DNSSEC chain from the registry's key (exit 1 if it fails)",
+        help="check the answer's DNSSEC chain from the registry's key (exit 1 if it fails); "
+        "a node that holds no copy of the registry's anchors yet is asked again until --timeout",
     )
     p.add_argument(
         "--registry-id",
