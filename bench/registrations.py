@@ -48,6 +48,7 @@ from hypermesh.node.registry_api import PREFIX, add_registry_routes
 from hypermesh.node.router import Router
 from hypermesh.node.routes import add_dns_routes
 from hypermesh.node.server import bind_endpoint, server_configuration
+from hypermesh.registry.requests import MAX_BATCH
 from hypermesh.registry.service import Change, DatabaseNonceCache, Policy, Registry
 from hypermesh.registry.signing import sign_request, verify_request
 from hypermesh.transport.client import connect_h3
@@ -232,8 +233,10 @@ async def over_http3(where: str, count: int, backend: str, records: int) -> None
 
             tag = secrets.token_hex(3)
             await call(f"{PREFIX}/register", register_body(f"api{tag}"))
-            if records:
-                await call(f"{PREFIX}/rrsets", {"tld": f"api{tag}", "rrsets": prefill(records)})
+            filled = prefill(records)
+            for start in range(0, len(filled), MAX_BATCH):  # the API takes MAX_BATCH at a time
+                batch = filled[start : start + MAX_BATCH]
+                await call(f"{PREFIX}/rrsets", {"tld": f"api{tag}", "rrsets": batch})
             rows: list[tuple[str, str, Callable[[int], dict[str, object]]]] = [
                 ("api-reg", f"{PREFIX}/register", lambda n: register_body(f"api{tag}x{n}")),
                 ("api-batch", f"{PREFIX}/rrsets", lambda n: batch_body(f"api{tag}", n)),
