@@ -78,6 +78,34 @@ def start(
     return starter.restart(path)
 
 
+def start_with_chain(nodes: NodeStarter, name: str) -> RunningNode:
+    """Node ``name`` with its chain (and messages) on: a member whose registry is ``registry``
+    and which has no other peer (``start`` turns chains off)."""
+    node_dir = nodes.base / name
+    registry = make_key(nodes.base, "registry").node_id
+    config = NodeConfig(
+        name=name,
+        network=NETWORK,
+        listen="127.0.0.1:0",
+        prefer_port=None,
+        interfaces=("public",),
+        roles=(),
+        tags=(),
+        generation=1,
+        node_dir=str(node_dir),
+        log_file=str(node_dir / "node.log"),
+        log_level="debug",
+        registry=Upstream(node_dir=str(nodes.base / "registry")),
+        directory={
+            name: {"kind": "Node", "identity": make_key(nodes.base, name).node_id},
+            "registry": {"kind": "Node", "identity": registry},
+        },
+        record_lifetime=10,
+    )
+    (node_dir / "config.json").write_text(config.to_json())
+    return nodes.restart(node_dir / "config.json")
+
+
 def lookup(registry: RunningNode, query: str) -> tuple[int, dict[str, Any]]:
     """``GET /registry/v1/node?<query>`` at the registry, anonymously."""
     client = RegistryClient(registry.address, registry.identity, identity=None, timeout=5.0)

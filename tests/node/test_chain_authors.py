@@ -10,44 +10,12 @@ from typing import Any
 
 from hypermesh.chain.block import Link
 from hypermesh.chain.client import ChainClient
-from hypermesh.node.config import NodeConfig, Upstream
+from hypermesh.node.config import NodeConfig
 from hypermesh.transport.client import h3_get_json
 from hypermesh.transport.identity import load_identity
 from tests.harness import directory
 from tests.harness.node_process import NodeStarter, RunningNode
 from tests.harness.nodes import wait_for
-
-
-def _with_chain(nodes: NodeStarter, name: str, *, new_key: bool = False) -> RunningNode:
-    """Node ``name`` with its chain on: a member whose registry is ``registry`` and which has
-    no other peer (as the directory harness makes one, which turns chains off). ``new_key``:
-    its key is made by its own start (not the one the directory lists, then)."""
-    node_dir = nodes.base / name
-    registry = directory.make_key(nodes.base, "registry").node_id
-    config = NodeConfig(
-        name=name,
-        network=directory.NETWORK,
-        listen="127.0.0.1:0",
-        prefer_port=None,
-        interfaces=("public",),
-        roles=(),
-        tags=(),
-        generation=1,
-        node_dir=str(node_dir),
-        log_file=str(node_dir / "node.log"),
-        log_level="debug",
-        registry=Upstream(node_dir=str(nodes.base / "registry")),
-        directory={
-            name: {"kind": "Node", "identity": directory.make_key(nodes.base, name).node_id},
-            "registry": {"kind": "Node", "identity": registry},
-        },
-        record_lifetime=10,
-    )
-    (node_dir / "config.json").write_text(config.to_json())
-    if new_key:
-        for made in ("identity.key", "identity.pub"):
-            (node_dir / made).unlink()
-    return nodes.restart(node_dir / "config.json")
 
 
 def _replicas(node: RunningNode) -> dict[str, dict[str, Any]]:
@@ -61,7 +29,10 @@ def test_a_linked_chain_is_followed_from_its_author_found_in_the_directory(
     nodes: NodeStarter,
 ) -> None:
     registry = directory.start(nodes, "registry", roles=("registry",), members=("alpha", "beta"))
-    alpha, beta = _with_chain(nodes, "alpha"), _with_chain(nodes, "beta")
+    alpha, beta = (
+        directory.start_with_chain(nodes, "alpha"),
+        directory.start_with_chain(nodes, "beta"),
+    )
     assert NodeConfig.from_json(beta.config_path.read_text()).peers == ()  # none but the registry
     directory.wait_record(registry, alpha.identity)
     alpha_key = load_identity(Path(alpha.node_dir) / "identity.key")

@@ -838,7 +838,11 @@ def _add_message(sub: Subparsers) -> None:
         "hmctl message send alpha beta --text 'deploy at noon'",
     )
     p.add_argument("sender", help="the sending node (its key signs)")
-    p.add_argument("to", help="the receiving node")
+    p.add_argument(
+        "to",
+        help="the receiving node: a node of this state, or any node's ID (on another host, "
+        "behind a NAT: the sender finds it in the node directory and reaches it over its paths)",
+    )
     p.add_argument("--text", required=True, help="the message")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     _add_timeout(p, 10.0)

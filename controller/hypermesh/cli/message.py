@@ -15,7 +15,8 @@ from hypermesh.cli.state import nodes_and_networks, running_node
 from hypermesh.errors import UsageError
 from hypermesh.sdk.mesh import Refused
 from hypermesh.sdk.sync import Mesh
-from hypermesh.transport.identity import short_id
+from hypermesh.transport.address import PeerRef
+from hypermesh.transport.identity import is_node_id, short_id
 
 
 def _nodes(args: argparse.Namespace) -> dict[str, Any]:
@@ -32,9 +33,12 @@ def _mesh(args: argparse.Namespace, node: str) -> Mesh:
 
 def send(args: argparse.Namespace) -> int:
     mesh = _mesh(args, args.sender)
-    running_node(_nodes(args), args.to)
+    to: PeerRef | str = args.to
+    if not is_node_id(args.to):  # a node of this state; a node ID is found by the sender
+        running_node(_nodes(args), args.to)
+        to = mesh.peer(args.to)
     try:
-        data = mesh.send(mesh.peer(args.to), args.text)
+        data = mesh.send(to, args.text)
     except Refused as exc:
         raise UsageError(f"node {args.sender}: {exc}") from None
     if args.output == "json":

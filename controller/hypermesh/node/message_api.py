@@ -4,10 +4,16 @@
     POST /message/v1/inbox                    a sealed message (application/octet-stream):
                                               opened, checked, stored, and answered with the
                                               receipt block appended to this node's chain
-    POST /message/v1/send  {"to", "address", "text"}     signed by the node itself: send one
+    POST /message/v1/send  {"to", "address"?, "text"}    signed by the node itself: send one
     GET  /message/v1/inbox?limit=N            signed by the node itself: what it received
     GET  /message/v1/watch                    signed by the node itself: each message as it
                                               arrives, streamed as NDJSON (below)
+
+Where the message goes: to ``address`` when the sender gives one, over a fresh connection
+with the recipient's key pinned; without one, or when that address does not answer, to the
+recipient's node ID over the node's paths (``node.paths``: the recipient found in the node
+directory and reached directly, or through its relay where NATs allow nothing else), so a
+message reaches a node behind any NAT that the paths reach.
 
 Sending, as the sender's node does it: take the recipient's key card (its signature checked
 against the recipient's pinned node ID); append a ``message`` block recording the sending (the
@@ -34,18 +40,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import secrets
 import time
 import urllib.parse
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from hypermesh.chain.block import KIND_NUMBERS, MAX_STORED, Link
 from hypermesh.chain.store import GroupAppender
 from hypermesh.chain.wire import WATCH_HEARTBEAT
-from hypermesh.errors import TransportError
+from hypermesh.errors import HyperMeshError, TransportError
 from hypermesh.inputs import BadInput, check, integer_schema, parse_json, validator, whole_number
 from hypermesh.messaging.envelope import (
     MAX_TEXT,
@@ -64,7 +72,7 @@ from hypermesh.node.router import Request, Route, Router, RouteResponse, get, po
 from hypermesh.registry.signing import MemoryNonceCache
 from hypermesh.revocation import NONE, Revocations
 from hypermesh.transport.address import parse_address
-from hypermesh.transport.client import h3_get_json, h3_post
+from hypermesh.transport.client import h3_get_json, h3_post, json_object
 from hypermesh.transport.identity import Identity, public_key_from_node_id
 
 PREFIX = "/message/v1"
@@ -82,11 +90,12 @@ SEND = validator(
             "address": {"type": "string", "minLength": 1, "maxLength": 300},
             "text": {"type": "string", "maxLength": MAX_TEXT},
         },
-        "required": ["to", "address"],
+        "required": ["to"],
         "additionalProperties": False,
     }
 )
-"""``POST /message/v1/send``: the recipient's node ID, its address, the text."""
+"""``POST /message/v1/send``: the recipient's node ID, its address (optional: without it, the
+recipient is reached by key over the node's paths), the text."""
 RECEIPT = validator(
     {
         "type": "object",
@@ -106,6 +115,81 @@ RECEIPT = validator(
 """The recipient's answer to a delivery: its receipt block."""
 
 
+class PeerRequests(Protocol):
+    """Requests to a peer by node ID on its best path (``node.paths.PathManager``)."""
+
+    async def request(
+        self,
+        target: str,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
+        timeout: float = 10.0,  # noqa: ASYNC109 - as PathManager.request
+    ) -> tuple[int, dict[str, str], bytes]: ...
+
+
+def no_paths() -> PeerRequests | None:
+    """A node without paths (no registry, no relay): messages go only to given addresses."""
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How one delivery reaches node ``to``: at ``address`` over fresh connections with its
+    key pinned, or (``address`` None) by node ID over ``paths``."""
+
+    to: str
+    address: str | None
+    paths: PeerRequests | None
+    identity: Identity
+
+    def __str__(self) -> str:
+        return self.address if self.address is not None else f"{self.to} over the node's paths"
+
+    async def get_json(self, path: str) -> dict[str, Any]:
+        if self.address is not None or self.paths is None:
+            where = self.address or ""
+            return await h3_get_json(where, path, expected_id=self.to, identity=self.identity)
+        status, body = await self._on_paths("GET", path, b"", ("accept", "application/json"))
+        return json_object(self.to, path, status, body)
+
+    async def post(self, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+        if self.address is not None or self.paths is None:
+            where = self.address or ""
+            return await h3_post(
+                where,
+                path,
+                body,
+                expected_id=self.to,
+                identity=self.identity,
+                content_type=content_type,
+            )
+        status, raw = await self._on_paths("POST", path, body, ("content-type", content_type))
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            data = {}
+        return status, data if isinstance(data, dict) else {}
+
+    async def _on_paths(
+        self, method: str, path: str, body: bytes, header: tuple[str, str]
+    ) -> tuple[int, bytes]:
+        """One request over the paths; a peer they cannot find (no live record in the node
+        directory, or this very node) is a ``TransportError`` like one that does not answer."""
+        assert self.paths is not None
+        try:
+            status, _, raw = await self.paths.request(
+                self.to, method, path, body=body, headers=[header]
+            )
+        except TransportError:
+            raise
+        except HyperMeshError as exc:
+            raise TransportError(f"{self.to}: {exc}") from None
+        return status, raw
+
+
 def add_message_routes(
     router: Router,
     identity: Identity,
@@ -116,10 +200,13 @@ def add_message_routes(
     ready: asyncio.Event | None = None,
     revocations: Revocations = NONE,
     clock: Callable[[], float] = time.time,
+    paths: Callable[[], PeerRequests | None] = no_paths,
 ) -> Router:
     """Route the message API of the node ``identity`` (its messaging ``key``, its ``mailbox``,
-    its chain's ``appender``, which waits for ``ready``)."""
+    its chain's ``appender``, which waits for ``ready``; ``paths``: the node's paths to its
+    peers, once they are open)."""
     api = MessageApi(identity, key, mailbox, appender, ready, revocations, clock)
+    api.paths = paths
     return router.add_all(api.routes())
 
 
@@ -144,6 +231,7 @@ class MessageApi:
         self.revocations = revocations
         self.clock = clock
         self.card = key_card(identity, key)
+        self.paths: Callable[[], PeerRequests | None] = no_paths
         self.nonces = MemoryNonceCache()
         self.receiving: set[bytes] = set()
         """Messages whose receipt is being appended: a second delivery meanwhile is a replay."""
@@ -209,12 +297,18 @@ class MessageApi:
     async def send(self, request: Request) -> RouteResponse:
         check_owner(request, self.identity.node_id, self.nonces, self.clock)
         data = parse_json(request.body or b"{}", SEND)
-        to, address = data["to"], data["address"]
+        to, address = data["to"], data.get("address")
         try:
-            parse_address(address)
+            if address is not None:
+                parse_address(address)
             text = data.get("text", "").encode()
         except ValueError as exc:  # UnicodeEncodeError too: a lone surrogate
             raise BadInput(f"address, text: {str(exc)[:200]}") from None
+        if address is None and self.paths() is None:
+            raise BadInput(
+                "address: required here (this node has no registry or relay to find "
+                f"{to} by key through)"
+            )
         if len(text) > MAX_TEXT:
             raise Refused(413, f"text: {len(text)} bytes, a message has at most {MAX_TEXT}")
         recipient = public_key_from_node_id(to)
@@ -234,14 +328,28 @@ class MessageApi:
             status=201,
         )
 
+    async def _key_card(self, to: str, address: str | None) -> tuple[Delivery, dict[str, Any]]:
+        """The recipient's key card and the route it came by: ``address`` first when given,
+        else (or when it does not answer) the node's paths to ``to``."""
+        paths = self.paths()
+        if address is not None:
+            route = Delivery(to, address, None, self.identity)
+            try:
+                return route, await route.get_json(f"{PREFIX}/key")
+            except TransportError:
+                if paths is None:
+                    raise
+        route = Delivery(to, None, paths, self.identity)
+        return route, await route.get_json(f"{PREFIX}/key")
+
     async def _deliver(
-        self, to: str, address: str, recipient: bytes, text: bytes
+        self, to: str, address: str | None, recipient: bytes, text: bytes
     ) -> tuple[bytes, Ref, Ref]:
         """Record the sending on the chain, seal ``text`` and deliver it: the message id, the
         block that records the sending and the recipient's receipt."""
         identity = self.identity
         try:
-            card = await h3_get_json(address, f"{PREFIX}/key", expected_id=to, identity=identity)
+            route, card = await self._key_card(to, address)
             their_key = check_card(card, to)
             message_id = secrets.token_bytes(16)
             sent = await self._append("message", b"to " + recipient + message_id, ())
@@ -250,14 +358,7 @@ class MessageApi:
                 identity, to, their_key, text, sent, message_id=message_id, timestamp_ms=stamp
             )
             self.mailbox.sent(message_id, recipient, sent.seq)
-            status, answer = await h3_post(
-                address,
-                f"{PREFIX}/inbox",
-                sealed,
-                expected_id=to,
-                identity=identity,
-                content_type=SEALED,
-            )
+            status, answer = await route.post(f"{PREFIX}/inbox", sealed, SEALED)
         except (BadMessage, TransportError) as exc:
             raise Refused(502, f"not delivered: {exc}") from None
         return message_id, sent, _receipt(to, recipient, status, answer)

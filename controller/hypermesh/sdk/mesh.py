@@ -530,10 +530,19 @@ class Mesh:
 
     # -- messages -----------------------------------------------------------------------
 
-    async def send(self, to: PeerRef, text: str) -> dict[str, Any]:
-        """Send ``text`` from the own node to ``to``: sealed for it, recorded on both chains."""
+    async def send(self, to: PeerRef | str, text: str) -> dict[str, Any]:
+        """Send ``text`` from the own node to ``to``: sealed for it, recorded on both chains.
+        ``to`` is a ``PeerRef`` (tried at its address first), or a node ID that the own node
+        finds in the node directory and reaches over its paths, directly or through a relay
+        (a node behind a NAT)."""
         _, node = self._own()
-        body = {"to": to.node_id, "address": to.address, "text": text}
+        body: dict[str, str] = {"text": text}
+        if isinstance(to, str):
+            body["to"] = to
+        else:
+            if to.node_id is None:
+                raise HyperMeshError(f"{to.address}: a message needs the recipient's node ID")
+            body |= {"to": to.node_id, "address": to.address}
         return await self._call(node, "POST", "/message/v1/send", body)
 
     async def inbox(self, limit: int = 100) -> list[dict[str, Any]]:

@@ -267,7 +267,7 @@ class Mesh:
 
     # -- messages and tunnels -----------------------------------------------------------
 
-    def send(self, to: PeerRef, text: str) -> dict[str, Any]:
+    def send(self, to: PeerRef | str, text: str) -> dict[str, Any]:
         """``Mesh.send``: a sealed message from the own node."""
         return self._dict("send", to, text)
 

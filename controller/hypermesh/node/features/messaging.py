@@ -36,4 +36,5 @@ class MessagingFeature:
             writer.appender,
             ready=writer.ready,
             revocations=node.revocations,
+            paths=lambda: node.paths,
         )
