@@ -14,7 +14,9 @@ The paths API (``/paths/v1``) answers only the node's own key, and a NATed node 
 from inside its host, so each host runs an **agent** (``python -m tests.lab.paths_net agent
 NODE_DIR``): one process that reads JSON requests on its standard input, one per line
 (``{"op": "ping", "node": NAME, "count": n}``, ``{"op": "forget", "node": NAME}``,
-``{"op": "paths"}`` or ``{"op": "metrics"}``: then ``{"status", "text"}``), makes them to its node
+``{"op": "paths"}``, ``{"op": "send", "to": NODE_ID, "text": T}`` and ``{"op": "inbox"}`` (signed
+by the node's key: nodes built with ``chains``) or ``{"op": "metrics"}``: then ``{"status",
+"text"}``), makes them to its node
 over HTTP/3 with the node's key, and writes one JSON line per request (``{"status", "answer",
 "wall_ms"}``; ``status`` 0 and ``error`` when the node did not answer). One agent per host
 saves a Python start per request.
@@ -130,6 +132,8 @@ class PathsNet:
     logs: list[IO[str]] = field(default_factory=list)
     portmaps: dict[str, PortMap] = field(default_factory=dict)
     """The NAT-PMP server in the router of each host built with ``portmap`` (by host name)."""
+    chains: frozenset[str] = frozenset()
+    """The members whose chain (and messages) are on; every other node runs without one."""
 
     @property
     def reg(self) -> Member:
@@ -167,7 +171,7 @@ class PathsNet:
             registry=registry,
             directory=directory,
             record_lifetime=30.0,
-            chain=False,
+            chain=member.name in self.chains,
             relays=relays,
             path_keepalive=2.0,
             path_observe=1.0,
@@ -290,13 +294,14 @@ def build(
     kinds: Sequence[str] = KINDS,
     extra: Mapping[str, str | None] | None = None,
     portmap: Iterable[str] = (),
+    chains: Iterable[str] = (),
 ) -> PathsNet:
     """Add the hosts to ``lab`` and start every node (files under ``base``): ``reg``,
     ``relay``, one per kind of ``kinds``, and ``extra`` (name → NAT kind, None: public); the
     routers of the hosts named in ``portmap`` run the lab's NAT-PMP server
-    (``tests.lab.nat.add_portmap``). Waits for the nodes' runtime files only: see
-    ``wait_published``."""
-    net = PathsNet(lab, base)
+    (``tests.lab.nat.add_portmap``); the nodes named in ``chains`` keep a chain and send and
+    receive messages. Waits for the nodes' runtime files only: see ``wait_published``."""
+    net = PathsNet(lab, base, chains=frozenset(chains))
     hosts: list[tuple[str, str | None, tuple[str, ...]]] = [
         ("reg", None, ("registry",)),
         ("relay", None, ("relay",)),
@@ -400,6 +405,7 @@ def published_net(
 
 async def _answer(node_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
     """One request of the agent's protocol, made to the node of ``node_dir``."""
+    from hypermesh.registry.signing import sign_request
     from hypermesh.transport.client import connect_h3
     from hypermesh.transport.identity import load_identity, read_node_id
 
@@ -421,14 +427,23 @@ async def _answer(node_dir: Path, request: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps({"node": request["node"]}).encode()
     elif request.get("op") == "paths":
         method, path, body = "GET", "/paths/v1", b""
+    elif request.get("op") == "send":
+        method, path = "POST", "/message/v1/send"
+        body = json.dumps({"to": request["to"], "text": request["text"]}).encode()
+    elif request.get("op") == "inbox":
+        method, path, body = "GET", "/message/v1/inbox", b""
     elif request.get("op") == "metrics":
         method, path, body = "GET", "/metrics", b""
     else:
-        return {"status": 0, "error": f"unknown op {request.get('op')!r}: ping, paths, metrics"}
+        known = "ping, forget, paths, send, inbox, metrics"
+        return {"status": 0, "error": f"unknown op {request.get('op')!r}: {known}"}
     timeout = float(request.get("timeout", 20))
     async with asyncio.timeout(timeout):
         async with connect_h3(f"127.0.0.1:{port}", expected_id=node_id, identity=identity) as h3:
             headers = [("content-type", "application/json")] if body else []
+            if path.startswith("/message/"):  # the node's own requests: signed by its key
+                signed = sign_request(identity, method, path, body, now=time.time())
+                headers += list(signed.items())
             started = time.perf_counter()
             status, _, answer = await h3.request(method, path, headers=headers, body=body)
             wall = (time.perf_counter() - started) * 1000
