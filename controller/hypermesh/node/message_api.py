@@ -137,29 +137,23 @@ def no_paths() -> PeerRequests | None:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """How one delivery reaches node ``to``: at ``address`` over fresh connections with its
-    key pinned, or (``address`` None) by node ID over ``paths``."""
+    """How one delivery reaches node ``to``: ``via`` an address (fresh connections with its
+    key pinned), or by node ID over the node's paths."""
 
     to: str
-    address: str | None
-    paths: PeerRequests | None
+    via: str | PeerRequests
     identity: Identity
 
-    def __str__(self) -> str:
-        return self.address if self.address is not None else f"{self.to} over the node's paths"
-
     async def get_json(self, path: str) -> dict[str, Any]:
-        if self.address is not None or self.paths is None:
-            where = self.address or ""
-            return await h3_get_json(where, path, expected_id=self.to, identity=self.identity)
+        if isinstance(self.via, str):
+            return await h3_get_json(self.via, path, expected_id=self.to, identity=self.identity)
         status, body = await self._on_paths("GET", path, b"", ("accept", "application/json"))
         return json_object(self.to, path, status, body)
 
     async def post(self, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
-        if self.address is not None or self.paths is None:
-            where = self.address or ""
+        if isinstance(self.via, str):
             return await h3_post(
-                where,
+                self.via,
                 path,
                 body,
                 expected_id=self.to,
@@ -178,9 +172,9 @@ class Delivery:
     ) -> tuple[int, bytes]:
         """One request over the paths; a peer they cannot find (no live record in the node
         directory, or this very node) is a ``TransportError`` like one that does not answer."""
-        assert self.paths is not None
+        assert not isinstance(self.via, str)
         try:
-            status, _, raw = await self.paths.request(
+            status, _, raw = await self.via.request(
                 self.to, method, path, body=body, headers=[header]
             )
         except TransportError:
@@ -329,18 +323,19 @@ class MessageApi:
         )
 
     async def _key_card(self, to: str, address: str | None) -> tuple[Delivery, dict[str, Any]]:
-        """The recipient's key card and the route it came by: ``address`` first when given,
-        else (or when it does not answer) the node's paths to ``to``."""
+        """The recipient's key card and the way it came: ``address`` first when given, else
+        (or when it does not answer) the node's paths to ``to``."""
         paths = self.paths()
         if address is not None:
-            route = Delivery(to, address, None, self.identity)
+            delivery = Delivery(to, address, self.identity)
             try:
-                return route, await route.get_json(f"{PREFIX}/key")
+                return delivery, await delivery.get_json(f"{PREFIX}/key")
             except TransportError:
                 if paths is None:
                     raise
-        route = Delivery(to, None, paths, self.identity)
-        return route, await route.get_json(f"{PREFIX}/key")
+        assert paths is not None  # send() refuses a message without an address then
+        delivery = Delivery(to, paths, self.identity)
+        return delivery, await delivery.get_json(f"{PREFIX}/key")
 
     async def _deliver(
         self, to: str, address: str | None, recipient: bytes, text: bytes
@@ -349,7 +344,7 @@ class MessageApi:
         block that records the sending and the recipient's receipt."""
         identity = self.identity
         try:
-            route, card = await self._key_card(to, address)
+            delivery, card = await self._key_card(to, address)
             their_key = check_card(card, to)
             message_id = secrets.token_bytes(16)
             sent = await self._append("message", b"to " + recipient + message_id, ())
@@ -358,7 +353,7 @@ class MessageApi:
                 identity, to, their_key, text, sent, message_id=message_id, timestamp_ms=stamp
             )
             self.mailbox.sent(message_id, recipient, sent.seq)
-            status, answer = await route.post(f"{PREFIX}/inbox", sealed, SEALED)
+            status, answer = await delivery.post(f"{PREFIX}/inbox", sealed, SEALED)
         except (BadMessage, TransportError) as exc:
             raise Refused(502, f"not delivered: {exc}") from None
         return message_id, sent, _receipt(to, recipient, status, answer)
