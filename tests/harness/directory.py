@@ -78,9 +78,10 @@ def start(
     return starter.restart(path)
 
 
-def start_with_chain(nodes: NodeStarter, name: str) -> RunningNode:
+def start_with_chain(nodes: NodeStarter, name: str, *, new_key: bool = False) -> RunningNode:
     """Node ``name`` with its chain (and messages) on: a member whose registry is ``registry``
-    and which has no other peer (``start`` turns chains off)."""
+    and which has no other peer (``start`` turns chains off). ``new_key``: its key is made by
+    its own start (not the one the directory lists, then)."""
     node_dir = nodes.base / name
     registry = make_key(nodes.base, "registry").node_id
     config = NodeConfig(
@@ -103,6 +104,9 @@ def start_with_chain(nodes: NodeStarter, name: str) -> RunningNode:
         record_lifetime=10,
     )
     (node_dir / "config.json").write_text(config.to_json())
+    if new_key:
+        for made in ("identity.key", "identity.pub"):
+            (node_dir / made).unlink()
     return nodes.restart(node_dir / "config.json")
 
 

@@ -122,13 +122,15 @@ async def finished_bodies(h3: RawH3Client, streams: int, size: int) -> int:
 async def bombs(h3: RawH3Client, count: int) -> None:
     """``count`` header sections of 20,000 references to a dynamic entry of 1 KiB: refused
     before decoding (431), or, when the client is too slow to send them all in time while it
-    also sends the other abuses, as stalled (408)."""
+    also sends the other abuses, as stalled (408), or, when the unfinished bodies beside them
+    already hold the node's budget of bytes not yet answered, refused by that budget before
+    decoding (429: seen under CI's load)."""
     capacity = LIMITS.qpack_table_capacity
     h3.encoder_instructions(set_capacity(capacity) + insert_literal(b"x-bomb", b"b" * 986))
     sent = [h3.raw_headers(bomb_section(20_000, capacity)) for _ in range(count)]
     for stream in sent:
         answer = await h3.answered(stream, within=LIMITS.request_timeout + 20)
-        assert answer.status in (431, 408), answer
+        assert answer.status in (431, 408, 429), answer
 
 
 async def stalls(h3: RawH3Client, streams: int) -> None:

@@ -28,7 +28,6 @@ from hypermesh.node.config import NodeConfig, Upstream
 from hypermesh.transport.identity import load_identity
 from tests.harness import directory
 from tests.harness.node_process import NodeStarter, RunningNode, stop
-from tests.node.test_chain_authors import _with_chain
 
 EVENTS = 20
 BOUND = 1.0
@@ -38,7 +37,10 @@ IDLE = 6.0
 
 def test_a_block_on_alpha_is_in_betas_replica_at_once(nodes: NodeStarter) -> None:
     registry = directory.start(nodes, "registry", roles=("registry",), members=("alpha", "beta"))
-    alpha, beta = _with_chain(nodes, "alpha"), _with_chain(nodes, "beta")
+    alpha, beta = (
+        directory.start_with_chain(nodes, "alpha"),
+        directory.start_with_chain(nodes, "beta"),
+    )
     directory.wait_record(registry, alpha.identity)
     alpha_key = load_identity(Path(alpha.node_dir) / "identity.key")
     beta_key = load_identity(Path(beta.node_dir) / "identity.key")
@@ -92,8 +94,9 @@ def test_a_block_on_alpha_is_in_betas_replica_at_once(nodes: NodeStarter) -> Non
 
 
 def _witnessed_by(nodes: NodeStarter, name: str, witness: RunningNode) -> RunningNode:
-    """Node ``name`` as ``_with_chain`` makes it, with ``witness`` as a peer asked to cosign."""
-    node = _with_chain(nodes, name)
+    """Node ``name`` as ``directory.start_with_chain`` makes it, with ``witness`` as a peer
+    asked to cosign."""
+    node = directory.start_with_chain(nodes, name)
     config = NodeConfig.from_json(node.config_path.read_text())
     peers = (Upstream(node_dir=str(witness.node_dir)),)
     node.config_path.write_text(dataclasses.replace(config, peers=peers, witnesses=1).to_json())
@@ -103,7 +106,7 @@ def _witnessed_by(nodes: NodeStarter, name: str, witness: RunningNode) -> Runnin
 
 def test_a_new_checkpoint_of_alpha_is_cosigned_by_its_witness_at_once(nodes: NodeStarter) -> None:
     directory.start(nodes, "registry", roles=("registry",), members=("alpha", "beta"))
-    beta = _with_chain(nodes, "beta")
+    beta = directory.start_with_chain(nodes, "beta")
     alpha = _witnessed_by(nodes, "alpha", beta)
     alpha_key = load_identity(Path(alpha.node_dir) / "identity.key")
     own = ChainClient(alpha.address, alpha.identity, caller=alpha_key)

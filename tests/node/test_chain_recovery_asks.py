@@ -14,7 +14,6 @@ from hypermesh.chain.client import ChainClient
 from hypermesh.transport.identity import NEW_KEY_MARK, load_identity
 from tests.harness import directory
 from tests.harness.node_process import NodeStarter, RunningNode, stop
-from tests.node.test_chain_authors import _with_chain
 
 
 def _recovery_asks(registry: RunningNode) -> int:
@@ -43,14 +42,18 @@ def test_only_a_node_whose_key_was_used_before_asks_its_peers(nodes: NodeStarter
     # from a backup): it asks
     directory.make_key(nodes.base, "alpha")
     (nodes.base / "alpha" / NEW_KEY_MARK).unlink()
-    alpha = _with_chain(nodes, "alpha")
+    alpha = directory.start_with_chain(nodes, "alpha")
     _appended(alpha)
     assert _recovery_asks(registry) == 1
     assert not (nodes.base / "alpha" / NEW_KEY_MARK).exists()
 
-    beta = _with_chain(nodes, "beta")  # its key made beforehand, as the controller makes them
+    beta = directory.start_with_chain(
+        nodes, "beta"
+    )  # its key made beforehand, as the controller makes them
     _appended(beta)
-    gamma = _with_chain(nodes, "gamma", new_key=True)  # its key made by its own start
+    gamma = directory.start_with_chain(
+        nodes, "gamma", new_key=True
+    )  # its key made by its own start
     _appended(gamma)
     assert _recovery_asks(registry) == 1
     assert not (nodes.base / "beta" / NEW_KEY_MARK).exists()
