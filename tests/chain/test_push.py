@@ -38,7 +38,7 @@ from hypermesh.chain.witness import Cosignature, CosignatureStore, CosignCollect
 from hypermesh.node import chain_api
 from hypermesh.node.chain_api import add_chain_routes
 from hypermesh.node.router import Router
-from hypermesh.node.server import QuicEndpoint, bind_endpoint, server_configuration
+from hypermesh.node.server import Gate, QuicEndpoint, bind_endpoint, server_configuration
 from hypermesh.transport.address import PeerRef
 from hypermesh.transport.feeds import NoFeed
 from hypermesh.transport.identity import Identity
@@ -52,18 +52,37 @@ BOUND = 1.0
 
 @contextlib.asynccontextmanager
 async def serving(
-    identity: Identity, routes: Callable[[Router], object]
+    identity: Identity, routes: Callable[[Router], object], gate: Gate | None = None
 ) -> AsyncIterator[tuple[QuicEndpoint, str]]:
-    """Node ``identity``'s endpoint with ``routes`` on 127.0.0.1, in this loop; (endpoint, ID)."""
+    """Node ``identity``'s endpoint with ``routes`` on 127.0.0.1 (behind ``gate``), in this
+    loop; (endpoint, ID)."""
     router = Router()
     routes(router)
     endpoint = await bind_endpoint(
-        "127.0.0.1", 0, configuration=server_configuration(identity), router=router
+        "127.0.0.1", 0, configuration=server_configuration(identity), router=router, gate=gate
     )
     try:
         yield endpoint, identity.node_id
     finally:
         endpoint.close()
+
+
+@contextlib.asynccontextmanager
+async def b_following(
+    chains: Chains, endpoint: QuicEndpoint, peer_id: str, refused: Noted | None = None
+) -> AsyncIterator[ChainFollower]:
+    """B's follower running, the node at ``endpoint`` its one peer (``refused``: where it notes
+    the peers that refuse it); stopped at the end."""
+    follower = ChainFollower(
+        chains.b, chains.b_replicas, lambda: [PeerRef(endpoint.address, peer_id)]
+    )
+    if refused is not None:
+        follower.refused = refused
+    task = asyncio.create_task(follower.run())
+    try:
+        yield follower
+    finally:
+        await stopped(task)
 
 
 async def until(predicate: Callable[[], bool], changed: asyncio.Event, what: str) -> None:
@@ -342,22 +361,15 @@ def test_a_refusal_of_the_watch_is_reported_until_the_peer_stops_refusing(tmp_pa
         return (403, "not you") if caller in refusing else (0, "")
 
     async def main() -> None:
-        endpoint = await bind_endpoint(
-            "127.0.0.1", 0, configuration=server_configuration(peer), router=Router(), gate=gate
-        )
-        follower = ChainFollower(
-            chains.b, chains.b_replicas, lambda: [PeerRef(endpoint.address, peer.node_id)]
-        )
-        refused = follower.refused = Noted()
-        task = asyncio.create_task(follower.run())
-        try:
+        refused = Noted()
+        async with (
+            serving(peer, lambda _: None, gate) as (endpoint, peer_id),
+            b_following(chains, endpoint, peer_id, refused),
+        ):
             await until(lambda: peer.node_id in refused, refused.changed, "the refusal")
             assert "not you" in refused[peer.node_id]
             refusing.clear()
             await until(lambda: not refused, refused.changed, "the refusal cleared")
-        finally:
-            await stopped(task)
-            endpoint.close()
 
     try:
         asyncio.run(main())
@@ -380,16 +392,10 @@ def test_a_node_that_follows_no_chain_watches_no_peer_until_its_first_link(
         return (0, "")
 
     async def main() -> None:
-        router = Router()
-        chains.routes(router)
-        endpoint = await bind_endpoint(
-            "127.0.0.1", 0, configuration=server_configuration(peer), router=router, gate=gate
-        )
-        follower = ChainFollower(
-            chains.b, chains.b_replicas, lambda: [PeerRef(endpoint.address, peer.node_id)]
-        )
-        task = asyncio.create_task(follower.run())
-        try:
+        async with (
+            serving(peer, chains.routes, gate) as (endpoint, peer_id),
+            b_following(chains, endpoint, peer_id) as follower,
+        ):
             await asyncio.sleep(1.0)  # time enough for a watch to begin (it takes a few ms)
             assert callers == [] and follower.syncs == 0
             chains.link_b_to_a()
@@ -399,9 +405,6 @@ def test_a_node_that_follows_no_chain_watches_no_peer_until_its_first_link(
                 "A's block in B's replica",
             )
             assert set(callers) == {chains.b.identity.node_id}
-        finally:
-            await stopped(task)
-            endpoint.close()
 
     try:
         asyncio.run(main())

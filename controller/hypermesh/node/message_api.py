@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import secrets
 import time
 import urllib.parse
@@ -72,7 +71,7 @@ from hypermesh.node.router import Request, Route, Router, RouteResponse, get, po
 from hypermesh.registry.signing import MemoryNonceCache
 from hypermesh.revocation import NONE, Revocations
 from hypermesh.transport.address import parse_address
-from hypermesh.transport.client import h3_get_json, h3_post, json_object
+from hypermesh.transport.client import h3_get_json, h3_post, json_answer, json_object
 from hypermesh.transport.identity import Identity, public_key_from_node_id
 
 PREFIX = "/message/v1"
@@ -161,11 +160,7 @@ class Delivery:
                 content_type=content_type,
             )
         status, raw = await self._on_paths("POST", path, body, ("content-type", content_type))
-        try:
-            data = json.loads(raw or b"{}")
-        except ValueError:
-            data = {}
-        return status, data if isinstance(data, dict) else {}
+        return status, json_answer(raw)
 
     async def _on_paths(
         self, method: str, path: str, body: bytes, header: tuple[str, str]
@@ -199,8 +194,7 @@ def add_message_routes(
     """Route the message API of the node ``identity`` (its messaging ``key``, its ``mailbox``,
     its chain's ``appender``, which waits for ``ready``; ``paths``: the node's paths to its
     peers, once they are open)."""
-    api = MessageApi(identity, key, mailbox, appender, ready, revocations, clock)
-    api.paths = paths
+    api = MessageApi(identity, key, mailbox, appender, ready, revocations, clock, paths)
     return router.add_all(api.routes())
 
 
@@ -216,6 +210,7 @@ class MessageApi:
         ready: asyncio.Event | None,
         revocations: Revocations,
         clock: Callable[[], float],
+        paths: Callable[[], PeerRequests | None] = no_paths,
     ) -> None:
         self.identity = identity
         self.key = key
@@ -225,7 +220,8 @@ class MessageApi:
         self.revocations = revocations
         self.clock = clock
         self.card = key_card(identity, key)
-        self.paths: Callable[[], PeerRequests | None] = no_paths
+        self.paths = paths
+        """The node's paths to its peers, once open (None: messages go only to addresses)."""
         self.nonces = MemoryNonceCache()
         self.receiving: set[bytes] = set()
         """Messages whose receipt is being appended: a second delivery meanwhile is a replay."""

@@ -21,7 +21,7 @@ import functools
 import logging
 import socket
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
@@ -840,6 +840,20 @@ def twin_ports(host: str, avoid: Collection[int], tries: int = TWIN_TRIES) -> li
     return found
 
 
+def _port_candidates(
+    host: str, port: int, prefer_port: int | None, tcp_twin: Collection[int] | None
+) -> Iterator[int]:
+    """The UDP ports ``bind_endpoint`` tries in turn, ``port`` itself last: with ``port`` 0,
+    ``prefer_port`` first, then the ``twin_ports`` (looked for only once the preferred port
+    is found busy, so a restart that gets its port back probes nothing)."""
+    if port == 0:
+        if prefer_port:
+            yield prefer_port
+        if tcp_twin is not None:
+            yield from twin_ports(host, tcp_twin)
+    yield port
+
+
 async def bind_endpoint(
     host: str,
     port: int,
@@ -877,10 +891,7 @@ async def bind_endpoint(
         stats=stats,
         relay=relay,
     )
-    candidates = [prefer_port, 0] if port == 0 and prefer_port else [port]
-    if port == 0 and tcp_twin is not None:
-        candidates[-1:] = [*twin_ports(host, tcp_twin), 0]
-    for candidate in candidates:
+    for candidate in _port_candidates(host, port, prefer_port, tcp_twin):
         try:
             transport, server = await loop.create_datagram_endpoint(
                 lambda: MeshEndpoint(configuration=configuration, create_protocol=create_protocol),
@@ -888,11 +899,10 @@ async def bind_endpoint(
             )
             break
         except OSError as exc:
-            if candidate == candidates[-1]:
+            if candidate == port:  # the last candidate: the port asked for, or any
                 raise
             log.info(
-                "preferred port unavailable, taking any free port",
-                extra={"port": candidate, "error": str(exc)},
+                "port unavailable, trying the next", extra={"port": candidate, "error": str(exc)}
             )
     tune_datagram_transport(transport)
     bound_port = int(transport.get_extra_info("sockname")[1])

@@ -520,11 +520,17 @@ async def h3_post(
             )
     except TimeoutError:
         raise TransportError(f"{address}: no answer to POST {path} within {timeout:g}s") from None
+    return status, json_answer(answer)
+
+
+def json_answer(body: bytes) -> dict[str, Any]:
+    """An answer's body as a JSON object; ``{}`` when it is empty, not JSON or no object (an
+    error's status still says what happened)."""
     try:
-        data = json.loads(answer or b"{}")
+        data = json.loads(body or b"{}")
     except ValueError:
-        data = {}
-    return status, data if isinstance(data, dict) else {}
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def fetch_status(
